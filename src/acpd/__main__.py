@@ -1,0 +1,5 @@
+"""`python -m acpd` runs the command line."""
+
+from acpd.cli import main
+
+main()

@@ -1,0 +1,45 @@
+"""Protocol layer: ACP v1 method names and acpd's own ``_acpd/`` frame names. Pure constants."""
+
+from __future__ import annotations
+
+from typing import Final
+
+PROTOCOL_VERSION: Final = 1
+
+# client -> agent
+INITIALIZE: Final = "initialize"
+AUTHENTICATE: Final = "authenticate"
+LOGOUT: Final = "logout"
+SESSION_NEW: Final = "session/new"
+SESSION_LOAD: Final = "session/load"
+SESSION_LIST: Final = "session/list"
+SESSION_RESUME: Final = "session/resume"
+SESSION_CLOSE: Final = "session/close"
+SESSION_DELETE: Final = "session/delete"
+SESSION_PROMPT: Final = "session/prompt"
+SESSION_CANCEL: Final = "session/cancel"
+SESSION_SET_MODE: Final = "session/set_mode"
+SESSION_SET_CONFIG_OPTION: Final = "session/set_config_option"
+SESSION_SET_MODEL: Final = "session/set_model"
+CANCEL_REQUEST: Final = "$/cancel_request"
+
+# agent -> client
+SESSION_UPDATE: Final = "session/update"
+SESSION_REQUEST_PERMISSION: Final = "session/request_permission"
+FS_READ_TEXT_FILE: Final = "fs/read_text_file"
+FS_WRITE_TEXT_FILE: Final = "fs/write_text_file"
+TERMINAL_CREATE: Final = "terminal/create"
+TERMINAL_OUTPUT: Final = "terminal/output"
+TERMINAL_WAIT_FOR_EXIT: Final = "terminal/wait_for_exit"
+TERMINAL_KILL: Final = "terminal/kill"
+TERMINAL_RELEASE: Final = "terminal/release"
+
+# acpd's own frames in a session's event log (sender "daemon"); each is documented in the README
+ACPD_AGENT_STARTED: Final = "_acpd/agent_started"
+ACPD_AGENT_EXITED: Final = "_acpd/agent_exited"
+ACPD_AGENT_STDERR: Final = "_acpd/agent_stderr"
+ACPD_ERROR: Final = "_acpd/error"
+ACPD_SETTINGS_CHANGED: Final = "_acpd/settings_changed"
+ACPD_LIMIT_REACHED: Final = "_acpd/limit_reached"
+ACPD_PERMISSION_RESOLVED: Final = "_acpd/permission_resolved"
+ACPD_TURN_INTERRUPTED: Final = "_acpd/turn_interrupted"

@@ -1,0 +1,75 @@
+"""Store layer: the EventStore Protocol every backend (memory, SQLite) implements.
+
+It must not interpret payloads or session settings beyond the few indexed keys named here; the
+daemon owns their meaning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from acpd.protocol.events import EventRecord
+
+SessionDoc = dict[str, Any]
+"""A session as a JSON object. The store reads only these keys: ``id`` (str), ``agent`` (str),
+``project`` (str | None), ``cwd`` (str), ``createdAt`` (RFC 3339 str) and ``archivedAt``
+(str | None); everything else is kept verbatim."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPage:
+    items: list[SessionDoc]
+    next_cursor: str | None
+
+
+class EventStore(Protocol):
+    """Durable session documents and append-only event logs.
+
+    Writes never run on the event loop thread. ``append`` commits all given records in one
+    transaction; within a session, seqs must continue the log without gaps (1, 2, 3, …), else
+    ``StoreError`` is raised and nothing is written.
+    """
+
+    async def append(self, records: Sequence[EventRecord]) -> None: ...
+
+    async def read(self, session_id: str, *, after: int = 0, limit: int = 1000) -> list[EventRecord]:
+        """Records with ``seq > after`` in order, at most ``limit``."""
+        ...
+
+    async def last_seq(self, session_id: str) -> int:
+        """The highest committed seq, 0 for an empty or unknown session."""
+        ...
+
+    async def save_session(self, doc: SessionDoc) -> None:
+        """Insert or replace the session document."""
+        ...
+
+    async def get_session(self, session_id: str) -> SessionDoc | None: ...
+
+    async def list_sessions(
+        self,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        project: str | None = None,
+        agent: str | None = None,
+        archived: bool | None = None,
+        cwd: str | None = None,
+    ) -> SessionPage:
+        """Newest first (``createdAt`` desc, then ``id``); ``cursor`` is opaque, from a previous page.
+        ``archived=None`` lists both; raises ``InvalidInput`` for a malformed cursor."""
+        ...
+
+    async def delete_session(self, session_id: str) -> bool:
+        """Delete the session, its events and idempotency records; False if it did not exist."""
+        ...
+
+    async def get_idempotent(self, session_id: str, key: str) -> str | None:
+        """The stored answer for an Idempotency-Key, if any."""
+        ...
+
+    async def put_idempotent(self, session_id: str, key: str, value: str) -> None: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,1 @@
+"""Public test kit: the scripted mock ACP agent and conformance checks. Nothing in the product imports it."""
