@@ -1,7 +1,222 @@
-"""CLI layer: the only place that reads argv, the environment and the config file."""
+"""CLI layer: the only place that reads argv, the environment and the config file.
+
+Commands: ``serve``, ``mock-agent``, ``sessions list|show|events``, ``prompt``, ``agents list``.
+"""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import os
+import sys
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-def main() -> None:
-    raise SystemExit("acpd: not implemented yet")
+from acpd import __version__
+from acpd.client import DEFAULT_URL, DaemonClient, DaemonError, TurnPrinter
+from acpd.config import AgentConfig, DaemonConfig, Policy
+from acpd.errors import AcpdError
+from acpd.protocol import jsonio
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.run(args)
+    except (AcpdError, DaemonError) as exc:
+        print(f"acpd: {exc}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    raise SystemExit(code)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="acpd", description="Many coding agents behind one ACP surface.")
+    parser.add_argument("--version", action="version", version=f"acpd {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the daemon (default http://127.0.0.1:4520, SQLite)")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1; anything else needs --token)")
+    serve.add_argument("--port", type=int, help="port (default 4520; 0 picks a free one)")
+    serve.add_argument("--db", help="SQLite file, or :memory: (default: <data dir>/acpd.db)")
+    serve.add_argument("--data-dir", help="data directory (default $XDG_DATA_HOME/acpd)")
+    serve.add_argument("--config", help="TOML config file (default $XDG_CONFIG_HOME/acpd/config.toml if present)")
+    serve.add_argument("--token", help="bearer token clients must send (or ACPD_TOKEN)")
+    serve.add_argument("--port-file", help="write the bound port to this file once listening")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(run=run_serve)
+
+    mock = commands.add_parser("mock-agent", help="run the scripted mock ACP agent on stdio", add_help=False)
+    mock.add_argument("rest", nargs=argparse.REMAINDER)
+    mock.set_defaults(run=run_mock_agent)
+
+    _client_commands(commands)
+    return parser
+
+
+def _client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=os.environ.get("ACPD_URL", DEFAULT_URL), help="daemon URL (or ACPD_URL)")
+    parser.add_argument("--token", default=os.environ.get("ACPD_TOKEN"), help="bearer token (or ACPD_TOKEN)")
+
+
+def _client_commands(commands: Any) -> None:
+    sessions = commands.add_parser("sessions", help="list and inspect sessions of a running daemon")
+    which = sessions.add_subparsers(required=True, metavar="ACTION")
+    listing = which.add_parser("list", help="list sessions")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true", help="print the raw JSON page")
+    listing.set_defaults(run=run_sessions_list)
+    show = which.add_parser("show", help="show one session as JSON")
+    show.add_argument("id")
+    show.set_defaults(run=run_sessions_show)
+    events = which.add_parser("events", help="print a session's events as JSON lines")
+    events.add_argument("id")
+    events.add_argument("--after", type=int, default=0)
+    events.add_argument("--limit", type=int, default=1000)
+    events.add_argument("--follow", "-f", action="store_true", help="keep streaming new events")
+    events.set_defaults(run=run_sessions_events)
+    for parser in (listing, show, events):
+        _client_options(parser)
+
+    prompt = commands.add_parser("prompt", help="send one prompt and stream the answer")
+    prompt.add_argument("text", nargs="+", help="the prompt; '-' reads it from stdin")
+    prompt.add_argument("--session", "-s", help="an existing session id (default: create one)")
+    prompt.add_argument("--agent", "-a", help="agent for a new session (default: the daemon's default)")
+    prompt.add_argument("--cwd", default=os.getcwd(), help="working directory for a new session")
+    _client_options(prompt)
+    prompt.set_defaults(run=run_prompt)
+
+    agents = commands.add_parser("agents", help="agents a running daemon can start")
+    agents_which = agents.add_subparsers(required=True, metavar="ACTION")
+    agents_list = agents_which.add_parser("list", help="list agents and whether they can start")
+    _client_options(agents_list)
+    agents_list.set_defaults(run=run_agents_list)
+
+
+# -- serve ---------------------------------------------------------------------------------------
+
+
+def load_config(args: argparse.Namespace, env: dict[str, str]) -> DaemonConfig:
+    """Merge, lowest first: defaults, the TOML file, environment, flags."""
+    values: dict[str, Any] = {}
+    path = args.config or env.get("ACPD_CONFIG")
+    default_path = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "acpd" / "config.toml"
+    if path or default_path.is_file():
+        values = _read_toml(Path(path) if path else default_path)
+    for key, env_name in (("db", "ACPD_DB"), ("token", "ACPD_TOKEN"), ("data_dir", "ACPD_DATA_DIR")):
+        if env.get(env_name):
+            values[key] = env[env_name]
+    for key in ("host", "port", "db", "data_dir", "token"):
+        if getattr(args, key, None) is not None:
+            values[key] = getattr(args, key)
+    return DaemonConfig.model_validate(values)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise AcpdError(f"cannot read config file {path}: {exc}") from exc
+    values: dict[str, Any] = dict(data.get("daemon", {}))
+    values["agents"] = {name: AgentConfig.model_validate(spec) for name, spec in data.get("agents", {}).items()}
+    if "policy" in data:
+        values["policy"] = Policy.model_validate(data["policy"])
+    return values
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import anyio
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_config(args, dict(os.environ))
+    print(f"acpd {__version__} on http://{config.host}:{config.port} (db: {config.resolved_db()})", file=sys.stderr)
+    anyio.run(_serve, config, args.port_file, backend="asyncio", backend_options={"use_uvloop": _has_uvloop()})
+    return 0
+
+
+async def _serve(config: DaemonConfig, port_file: str | None) -> None:
+    from acpd.daemon.serve import serve
+
+    await serve(config, port_file=port_file)
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run_mock_agent(args: argparse.Namespace) -> int:
+    from acpd.testing.mock_agent import main as mock_main
+
+    return int(mock_main(args.rest))
+
+
+# -- client commands -----------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> DaemonClient:
+    return DaemonClient(args.url, args.token)
+
+
+def run_sessions_list(args: argparse.Namespace) -> int:
+    page = _client(args).call("GET", "/v1/sessions", params={"limit": args.limit})
+    if args.json:
+        print(jsonio.dumps_str(page))
+        return 0
+    for item in page["items"]:
+        title = item.get("title") or ""
+        print(f"{item['id']}  {item['agent']:<10} {item['status']:<20} {item['createdAt']}  {title}")
+    return 0
+
+
+def run_sessions_show(args: argparse.Namespace) -> int:
+    print(jsonio.dumps_str(_client(args).call("GET", f"/v1/sessions/{args.id}")))
+    return 0
+
+
+def run_sessions_events(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.follow:
+        for event in client.stream("GET", f"/v1/sessions/{args.id}/events/stream", params={"after": args.after}):
+            print(jsonio.dumps_str(event), flush=True)
+        return 0
+    after = args.after
+    while True:
+        page = client.call("GET", f"/v1/sessions/{args.id}/events", params={"after": after, "limit": args.limit})
+        for item in page["items"]:
+            print(jsonio.dumps_str(item))
+        if not page["hasMore"]:
+            return 0
+        after = page["nextAfter"]
+
+
+def run_prompt(args: argparse.Namespace) -> int:
+    client = _client(args)
+    text = sys.stdin.read() if args.text == ["-"] else " ".join(args.text)
+    session_id = args.session
+    if session_id is None:
+        body = {"cwd": str(Path(args.cwd).resolve())} | ({"agent": args.agent} if args.agent else {})
+        session_id = client.call("POST", "/v1/sessions", json=body)["id"]
+        print(f"[session {session_id}]", file=sys.stderr)
+    printer = TurnPrinter()
+    for event in client.stream("POST", f"/v1/sessions/{session_id}/prompt", json={"prompt": text}):
+        printer.show(event)
+    print(file=sys.stderr)
+    if printer.error is not None:
+        print(f"acpd: the turn failed: {printer.error.get('message')}", file=sys.stderr)
+        return 1
+    print(f"[{printer.stop_reason}]", file=sys.stderr)
+    return 0
+
+
+def run_agents_list(args: argparse.Namespace) -> int:
+    for agent in _client(args).call("GET", "/v1/agents")["items"]:
+        state = "ready" if agent["available"] else f"unavailable: {agent['reason']}"
+        print(f"{agent['name']:<12} {agent['kind']:<5} {state}")
+    return 0

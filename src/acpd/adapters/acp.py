@@ -1,0 +1,241 @@
+"""Adapters layer: any agent that speaks ACP over stdio, spawned as a child process.
+
+The daemon is the agent's ACP client. This module spawns the command, negotiates the session
+(``session/load`` or ``session/resume`` when the agent offers them and there is one to continue),
+forwards turns and settings, and hands everything the agent says to the ``SessionHost``. It must
+not decide policy (permissions, limits) nor persist anything: that is the daemon's job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import anyio
+from anyio.abc import TaskStatus
+
+from acpd import __version__
+from acpd.adapters.base import BackendState, SessionHost
+from acpd.config import AgentConfig
+from acpd.errors import AgentError, AgentExited, ConnectionClosed, RpcError
+from acpd.protocol import methods
+from acpd.protocol.framing import Frame, FrameTooLong
+from acpd.protocol.jsonio import JsonObject, JsonValue
+from acpd.rpc.peer import JsonRpcPeer
+from acpd.transports.process import ProcessSpec, ProcessTransport, open_process_transport
+
+logger = logging.getLogger(__name__)
+
+CLIENT_CAPABILITIES: Final[JsonObject] = {"fs": {"readTextFile": True, "writeTextFile": True}, "terminal": True}
+EXCERPT_CHARS: Final = 200
+
+
+class AcpBackend:
+    """One agent process serving one daemon session."""
+
+    def __init__(
+        self,
+        name: str,
+        config: AgentConfig,
+        *,
+        cwd: str,
+        mcp_servers: Sequence[JsonObject] = (),
+        base_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self._config = config
+        self._cwd = cwd
+        self._mcp_servers = list(mcp_servers)
+        self._base_env = dict(os.environ if base_env is None else base_env)
+        self._peer: JsonRpcPeer | None = None
+        self._proc: ProcessTransport | None = None
+        self._host: SessionHost | None = None
+        self._backend_session_id: str | None = None
+        self._replaying = False
+        self._stopped = anyio.Event()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def run(self, host: SessionHost, *, resume_id: str | None, task_status: TaskStatus[BackendState]) -> None:
+        self._host = host
+        spec = ProcessSpec(
+            command=self._config.command,
+            args=tuple(self._config.args),
+            env={**self._base_env, **self._config.env},
+            cwd=self._config.cwd or self._cwd,
+        )
+        returncode: int | None = None
+        stderr_tail = ""
+        started = False
+        try:
+            async with open_process_transport(spec) as proc:
+                self._proc = proc
+                peer = JsonRpcPeer(
+                    proc,
+                    on_request=self._on_request,
+                    on_notification=self._on_notification,
+                    on_invalid=self._on_invalid,
+                    answer_invalid=False,
+                    name=f"agent:{self.name}",
+                )
+                self._peer = peer
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(peer.run)
+                    state = await self._open_session(peer, resume_id)
+                    started = True
+                    task_status.started(state)
+                    await peer.wait_closed()
+                    tg.cancel_scope.cancel()
+            returncode, stderr_tail = proc.returncode, proc.stderr_tail()
+        finally:
+            self._stopped.set()
+            if started:
+                host.backend_exited(returncode, stderr_tail)
+
+    async def _open_session(self, peer: JsonRpcPeer, resume_id: str | None) -> BackendState:
+        try:
+            init = await peer.request(
+                methods.INITIALIZE,
+                {
+                    "protocolVersion": methods.PROTOCOL_VERSION,
+                    "clientCapabilities": CLIENT_CAPABILITIES,
+                    "clientInfo": {"name": "acpd", "version": __version__},
+                },
+            )
+            caps = _object(_object(init).get("agentCapabilities"))
+            state = await self._continue_session(peer, caps, resume_id) if resume_id else None
+            if state is None:
+                result = _object(
+                    await peer.request(methods.SESSION_NEW, {"cwd": self._cwd, "mcpServers": self._mcp_servers})
+                )
+                state = _state(result, "new", str(result.get("sessionId") or ""))
+        except (RpcError, ConnectionClosed) as exc:
+            raise AgentError(f"agent {self.name!r} failed to open a session: {exc}{self._stderr_hint()}") from exc
+        state.agent_info = _object(_object(init).get("agentInfo"))
+        state.capabilities = caps
+        self._backend_session_id = state.backend_session_id
+        return state
+
+    async def _continue_session(self, peer: JsonRpcPeer, caps: JsonObject, resume_id: str) -> BackendState | None:
+        """Resume (no replay) or load (replay suppressed) the earlier backend session, if offered."""
+        params = {"sessionId": resume_id, "cwd": self._cwd, "mcpServers": self._mcp_servers}
+        how = (
+            methods.SESSION_RESUME
+            if "resume" in _object(caps.get("sessionCapabilities"))
+            else methods.SESSION_LOAD
+            if caps.get("loadSession")
+            else None
+        )
+        if how is None:
+            return None
+        # Our log already has the history; what the agent replays while loading must not be recorded twice.
+        self._replaying = how == methods.SESSION_LOAD
+        try:
+            result = _object(await peer.request(how, params))
+        except RpcError as exc:
+            logger.info("agent %s could not %s session %s (%s); starting a new one", self.name, how, resume_id, exc)
+            return None
+        finally:
+            self._replaying = False
+        return _state(result, how.removeprefix("session/"), resume_id)
+
+    async def aclose(self) -> None:
+        if self._peer is not None:
+            await self._peer.aclose()
+            with anyio.CancelScope(shield=True):
+                await self._stopped.wait()
+
+    # -- calls from the daemon -------------------------------------------------------------------
+
+    def _live_peer(self) -> JsonRpcPeer:
+        if self._peer is None or self._peer.closed:
+            raise AgentExited(f"agent {self.name!r} is not running{self._stderr_hint()}")
+        return self._peer
+
+    async def prompt(self, prompt: list[JsonObject]) -> JsonObject:
+        peer = self._live_peer()
+        try:
+            result = await peer.request(
+                methods.SESSION_PROMPT, {"sessionId": self._backend_session_id, "prompt": prompt}
+            )
+        except ConnectionClosed as exc:
+            raise AgentExited(f"agent {self.name!r} exited during the turn{self._stderr_hint()}") from exc
+        return _object(result)
+
+    async def cancel(self) -> None:
+        if self._peer is not None and not self._peer.closed:
+            await self._peer.notify(methods.SESSION_CANCEL, {"sessionId": self._backend_session_id})
+
+    async def set_mode(self, mode_id: str) -> None:
+        await self._live_peer().request(
+            methods.SESSION_SET_MODE, {"sessionId": self._backend_session_id, "modeId": mode_id}
+        )
+
+    async def set_config_option(self, config_id: str, value: Any) -> list[JsonObject] | None:
+        params: JsonObject = {"sessionId": self._backend_session_id, "configId": config_id, "value": value}
+        if isinstance(value, bool):
+            params["type"] = "boolean"
+        result = _object(await self._live_peer().request(methods.SESSION_SET_CONFIG_OPTION, params))
+        options = result.get("configOptions")
+        return options if isinstance(options, list) else None
+
+    async def set_model(self, model_id: str) -> None:
+        await self._live_peer().request(
+            methods.SESSION_SET_MODEL, {"sessionId": self._backend_session_id, "modelId": model_id}
+        )
+
+    # -- calls from the agent --------------------------------------------------------------------
+
+    async def _on_notification(self, method: str, params: JsonValue, message: JsonObject) -> None:
+        if self._replaying and method == methods.SESSION_UPDATE:
+            return
+        host = self._require_host()
+        if isinstance(params, dict) and "sessionId" in params:
+            params["sessionId"] = host.session_id
+        await host.emit(message)
+
+    async def _on_request(self, method: str, params: JsonValue, message: JsonObject) -> JsonValue:
+        host = self._require_host()
+        if method == methods.SESSION_REQUEST_PERMISSION:
+            if isinstance(params, dict):
+                params["sessionId"] = host.session_id
+            return await host.request_permission(message)
+        if method.startswith(("fs/", "terminal/")):
+            if not isinstance(params, dict):
+                raise RpcError.invalid_params("params must be an object")
+            return await host.client_request(method, params)
+        raise RpcError.method_not_found(method)
+
+    def _on_invalid(self, frame: Frame, reason: str) -> None:
+        if isinstance(frame, FrameTooLong):
+            excerpt = f"<{frame.size} bytes>"
+        else:
+            excerpt = frame[:EXCERPT_CHARS].decode("utf-8", "replace")
+        self._require_host().record_error(
+            "AGENT_PROTOCOL_ERROR", f"agent {self.name!r} wrote an invalid frame: {reason}", {"excerpt": excerpt}
+        )
+
+    def _require_host(self) -> SessionHost:
+        assert self._host is not None, "run() sets the host before the peer starts"
+        return self._host
+
+    def _stderr_hint(self) -> str:
+        tail = self._proc.stderr_tail().strip() if self._proc is not None else ""
+        return f"; its stderr ends with: {tail[-EXCERPT_CHARS:]}" if tail else ""
+
+
+def _object(value: JsonValue) -> JsonObject:
+    return value if isinstance(value, dict) else {}
+
+
+def _state(result: JsonObject, how: str, session_id: str) -> BackendState:
+    options = result.get("configOptions")
+    return BackendState(
+        backend_session_id=session_id or None,
+        how=how,
+        modes=result.get("modes") if isinstance(result.get("modes"), dict) else None,
+        config_options=options if isinstance(options, list) else None,
+        models=result.get("models") if isinstance(result.get("models"), dict) else None,
+    )

@@ -1,0 +1,108 @@
+"""Adapters layer: the Protocols between the daemon and a backend. No I/O here.
+
+A backend serves one daemon session. The daemon gives it a ``SessionHost`` (what it may ask of the
+daemon) and drives it through the ``Backend`` methods. Frames a backend hands to the host already
+carry the daemon's session id in ``params.sessionId``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from anyio.abc import TaskStatus
+
+from acpd.protocol.jsonio import JsonObject, JsonValue
+
+
+class SessionHost(Protocol):
+    """The daemon, as seen by one session's backend."""
+
+    @property
+    def session_id(self) -> str: ...
+
+    @property
+    def cwd(self) -> str: ...
+
+    async def emit(self, message: JsonObject) -> None:
+        """Record a frame the agent sent (``session/update`` or another notification)."""
+        ...
+
+    async def request_permission(self, message: JsonObject) -> JsonObject:
+        """Broker a ``session/request_permission`` request; return its result (``{"outcome": …}``)."""
+        ...
+
+    async def client_request(self, method: str, params: JsonObject) -> JsonValue:
+        """Serve an agent's ``fs/*`` or ``terminal/*`` call (locally or through an attached editor).
+
+        Raises:
+            RpcError: the call is refused or fails; the message goes back to the agent.
+        """
+        ...
+
+    def record_error(self, code: str, message: str, data: JsonObject | None = None) -> None:
+        """Record an ``_acpd/error`` event (e.g. the agent wrote garbage to stdout)."""
+        ...
+
+    def backend_exited(self, returncode: int | None, stderr_tail: str) -> None:
+        """The backend's process ended (called once, from the backend's own task)."""
+        ...
+
+
+@dataclass(slots=True)
+class BackendState:
+    """What a started backend reports about its session."""
+
+    backend_session_id: str | None
+    how: str
+    """``new``, ``load`` or ``resume``: how the backend session was obtained."""
+    agent_info: JsonObject = field(default_factory=dict)
+    capabilities: JsonObject = field(default_factory=dict)
+    modes: JsonObject | None = None
+    config_options: list[JsonObject] | None = None
+    models: JsonObject | None = None
+
+
+class Backend(Protocol):
+    """One session's agent. ``run`` owns its processes and tasks; the rest are called while it runs."""
+
+    async def run(
+        self,
+        host: SessionHost,
+        *,
+        resume_id: str | None,
+        task_status: TaskStatus[BackendState],
+    ) -> None:
+        """Start the agent and its session (loading or resuming ``resume_id`` when the agent can),
+        report the state through ``task_status.started``, then serve until closed or exited.
+
+        Raises:
+            AgentUnavailable: the agent cannot be started.
+            AgentError: it started but failed to open a session.
+        """
+        ...
+
+    async def prompt(self, prompt: list[JsonObject]) -> JsonObject:
+        """Run one turn; return the ``session/prompt`` result (``{"stopReason": …}``).
+
+        Raises:
+            RpcError: the agent answered with an error.
+            AgentExited: the agent ended during the turn.
+        """
+        ...
+
+    async def cancel(self) -> None:
+        """Ask the agent to stop the running turn (``session/cancel``)."""
+        ...
+
+    async def set_mode(self, mode_id: str) -> None: ...
+
+    async def set_config_option(self, config_id: str, value: Any) -> list[JsonObject] | None:
+        """Set a backend config option; return the full new option list when the agent gives it."""
+        ...
+
+    async def set_model(self, model_id: str) -> None: ...
+
+    async def aclose(self) -> None:
+        """Stop the agent and its whole process tree; idempotent; returns promptly."""
+        ...

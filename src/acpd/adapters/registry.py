@@ -1,0 +1,22 @@
+"""Adapters layer: backend kinds by name. Builds a ``Backend`` for a configured agent; no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from acpd.adapters.acp import AcpBackend
+from acpd.adapters.base import Backend
+from acpd.config import AgentConfig
+from acpd.errors import ConfigError
+from acpd.protocol.jsonio import JsonObject
+
+
+def create_backend(name: str, config: AgentConfig, *, cwd: str, mcp_servers: Sequence[JsonObject] = ()) -> Backend:
+    """A backend for the agent ``name``, not yet started.
+
+    Raises:
+        ConfigError: the agent's kind is unknown.
+    """
+    if config.kind == "acp":
+        return AcpBackend(name, config, cwd=cwd, mcp_servers=mcp_servers)
+    raise ConfigError(f"agent {name!r} has unknown kind {config.kind!r}")  # pragma: no cover - Literal-typed

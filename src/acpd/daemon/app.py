@@ -1,0 +1,45 @@
+"""Daemon layer: ``create_app`` assembles the Starlette application around a running SessionManager.
+
+It wires routes, error handlers and middleware; it owns no state of its own.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+
+from acpd.errors import AcpdError
+
+from .http import ROUTES
+from .manager import SessionManager
+from .problems import handle_acpd_error, handle_http_exception, handle_unexpected
+from .security import SecurityMiddleware, allowed_origins
+
+
+def create_app(manager: SessionManager, *, port: int | None = None) -> Starlette:
+    """The HTTP app for ``manager`` (which the caller keeps running). ``port`` is the bound port,
+    used for the Host/Origin allow-lists; default: the configured one."""
+    config = manager.config
+    bound_port = config.port if port is None else port
+    app = Starlette(
+        routes=list(ROUTES),
+        middleware=[
+            Middleware(SecurityMiddleware, config=config, port=bound_port),
+            Middleware(
+                CORSMiddleware,
+                allow_origins=sorted(allowed_origins(config, bound_port)),
+                allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+            ),
+        ],
+        exception_handlers={
+            AcpdError: handle_acpd_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected,
+        },
+    )
+    app.state.manager = manager
+    app.state.max_body_bytes = config.max_body_bytes
+    return app

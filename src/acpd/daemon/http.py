@@ -1,0 +1,220 @@
+"""Daemon layer: the REST + SSE routes of DESIGN §3.1. A thin edge: parse, call the
+SessionManager, respond. No business logic, no storage decisions."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any, Final
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from acpd import __version__
+from acpd.errors import InvalidInput, PayloadTooLarge, RpcError
+from acpd.protocol import jsonio
+from acpd.protocol.jsonio import JsonObject
+
+from . import sse
+from .manager import SessionManager
+from .problems import problem
+from .turns import Turn
+
+MAX_PAGE: Final = 1000
+DEFAULT_EVENTS_PAGE: Final = 200
+
+
+def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(jsonio.dumps(value), status_code=status, media_type="application/json", headers=headers)
+
+
+def manager_of(request: Request) -> SessionManager:
+    manager = request.app.state.manager
+    assert isinstance(manager, SessionManager)
+    return manager
+
+
+async def read_json(request: Request) -> JsonObject:
+    """The body as a JSON object, within the size limit (also when no Content-Length was sent)."""
+    limit: int = request.app.state.max_body_bytes
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+    if not body.strip():
+        return {}
+    try:
+        value = jsonio.loads(bytes(body))
+    except jsonio.JSONDecodeError as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise InvalidInput("the body must be a JSON object")
+    return value
+
+
+def int_param(request: Request, name: str, default: int, *, low: int = 0, high: int | None = None) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"query parameter {name!r} must be an integer") from exc
+    if value < low or (high is not None and value > high):
+        raise InvalidInput(f"query parameter {name!r} must be between {low} and {high}")
+    return value
+
+
+def bool_param(request: Request, name: str) -> bool | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if raw not in ("true", "false"):
+        raise InvalidInput(f"query parameter {name!r} must be true or false")
+    return raw == "true"
+
+
+async def health(request: Request) -> Response:
+    return json_response({"status": "ok", "version": __version__})
+
+
+async def agents(request: Request) -> Response:
+    items = []
+    for name, agent in sorted(manager_of(request).config.all_agents().items()):
+        found = shutil.which(agent.command)
+        items.append(
+            {
+                "name": name,
+                "kind": agent.kind,
+                "description": agent.description,
+                "command": [agent.command, *agent.args],
+                "available": found is not None,
+                "reason": None if found else f"command {agent.command!r} not found on PATH",
+            }
+        )
+    return json_response({"items": items})
+
+
+async def create_session(request: Request) -> Response:
+    runtime = await manager_of(request).create(await read_json(request))
+    location = f"/v1/sessions/{runtime.session_id}"
+    return json_response(runtime.wire(), status=201, headers={"Location": location})
+
+
+async def list_sessions(request: Request) -> Response:
+    page = await manager_of(request).list_sessions(
+        limit=int_param(request, "limit", 50, low=1, high=MAX_PAGE),
+        cursor=request.query_params.get("cursor") or None,
+        project=request.query_params.get("project"),
+        agent=request.query_params.get("agent"),
+        archived=bool_param(request, "archived"),
+    )
+    return json_response({"items": page.items, "nextCursor": page.next_cursor})
+
+
+async def get_session(request: Request) -> Response:
+    runtime = await manager_of(request).runtime(request.path_params["id"])
+    return json_response(runtime.wire())
+
+
+async def patch_session(request: Request) -> Response:
+    runtime = await manager_of(request).update(request.path_params["id"], await read_json(request))
+    return json_response(runtime.wire())
+
+
+async def delete_session(request: Request) -> Response:
+    await manager_of(request).delete(request.path_params["id"])
+    return Response(status_code=204)
+
+
+async def prompt(request: Request) -> Response:
+    manager = manager_of(request)
+    session_id = request.path_params["id"]
+    body = await read_json(request)
+    key = request.headers.get("idempotency-key") or None
+    if key is not None:
+        await manager.runtime(session_id)
+        stored = await manager.stored_answer(session_id, key)
+        if stored is not None:
+            return json_response(stored, headers={"Idempotent-Replayed": "true"})
+    queue = body.get("queue", True)
+    if not isinstance(queue, bool):
+        raise InvalidInput('"queue" must be true or false')
+    turn = await manager.prompt(session_id, body.get("prompt"), key=key, queue=queue)
+    if "text/event-stream" in request.headers.get("accept", ""):
+        runtime = await manager.runtime(session_id)
+        return StreamingResponse(_turn_stream(runtime.log, turn), media_type="text/event-stream", headers=sse.HEADERS)
+    await turn.done.wait()
+    return _turn_answer(session_id, turn)
+
+
+async def _turn_stream(log: Any, turn: Turn) -> Any:
+    await turn.started.wait()
+    if turn.first_seq == 0:
+        return
+    async for chunk in sse.stream_log(log, turn.first_seq - 1, until=lambda seq: seq == turn.last_seq):
+        yield chunk
+
+
+def _turn_answer(session_id: str, turn: Turn) -> Response:
+    if turn.number == 0:
+        detail = turn.error.message if turn.error else "the turn did not run"
+        return problem(409, "session-closed", detail)
+    answer = turn.answer(session_id)
+    if turn.error is not None and not isinstance(turn.error, RpcError):
+        return problem(turn.error.status, turn.error.kind, turn.error.message, **answer)
+    return json_response(answer)
+
+
+async def cancel(request: Request) -> Response:
+    cancelled = await manager_of(request).cancel(request.path_params["id"])
+    return json_response({"cancelled": cancelled})
+
+
+async def events(request: Request) -> Response:
+    after = int_param(request, "after", 0)
+    limit = int_param(request, "limit", DEFAULT_EVENTS_PAGE, low=1, high=MAX_PAGE * 10)
+    records, committed = await manager_of(request).events(request.path_params["id"], after=after, limit=limit)
+    next_after = records[-1].seq if records else after
+    items = ",".join(r.to_json() for r in records)
+    body = f'{{"items":[{items}],"nextAfter":{next_after},"hasMore":{"true" if next_after < committed else "false"}}}'
+    return Response(body, media_type="application/json")
+
+
+async def event_stream(request: Request) -> Response:
+    runtime = await manager_of(request).runtime(request.path_params["id"])
+    last_id = request.headers.get("last-event-id")
+    if last_id is not None and last_id.strip().isdigit():
+        after = int(last_id.strip())
+    else:
+        after = int_param(request, "after", 0)
+    return StreamingResponse(sse.stream_log(runtime.log, after), media_type="text/event-stream", headers=sse.HEADERS)
+
+
+async def permissions(request: Request) -> Response:
+    runtime = await manager_of(request).runtime(request.path_params["id"])
+    return json_response({"items": [p.to_wire() for p in runtime.broker.pending()]})
+
+
+async def reply_permission(request: Request) -> Response:
+    runtime = await manager_of(request).runtime(request.path_params["id"])
+    result = runtime.reply_permission(request.path_params["pid"], await read_json(request))
+    return json_response(result)
+
+
+ROUTES: Final = [
+    Route("/v1/health", health, methods=["GET"]),
+    Route("/v1/agents", agents, methods=["GET"]),
+    Route("/v1/sessions", create_session, methods=["POST"]),
+    Route("/v1/sessions", list_sessions, methods=["GET"]),
+    Route("/v1/sessions/{id}", get_session, methods=["GET"]),
+    Route("/v1/sessions/{id}", patch_session, methods=["PATCH"]),
+    Route("/v1/sessions/{id}", delete_session, methods=["DELETE"]),
+    Route("/v1/sessions/{id}/prompt", prompt, methods=["POST"]),
+    Route("/v1/sessions/{id}/cancel", cancel, methods=["POST"]),
+    Route("/v1/sessions/{id}/events", events, methods=["GET"]),
+    Route("/v1/sessions/{id}/events/stream", event_stream, methods=["GET"]),
+    Route("/v1/sessions/{id}/permissions", permissions, methods=["GET"]),
+    Route("/v1/sessions/{id}/permissions/{pid}", reply_permission, methods=["POST"]),
+]

@@ -1,0 +1,150 @@
+"""Daemon layer: one session's event log in memory: seq assignment, grouped commits, cursors.
+
+Durable before visible: ``append`` only queues a record; a flusher task commits queued records in
+one store transaction per batch and only then makes them readable. Readers are cursors (a seq),
+not queues: they read committed records from a bounded in-memory tail, or from the store when
+they have fallen further behind, so a slow reader costs no memory and never misses a record.
+It must not interpret payloads (the session runtime does).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Final
+
+import anyio
+
+from acpd.protocol import jsonio
+from acpd.protocol.events import EventRecord, Sender, utc_now
+from acpd.store.base import EventStore
+
+logger = logging.getLogger(__name__)
+
+TAIL_RECORDS: Final = 10_000
+"""Committed records kept in memory per open session for readers that are nearly caught up."""
+HIGH_WATER_RECORDS: Final = 20_000
+"""Queued (uncommitted) records past which writers wait for the flusher: backpressure on the agent."""
+MAX_BATCH_RECORDS: Final = 20_000
+STORE_RETRY_SECONDS: Final = 1.0
+
+
+class SessionLog:
+    """Append-only, gap-free log of one session."""
+
+    def __init__(self, store: EventStore, session_id: str, last_seq: int) -> None:
+        self._store = store
+        self.session_id = session_id
+        self._next_seq = last_seq + 1
+        self.committed_seq = last_seq
+        self._pending: list[EventRecord] = []
+        self._tail: list[EventRecord] = []
+        self._queued = anyio.Event()
+        self._committed = anyio.Event()
+        self._drained = anyio.Event()
+        self.closed = False
+        self.finished = anyio.Event()
+        """Set when the flusher has committed everything and ended."""
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the newest appended record, committed or not."""
+        return self._next_seq - 1
+
+    def append(self, sender: Sender, turn: int, payload: jsonio.JsonObject | str) -> EventRecord:
+        """Queue one frame; it becomes visible once committed. Returns its record."""
+        if self.closed:
+            raise RuntimeError(f"log of session {self.session_id} is closed")
+        text = payload if isinstance(payload, str) else jsonio.dumps_str(payload)
+        record = EventRecord(self.session_id, self._next_seq, utc_now(), sender, turn, text)
+        self._next_seq += 1
+        self._pending.append(record)
+        self._queued.set()
+        return record
+
+    async def wait_capacity(self) -> None:
+        """Wait while too many records are queued; the caller is the agent's reader, so it slows the agent."""
+        while len(self._pending) >= HIGH_WATER_RECORDS and not self.closed:
+            drained = self._drained
+            await drained.wait()
+
+    async def wait_committed(self, seq: int) -> None:
+        while self.committed_seq < seq and not self.closed:
+            await self._committed.wait()
+
+    async def run_flusher(self) -> None:
+        """Commit queued records batch by batch until closed and drained."""
+        try:
+            await self._flush_until_closed()
+        finally:
+            self.finished.set()
+
+    async def _flush_until_closed(self) -> None:
+        while True:
+            if not self._pending:
+                if self.closed:
+                    return
+                self._queued = anyio.Event()
+                await self._queued.wait()
+                continue
+            batch = self._pending[:MAX_BATCH_RECORDS]
+            del self._pending[: len(batch)]
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[EventRecord]) -> None:
+        while True:
+            try:
+                await self._store.append(batch)
+                break
+            except Exception:
+                # A store failure must not lose events nor kill the daemon: keep them and retry.
+                logger.exception("committing %d events of session %s failed; retrying", len(batch), self.session_id)
+                await anyio.sleep(STORE_RETRY_SECONDS)
+        self._tail.extend(batch)
+        if len(self._tail) > 2 * TAIL_RECORDS:
+            del self._tail[: len(self._tail) - TAIL_RECORDS]
+        self.committed_seq = batch[-1].seq
+        self._wake()
+
+    def _wake(self) -> None:
+        committed, self._committed = self._committed, anyio.Event()
+        committed.set()
+        if len(self._pending) < HIGH_WATER_RECORDS:
+            drained, self._drained = self._drained, anyio.Event()
+            drained.set()
+
+    def close(self) -> None:
+        """Refuse further appends; the flusher ends once the queue is committed; waiters wake."""
+        self.closed = True
+        self._queued.set()
+        self._committed.set()
+        self._drained.set()
+
+    async def read(self, after: int, limit: int) -> list[EventRecord]:
+        """Committed records with ``seq > after``, at most ``limit``, from memory or the store."""
+        end = min(self.committed_seq, after + limit)
+        if end <= after:
+            return []
+        tail = self._tail
+        if tail and tail[0].seq <= after + 1:
+            start = after + 1 - tail[0].seq
+            return tail[start : start + (end - after)]
+        return await self._store.read(self.session_id, after=after, limit=end - after)
+
+    async def wait_beyond(self, after: int) -> None:
+        """Return once a record with ``seq > after`` is committed, or the log is closed."""
+        while self.committed_seq <= after and not self.closed:
+            await self._committed.wait()
+
+    async def follow(self, after: int, *, batch: int = 5_000) -> AsyncIterator[list[EventRecord]]:
+        """Every committed record after ``after``, in batches, live, until the log closes."""
+        cursor = after
+        while True:
+            records = await self.read(cursor, batch)
+            if records:
+                cursor = records[-1].seq
+                yield records
+                continue
+            if self.closed:
+                return
+            await self.wait_beyond(cursor)

@@ -1,0 +1,294 @@
+"""Daemon layer: the SessionManager: every session's lifecycle, behind both faces.
+
+It composes the store, the configured agents and the live ``SessionRuntime``s, and owns the task
+group their tasks run in. It knows nothing of HTTP or JSON-RPC framing.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+from anyio.abc import TaskGroup
+
+from acpd.config import DaemonConfig, Policy
+from acpd.errors import AgentNotFound, InvalidInput, SessionExists, SessionNotFound
+from acpd.protocol import jsonio, methods
+from acpd.protocol.events import EventRecord, utc_now
+from acpd.protocol.jsonio import JsonObject
+from acpd.store.base import EventStore, SessionPage
+
+from .session import RuntimeDeps, SessionRuntime, session_doc_defaults
+from .turns import Turn
+
+logger = logging.getLogger(__name__)
+
+ID_PATTERN_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
+MAX_ID_CHARS: Final = 128
+DOC_FIELDS: Final = ("title", "project")
+SETTING_FIELDS: Final = ("model", "mode", "thoughtLevel")
+
+
+class SessionManager:
+    def __init__(self, config: DaemonConfig, store: EventStore) -> None:
+        self.config = config
+        self.store = store
+        self._runtimes: dict[str, SessionRuntime] = {}
+        self._load_lock = anyio.Lock()
+        self._inflight: dict[tuple[str, str], Turn] = {}
+        self._tg: TaskGroup | None = None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[SessionManager]:
+        """Run the manager: recover interrupted sessions, serve, then stop every agent."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            await self._recover()
+            try:
+                yield self
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._close_all()
+                tg.cancel_scope.cancel()
+
+    @property
+    def _deps(self) -> RuntimeDeps:
+        if self._tg is None:
+            raise RuntimeError("SessionManager.running() is not entered")
+        return RuntimeDeps(self.store, self.config, self._tg)
+
+    async def _recover(self) -> None:
+        """After a restart, turns that were running are over: say so in their logs."""
+        cursor: str | None = None
+        while True:
+            page = await self.store.list_sessions(limit=200, cursor=cursor)
+            for doc in page.items:
+                if doc.get("status") in ("running", "awaiting_permission"):
+                    runtime = await self.runtime(str(doc["id"]))
+                    runtime.record_daemon(
+                        methods.ACPD_TURN_INTERRUPTED, {"turn": doc.get("turns"), "reason": "daemon restarted"}
+                    )
+                    runtime.doc["status"] = "idle"
+                    await runtime.save()
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def _close_all(self) -> None:
+        async with anyio.create_task_group() as tg:
+            for runtime in list(self._runtimes.values()):
+                tg.start_soon(self._close_runtime, runtime)
+
+    async def _close_runtime(self, runtime: SessionRuntime) -> None:
+        await runtime.aclose()
+        await runtime.log.finished.wait()
+        self._runtimes.pop(runtime.session_id, None)
+
+    async def runtime(self, session_id: str) -> SessionRuntime:
+        """The live session, loaded from the store on first use. Raises ``SessionNotFound``."""
+        runtime = self._runtimes.get(session_id)
+        if runtime is not None:
+            return runtime
+        async with self._load_lock:
+            runtime = self._runtimes.get(session_id)
+            if runtime is None:
+                doc = await self.store.get_session(session_id)
+                if doc is None:
+                    raise SessionNotFound(session_id)
+                runtime = self._start_runtime(doc, await self.store.last_seq(session_id))
+        return runtime
+
+    def _start_runtime(self, doc: JsonObject, last_seq: int) -> SessionRuntime:
+        deps = self._deps
+        runtime = SessionRuntime(deps, doc, last_seq)
+        deps.task_group.start_soon(runtime.log.run_flusher)
+        self._runtimes[runtime.session_id] = runtime
+        return runtime
+
+    # -- sessions --------------------------------------------------------------------------------
+
+    async def create(self, body: JsonObject) -> SessionRuntime:
+        """Create a session and start its agent.
+
+        Raises:
+            InvalidInput, AgentNotFound, SessionExists, AgentUnavailable, AgentError.
+        """
+        session_id = _session_id(body.get("id"))
+        agent = body.get("agent") or self.config.default_agent
+        if not isinstance(agent, str) or agent not in self.config.all_agents():
+            raise AgentNotFound(f"no agent named {agent!r}; known agents: {sorted(self.config.all_agents())}")
+        async with self._load_lock:
+            if session_id in self._runtimes or await self.store.get_session(session_id) is not None:
+                raise SessionExists(f"a session with id {session_id!r} already exists")
+            doc = {**session_doc_defaults(utc_now()), **_create_fields(body, self.config.policy)}
+            doc.update(id=session_id, agent=agent)
+            await self.store.save_session(doc)
+            runtime = self._start_runtime(doc, 0)
+        try:
+            await runtime.ensure_backend()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.delete(session_id)
+            raise
+        return runtime
+
+    async def list_sessions(self, **filters: Any) -> SessionPage:
+        page = await self.store.list_sessions(**filters)
+        items = [self._runtimes[d["id"]].wire() if d["id"] in self._runtimes else d for d in page.items]
+        return SessionPage(items, page.next_cursor)
+
+    async def update(self, session_id: str, body: JsonObject) -> SessionRuntime:
+        runtime = await self.runtime(session_id)
+        unknown = set(body) - {*DOC_FIELDS, *SETTING_FIELDS, "archived", "config", "agent", "policy"}
+        if unknown:
+            raise InvalidInput(f"cannot change {sorted(unknown)}")
+        changes: JsonObject = {}
+        for key in DOC_FIELDS:
+            if key in body:
+                runtime.doc[key] = _optional_str(body[key], key)
+                changes[key] = runtime.doc[key]
+        if "archived" in body:
+            if not isinstance(body["archived"], bool):
+                raise InvalidInput('"archived" must be true or false')
+            runtime.doc["archivedAt"] = utc_now() if body["archived"] else None
+            changes["archived"] = body["archived"]
+        if "policy" in body:
+            runtime.doc["policy"] = _policy({**runtime.doc.get("policy", {}), **_object(body["policy"], "policy")})
+            changes["policy"] = runtime.doc["policy"]
+        if "agent" in body and body["agent"] != runtime.doc["agent"]:
+            await self._switch_agent(runtime, body["agent"])
+            changes["agent"] = body["agent"]
+        if changes:
+            runtime.record_daemon(methods.ACPD_SETTINGS_CHANGED, {"changes": changes})
+        settings: JsonObject = {k: body[k] for k in (*SETTING_FIELDS, "config") if k in body}
+        if settings:
+            for key in SETTING_FIELDS:
+                if key in settings:
+                    _optional_str(settings[key], key)
+            _object(settings.get("config", {}), "config")
+            await runtime.change_settings(settings)
+        await runtime.save()
+        return runtime
+
+    async def _switch_agent(self, runtime: SessionRuntime, agent: object) -> None:
+        if not isinstance(agent, str) or agent not in self.config.all_agents():
+            raise AgentNotFound(f"no agent named {agent!r}; known agents: {sorted(self.config.all_agents())}")
+        if runtime.busy:
+            raise InvalidInput("cannot switch agents while a turn runs; cancel it or wait")
+        await runtime.stop_backend()
+        runtime.doc.update(agent=agent, backendSessionId=None, configOptions=[], modes=None, models=None)
+
+    async def delete(self, session_id: str) -> None:
+        runtime = self._runtimes.get(session_id)
+        if runtime is not None:
+            await self._close_runtime(runtime)
+        elif await self.store.get_session(session_id) is None:
+            raise SessionNotFound(session_id)
+        await self.store.delete_session(session_id)
+
+    # -- turns -----------------------------------------------------------------------------------
+
+    async def prompt(self, session_id: str, prompt: object, *, key: str | None = None, queue: bool = True) -> Turn:
+        """Submit a prompt; the returned turn runs in the daemon, whoever waits for it."""
+        runtime = await self.runtime(session_id)
+        blocks = prompt_blocks(prompt)
+        if key is not None and (session_id, key) in self._inflight:
+            return self._inflight[(session_id, key)]
+        turn = Turn(blocks, idempotency_key=key)
+        runtime.submit(turn, queue=queue)
+        if key is not None:
+            self._inflight[(session_id, key)] = turn
+            self._deps.task_group.start_soon(self._remember_answer, runtime, turn, key)
+        return turn
+
+    async def stored_answer(self, session_id: str, key: str) -> JsonObject | None:
+        stored = await self.store.get_idempotent(session_id, key)
+        return jsonio.loads(stored) if stored is not None else None
+
+    async def _remember_answer(self, runtime: SessionRuntime, turn: Turn, key: str) -> None:
+        await turn.done.wait()
+        try:
+            if turn.number:
+                await self.store.put_idempotent(
+                    runtime.session_id, key, jsonio.dumps_str(turn.answer(runtime.session_id))
+                )
+        finally:
+            self._inflight.pop((runtime.session_id, key), None)
+
+    async def cancel(self, session_id: str) -> bool:
+        return (await self.runtime(session_id)).cancel()
+
+    async def events(self, session_id: str, *, after: int, limit: int) -> tuple[list[EventRecord], int]:
+        runtime = await self.runtime(session_id)
+        return await runtime.log.read(after, limit), runtime.log.committed_seq
+
+
+def prompt_blocks(prompt: object) -> list[JsonObject]:
+    """A prompt as ACP content blocks: a string becomes one text block.
+
+    Raises:
+        InvalidInput: neither a non-empty string nor a list of content blocks.
+    """
+    if isinstance(prompt, str) and prompt:
+        return [{"type": "text", "text": prompt}]
+    if (
+        isinstance(prompt, list)
+        and prompt
+        and all(isinstance(b, dict) and isinstance(b.get("type"), str) for b in prompt)
+    ):
+        return prompt
+    raise InvalidInput('"prompt" must be a non-empty string or a list of ACP content blocks (objects with "type")')
+
+
+def _session_id(value: object) -> str:
+    if value is None:
+        return uuid.uuid4().hex
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS or not set(value) <= ID_PATTERN_CHARS:
+        raise InvalidInput(f'"id" must be 1-{MAX_ID_CHARS} characters of letters, digits and "-_.:"')
+    return value
+
+
+def _optional_str(value: object, name: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput(f'"{name}" must be a string or null')
+    return value
+
+
+def _object(value: object, name: str) -> JsonObject:
+    if not isinstance(value, dict):
+        raise InvalidInput(f'"{name}" must be an object')
+    return value
+
+
+def _policy(value: JsonObject) -> JsonObject:
+    try:
+        return Policy.model_validate(value).to_wire()
+    except ValueError as exc:
+        raise InvalidInput(f"invalid policy: {exc}") from exc
+
+
+def _create_fields(body: JsonObject, default_policy: Policy) -> JsonObject:
+    known = {"id", "agent", "cwd", "title", "project", "model", "mode", "thoughtLevel", "config", "policy"}
+    known |= {"mcpServers", "additionalDirectories"}
+    unknown = set(body) - known
+    if unknown:
+        raise InvalidInput(f"unknown fields {sorted(unknown)}")
+    cwd = body.get("cwd") or str(Path.cwd())
+    if not isinstance(cwd, str) or not Path(cwd).is_absolute() or not Path(cwd).is_dir():
+        raise InvalidInput(f'"cwd" must be an absolute path to an existing directory, got {cwd!r}')
+    fields: JsonObject = {"cwd": cwd}
+    for key in (*DOC_FIELDS, *SETTING_FIELDS):
+        fields[key] = _optional_str(body.get(key), key)
+    fields["config"] = _object(body.get("config") or {}, "config")
+    fields["policy"] = _policy({**default_policy.to_wire(), **_object(body.get("policy") or {}, "policy")})
+    for key in ("mcpServers", "additionalDirectories"):
+        value = body.get(key) or []
+        if not isinstance(value, list):
+            raise InvalidInput(f'"{key}" must be a list')
+        fields[key] = value
+    return fields

@@ -1,0 +1,103 @@
+"""Daemon layer: the security edge (DESIGN §7) as pure ASGI middleware: Host and Origin allow-lists
+against DNS rebinding, the bearer token, and the request-size cap. It must not know any route
+except the health check, which stays open for liveness probes."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Iterable
+from typing import Final
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from acpd.config import DaemonConfig
+from acpd.errors import ConfigError
+from acpd.protocol import jsonio
+
+from .problems import MEDIA_TYPE, PROBLEM_TYPE_PREFIX
+
+OPEN_PATHS: Final = frozenset({"/v1/health"})
+LOOPBACK_NAMES: Final = ("127.0.0.1", "localhost", "[::1]")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(config: DaemonConfig) -> None:
+    """Refuse to expose the daemon beyond loopback without a token."""
+    if not is_loopback(config.host) and not config.token:
+        raise ConfigError(
+            f"binding {config.host} exposes the daemon to the network: set a token (--token or ACPD_TOKEN)"
+        )
+
+
+def allowed_hosts(config: DaemonConfig, port: int) -> frozenset[str] | None:
+    """Host header values to accept; None disables the check (non-loopback bind with no list)."""
+    if not is_loopback(config.host) and not config.allowed_hosts:
+        return None
+    names: Iterable[str] = (*LOOPBACK_NAMES, config.host, *config.allowed_hosts)
+    return frozenset(h for name in names for h in (name, f"{name}:{port}"))
+
+
+def allowed_origins(config: DaemonConfig, port: int) -> frozenset[str]:
+    return frozenset({*(f"http://{name}:{port}" for name in LOOPBACK_NAMES), *config.allowed_origins})
+
+
+class SecurityMiddleware:
+    def __init__(self, app: ASGIApp, *, config: DaemonConfig, port: int) -> None:
+        self.app = app
+        self._hosts = allowed_hosts(config, port)
+        self._origins = allowed_origins(config, port)
+        self._token = config.token.encode() if config.token else None
+        self._max_body = config.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        refusal = self._refusal(scope, headers)
+        if refusal is None:
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": refusal[2]})
+        else:
+            await _send_problem(send, *refusal)
+
+    def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str, str] | None:
+        host = headers.get("host", "")
+        if self._hosts is not None and host not in self._hosts:
+            return 421, "host-not-allowed", f"Host {host!r} is not allowed (DNS-rebinding protection)"
+        origin = headers.get("origin")
+        if origin is not None and origin not in self._origins:
+            return 403, "origin-not-allowed", f"Origin {origin!r} is not allowed"
+        if self._token is not None and scope["path"] not in OPEN_PATHS and not self._authorized(headers):
+            return 401, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)"
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self._max_body:
+            return 413, "payload-too-large", f"request body exceeds {self._max_body} bytes"
+        return None
+
+    def _authorized(self, headers: dict[str, str]) -> bool:
+        assert self._token is not None
+        scheme, _, value = headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), self._token)
+
+
+async def _send_problem(send: Send, status: int, kind: str, detail: str) -> None:
+    body = jsonio.dumps({"type": PROBLEM_TYPE_PREFIX + kind, "title": kind, "status": status, "detail": detail})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,530 @@
+"""Daemon layer: one live session: its log, its backend, its turns, its pending permissions.
+
+It is the ``SessionHost`` its backend talks to. It owns the rules (one turn at a time, limits,
+permission policy, durable-before-visible answers) but not HTTP or the choice of store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from acpd.adapters.base import Backend, BackendState
+from acpd.adapters.registry import create_backend
+from acpd.adapters.terminals import TerminalManager, open_terminal_manager
+from acpd.adapters.workspace import Workspace
+from acpd.config import AgentConfig, DaemonConfig, Policy
+from acpd.errors import AcpdError, AgentError, AgentNotFound, RpcError, SessionBusy, SessionClosed
+from acpd.protocol import jsonrpc, methods
+from acpd.protocol.events import Sender, utc_now
+from acpd.protocol.jsonio import JsonObject, JsonValue
+from acpd.store.base import EventStore, SessionDoc
+
+from .log import SessionLog
+from .permissions import PendingPermission, PermissionBroker, outcome_for_reply, policy_outcome
+from .turns import Turn, chunk_text, usage_totals
+
+logger = logging.getLogger(__name__)
+
+CANCEL_GRACE_SECONDS: Final = 5.0
+"""How long an agent may take to answer a cancelled prompt before its process is stopped."""
+STDERR_EVENT_CHARS: Final = 4000
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeDeps:
+    store: EventStore
+    config: DaemonConfig
+    task_group: TaskGroup
+
+
+class SessionRuntime:
+    """A session loaded in memory. Created by the manager; all methods run on the event loop."""
+
+    def __init__(self, deps: RuntimeDeps, doc: SessionDoc, last_seq: int) -> None:
+        self._deps = deps
+        self.doc = doc
+        self.log = SessionLog(deps.store, doc["id"], last_seq)
+        self.broker = PermissionBroker()
+        self._backend: Backend | None = None
+        self._backend_lock = anyio.Lock()
+        self._turn_lock = anyio.Lock()
+        self._current: Turn | None = None
+        self._queued = 0
+        self._workspace: Workspace | None = None
+        self._terminals: TerminalManager | None = None
+        self._services_scope: anyio.CancelScope | None = None
+        self._closing = False
+
+    # -- identity (SessionHost) ------------------------------------------------------------------
+
+    @property
+    def session_id(self) -> str:
+        return str(self.doc["id"])
+
+    @property
+    def cwd(self) -> str:
+        return str(self.doc["cwd"])
+
+    @property
+    def policy(self) -> Policy:
+        return Policy.model_validate(self.doc.get("policy") or {})
+
+    @property
+    def busy(self) -> bool:
+        return self._current is not None or self._queued > 0
+
+    def wire(self) -> JsonObject:
+        """The session as REST shows it."""
+        view = dict(self.doc)
+        view["lastSeq"] = self.log.committed_seq
+        view["pendingPermissions"] = len(self.broker.pending())
+        view["queuedPrompts"] = self._queued
+        return view
+
+    # -- recording -------------------------------------------------------------------------------
+
+    @property
+    def _turn_number(self) -> int:
+        return int(self.doc.get("turns") or 0)
+
+    def record(self, sender: Sender, payload: JsonObject) -> int:
+        return self.log.append(sender, self._turn_number, payload).seq
+
+    def record_daemon(self, method: str, params: JsonObject) -> int:
+        return self.record("daemon", jsonrpc.notification(method, {"sessionId": self.session_id, **params}))
+
+    def record_error(self, code: str, message: str, data: JsonObject | None = None) -> None:
+        self.record_daemon(methods.ACPD_ERROR, {"code": code, "message": message, **({"data": data} if data else {})})
+
+    async def save(self) -> None:
+        self.doc["updatedAt"] = utc_now()
+        await self._deps.store.save_session(self.doc)
+
+    # -- what the backend says (SessionHost) -----------------------------------------------------
+
+    async def emit(self, message: JsonObject) -> None:
+        params = message.get("params")
+        update = params.get("update") if isinstance(params, dict) else None
+        if isinstance(update, dict) and not self._observe(update):
+            return
+        self.log.append("agent", self._turn_number, message)
+        await self.log.wait_capacity()
+
+    def _observe(self, update: JsonObject) -> bool:
+        """Track what an update means for the turn and the session; False drops it."""
+        kind = update.get("sessionUpdate")
+        turn = self._current
+        if kind == "agent_message_chunk":
+            text = chunk_text(update)
+            if turn is not None and text is not None:
+                turn.add_text(text)
+        elif kind == "agent_thought_chunk":
+            return bool((self.doc.get("policy") or {}).get("showThinking", True))
+        elif kind == "tool_call" and turn is not None:
+            turn.steps += 1
+            self._check_steps(turn)
+        elif kind == "usage_update":
+            self._observe_usage(update, turn)
+        elif kind == "current_mode_update" and isinstance(update.get("currentModeId"), str):
+            self.doc["mode"] = update["currentModeId"]
+        elif kind == "config_option_update" and isinstance(update.get("configOptions"), list):
+            self.doc["configOptions"] = update["configOptions"]
+        elif kind == "session_info_update" and isinstance(update.get("title"), str):
+            self.doc["title"] = update["title"]
+        return True
+
+    def _check_steps(self, turn: Turn) -> None:
+        limit = self.policy.max_steps
+        if limit is not None and turn.steps > limit and not turn.stop.is_set():
+            self.record_daemon(methods.ACPD_LIMIT_REACHED, {"limit": "maxSteps", "value": limit, "turn": turn.number})
+            turn.request_stop("max_turn_requests")
+
+    def _observe_usage(self, update: JsonObject, turn: Turn | None) -> None:
+        usage = dict(self.doc.get("usage") or {})
+        if isinstance(update.get("used"), int):
+            usage["contextUsed"] = update["used"]
+            if turn is not None:
+                turn.context_used = max(turn.context_used, int(update["used"]))
+        if isinstance(update.get("size"), int):
+            usage["contextSize"] = update["size"]
+        if isinstance(update.get("cost"), dict):
+            usage["cost"] = update["cost"]
+        self.doc["usage"] = usage
+        budget = self.policy.max_budget_tokens
+        spent = max(int(usage.get("totalTokens") or 0), turn.context_used if turn else 0)
+        if turn is not None and budget is not None and spent > budget and not turn.stop.is_set():
+            self.record_daemon(
+                methods.ACPD_LIMIT_REACHED, {"limit": "maxBudgetTokens", "value": budget, "spent": spent}
+            )
+            turn.request_stop("max_tokens")
+
+    async def request_permission(self, message: JsonObject) -> JsonObject:
+        params = message.get("params")
+        params = params if isinstance(params, dict) else {}
+        seq = self.record("agent", message)
+        pending = PendingPermission(f"p{seq}", seq, self._turn_number, message, utc_now())
+        self.broker.open(pending)
+        decided = policy_outcome(self.policy.permissions, params)
+        if decided is not None:
+            self.broker.resolve(pending.id, decided, "policy")
+        else:
+            await self._await_reply(pending)
+        return self._record_reply(pending)
+
+    async def _await_reply(self, pending: PendingPermission) -> None:
+        self._set_status("awaiting_permission")
+        timeout = self.policy.permission_timeout_seconds
+        with anyio.move_on_after(timeout if timeout is not None else float("inf")):
+            await pending.decided.wait()
+        if pending.outcome is None:
+            decided = policy_outcome("deny", pending.params) or {"outcome": "cancelled"}
+            self.broker.resolve(pending.id, decided, "timeout")
+        if not self.broker.pending() and self._current is not None:
+            self._set_status("running")
+
+    def _record_reply(self, pending: PendingPermission) -> JsonObject:
+        assert pending.outcome is not None
+        result: JsonObject = {
+            "outcome": pending.outcome,
+            "_meta": {"acpd": {"permissionId": pending.id, "decidedBy": pending.decided_by}},
+        }
+        sender: Sender = "client" if pending.decided_by == "client" else "daemon"
+        self.record(sender, jsonrpc.result_response(pending.message.get("id"), result))
+        return result
+
+    def reply_permission(self, permission_id: str, body: JsonObject) -> JsonObject:
+        pending = self.broker.get(permission_id)
+        outcome = outcome_for_reply(pending, body)
+        self.broker.resolve(permission_id, outcome, "client")
+        return {"id": permission_id, "outcome": outcome}
+
+    async def client_request(self, method: str, params: JsonObject) -> JsonValue:
+        workspace = self._workspace_for()
+        if method.startswith("fs/"):
+            return await workspace.handle(method, params)
+        terminals = await self._terminal_manager()
+        return await terminals.handle(method, params)
+
+    def _workspace_for(self) -> Workspace:
+        if self._workspace is None:
+            roots = [self.cwd, *[str(d) for d in self.doc.get("additionalDirectories") or []]]
+            self._workspace = Workspace(roots)
+        return self._workspace
+
+    async def _terminal_manager(self) -> TerminalManager:
+        if self._terminals is None:
+            self._terminals = await self._deps.task_group.start(self._serve_terminals)
+        return self._terminals
+
+    async def _serve_terminals(self, *, task_status: TaskStatus[TerminalManager]) -> None:
+        with anyio.CancelScope() as scope:
+            self._services_scope = scope
+            async with open_terminal_manager(self._workspace_for()) as manager:
+                task_status.started(manager)
+                await anyio.sleep_forever()
+
+    def backend_exited(self, returncode: int | None, stderr_tail: str) -> None:
+        self._backend = None
+        if self.log.closed:
+            return
+        self.record_daemon(
+            methods.ACPD_AGENT_EXITED,
+            {
+                "agent": self.doc["agent"],
+                "exitCode": returncode,
+                "expected": self._closing,
+                "stderrTail": self._redact(stderr_tail[-STDERR_EVENT_CHARS:]),
+            },
+        )
+
+    def _redact(self, text: str) -> str:
+        agent = self._deps.config.all_agents().get(str(self.doc["agent"]))
+        env = {**os.environ, **(agent.env if agent else {})}
+        for name, value in env.items():
+            if len(value) >= 8 and SECRET_NAME.search(name) and value in text:
+                text = text.replace(value, "***")
+        return text
+
+    # -- backend lifecycle -----------------------------------------------------------------------
+
+    def _agent_config(self) -> AgentConfig:
+        name = str(self.doc["agent"])
+        agent = self._deps.config.all_agents().get(name)
+        if agent is None:
+            raise AgentNotFound(f"no agent named {name!r}; configured agents: {sorted(self._deps.config.all_agents())}")
+        return agent
+
+    async def ensure_backend(self) -> Backend:
+        """The running backend, started (and its session loaded or resumed) on first need."""
+        async with self._backend_lock:
+            if self._backend is not None:
+                return self._backend
+            if self._closing:
+                raise SessionClosed(f"session {self.session_id} is closing")
+            backend = create_backend(
+                str(self.doc["agent"]),
+                self._agent_config(),
+                cwd=self.cwd,
+                mcp_servers=list(self.doc.get("mcpServers") or []),
+            )
+            state = await self._deps.task_group.start(self._run_backend, backend)
+            self._backend = backend
+            await self._adopt(state)
+            return backend
+
+    async def _run_backend(self, backend: Backend, *, task_status: TaskStatus[BackendState]) -> None:
+        started = _StartedFlag(task_status)
+        try:
+            await backend.run(self, resume_id=self.doc.get("backendSessionId"), task_status=started)
+        except Exception as exc:
+            if not started.done:
+                raise
+            # After start, a backend failure is the session's problem, never the daemon's.
+            logger.exception("backend of session %s failed", self.session_id)
+            if not self.log.closed:
+                self.record_error("AGENT_FAILED", str(exc))
+            self._backend = None
+
+    async def _adopt(self, state: BackendState) -> None:
+        resumed = state.how in ("load", "resume")
+        self.doc["backendSessionId"] = state.backend_session_id
+        self.doc["agentInfo"] = state.agent_info
+        self.doc["capabilities"] = state.capabilities
+        if state.modes is not None:
+            self.doc["modes"] = state.modes
+            self.doc.setdefault("mode", state.modes.get("currentModeId"))
+        if state.config_options is not None:
+            self.doc["configOptions"] = state.config_options
+        if state.models is not None:
+            self.doc["models"] = state.models
+        self.record_daemon(
+            methods.ACPD_AGENT_STARTED,
+            {
+                "agent": self.doc["agent"],
+                "how": state.how,
+                "backendSessionId": state.backend_session_id,
+                "agentInfo": state.agent_info,
+            },
+        )
+        if not resumed:
+            await self._apply_settings(self._desired_settings(), record=False)
+        await self.save()
+
+    def _desired_settings(self) -> JsonObject:
+        wanted: JsonObject = {k: self.doc[k] for k in ("model", "mode", "thoughtLevel") if self.doc.get(k)}
+        if self.doc.get("config"):
+            wanted["config"] = self.doc["config"]
+        return wanted
+
+    async def stop_backend(self) -> None:
+        backend = self._backend
+        if backend is not None:
+            await backend.aclose()
+            self._backend = None
+
+    # -- settings --------------------------------------------------------------------------------
+
+    async def change_settings(self, changes: JsonObject) -> None:
+        """Apply model/mode/thoughtLevel/config changes to the backend and record them."""
+        await self.ensure_backend()
+        await self._apply_settings(changes, record=True)
+        await self.save()
+
+    async def _apply_settings(self, changes: JsonObject, *, record: bool) -> None:
+        backend = self._backend
+        if backend is None or not changes:
+            return
+        for key in ("model", "mode", "thoughtLevel"):
+            if changes.get(key):
+                await self._apply_one(backend, key, str(changes[key]))
+        for config_id, value in dict(changes.get("config") or {}).items():
+            options = await backend.set_config_option(config_id, value)
+            self._adopt_options(options)
+            self.doc.setdefault("config", {})[config_id] = value
+        if record:
+            self.record_daemon(methods.ACPD_SETTINGS_CHANGED, {"changes": changes})
+
+    async def _apply_one(self, backend: Backend, key: str, value: str) -> None:
+        category = {"model": "model", "mode": "mode", "thoughtLevel": "thought_level"}[key]
+        option = self._option_with_category(category)
+        if key == "mode" and (self.doc.get("modes") or option is None):
+            await backend.set_mode(value)
+        elif option is not None:
+            self._adopt_options(await backend.set_config_option(str(option["id"]), value))
+        elif key == "model" and self.doc.get("models"):
+            await backend.set_model(value)
+        else:
+            raise RpcError.invalid_params(f"agent {self.doc['agent']!r} offers no {category} setting")
+        self.doc[key] = value
+
+    def _option_with_category(self, category: str) -> JsonObject | None:
+        for option in self.doc.get("configOptions") or []:
+            if isinstance(option, dict) and option.get("category") == category and "id" in option:
+                return option
+        return None
+
+    def _adopt_options(self, options: list[JsonObject] | None) -> None:
+        if options is not None:
+            self.doc["configOptions"] = options
+
+    # -- turns -----------------------------------------------------------------------------------
+
+    def submit(self, turn: Turn, *, queue: bool = True) -> None:
+        """Start running ``turn`` in the daemon's task group (after earlier turns)."""
+        if self._closing:
+            raise SessionClosed(f"session {self.session_id} is closed")
+        if not queue and self.busy:
+            raise SessionBusy(f"session {self.session_id} is running a turn; retry later or allow queueing")
+        self._queued += 1
+        self._deps.task_group.start_soon(self._run_turn, turn)
+
+    async def _run_turn(self, turn: Turn) -> None:
+        try:
+            async with self._turn_lock:
+                self._queued -= 1
+                if self._closing:
+                    turn.error = SessionClosed(f"session {self.session_id} was closed")
+                    return
+                self._current = turn
+                try:
+                    await self._turn_body(turn)
+                except Exception as exc:
+                    # A bug in a turn must cost that turn, never the daemon.
+                    logger.exception("turn %d of session %s failed", turn.number, self.session_id)
+                    turn.error = AgentError(f"internal error: {exc!r}")
+                    self.record_error("INTERNAL", f"turn {turn.number} failed: {exc!r}")
+                    self._set_status("error")
+                finally:
+                    self._current = None
+        finally:
+            turn.started.set()
+            turn.done.set()
+
+    async def _turn_body(self, turn: Turn) -> None:
+        turn.number = self._turn_number + 1
+        self.doc["turns"] = turn.number
+        self._set_status("running")
+        request_id = f"turn-{turn.number}"
+        turn.first_seq = self.record(
+            "client",
+            jsonrpc.request(request_id, methods.SESSION_PROMPT, {"sessionId": self.session_id, "prompt": turn.prompt}),
+        )
+        await self.save()
+        turn.started.set()
+        sender: Sender = "agent"
+        try:
+            result = await self._prompt_backend(turn)
+            if turn.stop_reason_override is not None:
+                result = {**result, "stopReason": turn.stop_reason_override}
+            response = jsonrpc.result_response(request_id, result)
+            self.doc["usage"] = usage_totals(self.doc.get("usage") or {}, result.get("usage"))
+        except AcpdError as exc:
+            turn.error = exc
+            sender = "agent" if isinstance(exc, RpcError) else "daemon"
+            error = exc.to_wire() if isinstance(exc, RpcError) else {"code": exc.code, "message": exc.message}
+            response = jsonrpc.error_response(request_id, error)
+        turn.response = response
+        turn.last_seq = self.record(sender, response)
+        self.broker.cancel_all()
+        self._set_status("error" if turn.error is not None else "idle")
+        await self.save()
+        await self.log.wait_committed(turn.last_seq)
+
+    async def _prompt_backend(self, turn: Turn) -> JsonObject:
+        backend = await self.ensure_backend()
+        result: JsonObject = {"stopReason": "cancelled"}
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._enforce_stop, turn, backend)
+            try:
+                result = await backend.prompt(turn.prompt)
+            except AgentError:
+                # An agent stopped for not honouring a cancel ends the turn as cancelled.
+                if not turn.stop.is_set():
+                    raise
+            finally:
+                tg.cancel_scope.cancel()
+        return result
+
+    async def _enforce_stop(self, turn: Turn, backend: Backend) -> None:
+        """Wait for a stop request or the turn timeout, then cancel; stop the agent if it will not."""
+        timeout = self.policy.turn_timeout_seconds
+        with anyio.move_on_after(timeout if timeout is not None else float("inf")) as scope:
+            await turn.stop.wait()
+        if scope.cancelled_caught:
+            self.record_daemon(
+                methods.ACPD_LIMIT_REACHED, {"limit": "turnTimeoutSeconds", "value": timeout, "turn": turn.number}
+            )
+            self.record_error("TIMEOUT", f"turn {turn.number} exceeded {timeout} s")
+            turn.request_stop("cancelled")
+        await backend.cancel()
+        # ACP: a client cancelling a turn must answer the agent's pending permission requests "cancelled".
+        self.broker.cancel_all()
+        await anyio.sleep(CANCEL_GRACE_SECONDS)
+        self.record_error("CANCEL_IGNORED", f"agent did not end the turn within {CANCEL_GRACE_SECONDS} s of cancel")
+        await backend.aclose()
+
+    def cancel(self) -> bool:
+        """Ask the running turn to stop; False if no turn runs."""
+        turn = self._current
+        if turn is None:
+            return False
+        turn.request_stop()
+        return True
+
+    def _set_status(self, status: str) -> None:
+        self.doc["status"] = status
+
+    async def aclose(self) -> None:
+        """Stop the backend and services, answer pending permissions, close the log after its last commit."""
+        self._closing = True
+        if self._current is not None:
+            self._current.request_stop()
+        self.broker.cancel_all()
+        await self.stop_backend()
+        if self._services_scope is not None:
+            self._services_scope.cancel()
+        self.log.close()
+
+
+class _StartedFlag:
+    """A TaskStatus that remembers whether ``started`` was called."""
+
+    def __init__(self, inner: TaskStatus[BackendState]) -> None:
+        self._inner = inner
+        self.done = False
+
+    def started(self, value: BackendState | None = None) -> None:
+        assert value is not None
+        self.done = True
+        self._inner.started(value)
+
+
+def session_doc_defaults(now: str) -> dict[str, Any]:
+    return {
+        "title": None,
+        "project": None,
+        "model": None,
+        "mode": None,
+        "thoughtLevel": None,
+        "config": {},
+        "configOptions": [],
+        "modes": None,
+        "status": "idle",
+        "createdAt": now,
+        "updatedAt": now,
+        "archivedAt": None,
+        "usage": {},
+        "turns": 0,
+        "backendSessionId": None,
+        "agentInfo": {},
+        "mcpServers": [],
+        "additionalDirectories": [],
+    }

@@ -1,0 +1,90 @@
+"""Daemon layer: one prompt turn's bookkeeping: what it saw, why it must stop, what it answered.
+
+Pure state plus small helpers; it neither talks to the agent nor writes the log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import anyio
+
+from acpd.errors import AcpdError
+from acpd.protocol.jsonio import JsonObject
+
+TEXT_LIMIT_CHARS: Final = 1_000_000
+"""Agent text kept for a blocking prompt's answer; the full text is always in the event log."""
+
+
+@dataclass(slots=True)
+class Turn:
+    """A prompt from submission to its recorded answer."""
+
+    prompt: list[JsonObject]
+    idempotency_key: str | None = None
+    number: int = 0
+    started: anyio.Event = field(default_factory=anyio.Event)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    stop: anyio.Event = field(default_factory=anyio.Event)
+    """Set to ask the running turn to end (cancel, a limit, the timeout)."""
+    stop_reason_override: str | None = None
+    first_seq: int = 0
+    last_seq: int = 0
+    steps: int = 0
+    context_used: int = 0
+    text_parts: list[str] = field(default_factory=list)
+    text_chars: int = 0
+    response: JsonObject | None = None
+    error: AcpdError | None = None
+
+    def request_stop(self, stop_reason: str | None = None) -> None:
+        if stop_reason is not None and self.stop_reason_override is None:
+            self.stop_reason_override = stop_reason
+        self.stop.set()
+
+    def add_text(self, text: str) -> None:
+        if self.text_chars < TEXT_LIMIT_CHARS:
+            self.text_parts.append(text)
+            self.text_chars += len(text)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+    def answer(self, session_id: str) -> JsonObject:
+        """The blocking prompt's JSON answer (REST)."""
+        result = self.response.get("result") if self.response else None
+        result = result if isinstance(result, dict) else {}
+        answer: dict[str, Any] = {
+            "sessionId": session_id,
+            "turn": self.number,
+            "stopReason": result.get("stopReason"),
+            "usage": result.get("usage"),
+            "steps": self.steps,
+            "text": self.text,
+            "firstSeq": self.first_seq,
+            "lastSeq": self.last_seq,
+        }
+        if self.response is not None and "error" in self.response:
+            answer["error"] = self.response["error"]
+        return answer
+
+
+def chunk_text(update: JsonObject) -> str | None:
+    content = update.get("content")
+    if isinstance(content, dict) and content.get("type") == "text":
+        text = content.get("text")
+        return text if isinstance(text, str) else None
+    return None
+
+
+def usage_totals(previous: JsonObject, result_usage: object) -> JsonObject:
+    """Add a prompt response's ``usage`` to the session's running totals."""
+    totals = dict(previous)
+    if isinstance(result_usage, dict):
+        for key in ("inputTokens", "outputTokens", "totalTokens", "thoughtTokens", "cachedReadTokens"):
+            value = result_usage.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                totals[key] = int(totals.get(key) or 0) + value
+    return totals
