@@ -198,27 +198,22 @@ class SessionManager:
         runtime = await self.runtime(session_id)
         blocks = prompt_blocks(prompt)
         if key is not None and (session_id, key) in self._inflight:
-            return self._inflight[(session_id, key)]
+            return self._inflight[(session_id, key)]  # a retry while the first attempt still runs
         turn = Turn(blocks, idempotency_key=key)
         runtime.submit(turn, queue=queue)
         if key is not None:
             self._inflight[(session_id, key)] = turn
-            self._deps.task_group.start_soon(self._remember_answer, runtime, turn, key)
+            self._deps.task_group.start_soon(self._forget_when_done, runtime.session_id, turn, key)
         return turn
 
     async def stored_answer(self, session_id: str, key: str) -> JsonObject | None:
         stored = await self.store.get_idempotent(session_id, key)
         return jsonio.loads(stored) if stored is not None else None
 
-    async def _remember_answer(self, runtime: SessionRuntime, turn: Turn, key: str) -> None:
+    async def _forget_when_done(self, session_id: str, turn: Turn, key: str) -> None:
+        # The runtime stores the answer before the turn is done; later retries read it from the store.
         await turn.done.wait()
-        try:
-            if turn.number:
-                await self.store.put_idempotent(
-                    runtime.session_id, key, jsonio.dumps_str(turn.answer(runtime.session_id))
-                )
-        finally:
-            self._inflight.pop((runtime.session_id, key), None)
+        self._inflight.pop((session_id, key), None)
 
     async def cancel(self, session_id: str) -> bool:
         return (await self.runtime(session_id)).cancel()

@@ -21,7 +21,7 @@ from acpd.adapters.terminals import TerminalManager, open_terminal_manager
 from acpd.adapters.workspace import Workspace
 from acpd.config import AgentConfig, DaemonConfig, Policy
 from acpd.errors import AcpdError, AgentError, AgentNotFound, RpcError, SessionBusy, SessionClosed
-from acpd.protocol import jsonrpc, methods
+from acpd.protocol import jsonio, jsonrpc, methods
 from acpd.protocol.events import Sender, utc_now
 from acpd.protocol.jsonio import JsonObject, JsonValue
 from acpd.store.base import EventStore, SessionDoc
@@ -105,8 +105,10 @@ class SessionRuntime:
         self.record_daemon(methods.ACPD_ERROR, {"code": code, "message": message, **({"data": data} if data else {})})
 
     async def save(self) -> None:
+        """Persist the document, after every record appended so far is committed (read-your-writes)."""
         self.doc["updatedAt"] = utc_now()
         await self._deps.store.save_session(self.doc)
+        await self.log.wait_committed(self.log.last_seq)
 
     # -- what the backend says (SessionHost) -----------------------------------------------------
 
@@ -436,21 +438,29 @@ class SessionRuntime:
         self.broker.cancel_all()
         self._set_status("error" if turn.error is not None else "idle")
         await self.save()
-        await self.log.wait_committed(turn.last_seq)
+        if turn.idempotency_key is not None:
+            answer = jsonio.dumps_str(turn.answer(self.session_id))
+            await self._deps.store.put_idempotent(self.session_id, turn.idempotency_key, answer)
 
     async def _prompt_backend(self, turn: Turn) -> JsonObject:
         backend = await self.ensure_backend()
         result: JsonObject = {"stopReason": "cancelled"}
+        failure: AcpdError | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._enforce_stop, turn, backend)
             try:
                 result = await backend.prompt(turn.prompt)
-            except AgentError:
-                # An agent stopped for not honouring a cancel ends the turn as cancelled.
-                if not turn.stop.is_set():
-                    raise
+            except AcpdError as exc:
+                failure = exc
             finally:
                 tg.cancel_scope.cancel()
+        if isinstance(failure, AgentError):
+            # Let the exit be recorded before the turn's answer, so the log reads in causal order.
+            await backend.aclose()
+            if turn.stop.is_set():
+                return result  # an agent stopped for ignoring a cancel: the turn was cancelled
+        if failure is not None:
+            raise failure
         return result
 
     async def _enforce_stop(self, turn: Turn, backend: Backend) -> None:
