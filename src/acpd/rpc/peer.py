@@ -1,0 +1,368 @@
+"""RPC layer: one bidirectional JSON-RPC 2.0 peer over a Transport, used on both faces.
+
+It owns id correlation, a task per incoming request, ``$/cancel_request`` in both directions and
+the single exception-to-wire boundary. Messages stay raw dicts (never models) so unknown fields and
+``_meta`` pass untouched. It knows JSON-RPC, not ACP: it must not interpret any method other than
+``$/cancel_request``, and must not import adapters or the daemon.
+
+Ordering contract: incoming notifications are awaited inline, one at a time, in arrival order (a
+slow handler slows reading: that is the backpressure). Incoming requests each get a task, because
+a handler may wait minutes for a human. A notification handler must therefore never await
+``request()`` on its own peer: the answer could not be read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final, Literal
+
+import anyio
+from anyio.abc import TaskGroup
+
+from acpd.errors import INTERNAL_ERROR, AcpdError, ConnectionClosed, RequestCancelled, RpcError
+from acpd.protocol import jsonio, jsonrpc
+from acpd.protocol.framing import Frame, FrameTooLong
+from acpd.protocol.jsonio import JsonObject, JsonValue
+from acpd.protocol.jsonrpc import Invalid, Kind, RequestId
+from acpd.protocol.methods import CANCEL_REQUEST
+from acpd.transports.base import Transport
+
+logger = logging.getLogger(__name__)
+
+Direction = Literal["in", "out"]
+RequestHandler = Callable[[str, JsonValue, JsonObject], Awaitable[JsonValue]]
+"""``(method, params, message) -> result``; raise an ``AcpdError`` to answer with its code."""
+NotificationHandler = Callable[[str, JsonValue, JsonObject], Awaitable[None]]
+Tap = Callable[[Direction, JsonObject], None]
+"""Sees every well-formed message in wire order; must be fast and must not raise."""
+InvalidHandler = Callable[[Frame, str], None]
+"""``(raw frame or FrameTooLong, reason)`` for input that is not a JSON-RPC message."""
+
+CANCEL_NOTICE_TIMEOUT_SECONDS: Final = 5.0
+"""How long a cancelled ``request()`` may spend telling the other side, shielded from the cancel."""
+
+_TRANSPORT_CLOSED: Final = (anyio.ClosedResourceError, anyio.BrokenResourceError)
+_END_OF_INPUT: Final = (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError)
+
+
+class _Pending:
+    """An outgoing request waiting for its response; ``response`` stays None if the peer closed."""
+
+    __slots__ = ("done", "response")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.response: JsonObject | None = None
+
+
+class JsonRpcPeer:
+    """A JSON-RPC endpoint that sends and serves requests concurrently over one transport.
+
+    Start ``run()`` in a task group; it returns when the transport ends or ``aclose()`` is called.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        on_request: RequestHandler | None = None,
+        on_notification: NotificationHandler | None = None,
+        tap: Tap | None = None,
+        on_invalid: InvalidHandler | None = None,
+        answer_invalid: bool = True,
+        name: str = "peer",
+    ) -> None:
+        self._transport = transport
+        self._on_request = on_request
+        self._on_notification = on_notification
+        self._tap = tap
+        self._on_invalid = on_invalid
+        self._answer_invalid = answer_invalid
+        self._name = name
+        self._next_id = 0
+        self._pending: dict[RequestId, _Pending] = {}
+        self._incoming: dict[RequestId, anyio.CancelScope] = {}
+        # one lock for every write, so the "out" tap order is the wire order
+        self._send_lock = anyio.Lock(fast_acquire=True)
+        self._closed = False
+        self._started = False
+        self._finished = anyio.Event()
+        self._task_group: TaskGroup | None = None
+        self._read_scope: anyio.CancelScope | None = None
+
+    def __repr__(self) -> str:
+        return f"<JsonRpcPeer {self._name!r} closed={self._closed}>"
+
+    @property
+    def closed(self) -> bool:
+        """True once the transport ended or ``aclose()`` was called; nothing more can be sent."""
+        return self._closed
+
+    async def wait_closed(self) -> None:
+        """Wait until ``run()`` has finished (or the peer was closed without ever running)."""
+        await self._finished.wait()
+
+    async def run(self) -> None:
+        """Read and dispatch until end of stream or ``aclose()``; then fail pending requests with
+        ``ConnectionClosed``, cancel in-flight handlers and close the transport.
+
+        Raises:
+            RuntimeError: ``run()`` was already called.
+        """
+        if self._started:
+            raise RuntimeError(f"{self._name}: run() was already called")
+        self._started = True
+        try:
+            async with anyio.create_task_group() as tg:
+                self._task_group = tg
+                if not self._closed:
+                    with anyio.CancelScope() as self._read_scope:
+                        await self._read_loop()
+                self._mark_closed()
+                tg.cancel_scope.cancel()
+        finally:
+            self._mark_closed()
+            with anyio.CancelScope(shield=True):
+                await self._transport.aclose()
+            self._finished.set()
+
+    async def aclose(self) -> None:
+        """Close the transport and stop ``run()``; pending ``request()`` calls raise ``ConnectionClosed``."""
+        self._mark_closed()
+        if self._read_scope is not None:
+            self._read_scope.cancel()
+        await self._transport.aclose()
+        if not self._started:
+            self._finished.set()
+
+    async def request(self, method: str, params: JsonValue = None) -> JsonValue:
+        """Send a request and wait for its result. If the caller is cancelled while waiting, the
+        other side is sent ``$/cancel_request`` (best effort) and the response is not awaited.
+
+        Raises:
+            RpcError: the other side answered with an error (``code``, ``message``, ``data``).
+            ConnectionClosed: the peer closed before the answer came.
+        """
+        if self._closed:
+            raise ConnectionClosed(f"{self._name}: connection closed")
+        msg_id = self._next_id
+        self._next_id += 1
+        pending = _Pending()
+        self._pending[msg_id] = pending
+        sent = False
+        try:
+            await self.send_message(jsonrpc.request(msg_id, method, params))
+            sent = True
+            await pending.done.wait()
+        except anyio.get_cancelled_exc_class():
+            if sent and pending.response is None and not self._closed:
+                with anyio.move_on_after(CANCEL_NOTICE_TIMEOUT_SECONDS, shield=True):
+                    await self._send_cancel_notice(msg_id)
+            raise
+        finally:
+            self._pending.pop(msg_id, None)
+        return self._unwrap(pending.response)
+
+    async def notify(self, method: str, params: JsonValue = None) -> None:
+        """Send a notification.
+
+        Raises:
+            ConnectionClosed: the peer is closed.
+        """
+        await self.send_message(jsonrpc.notification(method, params))
+
+    async def send_message(self, message: JsonObject) -> None:
+        """Write one message as is (e.g. a relayed response). The tap sees it just before the write.
+
+        Raises:
+            ConnectionClosed: the peer or its transport is closed.
+            TypeError: the message is not JSON-serialisable.
+        """
+        await self._write(message, jsonio.dumps(message))
+
+    async def _write(self, message: JsonObject, data: bytes) -> None:
+        # encoding happens before the lock, so a slow encode never holds up other senders
+        async with self._send_lock:
+            if self._closed:
+                raise ConnectionClosed(f"{self._name}: connection closed")
+            if self._tap is not None:
+                self._tap("out", message)
+            try:
+                await self._transport.send(data)
+            except _TRANSPORT_CLOSED as exc:
+                raise ConnectionClosed(f"{self._name}: transport closed") from exc
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        receive = self._transport.receive
+        handle = self._handle_frame
+        while True:
+            try:
+                frames = await receive()
+            except _END_OF_INPUT:
+                return
+            for frame in frames:
+                try:
+                    await handle(frame)
+                except Exception:
+                    # a failing tap, on_invalid or notification handler must not end the connection
+                    logger.exception("%s: failed to handle an incoming message", self._name)
+
+    async def _handle_frame(self, frame: Frame) -> None:
+        if isinstance(frame, FrameTooLong):
+            reason = f"line of {frame.size} bytes exceeds the limit"
+            await self._reject(frame, reason, RpcError.invalid_request(reason), None)
+            return
+        try:
+            message = jsonio.loads(frame)
+        except jsonio.JSONDecodeError as exc:
+            await self._reject(frame, f"not JSON: {exc}", RpcError.parse_error(str(exc)), None)
+            return
+        kind = jsonrpc.classify(message)
+        if isinstance(kind, Invalid):
+            await self._reject_message(frame, message, kind)
+            return
+        if self._tap is not None:
+            self._tap("in", message)
+        if kind is Kind.NOTIFICATION:
+            await self._dispatch_notification(message)
+        elif kind is Kind.REQUEST:
+            await self._start_request(frame, message)
+        else:
+            self._resolve_pending(message)
+
+    async def _dispatch_notification(self, message: JsonObject) -> None:
+        method = message["method"]
+        if method == CANCEL_REQUEST:
+            self._cancel_incoming(message.get("params"))
+        elif self._on_notification is not None:
+            await self._on_notification(method, message.get("params"), message)
+
+    def _resolve_pending(self, message: JsonObject) -> None:
+        pending = self._pending.pop(message["id"], None)
+        if pending is None:
+            logger.debug("%s: dropped a response to unknown id %r", self._name, message["id"])
+            return
+        pending.response = message
+        pending.done.set()
+
+    # -- invalid input -------------------------------------------------------------------------
+
+    async def _reject_message(self, frame: Frame, message: JsonValue, invalid: Invalid) -> None:
+        if not _looks_like_response(message):
+            await self._reject(frame, invalid.reason, RpcError.invalid_request(invalid.reason), invalid.id)
+            return
+        # never answer a response, even a broken one: two peers would bounce errors forever
+        await self._reject(frame, invalid.reason, None, None)
+        pending = self._pending.pop(invalid.id, None) if invalid.id is not None else None
+        if pending is not None:
+            error = {"code": INTERNAL_ERROR, "message": "Invalid response", "data": {"detail": invalid.reason}}
+            pending.response = jsonrpc.error_response(invalid.id, error)
+            pending.done.set()
+
+    async def _reject(self, frame: Frame, reason: str, answer: RpcError | None, msg_id: RequestId | None) -> None:
+        logger.debug("%s: invalid input: %s", self._name, reason)
+        if self._on_invalid is not None:
+            self._on_invalid(frame, reason)
+        if answer is not None and self._answer_invalid:
+            try:
+                await self.send_message(jsonrpc.error_response(msg_id, answer.to_wire()))
+            except ConnectionClosed:
+                logger.debug("%s: could not answer invalid input: connection closed", self._name)
+
+    # -- incoming requests ---------------------------------------------------------------------
+
+    async def _start_request(self, frame: Frame, message: JsonObject) -> None:
+        msg_id = message["id"]
+        if msg_id in self._incoming:
+            reason = f"request id {msg_id!r} is already in flight"
+            await self._reject(frame, reason, RpcError.invalid_request(reason), msg_id)
+            return
+        assert self._task_group is not None  # requests are only read inside run()
+        # the scope exists before the task runs, so a $/cancel_request read right after still finds it
+        scope = anyio.CancelScope()
+        self._incoming[msg_id] = scope
+        self._task_group.start_soon(self._serve_request, scope, msg_id, message, name=f"{self._name} {msg_id!r}")
+
+    async def _serve_request(self, scope: anyio.CancelScope, msg_id: RequestId, message: JsonObject) -> None:
+        response: JsonObject | None = None
+        with scope:
+            response = await self._call_handler(msg_id, message)
+        # no checkpoint between the scope's exit and here, so a later $/cancel_request finds nothing
+        del self._incoming[msg_id]
+        if response is None:
+            response = jsonrpc.error_response(msg_id, RequestCancelled().to_wire())
+        await self._send_response(msg_id, response)
+
+    async def _call_handler(self, msg_id: RequestId, message: JsonObject) -> JsonObject:
+        method = message["method"]
+        try:
+            if self._on_request is None:
+                raise RpcError.method_not_found(method)
+            result = await self._on_request(method, message.get("params"), message)
+        except AcpdError as exc:
+            return jsonrpc.error_response(msg_id, _error_object(exc))
+        except Exception:
+            logger.exception("%s: handler for %r failed", self._name, method)
+            return jsonrpc.error_response(msg_id, RpcError.internal_error().to_wire())
+        return jsonrpc.result_response(msg_id, result)
+
+    async def _send_response(self, msg_id: RequestId, response: JsonObject) -> None:
+        try:
+            data = jsonio.dumps(response)
+        except TypeError:
+            logger.exception("%s: the answer to %r is not JSON-serialisable", self._name, msg_id)
+            response = jsonrpc.error_response(msg_id, RpcError.internal_error().to_wire())
+            data = jsonio.dumps(response)
+        try:
+            await self._write(response, data)
+        except ConnectionClosed:
+            logger.debug("%s: could not answer %r: connection closed", self._name, msg_id)
+        except Exception:
+            # the boundary of the request's task: a failing tap or transport must not end run()
+            logger.exception("%s: could not answer %r", self._name, msg_id)
+
+    def _cancel_incoming(self, params: JsonValue) -> None:
+        request_id = params.get("requestId") if isinstance(params, dict) else None
+        # exact types: True would otherwise match id 1, and a list is not hashable
+        if type(request_id) is int or type(request_id) is str:
+            scope = self._incoming.get(request_id)
+            if scope is not None:
+                scope.cancel()
+
+    # -- outgoing helpers ----------------------------------------------------------------------
+
+    async def _send_cancel_notice(self, msg_id: RequestId) -> None:
+        try:
+            await self.notify(CANCEL_REQUEST, {"requestId": msg_id})
+        except ConnectionClosed:
+            logger.debug("%s: could not send $/cancel_request for %r", self._name, msg_id)
+
+    def _unwrap(self, response: JsonObject | None) -> JsonValue:
+        if response is None:
+            raise ConnectionClosed(f"{self._name}: connection closed before the response")
+        if "error" in response:
+            error = response["error"]
+            raise RpcError(error["code"], error["message"], error.get("data"))
+        return response.get("result")
+
+    def _mark_closed(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        pending, self._pending = self._pending, {}
+        for waiter in pending.values():
+            waiter.done.set()
+
+
+def _error_object(exc: AcpdError) -> JsonObject:
+    error: JsonObject = {"code": exc.code, "message": exc.message}
+    if exc.data is not None:
+        error["data"] = exc.data
+    return error
+
+
+def _looks_like_response(message: JsonValue) -> bool:
+    return isinstance(message, dict) and "method" not in message and ("result" in message or "error" in message)
