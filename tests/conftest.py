@@ -8,3 +8,8 @@ import pytest
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that spawn the daemon or bind sockets run last (in-process tests fail faster)."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)

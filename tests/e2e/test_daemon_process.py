@@ -1,0 +1,183 @@
+"""End to end: a real ``acpd serve`` process, real HTTP, SSE, kill -9 and restart, the CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from .daemon import daemon_env, running_daemon, sse_events
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+
+async def create(http: httpx.AsyncClient, cwd: Path) -> str:
+    response = await http.post("/v1/sessions", json={"agent": "mock", "cwd": str(cwd)})
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def run_prompt(http: httpx.AsyncClient, session_id: str, text: str) -> None:
+    await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": text})
+
+
+async def all_events(http: httpx.AsyncClient, session_id: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        page = (await http.get(f"/v1/sessions/{session_id}/events", params={"after": after, "limit": 10000})).json()
+        items += page["items"]
+        if not page["hasMore"]:
+            return items
+        after = page["nextAfter"]
+
+
+async def test_a_streaming_prompt_delivers_the_whole_turn_over_sse(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as daemon, httpx.AsyncClient(base_url=daemon.url, timeout=30) as http:
+        session_id = await create(http, tmp_path)
+        seen: list[dict[str, Any]] = []
+        with anyio.fail_after(30):
+            async with http.stream(
+                "POST",
+                f"/v1/sessions/{session_id}/prompt",
+                json={"prompt": "chunks 3000\ntool read"},
+                headers={"Accept": "text/event-stream"},
+            ) as response:
+                assert response.headers["content-type"].startswith("text/event-stream")
+                seen = [event async for event in sse_events(response)]
+        assert seen[0]["payload"]["method"] == "session/prompt"
+        assert seen[-1]["payload"]["result"]["stopReason"] == "end_turn"
+        seqs = [e["seq"] for e in seen]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+        chunks = [
+            e
+            for e in seen
+            if e["payload"].get("params", {}).get("update", {}).get("sessionUpdate") == "agent_message_chunk"
+        ]
+        assert len(chunks) == 3000
+
+
+async def test_reconnecting_with_last_event_id_resumes_exactly_after_it(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as daemon, httpx.AsyncClient(base_url=daemon.url, timeout=30) as http:
+        session_id = await create(http, tmp_path)
+        first: list[int] = []
+        rest: list[int] = []
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run_prompt, http, session_id, "chunks 12000")
+                async with http.stream("GET", f"/v1/sessions/{session_id}/events/stream") as response:
+                    async for event in sse_events(response):
+                        first.append(event["seq"])
+                        if len(first) == 500:
+                            break
+                headers = {"Last-Event-ID": str(first[-1])}
+                async with http.stream("GET", f"/v1/sessions/{session_id}/events/stream", headers=headers) as response:
+                    async for event in sse_events(response):
+                        rest.append(event["seq"])
+                        if event["payload"].get("result", {}).get("stopReason"):
+                            break
+        combined = first + rest
+        assert combined == list(range(1, len(combined) + 1))
+        assert len(combined) > 10_000
+
+
+async def test_a_reader_that_falls_far_behind_catches_up_without_loss(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as daemon, httpx.AsyncClient(base_url=daemon.url, timeout=60) as http:
+        session_id = await create(http, tmp_path)
+        turn_over = anyio.Event()
+        seqs: list[int] = []
+
+        async def run_turn() -> None:
+            await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "chunks 40000"})
+            turn_over.set()
+
+        with anyio.fail_after(60):
+            async with (
+                anyio.create_task_group() as tg,
+                http.stream("GET", f"/v1/sessions/{session_id}/events/stream") as response,
+            ):
+                tg.start_soon(run_turn)
+                async for event in sse_events(response):
+                    seqs.append(event["seq"])
+                    if len(seqs) == 100:
+                        await turn_over.wait()  # stall while the agent writes 40,000 more events
+                    if event["payload"].get("result", {}).get("stopReason"):
+                        break
+        assert seqs == list(range(1, len(seqs) + 1))
+        assert len(seqs) > 40_000
+
+
+async def test_kill_9_mid_turn_loses_no_seen_event_and_the_session_goes_on(tmp_path: Path) -> None:
+    seen: dict[int, dict[str, Any]] = {}
+    async with running_daemon(tmp_path) as daemon, httpx.AsyncClient(base_url=daemon.url, timeout=30) as http:
+        session_id = await create(http, tmp_path)
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_ignore_errors, run_prompt(http, session_id, "chunks 50000"))
+                async with http.stream("GET", f"/v1/sessions/{session_id}/events/stream") as response:
+                    async for event in sse_events(response):
+                        seen[event["seq"]] = event
+                        if len(seen) == 20_000:
+                            await daemon.kill()
+                            break
+                tg.cancel_scope.cancel()
+    async with running_daemon(tmp_path) as daemon, httpx.AsyncClient(base_url=daemon.url, timeout=30) as http:
+        listed = (await http.get("/v1/sessions")).json()["items"]
+        assert [s["id"] for s in listed] == [session_id]
+        events = await all_events(http, session_id)
+        by_seq = {e["seq"]: e for e in events}
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        assert all(by_seq[seq] == event for seq, event in seen.items())
+        assert any(e["payload"].get("method") == "_acpd/turn_interrupted" for e in events)
+        with anyio.fail_after(30):
+            answer = (
+                await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "text after restart"})
+            ).json()
+        assert answer["stopReason"] == "end_turn"
+        assert answer["turn"] == 2
+
+
+async def _ignore_errors(call: Any) -> None:
+    with contextlib.suppress(httpx.HTTPError):  # the daemon is killed under this request on purpose
+        await call
+
+
+async def test_the_cli_prompt_streams_the_answer_from_a_running_daemon(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as daemon:
+        command = [
+            sys.executable,
+            "-m",
+            "acpd",
+            "prompt",
+            "--url",
+            daemon.url,
+            "--cwd",
+            str(tmp_path),
+            "text",
+            "hi",
+            "cli",
+        ]
+        with anyio.fail_after(30):
+            result = await anyio.run_process(command, env=daemon_env(tmp_path), check=False)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.decode().strip() == "hi cli"
+        assert b"[end_turn]" in result.stderr
+        listing = await anyio.run_process(
+            [sys.executable, "-m", "acpd", "sessions", "list", "--url", daemon.url], env=daemon_env(tmp_path)
+        )
+        assert b"mock" in listing.stdout
+
+
+async def test_the_cli_says_clearly_when_no_daemon_runs(tmp_path: Path) -> None:
+    result = await anyio.run_process(
+        [sys.executable, "-m", "acpd", "sessions", "list", "--url", "http://127.0.0.1:9"],
+        env=daemon_env(tmp_path),
+        check=False,
+    )
+    assert result.returncode == 1
+    assert b"no acpd daemon" in result.stderr
