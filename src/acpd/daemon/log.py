@@ -21,11 +21,12 @@ from acpd.store.base import EventStore
 
 logger = logging.getLogger(__name__)
 
-TAIL_RECORDS: Final = 10_000
+TAIL_RECORDS: Final = 16_384
 """Committed records kept in memory per open session for readers that are nearly caught up."""
 HIGH_WATER_RECORDS: Final = 20_000
 """Queued (uncommitted) records past which writers wait for the flusher: backpressure on the agent."""
-MAX_BATCH_RECORDS: Final = 20_000
+MAX_BATCH_RECORDS: Final = 4_096
+"""Records per store transaction; well under the tail, so a live reader never has to go to the store."""
 STORE_RETRY_SECONDS: Final = 1.0
 
 

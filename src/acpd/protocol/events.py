@@ -7,7 +7,9 @@ concatenation rather than by a second encode.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -15,6 +17,11 @@ from acpd.protocol import jsonio
 
 Sender = Literal["client", "agent", "daemon"]
 SENDERS: tuple[Sender, ...] = ("client", "agent", "daemon")
+
+
+@lru_cache(maxsize=4096)
+def _quoted(session_id: str) -> str:
+    return jsonio.dumps_str(session_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +42,7 @@ class EventRecord:
     def to_json(self) -> str:
         """The wire form: ``{"seq","sessionId","at","sender","turn","payload"}``."""
         return (
-            f'{{"seq":{self.seq},"sessionId":{jsonio.dumps_str(self.session_id)},"at":"{self.at}",'
+            f'{{"seq":{self.seq},"sessionId":{_quoted(self.session_id)},"at":"{self.at}",'
             f'"sender":"{self.sender}","turn":{self.turn},"payload":{self.payload}}}'
         )
 
@@ -45,6 +52,23 @@ class EventRecord:
         return value
 
 
-def utc_now() -> str:
-    """RFC 3339 UTC timestamp with millisecond precision, e.g. ``2026-11-22T10:00:00.123Z``."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+class _Clock:
+    """Formats the current time at most once per millisecond: a burst of events shares one string."""
+
+    __slots__ = ("_ms", "_text")
+
+    def __init__(self) -> None:
+        self._ms = -1
+        self._text = ""
+
+    def now(self) -> str:
+        ms = time.time_ns() // 1_000_000
+        if ms != self._ms:
+            self._ms = ms
+            moment = datetime.fromtimestamp(ms / 1000, UTC)
+            self._text = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return self._text
+
+
+utc_now = _Clock().now
+"""RFC 3339 UTC timestamp with millisecond precision, e.g. ``2026-11-22T10:00:00.123Z``."""
