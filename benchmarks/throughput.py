@@ -39,25 +39,27 @@ async def one_run(url: str, chunks: int, reader_delay: float) -> tuple[float, in
         expected_next = start_seq + 1
         t0 = 0.0
         elapsed = 0.0
-        async with http.stream("GET", f"/v1/sessions/{sid}/events/stream", params={"after": start_seq}) as response:
-            async with anyio.create_task_group() as tg:
-                t0 = time.perf_counter()
-                tg.start_soon(prompt, http, sid, f"chunks {chunks}")
-                tail = b""
-                async for raw in response.aiter_raw():
-                    data = tail + raw
-                    cut = data.rfind(b"\n\n") + 2
-                    complete, tail = data[:cut], data[cut:]
-                    for match in ID_LINE.finditer(complete):
-                        seq = int(match.group(1))
-                        errors += seq != expected_next
-                        expected_next = seq + 1
-                        received += 1
-                    if END_MARK in complete:
-                        elapsed = time.perf_counter() - t0
-                        break
-                    if reader_delay:
-                        await anyio.sleep(reader_delay)
+        async with (
+            http.stream("GET", f"/v1/sessions/{sid}/events/stream", params={"after": start_seq}) as response,
+            anyio.create_task_group() as tg,
+        ):
+            t0 = time.perf_counter()
+            tg.start_soon(prompt, http, sid, f"chunks {chunks}")
+            tail = b""
+            async for raw in response.aiter_raw():
+                data = tail + raw
+                cut = data.rfind(b"\n\n") + 2 if b"\n\n" in data else 0
+                complete, tail = data[:cut], data[cut:]
+                for match in ID_LINE.finditer(complete):
+                    seq = int(match.group(1))
+                    errors += seq != expected_next
+                    expected_next = seq + 1
+                    received += 1
+                if END_MARK in complete:
+                    elapsed = time.perf_counter() - t0
+                    break
+                if reader_delay:
+                    await anyio.sleep(reader_delay)
         expected = (await http.get(f"/v1/sessions/{sid}")).json()["lastSeq"] - start_seq
         return elapsed, received, errors, expected
 
