@@ -1,0 +1,436 @@
+"""Store layer: ``SqliteEventStore``, the default ``EventStore``, on the stdlib ``sqlite3`` module.
+
+It must not run a sqlite3 call on the event loop, interpret payloads (kept as the JSON text given,
+never re-encoded), or import anything of acpd but the protocol layer and errors.
+
+Durability: WAL journal with ``synchronous=NORMAL``. A commit is in the WAL file when ``append``
+returns, so it survives ``kill -9`` of the daemon; only an OS crash or power loss can lose the
+last commits (the database itself stays consistent).
+
+Threads: each connection is used by one worker thread at a time, serialized by its own
+``CapacityLimiter(1)``. A file database gets one writer and one read-only reader connection, so
+reads go on while a write commits (WAL readers see the last committed snapshot); ``:memory:``
+uses one connection for both.
+
+The store assumes it is its database's only writer: after first use it caches each session's
+last seq, so checking a batch's continuity costs no query.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Final, TypeVar, TypeVarTuple
+
+import anyio
+import anyio.to_thread
+
+from acpd.errors import StoreError
+from acpd.protocol import jsonio
+from acpd.protocol.events import EventRecord, utc_now
+from acpd.store.base import SessionDoc, SessionPage
+from acpd.store.memory import (
+    SessionKeys,
+    check_page_limit,
+    check_read_limit,
+    decode_cursor,
+    encode_doc,
+    next_last_seqs,
+    page_of,
+    session_keys,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+MEMORY_PATH: Final = ":memory:"
+BUSY_TIMEOUT_SECONDS: Final = 5.0
+"""How long a connection waits for another one's lock (sqlite3 sets ``busy_timeout`` from it)."""
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    # 1: the initial schema. Events keep their rowid on purpose: WITHOUT ROWID stores whole rows
+    # in the key b-tree, which SQLite advises only for rows under ~1/20 of a page; tool outputs
+    # are often larger, and benchmarks/store_append.py measured rowid appends faster from ~600 B.
+    (
+        """CREATE TABLE sessions (
+            id TEXT PRIMARY KEY NOT NULL,
+            agent TEXT NOT NULL,
+            project TEXT,
+            cwd TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            archived_at TEXT,
+            doc TEXT NOT NULL
+        )""",
+        "CREATE INDEX sessions_by_created ON sessions (created_at, id)",
+        "CREATE INDEX sessions_by_agent ON sessions (agent, created_at, id)",
+        "CREATE INDEX sessions_by_project ON sessions (project, created_at, id)",
+        "CREATE INDEX sessions_by_cwd ON sessions (cwd, created_at, id)",
+        "CREATE INDEX sessions_by_archived ON sessions (archived_at)",
+        """CREATE TABLE events (
+            session_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            turn INTEGER NOT NULL,
+            payload TEXT NOT NULL,
+            PRIMARY KEY (session_id, seq)
+        )""",
+        """CREATE TABLE idempotency (
+            session_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (session_id, key)
+        ) WITHOUT ROWID""",
+    ),
+)
+"""Schema migrations in order; ``PRAGMA user_version`` counts how many a database has had.
+Append new ones; never edit one that has shipped."""
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+_INSERT_EVENT: Final = "INSERT INTO events (session_id, seq, at, sender, turn, payload) VALUES (?, ?, ?, ?, ?, ?)"
+_SELECT_EVENTS: Final = (
+    "SELECT session_id, seq, at, sender, turn, payload FROM events"
+    " WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+)
+_SELECT_LAST_SEQ: Final = "SELECT seq FROM events WHERE session_id = ? ORDER BY seq DESC LIMIT 1"
+_UPSERT_SESSION: Final = (
+    "INSERT INTO sessions (id, agent, project, cwd, created_at, archived_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET agent = excluded.agent, project = excluded.project, cwd = excluded.cwd,"
+    " created_at = excluded.created_at, archived_at = excluded.archived_at, doc = excluded.doc"
+)
+_UPSERT_IDEMPOTENT: Final = (
+    "INSERT INTO idempotency (session_id, key, value, created_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (session_id, key) DO UPDATE SET value = excluded.value, created_at = excluded.created_at"
+)
+
+_event_row: Final = operator.attrgetter("session_id", "seq", "at", "sender", "turn", "payload")
+
+
+class SqliteEventStore:
+    """The default ``EventStore``: session documents and event logs in one SQLite database.
+
+    Build it with ``await SqliteEventStore.open(path)`` and close it with ``aclose()`` (or use it
+    as an async context manager).
+    """
+
+    def __init__(self, writer: sqlite3.Connection, reader: sqlite3.Connection) -> None:
+        """Private: use ``open``. ``reader`` may be ``writer`` (one connection for ``:memory:``)."""
+        self._writer = writer
+        self._reader = reader
+        self._write_limiter = anyio.CapacityLimiter(1)
+        self._read_limiter = self._write_limiter if reader is writer else anyio.CapacityLimiter(1)
+        self._last_seqs: dict[str, int] = {}  # touched only by the writer thread
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str]) -> SqliteEventStore:
+        """Open (creating it and its parent directories if needed) and migrate the database.
+
+        Args:
+            path: a file path, or ``":memory:"`` for a private database that ends with the store.
+
+        Raises:
+            StoreError: the database cannot be opened or migrated, or its schema is newer than
+                this version of acpd knows.
+        """
+        writer, reader = await anyio.to_thread.run_sync(_open_connections, os.fspath(path))
+        return cls(writer, reader)
+
+    async def __aenter__(self) -> SqliteEventStore:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def append(self, records: Sequence[EventRecord]) -> None:
+        """Commit ``records`` in one transaction, all or none.
+
+        Raises:
+            StoreError: a seq does not continue its session's log, the database failed, or the
+                store is closed.
+        """
+        if records:
+            await self._write(self._append_sync, records)
+
+    async def read(self, session_id: str, *, after: int = 0, limit: int = 1000) -> list[EventRecord]:
+        """Records with ``seq > after`` in order, at most ``limit``.
+
+        Raises:
+            InvalidInput: ``limit`` is negative.
+            StoreError: the database failed, or the store is closed.
+        """
+        check_read_limit(limit)
+        return await self._read(_read_sync, session_id, after, limit)
+
+    async def last_seq(self, session_id: str) -> int:
+        """The highest committed seq, 0 for an empty or unknown session."""
+        return await self._read(_last_seq_sync, session_id)
+
+    async def save_session(self, doc: SessionDoc) -> None:
+        """Insert or replace the session document.
+
+        Raises:
+            InvalidInput: an indexed key is missing or mistyped, or the document is not JSON.
+            StoreError: the database failed, or the store is closed.
+        """
+        keys = session_keys(doc)
+        await self._write(_save_session_sync, keys, encode_doc(doc))
+
+    async def get_session(self, session_id: str) -> SessionDoc | None:
+        text = await self._read(_get_session_sync, session_id)
+        if text is None:
+            return None
+        doc: SessionDoc = jsonio.loads(text)
+        return doc
+
+    async def list_sessions(
+        self,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        project: str | None = None,
+        agent: str | None = None,
+        archived: bool | None = None,
+        cwd: str | None = None,
+    ) -> SessionPage:
+        """Newest first (``createdAt`` desc, then ``id`` desc), filtered, ``limit`` per page.
+
+        Raises:
+            InvalidInput: a malformed ``cursor``, or ``limit`` below 1.
+            StoreError: the database failed, or the store is closed.
+        """
+        check_page_limit(limit)
+        after = decode_cursor(cursor) if cursor is not None else None
+        sql, params = _list_query(after, project=project, agent=agent, archived=archived, cwd=cwd)
+        rows = await self._read(_list_sync, sql, [*params, limit + 1])
+        return page_of(rows, limit)
+
+    async def delete_session(self, session_id: str) -> bool:
+        """Delete the session, its events and idempotency records in one transaction; False if it
+        did not exist."""
+        return await self._write(self._delete_sync, session_id)
+
+    async def get_idempotent(self, session_id: str, key: str) -> str | None:
+        """The stored answer for an Idempotency-Key, if any."""
+        return await self._read(_get_idempotent_sync, session_id, key)
+
+    async def put_idempotent(self, session_id: str, key: str, value: str) -> None:
+        """Store (or replace) the answer for an Idempotency-Key."""
+        await self._write(_put_idempotent_sync, session_id, key, value)
+
+    async def aclose(self) -> None:
+        """Wait for running calls, then close the connections; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        # Shielded: closing from a cancelled scope (a lifespan's finally) must still close.
+        with anyio.CancelScope(shield=True):
+            if self._reader is not self._writer:
+                await anyio.to_thread.run_sync(self._reader.close, limiter=self._read_limiter)
+            await anyio.to_thread.run_sync(_close_writer, self._writer, limiter=self._write_limiter)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts) -> T:
+        self._check_open()
+        return await anyio.to_thread.run_sync(_guarded, fn, self._writer, args, limiter=self._write_limiter)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts) -> T:
+        self._check_open()
+        return await anyio.to_thread.run_sync(_guarded, fn, self._reader, args, limiter=self._read_limiter)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("the event store is closed")
+
+    def _append_sync(self, conn: sqlite3.Connection, records: Sequence[EventRecord]) -> None:
+        def last_seq(session_id: str) -> int:
+            cached = self._last_seqs.get(session_id)
+            if cached is None:
+                cached = self._last_seqs[session_id] = _last_seq_sync(conn, session_id)
+            return cached
+
+        with _transaction(conn):
+            last_seqs = next_last_seqs(records, last_seq)
+            conn.executemany(_INSERT_EVENT, map(_event_row, records))
+        self._last_seqs.update(last_seqs)
+
+    def _delete_sync(self, conn: sqlite3.Connection, session_id: str) -> bool:
+        with _transaction(conn):
+            existed = conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
+            conn.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
+            conn.execute("DELETE FROM idempotency WHERE session_id = ?", (session_id,))
+        self._last_seqs.pop(session_id, None)
+        return existed
+
+
+def _guarded(fn: Callable[[sqlite3.Connection, *Ts], T], conn: sqlite3.Connection, args: tuple[*Ts]) -> T:
+    try:
+        return fn(conn, *args)
+    except sqlite3.Error as exc:
+        raise StoreError(f"event store database error: {exc}") from exc
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    # IMMEDIATE takes the write lock up front, so a busy database waits in busy_timeout here
+    # rather than failing halfway through the batch.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _open_connections(path: str) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+    if path == MEMORY_PATH:
+        conn = _connect(path, _migrate)
+        return conn, conn
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the directory of the event store {path!r}: {exc}") from exc
+    writer = _connect(path, _set_up_writer)
+    try:
+        reader = _connect(path, _set_up_reader)
+    except BaseException:
+        writer.close()
+        raise
+    return writer, reader
+
+
+def _connect(path: str, set_up: Callable[[sqlite3.Connection], None]) -> sqlite3.Connection:
+    try:
+        # isolation_level=None: no implicit transactions; _transaction() says where they are.
+        # check_same_thread=False: worker threads take turns, serialized by the store's limiters.
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the event store {path!r}: {exc}") from exc
+    try:
+        set_up(conn)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise StoreError(f"cannot open the event store {path!r}: {exc}") from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _set_up_writer(conn: sqlite3.Connection) -> None:
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if mode != "wal":
+        logger.warning("SQLite refused WAL (journal_mode=%s): reads will wait for writes", mode)
+    # NORMAL in WAL mode: a commit survives the process dying, only an OS crash can undo it.
+    conn.execute("PRAGMA synchronous = NORMAL")
+    _migrate(conn)
+
+
+def _set_up_reader(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA query_only = ON")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Apply the pending migrations in one transaction, or none.
+
+    The version is read inside the write transaction, so two processes opening one new file
+    cannot both migrate it.
+    """
+    with _transaction(conn):
+        version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the event store has schema version {version}, newer than the {SCHEMA_VERSION} this acpd "
+                "knows: upgrade acpd, or point it at another database (--db)",
+                data={"schemaVersion": version, "supported": SCHEMA_VERSION},
+            )
+        for statements in MIGRATIONS[version:]:
+            for statement in statements:
+                conn.execute(statement)
+        if version < SCHEMA_VERSION:
+            # PRAGMA takes no parameters; SCHEMA_VERSION is our own int.
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            logger.info("event store migrated from schema version %d to %d", version, SCHEMA_VERSION)
+
+
+def _close_writer(conn: sqlite3.Connection) -> None:
+    try:
+        # Keeps the query planner's statistics fresh, as SQLite recommends before closing.
+        conn.execute("PRAGMA optimize")
+    except sqlite3.Error:
+        logger.warning("PRAGMA optimize failed while closing the event store", exc_info=True)
+    conn.close()
+
+
+def _list_query(
+    after: tuple[str, str] | None,
+    *,
+    project: str | None,
+    agent: str | None,
+    archived: bool | None,
+    cwd: str | None,
+) -> tuple[str, list[object]]:
+    clauses: list[str] = []
+    params: list[object] = []
+    if after is not None:
+        clauses.append("(created_at, id) < (?, ?)")
+        params.extend(after)
+    for column, value in (("project", project), ("agent", agent), ("cwd", cwd)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if archived is not None:
+        clauses.append("archived_at IS NOT NULL" if archived else "archived_at IS NULL")
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    sql = (
+        "SELECT id, agent, project, cwd, created_at, archived_at, doc FROM sessions"
+        f"{where} ORDER BY created_at DESC, id DESC LIMIT ?"
+    )
+    return sql, params
+
+
+def _read_sync(conn: sqlite3.Connection, session_id: str, after: int, limit: int) -> list[EventRecord]:
+    rows = conn.execute(_SELECT_EVENTS, (session_id, after, limit)).fetchall()
+    return [EventRecord(*row) for row in rows]
+
+
+def _last_seq_sync(conn: sqlite3.Connection, session_id: str) -> int:
+    row = conn.execute(_SELECT_LAST_SEQ, (session_id,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _save_session_sync(conn: sqlite3.Connection, keys: SessionKeys, text: str) -> None:
+    conn.execute(
+        _UPSERT_SESSION, (keys.id, keys.agent, keys.project, keys.cwd, keys.created_at, keys.archived_at, text)
+    )
+
+
+def _get_session_sync(conn: sqlite3.Connection, session_id: str) -> str | None:
+    row = conn.execute("SELECT doc FROM sessions WHERE id = ?", (session_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _list_sync(conn: sqlite3.Connection, sql: str, params: list[object]) -> list[tuple[SessionKeys, str]]:
+    return [(SessionKeys(*row[:6]), row[6]) for row in conn.execute(sql, params)]
+
+
+def _get_idempotent_sync(conn: sqlite3.Connection, session_id: str, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM idempotency WHERE session_id = ? AND key = ?", (session_id, key)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _put_idempotent_sync(conn: sqlite3.Connection, session_id: str, key: str, value: str) -> None:
+    conn.execute(_UPSERT_IDEMPOTENT, (session_id, key, value, utc_now()))

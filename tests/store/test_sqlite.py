@@ -1,0 +1,223 @@
+"""SqliteEventStore beyond the shared contract: durability across reopen, migrations, WAL, concurrent reads."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+
+from acpd.errors import StoreError
+from acpd.protocol.events import EventRecord
+from acpd.store import SqliteEventStore
+from acpd.store import sqlite as sqlite_store
+from tests.store.helpers import doc, log, record
+
+pytestmark = pytest.mark.anyio
+
+BIG_BATCH_RECORDS = 100_000
+
+
+@contextmanager
+def raw(path: Path) -> Iterator[sqlite3.Connection]:
+    """A plain connection to inspect the file as another process would."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        yield conn
+
+
+def pragma(path: Path, name: str) -> object:
+    with raw(path) as conn:
+        return conn.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+async def test_data_survives_closing_and_reopening_the_database(tmp_path: Path) -> None:
+    path = tmp_path / "acpd.db"
+    async with await SqliteEventStore.open(path) as store:
+        await store.save_session(doc("s1", title="kept"))
+        await store.append(log("s1", 1, 5))
+        await store.put_idempotent("s1", "key", "answer")
+
+    async with await SqliteEventStore.open(str(path)) as store:
+        assert await store.get_session("s1") == doc("s1", title="kept")
+        assert await store.read("s1") == log("s1", 1, 5)
+        assert await store.last_seq("s1") == 5
+        assert await store.get_idempotent("s1", "key") == "answer"
+        assert [item["id"] for item in (await store.list_sessions()).items] == ["s1"]
+
+
+async def test_a_reopened_store_continues_each_log_from_its_last_committed_seq(tmp_path: Path) -> None:
+    path = tmp_path / "acpd.db"
+    async with await SqliteEventStore.open(path) as store:
+        await store.append(log("s1", 1, 3))
+
+    async with await SqliteEventStore.open(path) as store:
+        with pytest.raises(StoreError):
+            await store.append([record("s1", 1)])
+        await store.append([record("s1", 4)])
+
+        assert await store.read("s1") == log("s1", 1, 4)
+
+
+async def test_opening_creates_missing_parent_directories(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "c" / "acpd.db"
+
+    async with await SqliteEventStore.open(path):
+        pass
+
+    assert path.is_file()
+
+
+async def test_migrations_set_user_version_to_the_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "acpd.db"
+
+    async with await SqliteEventStore.open(path):
+        pass
+    async with await SqliteEventStore.open(path):
+        pass
+
+    assert pragma(path, "user_version") == sqlite_store.SCHEMA_VERSION == len(sqlite_store.MIGRATIONS)
+    with raw(path) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
+    assert {"sessions", "events", "idempotency"} <= tables
+
+
+async def test_a_database_from_a_newer_acpd_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "acpd.db"
+    future = sqlite_store.SCHEMA_VERSION + 1
+    with raw(path) as conn:
+        conn.execute("CREATE TABLE from_the_future (x)")
+        conn.execute(f"PRAGMA user_version = {future}")
+
+    with pytest.raises(StoreError, match="newer") as caught:
+        await SqliteEventStore.open(path)
+
+    assert caught.value.data == {"schemaVersion": future, "supported": sqlite_store.SCHEMA_VERSION}
+    assert pragma(path, "user_version") == future
+    with raw(path) as conn:
+        assert conn.execute("SELECT name FROM sqlite_schema WHERE name = 'events'").fetchall() == []
+
+
+async def test_a_failing_migration_leaves_the_database_at_its_previous_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "acpd.db"
+    async with await SqliteEventStore.open(path) as store:
+        await store.append(log("s1", 1, 2))
+    broken = (*sqlite_store.MIGRATIONS, ("CREATE TABLE half_done (x)", "THIS IS NOT SQL"))
+    monkeypatch.setattr(sqlite_store, "MIGRATIONS", broken)
+    monkeypatch.setattr(sqlite_store, "SCHEMA_VERSION", len(broken))
+
+    with pytest.raises(StoreError, match="cannot open"):
+        await SqliteEventStore.open(path)
+
+    assert pragma(path, "user_version") == len(broken) - 1
+    with raw(path) as conn:
+        assert conn.execute("SELECT name FROM sqlite_schema WHERE name = 'half_done'").fetchall() == []
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 2
+
+
+async def test_file_databases_use_the_wal_journal(tmp_path: Path) -> None:
+    path = tmp_path / "acpd.db"
+
+    async with await SqliteEventStore.open(path):
+        pass
+
+    # WAL is a property of the file, so a fresh connection sees it too.
+    assert pragma(path, "journal_mode") == "wal"
+
+
+async def test_opening_a_directory_as_the_database_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot open"):
+        await SqliteEventStore.open(tmp_path)
+
+
+async def test_memory_databases_are_private_to_each_store() -> None:
+    async with await SqliteEventStore.open(":memory:") as first, await SqliteEventStore.open(":memory:") as second:
+        await first.append(log("s1", 1, 2))
+
+        assert await second.last_seq("s1") == 0
+
+
+def big_batch(session_id: str, first: int) -> list[EventRecord]:
+    return [record(session_id, seq) for seq in range(first, first + BIG_BATCH_RECORDS)]
+
+
+async def test_reads_proceed_while_a_big_append_waits_for_the_write_lock(tmp_path: Path) -> None:
+    path = tmp_path / "acpd.db"
+    async with await SqliteEventStore.open(path) as store:
+        await store.save_session(doc("s1"))
+        await store.append(log("s1", 1, 3))
+        appended = anyio.Event()
+
+        async def append_big() -> None:
+            await store.append(big_batch("s1", 4))
+            appended.set()
+
+        with raw(path) as blocker, anyio.fail_after(5):
+            # Another writer holds the lock, so the store's append stays in flight until released.
+            blocker.execute("BEGIN IMMEDIATE")
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(append_big)
+                    await anyio.wait_all_tasks_blocked()
+
+                    assert await store.read("s1") == log("s1", 1, 3)
+                    assert await store.last_seq("s1") == 3
+                    assert await store.get_session("s1") == doc("s1")
+                    assert [item["id"] for item in (await store.list_sessions()).items] == ["s1"]
+                    assert not appended.is_set()
+                    blocker.execute("ROLLBACK")
+            finally:
+                if blocker.in_transaction:
+                    blocker.execute("ROLLBACK")
+
+        assert await store.last_seq("s1") == 3 + BIG_BATCH_RECORDS
+
+
+async def test_concurrent_readers_see_a_batch_entirely_or_not_at_all(tmp_path: Path) -> None:
+    async with await SqliteEventStore.open(tmp_path / "acpd.db") as store:
+        await store.append(log("s1", 1, 3))
+        appended = anyio.Event()
+        seen: set[int] = set()
+
+        async def append_big() -> None:
+            await store.append(big_batch("s1", 4))
+            appended.set()
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(append_big)
+                while not appended.is_set():
+                    seen.add(await store.last_seq("s1"))
+                    seen.add(len(await store.read("s1", limit=BIG_BATCH_RECORDS + 10)))
+        seen.add(await store.last_seq("s1"))
+
+        assert seen <= {3, 3 + BIG_BATCH_RECORDS}
+        assert 3 + BIG_BATCH_RECORDS in seen
+
+
+async def test_a_row_written_behind_the_stores_back_fails_the_batch_as_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "acpd.db"
+    async with await SqliteEventStore.open(path) as store:
+        await store.append(log("s1", 1, 3))
+        with raw(path) as intruder:
+            row = ("s1", 4, "2026-01-02T03:04:05.678Z", "agent", 1, '{"from":"elsewhere"}')
+            intruder.execute(
+                "INSERT INTO events (session_id, seq, at, sender, turn, payload) VALUES (?,?,?,?,?,?)", row
+            )
+
+        with pytest.raises(StoreError, match="database error"):
+            await store.append([record("s2", 1), record("s1", 4)])
+
+        assert await store.last_seq("s2") == 0
+        assert [event.payload for event in await store.read("s1", after=3)] == ['{"from":"elsewhere"}']
+
+
+async def test_a_database_path_under_a_regular_file_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+
+    with pytest.raises(StoreError, match="cannot create the directory"):
+        await SqliteEventStore.open(tmp_path / "file" / "acpd.db")
