@@ -75,14 +75,15 @@ class DaemonConfig(_Frozen):
     policy: Policy = Field(default_factory=Policy)
     """Default policy for new sessions."""
 
+    def resolved_data_dir(self) -> Path:
+        return Path(self.data_dir) if self.data_dir else default_data_dir(os.environ)
+
     def resolved_db(self) -> str:
-        if self.db:
-            return self.db
-        return str(Path(self.data_dir or default_data_dir(os.environ)) / "acpd.db")
+        return self.db or str(self.resolved_data_dir() / "acpd.db")
 
     def all_agents(self) -> dict[str, AgentConfig]:
         """Built-in presets, overridden by configured agents of the same name."""
-        return {**builtin_agents(), **self.agents}
+        return {**builtin_agents(self.resolved_data_dir()), **self.agents}
 
 
 def default_data_dir(env: Mapping[str, str]) -> Path:
@@ -91,11 +92,12 @@ def default_data_dir(env: Mapping[str, str]) -> Path:
     return Path(base) / "acpd"
 
 
-def builtin_agents() -> dict[str, AgentConfig]:
+def builtin_agents(data_dir: Path) -> dict[str, AgentConfig]:
     return {
         "mock": AgentConfig(
             command=sys.executable,
-            args=("-m", "acpd.testing.mock_agent"),
+            # The state dir lets a new mock process resume or load a session after a daemon restart.
+            args=("-m", "acpd.testing.mock_agent", "--state-dir", str(data_dir / "mock-agent")),
             description="acpd's scripted mock ACP agent (see the README's prompt language)",
         ),
     }
