@@ -1,0 +1,406 @@
+"""Transports layer: an ACP agent as a child process, framed NDJSON over its stdin/stdout.
+
+Owns the child's whole life: spawn in its own session, drain stderr continuously (a chatty agent
+must never block on a full pipe), and stop the whole process tree with a ladder of named grace
+periods. Knows no JSON-RPC methods and never parses a frame; imports only the protocol layer.
+
+Linux is the target: descendants are found through ``/proc``. Elsewhere the ladder still signals
+the agent's process group, which misses only descendants that left it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Final
+
+import anyio
+import anyio.abc
+
+from acpd.errors import AgentUnavailable, ConnectionClosed
+from acpd.protocol.framing import MAX_LINE_BYTES, Frame, LineDecoder
+
+logger = logging.getLogger(__name__)
+
+STDIN_CLOSE_GRACE_SECONDS: Final = 0.5
+"""How long an agent gets to exit on its own after its stdin is closed."""
+TERM_GRACE_SECONDS: Final = 2.0
+"""How long the process tree gets to exit after SIGTERM before SIGKILL."""
+KILL_GRACE_SECONDS: Final = 2.0
+"""How long to wait for the agent to be reaped after SIGKILL before giving up (uninterruptible sleep)."""
+STDERR_FLUSH_SECONDS: Final = 0.5
+"""After the tree is gone, how long to wait for the last stderr bytes (an escaped process may hold the pipe)."""
+STDERR_TAIL_BYTES: Final = 64 * 1024
+READ_CHUNK_BYTES: Final = 1024 * 1024
+STDERR_CHUNK_BYTES: Final = 64 * 1024
+
+_Members = dict[int, int]
+"""Descendants of an agent: pid → start time (clock ticks after boot), which tells a reused pid apart."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSpec:
+    """How to start an agent."""
+
+    command: str
+    """Program name (looked up on the spec's PATH) or path (relative to ``cwd``)."""
+    args: Sequence[str] = ()
+    env: Mapping[str, str] | None = None
+    """The complete environment of the child; ``None`` inherits ``os.environ``."""
+    cwd: str | None = None
+
+
+class ProcessTransport:
+    """A running agent process as a ``Transport``. Build it with ``open_process_transport``."""
+
+    def __init__(
+        self,
+        process: anyio.abc.Process,
+        *,
+        max_line_bytes: int,
+        on_stderr: Callable[[bytes], None] | None,
+    ) -> None:
+        assert process.stdin and process.stdout and process.stderr, "spawned with three pipes"
+        self._process = process
+        self._stdin = process.stdin
+        self._stdout = process.stdout
+        self._stderr = process.stderr
+        self._start_time: int | None = None  # tells the agent from a process reusing its pid
+        self._decoder = LineDecoder(max_line_bytes)
+        self._on_stderr = on_stderr
+        self._tail = bytearray()
+        self._send_lock = anyio.Lock()
+        self._receive_lock = anyio.Lock()
+        self._eof = False
+        self._closing = False
+        self._closed = anyio.Event()
+        self._exited = anyio.Event()
+        self._stderr_done = anyio.Event()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once the agent has been reaped (negative: killed by that signal)."""
+        return self._process.returncode
+
+    @property
+    def exited(self) -> anyio.Event:
+        """Set when the agent process has exited (its descendants may still run)."""
+        return self._exited
+
+    def stderr_tail(self) -> str:
+        """The last ``STDERR_TAIL_BYTES`` the agent wrote to stderr, decoded leniently."""
+        return self._tail.decode("utf-8", "replace")
+
+    async def wait(self) -> int:
+        """Wait for the agent to exit and return its exit status."""
+        returncode = await self._process.wait()
+        self._exited.set()
+        return returncode
+
+    async def send(self, frame: bytes) -> None:
+        """Write one message and its newline.
+
+        Raises:
+            ConnectionClosed: the agent exited, closed its stdin, or this transport is closed.
+        """
+        if self._closing or self.returncode is not None:
+            raise ConnectionClosed(f"agent process {self.pid} is no longer accepting messages")
+        try:
+            # One write per frame: asyncio buffers it whole, so concurrent senders never interleave.
+            async with self._send_lock:
+                await self._stdin.send(frame + b"\n")
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, BrokenPipeError, ConnectionResetError) as exc:
+            raise ConnectionClosed(f"agent process {self.pid} closed its stdin") from exc
+
+    async def receive(self) -> list[Frame]:
+        """Every complete frame available, at least one.
+
+        Raises:
+            anyio.EndOfStream: the agent closed its stdout (after any final unterminated line).
+        """
+        async with self._receive_lock:
+            while not self._eof:
+                try:
+                    chunk = await self._stdout.receive(READ_CHUNK_BYTES)
+                except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    self._eof = True
+                    if frames := self._decoder.finish():
+                        return frames
+                    break
+                if frames := self._decoder.feed(chunk):
+                    return frames
+            raise anyio.EndOfStream
+
+    async def aclose(self) -> None:
+        """Stop the agent and everything it started; idempotent, bounded, never cancelled halfway."""
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._stop_tree()
+                with anyio.move_on_after(STDERR_FLUSH_SECONDS):
+                    await self._stderr_done.wait()
+                await self._close_pipes()
+            finally:
+                self._closed.set()
+
+    async def _close_pipes(self) -> None:
+        if self.returncode is not None:
+            await self._process.aclose()  # closes the pipe transports too; returns at once
+            return
+        # Unkillable (uninterruptible sleep): anyio's aclose would wait for it forever.
+        await self._stdout.aclose()
+        await self._stderr.aclose()
+
+    async def _note_start_time(self) -> None:
+        self._start_time = await anyio.to_thread.run_sync(_start_time, self.pid)
+
+    async def _drain_stderr(self) -> None:
+        try:
+            while True:
+                try:
+                    chunk = await self._stderr.receive(STDERR_CHUNK_BYTES)
+                except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    return
+                self._keep_stderr(chunk)
+        finally:
+            self._stderr_done.set()
+
+    def _keep_stderr(self, chunk: bytes) -> None:
+        self._tail += chunk
+        if len(self._tail) > STDERR_TAIL_BYTES:
+            del self._tail[:-STDERR_TAIL_BYTES]
+        if self._on_stderr is not None:
+            try:
+                self._on_stderr(chunk)
+            except Exception:
+                # An observer's bug must not stop the draining, or the agent blocks on a full pipe.
+                logger.exception("on_stderr callback failed for agent process %d", self.pid)
+
+    async def _stop_tree(self) -> None:
+        # The tree is collected before stdin is closed: once the agent exits, its setsid'ed
+        # descendants are re-parented and nothing in /proc links them to the agent any more.
+        members = await self._collect({})
+        await self._stdin.aclose()
+        await self._wait_gone(members, STDIN_CLOSE_GRACE_SECONDS)
+        for signum, grace in ((signal.SIGTERM, TERM_GRACE_SECONDS), (signal.SIGKILL, KILL_GRACE_SECONDS)):
+            members = await self._collect(members)
+            if self.returncode is not None and not members:
+                return
+            self._signal_tree(members, signum)
+            await self._wait_gone(members, grace)
+        if self.returncode is None:
+            logger.warning("agent process %d survived SIGKILL for %.1fs", self.pid, KILL_GRACE_SECONDS)
+
+    async def _collect(self, remembered: _Members) -> _Members:
+        return await anyio.to_thread.run_sync(_collect_tree, self.pid, self._start_time, remembered)
+
+    def _signal_tree(self, members: _Members, signum: int) -> None:
+        if self.returncode is None:
+            # The group id is the agent's pid; it cannot be reused while the agent is unreaped.
+            _kill(os.killpg, self.pid, signum)
+        for pid in members:
+            _kill(os.kill, pid, signum)
+
+    async def _wait_gone(self, members: _Members, grace_seconds: float) -> None:
+        with anyio.move_on_after(grace_seconds) as scope:
+            # Awaited here, not only in the watcher task: that one is cancelled with our owner.
+            await self.wait()
+            if members:
+                left = scope.deadline - anyio.current_time()
+                await anyio.to_thread.run_sync(_wait_pids_gone, members, left, abandon_on_cancel=True)
+
+
+@asynccontextmanager
+async def open_process_transport(
+    spec: ProcessSpec,
+    *,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    on_stderr: Callable[[bytes], None] | None = None,
+) -> AsyncIterator[ProcessTransport]:
+    """Start the agent; on leaving the context, stop it and its whole process tree (``aclose``).
+
+    ``on_stderr`` receives every stderr chunk as it arrives, on the event loop thread.
+
+    Raises:
+        AgentUnavailable: the command is missing, not executable, or cannot be started.
+    """
+    transport = ProcessTransport(await _spawn(spec), max_line_bytes=max_line_bytes, on_stderr=on_stderr)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(transport._drain_stderr)
+            tg.start_soon(transport.wait)
+            try:
+                await transport._note_start_time()
+                yield transport
+            finally:
+                await transport.aclose()
+                tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The background tasks do not raise, so a lone error came from the caller's block:
+        # give it back as raised, not wrapped in a group the caller never asked for.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+
+
+async def _spawn(spec: ProcessSpec) -> anyio.abc.Process:
+    executable = _resolve_command(spec)
+    try:
+        return await anyio.open_process(
+            [executable, *spec.args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(spec.env) if spec.env is not None else None,
+            cwd=spec.cwd,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise AgentUnavailable(
+            f"cannot start agent command {spec.command!r}: {exc.strerror or exc}"
+            + (f" (cwd {spec.cwd!r})" if spec.cwd else ""),
+            data={"command": spec.command},
+        ) from exc
+
+
+def _resolve_command(spec: ProcessSpec) -> str:
+    # Mirror what exec will do: a bare name is searched on the child's PATH, a path is taken
+    # relative to the child's cwd.
+    if os.sep in spec.command or (os.altsep and os.altsep in spec.command):
+        path = os.path.join(spec.cwd or "", spec.command)
+        found = path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+    else:
+        env = spec.env if spec.env is not None else os.environ
+        found = shutil.which(spec.command, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise AgentUnavailable(
+            f"agent command {spec.command!r} was not found or is not executable; install it, "
+            "or configure its full path (or a PATH that contains it) for this agent",
+            data={"command": spec.command},
+        )
+    return os.path.abspath(found)  # exec would resolve a relative path against the child's cwd
+
+
+def _kill(send: Callable[[int, int], None], pid: int, signum: int) -> None:
+    # ESRCH: already gone. EPERM: the pid now belongs to someone else.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        send(pid, signum)
+
+
+@dataclass(frozen=True, slots=True)
+class _Stat:
+    state: bytes
+    ppid: int
+    pgrp: int
+    session: int
+    start_time: int
+
+
+def _read_stat(pid: int) -> _Stat | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    # The command name sits in parentheses and may itself contain spaces and ')'.
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    try:
+        return _Stat(fields[0], int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19]))
+    except (IndexError, ValueError):
+        return None
+
+
+def _start_time(pid: int) -> int | None:
+    stat = _read_stat(pid)
+    return stat.start_time if stat else None
+
+
+def _scan_proc() -> dict[int, _Stat]:
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return {}
+    table = {}
+    for name in names:
+        if name.isdigit() and (stat := _read_stat(int(name))) is not None:
+            table[int(name)] = stat
+    return table
+
+
+def _collect_tree(leader: int, leader_start: int | None, remembered: _Members) -> _Members:
+    """Live descendants of the agent: its session and group, what it spawned, what we saw before.
+
+    Runs in a worker thread (it reads all of ``/proc``). The agent itself is not included. The
+    agent's pid counts as a parent only while it still names the agent (same start time); as a
+    session or group id it cannot be reused while any member is alive.
+    """
+    table = _scan_proc()
+    roots = {pid for pid, start in remembered.items() if pid in table and table[pid].start_time == start}
+    roots.update(pid for pid, stat in table.items() if leader in (stat.session, stat.pgrp))
+    if leader in table and table[leader].start_time != leader_start:
+        roots.discard(leader)
+    children: dict[int, list[int]] = {}
+    for pid, stat in table.items():
+        children.setdefault(stat.ppid, []).append(pid)
+    found, stack = set(roots), list(roots)
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    found.discard(leader)
+    return {pid: table[pid].start_time for pid in found if table[pid].state not in (b"Z", b"X")}
+
+
+def _wait_pids_gone(members: _Members, timeout: float) -> None:
+    """Block until every member has exited or ``timeout`` passes. Runs in a worker thread.
+
+    A pidfd becomes readable when its process exits, even when that process is not our child.
+    Without pidfds (old kernels) there is nothing to wait on, so return and let SIGKILL follow.
+    """
+    fds: list[int] = []
+    try:
+        for pid, start in members.items():
+            try:
+                fd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue
+            except (OSError, AttributeError):
+                return
+            # Checked after opening: from here on the pidfd pins this very process.
+            if _start_time(pid) == start:
+                fds.append(fd)
+            else:
+                os.close(fd)
+        _poll_all(fds, timeout)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _poll_all(fds: list[int], timeout: float) -> None:
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    pending = len(fds)
+    deadline = time.monotonic() + timeout
+    while pending and (left := deadline - time.monotonic()) > 0:
+        for fd, _ in poller.poll(left * 1000):
+            poller.unregister(fd)
+            pending -= 1
