@@ -1,0 +1,343 @@
+"""Test kit: one prompt turn of the mock agent, run command by command. Stdlib and orjson only.
+
+A turn talks to its client only through ``AgentPort`` (the connection in ``mock_agent``), so it
+knows the ACP payloads but not the framing. Every update it emits also goes into the session's
+history. A cancel reaches a turn as ``asyncio.CancelledError`` at its next ``await``; the turn
+yields between commands and between blocks of chunks so that this happens promptly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, NoReturn, Protocol
+
+import orjson
+
+from acpd.testing._mock_io import write_stderr
+from acpd.testing._mock_script import Command
+from acpd.testing._mock_sessions import CONTEXT_SIZE_TOKENS, JsonObject, MockSession
+
+INTERNAL_ERROR: Final = -32603
+CHUNK_BLOCK_BYTES: Final = 2 * 1024 * 1024
+"""Pre-encoded chunk lines are written in blocks of about this size, checking for a cancel between blocks."""
+GARBAGE_LINE: Final = b"this line is not JSON: the mock agent was told to misbehave\n"
+PERMISSION_OPTIONS: Final = (
+    ("allow", "Allow", "allow_once"),
+    ("always", "Always allow", "allow_always"),
+    ("reject", "Reject", "reject_once"),
+)
+_ALLOWING: Final = frozenset({"allow", "always"})
+_TEXT_MARK: Final = "@@mock-chunk-text@@"
+
+
+class RpcFault(Exception):
+    """A JSON-RPC error: one the agent answers with, or one the client answered a request with."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def to_wire(self) -> JsonObject:
+        error: JsonObject = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
+
+class AgentPort(Protocol):
+    """What a turn needs from the agent's connection."""
+
+    def send_update(self, session_id: str, update: JsonObject, meta: JsonObject | None = None) -> None: ...
+
+    def write_raw(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    async def call(self, method: str, params: JsonObject) -> Any:
+        """Send a request to the client and return its result. Raises ``RpcFault`` on an error answer."""
+
+    async def crash(self, code: int) -> NoReturn: ...
+
+
+class Turn:
+    """Runs one prompt's commands (or its echo) and builds the prompt response."""
+
+    def __init__(self, port: AgentPort, session: MockSession, text: str, commands: list[Command] | None) -> None:
+        self._port = port
+        self._session = session
+        self._text = text
+        self._commands = commands
+        self.stop_reason = "end_turn"
+        self._ended = False
+        self._usage: tuple[int, int] | None = None
+        self._handlers: dict[str, Callable[[Command], Awaitable[None]]] = {
+            "text": self._say,
+            "chunks": self._chunks,
+            "think": self._think,
+            "tool": self._tool,
+            "permission": self._permission,
+            "plan": self._plan,
+            "usage": self._add_usage,
+            "sleep": self._sleep,
+            "error": self._error,
+            "crash": self._crash,
+            "garbage": self._garbage,
+            "stderr": self._stderr,
+            "title": self._title,
+            "mode": self._mode,
+            "read": self._read,
+            "write": self._write,
+            "run": self._run,
+            "meta": self._meta,
+            "big": self._big,
+            "stop": self._stop,
+        }
+
+    async def run(self) -> None:
+        """Run to the end. Raises ``RpcFault`` for the ``error`` command."""
+        if self._commands is None:
+            await self._chunk(f"Echo: {self._text}")
+            return
+        for command in self._commands:
+            await self._handlers[command.name](command)
+            if self._ended:
+                return
+            await asyncio.sleep(0)  # lets the reader take in a session/cancel between commands
+
+    def response(self) -> JsonObject:
+        response: JsonObject = {"stopReason": self.stop_reason}
+        if self._usage is not None:
+            inputs, outputs = self._usage
+            response["usage"] = {"inputTokens": inputs, "outputTokens": outputs, "totalTokens": inputs + outputs}
+        return response
+
+    async def _emit(self, update: JsonObject) -> None:
+        self._session.record(update)
+        self._port.send_update(self._session.id, update)
+        await self._port.drain()
+
+    async def _chunk(self, text: str, kind: str = "agent_message_chunk") -> None:
+        await self._emit({"sessionUpdate": kind, "content": {"type": "text", "text": text}})
+
+    async def _say(self, cmd: Command) -> None:
+        await self._chunk(cmd.text)
+
+    async def _think(self, cmd: Command) -> None:
+        await self._chunk(cmd.text, "agent_thought_chunk")
+
+    async def _big(self, cmd: Command) -> None:
+        await self._chunk("x" * cmd.ints[0])
+
+    async def _chunks(self, cmd: Command) -> None:
+        count, size = cmd.ints
+        prefix, suffix = self._chunk_frame()
+        per_block = max(1, CHUNK_BLOCK_BYTES // (len(prefix) + len(suffix) + max(size, 8)))
+        sent: list[bytes] = []
+        try:
+            for start in range(0, count, per_block):
+                texts = [_chunk_text(index, size) for index in range(start, min(count, start + per_block))]
+                self._port.write_raw(b"".join([prefix + text + suffix for text in texts]))
+                sent.append(b"".join(texts))
+                await self._port.drain()
+                await asyncio.sleep(0)  # a cancel is noticed between blocks
+        finally:
+            # History keeps what was sent as one chunk: same text, and a replay that stays small.
+            if sent:
+                text = b"".join(sent).decode()
+                self._session.record(
+                    {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": text}}
+                )
+
+    def _chunk_frame(self) -> tuple[bytes, bytes]:
+        """The bytes of a chunk notification before and after its text, which needs no JSON escaping."""
+        update = {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": _TEXT_MARK}}
+        frame = orjson.dumps(
+            {"jsonrpc": "2.0", "method": "session/update", "params": {"sessionId": self._session.id, "update": update}}
+        )
+        prefix, suffix = frame.split(_TEXT_MARK.encode())
+        return prefix, suffix + b"\n"
+
+    async def _tool(self, cmd: Command) -> None:
+        call_id = self._session.next_tool_call_id()
+        title = cmd.text or f"Mock {cmd.word}"
+        await self._emit(self._tool_call(call_id, title, cmd.word))
+        await self._complete_tool(call_id, title)
+
+    async def _permission(self, cmd: Command) -> None:
+        call_id = self._session.next_tool_call_id()
+        tool_call = self._tool_call(call_id, f"Mock {cmd.word} needing permission", cmd.word)
+        await self._emit(tool_call)
+        options = [{"optionId": option, "name": name, "kind": kind} for option, name, kind in PERMISSION_OPTIONS]
+        request_call = {key: tool_call[key] for key in ("toolCallId", "title", "kind", "status", "rawInput")}
+        params = {"sessionId": self._session.id, "toolCall": request_call, "options": options}
+        try:
+            outcome = _outcome(await self._port.call("session/request_permission", params))
+        except RpcFault as fault:
+            outcome = f"error {fault.message}"
+        if outcome == "cancelled":
+            self._end("cancelled")
+            return
+        if outcome in _ALLOWING:
+            await self._complete_tool(call_id, tool_call["title"])
+        else:
+            await self._emit({"sessionUpdate": "tool_call_update", "toolCallId": call_id, "status": "failed"})
+        await self._chunk(f"permission: {outcome}")
+
+    def _tool_call(self, call_id: str, title: str, kind: str) -> JsonObject:
+        path = os.path.join(self._session.cwd, "mock.txt")
+        return {
+            "sessionUpdate": "tool_call",
+            "toolCallId": call_id,
+            "title": title,
+            "kind": kind,
+            "status": "pending",
+            "rawInput": {"path": path, "kind": kind},
+            "locations": [{"path": path, "line": 1}],
+        }
+
+    async def _complete_tool(self, call_id: str, title: str) -> None:
+        await self._emit({"sessionUpdate": "tool_call_update", "toolCallId": call_id, "status": "in_progress"})
+        content = [{"type": "content", "content": {"type": "text", "text": f"{title}: done"}}]
+        await self._emit(
+            {
+                "sessionUpdate": "tool_call_update",
+                "toolCallId": call_id,
+                "status": "completed",
+                "content": content,
+                "rawOutput": {"ok": True},
+            }
+        )
+
+    async def _plan(self, cmd: Command) -> None:
+        entries = [
+            {"content": f"Step {index + 1}", "priority": "medium", "status": "in_progress" if index == 0 else "pending"}
+            for index in range(cmd.ints[0])
+        ]
+        await self._emit({"sessionUpdate": "plan", "entries": entries})
+
+    async def _add_usage(self, cmd: Command) -> None:
+        inputs, outputs = cmd.ints
+        update: JsonObject = {"sessionUpdate": "usage_update", "used": inputs + outputs, "size": CONTEXT_SIZE_TOKENS}
+        if cmd.number is not None:
+            update["cost"] = {"amount": cmd.number, "currency": "USD"}
+        before = self._usage or (0, 0)
+        self._usage = (before[0] + inputs, before[1] + outputs)
+        await self._emit(update)
+
+    async def _sleep(self, cmd: Command) -> None:
+        await asyncio.sleep(cmd.number or 0.0)
+
+    async def _error(self, cmd: Command) -> None:
+        raise RpcFault(cmd.ints[0], cmd.text)
+
+    async def _crash(self, cmd: Command) -> None:
+        await self._port.crash(cmd.ints[0])
+
+    async def _garbage(self, cmd: Command) -> None:
+        self._port.write_raw(GARBAGE_LINE)
+
+    async def _stderr(self, cmd: Command) -> None:
+        write_stderr(cmd.text)
+
+    async def _title(self, cmd: Command) -> None:
+        await self._emit({"sessionUpdate": "session_info_update", "title": cmd.text})
+
+    async def _mode(self, cmd: Command) -> None:
+        self._session.set_value("mode", cmd.word)
+        await self._emit({"sessionUpdate": "current_mode_update", "currentModeId": cmd.word})
+        await self._emit({"sessionUpdate": "config_option_update", "configOptions": self._session.config_options()})
+
+    async def _read(self, cmd: Command) -> None:
+        params = {"sessionId": self._session.id, "path": self._resolve(cmd.text)}
+        try:
+            text = _string_field(await self._port.call("fs/read_text_file", params), "content")
+        except RpcFault as fault:
+            text = f"read error: {fault.message}"
+        await self._chunk(text)
+
+    async def _write(self, cmd: Command) -> None:
+        path = self._resolve(cmd.word)
+        params = {"sessionId": self._session.id, "path": path, "content": cmd.text}
+        try:
+            await self._port.call("fs/write_text_file", params)
+            text = f"wrote {len(cmd.text)} chars to {path}"
+        except RpcFault as fault:
+            text = f"write error: {fault.message}"
+        await self._chunk(text)
+
+    async def _run(self, cmd: Command) -> None:
+        session_id = self._session.id
+        create = {"sessionId": session_id, "command": "sh", "args": ["-c", cmd.text]}
+        try:
+            terminal = {
+                "sessionId": session_id,
+                "terminalId": _string_field(await self._call("create", create), "terminalId"),
+            }
+        except RpcFault as fault:
+            await self._chunk(f"run error: {fault.message}")
+            return
+        try:
+            await self._call("wait_for_exit", terminal)
+            text = _string_field(await self._call("output", terminal), "output")
+        except RpcFault as fault:
+            text = f"run error: {fault.message}"
+        # Not in a finally: on cancel the turn answers at once instead of waiting for this reply.
+        try:
+            await self._call("release", terminal)
+        except RpcFault as fault:
+            text += f"\nrelease error: {fault.message}"
+        await self._chunk(text)
+
+    async def _call(self, terminal_method: str, params: JsonObject) -> Any:
+        return await self._port.call(f"terminal/{terminal_method}", params)
+
+    async def _meta(self, cmd: Command) -> None:
+        update = {
+            "sessionUpdate": "agent_message_chunk",
+            "content": {"type": "text", "text": "meta", "_meta": _mock_meta()},
+            "_meta": _mock_meta(),
+        }
+        self._session.record(update)
+        self._port.send_update(self._session.id, update, meta=_mock_meta())
+        await self._emit({"sessionUpdate": "_mock/custom", "value": 1})
+
+    async def _stop(self, cmd: Command) -> None:
+        self.stop_reason = cmd.word
+
+    def _end(self, stop_reason: str) -> None:
+        self.stop_reason = stop_reason
+        self._ended = True
+
+    def _resolve(self, path: str) -> str:
+        return os.path.join(self._session.cwd, path) if self._session.cwd else path
+
+
+def _chunk_text(index: int, size: int) -> bytes:
+    label = b"c%d " % index
+    return label.ljust(size, b"x") if size > len(label) else label
+
+
+def _mock_meta() -> JsonObject:
+    return {"mock": {"x": 1}}
+
+
+def _outcome(reply: Any) -> str:
+    """``cancelled``, the selected option id, or ``invalid reply``."""
+    outcome = reply.get("outcome") if isinstance(reply, dict) else None
+    if isinstance(outcome, dict):
+        if outcome.get("outcome") == "cancelled":
+            return "cancelled"
+        if outcome.get("outcome") == "selected" and isinstance(outcome.get("optionId"), str):
+            return str(outcome["optionId"])
+    return "invalid reply"
+
+
+def _string_field(reply: Any, name: str) -> str:
+    value = reply.get(name) if isinstance(reply, dict) else None
+    if not isinstance(value, str):
+        raise RpcFault(INTERNAL_ERROR, f"the client's reply has no string {name!r}")
+    return value
