@@ -1,10 +1,6 @@
 """acpd: a local daemon that puts many coding agents behind one ACP surface."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("acpd")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0"
+# Static, not importlib.metadata: the mock agent imports this and starts ~30 ms faster without it.
+__version__ = "0.1.0"
 
 __all__ = ["__version__"]
