@@ -207,7 +207,7 @@ def run_prompt(args: argparse.Namespace) -> int:
     printer = TurnPrinter()
     for event in client.stream("POST", f"/v1/sessions/{session_id}/prompt", json={"prompt": text}):
         printer.show(event)
-    print(file=sys.stderr)
+    print()
     if printer.error is not None:
         print(f"acpd: the turn failed: {printer.error.get('message')}", file=sys.stderr)
         return 1
