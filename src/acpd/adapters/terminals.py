@@ -31,6 +31,7 @@ import anyio
 import anyio.to_thread
 from anyio.abc import Process, TaskGroup
 
+from acpd.adapters.params import optional_int_param, optional_str_param, str_list_param, str_param
 from acpd.adapters.workspace import Workspace
 from acpd.errors import RpcError
 from acpd.protocol import methods
@@ -207,7 +208,7 @@ class TerminalManager:
             return await self._handle_create(params)
         if method not in _BY_ID_METHODS:
             raise RpcError.method_not_found(method)
-        terminal_id = _str_param(params, "terminalId")
+        terminal_id = str_param(params, "terminalId")
         if method == methods.TERMINAL_OUTPUT:
             return _output_result(await self.output(terminal_id))
         if method == methods.TERMINAL_WAIT_FOR_EXIT:
@@ -229,11 +230,11 @@ class TerminalManager:
 
     async def _handle_create(self, params: JsonObject) -> JsonObject:
         terminal_id = await self.create(
-            _str_param(params, "command"),
-            _str_list_param(params, "args"),
+            str_param(params, "command"),
+            str_list_param(params, "args"),
             env=_env_param(params),
-            cwd=_optional_str_param(params, "cwd"),
-            output_byte_limit=_optional_int_param(params, "outputByteLimit"),
+            cwd=optional_str_param(params, "cwd"),
+            output_byte_limit=optional_int_param(params, "outputByteLimit"),
         )
         return {"terminalId": terminal_id}
 
@@ -416,35 +417,6 @@ def _env_dict(env: EnvInput) -> dict[str, str]:
             raise RpcError.invalid_params(f"invalid environment variable name or value: {name!r}")
         result[name] = value
     return result
-
-
-def _str_param(params: JsonObject, name: str) -> str:
-    value = params.get(name)
-    if not isinstance(value, str):
-        raise RpcError.invalid_params(f"{name!r} must be a string")
-    return value
-
-
-def _optional_str_param(params: JsonObject, name: str) -> str | None:
-    return None if params.get(name) is None else _str_param(params, name)
-
-
-def _optional_int_param(params: JsonObject, name: str) -> int | None:
-    value = params.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise RpcError.invalid_params(f"{name!r} must be an integer or null")
-    return value
-
-
-def _str_list_param(params: JsonObject, name: str) -> list[str]:
-    value = params.get(name)
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise RpcError.invalid_params(f"{name!r} must be an array of strings")
-    return value
 
 
 def _env_param(params: JsonObject) -> list[tuple[str, str]]:

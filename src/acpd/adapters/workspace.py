@@ -22,6 +22,7 @@ from typing import Final
 
 import anyio.to_thread
 
+from acpd.adapters.params import optional_int_param, str_param
 from acpd.errors import RpcError
 from acpd.protocol import methods
 from acpd.protocol.jsonio import JsonObject, JsonValue
@@ -105,12 +106,12 @@ class Workspace:
             RpcError: bad params, a refused path, or ``method_not_found`` for another method.
         """
         if method == methods.FS_READ_TEXT_FILE:
-            path = _str_param(params, "path")
-            line = _optional_int_param(params, "line")
-            limit = _optional_int_param(params, "limit")
+            path = str_param(params, "path")
+            line = optional_int_param(params, "line")
+            limit = optional_int_param(params, "limit")
             return {"content": await self.read_text(path, line=line, limit=limit)}
         if method == methods.FS_WRITE_TEXT_FILE:
-            await self.write_text(_str_param(params, "path"), _str_param(params, "content"))
+            await self.write_text(str_param(params, "path"), str_param(params, "content"))
             return {}
         raise RpcError.method_not_found(method)
 
@@ -218,19 +219,3 @@ def _slice_lines(text: str, line: int | None, limit: int | None) -> str:
     if selected and start + len(selected) < len(pieces):
         out += "\n"  # the last selected line had its newline
     return out
-
-
-def _str_param(params: JsonObject, name: str) -> str:
-    value = params.get(name)
-    if not isinstance(value, str):
-        raise RpcError.invalid_params(f"{name!r} must be a string")
-    return value
-
-
-def _optional_int_param(params: JsonObject, name: str) -> int | None:
-    value = params.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise RpcError.invalid_params(f"{name!r} must be an integer or null")
-    return value
