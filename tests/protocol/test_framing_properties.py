@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import itertools
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from acpd.protocol import jsonio
 from acpd.protocol.framing import Frame, FrameTooLong, LineDecoder, encode_frame
 from acpd.protocol.jsonio import JsonObject, JsonValue
+from tests.strategies import json_values, property_settings
 
-# generation, not the code under test, is what runs slow on a loaded machine
-PROPERTY_SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = property_settings(100)
 
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20)
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=12,
-)
 request_ids = st.integers(min_value=-(2**31), max_value=2**31) | st.text(max_size=10)
 # text with the characters that matter to line framing: newlines, CR, separators, non-ASCII
 tricky_text = st.text(alphabet=st.sampled_from('ab \n\r\t\u2028\u2029\x00é😀{}"\\'), max_size=30)

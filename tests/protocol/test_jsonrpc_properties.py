@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from acpd.protocol import jsonio, jsonrpc
 from acpd.protocol.jsonio import JsonValue
 from acpd.protocol.jsonrpc import Invalid, Kind, RequestId
+from tests.strategies import json_scalars, json_values, property_settings
 
-# generation, not the code under test, is what runs slow on a loaded machine
-PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = property_settings(200)
 
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=10)
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-    max_leaves=8,
-)
 request_ids = st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.text(max_size=10)
 structured_params = st.dictionaries(st.text(max_size=6), json_values, max_size=3) | st.lists(json_values, max_size=3)
 methods = st.text(min_size=1, max_size=20)

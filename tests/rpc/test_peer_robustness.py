@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from acpd.protocol import jsonio, jsonrpc
@@ -13,25 +13,13 @@ from acpd.protocol.jsonio import JsonObject, JsonValue
 from acpd.protocol.jsonrpc import Kind
 from acpd.rpc import Direction, JsonRpcPeer, Tap
 from acpd.transports.memory import create_memory_transport_pair
+from tests.strategies import json_values, property_settings
 
 pytestmark = pytest.mark.anyio
 
-# generation, not the code under test, is what runs slow on a loaded machine
-PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = property_settings(150)
 PROBE: JsonObject = {"jsonrpc": "2.0", "id": "probe-after-garbage", "method": "probe", "params": {"x": 1}}
 
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=10)
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-    max_leaves=8,
-)
 small_ids = st.integers(min_value=-2, max_value=3) | st.sampled_from(["0", "1", "a"])
 # well-formed messages of every kind, including ones that start a handler that never returns
 # (method "wait") and cancellations aimed at those, so the hostile mutations below land near them
