@@ -4,6 +4,7 @@ SessionManager, respond. No business logic, no storage decisions."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from starlette.requests import Request
@@ -16,6 +17,7 @@ from acpd.protocol import jsonio
 from acpd.protocol.jsonio import JsonObject
 
 from . import sse
+from .log import SessionLog
 from .manager import SessionManager
 from .problems import problem
 from .turns import Turn
@@ -149,7 +151,7 @@ async def prompt(request: Request) -> Response:
     return _turn_answer(session_id, turn)
 
 
-async def _turn_stream(log: Any, turn: Turn) -> Any:
+async def _turn_stream(log: SessionLog, turn: Turn) -> AsyncIterator[bytes]:
     await turn.started.wait()
     if turn.first_seq == 0:
         return

@@ -10,6 +10,7 @@ It must not interpret payloads (the session runtime does).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from typing import Final
 
@@ -70,6 +71,7 @@ class SessionLog:
             await drained.wait()
 
     async def wait_committed(self, seq: int) -> None:
+        """Return once ``seq`` is committed, or the log is closed."""
         while self.committed_seq < seq and not self.closed:
             await self._committed.wait()
 
@@ -132,13 +134,14 @@ class SessionLog:
             return tail[start : start + (end - after)]
         return await self._store.read(self.session_id, after=after, limit=end - after)
 
-    async def wait_beyond(self, after: int) -> None:
-        """Return once a record with ``seq > after`` is committed, or the log is closed."""
-        while self.committed_seq <= after and not self.closed:
-            await self._committed.wait()
+    async def follow(
+        self, after: int, *, batch: int = 5_000, idle_seconds: float = math.inf
+    ) -> AsyncIterator[list[EventRecord]]:
+        """Every committed record after ``after``, in batches, live, until the log closes.
 
-    async def follow(self, after: int, *, batch: int = 5_000) -> AsyncIterator[list[EventRecord]]:
-        """Every committed record after ``after``, in batches, live, until the log closes."""
+        After ``idle_seconds`` without a new record it yields an empty batch (a reader's cue for a
+        keep-alive), then goes on waiting.
+        """
         cursor = after
         while True:
             records = await self.read(cursor, batch)
@@ -148,4 +151,7 @@ class SessionLog:
                 continue
             if self.closed:
                 return
-            await self.wait_beyond(cursor)
+            with anyio.move_on_after(idle_seconds) as idle:
+                await self.wait_committed(cursor + 1)
+            if idle.cancelled_caught:
+                yield []

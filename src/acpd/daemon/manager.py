@@ -158,7 +158,7 @@ class SessionManager:
             runtime.doc["archivedAt"] = utc_now() if body["archived"] else None
             changes["archived"] = body["archived"]
         if "policy" in body:
-            runtime.doc["policy"] = _policy({**runtime.doc.get("policy", {}), **_object(body["policy"], "policy")})
+            runtime.set_policy(_policy({**runtime.policy.to_wire(), **_object(body["policy"], "policy")}))
             changes["policy"] = runtime.doc["policy"]
         if "agent" in body and body["agent"] != runtime.doc["agent"]:
             await self._switch_agent(runtime, body["agent"])
@@ -260,9 +260,9 @@ def _object(value: object, name: str) -> JsonObject:
     return value
 
 
-def _policy(value: JsonObject) -> JsonObject:
+def _policy(value: JsonObject) -> Policy:
     try:
-        return Policy.model_validate(value).to_wire()
+        return Policy.model_validate(value)
     except ValueError as exc:
         raise InvalidInput(f"invalid policy: {exc}") from exc
 
@@ -280,7 +280,7 @@ def _create_fields(body: JsonObject, default_policy: Policy) -> JsonObject:
     for key in (*DOC_FIELDS, *SETTING_FIELDS):
         fields[key] = _optional_str(body.get(key), key)
     fields["config"] = _object(body.get("config") or {}, "config")
-    fields["policy"] = _policy({**default_policy.to_wire(), **_object(body.get("policy") or {}, "policy")})
+    fields["policy"] = _policy({**default_policy.to_wire(), **_object(body.get("policy") or {}, "policy")}).to_wire()
     for key in ("mcpServers", "additionalDirectories"):
         value = body.get(key) or []
         if not isinstance(value, list):

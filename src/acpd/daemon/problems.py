@@ -42,7 +42,7 @@ async def handle_acpd_error(request: Request, exc: Exception) -> Response:
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     kind = HTTP_KINDS.get(exc.status_code, "http-error")
-    return problem(exc.status_code, kind, str(exc.detail), headers=None)
+    return problem(exc.status_code, kind, str(exc.detail))
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:

@@ -53,6 +53,7 @@ class SessionRuntime:
         self.doc = doc
         self.log = SessionLog(deps.store, doc["id"], last_seq)
         self.broker = PermissionBroker()
+        self._policy = Policy.model_validate(doc.get("policy") or {})
         self._backend: Backend | None = None
         self._backend_lock = anyio.Lock()
         self._turn_lock = anyio.Lock()
@@ -75,7 +76,11 @@ class SessionRuntime:
 
     @property
     def policy(self) -> Policy:
-        return Policy.model_validate(self.doc.get("policy") or {})
+        return self._policy
+
+    def set_policy(self, policy: Policy) -> None:
+        self._policy = policy
+        self.doc["policy"] = policy.to_wire()
 
     @property
     def busy(self) -> bool:
@@ -129,7 +134,7 @@ class SessionRuntime:
             if turn is not None and text is not None:
                 turn.add_text(text)
         elif kind == "agent_thought_chunk":
-            return bool((self.doc.get("policy") or {}).get("showThinking", True))
+            return self._policy.show_thinking
         elif kind == "tool_call" and turn is not None:
             turn.steps += 1
             self._check_steps(turn)

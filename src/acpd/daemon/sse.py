@@ -1,4 +1,4 @@
-"""Daemon layer: Server-Sent Events encoding of event records, and the live follow loop.
+"""Daemon layer: Server-Sent Events encoding of a session log followed live.
 
 Records are written in batches (one body chunk per batch), because the per-write cost of the
 HTTP server, not the encoding, bounds throughput. No routing here.
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Final
-
-import anyio
 
 from acpd.protocol.events import EventRecord
 
@@ -34,21 +32,13 @@ async def stream_log(
 ) -> AsyncIterator[bytes]:
     """SSE bytes for every committed record after ``after``, live; ends when ``until(seq)`` holds for a
     sent record, or when the log closes (the session was deleted or the daemon stops)."""
-    cursor = after
     yield b"retry: 1000\n\n"
-    while True:
-        records = await log.read(cursor, BATCH_RECORDS)
-        if records:
-            stop_at = next((i for i, r in enumerate(records) if until(r.seq)), None)
-            if stop_at is not None:
-                yield encode(records[: stop_at + 1])
-                return
-            cursor = records[-1].seq
-            yield encode(records)
-            continue
-        if log.closed:
-            return
-        with anyio.move_on_after(keepalive_seconds) as scope:
-            await log.wait_beyond(cursor)
-        if scope.cancelled_caught:
+    async for records in log.follow(after, batch=BATCH_RECORDS, idle_seconds=keepalive_seconds):
+        if not records:
             yield KEEPALIVE
+            continue
+        stop_at = next((i for i, r in enumerate(records) if until(r.seq)), None)
+        if stop_at is not None:
+            yield encode(records[: stop_at + 1])
+            return
+        yield encode(records)
