@@ -55,6 +55,13 @@ class AcpdError(Exception):
     def code(self) -> int:
         return self.rpc_code
 
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-RPC error object: ``code``, ``message``, and ``data`` when there is some."""
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
 
 class RpcError(AcpdError):
     """A JSON-RPC error object: received from a peer, or raised by a handler to be sent as is."""
@@ -93,12 +100,6 @@ class RpcError(AcpdError):
     @classmethod
     def resource_not_found(cls, uri: str) -> RpcError:
         return cls(RESOURCE_NOT_FOUND, "Resource not found", {"uri": uri})
-
-    def to_wire(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            error["data"] = self.data
-        return error
 
 
 class RequestCancelled(RpcError):

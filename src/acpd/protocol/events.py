@@ -16,7 +16,6 @@ from typing import Literal
 from acpd.protocol import jsonio
 
 Sender = Literal["client", "agent", "daemon"]
-SENDERS: tuple[Sender, ...] = ("client", "agent", "daemon")
 
 
 @lru_cache(maxsize=4096)

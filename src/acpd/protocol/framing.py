@@ -41,7 +41,7 @@ class LineDecoder:
         while True:
             end = data.find(b"\n", start)
             if end < 0:
-                self._keep(data[start:], frames)
+                self._keep(data[start:])
                 return frames
             self._finish_line(data[start:end], frames)
             start = end + 1
@@ -49,15 +49,10 @@ class LineDecoder:
     def finish(self) -> list[Frame]:
         """At end of stream: the unterminated last line, if any, as a frame."""
         frames: list[Frame] = []
-        if self._discarding:
-            frames.append(FrameTooLong(self._discarding))
-        elif self._buffer.strip():
-            frames.append(bytes(self._buffer).rstrip(b"\r"))
-        self._buffer.clear()
-        self._discarding = 0
+        self._finish_line(b"", frames)
         return frames
 
-    def _keep(self, tail: bytes, frames: list[Frame]) -> None:
+    def _keep(self, tail: bytes) -> None:
         if self._discarding:
             self._discarding += len(tail)
             return

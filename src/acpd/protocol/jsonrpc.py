@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from acpd.protocol.jsonio import JsonObject, JsonValue
 
@@ -30,7 +30,7 @@ class Invalid:
     id: RequestId | None = None
 
 
-def _valid_id(value: object) -> bool:
+def is_request_id(value: object) -> TypeGuard[RequestId]:
     # bool is an int subclass in Python but not a JSON-RPC id
     return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
@@ -40,7 +40,7 @@ def classify(message: object) -> Kind | Invalid:
     if not isinstance(message, dict):
         return Invalid("a message must be a JSON object")
     raw_id = message.get("id")
-    msg_id = raw_id if _valid_id(raw_id) else None
+    msg_id = raw_id if is_request_id(raw_id) else None
     if message.get("jsonrpc") != VERSION:
         return Invalid('"jsonrpc" must be "2.0"', msg_id)
     if "method" in message:
@@ -52,11 +52,11 @@ def classify(message: object) -> Kind | Invalid:
             return Invalid('"params" must be an object or an array', msg_id)
         if "id" not in message:
             return Kind.NOTIFICATION
-        if not _valid_id(raw_id):
+        if not is_request_id(raw_id):
             return Invalid('"id" must be an integer or a string')
         return Kind.REQUEST
     if "result" in message or "error" in message:
-        if "id" not in message or (raw_id is not None and not _valid_id(raw_id)):
+        if "id" not in message or (raw_id is not None and not is_request_id(raw_id)):
             return Invalid('a response needs an integer, string or null "id"')
         if "error" in message and not _valid_error(message["error"]):
             return Invalid('"error" must be an object with an integer "code" and a string "message"', msg_id)

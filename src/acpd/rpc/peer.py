@@ -303,7 +303,7 @@ class JsonRpcPeer:
                 raise RpcError.method_not_found(method)
             result = await self._on_request(method, message.get("params"), message)
         except AcpdError as exc:
-            return jsonrpc.error_response(msg_id, _error_object(exc))
+            return jsonrpc.error_response(msg_id, exc.to_wire())
         except Exception:
             logger.exception("%s: handler for %r failed", self._name, method)
             return jsonrpc.error_response(msg_id, RpcError.internal_error().to_wire())
@@ -326,8 +326,7 @@ class JsonRpcPeer:
 
     def _cancel_incoming(self, params: JsonValue) -> None:
         request_id = params.get("requestId") if isinstance(params, dict) else None
-        # exact types: True would otherwise match id 1, and a list is not hashable
-        if type(request_id) is int or type(request_id) is str:
+        if jsonrpc.is_request_id(request_id):  # True would otherwise match id 1; a list is not hashable
             scope = self._incoming.get(request_id)
             if scope is not None:
                 scope.cancel()
@@ -355,13 +354,6 @@ class JsonRpcPeer:
         pending, self._pending = self._pending, {}
         for waiter in pending.values():
             waiter.done.set()
-
-
-def _error_object(exc: AcpdError) -> JsonObject:
-    error: JsonObject = {"code": exc.code, "message": exc.message}
-    if exc.data is not None:
-        error["data"] = exc.data
-    return error
 
 
 def _looks_like_response(message: JsonValue) -> bool:

@@ -1,4 +1,4 @@
-"""Transports layer: move framed JSON messages; know no methods. Imports only the protocol layer."""
+"""Transports layer: move framed JSON messages; know no methods. Imports only the protocol layer and ``acpd.errors``."""
 
 from acpd.transports.base import Transport
 from acpd.transports.process import ProcessSpec, ProcessTransport, open_process_transport

@@ -2,7 +2,8 @@
 
 Owns the child's whole life: spawn in its own session, drain stderr continuously (a chatty agent
 must never block on a full pipe), and stop the whole process tree with a ladder of named grace
-periods. Knows no JSON-RPC methods and never parses a frame; imports only the protocol layer.
+periods. Knows no JSON-RPC methods and never parses a frame; imports only the protocol layer and
+``acpd.errors``.
 
 Linux is the target: descendants are found through ``/proc``. Elsewhere the ladder still signals
 the agent's process group, which misses only descendants that left it.
@@ -27,7 +28,8 @@ import anyio
 import anyio.abc
 
 from acpd.errors import AgentUnavailable, ConnectionClosed
-from acpd.protocol.framing import MAX_LINE_BYTES, Frame, LineDecoder
+from acpd.protocol.framing import MAX_LINE_BYTES, Frame
+from acpd.transports._lines import READ_CHUNK_BYTES, LineReader
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +42,6 @@ KILL_GRACE_SECONDS: Final = 2.0
 STDERR_FLUSH_SECONDS: Final = 0.5
 """After the tree is gone, how long to wait for the last stderr bytes (an escaped process may hold the pipe)."""
 STDERR_TAIL_BYTES: Final = 64 * 1024
-READ_CHUNK_BYTES: Final = 1024 * 1024
 STDERR_CHUNK_BYTES: Final = 64 * 1024
 
 _Members = dict[int, int]
@@ -75,12 +76,9 @@ class ProcessTransport:
         self._stdout = process.stdout
         self._stderr = process.stderr
         self._start_time: int | None = None  # tells the agent from a process reusing its pid
-        self._decoder = LineDecoder(max_line_bytes)
+        self._lines = LineReader(self._read_stdout, max_line_bytes)
         self._on_stderr = on_stderr
         self._tail = bytearray()
-        self._send_lock = anyio.Lock()
-        self._receive_lock = anyio.Lock()
-        self._eof = False
         self._closing = False
         self._closed = anyio.Event()
         self._exited = anyio.Event()
@@ -119,9 +117,9 @@ class ProcessTransport:
         if self._closing or self.returncode is not None:
             raise ConnectionClosed(f"agent process {self.pid} is no longer accepting messages")
         try:
-            # One write per frame: asyncio buffers it whole, so concurrent senders never interleave.
-            async with self._send_lock:
-                await self._stdin.send(frame + b"\n")
+            # One write per frame: asyncio buffers it whole, so concurrent senders never interleave
+            # (and since Python 3.10 several tasks may await the same drain).
+            await self._stdin.send(frame + b"\n")
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, BrokenPipeError, ConnectionResetError) as exc:
             raise ConnectionClosed(f"agent process {self.pid} closed its stdin") from exc
 
@@ -131,18 +129,13 @@ class ProcessTransport:
         Raises:
             anyio.EndOfStream: the agent closed its stdout (after any final unterminated line).
         """
-        async with self._receive_lock:
-            while not self._eof:
-                try:
-                    chunk = await self._stdout.receive(READ_CHUNK_BYTES)
-                except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-                    self._eof = True
-                    if frames := self._decoder.finish():
-                        return frames
-                    break
-                if frames := self._decoder.feed(chunk):
-                    return frames
-            raise anyio.EndOfStream
+        return await self._lines.receive()
+
+    async def _read_stdout(self) -> bytes:
+        try:
+            return await self._stdout.receive(READ_CHUNK_BYTES)
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return b""  # anyio never returns an empty chunk otherwise
 
     async def aclose(self) -> None:
         """Stop the agent and everything it started; idempotent, bounded, never cancelled halfway."""

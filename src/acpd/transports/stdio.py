@@ -4,8 +4,8 @@ The descriptors may be pipes, ttys, sockets or regular files: asyncio's pipe tra
 regular files, so every blocking call runs in a worker thread instead. A thread parks in
 ``poll`` on the descriptor *and* on a wake-up pipe, so ``aclose`` releases it at once and a
 cancelled read never swallows bytes (the thread only waits; the read happens afterwards).
-Knows no JSON-RPC methods and never parses a frame; imports only the protocol layer. Never
-closes the descriptors it was given: they belong to the process.
+Knows no JSON-RPC methods and never parses a frame; imports only the protocol layer and
+``acpd.errors``. Never closes the descriptors it was given: they belong to the process.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import anyio
 import anyio.lowlevel
 
 from acpd.errors import ConnectionClosed
-from acpd.protocol.framing import MAX_LINE_BYTES, Frame, LineDecoder
+from acpd.protocol.framing import MAX_LINE_BYTES, Frame
+from acpd.transports._lines import READ_CHUNK_BYTES, LineReader
 
 logger = logging.getLogger(__name__)
 
-READ_CHUNK_BYTES: Final = 1024 * 1024
 WRITE_PIECE_BYTES: Final = select.PIPE_BUF
 """After ``poll`` reports a pipe writable, a write this small cannot block, so a stuck reader
 on the other end can never pin a thread past ``aclose``."""
@@ -112,14 +112,12 @@ class StdioTransport:
     def __init__(self, stdin_fd: int, stdout_fd: int, max_line_bytes: int) -> None:
         self._stdin_fd = stdin_fd
         self._stdout_fd = stdout_fd
-        self._decoder = LineDecoder(max_line_bytes)
+        self._lines = LineReader(self._read, max_line_bytes)
         self._waker = _Waker()
-        self._receive_lock = anyio.Lock()
         self._write_lock = anyio.Lock()
         self._queue: list[bytes] = []
         self._queued_frames = 0
         self._written_frames = 0
-        self._eof = False
         self._closed = False
         self._broken = False
 
@@ -164,17 +162,7 @@ class StdioTransport:
         Raises:
             anyio.EndOfStream: stdin ended (after any final unterminated line), or the transport is closed.
         """
-        async with self._receive_lock:
-            while not self._eof:
-                chunk = await self._read()
-                if not chunk:
-                    self._eof = True
-                    if frames := self._decoder.finish():
-                        return frames
-                    break
-                if frames := self._decoder.feed(chunk):
-                    return frames
-            raise anyio.EndOfStream
+        return await self._lines.receive()
 
     async def _read(self) -> bytes:
         while True:
