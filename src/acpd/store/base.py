@@ -58,7 +58,7 @@ class EventStore(Protocol):
         archived: bool | None = None,
         cwd: str | None = None,
     ) -> SessionPage:
-        """Newest first (``createdAt`` desc, then ``id``); ``cursor`` is opaque, from a previous page.
+        """Newest first (``createdAt`` desc, then ``id`` desc); ``cursor`` is opaque, from a previous page.
         ``archived=None`` lists both; raises ``InvalidInput`` for a malformed cursor."""
         ...
 

@@ -34,8 +34,7 @@ import anyio.to_thread
 from acpd.errors import StoreError
 from acpd.protocol import jsonio
 from acpd.protocol.events import EventRecord, utc_now
-from acpd.store.base import SessionDoc, SessionPage
-from acpd.store.memory import (
+from acpd.store._rules import (
     SessionKeys,
     check_page_limit,
     check_read_limit,
@@ -45,6 +44,7 @@ from acpd.store.memory import (
     page_of,
     session_keys,
 )
+from acpd.store.base import SessionDoc, SessionPage
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +228,8 @@ class SqliteEventStore:
 
     async def put_idempotent(self, session_id: str, key: str, value: str) -> None:
         """Store (or replace) the answer for an Idempotency-Key."""
-        await self._write(_put_idempotent_sync, session_id, key, value)
+        # the clock is read on the loop: utc_now caches its text and is not thread-safe
+        await self._write(_put_idempotent_sync, session_id, key, value, utc_now())
 
     async def aclose(self) -> None:
         """Wait for running calls, then close the connections; idempotent."""
@@ -432,5 +433,5 @@ def _get_idempotent_sync(conn: sqlite3.Connection, session_id: str, key: str) ->
     return None if row is None else str(row[0])
 
 
-def _put_idempotent_sync(conn: sqlite3.Connection, session_id: str, key: str, value: str) -> None:
-    conn.execute(_UPSERT_IDEMPOTENT, (session_id, key, value, utc_now()))
+def _put_idempotent_sync(conn: sqlite3.Connection, session_id: str, key: str, value: str, at: str) -> None:
+    conn.execute(_UPSERT_IDEMPOTENT, (session_id, key, value, at))

@@ -1,0 +1,151 @@
+"""Store layer: the rules every store shares: seq continuity, indexed session keys, cursors, limits.
+
+Pure functions over records and documents, so the memory twin and SQLite accept, reject and page
+alike. Imports nothing of acpd but the protocol layer and errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from acpd.errors import InvalidInput, StoreError
+from acpd.protocol import jsonio
+from acpd.protocol.events import EventRecord
+from acpd.store.base import SessionDoc, SessionPage
+
+CURSOR_ALTCHARS: Final = b"-_"
+"""URL-safe base64: a cursor travels in a query string unescaped."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionKeys:
+    """The few keys of a session document the stores index; the rest is kept verbatim."""
+
+    id: str
+    agent: str
+    project: str | None
+    cwd: str
+    created_at: str
+    archived_at: str | None
+
+    @property
+    def position(self) -> tuple[str, str]:
+        """Where the session sits in the listing order (compared descending)."""
+        return (self.created_at, self.id)
+
+
+def session_keys(doc: SessionDoc) -> SessionKeys:
+    """Read the indexed keys of a session document.
+
+    Raises:
+        InvalidInput: ``id``, ``agent``, ``cwd`` or ``createdAt`` is missing or not a string, or
+            ``project``/``archivedAt`` is neither a string nor null.
+    """
+    keys = SessionKeys(
+        id=_required_str(doc, "id"),
+        agent=_required_str(doc, "agent"),
+        project=_optional_str(doc, "project"),
+        cwd=_required_str(doc, "cwd"),
+        created_at=_required_str(doc, "createdAt"),
+        archived_at=_optional_str(doc, "archivedAt"),
+    )
+    if not keys.id:
+        raise InvalidInput("a session document's 'id' must not be empty")
+    return keys
+
+
+def _required_str(doc: SessionDoc, key: str) -> str:
+    value = doc.get(key)
+    if not isinstance(value, str):
+        raise InvalidInput(f"a session document needs a string {key!r}, got {type(value).__name__}")
+    return value
+
+
+def _optional_str(doc: SessionDoc, key: str) -> str | None:
+    value = doc.get(key)
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput(f"a session document's {key!r} must be a string or null, got {type(value).__name__}")
+    return value
+
+
+def encode_doc(doc: SessionDoc) -> str:
+    """The session document as JSON text, as both stores keep it.
+
+    Raises:
+        InvalidInput: the document is not JSON (a non-string key, an unsupported value).
+    """
+    try:
+        return jsonio.dumps_str(doc)
+    except TypeError as exc:
+        raise InvalidInput(f"a session document must be JSON: {exc}") from exc
+
+
+def next_last_seqs(records: Sequence[EventRecord], last_seq: Callable[[str], int]) -> dict[str, int]:
+    """Check that ``records`` continue their sessions' logs; return each touched session's new last seq.
+
+    Records of several sessions may interleave in one batch; within a session they must read
+    ``last_seq(session) + 1, + 2, …`` in batch order. ``last_seq`` is called once per session.
+
+    Raises:
+        StoreError: a seq that is not the next one of its session: a gap, a duplicate, or a new
+            log that does not start at 1. The caller then writes nothing.
+    """
+    expected: dict[str, int] = {}
+    for record in records:
+        session_id = record.session_id
+        want = expected.get(session_id)
+        if want is None:
+            want = last_seq(session_id) + 1
+        if record.seq != want:
+            raise StoreError(
+                f"seq {record.seq} does not continue the log of session {session_id!r}: expected {want}",
+                data={"sessionId": session_id, "seq": record.seq, "expected": want},
+            )
+        expected[session_id] = want + 1
+    return {session_id: following - 1 for session_id, following in expected.items()}
+
+
+def encode_cursor(keys: SessionKeys) -> str:
+    """An opaque cursor that resumes a listing after ``keys``' session (keyset pagination)."""
+    raw = jsonio.dumps([keys.created_at, keys.id])
+    return base64.b64encode(raw, altchars=CURSOR_ALTCHARS).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    """The ``(createdAt, id)`` position a cursor resumes after.
+
+    Raises:
+        InvalidInput: the cursor was not made by ``encode_cursor``.
+    """
+    try:
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=CURSOR_ALTCHARS, validate=True)
+        value = jsonio.loads(raw)
+    except (ValueError, binascii.Error) as exc:
+        raise InvalidInput("malformed cursor: pass back the nextCursor of a previous page") from exc
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(part, str) for part in value)):
+        raise InvalidInput("malformed cursor: pass back the nextCursor of a previous page")
+    return (value[0], value[1])
+
+
+def check_read_limit(limit: int) -> None:
+    """Raises ``InvalidInput`` for a negative event ``limit`` (0 reads nothing)."""
+    if limit < 0:
+        raise InvalidInput(f"limit must be 0 or more, got {limit}")
+
+
+def check_page_limit(limit: int) -> None:
+    """Raises ``InvalidInput`` for a session page ``limit`` below 1 (an empty page could not resume)."""
+    if limit < 1:
+        raise InvalidInput(f"limit must be 1 or more, got {limit}")
+
+
+def page_of(rows: list[tuple[SessionKeys, str]], limit: int) -> SessionPage:
+    """Build a page from up to ``limit + 1`` matching rows in listing order; the extra row only
+    proves that another page exists."""
+    shown = rows[:limit]
+    next_cursor = encode_cursor(shown[-1][0]) if len(rows) > limit else None
+    return SessionPage(items=[jsonio.loads(text) for _, text in shown], next_cursor=next_cursor)
