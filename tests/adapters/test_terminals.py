@@ -139,7 +139,7 @@ async def test_kill_reports_the_signal_and_keeps_the_terminal(manager: TerminalM
 async def test_kill_escalates_to_sigkill_when_sigterm_is_ignored(
     manager: TerminalManager, listener: SocketListener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(terminals, "KILL_GRACE_SECONDS", 0.2)
+    monkeypatch.setattr(terminals, "TERM_GRACE_SECONDS", 0.2)
     terminal_id, _ = await start_reporter(manager, listener, "--ignore-term")
     with anyio.fail_after(5):
         await manager.kill(terminal_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import anyio
@@ -42,13 +42,11 @@ class AcpBackend:
         *,
         cwd: str,
         mcp_servers: Sequence[JsonObject] = (),
-        base_env: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         self._config = config
         self._cwd = cwd
         self._mcp_servers = list(mcp_servers)
-        self._base_env = dict(os.environ if base_env is None else base_env)
         self._peer: JsonRpcPeer | None = None
         self._proc: ProcessTransport | None = None
         self._host: SessionHost | None = None
@@ -63,7 +61,7 @@ class AcpBackend:
         spec = ProcessSpec(
             command=self._config.command,
             args=tuple(self._config.args),
-            env={**self._base_env, **self._config.env},
+            env={**os.environ, **self._config.env},
             cwd=self._config.cwd or self._cwd,
         )
         returncode: int | None = None
@@ -96,24 +94,27 @@ class AcpBackend:
 
     async def _open_session(self, peer: JsonRpcPeer, resume_id: str | None) -> BackendState:
         try:
-            init = await peer.request(
-                methods.INITIALIZE,
-                {
-                    "protocolVersion": methods.PROTOCOL_VERSION,
-                    "clientCapabilities": CLIENT_CAPABILITIES,
-                    "clientInfo": {"name": "acpd", "version": __version__},
-                },
+            init = _object(
+                await peer.request(
+                    methods.INITIALIZE,
+                    {
+                        "protocolVersion": methods.PROTOCOL_VERSION,
+                        "clientCapabilities": CLIENT_CAPABILITIES,
+                        "clientInfo": {"name": "acpd", "version": __version__},
+                    },
+                )
             )
-            caps = _object(_object(init).get("agentCapabilities"))
+            caps = _object(init.get("agentCapabilities"))
             state = await self._continue_session(peer, caps, resume_id) if resume_id else None
             if state is None:
                 result = _object(
                     await peer.request(methods.SESSION_NEW, {"cwd": self._cwd, "mcpServers": self._mcp_servers})
                 )
-                state = _state(result, "new", str(result.get("sessionId") or ""))
+                session_id = result.get("sessionId")
+                state = _state(result, "new", session_id if isinstance(session_id, str) else None)
         except (RpcError, ConnectionClosed) as exc:
             raise AgentError(f"agent {self.name!r} failed to open a session: {exc}{self._stderr_hint()}") from exc
-        state.agent_info = _object(_object(init).get("agentInfo"))
+        state.agent_info = _object(init.get("agentInfo"))
         state.capabilities = caps
         self._backend_session_id = state.backend_session_id
         return state
@@ -121,14 +122,11 @@ class AcpBackend:
     async def _continue_session(self, peer: JsonRpcPeer, caps: JsonObject, resume_id: str) -> BackendState | None:
         """Resume (no replay) or load (replay suppressed) the earlier backend session, if offered."""
         params = {"sessionId": resume_id, "cwd": self._cwd, "mcpServers": self._mcp_servers}
-        how = (
-            methods.SESSION_RESUME
-            if "resume" in _object(caps.get("sessionCapabilities"))
-            else methods.SESSION_LOAD
-            if caps.get("loadSession")
-            else None
-        )
-        if how is None:
+        if "resume" in _object(caps.get("sessionCapabilities")):
+            how = methods.SESSION_RESUME
+        elif caps.get("loadSession"):
+            how = methods.SESSION_LOAD
+        else:
             return None
         # Our log already has the history; what the agent replays while loading must not be recorded twice.
         self._replaying = how == methods.SESSION_LOAD
@@ -230,12 +228,16 @@ def _object(value: JsonValue) -> JsonObject:
     return value if isinstance(value, dict) else {}
 
 
-def _state(result: JsonObject, how: str, session_id: str) -> BackendState:
+def _object_or_none(value: JsonValue) -> JsonObject | None:
+    return value if isinstance(value, dict) else None
+
+
+def _state(result: JsonObject, how: str, session_id: str | None) -> BackendState:
     options = result.get("configOptions")
     return BackendState(
         backend_session_id=session_id or None,
         how=how,
-        modes=result.get("modes") if isinstance(result.get("modes"), dict) else None,
+        modes=_object_or_none(result.get("modes")),
         config_options=options if isinstance(options, list) else None,
-        models=result.get("models") if isinstance(result.get("models"), dict) else None,
+        models=_object_or_none(result.get("models")),
     )

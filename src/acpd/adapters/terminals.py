@@ -13,7 +13,6 @@ shell-quoted serves both.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import secrets
@@ -36,6 +35,7 @@ from acpd.adapters.workspace import Workspace
 from acpd.errors import RpcError
 from acpd.protocol import methods
 from acpd.protocol.jsonio import JsonObject, JsonValue
+from acpd.transports.process import signal_group
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ DEFAULT_OUTPUT_BYTE_LIMIT: Final = 1024 * 1024
 """Output retained per terminal when the agent gives no ``outputByteLimit``."""
 MAX_OUTPUT_BYTE_LIMIT: Final = 64 * 1024 * 1024
 """Ceiling on ``outputByteLimit``: an agent may ask for less memory, never for unbounded memory."""
-KILL_GRACE_SECONDS: Final = 2.0
+TERM_GRACE_SECONDS: Final = 2.0
 """Time between SIGTERM and SIGKILL when a terminal is killed or released."""
 OUTPUT_DRAIN_SECONDS: Final = 0.5
 """After the command exits, how long to wait for the rest of its output before reporting the exit.
@@ -149,7 +149,7 @@ class TerminalManager:
         argv = [self._shell, "-c", " ".join([command, *map(shlex.quote, args)])]
         process = await _spawn(argv, workdir, full_env)
         if self._closed:  # the manager began closing while the process started
-            _signal_group(process.pid, signal.SIGKILL)
+            signal_group(process.pid, signal.SIGKILL)
             await process.aclose()
             self._check_open()
         terminal = _Terminal(f"term_{secrets.token_hex(8)}", process, _OutputBuffer(limit))
@@ -336,26 +336,21 @@ async def _terminate(terminal: _Terminal) -> None:
     """SIGTERM the group, SIGKILL it after the grace period, wait until the command has exited."""
     pid = terminal.process.pid
     if not terminal.process_exited.is_set():
-        _signal_group(pid, signal.SIGTERM)
-        with anyio.move_on_after(KILL_GRACE_SECONDS):
+        signal_group(pid, signal.SIGTERM)
+        with anyio.move_on_after(TERM_GRACE_SECONDS):
             await terminal.process_exited.wait()
     # Members of the group can outlive the command (background jobs, SIGTERM ignored).
-    _signal_group(pid, signal.SIGKILL)
+    signal_group(pid, signal.SIGKILL)
     await terminal.process_exited.wait()
 
 
 async def _close_process(terminal: _Terminal) -> None:
     with anyio.CancelScope(shield=True):
         if terminal.process.returncode is None:  # cancelled from outside before it ended
-            _signal_group(terminal.process.pid, signal.SIGKILL)
+            signal_group(terminal.process.pid, signal.SIGKILL)
         await terminal.process.aclose()
         terminal.process_exited.set()
         terminal.finish(terminal.process.returncode)
-
-
-def _signal_group(pgid: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
-        os.killpg(pgid, signum)
 
 
 def _find_shell() -> str:

@@ -214,16 +214,17 @@ class SessionRuntime:
         return {"id": permission_id, "outcome": outcome}
 
     async def client_request(self, method: str, params: JsonObject) -> JsonValue:
-        workspace = self._workspace_for()
+        workspace = await self._workspace_for()
         if method.startswith("fs/"):
             return await workspace.handle(method, params)
         terminals = await self._terminal_manager()
         return await terminals.handle(method, params)
 
-    def _workspace_for(self) -> Workspace:
+    async def _workspace_for(self) -> Workspace:
         if self._workspace is None:
             roots = [self.cwd, *[str(d) for d in self.doc.get("additionalDirectories") or []]]
-            self._workspace = Workspace(roots)
+            # resolving the roots touches the file system: never on the event loop
+            self._workspace = await anyio.to_thread.run_sync(Workspace, roots)
         return self._workspace
 
     async def _terminal_manager(self) -> TerminalManager:
@@ -234,7 +235,7 @@ class SessionRuntime:
     async def _serve_terminals(self, *, task_status: TaskStatus[TerminalManager]) -> None:
         with anyio.CancelScope() as scope:
             self._services_scope = scope
-            async with open_terminal_manager(self._workspace_for()) as manager:
+            async with open_terminal_manager(await self._workspace_for()) as manager:
                 task_status.started(manager)
                 await anyio.sleep_forever()
 

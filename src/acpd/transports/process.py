@@ -206,7 +206,7 @@ class ProcessTransport:
     def _signal_tree(self, members: _Members, signum: int) -> None:
         if self.returncode is None:
             # The group id is the agent's pid; it cannot be reused while the agent is unreaped.
-            _kill(os.killpg, self.pid, signum)
+            signal_group(self.pid, signum)
         for pid in members:
             _kill(os.kill, pid, signum)
 
@@ -288,6 +288,11 @@ def _resolve_command(spec: ProcessSpec) -> str:
             data={"command": spec.command},
         )
     return os.path.abspath(found)  # exec would resolve a relative path against the child's cwd
+
+
+def signal_group(pgid: int, signum: int) -> None:
+    """Signal a whole process group; a group already gone (or no longer ours) is not an error."""
+    _kill(os.killpg, pgid, signum)
 
 
 def _kill(send: Callable[[int, int], None], pid: int, signum: int) -> None:
