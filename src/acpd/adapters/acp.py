@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import anyio
@@ -30,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 CLIENT_CAPABILITIES: Final[JsonObject] = {"fs": {"readTextFile": True, "writeTextFile": True}, "terminal": True}
 EXCERPT_CHARS: Final = 200
+SECRET_NAME: Final = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
+SECRET_MIN_CHARS: Final = 8
+"""Shorter values are not redacted: replacing "1" or "true" everywhere would garble the text."""
 
 
 class AcpBackend:
@@ -53,6 +57,7 @@ class AcpBackend:
         self._backend_session_id: str | None = None
         self._replaying = False
         self._stopped = anyio.Event()
+        self._env = {**os.environ, **config.env}
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -61,7 +66,7 @@ class AcpBackend:
         spec = ProcessSpec(
             command=self._config.command,
             args=tuple(self._config.args),
-            env={**os.environ, **self._config.env},
+            env=self._env,
             cwd=self._config.cwd or self._cwd,
         )
         returncode: int | None = None
@@ -86,7 +91,7 @@ class AcpBackend:
                     task_status.started(state)
                     await peer.wait_closed()
                     tg.cancel_scope.cancel()
-            returncode, stderr_tail = proc.returncode, proc.stderr_tail()
+            returncode, stderr_tail = proc.returncode, redact(proc.stderr_tail(), self._env)
         finally:
             self._stopped.set()
             if started:
@@ -220,12 +225,23 @@ class AcpBackend:
         return self._host
 
     def _stderr_hint(self) -> str:
-        tail = self._proc.stderr_tail().strip() if self._proc is not None else ""
+        tail = redact(self._proc.stderr_tail(), self._env).strip() if self._proc is not None else ""
         return f"; its stderr ends with: {tail[-EXCERPT_CHARS:]}" if tail else ""
 
 
 def _object(value: JsonValue) -> JsonObject:
     return value if isinstance(value, dict) else {}
+
+
+def redact(text: str, env: Mapping[str, str]) -> str:
+    """Replace the values of secret-looking variables of ``env`` (keys, tokens, passwords) in ``text``.
+
+    Agents print their configuration on errors; DESIGN §7: secrets never enter the event log.
+    """
+    for name, value in env.items():
+        if len(value) >= SECRET_MIN_CHARS and SECRET_NAME.search(name) and value in text:
+            text = text.replace(value, "***")
+    return text
 
 
 def _object_or_none(value: JsonValue) -> JsonObject | None:

@@ -45,7 +45,7 @@ class SessionHost(Protocol):
         ...
 
     def backend_exited(self, returncode: int | None, stderr_tail: str) -> None:
-        """The backend's process ended (called once, from the backend's own task)."""
+        """The backend's process ended (called once, from the backend's own task); the tail is redacted."""
         ...
 
 

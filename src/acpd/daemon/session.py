@@ -7,8 +7,6 @@ permission policy, durable-before-visible answers) but not HTTP or the choice of
 from __future__ import annotations
 
 import logging
-import os
-import re
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -35,7 +33,6 @@ logger = logging.getLogger(__name__)
 CANCEL_GRACE_SECONDS: Final = 5.0
 """How long an agent may take to answer a cancelled prompt before its process is stopped."""
 STDERR_EVENT_CHARS: Final = 4000
-SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,17 +246,9 @@ class SessionRuntime:
                 "agent": self.doc["agent"],
                 "exitCode": returncode,
                 "expected": self._closing,
-                "stderrTail": self._redact(stderr_tail[-STDERR_EVENT_CHARS:]),
+                "stderrTail": stderr_tail[-STDERR_EVENT_CHARS:],
             },
         )
-
-    def _redact(self, text: str) -> str:
-        agent = self._deps.config.all_agents().get(str(self.doc["agent"]))
-        env = {**os.environ, **(agent.env if agent else {})}
-        for name, value in env.items():
-            if len(value) >= 8 and SECRET_NAME.search(name) and value in text:
-                text = text.replace(value, "***")
-        return text
 
     # -- backend lifecycle -----------------------------------------------------------------------
 
