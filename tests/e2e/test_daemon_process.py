@@ -11,35 +11,20 @@ import anyio
 import httpx
 import pytest
 
-from .daemon import daemon_env, running_daemon, sse_events
+from acpd.testing.daemon import daemon_env, running_daemon
+from tests.daemon.helpers import all_events, new_session
+from tests.e2e.sse import sse_events
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
-
-
-async def create(http: httpx.AsyncClient, cwd: Path) -> str:
-    response = await http.post("/v1/sessions", json={"agent": "mock", "cwd": str(cwd)})
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
 
 
 async def run_prompt(http: httpx.AsyncClient, session_id: str, text: str) -> None:
     await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": text})
 
 
-async def all_events(http: httpx.AsyncClient, session_id: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    after = 0
-    while True:
-        page = (await http.get(f"/v1/sessions/{session_id}/events", params={"after": after, "limit": 10000})).json()
-        items += page["items"]
-        if not page["hasMore"]:
-            return items
-        after = page["nextAfter"]
-
-
 async def test_a_streaming_prompt_delivers_the_whole_turn_over_sse(tmp_path: Path) -> None:
     async with running_daemon(tmp_path) as daemon, httpx.AsyncClient(base_url=daemon.url, timeout=30) as http:
-        session_id = await create(http, tmp_path)
+        session_id = (await new_session(http, tmp_path))["id"]
         seen: list[dict[str, Any]] = []
         with anyio.fail_after(30):
             async with http.stream(
@@ -64,7 +49,7 @@ async def test_a_streaming_prompt_delivers_the_whole_turn_over_sse(tmp_path: Pat
 
 async def test_reconnecting_with_last_event_id_resumes_exactly_after_it(tmp_path: Path) -> None:
     async with running_daemon(tmp_path) as daemon, httpx.AsyncClient(base_url=daemon.url, timeout=30) as http:
-        session_id = await create(http, tmp_path)
+        session_id = (await new_session(http, tmp_path))["id"]
         first: list[int] = []
         rest: list[int] = []
         with anyio.fail_after(30):
@@ -88,7 +73,7 @@ async def test_reconnecting_with_last_event_id_resumes_exactly_after_it(tmp_path
 
 async def test_a_reader_that_falls_far_behind_catches_up_without_loss(tmp_path: Path) -> None:
     async with running_daemon(tmp_path) as daemon, httpx.AsyncClient(base_url=daemon.url, timeout=60) as http:
-        session_id = await create(http, tmp_path)
+        session_id = (await new_session(http, tmp_path))["id"]
         turn_over = anyio.Event()
         seqs: list[int] = []
 
@@ -115,7 +100,7 @@ async def test_a_reader_that_falls_far_behind_catches_up_without_loss(tmp_path: 
 async def test_kill_9_mid_turn_loses_no_seen_event_and_the_session_goes_on(tmp_path: Path) -> None:
     seen: dict[int, dict[str, Any]] = {}
     async with running_daemon(tmp_path) as daemon, httpx.AsyncClient(base_url=daemon.url, timeout=30) as http:
-        session_id = await create(http, tmp_path)
+        session_id = (await new_session(http, tmp_path))["id"]
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_ignore_errors, run_prompt(http, session_id, "chunks 50000"))

@@ -8,6 +8,8 @@ from typing import Any, NoReturn
 
 import pytest
 
+from acpd import errors
+from acpd.testing import _mock_rpc
 from acpd.testing._mock_script import COMMANDS, Command, ScriptError, parse_prompt
 from acpd.testing._mock_sessions import MockSession
 from acpd.testing._mock_turn import Turn
@@ -121,3 +123,9 @@ class _NoPort:
 
     async def crash(self, code: int) -> NoReturn:
         raise AssertionError("not used")
+
+
+def test_the_mocks_error_codes_are_acpds() -> None:
+    for name in ("PARSE_ERROR", "INVALID_REQUEST", "METHOD_NOT_FOUND", "INVALID_PARAMS", "INTERNAL_ERROR"):
+        assert getattr(_mock_rpc, name) == getattr(errors, name)
+    assert _mock_rpc.RESOURCE_NOT_FOUND == errors.RESOURCE_NOT_FOUND

@@ -12,13 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from acpd.testing._mock_rpc import INTERNAL_ERROR
 from acpd.testing._mock_sessions import MODE_IDS
 
 TOOL_KINDS: Final = frozenset(
     {"read", "edit", "delete", "move", "search", "execute", "think", "fetch", "switch_mode", "other"}
 )
 STOP_REASONS: Final = frozenset({"end_turn", "max_tokens", "max_turn_requests", "refusal", "cancelled"})
-DEFAULT_ERROR_CODE: Final = -32603
+DEFAULT_ERROR_CODE: Final = INTERNAL_ERROR
 DEFAULT_CRASH_CODE: Final = 3
 _MAX_COUNT: Final = 2**53
 _INT32: Final = 2**31

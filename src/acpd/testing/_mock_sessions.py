@@ -42,7 +42,7 @@ _SAFE_SESSION_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 class MockSession:
     """One session's settings, history and the prompts running on it."""
 
-    def __init__(self, session_id: str, cwd: str, *, persisted: bool = False) -> None:
+    def __init__(self, session_id: str, cwd: str) -> None:
         self.id = session_id
         self.cwd = cwd
         self.values: dict[str, str] = dict(DEFAULT_VALUES)
@@ -53,9 +53,7 @@ class MockSession:
         self.tool_calls = 0
         self.lock = asyncio.Lock()
         self.tasks: set[asyncio.Task[None]] = set()
-        self._unsaved: list[JsonObject] = [] if persisted else [self._header()]
-        if not persisted:
-            self._unsaved.append(self._config_record())
+        self._unsaved: list[JsonObject] = [self._header(), self._config_record()]
 
     def modes(self) -> JsonObject:
         available = [{"id": mode_id, "name": name, "description": text} for mode_id, name, text in MODES]
@@ -183,7 +181,7 @@ class SessionStore:
         return self._dir / f"{session_id}.jsonl"
 
     def _read(self, session_id: str, path: Path) -> MockSession:
-        session = MockSession(session_id, "", persisted=True)
+        session = MockSession(session_id, "")
         session.open = False
         with path.open("rb") as file:
             for number, line in enumerate(file, start=1):

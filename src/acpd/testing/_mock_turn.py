@@ -16,10 +16,10 @@ from typing import Any, Final, NoReturn, Protocol
 import orjson
 
 from acpd.testing._mock_io import write_stderr
+from acpd.testing._mock_rpc import INTERNAL_ERROR, RpcFault
 from acpd.testing._mock_script import Command
 from acpd.testing._mock_sessions import CONTEXT_SIZE_TOKENS, JsonObject, MockSession
 
-INTERNAL_ERROR: Final = -32603
 CHUNK_BLOCK_BYTES: Final = 2 * 1024 * 1024
 """Pre-encoded chunk lines are written in blocks of about this size, checking for a cancel between blocks."""
 GARBAGE_LINE: Final = b"this line is not JSON: the mock agent was told to misbehave\n"
@@ -30,22 +30,6 @@ PERMISSION_OPTIONS: Final = (
 )
 _ALLOWING: Final = frozenset({"allow", "always"})
 _TEXT_MARK: Final = "@@mock-chunk-text@@"
-
-
-class RpcFault(Exception):
-    """A JSON-RPC error: one the agent answers with, or one the client answered a request with."""
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
-
-    def to_wire(self) -> JsonObject:
-        error: JsonObject = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            error["data"] = self.data
-        return error
 
 
 class AgentPort(Protocol):

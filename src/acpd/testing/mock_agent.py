@@ -26,19 +26,22 @@ import orjson
 
 from acpd import __version__
 from acpd.testing._mock_io import LineSplitter, StdioChannel
+from acpd.testing._mock_rpc import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    RESOURCE_NOT_FOUND,
+    RpcFault,
+)
 from acpd.testing._mock_script import ScriptError, parse_prompt
 from acpd.testing._mock_sessions import MODE_IDS, JsonObject, MockSession, SessionStore
-from acpd.testing._mock_turn import RpcFault, Turn
+from acpd.testing._mock_turn import Turn
 
 logger = logging.getLogger(__name__)
 
 PROTOCOL_VERSION: Final = 1
-PARSE_ERROR: Final = -32700
-INVALID_REQUEST: Final = -32600
-METHOD_NOT_FOUND: Final = -32601
-INVALID_PARAMS: Final = -32602
-INTERNAL_ERROR: Final = -32603
-RESOURCE_NOT_FOUND: Final = -32002
 
 RequestId = int | str | None
 Handler = Callable[[JsonObject], Awaitable[JsonObject]]

@@ -1,4 +1,7 @@
-"""A real ``acpd serve`` process for end-to-end tests, on 127.0.0.1 with a free port."""
+"""Test kit: a real ``acpd serve`` process on 127.0.0.1 with a free port, for end-to-end tests and benchmarks.
+
+Readiness is signalled, not polled: the daemon writes its port into a pipe we read.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Final
 
 import anyio
-import httpx
 from anyio.abc import Process
 
-from acpd.protocol import jsonio
+START_TIMEOUT_SECONDS: Final = 20.0
+STOP_TIMEOUT_SECONDS: Final = 10.0
+LOG_TAIL_BYTES: Final = 2000
 
 
 @dataclass
@@ -25,11 +29,13 @@ class Daemon:
     log_path: Path
 
     async def kill(self) -> None:
+        """SIGKILL the daemon (a crash, as far as it can tell) and reap it."""
         self.process.send_signal(signal.SIGKILL)
         await self.process.wait()
 
 
 def daemon_env(home: Path) -> dict[str, str]:
+    """The environment with HOME and the XDG directories inside ``home``: nothing of the user's is touched."""
     env = dict(os.environ)
     env.update(XDG_DATA_HOME=str(home / "data"), XDG_CONFIG_HOME=str(home / "config"), HOME=str(home))
     return env
@@ -37,7 +43,11 @@ def daemon_env(home: Path) -> dict[str, str]:
 
 @asynccontextmanager
 async def running_daemon(home: Path, *extra: str) -> AsyncIterator[Daemon]:
-    """Start ``acpd serve --port 0`` and wait until it listens: it writes its port into a pipe we read."""
+    """Start ``acpd serve --port 0 [extra…]`` with its data under ``home``; SIGTERM it on exit.
+
+    Raises:
+        RuntimeError: it exited before listening (the message ends with its log's tail).
+    """
     log_path = home / "daemon.log"
     ready_read, ready_write = os.pipe()
     with log_path.open("ab") as log:
@@ -50,23 +60,23 @@ async def running_daemon(home: Path, *extra: str) -> AsyncIterator[Daemon]:
         )
     os.close(ready_write)
     try:
-        with anyio.fail_after(20):
+        with anyio.fail_after(START_TIMEOUT_SECONDS):
             line = await anyio.to_thread.run_sync(os.read, ready_read, 64, abandon_on_cancel=True)
         if not line.strip():
-            raise RuntimeError(f"acpd serve exited before listening; see {log_path}")
+            tail = log_path.read_bytes()[-LOG_TAIL_BYTES:].decode(errors="replace")
+            raise RuntimeError(f"acpd serve exited before listening; its log ends with:\n{tail}")
         yield Daemon(process, f"http://127.0.0.1:{int(line)}", log_path)
     finally:
         os.close(ready_read)
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            with anyio.move_on_after(10) as scope:
-                await process.wait()
-            if scope.cancelled_caught:
-                process.kill()
-                await process.wait()
+        await _stop(process)
 
 
-async def sse_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-    async for line in response.aiter_lines():
-        if line.startswith("data: "):
-            yield jsonio.loads(line[6:])
+async def _stop(process: Process) -> None:
+    if process.returncode is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    with anyio.move_on_after(STOP_TIMEOUT_SECONDS) as scope:
+        await process.wait()
+    if scope.cancelled_caught:
+        process.kill()
+        await process.wait()
