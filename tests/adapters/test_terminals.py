@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import anyio
@@ -16,6 +16,7 @@ from acpd.adapters import terminals
 from acpd.adapters.terminals import TerminalManager, open_terminal_manager
 from acpd.adapters.workspace import Workspace
 from acpd.errors import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RpcError
+from tests.processes import pidfds, wait_all_ended
 
 pytestmark = pytest.mark.anyio
 
@@ -68,23 +69,6 @@ async def start_reporter(manager: TerminalManager, listener: SocketListener, *fl
             async for chunk in stream:
                 data += chunk
     return terminal_id, [int(pid) for pid in data.split()]
-
-
-@contextmanager
-def pidfds(pids: list[int]) -> Iterator[list[int]]:
-    """Handles on live processes that stay valid (and unambiguous) after the processes end."""
-    fds = [os.pidfd_open(pid) for pid in pids]
-    try:
-        yield fds
-    finally:
-        for fd in fds:
-            os.close(fd)
-
-
-async def wait_all_ended(fds: list[int]) -> None:
-    with anyio.fail_after(5):
-        for fd in fds:
-            await anyio.wait_readable(fd)  # a pidfd turns readable when its process has ended
 
 
 async def test_output_and_exit_code_are_captured(manager: TerminalManager) -> None:

@@ -18,6 +18,7 @@ from acpd.protocol import jsonio
 from acpd.protocol.framing import Frame, FrameTooLong
 from acpd.transports import ProcessSpec, ProcessTransport, Transport, open_process_transport
 from acpd.transports.process import STDERR_TAIL_BYTES, STDIN_CLOSE_GRACE_SECONDS, TERM_GRACE_SECONDS
+from tests.processes import pidfds, wait_all_ended
 
 pytestmark = pytest.mark.anyio
 
@@ -54,13 +55,6 @@ def running_in_session(session: int) -> list[int]:
         and int(fields[3]) == session
         and is_running(int(name))
     ]
-
-
-async def wait_until_gone(pid: int) -> None:
-    """The one polling helper: a process we do not parent gives no exit notification to await."""
-    with anyio.fail_after(5):
-        while is_running(pid):  # noqa: ASYNC110 - no event exists for a process we do not parent
-            await anyio.sleep(0.01)
 
 
 def messages_of(frames: list[Frame]) -> list[Any]:
@@ -241,9 +235,10 @@ async def test_a_setsid_grandchild_of_a_running_agent_is_killed_with_it(open_age
             frames = await receive_until(agent, lambda got: len(got) == 2)
         grandchild = next(m["grandchild"] for m in messages_of(frames) if "grandchild" in m)
         assert is_running(grandchild)
-        with anyio.fail_after(LADDER_BOUND_SECONDS):
-            await agent.aclose()
-    await wait_until_gone(grandchild)
+        with pidfds([grandchild]) as fds:
+            with anyio.fail_after(LADDER_BOUND_SECONDS):
+                await agent.aclose()
+            await wait_all_ended(fds)
 
 
 async def test_a_setsid_grandchild_left_behind_by_an_exiting_agent_is_killed(open_agent: OpenAgent) -> None:
@@ -253,10 +248,11 @@ async def test_a_setsid_grandchild_left_behind_by_an_exiting_agent_is_killed(ope
         with anyio.fail_after(5):
             [message] = messages_of(await agent.receive())
         assert message["session"] == message["grandchild"] != agent.pid
-        with anyio.fail_after(LADDER_BOUND_SECONDS):
-            await agent.aclose()
-        assert agent.returncode == 0
-    await wait_until_gone(message["grandchild"])
+        with pidfds([message["grandchild"]]) as fds:
+            with anyio.fail_after(LADDER_BOUND_SECONDS):
+                await agent.aclose()
+            assert agent.returncode == 0
+            await wait_all_ended(fds)
 
 
 async def test_a_child_orphaned_in_the_agents_session_is_killed_after_the_agent_exited(open_agent: OpenAgent) -> None:
@@ -266,9 +262,10 @@ async def test_a_child_orphaned_in_the_agents_session_is_killed_after_the_agent_
             assert await agent.wait() == 0
         assert message["session"] == agent.pid
         assert is_running(message["child"])
-        with anyio.fail_after(LADDER_BOUND_SECONDS):
-            await agent.aclose()
-    await wait_until_gone(message["child"])
+        with pidfds([message["child"]]) as fds:
+            with anyio.fail_after(LADDER_BOUND_SECONDS):
+                await agent.aclose()
+            await wait_all_ended(fds)
 
 
 async def test_an_error_inside_the_context_propagates_unwrapped_and_the_agent_is_stopped(
