@@ -120,7 +120,13 @@ async def test_kill_9_mid_turn_loses_no_seen_event_and_the_session_goes_on(tmp_p
         assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
         assert all(by_seq[seq] == event for seq, event in seen.items())
         tail = [(e["seq"], e["payload"].get("method") or sorted(e["payload"])) for e in events[-5:]]
-        assert any(e["payload"].get("method") == "_acpd/turn_interrupted" for e in events), (len(seen), tail)
+        log = daemon.log_path.read_text()[-3000:]
+        assert any(e["payload"].get("method") == "_acpd/turn_interrupted" for e in events), (
+            len(seen),
+            tail,
+            listed,
+            log,
+        )
         with anyio.fail_after(30):
             answer = (
                 await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "text after restart"})

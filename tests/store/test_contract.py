@@ -121,6 +121,27 @@ async def test_a_seq_that_does_not_continue_the_log_rejects_the_whole_batch(
     assert await store.last_seq("b") == 0
 
 
+async def test_a_session_document_commits_with_its_batch(store: EventStore) -> None:
+    await store.append(log("a", 1, 2), session=doc("a", title="with its events"))
+    assert await store.read("a") == log("a", 1, 2)
+    saved = await store.get_session("a")
+    assert saved is not None
+    assert saved["title"] == "with its events"
+    await store.append([], session=doc("a", title="alone"))
+    saved = await store.get_session("a")
+    assert saved is not None
+    assert saved["title"] == "alone"
+
+
+async def test_a_rejected_batch_does_not_save_its_session_document(store: EventStore) -> None:
+    await store.append(log("a", 1, 2), session=doc("a", title="before"))
+    with pytest.raises(StoreError):
+        await store.append([record("a", 5)], session=doc("a", title="after"))
+    saved = await store.get_session("a")
+    assert saved is not None
+    assert saved["title"] == "before"
+
+
 async def test_a_rejected_batch_does_not_disturb_the_next_valid_one(store: EventStore) -> None:
     await store.append(log("a", 1, 2))
     with pytest.raises(StoreError):

@@ -18,7 +18,7 @@ import anyio
 
 from acpd.protocol import jsonio
 from acpd.protocol.events import EventRecord, Sender, utc_now
-from acpd.store.base import EventStore
+from acpd.store.base import EventStore, SessionDoc
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,9 @@ class SessionLog:
         self._queued = anyio.Event()
         self._committed = anyio.Event()
         self._drained = anyio.Event()
+        self._doc: tuple[int, int, SessionDoc] | None = None  # (as of seq, version, snapshot)
+        self._doc_version = 0
+        self._saved_doc_version = 0
         self.closed = False
         self.finished = anyio.Event()
         """Set when the flusher has committed everything and ended."""
@@ -54,11 +57,16 @@ class SessionLog:
         return self._next_seq - 1
 
     def append(self, sender: Sender, turn: int, payload: jsonio.JsonObject | str) -> EventRecord:
-        """Queue one frame; it becomes visible once committed. Returns its record."""
-        if self.closed:
-            raise RuntimeError(f"log of session {self.session_id} is closed")
+        """Queue one frame; it becomes visible once committed. Returns its record.
+
+        A closed log (the session is being deleted, or the daemon stops) drops the frame: nothing
+        could commit it any more, and a restart tells from the saved document what was cut short.
+        """
         text = payload if isinstance(payload, str) else jsonio.dumps_str(payload)
         record = EventRecord(self.session_id, self._next_seq, utc_now(), sender, turn, text)
+        if self.closed:
+            logger.debug("session %s: dropped a frame appended after close", self.session_id)
+            return record
         self._next_seq += 1
         self._pending.append(record)
         self._queued.set()
@@ -69,6 +77,24 @@ class SessionLog:
         while len(self._pending) >= HIGH_WATER_RECORDS and not self.closed:
             drained = self._drained
             await drained.wait()
+
+    def save_doc(self, doc: SessionDoc) -> int:
+        """Queue a snapshot of the session document; returns a version for ``wait_saved``.
+
+        It commits in the same transaction as the last record appended before this call (or alone
+        if that one is committed already): the stored document never runs ahead of the log, so a
+        crash cannot leave a document saying a turn ended whose answer was never committed.
+        """
+        if self.closed:
+            return 0
+        self._doc_version += 1
+        self._doc = (self.last_seq, self._doc_version, jsonio.loads(jsonio.dumps(doc)))
+        self._queued.set()
+        return self._doc_version
+
+    async def wait_saved(self, version: int) -> None:
+        while self._saved_doc_version < version and not self.closed:
+            await self._committed.wait()
 
     async def wait_committed(self, seq: int) -> None:
         """Return once ``seq`` is committed, or the log is closed."""
@@ -84,7 +110,7 @@ class SessionLog:
 
     async def _flush_until_closed(self) -> None:
         while True:
-            if not self._pending:
+            if not self._pending and self._doc is None:
                 if self.closed:
                     return
                 self._queued = anyio.Event()
@@ -92,21 +118,34 @@ class SessionLog:
                 continue
             batch = self._pending[:MAX_BATCH_RECORDS]
             del self._pending[: len(batch)]
-            await self._commit(batch)
+            await self._commit(batch, self._take_doc(batch))
 
-    async def _commit(self, batch: list[EventRecord]) -> None:
+    def _take_doc(self, batch: list[EventRecord]) -> tuple[int, SessionDoc] | None:
+        """The queued document, if this batch reaches the record it was saved after."""
+        if self._doc is None:
+            return None
+        as_of, version, doc = self._doc
+        if batch and as_of > batch[-1].seq:
+            return None
+        self._doc = None
+        return version, doc
+
+    async def _commit(self, batch: list[EventRecord], doc: tuple[int, SessionDoc] | None) -> None:
         while True:
             try:
-                await self._store.append(batch)
+                await self._store.append(batch, session=doc[1] if doc else None)
                 break
             except Exception:
                 # A store failure must not lose events nor kill the daemon: keep them and retry.
                 logger.exception("committing %d events of session %s failed; retrying", len(batch), self.session_id)
                 await anyio.sleep(STORE_RETRY_SECONDS)
-        self._tail.extend(batch)
-        if len(self._tail) > 2 * TAIL_RECORDS:
-            del self._tail[: len(self._tail) - TAIL_RECORDS]
-        self.committed_seq = batch[-1].seq
+        if batch:
+            self._tail.extend(batch)
+            if len(self._tail) > 2 * TAIL_RECORDS:
+                del self._tail[: len(self._tail) - TAIL_RECORDS]
+            self.committed_seq = batch[-1].seq
+        if doc is not None:
+            self._saved_doc_version = doc[0]
         self._wake()
 
     def _wake(self) -> None:

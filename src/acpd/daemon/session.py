@@ -107,10 +107,9 @@ class SessionRuntime:
         self.record_daemon(methods.ACPD_ERROR, {"code": code, "message": message, **({"data": data} if data else {})})
 
     async def save(self) -> None:
-        """Persist the document, after every record appended so far is committed (read-your-writes)."""
+        """Persist the document atomically with every record appended so far (read-your-writes)."""
         self.doc["updatedAt"] = utc_now()
-        await self._deps.store.save_session(self.doc)
-        await self.log.wait_committed(self.log.last_seq)
+        await self.log.wait_saved(self.log.save_doc(self.doc))
 
     # -- what the backend says (SessionHost) -----------------------------------------------------
 

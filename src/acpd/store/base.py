@@ -32,7 +32,10 @@ class EventStore(Protocol):
     ``StoreError`` is raised and nothing is written.
     """
 
-    async def append(self, records: Sequence[EventRecord]) -> None: ...
+    async def append(self, records: Sequence[EventRecord], *, session: SessionDoc | None = None) -> None:
+        """Commit ``records`` and, when given, the session document (insert or replace) in one
+        transaction, so a document never claims more than the log it was saved with."""
+        ...
 
     async def read(self, session_id: str, *, after: int = 0, limit: int = 1000) -> list[EventRecord]:
         """Records with ``seq > after`` in order, at most ``limit``."""

@@ -56,16 +56,20 @@ class MemoryEventStore:
     ) -> None:
         await self.aclose()
 
-    async def append(self, records: Sequence[EventRecord]) -> None:
-        """Add ``records`` to their sessions' logs, all or none.
+    async def append(self, records: Sequence[EventRecord], *, session: SessionDoc | None = None) -> None:
+        """Add ``records`` to their sessions' logs and save ``session``, all or none.
 
         Raises:
             StoreError: a seq does not continue its session's log, or the store is closed.
+            InvalidInput: ``session`` lacks an indexed key.
         """
         self._check_open()
         next_last_seqs(records, self._last_seq_now)
+        entry = (session_keys(session), encode_doc(session)) if session is not None else None
         for record in records:
             self._logs.setdefault(record.session_id, []).append(record)
+        if entry is not None:
+            self._sessions[entry[0].id] = entry
 
     async def read(self, session_id: str, *, after: int = 0, limit: int = 1000) -> list[EventRecord]:
         """Records with ``seq > after`` in order, at most ``limit``.

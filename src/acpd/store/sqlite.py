@@ -154,15 +154,17 @@ class SqliteEventStore:
     ) -> None:
         await self.aclose()
 
-    async def append(self, records: Sequence[EventRecord]) -> None:
-        """Commit ``records`` in one transaction, all or none.
+    async def append(self, records: Sequence[EventRecord], *, session: SessionDoc | None = None) -> None:
+        """Commit ``records`` and ``session`` (when given) in one transaction, all or none.
 
         Raises:
             StoreError: a seq does not continue its session's log, the database failed, or the
                 store is closed.
+            InvalidInput: ``session`` lacks an indexed key.
         """
-        if records:
-            await self._write(self._append_sync, records)
+        doc = (session_keys(session), encode_doc(session)) if session is not None else None
+        if records or doc is not None:
+            await self._write(self._append_sync, records, doc)
 
     async def read(self, session_id: str, *, after: int = 0, limit: int = 1000) -> list[EventRecord]:
         """Records with ``seq > after`` in order, at most ``limit``.
@@ -254,7 +256,9 @@ class SqliteEventStore:
         if self._closed:
             raise StoreError("the event store is closed")
 
-    def _append_sync(self, conn: sqlite3.Connection, records: Sequence[EventRecord]) -> None:
+    def _append_sync(
+        self, conn: sqlite3.Connection, records: Sequence[EventRecord], doc: tuple[SessionKeys, str] | None
+    ) -> None:
         def last_seq(session_id: str) -> int:
             cached = self._last_seqs.get(session_id)
             if cached is None:
@@ -264,6 +268,8 @@ class SqliteEventStore:
         with _transaction(conn):
             last_seqs = next_last_seqs(records, last_seq)
             conn.executemany(_INSERT_EVENT, map(_event_row, records))
+            if doc is not None:
+                _save_session_sync(conn, *doc)
         self._last_seqs.update(last_seqs)
 
     def _delete_sync(self, conn: sqlite3.Connection, session_id: str) -> bool:
