@@ -37,18 +37,6 @@ time.sleep(60)
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    path = tmp_path / "project"
-    path.mkdir()
-    return path.resolve()
-
-
-@pytest.fixture
-def workspace(root: Path) -> Workspace:
-    return Workspace([root])
-
-
-@pytest.fixture
 async def manager(workspace: Workspace) -> AsyncIterator[TerminalManager]:
     async with open_terminal_manager(workspace) as manager:
         yield manager

@@ -15,23 +15,11 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    path = tmp_path / "project"
-    path.mkdir()
-    return path.resolve()
-
-
-@pytest.fixture
 def outside(tmp_path: Path) -> Path:
     path = tmp_path / "outside"
     path.mkdir()
     (path / "secret.txt").write_text("secret\n")
     return path.resolve()
-
-
-@pytest.fixture
-def workspace(root: Path) -> Workspace:
-    return Workspace([root])
 
 
 def test_relative_paths_are_refused(workspace: Workspace) -> None:
