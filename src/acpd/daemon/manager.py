@@ -57,6 +57,11 @@ class SessionManager:
                 tg.cancel_scope.cancel()
 
     @property
+    def task_group(self) -> TaskGroup:
+        """The task group the daemon's own long-lived tasks run in (sessions, connections)."""
+        return self._deps.task_group
+
+    @property
     def _deps(self) -> RuntimeDeps:
         if self._tg is None:
             raise RuntimeError("SessionManager.running() is not entered")
@@ -147,6 +152,31 @@ class SessionManager:
         unknown = set(body) - {*DOC_FIELDS, *SETTING_FIELDS, "archived", "config", "agent", "policy"}
         if unknown:
             raise InvalidInput(f"cannot change {sorted(unknown)}")
+        changes = self._change_doc(runtime, body)
+        switched = "agent" in body and body["agent"] != runtime.doc["agent"]
+        if switched:
+            await self._switch_agent(runtime, body["agent"])
+            changes["agent"] = body["agent"]
+        if changes:
+            runtime.record_daemon(methods.ACPD_SETTINGS_CHANGED, {"changes": changes})
+        if switched:
+            # start the new agent now: its options are part of the answer, and a broken agent
+            # should fail the switch's caller rather than the next prompt
+            await runtime.ensure_backend()
+            runtime.echo_settings(mode_changed=True)
+        settings: JsonObject = {k: body[k] for k in (*SETTING_FIELDS, "config") if k in body}
+        if settings:
+            for key in SETTING_FIELDS:
+                if key in settings:
+                    _optional_str(settings[key], key)
+            _object(settings.get("config", {}), "config")
+            await runtime.change_settings(settings)
+        await runtime.save()
+        return runtime
+
+    @staticmethod
+    def _change_doc(runtime: SessionRuntime, body: JsonObject) -> JsonObject:
+        """Apply the fields that only the document holds; returns what changed."""
         changes: JsonObject = {}
         for key in DOC_FIELDS:
             if key in body:
@@ -160,20 +190,7 @@ class SessionManager:
         if "policy" in body:
             runtime.set_policy(_policy({**runtime.policy.to_wire(), **_object(body["policy"], "policy")}))
             changes["policy"] = runtime.doc["policy"]
-        if "agent" in body and body["agent"] != runtime.doc["agent"]:
-            await self._switch_agent(runtime, body["agent"])
-            changes["agent"] = body["agent"]
-        if changes:
-            runtime.record_daemon(methods.ACPD_SETTINGS_CHANGED, {"changes": changes})
-        settings: JsonObject = {k: body[k] for k in (*SETTING_FIELDS, "config") if k in body}
-        if settings:
-            for key in SETTING_FIELDS:
-                if key in settings:
-                    _optional_str(settings[key], key)
-            _object(settings.get("config", {}), "config")
-            await runtime.change_settings(settings)
-        await runtime.save()
-        return runtime
+        return changes
 
     async def _switch_agent(self, runtime: SessionRuntime, agent: object) -> None:
         if not isinstance(agent, str) or agent not in self.config.all_agents():
@@ -181,7 +198,23 @@ class SessionManager:
         if runtime.busy:
             raise InvalidInput("cannot switch agents while a turn runs; cancel it or wait")
         await runtime.stop_backend()
+        # the old agent's settings mean nothing to the new one
         runtime.doc.update(agent=agent, backendSessionId=None, configOptions=[], modes=None, models=None)
+        runtime.doc.update(mode=None, model=None, thoughtLevel=None, config={})
+        await runtime.save()
+
+    async def close(self, session_id: str) -> None:
+        """End the running turn, stop the agent and unload the session; its history stays, and
+        any later use (a prompt, a load) reopens it. Raises ``SessionNotFound``."""
+        runtime = self._runtimes.get(session_id)
+        if runtime is None:
+            if await self.store.get_session(session_id) is None:
+                raise SessionNotFound(session_id)
+            return
+        await runtime.stop_turns()
+        runtime.doc["status"] = "closed"
+        await runtime.save()
+        await self._close_runtime(runtime)
 
     async def delete(self, session_id: str) -> None:
         runtime = self._runtimes.get(session_id)
@@ -193,13 +226,15 @@ class SessionManager:
 
     # -- turns -----------------------------------------------------------------------------------
 
-    async def prompt(self, session_id: str, prompt: object, *, key: str | None = None, queue: bool = True) -> Turn:
+    async def prompt(
+        self, session_id: str, prompt: object, *, key: str | None = None, queue: bool = True, origin: str | None = None
+    ) -> Turn:
         """Submit a prompt; the returned turn runs in the daemon, whoever waits for it."""
         runtime = await self.runtime(session_id)
         blocks = prompt_blocks(prompt)
         if key is not None and (session_id, key) in self._inflight:
             return self._inflight[(session_id, key)]  # a retry while the first attempt still runs
-        turn = Turn(blocks, idempotency_key=key)
+        turn = Turn(blocks, idempotency_key=key, origin=origin)
         runtime.submit(turn, queue=queue)
         if key is not None:
             self._inflight[(session_id, key)] = turn

@@ -93,6 +93,21 @@ def outcome_for_reply(pending: PendingPermission, body: JsonObject) -> JsonObjec
     return selected(option_id)
 
 
+def check_outcome(pending: PendingPermission, outcome: object) -> JsonObject:
+    """An ACP ``RequestPermissionOutcome`` from a client, checked against the request.
+
+    Raises:
+        InvalidInput: not ``{"outcome": "cancelled"}`` nor a ``selected`` of one of its options.
+    """
+    if isinstance(outcome, dict) and outcome.get("outcome") == "cancelled":
+        return CANCELLED_OUTCOME
+    if isinstance(outcome, dict) and outcome.get("outcome") == "selected":
+        option_id = outcome.get("optionId")
+        if any(o.get("optionId") == option_id for o in pending.options):
+            return selected(str(option_id))
+    raise InvalidInput(f"{outcome!r} is neither a cancelled outcome nor one of the request's options")
+
+
 def policy_outcome(policy: PermissionPolicy, params: JsonObject) -> JsonObject | None:
     """The outcome a policy decides without asking, or None to ask a client."""
     options = params.get("options")

@@ -24,8 +24,11 @@ from acpd.protocol.events import Sender, utc_now
 from acpd.protocol.jsonio import JsonObject, JsonValue
 from acpd.store.base import EventStore, SessionDoc
 
+from .acp_views import config_options, update_notification
+from .clients import AttachedClients
 from .log import SessionLog
-from .permissions import PendingPermission, PermissionBroker, outcome_for_reply, policy_outcome
+from .permissions import PendingPermission, PermissionBroker, check_outcome, outcome_for_reply, policy_outcome
+from .transcript import transcript_block
 from .turns import Turn, chunk_text, usage_totals
 
 logger = logging.getLogger(__name__)
@@ -33,6 +36,7 @@ logger = logging.getLogger(__name__)
 CANCEL_GRACE_SECONDS: Final = 5.0
 """How long an agent may take to answer a cancelled prompt before its process is stopped."""
 STDERR_EVENT_CHARS: Final = 4000
+CONTEXT_PAGE_RECORDS: Final = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,7 @@ class SessionRuntime:
         self.doc = doc
         self.log = SessionLog(deps.store, doc["id"], last_seq)
         self.broker = PermissionBroker()
+        self.clients = AttachedClients()
         self._policy = Policy.model_validate(doc.get("policy") or {})
         self._backend: Backend | None = None
         self._backend_lock = anyio.Lock()
@@ -209,7 +214,28 @@ class SessionRuntime:
         self.broker.resolve(permission_id, outcome, "client")
         return {"id": permission_id, "outcome": outcome}
 
+    def answer_permission(self, permission_id: str, outcome: object) -> None:
+        """Settle a request with an ACP outcome an attached client sent. Raises ``Conflict`` if
+        another client (or a policy, a timeout, a cancel) settled it first; ``InvalidInput`` if the
+        outcome does not fit the request."""
+        pending = self.broker.get(permission_id)
+        self.broker.resolve(permission_id, check_outcome(pending, outcome), "client")
+
     async def client_request(self, method: str, params: JsonObject) -> JsonValue:
+        """An agent's ``fs/*`` or ``terminal/*`` call: relayed to an attached editor that can
+        serve it, else served by the daemon inside the session's directories."""
+        origin = self._current.origin if self._current is not None else None
+        link = self.clients.route(method, params, origin)
+        if link is not None:
+            result = await link.relay(method, {**params, "sessionId": self.session_id})
+        else:
+            result = await self._serve_locally(method, params)
+        self.clients.note_terminal(method, result, link)
+        if method == "terminal/release":
+            self.clients.forget_terminal(params.get("terminalId"))
+        return result
+
+    async def _serve_locally(self, method: str, params: JsonObject) -> JsonValue:
         workspace = await self._workspace_for()
         if method.startswith("fs/"):
             return await workspace.handle(method, params)
@@ -291,6 +317,12 @@ class SessionRuntime:
 
     async def _adopt(self, state: BackendState) -> None:
         resumed = state.how in ("load", "resume")
+        if not resumed and self._turn_number > 0:
+            # a fresh agent session on a session with history (an agent switch, or an agent that
+            # cannot load): the next prompt carries the transcript
+            self.doc["contextPending"] = True
+        if self.doc.get("status") == "closed":
+            self._set_status("idle")
         self.doc["backendSessionId"] = state.backend_session_id
         self.doc["agentInfo"] = state.agent_info
         self.doc["capabilities"] = state.capabilities
@@ -347,6 +379,16 @@ class SessionRuntime:
             self.doc.setdefault("config", {})[config_id] = value
         if record:
             self.record_daemon(methods.ACPD_SETTINGS_CHANGED, {"changes": changes})
+            self.echo_settings(mode_changed="mode" in changes)
+
+    def echo_settings(self, *, mode_changed: bool) -> None:
+        """Tell every client the settings as they now are, in ACP's own terms."""
+        if mode_changed and self.doc.get("mode"):
+            update: JsonObject = {"sessionUpdate": "current_mode_update", "currentModeId": self.doc["mode"]}
+            self.record("daemon", update_notification(self.session_id, update))
+        options = config_options(self.doc, self._deps.config.all_agents())
+        update = {"sessionUpdate": "config_option_update", "configOptions": options}
+        self.record("daemon", update_notification(self.session_id, update))
 
     async def _apply_one(self, backend: Backend, key: str, value: str) -> None:
         category = {"model": "model", "mode": "mode", "thoughtLevel": "thought_level"}[key]
@@ -409,10 +451,10 @@ class SessionRuntime:
         self.doc["turns"] = turn.number
         self._set_status("running")
         request_id = f"turn-{turn.number}"
-        turn.first_seq = self.record(
-            "client",
-            jsonrpc.request(request_id, methods.SESSION_PROMPT, {"sessionId": self.session_id, "prompt": turn.prompt}),
-        )
+        params: JsonObject = {"sessionId": self.session_id, "prompt": turn.prompt}
+        if turn.origin is not None:
+            params["_meta"] = {"acpd": {"origin": turn.origin}}
+        turn.first_seq = self.record("client", jsonrpc.request(request_id, methods.SESSION_PROMPT, params))
         await self.save()
         turn.started.set()
         sender: Sender = "agent"
@@ -438,12 +480,13 @@ class SessionRuntime:
 
     async def _prompt_backend(self, turn: Turn) -> JsonObject:
         backend = await self.ensure_backend()
+        prompt = await self._with_context(turn)
         result: JsonObject = {"stopReason": "cancelled"}
         failure: AcpdError | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._enforce_stop, turn, backend)
             try:
-                result = await backend.prompt(turn.prompt)
+                result = await backend.prompt(prompt)
             except AcpdError as exc:
                 failure = exc
             finally:
@@ -456,6 +499,26 @@ class SessionRuntime:
         if failure is not None:
             raise failure
         return result
+
+    async def _with_context(self, turn: Turn) -> list[JsonObject]:
+        """The prompt the backend gets: the user's, after the transcript if the agent lacks it."""
+        if not self.doc.get("contextPending"):
+            return turn.prompt
+        self.doc["contextPending"] = False
+        await self.log.wait_committed(turn.first_seq - 1)
+        records = []
+        after = 0
+        while after < turn.first_seq - 1:
+            page = await self.log.read(after, min(CONTEXT_PAGE_RECORDS, turn.first_seq - 1 - after))
+            if not page:
+                break
+            records.extend(page)
+            after = page[-1].seq
+        block = transcript_block(records)
+        if block is None:
+            return turn.prompt
+        self.record_daemon(methods.ACPD_CONTEXT_CARRIED, {"turn": turn.number, "chars": len(str(block["text"]))})
+        return [block, *turn.prompt]
 
     async def _enforce_stop(self, turn: Turn, backend: Backend) -> None:
         """Wait for a stop request or the turn timeout, then cancel; stop the agent if it will not."""
@@ -482,6 +545,14 @@ class SessionRuntime:
             return False
         turn.request_stop()
         return True
+
+    async def stop_turns(self) -> None:
+        """Refuse new and queued turns, end the running one and wait until its answer is logged."""
+        self._closing = True
+        turn = self._current
+        if turn is not None:
+            turn.request_stop()
+            await turn.done.wait()
 
     def _set_status(self, status: str) -> None:
         self.doc["status"] = status
@@ -531,4 +602,5 @@ def session_doc_defaults(now: str) -> dict[str, Any]:
         "agentInfo": {},
         "mcpServers": [],
         "additionalDirectories": [],
+        "contextPending": False,
     }

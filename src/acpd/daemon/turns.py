@@ -23,6 +23,8 @@ class Turn:
 
     prompt: list[JsonObject]
     idempotency_key: str | None = None
+    origin: str | None = None
+    """The ACP client connection that sent the prompt, if any (it already knows what it sent)."""
     number: int = 0
     started: anyio.Event = field(default_factory=anyio.Event)
     done: anyio.Event = field(default_factory=anyio.Event)

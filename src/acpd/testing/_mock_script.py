@@ -197,6 +197,7 @@ _PARSERS: Final[dict[str, _Parser]] = {
     "write": _write,
     "run": _required_text,
     "meta": _no_args,
+    "context": _no_args,
     "big": _big,
     "stop": _stop,
 }

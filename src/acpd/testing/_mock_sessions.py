@@ -48,6 +48,8 @@ class MockSession:
         self.values: dict[str, str] = dict(DEFAULT_VALUES)
         self.history: list[JsonObject] = []
         self.title: str | None = None
+        self.context: str | None = None
+        """The transcript acpd carried into this session's last prompt, if any."""
         self.updated_at = time.time()
         self.open = True
         self.tool_calls = 0

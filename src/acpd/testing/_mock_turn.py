@@ -77,6 +77,7 @@ class Turn:
             "write": self._write,
             "run": self._run,
             "meta": self._meta,
+            "context": self._context,
             "big": self._big,
             "stop": self._stop,
         }
@@ -106,6 +107,10 @@ class Turn:
 
     async def _chunk(self, text: str, kind: str = "agent_message_chunk") -> None:
         await self._emit({"sessionUpdate": kind, "content": {"type": "text", "text": text}})
+
+    async def _context(self, cmd: Command) -> None:
+        context = self._session.context
+        await self._chunk(f"context: {context}" if context is not None else "context: none")
 
     async def _say(self, cmd: Command) -> None:
         await self._chunk(cmd.text)

@@ -218,7 +218,15 @@ class MockAgent:
             prompt = params.get("prompt")
             if not isinstance(prompt, list) or not all(isinstance(block, dict) for block in prompt):
                 raise RpcFault(INVALID_PARAMS, "Invalid params", {"detail": "prompt must be a list of content blocks"})
-            text = "\n".join(b["text"] for b in prompt if b.get("type") == "text" and isinstance(b.get("text"), str))
+            texts = [
+                (b["text"], _is_context(b))
+                for b in prompt
+                if b.get("type") == "text" and isinstance(b.get("text"), str)
+            ]
+            context = [t for t, is_context in texts if is_context]
+            if context:
+                session.context = "\n".join(context)
+            text = "\n".join(t for t, is_context in texts if not is_context)
             try:
                 commands = parse_prompt(text)
             except ScriptError as exc:
@@ -416,6 +424,13 @@ async def _serve(options: MockOptions) -> int:
     finally:
         channel.close()
     return 0
+
+
+def _is_context(block: JsonObject) -> bool:
+    """A block acpd marked as carried context (``_meta.acpd.context``), not the user's words."""
+    meta = block.get("_meta")
+    acpd = meta.get("acpd") if isinstance(meta, dict) else None
+    return isinstance(acpd, dict) and acpd.get("context") is True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
