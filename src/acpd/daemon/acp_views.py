@@ -113,7 +113,7 @@ SKIP: Final = Frame("skip")
 def client_frame(
     record: EventRecord,
     *,
-    own_prompt: bool,
+    link_id: str | None,
     replay: bool,
     agent_option_for: AgentOptionSource,
 ) -> Frame:
@@ -131,9 +131,9 @@ def client_frame(
     if method == methods.SESSION_UPDATE:
         return Frame("notify", (_with_agent_option(message, agent_option_for),))
     if method == methods.SESSION_PROMPT and record.sender == "client":
-        if own_prompt and not replay:
+        params = _object(message.get("params"))
+        if not replay and _origin(params) == link_id:
             return SKIP
-        params = message.get("params") if isinstance(message.get("params"), dict) else {}
         return Frame("notify", tuple(user_message_updates(record.session_id, params.get("prompt"))))
     if method == methods.SESSION_REQUEST_PERMISSION:
         return SKIP if replay else Frame("permission", (message,))
@@ -153,9 +153,18 @@ class AgentOptionSource:
         return agent_option(str(self._doc.get("agent")), self._agents)
 
 
+def _origin(params: JsonObject) -> object:
+    acpd = _object(params.get("_meta")).get("acpd")
+    return _object(acpd).get("origin")
+
+
+def _object(value: object) -> JsonObject:
+    return value if isinstance(value, dict) else {}
+
+
 def _with_agent_option(message: JsonObject, agent_option_for: AgentOptionSource) -> JsonObject:
-    params = message.get("params")
-    update = params.get("update") if isinstance(params, dict) else None
+    params = _object(message.get("params"))
+    update = params.get("update")
     if not isinstance(update, dict) or update.get("sessionUpdate") != "config_option_update":
         return message
     options = _list(update.get("configOptions"))
