@@ -69,6 +69,38 @@ function summarize(events) {
   };
 }
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Wait until `list` has not grown for `quietMs` (at most `maxMs`). Over HTTP a
+// turn's notifications travel on the SSE stream while its response comes back
+// on the POST, so they can land after the SDK call has already resolved; and
+// the SDK records events asynchronously, after the call resolves.
+async function settle(list, quietMs = 150, maxMs = 3000) {
+  const deadline = Date.now() + maxMs;
+  let seen = list.length;
+  let quietSince = Date.now();
+  while (Date.now() < deadline && Date.now() - quietSince < quietMs) {
+    await sleep(25);
+    if (list.length !== seen) {
+      seen = list.length;
+      quietSince = Date.now();
+    }
+  }
+}
+
+// The events of one request/response exchange, and how many of the agent's
+// session/update notifications reached the SDK after the response did.
+function exchange(events, method) {
+  const request = events.find((e) => e.sender === "client" && e.payload.method === method);
+  const at = events.findIndex((e) => e.sender === "agent" && !e.payload.method && e.payload.id === request?.payload.id);
+  const after = at === -1 ? [] : events.slice(at + 1);
+  return {
+    request,
+    updatesAfterResponse: after.filter((e) => e.payload.method === "session/update").length,
+    ...summarize(events),
+  };
+}
+
 async function allEvents(sdk, sessionId) {
   const events = [];
   let cursor;
@@ -131,8 +163,9 @@ async function main() {
   const prompt = async (text) => {
     const before = live.length;
     const response = await session.prompt([{ type: "text", text }]);
-    const events = live.slice(before);
-    emit("prompt", { prompt: text, stopReason: response?.stopReason, response, events: summarize(events) });
+    await settle(live);
+    const { request, ...events } = exchange(live.slice(before), "session/prompt");
+    emit("prompt", { prompt: text, stopReason: response?.stopReason, response, events });
     return response;
   };
 
@@ -157,21 +190,24 @@ async function main() {
     emit("set_mode", { skipped: true, reason: "the session has no modes", modes });
   } else {
     const target = available.find((m) => m.id !== modes.currentModeId) ?? available[0];
+    const before = live.length;
     const response = await session.setMode(target.id);
+    await settle(live);
+    const { request, ...events } = exchange(live.slice(before), "session/set_mode");
     emit("set_mode", {
       modeId: target.id,
       from: modes.currentModeId,
       response,
       currentModeId: (await session.getModes())?.currentModeId,
+      events,
     });
   }
 
-  const events = await allEvents(sdk, localId);
-  const indexes = events.map((e) => e.eventIndex);
+  const recorded = await allEvents(sdk, localId);
   emit("get_events", {
     liveCount: live.length,
-    contiguous: indexes.every((n, i) => n === i + 1),
-    ...summarize(events),
+    contiguous: recorded.every((e, i) => e.eventIndex === i + 1),
+    ...summarize(recorded),
   });
 
   const listed = await sdk.listSessions();
@@ -205,14 +241,15 @@ async function main() {
 
   const before = live2.length;
   const response = await resumed.prompt([{ type: "text", text: "text again" }]);
-  const sent = live2.slice(before).find((e) => e.sender === "client" && e.payload.method === "session/prompt");
-  const blocks = sent?.payload.params.prompt ?? [];
+  await settle(live2);
+  const { request, ...events } = exchange(live2.slice(before), "session/prompt");
+  const blocks = request?.payload.params.prompt ?? [];
   emit("prompt", {
     prompt: "text again",
     stopReason: response?.stopReason,
     replayInjected: blocks.length > 1 && String(blocks[0].text ?? "").startsWith(REPLAY_PREFIX),
     replayChars: blocks.length > 1 ? String(blocks[0].text ?? "").length : 0,
-    events: summarize(live2.slice(before)),
+    events,
   });
 
   const destroyed = await sdk2.destroySession(localId);

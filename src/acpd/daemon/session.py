@@ -402,6 +402,18 @@ class SessionRuntime:
         else:
             raise RpcError.invalid_params(f"agent {self.doc['agent']!r} offers no {category} setting")
         self.doc[key] = value
+        self._mark_current(category, value)
+
+    def _mark_current(self, category: str, value: str) -> None:
+        """Keep the options' ``currentValue`` true after a setter that returns no options (an agent
+        may or may not send its own ``config_option_update``)."""
+        modes = self.doc.get("modes")
+        if category == "mode" and isinstance(modes, dict):
+            self.doc["modes"] = {**modes, "currentModeId": value}
+        self.doc["configOptions"] = [
+            {**o, "currentValue": value} if isinstance(o, dict) and o.get("category") == category else o
+            for o in self.doc.get("configOptions") or []
+        ]
 
     def _option_with_category(self, category: str) -> JsonObject | None:
         for option in self.doc.get("configOptions") or []:

@@ -1,0 +1,475 @@
+"""Daemon layer: the ACP face: to one connected client, acpd is one ACP agent that can be any agent.
+
+An ``AcpConnection`` serves the stable ACP v1 agent methods over any Transport (stdio, WebSocket,
+ACP-over-HTTP) on top of the SessionManager. Sessions are the daemon's: ``session/load`` replays
+the stored log for every backend, several connections may attach to one session, and each
+attached connection receives that session's updates from the log (durable before visible) in
+log order. Permission requests go to every attached client; the first answer wins and the others'
+requests are cancelled with ``$/cancel_request``. It must not know which transport it runs on.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Final
+
+import anyio
+from anyio.abc import TaskGroup
+
+from acpd import __version__
+from acpd.errors import AcpdError, Conflict, ConnectionClosed, InvalidInput, NotFound, RpcError
+from acpd.protocol import methods
+from acpd.protocol.jsonio import JsonObject, JsonValue
+from acpd.protocol.jsonrpc import RequestId
+from acpd.rpc.peer import Direction, JsonRpcPeer
+from acpd.transports.base import Transport
+
+from .acp_views import (
+    AGENT_OPTION_ID,
+    AgentOptionSource,
+    client_frame,
+    config_options,
+    session_info,
+    session_state,
+)
+from .manager import SessionManager
+from .session import SessionRuntime
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[JsonObject, JsonObject], Awaitable[JsonValue]]
+
+AGENT_CAPABILITIES: Final[JsonObject] = {
+    "loadSession": True,
+    # acpd passes prompt blocks through to whichever agent runs the session: it promises only what
+    # every ACP agent must accept (text and resource links)
+    "promptCapabilities": {"image": False, "audio": False, "embeddedContext": False},
+    "mcpCapabilities": {"http": False, "sse": False},
+    "sessionCapabilities": {"list": {}, "resume": {}, "close": {}, "delete": {}, "additionalDirectories": {}},
+}
+SETTING_FOR_CATEGORY: Final = {"mode": "mode", "model": "model", "thought_level": "thoughtLevel"}
+LIST_PAGE: Final = 100
+REPLAY_PAGE: Final = 2_000
+
+
+class _Attachment:
+    """One session this connection is attached to, and how far its updates have been sent."""
+
+    def __init__(self, runtime: SessionRuntime, agents: AgentOptionSource) -> None:
+        self.runtime = runtime
+        self.agent_option = agents
+        self.forwarded = 0
+        self.scope = anyio.CancelScope()
+        self.ended = False
+        self._progress = anyio.Event()
+
+    def advance(self, seq: int) -> None:
+        self.forwarded = seq
+        progress, self._progress = self._progress, anyio.Event()
+        progress.set()
+
+    def end(self) -> None:
+        self.ended = True
+        self._progress.set()
+
+    async def caught_up(self, seq: int) -> None:
+        """Wait until everything up to ``seq`` was sent (or forwarding ended)."""
+        while self.forwarded < seq and not self.ended:
+            await self._progress.wait()
+
+
+class AcpConnection:
+    """acpd as an ACP agent to one client. Run ``serve()``; it returns when the client goes."""
+
+    def __init__(
+        self,
+        manager: SessionManager,
+        transport: Transport,
+        *,
+        default_agent: str | None = None,
+        link_id: str | None = None,
+        name: str = "acp",
+    ) -> None:
+        self._manager = manager
+        self._default_agent = default_agent
+        self._link_id = link_id or f"acp-{uuid.uuid4().hex[:12]}"
+        self.peer = JsonRpcPeer(
+            transport, on_request=self._on_request, on_notification=self._on_notification, tap=self._tap, name=name
+        )
+        self._client_capabilities: JsonObject = {}
+        self.client_info: JsonObject | None = None
+        self._attached: dict[str, _Attachment] = {}
+        self._answered: dict[RequestId, anyio.Event] = {}
+        self._tg: TaskGroup | None = None
+        self._handlers: dict[str, Handler] = {
+            methods.INITIALIZE: self._initialize,
+            methods.AUTHENTICATE: self._nothing,
+            methods.LOGOUT: self._nothing,
+            methods.SESSION_NEW: self._new,
+            methods.SESSION_LOAD: self._load,
+            methods.SESSION_RESUME: self._resume,
+            methods.SESSION_LIST: self._list,
+            methods.SESSION_CLOSE: self._close,
+            methods.SESSION_DELETE: self._delete,
+            methods.SESSION_PROMPT: self._prompt,
+            methods.SESSION_SET_MODE: self._set_mode,
+            methods.SESSION_SET_CONFIG_OPTION: self._set_config_option,
+            methods.SESSION_SET_MODEL: self._set_model,
+        }
+
+    # -- ClientLink ------------------------------------------------------------------------------
+
+    @property
+    def link_id(self) -> str:
+        return self._link_id
+
+    @property
+    def client_capabilities(self) -> JsonObject:
+        return self._client_capabilities
+
+    async def relay(self, method: str, params: JsonObject) -> JsonValue:
+        return await self.peer.request(method, params)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Serve until the transport ends or ``aclose()``; then detach from every session."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                await self.peer.run()
+                tg.cancel_scope.cancel()
+        finally:
+            for session_id in list(self._attached):
+                self._detach(session_id)
+
+    async def aclose(self) -> None:
+        await self.peer.aclose()
+
+    def _tap(self, direction: Direction, message: JsonObject) -> None:
+        # a session's updates may flow only once the answer that names it is on the wire
+        if direction == "out" and "method" not in message:
+            answered = self._answered.pop(message.get("id"), None)  # type: ignore[arg-type]
+            if answered is not None:
+                answered.set()
+
+    # -- dispatch --------------------------------------------------------------------------------
+
+    async def _on_request(self, method: str, params: JsonValue, message: JsonObject) -> JsonValue:
+        handler = self._handlers.get(method)
+        if handler is None:
+            raise RpcError.method_not_found(method)
+        if not isinstance(params, dict):
+            raise RpcError.invalid_params("params must be an object")
+        return await handler(params, message)
+
+    async def _on_notification(self, method: str, params: JsonValue, message: JsonObject) -> None:
+        # ACP: unknown notifications are ignored; session/cancel is the only one an agent acts on
+        if method == methods.SESSION_CANCEL and isinstance(params, dict):
+            runtime = self._attached.get(str(params.get("sessionId")))
+            if runtime is not None:
+                runtime.runtime.cancel()
+
+    async def _nothing(self, params: JsonObject, message: JsonObject) -> JsonValue:
+        return {}
+
+    async def _initialize(self, params: JsonObject, message: JsonObject) -> JsonValue:
+        if not isinstance(params.get("protocolVersion"), int):
+            raise RpcError.invalid_params('"protocolVersion" must be an integer')
+        caps = params.get("clientCapabilities")
+        self._client_capabilities = caps if isinstance(caps, dict) else {}
+        info = params.get("clientInfo")
+        self.client_info = info if isinstance(info, dict) else None
+        agents = self._manager.config.all_agents()
+        return {
+            "protocolVersion": methods.PROTOCOL_VERSION,
+            "agentCapabilities": AGENT_CAPABILITIES,
+            "authMethods": [],
+            "agentInfo": {"name": "acpd", "title": "acpd", "version": __version__},
+            "_meta": {"acpd": {"agents": sorted(agents), "defaultAgent": self._agent_name()}},
+        }
+
+    def _agent_name(self) -> str:
+        return self._default_agent or self._manager.config.default_agent
+
+    # -- sessions --------------------------------------------------------------------------------
+
+    async def _new(self, params: JsonObject, message: JsonObject) -> JsonValue:
+        extra = _acpd_meta(params)
+        body: JsonObject = {
+            "agent": extra.get("agent") or self._agent_name(),
+            "cwd": _absolute(params.get("cwd"), "cwd"),
+            "mcpServers": _list(params.get("mcpServers"), "mcpServers"),
+            "additionalDirectories": _list(params.get("additionalDirectories"), "additionalDirectories"),
+        }
+        for key in ("id", "title", "project", "model", "mode", "thoughtLevel", "policy", "config"):
+            if key in extra:
+                body[key] = extra[key]
+        runtime = await self._manager.create(body)
+        # a new session's log holds only what its agent said on start (e.g. its commands): send it all
+        self._attach(runtime, after=0, answered=self._answer_gate(message))
+        return {"sessionId": runtime.session_id, **self._state(runtime)}
+
+    async def _load(self, params: JsonObject, message: JsonObject) -> JsonValue:
+        runtime = await self._runtime(params)
+        self._detach(runtime.session_id)
+        upto = runtime.log.last_seq
+        await runtime.log.wait_committed(upto)
+        await self._replay(runtime, upto)
+        self._attach(runtime, after=upto, answered=self._answer_gate(message))
+        return self._state(runtime)
+
+    async def _replay(self, runtime: SessionRuntime, upto: int) -> None:
+        """The session's history as ``session/update``s, read from the log, whatever the backend."""
+        agents = AgentOptionSource(runtime.doc, self._manager.config.all_agents())
+        after = 0
+        while after < upto:
+            records = await runtime.log.read(after, min(REPLAY_PAGE, upto - after))
+            if not records:
+                return
+            for record in records:
+                frame = client_frame(record, link_id=self._link_id, replay=True, agent_option_for=agents)
+                for replayed in frame.messages:
+                    await self.peer.send_message(replayed)
+            after = records[-1].seq
+
+    async def _resume(self, params: JsonObject, message: JsonObject) -> JsonValue:
+        runtime = await self._runtime(params)
+        if runtime.session_id not in self._attached:
+            upto = runtime.log.last_seq
+            await runtime.log.wait_committed(upto)
+            self._attach(runtime, after=upto, answered=self._answer_gate(message))
+        return self._state(runtime)
+
+    async def _list(self, params: JsonObject, message: JsonObject) -> JsonValue:
+        cwd = params.get("cwd")
+        cursor = params.get("cursor")
+        if cwd is not None:
+            _absolute(cwd, "cwd")
+        if cursor is not None and not isinstance(cursor, str):
+            raise InvalidInput('"cursor" must be a string')
+        page = await self._manager.list_sessions(limit=LIST_PAGE, cursor=cursor, cwd=cwd, archived=False)
+        answer: JsonObject = {"sessions": [session_info(doc) for doc in page.items]}
+        if page.next_cursor is not None:
+            answer["nextCursor"] = page.next_cursor
+        return answer
+
+    async def _close(self, params: JsonObject, message: JsonObject) -> JsonValue:
+        runtime = await self._runtime(params)
+        self._detach(runtime.session_id)
+        if len(runtime.clients) == 0:
+            # nobody else is watching: end the turn, stop the agent, unload (history stays)
+            await self._manager.close(runtime.session_id)
+        return {}
+
+    async def _delete(self, params: JsonObject, message: JsonObject) -> JsonValue:
+        session_id = _session_id(params)
+        self._detach(session_id)
+        await self._manager.delete(session_id)
+        return {}
+
+    # -- turns and settings ----------------------------------------------------------------------
+
+    async def _prompt(self, params: JsonObject, message: JsonObject) -> JsonValue:
+        attachment = await self._attachment(params)
+        turn = await self._manager.prompt(attachment.runtime.session_id, params.get("prompt"), origin=self._link_id)
+        try:
+            await turn.done.wait()
+        except anyio.get_cancelled_exc_class():
+            # $/cancel_request cancels the turn; a client that merely went away leaves it running
+            if not self.peer.closed:
+                attachment.runtime.cancel()
+            raise
+        # every update of the turn reaches the client before the turn's answer
+        await attachment.caught_up(turn.last_seq)
+        response = turn.response or {}
+        error = response.get("error")
+        if isinstance(error, dict):
+            raise RpcError(int(error.get("code", -32603)), str(error.get("message", "error")), error.get("data"))
+        if turn.error is not None:
+            raise turn.error
+        result = response.get("result")
+        return result if isinstance(result, dict) else {"stopReason": "end_turn"}
+
+    async def _set_mode(self, params: JsonObject, message: JsonObject) -> JsonValue:
+        attachment = await self._attachment(params)
+        mode_id = params.get("modeId")
+        if not isinstance(mode_id, str):
+            raise InvalidInput('"modeId" must be a string')
+        await self._manager.update(attachment.runtime.session_id, {"mode": mode_id})
+        return {}
+
+    async def _set_model(self, params: JsonObject, message: JsonObject) -> JsonValue:
+        attachment = await self._attachment(params)
+        model_id = params.get("modelId")
+        if not isinstance(model_id, str):
+            raise InvalidInput('"modelId" must be a string')
+        await self._manager.update(attachment.runtime.session_id, {"model": model_id})
+        return {}
+
+    async def _set_config_option(self, params: JsonObject, message: JsonObject) -> JsonValue:
+        attachment = await self._attachment(params)
+        runtime = attachment.runtime
+        config_id = params.get("configId")
+        value = params.get("value")
+        if not isinstance(config_id, str) or not isinstance(value, (str, bool)):
+            raise InvalidInput('"configId" must be a string and "value" a string or a boolean')
+        await self._manager.update(runtime.session_id, _setting_change(runtime, config_id, value))
+        return {"configOptions": config_options(runtime.doc, self._manager.config.all_agents())}
+
+    # -- attachments -----------------------------------------------------------------------------
+
+    async def _runtime(self, params: JsonObject) -> SessionRuntime:
+        return await self._manager.runtime(_session_id(params))
+
+    async def _attachment(self, params: JsonObject) -> _Attachment:
+        """This connection's attachment to the session; a session used without new, load or
+        resume is attached as by resume (no replay), which clients that restarted rely on."""
+        session_id = _session_id(params)
+        attachment = self._attached.get(session_id)
+        if attachment is not None and not attachment.ended:
+            return attachment
+        runtime = await self._manager.runtime(session_id)
+        upto = runtime.log.last_seq
+        await runtime.log.wait_committed(upto)
+        return self._attach(runtime, after=upto, answered=None)
+
+    def _answer_gate(self, message: JsonObject) -> anyio.Event:
+        gate = anyio.Event()
+        self._answered[message.get("id")] = gate  # type: ignore[index]
+        return gate
+
+    def _state(self, runtime: SessionRuntime) -> JsonObject:
+        return session_state(runtime.doc, self._manager.config.all_agents())
+
+    def _attach(self, runtime: SessionRuntime, *, after: int, answered: anyio.Event | None) -> _Attachment:
+        assert self._tg is not None, "serve() is running"
+        attachment = _Attachment(runtime, AgentOptionSource(runtime.doc, self._manager.config.all_agents()))
+        attachment.forwarded = after
+        self._attached[runtime.session_id] = attachment
+        runtime.clients.attach(self)
+        self._tg.start_soon(self._forward, attachment, after, answered)
+        return attachment
+
+    def _detach(self, session_id: str) -> None:
+        attachment = self._attached.pop(session_id, None)
+        if attachment is not None:
+            attachment.scope.cancel()
+            attachment.end()
+            attachment.runtime.clients.detach(self._link_id)
+
+    async def _forward(self, attachment: _Attachment, after: int, answered: anyio.Event | None) -> None:
+        """Send the session's committed updates to the client, in log order, until it detaches."""
+        with attachment.scope:
+            try:
+                if answered is not None:
+                    await answered.wait()
+                await self._forward_log(attachment, after)
+            except (ConnectionClosed, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # the client went away
+            finally:
+                attachment.end()
+        if self._attached.get(attachment.runtime.session_id) is attachment:
+            self._detach(attachment.runtime.session_id)
+
+    async def _forward_log(self, attachment: _Attachment, after: int) -> None:
+        runtime = attachment.runtime
+        for pending in runtime.broker.pending():
+            if pending.seq <= after:  # asked before this client attached: ask it too
+                self._start(self._ask_permission, attachment, pending.seq, pending.message)
+        async for records in runtime.log.follow(after):
+            for record in records:
+                frame = client_frame(
+                    record, link_id=self._link_id, replay=False, agent_option_for=attachment.agent_option
+                )
+                if frame.action == "permission":
+                    self._start(self._ask_permission, attachment, record.seq, frame.messages[0])
+                else:
+                    for forwarded in frame.messages:
+                        await self.peer.send_message(forwarded)
+                attachment.advance(record.seq)
+
+    def _start(self, func: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
+        assert self._tg is not None
+        self._tg.start_soon(func, *args)
+
+    async def _ask_permission(self, attachment: _Attachment, seq: int, request: JsonObject) -> None:
+        """Ask this client; the first answer from any client wins, and when another client (or a
+        policy, a timeout, a cancel) settles it first, this client's request is cancelled."""
+        runtime = attachment.runtime
+        permission_id = f"p{seq}"
+        try:
+            pending = runtime.broker.get(permission_id)
+        except NotFound:
+            return  # settled already
+        params = request.get("params")
+        result: JsonValue = None
+        async with anyio.create_task_group() as tg:
+            # cancelling the request sends $/cancel_request: the client withdraws its prompt
+            tg.start_soon(_cancel_when_set, pending.decided, tg.cancel_scope)
+            try:
+                result = await self.peer.request(methods.SESSION_REQUEST_PERMISSION, params)
+            except AcpdError as exc:
+                logger.info("client %s could not answer permission %s: %s", self._link_id, permission_id, exc)
+            tg.cancel_scope.cancel()
+        if not isinstance(result, dict):
+            return  # settled elsewhere, or this client could not answer
+        try:
+            runtime.answer_permission(permission_id, result.get("outcome"))
+        except (Conflict, NotFound):
+            pass  # another answer came first
+        except InvalidInput as exc:
+            logger.warning("client %s answered permission %s wrongly: %s", self._link_id, permission_id, exc)
+
+
+async def _cancel_when_set(event: anyio.Event, scope: anyio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+def _setting_change(runtime: SessionRuntime, config_id: str, value: str | bool) -> JsonObject:
+    """A ``session/set_config_option`` as a session change: the agent, a typed setting, or a
+    backend option passed through.
+
+    Raises:
+        InvalidInput: no such option.
+    """
+    if config_id == AGENT_OPTION_ID:
+        return {"agent": value}
+    for option in runtime.doc.get("configOptions") or []:
+        if isinstance(option, dict) and option.get("id") == config_id:
+            field = SETTING_FOR_CATEGORY.get(str(option.get("category")))
+            if field is not None and isinstance(value, str):
+                return {field: value}
+            return {"config": {config_id: value}}
+    raise InvalidInput(f"session {runtime.session_id} has no config option {config_id!r}")
+
+
+def _session_id(params: JsonObject) -> str:
+    session_id = params.get("sessionId")
+    if not isinstance(session_id, str) or not session_id:
+        raise InvalidInput('"sessionId" must be a non-empty string')
+    return session_id
+
+
+def _absolute(value: object, name: str) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise InvalidInput(f'"{name}" must be an absolute path')
+    return value
+
+
+def _list(value: object, name: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidInput(f'"{name}" must be a list')
+    return value
+
+
+def _acpd_meta(params: JsonObject) -> JsonObject:
+    """acpd's own session/new extras, in ``_meta.acpd`` (agent, id, title, policy, …)."""
+    meta = params.get("_meta")
+    acpd = meta.get("acpd") if isinstance(meta, dict) else None
+    return acpd if isinstance(acpd, dict) else {}

@@ -1,0 +1,270 @@
+"""The ACP face in process: acpd as an ACP agent to clients connected over memory transports."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from acpd.config import AgentConfig, DaemonConfig
+from acpd.daemon.manager import SessionManager
+from acpd.errors import RpcError
+
+from .acp_client import acp_client
+from .helpers import all_events, new_session
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> DaemonConfig:
+    """The daemon tests' config plus a second mock agent to switch to."""
+    second = AgentConfig(
+        command=sys.executable, args=("-m", "acpd.testing.mock_agent", "--state-dir", str(tmp_path / "mock-b"))
+    )
+    return DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", agents={"mock-b": second})
+
+
+async def test_initialize_advertises_sessions_that_load_list_resume_close_and_delete(manager: SessionManager) -> None:
+    async with acp_client(manager) as client:
+        with anyio.fail_after(5):
+            answer = await client.initialize()
+    assert answer["protocolVersion"] == 1
+    caps = answer["agentCapabilities"]
+    assert caps["loadSession"] is True
+    assert set(caps["sessionCapabilities"]) >= {"list", "resume", "close", "delete"}
+    assert answer["agentInfo"]["name"] == "acpd"
+    assert "mock" in answer["_meta"]["acpd"]["agents"]
+
+
+async def test_unknown_methods_get_method_not_found_and_unknown_notifications_are_ignored(
+    manager: SessionManager,
+) -> None:
+    async with acp_client(manager) as client:
+        with anyio.fail_after(5):
+            await client.peer.notify("_vendor/whatever", {"x": 1})
+            with pytest.raises(RpcError) as caught:
+                await client.request("_vendor/unknown", {})
+            assert caught.value.code == -32601
+            assert (await client.initialize())["protocolVersion"] == 1
+
+
+async def test_a_prompt_streams_its_updates_before_its_answer(manager: SessionManager, workdir: Path) -> None:
+    async with acp_client(manager) as client:
+        with anyio.fail_after(10):
+            await client.initialize()
+            session = await client.new_session(str(workdir))
+            answer = await client.prompt(session["sessionId"], "text hello there\nusage 10 5")
+            # the answer arrived: every update of the turn must already be here
+            assert client.texts(session["sessionId"]) == "hello there"
+            assert client.updates(session["sessionId"], "usage_update")
+    assert answer["stopReason"] == "end_turn"
+    assert answer["usage"]["totalTokens"] == 15
+    options = session["configOptions"]
+    assert options[0]["id"] == "agent"
+    assert options[0]["currentValue"] == "mock"
+    assert {o["category"] for o in options[1:]} >= {"mode", "model", "thought_level"}
+    assert session["modes"]["currentModeId"] == "default"
+
+
+async def test_a_permission_request_reaches_the_client_and_its_answer_reaches_the_agent(
+    manager: SessionManager, workdir: Path
+) -> None:
+    async with acp_client(manager) as client:
+        with anyio.fail_after(10):
+            await client.initialize()
+            session = await client.new_session(str(workdir))
+            answer = await client.prompt(session["sessionId"], "permission execute")
+    assert answer["stopReason"] == "end_turn"
+    assert len(client.permission_requests) == 1
+    assert client.permission_requests[0]["sessionId"] == session["sessionId"]
+    assert "permission: allow" in client.texts()
+
+
+async def test_a_rest_session_loads_over_acp_with_its_history_replayed(
+    manager: SessionManager, client: httpx.AsyncClient, workdir: Path
+) -> None:
+    created = await new_session(client, workdir)
+    await client.post(f"/v1/sessions/{created['id']}/prompt", json={"prompt": "text first answer"})
+    async with acp_client(manager) as acp:
+        with anyio.fail_after(10):
+            await acp.initialize()
+            loaded = await acp.request(
+                "session/load", {"sessionId": created["id"], "cwd": str(workdir), "mcpServers": []}
+            )
+            replayed = acp.updates(created["id"])
+            assert [u["sessionUpdate"] for u in replayed if "chunk" in u["sessionUpdate"]] == [
+                "user_message_chunk",
+                "agent_message_chunk",
+            ]
+            assert replayed[0]["content"]["text"] == "text first answer"
+            assert acp.texts() == "first answer"
+            assert loaded["configOptions"][0]["id"] == "agent"
+            # and it goes on live
+            answer = await acp.prompt(created["id"], "text second")
+    assert answer["stopReason"] == "end_turn"
+    assert acp.texts() == "first answersecond"
+
+
+async def test_an_acp_session_shows_over_rest_with_its_history(
+    manager: SessionManager, client: httpx.AsyncClient, workdir: Path
+) -> None:
+    async with acp_client(manager) as acp:
+        with anyio.fail_after(10):
+            await acp.initialize()
+            session = await acp.new_session(str(workdir), title="from an editor")
+            await acp.prompt(session["sessionId"], "text over acp")
+    doc = (await client.get(f"/v1/sessions/{session['sessionId']}")).json()
+    assert doc["title"] == "from an editor"
+    events = await all_events(client, session["sessionId"])
+    prompt = next(e for e in events if e["payload"].get("method") == "session/prompt")
+    assert prompt["payload"]["params"]["prompt"] == [{"type": "text", "text": "text over acp"}]
+
+
+async def test_session_list_pages_the_stores_sessions_filtered_by_cwd(
+    manager: SessionManager, client: httpx.AsyncClient, workdir: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    mine = [(await new_session(client, workdir, title=f"s{i}"))["id"] for i in range(3)]
+    await new_session(client, other)
+    async with acp_client(manager) as acp:
+        with anyio.fail_after(10):
+            await acp.initialize()
+            listed = await acp.request("session/list", {"cwd": str(workdir)})
+            everything = await acp.request("session/list", {})
+    assert sorted(s["sessionId"] for s in listed["sessions"]) == sorted(mine)
+    assert all(s["cwd"] == str(workdir) for s in listed["sessions"])
+    assert "nextCursor" not in listed
+    assert len(everything["sessions"]) == 4
+    assert listed["sessions"][0]["_meta"]["acpd"]["agent"] == "mock"
+
+
+async def test_resume_attaches_without_replay(
+    manager: SessionManager, client: httpx.AsyncClient, workdir: Path
+) -> None:
+    created = await new_session(client, workdir)
+    await client.post(f"/v1/sessions/{created['id']}/prompt", json={"prompt": "text earlier"})
+    async with acp_client(manager) as acp:
+        with anyio.fail_after(10):
+            await acp.initialize()
+            await acp.request("session/resume", {"sessionId": created["id"], "cwd": str(workdir)})
+            assert acp.updates() == []
+            await acp.prompt(created["id"], "text now")
+    assert acp.texts() == "now"
+
+
+async def test_close_stops_the_agent_keeps_the_history_and_a_later_prompt_reopens_it(
+    manager: SessionManager, client: httpx.AsyncClient, workdir: Path
+) -> None:
+    async with acp_client(manager) as acp:
+        with anyio.fail_after(10):
+            await acp.initialize()
+            session = await acp.new_session(str(workdir))
+            sid = session["sessionId"]
+            await acp.prompt(sid, "text before close")
+            assert await acp.request("session/close", {"sessionId": sid}) == {}
+            assert (await client.get(f"/v1/sessions/{sid}")).json()["status"] == "closed"
+            answer = await acp.prompt(sid, "text after close")
+    assert answer["stopReason"] == "end_turn"
+    assert acp.texts(sid).endswith("after close")
+
+
+async def test_delete_removes_the_session_and_a_second_delete_is_not_found(
+    manager: SessionManager, client: httpx.AsyncClient, workdir: Path
+) -> None:
+    async with acp_client(manager) as acp:
+        with anyio.fail_after(10):
+            await acp.initialize()
+            sid = (await acp.new_session(str(workdir)))["sessionId"]
+            assert await acp.request("session/delete", {"sessionId": sid}) == {}
+            with pytest.raises(RpcError) as caught:
+                await acp.request("session/delete", {"sessionId": sid})
+    assert caught.value.code == -32002
+    assert (await client.get(f"/v1/sessions/{sid}")).status_code == 404
+
+
+async def test_set_mode_is_echoed_and_persisted(
+    manager: SessionManager, client: httpx.AsyncClient, workdir: Path
+) -> None:
+    async with acp_client(manager) as acp:
+        with anyio.fail_after(10):
+            await acp.initialize()
+            sid = (await acp.new_session(str(workdir)))["sessionId"]
+            assert await acp.request("session/set_mode", {"sessionId": sid, "modeId": "plan"}) == {}
+            await acp.wait_until(lambda: bool(acp.updates(sid, "current_mode_update")))
+            await acp.wait_until(lambda: bool(acp.updates(sid, "config_option_update")))
+    assert acp.updates(sid, "current_mode_update")[-1]["currentModeId"] == "plan"
+    options = acp.updates(sid, "config_option_update")[-1]["configOptions"]
+    assert options[0]["id"] == "agent"
+    assert next(o for o in options if o["id"] == "mode")["currentValue"] == "plan"
+    doc = (await client.get(f"/v1/sessions/{sid}")).json()
+    assert doc["mode"] == "plan"
+
+
+async def test_the_agent_option_switches_backends_and_the_new_one_gets_the_transcript(
+    manager: SessionManager, workdir: Path
+) -> None:
+    async with acp_client(manager) as acp:
+        with anyio.fail_after(15):
+            await acp.initialize()
+            sid = (await acp.new_session(str(workdir)))["sessionId"]
+            await acp.prompt(sid, "text the secret word is heliotrope")
+            answer = await acp.request(
+                "session/set_config_option", {"sessionId": sid, "configId": "agent", "value": "mock-b"}
+            )
+            assert answer["configOptions"][0]["currentValue"] == "mock-b"
+            await acp.prompt(sid, "context")
+    carried = acp.texts(sid)
+    assert "User: text the secret word is heliotrope" in carried
+    assert "Assistant: the secret word is heliotrope" in carried
+    runtime = await manager.runtime(sid)
+    assert runtime.doc["agent"] == "mock-b"
+
+
+async def test_two_clients_see_the_same_updates_and_the_first_permission_answer_wins(
+    manager: SessionManager, workdir: Path
+) -> None:
+    async with acp_client(manager) as editor, acp_client(manager) as watcher:
+        with anyio.fail_after(15):
+            await editor.initialize()
+            await watcher.initialize()
+            sid = (await editor.new_session(str(workdir)))["sessionId"]
+            await watcher.request("session/resume", {"sessionId": sid, "cwd": str(workdir)})
+            editor.answer_permission = None  # the editor's human never answers
+            answer: dict[str, Any] = {}
+
+            async def run_prompt() -> None:
+                answer.update(await editor.prompt(sid, "text one\npermission edit\ntext two"))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run_prompt)
+                await editor.permission_asked.wait()
+                await watcher.permission_asked.wait()
+            # the watcher answered; the editor's request was withdrawn
+            await watcher.wait_until(lambda: "two" in watcher.texts(sid))
+    assert answer["stopReason"] == "end_turn"
+    assert editor.updates(sid) == [u for u in watcher.updates(sid) if u["sessionUpdate"] != "user_message_chunk"]
+    assert [u["content"]["text"] for u in watcher.updates(sid, "user_message_chunk")] == [
+        "text one\npermission edit\ntext two"
+    ]
+    assert "permission: allow" in editor.texts(sid)
+
+
+async def test_fs_calls_go_to_an_editor_that_advertised_them(manager: SessionManager, workdir: Path) -> None:
+    caps = {"fs": {"readTextFile": True, "writeTextFile": True}, "terminal": False}
+    async with acp_client(manager) as editor:
+        with anyio.fail_after(10):
+            await editor.initialize(caps)
+            sid = (await editor.new_session(str(workdir)))["sessionId"]
+            path = str(workdir / "buffer.txt")
+            editor.files[path] = "unsaved buffer text"
+            await editor.prompt(sid, f"read {path}")
+    assert [m for m, _ in editor.client_calls] == ["fs/read_text_file"]
+    assert editor.client_calls[0][1]["sessionId"] == sid
+    assert "unsaved buffer text" in editor.texts(sid)
+    assert not (workdir / "buffer.txt").exists()
