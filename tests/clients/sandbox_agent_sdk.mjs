@@ -21,6 +21,13 @@
 //
 // The prompts use acpd's mock agent language (docs/mock-agent.md); any agent
 // that echoes text and asks permission for "permission execute" will do.
+//
+// Each prompt/set_mode line summarizes the SDK events of that exchange (count,
+// senders, methods, sessionUpdate kinds, an ordered list) and
+// `updatesAfterResponse`: how many session/update notifications reached the SDK
+// after the response did (the SDK resolves on the first copy of the response,
+// POST body or SSE; real sandbox-agent 0.4.2 often delivers a turn's last
+// updates late, which a server can avoid by ordering its SSE writes).
 
 import { InMemorySessionPersistDriver, SandboxAgent } from "sandbox-agent";
 
@@ -93,10 +100,10 @@ async function settle(list, quietMs = 150, maxMs = 3000) {
 function exchange(events, method) {
   const request = events.find((e) => e.sender === "client" && e.payload.method === method);
   const at = events.findIndex((e) => e.sender === "agent" && !e.payload.method && e.payload.id === request?.payload.id);
-  const after = at === -1 ? [] : events.slice(at + 1);
+  const after = events.slice(at + 1);
   return {
     request,
-    updatesAfterResponse: after.filter((e) => e.payload.method === "session/update").length,
+    updatesAfterResponse: at === -1 ? null : after.filter((e) => e.payload.method === "session/update").length,
     ...summarize(events),
   };
 }
@@ -259,7 +266,7 @@ async function main() {
   emit("dispose", { sdk: "second", ms: dispose2Ms });
 
   const total = await allEvents(sdk2, localId);
-  emit("done", { sessionId: localId, agent, events: total.length, permissions: permissions.length });
+  emit("done", { sessionId: localId, agent, eventCount: total.length, permissions: permissions.length });
   process.exit(0);
 }
 
