@@ -1,6 +1,6 @@
 """CLI layer: the only place that reads argv, the environment and the config file.
 
-Commands: ``serve``, ``mock-agent``, ``sessions list|show|events``, ``prompt``, ``agents list``.
+Commands: ``serve``, ``acp``, ``mock-agent``, ``sessions list|show|events``, ``prompt``, ``agents list``.
 """
 
 from __future__ import annotations
@@ -48,6 +48,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port-file", help="write the bound port to this file once listening")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(run=run_serve)
+
+    acp = commands.add_parser(
+        "acp",
+        help="be an ACP agent on stdin/stdout (for editors): relay to the running daemon, else run one in process",
+    )
+    acp.add_argument("--agent", "-a", help="agent for new sessions (default: the daemon's default)")
+    acp.add_argument("--url", default=os.environ.get("ACPD_URL"), help="daemon URL (default: the configured host:port)")
+    acp.add_argument("--standalone", action="store_true", help="never relay: always run the daemon in process")
+    acp.add_argument("--db", help="SQLite file when running in process (default: <data dir>/acpd.db)")
+    acp.add_argument("--data-dir", help="data directory (default $XDG_DATA_HOME/acpd)")
+    acp.add_argument("--config", help="TOML config file (default $XDG_CONFIG_HOME/acpd/config.toml if present)")
+    acp.add_argument("--token", help="bearer token of the daemon (or ACPD_TOKEN)")
+    acp.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    acp.set_defaults(run=run_acp)
 
     mock = commands.add_parser("mock-agent", help="run the scripted mock ACP agent on stdio", add_help=False)
     mock.add_argument("rest", nargs=argparse.REMAINDER)
@@ -149,6 +163,23 @@ def _has_uvloop() -> bool:
     except ImportError:
         return False
     return True
+
+
+def run_acp(args: argparse.Namespace) -> int:
+    import anyio
+
+    # stdout carries the protocol: every log line goes to stderr
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="acpd acp: %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    config = load_config(args, dict(os.environ))
+    anyio.run(_acp, config, args, backend="asyncio", backend_options={"use_uvloop": _has_uvloop()})
+    return 0
+
+
+async def _acp(config: DaemonConfig, args: argparse.Namespace) -> None:
+    from acpd.daemon.acp_stdio import run_acp_stdio
+
+    await run_acp_stdio(config, agent=args.agent, url=args.url, token=args.token, standalone=args.standalone)
 
 
 def run_mock_agent(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from acpd.errors import AcpdError
 
+from . import acp_http, ws
 from .http import ROUTES
 from .manager import SessionManager
 from .problems import handle_acpd_error, handle_http_exception, handle_unexpected
@@ -24,7 +25,7 @@ def create_app(manager: SessionManager, *, port: int | None = None) -> Starlette
     config = manager.config
     bound_port = config.port if port is None else port
     app = Starlette(
-        routes=list(ROUTES),
+        routes=[*ROUTES, *acp_http.ROUTES, *ws.ROUTES],
         middleware=[
             Middleware(SecurityMiddleware, config=config, port=bound_port),
             Middleware(
@@ -41,5 +42,6 @@ def create_app(manager: SessionManager, *, port: int | None = None) -> Starlette
         },
     )
     app.state.manager = manager
+    app.state.acp_hub = acp_http.AcpHttpHub(manager)
     app.state.max_body_bytes = config.max_body_bytes
     return app

@@ -20,7 +20,14 @@ HEADERS: Final = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def encode(records: Sequence[EventRecord]) -> bytes:
+    """Each record whole (seq, sender, turn, payload): the REST event stream."""
     return "".join([f"id: {r.seq}\ndata: {r.to_json()}\n\n" for r in records]).encode()
+
+
+def encode_messages(records: Sequence[EventRecord]) -> bytes:
+    """Each record's JSON-RPC message only, as ``event: message``: the ACP-over-HTTP stream
+    (sandbox-agent's wire format, which its SDK parses)."""
+    return "".join([f"event: message\nid: {r.seq}\ndata: {r.payload}\n\n" for r in records]).encode()
 
 
 async def stream_log(
@@ -29,6 +36,7 @@ async def stream_log(
     *,
     until: Callable[[int], bool] = lambda seq: False,
     keepalive_seconds: float = KEEPALIVE_SECONDS,
+    encoder: Callable[[Sequence[EventRecord]], bytes] = encode,
 ) -> AsyncIterator[bytes]:
     """SSE bytes for every committed record after ``after``, live; ends when ``until(seq)`` holds for a
     sent record, or when the log closes (the session was deleted or the daemon stops)."""
@@ -39,6 +47,6 @@ async def stream_log(
             continue
         stop_at = next((i for i, r in enumerate(records) if until(r.seq)), None)
         if stop_at is not None:
-            yield encode(records[: stop_at + 1])
+            yield encoder(records[: stop_at + 1])
             return
-        yield encode(records)
+        yield encoder(records)

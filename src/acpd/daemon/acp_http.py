@@ -1,0 +1,228 @@
+"""Daemon layer: ACP over HTTP + SSE, compatible with rivet-dev/sandbox-agent's ``/v1/acp`` routes.
+
+A connection (the client picks its id) is an ``AcpConnection`` whose transport is a memory pair:
+POSTed envelopes go in; everything the connection sends out is appended to the connection's own
+log in the store, which ``GET /v1/acp/{id}`` streams as SSE from any ``Last-Event-ID`` (no ring
+to fall out of). A POSTed request is answered in the POST's body (200) once its response is
+committed to that log, so the SSE copy is there too; notifications and replies get 202. DELETE
+closes the connection at once: sessions belong to the daemon and live on. No REST routing of
+sessions here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Final
+
+import anyio
+from anyio.abc import TaskStatus
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from acpd.errors import AgentNotFound, Conflict, ConnectionClosed, InvalidInput, NotFound
+from acpd.protocol import jsonio, jsonrpc
+from acpd.protocol.jsonio import JsonObject
+from acpd.protocol.jsonrpc import Kind
+from acpd.transports.memory import MemoryTransport, create_memory_transport_pair
+
+from . import sse
+from .acp_face import AcpConnection
+from .http import int_param, json_response, read_json
+from .log import SessionLog
+from .manager import ID_PATTERN_CHARS, MAX_ID_CHARS, SessionManager
+
+LOG_PREFIX: Final = "acp-connection/"
+"""Connection logs share the event store with sessions; ``/`` cannot occur in a session id."""
+
+
+class AcpNotFound(NotFound):
+    kind = "acp-connection-not-found"
+
+
+class HttpAcpConnection:
+    """One ACP-over-HTTP connection: its ACP face, and the log of what it sent."""
+
+    def __init__(self, manager: SessionManager, connection_id: str, agent: str | None, last_seq: int) -> None:
+        self.id = connection_id
+        self.agent = agent
+        self.created_at_ms = int(time.time() * 1000)
+        self.log = SessionLog(manager.store, LOG_PREFIX + connection_id, last_seq)
+        server_end, self._client_end = create_memory_transport_pair()
+        self.acp = AcpConnection(
+            manager, server_end, default_agent=agent, link_id=f"http:{connection_id}", name=f"http:{connection_id}"
+        )
+        self._waiting: dict[jsonrpc.RequestId, tuple[anyio.Event, list[JsonObject]]] = {}
+        self._closed = False
+
+    def wire(self) -> JsonObject:
+        return {"serverId": self.id, "agent": self.agent, "createdAtMs": self.created_at_ms}
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.log.run_flusher)
+            tg.start_soon(self._pump, self._client_end)
+            task_status.started()
+            await self.acp.serve()
+            self._shut()
+
+    async def _pump(self, client_end: MemoryTransport) -> None:
+        """Log each outgoing message; hand a response to the POST that waits for it."""
+        while True:
+            try:
+                frames = await client_end.receive()
+            except anyio.EndOfStream:
+                return
+            for frame in frames:
+                if not isinstance(frame, bytes):
+                    continue
+                record = self.log.append("agent", 0, frame.decode())
+                message = jsonio.loads(frame)
+                if isinstance(message, dict) and "method" not in message:
+                    waiting = self._waiting.pop(message.get("id"), None)  # type: ignore[arg-type]
+                    if waiting is not None:
+                        await self.log.wait_committed(record.seq)
+                        waiting[1].append(message)
+                        waiting[0].set()
+
+    async def post(self, message: JsonObject) -> JsonObject | None:
+        """Deliver one envelope; a request's response is returned, anything else gives None.
+
+        Raises:
+            InvalidInput: not a JSON-RPC message. Conflict: that request id is already pending.
+            ConnectionClosed: the connection was deleted meanwhile.
+        """
+        kind = jsonrpc.classify(message)
+        if not isinstance(kind, Kind):
+            raise InvalidInput(f"not a JSON-RPC 2.0 message: {kind.reason}")
+        if kind is not Kind.REQUEST:
+            await self._client_end.send(jsonio.dumps(message))
+            return None
+        request_id = message["id"]
+        if request_id in self._waiting:
+            raise Conflict(f"a request with id {request_id!r} is already pending on this connection")
+        done: tuple[anyio.Event, list[JsonObject]] = (anyio.Event(), [])
+        self._waiting[request_id] = done
+        try:
+            await self._client_end.send(jsonio.dumps(message))
+            await done[0].wait()
+        finally:
+            self._waiting.pop(request_id, None)
+        if not done[1]:
+            raise ConnectionClosed(f"ACP connection {self.id!r} was closed before it answered")
+        return done[1][0]
+
+    def _shut(self) -> None:
+        self._closed = True
+        for event, _ in self._waiting.values():
+            event.set()
+        self.log.close()
+
+    async def aclose(self) -> None:
+        await self.acp.aclose()
+        await self._client_end.aclose()
+        self._shut()
+
+
+class AcpHttpHub:
+    """Every ACP-over-HTTP connection of the daemon."""
+
+    def __init__(self, manager: SessionManager) -> None:
+        self._manager = manager
+        self._connections: dict[str, HttpAcpConnection] = {}
+        self._lock = anyio.Lock()
+
+    def list(self) -> list[JsonObject]:
+        return [c.wire() for c in self._connections.values()]
+
+    async def connection(self, connection_id: str, *, agent: str | None, create: bool) -> HttpAcpConnection:
+        """The live connection; created (or revived from its stored log after a restart) if
+        ``create`` or if its log exists.
+
+        Raises:
+            AcpNotFound, InvalidInput, AgentNotFound, Conflict (bound to another agent).
+        """
+        existing = self._connections.get(connection_id)
+        if existing is not None:
+            if agent is not None and existing.agent is not None and agent != existing.agent:
+                raise Conflict(f"ACP connection {connection_id!r} is bound to agent {existing.agent!r}")
+            return existing
+        _check_id(connection_id)
+        if agent is not None and agent not in self._manager.config.all_agents():
+            raise AgentNotFound(f"no agent named {agent!r}; known agents: {sorted(self._manager.config.all_agents())}")
+        async with self._lock:
+            if connection_id in self._connections:
+                return self._connections[connection_id]
+            last_seq = await self._manager.store.last_seq(LOG_PREFIX + connection_id)
+            if not create and last_seq == 0:
+                raise AcpNotFound(f"no ACP connection {connection_id!r}")
+            connection = HttpAcpConnection(self._manager, connection_id, agent, last_seq)
+            await self._manager.task_group.start(self._run, connection)
+            return connection
+
+    async def _run(self, connection: HttpAcpConnection, *, task_status: TaskStatus[None]) -> None:
+        self._connections[connection.id] = connection
+        try:
+            await connection.run(task_status=task_status)
+        finally:
+            if self._connections.get(connection.id) is connection:
+                del self._connections[connection.id]
+
+    async def delete(self, connection_id: str) -> None:
+        """Close the connection now (its sessions live on) and forget its log. Idempotent."""
+        connection = self._connections.pop(connection_id, None)
+        if connection is not None:
+            await connection.aclose()
+            await connection.log.finished.wait()
+        await self._manager.store.delete_session(LOG_PREFIX + connection_id)
+
+
+def _check_id(connection_id: str) -> None:
+    if not connection_id or len(connection_id) > MAX_ID_CHARS or not set(connection_id) <= ID_PATTERN_CHARS:
+        raise InvalidInput(f'a connection id must be 1-{MAX_ID_CHARS} characters of letters, digits and "-_.:"')
+
+
+def hub_of(request: Request) -> AcpHttpHub:
+    hub = request.app.state.acp_hub
+    assert isinstance(hub, AcpHttpHub)
+    return hub
+
+
+async def list_connections(request: Request) -> Response:
+    return json_response({"servers": hub_of(request).list()})
+
+
+async def post_envelope(request: Request) -> Response:
+    agent = request.query_params.get("agent") or None
+    message = await read_json(request)
+    connection = await hub_of(request).connection(request.path_params["id"], agent=agent, create=True)
+    response = await connection.post(message)
+    if response is None:
+        return Response(status_code=202)
+    return json_response(response)
+
+
+async def stream(request: Request) -> Response:
+    connection = await hub_of(request).connection(request.path_params["id"], agent=None, create=False)
+    last_id = request.headers.get("last-event-id")
+    if last_id is not None:
+        if not last_id.strip().isdigit():
+            raise InvalidInput("Last-Event-ID must be a non-negative integer")
+        after = int(last_id.strip())
+    else:
+        after = int_param(request, "after", 0)
+    body = sse.stream_log(connection.log, after, encoder=sse.encode_messages)
+    return StreamingResponse(body, media_type="text/event-stream", headers=sse.HEADERS)
+
+
+async def delete_connection(request: Request) -> Response:
+    await hub_of(request).delete(request.path_params["id"])
+    return Response(status_code=204)
+
+
+ROUTES: Final = [
+    Route("/v1/acp", list_connections, methods=["GET"]),
+    Route("/v1/acp/{id}", post_envelope, methods=["POST"]),
+    Route("/v1/acp/{id}", stream, methods=["GET"]),
+    Route("/v1/acp/{id}", delete_connection, methods=["DELETE"]),
+]

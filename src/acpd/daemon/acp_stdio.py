@@ -1,0 +1,110 @@
+"""Daemon layer: ``acpd acp``, the ACP face on this process's stdin and stdout, for editors.
+
+If a daemon answers at the configured address, this process is a pure relay: every stdin line goes
+to the daemon's ``/v1/rpc`` WebSocket and every message back becomes a stdout line, so editors,
+orchestrators and the REST API all share the daemon's live sessions. Otherwise it runs the daemon's
+SessionManager in process on the same store and serves the connection itself. Stdout carries
+protocol frames only: logs go to stderr. It must not parse argv (the CLI does).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import anyio
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed as WsClosed
+
+from acpd.config import DaemonConfig
+from acpd.errors import ConnectionClosed
+from acpd.protocol.framing import MAX_LINE_BYTES
+from acpd.transports.stdio import StdioTransport, open_stdio_transport
+
+from .acp_face import AcpConnection
+from .manager import SessionManager
+from .serve import open_store
+
+logger = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_SECONDS: Final = 0.5
+
+
+async def daemon_answers(url: str, token: str | None) -> bool:
+    """True if an acpd daemon answers ``/v1/health`` at ``url``."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_SECONDS) as client:
+            response = await client.get(f"{url.rstrip('/')}/v1/health", headers=headers)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200 and response.json().get("status") == "ok"
+
+
+async def run_acp_stdio(
+    config: DaemonConfig, *, agent: str | None, url: str | None, token: str | None, standalone: bool
+) -> str:
+    """Serve ACP on stdio until stdin ends; returns how it ran (``relay`` or ``standalone``)."""
+    daemon_url = url or f"http://{config.host}:{config.port}"
+    async with open_stdio_transport() as stdio:
+        if not standalone and await daemon_answers(daemon_url, token or config.token):
+            logger.info("relaying to the daemon at %s", daemon_url)
+            await relay(stdio, rpc_url(daemon_url, agent), token or config.token)
+            return "relay"
+        logger.info("no daemon at %s: serving in process on %s", daemon_url, config.resolved_db())
+        await serve_in_process(stdio, config, agent)
+        return "standalone"
+
+
+def rpc_url(http_url: str, agent: str | None) -> str:
+    parts = urlsplit(http_url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    query = f"agent={quote(agent)}" if agent else ""
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/v1/rpc", query, ""))
+
+
+async def relay(stdio: StdioTransport, ws_url: str, token: str | None) -> None:
+    """Copy frames both ways until either side ends."""
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    async with (
+        connect(ws_url, additional_headers=headers, max_size=MAX_LINE_BYTES) as ws,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(_stdin_to_ws, stdio, ws, tg.cancel_scope)
+        tg.start_soon(_ws_to_stdout, ws, stdio, tg.cancel_scope)
+
+
+async def _stdin_to_ws(stdio: StdioTransport, ws: ClientConnection, done: anyio.CancelScope) -> None:
+    try:
+        while True:
+            for frame in await stdio.receive():
+                if isinstance(frame, bytes):
+                    await ws.send(frame.decode("utf-8", "replace"))
+                else:
+                    logger.warning("dropped a %d-byte line from stdin: over the line limit", frame.size)
+    except (anyio.EndOfStream, WsClosed):
+        pass
+    finally:
+        done.cancel()
+
+
+async def _ws_to_stdout(ws: ClientConnection, stdio: StdioTransport, done: anyio.CancelScope) -> None:
+    try:
+        async for message in ws:
+            await stdio.send(message.encode() if isinstance(message, str) else bytes(message))
+    except (WsClosed, ConnectionClosed):
+        pass
+    finally:
+        done.cancel()
+
+
+async def serve_in_process(stdio: StdioTransport, config: DaemonConfig, agent: str | None) -> None:
+    store = await open_store(config.resolved_db())
+    try:
+        async with SessionManager(config, store).running() as manager:
+            await AcpConnection(manager, stdio, default_agent=agent, name="stdio").serve()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await store.aclose()

@@ -1,0 +1,73 @@
+"""Daemon layer: the ACP face over WebSocket: ``GET /v1/rpc`` upgraded, one JSON-RPC message per
+text frame. A Starlette WebSocket as a Transport, and the route that serves an ``AcpConnection`` on
+it. The security middleware has already checked Host, Origin and the token."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Final
+
+import anyio
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from acpd.errors import ConnectionClosed
+from acpd.protocol.framing import Frame, FrameTooLong
+
+from .acp_face import AcpConnection
+from .manager import SessionManager
+
+MAX_MESSAGE_BYTES: Final = 32 * 1024 * 1024
+"""The same limit as a stdio line: a longer message is answered as too long, not buffered."""
+
+
+class WebSocketTransport:
+    """A server-side WebSocket carrying one JSON-RPC message per text (or binary) frame."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._ws = websocket
+        self._send_lock = anyio.Lock()
+        self._closed = False
+
+    async def send(self, frame: bytes) -> None:
+        if self._closed:
+            raise ConnectionClosed("the WebSocket is closed")
+        async with self._send_lock:
+            try:
+                await self._ws.send_text(frame.decode())
+            except (WebSocketDisconnect, RuntimeError) as exc:  # starlette raises RuntimeError after close
+                self._closed = True
+                raise ConnectionClosed("the WebSocket is closed") from exc
+
+    async def receive(self) -> list[Frame]:
+        if self._closed:
+            raise anyio.EndOfStream
+        try:
+            message = await self._ws.receive()
+        except RuntimeError:
+            message = {"type": "websocket.disconnect"}
+        if message["type"] == "websocket.disconnect":
+            self._closed = True
+            raise anyio.EndOfStream
+        data: bytes = message.get("bytes") or (message.get("text") or "").encode()
+        if len(data) > MAX_MESSAGE_BYTES:
+            return [FrameTooLong(len(data))]
+        return [data]
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(RuntimeError):  # already closed by the client
+                await self._ws.close()
+
+
+async def rpc_endpoint(websocket: WebSocket) -> None:
+    manager = websocket.app.state.manager
+    assert isinstance(manager, SessionManager)
+    agent = websocket.query_params.get("agent") or None
+    await websocket.accept()
+    connection = AcpConnection(manager, WebSocketTransport(websocket), default_agent=agent, name="ws")
+    await connection.serve()
+
+
+ROUTES: Final = [WebSocketRoute("/v1/rpc", rpc_endpoint)]
