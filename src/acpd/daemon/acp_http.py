@@ -48,9 +48,9 @@ class HttpAcpConnection:
         self.agent = agent
         self.created_at_ms = int(time.time() * 1000)
         self.log = SessionLog(manager.store, LOG_PREFIX + connection_id, last_seq)
-        server_end, self._client_end = create_memory_transport_pair()
+        self._server_end, self._client_end = create_memory_transport_pair()
         self.acp = AcpConnection(
-            manager, server_end, default_agent=agent, link_id=f"http:{connection_id}", name=f"http:{connection_id}"
+            manager, self._server_end, default_agent=agent, link_id=f"http:{connection_id}", name=f"http:{connection_id}"
         )
         self._waiting: dict[jsonrpc.RequestId, tuple[anyio.Event, list[JsonObject]]] = {}
         self._closed = False
@@ -59,12 +59,18 @@ class HttpAcpConnection:
         return {"serverId": self.id, "agent": self.agent, "createdAtMs": self.created_at_ms}
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self.log.run_flusher)
-            tg.start_soon(self._pump, self._client_end)
-            task_status.started()
-            await self.acp.serve()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self.log.run_flusher)
+                tg.start_soon(self._pump, self._client_end)
+                task_status.started()
+                await self.acp.serve()
+                self._shut()
+        finally:
             self._shut()
+            with anyio.CancelScope(shield=True):
+                await self._client_end.aclose()
+                await self._server_end.aclose()
 
     async def _pump(self, client_end: MemoryTransport) -> None:
         """Log each outgoing message; hand a response to the POST that waits for it."""

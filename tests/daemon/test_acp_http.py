@@ -1,0 +1,83 @@
+"""ACP over HTTP (sandbox-agent's /v1/acp routes), in process: POST semantics, listing, DELETE."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from acpd.daemon.manager import SessionManager
+
+pytestmark = pytest.mark.anyio
+
+
+def rpc(request_id: int | None, method: str, params: dict[str, object]) -> dict[str, object]:
+    message: dict[str, object] = {"jsonrpc": "2.0", "method": method, "params": params}
+    if request_id is not None:
+        message["id"] = request_id
+    return message
+
+
+INIT = rpc(1, "initialize", {"protocolVersion": 1, "clientCapabilities": {}})
+
+
+async def test_a_request_is_answered_in_the_post_body_and_a_notification_gets_202(
+    client: httpx.AsyncClient, workdir: Path
+) -> None:
+    with anyio.fail_after(10):
+        init = await client.post("/v1/acp/conn-1?agent=mock", json=INIT)
+        assert init.status_code == 200
+        assert init.json()["result"]["agentInfo"]["name"] == "acpd"
+        new = await client.post("/v1/acp/conn-1", json=rpc(2, "session/new", {"cwd": str(workdir), "mcpServers": []}))
+        session_id = new.json()["result"]["sessionId"]
+        cancel = await client.post("/v1/acp/conn-1", json=rpc(None, "session/cancel", {"sessionId": session_id}))
+        assert cancel.status_code == 202
+        answer = await client.post(
+            "/v1/acp/conn-1",
+            json=rpc(3, "session/prompt", {"sessionId": session_id, "prompt": [{"type": "text", "text": "text hi"}]}),
+        )
+    assert answer.json() == {"jsonrpc": "2.0", "id": 3, "result": {"stopReason": "end_turn"}}
+    session = (await client.get(f"/v1/sessions/{session_id}")).json()
+    assert session["agent"] == "mock"
+
+
+async def test_errors_come_back_as_json_rpc_errors_in_a_200(client: httpx.AsyncClient) -> None:
+    with anyio.fail_after(5):
+        answer = await client.post("/v1/acp/conn-2", json=rpc(7, "session/prompt", {"sessionId": "nope", "prompt": []}))
+    assert answer.status_code == 200
+    assert answer.json()["error"]["code"] == -32002
+
+
+async def test_bad_envelopes_unknown_agents_and_rebinding_are_refused_with_problems(client: httpx.AsyncClient) -> None:
+    with anyio.fail_after(5):
+        not_rpc = await client.post("/v1/acp/conn-3?agent=mock", json={"hello": 1})
+        unknown_agent = await client.post("/v1/acp/conn-4?agent=no-such-agent", json=INIT)
+        await client.post("/v1/acp/conn-5?agent=mock", json=INIT)
+        rebound = await client.post("/v1/acp/conn-5?agent=mock-other", json=INIT)
+        bad_id = await client.post("/v1/acp/bad%20id", json=INIT)
+    assert not_rpc.status_code == 400
+    assert not_rpc.headers["content-type"] == "application/problem+json"
+    assert unknown_agent.status_code == 400
+    assert rebound.status_code in (400, 409)
+    assert bad_id.status_code == 400
+
+
+async def test_connections_are_listed_and_delete_is_prompt_and_idempotent(
+    client: httpx.AsyncClient, manager: SessionManager, workdir: Path
+) -> None:
+    with anyio.fail_after(10):
+        await client.post("/v1/acp/conn-6?agent=mock", json=INIT)
+        await client.post("/v1/acp/conn-6", json=rpc(2, "session/new", {"cwd": str(workdir), "mcpServers": []}))
+        listed = (await client.get("/v1/acp")).json()["servers"]
+        assert [(s["serverId"], s["agent"]) for s in listed] == [("conn-6", "mock")]
+        # the session's agent is alive: DELETE must not wait for it
+        with anyio.fail_after(2):
+            assert (await client.delete("/v1/acp/conn-6")).status_code == 204
+        assert (await client.delete("/v1/acp/conn-6")).status_code == 204
+        assert (await client.get("/v1/acp")).json()["servers"] == []
+        assert (await client.get("/v1/acp/conn-6")).status_code == 404
+    # the session is the daemon's and lives on
+    page = (await client.get("/v1/sessions")).json()
+    assert len(page["items"]) == 1
