@@ -50,7 +50,11 @@ class HttpAcpConnection:
         self.log = SessionLog(manager.store, LOG_PREFIX + connection_id, last_seq)
         self._server_end, self._client_end = create_memory_transport_pair()
         self.acp = AcpConnection(
-            manager, self._server_end, default_agent=agent, link_id=f"http:{connection_id}", name=f"http:{connection_id}"
+            manager,
+            self._server_end,
+            default_agent=agent,
+            link_id=f"http:{connection_id}",
+            name=f"http:{connection_id}",
         )
         self._waiting: dict[jsonrpc.RequestId, tuple[anyio.Event, list[JsonObject]]] = {}
         self._closed = False
