@@ -20,6 +20,16 @@ PermissionAnswer = Callable[[JsonObject], JsonObject]
 CAPS_NONE: JsonObject = {"fs": {"readTextFile": False, "writeTextFile": False}, "terminal": False}
 
 
+TERMINAL_ANSWERS: dict[str, JsonObject] = {
+    "terminal/create": {"terminalId": "editor-term-1"},
+    "terminal/output": {"output": "output shown in the editor\n", "truncated": False, "exitStatus": {"exitCode": 0}},
+    "terminal/wait_for_exit": {"exitCode": 0},
+    "terminal/kill": {},
+    "terminal/release": {},
+}
+"""A pretend editor terminal: what an editor that advertised ``terminal`` answers."""
+
+
 def allow(params: JsonObject) -> JsonObject:
     option = next(o for o in params["options"] if o["kind"].startswith("allow"))
     return {"outcome": {"outcome": "selected", "optionId": option["optionId"]}}
@@ -94,6 +104,8 @@ class AcpTestClient:
         if method == "fs/write_text_file":
             self.files[params["path"]] = params["content"]
             return {}
+        if method.startswith("terminal/"):
+            return TERMINAL_ANSWERS[method]
         raise AssertionError(f"unexpected client call {method}")
 
 

@@ -13,6 +13,7 @@ import pytest
 from acpd.config import AgentConfig, DaemonConfig
 from acpd.daemon.manager import SessionManager
 from acpd.errors import RpcError
+from acpd.store.sqlite import SqliteEventStore
 
 from .acp_client import acp_client
 from .helpers import all_events, new_session
@@ -26,7 +27,12 @@ def config(tmp_path: Path) -> DaemonConfig:
     second = AgentConfig(
         command=sys.executable, args=("-m", "acpd.testing.mock_agent", "--state-dir", str(tmp_path / "mock-b"))
     )
-    return DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", agents={"mock-b": second})
+    neither = AgentConfig(
+        command=sys.executable,
+        args=("-m", "acpd.testing.mock_agent", "--state-dir", str(tmp_path / "mock-n"), "--no-load", "--no-resume"),
+    )
+    agents = {"mock-b": second, "mock-neither": neither}
+    return DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", agents=agents)
 
 
 async def test_initialize_advertises_sessions_that_load_list_resume_close_and_delete(manager: SessionManager) -> None:
@@ -268,3 +274,95 @@ async def test_fs_calls_go_to_an_editor_that_advertised_them(manager: SessionMan
     assert editor.client_calls[0][1]["sessionId"] == sid
     assert "unsaved buffer text" in editor.texts(sid)
     assert not (workdir / "buffer.txt").exists()
+
+
+async def test_terminal_calls_go_to_an_editor_that_advertised_terminals(manager: SessionManager, workdir: Path) -> None:
+    caps = {"fs": {"readTextFile": False, "writeTextFile": False}, "terminal": True}
+    async with acp_client(manager) as editor:
+        with anyio.fail_after(10):
+            await editor.initialize(caps)
+            sid = (await editor.new_session(str(workdir)))["sessionId"]
+            await editor.prompt(sid, "run echo from-the-daemon")
+    methods = [m for m, _ in editor.client_calls]
+    assert methods[0] == "terminal/create"
+    assert "terminal/release" in methods
+    assert all(params["terminalId"] == "editor-term-1" for m, params in editor.client_calls[1:])
+    assert "output shown in the editor" in editor.texts(sid)
+
+
+async def test_without_the_capability_the_daemon_serves_terminals_itself(
+    manager: SessionManager, workdir: Path
+) -> None:
+    async with acp_client(manager) as editor:
+        with anyio.fail_after(10):
+            await editor.initialize()
+            sid = (await editor.new_session(str(workdir)))["sessionId"]
+            await editor.prompt(sid, "run echo from-the-daemon")
+    assert editor.client_calls == []
+    assert "from-the-daemon" in editor.texts(sid)
+
+
+async def test_unknown_update_variants_and_meta_reach_the_client_untouched(
+    manager: SessionManager, workdir: Path
+) -> None:
+    async with acp_client(manager) as editor:
+        with anyio.fail_after(10):
+            await editor.initialize()
+            sid = (await editor.new_session(str(workdir)))["sessionId"]
+            await editor.prompt(sid, "meta")
+    chunk = next(n for n in editor.notifications if n["method"] == "session/update" and "_meta" in n["params"])
+    assert chunk["params"]["_meta"] == {"mock": {"x": 1}}
+    assert chunk["params"]["update"]["_meta"] == {"mock": {"x": 1}}
+    assert chunk["params"]["update"]["content"]["_meta"] == {"mock": {"x": 1}}
+    assert editor.updates(sid, "_mock/custom") == [{"sessionUpdate": "_mock/custom", "value": 1}]
+
+
+async def test_load_replays_the_history_of_an_agent_that_cannot_load_and_the_agent_gets_it_as_context(
+    manager: SessionManager, workdir: Path
+) -> None:
+    async with acp_client(manager) as first:
+        with anyio.fail_after(10):
+            await first.initialize()
+            sid = (await first.new_session(str(workdir), agent="mock-neither"))["sessionId"]
+            await first.prompt(sid, "text remember the tangerine")
+            await first.request("session/close", {"sessionId": sid})
+    async with acp_client(manager) as second:
+        with anyio.fail_after(10):
+            await second.initialize()
+            await second.request("session/load", {"sessionId": sid, "cwd": str(workdir), "mcpServers": []})
+            assert second.texts(sid) == "remember the tangerine"
+            await second.prompt(sid, "context")
+    assert "Assistant: remember the tangerine" in second.texts(sid)
+
+
+@pytest.mark.parametrize("agent", ["mock", "mock-neither"])
+async def test_settings_made_over_acp_survive_a_restart(config: DaemonConfig, workdir: Path, agent: str) -> None:
+    config = config.model_copy(update={"db": str(workdir.parent / "acpd.db")})
+    store = await SqliteEventStore.open(config.resolved_db())
+    async with SessionManager(config, store).running() as manager, acp_client(manager) as editor:
+        with anyio.fail_after(10):
+            await editor.initialize()
+            sid = (await editor.new_session(str(workdir), agent=agent))["sessionId"]
+            await editor.request("session/set_mode", {"sessionId": sid, "modeId": "plan"})
+            await editor.request(
+                "session/set_config_option", {"sessionId": sid, "configId": "model", "value": "mock-large"}
+            )
+    await store.aclose()
+
+    store = await SqliteEventStore.open(config.resolved_db())
+    async with SessionManager(config, store).running() as manager, acp_client(manager) as editor:
+        with anyio.fail_after(10):
+            await editor.initialize()
+            loaded = await editor.request("session/load", {"sessionId": sid, "cwd": str(workdir), "mcpServers": []})
+            # the restarted agent (resumed, or new and given the settings again) says so itself
+            await editor.prompt(sid, "text after the restart")
+            answer = await editor.request(
+                "session/set_config_option", {"sessionId": sid, "configId": "effort", "value": "low"}
+            )
+    await store.aclose()
+    current = {o["id"]: o["currentValue"] for o in loaded["configOptions"]}
+    assert current["mode"] == "plan"
+    assert current["model"] == "mock-large"
+    assert loaded["modes"]["currentModeId"] == "plan"
+    after = {o["id"]: o["currentValue"] for o in answer["configOptions"]}
+    assert (after["mode"], after["model"], after["effort"]) == ("plan", "mock-large", "low")
