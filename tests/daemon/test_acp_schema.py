@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import acp.schema
 import anyio
 import pytest
 
@@ -78,6 +79,8 @@ async def test_every_update_and_answer_of_a_busy_session_validates_against_the_a
     }
     for notification in received:
         assert problems("SessionNotification", notification["params"]) == [], notification
+        # and the Python SDK's pydantic models of the same schema accept them too
+        acp.schema.SessionNotification.model_validate(notification["params"])
     for definition, answer in answers:
         assert problems(definition, answer) == [], (definition, answer)
     for request in editor.permission_requests + watcher.permission_requests:
