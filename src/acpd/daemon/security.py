@@ -8,6 +8,7 @@ import hmac
 import ipaddress
 from collections.abc import Iterable
 from typing import Final
+from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -78,17 +79,23 @@ class SecurityMiddleware:
         origin = headers.get("origin")
         if origin is not None and origin not in self._origins:
             return 403, "origin-not-allowed", f"Origin {origin!r} is not allowed"
-        if self._token is not None and scope["path"] not in OPEN_PATHS and not self._authorized(headers):
+        if self._token is not None and scope["path"] not in OPEN_PATHS and not self._authorized(scope, headers):
             return 401, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)"
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self._max_body:
             return 413, "payload-too-large", f"request body exceeds {self._max_body} bytes"
         return None
 
-    def _authorized(self, headers: dict[str, str]) -> bool:
+    def _authorized(self, scope: Scope, headers: dict[str, str]) -> bool:
         assert self._token is not None
         scheme, _, value = headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), self._token)
+        if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), self._token):
+            return True
+        # a browser cannot set headers on a WebSocket: there the token may come as ?access_token=
+        if scope["type"] == "websocket":
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            return any(hmac.compare_digest(t.encode(), self._token) for t in query.get("access_token", []))
+        return False
 
 
 async def _send_problem(send: Send, status: int, kind: str, detail: str) -> None:
