@@ -41,12 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the daemon (default http://127.0.0.1:4520, SQLite)")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1; anything else needs --token)")
     serve.add_argument("--port", type=int, help="port (default 4520; 0 picks a free one)")
-    serve.add_argument("--db", help="SQLite file, or :memory: (default: <data dir>/acpd.db)")
-    serve.add_argument("--data-dir", help="data directory (default $XDG_DATA_HOME/acpd)")
-    serve.add_argument("--config", help="TOML config file (default $XDG_CONFIG_HOME/acpd/config.toml if present)")
-    serve.add_argument("--token", help="bearer token clients must send (or ACPD_TOKEN)")
     serve.add_argument("--port-file", help="write the bound port to this file once listening")
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    _daemon_options(serve, log_level="info")
     serve.set_defaults(run=run_serve)
 
     acp = commands.add_parser(
@@ -56,11 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     acp.add_argument("--agent", "-a", help="agent for new sessions (default: the daemon's default)")
     acp.add_argument("--url", default=os.environ.get("ACPD_URL"), help="daemon URL (default: the configured host:port)")
     acp.add_argument("--standalone", action="store_true", help="never relay: always run the daemon in process")
-    acp.add_argument("--db", help="SQLite file when running in process (default: <data dir>/acpd.db)")
-    acp.add_argument("--data-dir", help="data directory (default $XDG_DATA_HOME/acpd)")
-    acp.add_argument("--config", help="TOML config file (default $XDG_CONFIG_HOME/acpd/config.toml if present)")
-    acp.add_argument("--token", help="bearer token of the daemon (or ACPD_TOKEN)")
-    acp.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    _daemon_options(acp, log_level="warning")
     acp.set_defaults(run=run_acp)
 
     mock = commands.add_parser("mock-agent", help="run the scripted mock ACP agent on stdio", add_help=False)
@@ -69,6 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     _client_commands(commands)
     return parser
+
+
+def _daemon_options(parser: argparse.ArgumentParser, *, log_level: str) -> None:
+    """What a daemon (served, or run in process by ``acp``) is configured by."""
+    parser.add_argument("--db", help="SQLite file, or :memory: (default: <data dir>/acpd.db)")
+    parser.add_argument("--data-dir", help="data directory (default $XDG_DATA_HOME/acpd)")
+    parser.add_argument("--config", help="TOML config file (default $XDG_CONFIG_HOME/acpd/config.toml if present)")
+    parser.add_argument("--token", help="bearer token clients must send (or ACPD_TOKEN)")
+    parser.add_argument("--log-level", default=log_level, choices=["debug", "info", "warning", "error"])
 
 
 def _client_options(parser: argparse.ArgumentParser) -> None:

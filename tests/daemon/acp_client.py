@@ -52,6 +52,12 @@ class AcpTestClient:
     async def initialize(self, caps: JsonObject | None = None) -> Any:
         return await self.request("initialize", {"protocolVersion": 1, "clientCapabilities": caps or CAPS_NONE})
 
+    async def start(self, cwd: str, caps: JsonObject | None = None, **meta: Any) -> str:
+        """Initialize, then create a session; its id."""
+        await self.initialize(caps)
+        session = await self.new_session(cwd, **meta)
+        return str(session["sessionId"])
+
     async def new_session(self, cwd: str, **meta: Any) -> Any:
         params: JsonObject = {"cwd": cwd, "mcpServers": []}
         if meta:

@@ -185,8 +185,7 @@ async def test_delete_removes_the_session_and_a_second_delete_is_not_found(
 ) -> None:
     async with acp_client(manager) as acp:
         with anyio.fail_after(10):
-            await acp.initialize()
-            sid = (await acp.new_session(str(workdir)))["sessionId"]
+            sid = await acp.start(str(workdir))
             assert await acp.request("session/delete", {"sessionId": sid}) == {}
             with pytest.raises(RpcError) as caught:
                 await acp.request("session/delete", {"sessionId": sid})
@@ -199,8 +198,7 @@ async def test_set_mode_is_echoed_and_persisted(
 ) -> None:
     async with acp_client(manager) as acp:
         with anyio.fail_after(10):
-            await acp.initialize()
-            sid = (await acp.new_session(str(workdir)))["sessionId"]
+            sid = await acp.start(str(workdir))
             assert await acp.request("session/set_mode", {"sessionId": sid, "modeId": "plan"}) == {}
             await acp.wait_until(lambda: bool(acp.updates(sid, "current_mode_update")))
             await acp.wait_until(lambda: bool(acp.updates(sid, "config_option_update")))
@@ -217,8 +215,7 @@ async def test_the_agent_option_switches_backends_and_the_new_one_gets_the_trans
 ) -> None:
     async with acp_client(manager) as acp:
         with anyio.fail_after(15):
-            await acp.initialize()
-            sid = (await acp.new_session(str(workdir)))["sessionId"]
+            sid = await acp.start(str(workdir))
             await acp.prompt(sid, "text the secret word is heliotrope")
             answer = await acp.request(
                 "session/set_config_option", {"sessionId": sid, "configId": "agent", "value": "mock-b"}
@@ -265,8 +262,7 @@ async def test_fs_calls_go_to_an_editor_that_advertised_them(manager: SessionMan
     caps = {"fs": {"readTextFile": True, "writeTextFile": True}, "terminal": False}
     async with acp_client(manager) as editor:
         with anyio.fail_after(10):
-            await editor.initialize(caps)
-            sid = (await editor.new_session(str(workdir)))["sessionId"]
+            sid = await editor.start(str(workdir), caps)
             path = str(workdir / "buffer.txt")
             editor.files[path] = "unsaved buffer text"
             await editor.prompt(sid, f"read {path}")
@@ -280,8 +276,7 @@ async def test_terminal_calls_go_to_an_editor_that_advertised_terminals(manager:
     caps = {"fs": {"readTextFile": False, "writeTextFile": False}, "terminal": True}
     async with acp_client(manager) as editor:
         with anyio.fail_after(10):
-            await editor.initialize(caps)
-            sid = (await editor.new_session(str(workdir)))["sessionId"]
+            sid = await editor.start(str(workdir), caps)
             await editor.prompt(sid, "run echo from-the-daemon")
     methods = [m for m, _ in editor.client_calls]
     assert methods[0] == "terminal/create"
@@ -295,8 +290,7 @@ async def test_without_the_capability_the_daemon_serves_terminals_itself(
 ) -> None:
     async with acp_client(manager) as editor:
         with anyio.fail_after(10):
-            await editor.initialize()
-            sid = (await editor.new_session(str(workdir)))["sessionId"]
+            sid = await editor.start(str(workdir))
             await editor.prompt(sid, "run echo from-the-daemon")
     assert editor.client_calls == []
     assert "from-the-daemon" in editor.texts(sid)
@@ -307,8 +301,7 @@ async def test_unknown_update_variants_and_meta_reach_the_client_untouched(
 ) -> None:
     async with acp_client(manager) as editor:
         with anyio.fail_after(10):
-            await editor.initialize()
-            sid = (await editor.new_session(str(workdir)))["sessionId"]
+            sid = await editor.start(str(workdir))
             await editor.prompt(sid, "meta")
     chunk = next(n for n in editor.notifications if n["method"] == "session/update" and "_meta" in n["params"])
     assert chunk["params"]["_meta"] == {"mock": {"x": 1}}
@@ -322,8 +315,7 @@ async def test_load_replays_the_history_of_an_agent_that_cannot_load_and_the_age
 ) -> None:
     async with acp_client(manager) as first:
         with anyio.fail_after(10):
-            await first.initialize()
-            sid = (await first.new_session(str(workdir), agent="mock-neither"))["sessionId"]
+            sid = await first.start(str(workdir), agent="mock-neither")
             await first.prompt(sid, "text remember the tangerine")
             await first.request("session/close", {"sessionId": sid})
     async with acp_client(manager) as second:
@@ -341,8 +333,7 @@ async def test_settings_made_over_acp_survive_a_restart(config: DaemonConfig, wo
     store = await SqliteEventStore.open(config.resolved_db())
     async with SessionManager(config, store).running() as manager, acp_client(manager) as editor:
         with anyio.fail_after(10):
-            await editor.initialize()
-            sid = (await editor.new_session(str(workdir), agent=agent))["sessionId"]
+            sid = await editor.start(str(workdir), agent=agent)
             await editor.request("session/set_mode", {"sessionId": sid, "modeId": "plan"})
             await editor.request(
                 "session/set_config_option", {"sessionId": sid, "configId": "model", "value": "mock-large"}

@@ -294,19 +294,17 @@ class AcpConnection:
         return result if isinstance(result, dict) else {"stopReason": "end_turn"}
 
     async def _set_mode(self, params: JsonObject, message: JsonObject) -> JsonValue:
-        attachment = await self._attachment(params)
-        mode_id = params.get("modeId")
-        if not isinstance(mode_id, str):
-            raise InvalidInput('"modeId" must be a string')
-        await self._manager.update(attachment.runtime.session_id, {"mode": mode_id})
-        return {}
+        return await self._set_setting(params, "modeId", "mode")
 
     async def _set_model(self, params: JsonObject, message: JsonObject) -> JsonValue:
+        return await self._set_setting(params, "modelId", "model")
+
+    async def _set_setting(self, params: JsonObject, name: str, field: str) -> JsonValue:
         attachment = await self._attachment(params)
-        model_id = params.get("modelId")
-        if not isinstance(model_id, str):
-            raise InvalidInput('"modelId" must be a string')
-        await self._manager.update(attachment.runtime.session_id, {"model": model_id})
+        value = params.get(name)
+        if not isinstance(value, str):
+            raise InvalidInput(f'"{name}" must be a string')
+        await self._manager.update(attachment.runtime.session_id, {field: value})
         return {}
 
     async def _set_config_option(self, params: JsonObject, message: JsonObject) -> JsonValue:
