@@ -160,10 +160,34 @@ async def test_send_to_a_reader_that_went_away_raises_connection_closed(pipes: P
     os.close(pipes.stdout_r)
     pipes.stdout_r = -1
     async with open_stdio_transport(stdin_fd=pipes.stdin_r, stdout_fd=pipes.stdout_w) as transport:
+        # sends are buffered: the failed write shows by drain(), and on every send after it
         with pytest.raises(ConnectionClosed):
             await transport.send(b"{}")
+            await transport.drain()
         with pytest.raises(ConnectionClosed):
             await transport.send(b"{}")
+
+
+async def test_a_burst_of_sends_is_written_in_order_and_whole(pipes: Pipes) -> None:
+    count = 20_000
+    with anyio.fail_after(10):
+        async with (
+            open_stdio_transport(stdin_fd=pipes.stdin_r, stdout_fd=pipes.stdout_w) as transport,
+            anyio.create_task_group() as tg,
+        ):
+            received: list[bytes] = []
+
+            async def read_all() -> None:
+                buffer = b""
+                while len(received) < count:
+                    buffer += await anyio.to_thread.run_sync(os.read, pipes.stdout_r, 1 << 16)
+                    *lines, buffer = buffer.split(b"\n")
+                    received.extend(lines)
+
+            tg.start_soon(read_all)
+            for n in range(count):
+                await transport.send(b'{"n":%d}' % n)
+    assert received == [b'{"n":%d}' % n for n in range(count)]
 
 
 async def test_regular_files_work_as_stdin_and_stdout(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ Knows no JSON-RPC methods and never parses a frame; imports only the protocol la
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -27,6 +28,9 @@ from acpd.transports._lines import READ_CHUNK_BYTES, LineReader
 
 logger = logging.getLogger(__name__)
 
+HIGH_WATER_BYTES: Final = 1 << 20
+"""Queued output past which ``send`` waits for the writer: backpressure from a slow reader."""
+DRAIN_SECONDS: Final = 5.0
 WRITE_PIECE_BYTES: Final = select.PIPE_BUF
 """After ``poll`` reports a pipe writable, a write this small cannot block, so a stuck reader
 on the other end can never pin a thread past ``aclose``."""
@@ -107,54 +111,84 @@ def _write_all(fd: int, data: bytes, waker: _Waker) -> bool:
 
 
 class StdioTransport:
-    """Frames over two raw descriptors. Build it with ``open_stdio_transport``."""
+    """Frames over two raw descriptors. Build it with ``open_stdio_transport``.
+
+    Writes are buffered: ``send`` queues a frame and returns while less than
+    ``HIGH_WATER_BYTES`` wait, and a writer task writes everything queued in one system call.
+    A worker-thread hop per frame would cap an editor's stream at a few thousand updates a
+    second, since the JSON-RPC peer sends one frame at a time.
+    """
 
     def __init__(self, stdin_fd: int, stdout_fd: int, max_line_bytes: int) -> None:
         self._stdin_fd = stdin_fd
         self._stdout_fd = stdout_fd
         self._lines = LineReader(self._read, max_line_bytes)
         self._waker = _Waker()
-        self._write_lock = anyio.Lock()
         self._queue: list[bytes] = []
-        self._queued_frames = 0
-        self._written_frames = 0
+        self._queued_bytes = 0
+        self._writing = False
+        self._wake = anyio.Event()
+        self._progress = anyio.Event()
         self._closed = False
-        self._broken = False
+        self._error: str | None = None
 
     async def send(self, frame: bytes) -> None:
-        """Write one message and its newline; concurrent senders share one write.
+        """Queue one message and its newline; wait only while the queue is over the high-water mark.
 
-        A frame is never torn: once its write starts it completes, or the transport closes. A
-        send cancelled while queued behind another may still be delivered.
+        A frame is never torn: once its write starts it completes, or the transport closes.
 
         Raises:
-            ConnectionClosed: the transport is closed, or the reader went away.
+            ConnectionClosed: the transport is closed, or writing failed (the reader went away);
+                a frame queued just before a failure may be lost without this being raised.
         """
-        if self._closed or self._broken:
-            raise ConnectionClosed("stdout is closed")
-        ticket = self._queued_frames
-        self._queued_frames += 1
+        self._check_open()
         self._queue += (frame, b"\n")
-        async with self._write_lock:
-            if self._written_frames > ticket:
-                return  # an earlier holder of the lock wrote it with its own batch
-            if self._broken:
-                raise ConnectionClosed("stdout is closed")
-            await self._flush()
+        self._queued_bytes += len(frame) + 1
+        self._wake.set()
+        while self._queued_bytes > HIGH_WATER_BYTES:
+            await self._wait_progress()
+        await anyio.lowlevel.checkpoint()
 
-    async def _flush(self) -> None:
-        batch, self._queue = self._queue, []
-        count = self._queued_frames - self._written_frames
-        try:
-            with anyio.CancelScope(shield=True):
-                written = await anyio.to_thread.run_sync(_write_all, self._stdout_fd, b"".join(batch), self._waker)
-        except OSError as exc:
-            self._broken = True
-            raise ConnectionClosed(f"stdout failed: {exc.strerror or exc}") from exc
-        if not written:
-            self._broken = True
-            raise ConnectionClosed("stdout closed while writing")
-        self._written_frames += count
+    async def drain(self) -> None:
+        """Wait until everything queued is written. Raises ``ConnectionClosed`` if it cannot be."""
+        while self._queue or self._writing:
+            await self._wait_progress()
+        self._check_open()
+
+    def _check_open(self) -> None:
+        if self._error is not None:
+            raise ConnectionClosed(self._error)
+        if self._closed:
+            raise ConnectionClosed("stdout is closed")
+
+    async def _wait_progress(self) -> None:
+        self._check_open()
+        progress = self._progress
+        await progress.wait()
+        self._check_open()
+
+    async def run_writer(self) -> None:
+        """Write queued frames, batch by batch, until closed and drained or writing fails."""
+        while self._error is None:
+            if not self._queue:
+                if self._closed:
+                    return
+                self._wake = anyio.Event()
+                await self._wake.wait()
+                continue
+            batch, self._queue = b"".join(self._queue), []
+            self._queued_bytes = 0
+            self._writing = True
+            try:
+                with anyio.CancelScope(shield=True):
+                    if not await anyio.to_thread.run_sync(_write_all, self._stdout_fd, batch, self._waker):
+                        self._error = "stdout closed while writing"
+            except OSError as exc:
+                self._error = f"stdout failed: {exc.strerror or exc}"
+            finally:
+                self._writing = False
+                progress, self._progress = self._progress, anyio.Event()
+                progress.set()
 
     async def receive(self) -> list[Frame]:
         """Every complete frame available, at least one.
@@ -180,10 +214,14 @@ class StdioTransport:
                 return b""
 
     async def aclose(self) -> None:
-        """Stop using the descriptors (they stay open) and release every parked thread; idempotent."""
+        """Stop using the descriptors (they stay open) and release every parked thread at once,
+        abandoning unwritten frames; idempotent. ``open_stdio_transport`` drains first."""
         if not self._closed:
             self._closed = True
             self._waker.set()
+            self._wake.set()
+            progress, self._progress = self._progress, anyio.Event()
+            progress.set()
         await anyio.lowlevel.checkpoint()
 
 
@@ -191,9 +229,18 @@ class StdioTransport:
 async def open_stdio_transport(
     *, stdin_fd: int = 0, stdout_fd: int = 1, max_line_bytes: int = MAX_LINE_BYTES
 ) -> AsyncIterator[StdioTransport]:
-    """This process's stdin and stdout as a Transport, closed (not the descriptors) on exit."""
+    """This process's stdin and stdout as a Transport, closed (not the descriptors) on exit,
+    after what was sent is written (for at most ``DRAIN_SECONDS``: the reader may be stuck)."""
     transport = StdioTransport(stdin_fd, stdout_fd, max_line_bytes)
-    try:
-        yield transport
-    finally:
-        await transport.aclose()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(transport.run_writer)
+        try:
+            yield transport
+        finally:
+            with (
+                anyio.CancelScope(shield=True),
+                anyio.move_on_after(DRAIN_SECONDS),
+                contextlib.suppress(ConnectionClosed),
+            ):
+                await transport.drain()
+            await transport.aclose()
