@@ -29,18 +29,18 @@ here, which would otherwise hide most of the daemon's cost in a sub-millisecond 
     .venv/bin/python benchmarks/acp_face.py --prompts 300 --chunks 100000
     .venv/bin/python benchmarks/acp_face.py --faces ws,stdio --runs 3
 
-Measured on a 2-vCPU VM (daemon, agent and client share it), 8 runs of the first command, each on a
+Measured on a 2-vCPU VM (daemon, agent and client share it), 10 runs of the first command, each on a
 fresh daemon: medians of the runs' medians, [range of the runs' medians].
 
-- Prompt round trip: WebSocket 1.21 ms [1.03-1.38]; ``acpd acp`` relay 1.99 ms [1.59-2.28];
-  ACP-over-HTTP POST 2.35 ms [2.21-2.83] with httpx, 1.77 ms [1.64-1.85] with the bare client (its
-  response on SSE: 1.71 ms); REST blocking prompt with the bare client 1.09 ms [0.97-1.29], with httpx
-  (``latency.py``, 3 runs) 1.92 ms. The POST waits for its response's commit to the connection's own
-  log (the SSE copy), about 0.4-0.5 ms on top of the WebSocket path.
+- Prompt round trip: WebSocket 1.16 ms [1.03-1.35]; ``acpd acp`` relay 1.77 ms [1.59-2.28];
+  ACP-over-HTTP POST 2.43 ms [2.21-2.93] with httpx, 1.76 ms [1.64-1.90] with the bare client (its
+  response read on SSE: 1.71 ms); REST blocking prompt with the bare client 1.02 ms [0.97-1.29], with
+  httpx (``latency.py``, 3 runs) 1.62 ms [1.52-1.64]. Of the POST's extra over REST, about 0.35 ms is
+  its wait for the response's commit to the connection's own log (the SSE copy).
 - Throughput of a 100 k-chunk turn, none lost, in order, SSE ids contiguous in every run:
-  ACP-over-HTTP SSE 46 k events/s [42.6-47.7 k]; WebSocket 27 k [22.5-28.2 k]; ``acpd acp`` relay
-  26 k [19.1-27.7 k] (fed by the WebSocket). REST SSE (``throughput.py``, 3 runs): 94 k [91-100 k].
-- Session create over ACP-over-HTTP: 80 ms [73-86] (initialize on a fresh connection 2.1 ms,
+  ACP-over-HTTP SSE 46 k events/s [44.3-48.3 k]; WebSocket 28 k [26.7-28.5 k]; ``acpd acp`` relay
+  27 k [25.1-30.2 k] (fed by the WebSocket). REST SSE (``throughput.py``, 3 runs): 112 k [109-116 k].
+- Session create over ACP-over-HTTP: 81 ms [73-84] (initialize on a fresh connection 1.9 ms,
   session/new 78 ms: starting the Python mock agent).
 """
 
