@@ -36,6 +36,10 @@ LOG_PREFIX: Final = "acp-connection/"
 """Connection logs share the event store with sessions; ``/`` cannot occur in a session id."""
 
 
+NOT_A_RESPONSE: Final = b'{"jsonrpc":"2.0","method":'
+"""How the daemon's encoder starts every notification (key order kept); never a response."""
+
+
 class AcpNotFound(NotFound):
     kind = "acp-connection-not-found"
 
@@ -87,6 +91,8 @@ class HttpAcpConnection:
                 if not isinstance(frame, bytes):
                     continue
                 record = self.log.append("agent", 0, frame.decode())
+                if frame.startswith(NOT_A_RESPONSE):
+                    continue  # most frames are updates: no need to parse them to know that
                 message = jsonio.loads(frame)
                 if isinstance(message, dict) and "method" not in message:
                     waiting = self._waiting.pop(message.get("id"), None)  # type: ignore[arg-type]
