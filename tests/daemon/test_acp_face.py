@@ -357,3 +357,19 @@ async def test_settings_made_over_acp_survive_a_restart(config: DaemonConfig, wo
     assert loaded["modes"]["currentModeId"] == "plan"
     after = {o["id"]: o["currentValue"] for o in answer["configOptions"]}
     assert (after["mode"], after["model"], after["effort"]) == ("plan", "mock-large", "low")
+
+
+async def test_session_cancel_ends_the_running_turn_as_cancelled(manager: SessionManager, workdir: Path) -> None:
+    async with acp_client(manager) as editor:
+        with anyio.fail_after(10):
+            sid = await editor.start(str(workdir))
+            answer: dict[str, Any] = {}
+
+            async def prompt() -> None:
+                answer.update(await editor.prompt(sid, "text started\nsleep 30"))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(prompt)
+                await editor.wait_until(lambda: editor.texts(sid) == "started")
+                await editor.peer.notify("session/cancel", {"sessionId": sid})
+    assert answer["stopReason"] == "cancelled"

@@ -10,6 +10,7 @@ requests are cancelled with ``$/cancel_request``. It must not know which transpo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -168,9 +169,8 @@ class AcpConnection:
     async def _on_notification(self, method: str, params: JsonValue, message: JsonObject) -> None:
         # ACP: unknown notifications are ignored; session/cancel is the only one an agent acts on
         if method == methods.SESSION_CANCEL and isinstance(params, dict):
-            runtime = self._attached.get(str(params.get("sessionId")))
-            if runtime is not None:
-                runtime.runtime.cancel()
+            with contextlib.suppress(NotFound):  # unknown sessions: nothing to cancel
+                await self._manager.cancel(str(params.get("sessionId")))
 
     async def _nothing(self, params: JsonObject, message: JsonObject) -> JsonValue:
         return {}
