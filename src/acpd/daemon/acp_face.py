@@ -52,7 +52,6 @@ AGENT_CAPABILITIES: Final[JsonObject] = {
 }
 SETTING_FOR_CATEGORY: Final = {"mode": "mode", "model": "model", "thought_level": "thoughtLevel"}
 LIST_PAGE: Final = 100
-REPLAY_PAGE: Final = 2_000
 
 
 class _Attachment:
@@ -215,8 +214,7 @@ class AcpConnection:
     async def _load(self, params: JsonObject, message: JsonObject) -> JsonValue:
         runtime = await self._runtime(params)
         self._detach(runtime.session_id)
-        upto = runtime.log.last_seq
-        await runtime.log.wait_committed(upto)
+        upto = await runtime.log.settled_end()
         await self._replay(runtime, upto)
         self._attach(runtime, after=upto, answered=self._answer_gate(message))
         return self._state(runtime)
@@ -224,23 +222,16 @@ class AcpConnection:
     async def _replay(self, runtime: SessionRuntime, upto: int) -> None:
         """The session's history as ``session/update``s, read from the log, whatever the backend."""
         agents = AgentOptionSource(runtime.doc, self._manager.config.all_agents())
-        after = 0
-        while after < upto:
-            records = await runtime.log.read(after, min(REPLAY_PAGE, upto - after))
-            if not records:
-                return
+        async for records in runtime.log.history(upto):
             for record in records:
                 frame = client_frame(record, link_id=self._link_id, replay=True, agent_option_for=agents)
                 for replayed in frame.messages:
                     await self.peer.send_message(replayed)
-            after = records[-1].seq
 
     async def _resume(self, params: JsonObject, message: JsonObject) -> JsonValue:
         runtime = await self._runtime(params)
         if runtime.session_id not in self._attached:
-            upto = runtime.log.last_seq
-            await runtime.log.wait_committed(upto)
-            self._attach(runtime, after=upto, answered=self._answer_gate(message))
+            self._attach(runtime, after=await runtime.log.settled_end(), answered=self._answer_gate(message))
         return self._state(runtime)
 
     async def _list(self, params: JsonObject, message: JsonObject) -> JsonValue:
@@ -330,9 +321,7 @@ class AcpConnection:
         if attachment is not None and not attachment.ended:
             return attachment
         runtime = await self._manager.runtime(session_id)
-        upto = runtime.log.last_seq
-        await runtime.log.wait_committed(upto)
-        return self._attach(runtime, after=upto, answered=None)
+        return self._attach(runtime, after=await runtime.log.settled_end(), answered=None)
 
     def _answer_gate(self, message: JsonObject) -> anyio.Event:
         gate = anyio.Event()

@@ -30,7 +30,7 @@ from . import sse
 from .acp_face import AcpConnection
 from .http import int_param, json_response, read_json
 from .log import SessionLog
-from .manager import ID_PATTERN_CHARS, MAX_ID_CHARS, SessionManager
+from .manager import SessionManager, check_id
 
 LOG_PREFIX: Final = "acp-connection/"
 """Connection logs share the event store with sessions; ``/`` cannot occur in a session id."""
@@ -61,7 +61,6 @@ class HttpAcpConnection:
             name=f"http:{connection_id}",
         )
         self._waiting: dict[jsonrpc.RequestId, tuple[anyio.Event, list[JsonObject]]] = {}
-        self._closed = False
 
     def wire(self) -> JsonObject:
         return {"serverId": self.id, "agent": self.agent, "createdAtMs": self.created_at_ms}
@@ -73,7 +72,7 @@ class HttpAcpConnection:
                 tg.start_soon(self._pump, self._client_end)
                 task_status.started()
                 await self.acp.serve()
-                self._shut()
+                self._shut()  # ends the flusher, so the task group can finish
         finally:
             self._shut()
             with anyio.CancelScope(shield=True):
@@ -129,7 +128,6 @@ class HttpAcpConnection:
         return done[1][0]
 
     def _shut(self) -> None:
-        self._closed = True
         for event, _ in self._waiting.values():
             event.set()
         self.log.close()
@@ -163,7 +161,7 @@ class AcpHttpHub:
             if agent is not None and existing.agent is not None and agent != existing.agent:
                 raise Conflict(f"ACP connection {connection_id!r} is bound to agent {existing.agent!r}")
             return existing
-        _check_id(connection_id)
+        check_id(connection_id, "a connection id")
         if agent is not None and agent not in self._manager.config.all_agents():
             raise AgentNotFound(f"no agent named {agent!r}; known agents: {sorted(self._manager.config.all_agents())}")
         async with self._lock:
@@ -191,11 +189,6 @@ class AcpHttpHub:
             await connection.aclose()
             await connection.log.finished.wait()
         await self._manager.store.delete_session(LOG_PREFIX + connection_id)
-
-
-def _check_id(connection_id: str) -> None:
-    if not connection_id or len(connection_id) > MAX_ID_CHARS or not set(connection_id) <= ID_PATTERN_CHARS:
-        raise InvalidInput(f'a connection id must be 1-{MAX_ID_CHARS} characters of letters, digits and "-_.:"')
 
 
 def hub_of(request: Request) -> AcpHttpHub:

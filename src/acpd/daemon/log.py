@@ -173,6 +173,24 @@ class SessionLog:
             return tail[start : start + (end - after)]
         return await self._store.read(self.session_id, after=after, limit=end - after)
 
+    async def settled_end(self) -> int:
+        """The seq of the newest record appended so far, once it is committed: where a reader that
+        has been given the past should start following."""
+        end = self.last_seq
+        await self.wait_committed(end)
+        return end
+
+    async def history(self, upto: int, *, batch: int = 5_000) -> AsyncIterator[list[EventRecord]]:
+        """Every record with ``seq <= upto`` (committed first), in batches, from memory or the store."""
+        await self.wait_committed(upto)
+        after = 0
+        while after < upto:
+            records = await self.read(after, min(batch, upto - after))
+            if not records:
+                return
+            yield records
+            after = records[-1].seq
+
     async def follow(
         self, after: int, *, batch: int = 5_000, idle_seconds: float = math.inf
     ) -> AsyncIterator[list[EventRecord]]:

@@ -278,9 +278,16 @@ def prompt_blocks(prompt: object) -> list[JsonObject]:
 def _session_id(value: object) -> str:
     if value is None:
         return uuid.uuid4().hex
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS or not set(value) <= ID_PATTERN_CHARS:
+    if not isinstance(value, str):
         raise InvalidInput(f'"id" must be 1-{MAX_ID_CHARS} characters of letters, digits and "-_.:"')
+    check_id(value, '"id"')
     return value
+
+
+def check_id(value: str, what: str) -> None:
+    """Ids the daemon accepts from clients (sessions, ACP connections): safe in URLs and logs."""
+    if not value or len(value) > MAX_ID_CHARS or not set(value) <= ID_PATTERN_CHARS:
+        raise InvalidInput(f'{what} must be 1-{MAX_ID_CHARS} characters of letters, digits and "-_.:"')
 
 
 def _optional_str(value: object, name: str) -> str | None:

@@ -36,7 +36,6 @@ logger = logging.getLogger(__name__)
 CANCEL_GRACE_SECONDS: Final = 5.0
 """How long an agent may take to answer a cancelled prompt before its process is stopped."""
 STDERR_EVENT_CHARS: Final = 4000
-CONTEXT_PAGE_RECORDS: Final = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,15 +516,7 @@ class SessionRuntime:
         if not self.doc.get("contextPending"):
             return turn.prompt
         self.doc["contextPending"] = False
-        await self.log.wait_committed(turn.first_seq - 1)
-        records = []
-        after = 0
-        while after < turn.first_seq - 1:
-            page = await self.log.read(after, min(CONTEXT_PAGE_RECORDS, turn.first_seq - 1 - after))
-            if not page:
-                break
-            records.extend(page)
-            after = page[-1].seq
+        records = [r async for batch in self.log.history(turn.first_seq - 1) for r in batch]
         block = transcript_block(records)
         if block is None:
             return turn.prompt
