@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from acpd.daemon.manager import SessionManager
+from tests.processes import pidfds, wait_all_ended
 
 from .helpers import all_events, daemon_frames, new_session, updates, wait_for_frame
 
@@ -186,3 +187,31 @@ async def test_terminal_calls_run_in_the_session_directory(client: httpx.AsyncCl
     answer = (await prompt(client, session["id"], "run pwd && echo hi-from-terminal")).json()
     assert "hi-from-terminal" in answer["text"]
     assert str(workdir) in answer["text"]
+
+
+async def detached_pid(manager: SessionManager, session_id: str) -> int:
+    runtime = await manager.runtime(session_id)
+    async for batch in runtime.log.follow(0):
+        for record in batch:
+            update = record.payload_object().get("params", {}).get("update", {})
+            if "pid" in update.get("rawInput", {}):
+                return int(update["rawInput"]["pid"])
+    raise AssertionError("the log closed before the detached command started")
+
+
+async def test_a_cancelled_turn_leaves_no_command_of_the_agent_running_in_a_session_of_its_own(
+    client: httpx.AsyncClient, manager: SessionManager, workdir: Path
+) -> None:
+    session = await new_session(client, workdir)
+    result: dict[str, object] = {}
+
+    async def run() -> None:
+        result.update((await prompt(client, session["id"], "detach 30")).json())
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            with pidfds([await detached_pid(manager, session["id"])]) as fds:
+                assert (await client.post(f"/v1/sessions/{session['id']}/cancel")).json() == {"cancelled": True}
+                await wait_all_ended(fds)
+    assert result["stopReason"] == "cancelled"

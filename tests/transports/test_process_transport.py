@@ -84,8 +84,8 @@ def open_agent() -> Iterator[OpenAgent]:
     sessions: list[int] = []
 
     @asynccontextmanager
-    async def open_(*args: str, **kwargs: Any) -> AsyncIterator[ProcessTransport]:
-        async with open_process_transport(agent_spec(*args), **kwargs) as transport:
+    async def open_(*args: str, keeper: bool = True, **kwargs: Any) -> AsyncIterator[ProcessTransport]:
+        async with open_process_transport(agent_spec(*args, keeper=keeper), **kwargs) as transport:
             sessions.append(transport.pid)
             yield transport
 
@@ -255,8 +255,21 @@ async def test_a_setsid_grandchild_left_behind_by_an_exiting_agent_is_killed(ope
             await wait_all_ended(fds)
 
 
-async def test_a_child_orphaned_in_the_agents_session_is_killed_after_the_agent_exited(open_agent: OpenAgent) -> None:
+async def test_a_child_orphaned_in_the_agents_session_is_gone_once_the_kept_agent_has_exited(
+    open_agent: OpenAgent,
+) -> None:
     async with open_agent("orphan") as agent:
+        with anyio.fail_after(5):
+            [message] = messages_of(await agent.receive())
+            # The keeper reports the agent's exit only after stopping what the agent left behind.
+            assert await agent.wait() == 0
+        assert not is_running(message["child"])
+
+
+async def test_without_a_keeper_a_child_orphaned_in_the_agents_session_is_killed_at_close(
+    open_agent: OpenAgent,
+) -> None:
+    async with open_agent("orphan", keeper=False) as agent:
         with anyio.fail_after(5):
             [message] = messages_of(await agent.receive())
             assert await agent.wait() == 0

@@ -25,7 +25,7 @@ from acpd.protocol import methods
 from acpd.protocol.framing import Frame, FrameTooLong
 from acpd.protocol.jsonio import JsonObject, JsonValue
 from acpd.rpc.peer import JsonRpcPeer
-from acpd.transports.process import ProcessSpec, ProcessTransport, open_process_transport
+from acpd.transports.process import ProcessSpec, ProcessTransport, open_process_transport, process_mark
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class AcpBackend:
         self._host: SessionHost | None = None
         self._backend_session_id: str | None = None
         self._replaying = False
+        self._cancelled = False  # during a turn: a cancel was sent, so stop what the turn left running
         self._stopped = anyio.Event()
         self._env = {**os.environ, **config.env}
 
@@ -159,15 +160,23 @@ class AcpBackend:
 
     async def prompt(self, prompt: list[JsonObject]) -> JsonObject:
         peer = self._live_peer()
+        mark = process_mark()
+        self._cancelled = False
         try:
             result = await peer.request(
                 methods.SESSION_PROMPT, {"sessionId": self._backend_session_id, "prompt": prompt}
             )
         except ConnectionClosed as exc:
             raise AgentExited(f"agent {self.name!r} exited during the turn{self._stderr_hint()}") from exc
+        finally:
+            if self._cancelled and self._proc is not None:
+                # codex-acp answers a cancel but leaves the command running in its own session.
+                with anyio.CancelScope(shield=True):
+                    await self._proc.stop_detached_since(mark)
         return _object(result)
 
     async def cancel(self) -> None:
+        self._cancelled = True
         if self._peer is not None and not self._peer.closed:
             await self._peer.notify(methods.SESSION_CANCEL, {"sessionId": self._backend_session_id})
 

@@ -187,6 +187,7 @@ _PARSERS: Final[dict[str, _Parser]] = {
     "plan": _plan,
     "usage": _usage,
     "sleep": _sleep,
+    "detach": _sleep,
     "error": _error,
     "crash": _crash,
     "garbage": _no_args,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, NoReturn, Protocol
 
@@ -67,6 +68,7 @@ class Turn:
             "plan": self._plan,
             "usage": self._add_usage,
             "sleep": self._sleep,
+            "detach": self._detach,
             "error": self._error,
             "crash": self._crash,
             "garbage": self._garbage,
@@ -219,6 +221,19 @@ class Turn:
 
     async def _sleep(self, cmd: Command) -> None:
         await asyncio.sleep(cmd.number or 0.0)
+
+    async def _detach(self, cmd: Command) -> None:
+        # Like codex-acp: the command runs in a session of its own, and a cancel ends the turn
+        # without stopping it. Its pid is in the tool call so that a test can watch it.
+        seconds = cmd.number or 0.0
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", f"import time; time.sleep({seconds!r})", start_new_session=True
+        )
+        call_id = self._session.next_tool_call_id()
+        update = self._tool_call(call_id, f"Detached sleep {seconds:g}", "execute")
+        await self._emit({**update, "status": "in_progress", "rawInput": {"pid": process.pid, "seconds": seconds}})
+        await process.wait()
+        await self._complete_tool(call_id, update["title"])
 
     async def _error(self, cmd: Command) -> None:
         raise RpcFault(cmd.ints[0], cmd.text)

@@ -5,8 +5,10 @@ must never block on a full pipe), and stop the whole process tree with a ladder 
 periods. Knows no JSON-RPC methods and never parses a frame; imports only the protocol layer and
 ``acpd.errors``.
 
-Linux is the target: descendants are found through ``/proc``. Elsewhere the ladder still signals
-the agent's process group, which misses only descendants that left it.
+Linux is the target: descendants are found through ``/proc``, and each agent runs under a keeper
+(``_keeper.py``): a subreaper that the kernel signals when the daemon dies, so nothing the agent
+started outlives the daemon, even one killed outright. Elsewhere the ladder still signals the
+agent's process group, which misses only descendants that left it.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import select
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import anyio
@@ -43,6 +47,9 @@ STDERR_FLUSH_SECONDS: Final = 0.5
 """After the tree is gone, how long to wait for the last stderr bytes (an escaped process may hold the pipe)."""
 STDERR_TAIL_BYTES: Final = 64 * 1024
 STDERR_CHUNK_BYTES: Final = 64 * 1024
+KEEPER: Final = Path(__file__).with_name("_keeper.py")
+CAN_KEEP: Final = sys.platform == "linux" and os.path.isdir("/proc")
+CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 _Members = dict[int, int]
 """Descendants of an agent: pid → start time (clock ticks after boot), which tells a reused pid apart."""
@@ -58,6 +65,8 @@ class ProcessSpec:
     env: Mapping[str, str] | None = None
     """The complete environment of the child; ``None`` inherits ``os.environ``."""
     cwd: str | None = None
+    keeper: bool = CAN_KEEP
+    """Run the agent under the keeper (Linux): its tree cannot outlive the daemon."""
 
 
 class ProcessTransport:
@@ -210,6 +219,26 @@ class ProcessTransport:
         for pid in members:
             _kill(os.kill, pid, signum)
 
+    async def stop_detached_since(self, mark: int) -> int:
+        """Stop the descendants started since ``mark`` that left the agent's session, and their trees.
+
+        ``mark`` comes from ``process_mark()``. An agent that cancels a turn should stop the command
+        it ran; codex-acp answers the cancel but leaves the command running in a session of its own.
+        Descendants still in the agent's session are the agent's own helpers, and are left alone.
+        Returns how many were found.
+        """
+        if not CAN_KEEP or self.returncode is not None:
+            return 0
+        strays = await anyio.to_thread.run_sync(_collect_detached, self.pid, mark)
+        if strays:
+            logger.info("stopping %d process(es) agent %d left running after a cancel", len(strays), self.pid)
+            for signum, grace in ((signal.SIGTERM, TERM_GRACE_SECONDS), (signal.SIGKILL, KILL_GRACE_SECONDS)):
+                for pid in strays:
+                    _kill(os.kill, pid, signum)
+                with anyio.move_on_after(grace):
+                    await anyio.to_thread.run_sync(_wait_pids_gone, strays, grace, abandon_on_cancel=True)
+        return len(strays)
+
     async def _wait_gone(self, members: _Members, grace_seconds: float) -> None:
         with anyio.move_on_after(grace_seconds) as scope:
             # Awaited here, not only in the watcher task: that one is cancelled with our owner.
@@ -253,23 +282,58 @@ async def open_process_transport(
 
 
 async def _spawn(spec: ProcessSpec) -> anyio.abc.Process:
-    executable = _resolve_command(spec)
+    argv = [_resolve_command(spec), *spec.args]
+    if not (spec.keeper and CAN_KEEP):
+        return await _open(spec, argv)
+    ready, report = os.pipe()
+    try:
+        # -I -S: no site-packages, no PYTHON* variables: the keeper needs only the stdlib.
+        process = await _open(spec, [sys.executable, "-I", "-S", str(KEEPER), str(report), *argv], (report,))
+        os.close(report)
+        report = -1
+        # The keeper closes the pipe once the agent runs, or writes why it could not start it.
+        failure = await anyio.to_thread.run_sync(_read_all, ready)
+    finally:
+        os.close(ready)
+        if report >= 0:
+            os.close(report)
+    if failure:
+        await process.wait()
+        await process.aclose()
+        errno_text, _, reason = failure.decode("utf-8", "replace").partition(":")
+        raise _unavailable(spec, OSError(int(errno_text) if errno_text.isdigit() else 0, reason))
+    return process
+
+
+async def _open(spec: ProcessSpec, argv: list[str], pass_fds: Sequence[int] = ()) -> anyio.abc.Process:
     try:
         return await anyio.open_process(
-            [executable, *spec.args],
+            argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=dict(spec.env) if spec.env is not None else None,
             cwd=spec.cwd,
             start_new_session=True,
+            pass_fds=pass_fds,
         )
     except OSError as exc:
-        raise AgentUnavailable(
-            f"cannot start agent command {spec.command!r}: {exc.strerror or exc}"
-            + (f" (cwd {spec.cwd!r})" if spec.cwd else ""),
-            data={"command": spec.command},
-        ) from exc
+        raise _unavailable(spec, exc) from exc
+
+
+def _unavailable(spec: ProcessSpec, exc: OSError) -> AgentUnavailable:
+    return AgentUnavailable(
+        f"cannot start agent command {spec.command!r}: {exc.strerror or exc}"
+        + (f" (cwd {spec.cwd!r})" if spec.cwd else ""),
+        data={"command": spec.command},
+    )
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _resolve_command(spec: ProcessSpec) -> str:
@@ -288,6 +352,12 @@ def _resolve_command(spec: ProcessSpec) -> str:
             data={"command": spec.command},
         )
     return os.path.abspath(found)  # exec would resolve a relative path against the child's cwd
+
+
+def process_mark() -> int:
+    """A point in time, for ``stop_detached_since``: processes started from now on are newer."""
+    # /proc's start times count clock ticks since boot, suspend included: CLOCK_BOOTTIME.
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * CLOCK_TICKS) if CAN_KEEP else 0
 
 
 def signal_group(pgid: int, signum: int) -> None:
@@ -363,6 +433,28 @@ def _collect_tree(leader: int, leader_start: int | None, remembered: _Members) -
                 found.add(child)
                 stack.append(child)
     found.discard(leader)
+    return {pid: table[pid].start_time for pid in found if table[pid].state not in (b"Z", b"X")}
+
+
+def _collect_detached(leader: int, mark: int) -> _Members:
+    """Descendants of ``leader`` started at ``mark`` or later in another session, with their trees.
+
+    Runs in a worker thread. The leader's session id is its pid (it was started with setsid).
+    """
+    table = _scan_proc()
+    children: dict[int, list[int]] = {}
+    for pid, stat in table.items():
+        children.setdefault(stat.ppid, []).append(pid)
+    found: set[int] = set()
+    stack = [leader]
+    while stack:
+        parent = stack.pop()
+        for child in children.get(parent, ()):
+            stat = table[child]
+            # A tick of slack: the mark and the start time are both rounded down to a tick.
+            if parent in found or (stat.session != leader and stat.start_time >= mark - 1):
+                found.add(child)
+            stack.append(child)
     return {pid: table[pid].start_time for pid in found if table[pid].state not in (b"Z", b"X")}
 
 
