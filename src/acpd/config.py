@@ -9,7 +9,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from acpd.presets import PRESETS, Preset, fill_dir, preset_dir, preset_env, preset_program
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 4520
@@ -29,7 +31,11 @@ class AgentConfig(_Frozen):
 
     kind: Literal["acp"] = "acp"
     """Backend kind: ``acp`` spawns a command that speaks ACP over stdio."""
-    command: str
+    preset: str | None = None
+    """Start from this built-in preset (``claude``, ``codex``, ``gemini``, ``opencode``): its command
+    and switches, with ``args`` appended and ``env`` on top. An agent named after a preset and
+    given no command uses that preset."""
+    command: str = ""
     """Executable name (looked up on PATH) or path."""
     args: tuple[str, ...] = ()
     env: Mapping[str, str] = Field(default_factory=dict)
@@ -37,6 +43,18 @@ class AgentConfig(_Frozen):
     cwd: str | None = None
     """Working directory for the agent process; default: the session's cwd."""
     description: str = ""
+    model_url: str | None = Field(default=None, alias="modelUrl")
+    """For a preset: send its model traffic to this base URL (overrides the daemon's ``model_url``)."""
+    installed: bool = False
+    """Set on agents that come with acpd or that acpd installed (``acpd agents install``)."""
+    files: Mapping[str, str] = Field(default_factory=dict)
+    """Files written (path → text) before the agent starts, such as a preset's settings."""
+
+    @model_validator(mode="after")
+    def _known_preset(self) -> AgentConfig:
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; presets: {', '.join(PRESETS)}")
+        return self
 
 
 class Policy(_Frozen):
@@ -63,6 +81,10 @@ class DaemonConfig(_Frozen):
     db: str = ""
     """SQLite file path, or ``:memory:``; empty means ``<data_dir>/acpd.db``."""
     data_dir: str = ""
+    agents_dir: str = ""
+    """Where ``acpd agents install`` puts agents; empty means ``<data_dir>/agents``."""
+    model_url: str | None = None
+    """Send every preset agent's model traffic to this base URL (a gateway, or ``acpd mock-model``)."""
     token: str | None = None
     """Bearer token required on every request except health; mandatory when not bound to loopback."""
     allowed_hosts: tuple[str, ...] = ()
@@ -75,21 +97,73 @@ class DaemonConfig(_Frozen):
     policy: Policy = Field(default_factory=Policy)
     """Default policy for new sessions."""
 
+    @model_validator(mode="after")
+    def _agents_have_commands(self) -> DaemonConfig:
+        for name, agent in self.agents.items():
+            if not agent.command and agent.preset is None and name not in PRESETS:
+                raise ValueError(f"agent {name!r} needs a command, or a preset")
+        return self
+
     def resolved_data_dir(self) -> Path:
         return Path(self.data_dir) if self.data_dir else default_data_dir(os.environ)
 
     def resolved_db(self) -> str:
         return self.db or str(self.resolved_data_dir() / "acpd.db")
 
+    def resolved_agents_dir(self) -> Path:
+        return Path(self.agents_dir) if self.agents_dir else self.resolved_data_dir() / "agents"
+
     def all_agents(self) -> dict[str, AgentConfig]:
-        """Built-in presets, overridden by configured agents of the same name."""
-        return {**builtin_agents(self.resolved_data_dir()), **self.agents}
+        """Built-in agents, then configured ones (which replace a built-in of the same name)."""
+        agents = builtin_agents(self.resolved_data_dir())
+        configured = {
+            name: agent.model_copy(update={"preset": name}) if not agent.command and agent.preset is None else agent
+            for name, agent in self.agents.items()
+        }
+        agents.update(configured)
+        agents.update({name: AgentConfig(preset=name) for name in PRESETS if name not in configured})
+        return {name: self.expand(agent) for name, agent in agents.items()}
+
+    def expand(self, agent: AgentConfig) -> AgentConfig:
+        """A preset-based agent as the command, args and env to start it; others unchanged."""
+        if agent.preset is None:
+            return agent
+        preset = PRESETS[agent.preset]
+        agents_dir = self.resolved_agents_dir()
+        program = preset_program(preset, agents_dir)
+        installed = program.is_file()
+        env = preset_env(preset, agents_dir, os.environ, root=_is_root(), installed=installed)
+        args = preset.args
+        url = agent.model_url or self.model_url
+        if url and preset.route_model is not None:
+            routed_env, routed_args = preset.route_model(url, {**os.environ, **agent.env})
+            env.update(fill_dir(routed_env, preset_dir(preset, agents_dir)))
+            args = (*args, *routed_args)
+        return AgentConfig(
+            preset=agent.preset,
+            command=agent.command or (str(program) if installed else preset.path_command),
+            args=(*args, *agent.args),
+            env={**env, **agent.env},
+            cwd=agent.cwd,
+            description=agent.description or preset.description,
+            model_url=url,
+            installed=installed and not agent.command,
+            files={str(preset_dir(preset, agents_dir) / name): text for name, text in preset.files.items()},
+        )
 
 
 def default_data_dir(env: Mapping[str, str]) -> Path:
     """``$XDG_DATA_HOME/acpd``, else ``~/.local/share/acpd``."""
     base = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "share")
     return Path(base) / "acpd"
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def preset_of(agent: AgentConfig) -> Preset | None:
+    return PRESETS[agent.preset] if agent.preset is not None else None
 
 
 def builtin_agents(data_dir: Path) -> dict[str, AgentConfig]:
@@ -99,5 +173,6 @@ def builtin_agents(data_dir: Path) -> dict[str, AgentConfig]:
             # The state dir lets a new mock process resume or load a session after a daemon restart.
             args=("-m", "acpd.testing.mock_agent", "--state-dir", str(data_dir / "mock-agent")),
             description="acpd's scripted mock ACP agent (see the README's prompt language)",
+            installed=True,  # it comes with acpd
         ),
     }

@@ -188,3 +188,10 @@ class StoreError(AcpdError):
 
 class ConfigError(AcpdError):
     kind = "config-error"
+
+
+class InstallFailed(AcpdError):
+    """``acpd agents install`` could not install an agent (npm missing, registry unreachable, …)."""
+
+    kind = "install-failed"
+    status = 502

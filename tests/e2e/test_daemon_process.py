@@ -103,7 +103,8 @@ async def test_kill_9_mid_turn_loses_no_seen_event_and_the_session_goes_on(tmp_p
         session_id = (await new_session(http, tmp_path))["id"]
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_ignore_errors, run_prompt(http, session_id, "chunks 50000"))
+                # The sleep keeps the turn running until the kill, however far behind the reader is.
+                tg.start_soon(_ignore_errors, run_prompt(http, session_id, "chunks 50000\nsleep 60"))
                 async with http.stream("GET", f"/v1/sessions/{session_id}/events/stream") as response:
                     async for event in sse_events(response):
                         seen[event["seq"]] = event

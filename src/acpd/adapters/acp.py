@@ -12,6 +12,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final
 
 import anyio
@@ -20,7 +21,7 @@ from anyio.abc import TaskStatus
 from acpd import __version__
 from acpd.adapters.base import BackendState, SessionHost
 from acpd.config import AgentConfig
-from acpd.errors import AgentError, AgentExited, ConnectionClosed, RpcError
+from acpd.errors import AgentError, AgentExited, AgentUnavailable, ConnectionClosed, RpcError
 from acpd.protocol import methods
 from acpd.protocol.framing import Frame, FrameTooLong
 from acpd.protocol.jsonio import JsonObject, JsonValue
@@ -74,6 +75,7 @@ class AcpBackend:
         stderr_tail = ""
         started = False
         try:
+            await anyio.to_thread.run_sync(write_files, self._config.files)
             async with open_process_transport(spec) as proc:
                 self._proc = proc
                 peer = JsonRpcPeer(
@@ -236,6 +238,22 @@ class AcpBackend:
     def _stderr_hint(self) -> str:
         tail = redact(self._proc.stderr_tail(), self._env).strip() if self._proc is not None else ""
         return f"; its stderr ends with: {tail[-EXCERPT_CHARS:]}" if tail else ""
+
+
+def write_files(files: Mapping[str, str]) -> None:
+    """Write the files an agent needs before it starts, unless they already say the same.
+
+    Raises:
+        AgentUnavailable: a file cannot be written.
+    """
+    for name, text in files.items():
+        path = Path(name)
+        try:
+            if not path.is_file() or path.read_text() != text:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+        except OSError as exc:
+            raise AgentUnavailable(f"cannot write {name}, which the agent needs: {exc.strerror or exc}") from exc
 
 
 def _object(value: JsonValue) -> JsonObject:

@@ -3,10 +3,10 @@ SessionManager, respond. No business logic, no storage decisions."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -17,6 +17,7 @@ from acpd.protocol import jsonio
 from acpd.protocol.jsonio import JsonObject
 
 from . import sse
+from .agents import all_agent_facts
 from .log import SessionLog
 from .manager import SessionManager
 from .problems import problem
@@ -82,19 +83,7 @@ async def health(request: Request) -> Response:
 
 
 async def agents(request: Request) -> Response:
-    items = []
-    for name, agent in sorted(manager_of(request).config.all_agents().items()):
-        found = shutil.which(agent.command)
-        items.append(
-            {
-                "name": name,
-                "kind": agent.kind,
-                "description": agent.description,
-                "command": [agent.command, *agent.args],
-                "available": found is not None,
-                "reason": None if found else f"command {agent.command!r} not found on PATH",
-            }
-        )
+    items = await anyio.to_thread.run_sync(all_agent_facts, manager_of(request).config)
     return json_response({"items": items})
 
 

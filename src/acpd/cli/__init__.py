@@ -1,6 +1,7 @@
 """CLI layer: the only place that reads argv, the environment and the config file.
 
-Commands: ``serve``, ``acp``, ``mock-agent``, ``sessions list|show|events``, ``prompt``, ``agents list``.
+Commands: ``serve``, ``acp``, ``mock-agent``, ``mock-model``, ``sessions list|show|events``, ``prompt``,
+``agents list|install`` (in ``cli.agents``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from acpd import __version__
+from acpd.cli.agents import add_agents_commands, print_agents
+from acpd.cli.agents import install as install_agents
 from acpd.client import DEFAULT_URL, DaemonClient, DaemonError, TurnPrinter
 from acpd.config import AgentConfig, DaemonConfig, Policy
 from acpd.errors import AcpdError
@@ -67,6 +70,8 @@ def _daemon_options(parser: argparse.ArgumentParser, *, log_level: str) -> None:
     """What a daemon (served, or run in process by ``acp``) is configured by."""
     parser.add_argument("--db", help="SQLite file, or :memory: (default: <data dir>/acpd.db)")
     parser.add_argument("--data-dir", help="data directory (default $XDG_DATA_HOME/acpd)")
+    parser.add_argument("--agents-dir", help="where presets are installed (default <data dir>/agents)")
+    parser.add_argument("--model-url", help="send every preset agent's model traffic here (or ACPD_MODEL_URL)")
     parser.add_argument("--config", help="TOML config file (default $XDG_CONFIG_HOME/acpd/config.toml if present)")
     parser.add_argument("--token", help="bearer token clients must send (or ACPD_TOKEN)")
     parser.add_argument("--log-level", default=log_level, choices=["debug", "info", "warning", "error"])
@@ -104,14 +109,19 @@ def _client_commands(commands: Any) -> None:
     _client_options(prompt)
     prompt.set_defaults(run=run_prompt)
 
-    agents = commands.add_parser("agents", help="agents a running daemon can start")
-    agents_which = agents.add_subparsers(required=True, metavar="ACTION")
-    agents_list = agents_which.add_parser("list", help="list agents and whether they can start")
-    _client_options(agents_list)
-    agents_list.set_defaults(run=run_agents_list)
+    add_agents_commands(commands, run_list=run_agents_list, run_install=run_agents_install)
 
 
 # -- serve ---------------------------------------------------------------------------------------
+
+
+ENV_SETTINGS = (
+    ("db", "ACPD_DB"),
+    ("token", "ACPD_TOKEN"),
+    ("data_dir", "ACPD_DATA_DIR"),
+    ("agents_dir", "ACPD_AGENTS_DIR"),
+    ("model_url", "ACPD_MODEL_URL"),
+)
 
 
 def load_config(args: argparse.Namespace, env: dict[str, str]) -> DaemonConfig:
@@ -121,10 +131,10 @@ def load_config(args: argparse.Namespace, env: dict[str, str]) -> DaemonConfig:
     default_path = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "acpd" / "config.toml"
     if path or default_path.is_file():
         values = _read_toml(Path(path) if path else default_path)
-    for key, env_name in (("db", "ACPD_DB"), ("token", "ACPD_TOKEN"), ("data_dir", "ACPD_DATA_DIR")):
+    for key, env_name in ENV_SETTINGS:
         if env.get(env_name):
             values[key] = env[env_name]
-    for key in ("host", "port", "db", "data_dir", "token"):
+    for key in ("host", "port", "db", "data_dir", "agents_dir", "model_url", "token"):
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)
     return DaemonConfig.model_validate(values)
@@ -248,7 +258,13 @@ def run_prompt(args: argparse.Namespace) -> int:
 
 
 def run_agents_list(args: argparse.Namespace) -> int:
-    for agent in _client(args).call("GET", "/v1/agents")["items"]:
-        state = "ready" if agent["available"] else f"unavailable: {agent['reason']}"
-        print(f"{agent['name']:<12} {agent['kind']:<5} {state}")
-    return 0
+    if args.url:
+        args.token = args.token or os.environ.get("ACPD_TOKEN")
+        return print_agents(_client(args).call("GET", "/v1/agents")["items"], as_json=args.json)
+    from acpd.daemon.agents import all_agent_facts
+
+    return print_agents(all_agent_facts(load_config(args, dict(os.environ))), as_json=args.json)
+
+
+def run_agents_install(args: argparse.Namespace) -> int:
+    return install_agents(args, load_config(args, dict(os.environ)))

@@ -1,0 +1,249 @@
+"""Leaf module: the built-in agent presets as data (claude, codex, gemini, opencode).
+
+Each preset says which pinned npm packages ``acpd agents install`` puts in acpd's agents
+directory, where the program lands, and every argument and environment switch that keeps the
+agent from calling anything but its model API (``shared/reference/real-agents-offline.md``).
+``model_url`` points an agent's model traffic at one base URL (a gateway, or acpd's mock model
+server). Reads nothing and runs nothing: ``config`` turns a preset into an ``AgentConfig`` and
+the daemon inspects and installs. Imports only the stdlib.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+PLACEHOLDER_KEY: Final = "acpd-no-key"
+"""Sent as the API key when a model URL is set and the agent's own key variable is not: a local
+mock accepts anything, and a gateway that needs a real key answers 401 and says so."""
+MODEL_KEY_VARIABLE: Final = "ACPD_MODEL_API_KEY"
+"""Codex reads its custom provider's key from the variable its config names: this one."""
+
+_Env = dict[str, str]
+ModelRoute = Callable[[str, Mapping[str, str]], tuple[_Env, tuple[str, ...]]]
+"""(model base URL, the daemon's environment) → (extra environment, extra arguments)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    name: str
+    description: str
+    packages: tuple[str, ...]
+    """Pinned npm packages, ``name@version``; the first is the one whose version is reported."""
+    program: str
+    """The program inside the install directory, relative to it."""
+    path_command: str
+    """The program's name on PATH, used when acpd has not installed the preset."""
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Always set. ``{dir}`` stands for the preset's directory in acpd's agents directory."""
+    installed_env: Mapping[str, str] = field(default_factory=dict)
+    """Set only when acpd installed the preset (they name files of that install)."""
+    root_env: Mapping[str, str] = field(default_factory=dict)
+    """Set only when the daemon runs as root."""
+    files: Mapping[str, str] = field(default_factory=dict)
+    """Files the daemon writes into the preset's directory before starting it: name → content."""
+    dynamic_env: Callable[[Mapping[str, str]], _Env] | None = None
+    """Environment computed from the daemon's own (to merge with a user's setting, say)."""
+    credential_variables: tuple[str, ...] = ()
+    """Any one of these set in the environment counts as credentials."""
+    credential_files: tuple[str, ...] = ()
+    """Any one of these existing counts too; ``~`` is the home directory."""
+    route_model: ModelRoute | None = None
+    needs_node: bool = True
+    notes: str = ""
+
+
+def _first_key(env: Mapping[str, str], *names: str) -> str:
+    return next((env[name] for name in names if env.get(name)), PLACEHOLDER_KEY)
+
+
+def _claude_route(url: str, env: Mapping[str, str]) -> tuple[_Env, tuple[str, ...]]:
+    extra = {"ANTHROPIC_BASE_URL": url.rstrip("/")}  # Claude Code adds /v1 itself
+    if not (env.get("ANTHROPIC_API_KEY") or env.get("ANTHROPIC_AUTH_TOKEN")):
+        extra["ANTHROPIC_API_KEY"] = PLACEHOLDER_KEY
+    return extra, ()
+
+
+def _codex_route(url: str, env: Mapping[str, str]) -> tuple[_Env, tuple[str, ...]]:
+    # OPENAI_BASE_URL is ignored by Codex's built-in provider (it opens a WebSocket to the cloud),
+    # so the URL goes in a provider of our own, over plain HTTP SSE (the Responses API).
+    provider = "model_providers.acpd"
+    settings = {
+        "model_provider": "acpd",
+        f"{provider}.name": "acpd",
+        f"{provider}.base_url": f"{url.rstrip('/')}/v1",
+        f"{provider}.env_key": MODEL_KEY_VARIABLE,
+        f"{provider}.wire_api": "responses",
+    }
+    args = tuple(arg for key, value in settings.items() for arg in ("-c", f"{key}={json.dumps(value)}"))
+    return {MODEL_KEY_VARIABLE: _first_key(env, MODEL_KEY_VARIABLE, "OPENAI_API_KEY", "CODEX_API_KEY")}, args
+
+
+def _gemini_route(url: str, env: Mapping[str, str]) -> tuple[_Env, tuple[str, ...]]:
+    return {
+        "GOOGLE_GEMINI_BASE_URL": url.rstrip("/"),
+        "GEMINI_API_KEY": _first_key(env, "GEMINI_API_KEY", "GOOGLE_API_KEY"),
+        # An API key against the URL: the settings that select that auth method.
+        "GEMINI_CLI_SYSTEM_SETTINGS_PATH": "{dir}/" + GEMINI_KEY_SETTINGS,
+    }, ()
+
+
+def _gemini_settings(*, api_key: bool) -> str:
+    # System settings override the user's own: only switches that keep Gemini on loopback (and,
+    # when its model traffic is routed, the auth method that goes with a key).
+    settings: dict[str, object] = {
+        "privacy": {"usageStatisticsEnabled": False},
+        "telemetry": {"enabled": False},
+        "general": {"disableAutoUpdate": True, "disableUpdateNag": True},
+    }
+    if api_key:
+        settings["security"] = {"auth": {"selectedType": "gemini-api-key"}}
+    return json.dumps(settings, indent=2) + "\n"
+
+
+GEMINI_SETTINGS: Final = "system-settings.json"
+GEMINI_KEY_SETTINGS: Final = "system-settings-api-key.json"
+
+
+def _opencode_route(url: str, env: Mapping[str, str]) -> tuple[_Env, tuple[str, ...]]:
+    key = _first_key(env, "ANTHROPIC_API_KEY")
+    provider = {"anthropic": {"options": {"baseURL": f"{url.rstrip('/')}/v1", "apiKey": key}}}
+    config = _opencode_config(env, provider=provider)
+    config.setdefault("model", OPENCODE_ROUTED_MODEL)
+    return {"OPENCODE_CONFIG_CONTENT": json.dumps(config)}, ()
+
+
+OPENCODE_ROUTED_MODEL: Final = "anthropic/claude-sonnet-4-5"
+"""opencode's model when its traffic is routed and the user's inline config names none: the URL
+serves the Anthropic Messages API, so an Anthropic model."""
+
+
+def _opencode_env(env: Mapping[str, str]) -> _Env:
+    return {"OPENCODE_CONFIG_CONTENT": json.dumps(_opencode_config(env))}
+
+
+def _opencode_config(env: Mapping[str, str], **extra: object) -> dict[str, object]:
+    """opencode's inline config: the user's own (if any) with our switches on top."""
+    try:
+        config = json.loads(env.get("OPENCODE_CONFIG_CONTENT") or "{}")
+    except ValueError:
+        config = {}
+    if not isinstance(config, dict):
+        config = {}
+    return {**config, "autoupdate": False, "share": "disabled", **extra}
+
+
+def _arch() -> str:
+    machine = platform.machine().lower()
+    return {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64"}.get(machine, machine)
+
+
+PRESETS: Final[Mapping[str, Preset]] = {
+    preset.name: preset
+    for preset in (
+        Preset(
+            name="claude",
+            description="Claude Code through claude-agent-acp (runs the native Claude Code CLI)",
+            packages=("@zed-industries/claude-agent-acp@0.23.1", "@anthropic-ai/claude-code@2.1.330"),
+            program="node_modules/.bin/claude-agent-acp",
+            path_command="claude-agent-acp",
+            env={
+                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+                "DISABLE_TELEMETRY": "1",
+                "DISABLE_ERROR_REPORTING": "1",
+                "DISABLE_AUTOUPDATER": "1",
+                "DISABLE_BUG_COMMAND": "1",
+            },
+            # Without it the SDK runs its bundled JavaScript CLI, which fetches a plugin blocklist
+            # from the internet whatever the traffic switch says.
+            installed_env={"CLAUDE_CODE_EXECUTABLE": "{dir}/node_modules/@anthropic-ai/claude-code/bin/claude.exe"},
+            # Claude Code refuses to skip permission prompts as root otherwise.
+            root_env={"IS_SANDBOX": "1"},
+            credential_variables=("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"),
+            credential_files=("~/.claude/.credentials.json",),
+            route_model=_claude_route,
+        ),
+        Preset(
+            name="codex",
+            description="OpenAI Codex through codex-acp (the native binary)",
+            packages=("@zed-industries/codex-acp@0.16.0",),
+            # The npm launcher forwards no signals; the native binary is started directly.
+            program=f"node_modules/@zed-industries/codex-acp-linux-{_arch()}/bin/codex-acp",
+            path_command="codex-acp",
+            args=("-c", "analytics.enabled=false", "-c", "features.plugins=false"),
+            credential_variables=("OPENAI_API_KEY", "CODEX_API_KEY"),
+            credential_files=("~/.codex/auth.json",),
+            route_model=_codex_route,
+            needs_node=False,
+        ),
+        Preset(
+            name="gemini",
+            description="Google Gemini CLI in ACP mode (gemini --acp)",
+            packages=("@google/gemini-cli@0.61.0",),
+            program="node_modules/.bin/gemini",
+            path_command="gemini",
+            args=("--acp",),
+            env={"GEMINI_TELEMETRY_ENABLED": "false", "GEMINI_CLI_SYSTEM_SETTINGS_PATH": "{dir}/" + GEMINI_SETTINGS},
+            files={
+                GEMINI_SETTINGS: _gemini_settings(api_key=False),
+                GEMINI_KEY_SETTINGS: _gemini_settings(api_key=True),
+            },
+            credential_variables=("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS"),
+            credential_files=("~/.gemini/oauth_creds.json",),
+            route_model=_gemini_route,
+        ),
+        Preset(
+            name="opencode",
+            description="opencode in ACP mode (opencode acp --pure)",
+            packages=("opencode-ai@1.18.33",),
+            program="node_modules/.bin/opencode",
+            path_command="opencode",
+            # --pure: no plugins, which opencode would otherwise fetch from the npm registry.
+            args=("acp", "--pure"),
+            env={
+                "OPENCODE_DISABLE_MODELS_FETCH": "1",
+                "OPENCODE_DISABLE_AUTOUPDATE": "1",
+                "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+                "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1",
+                "OPENCODE_DISABLE_SHARE": "1",
+                "OPENCODE_DISABLE_CLAUDE_CODE": "1",
+                "OPENCODE_DISABLE_EXTERNAL_SKILLS": "1",
+            },
+            dynamic_env=_opencode_env,
+            credential_variables=("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY"),
+            credential_files=("~/.local/share/opencode/auth.json",),
+            route_model=_opencode_route,
+            needs_node=False,
+            notes="opencode acp also probes 127.0.0.1:4096, its own server's default port",
+        ),
+    )
+}
+
+
+def preset_program(preset: Preset, agents_dir: Path) -> Path:
+    return preset_dir(preset, agents_dir) / preset.program
+
+
+def preset_dir(preset: Preset, agents_dir: Path) -> Path:
+    return agents_dir / preset.name
+
+
+def preset_env(preset: Preset, agents_dir: Path, env: Mapping[str, str], *, root: bool, installed: bool) -> _Env:
+    """The switches a preset sets, given the daemon's environment; ``{dir}`` filled in."""
+    extra = {**preset.env}
+    if installed:
+        extra.update(preset.installed_env)
+    if root:
+        extra.update(preset.root_env)
+    if preset.dynamic_env is not None:
+        extra.update(preset.dynamic_env(env))
+    return fill_dir(extra, preset_dir(preset, agents_dir))
+
+
+def fill_dir(values: Mapping[str, str], directory: Path) -> _Env:
+    return {name: value.replace("{dir}", str(directory)) for name, value in values.items()}

@@ -1,0 +1,98 @@
+"""Presets as configuration: what each starts, with which switches, and how a model URL routes it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from acpd.config import AgentConfig, DaemonConfig
+from acpd.presets import PLACEHOLDER_KEY, PRESETS, preset_program
+
+
+def install_fake(agents_dir: Path, name: str) -> Path:
+    program = preset_program(PRESETS[name], agents_dir)
+    program.parent.mkdir(parents=True)
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    return program
+
+
+def test_every_preset_is_an_agent_and_uninstalled_ones_are_looked_up_on_path(tmp_path: Path) -> None:
+    agents = DaemonConfig(agents_dir=str(tmp_path)).all_agents()
+    assert set(PRESETS) | {"mock"} == set(agents)
+    assert agents["gemini"].command == "gemini"
+    assert agents["gemini"].args == ("--acp",)
+    assert not agents["gemini"].installed
+
+
+def test_an_installed_preset_starts_its_own_program(tmp_path: Path) -> None:
+    program = install_fake(tmp_path, "codex")
+    codex = DaemonConfig(agents_dir=str(tmp_path)).all_agents()["codex"]
+    assert codex.command == str(program)
+    assert codex.installed
+    # The switches that keep Codex off the network are always there.
+    assert codex.args[:2] == ("-c", "analytics.enabled=false")
+    assert "features.plugins=false" in codex.args
+
+
+def test_claude_runs_the_installed_native_cli_and_keeps_off_nonessential_traffic(tmp_path: Path) -> None:
+    install_fake(tmp_path, "claude")
+    claude = DaemonConfig(agents_dir=str(tmp_path)).all_agents()["claude"]
+    assert claude.env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
+    assert claude.env["CLAUDE_CODE_EXECUTABLE"].startswith(str(tmp_path / "claude" / "node_modules"))
+
+
+def test_a_model_url_routes_each_preset_to_it_with_a_placeholder_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    agents = DaemonConfig(agents_dir=str(tmp_path), model_url="http://127.0.0.1:9/").all_agents()
+    assert agents["claude"].env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:9"
+    assert agents["claude"].env["ANTHROPIC_API_KEY"] == PLACEHOLDER_KEY
+    assert 'model_providers.acpd.base_url="http://127.0.0.1:9/v1"' in agents["codex"].args
+    assert agents["gemini"].env["GOOGLE_GEMINI_BASE_URL"] == "http://127.0.0.1:9"
+    assert agents["gemini"].env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"].endswith("system-settings-api-key.json")
+    opencode = json.loads(agents["opencode"].env["OPENCODE_CONFIG_CONTENT"])
+    assert opencode["provider"]["anthropic"]["options"]["baseURL"] == "http://127.0.0.1:9/v1"
+    assert opencode["autoupdate"] is False
+
+
+def test_a_users_own_key_is_kept_when_routing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-user-key")
+    claude = DaemonConfig(agents_dir=str(tmp_path), model_url="http://127.0.0.1:9").all_agents()["claude"]
+    assert "ANTHROPIC_API_KEY" not in claude.env  # inherited from the daemon's environment as it is
+
+
+def test_gemini_settings_files_keep_usage_statistics_off(tmp_path: Path) -> None:
+    gemini = DaemonConfig(agents_dir=str(tmp_path)).all_agents()["gemini"]
+    for text in gemini.files.values():
+        assert json.loads(text)["privacy"] == {"usageStatisticsEnabled": False}
+    assert gemini.env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"] in gemini.files
+
+
+def test_a_configured_agent_named_after_a_preset_extends_it(tmp_path: Path) -> None:
+    config = DaemonConfig(
+        agents_dir=str(tmp_path),
+        agents={"codex": AgentConfig(args=("-c", "sandbox_mode=1"), env={"X": "1"})},
+    )
+    codex = config.all_agents()["codex"]
+    assert codex.args[-2:] == ("-c", "sandbox_mode=1")
+    assert "analytics.enabled=false" in codex.args
+    assert codex.env["X"] == "1"
+
+
+def test_a_configured_agent_may_start_from_a_preset_under_another_name(tmp_path: Path) -> None:
+    config = DaemonConfig(agents_dir=str(tmp_path), agents={"fast": AgentConfig(preset="opencode", args=("-x",))})
+    fast = config.all_agents()["fast"]
+    assert fast.command == "opencode"
+    assert fast.args == ("acp", "--pure", "-x")
+
+
+def test_an_agent_without_command_or_preset_is_rejected() -> None:
+    with pytest.raises(ValueError, match="'custom' needs a command, or a preset"):
+        DaemonConfig(agents={"custom": AgentConfig(args=("x",))})
+    with pytest.raises(ValueError, match="unknown preset"):
+        AgentConfig(preset="nope")

@@ -1,0 +1,131 @@
+"""What the daemon reports about its agents (GET /v1/agents, ``acpd agents list``) and installing presets."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import httpx
+import pytest
+
+from acpd.config import DaemonConfig
+from acpd.daemon.agents import all_agent_facts
+from acpd.daemon.install import Progress, install_preset, preset_named
+from acpd.errors import InstallFailed
+from acpd.presets import PRESETS, preset_program
+
+pytestmark = pytest.mark.anyio
+
+NO_KEYS = {"PATH": os.environ["PATH"], "HOME": "/nonexistent-home"}
+
+
+def fake_install(agents_dir: Path, name: str, version: str = "9.9.9") -> None:
+    preset = PRESETS[name]
+    program = preset_program(preset, agents_dir)
+    program.parent.mkdir(parents=True)
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    package = preset.packages[0].rpartition("@")[0]
+    (program.parent.parent / "package.json").write_text(json.dumps({"name": package, "version": version}))
+
+
+def facts_by_name(config: DaemonConfig, env: dict[str, str]) -> dict[str, dict[str, object]]:
+    return {facts["name"]: facts for facts in all_agent_facts(config, env)}
+
+
+def test_an_installed_preset_reports_its_version_source_and_credentials(tmp_path: Path) -> None:
+    fake_install(tmp_path, "codex", "0.16.0")
+    codex = facts_by_name(DaemonConfig(agents_dir=str(tmp_path)), {**NO_KEYS, "OPENAI_API_KEY": "sk-x"})["codex"]
+    assert codex["version"] == "0.16.0"
+    assert codex["source"] == "acpd"
+    assert codex["credentials"] == {"present": True, "source": "$OPENAI_API_KEY"}
+    assert codex["usable"] is True
+    assert codex["reason"] is None
+
+
+def test_a_preset_not_installed_says_how_to_install_it(tmp_path: Path) -> None:
+    env = {"PATH": str(tmp_path / "empty"), "HOME": str(tmp_path)}
+    gemini = facts_by_name(DaemonConfig(agents_dir=str(tmp_path)), env)["gemini"]
+    assert gemini["available"] is False
+    assert "acpd agents install gemini" in str(gemini["reason"])
+
+
+def test_missing_credentials_make_an_installed_preset_unusable_and_say_which_to_set(tmp_path: Path) -> None:
+    fake_install(tmp_path, "codex")
+    codex = facts_by_name(DaemonConfig(agents_dir=str(tmp_path)), NO_KEYS)["codex"]
+    assert codex["usable"] is False
+    assert "$OPENAI_API_KEY" in str(codex["reason"])
+
+
+def test_a_credential_file_counts_and_follows_the_agents_config_home(tmp_path: Path) -> None:
+    fake_install(tmp_path, "codex")
+    (tmp_path / "codex-home").mkdir()
+    (tmp_path / "codex-home" / "auth.json").write_text("{}")
+    env = {**NO_KEYS, "CODEX_HOME": str(tmp_path / "codex-home")}
+    codex = facts_by_name(DaemonConfig(agents_dir=str(tmp_path)), env)["codex"]
+    assert codex["credentials"] == {"present": True, "source": "~/.codex/auth.json"}
+
+
+def test_a_model_url_counts_as_credentials(tmp_path: Path) -> None:
+    fake_install(tmp_path, "codex")
+    config = DaemonConfig(agents_dir=str(tmp_path), model_url="http://127.0.0.1:9")
+    assert facts_by_name(config, NO_KEYS)["codex"]["credentials"] == {"present": True, "source": "modelUrl"}
+
+
+def test_the_mock_agent_is_always_usable(tmp_path: Path) -> None:
+    mock = facts_by_name(DaemonConfig(agents_dir=str(tmp_path)), NO_KEYS)["mock"]
+    assert (mock["usable"], mock["source"]) == (True, "acpd")
+
+
+async def test_get_agents_reports_the_same_facts(client: httpx.AsyncClient, config: DaemonConfig) -> None:
+    items = (await client.get("/v1/agents")).json()["items"]
+    assert [item["name"] for item in items] == [facts["name"] for facts in all_agent_facts(config)]
+    assert {"usable", "reason", "version", "credentials", "source"} <= set(items[0])
+
+
+# -- install, with a stand-in npm on PATH ------------------------------------------------------------
+
+
+def fake_npm(folder: Path, script: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder.mkdir()
+    npm = folder / "npm"
+    npm.write_text("#!/bin/sh\n" + script)
+    npm.chmod(npm.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+
+
+async def test_install_runs_npm_on_the_pinned_manifest_and_reports_progress(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    program = PRESETS["gemini"].program
+    fake_npm(tmp_path / "bin", f'mkdir -p "$(dirname {program})" && echo "$*" > {program}\n', monkeypatch)
+    seen: list[Progress] = []
+    installed = await install_preset(preset_named("gemini"), tmp_path / "agents", seen.append)
+    assert installed == tmp_path / "agents" / "gemini" / program
+    assert installed.read_text().startswith("install --no-audit")
+    manifest = json.loads((tmp_path / "agents" / "gemini" / "package.json").read_text())
+    assert manifest["dependencies"] == {"@google/gemini-cli": "0.61.0"}
+    assert seen[-1].done
+    assert seen[-1].bytes_on_disk > 0
+
+
+async def test_an_unreachable_registry_is_a_clear_install_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_npm(tmp_path / "bin", "echo 'npm error code ENOTFOUND' >&2\nexit 1\n", monkeypatch)
+    with pytest.raises(InstallFailed, match="registry cannot be reached") as caught:
+        await install_preset(preset_named("opencode"), tmp_path / "agents")
+    assert "ENOTFOUND" in caught.value.data["npmOutput"]
+
+
+async def test_install_without_npm_says_to_install_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(InstallFailed, match="npm is not on PATH"):
+        await install_preset(preset_named("claude"), tmp_path / "agents")
+
+
+def test_installing_an_unknown_preset_names_the_known_ones() -> None:
+    with pytest.raises(InstallFailed, match="claude, codex, gemini, opencode"):
+        preset_named("vim")
