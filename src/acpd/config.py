@@ -45,6 +45,9 @@ class AgentConfig(_Frozen):
     description: str = ""
     model_url: str | None = Field(default=None, alias="modelUrl")
     """For a preset: send its model traffic to this base URL (overrides the daemon's ``model_url``)."""
+    continue_sessions: bool = Field(default=True, alias="continueSessions")
+    """After a restart, ask the agent to resume or load its own session. When false (or when the
+    agent cannot), it starts a new one and the transcript is carried to it."""
     installed: bool = False
     """Set on agents that come with acpd or that acpd installed (``acpd agents install``)."""
     files: Mapping[str, str] = Field(default_factory=dict)
@@ -85,6 +88,9 @@ class DaemonConfig(_Frozen):
     """Where ``acpd agents install`` puts agents; empty means ``<data_dir>/agents``."""
     model_url: str | None = None
     """Send every preset agent's model traffic to this base URL (a gateway, or ``acpd mock-model``)."""
+    record_agents: str = ""
+    """When set, a directory: every frame to and from each agent is appended to
+    ``<dir>/<session id>.<agent>.jsonl`` (raw traffic, for bug reports and golden files)."""
     token: str | None = None
     """Bearer token required on every request except health; mandatory when not bound to loopback."""
     allowed_hosts: tuple[str, ...] = ()
@@ -147,6 +153,7 @@ class DaemonConfig(_Frozen):
             cwd=agent.cwd,
             description=agent.description or preset.description,
             model_url=url,
+            continue_sessions=agent.continue_sessions and preset.continue_sessions,
             installed=installed and not agent.command,
             files={str(preset_dir(preset, agents_dir) / name): text for name, text in preset.files.items()},
         )

@@ -54,6 +54,8 @@ class Preset:
     credential_files: tuple[str, ...] = ()
     """Any one of these existing counts too; ``~`` is the home directory."""
     route_model: ModelRoute | None = None
+    continue_sessions: bool = True
+    """False when the agent's own session/load is not to be trusted (acpd carries the transcript)."""
     needs_node: bool = True
     notes: str = ""
 
@@ -176,7 +178,8 @@ PRESETS: Final[Mapping[str, Preset]] = {
             program=f"node_modules/@zed-industries/codex-acp-linux-{_arch()}/bin/codex-acp",
             path_command="codex-acp",
             args=("-c", "analytics.enabled=false", "-c", "features.plugins=false"),
-            credential_variables=("OPENAI_API_KEY", "CODEX_API_KEY"),
+            # codex-acp ignores $OPENAI_API_KEY until a client authenticates; acpd does not, so only
+            # a login (``codex login``) or a model URL counts.
             credential_files=("~/.codex/auth.json",),
             route_model=_codex_route,
             needs_node=False,
@@ -196,6 +199,8 @@ PRESETS: Final[Mapping[str, Preset]] = {
             credential_variables=("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS"),
             credential_files=("~/.gemini/oauth_creds.json",),
             route_model=_gemini_route,
+            # gemini-cli 0.61's session/load fails and overwrites the chat it was asked to load.
+            continue_sessions=False,
         ),
         Preset(
             name="opencode",

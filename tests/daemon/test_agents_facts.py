@@ -6,6 +6,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -31,18 +32,27 @@ def fake_install(agents_dir: Path, name: str, version: str = "9.9.9") -> None:
     (program.parent.parent / "package.json").write_text(json.dumps({"name": package, "version": version}))
 
 
-def facts_by_name(config: DaemonConfig, env: dict[str, str]) -> dict[str, dict[str, object]]:
+def facts_by_name(config: DaemonConfig, env: dict[str, str]) -> dict[str, dict[str, Any]]:
     return {facts["name"]: facts for facts in all_agent_facts(config, env)}
 
 
 def test_an_installed_preset_reports_its_version_source_and_credentials(tmp_path: Path) -> None:
     fake_install(tmp_path, "codex", "0.16.0")
+    fake_install(tmp_path, "claude", "0.23.1")
+    env = {**NO_KEYS, "ANTHROPIC_API_KEY": "sk-x"}
+    facts = facts_by_name(DaemonConfig(agents_dir=str(tmp_path)), env)
+    assert (facts["codex"]["version"], facts["codex"]["source"]) == ("0.16.0", "acpd")
+    claude = facts["claude"]
+    assert claude["credentials"] == {"present": True, "source": "$ANTHROPIC_API_KEY"}
+    assert claude["usable"] is True
+    assert claude["reason"] is None
+
+
+def test_codex_does_not_count_an_api_key_variable_it_ignores(tmp_path: Path) -> None:
+    fake_install(tmp_path, "codex")
     codex = facts_by_name(DaemonConfig(agents_dir=str(tmp_path)), {**NO_KEYS, "OPENAI_API_KEY": "sk-x"})["codex"]
-    assert codex["version"] == "0.16.0"
-    assert codex["source"] == "acpd"
-    assert codex["credentials"] == {"present": True, "source": "$OPENAI_API_KEY"}
-    assert codex["usable"] is True
-    assert codex["reason"] is None
+    assert codex["credentials"]["present"] is False
+    assert "log in with the agent's own CLI" in str(codex["reason"])
 
 
 def test_a_preset_not_installed_says_how_to_install_it(tmp_path: Path) -> None:
@@ -53,10 +63,10 @@ def test_a_preset_not_installed_says_how_to_install_it(tmp_path: Path) -> None:
 
 
 def test_missing_credentials_make_an_installed_preset_unusable_and_say_which_to_set(tmp_path: Path) -> None:
-    fake_install(tmp_path, "codex")
-    codex = facts_by_name(DaemonConfig(agents_dir=str(tmp_path)), NO_KEYS)["codex"]
-    assert codex["usable"] is False
-    assert "$OPENAI_API_KEY" in str(codex["reason"])
+    fake_install(tmp_path, "claude")
+    claude = facts_by_name(DaemonConfig(agents_dir=str(tmp_path)), NO_KEYS)["claude"]
+    assert claude["usable"] is False
+    assert "$ANTHROPIC_API_KEY" in str(claude["reason"])
 
 
 def test_a_credential_file_counts_and_follows_the_agents_config_home(tmp_path: Path) -> None:

@@ -45,6 +45,13 @@ async def test_a_detached_command_started_since_the_mark_is_stopped_and_the_agen
             assert messages_of(await agent.receive()) == [{"still": "here"}]
 
 
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+async def test_an_agent_killed_by_a_signal_is_reported_as_killed_by_it_through_the_keeper(signum: int) -> None:
+    async with open_process_transport(ProcessSpec(sys.executable, [str(AGENT), "die", str(int(signum))])) as agent:
+        with anyio.fail_after(5):
+            assert await agent.wait() == -signum
+
+
 async def test_a_detached_command_older_than_the_mark_is_left_running() -> None:
     async with open_process_transport(ProcessSpec(sys.executable, [str(AGENT), "tools"])) as agent:
         with anyio.fail_after(5):

@@ -20,13 +20,16 @@ from anyio.abc import TaskStatus
 
 from acpd import __version__
 from acpd.adapters.base import BackendState, SessionHost
+from acpd.adapters.toolcalls import ToolCallLedger, usage_of
 from acpd.config import AgentConfig
 from acpd.errors import AgentError, AgentExited, AgentUnavailable, ConnectionClosed, RpcError
-from acpd.protocol import methods
+from acpd.protocol import jsonrpc, methods
 from acpd.protocol.framing import Frame, FrameTooLong
 from acpd.protocol.jsonio import JsonObject, JsonValue
 from acpd.rpc.peer import JsonRpcPeer
+from acpd.transports.base import Transport
 from acpd.transports.process import ProcessSpec, ProcessTransport, open_process_transport, process_mark
+from acpd.transports.recording import RecordingTransport
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +50,10 @@ class AcpBackend:
         *,
         cwd: str,
         mcp_servers: Sequence[JsonObject] = (),
+        record_dir: str | None = None,
     ) -> None:
         self.name = name
+        self._record_dir = record_dir
         self._config = config
         self._cwd = cwd
         self._mcp_servers = list(mcp_servers)
@@ -58,6 +63,7 @@ class AcpBackend:
         self._backend_session_id: str | None = None
         self._replaying = False
         self._cancelled = False  # during a turn: a cancel was sent, so stop what the turn left running
+        self._ledger = ToolCallLedger()
         self._stopped = anyio.Event()
         self._env = {**os.environ, **config.env}
 
@@ -79,7 +85,7 @@ class AcpBackend:
             async with open_process_transport(spec) as proc:
                 self._proc = proc
                 peer = JsonRpcPeer(
-                    proc,
+                    self._recorded(proc, host.session_id),
                     on_request=self._on_request,
                     on_notification=self._on_notification,
                     on_invalid=self._on_invalid,
@@ -100,6 +106,11 @@ class AcpBackend:
             if started:
                 host.backend_exited(returncode, stderr_tail)
 
+    def _recorded(self, transport: Transport, session_id: str) -> Transport:
+        if not self._record_dir:
+            return transport
+        return RecordingTransport(transport, Path(self._record_dir) / f"{session_id}.{self.name}.jsonl")
+
     async def _open_session(self, peer: JsonRpcPeer, resume_id: str | None) -> BackendState:
         try:
             init = _object(
@@ -113,7 +124,8 @@ class AcpBackend:
                 )
             )
             caps = _object(init.get("agentCapabilities"))
-            state = await self._continue_session(peer, caps, resume_id) if resume_id else None
+            resumable = resume_id if self._config.continue_sessions else None
+            state = await self._continue_session(peer, caps, resumable) if resumable else None
             if state is None:
                 result = _object(
                     await peer.request(methods.SESSION_NEW, {"cwd": self._cwd, "mcpServers": self._mcp_servers})
@@ -164,18 +176,24 @@ class AcpBackend:
         peer = self._live_peer()
         mark = process_mark()
         self._cancelled = False
+        result: JsonObject = {}
         try:
-            result = await peer.request(
-                methods.SESSION_PROMPT, {"sessionId": self._backend_session_id, "prompt": prompt}
+            result = _object(
+                await peer.request(methods.SESSION_PROMPT, {"sessionId": self._backend_session_id, "prompt": prompt})
             )
         except ConnectionClosed as exc:
             raise AgentExited(f"agent {self.name!r} exited during the turn{self._stderr_hint()}") from exc
         finally:
-            if self._cancelled and self._proc is not None:
-                # codex-acp answers a cancel but leaves the command running in its own session.
-                with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True):
+                if self._cancelled and self._proc is not None:
+                    # codex-acp answers a cancel but leaves the command running in its own session.
                     await self._proc.stop_detached_since(mark)
-        return _object(result)
+                stop_reason = result.get("stopReason")
+                for update in self._ledger.close_open(stop_reason if isinstance(stop_reason, str) else None):
+                    await self._emit_update(update)
+        if "usage" not in result and (usage := usage_of(result)) is not None:
+            result = {**result, "usage": usage}
+        return result
 
     async def cancel(self) -> None:
         self._cancelled = True
@@ -208,13 +226,28 @@ class AcpBackend:
         host = self._require_host()
         if isinstance(params, dict) and "sessionId" in params:
             params["sessionId"] = host.session_id
-        await host.emit(message)
+        update = params.get("update") if isinstance(params, dict) else None
+        if method != methods.SESSION_UPDATE or not isinstance(update, dict):
+            await host.emit(message)
+            return
+        for normalized in self._ledger.on_update(update):
+            if normalized is update:
+                await host.emit(message)  # unchanged: recorded as the agent sent it
+            else:
+                await self._emit_update(normalized)
+
+    async def _emit_update(self, update: JsonObject) -> None:
+        host = self._require_host()
+        await host.emit(jsonrpc.notification(methods.SESSION_UPDATE, {"sessionId": host.session_id, "update": update}))
 
     async def _on_request(self, method: str, params: JsonValue, message: JsonObject) -> JsonValue:
         host = self._require_host()
         if method == methods.SESSION_REQUEST_PERMISSION:
             if isinstance(params, dict):
                 params["sessionId"] = host.session_id
+                announced = self._ledger.on_permission(params.get("toolCall"))
+                if announced is not None:
+                    await self._emit_update(announced)
             return await host.request_permission(message)
         if method.startswith(("fs/", "terminal/")):
             if not isinstance(params, dict):

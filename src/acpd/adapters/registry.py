@@ -11,12 +11,19 @@ from acpd.errors import ConfigError
 from acpd.protocol.jsonio import JsonObject
 
 
-def create_backend(name: str, config: AgentConfig, *, cwd: str, mcp_servers: Sequence[JsonObject] = ()) -> Backend:
+def create_backend(
+    name: str,
+    config: AgentConfig,
+    *,
+    cwd: str,
+    mcp_servers: Sequence[JsonObject] = (),
+    record_dir: str | None = None,
+) -> Backend:
     """A backend for the agent ``name``, not yet started.
 
     Raises:
         ConfigError: the agent's kind is unknown.
     """
     if config.kind == "acp":
-        return AcpBackend(name, config, cwd=cwd, mcp_servers=mcp_servers)
+        return AcpBackend(name, config, cwd=cwd, mcp_servers=mcp_servers, record_dir=record_dir)
     raise ConfigError(f"agent {name!r} has unknown kind {config.kind!r}")  # pragma: no cover - Literal-typed

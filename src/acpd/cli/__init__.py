@@ -23,9 +23,16 @@ from acpd.config import AgentConfig, DaemonConfig, Policy
 from acpd.errors import AcpdError
 from acpd.protocol import jsonio
 
+PASS_THROUGH = ("mock-agent", "mock-model")
+"""Commands whose arguments are their own program's: argparse's REMAINDER drops leading options."""
+
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in PASS_THROUGH:
+        args = argparse.Namespace(rest=words[1:], run=run_mock_agent if words[0] == "mock-agent" else run_mock_model)
+    else:
+        args = build_parser().parse_args(words)
     try:
         code = args.run(args)
     except (AcpdError, DaemonError) as exc:
@@ -62,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     mock.add_argument("rest", nargs=argparse.REMAINDER)
     mock.set_defaults(run=run_mock_agent)
 
+    model = commands.add_parser(
+        "mock-model",
+        help="run the mock model server (Anthropic, OpenAI, Gemini APIs) for testing agents offline",
+        add_help=False,
+    )
+    model.add_argument("rest", nargs=argparse.REMAINDER)
+    model.set_defaults(run=run_mock_model)
+
     _client_commands(commands)
     return parser
 
@@ -72,6 +87,7 @@ def _daemon_options(parser: argparse.ArgumentParser, *, log_level: str) -> None:
     parser.add_argument("--data-dir", help="data directory (default $XDG_DATA_HOME/acpd)")
     parser.add_argument("--agents-dir", help="where presets are installed (default <data dir>/agents)")
     parser.add_argument("--model-url", help="send every preset agent's model traffic here (or ACPD_MODEL_URL)")
+    parser.add_argument("--record-agents", metavar="DIR", help="append every agent's raw traffic to DIR/*.jsonl")
     parser.add_argument("--config", help="TOML config file (default $XDG_CONFIG_HOME/acpd/config.toml if present)")
     parser.add_argument("--token", help="bearer token clients must send (or ACPD_TOKEN)")
     parser.add_argument("--log-level", default=log_level, choices=["debug", "info", "warning", "error"])
@@ -121,6 +137,7 @@ ENV_SETTINGS = (
     ("data_dir", "ACPD_DATA_DIR"),
     ("agents_dir", "ACPD_AGENTS_DIR"),
     ("model_url", "ACPD_MODEL_URL"),
+    ("record_agents", "ACPD_RECORD_AGENTS"),
 )
 
 
@@ -134,7 +151,7 @@ def load_config(args: argparse.Namespace, env: dict[str, str]) -> DaemonConfig:
     for key, env_name in ENV_SETTINGS:
         if env.get(env_name):
             values[key] = env[env_name]
-    for key in ("host", "port", "db", "data_dir", "agents_dir", "model_url", "token"):
+    for key in ("host", "port", "db", "data_dir", "agents_dir", "model_url", "record_agents", "token"):
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)
     return DaemonConfig.model_validate(values)
@@ -197,6 +214,12 @@ def run_mock_agent(args: argparse.Namespace) -> int:
     from acpd.testing.mock_agent import main as mock_main
 
     return int(mock_main(args.rest))
+
+
+def run_mock_model(args: argparse.Namespace) -> int:
+    from acpd.testing.model_server import main as model_main
+
+    return model_main(args.rest)
 
 
 # -- client commands -----------------------------------------------------------------------------

@@ -138,5 +138,6 @@ def _unusable(
         return f"{preset.name} is a Node.js program and `node` is not on PATH"
     if credentials["present"] is False and preset is not None:
         names = ", ".join(f"${name}" for name in preset.credential_variables)
-        return f"no credentials: set one of {names}, log in with the agent's own CLI, or set a model URL"
+        choices = f"set one of {names}, log in" if names else "log in"
+        return f"no credentials: {choices} with the agent's own CLI, or set a model URL"
     return None

@@ -295,6 +295,7 @@ class SessionRuntime:
                 self._agent_config(),
                 cwd=self.cwd,
                 mcp_servers=list(self.doc.get("mcpServers") or []),
+                record_dir=self._deps.config.record_agents or None,
             )
             state = await self._deps.task_group.start(self._run_backend, backend)
             self._backend = backend

@@ -147,7 +147,8 @@ def _finish(status: int) -> int:
     if os.WIFSIGNALED(status):
         # Die the same way, so the daemon sees the agent's signal as this process's own.
         signum = os.WTERMSIG(status)
-        signal.signal(signum, signal.SIG_DFL)
+        with contextlib.suppress(OSError, ValueError):  # SIGKILL and SIGSTOP have no disposition to reset
+            signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
         os.kill(os.getpid(), signum)
         return 128 + signum  # only reached for a signal whose default action is not to terminate

@@ -1,0 +1,77 @@
+"""The tool-call ledger: one coherent lifecycle per tool call, whatever order the agent used."""
+
+from __future__ import annotations
+
+from acpd.adapters.toolcalls import ToolCallLedger, usage_of
+from acpd.protocol.jsonio import JsonObject
+
+
+def call(status: str = "pending", kind: str = "tool_call", **fields: object) -> JsonObject:
+    return {"sessionUpdate": kind, "toolCallId": "c1", "status": status, **fields}
+
+
+def test_the_ordinary_order_passes_through_unchanged() -> None:
+    ledger = ToolCallLedger()
+    first, done = call(title="Run"), call("completed", "tool_call_update")
+    assert ledger.on_update(first) == [first]
+    assert ledger.on_permission({"toolCallId": "c1", "title": "Run"}) is None
+    assert ledger.on_update(done) == [done]
+    assert ledger.close_open("end_turn") == []
+
+
+def test_a_permission_for_an_unannounced_call_announces_it_first_codex_style() -> None:
+    ledger = ToolCallLedger()
+    announced = ledger.on_permission(
+        {"toolCallId": "c1", "title": "echo hi", "kind": "execute", "status": "in_progress"}
+    )
+    assert announced == {
+        "sessionUpdate": "tool_call",
+        "toolCallId": "c1",
+        "title": "echo hi",
+        "kind": "execute",
+        "status": "pending",
+        "_meta": {"acpd": {"synthesized": "session/request_permission"}},
+    }
+    # codex-acp then sends its tool_call after approval: it becomes an update of the same call.
+    [progress] = ledger.on_update(call("in_progress", rawInput={"command": ["echo", "hi"]}))
+    assert progress["sessionUpdate"] == "tool_call_update"
+    assert progress["_meta"] == {"acpd": {"rewritten": "tool_call"}}
+    assert progress["rawInput"] == {"command": ["echo", "hi"]}
+
+
+def test_an_update_for_an_unknown_call_announces_it_and_keeps_the_agents_meta() -> None:
+    ledger = ToolCallLedger()
+    [announced] = ledger.on_update(call("completed", "tool_call_update", _meta={"gemini": 1}))
+    assert announced["sessionUpdate"] == "tool_call"
+    assert announced["title"] == "Tool call"
+    assert announced["_meta"] == {"gemini": 1, "acpd": {"rewritten": "tool_call_update"}}
+    assert ledger.close_open("end_turn") == []
+
+
+def test_calls_left_open_are_failed_at_the_end_of_the_turn_saying_why() -> None:
+    ledger = ToolCallLedger()
+    ledger.on_update(call("in_progress"))
+    ledger.on_update({**call(), "toolCallId": "c2"})
+    ledger.on_update({**call("failed", "tool_call_update"), "toolCallId": "c2"})
+    [closed] = ledger.close_open("cancelled")
+    assert closed == {
+        "sessionUpdate": "tool_call_update",
+        "toolCallId": "c1",
+        "status": "failed",
+        "_meta": {"acpd": {"synthesized": "cancelled"}},
+    }
+    assert ledger.close_open("end_turn") == []
+
+
+def test_other_updates_and_malformed_permissions_are_left_alone() -> None:
+    ledger = ToolCallLedger()
+    chunk: JsonObject = {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": "x"}}
+    assert ledger.on_update(chunk) == [chunk]
+    assert ledger.on_permission("not an object") is None
+    assert ledger.on_permission({"title": "no id"}) is None
+
+
+def test_gemini_quota_becomes_acp_usage() -> None:
+    result: JsonObject = {"_meta": {"quota": {"token_count": {"input_tokens": 431, "output_tokens": 24}}}}
+    assert usage_of(result) == {"inputTokens": 431, "outputTokens": 24, "totalTokens": 455}
+    assert usage_of({"stopReason": "end_turn"}) is None
