@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +42,10 @@ def daemon_env(home: Path) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def running_daemon(home: Path, *extra: str) -> AsyncIterator[Daemon]:
+async def running_daemon(home: Path, *extra: str, env: Mapping[str, str] | None = None) -> AsyncIterator[Daemon]:
     """Start ``acpd serve --port 0 [extra…]`` with its data under ``home``; SIGTERM it on exit.
+
+    ``env`` adds to (and overrides) the daemon's environment.
 
     Raises:
         RuntimeError: it exited before listening (the message ends with its log's tail).
@@ -55,7 +57,7 @@ async def running_daemon(home: Path, *extra: str) -> AsyncIterator[Daemon]:
             [sys.executable, "-m", "acpd", "serve", "--port", "0", "--port-file", f"/dev/fd/{ready_write}", *extra],
             stdout=log,
             stderr=log,
-            env=daemon_env(home),
+            env={**daemon_env(home), **(env or {})},
             pass_fds=(ready_write,),
         )
     os.close(ready_write)

@@ -1,0 +1,108 @@
+"""Real agents through acpd, offline: the pinned npm agents against acpd's mock model server.
+
+The agents come from ``scripts/setup-agents`` (``acpd agents install --all`` into
+``.cache/agents``). Without them these tests skip, unless ``ACPD_REQUIRE_AGENTS=1`` (CI), which
+makes a missing agent a failure. ``scripts/test`` runs this directory inside ``unshare -n`` where
+it can, so an agent could not reach anything but loopback even if a switch were missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from acpd.presets import PRESETS, preset_program
+from acpd.testing.daemon import Daemon, running_daemon
+from acpd.testing.model_server import MockModelServer, serve_mock_model
+
+ROOT = Path(__file__).parents[2]
+AGENTS_DIR = Path(os.environ.get("ACPD_TEST_AGENTS_DIR") or ROOT / ".cache" / "agents")
+REQUIRED = os.environ.get("ACPD_REQUIRE_AGENTS") == "1"
+# Every write asks: opencode's own default would run bash without asking.
+OPENCODE_PERMISSIONS = '{"permission": {"bash": "ask", "edit": "ask"}}'
+
+
+def require_agent(name: str) -> None:
+    if not preset_program(PRESETS[name], AGENTS_DIR).is_file():
+        message = f"{name} is not installed in {AGENTS_DIR}: run scripts/setup-agents"
+        if REQUIRED:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def codex_config() -> str:
+    # Codex's sandbox needs bubblewrap; without it, commands run unsandboxed (still approved first).
+    sandbox = "workspace-write" if shutil.which("bwrap") else "danger-full-access"
+    return f'[agents.codex]\nargs = ["-c", \'approval_policy="untrusted"\', "-c", \'sandbox_mode="{sandbox}"\']\n'
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[MockModelServer]:
+    async with serve_mock_model() as server:
+        yield server
+
+
+class AgentDaemon:
+    """Starts acpd daemons (one at a time) on one data directory, routed to the mock model."""
+
+    def __init__(self, home: Path, model: MockModelServer) -> None:
+        self.home = home
+        self.model = model
+        self.work = home / "work"
+        self.work.mkdir(parents=True, exist_ok=True)
+        (home / "tmp").mkdir(exist_ok=True)
+        self.config = home / "acpd.toml"
+        self.config.write_text(codex_config())
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient]]:
+        args = ("--agents-dir", str(AGENTS_DIR), "--model-url", self.model.url, "--config", str(self.config))
+        # codex-acp's sandbox refuses a CODEX_HOME inside TMPDIR: keep the temp dir beside it.
+        env = {"TMPDIR": str(self.home / "tmp"), "OPENCODE_CONFIG_CONTENT": OPENCODE_PERMISSIONS}
+        async with (
+            running_daemon(self.home, *args, env=env) as daemon,
+            httpx.AsyncClient(base_url=daemon.url, timeout=60) as http,
+        ):
+            yield daemon, http
+
+
+@pytest.fixture
+def agent_daemon(tmp_path: Path, model: MockModelServer) -> AgentDaemon:
+    return AgentDaemon(tmp_path, model)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_agent_survives() -> Iterator[None]:
+    yield
+    left = agent_processes()
+    assert left == [], f"agent processes still running after the suite: {left}"
+
+
+def agent_processes() -> list[tuple[int, str]]:
+    """Processes whose command line names the agents directory."""
+    found = []
+    needle = str(AGENTS_DIR).encode()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if needle in cmdline:
+            found.append((int(name), cmdline.replace(b"\0", b" ").decode(errors="replace")[:200]))
+    return found
+
+
+def update_of(event: dict[str, Any]) -> dict[str, Any] | None:
+    params = event["payload"].get("params")
+    update = params.get("update") if isinstance(params, dict) else None
+    return update if isinstance(update, dict) else None

@@ -1,0 +1,236 @@
+"""Each real agent through acpd, offline, over REST and over ACP: a permission round trip, a
+tool call, a text reply, usage, a cancel, and a daemon restart followed by session/load."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+from acpd.protocol import jsonio
+from acpd.protocol.jsonio import JsonObject
+from tests.e2e.sse import sse_events
+from tests.processes import pidfds, wait_all_ended
+
+from .conftest import AgentDaemon, agent_processes, require_agent, update_of
+from .scenarios import SCENARIOS, WRITE, slow_command
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.agents]
+
+AGENTS = sorted(SCENARIOS)
+TURN_SECONDS = 90
+
+
+async def new_session(http: httpx.AsyncClient, agent: str, cwd: str, permissions: str = "ask") -> str:
+    response = await http.post(
+        "/v1/sessions", json={"agent": agent, "cwd": cwd, "policy": {"permissions": permissions}}
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def events(http: httpx.AsyncClient, session_id: str) -> list[dict[str, Any]]:
+    return list((await http.get(f"/v1/sessions/{session_id}/events", params={"limit": 5000})).json()["items"])
+
+
+def lifecycle_problems(updates: list[JsonObject]) -> list[str]:
+    """Every tool call: one tool_call first, only updates after it, and a final status."""
+    problems, status = [], {}
+    for update in updates:
+        kind, call = update.get("sessionUpdate"), update.get("toolCallId")
+        if kind == "tool_call":
+            if call in status:
+                problems.append(f"{call}: a second tool_call")
+            status[call] = update.get("status", "pending")
+        elif kind == "tool_call_update":
+            if call not in status:
+                problems.append(f"{call}: an update before its tool_call")
+            status[call] = update.get("status") or status.get(call)
+    problems += [f"{call}: left {state}" for call, state in status.items() if state not in ("completed", "failed")]
+    return problems
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+async def test_over_rest_the_agent_asks_permission_runs_the_tool_replies_and_reports_usage(
+    agent: str, agent_daemon: AgentDaemon
+) -> None:
+    require_agent(agent)
+    prompt = SCENARIOS[agent].run(WRITE)
+    async with agent_daemon.running() as (_, http):
+        session_id = await new_session(http, agent, str(agent_daemon.work))
+        answer: dict[str, Any] = {}
+
+        async def run_turn() -> None:
+            answer.update((await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": prompt})).json())
+
+        with anyio.fail_after(TURN_SECONDS):
+            async with (
+                anyio.create_task_group() as tg,
+                http.stream("GET", f"/v1/sessions/{session_id}/events/stream") as stream,
+            ):
+                tg.start_soon(run_turn)
+                async for event in sse_events(stream):
+                    if event["payload"].get("method") == "session/request_permission":
+                        [pending] = (await http.get(f"/v1/sessions/{session_id}/permissions")).json()["items"]
+                        reply = await http.post(
+                            f"/v1/sessions/{session_id}/permissions/{pending['id']}", json={"reply": "once"}
+                        )
+                        assert reply.status_code == 200, reply.text
+                        break
+        log = await events(http, session_id)
+    assert answer["stopReason"] == "end_turn", answer
+    assert "All done. Tool said:" in answer["text"]
+    assert (agent_daemon.work / "hi.txt").read_text() == "hi\n"
+    updates = [u for e in log if (u := update_of(e))]
+    assert lifecycle_problems(updates) == []
+    methods = [
+        e["payload"].get("method") or e["payload"].get("params", {}).get("update", {}).get("sessionUpdate") for e in log
+    ]
+    first_call = next(i for i, e in enumerate(log) if (update_of(e) or {}).get("sessionUpdate") == "tool_call")
+    assert first_call < methods.index("session/request_permission"), "the tool call is announced before permission"
+    reported = answer.get("usage") or next((u for u in updates if u["sessionUpdate"] == "usage_update"), None)
+    assert reported, "usage: in the answer or as usage_update"
+    assert agent_daemon.model.requests, "the agent talked to the mock model"
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+async def test_over_acp_an_editor_answers_permission_and_sees_a_coherent_tool_call(
+    agent: str, agent_daemon: AgentDaemon
+) -> None:
+    require_agent(agent)
+    async with agent_daemon.running() as (daemon, _):
+        url = daemon.url.replace("http://", "ws://") + f"/v1/rpc?agent={agent}"
+        editor = Editor()
+        with anyio.fail_after(TURN_SECONDS):
+            async with connect(url) as ws:
+                editor.ws = ws
+                await editor.call("initialize", {"protocolVersion": 1, "clientCapabilities": {}})
+                new = await editor.call("session/new", {"cwd": str(agent_daemon.work), "mcpServers": []})
+                prompt = [{"type": "text", "text": SCENARIOS[agent].run(WRITE)}]
+                result = await editor.call("session/prompt", {"sessionId": new["sessionId"], "prompt": prompt})
+    assert result["stopReason"] == "end_turn"
+    assert editor.permissions == 1
+    assert lifecycle_problems(editor.updates) == []
+    assert (agent_daemon.work / "hi.txt").read_text() == "hi\n"
+    text = "".join(u["content"].get("text", "") for u in editor.updates if u["sessionUpdate"] == "agent_message_chunk")
+    assert "All done. Tool said:" in text
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+async def test_cancel_ends_the_turn_and_stops_the_running_command(agent: str, agent_daemon: AgentDaemon) -> None:
+    require_agent(agent)
+    marker = f"acpd-e2e-{uuid.uuid4().hex}"
+    prompt = SCENARIOS[agent].run(slow_command(marker))
+    async with agent_daemon.running() as (_, http):
+        session_id = await new_session(http, agent, str(agent_daemon.work), permissions="allow")
+        answer: dict[str, Any] = {}
+
+        async def run_turn() -> None:
+            answer.update((await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": prompt})).json())
+
+        with anyio.fail_after(TURN_SECONDS):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run_turn)
+                pids = await command_started(marker)
+                with pidfds(pids) as fds:
+                    assert (await http.post(f"/v1/sessions/{session_id}/cancel")).json() == {"cancelled": True}
+                    await wait_all_ended(fds)
+        log = await events(http, session_id)
+    assert answer["stopReason"] == "cancelled"
+    assert lifecycle_problems([u for e in log if (u := update_of(e))]) == []
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+async def test_after_a_daemon_restart_session_load_replays_the_history_and_the_conversation_goes_on(
+    agent: str, agent_daemon: AgentDaemon
+) -> None:
+    require_agent(agent)
+    async with agent_daemon.running() as (_, http):
+        session_id = await new_session(http, agent, str(agent_daemon.work), permissions="allow")
+        with anyio.fail_after(TURN_SECONDS):
+            first = await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": SCENARIOS[agent].run(WRITE)})
+        assert first.json()["stopReason"] == "end_turn"
+    async with agent_daemon.running() as (daemon, _):
+        url = daemon.url.replace("http://", "ws://") + "/v1/rpc"
+        editor = Editor()
+        with anyio.fail_after(TURN_SECONDS):
+            async with connect(url) as ws:
+                editor.ws = ws
+                await editor.call("initialize", {"protocolVersion": 1, "clientCapabilities": {}})
+                await editor.call(
+                    "session/load", {"sessionId": session_id, "cwd": str(agent_daemon.work), "mcpServers": []}
+                )
+                replayed = list(editor.updates)
+                prompt = [{"type": "text", "text": "mock:text=still here after the restart"}]
+                result = await editor.call("session/prompt", {"sessionId": session_id, "prompt": prompt})
+    kinds = [u["sessionUpdate"] for u in replayed]
+    assert kinds.index("user_message_chunk") < kinds.index("tool_call") < kinds.index("agent_message_chunk")
+    assert result["stopReason"] == "end_turn"
+    text = "".join(
+        u["content"].get("text", "")
+        for u in editor.updates[len(replayed) :]
+        if u["sessionUpdate"] == "agent_message_chunk"
+    )
+    assert "still here after the restart" in text
+
+
+class Editor:
+    """A minimal ACP client over WebSocket that allows every permission once."""
+
+    def __init__(self) -> None:
+        self.ws: Any = None
+        self.updates: list[JsonObject] = []
+        self.permissions = 0
+        self._next_id = 0
+
+    async def call(self, method: str, params: JsonObject) -> Any:
+        self._next_id += 1
+        request_id = self._next_id
+        await self.ws.send(jsonio.dumps_str({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}))
+        while True:
+            message = jsonio.loads(await self.ws.recv())
+            assert isinstance(message, dict)
+            if message.get("method") == "session/update":
+                self.updates.append(message["params"]["update"])
+            elif message.get("method") == "session/request_permission":
+                await self._allow(message)
+            elif message.get("id") == request_id:
+                assert "error" not in message, message
+                return message["result"]
+
+    async def _allow(self, request: JsonObject) -> None:
+        self.permissions += 1
+        options = request["params"]["options"]
+        option = next(o for o in options if o["kind"] == "allow_once")
+        outcome = {"outcome": {"outcome": "selected", "optionId": option["optionId"]}}
+        await self.ws.send(jsonio.dumps_str({"jsonrpc": "2.0", "id": request["id"], "result": outcome}))
+
+
+async def command_started(marker: str) -> list[int]:
+    """The pids of the processes running the marked command, once there are some (bounded by the caller)."""
+    while True:
+        pids = [pid for pid, cmdline in all_cmdlines() if marker in cmdline and "python3" in cmdline]
+        if pids:
+            return pids
+        await anyio.sleep(0.05)  # nothing to wait on: the agent starts the command when its model says so
+
+
+def all_cmdlines() -> list[tuple[int, str]]:
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    found.append((int(name), f.read().replace(b"\0", b" ").decode(errors="replace")))
+            except OSError:
+                continue
+    return found
+
+
+def test_no_agent_process_is_left_from_this_module() -> None:
+    assert agent_processes() == []
