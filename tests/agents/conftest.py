@@ -25,6 +25,7 @@ from acpd.testing.model_server import MockModelServer, serve_mock_model
 ROOT = Path(__file__).parents[2]
 AGENTS_DIR = Path(os.environ.get("ACPD_TEST_AGENTS_DIR") or ROOT / ".cache" / "agents")
 REQUIRED = os.environ.get("ACPD_REQUIRE_AGENTS") == "1"
+RECORD_DIR = os.environ.get("ACPD_TEST_RECORD_DIR", "")
 # Every write asks: opencode's own default would run bash without asking.
 OPENCODE_PERMISSIONS = '{"permission": {"bash": "ask", "edit": "ask"}}'
 
@@ -63,7 +64,16 @@ class AgentDaemon:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient]]:
-        args = ("--agents-dir", str(AGENTS_DIR), "--model-url", self.model.url, "--config", str(self.config))
+        args: tuple[str, ...] = (
+            "--agents-dir",
+            str(AGENTS_DIR),
+            "--model-url",
+            self.model.url,
+            "--config",
+            str(self.config),
+        )
+        if RECORD_DIR:
+            args = (*args, "--record-agents", RECORD_DIR)  # scripts/record-goldens
         # codex-acp's sandbox refuses a CODEX_HOME inside TMPDIR: keep the temp dir beside it.
         env = {"TMPDIR": str(self.home / "tmp"), "OPENCODE_CONFIG_CONTENT": OPENCODE_PERMISSIONS}
         async with (

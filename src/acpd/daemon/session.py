@@ -57,6 +57,7 @@ class SessionRuntime:
         self._policy = Policy.model_validate(doc.get("policy") or {})
         self._backend: Backend | None = None
         self._backend_lock = anyio.Lock()
+        self._early: list[JsonObject] | None = None  # while an agent starts: what it said before agent_started
         self._turn_lock = anyio.Lock()
         self._current: Turn | None = None
         self._queued = 0
@@ -118,6 +119,10 @@ class SessionRuntime:
     # -- what the backend says (SessionHost) -----------------------------------------------------
 
     async def emit(self, message: JsonObject) -> None:
+        if self._early is not None:
+            # The agent spoke before its session/new answer was adopted: _acpd/agent_started first.
+            self._early.append(message)
+            return
         params = message.get("params")
         update = params.get("update") if isinstance(params, dict) else None
         if isinstance(update, dict) and not self._observe(update):
@@ -297,9 +302,15 @@ class SessionRuntime:
                 mcp_servers=list(self.doc.get("mcpServers") or []),
                 record_dir=self._deps.config.record_agents or None,
             )
-            state = await self._deps.task_group.start(self._run_backend, backend)
-            self._backend = backend
-            await self._adopt(state)
+            self._early = []
+            try:
+                state = await self._deps.task_group.start(self._run_backend, backend)
+                self._backend = backend
+                await self._adopt(state)
+            finally:
+                early, self._early = self._early, None
+            for message in early:
+                await self.emit(message)
             return backend
 
     async def _run_backend(self, backend: Backend, *, task_status: TaskStatus[BackendState]) -> None:
