@@ -191,7 +191,14 @@ PRESETS: Final[Mapping[str, Preset]] = {
             program="node_modules/.bin/gemini",
             path_command="gemini",
             args=("--acp",),
-            env={"GEMINI_TELEMETRY_ENABLED": "false", "GEMINI_CLI_SYSTEM_SETTINGS_PATH": "{dir}/" + GEMINI_SETTINGS},
+            env={
+                "GEMINI_TELEMETRY_ENABLED": "false",
+                "GEMINI_CLI_SYSTEM_SETTINGS_PATH": "{dir}/" + GEMINI_SETTINGS,
+                # Folder trust is Gemini's interactive "do you trust this folder?"; the client that
+                # chose the session's directory has answered it, and an untrusted folder refuses
+                # the autoEdit and yolo modes. acpd's permission policy still applies.
+                "GEMINI_CLI_TRUST_WORKSPACE": "true",
+            },
             files={
                 GEMINI_SETTINGS: _gemini_settings(api_key=False),
                 GEMINI_KEY_SETTINGS: _gemini_settings(api_key=True),

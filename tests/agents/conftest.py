@@ -38,10 +38,20 @@ def require_agent(name: str) -> None:
         pytest.skip(message)
 
 
-def codex_config() -> str:
-    # Codex's sandbox needs bubblewrap; without it, commands run unsandboxed (still approved first).
-    sandbox = "workspace-write" if shutil.which("bwrap") else "danger-full-access"
-    return f'[agents.codex]\nargs = ["-c", \'approval_policy="untrusted"\', "-c", \'sandbox_mode="{sandbox}"\']\n'
+def codex_config(*, ask: bool) -> str:
+    """Codex asks before every command (``untrusted``) when ``ask``; its modes exist only without it.
+
+    Codex sandboxes commands with bubblewrap; without it, they run unsandboxed.
+    """
+    settings = []
+    if ask:
+        settings.append('approval_policy="untrusted"')
+    if not shutil.which("bwrap"):
+        settings.append('sandbox_mode="danger-full-access"')
+    if not settings:
+        return ""
+    args = ", ".join(f"\"-c\", '{setting}'" for setting in settings)
+    return f"[agents.codex]\nargs = [{args}]\n"
 
 
 @pytest.fixture
@@ -53,14 +63,14 @@ async def model() -> AsyncIterator[MockModelServer]:
 class AgentDaemon:
     """Starts acpd daemons (one at a time) on one data directory, routed to the mock model."""
 
-    def __init__(self, home: Path, model: MockModelServer) -> None:
+    def __init__(self, home: Path, model: MockModelServer, *, codex_asks: bool = True) -> None:
         self.home = home
         self.model = model
         self.work = home / "work"
         self.work.mkdir(parents=True, exist_ok=True)
         (home / "tmp").mkdir(exist_ok=True)
         self.config = home / "acpd.toml"
-        self.config.write_text(codex_config())
+        self.config.write_text(codex_config(ask=codex_asks))
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient]]:

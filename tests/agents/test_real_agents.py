@@ -3,6 +3,7 @@ tool call, a text reply, usage, a cancel, and a daemon restart followed by sessi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from typing import Any
@@ -234,3 +235,27 @@ def all_cmdlines() -> list[tuple[int, str]]:
 
 def test_no_agent_process_is_left_from_this_module() -> None:
     assert agent_processes() == []
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+async def test_killing_the_daemon_outright_leaves_no_agent_and_no_command_running(
+    agent: str, agent_daemon: AgentDaemon
+) -> None:
+    require_agent(agent)
+    marker = f"acpd-e2e-{uuid.uuid4().hex}"
+    prompt = SCENARIOS[agent].run(slow_command(marker))
+    async with agent_daemon.running() as (daemon, http):
+        session_id = await new_session(http, agent, str(agent_daemon.work), permissions="allow")
+        with anyio.fail_after(TURN_SECONDS):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ignore_errors, http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": prompt}))
+                commands = await command_started(marker)
+                with pidfds(commands + [pid for pid, _ in agent_processes()]) as fds:
+                    await daemon.kill()
+                    await wait_all_ended(fds)
+                tg.cancel_scope.cancel()
+
+
+async def ignore_errors(request: Any) -> None:
+    with contextlib.suppress(httpx.HTTPError):  # the daemon is killed mid-request
+        await request

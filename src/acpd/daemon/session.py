@@ -418,9 +418,11 @@ class SessionRuntime:
     def _mark_current(self, category: str, value: str) -> None:
         """Keep the options' ``currentValue`` true after a setter that returns no options (an agent
         may or may not send its own ``config_option_update``)."""
-        modes = self.doc.get("modes")
+        modes, models = self.doc.get("modes"), self.doc.get("models")
         if category == "mode" and isinstance(modes, dict):
             self.doc["modes"] = {**modes, "currentModeId": value}
+        if category == "model" and isinstance(models, dict):
+            self.doc["models"] = {**models, "currentModelId": value}
         self.doc["configOptions"] = [
             {**o, "currentValue": value} if isinstance(o, dict) and o.get("category") == category else o
             for o in self.doc.get("configOptions") or []
