@@ -70,5 +70,5 @@ async def test_model_mode_and_thought_level_switch_through_acpd(
         assert choices(after, key)[0] == value
     last = agent_daemon.model.requests[-1]
     sent = f"{last.path} {last.body.get('model') if isinstance(last.body, dict) else ''}"
-    model = wanted["model"].split("/")[-1]
-    assert model in sent or model.removeprefix("claude-") in sent, f"{wanted['model']} not in {sent}"
+    model_id = wanted["model"].split("/")[-1]
+    assert model_id in sent or model_id.removeprefix("claude-") in sent, f"{wanted['model']} not in {sent}"
