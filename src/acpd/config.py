@@ -48,6 +48,9 @@ class AgentConfig(_Frozen):
     continue_sessions: bool = Field(default=True, alias="continueSessions")
     """After a restart, ask the agent to resume or load its own session. When false (or when the
     agent cannot), it starts a new one and the transcript is carried to it."""
+    exits_on_stdin_close: bool = Field(default=True, alias="exitsOnStdinClose")
+    """False for agents that ignore the end of their stdin (claude-agent-acp, codex-acp): stopping
+    them goes straight to SIGTERM instead of waiting for an exit that will not come."""
     installed: bool = False
     """Set on agents that come with acpd or that acpd installed (``acpd agents install``)."""
     files: Mapping[str, str] = Field(default_factory=dict)
@@ -154,6 +157,7 @@ class DaemonConfig(_Frozen):
             description=agent.description or preset.description,
             model_url=url,
             continue_sessions=agent.continue_sessions and preset.continue_sessions,
+            exits_on_stdin_close=agent.exits_on_stdin_close and preset.exits_on_stdin_close,
             installed=installed and not agent.command,
             files={str(preset_dir(preset, agents_dir) / name): text for name, text in preset.files.items()},
         )

@@ -56,6 +56,8 @@ class Preset:
     route_model: ModelRoute | None = None
     continue_sessions: bool = True
     """False when the agent's own session/load is not to be trusted (acpd carries the transcript)."""
+    exits_on_stdin_close: bool = True
+    """False when the agent keeps running after its stdin ends (it is sent SIGTERM at once)."""
     needs_node: bool = True
     notes: str = ""
 
@@ -166,6 +168,7 @@ PRESETS: Final[Mapping[str, Preset]] = {
             installed_env={"CLAUDE_CODE_EXECUTABLE": "{dir}/node_modules/@anthropic-ai/claude-code/bin/claude.exe"},
             # Claude Code refuses to skip permission prompts as root otherwise.
             root_env={"IS_SANDBOX": "1"},
+            exits_on_stdin_close=False,
             credential_variables=("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"),
             credential_files=("~/.claude/.credentials.json",),
             route_model=_claude_route,
@@ -182,6 +185,7 @@ PRESETS: Final[Mapping[str, Preset]] = {
             # a login (``codex login``) or a model URL counts.
             credential_files=("~/.codex/auth.json",),
             route_model=_codex_route,
+            exits_on_stdin_close=False,
             needs_node=False,
         ),
         Preset(

@@ -96,3 +96,11 @@ def test_an_agent_without_command_or_preset_is_rejected() -> None:
         DaemonConfig(agents={"custom": AgentConfig(args=("x",))})
     with pytest.raises(ValueError, match="unknown preset"):
         AgentConfig(preset="nope")
+
+
+def test_agents_that_ignore_the_end_of_stdin_are_stopped_without_waiting_for_it(tmp_path: Path) -> None:
+    agents = DaemonConfig(agents_dir=str(tmp_path)).all_agents()
+    assert not agents["claude"].exits_on_stdin_close
+    assert not agents["codex"].exits_on_stdin_close
+    assert agents["gemini"].exits_on_stdin_close
+    assert agents["mock"].exits_on_stdin_close

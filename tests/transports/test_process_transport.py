@@ -342,3 +342,11 @@ async def test_a_relative_command_path_is_taken_relative_to_the_specs_cwd(tmp_pa
     with anyio.fail_after(5):
         async with open_process_transport(ProcessSpec("./agent", cwd=str(tmp_path))) as agent:
             assert messages_of(await agent.receive()) == [{"cwd": str(tmp_path), "value": None}]
+
+
+async def test_without_a_stdin_grace_an_agent_that_ignores_eof_is_terminated_at_once() -> None:
+    async with open_process_transport(agent_spec("linger", stdin_close_grace_seconds=0.0)) as agent:
+        with anyio.fail_after(5):
+            await agent.receive()
+            await agent.aclose()
+    assert agent.returncode == -signal.SIGTERM

@@ -28,7 +28,13 @@ from acpd.protocol.framing import Frame, FrameTooLong
 from acpd.protocol.jsonio import JsonObject, JsonValue
 from acpd.rpc.peer import JsonRpcPeer
 from acpd.transports.base import Transport
-from acpd.transports.process import ProcessSpec, ProcessTransport, open_process_transport, process_mark
+from acpd.transports.process import (
+    STDIN_CLOSE_GRACE_SECONDS,
+    ProcessSpec,
+    ProcessTransport,
+    open_process_transport,
+    process_mark,
+)
 from acpd.transports.recording import RecordingTransport
 
 logger = logging.getLogger(__name__)
@@ -76,6 +82,7 @@ class AcpBackend:
             args=tuple(self._config.args),
             env=self._env,
             cwd=self._config.cwd or self._cwd,
+            stdin_close_grace_seconds=STDIN_CLOSE_GRACE_SECONDS if self._config.exits_on_stdin_close else 0.0,
         )
         returncode: int | None = None
         stderr_tail = ""

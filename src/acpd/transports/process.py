@@ -67,6 +67,8 @@ class ProcessSpec:
     cwd: str | None = None
     keeper: bool = CAN_KEEP
     """Run the agent under the keeper (Linux): its tree cannot outlive the daemon."""
+    stdin_close_grace_seconds: float = STDIN_CLOSE_GRACE_SECONDS
+    """How long to wait for an exit after closing stdin; 0 for agents known to ignore it."""
 
 
 class ProcessTransport:
@@ -78,8 +80,10 @@ class ProcessTransport:
         *,
         max_line_bytes: int,
         on_stderr: Callable[[bytes], None] | None,
+        stdin_grace: float = STDIN_CLOSE_GRACE_SECONDS,
     ) -> None:
         assert process.stdin and process.stdout and process.stderr, "spawned with three pipes"
+        self._stdin_grace = stdin_grace
         self._process = process
         self._stdin = process.stdin
         self._stdout = process.stdout
@@ -199,7 +203,8 @@ class ProcessTransport:
         # descendants are re-parented and nothing in /proc links them to the agent any more.
         members = await self._collect({})
         await self._stdin.aclose()
-        await self._wait_gone(members, STDIN_CLOSE_GRACE_SECONDS)
+        if self._stdin_grace > 0:
+            await self._wait_gone(members, self._stdin_grace)
         for signum, grace in ((signal.SIGTERM, TERM_GRACE_SECONDS), (signal.SIGKILL, KILL_GRACE_SECONDS)):
             members = await self._collect(members)
             if self.returncode is not None and not members:
@@ -262,7 +267,12 @@ async def open_process_transport(
     Raises:
         AgentUnavailable: the command is missing, not executable, or cannot be started.
     """
-    transport = ProcessTransport(await _spawn(spec), max_line_bytes=max_line_bytes, on_stderr=on_stderr)
+    transport = ProcessTransport(
+        await _spawn(spec),
+        max_line_bytes=max_line_bytes,
+        on_stderr=on_stderr,
+        stdin_grace=spec.stdin_close_grace_seconds,
+    )
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(transport._drain_stderr)
