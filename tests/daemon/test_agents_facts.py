@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,11 +108,41 @@ def fake_npm(folder: Path, script: str, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
 
 
-async def test_install_runs_npm_on_the_pinned_manifest_and_reports_progress(
+@pytest.fixture
+def registry() -> Iterator[str]:
+    """A URL where something listens, standing in for a reachable registry."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+
+
+def unreachable_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/"  # closed again: connecting is refused
+
+
+def npm_script(registry: str, install: str) -> str:
+    return f'if [ "$1" = config ]; then echo {registry}; exit 0; fi\n{install}'
+
+
+async def test_an_unreachable_registry_fails_at_once_without_waiting_for_npm(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    url = unreachable_url()
+    fake_npm(tmp_path / "bin", npm_script(url, "echo npm must not run >&2; exit 9\n"), monkeypatch)
+    with pytest.raises(InstallFailed, match=r"registry .* cannot be reached") as caught:
+        await install_preset(preset_named("gemini"), tmp_path / "agents")
+    assert url in caught.value.message
+
+
+async def test_install_runs_npm_on_the_pinned_manifest_and_reports_progress(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registry: str
+) -> None:
     program = PRESETS["gemini"].program
-    fake_npm(tmp_path / "bin", f'mkdir -p "$(dirname {program})" && echo "$*" > {program}\n', monkeypatch)
+    install = f'mkdir -p "$(dirname {program})" && echo "$*" > {program}\n'
+    fake_npm(tmp_path / "bin", npm_script(registry, install), monkeypatch)
     seen: list[Progress] = []
     installed = await install_preset(preset_named("gemini"), tmp_path / "agents", seen.append)
     assert installed == tmp_path / "agents" / "gemini" / program
@@ -121,10 +153,10 @@ async def test_install_runs_npm_on_the_pinned_manifest_and_reports_progress(
     assert seen[-1].bytes_on_disk > 0
 
 
-async def test_an_unreachable_registry_is_a_clear_install_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_a_network_failure_during_npm_install_is_a_clear_install_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registry: str
 ) -> None:
-    fake_npm(tmp_path / "bin", "echo 'npm error code ENOTFOUND' >&2\nexit 1\n", monkeypatch)
+    fake_npm(tmp_path / "bin", npm_script(registry, "echo 'npm error code ENOTFOUND' >&2\nexit 1\n"), monkeypatch)
     with pytest.raises(InstallFailed, match="registry cannot be reached") as caught:
         await install_preset(preset_named("opencode"), tmp_path / "agents")
     assert "ENOTFOUND" in caught.value.data["npmOutput"]

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+from urllib.parse import urlsplit
 
 import anyio
 
@@ -31,7 +32,17 @@ PROGRESS_INTERVAL_SECONDS: Final = 0.5
 INSTALL_TIMEOUT_SECONDS: Final = 900.0
 STDERR_TAIL_CHARS: Final = 2000
 UNREACHABLE: Final = re.compile(r"ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|network", re.I)
-NPM_FLAGS: Final = ("--no-audit", "--no-fund", "--no-update-notifier", "--loglevel=warn")
+NPM_FLAGS: Final = (
+    "--no-audit",
+    "--no-fund",
+    "--no-update-notifier",
+    "--loglevel=warn",
+    # npm's defaults retry an unreachable registry for many minutes.
+    "--fetch-retries=2",
+    "--fetch-retry-maxtimeout=10000",
+)
+REGISTRY_CONNECT_SECONDS: Final = 10.0
+PROXY_VARIABLES: Final = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "npm_config_proxy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +73,7 @@ async def install_preset(preset: Preset, agents_dir: Path, on_progress: Progress
     npm = shutil.which("npm")
     if npm is None:
         raise InstallFailed("npm is not on PATH: install Node.js 20 or later (it brings npm), then try again")
+    await _check_registry(npm, preset)
     folder = preset_dir(preset, agents_dir)
     await anyio.to_thread.run_sync(_write_manifest, preset, folder)
     started = anyio.current_time()
@@ -79,6 +91,32 @@ async def install_preset(preset: Preset, agents_dir: Path, on_progress: Progress
         size = await anyio.to_thread.run_sync(_size, folder)
         on_progress(Progress(preset.name, anyio.current_time() - started, size, done=True))
     return program
+
+
+async def _check_registry(npm: str, preset: Preset) -> None:
+    """Fail at once, and say so, when npm's registry cannot be reached (npm itself would retry for
+    minutes). Skipped behind a proxy, where only npm knows the way.
+
+    Raises:
+        InstallFailed: no TCP connection to the registry within ``REGISTRY_CONNECT_SECONDS``.
+    """
+    if any(os.environ.get(name) for name in PROXY_VARIABLES):
+        return
+    answer = await anyio.run_process([npm, "config", "get", "registry"], check=False)
+    url = urlsplit(answer.stdout.decode().strip())
+    if answer.returncode != 0 or not url.hostname:
+        return  # npm will say what is wrong with its configuration
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with anyio.fail_after(REGISTRY_CONNECT_SECONDS):
+            stream = await anyio.connect_tcp(url.hostname, port)
+        await stream.aclose()
+    except (OSError, TimeoutError) as exc:
+        raise InstallFailed(
+            f"cannot install {preset.name}: the npm registry ({url.geturl()}) cannot be reached "
+            f"({str(exc) or 'timed out'}). Check the network, a proxy, or npm's `registry` setting, then try again",
+            data={"packages": list(preset.packages)},
+        ) from exc
 
 
 def _write_manifest(preset: Preset, folder: Path) -> None:
