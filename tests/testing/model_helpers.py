@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
 import anyio
 import httpx
 import orjson
+import pytest
+
+from acpd.testing.model_server import MockModelServer, serve_mock_model
 
 Json = dict[str, Any]
 
@@ -78,3 +82,15 @@ async def raw_post(url: str, path: str, body: Json) -> bytes:
         except anyio.EndOfStream:
             pass
     return bytes(received)
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    """One event loop per module, so that the module's tests share one server (each stop costs 0.2 s)."""
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def server() -> AsyncIterator[MockModelServer]:
+    async with serve_mock_model() as server:
+        yield server

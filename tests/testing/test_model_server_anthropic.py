@@ -11,8 +11,15 @@ import httpx
 import pytest
 from anthropic.types import MessageParam, ToolParam
 
-from acpd.testing.model_server import ErrorReply, MockModelServer, Reply, serve_mock_model
-from tests.testing.model_helpers import ANTHROPIC_BASH, SDK_TRANSPORT_ERRORS, event_types, parse_sse, raw_post
+from acpd.testing.model_server import ErrorReply, MockModelServer, Reply
+from tests.testing import model_helpers
+from tests.testing.model_helpers import (
+    ANTHROPIC_BASH,
+    SDK_TRANSPORT_ERRORS,
+    event_types,
+    parse_sse,
+    raw_post,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -20,15 +27,8 @@ MODEL = "claude-mock"
 BASH: ToolParam = ANTHROPIC_BASH  # type: ignore[assignment]
 
 
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-async def server() -> AsyncIterator[MockModelServer]:
-    async with serve_mock_model() as server:
-        yield server
+anyio_backend = model_helpers.anyio_backend  # one loop and one server per module
+server = model_helpers.server
 
 
 @pytest.fixture

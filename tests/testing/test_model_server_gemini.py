@@ -9,7 +9,8 @@ import httpx
 import orjson
 import pytest
 
-from acpd.testing.model_server import MockModelServer, Reply, serve_mock_model
+from acpd.testing.model_server import MockModelServer, Reply
+from tests.testing import model_helpers
 from tests.testing.model_helpers import Json, parse_sse
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -23,15 +24,8 @@ SHELL_TOOL: Json = {
 MODEL_PATH = "/v1beta/models/gemini-mock"
 
 
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-async def server() -> AsyncIterator[MockModelServer]:
-    async with serve_mock_model() as server:
-        yield server
+anyio_backend = model_helpers.anyio_backend  # one loop and one server per module
+server = model_helpers.server
 
 
 @pytest.fixture

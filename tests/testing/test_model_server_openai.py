@@ -10,8 +10,16 @@ import httpx
 import orjson
 import pytest
 
-from acpd.testing.model_server import MockModelServer, serve_mock_model
-from tests.testing.model_helpers import EXEC_COMMAND_SCHEMA, SHELL_ARRAY_SCHEMA, Json, event_types, parse_sse, raw_post
+from acpd.testing.model_server import MockModelServer
+from tests.testing import model_helpers
+from tests.testing.model_helpers import (
+    EXEC_COMMAND_SCHEMA,
+    SHELL_ARRAY_SCHEMA,
+    Json,
+    event_types,
+    parse_sse,
+    raw_post,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -21,15 +29,8 @@ WEB_SEARCH: Json = {"type": "web_search"}
 DEVELOPER: Json = {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "be good"}]}
 
 
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-async def server() -> AsyncIterator[MockModelServer]:
-    async with serve_mock_model() as server:
-        yield server
+anyio_backend = model_helpers.anyio_backend  # one loop and one server per module
+server = model_helpers.server
 
 
 @pytest.fixture

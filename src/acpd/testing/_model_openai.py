@@ -35,16 +35,8 @@ def openai_error_body(error: ErrorReply) -> JsonObject:
     return {"error": {"message": error.message, "type": kind, "param": None, "code": _ERROR_CODES.get(error.status)}}
 
 
-class ResponsesApi:
-    name: Final = "responses"
-    family: Final = Family.OTHER
-
-    def read_turn(self, body: JsonObject) -> Turn:
-        items = body.get("input")
-        if isinstance(items, str):
-            return Turn(items, None, function_tools(body.get("tools"), nested=False))
-        entries = [_said_item(item) for item in items if isinstance(item, dict)] if isinstance(items, list) else []
-        return Turn(*newest_user_turn(entries), function_tools(body.get("tools"), nested=False))
+class OpenAiBodies:
+    """What the Responses and Chat Completions APIs read and answer alike."""
 
     def model(self, body: JsonObject) -> str:
         return str(body.get("model") or DEFAULT_MODEL)
@@ -54,6 +46,18 @@ class ResponsesApi:
 
     def error_body(self, error: ErrorReply) -> JsonObject:
         return openai_error_body(error)
+
+
+class ResponsesApi(OpenAiBodies):
+    name: Final = "responses"
+    family: Final = Family.OTHER
+
+    def read_turn(self, body: JsonObject) -> Turn:
+        items = body.get("input")
+        if isinstance(items, str):
+            return Turn(items, None, function_tools(body.get("tools"), nested=False))
+        entries = [_said_item(item) for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+        return Turn(*newest_user_turn(entries), function_tools(body.get("tools"), nested=False))
 
     def render_message(self, answer: Answer) -> JsonObject:
         return {**_response_head(answer, answer.new_id("resp"), "completed"), **_response_tail(answer, _items(answer))}

@@ -13,12 +13,11 @@ import orjson
 
 from acpd.protocol.jsonio import JsonObject
 from acpd.testing._model_exchange import Answer, Streamed, content_text, object_or_empty, sse, text_chunks
-from acpd.testing._model_openai import DEFAULT_MODEL, IGNORED_ROLES, function_tools, openai_error_body
+from acpd.testing._model_openai import IGNORED_ROLES, OpenAiBodies, function_tools
 from acpd.testing._model_plan import Family, Said, Turn, newest_user_turn
-from acpd.testing._model_replies import ErrorReply
 
 
-class ChatApi:
+class ChatApi(OpenAiBodies):
     name: Final = "chat"
     family: Final = Family.OTHER
 
@@ -27,15 +26,6 @@ class ChatApi:
         messages = messages if isinstance(messages, list) else []
         entries = [_said_chat(message) for message in messages if isinstance(message, dict)]
         return Turn(*newest_user_turn(entries), function_tools(body.get("tools"), nested=True))
-
-    def model(self, body: JsonObject) -> str:
-        return str(body.get("model") or DEFAULT_MODEL)
-
-    def wants_stream(self, body: JsonObject) -> bool:
-        return body.get("stream") is True
-
-    def error_body(self, error: ErrorReply) -> JsonObject:
-        return openai_error_body(error)
 
     def render_message(self, answer: Answer) -> JsonObject:
         reply, calls = answer.reply, _chat_calls(answer)
