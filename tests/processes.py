@@ -10,9 +10,21 @@ import anyio
 
 
 @contextmanager
-def pidfds(pids: list[int]) -> Iterator[list[int]]:
-    """Handles on live processes that stay valid (and unambiguous) after the processes end."""
-    fds = [os.pidfd_open(pid) for pid in pids]
+def pidfds(pids: list[int], *, missing_ok: bool = False) -> Iterator[list[int]]:
+    """Handles on live processes that stay valid (and unambiguous) after the processes end.
+
+    ``missing_ok``: a process that has already ended gets no handle (a list taken from /proc may
+    name short-lived ones), instead of raising ``ProcessLookupError``.
+    """
+    fds = []
+    for pid in pids:
+        try:
+            fds.append(os.pidfd_open(pid))
+        except ProcessLookupError:
+            if not missing_ok:
+                for fd in fds:
+                    os.close(fd)
+                raise
     try:
         yield fds
     finally:

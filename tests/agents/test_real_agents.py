@@ -138,7 +138,7 @@ async def test_cancel_ends_the_turn_and_stops_the_running_command(agent: str, ag
             async with anyio.create_task_group() as tg:
                 tg.start_soon(run_turn)
                 pids = await command_started(marker)
-                with pidfds(pids) as fds:
+                with pidfds(pids, missing_ok=True) as fds:
                     assert (await http.post(f"/v1/sessions/{session_id}/cancel")).json() == {"cancelled": True}
                     await wait_all_ended(fds)
         log = await events(http, session_id)
@@ -250,7 +250,7 @@ async def test_killing_the_daemon_outright_leaves_no_agent_and_no_command_runnin
             async with anyio.create_task_group() as tg:
                 tg.start_soon(ignore_errors, http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": prompt}))
                 commands = await command_started(marker)
-                with pidfds(commands + [pid for pid, _ in agent_processes()]) as fds:
+                with pidfds(commands + [pid for pid, _ in agent_processes()], missing_ok=True) as fds:
                     await daemon.kill()
                     await wait_all_ended(fds)
                 tg.cancel_scope.cancel()
