@@ -52,6 +52,38 @@ async def test_an_agent_killed_by_a_signal_is_reported_as_killed_by_it_through_t
             assert await agent.wait() == -signum
 
 
+async def test_the_agent_starts_with_no_signal_ignored_though_the_python_keeper_ignores_sigpipe() -> None:
+    # A shell, not the Python fixture: Python ignores SIGPIPE itself as it starts.
+    script = "grep SigIgn /proc/$$/status; exec cat"
+    async with open_process_transport(ProcessSpec("/bin/sh", ["-c", script])) as agent:
+        with anyio.fail_after(5):
+            [line] = await agent.receive()
+    assert line == b"SigIgn:\t0000000000000000"
+
+
+async def test_an_agent_whose_keeper_is_killed_is_stopped_too() -> None:
+    async with open_process_transport(ProcessSpec(sys.executable, [str(AGENT), "tools"])) as agent:
+        with anyio.fail_after(5):
+            [started] = messages_of(await agent.receive())
+        children = [pid for pid in all_pids() if parent_of(pid) == agent.pid]
+        assert children, "the keeper has the agent as its child"
+        with pidfds(children) as fds:
+            os.kill(agent.pid, signal.SIGKILL)
+            await wait_all_ended(fds)
+
+
+def all_pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return int(raw[raw.rfind(b")") + 2 :].split()[1])
+
+
 async def test_a_detached_command_older_than_the_mark_is_left_running() -> None:
     async with open_process_transport(ProcessSpec(sys.executable, [str(AGENT), "tools"])) as agent:
         with anyio.fail_after(5):

@@ -1,6 +1,7 @@
 """Transports layer: the keeper, a small process between the daemon and one agent (Linux only).
 
-Run as a script, ``python -I -S _keeper.py REPORT_FD PROGRAM [ARGS...]``: it imports only the stdlib and nothing
+Run as a script, ``python -I -S _keeper.py DAEMON_PID REPORT_FD TERM_GRACE PROGRAM [ARGS...]``:
+it imports only the stdlib and nothing
 of acpd, so it starts in about 15 ms. It must never read or write the agent's stdio: the agent
 inherits stdin, stdout and stderr directly, and the keeper lets go of its own copies.
 
@@ -11,8 +12,9 @@ the kernel for SIGTERM when the daemon dies (``PR_SET_PDEATHSIG``). So the whole
 findable under the keeper, and it is stopped when the agent exits, when the daemon signals, and
 when the daemon is killed outright.
 
-It tells the daemon whether the agent started through ``REPORT_FD``: closed empty on success,
-``errno:message`` when the program could not be executed. It exits with the agent's status, and
+The agent is told too (SIGTERM) when the keeper itself dies. The keeper tells the daemon whether
+the agent started through ``REPORT_FD``: ``ok``, or ``errno:message`` when the program could not
+be executed (anything else, an empty pipe included, is a failure). It exits with the agent's status, and
 dies by the agent's signal when the agent did.
 """
 
@@ -21,27 +23,31 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import resource
 import signal
 import sys
 import time
+from typing import Final
 
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
-TERM_GRACE_SECONDS = 2.0
-"""After SIGTERM, how long the tree has before SIGKILL (the daemon's own ladder uses the same)."""
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-WAIT_SIGNALS = {*STOP_SIGNALS, signal.SIGCHLD}
-EXIT_USAGE = 2
-EXIT_SPAWN_FAILED = 127
+PR_SET_PDEATHSIG: Final = 1
+PR_SET_CHILD_SUBREAPER: Final = 36
+STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+WAIT_SIGNALS: Final = {*STOP_SIGNALS, signal.SIGCHLD}
+IDLE_WAKE_SECONDS: Final = 1.0
+"""How often an idle keeper wakes (a lost SIGCHLD is recovered at the next wake)."""
+KILL_RETRY_SECONDS: Final = 1.0
+"""After SIGKILL, how long before the tree is signalled again (a child forked meanwhile)."""
+EXIT_USAGE: Final = 2
+EXIT_SPAWN_FAILED: Final = 127
+OK: Final = b"ok"
 
 
 def main(args: list[str]) -> int:
-    if len(args) < 2 or not args[0].isdigit():
-        sys.stderr.write("usage: _keeper.py REPORT_FD PROGRAM [ARGS...]\n")
+    if len(args) < 4 or not (args[0].isdigit() and args[1].isdigit()):
+        sys.stderr.write("usage: _keeper.py DAEMON_PID REPORT_FD TERM_GRACE PROGRAM [ARGS...]\n")
         return EXIT_USAGE
-    report, argv = int(args[0]), args[1:]
+    daemon, report, grace, argv = int(args[0]), int(args[1]), float(args[2]), args[3:]
     os.set_inheritable(report, False)  # the agent must not hold it, or the daemon waits for its exit
-    daemon = os.getppid()
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
@@ -50,14 +56,50 @@ def main(args: list[str]) -> int:
     # Signals are taken synchronously with sigtimedwait; the agent must start with none blocked.
     signal.pthread_sigmask(signal.SIG_BLOCK, WAIT_SIGNALS)
     try:
-        agent = os.posix_spawn(argv[0], argv, os.environ, setsigmask=(), setsigdef=WAIT_SIGNALS)
+        agent = _spawn(libc, argv)
     except OSError as exc:
         os.write(report, f"{exc.errno or 0}:{exc.strerror or exc}".encode())
         return EXIT_SPAWN_FAILED
+    else:
+        os.write(report, OK)
     finally:
         os.close(report)
     _release_stdio()
-    return _finish(_supervise(agent))
+    return _finish(_supervise(agent, grace))
+
+
+def _spawn(libc: ctypes.CDLL, argv: list[str]) -> int:
+    """Fork and exec the agent; raise the exec's error here, in the keeper.
+
+    Not posix_spawn: the child must arm its own death signal (the keeper may be killed too), and
+    every signal disposition must be reset (Python ignores SIGPIPE and SIGXFSZ, and an exec keeps
+    what is ignored).
+    """
+    keeper = os.getpid()
+    failed, tell = os.pipe2(os.O_CLOEXEC)  # closed by a successful exec: EOF means it ran
+    pid = os.fork()
+    if pid == 0:
+        os.close(failed)
+        try:
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+            if os.getppid() != keeper:
+                os._exit(EXIT_SPAWN_FAILED)
+            for signum in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}:
+                with contextlib.suppress(OSError, ValueError):
+                    signal.signal(signum, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, set())
+            os.execv(argv[0], argv)
+        except OSError as exc:
+            os.write(tell, f"{exc.errno or 0}:{exc.strerror or exc}".encode())
+        os._exit(EXIT_SPAWN_FAILED)
+    os.close(tell)
+    with os.fdopen(failed, "rb") as reader:
+        error = reader.read()
+    if error:
+        os.waitpid(pid, 0)
+        number, _, message = error.decode("utf-8", "replace").partition(":")
+        raise OSError(int(number) if number.isdigit() else 0, message)
+    return pid
 
 
 def _release_stdio() -> None:
@@ -69,7 +111,7 @@ def _release_stdio() -> None:
     os.close(null)
 
 
-def _supervise(agent: int) -> int:
+def _supervise(agent: int, grace: float) -> int:
     """Wait for the agent, stop what it leaves behind, and return its wait status."""
     status: int | None = None
     deadline: float | None = None  # set once stopping: when SIGKILL follows SIGTERM
@@ -78,22 +120,22 @@ def _supervise(agent: int) -> int:
             if pid == agent:
                 status = code
         if status is not None and deadline is None:
-            deadline = _stop_all(signal.SIGTERM)
+            deadline = _stop_all(signal.SIGTERM, grace)
         if status is not None and not _children():
             return status
-        timeout = 1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        timeout = IDLE_WAKE_SECONDS if deadline is None else max(0.0, deadline - time.monotonic())
         if deadline is not None and timeout == 0.0:
             _signal_descendants(signal.SIGKILL)
-            deadline = time.monotonic() + 1.0
+            deadline = time.monotonic() + KILL_RETRY_SECONDS
             continue
         info = signal.sigtimedwait(WAIT_SIGNALS, timeout)
         if info is not None and info.si_signo != signal.SIGCHLD and deadline is None:
-            deadline = _stop_all(info.si_signo)
+            deadline = _stop_all(info.si_signo, grace)
 
 
-def _stop_all(signum: int) -> float:
+def _stop_all(signum: int, grace: float) -> float:
     _signal_descendants(signum)
-    return time.monotonic() + TERM_GRACE_SECONDS
+    return time.monotonic() + grace
 
 
 def _reap() -> list[tuple[int, int]]:
@@ -147,6 +189,7 @@ def _finish(status: int) -> int:
     if os.WIFSIGNALED(status):
         # Die the same way, so the daemon sees the agent's signal as this process's own.
         signum = os.WTERMSIG(status)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # the agent's crash is not the keeper's core
         with contextlib.suppress(OSError, ValueError):  # SIGKILL and SIGSTOP have no disposition to reset
             signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})

@@ -49,7 +49,7 @@ STDERR_TAIL_BYTES: Final = 64 * 1024
 STDERR_CHUNK_BYTES: Final = 64 * 1024
 KEEPER: Final = Path(__file__).with_name("_keeper.py")
 CAN_KEEP: Final = sys.platform == "linux" and os.path.isdir("/proc")
-CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+CLOCK_TICKS_PER_SECOND: Final = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 _Members = dict[int, int]
 """Descendants of an agent: pid → start time (clock ticks after boot), which tells a reused pid apart."""
@@ -218,9 +218,9 @@ class ProcessTransport:
         return await anyio.to_thread.run_sync(_collect_tree, self.pid, self._start_time, remembered)
 
     def _signal_tree(self, members: _Members, signum: int) -> None:
-        if self.returncode is None:
-            # The group id is the agent's pid; it cannot be reused while the agent is unreaped.
-            signal_group(self.pid, signum)
+        # The group id is the agent's pid (or its keeper's); it cannot be reused while any member
+        # of the group is alive, so it is safe to signal even once that process has exited.
+        signal_group(self.pid, signum)
         for pid in members:
             _kill(os.kill, pid, signum)
 
@@ -238,8 +238,9 @@ class ProcessTransport:
         if strays:
             logger.info("stopping %d process(es) agent %d left running after a cancel", len(strays), self.pid)
             for signum, grace in ((signal.SIGTERM, TERM_GRACE_SECONDS), (signal.SIGKILL, KILL_GRACE_SECONDS)):
-                for pid in strays:
-                    _kill(os.kill, pid, signum)
+                for pid, start in strays.items():
+                    if _start_time(pid) == start:  # not a reused pid
+                        _kill(os.kill, pid, signum)
                 with anyio.move_on_after(grace):
                     await anyio.to_thread.run_sync(_wait_pids_gone, strays, grace, abandon_on_cancel=True)
         return len(strays)
@@ -298,21 +299,33 @@ async def _spawn(spec: ProcessSpec) -> anyio.abc.Process:
     ready, report = os.pipe()
     try:
         # -I -S: no site-packages, no PYTHON* variables: the keeper needs only the stdlib.
-        process = await _open(spec, [sys.executable, "-I", "-S", str(KEEPER), str(report), *argv], (report,))
+        keeper = [sys.executable, "-I", "-S", str(KEEPER), str(os.getpid()), str(report), str(TERM_GRACE_SECONDS)]
+        process = await _open(spec, [*keeper, *argv], (report,))
         os.close(report)
         report = -1
-        # The keeper closes the pipe once the agent runs, or writes why it could not start it.
-        failure = await anyio.to_thread.run_sync(_read_all, ready)
+        try:
+            answer = await anyio.to_thread.run_sync(_read_all, ready)
+        except BaseException:
+            await _discard(process)  # cancelled while the keeper starts: nothing may be left running
+            raise
     finally:
         os.close(ready)
         if report >= 0:
             os.close(report)
-    if failure:
-        await process.wait()
-        await process.aclose()
-        errno_text, _, reason = failure.decode("utf-8", "replace").partition(":")
+    if answer != b"ok":
+        await _discard(process)
+        errno_text, _, reason = answer.decode("utf-8", "replace").partition(":")
+        reason = reason or "the keeper exited before starting it"
         raise _unavailable(spec, OSError(int(errno_text) if errno_text.isdigit() else 0, reason))
     return process
+
+
+async def _discard(process: anyio.abc.Process) -> None:
+    with anyio.CancelScope(shield=True):
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()  # the keeper; its agent gets SIGTERM from the kernel
+        await process.wait()
+        await process.aclose()
 
 
 async def _open(spec: ProcessSpec, argv: list[str], pass_fds: Sequence[int] = ()) -> anyio.abc.Process:
@@ -367,7 +380,7 @@ def _resolve_command(spec: ProcessSpec) -> str:
 def process_mark() -> int:
     """A point in time, for ``stop_detached_since``: processes started from now on are newer."""
     # /proc's start times count clock ticks since boot, suspend included: CLOCK_BOOTTIME.
-    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * CLOCK_TICKS) if CAN_KEEP else 0
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * CLOCK_TICKS_PER_SECOND) if CAN_KEEP else 0
 
 
 def signal_group(pgid: int, signum: int) -> None:
