@@ -67,7 +67,7 @@ async def test_an_agent_whose_keeper_is_killed_is_stopped_too() -> None:
             [started] = messages_of(await agent.receive())
         children = [pid for pid in all_pids() if parent_of(pid) == agent.pid]
         assert children, "the keeper has the agent as its child"
-        with pidfds(children) as fds:
+        with pidfds([*children, started["helper"], started["command"]]) as fds:
             os.kill(agent.pid, signal.SIGKILL)
             await wait_all_ended(fds)
 
