@@ -1,5 +1,7 @@
-"""Leaf module: configuration as frozen data. Reads nothing itself: ``cli`` reads argv, the environment
-and the TOML file, and passes a ``DaemonConfig`` down. Imports only pydantic and the stdlib."""
+"""Leaf module: configuration as frozen data. ``cli`` reads argv, the environment and the TOML file,
+and passes a ``DaemonConfig`` down. Expanding a preset into the command to run looks at the
+environment and at whether acpd installed it (``all_agents``); nothing here writes or runs anything.
+Imports only pydantic, the stdlib and ``presets``."""
 
 from __future__ import annotations
 
@@ -51,6 +53,9 @@ class AgentConfig(_Frozen):
     exits_on_stdin_close: bool = Field(default=True, alias="exitsOnStdinClose")
     """False for agents that ignore the end of their stdin (claude-agent-acp, codex-acp): stopping
     them goes straight to SIGTERM instead of waiting for an exit that will not come."""
+    stop_detached_on_cancel: bool = Field(default=True, alias="stopDetachedOnCancel")
+    """After a cancelled turn, stop the commands the agent started during it in sessions of their
+    own (codex-acp leaves them running). False for agents that detach commands on purpose."""
     installed: bool = False
     """Set on agents that come with acpd or that acpd installed (``acpd agents install``)."""
     files: Mapping[str, str] = Field(default_factory=dict)
@@ -141,23 +146,29 @@ class DaemonConfig(_Frozen):
         agents_dir = self.resolved_agents_dir()
         program = preset_program(preset, agents_dir)
         installed = program.is_file()
-        env = preset_env(preset, agents_dir, os.environ, root=_is_root(), installed=installed)
+        # The agent's own env overrides the preset's variables; but switches merged into a variable
+        # the user also sets (OPENCODE_CONFIG_CONTENT) are computed from the user's value, and win.
+        seen = {**os.environ, **agent.env}
+        env = {**preset_env(preset, agents_dir, root=_is_root(), installed=installed), **agent.env}
+        if preset.dynamic_env is not None:
+            env.update(preset.dynamic_env(seen))
         args = preset.args
         url = agent.model_url or self.model_url
         if url and preset.route_model is not None:
-            routed_env, routed_args = preset.route_model(url, {**os.environ, **agent.env})
+            routed_env, routed_args = preset.route_model(url, seen)
             env.update(fill_dir(routed_env, preset_dir(preset, agents_dir)))
             args = (*args, *routed_args)
         return AgentConfig(
             preset=agent.preset,
             command=agent.command or (str(program) if installed else preset.path_command),
             args=(*args, *agent.args),
-            env={**env, **agent.env},
+            env=env,
             cwd=agent.cwd,
             description=agent.description or preset.description,
             model_url=url,
             continue_sessions=agent.continue_sessions and preset.continue_sessions,
             exits_on_stdin_close=agent.exits_on_stdin_close and preset.exits_on_stdin_close,
+            stop_detached_on_cancel=agent.stop_detached_on_cancel and preset.stop_detached_on_cancel,
             installed=installed and not agent.command,
             files={str(preset_dir(preset, agents_dir) / name): text for name, text in preset.files.items()},
         )

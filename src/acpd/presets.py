@@ -58,6 +58,8 @@ class Preset:
     """False when the agent's own session/load is not to be trusted (acpd carries the transcript)."""
     exits_on_stdin_close: bool = True
     """False when the agent keeps running after its stdin ends (it is sent SIGTERM at once)."""
+    stop_detached_on_cancel: bool = True
+    """False when the agent stops its own commands on cancel and detaches some on purpose."""
     needs_node: bool = True
     notes: str = ""
 
@@ -116,15 +118,25 @@ GEMINI_KEY_SETTINGS: Final = "system-settings-api-key.json"
 
 def _opencode_route(url: str, env: Mapping[str, str]) -> tuple[_Env, tuple[str, ...]]:
     key = _first_key(env, "ANTHROPIC_API_KEY")
-    provider = {"anthropic": {"options": {"baseURL": f"{url.rstrip('/')}/v1", "apiKey": key}}}
-    config = _opencode_config(env, provider=provider)
-    config.setdefault("model", OPENCODE_ROUTED_MODEL)
+    config = _opencode_config(env)
+    providers = config.get("provider")
+    providers = dict(providers) if isinstance(providers, dict) else {}
+    anthropic = providers.get("anthropic")
+    anthropic = dict(anthropic) if isinstance(anthropic, dict) else {}
+    options = anthropic.get("options")
+    options = dict(options) if isinstance(options, dict) else {}
+    options.update(baseURL=f"{url.rstrip('/')}/v1", apiKey=key)
+    config["provider"] = {**providers, "anthropic": {**anthropic, "options": options}}
+    model = config.get("model")
+    if not (isinstance(model, str) and model.startswith("anthropic/")):
+        # The URL serves the Anthropic API: a model of another provider would go to that provider.
+        config["model"] = OPENCODE_ROUTED_MODEL
     return {"OPENCODE_CONFIG_CONTENT": json.dumps(config)}, ()
 
 
 OPENCODE_ROUTED_MODEL: Final = "anthropic/claude-sonnet-4-5"
-"""opencode's model when its traffic is routed and the user's inline config names none: the URL
-serves the Anthropic Messages API, so an Anthropic model."""
+"""opencode's model when its traffic is routed and the user's inline config names no Anthropic
+one: the URL serves the Anthropic Messages API."""
 
 
 def _opencode_env(env: Mapping[str, str]) -> _Env:
@@ -169,6 +181,9 @@ PRESETS: Final[Mapping[str, Preset]] = {
             # Claude Code refuses to skip permission prompts as root otherwise.
             root_env={"IS_SANDBOX": "1"},
             exits_on_stdin_close=False,
+            # Claude Code runs every command in a session of its own, background servers included,
+            # and stops the running one itself on cancel.
+            stop_detached_on_cancel=False,
             credential_variables=("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"),
             credential_files=("~/.claude/.credentials.json",),
             route_model=_claude_route,
@@ -198,10 +213,6 @@ PRESETS: Final[Mapping[str, Preset]] = {
             env={
                 "GEMINI_TELEMETRY_ENABLED": "false",
                 "GEMINI_CLI_SYSTEM_SETTINGS_PATH": "{dir}/" + GEMINI_SETTINGS,
-                # Folder trust is Gemini's interactive "do you trust this folder?"; the client that
-                # chose the session's directory has answered it, and an untrusted folder refuses
-                # the autoEdit and yolo modes. acpd's permission policy still applies.
-                "GEMINI_CLI_TRUST_WORKSPACE": "true",
             },
             files={
                 GEMINI_SETTINGS: _gemini_settings(api_key=False),
@@ -249,15 +260,13 @@ def preset_dir(preset: Preset, agents_dir: Path) -> Path:
     return agents_dir / preset.name
 
 
-def preset_env(preset: Preset, agents_dir: Path, env: Mapping[str, str], *, root: bool, installed: bool) -> _Env:
-    """The switches a preset sets, given the daemon's environment; ``{dir}`` filled in."""
+def preset_env(preset: Preset, agents_dir: Path, *, root: bool, installed: bool) -> _Env:
+    """The variables a preset sets whatever the environment; ``{dir}`` filled in."""
     extra = {**preset.env}
     if installed:
         extra.update(preset.installed_env)
     if root:
         extra.update(preset.root_env)
-    if preset.dynamic_env is not None:
-        extra.update(preset.dynamic_env(env))
     return fill_dir(extra, preset_dir(preset, agents_dir))
 
 

@@ -75,3 +75,14 @@ def test_gemini_quota_becomes_acp_usage() -> None:
     result: JsonObject = {"_meta": {"quota": {"token_count": {"input_tokens": 431, "output_tokens": 24}}}}
     assert usage_of(result) == {"inputTokens": 431, "outputTokens": 24, "totalTokens": 455}
     assert usage_of({"stopReason": "end_turn"}) is None
+
+
+def test_a_late_report_for_a_closed_call_does_not_reopen_it() -> None:
+    ledger = ToolCallLedger()
+    ledger.on_update(call("in_progress"))
+    ledger.close_open("cancelled")
+    [late] = ledger.on_update(call("in_progress", "tool_call_update", content=[{"type": "content"}]))
+    assert "status" not in late
+    assert late["_meta"] == {"acpd": {"late": "closed"}}
+    assert late["content"] == [{"type": "content"}]
+    assert ledger.close_open("end_turn") == []

@@ -63,14 +63,16 @@ async def model() -> AsyncIterator[MockModelServer]:
 class AgentDaemon:
     """Starts acpd daemons (one at a time) on one data directory, routed to the mock model."""
 
-    def __init__(self, home: Path, model: MockModelServer, *, codex_asks: bool = True) -> None:
+    def __init__(self, home: Path, model: MockModelServer, *, codex_asks: bool = True, trust: bool = False) -> None:
         self.home = home
         self.model = model
         self.work = home / "work"
         self.work.mkdir(parents=True, exist_ok=True)
         (home / "tmp").mkdir(exist_ok=True)
         self.config = home / "acpd.toml"
-        self.config.write_text(codex_config(ask=codex_asks))
+        # Gemini refuses its privileged modes in a workspace the user has not trusted.
+        trusted = '[agents.gemini]\nenv = { GEMINI_CLI_TRUST_WORKSPACE = "true" }\n' if trust else ""
+        self.config.write_text(codex_config(ask=codex_asks) + trusted)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient]]:

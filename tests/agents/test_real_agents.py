@@ -51,6 +51,12 @@ def lifecycle_problems(updates: list[JsonObject]) -> list[str]:
         elif kind == "tool_call_update":
             if call not in status:
                 problems.append(f"{call}: an update before its tool_call")
+            if status.get(call) in ("completed", "failed") and update.get("status") not in (
+                None,
+                "completed",
+                "failed",
+            ):
+                problems.append(f"{call}: reopened after {status[call]}")
             status[call] = update.get("status") or status.get(call)
     problems += [f"{call}: left {state}" for call, state in status.items() if state not in ("completed", "failed")]
     return problems

@@ -49,7 +49,8 @@ async def test_model_mode_and_thought_level_switch_through_acpd(
     agent: str, tmp_path: Path, model: MockModelServer
 ) -> None:
     require_agent(agent)
-    agent_daemon = AgentDaemon(tmp_path, model, codex_asks=False)  # Codex offers modes only then
+    # Codex offers modes only with its own approval policy; Gemini switches modes only when trusted.
+    agent_daemon = AgentDaemon(tmp_path, model, codex_asks=False, trust=True)
     async with agent_daemon.running() as (_, http):
         session_id = await new_session(http, agent, str(agent_daemon.work), permissions="allow")
         session = (await http.get(f"/v1/sessions/{session_id}")).json()

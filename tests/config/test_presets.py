@@ -104,3 +104,31 @@ def test_agents_that_ignore_the_end_of_stdin_are_stopped_without_waiting_for_it(
     assert not agents["codex"].exits_on_stdin_close
     assert agents["gemini"].exits_on_stdin_close
     assert agents["mock"].exits_on_stdin_close
+
+
+def test_routing_opencode_keeps_the_users_inline_config_but_not_a_model_the_url_cannot_serve(tmp_path: Path) -> None:
+    mine = {"provider": {"openai": {"options": {"x": 1}}}, "model": "openai/gpt-5", "theme": "dark"}
+    config = DaemonConfig(
+        agents_dir=str(tmp_path),
+        model_url="http://127.0.0.1:9",
+        agents={"opencode": AgentConfig(env={"OPENCODE_CONFIG_CONTENT": json.dumps(mine)})},
+    )
+    inline = json.loads(config.all_agents()["opencode"].env["OPENCODE_CONFIG_CONTENT"])
+    assert inline["theme"] == "dark"
+    assert inline["provider"]["openai"] == {"options": {"x": 1}}
+    assert inline["provider"]["anthropic"]["options"]["baseURL"] == "http://127.0.0.1:9/v1"
+    assert inline["model"].startswith("anthropic/")
+    assert inline["share"] == "disabled"
+
+
+def test_an_agents_own_env_overrides_a_preset_variable(tmp_path: Path) -> None:
+    config = DaemonConfig(
+        agents_dir=str(tmp_path), agents={"gemini": AgentConfig(env={"GEMINI_TELEMETRY_ENABLED": "x"})}
+    )
+    assert config.all_agents()["gemini"].env["GEMINI_TELEMETRY_ENABLED"] == "x"
+
+
+def test_only_agents_that_leave_cancelled_commands_running_get_them_stopped(tmp_path: Path) -> None:
+    agents = DaemonConfig(agents_dir=str(tmp_path)).all_agents()
+    assert agents["codex"].stop_detached_on_cancel
+    assert not agents["claude"].stop_detached_on_cancel  # it detaches background servers on purpose

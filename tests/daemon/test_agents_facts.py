@@ -15,7 +15,7 @@ import pytest
 
 from acpd.config import DaemonConfig
 from acpd.daemon.agents import all_agent_facts
-from acpd.daemon.install import Progress, install_preset, preset_named
+from acpd.daemon.install import PROXY_VARIABLES, Progress, install_preset, preset_named
 from acpd.errors import InstallFailed
 from acpd.presets import PRESETS, preset_program
 
@@ -86,6 +86,11 @@ def test_a_model_url_counts_as_credentials(tmp_path: Path) -> None:
     assert facts_by_name(config, NO_KEYS)["codex"]["credentials"] == {"present": True, "source": "modelUrl"}
 
 
+def test_a_model_url_is_shown_without_its_credentials(tmp_path: Path) -> None:
+    config = DaemonConfig(agents_dir=str(tmp_path), model_url="https://me:secret@gateway.test:8443/llm")
+    assert facts_by_name(config, NO_KEYS)["claude"]["modelUrl"] == "https://***@gateway.test:8443/llm"
+
+
 def test_the_mock_agent_is_always_usable(tmp_path: Path) -> None:
     mock = facts_by_name(DaemonConfig(agents_dir=str(tmp_path)), NO_KEYS)["mock"]
     assert (mock["usable"], mock["source"]) == (True, "acpd")
@@ -130,6 +135,8 @@ def npm_script(registry: str, install: str) -> str:
 async def test_an_unreachable_registry_fails_at_once_without_waiting_for_npm(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)  # behind a proxy the check is skipped
     url = unreachable_url()
     fake_npm(tmp_path / "bin", npm_script(url, "echo npm must not run >&2; exit 9\n"), monkeypatch)
     with pytest.raises(InstallFailed, match=r"registry .* cannot be reached") as caught:

@@ -192,7 +192,7 @@ class AcpBackend:
             raise AgentExited(f"agent {self.name!r} exited during the turn{self._stderr_hint()}") from exc
         finally:
             with anyio.CancelScope(shield=True):
-                if self._cancelled and self._proc is not None:
+                if self._cancelled and self._proc is not None and self._config.stop_detached_on_cancel:
                     # codex-acp answers a cancel but leaves the command running in its own session.
                     await self._proc.stop_detached_since(mark)
                 stop_reason = result.get("stopReason")

@@ -34,6 +34,12 @@ class ToolCallLedger:
         if kind not in ("tool_call", "tool_call_update") or not isinstance(call_id, str):
             return [update]
         known = call_id in self._status
+        if known and self._status[call_id] in FINAL and update.get("status") not in (None, *FINAL):
+            # After the call was closed (by the agent, or failed by acpd at the end of a turn), a
+            # late report must not reopen it: it passes with its status left out.
+            update = _marked({k: v for k, v in update.items() if k != "status"}, "late", "closed")
+            update["sessionUpdate"] = "tool_call_update"
+            return [update]
         if kind == "tool_call" and known:
             # codex-acp: the call was announced with its permission request; this is its progress.
             update = _marked({**update, "sessionUpdate": "tool_call_update"}, "rewritten", "tool_call")

@@ -2,7 +2,8 @@
 
 ``list`` reports what this machine's configuration gives (no daemon needed), or asks a running
 daemon with ``--url``; ``install`` puts pinned npm packages into acpd's agents directory and shows
-its progress on stderr.
+its progress on stderr. Only parses and prints: the facts and the installing live in the daemon
+layer, so that ``GET /v1/agents`` tells the same.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from acpd.config import DaemonConfig
 from acpd.presets import PRESETS
+
+if TYPE_CHECKING:
+    from acpd.daemon.install import Progress  # imported lazily: `acpd mock-agent` must start fast
 
 MEBIBYTE: Final = 1024 * 1024
 Runner = Callable[[argparse.Namespace], int]
@@ -71,8 +75,10 @@ def install(args: argparse.Namespace, config: DaemonConfig) -> int:
     display = ProgressLine(sys.stderr)
     for preset in presets:
         print(f"installing {preset.name}: {' '.join(preset.packages)} into {agents_dir / preset.name}", file=sys.stderr)
-        program = anyio.run(install_preset, preset, agents_dir, display.update)
-        display.finish()
+        try:
+            program = anyio.run(install_preset, preset, agents_dir, display.update)
+        finally:
+            display.finish()
         print(f"installed {preset.name}: {program}", file=sys.stderr)
     return 0
 
@@ -87,7 +93,7 @@ class ProgressLine:
         self._tty = bool(getattr(stream, "isatty", lambda: False)())
         self._logged = 0.0
 
-    def update(self, progress: Any) -> None:
+    def update(self, progress: Progress) -> None:
         text = f"  {progress.name}: {progress.elapsed_seconds:5.1f} s, {progress.bytes_on_disk / MEBIBYTE:7.1f} MiB"
         if progress.done:
             text += " done"

@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
 
 from acpd import __version__
 from acpd.config import AgentConfig, DaemonConfig, preset_of
@@ -49,7 +50,7 @@ def agent_facts(name: str, agent: AgentConfig, env: Mapping[str, str]) -> dict[s
         "path": program,
         "source": _source(agent, program),
         "version": _version(name, preset, program),
-        "modelUrl": agent.model_url,
+        "modelUrl": _without_userinfo(agent.model_url),
     }
     facts["credentials"] = _credentials(preset, agent, environ)
     reason = _unusable(agent, preset, program, facts["credentials"], environ)
@@ -57,6 +58,18 @@ def agent_facts(name: str, agent: AgentConfig, env: Mapping[str, str]) -> dict[s
     if preset is not None and preset.notes:
         facts["notes"] = preset.notes
     return facts
+
+
+def _without_userinfo(url: str | None) -> str | None:
+    """A URL as it may be shown: a user and password in it are replaced."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _find(command: str, cwd: str | None, env: Mapping[str, str]) -> str | None:

@@ -42,7 +42,14 @@ NPM_FLAGS: Final = (
     "--fetch-retry-maxtimeout=10000",
 )
 REGISTRY_CONNECT_SECONDS: Final = 10.0
-PROXY_VARIABLES: Final = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "npm_config_proxy")
+PROXY_VARIABLES: Final = (
+    "https_proxy",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "HTTP_PROXY",
+    "npm_config_proxy",
+    "npm_config_https_proxy",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +90,10 @@ async def install_preset(preset: Preset, agents_dir: Path, on_progress: Progress
             size = await anyio.to_thread.run_sync(_size, folder)  # a walk of hundreds of MB
             on_progress(Progress(preset.name, anyio.current_time() - started, size))
 
-    stderr = await _run_npm(npm, folder, tick)
+    try:
+        stderr = await _run_npm(npm, folder, tick)
+    except TimeoutError:
+        raise _failure(preset, f"npm install did not finish within {INSTALL_TIMEOUT_SECONDS:.0f} s") from None
     program = preset_program(preset, agents_dir)
     if stderr is not None or not program.is_file():
         raise _failure(preset, stderr or f"npm finished but {program} is missing")

@@ -9,6 +9,7 @@ string. Never interprets a message.
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 from acpd.protocol import jsonio
@@ -21,8 +22,10 @@ class RecordingTransport:
 
     def __init__(self, inner: Transport, path: Path) -> None:
         self._inner = inner
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: io.BufferedWriter | None = open(path, "ab")  # noqa: SIM115 - closed in aclose
+        # Recordings hold prompts, file contents and MCP servers' env: for the user's eyes only.
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._file: io.BufferedWriter | None = open(descriptor, "ab")  # noqa: SIM115 - closed in aclose
 
     async def send(self, frame: bytes) -> None:
         self._write("out", frame)
