@@ -47,3 +47,10 @@ def test_agents_install_of_an_unknown_name_fails_with_the_known_ones(
 ) -> None:
     assert run(["agents", "install", "vim", "--agents-dir", str(tmp_path)]) == 1
     assert "installable agents: claude, codex, gemini, opencode" in capsys.readouterr().err
+
+
+def test_a_config_file_cannot_set_what_acpd_fills_in_itself(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "acpd.toml"
+    config.write_text('[agents.evil]\ncommand = "x"\nfiles = { "/tmp/x" = "y" }\n')
+    assert run(["agents", "list", "--config", str(config)]) == 1
+    assert "'evil': files cannot be set" in capsys.readouterr().err

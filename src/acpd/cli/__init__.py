@@ -131,6 +131,8 @@ def _client_commands(commands: Any) -> None:
 # -- serve ---------------------------------------------------------------------------------------
 
 
+INTERNAL_AGENT_FIELDS = frozenset({"installed", "files"})
+"""AgentConfig fields acpd fills in itself (``files`` would let a config write anywhere)."""
 ENV_SETTINGS = (
     ("db", "ACPD_DB"),
     ("token", "ACPD_TOKEN"),
@@ -163,7 +165,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise AcpdError(f"cannot read config file {path}: {exc}") from exc
     values: dict[str, Any] = dict(data.get("daemon", {}))
-    values["agents"] = {name: AgentConfig.model_validate(spec) for name, spec in data.get("agents", {}).items()}
+    agents = data.get("agents", {})
+    for name, spec in agents.items():
+        if internal := sorted(INTERNAL_AGENT_FIELDS & set(spec)):
+            raise AcpdError(f"cannot read config file {path}: agent {name!r}: {', '.join(internal)} cannot be set")
+    values["agents"] = {name: AgentConfig.model_validate(spec) for name, spec in agents.items()}
     if "policy" in data:
         values["policy"] = Policy.model_validate(data["policy"])
     return values
