@@ -31,8 +31,9 @@ class _Frozen(BaseModel):
 class AgentConfig(_Frozen):
     """How to start one backend."""
 
-    kind: Literal["acp"] = "acp"
-    """Backend kind: ``acp`` spawns a command that speaks ACP over stdio."""
+    kind: Literal["acp", "claude-native"] = "acp"
+    """Backend kind: ``acp`` spawns a command that speaks ACP over stdio; ``claude-native`` runs
+    acpd's own Claude loop on the ``anthropic`` SDK (no command)."""
     preset: str | None = None
     """Start from this built-in preset (``claude``, ``codex``, ``gemini``, ``opencode``): its command
     and switches, with ``args`` appended and ``env`` on top. An agent named after a preset and
@@ -114,7 +115,7 @@ class DaemonConfig(_Frozen):
     @model_validator(mode="after")
     def _agents_have_commands(self) -> DaemonConfig:
         for name, agent in self.agents.items():
-            if not agent.command and agent.preset is None and name not in PRESETS:
+            if agent.kind == "acp" and not agent.command and agent.preset is None and name not in PRESETS:
                 raise ValueError(f"agent {name!r} needs a command, or a preset")
         return self
 
@@ -131,12 +132,19 @@ class DaemonConfig(_Frozen):
         """Built-in agents, then configured ones (which replace a built-in of the same name)."""
         agents = builtin_agents(self.resolved_data_dir())
         configured = {
-            name: agent.model_copy(update={"preset": name}) if not agent.command and agent.preset is None else agent
+            name: agent.model_copy(update={"preset": name})
+            if agent.kind == "acp" and not agent.command and agent.preset is None
+            else agent
             for name, agent in self.agents.items()
         }
         agents.update(configured)
         agents.update({name: AgentConfig(preset=name) for name in PRESETS if name not in configured})
-        return {name: self.expand(agent) for name, agent in agents.items()}
+        return {name: self._resolved(agent) for name, agent in agents.items()}
+
+    def _resolved(self, agent: AgentConfig) -> AgentConfig:
+        if agent.kind == "claude-native":
+            return agent.model_copy(update={"model_url": agent.model_url or self.model_url})
+        return self.expand(agent)
 
     def expand(self, agent: AgentConfig) -> AgentConfig:
         """A preset-based agent as the command, args and env to start it; others unchanged."""
@@ -196,5 +204,10 @@ def builtin_agents(data_dir: Path) -> dict[str, AgentConfig]:
             args=("-m", "acpd.testing.mock_agent", "--state-dir", str(data_dir / "mock-agent")),
             description="acpd's scripted mock ACP agent (see the README's prompt language)",
             installed=True,  # it comes with acpd
+        ),
+        "claude-native": AgentConfig(
+            kind="claude-native",
+            description="acpd's own Claude agent loop on the anthropic SDK, with built-in tools",
+            installed=True,
         ),
     }

@@ -23,7 +23,7 @@ def test_agents_list_json_reports_every_agent_from_the_local_configuration(
 ) -> None:
     assert run(["agents", "list", "--json", "--agents-dir", str(tmp_path)]) == 0
     items = json.loads(capsys.readouterr().out)["items"]
-    assert sorted(item["name"] for item in items) == sorted([*PRESETS, "mock"])
+    assert sorted(item["name"] for item in items) == sorted([*PRESETS, "mock", "claude-native"])
 
 
 def test_agents_install_shows_progress_and_where_it_installed(

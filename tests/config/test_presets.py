@@ -21,7 +21,7 @@ def install_fake(agents_dir: Path, name: str) -> Path:
 
 def test_every_preset_is_an_agent_and_uninstalled_ones_are_looked_up_on_path(tmp_path: Path) -> None:
     agents = DaemonConfig(agents_dir=str(tmp_path)).all_agents()
-    assert set(PRESETS) | {"mock"} == set(agents)
+    assert set(PRESETS) | {"mock", "claude-native"} == set(agents)
     assert agents["gemini"].command == "gemini"
     assert agents["gemini"].args == ("--acp",)
     assert not agents["gemini"].installed

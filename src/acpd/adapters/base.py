@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from anyio.abc import TaskStatus
 
+from acpd.protocol.events import EventRecord
 from acpd.protocol.jsonio import JsonObject, JsonValue
 
 
@@ -38,6 +39,10 @@ class SessionHost(Protocol):
         Raises:
             RpcError: the call is refused or fails; the message goes back to the agent.
         """
+        ...
+
+    async def history(self) -> list[EventRecord]:
+        """The session's event log so far, oldest first (for a backend that rebuilds its memory)."""
         ...
 
     def record_error(self, code: str, message: str, data: JsonObject | None = None) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from acpd.adapters.acp import AcpBackend
 from acpd.adapters.base import Backend
+from acpd.adapters.claude_native.backend import ClaudeNativeBackend
 from acpd.config import AgentConfig
 from acpd.errors import ConfigError
 from acpd.protocol.jsonio import JsonObject
@@ -26,4 +27,6 @@ def create_backend(
     """
     if config.kind == "acp":
         return AcpBackend(name, config, cwd=cwd, mcp_servers=mcp_servers, record_dir=record_dir)
+    if config.kind == "claude-native":
+        return ClaudeNativeBackend(name, config, cwd=cwd)
     raise ConfigError(f"agent {name!r} has unknown kind {config.kind!r}")  # pragma: no cover - Literal-typed

@@ -38,6 +38,8 @@ def all_agent_facts(config: DaemonConfig, env: Mapping[str, str] | None = None) 
 
 
 def agent_facts(name: str, agent: AgentConfig, env: Mapping[str, str]) -> dict[str, Any]:
+    if agent.kind == "claude-native":
+        return _native_facts(name, agent, {**env, **agent.env})
     preset = preset_of(agent)
     environ = {**env, **agent.env}
     program = _find(agent.command, agent.cwd, environ)
@@ -70,6 +72,31 @@ def _without_userinfo(url: str | None) -> str | None:
     host = parts.hostname or ""
     netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _native_facts(name: str, agent: AgentConfig, env: Mapping[str, str]) -> dict[str, Any]:
+    """acpd's own loop: nothing to install; it needs only credentials (or a model URL)."""
+    if agent.model_url:
+        credentials = {"present": True, "source": "modelUrl"}
+    else:
+        found = next((v for v in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN") if env.get(v)), None)
+        credentials = {"present": found is not None, "source": f"${found}" if found else None}
+    reason = None if credentials["present"] else "no credentials: set $ANTHROPIC_API_KEY, or a model URL"
+    return {
+        "name": name,
+        "kind": agent.kind,
+        "preset": None,
+        "description": agent.description,
+        "command": [],
+        "path": None,
+        "source": "acpd",
+        "version": __version__,
+        "modelUrl": _without_userinfo(agent.model_url),
+        "credentials": credentials,
+        "available": True,
+        "usable": reason is None,
+        "reason": reason,
+    }
 
 
 def _find(command: str, cwd: str | None, env: Mapping[str, str]) -> str | None:

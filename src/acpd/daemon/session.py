@@ -20,7 +20,7 @@ from acpd.adapters.workspace import Workspace
 from acpd.config import AgentConfig, DaemonConfig, Policy
 from acpd.errors import AcpdError, AgentError, AgentNotFound, RpcError, SessionBusy, SessionClosed
 from acpd.protocol import jsonio, jsonrpc, methods
-from acpd.protocol.events import Sender, utc_now
+from acpd.protocol.events import EventRecord, Sender, utc_now
 from acpd.protocol.jsonio import JsonObject, JsonValue
 from acpd.store.base import EventStore, SessionDoc
 
@@ -224,6 +224,12 @@ class SessionRuntime:
         outcome does not fit the request."""
         pending = self.broker.get(permission_id)
         self.broker.resolve(permission_id, check_outcome(pending, outcome), "client")
+
+    async def history(self) -> list[EventRecord]:
+        records: list[EventRecord] = []
+        async for batch in self.log.history(await self.log.settled_end()):
+            records.extend(batch)
+        return records
 
     async def client_request(self, method: str, params: JsonObject) -> JsonValue:
         """An agent's ``fs/*`` or ``terminal/*`` call: relayed to an attached editor that can

@@ -1,0 +1,210 @@
+"""Adapters layer: claude-native as a ``Backend``: a Claude agent loop inside the daemon.
+
+It speaks to the Messages API through the official ``anthropic`` SDK (base URL and key from the
+agent's configuration, or the SDK's own environment variables), offers models, modes and a
+thought level (a thinking budget) as ACP config options, and keeps the conversation in memory,
+rebuilt from the session's event log when the daemon restarts. It must not decide the session's
+permission policy or limits (the daemon's), nor touch files except through the daemon's ``fs/*``
+and ``terminal/*`` services and its confined read-only searches.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Final
+
+import anthropic
+import anyio
+from anyio.abc import TaskStatus
+
+from acpd import __version__
+from acpd.adapters.base import BackendState, SessionHost
+from acpd.adapters.workspace import Workspace
+from acpd.config import AgentConfig
+from acpd.errors import RpcError
+from acpd.protocol.jsonio import JsonObject
+
+from .history import prompt_blocks, rebuild
+from .loop import Settings, Spent, TurnDeps, run_turn
+from .stream import ModelFailure
+from .tool_base import ToolContext
+from .tools import MODE_DESCRIPTIONS, MODES
+
+MODELS: Final = ("claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5")
+EFFORT_BUDGETS: Final = {"low": 0, "medium": 4_096, "high": 16_384, "max": 32_000}
+"""Thought level → thinking budget in tokens (``low``: no extended thinking)."""
+OUTPUT_TOKENS: Final = 16_384
+"""Room for the answer itself, on top of the thinking budget."""
+DEFAULT_BASH_TIMEOUT_SECONDS: Final = 120.0
+PLACEHOLDER_KEY: Final = "acpd-no-key"
+SYSTEM: Final = (
+    "You are a coding agent working in the user's project directory {cwd}. Use the tools to read, "
+    "search, edit and run what you need; prefer small, exact edits; keep a todo list for work of "
+    "several steps; say briefly what you did when done."
+)
+
+
+class ClaudeNativeBackend:
+    """One session's Claude loop."""
+
+    def __init__(self, name: str, config: AgentConfig, *, cwd: str) -> None:
+        self.name = name
+        self._config = config
+        self._cwd = cwd
+        self._host: SessionHost | None = None
+        self._client: anthropic.AsyncAnthropic | None = None
+        self._messages: list[dict[str, Any]] = []
+        self._spent = Spent()
+        self._always: set[str] = set()
+        self._model = config.env.get("ANTHROPIC_MODEL") or os.environ.get("ANTHROPIC_MODEL") or MODELS[0]
+        self._mode = "default"
+        self._effort = "low"
+        self._turn_scope: anyio.CancelScope | None = None
+        self._closed = anyio.Event()
+
+    async def run(self, host: SessionHost, *, resume_id: str | None, task_status: TaskStatus[BackendState]) -> None:
+        self._host = host
+        self._client = anthropic.AsyncAnthropic(**self._client_options(), max_retries=0)
+        how = "new"
+        if resume_id is not None:
+            self._messages = rebuild(await host.history())
+            how = "resume"
+        try:
+            task_status.started(self._state(how))
+            await self._closed.wait()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._client.close()
+            host.backend_exited(0, "")
+
+    def _client_options(self) -> dict[str, Any]:
+        env = {**os.environ, **self._config.env}
+        options: dict[str, Any] = {}
+        if self._config.model_url:
+            options["base_url"] = self._config.model_url.rstrip("/")
+        elif env.get("ANTHROPIC_BASE_URL"):
+            options["base_url"] = env["ANTHROPIC_BASE_URL"]
+        key = env.get("ANTHROPIC_API_KEY")
+        token = env.get("ANTHROPIC_AUTH_TOKEN")
+        if key:
+            options["api_key"] = key
+        elif token:
+            options["auth_token"] = token
+        else:
+            options["api_key"] = PLACEHOLDER_KEY  # the API answers 401, which becomes a clear error
+        return options
+
+    def _state(self, how: str) -> BackendState:
+        host = self._require_host()
+        return BackendState(
+            backend_session_id=host.session_id,
+            how=how,
+            agent_info={"name": "acpd-claude-native", "title": "Claude (native)", "version": __version__},
+            capabilities={"loadSession": True, "promptCapabilities": {"embeddedContext": True}},
+            modes=self._modes(),
+            config_options=self._options(),
+        )
+
+    def _modes(self) -> JsonObject:
+        available = [{"id": mode, "name": mode, "description": MODE_DESCRIPTIONS[mode]} for mode in MODES]
+        return {"currentModeId": self._mode, "availableModes": available}
+
+    def _options(self) -> list[JsonObject]:
+        def select(option_id: str, name: str, category: str, current: str, values: Sequence[str]) -> JsonObject:
+            options = [{"value": value, "name": value} for value in values]
+            return {
+                "id": option_id,
+                "name": name,
+                "category": category,
+                "type": "select",
+                "currentValue": current,
+                "options": options,
+            }
+
+        return [
+            select("mode", "Mode", "mode", self._mode, MODES),
+            select("model", "Model", "model", self._model, sorted({*MODELS, self._model})),
+            select("effort", "Thinking", "thought_level", self._effort, list(EFFORT_BUDGETS)),
+        ]
+
+    async def aclose(self) -> None:
+        if self._turn_scope is not None:
+            self._turn_scope.cancel()
+        self._closed.set()
+
+    # -- turns -------------------------------------------------------------------------------------
+
+    async def prompt(self, prompt: list[JsonObject]) -> JsonObject:
+        host = self._require_host()
+        blocks = prompt_blocks(prompt)
+        if self._messages and self._messages[-1]["role"] == "user":
+            self._messages[-1]["content"].extend(blocks)  # the last turn was cancelled before the model answered
+        else:
+            self._messages.append({"role": "user", "content": blocks})
+        deps = TurnDeps(
+            client=self._require_client(),
+            emit=self._emit,
+            ask=host.request_permission,
+            record_error=host.record_error,
+            tools=ToolContext(
+                self._cwd, host.client_request, Workspace([self._cwd]), self._no_progress, DEFAULT_BASH_TIMEOUT_SECONDS
+            ),
+            session_spent=self._spent,
+            always=self._always,
+        )
+        with anyio.CancelScope() as scope:
+            self._turn_scope = scope
+            try:
+                return await run_turn(deps, self._settings(), self._messages)
+            except ModelFailure as failure:
+                raise RpcError(-32603, failure.message, {"code": failure.code, **failure.wire()}) from None
+            finally:
+                self._turn_scope = None
+        return {"stopReason": "cancelled"}
+
+    async def cancel(self) -> None:
+        if self._turn_scope is not None:
+            self._turn_scope.cancel()
+
+    def _settings(self) -> Settings:
+        budget = EFFORT_BUDGETS[self._effort]
+        return Settings(self._model, self._mode, budget, budget + OUTPUT_TOKENS, SYSTEM.format(cwd=self._cwd))
+
+    async def _emit(self, update: JsonObject) -> None:
+        host = self._require_host()
+        await host.emit(
+            {"jsonrpc": "2.0", "method": "session/update", "params": {"sessionId": host.session_id, "update": update}}
+        )
+
+    async def _no_progress(self, content: list[JsonObject]) -> None:
+        return None
+
+    # -- settings ----------------------------------------------------------------------------------
+
+    async def set_mode(self, mode_id: str) -> None:
+        if mode_id not in MODES:
+            raise RpcError.invalid_params(f"unknown mode {mode_id!r}; modes: {', '.join(MODES)}")
+        self._mode = mode_id
+
+    async def set_config_option(self, config_id: str, value: Any) -> list[JsonObject] | None:
+        if config_id == "mode":
+            await self.set_mode(str(value))
+        elif config_id == "model" and isinstance(value, str) and value:
+            self._model = value
+        elif config_id == "effort" and value in EFFORT_BUDGETS:
+            self._effort = str(value)
+        else:
+            raise RpcError.invalid_params(f"no option {config_id!r} with value {value!r}")
+        return self._options()
+
+    async def set_model(self, model_id: str) -> None:
+        await self.set_config_option("model", model_id)
+
+    def _require_host(self) -> SessionHost:
+        assert self._host is not None, "run() sets the host first"
+        return self._host
+
+    def _require_client(self) -> anthropic.AsyncAnthropic:
+        assert self._client is not None, "run() makes the client first"
+        return self._client

@@ -1,0 +1,257 @@
+"""Adapters layer: one claude-native turn, step by step: call the model, run the tools it asked
+for (asking permission as the mode says), hand back their results, until the model is done.
+
+Everything the session records goes out through ``Emit`` as ACP updates; what the Messages API
+needs to rebuild the conversation later rides in their ``_meta.claudeNative``. A cancel arrives as
+the cancellation of this task: the conversation is left valid (a tool cut short gets a result).
+Limits (steps, tokens, time) are the daemon's: it cancels the turn.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import anthropic
+import anyio
+from anthropic.types import Message, ToolUseBlock
+
+from acpd.protocol.jsonio import JsonObject
+
+from .history import META
+from .pricing import CONTEXT_WINDOW_TOKENS, cost_usd
+from .stream import Emit, ModelFailure, stream_message
+from .tool_base import ToolContext, ToolFailed, ToolResult, text_content
+from .tools import TOOLS, decision, tool_params
+
+logger = logging.getLogger(__name__)
+
+MAX_RETRIES: Final = 3
+MAX_RETRY_WAIT_SECONDS: Final = 60.0
+BACKOFF_SECONDS: Final = (1.0, 2.0, 4.0)
+STOP_REASONS: Final = {
+    "end_turn": "end_turn",
+    "stop_sequence": "end_turn",
+    "max_tokens": "max_tokens",
+    "refusal": "refusal",
+}
+ALLOW: Final = ("allow", "always")
+CANCELLED: Final = ToolResult("The tool call was cancelled.", error=True)
+
+AskPermission = Callable[[JsonObject], Awaitable[JsonObject]]
+RecordError = Callable[[str, str, JsonObject], None]
+
+
+@dataclass(slots=True)
+class Settings:
+    model: str
+    mode: str
+    thinking_budget: int
+    max_tokens: int
+    system: str
+
+
+@dataclass(slots=True)
+class Spent:
+    """Tokens and cost so far (the turn's, or the session's)."""
+
+    inputs: int = 0
+    outputs: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    cost: float = 0.0
+
+    def add(self, message: Message) -> float:
+        usage = message.usage
+        inputs, outputs = usage.input_tokens, usage.output_tokens
+        read, write = usage.cache_read_input_tokens or 0, usage.cache_creation_input_tokens or 0
+        self.inputs, self.outputs = self.inputs + inputs, self.outputs + outputs
+        self.cache_read, self.cache_write = self.cache_read + read, self.cache_write + write
+        cost = cost_usd(message.model, inputs, outputs, write, read) or 0.0
+        self.cost += cost
+        return cost
+
+    def wire(self) -> JsonObject:
+        return {
+            "inputTokens": self.inputs,
+            "outputTokens": self.outputs,
+            "cachedReadTokens": self.cache_read,
+            "cachedWriteTokens": self.cache_write,
+            "totalTokens": self.inputs + self.outputs + self.cache_read + self.cache_write,
+        }
+
+
+@dataclass(slots=True)
+class TurnDeps:
+    client: anthropic.AsyncAnthropic
+    emit: Emit
+    ask: AskPermission
+    record_error: RecordError
+    tools: ToolContext
+    session_spent: Spent
+    always: set[str] = field(default_factory=set)
+    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+
+async def run_turn(deps: TurnDeps, settings: Settings, messages: list[dict[str, Any]]) -> JsonObject:
+    """Run the turn on ``messages`` (the new prompt already last); return the prompt's result."""
+    spent = Spent()
+    while True:
+        message = await _call_model(deps, settings, messages)
+        content = [block.model_dump(exclude_none=True) for block in message.content]
+        messages.append({"role": "assistant", "content": content})
+        spent.add(message)
+        await _report_usage(deps, message)
+        uses = [block for block in message.content if isinstance(block, ToolUseBlock)]
+        if message.stop_reason != "tool_use" or not uses:
+            return {"stopReason": STOP_REASONS.get(str(message.stop_reason), "end_turn"), "usage": spent.wire()}
+        results: list[JsonObject] = []
+        messages.append({"role": "user", "content": results})
+        try:
+            for use in uses:
+                results.append(await _run_tool(deps, settings, use))  # noqa: PERF401 - a cancel keeps those done
+        finally:
+            # Cancelled mid-way: every tool use still needs its result, or the next call is refused.
+            answered = {block["tool_use_id"] for block in results}
+            results.extend(_result_block(u.id, CANCELLED) for u in uses if u.id not in answered)
+
+
+async def _call_model(deps: TurnDeps, settings: Settings, messages: list[dict[str, Any]]) -> Message:
+    params: dict[str, Any] = {
+        "model": settings.model,
+        "max_tokens": settings.max_tokens,
+        "system": settings.system,
+        "messages": messages,
+        "tools": tool_params(),
+    }
+    if settings.thinking_budget:
+        params["thinking"] = {"type": "enabled", "budget_tokens": settings.thinking_budget}
+    for attempt in itertools.count(1):
+        try:
+            return await stream_message(deps.client, params, deps.emit)
+        except ModelFailure as failure:
+            deps.record_error(failure.code, failure.message, {**failure.wire(), "attempt": attempt})
+            if not failure.retryable or attempt > MAX_RETRIES:
+                raise
+            wait = failure.retry_after_seconds or BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS)) - 1]
+            await anyio.sleep(min(wait, MAX_RETRY_WAIT_SECONDS))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _report_usage(deps: TurnDeps, message: Message) -> None:
+    spent = deps.session_spent
+    spent.add(message)
+    usage = message.usage
+    used = usage.input_tokens + (usage.cache_read_input_tokens or 0) + (usage.cache_creation_input_tokens or 0)
+    update: JsonObject = {
+        "sessionUpdate": "usage_update",
+        "used": used + usage.output_tokens,
+        "size": CONTEXT_WINDOW_TOKENS,
+    }
+    if cost_usd(message.model, 0, 0) is not None:
+        update["cost"] = {"amount": round(spent.cost, 6), "currency": "USD"}
+    await deps.emit(update)
+
+
+async def _run_tool(deps: TurnDeps, settings: Settings, use: ToolUseBlock) -> JsonObject:
+    """Announce, clear, run and report one tool call; return its ``tool_result`` block."""
+    args = use.input if isinstance(use.input, dict) else {}
+    tool = TOOLS.get(use.name)
+    tool_use = {"id": use.id, "name": use.name, "input": args}
+    if tool is None:
+        unknown = {"toolCallId": use.id, "title": use.name, "kind": "other", "status": "pending", "rawInput": args}
+        await deps.emit({"sessionUpdate": "tool_call", **unknown, "_meta": {META: {"toolUse": tool_use}}})
+        return await _finish(deps, use.id, "failed", ToolResult(f"there is no tool named {use.name!r}", error=True))
+    if not tool.announced:
+        result = await _guarded(tool.run(deps.tools, args))
+        if result.plan is not None:
+            native = {"toolUse": tool_use, "toolResult": {"id": use.id, "text": result.text, "isError": result.error}}
+            await deps.emit({"sessionUpdate": "plan", "entries": result.plan, "_meta": {META: native}})
+        return _result_block(use.id, result)
+    call: JsonObject = {
+        "toolCallId": use.id,
+        "title": tool.title(args),
+        "kind": tool.kind,
+        "status": "pending",
+        "rawInput": args,
+        "locations": tool.locations(args),
+    }
+    await deps.emit({"sessionUpdate": "tool_call", **call, "_meta": {META: {"toolUse": tool_use}}})
+    refusal = await _clearance(deps, settings, tool.name, tool.kind, call)
+    if refusal is not None:
+        return await _finish(deps, use.id, "failed", ToolResult(refusal, error=True))
+    await deps.emit({"sessionUpdate": "tool_call_update", "toolCallId": use.id, "status": "in_progress"})
+    result = CANCELLED
+    try:
+        deps.tools.progress = _progress(deps, use.id)
+        result = await _guarded(tool.run(deps.tools, args))
+    finally:
+        with anyio.CancelScope(shield=True):
+            await _finish(deps, use.id, "failed" if result.error else "completed", result)
+    return _result_block(use.id, result)
+
+
+def _progress(deps: TurnDeps, call_id: str) -> Callable[[list[JsonObject]], Awaitable[None]]:
+    async def report(content: list[JsonObject]) -> None:
+        await deps.emit({"sessionUpdate": "tool_call_update", "toolCallId": call_id, "content": content})
+
+    return report
+
+
+async def _guarded(running: Awaitable[ToolResult]) -> ToolResult:
+    try:
+        return await running
+    except ToolFailed as exc:
+        return ToolResult(str(exc), error=True)
+
+
+async def _clearance(deps: TurnDeps, settings: Settings, name: str, kind: str, call: JsonObject) -> str | None:
+    """None when the call may run; else why not (for the model)."""
+    verdict = decision(settings.mode, TOOLS[name], deps.always)
+    if verdict == "run":
+        return None
+    if verdict == "refuse":
+        return f"{name} is not allowed in plan mode: describe the change instead of making it."
+    request = {
+        "jsonrpc": "2.0",
+        "id": f"permission-{next(deps.ids)}",
+        "method": "session/request_permission",
+        "params": {
+            "toolCall": {k: call[k] for k in ("toolCallId", "title", "kind", "status", "rawInput", "locations")},
+            "options": [
+                {"optionId": "allow", "name": "Allow", "kind": "allow_once"},
+                {"optionId": "always", "name": f"Always allow {name}", "kind": "allow_always"},
+                {"optionId": "reject", "name": "Reject", "kind": "reject_once"},
+            ],
+        },
+    }
+    answer = await deps.ask(request)
+    outcome = answer.get("outcome")
+    chosen = outcome.get("optionId") if isinstance(outcome, dict) and outcome.get("outcome") == "selected" else None
+    if chosen == "always":
+        deps.always.add(name)
+    if chosen in ALLOW:
+        return None
+    return "The user refused this tool call."
+
+
+async def _finish(deps: TurnDeps, call_id: str, status: str | None, result: ToolResult) -> JsonObject:
+    native = {"toolResult": {"id": call_id, "text": result.text, "isError": result.error}}
+    if status is not None:
+        update: JsonObject = {"sessionUpdate": "tool_call_update", "toolCallId": call_id, "status": status}
+        update["_meta"] = {META: native}
+        update["content"] = list(result.content) or [text_content(result.text)]
+        if result.raw_output is not None:
+            update["rawOutput"] = result.raw_output
+        await deps.emit(update)
+    return _result_block(call_id, result)
+
+
+def _result_block(call_id: str, result: ToolResult) -> JsonObject:
+    block: JsonObject = {"type": "tool_result", "tool_use_id": call_id, "content": result.text}
+    if result.error:
+        block["is_error"] = True
+    return block

@@ -1,0 +1,111 @@
+"""Adapters layer: one streaming Messages API call, its deltas turned into ACP updates as they come.
+
+Text deltas become ``agent_message_chunk``s and thinking deltas ``agent_thought_chunk``s; the final
+message (content blocks, stop reason, usage) is returned for the loop. API failures are classified
+here into what a user can act on; retrying is the loop's decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import anthropic
+import httpx
+from anthropic.types import Message
+
+from acpd.protocol.jsonio import JsonObject
+
+Emit = Callable[[JsonObject], Awaitable[None]]
+RETRYABLE_STATUSES: Final = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFailure(Exception):
+    """A failed model call, classified."""
+
+    code: str
+    """``MODEL_AUTH``, ``MODEL_RATE_LIMITED``, ``MODEL_OVERLOADED``, ``MODEL_ERROR``, ``MODEL_STREAM_CUT``,
+    ``MODEL_BAD_REQUEST``."""
+    message: str
+    status: int | None = None
+    retry_after_seconds: float | None = None
+
+    @property
+    def retryable(self) -> bool:
+        return self.code == "MODEL_STREAM_CUT" or (self.status in RETRYABLE_STATUSES)
+
+    def wire(self) -> JsonObject:
+        data: JsonObject = {"status": self.status}
+        if self.retry_after_seconds is not None:
+            data["retryAfterSeconds"] = self.retry_after_seconds
+        return data
+
+
+async def stream_message(client: anthropic.AsyncAnthropic, params: dict[str, Any], emit: Emit) -> Message:
+    """Run one call, emitting its text and thinking as they stream.
+
+    Raises:
+        ModelFailure: the API refused or failed, or the stream was cut.
+    """
+    try:
+        async with client.messages.stream(**params) as stream:
+            async for event in stream:
+                if event.type == "text" and event.text:
+                    await emit(_chunk("agent_message_chunk", event.text))
+                elif event.type == "thinking" and event.thinking:
+                    await emit(_chunk("agent_thought_chunk", event.thinking))
+            return await stream.get_final_message()
+    except anthropic.APIStatusError as exc:
+        raise _classified(exc) from exc
+    except (anthropic.APIConnectionError, httpx.HTTPError) as exc:
+        raise ModelFailure("MODEL_STREAM_CUT", f"the connection to the model API failed: {exc}") from exc
+    except _transport_errors() as exc:
+        raise ModelFailure("MODEL_STREAM_CUT", f"the model's answer was cut: {exc}") from exc
+
+
+def _chunk(kind: str, text: str) -> JsonObject:
+    return {"sessionUpdate": kind, "content": {"type": "text", "text": text}}
+
+
+def _classified(exc: anthropic.APIStatusError) -> ModelFailure:
+    status = exc.status_code
+    message = _api_message(exc)
+    retry_after = _retry_after(exc.response)
+    if status in (401, 403):
+        return ModelFailure("MODEL_AUTH", f"the model API refused the credentials ({status}): {message}", status)
+    if status == 429:
+        return ModelFailure("MODEL_RATE_LIMITED", f"rate limited (429): {message}", status, retry_after)
+    if status == 529:
+        return ModelFailure("MODEL_OVERLOADED", f"the model API is overloaded (529): {message}", status, retry_after)
+    if status >= 500 or status in RETRYABLE_STATUSES:
+        return ModelFailure("MODEL_ERROR", f"the model API failed ({status}): {message}", status, retry_after)
+    return ModelFailure("MODEL_BAD_REQUEST", f"the model API rejected the request ({status}): {message}", status)
+
+
+def _api_message(exc: anthropic.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error")
+        text = error.get("message") if isinstance(error, dict) else None
+        if isinstance(text, str):
+            return text
+    return str(exc.message)
+
+
+def _retry_after(response: Any) -> float | None:
+    value = getattr(response, "headers", {}).get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    # Newer SDKs run on httpx2; a cut stream surfaces as its error, which APIConnectionError may not wrap.
+    try:
+        import httpx2
+    except ImportError:
+        return ()
+    return (httpx2.HTTPError,)

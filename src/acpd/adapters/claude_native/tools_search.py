@@ -1,0 +1,124 @@
+"""Adapters layer: claude-native's read-only search tools, Glob and Grep, inside the session's cwd.
+
+They run in a worker thread on the local file system, confined by the session's ``Workspace`` (the
+same check ``fs/*`` uses); they never follow a path out of it and never write.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, ClassVar, Final
+
+import anyio
+
+from acpd.errors import RpcError
+from acpd.protocol.jsonio import JsonObject
+
+from .tool_base import ToolContext, ToolFailed, ToolResult, clipped, fenced, path_arg, string_arg, text_content
+
+MAX_MATCHES: Final = 500
+MAX_GREP_FILE_BYTES: Final = 2 * 1024 * 1024
+SKIPPED_DIRS: Final = frozenset({".git", "node_modules", "__pycache__", ".venv"})
+
+
+def _base(ctx: ToolContext, args: dict[str, Any]) -> Path:
+    try:
+        return ctx.workspace.resolve(path_arg(ctx, args) if "path" in args else ctx.cwd)
+    except RpcError as exc:
+        raise ToolFailed(exc.message) from None
+
+
+def _files(base: Path) -> list[Path]:
+    found: list[Path] = []
+    for root, dirs, names in os.walk(base):
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
+        found.extend(Path(root) / name for name in sorted(names))
+    return found
+
+
+def _glob(base: Path, pattern: str) -> list[str]:
+    matches = sorted(str(path.relative_to(base)) for path in base.glob(pattern) if not _skipped(path, base))
+    return matches[:MAX_MATCHES]
+
+
+def _skipped(path: Path, base: Path) -> bool:
+    return any(part in SKIPPED_DIRS for part in path.relative_to(base).parts)
+
+
+def _grep(base: Path, regex: re.Pattern[str], name_pattern: str | None) -> list[str]:
+    lines: list[str] = []
+    for path in _files(base) if base.is_dir() else [base]:
+        if name_pattern and not path.match(name_pattern):
+            continue
+        try:
+            if path.stat().st_size > MAX_GREP_FILE_BYTES:
+                continue
+            text = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue  # unreadable or binary
+        for number, line in enumerate(text.splitlines(), start=1):
+            if regex.search(line):
+                lines.append(f"{path.relative_to(base) if base.is_dir() else path.name}:{number}: {line}")
+                if len(lines) >= MAX_MATCHES:
+                    return lines
+    return lines
+
+
+class GlobTool:
+    name = "Glob"
+    kind = "search"
+    announced = True
+    description = "List files matching a glob pattern (e.g. '**/*.py', or '*' to list a directory)."
+    schema: ClassVar[JsonObject] = {
+        "type": "object",
+        "properties": {"pattern": {"type": "string"}, "path": {"type": "string"}},
+        "required": ["pattern"],
+    }
+
+    def title(self, args: dict[str, Any]) -> str:
+        return f"Glob {args.get('pattern', '')}"
+
+    def locations(self, args: dict[str, Any]) -> list[JsonObject]:
+        return [{"path": str(args["path"])}] if "path" in args else []
+
+    async def run(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
+        pattern = string_arg(args, "pattern")
+        base = await anyio.to_thread.run_sync(_base, ctx, args)
+        try:
+            matches = await anyio.to_thread.run_sync(_glob, base, pattern)
+        except ValueError as exc:
+            raise ToolFailed(f"bad pattern {pattern!r}: {exc}") from None
+        text = "\n".join(matches) or "No files matched."
+        return ToolResult(clipped(text), (text_content(fenced(text)),), {"matches": len(matches)})
+
+
+class GrepTool:
+    name = "Grep"
+    kind = "search"
+    announced = True
+    description = "Search file contents with a regular expression; optional path and file-name glob."
+    schema: ClassVar[JsonObject] = {
+        "type": "object",
+        "properties": {"pattern": {"type": "string"}, "path": {"type": "string"}, "glob": {"type": "string"}},
+        "required": ["pattern"],
+    }
+
+    def title(self, args: dict[str, Any]) -> str:
+        return f"Grep {args.get('pattern', '')}"
+
+    def locations(self, args: dict[str, Any]) -> list[JsonObject]:
+        return [{"path": str(args["path"])}] if "path" in args else []
+
+    async def run(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
+        pattern = string_arg(args, "pattern")
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            raise ToolFailed(f"bad regular expression {pattern!r}: {exc}") from None
+        base = await anyio.to_thread.run_sync(_base, ctx, args)
+        glob = args.get("glob") if isinstance(args.get("glob"), str) else None
+        lines = await anyio.to_thread.run_sync(_grep, base, regex, glob)
+        text = "\n".join(lines) or "No matches."
+        return ToolResult(clipped(text), (text_content(fenced(text)),), {"matches": len(lines)})
