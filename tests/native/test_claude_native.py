@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from acpd.daemon.app import create_app
 from acpd.daemon.manager import SessionManager
 from acpd.store.memory import MemoryEventStore
 from acpd.testing.model_server import ErrorReply, MockModelServer, Reply, ToolCall, serve_mock_model
+from tests.daemon.helpers import wait_for_frame
 
 pytestmark = pytest.mark.anyio
 
@@ -26,15 +29,20 @@ async def model() -> AsyncIterator[MockModelServer]:
 
 
 @pytest.fixture
-async def http(model: MockModelServer, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def manager(model: MockModelServer, tmp_path: Path) -> AsyncIterator[SessionManager]:
     native = AgentConfig(kind="claude-native", model_url=model.url)
     config = DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", agents={"claude-native": native})
     store = MemoryEventStore()
-    async with SessionManager(config, store).running() as manager:
-        transport = httpx.ASGITransport(app=create_app(manager))
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:4520", timeout=30) as client:
-            yield client
+    async with SessionManager(config, store).running() as running:
+        yield running
     await store.aclose()
+
+
+@pytest.fixture
+async def http(manager: SessionManager) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(manager))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:4520", timeout=30) as client:
+        yield client
 
 
 async def session(http: httpx.AsyncClient, cwd: Path, permissions: str = "allow") -> str:
@@ -120,3 +128,139 @@ async def test_an_overloaded_model_is_retried_and_the_turn_goes_on(
     events = (await http.get(f"/v1/sessions/{session_id}/events")).json()["items"]
     [error] = [e["payload"]["params"] for e in events if e["payload"].get("method") == "_acpd/error"]
     assert error["code"] == "MODEL_OVERLOADED"
+
+
+async def test_permission_is_asked_in_the_default_mode_and_the_answer_is_obeyed(
+    http: httpx.AsyncClient, manager: SessionManager, model: MockModelServer, tmp_path: Path
+) -> None:
+    session_id = await session(http, tmp_path, permissions="ask")
+    model.push(Reply(tool=ToolCall(name="Write", input={"path": "asked.txt", "content": "yes\n"})))
+    answer: dict[str, Any] = {}
+
+    async def run() -> None:
+        answer.update(await prompt(http, session_id, "Write it"))
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            await wait_for_frame(manager, session_id, "session/request_permission")
+            pending = (await http.get(f"/v1/sessions/{session_id}/permissions")).json()["items"]
+            assert pending[0]["toolCall"]["kind"] == "edit"
+            await http.post(f"/v1/sessions/{session_id}/permissions/{pending[0]['id']}", json={"reply": "once"})
+    assert answer["stopReason"] == "end_turn"
+    assert (tmp_path / "asked.txt").read_text() == "yes\n"
+
+
+async def test_plan_mode_refuses_changes_without_asking(
+    http: httpx.AsyncClient, model: MockModelServer, tmp_path: Path
+) -> None:
+    session_id = await session(http, tmp_path, permissions="ask")
+    assert (await http.patch(f"/v1/sessions/{session_id}", json={"mode": "plan"})).status_code == 200
+    model.push(Reply(tool=ToolCall(name="Write", input={"path": "no.txt", "content": "x"})))
+    answer = await prompt(http, session_id, "Write it")
+    assert "not allowed in plan mode" in answer["text"]
+    assert not (tmp_path / "no.txt").exists()
+
+
+async def test_edit_replaces_exact_text_once_and_refuses_an_ambiguous_match(
+    http: httpx.AsyncClient, model: MockModelServer, tmp_path: Path
+) -> None:
+    (tmp_path / "code.py").write_text("a = 1\nb = 1\n")
+    session_id = await session(http, tmp_path)
+    model.push(Reply(tool=ToolCall(name="Edit", input={"path": "code.py", "old_string": "= 1", "new_string": "= 2"})))
+    ambiguous = await prompt(http, session_id, "Edit")
+    assert "occurs 2 times" in ambiguous["text"]
+    model.push(
+        Reply(tool=ToolCall(name="Edit", input={"path": "code.py", "old_string": "b = 1", "new_string": "b = 2"}))
+    )
+    await prompt(http, session_id, "Edit")
+    assert (tmp_path / "code.py").read_text() == "a = 1\nb = 2\n"
+
+
+async def test_glob_and_grep_search_inside_the_session_directory_only(
+    http: httpx.AsyncClient, model: MockModelServer, tmp_path: Path
+) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "app.py").write_text("def main():\n    return 42\n")
+    session_id = await session(http, tmp_path)
+    model.push(Reply(tool=ToolCall(name="Grep", input={"pattern": "return \\d+"})))
+    assert "src/app.py:2:     return 42" in (await prompt(http, session_id, "grep"))["text"]
+    model.push(Reply(tool=ToolCall(name="Glob", input={"pattern": "**/*.py"})))
+    assert "src/app.py" in (await prompt(http, session_id, "glob"))["text"]
+    model.push(Reply(tool=ToolCall(name="Glob", input={"pattern": "*", "path": "/"})))
+    assert "outside" in (await prompt(http, session_id, "escape"))["text"]
+
+
+async def test_a_cancel_in_the_middle_of_a_tool_stops_it_and_the_conversation_goes_on(
+    http: httpx.AsyncClient, manager: SessionManager, model: MockModelServer, tmp_path: Path
+) -> None:
+    session_id = await session(http, tmp_path)
+    marker = f"acpd-native-{uuid.uuid4().hex}"
+    command = f"python3 -c 'import time; time.sleep(60)' {marker}"
+    model.push(Reply(tool=ToolCall(name="Bash", input={"command": command})))
+    answer: dict[str, Any] = {}
+
+    async def run() -> None:
+        answer.update(await prompt(http, session_id, "Run it"))
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            await wait_for_update(manager, session_id, lambda u: u.get("status") == "in_progress")
+            assert (await http.post(f"/v1/sessions/{session_id}/cancel")).json() == {"cancelled": True}
+    assert answer["stopReason"] == "cancelled"
+    assert not [pid for pid, cmdline in cmdlines() if marker in cmdline]
+    [failed] = [u for u in await updates(http, session_id) if u.get("status") == "failed"]
+    assert failed["_meta"]["claudeNative"]["toolResult"]["text"] == "The tool call was cancelled."
+    after = await prompt(http, session_id, "mock:text=still here")
+    assert after["text"] == "still here"
+    # The model saw the cut-short call answered, so the API accepted the conversation.
+    last = model.requests[-1].body["messages"]
+    assert any(
+        b.get("type") == "tool_result" and b.get("is_error") for m in last for b in m["content"] if isinstance(b, dict)
+    )
+
+
+async def test_after_a_restart_the_conversation_is_rebuilt_from_the_log(model: MockModelServer, tmp_path: Path) -> None:
+    native = AgentConfig(kind="claude-native", model_url=model.url)
+    config = DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", agents={"claude-native": native})
+    store = MemoryEventStore()
+    model.push(Reply(tool=ToolCall(name="Write", input={"path": "a.txt", "content": "A\n"})))
+    for text in ("Write a file", "mock:text=I remember"):
+        async with SessionManager(config, store).running() as manager:
+            transport = httpx.ASGITransport(app=create_app(manager))
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:4520", timeout=30) as client:
+                if text == "Write a file":
+                    session_id = await session(client, tmp_path)
+                answer = await prompt(client, session_id, text)
+                assert answer["stopReason"] == "end_turn"
+    await store.aclose()
+    messages = model.requests[-1].body["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
+    assert messages[0]["content"][0]["text"] == "Write a file"
+    assert messages[1]["content"][-1]["name"] == "Write"
+    assert messages[2]["content"][0]["type"] == "tool_result"
+    assert messages[3]["content"][0]["text"].startswith("All done. Tool said: Created")
+
+
+async def wait_for_update(manager: SessionManager, session_id: str, wanted: Any) -> dict[str, Any]:
+    runtime = await manager.runtime(session_id)
+    async for batch in runtime.log.follow(0):
+        for record in batch:
+            params = record.payload_object().get("params")
+            update = params.get("update") if isinstance(params, dict) else None
+            if isinstance(update, dict) and wanted(update):
+                return update
+    raise AssertionError("the log closed first")
+
+
+def cmdlines() -> list[tuple[int, str]]:
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    found.append((int(name), f.read().replace(b"\0", b" ").decode(errors="replace")))
+            except OSError:
+                continue
+    return found

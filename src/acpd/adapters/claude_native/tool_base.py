@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Protocol
 
 from acpd.adapters.workspace import Workspace
+from acpd.errors import RpcError
 from acpd.protocol.jsonio import JsonObject, JsonValue
 
 MAX_RESULT_CHARS: Final = 30_000
@@ -65,6 +66,13 @@ class Tool(Protocol):
     def locations(self, args: dict[str, Any]) -> list[JsonObject]: ...
 
     async def run(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult: ...
+
+
+def failed(exc: RpcError) -> ToolFailed:
+    """A refused ``fs/*`` or ``terminal/*`` call as the model should read it: the detail, not the code."""
+    data = exc.data
+    detail = data.get("detail") if isinstance(data, dict) else None
+    return ToolFailed(str(detail) if detail else exc.message)
 
 
 def text_content(text: str) -> JsonObject:

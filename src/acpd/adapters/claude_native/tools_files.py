@@ -12,7 +12,7 @@ from acpd.errors import RpcError
 from acpd.protocol import methods
 from acpd.protocol.jsonio import JsonObject
 
-from .tool_base import ToolContext, ToolFailed, ToolResult, clipped, fenced, path_arg, string_arg, text_content
+from .tool_base import ToolContext, ToolFailed, ToolResult, clipped, failed, fenced, path_arg, string_arg, text_content
 
 DEFAULT_READ_LINES: Final = 2_000
 
@@ -26,7 +26,7 @@ async def read_file(ctx: ToolContext, path: str, *, line: int | None = None, lim
     try:
         result = await ctx.call(methods.FS_READ_TEXT_FILE, params)
     except RpcError as exc:
-        raise ToolFailed(exc.message) from None
+        raise failed(exc) from None
     content = result.get("content") if isinstance(result, dict) else None
     return content if isinstance(content, str) else ""
 
@@ -35,7 +35,7 @@ async def write_file(ctx: ToolContext, path: str, content: str) -> None:
     try:
         await ctx.call(methods.FS_WRITE_TEXT_FILE, {"path": path, "content": content})
     except RpcError as exc:
-        raise ToolFailed(exc.message) from None
+        raise failed(exc) from None
 
 
 async def existing_text(ctx: ToolContext, path: str) -> str | None:

@@ -16,7 +16,7 @@ import anyio
 from acpd.errors import RpcError
 from acpd.protocol.jsonio import JsonObject
 
-from .tool_base import ToolContext, ToolFailed, ToolResult, clipped, fenced, path_arg, string_arg, text_content
+from .tool_base import ToolContext, ToolFailed, ToolResult, clipped, failed, fenced, path_arg, string_arg, text_content
 
 MAX_MATCHES: Final = 500
 MAX_GREP_FILE_BYTES: Final = 2 * 1024 * 1024
@@ -27,7 +27,7 @@ def _base(ctx: ToolContext, args: dict[str, Any]) -> Path:
     try:
         return ctx.workspace.resolve(path_arg(ctx, args) if "path" in args else ctx.cwd)
     except RpcError as exc:
-        raise ToolFailed(exc.message) from None
+        raise failed(exc) from None
 
 
 def _files(base: Path) -> list[Path]:

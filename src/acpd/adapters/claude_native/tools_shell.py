@@ -15,7 +15,7 @@ from acpd.errors import RpcError
 from acpd.protocol import methods
 from acpd.protocol.jsonio import JsonObject, JsonValue
 
-from .tool_base import ToolContext, ToolFailed, ToolResult, clipped, fenced, string_arg, text_content
+from .tool_base import ToolContext, ToolFailed, ToolResult, clipped, failed, fenced, string_arg, text_content
 
 PROGRESS_SECONDS: Final = 0.5
 """How often a running command's output is checked for something new to show."""
@@ -100,7 +100,7 @@ async def _call(ctx: ToolContext, method: str, params: JsonObject) -> JsonObject
     try:
         result = await ctx.call(method, params)
     except RpcError as exc:
-        raise ToolFailed(exc.message) from None
+        raise failed(exc) from None
     return result if isinstance(result, dict) else {}
 
 
