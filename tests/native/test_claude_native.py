@@ -264,3 +264,69 @@ def cmdlines() -> list[tuple[int, str]]:
             except OSError:
                 continue
     return found
+
+
+async def daemon_frames(http: httpx.AsyncClient, session_id: str, method: str) -> list[dict[str, Any]]:
+    items = (await http.get(f"/v1/sessions/{session_id}/events")).json()["items"]
+    return [e["payload"]["params"] for e in items if e["payload"].get("method") == method]
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (ErrorReply(status=429, retry_after_seconds=0), "MODEL_RATE_LIMITED"),
+        (ErrorReply(status=500), "MODEL_ERROR"),
+    ],
+)
+async def test_a_transient_api_failure_is_retried_after_an_error_event(
+    http: httpx.AsyncClient, model: MockModelServer, tmp_path: Path, error: ErrorReply, code: str
+) -> None:
+    session_id = await session(http, tmp_path)
+    model.push(Reply(error=error), Reply(text="recovered"))
+    answer = await prompt(http, session_id, "hello")
+    assert answer["text"] == "recovered"
+    [recorded] = await daemon_frames(http, session_id, "_acpd/error")
+    assert (recorded["code"], recorded["data"]["status"], recorded["data"]["attempt"]) == (code, error.status, 1)
+
+
+async def test_a_stream_cut_mid_message_is_an_error_event_and_the_step_is_retried(
+    http: httpx.AsyncClient, model: MockModelServer, tmp_path: Path
+) -> None:
+    session_id = await session(http, tmp_path)
+    model.push(Reply(text="this answer is cut somewhere in the middle", cut=True), Reply(text="whole answer"))
+    answer = await prompt(http, session_id, "hello")
+    assert answer["text"].endswith("whole answer")
+    [recorded] = await daemon_frames(http, session_id, "_acpd/error")
+    assert recorded["code"] == "MODEL_STREAM_CUT"
+
+
+async def test_a_turn_timeout_cancels_the_model_call_with_a_timeout_error(
+    http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    body = {"agent": "claude-native", "cwd": str(tmp_path), "policy": {"turnTimeoutSeconds": 0.5}}
+    session_id = (await http.post("/v1/sessions", json=body)).json()["id"]
+    answer = await prompt(http, session_id, "mock:delay=30\nmock:text=too late")
+    assert answer["stopReason"] == "cancelled"
+    assert [e["code"] for e in await daemon_frames(http, session_id, "_acpd/error")] == ["TIMEOUT"]
+
+
+async def test_the_token_budget_stops_the_turn(http: httpx.AsyncClient, model: MockModelServer, tmp_path: Path) -> None:
+    body = {"agent": "claude-native", "cwd": str(tmp_path), "policy": {"maxBudgetTokens": 10, "permissions": "allow"}}
+    session_id = (await http.post("/v1/sessions", json=body)).json()["id"]
+    answer = await prompt(http, session_id, "Say hi with the shell")
+    assert answer["stopReason"] == "max_tokens"
+    [limit] = await daemon_frames(http, session_id, "_acpd/limit_reached")
+    assert limit["limit"] == "maxBudgetTokens"
+
+
+async def test_switching_to_claude_native_carries_the_earlier_conversation(
+    http: httpx.AsyncClient, model: MockModelServer, tmp_path: Path
+) -> None:
+    body = {"agent": "mock", "cwd": str(tmp_path)}
+    session_id = (await http.post("/v1/sessions", json=body)).json()["id"]
+    await prompt(http, session_id, "text the secret word is banana")
+    assert (await http.patch(f"/v1/sessions/{session_id}", json={"agent": "claude-native"})).status_code == 200
+    answer = await prompt(http, session_id, "mock:text=noted")
+    assert answer["text"] == "noted"
+    first_user = model.requests[-1].body["messages"][0]["content"]
+    assert any("banana" in block.get("text", "") for block in first_user)
