@@ -85,6 +85,10 @@ async def test_multi_step_tool_use_writes_a_real_file_and_shows_its_diff(
     assert answer["stopReason"] == "end_turn"
     assert (tmp_path / "notes.txt").read_text() == "hello\n"
     assert "All done. Tool said: Created" in answer["text"]
+    reported = [request.usage for request in model.requests if request.usage is not None]
+    assert len(reported) == 2
+    assert answer["usage"]["inputTokens"] == sum(u.input_tokens for u in reported)
+    assert answer["usage"]["outputTokens"] == sum(u.output_tokens for u in reported)
     seen = await updates(http, session_id)
     [call] = [u for u in seen if u["sessionUpdate"] == "tool_call"]
     assert (call["kind"], call["title"]) == ("edit", "Write notes.txt")
@@ -330,3 +334,14 @@ async def test_switching_to_claude_native_carries_the_earlier_conversation(
     assert answer["text"] == "noted"
     first_user = model.requests[-1].body["messages"][0]["content"]
     assert any("banana" in block.get("text", "") for block in first_user)
+
+
+async def test_the_thought_level_sets_a_thinking_budget_and_thinking_streams_as_thought(
+    http: httpx.AsyncClient, model: MockModelServer, tmp_path: Path
+) -> None:
+    session_id = await session(http, tmp_path)
+    assert (await http.patch(f"/v1/sessions/{session_id}", json={"thoughtLevel": "high"})).status_code == 200
+    await prompt(http, session_id, "mock:thinking=let me see\nmock:text=done")
+    assert model.requests[-1].body["thinking"] == {"type": "enabled", "budget_tokens": 16_384}
+    thoughts = [u for u in await updates(http, session_id) if u["sessionUpdate"] == "agent_thought_chunk"]
+    assert "".join(u["content"]["text"] for u in thoughts) == "let me see"

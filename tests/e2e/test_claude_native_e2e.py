@@ -1,0 +1,76 @@
+"""claude-native end to end: a real daemon process and acpd's mock model server, over REST and over
+ACP (WebSocket), with a restart in the middle of the conversation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+from acpd.protocol import jsonio
+from acpd.testing.daemon import running_daemon
+from acpd.testing.model_server import Reply, ToolCall, serve_mock_model
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+
+async def test_over_acp_a_permission_is_answered_a_file_written_and_after_a_restart_the_talk_goes_on(
+    tmp_path: Path,
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    async with serve_mock_model() as model:
+        args = ("--model-url", model.url)
+        model.push(Reply(tool=ToolCall(name="Write", input={"path": "plan.md", "content": "# Plan\n"})))
+        async with running_daemon(tmp_path, *args) as daemon:
+            url = daemon.url.replace("http://", "ws://") + "/v1/rpc?agent=claude-native"
+            with anyio.fail_after(30):
+                async with connect(url) as ws:
+                    editor = Editor(ws)
+                    await editor.call("initialize", {"protocolVersion": 1, "clientCapabilities": {}})
+                    session_id = (await editor.call("session/new", {"cwd": str(work), "mcpServers": []}))["sessionId"]
+                    result = await editor.call("session/prompt", {"sessionId": session_id, "prompt": text("Plan it")})
+        assert result["stopReason"] == "end_turn"
+        assert editor.permissions == 1
+        assert (work / "plan.md").read_text() == "# Plan\n"
+        async with (
+            running_daemon(tmp_path, *args) as daemon,
+            httpx.AsyncClient(base_url=daemon.url, timeout=30) as http,
+        ):
+            with anyio.fail_after(30):
+                answer = (
+                    await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "mock:text=go on"})
+                ).json()
+        assert answer["text"] == "go on"
+        messages = model.requests[-1].body["messages"]
+        assert messages[0]["content"][0]["text"] == "Plan it"
+        assert any(b.get("type") == "tool_result" for m in messages for b in m["content"] if isinstance(b, dict))
+
+
+def text(value: str) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": value}]
+
+
+class Editor:
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.permissions = 0
+        self.next_id = 0
+
+    async def call(self, method: str, params: dict[str, Any]) -> Any:
+        self.next_id += 1
+        await self.ws.send(jsonio.dumps_str({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}))
+        while True:
+            message = jsonio.loads(await self.ws.recv())
+            assert isinstance(message, dict)
+            if message.get("method") == "session/request_permission":
+                self.permissions += 1
+                outcome = {"outcome": {"outcome": "selected", "optionId": "allow"}}
+                await self.ws.send(jsonio.dumps_str({"jsonrpc": "2.0", "id": message["id"], "result": outcome}))
+            elif message.get("id") == self.next_id and "method" not in message:
+                assert "error" not in message, message
+                return message["result"]
