@@ -98,10 +98,14 @@ async def test_multi_step_tool_use_writes_a_real_file_and_shows_its_diff(
     ]
 
 
-async def test_the_shell_tool_runs_in_the_session_directory(http: httpx.AsyncClient, tmp_path: Path) -> None:
+async def test_the_shell_tool_runs_in_the_session_directory(
+    http: httpx.AsyncClient, model: MockModelServer, tmp_path: Path
+) -> None:
     session_id = await session(http, tmp_path)
-    answer = await prompt(http, session_id, "Say hi with the shell")  # the mock model calls Bash `echo hi`
-    assert "All done. Tool said: hi" in answer["text"]
+    model.push(Reply(tool=ToolCall(name="Bash", input={"command": "pwd"})))
+    answer = await prompt(http, session_id, "Where am I?")
+    where = os.path.realpath(str(tmp_path))  # noqa: ASYNC240 - a test, and no I/O to speak of
+    assert f"All done. Tool said: {where}" in answer["text"]
 
 
 async def test_the_todo_tool_becomes_a_plan(http: httpx.AsyncClient, model: MockModelServer, tmp_path: Path) -> None:
@@ -193,6 +197,16 @@ async def test_glob_and_grep_search_inside_the_session_directory_only(
     assert "src/app.py" in (await prompt(http, session_id, "glob"))["text"]
     model.push(Reply(tool=ToolCall(name="Glob", input={"pattern": "*", "path": "/"})))
     assert "outside" in (await prompt(http, session_id, "escape"))["text"]
+    model.push(Reply(tool=ToolCall(name="Glob", input={"pattern": "src/../../*"})))
+    assert "no '..'" in (await prompt(http, session_id, "escape"))["text"]
+    outside = tmp_path.parent / f"outside-{tmp_path.name}"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret\n")
+    (tmp_path / "link").symlink_to(outside)
+    model.push(Reply(tool=ToolCall(name="Glob", input={"pattern": "link/*"})))
+    assert "secret.txt" not in (await prompt(http, session_id, "escape"))["text"]
+    model.push(Reply(tool=ToolCall(name="Grep", input={"pattern": "secret"})))
+    assert "No matches." in (await prompt(http, session_id, "escape"))["text"]
 
 
 async def test_a_cancel_in_the_middle_of_a_tool_stops_it_and_the_conversation_goes_on(
@@ -200,7 +214,7 @@ async def test_a_cancel_in_the_middle_of_a_tool_stops_it_and_the_conversation_go
 ) -> None:
     session_id = await session(http, tmp_path)
     marker = f"acpd-native-{uuid.uuid4().hex}"
-    command = f"python3 -c 'import time; time.sleep(60)' {marker}"
+    command = f"python3 -c 'import time; print(\"started\", flush=True); time.sleep(60)' {marker}"
     model.push(Reply(tool=ToolCall(name="Bash", input={"command": command})))
     answer: dict[str, Any] = {}
 
@@ -210,7 +224,8 @@ async def test_a_cancel_in_the_middle_of_a_tool_stops_it_and_the_conversation_go
     with anyio.fail_after(20):
         async with anyio.create_task_group() as tg:
             tg.start_soon(run)
-            await wait_for_update(manager, session_id, lambda u: u.get("status") == "in_progress")
+            await wait_for_update(manager, session_id, lambda u: "started" in str(u.get("content", "")))
+            assert [pid for pid, cmdline in cmdlines() if marker in cmdline], "the command runs"
             assert (await http.post(f"/v1/sessions/{session_id}/cancel")).json() == {"cancelled": True}
     assert answer["stopReason"] == "cancelled"
     assert not [pid for pid, cmdline in cmdlines() if marker in cmdline]
@@ -241,6 +256,7 @@ async def test_after_a_restart_the_conversation_is_rebuilt_from_the_log(model: M
     await store.aclose()
     messages = model.requests[-1].body["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
+    assert messages[-1]["content"] == [{"type": "text", "text": "mock:text=I remember"}]  # once, not twice
     assert messages[0]["content"][0]["text"] == "Write a file"
     assert messages[1]["content"][-1]["name"] == "Write"
     assert messages[2]["content"][0]["type"] == "tool_result"
@@ -345,3 +361,54 @@ async def test_the_thought_level_sets_a_thinking_budget_and_thinking_streams_as_
     assert model.requests[-1].body["thinking"] == {"type": "enabled", "budget_tokens": 16_384}
     thoughts = [u for u in await updates(http, session_id) if u["sessionUpdate"] == "agent_thought_chunk"]
     assert "".join(u["content"]["text"] for u in thoughts) == "let me see"
+
+
+async def test_a_deny_policy_holds_whatever_the_mode(
+    http: httpx.AsyncClient, model: MockModelServer, tmp_path: Path
+) -> None:
+    session_id = await session(http, tmp_path, permissions="deny")
+    assert (await http.patch(f"/v1/sessions/{session_id}", json={"mode": "bypassPermissions"})).status_code == 200
+    model.push(Reply(tool=ToolCall(name="Write", input={"path": "no.txt", "content": "x"})))
+    answer = await prompt(http, session_id, "Write it")
+    assert "refused" in answer["text"]
+    assert not (tmp_path / "no.txt").exists()
+
+
+async def test_a_cancel_while_permission_is_asked_fails_the_call(
+    http: httpx.AsyncClient, manager: SessionManager, model: MockModelServer, tmp_path: Path
+) -> None:
+    session_id = await session(http, tmp_path, permissions="ask")
+    model.push(Reply(tool=ToolCall(name="Write", input={"path": "later.txt", "content": "x"})))
+    answer: dict[str, Any] = {}
+
+    async def run() -> None:
+        answer.update(await prompt(http, session_id, "Write it"))
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            await wait_for_frame(manager, session_id, "session/request_permission")
+            await http.post(f"/v1/sessions/{session_id}/cancel")
+    assert answer["stopReason"] == "cancelled"
+    statuses = [u.get("status") for u in await updates(http, session_id) if u.get("toolCallId")]
+    assert statuses[0] == "pending" and statuses[-1] == "failed"
+    assert not (tmp_path / "later.txt").exists()
+
+
+async def test_the_mode_and_thought_level_survive_a_restart(model: MockModelServer, tmp_path: Path) -> None:
+    native = AgentConfig(kind="claude-native", model_url=model.url)
+    config = DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", agents={"claude-native": native})
+    store = MemoryEventStore()
+    for step in ("set", "check"):
+        async with SessionManager(config, store).running() as manager:
+            transport = httpx.ASGITransport(app=create_app(manager))
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:4520", timeout=30) as client:
+                if step == "set":
+                    session_id = await session(client, tmp_path)
+                    await client.patch(f"/v1/sessions/{session_id}", json={"mode": "plan", "thoughtLevel": "high"})
+                else:
+                    model.push(Reply(tool=ToolCall(name="Write", input={"path": "no.txt", "content": "x"})))
+                    answer = await prompt(client, session_id, "Write it")
+    await store.aclose()
+    assert "not allowed in plan mode" in answer["text"]
+    assert model.requests[-1].body["thinking"]["budget_tokens"] == 16_384

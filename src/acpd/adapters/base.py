@@ -41,6 +41,14 @@ class SessionHost(Protocol):
         """
         ...
 
+    def permission_policy(self) -> str:
+        """The session's permission policy now: ``ask``, ``allow``, ``deny`` or ``allow_reads``.
+
+        For a backend that decides itself when to ask (claude-native's modes): whatever it decides,
+        a ``deny`` or ``allow_reads`` policy must still see its changing calls.
+        """
+        ...
+
     async def history(self) -> list[EventRecord]:
         """The session's event log so far, oldest first (for a backend that rebuilds its memory)."""
         ...

@@ -225,7 +225,11 @@ class SessionRuntime:
         pending = self.broker.get(permission_id)
         self.broker.resolve(permission_id, check_outcome(pending, outcome), "client")
 
+    def permission_policy(self) -> str:
+        return self.policy.permissions
+
     async def history(self) -> list[EventRecord]:
+        """The log so far, committed (for a backend rebuilding its memory)."""
         records: list[EventRecord] = []
         async for batch in self.log.history(await self.log.settled_end()):
             records.extend(batch)
@@ -359,8 +363,8 @@ class SessionRuntime:
                 "agentInfo": state.agent_info,
             },
         )
-        if not resumed:
-            await self._apply_settings(self._desired_settings(), record=False)
+        # After a resume too: an agent may not keep its settings across its own restart.
+        await self._apply_settings(self._desired_settings(), record=False)
         await self.save()
 
     def _desired_settings(self) -> JsonObject:

@@ -22,7 +22,7 @@ from acpd import __version__
 from acpd.adapters.base import BackendState, SessionHost
 from acpd.adapters.workspace import Workspace
 from acpd.config import AgentConfig
-from acpd.errors import RpcError
+from acpd.errors import INTERNAL_ERROR, RpcError
 from acpd.protocol.jsonio import JsonObject
 
 from .history import prompt_blocks, rebuild
@@ -32,11 +32,14 @@ from .tool_base import ToolContext
 from .tools import MODE_DESCRIPTIONS, MODES
 
 MODELS: Final = ("claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5")
-EFFORT_BUDGETS: Final = {"low": 0, "medium": 4_096, "high": 16_384, "max": 32_000}
-"""Thought level → thinking budget in tokens (``low``: no extended thinking)."""
+THINKING_BUDGET_TOKENS: Final = {"low": 1_024, "medium": 4_096, "high": 16_384, "max": 32_000}
+"""Thought level → extended thinking budget (1,024 is the API's least)."""
+NO_THINKING: Final = "off"
+"""The default thought level: no extended thinking."""
 OUTPUT_TOKENS: Final = 16_384
 """Room for the answer itself, on top of the thinking budget."""
-DEFAULT_BASH_TIMEOUT_SECONDS: Final = 120.0
+BASH_TIMEOUT_SECONDS: Final = 120.0
+"""The Bash tool's timeout when the model gives none."""
 PLACEHOLDER_KEY: Final = "acpd-no-key"
 SYSTEM: Final = (
     "You are a coding agent working in the user's project directory {cwd}. Use the tools to read, "
@@ -59,17 +62,21 @@ class ClaudeNativeBackend:
         self._always: set[str] = set()
         self._model = config.env.get("ANTHROPIC_MODEL") or os.environ.get("ANTHROPIC_MODEL") or MODELS[0]
         self._mode = "default"
-        self._effort = "low"
+        self._effort = NO_THINKING
         self._turn_scope: anyio.CancelScope | None = None
+        self._workspace: Workspace | None = None
         self._closed = anyio.Event()
 
     async def run(self, host: SessionHost, *, resume_id: str | None, task_status: TaskStatus[BackendState]) -> None:
         self._host = host
-        self._client = anthropic.AsyncAnthropic(**self._client_options(), max_retries=0)
         how = "new"
         if resume_id is not None:
-            self._messages = rebuild(await host.history())
+            memory = rebuild(await host.history())
+            self._messages, self._spent.cost = memory.messages, memory.cost
             how = "resume"
+        # resolving the roots touches the file system: never on the event loop
+        self._workspace = await anyio.to_thread.run_sync(Workspace, [self._cwd])
+        self._client = anthropic.AsyncAnthropic(**self._client_options(), max_retries=0)
         try:
             task_status.started(self._state(how))
             await self._closed.wait()
@@ -125,7 +132,7 @@ class ClaudeNativeBackend:
         return [
             select("mode", "Mode", "mode", self._mode, MODES),
             select("model", "Model", "model", self._model, sorted({*MODELS, self._model})),
-            select("effort", "Thinking", "thought_level", self._effort, list(EFFORT_BUDGETS)),
+            select("effort", "Thinking", "thought_level", self._effort, [NO_THINKING, *THINKING_BUDGET_TOKENS]),
         ]
 
     async def aclose(self) -> None:
@@ -136,39 +143,51 @@ class ClaudeNativeBackend:
     # -- turns -------------------------------------------------------------------------------------
 
     async def prompt(self, prompt: list[JsonObject]) -> JsonObject:
-        host = self._require_host()
-        blocks = prompt_blocks(prompt)
+        before = len(self._messages)
+        self._add_prompt(prompt_blocks(prompt))
+        spent = Spent()
+        with anyio.CancelScope() as scope:
+            self._turn_scope = scope
+            try:
+                return await run_turn(self._deps(), self._settings(), self._messages, spent)
+            except ModelFailure as failure:
+                if failure.code == "MODEL_BAD_REQUEST" and not any(
+                    m["role"] == "assistant" for m in self._messages[before:]
+                ):
+                    del self._messages[before:]  # a prompt the API refuses must not poison every later one
+                data = {"code": failure.code, **failure.wire(), "usage": spent.wire()}
+                raise RpcError(INTERNAL_ERROR, failure.message, data) from None
+            finally:
+                self._turn_scope = None
+        return {"stopReason": "cancelled", "usage": spent.wire()}
+
+    def _add_prompt(self, blocks: list[JsonObject]) -> None:
         if self._messages and self._messages[-1]["role"] == "user":
-            self._messages[-1]["content"].extend(blocks)  # the last turn was cancelled before the model answered
+            self._messages[-1]["content"].extend(blocks)  # the last turn ended before the model answered
         else:
             self._messages.append({"role": "user", "content": blocks})
-        deps = TurnDeps(
+
+    def _deps(self) -> TurnDeps:
+        host = self._require_host()
+        assert self._workspace is not None, "run() resolves the workspace first"
+        tools = ToolContext(self._cwd, host.client_request, self._workspace, _no_progress, BASH_TIMEOUT_SECONDS)
+        return TurnDeps(
             client=self._require_client(),
             emit=self._emit,
             ask=host.request_permission,
             record_error=host.record_error,
-            tools=ToolContext(
-                self._cwd, host.client_request, Workspace([self._cwd]), self._no_progress, DEFAULT_BASH_TIMEOUT_SECONDS
-            ),
+            tools=tools,
             session_spent=self._spent,
+            policy=host.permission_policy,
             always=self._always,
         )
-        with anyio.CancelScope() as scope:
-            self._turn_scope = scope
-            try:
-                return await run_turn(deps, self._settings(), self._messages)
-            except ModelFailure as failure:
-                raise RpcError(-32603, failure.message, {"code": failure.code, **failure.wire()}) from None
-            finally:
-                self._turn_scope = None
-        return {"stopReason": "cancelled"}
 
     async def cancel(self) -> None:
         if self._turn_scope is not None:
             self._turn_scope.cancel()
 
     def _settings(self) -> Settings:
-        budget = EFFORT_BUDGETS[self._effort]
+        budget = THINKING_BUDGET_TOKENS.get(self._effort, 0)
         return Settings(self._model, self._mode, budget, budget + OUTPUT_TOKENS, SYSTEM.format(cwd=self._cwd))
 
     async def _emit(self, update: JsonObject) -> None:
@@ -176,9 +195,6 @@ class ClaudeNativeBackend:
         await host.emit(
             {"jsonrpc": "2.0", "method": "session/update", "params": {"sessionId": host.session_id, "update": update}}
         )
-
-    async def _no_progress(self, content: list[JsonObject]) -> None:
-        return None
 
     # -- settings ----------------------------------------------------------------------------------
 
@@ -192,7 +208,7 @@ class ClaudeNativeBackend:
             await self.set_mode(str(value))
         elif config_id == "model" and isinstance(value, str) and value:
             self._model = value
-        elif config_id == "effort" and value in EFFORT_BUDGETS:
+        elif config_id == "effort" and (value in THINKING_BUDGET_TOKENS or value == NO_THINKING):
             self._effort = str(value)
         else:
             raise RpcError.invalid_params(f"no option {config_id!r} with value {value!r}")
@@ -208,3 +224,7 @@ class ClaudeNativeBackend:
     def _require_client(self) -> anthropic.AsyncAnthropic:
         assert self._client is not None, "run() makes the client first"
         return self._client
+
+
+async def _no_progress(content: list[JsonObject]) -> None:
+    return None

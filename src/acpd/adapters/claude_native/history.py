@@ -10,6 +10,7 @@ Thinking is not replayed (the API wants its signatures, which are not kept). Pur
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Final
 
 from acpd.protocol import methods
@@ -22,20 +23,55 @@ INTERRUPTED: Final = "The tool call was interrupted before it finished."
 Message = dict[str, Any]
 
 
-def rebuild(records: Iterable[EventRecord]) -> list[Message]:
+@dataclass(slots=True)
+class Memory:
+    messages: list[Message]
+    cost: float
+    """The session's cost so far (the last ``usage_update``'s), to go on counting from."""
+
+
+def rebuild(records: Iterable[EventRecord]) -> Memory:
     messages: list[Message] = []
+    cost = 0.0
+    pending: tuple[str, int, int] | None = None  # an unanswered prompt: id, message index, blocks before it
     for record in records:
         payload = record.payload_object()
         params = payload.get("params")
         params = params if isinstance(params, dict) else {}
         method = payload.get("method")
         if method == methods.SESSION_PROMPT and record.sender == "client":
-            _add(messages, "user", prompt_blocks(params.get("prompt")))
+            blocks = prompt_blocks(params.get("prompt"))
+            before = len(messages[-1]["content"]) if messages and messages[-1]["role"] == "user" else 0
+            _add(messages, "user", blocks)
+            pending = (str(payload.get("id")), len(messages) - 1, before)
         elif method == methods.SESSION_UPDATE and record.sender == "agent":
             update = params.get("update")
             if isinstance(update, dict):
                 _add_update(messages, update)
-    return _well_formed(messages)
+                cost = _cost(update, cost)
+        elif pending is not None and "method" not in payload and str(payload.get("id")) == pending[0]:
+            if "error" in payload and len(messages) - 1 == pending[1]:
+                _drop_prompt(messages, pending)  # refused before the model said anything
+            pending = None
+    if pending is not None and len(messages) - 1 == pending[1]:
+        # The prompt now starting (it is logged before the agent starts): the caller adds it again.
+        _drop_prompt(messages, pending)
+    return Memory(_well_formed(messages), cost)
+
+
+def _drop_prompt(messages: list[Message], pending: tuple[str, int, int]) -> None:
+    _, index, before = pending
+    del messages[index]["content"][before:]
+    if not messages[index]["content"]:
+        del messages[index]
+
+
+def _cost(update: JsonObject, cost: float) -> float:
+    if update.get("sessionUpdate") != "usage_update":
+        return cost
+    reported = update.get("cost")
+    amount = reported.get("amount") if isinstance(reported, dict) else None
+    return float(amount) if isinstance(amount, int | float) else cost
 
 
 def prompt_blocks(prompt: object) -> list[JsonObject]:

@@ -10,7 +10,6 @@ Limits (steps, tokens, time) are the daemon's: it cancels the turn.
 from __future__ import annotations
 
 import itertools
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -25,9 +24,7 @@ from .history import META
 from .pricing import CONTEXT_WINDOW_TOKENS, cost_usd
 from .stream import Emit, ModelFailure, stream_message
 from .tool_base import ToolContext, ToolFailed, ToolResult, text_content
-from .tools import TOOLS, decision, tool_params
-
-logger = logging.getLogger(__name__)
+from .tools import CHANGING_KINDS, TOOLS, decision, tool_params
 
 MAX_RETRIES: Final = 3
 MAX_RETRY_WAIT_SECONDS: Final = 60.0
@@ -40,6 +37,10 @@ STOP_REASONS: Final = {
 }
 ALLOW: Final = ("allow", "always")
 CANCELLED: Final = ToolResult("The tool call was cancelled.", error=True)
+NOT_RUN: Final = ToolResult("Not run: the answer was cut short before the call was complete.", error=True)
+MAX_STEPS: Final = 200
+"""Model calls in one turn at most, whatever the daemon's limits (TodoWrite makes no tool_call,
+so maxSteps does not count it)."""
 
 AskPermission = Callable[[JsonObject], Awaitable[JsonObject]]
 RecordError = Callable[[str, str, JsonObject], None]
@@ -92,21 +93,28 @@ class TurnDeps:
     record_error: RecordError
     tools: ToolContext
     session_spent: Spent
+    policy: Callable[[], str] = lambda: "ask"
+    """The session's permission policy now (``ask``, ``allow``, ``deny``, ``allow_reads``)."""
     always: set[str] = field(default_factory=set)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
 
-async def run_turn(deps: TurnDeps, settings: Settings, messages: list[dict[str, Any]]) -> JsonObject:
-    """Run the turn on ``messages`` (the new prompt already last); return the prompt's result."""
-    spent = Spent()
-    while True:
+async def run_turn(deps: TurnDeps, settings: Settings, messages: list[dict[str, Any]], spent: Spent) -> JsonObject:
+    """Run the turn on ``messages`` (the new prompt already last), adding to ``spent``; return the
+    prompt's result. Every await leaves ``messages`` valid for the API, so a cancel may land anywhere."""
+    for _ in range(MAX_STEPS):
         message = await _call_model(deps, settings, messages)
-        content = [block.model_dump(exclude_none=True) for block in message.content]
-        messages.append({"role": "assistant", "content": content})
         spent.add(message)
+        deps.session_spent.add(message)
         await _report_usage(deps, message)
         uses = [block for block in message.content if isinstance(block, ToolUseBlock)]
+        if message.content:  # an empty reply would be refused as history
+            messages.append(
+                {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in message.content]}
+            )
         if message.stop_reason != "tool_use" or not uses:
+            if uses:  # cut short (max_tokens) in the middle of asking for tools: none of them ran
+                messages.append({"role": "user", "content": [_result_block(u.id, NOT_RUN) for u in uses]})
             return {"stopReason": STOP_REASONS.get(str(message.stop_reason), "end_turn"), "usage": spent.wire()}
         results: list[JsonObject] = []
         messages.append({"role": "user", "content": results})
@@ -117,6 +125,7 @@ async def run_turn(deps: TurnDeps, settings: Settings, messages: list[dict[str, 
             # Cancelled mid-way: every tool use still needs its result, or the next call is refused.
             answered = {block["tool_use_id"] for block in results}
             results.extend(_result_block(u.id, CANCELLED) for u in uses if u.id not in answered)
+    return {"stopReason": "max_turn_requests", "usage": spent.wire()}
 
 
 async def _call_model(deps: TurnDeps, settings: Settings, messages: list[dict[str, Any]]) -> Message:
@@ -134,16 +143,17 @@ async def _call_model(deps: TurnDeps, settings: Settings, messages: list[dict[st
             return await stream_message(deps.client, params, deps.emit)
         except ModelFailure as failure:
             deps.record_error(failure.code, failure.message, {**failure.wire(), "attempt": attempt})
-            if not failure.retryable or attempt > MAX_RETRIES:
+            wait = failure.retry_after_seconds
+            if wait is None:
+                wait = BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS)) - 1]
+            if not failure.retryable or attempt > MAX_RETRIES or wait > MAX_RETRY_WAIT_SECONDS:
                 raise
-            wait = failure.retry_after_seconds or BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS)) - 1]
-            await anyio.sleep(min(wait, MAX_RETRY_WAIT_SECONDS))
+            await anyio.sleep(wait)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def _report_usage(deps: TurnDeps, message: Message) -> None:
     spent = deps.session_spent
-    spent.add(message)
     usage = message.usage
     used = usage.input_tokens + (usage.cache_read_input_tokens or 0) + (usage.cache_creation_input_tokens or 0)
     update: JsonObject = {
@@ -173,25 +183,34 @@ async def _run_tool(deps: TurnDeps, settings: Settings, use: ToolUseBlock) -> Js
         return _result_block(use.id, result)
     call: JsonObject = {
         "toolCallId": use.id,
-        "title": tool.title(args),
+        "title": _safely(tool.title, args, tool.name),
         "kind": tool.kind,
         "status": "pending",
         "rawInput": args,
-        "locations": tool.locations(args),
+        "locations": _safely(lambda a: tool.locations(a, deps.tools.cwd), args, []),
     }
     await deps.emit({"sessionUpdate": "tool_call", **call, "_meta": {META: {"toolUse": tool_use}}})
-    refusal = await _clearance(deps, settings, tool.name, tool.kind, call)
-    if refusal is not None:
-        return await _finish(deps, use.id, "failed", ToolResult(refusal, error=True))
-    await deps.emit({"sessionUpdate": "tool_call_update", "toolCallId": use.id, "status": "in_progress"})
-    result = CANCELLED
+    result = CANCELLED  # what the call ends with if the turn is cancelled before it does
     try:
-        deps.tools.progress = _progress(deps, use.id)
-        result = await _guarded(tool.run(deps.tools, args))
+        refusal = await _clearance(deps, settings, tool.name, call)
+        if refusal is not None:
+            result = ToolResult(refusal, error=True)
+        else:
+            await deps.emit({"sessionUpdate": "tool_call_update", "toolCallId": use.id, "status": "in_progress"})
+            deps.tools.progress = _progress(deps, use.id)
+            result = await _guarded(tool.run(deps.tools, args))
     finally:
         with anyio.CancelScope(shield=True):
             await _finish(deps, use.id, "failed" if result.error else "completed", result)
     return _result_block(use.id, result)
+
+
+def _safely(describe: Callable[[dict[str, Any]], Any], args: dict[str, Any], fallback: Any) -> Any:
+    """A title or locations from the model's arguments, which may be of any shape."""
+    try:
+        return describe(args)
+    except (ValueError, TypeError, KeyError):
+        return fallback
 
 
 def _progress(deps: TurnDeps, call_id: str) -> Callable[[list[JsonObject]], Awaitable[None]]:
@@ -202,17 +221,21 @@ def _progress(deps: TurnDeps, call_id: str) -> Callable[[list[JsonObject]], Awai
 
 
 async def _guarded(running: Awaitable[ToolResult]) -> ToolResult:
+    """The tool's result; its failure, or arguments it could not use, as an error for the model."""
     try:
         return await running
     except ToolFailed as exc:
         return ToolResult(str(exc), error=True)
+    except (ValueError, TypeError, KeyError, OSError, NotImplementedError) as exc:
+        return ToolResult(f"the tool could not use its input: {exc}", error=True)
 
 
-async def _clearance(deps: TurnDeps, settings: Settings, name: str, kind: str, call: JsonObject) -> str | None:
+async def _clearance(deps: TurnDeps, settings: Settings, name: str, call: JsonObject) -> str | None:
     """None when the call may run; else why not (for the model)."""
     verdict = decision(settings.mode, TOOLS[name], deps.always)
-    if verdict == "run":
+    if verdict == "run" and (TOOLS[name].kind not in CHANGING_KINDS or deps.policy() in ("ask", "allow")):
         return None
+    # Asked even when the mode would run it: a deny or allow_reads policy is the daemon's to apply.
     if verdict == "refuse":
         return f"{name} is not allowed in plan mode: describe the change instead of making it."
     request = {
@@ -238,15 +261,14 @@ async def _clearance(deps: TurnDeps, settings: Settings, name: str, kind: str, c
     return "The user refused this tool call."
 
 
-async def _finish(deps: TurnDeps, call_id: str, status: str | None, result: ToolResult) -> JsonObject:
+async def _finish(deps: TurnDeps, call_id: str, status: str, result: ToolResult) -> JsonObject:
     native = {"toolResult": {"id": call_id, "text": result.text, "isError": result.error}}
-    if status is not None:
-        update: JsonObject = {"sessionUpdate": "tool_call_update", "toolCallId": call_id, "status": status}
-        update["_meta"] = {META: native}
-        update["content"] = list(result.content) or [text_content(result.text)]
-        if result.raw_output is not None:
-            update["rawOutput"] = result.raw_output
-        await deps.emit(update)
+    update: JsonObject = {"sessionUpdate": "tool_call_update", "toolCallId": call_id, "status": status}
+    update["_meta"] = {META: native}
+    update["content"] = list(result.content) or [text_content(result.text)]
+    if result.raw_output is not None:
+        update["rawOutput"] = result.raw_output
+    await deps.emit(update)
     return _result_block(call_id, result)
 
 

@@ -8,7 +8,6 @@ here into what a user can act on; retrying is the loop's decision.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 import anthropic
@@ -21,20 +20,25 @@ Emit = Callable[[JsonObject], Awaitable[None]]
 RETRYABLE_STATUSES: Final = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 
 
-@dataclass(frozen=True, slots=True)
 class ModelFailure(Exception):
-    """A failed model call, classified."""
+    """A failed model call, classified.
 
-    code: str
-    """``MODEL_AUTH``, ``MODEL_RATE_LIMITED``, ``MODEL_OVERLOADED``, ``MODEL_ERROR``, ``MODEL_STREAM_CUT``,
-    ``MODEL_BAD_REQUEST``."""
-    message: str
-    status: int | None = None
-    retry_after_seconds: float | None = None
+    ``code``: ``MODEL_AUTH``, ``MODEL_RATE_LIMITED``, ``MODEL_OVERLOADED``, ``MODEL_ERROR``,
+    ``MODEL_STREAM_CUT`` or ``MODEL_BAD_REQUEST``.
+    """
+
+    def __init__(
+        self, code: str, message: str, status: int | None = None, retry_after_seconds: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.retry_after_seconds = retry_after_seconds
 
     @property
     def retryable(self) -> bool:
-        return self.code == "MODEL_STREAM_CUT" or (self.status in RETRYABLE_STATUSES)
+        return self.code in ("MODEL_STREAM_CUT", "MODEL_RATE_LIMITED", "MODEL_OVERLOADED", "MODEL_ERROR")
 
     def wire(self) -> JsonObject:
         data: JsonObject = {"status": self.status}
@@ -56,23 +60,36 @@ async def stream_message(client: anthropic.AsyncAnthropic, params: dict[str, Any
                     await emit(_chunk("agent_message_chunk", event.text))
                 elif event.type == "thinking" and event.thinking:
                     await emit(_chunk("agent_thought_chunk", event.thinking))
-            return await stream.get_final_message()
+            message = await stream.get_final_message()
     except anthropic.APIStatusError as exc:
         raise _classified(exc) from exc
     except (anthropic.APIConnectionError, httpx.HTTPError) as exc:
         raise ModelFailure("MODEL_STREAM_CUT", f"the connection to the model API failed: {exc}") from exc
     except _transport_errors() as exc:
         raise ModelFailure("MODEL_STREAM_CUT", f"the model's answer was cut: {exc}") from exc
+    if message.stop_reason is None:  # the stream ended cleanly but before message_stop
+        raise ModelFailure("MODEL_STREAM_CUT", "the model's answer ended before it was complete")
+    return message
 
 
 def _chunk(kind: str, text: str) -> JsonObject:
     return {"sessionUpdate": kind, "content": {"type": "text", "text": text}}
 
 
+ERROR_TYPES: Final = {
+    # An error event in the middle of a stream comes with HTTP 200: its type says what it is.
+    "overloaded_error": 529,
+    "rate_limit_error": 429,
+    "api_error": 500,
+}
+
+
 def _classified(exc: anthropic.APIStatusError) -> ModelFailure:
     status = exc.status_code
     message = _api_message(exc)
     retry_after = _retry_after(exc.response)
+    if status < 400:
+        status = ERROR_TYPES.get(_error_type(exc), 500)
     if status in (401, 403):
         return ModelFailure("MODEL_AUTH", f"the model API refused the credentials ({status}): {message}", status)
     if status == 429:
@@ -82,6 +99,13 @@ def _classified(exc: anthropic.APIStatusError) -> ModelFailure:
     if status >= 500 or status in RETRYABLE_STATUSES:
         return ModelFailure("MODEL_ERROR", f"the model API failed ({status}): {message}", status, retry_after)
     return ModelFailure("MODEL_BAD_REQUEST", f"the model API rejected the request ({status}): {message}", status)
+
+
+def _error_type(exc: anthropic.APIStatusError) -> str:
+    body = exc.body
+    error = body.get("error") if isinstance(body, dict) else None
+    kind = error.get("type") if isinstance(error, dict) else None
+    return kind if isinstance(kind, str) else ""
 
 
 def _api_message(exc: anthropic.APIStatusError) -> str:

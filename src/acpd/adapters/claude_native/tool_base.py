@@ -63,7 +63,9 @@ class Tool(Protocol):
 
     def title(self, args: dict[str, Any]) -> str: ...
 
-    def locations(self, args: dict[str, Any]) -> list[JsonObject]: ...
+    def locations(self, args: dict[str, Any], cwd: str) -> list[JsonObject]:
+        """ACP ``ToolCallLocation``s: absolute paths."""
+        ...
 
     async def run(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult: ...
 
@@ -102,5 +104,8 @@ def string_arg(args: dict[str, Any], name: str) -> str:
 
 def path_arg(ctx: ToolContext, args: dict[str, Any], name: str = "path") -> str:
     """An absolute path; a relative one is taken from the session's directory."""
-    value = string_arg(args, name)
-    return value if value.startswith("/") else f"{ctx.cwd.rstrip('/')}/{value}"
+    return absolute(ctx.cwd, string_arg(args, name))
+
+
+def absolute(cwd: str, path: str) -> str:
+    return path if path.startswith("/") else f"{cwd.rstrip('/')}/{path}"

@@ -12,7 +12,18 @@ from acpd.errors import RpcError
 from acpd.protocol import methods
 from acpd.protocol.jsonio import JsonObject
 
-from .tool_base import ToolContext, ToolFailed, ToolResult, clipped, failed, fenced, path_arg, string_arg, text_content
+from .tool_base import (
+    ToolContext,
+    ToolFailed,
+    ToolResult,
+    absolute,
+    clipped,
+    failed,
+    fenced,
+    path_arg,
+    string_arg,
+    text_content,
+)
 
 DEFAULT_READ_LINES: Final = 2_000
 
@@ -63,8 +74,8 @@ class ReadTool:
     def title(self, args: dict[str, Any]) -> str:
         return f"Read {args.get('path', '')}"
 
-    def locations(self, args: dict[str, Any]) -> list[JsonObject]:
-        return [{"path": str(args.get("path", "")), "line": int(args.get("line") or 1)}]
+    def locations(self, args: dict[str, Any], cwd: str) -> list[JsonObject]:
+        return [{"path": absolute(cwd, str(args["path"])), "line": int(args.get("line") or 1)}]
 
     async def run(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
         line, limit = args.get("line"), args.get("limit")
@@ -91,8 +102,8 @@ class WriteTool:
     def title(self, args: dict[str, Any]) -> str:
         return f"Write {args.get('path', '')}"
 
-    def locations(self, args: dict[str, Any]) -> list[JsonObject]:
-        return [{"path": str(args.get("path", ""))}]
+    def locations(self, args: dict[str, Any], cwd: str) -> list[JsonObject]:
+        return [{"path": absolute(cwd, str(args["path"]))}]
 
     async def run(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
         path, content = path_arg(ctx, args), string_arg(args, "content")
@@ -124,8 +135,8 @@ class EditTool:
     def title(self, args: dict[str, Any]) -> str:
         return f"Edit {args.get('path', '')}"
 
-    def locations(self, args: dict[str, Any]) -> list[JsonObject]:
-        return [{"path": str(args.get("path", ""))}]
+    def locations(self, args: dict[str, Any], cwd: str) -> list[JsonObject]:
+        return [{"path": absolute(cwd, str(args["path"]))}]
 
     async def run(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
         path = path_arg(ctx, args)

@@ -1,7 +1,8 @@
 """Adapters layer: claude-native's read-only search tools, Glob and Grep, inside the session's cwd.
 
 They run in a worker thread on the local file system, confined by the session's ``Workspace`` (the
-same check ``fs/*`` uses); they never follow a path out of it and never write.
+same check ``fs/*`` uses): they must never list or read a path that resolves out of it (through
+``..`` or a symlink), and never write.
 """
 
 from __future__ import annotations
@@ -16,7 +17,18 @@ import anyio
 from acpd.errors import RpcError
 from acpd.protocol.jsonio import JsonObject
 
-from .tool_base import ToolContext, ToolFailed, ToolResult, clipped, failed, fenced, path_arg, string_arg, text_content
+from .tool_base import (
+    ToolContext,
+    ToolFailed,
+    ToolResult,
+    absolute,
+    clipped,
+    failed,
+    fenced,
+    path_arg,
+    string_arg,
+    text_content,
+)
 
 MAX_MATCHES: Final = 500
 MAX_GREP_FILE_BYTES: Final = 2 * 1024 * 1024
@@ -38,19 +50,35 @@ def _files(base: Path) -> list[Path]:
     return found
 
 
-def _glob(base: Path, pattern: str) -> list[str]:
-    matches = sorted(str(path.relative_to(base)) for path in base.glob(pattern) if not _skipped(path, base))
-    return matches[:MAX_MATCHES]
+def _glob(ctx: ToolContext, base: Path, pattern: str) -> list[str]:
+    if pattern.startswith("/") or ".." in Path(pattern).parts:
+        raise ToolFailed("the pattern must stay below the directory searched (no '/' at the start, no '..')")
+    matches: list[str] = []
+    for path in base.glob(pattern):
+        if not _skipped(path, base) and _inside(ctx, path):
+            matches.append(str(path.relative_to(base)))
+            if len(matches) >= MAX_MATCHES:
+                break
+    return sorted(matches)
+
+
+def _inside(ctx: ToolContext, path: Path) -> bool:
+    """Whether ``path`` really (symlinks resolved) lies in the session's directories."""
+    try:
+        ctx.workspace.resolve(str(path))
+    except RpcError:
+        return False
+    return True
 
 
 def _skipped(path: Path, base: Path) -> bool:
     return any(part in SKIPPED_DIRS for part in path.relative_to(base).parts)
 
 
-def _grep(base: Path, regex: re.Pattern[str], name_pattern: str | None) -> list[str]:
+def _grep(ctx: ToolContext, base: Path, regex: re.Pattern[str], name_pattern: str | None) -> list[str]:
     lines: list[str] = []
     for path in _files(base) if base.is_dir() else [base]:
-        if name_pattern and not path.match(name_pattern):
+        if (name_pattern and not path.match(name_pattern)) or not _inside(ctx, path):
             continue
         try:
             if path.stat().st_size > MAX_GREP_FILE_BYTES:
@@ -80,14 +108,15 @@ class GlobTool:
     def title(self, args: dict[str, Any]) -> str:
         return f"Glob {args.get('pattern', '')}"
 
-    def locations(self, args: dict[str, Any]) -> list[JsonObject]:
-        return [{"path": str(args["path"])}] if "path" in args else []
+    def locations(self, args: dict[str, Any], cwd: str) -> list[JsonObject]:
+        return [{"path": absolute(cwd, str(args["path"]))}] if "path" in args else []
 
     async def run(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
         pattern = string_arg(args, "pattern")
         base = await anyio.to_thread.run_sync(_base, ctx, args)
         try:
-            matches = await anyio.to_thread.run_sync(_glob, base, pattern)
+            # abandon_on_cancel: a cancelled turn must not wait for a walk of a large tree.
+            matches = await anyio.to_thread.run_sync(_glob, ctx, base, pattern, abandon_on_cancel=True)
         except ValueError as exc:
             raise ToolFailed(f"bad pattern {pattern!r}: {exc}") from None
         text = "\n".join(matches) or "No files matched."
@@ -108,8 +137,8 @@ class GrepTool:
     def title(self, args: dict[str, Any]) -> str:
         return f"Grep {args.get('pattern', '')}"
 
-    def locations(self, args: dict[str, Any]) -> list[JsonObject]:
-        return [{"path": str(args["path"])}] if "path" in args else []
+    def locations(self, args: dict[str, Any], cwd: str) -> list[JsonObject]:
+        return [{"path": absolute(cwd, str(args["path"]))}] if "path" in args else []
 
     async def run(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
         pattern = string_arg(args, "pattern")
@@ -119,6 +148,6 @@ class GrepTool:
             raise ToolFailed(f"bad regular expression {pattern!r}: {exc}") from None
         base = await anyio.to_thread.run_sync(_base, ctx, args)
         glob = args.get("glob") if isinstance(args.get("glob"), str) else None
-        lines = await anyio.to_thread.run_sync(_grep, base, regex, glob)
+        lines = await anyio.to_thread.run_sync(_grep, ctx, base, regex, glob, abandon_on_cancel=True)
         text = "\n".join(lines) or "No matches."
         return ToolResult(clipped(text), (text_content(fenced(text)),), {"matches": len(lines)})

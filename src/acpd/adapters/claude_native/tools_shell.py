@@ -7,6 +7,7 @@ TodoWrite keeps the model's task list, which clients see as an ACP ``plan``.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, ClassVar, Final
 
 import anyio
@@ -19,6 +20,10 @@ from .tool_base import ToolContext, ToolFailed, ToolResult, clipped, failed, fen
 
 PROGRESS_SECONDS: Final = 0.5
 """How often a running command's output is checked for something new to show."""
+PROGRESS_TAIL_CHARS: Final = 8_000
+"""What a progress update shows of the output: its end (each update is recorded whole)."""
+RELEASE_SECONDS: Final = 5.0
+"""How long releasing a terminal may take (a relayed editor might never answer)."""
 MAX_TIMEOUT_SECONDS: Final = 3_600.0
 PLAN_STATUSES: Final = frozenset({"pending", "in_progress", "completed"})
 PLAN_PRIORITIES: Final = frozenset({"high", "medium", "low"})
@@ -41,47 +46,57 @@ class BashTool:
     def title(self, args: dict[str, Any]) -> str:
         return str(args.get("command", "Bash"))
 
-    def locations(self, args: dict[str, Any]) -> list[JsonObject]:
+    def locations(self, args: dict[str, Any], cwd: str) -> list[JsonObject]:
         return []
 
     async def run(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
         command = string_arg(args, "command")
         wanted = args.get("timeout_seconds")
-        timeout = min(float(wanted), MAX_TIMEOUT_SECONDS) if isinstance(wanted, int | float) else None
+        seconds = ctx.bash_timeout_seconds
+        if isinstance(wanted, int | float) and not isinstance(wanted, bool):
+            if wanted <= 0:
+                raise ToolFailed("timeout_seconds must be more than 0")
+            seconds = min(float(wanted), MAX_TIMEOUT_SECONDS)
         created = await _call(ctx, methods.TERMINAL_CREATE, {"command": command, "cwd": ctx.cwd})
         terminal = {"terminalId": str(created.get("terminalId"))}
         try:
-            status = await _wait(ctx, terminal, timeout or ctx.bash_timeout_seconds)
+            status = await _wait(ctx, terminal, seconds)
             output = await _call(ctx, methods.TERMINAL_OUTPUT, terminal)
         finally:
-            with anyio.CancelScope(shield=True):  # releasing kills a command still running
+            # Releasing kills a command still running; bounded, and its failure must not hide ours.
+            with anyio.move_on_after(RELEASE_SECONDS, shield=True), contextlib.suppress(ToolFailed):
                 await _call(ctx, methods.TERMINAL_RELEASE, terminal)
         text = str(output.get("output") or "")
-        return _result(text, status, timeout or ctx.bash_timeout_seconds)
+        return _result(text, status, seconds)
 
 
 async def _wait(ctx: ToolContext, terminal: JsonObject, seconds: float) -> JsonObject | None:
     """The exit status, or None when the command ran out of time (it is then killed)."""
     status: JsonObject | None = None
-    with anyio.move_on_after(seconds):
-        async with anyio.create_task_group() as tg:
+    try:
+        with anyio.move_on_after(seconds):
+            async with anyio.create_task_group() as tg:
 
-            async def wait() -> None:
-                nonlocal status
-                status = await _call(ctx, methods.TERMINAL_WAIT_FOR_EXIT, terminal)
-                tg.cancel_scope.cancel()
+                async def wait() -> None:
+                    nonlocal status
+                    status = await _call(ctx, methods.TERMINAL_WAIT_FOR_EXIT, terminal)
+                    tg.cancel_scope.cancel()
 
-            tg.start_soon(wait)
-            shown = ""
-            while True:
-                await anyio.sleep(PROGRESS_SECONDS)
-                output = str((await _call(ctx, methods.TERMINAL_OUTPUT, terminal)).get("output") or "")
-                if output != shown:
-                    shown = output
-                    await ctx.progress([text_content(fenced(output, "console"))])
-    if status is None:
-        await _call(ctx, methods.TERMINAL_KILL, terminal)
-    return status
+                tg.start_soon(wait)
+                await _show_progress(ctx, terminal)
+    except* ToolFailed as group:
+        raise group.exceptions[0] from None
+    return status  # None: out of time; the release kills it
+
+
+async def _show_progress(ctx: ToolContext, terminal: JsonObject) -> None:
+    shown = ""
+    while True:
+        await anyio.sleep(PROGRESS_SECONDS)
+        output = str((await _call(ctx, methods.TERMINAL_OUTPUT, terminal)).get("output") or "")
+        if output != shown:
+            shown = output
+            await ctx.progress([text_content(fenced(output[-PROGRESS_TAIL_CHARS:], "console"))])
 
 
 def _result(output: str, status: JsonObject | None, timeout: float) -> ToolResult:
@@ -134,7 +149,7 @@ class TodoTool:
     def title(self, args: dict[str, Any]) -> str:
         return "Update the plan"
 
-    def locations(self, args: dict[str, Any]) -> list[JsonObject]:
+    def locations(self, args: dict[str, Any], cwd: str) -> list[JsonObject]:
         return []
 
     async def run(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
