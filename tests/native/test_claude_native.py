@@ -412,3 +412,17 @@ async def test_the_mode_and_thought_level_survive_a_restart(model: MockModelServ
     await store.aclose()
     assert "not allowed in plan mode" in answer["text"]
     assert model.requests[-1].body["thinking"]["budget_tokens"] == 16_384
+
+
+async def test_the_sessions_usage_totals_add_up_every_turn(
+    http: httpx.AsyncClient, model: MockModelServer, tmp_path: Path
+) -> None:
+    session_id = await session(http, tmp_path)
+    await prompt(http, session_id, "mock:text=one")
+    model.push(Reply(tool=ToolCall(name="Glob", input={"pattern": "*"})))
+    await prompt(http, session_id, "two")
+    usage = (await http.get(f"/v1/sessions/{session_id}")).json()["usage"]
+    reported = [request.usage for request in model.requests if request.usage is not None]
+    assert usage["inputTokens"] == sum(u.input_tokens for u in reported)
+    assert usage["outputTokens"] == sum(u.output_tokens for u in reported)
+    assert usage["cachedWriteTokens"] == 0

@@ -85,7 +85,14 @@ def usage_totals(previous: JsonObject, result_usage: object) -> JsonObject:
     """Add a prompt response's ``usage`` to the session's running totals."""
     totals = dict(previous)
     if isinstance(result_usage, dict):
-        for key in ("inputTokens", "outputTokens", "totalTokens", "thoughtTokens", "cachedReadTokens"):
+        for key in (
+            "inputTokens",
+            "outputTokens",
+            "totalTokens",
+            "thoughtTokens",
+            "cachedReadTokens",
+            "cachedWriteTokens",
+        ):
             value = result_usage.get(key)
             if isinstance(value, int) and not isinstance(value, bool):
                 totals[key] = int(totals.get(key) or 0) + value
