@@ -426,3 +426,13 @@ async def test_the_sessions_usage_totals_add_up_every_turn(
     assert usage["inputTokens"] == sum(u.input_tokens for u in reported)
     assert usage["outputTokens"] == sum(u.output_tokens for u in reported)
     assert usage["cachedWriteTokens"] == 0
+
+
+async def test_setting_the_mode_by_its_config_option_id_updates_the_sessions_mode(
+    http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    session_id = await session(http, tmp_path)
+    assert (await http.patch(f"/v1/sessions/{session_id}", json={"config": {"mode": "plan"}})).status_code == 200
+    doc = (await http.get(f"/v1/sessions/{session_id}")).json()
+    assert doc["mode"] == "plan"
+    assert doc["modes"]["currentModeId"] == "plan"

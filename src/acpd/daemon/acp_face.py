@@ -29,6 +29,7 @@ from acpd.transports.base import Transport
 
 from .acp_views import (
     AGENT_OPTION_ID,
+    SETTING_FOR_CATEGORY,
     AgentOptionSource,
     client_frame,
     config_options,
@@ -50,7 +51,6 @@ AGENT_CAPABILITIES: Final[JsonObject] = {
     "mcpCapabilities": {"http": False, "sse": False},
     "sessionCapabilities": {"list": {}, "resume": {}, "close": {}, "delete": {}, "additionalDirectories": {}},
 }
-SETTING_FOR_CATEGORY: Final = {"mode": "mode", "model": "model", "thought_level": "thoughtLevel"}
 LIST_PAGE: Final = 100
 
 

@@ -20,6 +20,8 @@ from acpd.protocol.jsonio import JsonObject
 AGENT_OPTION_ID: Final = "agent"
 AGENT_OPTION_CATEGORY: Final = "_acpd/agent"
 """A custom category: ACP leaves ``_``-prefixed category names free for extensions."""
+SETTING_FOR_CATEGORY: Final = {"mode": "mode", "model": "model", "thought_level": "thoughtLevel"}
+"""The session field an agent's config option of each ACP category sets."""
 
 Forward = Literal["notify", "permission", "skip"]
 

@@ -24,7 +24,7 @@ from acpd.protocol.events import EventRecord, Sender, utc_now
 from acpd.protocol.jsonio import JsonObject, JsonValue
 from acpd.store.base import EventStore, SessionDoc
 
-from .acp_views import config_options, update_notification
+from .acp_views import SETTING_FOR_CATEGORY, config_options, update_notification
 from .clients import AttachedClients
 from .log import SessionLog
 from .permissions import PendingPermission, PermissionBroker, check_outcome, outcome_for_reply, policy_outcome
@@ -395,9 +395,14 @@ class SessionRuntime:
             if changes.get(key):
                 await self._apply_one(backend, key, str(changes[key]))
         for config_id, value in dict(changes.get("config") or {}).items():
+            category = self._category_of(config_id)
             options = await backend.set_config_option(config_id, value)
             self._adopt_options(options)
             self.doc.setdefault("config", {})[config_id] = value
+            if category in SETTING_FOR_CATEGORY and isinstance(value, str):
+                # The same setting as model/mode/thoughtLevel, reached by its option id.
+                self.doc[SETTING_FOR_CATEGORY[category]] = value
+                self._mark_current(category, value)
         if record:
             self.record_daemon(methods.ACPD_SETTINGS_CHANGED, {"changes": changes})
             self.echo_settings(mode_changed="mode" in changes)
@@ -437,6 +442,13 @@ class SessionRuntime:
             {**o, "currentValue": value} if isinstance(o, dict) and o.get("category") == category else o
             for o in self.doc.get("configOptions") or []
         ]
+
+    def _category_of(self, config_id: str) -> str | None:
+        for option in self.doc.get("configOptions") or []:
+            if isinstance(option, dict) and option.get("id") == config_id:
+                category = option.get("category")
+                return category if isinstance(category, str) else None
+        return None
 
     def _option_with_category(self, category: str) -> JsonObject | None:
         for option in self.doc.get("configOptions") or []:
