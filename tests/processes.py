@@ -36,3 +36,16 @@ async def wait_all_ended(fds: list[int]) -> None:
     with anyio.fail_after(5):
         for fd in fds:
             await anyio.wait_readable(fd)  # a pidfd turns readable when its process has ended
+
+
+def cmdlines() -> list[tuple[int, str]]:
+    """Every process's pid and command line (arguments joined by spaces), from /proc."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    found.append((int(name), f.read().replace(b"\0", b" ").decode(errors="replace")))
+            except OSError:
+                continue  # it ended while we looked
+    return found

@@ -21,6 +21,7 @@ import pytest
 from acpd.presets import PRESETS, preset_program
 from acpd.testing.daemon import Daemon, running_daemon
 from acpd.testing.model_server import MockModelServer, serve_mock_model
+from tests.processes import cmdlines
 
 ROOT = Path(__file__).parents[2]
 AGENTS_DIR = Path(os.environ.get("ACPD_TEST_AGENTS_DIR") or ROOT / ".cache" / "agents")
@@ -109,19 +110,7 @@ def no_agent_survives() -> Iterator[None]:
 
 def agent_processes() -> list[tuple[int, str]]:
     """Processes whose command line names the agents directory."""
-    found = []
-    needle = str(AGENTS_DIR).encode()
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except OSError:
-            continue
-        if needle in cmdline:
-            found.append((int(name), cmdline.replace(b"\0", b" ").decode(errors="replace")[:200]))
-    return found
+    return [(pid, cmdline[:200]) for pid, cmdline in cmdlines() if str(AGENTS_DIR) in cmdline]
 
 
 def update_of(event: dict[str, Any]) -> dict[str, Any] | None:

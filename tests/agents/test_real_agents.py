@@ -4,7 +4,6 @@ tool call, a text reply, usage, a cancel, and a daemon restart followed by sessi
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from typing import Any
 
@@ -16,7 +15,7 @@ from websockets.asyncio.client import connect
 from acpd.protocol import jsonio
 from acpd.protocol.jsonio import JsonObject
 from tests.e2e.sse import sse_events
-from tests.processes import pidfds, wait_all_ended
+from tests.processes import cmdlines, pidfds, wait_all_ended
 
 from .conftest import AgentDaemon, agent_processes, require_agent, update_of
 from .scenarios import SCENARIOS, WRITE, slow_command
@@ -221,22 +220,10 @@ class Editor:
 async def command_started(marker: str) -> list[int]:
     """The pids of the processes running the marked command, once there are some (bounded by the caller)."""
     while True:
-        pids = [pid for pid, cmdline in all_cmdlines() if marker in cmdline and "python3" in cmdline]
+        pids = [pid for pid, cmdline in cmdlines() if marker in cmdline and "python3" in cmdline]
         if pids:
             return pids
         await anyio.sleep(0.05)  # nothing to wait on: the agent starts the command when its model says so
-
-
-def all_cmdlines() -> list[tuple[int, str]]:
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/cmdline", "rb") as f:
-                    found.append((int(name), f.read().replace(b"\0", b" ").decode(errors="replace")))
-            except OSError:
-                continue
-    return found
 
 
 @pytest.mark.parametrize("agent", AGENTS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from acpd.daemon.manager import SessionManager
 from acpd.store.memory import MemoryEventStore
 from acpd.testing.model_server import ErrorReply, MockModelServer, Reply, ToolCall, serve_mock_model
 from tests.daemon.helpers import wait_for_frame
+from tests.processes import cmdlines
 
 pytestmark = pytest.mark.anyio
 
@@ -28,20 +30,34 @@ async def model() -> AsyncIterator[MockModelServer]:
         yield server
 
 
-@pytest.fixture
-async def manager(model: MockModelServer, tmp_path: Path) -> AsyncIterator[SessionManager]:
+def native_config(model: MockModelServer, tmp_path: Path) -> DaemonConfig:
     native = AgentConfig(kind="claude-native", model_url=model.url)
-    config = DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", agents={"claude-native": native})
+    return DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", agents={"claude-native": native})
+
+
+@asynccontextmanager
+async def client_of(manager: SessionManager) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(manager))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:4520", timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[MemoryEventStore]:
     store = MemoryEventStore()
-    async with SessionManager(config, store).running() as running:
-        yield running
+    yield store
     await store.aclose()
 
 
 @pytest.fixture
+async def manager(model: MockModelServer, tmp_path: Path, store: MemoryEventStore) -> AsyncIterator[SessionManager]:
+    async with SessionManager(native_config(model, tmp_path), store).running() as running:
+        yield running
+
+
+@pytest.fixture
 async def http(manager: SessionManager) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(manager))
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:4520", timeout=30) as client:
+    async with client_of(manager) as client:
         yield client
 
 
@@ -240,20 +256,19 @@ async def test_a_cancel_in_the_middle_of_a_tool_stops_it_and_the_conversation_go
     )
 
 
-async def test_after_a_restart_the_conversation_is_rebuilt_from_the_log(model: MockModelServer, tmp_path: Path) -> None:
-    native = AgentConfig(kind="claude-native", model_url=model.url)
-    config = DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", agents={"claude-native": native})
-    store = MemoryEventStore()
+async def test_after_a_restart_the_conversation_is_rebuilt_from_the_log(
+    model: MockModelServer, tmp_path: Path, store: MemoryEventStore
+) -> None:
     model.push(Reply(tool=ToolCall(name="Write", input={"path": "a.txt", "content": "A\n"})))
     for text in ("Write a file", "mock:text=I remember"):
-        async with SessionManager(config, store).running() as manager:
-            transport = httpx.ASGITransport(app=create_app(manager))
-            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:4520", timeout=30) as client:
-                if text == "Write a file":
-                    session_id = await session(client, tmp_path)
-                answer = await prompt(client, session_id, text)
-                assert answer["stopReason"] == "end_turn"
-    await store.aclose()
+        async with (
+            SessionManager(native_config(model, tmp_path), store).running() as manager,
+            client_of(manager) as client,
+        ):
+            if text == "Write a file":
+                session_id = await session(client, tmp_path)
+            answer = await prompt(client, session_id, text)
+            assert answer["stopReason"] == "end_turn"
     messages = model.requests[-1].body["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
     assert messages[-1]["content"] == [{"type": "text", "text": "mock:text=I remember"}]  # once, not twice
@@ -272,18 +287,6 @@ async def wait_for_update(manager: SessionManager, session_id: str, wanted: Any)
             if isinstance(update, dict) and wanted(update):
                 return update
     raise AssertionError("the log closed first")
-
-
-def cmdlines() -> list[tuple[int, str]]:
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/cmdline", "rb") as f:
-                    found.append((int(name), f.read().replace(b"\0", b" ").decode(errors="replace")))
-            except OSError:
-                continue
-    return found
 
 
 async def daemon_frames(http: httpx.AsyncClient, session_id: str, method: str) -> list[dict[str, Any]]:
@@ -395,21 +398,20 @@ async def test_a_cancel_while_permission_is_asked_fails_the_call(
     assert not (tmp_path / "later.txt").exists()
 
 
-async def test_the_mode_and_thought_level_survive_a_restart(model: MockModelServer, tmp_path: Path) -> None:
-    native = AgentConfig(kind="claude-native", model_url=model.url)
-    config = DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", agents={"claude-native": native})
-    store = MemoryEventStore()
+async def test_the_mode_and_thought_level_survive_a_restart(
+    model: MockModelServer, tmp_path: Path, store: MemoryEventStore
+) -> None:
     for step in ("set", "check"):
-        async with SessionManager(config, store).running() as manager:
-            transport = httpx.ASGITransport(app=create_app(manager))
-            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:4520", timeout=30) as client:
-                if step == "set":
-                    session_id = await session(client, tmp_path)
-                    await client.patch(f"/v1/sessions/{session_id}", json={"mode": "plan", "thoughtLevel": "high"})
-                else:
-                    model.push(Reply(tool=ToolCall(name="Write", input={"path": "no.txt", "content": "x"})))
-                    answer = await prompt(client, session_id, "Write it")
-    await store.aclose()
+        async with (
+            SessionManager(native_config(model, tmp_path), store).running() as manager,
+            client_of(manager) as client,
+        ):
+            if step == "set":
+                session_id = await session(client, tmp_path)
+                await client.patch(f"/v1/sessions/{session_id}", json={"mode": "plan", "thoughtLevel": "high"})
+            else:
+                model.push(Reply(tool=ToolCall(name="Write", input={"path": "no.txt", "content": "x"})))
+                answer = await prompt(client, session_id, "Write it")
     assert "not allowed in plan mode" in answer["text"]
     assert model.requests[-1].body["thinking"]["budget_tokens"] == 16_384
 

@@ -43,6 +43,8 @@ TERM_GRACE_SECONDS: Final = 2.0
 """How long the process tree gets to exit after SIGTERM before SIGKILL."""
 KILL_GRACE_SECONDS: Final = 2.0
 """How long to wait for the agent to be reaped after SIGKILL before giving up (uninterruptible sleep)."""
+LADDER: Final = ((signal.SIGTERM, TERM_GRACE_SECONDS), (signal.SIGKILL, KILL_GRACE_SECONDS))
+"""Each signal of a stop, and how long its targets get to exit before the next."""
 STDERR_FLUSH_SECONDS: Final = 0.5
 """After the tree is gone, how long to wait for the last stderr bytes (an escaped process may hold the pipe)."""
 STDERR_TAIL_BYTES: Final = 64 * 1024
@@ -205,7 +207,7 @@ class ProcessTransport:
         await self._stdin.aclose()
         if self._stdin_grace > 0:
             await self._wait_gone(members, self._stdin_grace)
-        for signum, grace in ((signal.SIGTERM, TERM_GRACE_SECONDS), (signal.SIGKILL, KILL_GRACE_SECONDS)):
+        for signum, grace in LADDER:
             members = await self._collect(members)
             if self.returncode is not None and not members:
                 return
@@ -237,7 +239,7 @@ class ProcessTransport:
         strays = await anyio.to_thread.run_sync(_collect_detached, self.pid, mark)
         if strays:
             logger.info("stopping %d process(es) agent %d left running after a cancel", len(strays), self.pid)
-            for signum, grace in ((signal.SIGTERM, TERM_GRACE_SECONDS), (signal.SIGKILL, KILL_GRACE_SECONDS)):
+            for signum, grace in LADDER:
                 for pid, start in strays.items():
                     if _start_time(pid) == start:  # not a reused pid
                         _kill(os.kill, pid, signum)

@@ -23,6 +23,7 @@ from acpd.adapters.base import BackendState, SessionHost
 from acpd.adapters.workspace import Workspace
 from acpd.config import AgentConfig
 from acpd.errors import INTERNAL_ERROR, RpcError
+from acpd.presets import PLACEHOLDER_KEY
 from acpd.protocol.jsonio import JsonObject
 
 from .history import prompt_blocks, rebuild
@@ -40,7 +41,6 @@ OUTPUT_TOKENS: Final = 16_384
 """Room for the answer itself, on top of the thinking budget."""
 BASH_TIMEOUT_SECONDS: Final = 120.0
 """The Bash tool's timeout when the model gives none."""
-PLACEHOLDER_KEY: Final = "acpd-no-key"
 SYSTEM: Final = (
     "You are a coding agent working in the user's project directory {cwd}. Use the tools to read, "
     "search, edit and run what you need; prefer small, exact edits; keep a todo list for work of "
