@@ -323,6 +323,39 @@ async def test_a_stream_cut_mid_message_is_an_error_event_and_the_step_is_retrie
     assert recorded["code"] == "MODEL_STREAM_CUT"
 
 
+async def test_a_cut_answers_partial_text_is_left_out_of_the_conversation_live_and_after_a_restart(
+    model: MockModelServer, tmp_path: Path, store: MemoryEventStore
+) -> None:
+    model.push(Reply(text="half an answer that breaks off " * 4, cut=True), Reply(text="whole answer"))
+    async with SessionManager(native_config(model, tmp_path), store).running() as manager, client_of(manager) as client:
+        session_id = await session(client, tmp_path)
+        assert (await prompt(client, session_id, "hello"))["stopReason"] == "end_turn"
+        await prompt(client, session_id, "mock:text=and then")
+    live = model.requests[-1].body["messages"]
+    async with SessionManager(native_config(model, tmp_path), store).running() as manager, client_of(manager) as client:
+        await prompt(client, session_id, "mock:text=after the restart")
+    rebuilt = model.requests[-1].body["messages"]
+    assert [b["text"] for m in live[:2] for b in m["content"]] == ["hello", "whole answer"]
+    assert rebuilt[:3] == live[:3]
+
+
+async def test_a_prompt_that_failed_before_any_answer_is_not_sent_again_live_or_after_a_restart(
+    model: MockModelServer, tmp_path: Path, store: MemoryEventStore
+) -> None:
+    model.push(*[Reply(error=ErrorReply(status=429, retry_after_seconds=0)) for _ in range(4)])
+    async with SessionManager(native_config(model, tmp_path), store).running() as manager, client_of(manager) as client:
+        session_id = await session(client, tmp_path)
+        failed = await prompt(client, session_id, "the prompt that fails")
+        assert failed["error"]["data"]["code"] == "MODEL_RATE_LIMITED"
+        assert (await prompt(client, session_id, "mock:text=next"))["stopReason"] == "end_turn"
+    live = model.requests[-1].body["messages"]
+    async with SessionManager(native_config(model, tmp_path), store).running() as manager, client_of(manager) as client:
+        await prompt(client, session_id, "mock:text=after the restart")
+    rebuilt = model.requests[-1].body["messages"]
+    assert live == [{"role": "user", "content": [{"type": "text", "text": "mock:text=next"}]}]
+    assert rebuilt[:2] == [live[0], {"role": "assistant", "content": [{"type": "text", "text": "next"}]}]
+
+
 async def test_a_turn_timeout_cancels_the_model_call_with_a_timeout_error(
     http: httpx.AsyncClient, tmp_path: Path
 ) -> None:

@@ -143,29 +143,38 @@ class ClaudeNativeBackend:
     # -- turns -------------------------------------------------------------------------------------
 
     async def prompt(self, prompt: list[JsonObject]) -> JsonObject:
-        before = len(self._messages)
-        self._add_prompt(prompt_blocks(prompt))
+        mark = self._add_prompt(prompt_blocks(prompt))
         spent = Spent()
         with anyio.CancelScope() as scope:
             self._turn_scope = scope
             try:
                 return await run_turn(self._deps(), self._settings(), self._messages, spent)
             except ModelFailure as failure:
-                if failure.code == "MODEL_BAD_REQUEST" and not any(
-                    m["role"] == "assistant" for m in self._messages[before:]
-                ):
-                    del self._messages[before:]  # a prompt the API refuses must not poison every later one
+                self._forget_unanswered(mark)
                 data = {"code": failure.code, **failure.wire(), "usage": spent.wire()}
                 raise RpcError(INTERNAL_ERROR, failure.message, data) from None
             finally:
                 self._turn_scope = None
         return {"stopReason": "cancelled", "usage": spent.wire()}
 
-    def _add_prompt(self, blocks: list[JsonObject]) -> None:
+    def _add_prompt(self, blocks: list[JsonObject]) -> tuple[int, int]:
+        """Add the prompt; where it went: the message's index, and its blocks before the prompt's."""
         if self._messages and self._messages[-1]["role"] == "user":
-            self._messages[-1]["content"].extend(blocks)  # the last turn ended before the model answered
-        else:
-            self._messages.append({"role": "user", "content": blocks})
+            last = self._messages[-1]["content"]  # the last turn ended before the model answered
+            last.extend(blocks)
+            return len(self._messages) - 1, len(last) - len(blocks)
+        self._messages.append({"role": "user", "content": blocks})
+        return len(self._messages) - 1, 0
+
+    def _forget_unanswered(self, mark: tuple[int, int]) -> None:
+        """Drop a prompt that failed before any answer, as the rebuilt memory does: one the API
+        refuses must not poison every later prompt, nor one tried again be sent twice."""
+        index, before = mark
+        if len(self._messages) - 1 != index:
+            return  # the model answered (a tool step or more): the conversation keeps the prompt
+        del self._messages[index]["content"][before:]
+        if not self._messages[index]["content"]:
+            del self._messages[index]
 
     def _deps(self) -> TurnDeps:
         host = self._require_host()

@@ -4,7 +4,10 @@ The loop marks what the Messages API needs in its updates' ``_meta.claudeNative`
 ``tool_call`` carries its ``toolUse`` (id, name, input) and each final ``tool_call_update`` its
 ``toolResult`` (text, isError); the todo tool's ``plan`` carries both. With the user's prompts and
 the agent's text chunks, that is the whole conversation, so a restarted daemon continues it.
-Thinking is not replayed (the API wants its signatures, which are not kept). Pure; no I/O.
+A model call that failed (its ``_acpd/error`` carries the ``attempt``) never joined the live
+conversation, so the text it streamed before failing is left out here too. Thinking is not
+replayed (the API wants its signatures, which are not kept). Pure; no I/O: it must not read the
+store or call the model.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ def rebuild(records: Iterable[EventRecord]) -> Memory:
             before = len(messages[-1]["content"]) if messages and messages[-1]["role"] == "user" else 0
             _add(messages, "user", blocks)
             pending = (str(payload.get("id")), len(messages) - 1, before)
+        elif method == methods.ACPD_ERROR and _failed_attempt(params):
+            _drop_partial_reply(messages)
         elif method == methods.SESSION_UPDATE and record.sender == "agent":
             update = params.get("update")
             if isinstance(update, dict):
@@ -57,6 +62,19 @@ def rebuild(records: Iterable[EventRecord]) -> Memory:
         # The prompt now starting (it is logged before the agent starts): the caller adds it again.
         _drop_prompt(messages, pending)
     return Memory(_well_formed(messages), cost)
+
+
+def _failed_attempt(params: JsonObject) -> bool:
+    data = params.get("data")
+    return isinstance(data, dict) and isinstance(data.get("attempt"), int)
+
+
+def _drop_partial_reply(messages: list[Message]) -> None:
+    """Forget what a failed model call streamed: a call starts after a user message (the prompt or
+    tool results) and its tool uses are only recorded once it succeeds, so it is the trailing
+    assistant message, if any."""
+    if messages and messages[-1]["role"] == "assistant":
+        messages.pop()
 
 
 def _drop_prompt(messages: list[Message], pending: tuple[str, int, int]) -> None:
