@@ -17,7 +17,7 @@ from acpd.config import AgentConfig, DaemonConfig
 from acpd.daemon.app import create_app
 from acpd.daemon.manager import SessionManager
 from acpd.store.memory import MemoryEventStore
-from acpd.testing.model_server import ErrorReply, MockModelServer, Reply, ToolCall, serve_mock_model
+from acpd.testing.model_server import ErrorReply, MockModelServer, Reply, ToolCall, Usage, serve_mock_model
 from tests.daemon.helpers import wait_for_frame
 from tests.processes import cmdlines
 
@@ -373,6 +373,20 @@ async def test_the_token_budget_stops_the_turn(http: httpx.AsyncClient, model: M
     assert answer["stopReason"] == "max_tokens"
     [limit] = await daemon_frames(http, session_id, "_acpd/limit_reached")
     assert limit["limit"] == "maxBudgetTokens"
+
+
+async def test_the_token_budget_counts_every_model_call_of_the_turn_not_only_the_largest(
+    http: httpx.AsyncClient, model: MockModelServer, tmp_path: Path
+) -> None:
+    body = {"agent": "claude-native", "cwd": str(tmp_path), "policy": {"maxBudgetTokens": 250, "permissions": "allow"}}
+    session_id = (await http.post("/v1/sessions", json=body)).json()["id"]
+    each = Usage(input_tokens=100, output_tokens=10)  # 110 a call: no single call reaches the budget
+    model.push(*[Reply(tool=ToolCall(name="Glob", input={"pattern": "*"}), usage=each) for _ in range(5)])
+    answer = await prompt(http, session_id, "Look around")
+    assert answer["stopReason"] == "max_tokens"
+    [limit] = await daemon_frames(http, session_id, "_acpd/limit_reached")
+    assert (limit["limit"], limit["spent"]) == ("maxBudgetTokens", 330)
+    assert len(model.requests) == 3
 
 
 async def test_switching_to_claude_native_carries_the_earlier_conversation(

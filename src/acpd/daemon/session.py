@@ -170,8 +170,12 @@ class SessionRuntime:
         if isinstance(update.get("cost"), dict):
             usage["cost"] = update["cost"]
         self.doc["usage"] = usage
+        turn_tokens = _turn_tokens(update)
+        if turn is not None and turn_tokens is not None:
+            turn.tokens_spent = max(turn.tokens_spent, turn_tokens)
         budget = self.policy.max_budget_tokens
-        spent = max(int(usage.get("totalTokens") or 0), turn.context_used if turn else 0)
+        before = int(usage.get("totalTokens") or 0)  # the turns before this one, from their answers
+        spent = max(before + (turn.tokens_spent if turn else 0), turn.context_used if turn else 0)
         if turn is not None and budget is not None and spent > budget and not turn.stop.is_set():
             self.record_daemon(
                 methods.ACPD_LIMIT_REACHED, {"limit": "maxBudgetTokens", "value": budget, "spent": spent}
@@ -643,3 +647,12 @@ def session_doc_defaults(now: str) -> dict[str, Any]:
         "additionalDirectories": [],
         "contextPending": False,
     }
+
+
+def _turn_tokens(update: JsonObject) -> int | None:
+    """What the turn has cost so far, when the agent says (acpd's own agents do); an ACP
+    ``usage_update`` itself only tells the context's size, which misses every step before."""
+    meta = update.get("_meta")
+    acpd = meta.get("acpd") if isinstance(meta, dict) else None
+    value = acpd.get("turnTokens") if isinstance(acpd, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -35,6 +35,8 @@ class Turn:
     last_seq: int = 0
     steps: int = 0
     context_used: int = 0
+    tokens_spent: int = 0
+    """Tokens the turn has cost so far, when the agent reports it (``_meta.acpd.turnTokens``)."""
     text_parts: list[str] = field(default_factory=list)
     text_chars: int = 0
     response: JsonObject | None = None

@@ -75,13 +75,17 @@ class Spent:
         self.cost += cost
         return cost
 
+    @property
+    def total(self) -> int:
+        return self.inputs + self.outputs + self.cache_read + self.cache_write
+
     def wire(self) -> JsonObject:
         return {
             "inputTokens": self.inputs,
             "outputTokens": self.outputs,
             "cachedReadTokens": self.cache_read,
             "cachedWriteTokens": self.cache_write,
-            "totalTokens": self.inputs + self.outputs + self.cache_read + self.cache_write,
+            "totalTokens": self.total,
         }
 
 
@@ -106,7 +110,7 @@ async def run_turn(deps: TurnDeps, settings: Settings, messages: list[dict[str, 
         message = await _call_model(deps, settings, messages)
         spent.add(message)
         deps.session_spent.add(message)
-        await _report_usage(deps, message)
+        await _report_usage(deps, message, spent)
         uses = [block for block in message.content if isinstance(block, ToolUseBlock)]
         if message.content:  # an empty reply would be refused as history
             messages.append(
@@ -152,17 +156,19 @@ async def _call_model(deps: TurnDeps, settings: Settings, messages: list[dict[st
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def _report_usage(deps: TurnDeps, message: Message) -> None:
-    spent = deps.session_spent
+async def _report_usage(deps: TurnDeps, message: Message, turn: Spent) -> None:
+    """The context's size now (ACP's ``used``), the session's cost, and what the turn has spent
+    (``_meta.acpd.turnTokens``, which the daemon's token budget counts)."""
     usage = message.usage
     used = usage.input_tokens + (usage.cache_read_input_tokens or 0) + (usage.cache_creation_input_tokens or 0)
     update: JsonObject = {
         "sessionUpdate": "usage_update",
         "used": used + usage.output_tokens,
         "size": CONTEXT_WINDOW_TOKENS,
+        "_meta": {"acpd": {"turnTokens": turn.total}},
     }
     if cost_usd(message.model, 0, 0) is not None:
-        update["cost"] = {"amount": round(spent.cost, 6), "currency": "USD"}
+        update["cost"] = {"amount": round(deps.session_spent.cost, 6), "currency": "USD"}
     await deps.emit(update)
 
 
