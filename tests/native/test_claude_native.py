@@ -443,6 +443,13 @@ async def test_a_cancel_while_permission_is_asked_fails_the_call(
     statuses = [u.get("status") for u in await updates(http, session_id) if u.get("toolCallId")]
     assert statuses[0] == "pending" and statuses[-1] == "failed"
     assert not (tmp_path / "later.txt").exists()
+    items = (await http.get(f"/v1/sessions/{session_id}/events")).json()["items"]
+    [asked] = [e["payload"] for e in items if e["payload"].get("method") == "session/request_permission"]
+    [reply] = [e for e in items if e["payload"].get("id") == asked["id"] and "method" not in e["payload"]]
+    assert reply["sender"] == "daemon"
+    assert reply["payload"]["result"]["outcome"] == {"outcome": "cancelled"}
+    assert reply["payload"]["result"]["_meta"]["acpd"]["decidedBy"] == "cancel"
+    assert (await http.get(f"/v1/sessions/{session_id}/permissions")).json()["items"] == []
 
 
 async def test_the_mode_and_thought_level_survive_a_restart(

@@ -27,7 +27,14 @@ from acpd.store.base import EventStore, SessionDoc
 from .acp_views import SETTING_FOR_CATEGORY, config_options, update_notification
 from .clients import AttachedClients
 from .log import SessionLog
-from .permissions import PendingPermission, PermissionBroker, check_outcome, outcome_for_reply, policy_outcome
+from .permissions import (
+    CANCELLED_OUTCOME,
+    PendingPermission,
+    PermissionBroker,
+    check_outcome,
+    outcome_for_reply,
+    policy_outcome,
+)
 from .transcript import transcript_block
 from .turns import Turn, chunk_text, usage_totals
 
@@ -188,12 +195,18 @@ class SessionRuntime:
         seq = self.record("agent", message)
         pending = PendingPermission(f"p{seq}", seq, self._turn_number, message, utc_now())
         self.broker.open(pending)
-        decided = policy_outcome(self.policy.permissions, params)
-        if decided is not None:
-            self.broker.resolve(pending.id, decided, "policy")
-        else:
-            await self._await_reply(pending)
-        return self._record_reply(pending)
+        try:
+            decided = policy_outcome(self.policy.permissions, params)
+            if decided is not None:
+                self.broker.resolve(pending.id, decided, "policy")
+            else:
+                await self._await_reply(pending)
+        finally:
+            if pending.outcome is None:
+                # The asker gave up waiting (an in-daemon agent's cancelled turn): settle it for the log.
+                self.broker.resolve(pending.id, CANCELLED_OUTCOME, "cancel")
+            result = self._record_reply(pending)
+        return result
 
     async def _await_reply(self, pending: PendingPermission) -> None:
         self._set_status("awaiting_permission")
