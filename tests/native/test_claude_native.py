@@ -225,6 +225,24 @@ async def test_glob_and_grep_search_inside_the_session_directory_only(
     assert "No matches." in (await prompt(http, session_id, "escape"))["text"]
 
 
+async def test_the_searches_and_file_tools_reach_the_sessions_additional_directories(
+    http: httpx.AsyncClient, model: MockModelServer, tmp_path: Path
+) -> None:
+    work, docs = tmp_path / "work", tmp_path / "docs"
+    work.mkdir()
+    docs.mkdir()
+    (docs / "guide.md").write_text("# Guide\nrun it with make\n")
+    body = {"agent": "claude-native", "cwd": str(work), "additionalDirectories": [str(docs)]}
+    session_id = (await http.post("/v1/sessions", json={**body, "policy": {"permissions": "allow"}})).json()["id"]
+    model.push(Reply(tool=ToolCall(name="Glob", input={"pattern": "*.md", "path": str(docs)})))
+    assert "guide.md" in (await prompt(http, session_id, "glob the docs"))["text"]
+    model.push(Reply(tool=ToolCall(name="Grep", input={"pattern": "make", "path": str(docs)})))
+    assert "guide.md:2: run it with make" in (await prompt(http, session_id, "grep the docs"))["text"]
+    model.push(Reply(tool=ToolCall(name="Glob", input={"pattern": "*", "path": str(tmp_path)})))
+    assert "outside" in (await prompt(http, session_id, "the parent is not the session's"))["text"]
+    assert str(docs) in model.requests[0].body["system"]
+
+
 async def test_a_cancel_in_the_middle_of_a_tool_stops_it_and_the_conversation_goes_on(
     http: httpx.AsyncClient, manager: SessionManager, model: MockModelServer, tmp_path: Path
 ) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from anyio.abc import TaskStatus
 
+from acpd.adapters.workspace import Workspace
 from acpd.protocol.events import EventRecord
 from acpd.protocol.jsonio import JsonObject, JsonValue
 
@@ -39,6 +40,11 @@ class SessionHost(Protocol):
         Raises:
             RpcError: the call is refused or fails; the message goes back to the agent.
         """
+        ...
+
+    async def workspace(self) -> Workspace:
+        """The directories the session may touch (its cwd first, then ``additionalDirectories``):
+        what ``fs/*`` and ``terminal/*`` are confined to, for a backend that searches them itself."""
         ...
 
     def permission_policy(self) -> str:

@@ -273,6 +273,9 @@ class SessionRuntime:
         terminals = await self._terminal_manager()
         return await terminals.handle(method, params)
 
+    async def workspace(self) -> Workspace:
+        return await self._workspace_for()
+
     async def _workspace_for(self) -> Workspace:
         if self._workspace is None:
             roots = [self.cwd, *[str(d) for d in self.doc.get("additionalDirectories") or []]]

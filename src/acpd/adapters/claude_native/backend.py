@@ -74,8 +74,7 @@ class ClaudeNativeBackend:
             memory = rebuild(await host.history())
             self._messages, self._spent.cost = memory.messages, memory.cost
             how = "resume"
-        # resolving the roots touches the file system: never on the event loop
-        self._workspace = await anyio.to_thread.run_sync(Workspace, [self._cwd])
+        self._workspace = await host.workspace()
         self._client = anthropic.AsyncAnthropic(**self._client_options(), max_retries=0)
         try:
             task_status.started(self._state(how))
@@ -197,7 +196,12 @@ class ClaudeNativeBackend:
 
     def _settings(self) -> Settings:
         budget = THINKING_BUDGET_TOKENS.get(self._effort, 0)
-        return Settings(self._model, self._mode, budget, budget + OUTPUT_TOKENS, SYSTEM.format(cwd=self._cwd))
+        return Settings(self._model, self._mode, budget, budget + OUTPUT_TOKENS, self._system())
+
+    def _system(self) -> str:
+        assert self._workspace is not None, "run() resolves the workspace first"
+        more = [str(root) for root in self._workspace.roots[1:]]
+        return SYSTEM.format(cwd=self._cwd) + (f" You may also use: {', '.join(more)}." if more else "")
 
     async def _emit(self, update: JsonObject) -> None:
         host = self._require_host()

@@ -1,4 +1,5 @@
-"""Adapters layer: claude-native's read-only search tools, Glob and Grep, inside the session's cwd.
+"""Adapters layer: claude-native's read-only search tools, Glob and Grep, inside the session's
+directories (its cwd by default, or a ``path`` in any of its ``additionalDirectories``).
 
 They run in a worker thread on the local file system, confined by the session's ``Workspace`` (the
 same check ``fs/*`` uses): they must never list or read a path that resolves out of it (through
@@ -98,7 +99,10 @@ class GlobTool:
     name = "Glob"
     kind = "search"
     announced = True
-    description = "List files matching a glob pattern (e.g. '**/*.py', or '*' to list a directory)."
+    description = (
+        "List files matching a glob pattern (e.g. '**/*.py', or '*' to list a directory), below 'path' "
+        "(default: the project directory; any directory you may use)."
+    )
     schema: ClassVar[JsonObject] = {
         "type": "object",
         "properties": {"pattern": {"type": "string"}, "path": {"type": "string"}},
@@ -127,7 +131,10 @@ class GrepTool:
     name = "Grep"
     kind = "search"
     announced = True
-    description = "Search file contents with a regular expression; optional path and file-name glob."
+    description = (
+        "Search file contents with a regular expression, below 'path' (default: the project directory; "
+        "any directory you may use) in files whose name matches 'glob' (optional)."
+    )
     schema: ClassVar[JsonObject] = {
         "type": "object",
         "properties": {"pattern": {"type": "string"}, "path": {"type": "string"}, "glob": {"type": "string"}},
