@@ -1,8 +1,10 @@
 """claude-native end to end: a real daemon process and acpd's mock model server, over REST and over
-ACP (WebSocket), with a restart in the middle of the conversation."""
+ACP (WebSocket), with a restart in the middle of the conversation, and a daemon killed in the
+middle of a turn."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,8 @@ from websockets.asyncio.client import connect
 from acpd.protocol import jsonio
 from acpd.testing.daemon import running_daemon
 from acpd.testing.model_server import Reply, ToolCall, serve_mock_model
+from tests.e2e.sse import sse_events
+from tests.processes import cmdlines, pidfds, wait_all_ended
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -49,6 +53,43 @@ async def test_over_acp_a_permission_is_answered_a_file_written_and_after_a_rest
         messages = model.requests[-1].body["messages"]
         assert messages[0]["content"][0]["text"] == "Plan it"
         assert any(b.get("type") == "tool_result" for m in messages for b in m["content"] if isinstance(b, dict))
+
+
+async def test_a_daemon_killed_in_the_middle_of_a_tool_leaves_no_command_and_the_conversation_goes_on(
+    tmp_path: Path,
+) -> None:
+    marker = f"acpd-native-{uuid.uuid4().hex}"
+    command = f"python3 -c 'import time; print(\"started\", flush=True); time.sleep(60)' {marker}"
+    async with serve_mock_model() as model:
+        args = ("--model-url", model.url)
+        model.push(Reply(text="Running it.", tool=ToolCall(name="Bash", input={"command": command})))
+        async with running_daemon(tmp_path, *args) as daemon, httpx.AsyncClient(base_url=daemon.url) as http:
+            body = {"agent": "claude-native", "cwd": str(tmp_path), "policy": {"permissions": "allow"}}
+            session_id = (await http.post("/v1/sessions", json=body)).json()["id"]
+            with anyio.fail_after(30):
+                headers = {"accept": "text/event-stream"}
+                request = {"prompt": "Run the long command"}
+                async with http.stream("POST", f"/v1/sessions/{session_id}/prompt", json=request, headers=headers) as r:
+                    async for event in sse_events(r):
+                        if "started" in str(event["payload"].get("params", {}).get("update", {}).get("content")):
+                            break
+                running = [pid for pid, cmdline in cmdlines() if marker in cmdline]
+                assert running, "the command runs"
+                with pidfds(running, missing_ok=True) as fds:
+                    await daemon.kill()
+                    await wait_all_ended(fds)
+        async with running_daemon(tmp_path, *args) as daemon, httpx.AsyncClient(base_url=daemon.url) as http:
+            with anyio.fail_after(30):
+                answer = (await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "mock:text=ok"})).json()
+                events = (await http.get(f"/v1/sessions/{session_id}/events")).json()["items"]
+    assert answer["text"] == "ok"
+    assert any(e["payload"].get("method") == "_acpd/turn_interrupted" for e in events)
+    messages = model.requests[-1].body["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert messages[1]["content"][-1]["name"] == "Bash"
+    interrupted, prompt = messages[2]["content"]
+    assert (interrupted["type"], interrupted["is_error"]) == ("tool_result", True)
+    assert prompt == {"type": "text", "text": "mock:text=ok"}
 
 
 def text(value: str) -> list[dict[str, Any]]:

@@ -15,8 +15,8 @@ import anyio.abc
 import pytest
 
 from acpd.protocol import jsonio
+from acpd.transports.contained import CAN_KEEP
 from acpd.transports.process import (
-    CAN_KEEP,
     TERM_GRACE_SECONDS,
     ProcessSpec,
     open_process_transport,

@@ -3,7 +3,8 @@
 Serves ``terminal/create``, ``terminal/output``, ``terminal/wait_for_exit``, ``terminal/kill`` and
 ``terminal/release`` for agents the daemon is the client of, and the same operations as a Python
 API for built-in tools. It must not import the daemon, and nothing it starts may outlive it: each
-command runs in its own process group, and leaving ``open_terminal_manager`` kills every group.
+command runs in its own process group, under the keeper on Linux (so even a daemon killed outright
+takes its commands along), and leaving ``open_terminal_manager`` kills every group.
 
 Like Zed, the reference ACP client, a command runs through a shell (bash, else ``/bin/sh``):
 agents send whole command lines in ``command`` (claude-code-acp sends ``"npm test | tail"`` and no
@@ -35,6 +36,7 @@ from acpd.adapters.workspace import Workspace
 from acpd.errors import RpcError
 from acpd.protocol import methods
 from acpd.protocol.jsonio import JsonObject, JsonValue
+from acpd.transports.contained import open_contained
 from acpd.transports.process import signal_group
 
 logger = logging.getLogger(__name__)
@@ -305,14 +307,14 @@ _BY_ID_METHODS: Final = frozenset(
 
 async def _spawn(argv: list[str], cwd: Path, env: dict[str, str]) -> Process:
     try:
-        return await anyio.open_process(
+        return await open_contained(  # its own process group, so kill reaches every child
             argv,
+            term_grace_seconds=TERM_GRACE_SECONDS,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=cwd,
             env=env,
-            start_new_session=True,  # its own process group, so kill reaches every child
         )
     except ValueError as exc:  # an embedded NUL byte
         raise RpcError.invalid_params(f"cannot start the command: {exc}") from None
@@ -354,7 +356,8 @@ async def _close_process(terminal: _Terminal) -> None:
 
 
 def _find_shell() -> str:
-    return shutil.which("bash") or FALLBACK_SHELL
+    found = shutil.which("bash")
+    return os.path.abspath(found) if found else FALLBACK_SHELL  # the keeper execs it as given
 
 
 def _exit_status(returncode: int | None) -> ExitStatus:

@@ -20,12 +20,10 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
 import anyio
@@ -34,6 +32,7 @@ import anyio.abc
 from acpd.errors import AgentUnavailable, ConnectionClosed
 from acpd.protocol.framing import MAX_LINE_BYTES, Frame
 from acpd.transports._lines import READ_CHUNK_BYTES, LineReader
+from acpd.transports.contained import CAN_KEEP, open_contained
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +48,6 @@ STDERR_FLUSH_SECONDS: Final = 0.5
 """After the tree is gone, how long to wait for the last stderr bytes (an escaped process may hold the pipe)."""
 STDERR_TAIL_BYTES: Final = 64 * 1024
 STDERR_CHUNK_BYTES: Final = 64 * 1024
-KEEPER: Final = Path(__file__).with_name("_keeper.py")
-CAN_KEEP: Final = sys.platform == "linux" and os.path.isdir("/proc")
 CLOCK_TICKS_PER_SECOND: Final = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 _Members = dict[int, int]
@@ -295,52 +292,16 @@ async def open_process_transport(
 
 
 async def _spawn(spec: ProcessSpec) -> anyio.abc.Process:
-    argv = [_resolve_command(spec), *spec.args]
-    if not (spec.keeper and CAN_KEEP):
-        return await _open(spec, argv)
-    ready, report = os.pipe()
     try:
-        # -I -S: no site-packages, no PYTHON* variables: the keeper needs only the stdlib.
-        keeper = [sys.executable, "-I", "-S", str(KEEPER), str(os.getpid()), str(report), str(TERM_GRACE_SECONDS)]
-        process = await _open(spec, [*keeper, *argv], (report,))
-        os.close(report)
-        report = -1
-        try:
-            answer = await anyio.to_thread.run_sync(_read_all, ready)
-        except BaseException:
-            await _discard(process)  # cancelled while the keeper starts: nothing may be left running
-            raise
-    finally:
-        os.close(ready)
-        if report >= 0:
-            os.close(report)
-    if answer != b"ok":
-        await _discard(process)
-        errno_text, _, reason = answer.decode("utf-8", "replace").partition(":")
-        reason = reason or "the keeper exited before starting it"
-        raise _unavailable(spec, OSError(int(errno_text) if errno_text.isdigit() else 0, reason))
-    return process
-
-
-async def _discard(process: anyio.abc.Process) -> None:
-    with anyio.CancelScope(shield=True):
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()  # the keeper; its agent gets SIGTERM from the kernel
-        await process.wait()
-        await process.aclose()
-
-
-async def _open(spec: ProcessSpec, argv: list[str], pass_fds: Sequence[int] = ()) -> anyio.abc.Process:
-    try:
-        return await anyio.open_process(
-            argv,
+        return await open_contained(
+            [_resolve_command(spec), *spec.args],
+            term_grace_seconds=TERM_GRACE_SECONDS,
+            keeper=spec.keeper,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=dict(spec.env) if spec.env is not None else None,
             cwd=spec.cwd,
-            start_new_session=True,
-            pass_fds=pass_fds,
         )
     except OSError as exc:
         raise _unavailable(spec, exc) from exc
@@ -352,13 +313,6 @@ def _unavailable(spec: ProcessSpec, exc: OSError) -> AgentUnavailable:
         + (f" (cwd {spec.cwd!r})" if spec.cwd else ""),
         data={"command": spec.command},
     )
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 4096):
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _resolve_command(spec: ProcessSpec) -> str:
