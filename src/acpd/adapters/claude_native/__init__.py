@@ -1,1 +1,4 @@
-"""Adapters layer: claude-native, a Claude agent loop inside acpd on the official ``anthropic`` SDK."""
+"""Adapters layer: claude-native, a Claude agent loop inside acpd on the official ``anthropic`` SDK.
+
+Nothing outside this package may import its modules but the backend registry (through ``backend``).
+"""

@@ -4,7 +4,9 @@ for (asking permission as the mode says), hand back their results, until the mod
 Everything the session records goes out through ``Emit`` as ACP updates; what the Messages API
 needs to rebuild the conversation later rides in their ``_meta.claudeNative``. A cancel arrives as
 the cancellation of this task: the conversation is left valid (a tool cut short gets a result).
-Limits (steps, tokens, time) are the daemon's: it cancels the turn.
+Limits (steps, tokens, time) are the daemon's: it cancels the turn. The loop must not enforce
+the session's limits (its own cap of ``MAX_STEPS`` model calls is only a backstop), nor decide
+its permission policy (it asks the broker), nor touch files but through its tools.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from acpd.protocol.jsonio import JsonObject
 from .history import META
 from .pricing import CONTEXT_WINDOW_TOKENS, cost_usd
 from .stream import Emit, ModelFailure, stream_message
-from .tool_base import ToolContext, ToolFailed, ToolResult, text_content
+from .tool_base import Tool, ToolContext, ToolFailed, ToolResult, text_content
 from .tools import CHANGING_KINDS, TOOLS, decision, tool_params
 
 MAX_RETRIES: Final = 3
@@ -182,11 +184,7 @@ async def _run_tool(deps: TurnDeps, settings: Settings, use: ToolUseBlock) -> Js
         await deps.emit({"sessionUpdate": "tool_call", **unknown, "_meta": {META: {"toolUse": tool_use}}})
         return await _finish(deps, use.id, "failed", ToolResult(f"there is no tool named {use.name!r}", error=True))
     if not tool.announced:
-        result = await _guarded(tool.run(deps.tools, args))
-        if result.plan is not None:
-            native = {"toolUse": tool_use, "toolResult": {"id": use.id, "text": result.text, "isError": result.error}}
-            await deps.emit({"sessionUpdate": "plan", "entries": result.plan, "_meta": {META: native}})
-        return _result_block(use.id, result)
+        return await _run_unannounced(deps, tool, tool_use)
     call: JsonObject = {
         "toolCallId": use.id,
         "title": _safely(tool.title, args, tool.name),
@@ -198,17 +196,34 @@ async def _run_tool(deps: TurnDeps, settings: Settings, use: ToolUseBlock) -> Js
     await deps.emit({"sessionUpdate": "tool_call", **call, "_meta": {META: {"toolUse": tool_use}}})
     result = CANCELLED  # what the call ends with if the turn is cancelled before it does
     try:
-        refusal = await _clearance(deps, settings, tool.name, call)
-        if refusal is not None:
-            result = ToolResult(refusal, error=True)
-        else:
-            await deps.emit({"sessionUpdate": "tool_call_update", "toolCallId": use.id, "status": "in_progress"})
-            deps.tools.progress = _progress(deps, use.id)
-            result = await _guarded(tool.run(deps.tools, args))
+        result = await _cleared_run(deps, settings, tool, call)
     finally:
         with anyio.CancelScope(shield=True):
             await _finish(deps, use.id, "failed" if result.error else "completed", result)
     return _result_block(use.id, result)
+
+
+async def _run_unannounced(deps: TurnDeps, tool: Tool, tool_use: JsonObject) -> JsonObject:
+    """A tool whose effect is its own update (the todo list, a ``plan``), with no tool call shown."""
+    result = await _guarded(tool.run(deps.tools, tool_use["input"]))
+    if result.plan is not None:
+        native = {
+            "toolUse": tool_use,
+            "toolResult": {"id": tool_use["id"], "text": result.text, "isError": result.error},
+        }
+        await deps.emit({"sessionUpdate": "plan", "entries": result.plan, "_meta": {META: native}})
+    return _result_block(tool_use["id"], result)
+
+
+async def _cleared_run(deps: TurnDeps, settings: Settings, tool: Tool, call: JsonObject) -> ToolResult:
+    """Run the announced call if the mode, the policy or the user allow it; else why not, for the model."""
+    refusal = await _clearance(deps, settings, tool.name, call)
+    if refusal is not None:
+        return ToolResult(refusal, error=True)
+    call_id = call["toolCallId"]
+    await deps.emit({"sessionUpdate": "tool_call_update", "toolCallId": call_id, "status": "in_progress"})
+    deps.tools.progress = _progress(deps, call_id)
+    return await _guarded(tool.run(deps.tools, call["rawInput"]))
 
 
 def _safely(describe: Callable[[dict[str, Any]], Any], args: dict[str, Any], fallback: Any) -> Any:

@@ -1,4 +1,5 @@
-"""Adapters layer: what a Messages API call cost, from its usage and list prices. Pure data."""
+"""Adapters layer: what a Messages API call cost, from its usage and list prices. Pure data: it
+must not call the API or guess a price it does not know (an unknown model has no cost)."""
 
 from __future__ import annotations
 

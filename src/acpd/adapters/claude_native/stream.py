@@ -2,7 +2,8 @@
 
 Text deltas become ``agent_message_chunk``s and thinking deltas ``agent_thought_chunk``s; the final
 message (content blocks, stop reason, usage) is returned for the loop. API failures are classified
-here into what a user can act on; retrying is the loop's decision.
+here into what a user can act on; retrying is the loop's decision, so this must not retry, sleep
+or keep anything between calls.
 """
 
 from __future__ import annotations

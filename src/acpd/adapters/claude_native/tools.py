@@ -1,4 +1,8 @@
-"""Adapters layer: claude-native's built-in tools by name, and what each needs permission for."""
+"""Adapters layer: claude-native's built-in tools by name, and what each needs permission for.
+
+The mode decides here whether a call runs, is asked about or is refused; it must not apply the
+session's permission policy (the loop routes changing calls to the daemon's broker for that).
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Adapters layer: claude-native's file tools, Read, Write and Edit, over the daemon's ``fs/*``.
 
 Every read and write goes through the session's ``fs/*`` service, so it stays inside the session's
-directories (or reaches the attached editor's buffers). Edits replace exact text only.
+directories (or reaches the attached editor's buffers). Edits replace exact text only. They must
+not open files themselves.
 """
 
 from __future__ import annotations

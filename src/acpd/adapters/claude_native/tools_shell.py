@@ -2,7 +2,8 @@
 
 Bash runs a command line through the session's ``terminal/*`` service (in the session's directory,
 its process group killed on timeout, cancel or release), reporting the output as it comes.
-TodoWrite keeps the model's task list, which clients see as an ACP ``plan``.
+TodoWrite keeps the model's task list, which clients see as an ACP ``plan``. They must not start
+a process themselves: the daemon's terminals own every command (and its keeper).
 """
 
 from __future__ import annotations
