@@ -450,12 +450,6 @@ async def test_retries_run_out_and_the_prompt_gets_the_error_then_the_next_promp
     assert client.texts(session_id) == "next"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the session's token totals (and so maxBudgetTokens' earlier turns) add only a prompt result's "
-    "usage: a turn answered with an API error loses the tokens its successful model calls spent, though "
-    "the error's data.usage carries them and the session's cost counts them",
-)
 async def test_a_turn_that_ends_in_an_api_error_still_counts_the_tokens_it_spent(
     client: AcpTestClient, manager: SessionManager, model: MockModelServer, workdir: Path
 ) -> None:

@@ -536,6 +536,8 @@ class SessionRuntime:
             sender = "agent" if isinstance(exc, RpcError) else "daemon"
             error = exc.to_wire() if isinstance(exc, RpcError) else {"code": exc.code, "message": exc.message}
             response = jsonrpc.error_response(request_id, error)
+            if isinstance(exc.data, dict):  # a failed turn still spent what it reports (claude-native does)
+                self.doc["usage"] = usage_totals(self.doc.get("usage") or {}, exc.data.get("usage"))
         turn.response = response
         turn.last_seq = self.record(sender, response)
         self.broker.cancel_all()
