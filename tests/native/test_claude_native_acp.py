@@ -19,10 +19,9 @@ from acpd.adapters.claude_native.pricing import cost_usd
 from acpd.daemon.manager import SessionManager
 from acpd.errors import RpcError
 from acpd.protocol.jsonio import JsonObject
-from acpd.store.memory import MemoryEventStore
-from acpd.testing.model_server import ErrorReply, MockModelServer, Reply, ToolCall, Usage, serve_mock_model
+from acpd.testing.model_server import ErrorReply, MockModelServer, Reply, ToolCall, Usage
 from tests.daemon.acp_client import AcpTestClient, acp_client
-from tests.native.test_claude_native import client_of, native_config
+from tests.native.conftest import client_of
 from tests.processes import cmdlines, pidfds, wait_all_ended
 
 pytestmark = pytest.mark.anyio
@@ -32,20 +31,6 @@ TURN_SECONDS: Final = 20
 FS_CAPS: Final[JsonObject] = {"fs": {"readTextFile": True, "writeTextFile": True}, "terminal": False}
 CANCELLED_TEXT: Final = "The tool call was cancelled."
 GLOB: Final = ToolCall(name="Glob", input={"pattern": "*"})
-
-
-@pytest.fixture
-async def model() -> AsyncIterator[MockModelServer]:
-    async with serve_mock_model() as server:
-        yield server
-
-
-@pytest.fixture
-async def manager(model: MockModelServer, tmp_path: Path) -> AsyncIterator[SessionManager]:
-    store = MemoryEventStore()
-    async with SessionManager(native_config(model, tmp_path), store).running() as running:
-        yield running
-    await store.aclose()
 
 
 @pytest.fixture
