@@ -7,6 +7,7 @@ Commands: ``serve``, ``acp``, ``mock-agent``, ``mock-model``, ``sessions list|sh
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -179,6 +180,7 @@ def run_serve(args: argparse.Namespace) -> int:
     import anyio
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _quiet_http_clients()
     config = load_config(args, dict(os.environ))
     print(f"acpd {__version__} on http://{config.host}:{config.port} (db: {config.resolved_db()})", file=sys.stderr)
     anyio.run(_serve, config, args.port_file, backend="asyncio", backend_options={"use_uvloop": _has_uvloop()})
@@ -188,7 +190,21 @@ def run_serve(args: argparse.Namespace) -> int:
 async def _serve(config: DaemonConfig, port_file: str | None) -> None:
     from acpd.daemon.serve import serve
 
+    _freeze_startup_objects()
     await serve(config, port_file=port_file)
+
+
+def _quiet_http_clients() -> None:
+    # The model SDK's HTTP library logs every request at INFO: a line per model call in the log.
+    for name in ("httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _freeze_startup_objects() -> None:
+    # Everything imported so far lives as long as the daemon. Left in the collector's care, the
+    # first full collection walks it all (~100 ms with the SDKs loaded), stalling every session.
+    gc.collect()
+    gc.freeze()
 
 
 def _has_uvloop() -> bool:
@@ -204,7 +220,7 @@ def run_acp(args: argparse.Namespace) -> int:
 
     # stdout carries the protocol: every log line goes to stderr
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="acpd acp: %(levelname)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    _quiet_http_clients()
     config = load_config(args, dict(os.environ))
     anyio.run(_acp, config, args, backend="asyncio", backend_options={"use_uvloop": _has_uvloop()})
     return 0
@@ -213,6 +229,7 @@ def run_acp(args: argparse.Namespace) -> int:
 async def _acp(config: DaemonConfig, args: argparse.Namespace) -> None:
     from acpd.daemon.acp_stdio import run_acp_stdio
 
+    _freeze_startup_objects()
     await run_acp_stdio(config, agent=args.agent, url=args.url, token=args.token, standalone=args.standalone)
 
 
