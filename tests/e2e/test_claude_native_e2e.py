@@ -13,6 +13,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from acpd.adapters.claude_native.history import TURN_STOPPED
 from acpd.protocol import jsonio
 from acpd.testing.daemon import running_daemon
 from acpd.testing.model_server import Reply, ToolCall, serve_mock_model
@@ -85,11 +86,12 @@ async def test_a_daemon_killed_in_the_middle_of_a_tool_leaves_no_command_and_the
     assert answer["text"] == "ok"
     assert any(e["payload"].get("method") == "_acpd/turn_interrupted" for e in events)
     messages = model.requests[-1].body["messages"]
-    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
     assert messages[1]["content"][-1]["name"] == "Bash"
-    interrupted, prompt = messages[2]["content"]
+    [interrupted] = messages[2]["content"]
     assert (interrupted["type"], interrupted["is_error"]) == ("tool_result", True)
-    assert prompt == {"type": "text", "text": "mock:text=ok"}
+    assert messages[3]["content"] == [{"type": "text", "text": TURN_STOPPED}]  # the tool loop closed
+    assert messages[4]["content"] == [{"type": "text", "text": "mock:text=ok"}]
 
 
 def text(value: str) -> list[dict[str, Any]]:

@@ -12,9 +12,10 @@ import anyio
 import httpx
 import pytest
 
+from acpd.adapters.claude_native.history import TURN_STOPPED
 from acpd.daemon.manager import SessionManager
 from acpd.store.memory import MemoryEventStore
-from acpd.testing.model_server import ErrorReply, MockModelServer, Reply, ToolCall, Usage
+from acpd.testing.model_server import ErrorReply, MockModelServer, Reply, ToolCall, Usage, serve_mock_model
 from tests.daemon.helpers import wait_for_frame
 from tests.native.conftest import client_of, native_config
 from tests.processes import cmdlines
@@ -234,11 +235,10 @@ async def test_a_cancel_in_the_middle_of_a_tool_stops_it_and_the_conversation_go
     assert failed["_meta"]["claudeNative"]["toolResult"]["text"] == "The tool call was cancelled."
     after = await prompt(http, session_id, "mock:text=still here")
     assert after["text"] == "still here"
-    # The model saw the cut-short call answered, so the API accepted the conversation.
+    # The model saw the cut-short call answered and the tool loop closed before the next prompt.
     last = model.requests[-1].body["messages"]
-    assert any(
-        b.get("type") == "tool_result" and b.get("is_error") for m in last for b in m["content"] if isinstance(b, dict)
-    )
+    assert [m["role"] for m in last] == ["user", "assistant", "user", "assistant", "user"]
+    assert last[2]["content"][0]["is_error"] and last[3]["content"] == [{"type": "text", "text": TURN_STOPPED}]
 
 
 async def test_after_a_restart_the_conversation_is_rebuilt_from_the_log(
@@ -339,6 +339,55 @@ async def test_a_prompt_that_failed_before_any_answer_is_not_sent_again_live_or_
     rebuilt = model.requests[-1].body["messages"]
     assert live == [{"role": "user", "content": [{"type": "text", "text": "mock:text=next"}]}]
     assert rebuilt[:2] == [live[0], {"role": "assistant", "content": [{"type": "text", "text": "next"}]}]
+
+
+async def test_a_blank_text_block_beside_a_tool_use_is_not_sent_back(
+    http: httpx.AsyncClient, model: MockModelServer, tmp_path: Path
+) -> None:
+    session_id = await session(http, tmp_path)
+    model.push(Reply(text="", tool=ToolCall(name="Glob", input={"pattern": "*"})))
+    assert (await prompt(http, session_id, "look"))["stopReason"] == "end_turn"
+    sent = [b for m in model.requests[-1].body["messages"] for b in m["content"] if b.get("type") == "text"]
+    assert all(block["text"].strip() for block in sent)
+
+
+async def test_text_cut_short_by_a_timeout_stays_in_the_conversation_live_and_after_a_restart(
+    tmp_path: Path, store: MemoryEventStore
+) -> None:
+    async with serve_mock_model(event_delay_seconds=0.05) as slow:
+        slow.push(Reply(text="a long answer that streams slowly " * 20))
+        config = native_config(slow, tmp_path)
+        async with SessionManager(config, store).running() as manager, client_of(manager) as client:
+            body = {"agent": "claude-native", "cwd": str(tmp_path), "policy": {"turnTimeoutSeconds": 0.5}}
+            session_id = (await client.post("/v1/sessions", json=body)).json()["id"]
+            timed_out = await prompt(client, session_id, "tell me")
+            assert timed_out["stopReason"] == "cancelled" and timed_out["text"]
+            await prompt(client, session_id, "mock:text=next")
+        live = slow.requests[-1].body["messages"]
+        async with SessionManager(config, store).running() as manager, client_of(manager) as client:
+            await prompt(client, session_id, "mock:text=after the restart")
+        rebuilt = slow.requests[-1].body["messages"]
+    assert [m["role"] for m in live] == ["user", "assistant", "user"]
+    assert live[1]["content"][0]["text"] == timed_out["text"]
+    assert rebuilt[:3] == live
+
+
+async def test_a_bug_in_the_agent_answers_the_prompt_with_an_error_and_the_session_goes_on(
+    http: httpx.AsyncClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session_id = await session(http, tmp_path)
+
+    async def broken(*args: Any) -> dict[str, Any]:
+        raise RuntimeError("a bug")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("acpd.adapters.claude_native.backend.run_turn", broken)
+        failed = await prompt(http, session_id, "hello")
+    assert failed["error"]["message"] == "the agent failed: RuntimeError: a bug"
+    items = (await http.get(f"/v1/sessions/{session_id}/events")).json()["items"]
+    [answer] = [e["payload"] for e in items if e["seq"] == failed["lastSeq"]]
+    assert answer["error"]["message"] == failed["error"]["message"]  # the prompt has its answer in the log
+    assert (await prompt(http, session_id, "mock:text=fine again"))["text"] == "fine again"
 
 
 async def test_a_turn_timeout_cancels_the_model_call_with_a_timeout_error(

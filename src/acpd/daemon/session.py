@@ -558,6 +558,10 @@ class SessionRuntime:
                 result = await backend.prompt(prompt)
             except AcpdError as exc:
                 failure = exc
+            except Exception as exc:
+                # A backend's bug is the turn's error, answered and recorded, never the daemon's.
+                logger.exception("backend of session %s failed in a prompt", self.session_id)
+                failure = AgentError(f"the agent failed: {type(exc).__name__}: {exc}")
             finally:
                 tg.cancel_scope.cancel()
         if isinstance(failure, AgentError):

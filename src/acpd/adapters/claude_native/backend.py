@@ -29,7 +29,7 @@ from acpd.errors import INTERNAL_ERROR, RpcError
 from acpd.presets import PLACEHOLDER_KEY
 from acpd.protocol.jsonio import JsonObject
 
-from .history import prompt_blocks, rebuild
+from .history import add_prompt, forget_prompt, prompt_blocks, rebuild
 from .loop import Settings, Spent, TurnDeps, run_turn
 from .stream import ModelFailure
 from .tool_base import ToolContext
@@ -147,38 +147,21 @@ class ClaudeNativeBackend:
     # -- turns -------------------------------------------------------------------------------------
 
     async def prompt(self, prompt: list[JsonObject]) -> JsonObject:
-        mark = self._add_prompt(prompt_blocks(prompt))
+        mark = add_prompt(self._messages, prompt_blocks(prompt))
         spent = Spent()
         with anyio.CancelScope() as scope:
             self._turn_scope = scope
             try:
                 return await run_turn(self._deps(), self._settings(), self._messages, spent)
             except ModelFailure as failure:
-                self._forget_unanswered(mark)
+                # As the rebuilt memory does: a prompt the API refuses must not poison every later
+                # one, nor one tried again be sent twice.
+                forget_prompt(self._messages, mark)
                 data = {"code": failure.code, **failure.wire(), "usage": spent.wire()}
                 raise RpcError(INTERNAL_ERROR, failure.message, data) from None
             finally:
                 self._turn_scope = None
         return {"stopReason": "cancelled", "usage": spent.wire()}
-
-    def _add_prompt(self, blocks: list[JsonObject]) -> tuple[int, int]:
-        """Add the prompt; where it went: the message's index, and its blocks before the prompt's."""
-        if self._messages and self._messages[-1]["role"] == "user":
-            last = self._messages[-1]["content"]  # the last turn ended before the model answered
-            last.extend(blocks)
-            return len(self._messages) - 1, len(last) - len(blocks)
-        self._messages.append({"role": "user", "content": blocks})
-        return len(self._messages) - 1, 0
-
-    def _forget_unanswered(self, mark: tuple[int, int]) -> None:
-        """Drop a prompt that failed before any answer, as the rebuilt memory does: one the API
-        refuses must not poison every later prompt, nor one tried again be sent twice."""
-        index, before = mark
-        if len(self._messages) - 1 != index:
-            return  # the model answered (a tool step or more): the conversation keeps the prompt
-        del self._messages[index]["content"][before:]
-        if not self._messages[index]["content"]:
-            del self._messages[index]
 
     def _deps(self) -> TurnDeps:
         host = self._require_host()

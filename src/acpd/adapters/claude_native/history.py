@@ -22,6 +22,8 @@ from acpd.protocol.jsonio import JsonObject
 
 META: Final = "claudeNative"
 INTERRUPTED: Final = "The tool call was interrupted before it finished."
+TURN_STOPPED: Final = "(The turn was stopped here.)"
+"""The assistant note that closes a tool loop a stopped turn left open, before the next prompt."""
 
 Message = dict[str, Any]
 
@@ -36,32 +38,89 @@ class Memory:
 def rebuild(records: Iterable[EventRecord]) -> Memory:
     messages: list[Message] = []
     cost = 0.0
-    pending: tuple[str, int, int] | None = None  # an unanswered prompt: id, message index, blocks before it
+    pending: tuple[str, PromptMark] | None = None  # an unanswered prompt: its request id, where it went
     for record in records:
         payload = record.payload_object()
         params = payload.get("params")
         params = params if isinstance(params, dict) else {}
         method = payload.get("method")
         if method == methods.SESSION_PROMPT and record.sender == "client":
-            blocks = prompt_blocks(params.get("prompt"))
-            before = len(messages[-1]["content"]) if messages and messages[-1]["role"] == "user" else 0
-            _add(messages, "user", blocks)
-            pending = (str(payload.get("id")), len(messages) - 1, before)
+            pending = (str(payload.get("id")), add_prompt(messages, prompt_blocks(params.get("prompt"))))
         elif method == methods.ACPD_ERROR and _failed_attempt(params):
             _drop_partial_reply(messages)
+        elif method == methods.ACPD_TURN_INTERRUPTED:
+            pending = None  # the daemon stopped in that turn: its prompt stays, as a cancelled one does
         elif method == methods.SESSION_UPDATE and record.sender == "agent":
             update = params.get("update")
             if isinstance(update, dict):
                 _add_update(messages, update)
                 cost = _cost(update, cost)
         elif pending is not None and "method" not in payload and str(payload.get("id")) == pending[0]:
-            if "error" in payload and len(messages) - 1 == pending[1]:
-                _drop_prompt(messages, pending)  # refused before the model said anything
+            if "error" in payload:
+                forget_prompt(messages, pending[1])  # refused before the model said anything
             pending = None
-    if pending is not None and len(messages) - 1 == pending[1]:
+    if pending is not None:
         # The prompt now starting (it is logged before the agent starts): the caller adds it again.
-        _drop_prompt(messages, pending)
-    return Memory(_well_formed(messages), cost)
+        forget_prompt(messages, pending[1])
+    return Memory(_well_formed(_tidy(messages)), cost)
+
+
+@dataclass(frozen=True, slots=True)
+class PromptMark:
+    """Where ``add_prompt`` put a prompt, so that ``forget_prompt`` can take it out again."""
+
+    index: int
+    """The user message that holds it."""
+    before: int
+    """That message's blocks before the prompt's."""
+    closed_tools: bool
+    """Whether an assistant note was added first to close an interrupted tool loop."""
+
+
+def add_prompt(messages: list[Message], blocks: list[JsonObject]) -> PromptMark:
+    """Add a user prompt where the API accepts it.
+
+    After an unanswered prompt (a turn that ended before the model answered) it joins that one.
+    After tool results (a turn stopped between tool steps), an assistant note closes the tool
+    loop first: with extended thinking on, the API wants a loop still open to go on from a
+    thinking block, which the rebuilt memory does not have.
+    """
+    last = messages[-1] if messages else None
+    closed = last is not None and last["role"] == "user" and _has_tool_results(last)
+    if closed:
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": TURN_STOPPED}]})
+    elif last is not None and last["role"] == "user":
+        before = len(last["content"])
+        last["content"].extend(blocks)
+        return PromptMark(len(messages) - 1, before, closed_tools=False)
+    messages.append({"role": "user", "content": list(blocks)})
+    return PromptMark(len(messages) - 1, 0, closed_tools=closed)
+
+
+def forget_prompt(messages: list[Message], mark: PromptMark) -> None:
+    """Take out a prompt the model never answered (nothing came after it); else leave all as is."""
+    if len(messages) - 1 != mark.index:
+        return  # the model answered (a step or more): the conversation keeps the prompt
+    del messages[mark.index]["content"][mark.before :]
+    if not messages[mark.index]["content"]:
+        del messages[mark.index]
+        if mark.closed_tools:
+            messages.pop()  # the note that closed the tool loop for it
+
+
+def _has_tool_results(message: Message) -> bool:
+    return any(block.get("type") == "tool_result" for block in message["content"])
+
+
+def _tidy(messages: list[Message]) -> list[Message]:
+    """Without blank text blocks (the API refuses them) and the messages they leave empty, with
+    neighbours of the same role joined again."""
+    tidied: list[Message] = []
+    for message in messages:
+        blocks = [b for b in message["content"] if b.get("type") != "text" or str(b.get("text", "")).strip()]
+        if blocks:
+            _add(tidied, message["role"], blocks)
+    return tidied
 
 
 def _failed_attempt(params: JsonObject) -> bool:
@@ -75,13 +134,6 @@ def _drop_partial_reply(messages: list[Message]) -> None:
     assistant message, if any."""
     if messages and messages[-1]["role"] == "assistant":
         messages.pop()
-
-
-def _drop_prompt(messages: list[Message], pending: tuple[str, int, int]) -> None:
-    _, index, before = pending
-    del messages[index]["content"][before:]
-    if not messages[index]["content"]:
-        del messages[index]
 
 
 def _cost(update: JsonObject, cost: float) -> float:
@@ -121,7 +173,8 @@ def _add_update(messages: list[Message], update: JsonObject) -> None:
             _add_text(messages, content["text"])
     if isinstance(native.get("toolUse"), dict):
         use = native["toolUse"]
-        _add(messages, "assistant", [{"type": "tool_use", "id": use["id"], "name": use["name"], "input": use["input"]}])
+        args = use.get("input") if isinstance(use.get("input"), dict) else {}
+        _add(messages, "assistant", [{"type": "tool_use", "id": use["id"], "name": use["name"], "input": args}])
     if isinstance(native.get("toolResult"), dict):
         result = native["toolResult"]
         block = {"type": "tool_result", "tool_use_id": result["id"], "content": str(result.get("text", ""))}

@@ -109,15 +109,18 @@ async def run_turn(deps: TurnDeps, settings: Settings, messages: list[dict[str, 
     """Run the turn on ``messages`` (the new prompt already last), adding to ``spent``; return the
     prompt's result. Every await leaves ``messages`` valid for the API, so a cancel may land anywhere."""
     for _ in range(MAX_STEPS):
-        message = await _call_model(deps, settings, messages)
+        partial: list[str] = []
+        try:
+            message = await _call_model(deps, settings, messages, partial)
+        except anyio.get_cancelled_exc_class():
+            _keep_partial(messages, partial)  # what the user saw stays in the conversation, as in the log
+            raise
         spent.add(message)
         deps.session_spent.add(message)
         await _report_usage(deps, message, spent)
         uses = [block for block in message.content if isinstance(block, ToolUseBlock)]
-        if message.content:  # an empty reply would be refused as history
-            messages.append(
-                {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in message.content]}
-            )
+        if content := _history_blocks(message):  # an empty reply would be refused as history
+            messages.append({"role": "assistant", "content": content})
         if message.stop_reason != "tool_use" or not uses:
             if uses:  # cut short (max_tokens) in the middle of asking for tools: none of them ran
                 messages.append({"role": "user", "content": [_result_block(u.id, NOT_RUN) for u in uses]})
@@ -134,7 +137,31 @@ async def run_turn(deps: TurnDeps, settings: Settings, messages: list[dict[str, 
     return {"stopReason": "max_turn_requests", "usage": spent.wire()}
 
 
-async def _call_model(deps: TurnDeps, settings: Settings, messages: list[dict[str, Any]]) -> Message:
+def _history_blocks(message: Message) -> list[JsonObject]:
+    """The reply's blocks as the API takes them back: no blank text (the API returns some beside
+    tool uses, and refuses them), tool inputs always objects."""
+    blocks = []
+    for block in message.content:
+        dumped = block.model_dump(exclude_none=True)
+        if dumped.get("type") == "text" and not str(dumped.get("text", "")).strip():
+            continue
+        if dumped.get("type") == "tool_use" and not isinstance(dumped.get("input"), dict):
+            dumped["input"] = {}
+        blocks.append(dumped)
+    return blocks
+
+
+def _keep_partial(messages: list[dict[str, Any]], partial: list[str]) -> None:
+    text = "".join(partial)
+    if text.strip():
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": text}]})
+
+
+async def _call_model(
+    deps: TurnDeps, settings: Settings, messages: list[dict[str, Any]], partial: list[str]
+) -> Message:
+    """The model's reply, retried as ``MAX_RETRIES`` allows; ``partial`` holds the text the
+    current attempt has streamed so far (a failed attempt's is forgotten)."""
     params: dict[str, Any] = {
         "model": settings.model,
         "max_tokens": settings.max_tokens,
@@ -145,8 +172,9 @@ async def _call_model(deps: TurnDeps, settings: Settings, messages: list[dict[st
     if settings.thinking_budget:
         params["thinking"] = {"type": "enabled", "budget_tokens": settings.thinking_budget}
     for attempt in itertools.count(1):
+        partial.clear()
         try:
-            return await stream_message(deps.client, params, deps.emit)
+            return await stream_message(deps.client, params, deps.emit, partial)
         except ModelFailure as failure:
             deps.record_error(failure.code, failure.message, {**failure.wire(), "attempt": attempt})
             wait = failure.retry_after_seconds

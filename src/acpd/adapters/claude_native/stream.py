@@ -19,6 +19,7 @@ from acpd.protocol.jsonio import JsonObject
 
 Emit = Callable[[JsonObject], Awaitable[None]]
 RETRYABLE_STATUSES: Final = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+MALFORMED: Final = (anthropic.APIResponseValidationError, ValueError, IndexError, KeyError, TypeError, AssertionError)
 
 
 class ModelFailure(Exception):
@@ -48,16 +49,20 @@ class ModelFailure(Exception):
         return data
 
 
-async def stream_message(client: anthropic.AsyncAnthropic, params: dict[str, Any], emit: Emit) -> Message:
-    """Run one call, emitting its text and thinking as they stream.
+async def stream_message(
+    client: anthropic.AsyncAnthropic, params: dict[str, Any], emit: Emit, partial: list[str]
+) -> Message:
+    """Run one call, emitting its text and thinking as they stream; the text also goes into
+    ``partial`` before it is emitted, for a caller cancelled in the middle.
 
     Raises:
-        ModelFailure: the API refused or failed, or the stream was cut.
+        ModelFailure: the API refused or failed, the stream was cut, or it made no sense.
     """
     try:
         async with client.messages.stream(**params) as stream:
             async for event in stream:
                 if event.type == "text" and event.text:
+                    partial.append(event.text)
                     await emit(_chunk("agent_message_chunk", event.text))
                 elif event.type == "thinking" and event.thinking:
                     await emit(_chunk("agent_thought_chunk", event.thinking))
@@ -68,6 +73,10 @@ async def stream_message(client: anthropic.AsyncAnthropic, params: dict[str, Any
         raise ModelFailure("MODEL_STREAM_CUT", f"the connection to the model API failed: {exc}") from exc
     except _transport_errors() as exc:
         raise ModelFailure("MODEL_STREAM_CUT", f"the model's answer was cut: {exc}") from exc
+    except MALFORMED as exc:
+        # The SDK assumes a well-formed stream (JSON events, deltas for started blocks, a message
+        # first); anything else surfaces as one of these from inside it.
+        raise ModelFailure("MODEL_ERROR", f"the model API sent a malformed answer: {exc!r}") from exc
     if message.stop_reason is None:  # the stream ended cleanly but before message_stop
         raise ModelFailure("MODEL_STREAM_CUT", "the model's answer ended before it was complete")
     return message

@@ -1,0 +1,71 @@
+"""claude-native's one model call against answers no real API should send: each becomes a
+classified, retryable failure rather than an error from inside the SDK."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anthropic
+import httpx2
+import pytest
+
+from acpd.adapters.claude_native.stream import ModelFailure, stream_message
+from acpd.protocol.jsonio import JsonObject
+
+pytestmark = pytest.mark.anyio
+
+START = {
+    "type": "message_start",
+    "message": {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-5-5",
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 5, "output_tokens": 1},
+    },
+}
+STOP: list[dict[str, Any]] = [
+    {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "usage": {"output_tokens": 2},
+    },
+    {"type": "message_stop"},
+]
+TEXT_DELTA = {"type": "content_block_delta", "index": 3, "delta": {"type": "text_delta", "text": "x"}}
+TEXT_START = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+
+
+def sse(events: list[dict[str, Any]]) -> bytes:
+    return "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events).encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"event: message_start\ndata: {not json\n\n", id="an event that is not JSON"),
+        pytest.param(sse([START, TEXT_DELTA, *STOP]), id="a delta for a block never started"),
+        pytest.param(sse([TEXT_START, *STOP]), id="no message_start"),
+    ],
+)
+async def test_a_malformed_stream_is_a_retryable_model_error(body: bytes) -> None:
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(answer)) as http:
+        client = anthropic.AsyncAnthropic(api_key="test", base_url="http://127.0.0.1:9", http_client=http)
+        params = {"model": "claude-sonnet-5-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+        emitted: list[JsonObject] = []
+
+        async def emit(update: JsonObject) -> None:
+            emitted.append(update)
+
+        with pytest.raises(ModelFailure) as failure:
+            await stream_message(client, params, emit, [])
+    assert failure.value.code == "MODEL_ERROR"
+    assert failure.value.retryable
+    assert "malformed" in failure.value.message
