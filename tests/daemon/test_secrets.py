@@ -8,7 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from acpd.adapters.acp import redact
+from acpd.adapters.secrets import redact
 from acpd.config import AgentConfig, DaemonConfig
 from acpd.daemon.manager import SessionManager
 from acpd.store.memory import MemoryEventStore

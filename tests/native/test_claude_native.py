@@ -92,6 +92,21 @@ async def test_the_shell_tool_runs_in_the_session_directory(
     assert f"All done. Tool said: {where}" in answer["text"]
 
 
+async def test_the_shell_tool_gets_none_of_the_daemons_secrets(
+    http: httpx.AsyncClient, model: MockModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = f"sk-test-{uuid.uuid4().hex}"
+    monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
+    monkeypatch.setenv("ACPD_TEST_VISIBLE", "plain value")
+    session_id = await session(http, tmp_path)
+    model.push(Reply(tool=ToolCall(name="Bash", input={"command": "env"})))
+    assert (await prompt(http, session_id, "show the environment"))["stopReason"] == "end_turn"
+    log = (await http.get(f"/v1/sessions/{session_id}/events")).text
+    assert "ACPD_TEST_VISIBLE=plain value" in log
+    assert secret not in log and "ANTHROPIC_API_KEY" not in log
+    assert secret not in str(model.requests[-1].body)
+
+
 async def test_the_todo_tool_becomes_a_plan(http: httpx.AsyncClient, model: MockModelServer, tmp_path: Path) -> None:
     session_id = await session(http, tmp_path)
     todos = [{"content": "Read", "status": "completed"}, {"content": "Write", "status": "in_progress"}]

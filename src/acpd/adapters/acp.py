@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -20,6 +19,7 @@ from anyio.abc import TaskStatus
 
 from acpd import __version__
 from acpd.adapters.base import BackendState, SessionHost
+from acpd.adapters.secrets import redact
 from acpd.adapters.toolcalls import ToolCallLedger, usage_of
 from acpd.config import AgentConfig
 from acpd.errors import AgentError, AgentExited, AgentUnavailable, ConnectionClosed, RpcError
@@ -41,9 +41,6 @@ logger = logging.getLogger(__name__)
 
 CLIENT_CAPABILITIES: Final[JsonObject] = {"fs": {"readTextFile": True, "writeTextFile": True}, "terminal": True}
 EXCERPT_CHARS: Final = 200
-SECRET_NAME: Final = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
-SECRET_MIN_CHARS: Final = 8
-"""Shorter values are not redacted: replacing "1" or "true" everywhere would garble the text."""
 
 
 class AcpBackend:
@@ -298,17 +295,6 @@ def write_files(files: Mapping[str, str]) -> None:
 
 def _object(value: JsonValue) -> JsonObject:
     return value if isinstance(value, dict) else {}
-
-
-def redact(text: str, env: Mapping[str, str]) -> str:
-    """Replace the values of secret-looking variables of ``env`` (keys, tokens, passwords) in ``text``.
-
-    Agents print their configuration on errors; DESIGN §7: secrets never enter the event log.
-    """
-    for name, value in env.items():
-        if len(value) >= SECRET_MIN_CHARS and SECRET_NAME.search(name) and value in text:
-            text = text.replace(value, "***")
-    return text
 
 
 def _object_or_none(value: JsonValue) -> JsonObject | None:

@@ -7,6 +7,7 @@ permission policy, durable-before-visible answers) but not HTTP or the choice of
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -15,6 +16,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from acpd.adapters.base import Backend, BackendState
 from acpd.adapters.registry import create_backend
+from acpd.adapters.secrets import without_secrets
 from acpd.adapters.terminals import TerminalManager, open_terminal_manager
 from acpd.adapters.workspace import Workspace
 from acpd.config import AgentConfig, DaemonConfig, Policy
@@ -291,7 +293,9 @@ class SessionRuntime:
     async def _serve_terminals(self, *, task_status: TaskStatus[TerminalManager]) -> None:
         with anyio.CancelScope() as scope:
             self._services_scope = scope
-            async with open_terminal_manager(await self._workspace_for()) as manager:
+            # Commands print what they are given, and their output is logged: no daemon secrets.
+            env = without_secrets(os.environ)
+            async with open_terminal_manager(await self._workspace_for(), env=env) as manager:
                 task_status.started(manager)
                 await anyio.sleep_forever()
 
