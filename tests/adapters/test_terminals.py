@@ -29,6 +29,9 @@ if "--ignore-term" in sys.argv:
 pids = [os.getpid()]
 if "--grandchild" in sys.argv:
     pids.append(subprocess.Popen(["sleep", "60"]).pid)
+if "--escaped-grandchild" in sys.argv:  # its own session, deaf to SIGTERM: only the keeper finds it
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    pids.append(subprocess.Popen([sys.executable, "-c", stubborn], start_new_session=True).pid)
 with socket.socket(socket.AF_UNIX) as sock:
     sock.connect(sys.argv[1])
     sock.sendall(" ".join(map(str, pids)).encode())
@@ -116,6 +119,32 @@ async def test_kill_escalates_to_sigkill_when_sigterm_is_ignored(
     with anyio.fail_after(5):
         await manager.kill(terminal_id)
         assert await manager.wait_for_exit(terminal_id) == {"exitCode": None, "signal": "SIGKILL"}
+
+
+async def test_kill_stops_a_member_that_left_the_group_and_ignores_sigterm(
+    manager: TerminalManager, listener: SocketListener
+) -> None:
+    terminal_id, pids = await start_reporter(manager, listener, "--escaped-grandchild")
+    with pidfds(pids) as fds:
+        with anyio.fail_after(5):
+            await manager.kill(terminal_id)
+            assert await manager.wait_for_exit(terminal_id) == {"exitCode": None, "signal": "SIGTERM"}
+        await wait_all_ended(fds)
+
+
+async def test_a_background_job_runs_on_after_its_command_exits_and_its_output_is_kept(
+    manager: TerminalManager, listener: SocketListener
+) -> None:
+    socket_path = str(listener.extra(anyio.abc.SocketAttribute.local_address))
+    job = "import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.recv(1); print('late')"
+    terminal_id = await manager.create(f'({sys.executable} -c "{job}" {socket_path}) & echo early')
+    with anyio.fail_after(5):
+        assert await manager.wait_for_exit(terminal_id) == {"exitCode": 0, "signal": None}
+        async with await listener.accept() as stream:  # the job still runs: tell it to go on
+            await stream.send(b"x")
+        # No API says when a background job's output has all been read: the terminal's own event does.
+        await manager._terminals[terminal_id].drained.wait()
+    assert (await manager.output(terminal_id)).output == "early\nlate\n"
 
 
 async def test_release_kills_the_command_and_forgets_the_terminal(

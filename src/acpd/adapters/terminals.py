@@ -36,7 +36,7 @@ from acpd.adapters.workspace import Workspace
 from acpd.errors import RpcError
 from acpd.protocol import methods
 from acpd.protocol.jsonio import JsonObject, JsonValue
-from acpd.transports.contained import open_contained
+from acpd.transports.contained import Lingering, open_lingering
 from acpd.transports.process import signal_group
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ DEFAULT_OUTPUT_BYTE_LIMIT: Final = 1024 * 1024
 MAX_OUTPUT_BYTE_LIMIT: Final = 64 * 1024 * 1024
 """Ceiling on ``outputByteLimit``: an agent may ask for less memory, never for unbounded memory."""
 TERM_GRACE_SECONDS: Final = 2.0
+KEEPER_GRACE_SECONDS: Final = TERM_GRACE_SECONDS / 2
+"""The keeper's own grace: its SIGKILL sweep (which reaches escaped members) comes before ours."""
 """Time between SIGTERM and SIGKILL when a terminal is killed or released."""
 OUTPUT_DRAIN_SECONDS: Final = 0.5
 """After the command exits, how long to wait for the rest of its output before reporting the exit.
@@ -94,7 +96,7 @@ class _OutputBuffer:
 @dataclass(eq=False)
 class _Terminal:
     id: str
-    process: Process
+    started: Lingering
     output: _OutputBuffer
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     process_exited: anyio.Event = field(default_factory=anyio.Event)
@@ -103,6 +105,12 @@ class _Terminal:
     exited: anyio.Event = field(default_factory=anyio.Event)
     """Set once the exit status is known and the output read (or the drain wait expired)."""
     exit_status: ExitStatus | None = None
+    ended: anyio.Event = field(default_factory=anyio.Event)
+    """Set when the process tree has ended: the command and whatever it left running."""
+
+    @property
+    def process(self) -> Process:
+        return self.started.process
 
     def finish(self, returncode: int | None) -> None:
         if not self.exited.is_set():
@@ -149,15 +157,16 @@ class TerminalManager:
         full_env = {**self._env, **_env_dict(env)}
         workdir = await anyio.to_thread.run_sync(self._resolve_cwd, cwd)
         argv = [self._shell, "-c", " ".join([command, *map(shlex.quote, args)])]
-        process = await _spawn(argv, workdir, full_env)
+        started = await _spawn(argv, workdir, full_env)
         if self._closed:  # the manager began closing while the process started
-            signal_group(process.pid, signal.SIGKILL)
-            await process.aclose()
+            signal_group(started.process.pid, signal.SIGKILL)
+            await started.process.aclose()
+            started.close()
             self._check_open()
-        terminal = _Terminal(f"term_{secrets.token_hex(8)}", process, _OutputBuffer(limit))
+        terminal = _Terminal(f"term_{secrets.token_hex(8)}", started, _OutputBuffer(limit))
         self._terminals[terminal.id] = terminal
         self._task_group.start_soon(self._supervise, terminal, name=f"acpd terminal {terminal.id}")
-        logger.debug("terminal %s started, pid %d", terminal.id, process.pid)
+        logger.debug("terminal %s started, pid %d", terminal.id, started.process.pid)
         return terminal.id
 
     async def output(self, terminal_id: str) -> TerminalOutput:
@@ -261,7 +270,10 @@ class TerminalManager:
             try:
                 async with anyio.create_task_group() as group:
                     group.start_soon(_pump, terminal)
-                    returncode = await terminal.process.wait()
+                    group.start_soon(_reap, terminal)
+                    returncode = await terminal.started.command_exit()
+                    if returncode is None:  # its keeper was killed before it could tell
+                        returncode = await terminal.process.wait()
                     terminal.process_exited.set()
                     with anyio.move_on_after(OUTPUT_DRAIN_SECONDS):
                         await terminal.drained.wait()
@@ -305,11 +317,11 @@ _BY_ID_METHODS: Final = frozenset(
 )
 
 
-async def _spawn(argv: list[str], cwd: Path, env: dict[str, str]) -> Process:
+async def _spawn(argv: list[str], cwd: Path, env: dict[str, str]) -> Lingering:
     try:
-        return await open_contained(  # its own process group, so kill reaches every child
+        return await open_lingering(  # its own process group, so kill reaches every child
             argv,
-            term_grace_seconds=TERM_GRACE_SECONDS,
+            term_grace_seconds=KEEPER_GRACE_SECONDS,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -334,13 +346,19 @@ async def _pump(terminal: _Terminal) -> None:
         terminal.drained.set()
 
 
+async def _reap(terminal: _Terminal) -> None:
+    await terminal.process.wait()
+    terminal.ended.set()
+
+
 async def _terminate(terminal: _Terminal) -> None:
-    """SIGTERM the group, SIGKILL it after the grace period, wait until the command has exited."""
+    """SIGTERM the group (its keeper then stops the whole tree, escaped members included), SIGKILL
+    it after the grace period, wait until the command has exited."""
     pid = terminal.process.pid
-    if not terminal.process_exited.is_set():
+    if not terminal.ended.is_set():
         signal_group(pid, signal.SIGTERM)
         with anyio.move_on_after(TERM_GRACE_SECONDS):
-            await terminal.process_exited.wait()
+            await terminal.ended.wait()
     # Members of the group can outlive the command (background jobs, SIGTERM ignored).
     signal_group(pid, signal.SIGKILL)
     await terminal.process_exited.wait()
@@ -351,7 +369,9 @@ async def _close_process(terminal: _Terminal) -> None:
         if terminal.process.returncode is None:  # cancelled from outside before it ended
             signal_group(terminal.process.pid, signal.SIGKILL)
         await terminal.process.aclose()
+        terminal.started.close()
         terminal.process_exited.set()
+        terminal.ended.set()
         terminal.finish(terminal.process.returncode)
 
 

@@ -1,21 +1,27 @@
-"""Transports layer: the keeper, a small process between the daemon and one agent (Linux only).
+"""Transports layer: the keeper, a small process between the daemon and one agent or command
+(Linux only).
 
-Run as a script, ``python -I -S _keeper.py DAEMON_PID REPORT_FD TERM_GRACE PROGRAM [ARGS...]``:
-it imports only the stdlib and nothing
-of acpd, so it starts in about 15 ms. It must never read or write the agent's stdio: the agent
-inherits stdin, stdout and stderr directly, and the keeper lets go of its own copies.
+Run as a script, ``python -I -S _keeper.py DAEMON_PID REPORT_FD TERM_GRACE [--linger] PROGRAM
+[ARGS...]``: it imports only the stdlib and nothing of acpd, so it starts in about 15 ms. It must
+never read or write the program's stdio: the program inherits stdin, stdout and stderr directly,
+and the keeper lets go of its own copies.
 
 Why it exists: an agent's descendants may leave its process group and session (codex-acp runs
 commands under ``setsid``), so once the agent or the daemon dies nothing links them to anyone.
 The keeper is a *child subreaper* (orphans below it are re-parented to it, not to init) and asks
 the kernel for SIGTERM when the daemon dies (``PR_SET_PDEATHSIG``). So the whole tree stays
-findable under the keeper, and it is stopped when the agent exits, when the daemon signals, and
+findable under the keeper, and it is stopped when the program exits, when the daemon signals, and
 when the daemon is killed outright.
 
-The agent is told too (SIGTERM) when the keeper itself dies. The keeper tells the daemon whether
-the agent started through ``REPORT_FD``: ``ok``, or ``errno:message`` when the program could not
-be executed (anything else, an empty pipe included, is a failure). It exits with the agent's status, and
-dies by the agent's signal when the agent did.
+The program is told too (SIGTERM) when the keeper itself dies. The keeper tells the daemon whether
+the program started through ``REPORT_FD``: ``ok``, or ``errno:message`` when it could not be
+executed (anything else, an empty pipe included, is a failure). It exits with the program's status,
+and dies by the program's signal when the program did.
+
+With ``--linger`` (a terminal's command): the start report is the line ``ok\n``; when the program
+exits, its wait status (a decimal number) follows on ``REPORT_FD``, and what it left running (a
+background job) runs on below the keeper until it ends or the keeper is signalled; the keeper
+exits after the last of them.
 """
 
 from __future__ import annotations
@@ -40,13 +46,17 @@ KILL_RETRY_SECONDS: Final = 1.0
 EXIT_USAGE: Final = 2
 EXIT_SPAWN_FAILED: Final = 127
 OK: Final = b"ok"
+LINGER: Final = "--linger"
+"""Before the program: when it exits, report its status and let what it started run on (terminals)."""
 
 
 def main(args: list[str]) -> int:
     if len(args) < 4 or not (args[0].isdigit() and args[1].isdigit()):
-        sys.stderr.write("usage: _keeper.py DAEMON_PID REPORT_FD TERM_GRACE PROGRAM [ARGS...]\n")
+        sys.stderr.write(f"usage: _keeper.py DAEMON_PID REPORT_FD TERM_GRACE [{LINGER}] PROGRAM [ARGS...]\n")
         return EXIT_USAGE
     daemon, report, grace, argv = int(args[0]), int(args[1]), float(args[2]), args[3:]
+    linger = argv[0] == LINGER
+    argv = argv[1:] if linger else argv
     os.set_inheritable(report, False)  # the agent must not hold it, or the daemon waits for its exit
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -61,11 +71,12 @@ def main(args: list[str]) -> int:
         os.write(report, f"{exc.errno or 0}:{exc.strerror or exc}".encode())
         return EXIT_SPAWN_FAILED
     else:
-        os.write(report, OK)
+        os.write(report, OK + b"\n" if linger else OK)
     finally:
-        os.close(report)
-    _release_stdio()
-    return _finish(_supervise(agent, grace))
+        if not linger:
+            os.close(report)
+    _release_stdio(linger)
+    return _finish(_supervise(agent, grace, report if linger else None))
 
 
 def _spawn(libc: ctypes.CDLL, argv: list[str]) -> int:
@@ -102,24 +113,33 @@ def _spawn(libc: ctypes.CDLL, argv: list[str]) -> int:
     return pid
 
 
-def _release_stdio() -> None:
+def _release_stdio(linger: bool) -> None:
     # Holding the agent's stdout would hide its exit from the daemon (no EOF) and holding stdin
-    # would hide the daemon's close from the agent. Stderr stays: the keeper may report there.
+    # would hide the daemon's close from the agent. Stderr stays, for the keeper to report there,
+    # unless it lingers: its output pipe would then stay open after the command's end.
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)
+    if linger:
+        os.dup2(null, 2)
     os.close(null)
 
 
-def _supervise(agent: int, grace: float) -> int:
-    """Wait for the agent, stop what it leaves behind, and return its wait status."""
+def _supervise(agent: int, grace: float, exit_report: int | None) -> int:
+    """Wait for the agent, stop what it leaves behind, and return its wait status.
+
+    ``exit_report`` (lingering): what the agent leaves behind runs on, contained, until it ends or
+    the keeper is signalled; the agent's wait status is written there when it exits.
+    """
     status: int | None = None
     deadline: float | None = None  # set once stopping: when SIGKILL follows SIGTERM
     while True:
         for pid, code in _reap():
             if pid == agent:
                 status = code
-        if status is not None and deadline is None:
+                if exit_report is not None:
+                    _report_exit(exit_report, code)
+        if status is not None and deadline is None and exit_report is None:
             deadline = _stop_all(signal.SIGTERM, grace)
         if status is not None and not _children():
             return status
@@ -131,6 +151,13 @@ def _supervise(agent: int, grace: float) -> int:
         info = signal.sigtimedwait(WAIT_SIGNALS, timeout)
         if info is not None and info.si_signo != signal.SIGCHLD and deadline is None:
             deadline = _stop_all(info.si_signo, grace)
+
+
+def _report_exit(fd: int, status: int) -> None:
+    with contextlib.suppress(OSError):  # the daemon stopped listening: nobody to tell
+        os.write(fd, str(status).encode())
+    with contextlib.suppress(OSError):
+        os.close(fd)
 
 
 def _stop_all(signum: int, grace: float) -> float:
