@@ -221,8 +221,11 @@ async def test_the_searches_and_file_tools_reach_the_sessions_additional_directo
     assert "guide.md" in (await prompt(http, session_id, "glob the docs"))["text"]
     model.push(Reply(tool=ToolCall(name="Grep", input={"pattern": "make", "path": str(docs)})))
     assert "guide.md:2: run it with make" in (await prompt(http, session_id, "grep the docs"))["text"]
+    model.push(Reply(tool=ToolCall(name="Read", input={"path": str(docs / "guide.md")})))
+    assert "run it with make" in (await prompt(http, session_id, "read the guide"))["text"]
     model.push(Reply(tool=ToolCall(name="Glob", input={"pattern": "*", "path": str(tmp_path)})))
-    assert "outside" in (await prompt(http, session_id, "the parent is not the session's"))["text"]
+    refused = (await prompt(http, session_id, "the parent is not the session's"))["text"]
+    assert f"'{tmp_path}' is outside the session's directories" in refused
     assert str(docs) in model.requests[0].body["system"]
 
 
@@ -436,6 +439,18 @@ async def test_the_token_budget_counts_every_model_call_of_the_turn_not_only_the
     [limit] = await daemon_frames(http, session_id, "_acpd/limit_reached")
     assert (limit["limit"], limit["spent"]) == ("maxBudgetTokens", 330)
     assert len(model.requests) == 3
+
+
+async def test_a_turn_stops_at_claude_natives_own_cap_of_model_calls_and_says_why(
+    http: httpx.AsyncClient, model: MockModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("acpd.adapters.claude_native.loop.MAX_STEPS", 2)
+    session_id = await session(http, tmp_path)
+    model.push(*[Reply(tool=ToolCall(name="Glob", input={"pattern": "*"})) for _ in range(3)])
+    assert (await prompt(http, session_id, "look around"))["stopReason"] == "max_turn_requests"
+    [error] = await daemon_frames(http, session_id, "_acpd/error")
+    assert (error["code"], error["data"]) == ("MAX_MODEL_CALLS", {"modelCalls": 2})
+    assert len(model.requests) == 2
 
 
 async def test_switching_to_claude_native_carries_the_earlier_conversation(
