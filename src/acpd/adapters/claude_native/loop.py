@@ -134,8 +134,8 @@ async def run_turn(deps: TurnDeps, settings: Settings, messages: list[dict[str, 
             # Cancelled mid-way: every tool use still needs its result, or the next call is refused.
             answered = {block["tool_use_id"] for block in results}
             results.extend(_result_block(u.id, CANCELLED) for u in uses if u.id not in answered)
-    message = f"the turn made {MAX_STEPS} model calls, claude-native's most; the model may go on in the next prompt"
-    deps.record_error("MAX_MODEL_CALLS", message, {"modelCalls": MAX_STEPS})
+    why = f"the turn made {MAX_STEPS} model calls, claude-native's most; the model may go on in the next prompt"
+    deps.record_error("MAX_MODEL_CALLS", why, {"modelCalls": MAX_STEPS})
     return {"stopReason": "max_turn_requests", "usage": spent.wire()}
 
 
