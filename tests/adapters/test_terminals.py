@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -16,7 +17,9 @@ from acpd.adapters import terminals
 from acpd.adapters.terminals import TerminalManager, open_terminal_manager
 from acpd.adapters.workspace import Workspace
 from acpd.errors import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RpcError
-from tests.processes import pidfds, wait_all_ended
+from acpd.transports import contained
+from acpd.transports.contained import CAN_KEEP
+from tests.processes import cmdlines, pidfds, wait_all_ended
 
 pytestmark = pytest.mark.anyio
 
@@ -145,6 +148,27 @@ async def test_a_background_job_runs_on_after_its_command_exits_and_its_output_i
         # No API says when a background job's output has all been read: the terminal's own event does.
         await manager._terminals[terminal_id].drained.wait()
     assert (await manager.output(terminal_id)).output == "early\nlate\n"
+
+
+@pytest.mark.skipif(not CAN_KEEP, reason="only the keeper's start has a moment to be cancelled in")
+async def test_a_create_cancelled_while_the_command_starts_leaves_nothing_running(
+    manager: TerminalManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = f"acpd-terminal-{uuid.uuid4().hex}"
+    scope = anyio.CancelScope()
+    read_start = contained._read_start
+
+    def started_then_cancelled(fd: int) -> bytes:
+        answer = read_start(fd)
+        anyio.from_thread.run_sync(scope.cancel)  # the cancel lands while the thread finishes
+        return answer
+
+    monkeypatch.setattr(contained, "_read_start", started_then_cancelled)
+    with scope:
+        await manager.create(f"sleep 30 # {marker}")
+    assert scope.cancelled_caught
+    with pidfds([pid for pid, cmdline in cmdlines() if marker in cmdline], missing_ok=True) as fds:
+        await wait_all_ended(fds)
 
 
 async def test_release_kills_the_command_and_forgets_the_terminal(

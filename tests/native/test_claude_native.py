@@ -408,6 +408,45 @@ async def test_a_bug_in_the_agent_answers_the_prompt_with_an_error_and_the_sessi
     assert (await prompt(http, session_id, "mock:text=fine again"))["text"] == "fine again"
 
 
+async def test_a_cancel_while_waiting_to_retry_keeps_none_of_the_failed_attempts_text(
+    http: httpx.AsyncClient, manager: SessionManager, model: MockModelServer, tmp_path: Path
+) -> None:
+    session_id = await session(http, tmp_path)
+    model.push(Reply(text="this attempt breaks off " * 4, cut=True))
+    answer: dict[str, Any] = {}
+
+    async def run() -> None:
+        answer.update(await prompt(http, session_id, "hello"))
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            await wait_for_frame(manager, session_id, "_acpd/error")  # now waiting 1 s before the retry
+            await http.post(f"/v1/sessions/{session_id}/cancel")
+    assert answer["stopReason"] == "cancelled"
+    await prompt(http, session_id, "mock:text=next")
+    roles = [m["role"] for m in model.requests[-1].body["messages"]]
+    assert roles == ["user"]  # the cancelled prompt and the next one, and no assistant text
+
+
+async def test_a_todo_list_the_tool_refuses_is_a_failed_call_that_survives_a_restart(
+    model: MockModelServer, tmp_path: Path, store: MemoryEventStore
+) -> None:
+    bad = {"todos": [{"content": "a step", "status": "sort of"}]}
+    model.push(Reply(text="Planning.", tool=ToolCall(name="TodoWrite", input=bad)))
+    async with SessionManager(native_config(model, tmp_path), store).running() as manager, client_of(manager) as client:
+        session_id = await session(client, tmp_path)
+        assert (await prompt(client, session_id, "plan it"))["stopReason"] == "end_turn"
+        [failed] = [u for u in await updates(client, session_id) if u.get("status") == "failed"]
+        await prompt(client, session_id, "mock:text=and then")
+    live = model.requests[-1].body["messages"]
+    async with SessionManager(native_config(model, tmp_path), store).running() as manager, client_of(manager) as client:
+        await prompt(client, session_id, "mock:text=after the restart")
+    rebuilt = model.requests[-1].body["messages"]
+    assert failed["toolCallId"] == live[1]["content"][-1]["id"]
+    assert rebuilt[: len(live)] == live
+
+
 async def test_a_turn_timeout_cancels_the_model_call_with_a_timeout_error(
     http: httpx.AsyncClient, tmp_path: Path
 ) -> None:

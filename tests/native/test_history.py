@@ -118,3 +118,30 @@ def test_forgetting_an_unanswered_prompt_undoes_what_adding_it_did() -> None:
         assert messages[-1]["content"][-1] == {"type": "text", "text": "new"}
         forget_prompt(messages, mark)
         assert messages == before
+
+
+def test_a_prompt_after_a_tool_the_daemon_was_stopped_in_follows_its_interrupted_result_and_the_note() -> None:
+    log = Log()
+    log.prompt("run it")
+    use = {"id": "toolu_1", "name": "Bash", "input": {"command": "sleep 60"}}
+    log.update({"sessionUpdate": "tool_call", "toolCallId": "toolu_1", "_meta": {"claudeNative": {"toolUse": use}}})
+    log.daemon("_acpd/turn_interrupted", {"turn": 1, "reason": "daemon restarted"})
+    log.answer(log.prompt("what happened?"))
+    log.text("it was stopped")
+    messages = rebuild(log.records).messages
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user", "assistant"]
+    assert messages[2]["content"][0]["is_error"] and text_of(messages[3]) == [TURN_STOPPED]
+    assert text_of(messages[4]) == ["what happened?"]
+
+
+def test_blank_text_after_a_stopped_tool_step_does_not_hide_the_open_tool_loop() -> None:
+    log = Log()
+    request = log.prompt("look")
+    log.tool("toolu_1", {"pattern": "*"}, "a.txt")
+    log.text(" ")
+    log.answer(request, "cancelled")
+    log.prompt("go on")
+    log.daemon("_acpd/turn_interrupted", {"turn": 2, "reason": "daemon restarted"})
+    messages = rebuild(log.records).messages
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
+    assert text_of(messages[3]) == [TURN_STOPPED] and text_of(messages[4]) == ["go on"]

@@ -69,3 +69,25 @@ async def test_a_malformed_stream_is_a_retryable_model_error(body: bytes) -> Non
     assert failure.value.code == "MODEL_ERROR"
     assert failure.value.retryable
     assert "malformed" in failure.value.message
+
+
+async def test_an_error_of_the_daemons_own_while_streaming_is_not_taken_for_the_models() -> None:
+    events: list[dict[str, Any]] = [
+        START,
+        TEXT_START,
+        {**TEXT_DELTA, "index": 0},
+        {"type": "content_block_stop", "index": 0},
+        *STOP,
+    ]
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=sse(events))
+
+    async def emit(update: JsonObject) -> None:
+        raise ValueError("the daemon's own bug")
+
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(answer)) as http:
+        client = anthropic.AsyncAnthropic(api_key="test", base_url="http://127.0.0.1:9", http_client=http)
+        params = {"model": "claude-sonnet-5-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+        with pytest.raises(ValueError, match="the daemon's own bug"):
+            await stream_message(client, params, emit, [])

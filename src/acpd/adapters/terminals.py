@@ -46,9 +46,9 @@ DEFAULT_OUTPUT_BYTE_LIMIT: Final = 1024 * 1024
 MAX_OUTPUT_BYTE_LIMIT: Final = 64 * 1024 * 1024
 """Ceiling on ``outputByteLimit``: an agent may ask for less memory, never for unbounded memory."""
 TERM_GRACE_SECONDS: Final = 2.0
+"""Time between SIGTERM and SIGKILL when a terminal is killed or released."""
 KEEPER_GRACE_SECONDS: Final = TERM_GRACE_SECONDS / 2
 """The keeper's own grace: its SIGKILL sweep (which reaches escaped members) comes before ours."""
-"""Time between SIGTERM and SIGKILL when a terminal is killed or released."""
 OUTPUT_DRAIN_SECONDS: Final = 0.5
 """After the command exits, how long to wait for the rest of its output before reporting the exit.
 A background job that inherited the pipe can keep it open for ever, so this wait is bounded."""

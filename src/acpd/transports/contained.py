@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 KEEPER: Final = Path(__file__).with_name("_keeper.py")
 CAN_KEEP: Final = sys.platform == "linux" and os.path.isdir("/proc")
@@ -103,6 +104,9 @@ async def _start_kept(
         report = -1
         try:
             answer = await anyio.to_thread.run_sync(_read_start, ready)
+            # A thread that finished does not raise a cancel that came meanwhile: the caller would
+            # get a process it no longer waits for.
+            await anyio.lowlevel.checkpoint_if_cancelled()
         except BaseException:
             await _discard(process)  # cancelled while the keeper starts: nothing may be left running
             raise

@@ -85,6 +85,7 @@ def add_prompt(messages: list[Message], blocks: list[JsonObject]) -> PromptMark:
     loop first: with extended thinking on, the API wants a loop still open to go on from a
     thinking block, which the rebuilt memory does not have.
     """
+    _settle_end(messages)
     last = messages[-1] if messages else None
     closed = last is not None and last["role"] == "user" and _has_tool_results(last)
     if closed:
@@ -108,6 +109,25 @@ def forget_prompt(messages: list[Message], mark: PromptMark) -> None:
             messages.pop()  # the note that closed the tool loop for it
 
 
+def _settle_end(messages: list[Message]) -> None:
+    """End the conversation as a stopped turn leaves it, the same way live and in a rebuild: an
+    answer of blank text only is dropped, and tool uses left without results are answered."""
+    while messages and messages[-1]["role"] == "assistant" and all(_blank(b) for b in messages[-1]["content"]):
+        messages.pop()
+    if messages and messages[-1]["role"] == "assistant":
+        uses = [b["id"] for b in messages[-1]["content"] if b.get("type") == "tool_use"]
+        if uses:  # the daemon stopped while they ran
+            messages.append({"role": "user", "content": [_interrupted(use) for use in uses]})
+
+
+def _blank(block: JsonObject) -> bool:
+    return block.get("type") == "text" and not str(block.get("text", "")).strip()
+
+
+def _interrupted(tool_use_id: str) -> JsonObject:
+    return {"type": "tool_result", "tool_use_id": tool_use_id, "content": INTERRUPTED, "is_error": True}
+
+
 def _has_tool_results(message: Message) -> bool:
     return any(block.get("type") == "tool_result" for block in message["content"])
 
@@ -117,7 +137,7 @@ def _tidy(messages: list[Message]) -> list[Message]:
     neighbours of the same role joined again."""
     tidied: list[Message] = []
     for message in messages:
-        blocks = [b for b in message["content"] if b.get("type") != "text" or str(b.get("text", "")).strip()]
+        blocks = [b for b in message["content"] if not _blank(b)]
         if blocks:
             _add(tidied, message["role"], blocks)
     return tidied
@@ -210,11 +230,7 @@ def _well_formed(messages: list[Message]) -> list[Message]:
         uses = [b["id"] for b in message["content"] if b.get("type") == "tool_use"]
         following = messages[index + 1] if index + 1 < len(messages) else None
         answered = {b.get("tool_use_id") for b in following["content"]} if following else set()
-        missing = [
-            {"type": "tool_result", "tool_use_id": use, "content": INTERRUPTED, "is_error": True}
-            for use in uses
-            if use not in answered
-        ]
+        missing = [_interrupted(use) for use in uses if use not in answered]
         if missing:
             if following is not None and following["role"] == "user":
                 following["content"][:0] = missing

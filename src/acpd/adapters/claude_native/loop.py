@@ -178,6 +178,7 @@ async def _call_model(
         try:
             return await stream_message(deps.client, params, deps.emit, partial)
         except ModelFailure as failure:
+            partial.clear()  # what the failed attempt said is not the conversation's, even if cancelled now
             deps.record_error(failure.code, failure.message, {**failure.wire(), "attempt": attempt})
             wait = failure.retry_after_seconds
             if wait is None:
@@ -234,15 +235,19 @@ async def _run_tool(deps: TurnDeps, settings: Settings, use: ToolUseBlock) -> Js
 
 
 async def _run_unannounced(deps: TurnDeps, tool: Tool, tool_use: JsonObject) -> JsonObject:
-    """A tool whose effect is its own update (the todo list, a ``plan``), with no tool call shown."""
+    """A tool whose effect is its own update (the todo list, a ``plan``), with no tool call shown;
+    one that fails is shown as a failed call, so the log still holds its use and result."""
+    call_id = tool_use["id"]
     result = await _guarded(tool.run(deps.tools, tool_use["input"]))
     if result.plan is not None:
-        native = {
-            "toolUse": tool_use,
-            "toolResult": {"id": tool_use["id"], "text": result.text, "isError": result.error},
-        }
+        native = {"toolUse": tool_use, "toolResult": {"id": call_id, "text": result.text, "isError": result.error}}
         await deps.emit({"sessionUpdate": "plan", "entries": result.plan, "_meta": {META: native}})
-    return _result_block(tool_use["id"], result)
+        return _result_block(call_id, result)
+    call = {"toolCallId": call_id, "title": tool.name, "kind": tool.kind, "status": "pending"}
+    await deps.emit(
+        {"sessionUpdate": "tool_call", **call, "rawInput": tool_use["input"], "_meta": {META: {"toolUse": tool_use}}}
+    )
+    return await _finish(deps, call_id, "failed", result)
 
 
 async def _cleared_run(deps: TurnDeps, settings: Settings, tool: Tool, call: JsonObject) -> ToolResult:

@@ -8,7 +8,8 @@ or keep anything between calls.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Final
 
 import anthropic
@@ -59,27 +60,41 @@ async def stream_message(
         ModelFailure: the API refused or failed, the stream was cut, or it made no sense.
     """
     try:
-        async with client.messages.stream(**params) as stream:
-            async for event in stream:
+        async with contextlib.AsyncExitStack() as stack:
+            with _malformed():
+                stream = await stack.enter_async_context(client.messages.stream(**params))
+            events = aiter(stream)
+            while True:
+                with _malformed():  # only the SDK's reading: an error of ours is not the model's
+                    event = await anext(events, None)
+                if event is None:
+                    break
                 if event.type == "text" and event.text:
                     partial.append(event.text)
                     await emit(_chunk("agent_message_chunk", event.text))
                 elif event.type == "thinking" and event.thinking:
                     await emit(_chunk("agent_thought_chunk", event.thinking))
-            message = await stream.get_final_message()
+            with _malformed():
+                message = await stream.get_final_message()
     except anthropic.APIStatusError as exc:
         raise _classified(exc) from exc
     except (anthropic.APIConnectionError, httpx.HTTPError) as exc:
         raise ModelFailure("MODEL_STREAM_CUT", f"the connection to the model API failed: {exc}") from exc
     except _transport_errors() as exc:
         raise ModelFailure("MODEL_STREAM_CUT", f"the model's answer was cut: {exc}") from exc
-    except MALFORMED as exc:
-        # The SDK assumes a well-formed stream (JSON events, deltas for started blocks, a message
-        # first); anything else surfaces as one of these from inside it.
-        raise ModelFailure("MODEL_ERROR", f"the model API sent a malformed answer: {exc!r}") from exc
     if message.stop_reason is None:  # the stream ended cleanly but before message_stop
         raise ModelFailure("MODEL_STREAM_CUT", "the model's answer ended before it was complete")
     return message
+
+
+@contextlib.contextmanager
+def _malformed() -> Iterator[None]:
+    """The SDK assumes a well-formed stream (JSON events, deltas for started blocks, a message
+    first); anything else surfaces from inside it as one of ``MALFORMED``: the model's error."""
+    try:
+        yield
+    except MALFORMED as exc:
+        raise ModelFailure("MODEL_ERROR", f"the model API sent a malformed answer: {exc!r}") from exc
 
 
 def _chunk(kind: str, text: str) -> JsonObject:
