@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -142,18 +143,10 @@ async def test_permission_is_asked_in_the_default_mode_and_the_answer_is_obeyed(
 ) -> None:
     session_id = await session(http, tmp_path, permissions="ask")
     model.push(Reply(tool=ToolCall(name="Write", input={"path": "asked.txt", "content": "yes\n"})))
-    answer: dict[str, Any] = {}
-
-    async def run() -> None:
-        answer.update(await prompt(http, session_id, "Write it"))
-
-    with anyio.fail_after(20):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run)
-            await wait_for_frame(manager, session_id, "session/request_permission")
-            pending = (await http.get(f"/v1/sessions/{session_id}/permissions")).json()["items"]
-            assert pending[0]["toolCall"]["kind"] == "edit"
-            await http.post(f"/v1/sessions/{session_id}/permissions/{pending[0]['id']}", json={"reply": "once"})
+    async with prompting(http, manager, session_id, "Write it", "session/request_permission") as answer:
+        pending = (await http.get(f"/v1/sessions/{session_id}/permissions")).json()["items"]
+        assert pending[0]["toolCall"]["kind"] == "edit"
+        await http.post(f"/v1/sessions/{session_id}/permissions/{pending[0]['id']}", json={"reply": "once"})
     assert answer["stopReason"] == "end_turn"
     assert (tmp_path / "asked.txt").read_text() == "yes\n"
 
@@ -236,17 +229,13 @@ async def test_a_cancel_in_the_middle_of_a_tool_stops_it_and_the_conversation_go
     marker = f"acpd-native-{uuid.uuid4().hex}"
     command = f"python3 -c 'import time; print(\"started\", flush=True); time.sleep(60)' {marker}"
     model.push(Reply(tool=ToolCall(name="Bash", input={"command": command})))
-    answer: dict[str, Any] = {}
 
-    async def run() -> None:
-        answer.update(await prompt(http, session_id, "Run it"))
+    async def started() -> None:
+        await wait_for_update(manager, session_id, lambda u: "started" in str(u.get("content", "")))
 
-    with anyio.fail_after(20):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run)
-            await wait_for_update(manager, session_id, lambda u: "started" in str(u.get("content", "")))
-            assert [pid for pid, cmdline in cmdlines() if marker in cmdline], "the command runs"
-            assert (await http.post(f"/v1/sessions/{session_id}/cancel")).json() == {"cancelled": True}
+    async with prompting(http, manager, session_id, "Run it", started) as answer:
+        assert [pid for pid, cmdline in cmdlines() if marker in cmdline], "the command runs"
+        assert (await http.post(f"/v1/sessions/{session_id}/cancel")).json() == {"cancelled": True}
     assert answer["stopReason"] == "cancelled"
     assert not [pid for pid, cmdline in cmdlines() if marker in cmdline]
     [failed] = [u for u in await updates(http, session_id) if u.get("status") == "failed"]
@@ -279,6 +268,24 @@ async def test_after_a_restart_the_conversation_is_rebuilt_from_the_log(
     assert messages[1]["content"][-1]["name"] == "Write"
     assert messages[2]["content"][0]["type"] == "tool_result"
     assert messages[3]["content"][0]["text"].startswith("All done. Tool said: Created")
+
+
+@asynccontextmanager
+async def prompting(
+    http: httpx.AsyncClient, manager: SessionManager, session_id: str, text: str, until: Any
+) -> AsyncIterator[dict[str, Any]]:
+    """Send a prompt and enter once ``until`` happened (a method the log recorded, or an awaitable's
+    factory) while it runs; on leaving, the answer has come (within 20 s)."""
+    answer: dict[str, Any] = {}
+
+    async def run() -> None:
+        answer.update(await prompt(http, session_id, text))
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            await (wait_for_frame(manager, session_id, until) if isinstance(until, str) else until())
+            yield answer
 
 
 async def wait_for_update(manager: SessionManager, session_id: str, wanted: Any) -> dict[str, Any]:
@@ -413,16 +420,8 @@ async def test_a_cancel_while_waiting_to_retry_keeps_none_of_the_failed_attempts
 ) -> None:
     session_id = await session(http, tmp_path)
     model.push(Reply(text="this attempt breaks off " * 4, cut=True))
-    answer: dict[str, Any] = {}
-
-    async def run() -> None:
-        answer.update(await prompt(http, session_id, "hello"))
-
-    with anyio.fail_after(20):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run)
-            await wait_for_frame(manager, session_id, "_acpd/error")  # now waiting 1 s before the retry
-            await http.post(f"/v1/sessions/{session_id}/cancel")
+    async with prompting(http, manager, session_id, "hello", "_acpd/error") as answer:  # the retry waits 1 s
+        await http.post(f"/v1/sessions/{session_id}/cancel")
     assert answer["stopReason"] == "cancelled"
     await prompt(http, session_id, "mock:text=next")
     roles = [m["role"] for m in model.requests[-1].body["messages"]]
@@ -532,16 +531,8 @@ async def test_a_cancel_while_permission_is_asked_fails_the_call(
 ) -> None:
     session_id = await session(http, tmp_path, permissions="ask")
     model.push(Reply(tool=ToolCall(name="Write", input={"path": "later.txt", "content": "x"})))
-    answer: dict[str, Any] = {}
-
-    async def run() -> None:
-        answer.update(await prompt(http, session_id, "Write it"))
-
-    with anyio.fail_after(20):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run)
-            await wait_for_frame(manager, session_id, "session/request_permission")
-            await http.post(f"/v1/sessions/{session_id}/cancel")
+    async with prompting(http, manager, session_id, "Write it", "session/request_permission") as answer:
+        await http.post(f"/v1/sessions/{session_id}/cancel")
     assert answer["stopReason"] == "cancelled"
     statuses = [u.get("status") for u in await updates(http, session_id) if u.get("toolCallId")]
     assert statuses[0] == "pending" and statuses[-1] == "failed"
