@@ -175,3 +175,14 @@ async def test_the_cli_says_clearly_when_no_daemon_runs(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert b"no acpd daemon" in result.stderr
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="prctl is Linux's")
+async def test_the_daemons_environment_is_kept_from_processes_of_the_same_user() -> None:
+    probe = (
+        "import ctypes; from acpd.cli import protect_environment; protect_environment(); "
+        "print(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))"  # PR_GET_DUMPABLE
+    )
+    result = await anyio.run_process([sys.executable, "-c", probe])
+    # Not dumpable: /proc/<pid>/environ and memory are the owner's no more (as for ssh-agent).
+    assert result.stdout.decode().strip() == "0"

@@ -7,6 +7,7 @@ Commands: ``serve``, ``acp``, ``mock-agent``, ``mock-model``, ``sessions list|sh
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import logging
 import os
@@ -14,7 +15,7 @@ import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from acpd import __version__
 from acpd.cli.agents import add_agents_commands, print_agents
@@ -24,6 +25,7 @@ from acpd.config import AgentConfig, DaemonConfig, Policy
 from acpd.errors import AcpdError
 from acpd.protocol import jsonio
 
+PR_SET_DUMPABLE: Final = 4
 PASS_THROUGH = ("mock-agent", "mock-model")
 """Commands whose arguments are their own program's: argparse's REMAINDER drops leading options."""
 
@@ -181,6 +183,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _quiet_http_clients()
+    protect_environment()
     config = load_config(args, dict(os.environ))
     print(f"acpd {__version__} on http://{config.host}:{config.port} (db: {config.resolved_db()})", file=sys.stderr)
     anyio.run(_serve, config, args.port_file, backend="asyncio", backend_options={"use_uvloop": _has_uvloop()})
@@ -192,6 +195,15 @@ async def _serve(config: DaemonConfig, port_file: str | None) -> None:
 
     _freeze_startup_objects()
     await serve(config, port_file=port_file)
+
+
+def protect_environment() -> None:
+    """Keep this process's memory and environment (its API keys) from processes of the same user:
+    the commands the daemon runs for agents could otherwise read ``/proc/<daemon>/environ``. As
+    ssh-agent does; it also turns off core dumps. Linux only; what the daemon starts is not
+    affected (an exec resets it)."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
 def _quiet_http_clients() -> None:
@@ -221,6 +233,7 @@ def run_acp(args: argparse.Namespace) -> int:
     # stdout carries the protocol: every log line goes to stderr
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="acpd acp: %(levelname)s %(message)s")
     _quiet_http_clients()
+    protect_environment()
     config = load_config(args, dict(os.environ))
     anyio.run(_acp, config, args, backend="asyncio", backend_options={"use_uvloop": _has_uvloop()})
     return 0
