@@ -269,16 +269,13 @@ class SessionRuntime:
         return result
 
     async def _serve_locally(self, method: str, params: JsonObject) -> JsonValue:
-        workspace = await self._workspace_for()
+        workspace = await self.workspace()
         if method.startswith("fs/"):
             return await workspace.handle(method, params)
         terminals = await self._terminal_manager()
         return await terminals.handle(method, params)
 
     async def workspace(self) -> Workspace:
-        return await self._workspace_for()
-
-    async def _workspace_for(self) -> Workspace:
         if self._workspace is None:
             roots = [self.cwd, *[str(d) for d in self.doc.get("additionalDirectories") or []]]
             # resolving the roots touches the file system: never on the event loop
@@ -295,7 +292,7 @@ class SessionRuntime:
             self._services_scope = scope
             # Commands print what they are given, and their output is logged: no daemon secrets.
             env = without_secrets(os.environ)
-            async with open_terminal_manager(await self._workspace_for(), env=env) as manager:
+            async with open_terminal_manager(await self.workspace(), env=env) as manager:
                 task_status.started(manager)
                 await anyio.sleep_forever()
 
