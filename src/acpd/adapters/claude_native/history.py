@@ -112,7 +112,7 @@ def forget_prompt(messages: list[Message], mark: PromptMark) -> None:
 def _settle_end(messages: list[Message]) -> None:
     """End the conversation as a stopped turn leaves it, the same way live and in a rebuild: an
     answer of blank text only is dropped, and tool uses left without results are answered."""
-    while messages and messages[-1]["role"] == "assistant" and all(_blank(b) for b in messages[-1]["content"]):
+    while messages and messages[-1]["role"] == "assistant" and all(blank_text(b) for b in messages[-1]["content"]):
         messages.pop()
     if messages and messages[-1]["role"] == "assistant":
         uses = [b["id"] for b in messages[-1]["content"] if b.get("type") == "tool_use"]
@@ -120,7 +120,8 @@ def _settle_end(messages: list[Message]) -> None:
             messages.append({"role": "user", "content": [_interrupted(use) for use in uses]})
 
 
-def _blank(block: JsonObject) -> bool:
+def blank_text(block: JsonObject) -> bool:
+    """A text block with nothing but whitespace, which the API refuses."""
     return block.get("type") == "text" and not str(block.get("text", "")).strip()
 
 
@@ -137,7 +138,7 @@ def _tidy(messages: list[Message]) -> list[Message]:
     neighbours of the same role joined again."""
     tidied: list[Message] = []
     for message in messages:
-        blocks = [b for b in message["content"] if not _blank(b)]
+        blocks = [b for b in message["content"] if not blank_text(b)]
         if blocks:
             _add(tidied, message["role"], blocks)
     return tidied

@@ -22,7 +22,7 @@ from anthropic.types import Message, ToolUseBlock
 
 from acpd.protocol.jsonio import JsonObject
 
-from .history import META
+from .history import META, blank_text
 from .pricing import CONTEXT_WINDOW_TOKENS, cost_usd
 from .stream import Emit, ModelFailure, stream_message
 from .tool_base import Tool, ToolContext, ToolFailed, ToolResult, text_content
@@ -145,7 +145,7 @@ def _history_blocks(message: Message) -> list[JsonObject]:
     blocks = []
     for block in message.content:
         dumped = block.model_dump(exclude_none=True)
-        if dumped.get("type") == "text" and not str(dumped.get("text", "")).strip():
+        if blank_text(dumped):
             continue
         if dumped.get("type") == "tool_use" and not isinstance(dumped.get("input"), dict):
             dumped["input"] = {}
