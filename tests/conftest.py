@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A fresh directory to run sessions in."""
+    path = tmp_path / "work"
+    path.mkdir()
+    return path
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

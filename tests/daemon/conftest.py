@@ -32,10 +32,3 @@ async def client(manager: SessionManager) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(manager))
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:4520", timeout=10) as http:
         yield http
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    path = tmp_path / "work"
-    path.mkdir()
-    return path

@@ -25,13 +25,6 @@ def _clients() -> None:
     require_clients()
 
 
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    path = tmp_path / "work"
-    path.mkdir()
-    return path
-
-
 def kinds(step: dict[str, Any]) -> list[str]:
     return [u["sessionUpdate"] for u in step["updates"]]
 

@@ -40,13 +40,6 @@ async def client(manager: SessionManager) -> AsyncIterator[AcpTestClient]:
         yield connected
 
 
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    path = tmp_path / "work"
-    path.mkdir()
-    return path
-
-
 async def start(client: AcpTestClient, cwd: Path, caps: JsonObject | None = None, **policy: Any) -> str:
     """A claude-native session made over ACP (``_meta.acpd``), with this policy."""
     with anyio.fail_after(10):

@@ -15,7 +15,7 @@ from typing import Final, Literal
 from acpd.config import AgentConfig
 from acpd.protocol import jsonio, jsonrpc, methods
 from acpd.protocol.events import EventRecord
-from acpd.protocol.jsonio import JsonObject
+from acpd.protocol.jsonio import JsonObject, objects_in
 
 AGENT_OPTION_ID: Final = "agent"
 AGENT_OPTION_CATEGORY: Final = "_acpd/agent"
@@ -47,7 +47,7 @@ def _describe(agent: AgentConfig) -> str:
 def config_options(doc: Mapping[str, object], agents: Mapping[str, AgentConfig]) -> list[JsonObject]:
     """acpd's ``agent`` option, then the backend's own options (a backend option named ``agent``
     is hidden: acpd's wins, since it is the one the daemon can act on)."""
-    own = [o for o in _list(doc.get("configOptions")) if o.get("id") != AGENT_OPTION_ID]
+    own = [o for o in objects_in(doc.get("configOptions")) if o.get("id") != AGENT_OPTION_ID]
     return [agent_option(str(doc.get("agent")), agents), *own]
 
 
@@ -93,11 +93,9 @@ def update_notification(session_id: str, update: JsonObject) -> JsonObject:
 
 def user_message_updates(session_id: str, prompt: object) -> list[JsonObject]:
     """A prompt as the ``user_message_chunk`` notifications other clients (and load) replay."""
-    blocks = prompt if isinstance(prompt, list) else []
     return [
         update_notification(session_id, {"sessionUpdate": "user_message_chunk", "content": block})
-        for block in blocks
-        if isinstance(block, dict)
+        for block in objects_in(prompt)
     ]
 
 
@@ -169,7 +167,7 @@ def _with_agent_option(message: JsonObject, agent_option_for: AgentOptionSource)
     update = params.get("update")
     if not isinstance(update, dict) or update.get("sessionUpdate") != "config_option_update":
         return message
-    options = _list(update.get("configOptions"))
+    options = objects_in(update.get("configOptions"))
     if any(o.get("id") == AGENT_OPTION_ID and o.get("category") == AGENT_OPTION_CATEGORY for o in options):
         return message
     own = [o for o in options if o.get("id") != AGENT_OPTION_ID]
@@ -185,7 +183,3 @@ def parse_frame(record: EventRecord) -> tuple[str | None, JsonObject]:
     if not isinstance(message, dict) or not isinstance(message.get("method"), str):
         return None, {}
     return str(message["method"]), message
-
-
-def _list(value: object) -> list[JsonObject]:
-    return [o for o in value if isinstance(o, dict)] if isinstance(value, list) else []

@@ -13,7 +13,7 @@ import anyio
 
 from acpd.config import PermissionPolicy
 from acpd.errors import Conflict, InvalidInput, PermissionNotFound
-from acpd.protocol.jsonio import JsonObject
+from acpd.protocol.jsonio import JsonObject, objects_in
 
 Reply = Literal["once", "always", "reject"]
 DecidedBy = Literal["client", "policy", "timeout", "cancel"]
@@ -46,8 +46,7 @@ class PendingPermission:
 
     @property
     def options(self) -> list[JsonObject]:
-        options = self.params.get("options")
-        return [o for o in options if isinstance(o, dict)] if isinstance(options, list) else []
+        return objects_in(self.params.get("options"))
 
     def to_wire(self) -> JsonObject:
         return {
@@ -110,8 +109,7 @@ def check_outcome(pending: PendingPermission, outcome: object) -> JsonObject:
 
 def policy_outcome(policy: PermissionPolicy, params: JsonObject) -> JsonObject | None:
     """The outcome a policy decides without asking, or None to ask a client."""
-    options = params.get("options")
-    option_list = [o for o in options if isinstance(o, dict)] if isinstance(options, list) else []
+    option_list = objects_in(params.get("options"))
     if policy == "ask":
         return None
     if policy == "allow_reads":

@@ -12,7 +12,7 @@ from typing import Final
 
 from acpd.protocol import methods
 from acpd.protocol.events import EventRecord
-from acpd.protocol.jsonio import JsonObject
+from acpd.protocol.jsonio import JsonObject, objects_in
 
 from .acp_views import parse_frame
 
@@ -79,9 +79,7 @@ def _update_text(update: object) -> str | None:
 
 def _blocks_text(prompt: object) -> str:
     parts: list[str] = []
-    for block in prompt if isinstance(prompt, list) else []:
-        if not isinstance(block, dict):
-            continue
+    for block in objects_in(prompt):
         if block.get("type") == "text" and isinstance(block.get("text"), str):
             parts.append(str(block["text"]))
         elif block.get("type") in ("resource_link", "resource"):

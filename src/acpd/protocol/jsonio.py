@@ -29,3 +29,8 @@ def dumps(value: JsonValue) -> bytes:
 
 def dumps_str(value: JsonValue) -> str:
     return orjson.dumps(value).decode()
+
+
+def objects_in(value: JsonValue) -> list[JsonObject]:
+    """The objects of a JSON array (anything else in it skipped); ``[]`` when it is not an array."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []

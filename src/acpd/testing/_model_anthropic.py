@@ -12,7 +12,7 @@ from typing import Final
 
 import orjson
 
-from acpd.protocol.jsonio import JsonObject, JsonValue
+from acpd.protocol.jsonio import JsonObject, JsonValue, objects_in
 from acpd.testing._model_exchange import Answer, Streamed, content_text, object_or_empty, sse, text_chunks
 from acpd.testing._model_plan import BYTES_PER_TOKEN, Family, Said, ToolSpec, Turn, newest_user_turn
 from acpd.testing._model_replies import ErrorReply
@@ -38,9 +38,7 @@ class AnthropicApi:
 
     def read_turn(self, body: JsonObject) -> Turn:
         messages = body.get("messages")
-        entries = (
-            [_said(message) for message in messages if isinstance(message, dict)] if isinstance(messages, list) else []
-        )
+        entries = [_said(message) for message in objects_in(messages)]
         text, result = newest_user_turn(entries)
         return Turn(text, result, _tools(body.get("tools")))
 
@@ -161,7 +159,7 @@ def _said(message: JsonObject) -> Said:
     content = message.get("content")
     if isinstance(content, str):
         return Said("user", (content,))
-    blocks = [block for block in content if isinstance(block, dict)] if isinstance(content, list) else []
+    blocks = objects_in(content)
     texts = tuple(str(block.get("text", "")) for block in blocks if block.get("type") == "text")
     results = tuple(content_text(block.get("content")) for block in blocks if block.get("type") == "tool_result")
     return Said("user", texts, results)

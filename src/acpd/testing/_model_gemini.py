@@ -13,7 +13,7 @@ from typing import Final
 
 import orjson
 
-from acpd.protocol.jsonio import JsonObject, JsonValue
+from acpd.protocol.jsonio import JsonObject, JsonValue, objects_in
 from acpd.testing._model_exchange import (
     JSON_MEDIA_TYPE,
     Answer,
@@ -54,9 +54,7 @@ class GeminiApi:
 
     def read_turn(self, body: JsonObject) -> Turn:
         contents = body.get("contents")
-        entries = (
-            [_said(content) for content in contents if isinstance(content, dict)] if isinstance(contents, list) else []
-        )
+        entries = [_said(content) for content in objects_in(contents)]
         config = object_or_empty(body.get("generationConfig"))
         return Turn(*newest_user_turn(entries), _tools(body.get("tools")), config.get("responseMimeType") == JSON_MIME)
 

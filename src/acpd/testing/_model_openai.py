@@ -12,7 +12,7 @@ from typing import Final
 
 import orjson
 
-from acpd.protocol.jsonio import JsonObject, JsonValue
+from acpd.protocol.jsonio import JsonObject, JsonValue, objects_in
 from acpd.testing._model_exchange import Answer, Streamed, content_text, object_or_empty, sse, text_chunks
 from acpd.testing._model_plan import Family, Said, ToolSpec, Turn, newest_user_turn
 from acpd.testing._model_replies import ErrorReply
@@ -56,7 +56,7 @@ class ResponsesApi(OpenAiBodies):
         items = body.get("input")
         if isinstance(items, str):
             return Turn(items, None, function_tools(body.get("tools"), nested=False))
-        entries = [_said_item(item) for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+        entries = [_said_item(item) for item in objects_in(items)]
         return Turn(*newest_user_turn(entries), function_tools(body.get("tools"), nested=False))
 
     def render_message(self, answer: Answer) -> JsonObject:

@@ -11,7 +11,7 @@ from typing import Final
 
 import orjson
 
-from acpd.protocol.jsonio import JsonObject
+from acpd.protocol.jsonio import JsonObject, objects_in
 from acpd.testing._model_exchange import Answer, Streamed, content_text, object_or_empty, sse, text_chunks
 from acpd.testing._model_openai import IGNORED_ROLES, OpenAiBodies, function_tools
 from acpd.testing._model_plan import Family, Said, Turn, newest_user_turn
@@ -22,9 +22,7 @@ class ChatApi(OpenAiBodies):
     family: Final = Family.OTHER
 
     def read_turn(self, body: JsonObject) -> Turn:
-        messages = body.get("messages")
-        messages = messages if isinstance(messages, list) else []
-        entries = [_said_chat(message) for message in messages if isinstance(message, dict)]
+        entries = [_said_chat(message) for message in objects_in(body.get("messages"))]
         return Turn(*newest_user_turn(entries), function_tools(body.get("tools"), nested=True))
 
     def render_message(self, answer: Answer) -> JsonObject:

@@ -140,10 +140,3 @@ def _read_start(fd: int) -> bytes:
     while (byte := os.read(fd, 1)) and byte != b"\n":  # byte by byte: what follows is not ours
         answer += byte
     return answer
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, READ_BYTES):
-        chunks.append(chunk)
-    return b"".join(chunks)

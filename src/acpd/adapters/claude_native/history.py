@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from acpd.protocol import methods
 from acpd.protocol.events import EventRecord
-from acpd.protocol.jsonio import JsonObject
+from acpd.protocol.jsonio import JsonObject, objects_in
 
 META: Final = "claudeNative"
 INTERRUPTED: Final = "The tool call was interrupted before it finished."
@@ -168,9 +168,7 @@ def _cost(update: JsonObject, cost: float) -> float:
 def prompt_blocks(prompt: object) -> list[JsonObject]:
     """ACP content blocks as Messages API blocks (text; links and embedded files as text)."""
     blocks: list[JsonObject] = []
-    for block in prompt if isinstance(prompt, list) else []:
-        if not isinstance(block, dict):
-            continue
+    for block in objects_in(prompt):
         kind = block.get("type")
         if kind == "text" and isinstance(block.get("text"), str):
             blocks.append({"type": "text", "text": block["text"]})

@@ -67,15 +67,13 @@ class Spent:
     cache_write: int = 0
     cost: float = 0.0
 
-    def add(self, message: Message) -> float:
+    def add(self, message: Message) -> None:
         usage = message.usage
         inputs, outputs = usage.input_tokens, usage.output_tokens
         read, write = usage.cache_read_input_tokens or 0, usage.cache_creation_input_tokens or 0
         self.inputs, self.outputs = self.inputs + inputs, self.outputs + outputs
         self.cache_read, self.cache_write = self.cache_read + read, self.cache_write + write
-        cost = cost_usd(message.model, inputs, outputs, write, read) or 0.0
-        self.cost += cost
-        return cost
+        self.cost += cost_usd(message.model, inputs, outputs, write, read) or 0.0
 
     @property
     def total(self) -> int:

@@ -95,6 +95,15 @@ def _grep(ctx: ToolContext, base: Path, regex: re.Pattern[str], name_pattern: st
     return lines
 
 
+def _searched_path(args: dict[str, Any], cwd: str) -> list[JsonObject]:
+    return [{"path": absolute(cwd, str(args["path"]))}] if "path" in args else []
+
+
+def _found(matches: list[str], none: str) -> ToolResult:
+    text = "\n".join(matches) or none
+    return ToolResult(clipped(text), (text_content(fenced(text)),), {"matches": len(matches)})
+
+
 class GlobTool:
     name = "Glob"
     kind = "search"
@@ -113,7 +122,7 @@ class GlobTool:
         return f"Glob {args.get('pattern', '')}"
 
     def locations(self, args: dict[str, Any], cwd: str) -> list[JsonObject]:
-        return [{"path": absolute(cwd, str(args["path"]))}] if "path" in args else []
+        return _searched_path(args, cwd)
 
     async def run(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
         pattern = string_arg(args, "pattern")
@@ -123,8 +132,7 @@ class GlobTool:
             matches = await anyio.to_thread.run_sync(_glob, ctx, base, pattern, abandon_on_cancel=True)
         except ValueError as exc:
             raise ToolFailed(f"bad pattern {pattern!r}: {exc}") from None
-        text = "\n".join(matches) or "No files matched."
-        return ToolResult(clipped(text), (text_content(fenced(text)),), {"matches": len(matches)})
+        return _found(matches, "No files matched.")
 
 
 class GrepTool:
@@ -145,7 +153,7 @@ class GrepTool:
         return f"Grep {args.get('pattern', '')}"
 
     def locations(self, args: dict[str, Any], cwd: str) -> list[JsonObject]:
-        return [{"path": absolute(cwd, str(args["path"]))}] if "path" in args else []
+        return _searched_path(args, cwd)
 
     async def run(self, ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
         pattern = string_arg(args, "pattern")
@@ -156,5 +164,4 @@ class GrepTool:
         base = await anyio.to_thread.run_sync(_base, ctx, args)
         glob = args.get("glob") if isinstance(args.get("glob"), str) else None
         lines = await anyio.to_thread.run_sync(_grep, ctx, base, regex, glob, abandon_on_cancel=True)
-        text = "\n".join(lines) or "No matches."
-        return ToolResult(clipped(text), (text_content(fenced(text)),), {"matches": len(lines)})
+        return _found(lines, "No matches.")
