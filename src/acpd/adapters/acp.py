@@ -19,7 +19,7 @@ from anyio.abc import TaskStatus
 
 from acpd import __version__
 from acpd.adapters.base import BackendState, SessionHost
-from acpd.adapters.secrets import redact
+from acpd.adapters.secrets import Redactor, redact
 from acpd.adapters.toolcalls import ToolCallLedger, usage_of
 from acpd.config import AgentConfig
 from acpd.errors import AgentError, AgentExited, AgentUnavailable, ConnectionClosed, RpcError
@@ -113,7 +113,8 @@ class AcpBackend:
     def _recorded(self, transport: Transport, session_id: str) -> Transport:
         if not self._record_dir:
             return transport
-        return RecordingTransport(transport, Path(self._record_dir) / f"{session_id}.{self.name}.jsonl")
+        path = Path(self._record_dir) / f"{session_id}.{self.name}.jsonl"
+        return RecordingTransport(transport, path, scrub=Redactor(self._env))
 
     async def _open_session(self, peer: JsonRpcPeer, resume_id: str | None) -> BackendState:
         try:

@@ -4,7 +4,8 @@ Durable before visible: ``append`` only queues a record; a flusher task commits 
 one store transaction per batch and only then makes them readable. Readers are cursors (a seq),
 not queues: they read committed records from a bounded in-memory tail, or from the store when
 they have fallen further behind, so a slow reader costs no memory and never misses a record.
-It must not interpret payloads (the session runtime does).
+It must not interpret payloads (the session runtime does); it only masks secret-shaped values in
+their text (DESIGN §7), the one door every record passes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Final
 
 import anyio
 
+from acpd.adapters.secrets import scrub
 from acpd.protocol import jsonio
 from acpd.protocol.events import EventRecord, Sender, utc_now
 from acpd.store.base import EventStore, SessionDoc
@@ -62,7 +64,7 @@ class SessionLog:
         A closed log (the session is being deleted, or the daemon stops) drops the frame: nothing
         could commit it any more, and a restart tells from the saved document what was cut short.
         """
-        text = payload if isinstance(payload, str) else jsonio.dumps_str(payload)
+        text = scrub(payload if isinstance(payload, str) else jsonio.dumps_str(payload))
         record = EventRecord(self.session_id, self._next_seq, utc_now(), sender, turn, text)
         if self.closed:
             logger.debug("session %s: dropped a frame appended after close", self.session_id)
