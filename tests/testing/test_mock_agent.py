@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -541,3 +542,14 @@ def test_the_mock_agent_imports_only_the_stdlib_and_orjson() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30)
 
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.usefixtures("open_umask")
+async def test_the_state_dir_and_its_session_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    state_dir = tmp_path / "mock-agent"
+    with anyio.fail_after(5):
+        async with open_agent("--state-dir", str(state_dir)) as agent:
+            session_id = await agent.start_session()
+            await agent.until_response(await agent.prompt(session_id, "text a private prompt"))
+    assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+    assert [stat.S_IMODE(p.stat().st_mode) for p in state_dir.iterdir()] == [0o600]

@@ -23,7 +23,7 @@ import operator
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Final, TypeVar, TypeVarTuple
@@ -307,9 +307,13 @@ def _open_connections(path: str) -> tuple[sqlite3.Connection, sqlite3.Connection
         conn = _connect(path, _migrate)
         return conn, conn
     try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(f"cannot create the directory of the event store {path!r}: {exc}") from exc
+    try:
+        _make_private(path)
+    except OSError as exc:
+        raise StoreError(f"cannot open the event store {path!r}: {exc}") from exc
     writer = _connect(path, _set_up_writer)
     try:
         reader = _connect(path, _set_up_reader)
@@ -317,6 +321,20 @@ def _open_connections(path: str) -> tuple[sqlite3.Connection, sqlite3.Connection
         writer.close()
         raise
     return writer, reader
+
+
+PRIVATE_MODE: Final = 0o600
+SIDE_FILES: Final = ("-wal", "-shm", "-journal")
+
+
+def _make_private(path: str) -> None:
+    """Create the database file 0600 (whatever the umask) before SQLite opens it, and make files
+    an older acpd left readable private: SQLite gives the WAL and shared-memory files it creates
+    the database file's mode."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_MODE))
+    for name in (path, *(path + suffix for suffix in SIDE_FILES)):
+        with suppress(FileNotFoundError):
+            os.chmod(name, PRIVATE_MODE)
 
 
 def _connect(path: str, set_up: Callable[[sqlite3.Connection], None]) -> sqlite3.Connection:
