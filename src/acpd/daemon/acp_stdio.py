@@ -4,12 +4,15 @@ If a daemon answers at the configured address, this process is a pure relay: eve
 to the daemon's ``/v1/rpc`` WebSocket and every message back becomes a stdout line, so editors,
 orchestrators and the REST API all share the daemon's live sessions. Otherwise it runs the daemon's
 SessionManager in process on the same store and serves the connection itself. Stdout carries
-protocol frames only: logs go to stderr. It must not parse argv (the CLI does).
+protocol frames only: logs go to stderr. It must not parse argv or read the environment (the CLI
+does).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import Final
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -19,7 +22,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed as WsClosed
 
 from acpd.config import DaemonConfig
-from acpd.errors import ConnectionClosed
+from acpd.errors import ConfigError, ConnectionClosed
+from acpd.private import client_token, private_dir, read_token
 from acpd.protocol.framing import MAX_LINE_BYTES
 from acpd.transports.stdio import StdioTransport, open_stdio_transport
 
@@ -32,30 +36,58 @@ logger = logging.getLogger(__name__)
 PROBE_TIMEOUT_SECONDS: Final = 0.5
 
 
-async def daemon_answers(url: str, token: str | None) -> bool:
-    """True if an acpd daemon answers ``/v1/health`` at ``url``."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+async def daemon_answers(url: str) -> bool:
+    """True if an acpd daemon answers ``/v1/health`` (open to all, no token) at ``url``."""
     try:
         async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_SECONDS) as client:
-            response = await client.get(f"{url.rstrip('/')}/v1/health", headers=headers)
+            response = await client.get(f"{url.rstrip('/')}/v1/health")
     except httpx.HTTPError:
         return False
     return response.status_code == 200 and response.json().get("status") == "ok"
 
 
 async def run_acp_stdio(
-    config: DaemonConfig, *, agent: str | None, url: str | None, token: str | None, standalone: bool
+    config: DaemonConfig,
+    *,
+    agent: str | None,
+    url: str | None,
+    standalone: bool,
+    announce: Callable[[str], object] = logger.info,
 ) -> str:
-    """Serve ACP on stdio until stdin ends; returns how it ran (``relay`` or ``standalone``)."""
+    """Serve ACP on stdio until stdin ends; returns how it ran (``relay`` or ``standalone``).
+
+    ``announce`` is told, in one line, which it is: the user must know whether the editor shares
+    the daemon's sessions or has a store of its own.
+    """
     daemon_url = url or f"http://{config.host}:{config.port}"
     async with open_stdio_transport() as stdio:
-        if not standalone and await daemon_answers(daemon_url, token or config.token):
-            logger.info("relaying to the daemon at %s", daemon_url)
-            await relay(stdio, rpc_url(daemon_url, agent), token or config.token)
+        if not standalone and await daemon_answers(daemon_url):
+            announce(f"relaying to the daemon at {daemon_url}")
+            await relay(stdio, rpc_url(daemon_url, agent), relay_token(config, daemon_url))
             return "relay"
-        logger.info("no daemon at %s: serving in process on %s", daemon_url, config.resolved_db())
+        reason = "--standalone" if standalone else f"no daemon at {daemon_url}"
+        announce(f"{reason}: running standalone on {config.resolved_db()}")
+        private_dir(config.resolved_data_dir())
         await serve_in_process(stdio, config, agent)
         return "standalone"
+
+
+def relay_token(config: DaemonConfig, url: str) -> str | None:
+    """The token to show the daemon at ``url``: the configured one, else (a daemon on this
+    machine) the one in the data directory's token file.
+
+    Raises:
+        ConfigError: the configured token file is missing, empty or unreadable.
+    """
+    try:
+        if config.token_file:
+            token = read_token(Path(config.token_file))
+            if token is None:
+                raise ConfigError(f"the token file {config.token_file} is missing or empty")
+            return token
+        return config.token or client_token(url, config.resolved_data_dir(), {})
+    except OSError as exc:
+        raise ConfigError(f"cannot read the bearer token: {exc}") from exc
 
 
 def rpc_url(http_url: str, agent: str | None) -> str:

@@ -26,14 +26,17 @@ def create_app(manager: SessionManager, *, port: int | None = None) -> Starlette
     bound_port = config.port if port is None else port
     app = Starlette(
         routes=[*ROUTES, *acp_http.ROUTES, *ws.ROUTES],
+        # CORS outside the security edge: a browser's preflight carries no token and must be
+        # answered, and a refusal (401, 403, 413) must carry the CORS headers for the browser's
+        # page to read it.
         middleware=[
-            Middleware(SecurityMiddleware, config=config, port=bound_port),
             Middleware(
                 CORSMiddleware,
                 allow_origins=sorted(allowed_origins(config, bound_port)),
                 allow_methods=["GET", "POST", "PATCH", "DELETE"],
                 allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
             ),
+            Middleware(SecurityMiddleware, config=config, port=bound_port),
         ],
         exception_handlers={
             AcpdError: handle_acpd_error,

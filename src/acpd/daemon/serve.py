@@ -20,7 +20,7 @@ from acpd.store.sqlite import SqliteEventStore
 
 from .app import create_app
 from .manager import SessionManager
-from .security import check_bind
+from .security import secured
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,9 @@ async def serve(
     port_file: str | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until SIGINT/SIGTERM; then stop every agent and close the store."""
-    check_bind(config)
+    """Serve until SIGINT/SIGTERM; then stop every agent and close the store. ``task_status``
+    gets the bound port once the daemon answers."""
+    config = secured(config)
     store = await open_store(config.resolved_db())
     sock = bind(config.host, config.port)
     port = int(sock.getsockname()[1])
@@ -57,7 +58,10 @@ async def serve(
         async with manager.running():
             app = create_app(manager, port=port)
             server = uvicorn.Server(
-                uvicorn.Config(app, http="httptools", lifespan="off", log_level="warning", access_log=False)
+                # log_config=None: uvicorn's records go through the process's (redacting) handlers
+                uvicorn.Config(
+                    app, http="httptools", lifespan="off", log_level="warning", access_log=False, log_config=None
+                )
             )
             if port_file:
                 await anyio.Path(port_file).write_text(f"{port}\n")
