@@ -144,3 +144,20 @@ def test_log_lines_are_redacted_by_shape_and_by_the_environments_secret_values()
 def test_scrub_masks_a_key_at_the_start_of_a_line_of_json_text() -> None:
     text = jsonio.dumps_str({"output": f"line one\n{GITHUB_TOKEN}\n\tsk-ant-api03-{'k' * 30}"})
     assert jsonio.loads(scrub(text)) == {"output": "line one\n***\n\t***"}
+
+
+async def test_the_value_of_a_secret_variable_of_the_daemon_is_masked_in_the_log_whatever_its_shape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COMPANY_API_KEY", "plainlookingvalue42")
+    config = DaemonConfig(data_dir=str(tmp_path), db=":memory:")
+    store = MemoryEventStore()
+    async with SessionManager(config, store).running() as manager:
+        runtime = await manager.create({"cwd": str(tmp_path)})
+        turn = await manager.prompt(runtime.session_id, "text the key is plainlookingvalue42")
+        with anyio.fail_after(10):
+            await turn.done.wait()
+        records = await store.read(runtime.session_id, limit=1000)
+    log = "".join(r.payload for r in records)
+    assert "the key is ***" in log
+    assert "plainlookingvalue42" not in log
