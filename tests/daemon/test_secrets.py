@@ -161,3 +161,18 @@ async def test_the_value_of_a_secret_variable_of_the_daemon_is_masked_in_the_log
     log = "".join(r.payload for r in records)
     assert "the key is ***" in log
     assert "plainlookingvalue42" not in log
+
+
+def test_scrub_masks_the_value_of_a_secret_named_env_variable_or_header_in_json() -> None:
+    servers = [
+        {
+            "name": "github",
+            "command": "gh-mcp",
+            "env": [{"name": "GITHUB_TOKEN", "value": "plain"}, {"name": "LOG_LEVEL", "value": "debug"}],
+        },
+        {"type": "http", "url": "http://h/mcp", "headers": [{"name": "X-Api-Key", "value": 'k"1'}]},
+    ]
+    scrubbed = jsonio.loads(scrub(jsonio.dumps_str({"mcpServers": servers})))["mcpServers"]
+    assert scrubbed[0]["env"] == [{"name": "GITHUB_TOKEN", "value": "***"}, {"name": "LOG_LEVEL", "value": "debug"}]
+    assert scrubbed[1]["headers"] == [{"name": "X-Api-Key", "value": "***"}]
+    assert scrubbed[0]["name"] == "github"

@@ -43,11 +43,24 @@ URL_PASSWORD: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s/@:\"'\\]+:[^
 """``scheme://user:password@``: the user and password are masked, the scheme and host kept."""
 
 
+NAMED_VALUE: Final = re.compile(r'("name":\s*"([^"\\]*)",\s*"value":\s*")((?:[^"\\]|\\.)*)"')
+"""An ACP ``{"name": …, "value": …}`` pair in JSON text (an MCP server's env variable or header)."""
+
+
 def scrub(text: str) -> str:
-    """``text`` with every secret-shaped value (keys, tokens, URL passwords, private keys) masked."""
+    """``text`` with every secret-shaped value (keys, tokens, URL passwords, private keys) masked,
+    and, in JSON text, the value of every ``{"name": <secret name>, "value": …}`` pair."""
     if "://" in text:
         text = URL_PASSWORD.sub(rf"\1{MASK}@", text)
+    if '"value"' in text:
+        text = NAMED_VALUE.sub(_mask_named, text)
     return SECRET_SHAPE.sub(_mask, text)
+
+
+def _mask_named(match: re.Match[str]) -> str:
+    if SECRET_NAME.search(match.group(2)) and match.group(3):
+        return f'{match.group(1)}{MASK}"'
+    return match.group()
 
 
 def _mask(match: re.Match[str]) -> str:
