@@ -176,3 +176,20 @@ def test_scrub_masks_the_value_of_a_secret_named_env_variable_or_header_in_json(
     assert scrubbed[0]["env"] == [{"name": "GITHUB_TOKEN", "value": "***"}, {"name": "LOG_LEVEL", "value": "debug"}]
     assert scrubbed[1]["headers"] == [{"name": "X-Api-Key", "value": "***"}]
     assert scrubbed[0]["name"] == "github"
+
+
+async def test_an_agent_does_not_inherit_the_daemons_own_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACPD_TOKEN", "the-daemons-token")
+    script = f'echo "token=${{ACPD_TOKEN:-none}}" >&2; exec {sys.executable} -m acpd.testing.mock_agent'
+    config = DaemonConfig(
+        data_dir=str(tmp_path), db=":memory:", agents={"sh": AgentConfig(command="sh", args=("-c", script))}
+    )
+    store = MemoryEventStore()
+    async with SessionManager(config, store).running() as manager:
+        runtime = await manager.create({"agent": "sh", "cwd": str(tmp_path)})
+        turn = await manager.prompt(runtime.session_id, "crash 3")
+        with anyio.fail_after(10):
+            await turn.done.wait()
+        records = await store.read(runtime.session_id, limit=1000)
+    log = "".join(r.payload for r in records)
+    assert "token=none" in log
