@@ -10,6 +10,8 @@ import httpx
 import pytest
 
 from acpd.config import DaemonConfig
+from acpd.daemon.app import create_app
+from acpd.daemon.manager import SessionManager
 from acpd.daemon.security import secured
 from acpd.errors import ConfigError
 from acpd.private import ensure_token, token_path
@@ -115,3 +117,17 @@ async def test_an_origin_that_is_not_allowed_gets_no_cors_headers(client: httpx.
     response = await client.get("/v1/sessions", headers={"Origin": "http://evil.example", "Authorization": "x"})
     assert response.status_code == 403
     assert "access-control-allow-origin" not in response.headers
+
+
+async def test_an_internal_error_answered_to_an_allowed_origin_carries_the_cors_headers(
+    manager: SessionManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(**query: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(manager, "list_sessions", broken)
+    transport = httpx.ASGITransport(app=create_app(manager), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=PAGE) as http:
+        response = await http.get("/v1/sessions", headers={"Origin": PAGE, "Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 500
+    assert response.headers["access-control-allow-origin"] == PAGE
