@@ -27,6 +27,7 @@ pytestmark = pytest.mark.anyio
 
 HERE = Path(__file__).parent
 RECORDINGS = sorted(HERE.glob("*.raw.jsonl"))
+REPLAY_AGENT = HERE / "replay_agent.py"
 UPDATE = os.environ.get("ACPD_UPDATE_GOLDEN") == "1"
 VARYING = ("sessionId",)
 
@@ -51,7 +52,7 @@ def scrub(value: Any) -> Any:
 
 
 async def replay(recording: Path, workdir: Path) -> list[dict[str, Any]]:
-    agent = AgentConfig(command=sys.executable, args=(str(HERE / "replay_agent.py"), str(recording)))
+    agent = AgentConfig(command=sys.executable, args=(str(REPLAY_AGENT), str(recording)))
     config = DaemonConfig(data_dir=str(workdir / "data"), db=":memory:", agents={"replay": agent})
     store = MemoryEventStore()
     async with SessionManager(config, store).running() as manager:

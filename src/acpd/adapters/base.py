@@ -31,7 +31,8 @@ class SessionHost(Protocol):
         ...
 
     async def request_permission(self, message: JsonObject) -> JsonObject:
-        """Broker a ``session/request_permission`` request; return its result (``{"outcome": …}``)."""
+        """Broker a ``session/request_permission`` request; return its result (``{"outcome": …}``).
+        The host sets ``params.sessionId`` to its own session id."""
         ...
 
     async def client_request(self, method: str, params: JsonObject) -> JsonValue:

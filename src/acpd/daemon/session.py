@@ -193,7 +193,10 @@ class SessionRuntime:
 
     async def request_permission(self, message: JsonObject) -> JsonObject:
         params = message.get("params")
-        params = params if isinstance(params, dict) else {}
+        # ACP requires the session id, and clients refuse a request without it: whatever the
+        # backend put there (claude-native put nothing), it is this session's.
+        params = {**(params if isinstance(params, dict) else {}), "sessionId": self.session_id}
+        message = {**message, "params": params}
         seq = self.record("agent", message)
         pending = PendingPermission(f"p{seq}", seq, self._turn_number, message, utc_now())
         self.broker.open(pending)
