@@ -3,7 +3,8 @@ answers permission requests as the test tells it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,7 +19,8 @@ from acpd.rpc.peer import JsonRpcPeer
 from acpd.transports.base import Transport
 from acpd.transports.memory import create_memory_transport_pair
 
-PermissionAnswer = Callable[[JsonObject], JsonObject]
+PermissionAnswer = Callable[[JsonObject], JsonObject | Awaitable[JsonObject]]
+"""The outcome to send, or raise ``RpcError`` to answer with that error."""
 
 CAPS_NONE: JsonObject = {"fs": {"readTextFile": False, "writeTextFile": False}, "terminal": False}
 
@@ -136,7 +138,8 @@ class AcpTestClient:
             if self.answer_permission is None:
                 await anyio.sleep_forever()  # a human who never answers
             assert self.answer_permission is not None
-            return self.answer_permission(params)
+            answer = self.answer_permission(params)
+            return await answer if inspect.isawaitable(answer) else answer
         self.client_calls.append((method, params))
         self._notice()
         if method == "fs/read_text_file":

@@ -20,7 +20,7 @@ from acpd.adapters.secrets import without_secrets
 from acpd.adapters.terminals import TerminalManager, open_terminal_manager
 from acpd.adapters.workspace import Workspace
 from acpd.config import AgentConfig, DaemonConfig, Policy
-from acpd.errors import AcpdError, AgentError, AgentNotFound, RpcError, SessionBusy, SessionClosed
+from acpd.errors import AcpdError, AgentError, AgentNotFound, NotFound, RpcError, SessionBusy, SessionClosed
 from acpd.protocol import jsonio, jsonrpc, methods
 from acpd.protocol.events import EventRecord, Sender, utc_now
 from acpd.protocol.jsonio import JsonObject, JsonValue
@@ -226,10 +226,10 @@ class SessionRuntime:
 
     def _record_reply(self, pending: PendingPermission) -> JsonObject:
         assert pending.outcome is not None
-        result: JsonObject = {
-            "outcome": pending.outcome,
-            "_meta": {"acpd": {"permissionId": pending.id, "decidedBy": pending.decided_by}},
-        }
+        acpd: JsonObject = {"permissionId": pending.id, "decidedBy": pending.decided_by}
+        if pending.why is not None:
+            acpd["clientError"] = pending.why
+        result: JsonObject = {"outcome": pending.outcome, "_meta": {"acpd": acpd}}
         sender: Sender = "client" if pending.decided_by == "client" else "daemon"
         self.record(sender, jsonrpc.result_response(pending.message.get("id"), result))
         return result
@@ -246,6 +246,21 @@ class SessionRuntime:
         outcome does not fit the request."""
         pending = self.broker.get(permission_id)
         self.broker.resolve(permission_id, check_outcome(pending, outcome), "client")
+
+    def permission_unanswerable(self, permission_id: str, link_id: str, error: JsonObject) -> None:
+        """An attached client answered a permission request with an error (or an outcome that fits
+        none of its options). While another client is still asked, that one may answer; when none
+        is, nobody will, and a turn waiting forever helps no one: the request is rejected as a
+        timeout would reject it, decided by ``error``."""
+        try:
+            pending = self.broker.get(permission_id)
+        except NotFound:
+            return  # settled already
+        pending.asking.discard(link_id)
+        if pending.asking:
+            return
+        pending.why = error
+        self.broker.resolve(permission_id, policy_outcome("deny", pending.params) or CANCELLED_OUTCOME, "error")
 
     def permission_policy(self) -> str:
         return self.policy.permissions
