@@ -126,6 +126,30 @@ async def test_max_steps_cancels_the_turn_with_max_turn_requests(client: httpx.A
     assert limits[0]["limit"] == "maxSteps"
 
 
+async def test_a_permission_asked_for_a_call_over_max_steps_is_rejected_without_asking(
+    client: httpx.AsyncClient, workdir: Path
+) -> None:
+    session = await new_session(client, workdir, policy={"maxSteps": 1})
+    with anyio.fail_after(10):
+        answer = (
+            await client.post(
+                f"/v1/sessions/{session['id']}/prompt", json={"prompt": "tool read\npermission edit\nsleep 30"}
+            )
+        ).json()
+    assert answer["stopReason"] == "max_turn_requests"
+    events = await all_events(client, session["id"])
+    [decided] = [e for e in events if "outcome" in e["payload"].get("result", {})]
+    assert decided["sender"] == "daemon"
+    assert decided["payload"]["result"]["_meta"]["acpd"]["decidedBy"] == "limit"  # not asked, not left to the cancel
+    assert decided["payload"]["result"]["outcome"] == {"outcome": "selected", "optionId": "reject"}
+    [limit] = daemon_frames(events, "_acpd/limit_reached")
+    assert limit["limit"] == "maxSteps"
+    over = updates(events, "tool_call")[1]["toolCallId"]
+    statuses = [u.get("status") for u in updates(events, "tool_call_update") if u["toolCallId"] == over]
+    assert "in_progress" not in statuses
+    assert "completed" not in statuses
+
+
 async def test_a_turn_timeout_cancels_with_a_timeout_error(client: httpx.AsyncClient, workdir: Path) -> None:
     session = await new_session(client, workdir, policy={"turnTimeoutSeconds": 0.3})
     with anyio.fail_after(10):

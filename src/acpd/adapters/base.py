@@ -56,6 +56,11 @@ class SessionHost(Protocol):
         """
         ...
 
+    def turn_stopping(self) -> bool:
+        """True once the daemon has asked the running turn to end (a cancel, a limit such as
+        ``maxSteps``, the timeout): a backend that runs tools itself starts none after this."""
+        ...
+
     async def history(self) -> list[EventRecord]:
         """The session's event log so far, oldest first (for a backend that rebuilds its memory)."""
         ...

@@ -31,6 +31,7 @@ from .clients import AttachedClients
 from .log import SessionLog
 from .permissions import (
     CANCELLED_OUTCOME,
+    DecidedBy,
     PendingPermission,
     PermissionBroker,
     check_outcome,
@@ -201,8 +202,11 @@ class SessionRuntime:
         pending = PendingPermission(f"p{seq}", seq, self._turn_number, message, utc_now())
         self.broker.open(pending)
         try:
+            stopped = self._stopped_outcome(params)
             decided = policy_outcome(self.policy.permissions, params)
-            if decided is not None:
+            if stopped is not None:
+                self.broker.resolve(pending.id, *stopped)
+            elif decided is not None:
                 self.broker.resolve(pending.id, decided, "policy")
             else:
                 await self._await_reply(pending)
@@ -212,6 +216,21 @@ class SessionRuntime:
                 self.broker.resolve(pending.id, CANCELLED_OUTCOME, "cancel")
             result = self._record_reply(pending)
         return result
+
+    def _stopped_outcome(self, params: JsonObject) -> tuple[JsonObject, DecidedBy] | None:
+        """The answer when the turn is already being stopped, so nobody is asked: a call over
+        ``maxSteps`` is rejected before it runs; after a cancel (or another limit) ACP wants
+        ``cancelled``."""
+        turn = self._current
+        if turn is None or not turn.stop.is_set():
+            return None
+        limit = self.policy.max_steps
+        if limit is not None and turn.steps > limit:
+            return policy_outcome("deny", params) or CANCELLED_OUTCOME, "limit"
+        return CANCELLED_OUTCOME, "cancel"
+
+    def turn_stopping(self) -> bool:
+        return self._current is not None and self._current.stop.is_set()
 
     async def _await_reply(self, pending: PendingPermission) -> None:
         self._set_status("awaiting_permission")

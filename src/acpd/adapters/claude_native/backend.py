@@ -175,6 +175,7 @@ class ClaudeNativeBackend:
             tools=tools,
             session_spent=self._spent,
             policy=host.permission_policy,
+            stopping=host.turn_stopping,
             always=self._always,
         )
 
