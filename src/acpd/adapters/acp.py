@@ -20,7 +20,7 @@ from anyio.abc import TaskStatus
 from acpd import __version__
 from acpd.adapters.base import BackendState, SessionHost
 from acpd.adapters.secrets import redact
-from acpd.adapters.toolcalls import ToolCallLedger, usage_of
+from acpd.adapters.toolcalls import ToolCallLedger, usage_of, usage_update_for
 from acpd.config import AgentConfig
 from acpd.errors import AgentError, AgentExited, AgentUnavailable, ConnectionClosed, RpcError
 from acpd.protocol import jsonrpc, methods
@@ -67,6 +67,8 @@ class AcpBackend:
         self._replaying = False
         self._cancelled = False  # during a turn: a cancel was sent, so stop what the turn left running
         self._ledger = ToolCallLedger()
+        self._usage_reported = False  # during a turn: the agent sent a usage_update
+        self._context_size: int | None = None  # the window its last usage_update named
         self._stopped = anyio.Event()
         self._env = {**os.environ, **config.env}
 
@@ -180,6 +182,7 @@ class AcpBackend:
         peer = self._live_peer()
         mark = process_mark()
         self._cancelled = False
+        self._usage_reported = False
         result: JsonObject = {}
         try:
             result = _object(
@@ -195,8 +198,19 @@ class AcpBackend:
                 stop_reason = result.get("stopReason")
                 for update in self._ledger.close_open(stop_reason if isinstance(stop_reason, str) else None):
                     await self._emit_update(update)
-        if "usage" not in result and (usage := usage_of(result)) is not None:
-            result = {**result, "usage": usage}
+        return await self._with_usage(result)
+
+    async def _with_usage(self, result: JsonObject) -> JsonObject:
+        """Every turn's tokens reported the same way: the answer's ``usage`` (from the agent's own
+        ``_meta`` when it puts them there) and, if the agent sent none, a ``usage_update`` built
+        from it, recorded before the answer."""
+        if "usage" not in result and (derived := usage_of(result)) is not None:
+            result = {**result, "usage": derived}
+        usage = result.get("usage")
+        if isinstance(usage, dict) and not self._usage_reported:
+            update = usage_update_for(usage, self._context_size)
+            if update is not None:
+                await self._emit_update(update)
         return result
 
     async def cancel(self) -> None:
@@ -234,11 +248,19 @@ class AcpBackend:
         if method != methods.SESSION_UPDATE or not isinstance(update, dict):
             await host.emit(message)
             return
+        if update.get("sessionUpdate") == "usage_update":
+            self._note_usage(update)
         for normalized in self._ledger.on_update(update):
             if normalized is update:
                 await host.emit(message)  # unchanged: recorded as the agent sent it
             else:
                 await self._emit_update(normalized)
+
+    def _note_usage(self, update: JsonObject) -> None:
+        self._usage_reported = True
+        size = update.get("size")
+        if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+            self._context_size = size
 
     async def _emit_update(self, update: JsonObject) -> None:
         host = self._require_host()

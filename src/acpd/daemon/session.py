@@ -175,8 +175,11 @@ class SessionRuntime:
             usage["contextUsed"] = update["used"]
             if turn is not None:
                 turn.context_used = max(turn.context_used, int(update["used"]))
+                turn.context["contextUsed"] = update["used"]
         if isinstance(update.get("size"), int):
             usage["contextSize"] = update["size"]
+            if turn is not None:
+                turn.context["contextSize"] = update["size"]
         if isinstance(update.get("cost"), dict):
             usage["cost"] = update["cost"]
         self.doc["usage"] = usage
