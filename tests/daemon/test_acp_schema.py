@@ -126,6 +126,8 @@ async def test_every_frame_of_a_busy_claude_native_session_validates_against_the
                 model.push(Reply(tool=ToolCall(name="Write", input={"path": "b.txt", "content": "b"})))
                 editor.answer_permission = _reject
                 await editor.prompt(sid, "Write another")  # a rejection
+                model.push(Reply(error=ErrorReply(status=529, retry_after_seconds=0)), Reply(text="Back."))
+                await editor.prompt(sid, "Again")  # an overloaded API, notified and retried
                 model.push(Reply(error=ErrorReply(status=400, message="bad")))
                 with pytest.raises(RpcError):
                     await editor.prompt(sid, "Fail")  # an API error answers the prompt with an error
@@ -136,12 +138,17 @@ async def test_every_frame_of_a_busy_claude_native_session_validates_against_the
                     tg.start_soon(editor.prompt, sid, "Sleep")
                     await editor.permission_asked.wait()
                     await editor.peer.notify("session/cancel", {"sessionId": sid})
+            async with acp_client(manager) as loader:
+                with anyio.fail_after(20):
+                    await loader.initialize()
+                    await loader.request("session/load", {"sessionId": sid, "cwd": str(workdir), "mcpServers": []})
         await store.aclose()
     kinds = {u["sessionUpdate"] for u in editor.updates(sid)}
     assert kinds >= {"agent_message_chunk", "agent_thought_chunk", "tool_call", "tool_call_update", "plan"}
     assert kinds >= {"usage_update", "config_option_update"}
     assert len(editor.permission_requests) >= 4
-    assert_every_frame_valid(editor)
+    assert any(n["method"] == "_acpd/error" for n in editor.notifications)
+    assert_every_frame_valid(editor, loader)
 
 
 def _reject(params: JsonObject) -> JsonObject:
