@@ -9,6 +9,7 @@ not decide policy (permissions, limits) nor persist anything: that is the daemon
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,7 +23,14 @@ from acpd.adapters.base import BackendState, SessionHost
 from acpd.adapters.secrets import redact
 from acpd.adapters.toolcalls import ToolCallLedger, usage_of, usage_update_for
 from acpd.config import AgentConfig
-from acpd.errors import AgentError, AgentExited, AgentUnavailable, ConnectionClosed, RpcError
+from acpd.errors import (
+    AgentError,
+    AgentExited,
+    AgentStartTimeout,
+    AgentUnavailable,
+    ConnectionClosed,
+    RpcError,
+)
 from acpd.protocol import jsonrpc, methods
 from acpd.protocol.framing import Frame, FrameTooLong
 from acpd.protocol.jsonio import JsonObject, JsonValue
@@ -41,6 +49,10 @@ logger = logging.getLogger(__name__)
 
 CLIENT_CAPABILITIES: Final[JsonObject] = {"fs": {"readTextFile": True, "writeTextFile": True}, "terminal": True}
 EXCERPT_CHARS: Final = 200
+STDERR_DETAIL_CHARS: Final = 2000
+"""How much of a failed agent's stderr its start error shows (redacted)."""
+EXIT_WAIT_SECONDS: Final = 1.0
+"""After an agent closed its output during its start, how long to wait for its exit status."""
 
 
 class AcpBackend:
@@ -71,6 +83,7 @@ class AcpBackend:
         self._context_size: int | None = None  # the window its last usage_update named
         self._stopped = anyio.Event()
         self._env = {**os.environ, **config.env}
+        self._starting = "start"  # the step of the start under way, for its error messages
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -86,6 +99,7 @@ class AcpBackend:
         returncode: int | None = None
         stderr_tail = ""
         started = False
+        failure: AgentError | None = None
         try:
             await anyio.to_thread.run_sync(write_files, self._config.files)
             async with open_process_transport(spec) as proc:
@@ -101,12 +115,21 @@ class AcpBackend:
                 self._peer = peer
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(peer.run)
-                    state = await self._open_session(peer, resume_id)
-                    started = True
-                    task_status.started(state)
-                    await peer.wait_closed()
+                    try:
+                        state = await self._start(peer, resume_id)
+                    except AgentError as exc:
+                        # Raised below, outside the task group (which would wrap it), once the
+                        # process is gone and its exit status and last stderr are known.
+                        failure = exc
+                        await self._wait_exit_after(exc, proc)
+                    else:
+                        started = True
+                        task_status.started(state)
+                        await peer.wait_closed()
                     tg.cancel_scope.cancel()
             returncode, stderr_tail = proc.returncode, redact(proc.stderr_tail(), self._env)
+            if failure is not None:
+                raise self._start_failure(failure, proc.exited.is_set(), returncode, stderr_tail) from failure
         finally:
             self._stopped.set()
             if started:
@@ -117,8 +140,44 @@ class AcpBackend:
             return transport
         return RecordingTransport(transport, Path(self._record_dir) / f"{session_id}.{self.name}.jsonl")
 
+    async def _start(self, peer: JsonRpcPeer, resume_id: str | None) -> BackendState:
+        """Initialize the agent and open its session, within the agent's start timeout.
+
+        Raises:
+            AgentStartTimeout: no session in time; AgentError: the agent refused or went away.
+        """
+        timeout = self._config.start_timeout_seconds
+        with anyio.move_on_after(timeout if timeout is not None else math.inf):
+            return await self._open_session(peer, resume_id)
+        raise AgentStartTimeout(
+            f"agent {self.name!r} did not {self._starting} within {timeout:g} s",
+            data={"agent": self.name, "startTimeoutSeconds": timeout},
+        )
+
+    async def _wait_exit_after(self, failure: AgentError, proc: ProcessTransport) -> None:
+        """An agent that closed its output is usually exiting: let its exit status be known."""
+        if isinstance(failure.__cause__, ConnectionClosed):
+            with anyio.move_on_after(EXIT_WAIT_SECONDS):
+                await proc.exited.wait()
+
+    def _start_failure(self, failure: AgentError, exited: bool, returncode: int | None, stderr: str) -> AgentError:
+        """The error a failed start answers with: why, and the end of what the agent printed."""
+        tail = stderr.strip()[-STDERR_DETAIL_CHARS:]
+        hint = f"; its stderr ends with: {tail}" if tail else "; it wrote nothing to stderr"
+        data = {**(failure.data if isinstance(failure.data, dict) else {}), "agent": self.name, "stderrTail": tail}
+        if isinstance(failure, AgentStartTimeout):
+            return AgentStartTimeout(failure.message + hint, data=data)
+        if exited and isinstance(failure.__cause__, ConnectionClosed):
+            data["exitCode"] = returncode
+            return AgentExited(
+                f"agent {self.name!r} exited with status {returncode} before it could {self._starting}{hint}",
+                data=data,
+            )
+        return AgentError(failure.message + hint, data=data)
+
     async def _open_session(self, peer: JsonRpcPeer, resume_id: str | None) -> BackendState:
         try:
+            self._starting = "answer initialize"
             init = _object(
                 await peer.request(
                     methods.INITIALIZE,
@@ -131,15 +190,17 @@ class AcpBackend:
             )
             caps = _object(init.get("agentCapabilities"))
             resumable = resume_id if self._config.continue_sessions else None
+            self._starting = "continue its session"
             state = await self._continue_session(peer, caps, resumable) if resumable else None
             if state is None:
+                self._starting = "answer session/new"
                 result = _object(
                     await peer.request(methods.SESSION_NEW, {"cwd": self._cwd, "mcpServers": self._mcp_servers})
                 )
                 session_id = result.get("sessionId")
                 state = _state(result, "new", session_id if isinstance(session_id, str) else None)
         except (RpcError, ConnectionClosed) as exc:
-            raise AgentError(f"agent {self.name!r} failed to open a session: {exc}{self._stderr_hint()}") from exc
+            raise AgentError(f"agent {self.name!r} failed to open a session: {exc}") from exc
         state.agent_info = _object(init.get("agentInfo"))
         state.capabilities = caps
         self._backend_session_id = state.backend_session_id

@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 CANCEL_GRACE_SECONDS: Final = 5.0
 """How long an agent may take to answer a cancelled prompt before its process is stopped."""
 STDERR_EVENT_CHARS: Final = 4000
+MAX_EARLY_BYTES: Final = 16 * 1024 * 1024
+"""What an agent may send before its session is open (held in memory until then); past it, the start fails."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,10 @@ class SessionRuntime:
         self._backend: Backend | None = None
         self._backend_lock = anyio.Lock()
         self._early: list[JsonObject] | None = None  # while an agent starts: what it said before agent_started
+        self._early_bytes = 0
+        self._start_scope: anyio.CancelScope | None = None  # while an agent starts: aborts the start
+        self._start_abort: AcpdError | None = None
+        self._stopping = False  # the daemon is stopping the backend on purpose
         self._turn_lock = anyio.Lock()
         self._current: Turn | None = None
         self._queued = 0
@@ -131,7 +137,7 @@ class SessionRuntime:
     async def emit(self, message: JsonObject) -> None:
         if self._early is not None:
             # The agent spoke before its session/new answer was adopted: _acpd/agent_started first.
-            self._early.append(message)
+            self._hold_early(message)
             return
         params = message.get("params")
         update = params.get("update") if isinstance(params, dict) else None
@@ -139,6 +145,26 @@ class SessionRuntime:
             return
         self.log.append("agent", self._turn_number, message)
         await self.log.wait_capacity()
+
+    def _hold_early(self, message: JsonObject) -> None:
+        assert self._early is not None
+        self._early_bytes += len(jsonio.dumps(message))
+        if self._early_bytes > MAX_EARLY_BYTES:
+            self._early.clear()
+            self.abort_start(
+                AgentError(
+                    f"agent {self.doc['agent']!r} sent more than {MAX_EARLY_BYTES} bytes before opening its session",
+                    data={"agent": self.doc["agent"], "limit": MAX_EARLY_BYTES},
+                )
+            )
+            return
+        self._early.append(message)
+
+    def abort_start(self, error: AcpdError) -> None:
+        """Fail the agent start under way, if any, with ``error``; its process is stopped."""
+        if self._start_scope is not None and self._start_abort is None:
+            self._start_abort = error
+            self._start_scope.cancel()
 
     def _observe(self, update: JsonObject) -> bool:
         """Track what an update means for the turn and the session; False drops it."""
@@ -345,7 +371,7 @@ class SessionRuntime:
             {
                 "agent": self.doc["agent"],
                 "exitCode": returncode,
-                "expected": self._closing,
+                "expected": self._closing or self._stopping,
                 "stderrTail": stderr_tail[-STDERR_EVENT_CHARS:],
             },
         )
@@ -373,21 +399,25 @@ class SessionRuntime:
                 mcp_servers=list(self.doc.get("mcpServers") or []),
                 record_dir=self._deps.config.record_agents or None,
             )
-            self._early = []
+            self._early, self._early_bytes, self._start_abort = [], 0, None
             try:
                 state = await self._deps.task_group.start(self._run_backend, backend)
                 self._backend = backend
                 await self._adopt(state)
             finally:
                 early, self._early = self._early, None
+                self._start_scope = None
             for message in early:
                 await self.emit(message)
             return backend
 
     async def _run_backend(self, backend: Backend, *, task_status: TaskStatus[BackendState]) -> None:
-        started = _StartedFlag(task_status)
+        started = _StartedFlag(task_status, self)
         try:
-            await backend.run(self, resume_id=self.doc.get("backendSessionId"), task_status=started)
+            with anyio.CancelScope() as self._start_scope:
+                await backend.run(self, resume_id=self.doc.get("backendSessionId"), task_status=started)
+            if not started.done:
+                raise self._start_abort or AgentError(f"agent {self.doc['agent']!r} ended before it started")
         except Exception as exc:
             if not started.done:
                 raise
@@ -437,7 +467,11 @@ class SessionRuntime:
     async def stop_backend(self) -> None:
         backend = self._backend
         if backend is not None:
-            await backend.aclose()
+            self._stopping = True
+            try:
+                await backend.aclose()
+            finally:
+                self._stopping = False
             self._backend = None
 
     # -- settings --------------------------------------------------------------------------------
@@ -669,6 +703,7 @@ class SessionRuntime:
         if self._current is not None:
             self._current.request_stop()
         self.broker.cancel_all()
+        self.abort_start(SessionClosed(f"session {self.session_id} was closed while its agent started"))
         await self.stop_backend()
         if self._services_scope is not None:
             self._services_scope.cancel()
@@ -676,15 +711,18 @@ class SessionRuntime:
 
 
 class _StartedFlag:
-    """A TaskStatus that remembers whether ``started`` was called."""
+    """A TaskStatus that remembers whether ``started`` was called; from then on, the start can no
+    longer be aborted (the backend's run goes on under the runtime's own stop)."""
 
-    def __init__(self, inner: TaskStatus[BackendState]) -> None:
+    def __init__(self, inner: TaskStatus[BackendState], runtime: SessionRuntime) -> None:
         self._inner = inner
+        self._runtime = runtime
         self.done = False
 
     def started(self, value: BackendState | None = None) -> None:
         assert value is not None
         self.done = True
+        self._runtime._start_scope = None
         self._inner.started(value)
 
 
