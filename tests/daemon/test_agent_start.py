@@ -146,3 +146,15 @@ async def test_switching_agents_records_the_old_agents_exit_as_expected(
     assert response.status_code == 200, response.text
     exited = daemon_frames(await all_events(client, session["id"]), "_acpd/agent_exited")
     assert [(e["agent"], e["expected"]) for e in exited] == [("mock", True)]
+
+
+async def test_switching_agents_over_acp_records_the_old_agents_exit_as_expected(
+    manager: SessionManager, workdir: Path
+) -> None:
+    async with acp_client(manager) as client:
+        with anyio.fail_after(10):
+            sid = await client.start(str(workdir))
+            await client.request("session/set_config_option", {"sessionId": sid, "configId": "agent", "value": "other"})
+    records = await (await manager.runtime(sid)).history()
+    exited = [r.payload_object()["params"] for r in records if r.payload_object().get("method") == "_acpd/agent_exited"]
+    assert [(e["agent"], e["expected"]) for e in exited] == [("mock", True)]

@@ -11,15 +11,17 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import anyio
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 
 from acpd import __version__
 from acpd.adapters.base import BackendState, SessionHost
+from acpd.adapters.floods import FLOOD_WINDOW_SECONDS, MAX_INVALID_BYTES, MAX_INVALID_FRAMES, InvalidFrames, Verdict
 from acpd.adapters.secrets import redact
 from acpd.adapters.toolcalls import ToolCallLedger, usage_of, usage_update_for
 from acpd.config import AgentConfig
@@ -84,6 +86,10 @@ class AcpBackend:
         self._stopped = anyio.Event()
         self._env = {**os.environ, **config.env}
         self._starting = "start"  # the step of the start under way, for its error messages
+        self._invalid = InvalidFrames()
+        self._invalid_held = anyio.Event()  # set when an invalid frame waits for its summary
+        self._stop_reason: str | None = None  # why the daemon stopped a misbehaving agent
+        self._task_group: TaskGroup | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -114,7 +120,9 @@ class AcpBackend:
                 )
                 self._peer = peer
                 async with anyio.create_task_group() as tg:
+                    self._task_group = tg
                     tg.start_soon(peer.run)
+                    tg.start_soon(self._summarize_invalid)
                     try:
                         state = await self._start(peer, resume_id)
                     except AgentError as exc:
@@ -126,6 +134,7 @@ class AcpBackend:
                         started = True
                         task_status.started(state)
                         await peer.wait_closed()
+                    self._flush_invalid()
                     tg.cancel_scope.cancel()
             returncode, stderr_tail = proc.returncode, redact(proc.stderr_tail(), self._env)
             if failure is not None:
@@ -165,6 +174,8 @@ class AcpBackend:
         tail = stderr.strip()[-STDERR_DETAIL_CHARS:]
         hint = f"; its stderr ends with: {tail}" if tail else "; it wrote nothing to stderr"
         data = {**(failure.data if isinstance(failure.data, dict) else {}), "agent": self.name, "stderrTail": tail}
+        if self._stop_reason is not None:
+            return AgentError(self._stop_reason + hint, data=data)
         if isinstance(failure, AgentStartTimeout):
             return AgentStartTimeout(failure.message + hint, data=data)
         if exited and isinstance(failure.__cause__, ConnectionClosed):
@@ -236,7 +247,7 @@ class AcpBackend:
 
     def _live_peer(self) -> JsonRpcPeer:
         if self._peer is None or self._peer.closed:
-            raise AgentExited(f"agent {self.name!r} is not running{self._stderr_hint()}")
+            raise AgentExited(self._stop_reason or f"agent {self.name!r} is not running{self._stderr_hint()}")
         return self._peer
 
     async def prompt(self, prompt: list[JsonObject]) -> JsonObject:
@@ -250,7 +261,9 @@ class AcpBackend:
                 await peer.request(methods.SESSION_PROMPT, {"sessionId": self._backend_session_id, "prompt": prompt})
             )
         except ConnectionClosed as exc:
-            raise AgentExited(f"agent {self.name!r} exited during the turn{self._stderr_hint()}") from exc
+            raise AgentExited(
+                self._stop_reason or f"agent {self.name!r} exited during the turn{self._stderr_hint()}"
+            ) from exc
         finally:
             with anyio.CancelScope(shield=True):
                 if self._cancelled and self._proc is not None and self._config.stop_detached_on_cancel:
@@ -343,13 +356,67 @@ class AcpBackend:
         raise RpcError.method_not_found(method)
 
     def _on_invalid(self, frame: Frame, reason: str) -> None:
+        """Record invalid output, coalesced (see ``floods``); stop an agent that floods it."""
+        if self._stop_reason is not None:
+            return  # being stopped: what it still writes is not worth a record
         if isinstance(frame, FrameTooLong):
-            excerpt = f"<{frame.size} bytes>"
+            size, excerpt = frame.size, f"<{frame.size} bytes>"
         else:
-            excerpt = frame[:EXCERPT_CHARS].decode("utf-8", "replace")
-        self._require_host().record_error(
-            "AGENT_PROTOCOL_ERROR", f"agent {self.name!r} wrote an invalid frame: {reason}", {"excerpt": excerpt}
+            size, excerpt = len(frame), frame[:EXCERPT_CHARS].decode("utf-8", "replace")
+        verdict = self._invalid.add(size, excerpt, reason)
+        if verdict is Verdict.RECORD:
+            self._require_host().record_error(
+                "AGENT_PROTOCOL_ERROR",
+                f"agent {self.name!r} wrote an invalid frame: {reason}",
+                {"excerpt": excerpt, "count": 1, "bytes": size},
+            )
+        elif verdict is Verdict.HOLD:
+            self._invalid_held.set()
+        else:
+            self._stop_flooding()
+
+    def _flush_invalid(self) -> None:
+        """Record the invalid frames held since the last record, as one summary."""
+        held = self._invalid.take_summary()
+        if held is not None:
+            self._require_host().record_error(
+                "AGENT_PROTOCOL_ERROR",
+                f"agent {self.name!r} wrote {held.count} more invalid frame(s) ({held.bytes} bytes) since the last "
+                f"report; the first: {held.reason}",
+                {"excerpt": held.excerpt, "count": held.count, "bytes": held.bytes},
+            )
+
+    async def _summarize_invalid(self) -> None:
+        """Summarize held invalid frames at most every ``SUMMARY_SECONDS`` while the agent runs."""
+        while True:
+            await self._invalid_held.wait()
+            self._invalid_held = anyio.Event()
+            due = self._invalid.summary_due
+            if due is not None:
+                await anyio.sleep(max(0.0, due - time.monotonic()))
+                self._flush_invalid()
+
+    def _stop_flooding(self) -> None:
+        window = self._invalid.window
+        self._flush_invalid()
+        self._stop_reason = (
+            f"agent {self.name!r} was stopped: it wrote {window.count} invalid frames ({window.bytes} bytes) "
+            f"within {FLOOD_WINDOW_SECONDS:g} s (at most {MAX_INVALID_FRAMES} frames or {MAX_INVALID_BYTES} bytes)"
         )
+        self._require_host().record_error(
+            "AGENT_OUTPUT_FLOOD",
+            self._stop_reason,
+            {
+                "excerpt": window.excerpt,
+                "count": window.count,
+                "bytes": window.bytes,
+                "windowSeconds": FLOOD_WINDOW_SECONDS,
+                "maxFrames": MAX_INVALID_FRAMES,
+                "maxBytes": MAX_INVALID_BYTES,
+            },
+        )
+        if self._task_group is not None and self._peer is not None:
+            self._task_group.start_soon(self._peer.aclose)  # the turn (or the start) fails with the reason
 
     def _require_host(self) -> SessionHost:
         assert self._host is not None, "run() sets the host before the peer starts"
