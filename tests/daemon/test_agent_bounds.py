@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,12 @@ import pytest
 
 from acpd.adapters.floods import MAX_INVALID_FRAMES
 from acpd.config import AgentConfig, DaemonConfig
+from acpd.daemon.log import HIGH_WATER_BYTES, MAX_BATCH_BYTES, TAIL_BYTES, SessionLog
 from acpd.daemon.manager import SessionManager
 from acpd.daemon.session import MAX_EARLY_BYTES
+from acpd.protocol.events import EventRecord
+from acpd.store.base import SessionDoc
+from acpd.store.memory import MemoryEventStore
 
 from .helpers import all_events, daemon_frames, new_session
 
@@ -111,3 +116,32 @@ async def test_an_agent_saying_too_much_before_its_session_opens_fails_the_start
     assert response.status_code == 502
     assert f"more than {MAX_EARLY_BYTES} bytes before opening its session" in response.json()["detail"]
     assert (await client.get("/v1/sessions")).json()["items"] == []
+
+
+async def test_a_log_of_large_frames_holds_a_bounded_number_of_bytes_and_commits_them_in_bounded_batches() -> None:
+    store = MemoryEventStore()
+    log = SessionLog(store, "s", 0)
+    big = '"' + "x" * (1024 * 1024) + '"'  # one string shared by every record: the test itself stays small
+    largest_batch = 0
+    append = store.append
+
+    async def measured_append(records: Sequence[EventRecord], *, session: SessionDoc | None = None) -> None:
+        nonlocal largest_batch
+        largest_batch = max(largest_batch, sum(len(r.payload) for r in records))
+        await append(records, session=session)
+
+    store.append = measured_append  # type: ignore[method-assign]
+    held = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(log.run_flusher)
+        with anyio.fail_after(20):
+            for _ in range(300):
+                log.append("agent", 1, big)
+                await log.wait_capacity()  # as the agent's reader does
+                held.append(log.held_bytes)
+            await log.wait_committed(300)
+        log.close()
+    assert max(held) <= HIGH_WATER_BYTES + 2 * TAIL_BYTES + len(big)
+    assert log.held_bytes <= 2 * TAIL_BYTES + len(big)
+    assert largest_batch <= MAX_BATCH_BYTES
+    assert [r.seq for r in await log.read(0, 1000)] == list(range(1, 301))
