@@ -53,6 +53,8 @@ CLIENT_CAPABILITIES: Final[JsonObject] = {"fs": {"readTextFile": True, "writeTex
 EXCERPT_CHARS: Final = 200
 STDERR_DETAIL_CHARS: Final = 2000
 """How much of a failed agent's stderr its start error shows (redacted)."""
+MAX_AGENT_REQUESTS: Final = 128
+"""Requests an agent may have waiting on the daemon at once (permissions, fs, terminals); more are refused."""
 EXIT_WAIT_SECONDS: Final = 1.0
 """After an agent closed its output during its start, how long to wait for its exit status."""
 
@@ -116,6 +118,7 @@ class AcpBackend:
                     on_notification=self._on_notification,
                     on_invalid=self._on_invalid,
                     answer_invalid=False,
+                    max_incoming=MAX_AGENT_REQUESTS,
                     name=f"agent:{self.name}",
                 )
                 self._peer = peer

@@ -22,6 +22,9 @@ UNKNOWN_CONTEXT_SIZE_TOKENS: Final = 1_048_576
 reports tokens only in its answer says nothing of it; Gemini CLI assumes this for its models)."""
 _CALL_FIELDS: Final = ("title", "kind", "status", "content", "locations", "rawInput", "rawOutput")
 DEFAULT_TITLE: Final = "Tool call"
+MAX_TRACKED_CALLS: Final = 10_000
+"""Tool calls remembered per session; past it the oldest are forgotten, closed ones first (a late
+report of a forgotten call is announced anew rather than dropped)."""
 
 
 class ToolCallLedger:
@@ -85,6 +88,20 @@ class ToolCallLedger:
             self._status[call_id] = status
         else:
             self._status.setdefault(call_id, "pending")
+        if len(self._status) > MAX_TRACKED_CALLS:
+            self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        # Down to three quarters at once, so an agent making calls forever pays this rarely.
+        excess = len(self._status) - MAX_TRACKED_CALLS * 3 // 4
+        closed = [call_id for call_id, status in self._status.items() if status in FINAL][:excess]
+        oldest_open = [call_id for call_id in self._status if self._status[call_id] not in FINAL]
+        for call_id in closed + oldest_open[: excess - len(closed)]:
+            del self._status[call_id]
+
+    def __len__(self) -> int:
+        """How many tool calls are remembered."""
+        return len(self._status)
 
 
 def _marked(update: JsonObject, how: str, why: str) -> JsonObject:
