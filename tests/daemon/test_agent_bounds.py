@@ -11,7 +11,7 @@ import anyio
 import httpx
 import pytest
 
-from acpd.adapters.floods import MAX_INVALID_FRAMES
+from acpd.adapters.floods import MAX_INVALID_FRAMES, MAX_UNSOLICITED_FRAMES
 from acpd.config import AgentConfig, DaemonConfig
 from acpd.daemon.log import HIGH_WATER_BYTES, MAX_BATCH_BYTES, TAIL_BYTES, SessionLog
 from acpd.daemon.manager import SessionManager
@@ -20,7 +20,7 @@ from acpd.protocol.events import EventRecord
 from acpd.store.base import SessionDoc
 from acpd.store.memory import MemoryEventStore
 
-from .helpers import all_events, daemon_frames, new_session
+from .helpers import all_events, daemon_frames, new_session, wait_for_frame
 
 pytestmark = pytest.mark.anyio
 
@@ -34,11 +34,30 @@ EARLY_FLOOD = (
     "time.sleep(600)\n"
 )
 
+IDLE_FLOOD = (
+    "import json, sys, time\n"
+    "def send(message):\n"
+    "    sys.stdout.write(json.dumps(message) + '\\n')\n"
+    "    sys.stdout.flush()\n"
+    "answers = {'initialize': {'protocolVersion': 1}, 'session/new': {'sessionId': 's'},\n"
+    "           'session/prompt': {'stopReason': 'end_turn'}}\n"
+    "for line in sys.stdin:\n"
+    "    request = json.loads(line)\n"
+    "    if 'id' in request:\n"
+    "        send({'jsonrpc': '2.0', 'id': request['id'], 'result': answers.get(request['method'], {})})\n"
+    "    if request.get('method') == 'session/prompt':\n"
+    "        time.sleep(0.5)  # the turn is over: what follows, nobody asked for\n"
+    "        noise = json.dumps({'jsonrpc': '2.0', 'method': '_vendor/noise', 'params': {}}) + '\\n'\n"
+    "        sys.stdout.write(noise * 5000)\n"
+    "        sys.stdout.flush()\n"
+)
+
 
 @pytest.fixture
 def config(tmp_path: Path) -> DaemonConfig:
     agents = {
         "garbled-start": AgentConfig(command="sh", args=("-c", f"yes not-json | head -n 5000; exec {MOCK}")),
+        "idle-flood": AgentConfig(command=sys.executable, args=("-c", IDLE_FLOOD)),
         "chatty-start": AgentConfig(command=sys.executable, args=("-c", EARLY_FLOOD), start_timeout_seconds=60),
     }
     return DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", agents=agents)
@@ -145,3 +164,18 @@ async def test_a_log_of_large_frames_holds_a_bounded_number_of_bytes_and_commits
     assert log.held_bytes <= 2 * TAIL_BYTES + len(big)
     assert largest_batch <= MAX_BATCH_BYTES
     assert [r.seq for r in await log.read(0, 1000)] == list(range(1, 301))
+
+
+async def test_an_agent_sending_a_flood_of_messages_outside_a_turn_is_stopped(
+    client: httpx.AsyncClient, manager: SessionManager, workdir: Path
+) -> None:
+    session = await new_session(client, workdir, agent="idle-flood")
+    with anyio.fail_after(20):
+        answer = await client.post(f"/v1/sessions/{session['id']}/prompt", json={"prompt": "hi"})
+        assert answer.json()["stopReason"] == "end_turn"
+        await wait_for_frame(manager, session["id"], "_acpd/agent_exited")
+    events = await all_events(client, session["id"])
+    floods = [e for e in daemon_frames(events, "_acpd/error") if e["code"] == "AGENT_OUTPUT_FLOOD"]
+    assert [(f["data"]["kind"], f["data"]["method"]) for f in floods] == [("unsolicited", "_vendor/noise")]
+    assert "outside a turn" in floods[0]["message"]
+    assert len(events) < MAX_UNSOLICITED_FRAMES + 20

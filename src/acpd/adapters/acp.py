@@ -21,7 +21,15 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from acpd import __version__
 from acpd.adapters.base import BackendState, SessionHost
-from acpd.adapters.floods import FLOOD_WINDOW_SECONDS, MAX_INVALID_BYTES, MAX_INVALID_FRAMES, InvalidFrames, Verdict
+from acpd.adapters.floods import (
+    FLOOD_WINDOW_SECONDS,
+    MAX_INVALID_BYTES,
+    MAX_INVALID_FRAMES,
+    MAX_UNSOLICITED_FRAMES,
+    FrameRate,
+    InvalidFrames,
+    Verdict,
+)
 from acpd.adapters.secrets import redact
 from acpd.adapters.toolcalls import ToolCallLedger, usage_of, usage_update_for
 from acpd.config import AgentConfig
@@ -90,6 +98,8 @@ class AcpBackend:
         self._starting = "start"  # the step of the start under way, for its error messages
         self._invalid = InvalidFrames()
         self._invalid_held = anyio.Event()  # set when an invalid frame waits for its summary
+        self._unsolicited = FrameRate(MAX_UNSOLICITED_FRAMES)  # what it sends outside a turn
+        self._in_turn = False
         self._stop_reason: str | None = None  # why the daemon stopped a misbehaving agent
         self._task_group: TaskGroup | None = None
 
@@ -259,6 +269,7 @@ class AcpBackend:
         self._cancelled = False
         self._usage_reported = False
         result: JsonObject = {}
+        self._in_turn = True
         try:
             result = _object(
                 await peer.request(methods.SESSION_PROMPT, {"sessionId": self._backend_session_id, "prompt": prompt})
@@ -268,6 +279,7 @@ class AcpBackend:
                 self._stop_reason or f"agent {self.name!r} exited during the turn{self._stderr_hint()}"
             ) from exc
         finally:
+            self._in_turn = False
             with anyio.CancelScope(shield=True):
                 if self._cancelled and self._proc is not None and self._config.stop_detached_on_cancel:
                     # codex-acp answers a cancel but leaves the command running in its own session.
@@ -318,6 +330,8 @@ class AcpBackend:
     async def _on_notification(self, method: str, params: JsonValue, message: JsonObject) -> None:
         if self._replaying and method == methods.SESSION_UPDATE:
             return
+        if not self._solicited(method):
+            return
         host = self._require_host()
         if isinstance(params, dict) and "sessionId" in params:
             params["sessionId"] = host.session_id
@@ -345,6 +359,8 @@ class AcpBackend:
 
     async def _on_request(self, method: str, params: JsonValue, message: JsonObject) -> JsonValue:
         host = self._require_host()
+        if not self._solicited(method):
+            raise AgentExited(self._stop_reason or "stopped")
         if method == methods.SESSION_REQUEST_PERMISSION:
             if isinstance(params, dict):
                 params["sessionId"] = host.session_id
@@ -376,7 +392,7 @@ class AcpBackend:
         elif verdict is Verdict.HOLD:
             self._invalid_held.set()
         else:
-            self._stop_flooding()
+            self._stop_invalid_flood()
 
     def _flush_invalid(self) -> None:
         """Record the invalid frames held since the last record, as one summary."""
@@ -399,17 +415,33 @@ class AcpBackend:
                 await anyio.sleep(max(0.0, due - time.monotonic()))
                 self._flush_invalid()
 
-    def _stop_flooding(self) -> None:
+    def _solicited(self, method: str) -> bool:
+        """False for what an agent being stopped still sends, and for the message that makes what
+        it sends outside a turn (when nobody asked it anything) a flood; that one stops it."""
+        if self._stop_reason is not None:
+            return False
+        if self._in_turn or not self._unsolicited.add():
+            return True
+        self._stop_flooding(
+            f"it sent more than {MAX_UNSOLICITED_FRAMES} messages outside a turn within {FLOOD_WINDOW_SECONDS:g} s",
+            {
+                "kind": "unsolicited",
+                "method": method,
+                "count": self._unsolicited.count,
+                "windowSeconds": FLOOD_WINDOW_SECONDS,
+                "maxFrames": MAX_UNSOLICITED_FRAMES,
+            },
+        )
+        return False
+
+    def _stop_invalid_flood(self) -> None:
         window = self._invalid.window
         self._flush_invalid()
-        self._stop_reason = (
-            f"agent {self.name!r} was stopped: it wrote {window.count} invalid frames ({window.bytes} bytes) "
-            f"within {FLOOD_WINDOW_SECONDS:g} s (at most {MAX_INVALID_FRAMES} frames or {MAX_INVALID_BYTES} bytes)"
-        )
-        self._require_host().record_error(
-            "AGENT_OUTPUT_FLOOD",
-            self._stop_reason,
+        self._stop_flooding(
+            f"it wrote {window.count} invalid frames ({window.bytes} bytes) within {FLOOD_WINDOW_SECONDS:g} s "
+            f"(at most {MAX_INVALID_FRAMES} frames or {MAX_INVALID_BYTES} bytes)",
             {
+                "kind": "invalid",
                 "excerpt": window.excerpt,
                 "count": window.count,
                 "bytes": window.bytes,
@@ -418,8 +450,13 @@ class AcpBackend:
                 "maxBytes": MAX_INVALID_BYTES,
             },
         )
+
+    def _stop_flooding(self, what: str, data: JsonObject) -> None:
+        """Record why, and stop the agent: the turn (or the start) under way fails with the reason."""
+        self._stop_reason = f"agent {self.name!r} was stopped: {what}"
+        self._require_host().record_error("AGENT_OUTPUT_FLOOD", self._stop_reason, data)
         if self._task_group is not None and self._peer is not None:
-            self._task_group.start_soon(self._peer.aclose)  # the turn (or the start) fails with the reason
+            self._task_group.start_soon(self._peer.aclose)
 
     def _require_host(self) -> SessionHost:
         assert self._host is not None, "run() sets the host before the peer starts"

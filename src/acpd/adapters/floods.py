@@ -19,6 +19,8 @@ SUMMARY_SECONDS: Final = 1.0
 FLOOD_WINDOW_SECONDS: Final = 10.0
 MAX_INVALID_FRAMES: Final = 1000
 """Invalid frames an agent may write within ``FLOOD_WINDOW_SECONDS`` before it is stopped."""
+MAX_UNSOLICITED_FRAMES: Final = 1000
+"""Messages an agent may send outside a turn (when nobody asked it anything) within the window."""
 MAX_INVALID_BYTES: Final = 64 * 1024 * 1024
 """Bytes of invalid frames (too-long lines count their full size) within the window before it is stopped:
 two lines over the 32 MiB line limit pass, a stream of them does not."""
@@ -85,3 +87,21 @@ class InvalidFrames:
         held, self._held = self._held, Batch()
         self._quiet_until = self._clock() + SUMMARY_SECONDS
         return held
+
+
+class FrameRate:
+    """Counts frames in windows of ``FLOOD_WINDOW_SECONDS``: ``add`` says when one is too many."""
+
+    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._limit = limit
+        self._clock = clock
+        self._window_start = -float("inf")
+        self.count = 0
+
+    def add(self) -> bool:
+        """Count one frame; True when the window now holds more than the limit."""
+        now = self._clock()
+        if now - self._window_start >= FLOOD_WINDOW_SECONDS:
+            self._window_start, self.count = now, 0
+        self.count += 1
+        return self.count > self._limit
