@@ -3,7 +3,9 @@
 The daemon is the agent's ACP client. This module spawns the command, negotiates the session
 (``session/load`` or ``session/resume`` when the agent offers them and there is one to continue),
 forwards turns and settings, and hands everything the agent says to the ``SessionHost``. It must
-not decide policy (permissions, limits) nor persist anything: that is the daemon's job.
+not decide policy (permissions, limits) nor persist anything: that is the daemon's job. What it
+does bound is what a misbehaving agent costs: a start that hangs (``startTimeoutSeconds``), invalid
+output and messages nobody asked for (``floods``), requests it leaves waiting on the daemon.
 """
 
 from __future__ import annotations
