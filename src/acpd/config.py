@@ -28,6 +28,51 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
+class FsCapabilities(_Frozen):
+    read_text_file: bool | None = Field(default=None, alias="readTextFile")
+    write_text_file: bool | None = Field(default=None, alias="writeTextFile")
+
+
+class ClientCapabilities(_Frozen):
+    """What acpd offers an agent at ``initialize``: its file reads and writes (confined to the
+    session's workspace) and terminals. ``None`` means "not said here": a preset's value, else on."""
+
+    fs: FsCapabilities = Field(default_factory=FsCapabilities)
+    terminal: bool | None = None
+
+    def over(self, base: ClientCapabilities) -> ClientCapabilities:
+        """These capabilities, with what they leave unsaid taken from ``base``."""
+        return ClientCapabilities(
+            fs=FsCapabilities(
+                read_text_file=_said(self.fs.read_text_file, base.fs.read_text_file),
+                write_text_file=_said(self.fs.write_text_file, base.fs.write_text_file),
+            ),
+            terminal=_said(self.terminal, base.terminal),
+        )
+
+    def offers(self, method: str) -> bool:
+        """Whether an agent's ``fs/*`` or ``terminal/*`` call is one of the services offered."""
+        if method.startswith("terminal/"):
+            return self.terminal is not False
+        if method == "fs/read_text_file":
+            return self.fs.read_text_file is not False
+        if method == "fs/write_text_file":
+            return self.fs.write_text_file is not False
+        return False
+
+    def to_wire(self) -> dict[str, Any]:
+        """ACP's ``clientCapabilities``: every capability acpd has, on unless turned off."""
+        fs = {
+            "readTextFile": self.fs.read_text_file is not False,
+            "writeTextFile": self.fs.write_text_file is not False,
+        }
+        return {"fs": fs, "terminal": self.terminal is not False}
+
+
+def _said(value: bool | None, default: bool | None) -> bool | None:
+    return default if value is None else value
+
+
 class AgentConfig(_Frozen):
     """How to start one backend."""
 
@@ -61,6 +106,9 @@ class AgentConfig(_Frozen):
     """Set on agents that come with acpd or that acpd installed (``acpd agents install``)."""
     files: Mapping[str, str] = Field(default_factory=dict)
     """Files written (path → text) before the agent starts, such as a preset's settings."""
+    client_capabilities: ClientCapabilities = Field(default_factory=ClientCapabilities, alias="clientCapabilities")
+    """What acpd offers the agent at ``initialize`` (on top of its preset's): turn off a service the
+    agent mishandles, and the agent uses its own instead."""
 
     @model_validator(mode="after")
     def _known_preset(self) -> AgentConfig:
@@ -179,6 +227,9 @@ class DaemonConfig(_Frozen):
             stop_detached_on_cancel=agent.stop_detached_on_cancel and preset.stop_detached_on_cancel,
             installed=installed and not agent.command,
             files={str(preset_dir(preset, agents_dir) / name): text for name, text in preset.files.items()},
+            client_capabilities=agent.client_capabilities.over(
+                ClientCapabilities.model_validate(preset.client_capabilities)
+            ),
         )
 
 

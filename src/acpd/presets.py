@@ -60,6 +60,9 @@ class Preset:
     """False when the agent keeps running after its stdin ends (it is sent SIGTERM at once)."""
     stop_detached_on_cancel: bool = True
     """False when the agent stops its own commands on cancel and detaches some on purpose."""
+    client_capabilities: Mapping[str, object] = field(default_factory=dict)
+    """What acpd offers the agent at ``initialize``, in ACP's ``clientCapabilities`` shape; what
+    it leaves out is offered (acpd's workspace-confined file reads and writes, and terminals)."""
     needs_node: bool = True
     notes: str = ""
 
@@ -221,6 +224,10 @@ PRESETS: Final[Mapping[str, Preset]] = {
             credential_variables=("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS"),
             credential_files=("~/.gemini/oauth_creds.json",),
             route_model=_gemini_route,
+            # gemini-cli 0.61 reads a file through the client before writing it and takes the "not
+            # found" answer for a new file as a failure: it reads with its own tools (confined to
+            # the session's workspace by gemini itself) and writes through acpd.
+            client_capabilities={"fs": {"readTextFile": False}},
             # gemini-cli 0.61's session/load fails and overwrites the chat it was asked to load.
             continue_sessions=False,
         ),

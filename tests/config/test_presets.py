@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import pytest
 
+from acpd.cli import load_config
 from acpd.config import AgentConfig, DaemonConfig
 from acpd.presets import PLACEHOLDER_KEY, PRESETS, preset_program
 
@@ -132,3 +134,31 @@ def test_only_agents_that_leave_cancelled_commands_running_get_them_stopped(tmp_
     agents = DaemonConfig(agents_dir=str(tmp_path)).all_agents()
     assert agents["codex"].stop_detached_on_cancel
     assert not agents["claude"].stop_detached_on_cancel  # it detaches background servers on purpose
+
+
+def test_gemini_is_offered_file_writes_and_terminals_but_reads_files_itself(tmp_path: Path) -> None:
+    gemini = DaemonConfig(agents_dir=str(tmp_path)).all_agents()["gemini"]
+    assert gemini.client_capabilities.to_wire() == {
+        "fs": {"readTextFile": False, "writeTextFile": True},
+        "terminal": True,
+    }
+    for name in ("claude", "codex", "opencode"):
+        offered = DaemonConfig(agents_dir=str(tmp_path)).all_agents()[name].client_capabilities.to_wire()
+        assert offered == {"fs": {"readTextFile": True, "writeTextFile": True}, "terminal": True}, name
+
+
+def test_client_capabilities_set_in_the_toml_override_only_what_they_say(tmp_path: Path) -> None:
+    toml = tmp_path / "acpd.toml"
+    toml.write_text(
+        "[agents.gemini]\nclientCapabilities = { fs = { writeTextFile = false }, terminal = false }\n"
+        "[agents.mine]\ncommand = 'mine'\nclientCapabilities = { fs = { readTextFile = false } }\n"
+    )
+    agents = load_config(argparse.Namespace(config=str(toml), agents_dir=str(tmp_path)), {}).all_agents()
+    assert agents["gemini"].client_capabilities.to_wire() == {
+        "fs": {"readTextFile": False, "writeTextFile": False},
+        "terminal": False,
+    }
+    assert agents["mine"].client_capabilities.to_wire() == {
+        "fs": {"readTextFile": False, "writeTextFile": True},
+        "terminal": True,
+    }

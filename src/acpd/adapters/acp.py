@@ -39,7 +39,6 @@ from acpd.transports.recording import RecordingTransport
 
 logger = logging.getLogger(__name__)
 
-CLIENT_CAPABILITIES: Final[JsonObject] = {"fs": {"readTextFile": True, "writeTextFile": True}, "terminal": True}
 EXCERPT_CHARS: Final = 200
 
 
@@ -124,7 +123,7 @@ class AcpBackend:
                     methods.INITIALIZE,
                     {
                         "protocolVersion": methods.PROTOCOL_VERSION,
-                        "clientCapabilities": CLIENT_CAPABILITIES,
+                        "clientCapabilities": self._config.client_capabilities.to_wire(),
                         "clientInfo": {"name": "acpd", "version": __version__},
                     },
                 )
@@ -275,7 +274,7 @@ class AcpBackend:
                 if announced is not None:
                     await self._emit_update(announced)
             return await host.request_permission(message)
-        if method.startswith(("fs/", "terminal/")):
+        if method.startswith(("fs/", "terminal/")) and self._config.client_capabilities.offers(method):
             if not isinstance(params, dict):
                 raise RpcError.invalid_params("params must be an object")
             return await host.client_request(method, params)
