@@ -1,19 +1,22 @@
 """Leaf module: configuration as frozen data. ``cli`` reads argv, the environment and the TOML file,
 and passes a ``DaemonConfig`` down. Expanding a preset into the command to run looks at the
-environment and at whether acpd installed it (``all_agents``); nothing here writes or runs anything.
+environment and at whether acpd installed it (``all_agents``); ``missing_sandbox`` looks on PATH
+and in the agent's own config file. Nothing here writes or runs anything.
 Imports only pydantic, the stdlib and ``presets``."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from acpd.presets import PRESETS, Preset, fill_dir, preset_dir, preset_env, preset_program
+from acpd.presets import PRESETS, Preset, Sandbox, fill_dir, preset_dir, preset_env, preset_program
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 4520
@@ -245,6 +248,70 @@ def _is_root() -> bool:
 
 def preset_of(agent: AgentConfig) -> Preset | None:
     return PRESETS[agent.preset] if agent.preset is not None else None
+
+
+def missing_sandbox(agent: AgentConfig, env: Mapping[str, str]) -> str | None:
+    """Why a preset agent's commands would all fail here: its sandbox program is missing and the
+    user has not turned the sandbox off. None when nothing is missing. Reads PATH and a file."""
+    preset = preset_of(agent)
+    sandbox = preset.sandbox if preset is not None else None
+    if sandbox is None:
+        return None
+    if shutil.which(sandbox.program, path=env.get("PATH", os.defpath)) is not None:
+        return None
+    program = shutil.which(agent.command, path=env.get("PATH", os.defpath)) or agent.command
+    if (Path(program).parent / sandbox.bundled).is_file():
+        return None
+    if _sandbox_setting(sandbox, agent.args, env) == sandbox.off:
+        return None
+    return (
+        f"{sandbox.program} not found on PATH: {sandbox.install}, or run {agent.preset}'s commands without"
+        f' its sandbox: args = ["-c", \'{sandbox.setting}="{sandbox.off}"\'] in [agents.{agent.preset}]'
+    )
+
+
+def _sandbox_setting(sandbox: Sandbox, args: tuple[str, ...], env: Mapping[str, str]) -> object:
+    """The sandbox setting in effect: the last ``-c`` override of it, else the agent's config file."""
+    value: object = None
+    for key, raw in _config_overrides(args):
+        if key == sandbox.setting:
+            value = _toml_value(raw)
+    if value is not None:
+        return value
+    home = env.get(sandbox.home_variable)
+    path = Path(home) / Path(sandbox.config_file).name if home else Path(_home(env), sandbox.config_file[2:])
+    try:
+        return tomllib.loads(path.read_text()).get(sandbox.setting)
+    except (OSError, ValueError):
+        return None
+
+
+def _config_overrides(args: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The ``key=value`` pairs of ``-c``/``--config`` arguments, in order."""
+    pairs = []
+    for index, arg in enumerate(args):
+        if arg in ("-c", "--config") and index + 1 < len(args):
+            pair = args[index + 1]
+        elif arg.startswith("--config="):
+            pair = arg.removeprefix("--config=")
+        else:
+            continue
+        key, equals, raw = pair.partition("=")
+        if equals:
+            pairs.append((key.strip(), raw.strip()))
+    return pairs
+
+
+def _toml_value(raw: str) -> object:
+    # As Codex reads it: TOML if it parses, else the raw string.
+    try:
+        return tomllib.loads(f"value = {raw}")["value"]
+    except ValueError:
+        return raw
+
+
+def _home(env: Mapping[str, str]) -> str:
+    return env.get("HOME") or str(Path.home())
 
 
 def builtin_agents(data_dir: Path) -> dict[str, AgentConfig]:

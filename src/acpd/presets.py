@@ -29,6 +29,28 @@ ModelRoute = Callable[[str, Mapping[str, str]], tuple[_Env, tuple[str, ...]]]
 
 
 @dataclass(frozen=True, slots=True)
+class Sandbox:
+    """A program an agent runs its commands under, and the setting that turns that sandbox off.
+
+    Without the program every command the agent runs fails, unless the user turned the sandbox off
+    (an explicit choice: commands then run unconfined, as the user)."""
+
+    program: str
+    """Looked up on PATH, then at ``bundled`` next to the agent's program."""
+    install: str
+    """How to install it, for the reason shown when it is missing."""
+    bundled: str
+    setting: str
+    """The agent's config key (``-c key=value`` or its config file) that selects the sandbox."""
+    off: str
+    """The value of ``setting`` that runs commands without the sandbox."""
+    config_file: str
+    """The agent's own config file (``~`` is the home directory), where ``setting`` may be too."""
+    home_variable: str
+    """The variable that moves ``config_file``'s directory."""
+
+
+@dataclass(frozen=True, slots=True)
 class Preset:
     name: str
     description: str
@@ -63,6 +85,7 @@ class Preset:
     client_capabilities: Mapping[str, object] = field(default_factory=dict)
     """What acpd offers the agent at ``initialize``, in ACP's ``clientCapabilities`` shape; what
     it leaves out is offered (acpd's workspace-confined file reads and writes, and terminals)."""
+    sandbox: Sandbox | None = None
     needs_node: bool = True
     notes: str = ""
 
@@ -203,6 +226,17 @@ PRESETS: Final[Mapping[str, Preset]] = {
             # a login (``codex login``) or a model URL counts.
             credential_files=("~/.codex/auth.json",),
             route_model=_codex_route,
+            # codex-acp's default (workspace-write) runs every command under bubblewrap and panics
+            # (exit 101) on each one when there is none.
+            sandbox=Sandbox(
+                program="bwrap",
+                install="install bubblewrap (Debian: apt install bubblewrap)",
+                bundled="codex-resources/bwrap",
+                setting="sandbox_mode",
+                off="danger-full-access",
+                config_file="~/.codex/config.toml",
+                home_variable="CODEX_HOME",
+            ),
             exits_on_stdin_close=False,
             needs_node=False,
         ),

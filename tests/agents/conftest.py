@@ -33,16 +33,34 @@ OPENCODE_PERMISSIONS = '{"permission": {"bash": "ask", "edit": "ask"}}'
 
 def require_agent(name: str) -> None:
     if not preset_program(PRESETS[name], AGENTS_DIR).is_file():
-        message = f"{name} is not installed in {AGENTS_DIR}: run scripts/setup-agents"
-        if REQUIRED:
-            pytest.fail(message)
-        pytest.skip(message)
+        _missing(f"{name} is not installed in {AGENTS_DIR}: run scripts/setup-agents")
+    if name == "codex" and REQUIRED:
+        require_codex_sandbox()  # CI tests Codex as it runs by default: sandboxed
+
+
+def require_codex_sandbox() -> None:
+    """For tests of Codex under its own sandbox (workspace-write), which needs bubblewrap.
+
+    Without it the other Codex tests run with the sandbox turned off (``codex_config``), the
+    explicit opt-in acpd accepts; only what exists solely under the sandbox is skipped.
+    """
+    if not shutil.which("bwrap"):
+        _missing(
+            "bwrap not found on PATH: Codex's sandbox needs it; install bubblewrap (Debian: apt install bubblewrap)"
+        )
+
+
+def _missing(message: str) -> None:
+    if REQUIRED:
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def codex_config(*, ask: bool) -> str:
     """Codex asks before every command (``untrusted``) when ``ask``; its modes exist only without it.
 
-    Codex sandboxes commands with bubblewrap; without it, they run unsandboxed.
+    Codex sandboxes commands with bubblewrap; without it, they run unsandboxed (which acpd
+    accepts only when asked explicitly, as here).
     """
     settings = []
     if ask:

@@ -21,7 +21,7 @@ from acpd import __version__
 from acpd.adapters.base import BackendState, SessionHost
 from acpd.adapters.secrets import redact
 from acpd.adapters.toolcalls import ToolCallLedger, usage_of, usage_update_for
-from acpd.config import AgentConfig
+from acpd.config import AgentConfig, missing_sandbox
 from acpd.errors import AgentError, AgentExited, AgentUnavailable, ConnectionClosed, RpcError
 from acpd.protocol import jsonrpc, methods
 from acpd.protocol.framing import Frame, FrameTooLong
@@ -86,6 +86,9 @@ class AcpBackend:
         stderr_tail = ""
         started = False
         try:
+            # Refused here, not after every command the agent runs has failed.
+            if (sandbox := await anyio.to_thread.run_sync(missing_sandbox, self._config, self._env)) is not None:
+                raise AgentUnavailable(f"agent {self.name!r} cannot run commands: {sandbox}")
             await anyio.to_thread.run_sync(write_files, self._config.files)
             async with open_process_transport(spec) as proc:
                 self._proc = proc
