@@ -76,6 +76,19 @@ def _said(value: bool | None, default: bool | None) -> bool | None:
     return default if value is None else value
 
 
+class PrivateHome(_Frozen):
+    """A home directory of the agent's own that acpd prepares before starting it (a preset's
+    ``Home``, resolved): ``settings`` merged over the user's own settings file, and the rest of the
+    user's config directory linked in."""
+
+    path: str
+    config_dir: str
+    settings_file: str
+    user_home: str
+    """The user's home, whose ``config_dir`` is merged and linked."""
+    settings: Mapping[str, Any]
+
+
 class AgentConfig(_Frozen):
     """How to start one backend."""
 
@@ -109,6 +122,8 @@ class AgentConfig(_Frozen):
     """Set on agents that come with acpd or that acpd installed (``acpd agents install``)."""
     files: Mapping[str, str] = Field(default_factory=dict)
     """Files written (path → text) before the agent starts, such as a preset's settings."""
+    home: PrivateHome | None = None
+    """A home of the agent's own that acpd prepares before it starts (set from a preset)."""
     client_capabilities: ClientCapabilities = Field(default_factory=ClientCapabilities, alias="clientCapabilities")
     """What acpd offers the agent at ``initialize`` (on top of its preset's): turn off a service the
     agent mishandles, and the agent uses its own instead."""
@@ -217,6 +232,9 @@ class DaemonConfig(_Frozen):
             routed_env, routed_args = preset.route_model(url, seen)
             env.update(fill_dir(routed_env, preset_dir(preset, agents_dir)))
             args = (*args, *routed_args)
+        home = _private_home(preset, preset_dir(preset, agents_dir), seen, routed=bool(url), chosen=agent.env)
+        if home is not None and preset.home is not None:
+            env[preset.home.variable] = home.path
         return AgentConfig(
             preset=agent.preset,
             command=agent.command or (str(program) if installed else preset.path_command),
@@ -230,10 +248,38 @@ class DaemonConfig(_Frozen):
             stop_detached_on_cancel=agent.stop_detached_on_cancel and preset.stop_detached_on_cancel,
             installed=installed and not agent.command,
             files={str(preset_dir(preset, agents_dir) / name): text for name, text in preset.files.items()},
+            home=home,
             client_capabilities=agent.client_capabilities.over(
                 ClientCapabilities.model_validate(preset.client_capabilities)
             ),
         )
+
+
+def _private_home(
+    preset: Preset, directory: Path, seen: Mapping[str, str], *, routed: bool, chosen: Mapping[str, str]
+) -> PrivateHome | None:
+    """The preset's home of its own, unless the agent's own env chose a home for it."""
+    spec = preset.home
+    if spec is None or spec.variable in chosen:
+        return None
+    settings = merged(spec.switches, spec.routed_switches) if routed else dict(spec.switches)
+    return PrivateHome(
+        path=str(directory / "home"),
+        config_dir=spec.config_dir,
+        settings_file=spec.settings_file,
+        # The user's own home for the agent, if they set one for the daemon, else theirs.
+        user_home=seen.get(spec.variable) or _home(seen),
+        settings=settings,
+    )
+
+
+def merged(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``top`` on top, objects merged key by key (``top`` wins elsewhere)."""
+    out = dict(base)
+    for key, value in top.items():
+        below = out.get(key)
+        out[key] = merged(below, value) if isinstance(below, Mapping) and isinstance(value, Mapping) else value
+    return out
 
 
 def default_data_dir(env: Mapping[str, str]) -> Path:

@@ -19,6 +19,7 @@ from anyio.abc import TaskStatus
 
 from acpd import __version__
 from acpd.adapters.base import BackendState, SessionHost
+from acpd.adapters.homes import prepare_home
 from acpd.adapters.secrets import redact
 from acpd.adapters.toolcalls import ToolCallLedger, usage_of, usage_update_for
 from acpd.config import AgentConfig, missing_sandbox
@@ -90,6 +91,7 @@ class AcpBackend:
             if (sandbox := await anyio.to_thread.run_sync(missing_sandbox, self._config, self._env)) is not None:
                 raise AgentUnavailable(f"agent {self.name!r} cannot run commands: {sandbox}")
             await anyio.to_thread.run_sync(write_files, self._config.files)
+            await anyio.to_thread.run_sync(prepare_home, self._config.home)
             async with open_process_transport(spec) as proc:
                 self._proc = proc
                 peer = JsonRpcPeer(
