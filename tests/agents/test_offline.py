@@ -5,6 +5,10 @@ the daemon and everything it starts, through a whole ACP session: initialize, se
 whose tool call writes a file, and session/close. Any DNS lookup, or any connection outside
 loopback, fails the test with the program and the address (and the name, where it was written).
 Inside ``unshare -n`` (scripts/test) nothing could leave anyway; this proves nothing tried.
+
+The agents run from an agents directory like a user's own (not root's, or under the temp dir): a
+settings file acpd writes there must work for a user too (gemini-cli ignores a system settings file
+anywhere but in root-owned directories).
 """
 
 from __future__ import annotations
