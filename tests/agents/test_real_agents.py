@@ -105,6 +105,23 @@ async def test_over_rest_the_agent_asks_permission_runs_the_tool_replies_and_rep
 
 
 @pytest.mark.parametrize("agent", AGENTS)
+async def test_the_agent_creates_a_new_file_through_acpd(agent: str, agent_daemon: AgentDaemon) -> None:
+    require_agent(agent)
+    target = agent_daemon.work / "notes" / "new.txt"
+    target.parent.mkdir()
+    prompt = SCENARIOS[agent].write(str(target), "written by the agent\n")
+    async with agent_daemon.running() as (_, http):
+        session_id = await new_session(http, agent, str(agent_daemon.work), permissions="allow")
+        with anyio.fail_after(TURN_SECONDS):
+            answer = (await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": prompt})).json()
+        log = await events(http, session_id)
+    assert answer["stopReason"] == "end_turn", answer
+    assert target.read_text() == "written by the agent\n", answer["text"]
+    statuses = [u.get("status") for e in log if (u := update_of(e)) and u.get("toolCallId")]
+    assert "failed" not in statuses and "completed" in statuses
+
+
+@pytest.mark.parametrize("agent", AGENTS)
 async def test_over_acp_an_editor_answers_permission_and_sees_a_coherent_tool_call(
     agent: str, agent_daemon: AgentDaemon
 ) -> None:

@@ -32,9 +32,10 @@ from acpd.adapters.floods import (
     InvalidFrames,
     Verdict,
 )
+from acpd.adapters.homes import prepare_home
 from acpd.adapters.secrets import redact
 from acpd.adapters.toolcalls import ToolCallLedger, usage_of, usage_update_for
-from acpd.config import AgentConfig
+from acpd.config import AgentConfig, missing_sandbox
 from acpd.errors import (
     AgentError,
     AgentExited,
@@ -59,7 +60,6 @@ from acpd.transports.recording import RecordingTransport
 
 logger = logging.getLogger(__name__)
 
-CLIENT_CAPABILITIES: Final[JsonObject] = {"fs": {"readTextFile": True, "writeTextFile": True}, "terminal": True}
 EXCERPT_CHARS: Final = 200
 STDERR_DETAIL_CHARS: Final = 2000
 """How much of a failed agent's stderr its start error shows (redacted)."""
@@ -121,7 +121,11 @@ class AcpBackend:
         started = False
         failure: AgentError | None = None
         try:
+            # Refused here, not after every command the agent runs has failed.
+            if (sandbox := await anyio.to_thread.run_sync(missing_sandbox, self._config, self._env)) is not None:
+                raise AgentUnavailable(f"agent {self.name!r} cannot run commands: {sandbox}")
             await anyio.to_thread.run_sync(write_files, self._config.files)
+            await anyio.to_thread.run_sync(prepare_home, self._config.home)
             async with open_process_transport(spec) as proc:
                 self._proc = proc
                 peer = JsonRpcPeer(
@@ -209,7 +213,7 @@ class AcpBackend:
                     methods.INITIALIZE,
                     {
                         "protocolVersion": methods.PROTOCOL_VERSION,
-                        "clientCapabilities": CLIENT_CAPABILITIES,
+                        "clientCapabilities": self._config.client_capabilities.to_wire(),
                         "clientInfo": {"name": "acpd", "version": __version__},
                     },
                 )
@@ -370,7 +374,7 @@ class AcpBackend:
                 if announced is not None:
                     await self._emit_update(announced)
             return await host.request_permission(message)
-        if method.startswith(("fs/", "terminal/")):
+        if method.startswith(("fs/", "terminal/")) and self._config.client_capabilities.offers(method):
             if not isinstance(params, dict):
                 raise RpcError.invalid_params("params must be an object")
             return await host.client_request(method, params)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from acpd import __version__
 from acpd.adapters.claude_native.backend import NO_CREDENTIALS, credential_source
-from acpd.config import AgentConfig, DaemonConfig, preset_of
+from acpd.config import AgentConfig, DaemonConfig, missing_sandbox, preset_of
 from acpd.presets import Preset
 
 PACKAGE_SEARCH_DEPTH: Final = 6
@@ -178,4 +178,4 @@ def _unusable(
         names = ", ".join(f"${name}" for name in preset.credential_variables)
         choices = f"set one of {names}, log in" if names else "log in"
         return f"no credentials: {choices} with the agent's own CLI, or set a model URL"
-    return None
+    return missing_sandbox(agent, env)
