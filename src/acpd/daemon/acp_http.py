@@ -28,7 +28,7 @@ from acpd.transports.memory import MemoryTransport, create_memory_transport_pair
 
 from . import sse
 from .acp_face import AcpConnection
-from .http import int_param, json_response, read_json
+from .http import json_response, read_json, replay_after
 from .log import SessionLog
 from .manager import SessionManager, check_id
 
@@ -213,13 +213,7 @@ async def post_envelope(request: Request) -> Response:
 
 async def stream(request: Request) -> Response:
     connection = await hub_of(request).connection(request.path_params["id"], agent=None, create=False)
-    last_id = request.headers.get("last-event-id")
-    if last_id is not None:
-        if not last_id.strip().isdigit():
-            raise InvalidInput("Last-Event-ID must be a non-negative integer")
-        after = int(last_id.strip())
-    else:
-        after = int_param(request, "after", 0)
+    after = replay_after(request)
     body = sse.stream_log(connection.log, after, encoder=sse.encode_messages)
     return StreamingResponse(body, media_type="text/event-stream", headers=sse.HEADERS)
 
