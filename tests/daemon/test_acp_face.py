@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 
@@ -373,3 +374,24 @@ async def test_session_cancel_ends_the_running_turn_as_cancelled(manager: Sessio
                 await editor.wait_until(lambda: editor.texts(sid) == "started")
                 await editor.peer.notify("session/cancel", {"sessionId": sid})
     assert answer["stopReason"] == "cancelled"
+
+
+async def test_a_prompt_pipelined_before_the_session_new_answer_gets_each_update_once(
+    manager: SessionManager, workdir: Path
+) -> None:
+    new_params = {"cwd": str(workdir), "mcpServers": [], "_meta": {"acpd": {"id": "pipelined"}}}
+    prompt_params = {"sessionId": "pipelined", "prompt": [{"type": "text", "text": "text one\ntext two"}]}
+    answers: dict[str, Any] = {}
+
+    async def send(method: str, params: dict[str, Any]) -> None:
+        answers[method] = await acp.request(method, params)
+
+    async with acp_client(manager) as acp:
+        with anyio.fail_after(15):
+            await acp.initialize()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(send, "session/new", new_params)
+                await anyio.lowlevel.checkpoint()  # session/new goes out first, its answer not yet in
+                tg.start_soon(send, "session/prompt", prompt_params)
+    assert answers["session/prompt"] == {"stopReason": "end_turn"}
+    assert [u["content"]["text"] for u in acp.updates("pipelined", "agent_message_chunk")] == ["one", "two"]

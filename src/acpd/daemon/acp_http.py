@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from acpd.errors import AgentNotFound, Conflict, ConnectionClosed, InvalidInput, NotFound
+from acpd.errors import AgentNotFound, Conflict, InvalidInput, NotFound
 from acpd.protocol import jsonio, jsonrpc
 from acpd.protocol.jsonio import JsonObject
 from acpd.protocol.jsonrpc import Kind
@@ -42,6 +42,12 @@ NOT_A_RESPONSE: Final = b'{"jsonrpc":"2.0","method":'
 
 class AcpNotFound(NotFound):
     kind = "acp-connection-not-found"
+
+
+class AcpConnectionClosed(Conflict):
+    """The connection was deleted (or expired) while a POST on it waited for its answer."""
+
+    kind = "acp-connection-closed"
 
 
 class HttpAcpConnection:
@@ -105,7 +111,7 @@ class HttpAcpConnection:
 
         Raises:
             InvalidInput: not a JSON-RPC message. Conflict: that request id is already pending.
-            ConnectionClosed: the connection was deleted meanwhile.
+            AcpConnectionClosed: the connection was deleted meanwhile.
         """
         kind = jsonrpc.classify(message)
         if not isinstance(kind, Kind):
@@ -122,9 +128,11 @@ class HttpAcpConnection:
             await self._client_end.send(jsonio.dumps(message))
             await done[0].wait()
         finally:
-            self._waiting.pop(request_id, None)
+            # the answer's pump already removed this waiter, and a newer request may reuse the id
+            if self._waiting.get(request_id) is done:
+                del self._waiting[request_id]
         if not done[1]:
-            raise ConnectionClosed(f"ACP connection {self.id!r} was closed before it answered")
+            raise AcpConnectionClosed(f"ACP connection {self.id!r} was closed before it answered")
         return done[1][0]
 
     def _shut(self) -> None:
