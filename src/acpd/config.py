@@ -107,6 +107,9 @@ class DaemonConfig(_Frozen):
     allowed_origins: tuple[str, ...] = ()
     """Browser origins allowed to call the API (no wildcard)."""
     max_body_bytes: int = MAX_BODY_BYTES
+    acp_http_idle_seconds: float = Field(default=600.0, gt=0)
+    """An ACP-over-HTTP connection with no request and no SSE reader for this long is closed and
+    forgotten (its sessions live on)."""
     default_agent: str = DEFAULT_AGENT
     agents: Mapping[str, AgentConfig] = Field(default_factory=dict)
     policy: Policy = Field(default_factory=Policy)

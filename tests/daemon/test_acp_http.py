@@ -9,7 +9,7 @@ import anyio.lowlevel
 import httpx
 import pytest
 
-from acpd.daemon.acp_http import AcpHttpHub
+from acpd.daemon.acp_http import AcpHttpHub, AcpNotFound
 from acpd.daemon.manager import SessionManager
 from acpd.errors import Conflict
 
@@ -111,3 +111,21 @@ async def test_concurrent_posts_that_reuse_request_ids_are_all_answered(manager:
         await hub.delete("conn-7")
     assert len(answered) + len(refused) == 8 * 4 * 20
     assert set(answered) == set(range(8))
+
+
+async def test_an_idle_connection_expires_and_its_sessions_live_on(manager: SessionManager, workdir: Path) -> None:
+    hub = AcpHttpHub(manager)
+    idle = manager.config.acp_http_idle_seconds
+    with anyio.fail_after(10):
+        connection = await hub.connection("conn-8", agent="mock", create=True)
+        await connection.post(INIT)
+        new = await connection.post(rpc(2, "session/new", {"cwd": str(workdir), "mcpServers": []}))
+        assert new is not None
+        assert await hub.expire_idle(anyio.current_time() + idle / 2) == ()  # not idle long enough
+        with connection.in_use():  # a reader on its SSE stream, or a POST waiting for its answer
+            assert await hub.expire_idle(anyio.current_time() + 2 * idle) == ()
+        assert await hub.expire_idle(anyio.current_time() + idle + 1) == ("conn-8",)
+        assert hub.list() == []
+        with pytest.raises(AcpNotFound):  # its log is forgotten too
+            await hub.connection("conn-8", agent=None, create=False)
+        assert (await manager.runtime(new["result"]["sessionId"])).doc["agent"] == "mock"

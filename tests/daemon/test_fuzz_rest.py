@@ -122,7 +122,10 @@ policy_bodies = st.fixed_dictionaries(
 )
 rpc_bodies = st.fixed_dictionaries(
     {"jsonrpc": st.sampled_from(["2.0", "1.0", 2]), "method": st.sampled_from(["initialize", "session/new", "x"])},
-    optional={"id": st.integers() | st.text(max_size=5) | st.none() | st.lists(st.integers()), "params": field_values},
+    optional={
+        "id": st.integers(-(2**63), 2**63 - 1) | st.text(max_size=5) | st.none() | st.lists(st.integers(0, 9)),
+        "params": field_values,
+    },
 )
 
 

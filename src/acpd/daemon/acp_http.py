@@ -12,6 +12,8 @@ sessions here.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Final
 
 import anyio
@@ -35,6 +37,9 @@ from .manager import SessionManager, check_id
 LOG_PREFIX: Final = "acp-connection/"
 """Connection logs share the event store with sessions; ``/`` cannot occur in a session id."""
 
+
+MAX_REAP_INTERVAL_SECONDS: Final = 60.0
+"""How often, at most, idle connections are looked for."""
 
 NOT_A_RESPONSE: Final = b'{"jsonrpc":"2.0","method":'
 """How the daemon's encoder starts every notification (key order kept); never a response."""
@@ -67,6 +72,22 @@ class HttpAcpConnection:
             name=f"http:{connection_id}",
         )
         self._waiting: dict[jsonrpc.RequestId, tuple[anyio.Event, list[JsonObject]]] = {}
+        self._users = 0
+        self.last_used = anyio.current_time()
+
+    @contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Mark the connection used while a POST waits or an SSE reader reads: it does not expire."""
+        self._users += 1
+        try:
+            yield
+        finally:
+            self._users -= 1
+            self.last_used = anyio.current_time()
+
+    def idle_since(self, now: float) -> float:
+        """Seconds without a request or a reader (0 while one is there)."""
+        return 0.0 if self._users else now - self.last_used
 
     def wire(self) -> JsonObject:
         return {"serverId": self.id, "agent": self.agent, "createdAtMs": self.created_at_ms}
@@ -153,6 +174,8 @@ class AcpHttpHub:
         self._manager = manager
         self._connections: dict[str, HttpAcpConnection] = {}
         self._lock = anyio.Lock()
+        self._idle_seconds = manager.config.acp_http_idle_seconds
+        self._reaping = False
 
     def list(self) -> list[JsonObject]:
         return [c.wire() for c in self._connections.values()]
@@ -180,7 +203,24 @@ class AcpHttpHub:
                 raise AcpNotFound(f"no ACP connection {connection_id!r}")
             connection = HttpAcpConnection(self._manager, connection_id, agent, last_seq)
             await self._manager.task_group.start(self._run, connection)
+            if not self._reaping:
+                self._reaping = True
+                self._manager.task_group.start_soon(self._reap)
             return connection
+
+    async def _reap(self) -> None:
+        # clients of sandbox-agent's protocol rarely DELETE: idle connections would pile up
+        while True:
+            await anyio.sleep(min(self._idle_seconds / 4, MAX_REAP_INTERVAL_SECONDS))
+            await self.expire_idle(anyio.current_time())
+
+    async def expire_idle(self, now: float) -> tuple[str, ...]:
+        """Close and forget every connection idle for the configured time at ``now``, as DELETE
+        would (their sessions live on); the ids expired."""
+        idle = tuple(cid for cid, c in self._connections.items() if c.idle_since(now) >= self._idle_seconds)
+        for connection_id in idle:
+            await self.delete(connection_id)
+        return idle
 
     async def _run(self, connection: HttpAcpConnection, *, task_status: TaskStatus[None]) -> None:
         self._connections[connection.id] = connection
@@ -213,7 +253,8 @@ async def post_envelope(request: Request) -> Response:
     agent = request.query_params.get("agent") or None
     message = await read_json(request)
     connection = await hub_of(request).connection(request.path_params["id"], agent=agent, create=True)
-    response = await connection.post(message)
+    with connection.in_use():
+        response = await connection.post(message)
     if response is None:
         return Response(status_code=202)
     return json_response(response)
@@ -222,8 +263,14 @@ async def post_envelope(request: Request) -> Response:
 async def stream(request: Request) -> Response:
     connection = await hub_of(request).connection(request.path_params["id"], agent=None, create=False)
     after = replay_after(request)
-    body = sse.stream_log(connection.log, after, encoder=sse.encode_messages)
+    body = _while_read(connection, sse.stream_log(connection.log, after, encoder=sse.encode_messages))
     return StreamingResponse(body, media_type="text/event-stream", headers=sse.HEADERS)
+
+
+async def _while_read(connection: HttpAcpConnection, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    with connection.in_use():
+        async for chunk in chunks:
+            yield chunk
 
 
 async def delete_connection(request: Request) -> Response:
