@@ -32,7 +32,8 @@ def config(tmp_path: Path) -> DaemonConfig:
         command=sys.executable,
         args=("-m", "acpd.testing.mock_agent", "--state-dir", str(tmp_path / "mock-n"), "--no-load", "--no-resume"),
     )
-    agents = {"mock-b": second, "mock-neither": neither}
+    broken = AgentConfig(command=str(tmp_path / "no-such-agent"))
+    agents = {"mock-b": second, "mock-neither": neither, "broken": broken}
     return DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", agents=agents)
 
 
@@ -395,3 +396,30 @@ async def test_a_prompt_pipelined_before_the_session_new_answer_gets_each_update
                 tg.start_soon(send, "session/prompt", prompt_params)
     assert answers["session/prompt"] == {"stopReason": "end_turn"}
     assert [u["content"]["text"] for u in acp.updates("pipelined", "agent_message_chunk")] == ["one", "two"]
+
+
+async def test_a_refused_setting_or_agent_switch_over_acp_is_an_invalid_params_error_and_changes_nothing(
+    manager: SessionManager, workdir: Path
+) -> None:
+    async with acp_client(manager) as acp:
+        with anyio.fail_after(20):
+            sid = await acp.start(str(workdir), model="mock-large")
+            before = dict((await manager.runtime(sid)).doc)
+            with pytest.raises(RpcError) as model:
+                await acp.request("session/set_config_option", {"sessionId": sid, "configId": "model", "value": "nope"})
+            with pytest.raises(RpcError) as mode:
+                await acp.request("session/set_mode", {"sessionId": sid, "modeId": "nope"})
+            with pytest.raises(RpcError) as agent:
+                await acp.request(
+                    "session/set_config_option", {"sessionId": sid, "configId": "agent", "value": "broken"}
+                )
+            answer = await acp.prompt(sid, "text still mock")
+    assert (model.value.code, mode.value.code) == (-32602, -32602)
+    assert model.value.data["offered"] == ["mock-small", "mock-large"]
+    assert "no-such-agent" in agent.value.message  # the agent's fault, said as such
+    after = (await manager.runtime(sid)).doc
+    kept = ("agent", "model", "mode", "config", "configOptions", "backendSessionId")
+    assert {k: after[k] for k in kept} == {k: before[k] for k in kept}
+    assert answer == {"stopReason": "end_turn"}
+    records = await (await manager.runtime(sid)).log.read(0, 1000)
+    assert not [r for r in records if r.payload_object().get("method") == "_acpd/settings_changed"]
