@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import anyio
@@ -16,22 +17,44 @@ from acpd.testing.daemon import running_daemon
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 
-async def test_a_request_the_server_cannot_parse_gets_a_400_problem(tmp_path: Path) -> None:
-    async with running_daemon(tmp_path) as daemon:
-        host, port = daemon.url.removeprefix("http://").split(":")
-        with anyio.fail_after(10):
-            async with await anyio.connect_tcp(host, int(port)) as stream:
-                await stream.send(b"GET /v1/health HTTP/1.1\r\nHost: " + host.encode() + b"\r\nBad Header\r\n\r\n")
-                answer = b""
-                try:
-                    while True:
-                        answer += await stream.receive()
-                except anyio.EndOfStream:
-                    pass
+async def raw_exchange(url: str, request: bytes) -> tuple[bytes, bytes]:
+    """Send ``request`` as is; the answer's head and body (the server closes after it)."""
+    host, port = url.removeprefix("http://").split(":")
+    answer = b""
+    with anyio.fail_after(10):
+        async with await anyio.connect_tcp(host, int(port)) as stream:
+            await stream.send(request.replace(b"<host>", f"{host}:{port}".encode()))
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+                while True:
+                    answer += await stream.receive()
     head, _, body = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 400 ")
+    return head, body
+
+
+UPGRADE = b"GET /v1/rpc HTTP/1.1\r\nHost: <host>\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "kind"),
+    [
+        (b"GET /v1/health HTTP/1.1\r\nHost: <host>\r\nBad Header\r\n\r\n", 400, "malformed-request"),
+        (b"GET /v1/sessions/\xff HTTP/1.1\r\nHost: <host>\r\n\r\n", 400, "malformed-request"),
+        (b"POST /v1/sessions HTTP/1.1\r\nHost: <host>\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+         400, "malformed-request"),
+        (UPGRADE + b"Sec-WebSocket-Version: 13\r\n\r\n", 400, "malformed-request"),  # no Sec-WebSocket-Key
+        (UPGRADE + b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+         b"Origin: http://evil.example\r\n\r\n", 403, "forbidden"),
+    ],
+    ids=["bad-header", "non-ascii-path", "bad-chunk", "websocket-without-key", "websocket-from-a-foreign-origin"],
+)  # fmt: skip
+async def test_a_request_refused_below_the_app_gets_a_problem(
+    tmp_path: Path, request_bytes: bytes, status: int, kind: str
+) -> None:
+    async with running_daemon(tmp_path) as daemon:
+        head, body = await raw_exchange(daemon.url, request_bytes)
+    assert head.startswith(b"HTTP/1.1 %d " % status), head
     assert b"content-type: application/problem+json" in head.lower()
-    assert jsonio.loads(body)["type"] == "urn:acpd:problem:malformed-request"
+    assert jsonio.loads(body)["type"] == f"urn:acpd:problem:{kind}"
 
 
 async def test_a_websocket_message_up_to_32_mib_is_served_and_a_bigger_one_closes_with_1009(tmp_path: Path) -> None:

@@ -1,28 +1,36 @@
-"""Daemon layer: uvicorn's httptools protocol, with the one refusal it makes on its own answered
-as a problem: a request it cannot parse (request line, headers, chunked body) gets a 400
-``application/problem+json`` instead of uvicorn's plain text. It changes nothing else and knows
-no route; everything it can parse goes to the app, which answers its own refusals."""
+"""Daemon layer: uvicorn's protocols, with the refusals they make on their own answered as
+problems instead of plain text: a request httptools cannot parse (request line, headers, chunked
+body), and a WebSocket handshake websockets refuses (no or a bad ``Sec-WebSocket-Key``, an
+unsupported version) or that the app closed before accepting. It changes nothing else and knows
+no route; everything the app sees, the app answers."""
 
 from __future__ import annotations
 
-from typing import Final
+import http
+from typing import Any, Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.datastructures import Headers
+from websockets.http11 import Response
 
 from acpd.protocol import jsonio
 
 from .problems import MEDIA_TYPE, PROBLEM_TYPE_PREFIX
 
-STATUS_LINE: Final = b"HTTP/1.1 400 Bad Request\r\n"
+KINDS: Final = {400: "malformed-request", 403: "forbidden", 426: "upgrade-required", 500: "internal-error"}
+
+
+def problem_body(status: int, detail: str) -> bytes:
+    kind = KINDS.get(status, "websocket-refused")
+    title = kind.replace("-", " ").capitalize()
+    return jsonio.dumps({"type": PROBLEM_TYPE_PREFIX + kind, "title": title, "status": status, "detail": detail})
 
 
 class ProblemHttpToolsProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
-        body = jsonio.dumps(
-            {"type": PROBLEM_TYPE_PREFIX + "malformed-request", "title": "Malformed request", "status": 400,
-             "detail": f"the HTTP request could not be parsed: {msg}"}
-        )  # fmt: skip
-        content = [STATUS_LINE]
+        body = problem_body(400, f"the HTTP request could not be parsed: {msg}")
+        content = [b"HTTP/1.1 400 Bad Request\r\n"]
         for name, value in self.server_state.default_headers:
             content.extend([name, b": ", value, b"\r\n"])
         content.extend(
@@ -36,3 +44,17 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         )
         self.transport.write(b"".join(content))
         self.transport.close()
+
+
+class ProblemWebSocketProtocol(WebSocketsSansIOProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # websockets builds every refusal (its own, and uvicorn's 403/500) with reject()
+        self.conn.reject = _problem_reject  # type: ignore[method-assign]
+
+
+def _problem_reject(status: http.HTTPStatus | int, text: str) -> Response:
+    status = http.HTTPStatus(status)
+    body = problem_body(status.value, text.strip() or f"the WebSocket handshake was refused ({status.phrase})")
+    headers = Headers([("Connection", "close"), ("Content-Length", str(len(body))), ("Content-Type", MEDIA_TYPE)])
+    return Response(status.value, status.phrase, headers, body)

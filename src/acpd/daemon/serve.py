@@ -20,7 +20,7 @@ from acpd.store.sqlite import SqliteEventStore
 
 from . import ws
 from .app import create_app
-from .http_protocol import ProblemHttpToolsProtocol
+from .http_protocol import ProblemHttpToolsProtocol, ProblemWebSocketProtocol
 from .manager import SessionManager
 from .security import check_bind
 
@@ -62,6 +62,7 @@ async def serve(
                 uvicorn.Config(
                     app,
                     http=ProblemHttpToolsProtocol,
+                    ws=ProblemWebSocketProtocol,
                     ws_max_size=ws.MAX_MESSAGE_BYTES,
                     lifespan="off",
                     log_level="warning",
