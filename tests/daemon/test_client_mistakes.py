@@ -9,9 +9,12 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from starlette.requests import Request
 
 from acpd.config import AgentConfig, DaemonConfig
 from acpd.daemon.manager import SessionManager
+from acpd.daemon.problems import handle_exception_group
+from acpd.errors import AgentExited
 
 from .helpers import all_events, daemon_frames, new_session, wait_for_frame
 
@@ -161,3 +164,12 @@ async def test_a_prompt_nested_too_deep_is_a_400_and_the_session_prompts_on(
         assert_problem(await client.post(url, content=deep), 400, "invalid-input")
         answer = await client.post(url, json={"prompt": "text fine"})
     assert answer.json()["text"] == "fine"
+
+
+async def test_an_error_raised_on_purpose_inside_an_exception_group_is_answered_as_itself() -> None:
+    request = Request({"type": "http", "method": "POST", "path": "/v1/sessions", "headers": []})
+    group = ExceptionGroup("starting the agent", [AgentExited("the agent exited as it started")])
+    answer = await handle_exception_group(request, group)
+    assert (answer.status_code, answer.headers["content-type"]) == (502, PROBLEM)
+    with pytest.raises(ExceptionGroup):  # only bugs inside: the daemon's 500, logged
+        await handle_exception_group(request, ExceptionGroup("bugs", [KeyError("x")]))

@@ -190,7 +190,7 @@ FAMILIES = {
     "turns": ["/v1/sessions/{id}/prompt", "/v1/sessions/{id}/cancel"],
     "events": ["/v1/sessions/{id}/events", "/v1/sessions/{id}/events/stream"],
     "permissions": ["/v1/sessions/{id}/permissions", "/v1/sessions/{id}/permissions/{pid}"],
-    "acp": ["/v1/acp", "/v1/acp/{id}"],
+    "acp": ["/v1/acp", "/v1/acp/{id}", "/v1/rpc"],
 }
 
 
