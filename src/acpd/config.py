@@ -20,6 +20,8 @@ DEFAULT_PORT: Final = 4520
 DEFAULT_AGENT: Final = "mock"
 MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 """Largest HTTP request body accepted (a prompt with embedded files fits; a runaway upload does not)."""
+AGENT_START_TIMEOUT_SECONDS: Final = 30.0
+"""How long an agent may take to answer ``initialize`` and open its session, unless configured."""
 
 PermissionPolicy = Literal["ask", "allow", "deny", "allow_reads"]
 
@@ -61,6 +63,9 @@ class AgentConfig(_Frozen):
     """Set on agents that come with acpd or that acpd installed (``acpd agents install``)."""
     files: Mapping[str, str] = Field(default_factory=dict)
     """Files written (path → text) before the agent starts, such as a preset's settings."""
+    start_timeout_seconds: float | None = Field(default=None, alias="startTimeoutSeconds", gt=0)
+    """How long the agent may take to start: spawn, ``initialize`` and its session (new, load or
+    resume). ``None`` takes the daemon's ``agent_start_timeout_seconds``."""
 
     @model_validator(mode="after")
     def _known_preset(self) -> AgentConfig:
@@ -107,6 +112,8 @@ class DaemonConfig(_Frozen):
     allowed_origins: tuple[str, ...] = ()
     """Browser origins allowed to call the API (no wildcard)."""
     max_body_bytes: int = MAX_BODY_BYTES
+    agent_start_timeout_seconds: float = Field(default=AGENT_START_TIMEOUT_SECONDS, gt=0)
+    """How long any agent may take to start, unless its own ``startTimeoutSeconds`` says otherwise."""
     acp_http_idle_seconds: float = Field(default=600.0, gt=0)
     """An ACP-over-HTTP connection with no request and no SSE reader for this long is closed and
     forgotten (its sessions live on)."""
@@ -145,6 +152,8 @@ class DaemonConfig(_Frozen):
         return {name: self._resolved(agent) for name, agent in agents.items()}
 
     def _resolved(self, agent: AgentConfig) -> AgentConfig:
+        if agent.start_timeout_seconds is None:
+            agent = agent.model_copy(update={"start_timeout_seconds": self.agent_start_timeout_seconds})
         if agent.kind == "claude-native":
             return agent.model_copy(update={"model_url": agent.model_url or self.model_url})
         return self.expand(agent)
@@ -182,6 +191,7 @@ class DaemonConfig(_Frozen):
             stop_detached_on_cancel=agent.stop_detached_on_cancel and preset.stop_detached_on_cancel,
             installed=installed and not agent.command,
             files={str(preset_dir(preset, agents_dir) / name): text for name, text in preset.files.items()},
+            start_timeout_seconds=agent.start_timeout_seconds,
         )
 
 

@@ -21,6 +21,7 @@ edges (the RPC peer, the HTTP app) turn them into wire errors.
     │  └─ SessionClosed
     ├─ AgentError                          502  the backend misbehaved
     │  ├─ AgentUnavailable                 503  cannot be started (not installed, bad command)
+    │  ├─ AgentStartTimeout                504  did not open its session in time
     │  └─ AgentExited                      the backend process ended
     ├─ ConnectionClosed                    the peer's transport ended
     ├─ StoreError                          500
@@ -186,6 +187,11 @@ class AgentError(AcpdError):
 class AgentUnavailable(AgentError):
     kind = "agent-unavailable"
     status = 503
+
+
+class AgentStartTimeout(AgentError):
+    kind = "agent-start-timeout"
+    status = 504
 
 
 class AgentExited(AgentError):

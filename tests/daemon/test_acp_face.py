@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,12 @@ import pytest
 
 from acpd.config import AgentConfig, DaemonConfig
 from acpd.daemon.manager import SessionManager
+from acpd.daemon.session import SessionRuntime
 from acpd.errors import RpcError
+from acpd.protocol.jsonio import JsonObject
 from acpd.store.sqlite import SqliteEventStore
 
-from .acp_client import acp_client
+from .acp_client import acp_client, allow
 from .helpers import all_events, new_session
 
 pytestmark = pytest.mark.anyio
@@ -375,6 +378,67 @@ async def test_session_cancel_ends_the_running_turn_as_cancelled(manager: Sessio
                 await editor.wait_until(lambda: editor.texts(sid) == "started")
                 await editor.peer.notify("session/cancel", {"sessionId": sid})
     assert answer["stopReason"] == "cancelled"
+
+
+def refuse(params: JsonObject) -> JsonObject:
+    """A client that cannot show permission requests answers them with an error."""
+    raise RpcError(-32603, "this client shows no permission requests")
+
+
+def unknown_option(params: JsonObject) -> JsonObject:
+    return {"outcome": {"outcome": "selected", "optionId": "not-offered"}}
+
+
+@pytest.mark.parametrize(("answer_with", "code"), [(refuse, -32603), (unknown_option, -32602)])
+async def test_a_permission_answered_with_an_error_by_the_only_client_is_rejected_and_the_turn_goes_on(
+    manager: SessionManager,
+    client: httpx.AsyncClient,
+    workdir: Path,
+    answer_with: Callable[[JsonObject], JsonObject],
+    code: int,
+) -> None:
+    async with acp_client(manager) as editor:
+        with anyio.fail_after(15):
+            sid = await editor.start(str(workdir))
+            editor.answer_permission = answer_with
+            answer = await editor.prompt(sid, "permission edit\ntext after")
+    assert answer["stopReason"] == "end_turn"
+    assert "permission: reject" in editor.texts(sid)
+    events = await all_events(client, sid)
+    [reply] = [e for e in events if "outcome" in e["payload"].get("result", {})]
+    assert reply["sender"] == "daemon"
+    assert reply["payload"]["result"]["outcome"] == {"outcome": "selected", "optionId": "reject"}
+    meta = reply["payload"]["result"]["_meta"]["acpd"]
+    assert (meta["permissionId"], meta["decidedBy"]) == (f"p{reply['seq'] - 1}", "error")
+    assert meta["clientError"]["code"] == code
+
+
+async def test_a_permission_answered_with_an_error_waits_for_another_client_still_asked(
+    manager: SessionManager, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handled = anyio.Event()
+    unanswerable = SessionRuntime.permission_unanswerable
+
+    def noted(runtime: SessionRuntime, *args: Any) -> None:
+        unanswerable(runtime, *args)
+        handled.set()
+
+    monkeypatch.setattr(SessionRuntime, "permission_unanswerable", noted)
+
+    async def after_the_error(params: JsonObject) -> JsonObject:
+        await handled.wait()  # the editor's error is in: the request must still be open for us
+        return allow(params)
+
+    async with acp_client(manager) as editor, acp_client(manager) as watcher:
+        with anyio.fail_after(15):
+            sid = await editor.start(str(workdir))
+            await watcher.initialize()
+            await watcher.request("session/resume", {"sessionId": sid, "cwd": str(workdir)})
+            editor.answer_permission = refuse
+            watcher.answer_permission = after_the_error
+            answer = await editor.prompt(sid, "permission edit")
+    assert answer["stopReason"] == "end_turn"
+    assert "permission: allow" in editor.texts(sid)
 
 
 async def test_a_prompt_pipelined_before_the_session_new_answer_gets_each_update_once(

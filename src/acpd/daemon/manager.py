@@ -6,6 +6,7 @@ group their tasks run in. It knows nothing of HTTP or JSON-RPC framing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from acpd.config import DaemonConfig, Policy
-from acpd.errors import AgentNotFound, InvalidInput, SessionExists, SessionNotFound
+from acpd.errors import AgentNotFound, AgentUnavailable, InvalidInput, SessionExists, SessionNotFound
 from acpd.protocol import jsonio, methods
 from acpd.protocol.events import EventRecord, utc_now
 from acpd.protocol.jsonio import JsonObject
@@ -55,8 +56,19 @@ class SessionManager:
                 yield self
             finally:
                 with anyio.CancelScope(shield=True):
-                    await self._close_all()
+                    await self.shutdown()
                 tg.cancel_scope.cancel()
+
+    async def shutdown(self) -> None:
+        """Stop every session: abort agent starts, end turns, stop agents, close the logs.
+
+        A server calls it as soon as it starts shutting down: the requests it would wait for
+        (an agent start, a blocking prompt, a stream) end only when their sessions do.
+        Idempotent; sessions used afterwards are loaded again and closed by ``running()``.
+        """
+        for runtime in list(self._runtimes.values()):
+            runtime.abort_start(AgentUnavailable("the daemon is shutting down"))
+        await self._close_all()
 
     @property
     def task_group(self) -> TaskGroup:
@@ -139,8 +151,9 @@ class SessionManager:
         try:
             await runtime.ensure_backend()
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self.delete(session_id)
+            # A session whose agent never started is nobody's: the caller got no id to use it by.
+            with anyio.CancelScope(shield=True), contextlib.suppress(SessionNotFound):
+                await self.delete(session_id)  # (unless it was deleted while the agent started)
             raise
         return runtime
 

@@ -16,7 +16,8 @@ from acpd.errors import Conflict, InvalidInput, PermissionNotFound
 from acpd.protocol.jsonio import JsonObject, objects_in
 
 Reply = Literal["once", "always", "reject"]
-DecidedBy = Literal["client", "policy", "timeout", "cancel"]
+DecidedBy = Literal["client", "policy", "timeout", "cancel", "error", "limit"]
+"""``error``: every client asked answered with an error; ``limit``: the turn was over ``maxSteps``."""
 
 REPLY_KINDS: Final[dict[str, tuple[str, ...]]] = {
     "once": ("allow_once", "allow_always"),
@@ -38,6 +39,10 @@ class PendingPermission:
     decided: anyio.Event = field(default_factory=anyio.Event)
     outcome: JsonObject | None = None
     decided_by: DecidedBy | None = None
+    asking: set[str] = field(default_factory=set)
+    """The attached clients asked right now, who may still answer."""
+    why: JsonObject | None = None
+    """What settled it, when not an answer: the client's error."""
 
     @property
     def params(self) -> JsonObject:

@@ -43,6 +43,20 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """uvicorn, stopping the sessions as soon as it starts shutting down: it waits for every open
+    request, and a request waiting on a session (an agent start, a turn) ends only when it does."""
+
+    def __init__(self, config: uvicorn.Config, manager: SessionManager) -> None:
+        super().__init__(config)
+        self._manager = manager
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._manager.shutdown)
+            await super().shutdown(sockets)
+
+
 async def serve(
     config: DaemonConfig,
     *,
@@ -58,7 +72,7 @@ async def serve(
         manager = SessionManager(config, store)
         async with manager.running():
             app = create_app(manager, port=port)
-            server = uvicorn.Server(
+            server = _Server(
                 uvicorn.Config(
                     app,
                     http=ProblemHttpToolsProtocol,
@@ -67,7 +81,8 @@ async def serve(
                     lifespan="off",
                     log_level="warning",
                     access_log=False,
-                )
+                ),
+                manager,
             )
             if port_file:
                 await anyio.Path(port_file).write_text(f"{port}\n")

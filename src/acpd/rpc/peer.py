@@ -71,6 +71,7 @@ class JsonRpcPeer:
         tap: Tap | None = None,
         on_invalid: InvalidHandler | None = None,
         answer_invalid: bool = True,
+        max_incoming: int | None = None,
         name: str = "peer",
     ) -> None:
         self._transport = transport
@@ -79,6 +80,7 @@ class JsonRpcPeer:
         self._tap = tap
         self._on_invalid = on_invalid
         self._answer_invalid = answer_invalid
+        self._max_incoming = max_incoming  # requests served at once; past it, answered with an error
         self._name = name
         self._next_id = 0
         self._pending: dict[RequestId, _Pending] = {}
@@ -284,6 +286,12 @@ class JsonRpcPeer:
         if msg_id in self._incoming:
             reason = f"request id {msg_id!r} is already in flight"
             await self._reject(frame, reason, RpcError.invalid_request(reason), msg_id)
+            return
+        if self._max_incoming is not None and len(self._incoming) >= self._max_incoming:
+            # A peer that sends requests without waiting for answers must not cost a task each.
+            logger.debug("%s: %d requests in flight; refusing %r", self._name, len(self._incoming), msg_id)
+            refusal = RpcError.internal_error(f"more than {self._max_incoming} requests in flight")
+            await self._send_response(msg_id, jsonrpc.error_response(msg_id, refusal.to_wire()))
             return
         assert self._task_group is not None  # requests are only read inside run()
         # the scope exists before the task runs, so a $/cancel_request read right after still finds it
