@@ -180,6 +180,9 @@ class DaemonConfig(_Frozen):
     max_body_bytes: int = MAX_BODY_BYTES
     agent_start_timeout_seconds: float = Field(default=AGENT_START_TIMEOUT_SECONDS, gt=0)
     """How long any agent may take to start, unless its own ``startTimeoutSeconds`` says otherwise."""
+    acp_http_idle_seconds: float = Field(default=600.0, gt=0)
+    """An ACP-over-HTTP connection with no request and no SSE reader for this long is closed and
+    forgotten (its sessions live on)."""
     default_agent: str = DEFAULT_AGENT
     agents: Mapping[str, AgentConfig] = Field(default_factory=dict)
     policy: Policy = Field(default_factory=Policy)

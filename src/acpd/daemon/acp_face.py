@@ -333,7 +333,13 @@ class AcpConnection:
         return session_state(runtime.doc, self._manager.config.all_agents())
 
     def _attach(self, runtime: SessionRuntime, *, after: int, answered: anyio.Event | None) -> _Attachment:
+        """Start forwarding the session's updates after ``after``. A client has at most one
+        forwarder per session: a pipelined request may attach it first (a prompt sent before the
+        answer to the ``session/new`` that names it), and the later attach keeps that one."""
         assert self._tg is not None, "serve() is running"
+        current = self._attached.get(runtime.session_id)
+        if current is not None and not current.ended:
+            return current
         attachment = _Attachment(runtime, AgentOptionSource(runtime.doc, self._manager.config.all_agents()))
         attachment.forwarded = after
         self._attached[runtime.session_id] = attachment

@@ -85,13 +85,13 @@ def outcome_for_reply(pending: PendingPermission, body: JsonObject) -> JsonObjec
     """
     if "optionId" in body:
         option_id = body["optionId"]
-        if not any(o.get("optionId") == option_id for o in pending.options):
+        if not isinstance(option_id, str) or not any(o.get("optionId") == option_id for o in pending.options):
             raise InvalidInput(f"optionId {option_id!r} is not one of this request's options")
-        return selected(str(option_id))
+        return selected(option_id)
     reply = body.get("reply")
-    if reply not in REPLY_KINDS:
+    if not isinstance(reply, str) or reply not in REPLY_KINDS:
         raise InvalidInput('a reply needs "reply": "once" | "always" | "reject", or "optionId"')
-    option_id = _option_for(pending.options, str(reply))
+    option_id = _option_for(pending.options, reply)
     if option_id is None:
         raise InvalidInput(f"this request offers no option for reply {reply!r}")
     return selected(option_id)

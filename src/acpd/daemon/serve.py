@@ -18,7 +18,9 @@ from acpd.store.base import EventStore
 from acpd.store.memory import MemoryEventStore
 from acpd.store.sqlite import SqliteEventStore
 
+from . import ws
 from .app import create_app
+from .http_protocol import ProblemHttpToolsProtocol, ProblemWebSocketProtocol
 from .manager import SessionManager
 from .security import check_bind
 
@@ -71,7 +73,15 @@ async def serve(
         async with manager.running():
             app = create_app(manager, port=port)
             server = _Server(
-                uvicorn.Config(app, http="httptools", lifespan="off", log_level="warning", access_log=False),
+                uvicorn.Config(
+                    app,
+                    http=ProblemHttpToolsProtocol,
+                    ws=ProblemWebSocketProtocol,
+                    ws_max_size=ws.MAX_MESSAGE_BYTES,
+                    lifespan="off",
+                    log_level="warning",
+                    access_log=False,
+                ),
                 manager,
             )
             if port_file:

@@ -6,6 +6,7 @@ permission policy, durable-before-visible answers) but not HTTP or the choice of
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from dataclasses import dataclass
@@ -20,13 +21,22 @@ from acpd.adapters.secrets import without_secrets
 from acpd.adapters.terminals import TerminalManager, open_terminal_manager
 from acpd.adapters.workspace import Workspace
 from acpd.config import AgentConfig, DaemonConfig, Policy
-from acpd.errors import AcpdError, AgentError, AgentNotFound, NotFound, RpcError, SessionBusy, SessionClosed
+from acpd.errors import (
+    AcpdError,
+    AgentError,
+    AgentNotFound,
+    InvalidSetting,
+    NotFound,
+    RpcError,
+    SessionBusy,
+    SessionClosed,
+)
 from acpd.protocol import jsonio, jsonrpc, methods
 from acpd.protocol.events import EventRecord, Sender, utc_now
-from acpd.protocol.jsonio import JsonObject, JsonValue
+from acpd.protocol.jsonio import JsonObject, JsonValue, objects_in
 from acpd.store.base import EventStore, SessionDoc
 
-from .acp_views import SETTING_FOR_CATEGORY, config_options, update_notification
+from .acp_views import SETTING_FOR_CATEGORY, config_options, offered_values, select_values, update_notification
 from .clients import AttachedClients
 from .log import SessionLog
 from .permissions import (
@@ -48,6 +58,14 @@ CANCEL_GRACE_SECONDS: Final = 5.0
 STDERR_EVENT_CHARS: Final = 4000
 MAX_EARLY_BYTES: Final = 16 * 1024 * 1024
 """What an agent may send before its session is open (held in memory until then); past it, the start fails."""
+AGENT_SIDE: Final = ("agent", "model", "mode", "thoughtLevel", "config", "backendSessionId")
+"""Document fields a running agent holds too: if a refused change moved one, the agent is stopped."""
+CHANGEABLE: Final = (
+    *AGENT_SIDE,
+    *("title", "project", "archivedAt", "policy", "configOptions", "modes", "models"),
+    *("agentInfo", "capabilities", "contextPending"),
+)
+"""Document fields a PATCH, an ACP setter or the agent start they cause may change."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,7 +473,7 @@ class SessionRuntime:
             },
         )
         # After a resume too: an agent may not keep its settings across its own restart.
-        await self._apply_settings(self._desired_settings(), record=False)
+        await self._apply_settings(self._desired_settings())
         await self.save()
 
     def _desired_settings(self) -> JsonObject:
@@ -476,16 +494,35 @@ class SessionRuntime:
 
     # -- settings --------------------------------------------------------------------------------
 
-    async def change_settings(self, changes: JsonObject) -> None:
-        """Apply model/mode/thoughtLevel/config changes to the backend and record them."""
-        await self.ensure_backend()
-        await self._apply_settings(changes, record=True)
+    def snapshot(self) -> JsonObject:
+        """What a change of settings or agent may touch, to roll it back if the change is refused."""
+        return copy.deepcopy({key: self.doc[key] for key in CHANGEABLE if key in self.doc})
+
+    async def roll_back(self, snapshot: JsonObject) -> None:
+        """Undo a refused change: the document as it was, and no agent left running with settings
+        the document does not hold (the next start applies the document's)."""
+        if any(self.doc.get(key) != snapshot.get(key) for key in AGENT_SIDE):
+            await self.stop_backend()
+        for key in CHANGEABLE:
+            self.doc.pop(key, None)
+        self.doc.update(copy.deepcopy(snapshot))
+        self._policy = Policy.model_validate(self.doc.get("policy") or {})
         await self.save()
 
-    async def _apply_settings(self, changes: JsonObject, *, record: bool) -> None:
+    async def change_settings(self, changes: JsonObject) -> None:
+        """Apply model/mode/thoughtLevel/config changes to the backend (the caller records them).
+
+        Raises:
+            InvalidSetting: a value the agent does not offer; nothing was sent to it.
+        """
+        await self.ensure_backend()
+        await self._apply_settings(changes)
+
+    async def _apply_settings(self, changes: JsonObject) -> None:
         backend = self._backend
         if backend is None or not changes:
             return
+        self._check_offered(changes)
         for key in ("model", "mode", "thoughtLevel"):
             if changes.get(key):
                 await self._apply_one(backend, key, str(changes[key]))
@@ -498,9 +535,28 @@ class SessionRuntime:
                 # The same setting as model/mode/thoughtLevel, reached by its option id.
                 self.doc[SETTING_FOR_CATEGORY[category]] = value
                 self._mark_current(category, value)
-        if record:
-            self.record_daemon(methods.ACPD_SETTINGS_CHANGED, {"changes": changes})
-            self.echo_settings(mode_changed="mode" in changes)
+
+    def _check_offered(self, changes: JsonObject) -> None:
+        """Refuse a value the agent does not offer before any reaches it: a client's mistake is a
+        4xx naming the offered values, not the agent's error (and not half a change)."""
+        agent = self.doc["agent"]
+        for key in ("model", "mode", "thoughtLevel"):
+            value = changes.get(key)
+            offered = offered_values(self.doc, key)
+            if not value or offered == []:
+                continue
+            if offered is None:
+                raise InvalidSetting(f"agent {agent!r} offers no {key} setting", data={"setting": key, "offered": []})
+            if value not in offered:
+                detail = f"agent {agent!r} offers no {key} {value!r}; choose one of {offered}"
+                raise InvalidSetting(detail, data={"setting": key, "value": value, "offered": offered})
+        options = {str(o.get("id")): o for o in objects_in(self.doc.get("configOptions"))}
+        for config_id, value in dict(changes.get("config") or {}).items():
+            option = options.get(config_id)
+            if option is None:
+                detail = f"agent {agent!r} has no config option {config_id!r}; its options: {sorted(options)}"
+                raise InvalidSetting(detail, data={"setting": config_id, "offered": sorted(options)})
+            _check_option_value(option, value)
 
     def echo_settings(self, *, mode_changed: bool) -> None:
         """Tell every client the settings as they now are, in ACP's own terms."""
@@ -520,8 +576,8 @@ class SessionRuntime:
             self._adopt_options(await backend.set_config_option(str(option["id"]), value))
         elif key == "model" and self.doc.get("models"):
             await backend.set_model(value)
-        else:
-            raise RpcError.invalid_params(f"agent {self.doc['agent']!r} offers no {category} setting")
+        else:  # pragma: no cover - _check_offered refused it
+            raise InvalidSetting(f"agent {self.doc['agent']!r} offers no {key} setting")
         self.doc[key] = value
         self._mark_current(category, value)
 
@@ -748,6 +804,18 @@ def session_doc_defaults(now: str) -> dict[str, Any]:
         "additionalDirectories": [],
         "contextPending": False,
     }
+
+
+def _check_option_value(option: JsonObject, value: object) -> None:
+    """A config option's value must fit its type: a ``select`` one of its values, a ``boolean`` a
+    boolean (other types pass through to the agent)."""
+    config_id = option.get("id")
+    if option.get("type") == "boolean" and not isinstance(value, bool):
+        raise InvalidSetting(f"config option {config_id!r} takes true or false", data={"setting": config_id})
+    offered = select_values(option)
+    if offered and value not in offered:
+        detail = f"config option {config_id!r} has no value {value!r}; choose one of {offered}"
+        raise InvalidSetting(detail, data={"setting": config_id, "value": value, "offered": offered})
 
 
 def _turn_tokens(update: JsonObject) -> int | None:

@@ -20,7 +20,7 @@ from typing import Final, Literal
 import anyio
 from anyio.abc import TaskGroup
 
-from acpd.errors import INTERNAL_ERROR, AcpdError, ConnectionClosed, RequestCancelled, RpcError
+from acpd.errors import INTERNAL_ERROR, AcpdError, ConnectionClosed, RequestCancelled, RpcError, acpd_error_in
 from acpd.protocol import jsonio, jsonrpc
 from acpd.protocol.framing import Frame, FrameTooLong
 from acpd.protocol.jsonio import JsonObject, JsonValue
@@ -223,6 +223,11 @@ class JsonRpcPeer:
             await self._reject(frame, f"not JSON: {exc}", RpcError.parse_error(str(exc)), None)
             return
         kind = jsonrpc.classify(message)
+        if not isinstance(kind, Invalid) and jsonio.nesting_exceeds(frame, message):
+            # the daemon could not encode it again to log or relay it
+            raw_id = message.get("id")
+            reason = f"nested deeper than {jsonio.MAX_NESTING} levels"
+            kind = Invalid(reason, raw_id if jsonrpc.is_request_id(raw_id) else None)
         if isinstance(kind, Invalid):
             await self._reject_message(frame, message, kind)
             return
@@ -312,7 +317,10 @@ class JsonRpcPeer:
             result = await self._on_request(method, message.get("params"), message)
         except AcpdError as exc:
             return jsonrpc.error_response(msg_id, exc.to_wire())
-        except Exception:
+        except Exception as exc:
+            meant = acpd_error_in(exc)  # raised on purpose, then wrapped by a task group
+            if meant is not None:
+                return jsonrpc.error_response(msg_id, meant.to_wire())
             logger.exception("%s: handler for %r failed", self._name, method)
             return jsonrpc.error_response(msg_id, RpcError.internal_error().to_wire())
         return jsonrpc.result_response(msg_id, result)
