@@ -80,15 +80,23 @@ def _said(value: bool | None, default: bool | None) -> bool | None:
 
 class PrivateHome(_Frozen):
     """A home directory of the agent's own that acpd prepares before starting it (a preset's
-    ``Home``, resolved): ``settings`` merged over the user's own settings file, and the rest of the
-    user's config directory linked in."""
+    ``Home``, resolved): ``settings`` merged over the user's own settings file, ``files`` written,
+    and the rest of the user's config directory linked in."""
 
     path: str
     config_dir: str
-    settings_file: str
+    settings_file: str | None = None
     user_home: str
     """The user's home, whose ``config_dir`` is merged and linked."""
-    settings: Mapping[str, Any]
+    settings: Mapping[str, Any] = Field(default_factory=dict)
+    link_home: bool = False
+    """Link the user's other entries of the home too, not only those of ``config_dir``."""
+    files: Mapping[str, str] = Field(default_factory=dict)
+    """Written into ``config_dir``: name → content."""
+    unlinked: tuple[str, ...] = ()
+    """Entries of the user's ``config_dir`` left out."""
+    directories: tuple[str, ...] = ()
+    """Directories in ``config_dir``: the user's linked, else made empty."""
 
 
 class AgentConfig(_Frozen):
@@ -277,12 +285,16 @@ def _private_home(
         return None
     settings = merged(spec.switches, spec.routed_switches) if routed else dict(spec.switches)
     return PrivateHome(
-        path=str(directory / "home"),
+        path=str(directory / spec.directory),
         config_dir=spec.config_dir,
         settings_file=spec.settings_file,
         # The user's own home for the agent, if they set one for the daemon, else theirs.
-        user_home=seen.get(spec.variable) or _home(seen),
+        user_home=seen.get(spec.variable) or _expand_home(spec.user_default, seen),
         settings=settings,
+        link_home=spec.link_home,
+        files=spec.files,
+        unlinked=spec.unlinked,
+        directories=spec.directories,
     )
 
 
@@ -371,6 +383,13 @@ def _toml_value(raw: str) -> object:
 
 def _home(env: Mapping[str, str]) -> str:
     return env.get("HOME") or str(Path.home())
+
+
+def _expand_home(path: str, env: Mapping[str, str]) -> str:
+    """``path`` with a leading ``~`` made the home directory of ``env``."""
+    if path == "~" or path.startswith("~/"):
+        return _home(env) + path[1:]
+    return path
 
 
 def builtin_agents(data_dir: Path) -> dict[str, AgentConfig]:

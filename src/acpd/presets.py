@@ -54,20 +54,34 @@ class Sandbox:
 class Home:
     """A home directory of the agent's own, under the preset's directory, the agent is pointed at.
 
-    For an agent that honours its switches only in its user settings file: acpd writes that file
-    there, the user's own settings with the switches on top, and links every other entry of the
-    user's config directory (credentials, memory, commands, history) into it.
+    For an agent that honours its switches only in its user settings file, or that writes into its
+    config directory what acpd must not let it (opencode's plugin install): acpd writes its files
+    there (the settings file: the user's own settings with the switches on top) and links every
+    other entry of the user's config directory (credentials, memory, commands, history) into it.
     """
 
     variable: str
     """The variable that tells the agent where its home is."""
     config_dir: str
     """The agent's directory inside a home."""
-    settings_file: str
-    """The settings file inside ``config_dir``."""
-    switches: Mapping[str, object]
+    settings_file: str | None = None
+    """The settings file inside ``config_dir``, merged from the user's and the switches."""
+    switches: Mapping[str, object] = field(default_factory=dict)
     routed_switches: Mapping[str, object] = field(default_factory=dict)
     """Added when the agent's model traffic is routed to a URL."""
+    directory: str = "home"
+    """The home's name in the preset's directory."""
+    user_default: str = "~"
+    """The user's home for the agent when the variable is not set; ``~`` is the home directory."""
+    link_home: bool = False
+    """Link the user's other entries of the home too (besides ``config_dir``): for a variable that the
+    commands the agent runs inherit (``XDG_CONFIG_HOME``), so that theirs (git, say) still find them."""
+    files: Mapping[str, str] = field(default_factory=dict)
+    """Written into ``config_dir`` (name → content) in place of the user's entries of those names."""
+    unlinked: tuple[str, ...] = ()
+    """Entries of the user's ``config_dir`` that are not linked."""
+    directories: tuple[str, ...] = ()
+    """Directories ``config_dir`` must have: the user's linked if they have one, else made empty."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +206,25 @@ def _opencode_config(env: Mapping[str, str], **extra: object) -> dict[str, objec
     return {**config, "autoupdate": False, "share": "disabled", **extra}
 
 
+OPENCODE_VERSION: Final = "1.18.33"
+OPENCODE_PLUGIN_LOCK: Final = (
+    json.dumps(
+        {
+            "name": "opencode-config",
+            "lockfileVersion": 3,
+            "requires": True,
+            "packages": {"": {"dependencies": {"@opencode-ai/plugin": OPENCODE_VERSION}}},
+        },
+        indent=2,
+    )
+    + "\n"
+)
+"""The lock file of acpd's copy of opencode's config directory. On every start opencode 1.18 installs
+``@opencode-ai/plugin`` from the npm registry into each of its config directories it can write to,
+``--pure`` or not, unless the directory has a ``node_modules`` and a ``package-lock.json`` whose root
+package lists every dependency of its ``package.json`` and that one (versions are not compared)."""
+
+
 def _arch() -> str:
     machine = platform.machine().lower()
     return {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64"}.get(machine, machine)
@@ -283,11 +316,27 @@ PRESETS: Final[Mapping[str, Preset]] = {
         Preset(
             name="opencode",
             description="opencode in ACP mode (opencode acp --pure)",
-            packages=("opencode-ai@1.18.33",),
+            packages=(f"opencode-ai@{OPENCODE_VERSION}",),
             program="node_modules/.bin/opencode",
             path_command="opencode",
             # --pure: no plugins, which opencode would otherwise fetch from the npm registry.
             args=("acp", "--pure"),
+            # Its global config directory is $XDG_CONFIG_HOME/opencode and no switch stops the plugin
+            # install into it (OPENCODE_PLUGIN_LOCK): the variable points at a directory of acpd's
+            # holding the lock file that makes opencode skip the install, the user's opencode
+            # entries linked, and every other entry of their $XDG_CONFIG_HOME linked too (the
+            # commands opencode runs inherit the variable). node_modules is the user's if they have
+            # one: the custom tools in their config import the plugin from it.
+            home=Home(
+                variable="XDG_CONFIG_HOME",
+                config_dir="opencode",
+                directory="xdg",
+                user_default="~/.config",
+                link_home=True,
+                files={"package-lock.json": OPENCODE_PLUGIN_LOCK},
+                unlinked=("package.json",),
+                directories=("node_modules",),
+            ),
             env={
                 "OPENCODE_DISABLE_MODELS_FETCH": "1",
                 "OPENCODE_DISABLE_AUTOUPDATE": "1",

@@ -76,3 +76,87 @@ def test_a_home_that_cannot_be_written_makes_the_agent_unavailable(tmp_path: Pat
     (tmp_path / "agents").write_text("a file where the directory should be")
     with pytest.raises(AgentUnavailable, match="cannot prepare the agent's home"):
         prepare_home(home_in(tmp_path))
+
+
+LOCK = '{"packages": {"": {"dependencies": {"@opencode-ai/plugin": "1.18.33"}}}}\n'
+
+
+def xdg_home_in(tmp_path: Path) -> PrivateHome:
+    """Like opencode's: the whole of the user's $XDG_CONFIG_HOME stands behind it."""
+    return PrivateHome(
+        path=str(tmp_path / "agents" / "opencode" / "xdg"),
+        config_dir="opencode",
+        user_home=str(tmp_path / "user" / ".config"),
+        link_home=True,
+        files={"package-lock.json": LOCK},
+        unlinked=("package.json",),
+        directories=("node_modules",),
+    )
+
+
+def snapshot(directory: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(directory)): path.read_text() if path.is_file() else "" for path in directory.rglob("*")
+    }
+
+
+def test_a_home_for_a_config_variable_links_every_other_entry_and_writes_its_own_files(tmp_path: Path) -> None:
+    config = tmp_path / "user" / ".config"
+    (config / "git").mkdir(parents=True)
+    (config / "git" / "config").write_text("[user]\n")
+    (config / "opencode" / "tool").mkdir(parents=True)
+    (config / "opencode" / "opencode.json").write_text('{"theme": "mine"}')
+    (config / "opencode" / "package.json").write_text('{"dependencies": {"left-pad": "1"}}')
+    (config / "opencode" / "package-lock.json").write_text("{}")
+    before = snapshot(tmp_path / "user")
+    home = xdg_home_in(tmp_path)
+    prepare_home(home)
+    ours = Path(home.path)
+    # The commands the agent runs inherit the variable: their config is still the user's.
+    assert (ours / "git").is_symlink() and (ours / "git" / "config").read_text() == "[user]\n"
+    assert not (ours / "opencode").is_symlink()
+    assert (ours / "opencode" / "opencode.json").is_symlink()
+    assert (ours / "opencode" / "tool").resolve() == (config / "opencode" / "tool").resolve()
+    assert (ours / "opencode" / "package-lock.json").read_text() == LOCK
+    assert not (ours / "opencode" / "package-lock.json").is_symlink()
+    assert not (ours / "opencode" / "package.json").exists()
+    assert (ours / "opencode" / "node_modules").is_dir()
+    assert not (ours / "opencode" / "node_modules").is_symlink()
+    assert snapshot(tmp_path / "user") == before
+
+
+def test_a_directory_the_user_has_is_linked_and_a_stale_link_to_it_is_replaced(tmp_path: Path) -> None:
+    theirs = tmp_path / "user" / ".config" / "opencode" / "node_modules"
+    (theirs / "@opencode-ai" / "plugin").mkdir(parents=True)
+    home = xdg_home_in(tmp_path)
+    prepare_home(home)
+    ours = Path(home.path) / "opencode" / "node_modules"
+    assert ours.is_symlink() and (ours / "@opencode-ai" / "plugin").is_dir()
+    (theirs / "@opencode-ai" / "plugin").rmdir()
+    (theirs / "@opencode-ai").rmdir()
+    theirs.rmdir()
+    prepare_home(home)
+    assert ours.is_dir() and not ours.is_symlink()
+
+
+def test_a_file_of_the_homes_own_replaces_a_link_without_writing_through_it(tmp_path: Path) -> None:
+    theirs = tmp_path / "user" / ".config" / "opencode"
+    theirs.mkdir(parents=True)
+    (theirs / "package-lock.json").write_text("{}")
+    home = xdg_home_in(tmp_path)
+    ours = Path(home.path) / "opencode"
+    ours.mkdir(parents=True)
+    (ours / "package-lock.json").symlink_to(theirs / "package-lock.json")
+    prepare_home(home)
+    assert (ours / "package-lock.json").read_text() == LOCK
+    assert (theirs / "package-lock.json").read_text() == "{}"
+
+
+def test_a_home_without_a_settings_file_writes_none(tmp_path: Path) -> None:
+    home = xdg_home_in(tmp_path)
+    prepare_home(home)
+    assert sorted(path.name for path in (Path(home.path) / "opencode").iterdir()) == [
+        "node_modules",
+        "package-lock.json",
+    ]
+    assert not (tmp_path / "user").exists()

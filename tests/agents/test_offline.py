@@ -41,18 +41,7 @@ def require_strace() -> None:
         pytest.skip(message)
 
 
-OPENCODE_PLUGIN_INSTALL = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="opencode 1.18 installs @opencode-ai/plugin from the npm registry into its global config "
-    "directory (~/.config/opencode) the first time it loads its config there, whatever --pure and "
-    "the OPENCODE_DISABLE_* switches say; it does not once that directory has a node_modules",
-)
-
-
-@pytest.mark.parametrize(
-    "agent", [pytest.param(a, marks=OPENCODE_PLUGIN_INSTALL) if a == "opencode" else a for a in AGENTS]
-)
+@pytest.mark.parametrize("agent", AGENTS)
 async def test_through_a_whole_session_the_agent_tries_to_reach_only_its_model_url(
     agent: str, model: MockModelServer, tmp_path: Path
 ) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from acpd.adapters.homes import prepare_home
 from acpd.cli import load_config
 from acpd.config import AgentConfig, DaemonConfig
 from acpd.presets import PLACEHOLDER_KEY, PRESETS, preset_program
@@ -94,6 +95,56 @@ def test_gemini_merges_the_home_the_user_set_and_keeps_one_set_for_it_in_its_env
     gemini = DaemonConfig(agents_dir=str(tmp_path), agents={"gemini": chosen}).all_agents()["gemini"]
     assert gemini.home is None
     assert gemini.env["GEMINI_CLI_HOME"] == str(tmp_path / "mine")
+
+
+def test_opencode_gets_a_config_home_of_its_own_with_the_users_config_behind_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    opencode = DaemonConfig(agents_dir=str(tmp_path)).all_agents()["opencode"]
+    assert opencode.home is not None
+    assert opencode.env["XDG_CONFIG_HOME"] == opencode.home.path == str(tmp_path / "opencode" / "xdg")
+    assert opencode.home.user_home == str(tmp_path / "user" / ".config")
+    assert opencode.home.link_home  # git and the rest of what opencode runs still find their config
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "elsewhere"))
+    opencode = DaemonConfig(agents_dir=str(tmp_path)).all_agents()["opencode"]
+    assert opencode.home is not None and opencode.home.user_home == str(tmp_path / "elsewhere")
+    chosen = AgentConfig(env={"XDG_CONFIG_HOME": str(tmp_path / "mine")})
+    opencode = DaemonConfig(agents_dir=str(tmp_path), agents={"opencode": chosen}).all_agents()["opencode"]
+    assert opencode.home is None
+    assert opencode.env["XDG_CONFIG_HOME"] == str(tmp_path / "mine")
+
+
+def opencode_installs_its_plugin_into(directory: Path) -> bool:
+    """opencode 1.18's rule (its Npm.install) for each config directory it can write to: install
+    @opencode-ai/plugin from the registry unless node_modules exists and the lock file's root
+    package lists every dependency of package.json and the plugin."""
+    if not (directory / "node_modules").is_dir():
+        return True
+    wanted = {"@opencode-ai/plugin"}
+    if (directory / "package.json").is_file():
+        wanted |= set(json.loads((directory / "package.json").read_text()).get("dependencies", {}))
+    try:
+        lock = json.loads((directory / "package-lock.json").read_text())
+    except FileNotFoundError:
+        return True
+    return not wanted <= set(lock["packages"][""]["dependencies"])
+
+
+def test_opencodes_config_home_keeps_it_from_installing_its_plugin_even_when_the_users_would_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    theirs = tmp_path / "user" / ".config" / "opencode"
+    theirs.mkdir(parents=True)
+    (theirs / "package.json").write_text('{"dependencies": {"left-pad": "1.3.0"}}')
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    assert opencode_installs_its_plugin_into(theirs)
+    opencode = DaemonConfig(agents_dir=str(tmp_path / "agents")).all_agents()["opencode"]
+    prepare_home(opencode.home)
+    assert not opencode_installs_its_plugin_into(Path(opencode.env["XDG_CONFIG_HOME"]) / "opencode")
+    assert sorted(path.name for path in theirs.iterdir()) == ["package.json"]
 
 
 def test_a_configured_agent_named_after_a_preset_extends_it(tmp_path: Path) -> None:
