@@ -17,7 +17,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from acpd.config import DaemonConfig, Policy
-from acpd.errors import AgentNotFound, InvalidInput, SessionExists, SessionNotFound
+from acpd.errors import AgentNotFound, InvalidInput, SessionClosed, SessionExists, SessionNotFound, StoreError
 from acpd.protocol import jsonio, methods
 from acpd.protocol.events import EventRecord, utc_now
 from acpd.protocol.jsonio import JsonObject
@@ -32,6 +32,12 @@ ID_PATTERN_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ
 MAX_ID_CHARS: Final = 128
 DOC_FIELDS: Final = ("title", "project")
 SETTING_FIELDS: Final = ("model", "mode", "thoughtLevel")
+CLOSE_ALL_SECONDS: Final = 10.0
+"""How long stopping waits for the sessions (turns answered, agents stopped, logs committed) before
+leaving the rest to the task group's cancellation."""
+FINAL_COMMIT_SECONDS: Final = 3.0
+"""Once the agents are stopped, how long stopping waits for the logs' last commits (a healthy
+store takes milliseconds, a full one gives up at once; only a stuck disk takes this long)."""
 
 
 class SessionManager:
@@ -42,6 +48,7 @@ class SessionManager:
         self._load_lock = anyio.Lock()
         self._inflight: dict[tuple[str, str], Turn] = {}
         self._tg: TaskGroup | None = None
+        self._stopping: anyio.Event | None = None
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[SessionManager]:
@@ -52,9 +59,30 @@ class SessionManager:
             try:
                 yield self
             finally:
-                with anyio.CancelScope(shield=True):
-                    await self._close_all()
+                await self.stop()
                 tg.cancel_scope.cancel()
+
+    async def stop(self) -> None:
+        """Close every session (turns answered, agents stopped, logs committed), waiting at most
+        ``CLOSE_ALL_SECONDS``; sessions asked for afterwards are refused. Idempotent, and a second
+        caller waits for the first."""
+        if self._stopping is not None:
+            with anyio.CancelScope(shield=True):
+                await self._stopping.wait()
+            return
+        self._stopping = anyio.Event()
+        try:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_ALL_SECONDS) as waited:
+                await self._close_all()
+            if waited.cancelled_caught:
+                logger.error(
+                    "%d session(s) did not close within %.0f s; cancelling them: %s",
+                    len(self._runtimes),
+                    CLOSE_ALL_SECONDS,
+                    ", ".join(sorted(self._runtimes)),
+                )
+        finally:
+            self._stopping.set()
 
     @property
     def task_group(self) -> TaskGroup:
@@ -79,15 +107,26 @@ class SessionManager:
                         methods.ACPD_TURN_INTERRUPTED, {"turn": doc.get("turns"), "reason": "daemon restarted"}
                     )
                     runtime.doc["status"] = "idle"
-                    await runtime.save()
+                    try:
+                        await runtime.save()
+                    except StoreError as exc:
+                        # a full disk at start: the note commits when space returns; serve meanwhile
+                        logger.warning("session %s: the restart note waits for the store: %s", doc["id"], exc)
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
 
     async def _close_all(self) -> None:
+        runtimes = list(self._runtimes.values())
         async with anyio.create_task_group() as tg:
-            for runtime in list(self._runtimes.values()):
-                tg.start_soon(self._close_runtime, runtime)
+            for runtime in runtimes:
+                tg.start_soon(runtime.aclose)
+        with anyio.move_on_after(FINAL_COMMIT_SECONDS) as waited:
+            for runtime in runtimes:
+                await runtime.log.finished.wait()
+                self._runtimes.pop(runtime.session_id, None)
+        if waited.cancelled_caught:
+            logger.error("the logs of %d session(s) did not finish committing: the store is stuck", len(self._runtimes))
 
     async def _close_runtime(self, runtime: SessionRuntime) -> None:
         await runtime.aclose()
@@ -109,6 +148,8 @@ class SessionManager:
         return runtime
 
     def _start_runtime(self, doc: JsonObject, last_seq: int) -> SessionRuntime:
+        if self._stopping is not None:
+            raise SessionClosed("the daemon is stopping")
         deps = self._deps
         runtime = SessionRuntime(deps, doc, last_seq)
         deps.task_group.start_soon(runtime.log.run_flusher)
@@ -152,6 +193,7 @@ class SessionManager:
         unknown = set(body) - {*DOC_FIELDS, *SETTING_FIELDS, "archived", "config", "agent", "policy"}
         if unknown:
             raise InvalidInput(f"cannot change {sorted(unknown)}")
+        runtime.log.check_writable()  # refuse while the store fails, before anything changes
         changes = self._change_doc(runtime, body)
         switched = "agent" in body and body["agent"] != runtime.doc["agent"]
         if switched:
