@@ -75,6 +75,7 @@ class SessionRuntime:
         self.clients = AttachedClients()
         self._policy = Policy.model_validate(doc.get("policy") or {})
         self._backend: Backend | None = None
+        self._starting: Backend | None = None  # while it starts: a close must stop it too
         self._backend_lock = anyio.Lock()
         self._early: list[JsonObject] | None = None  # while an agent starts: what it said before agent_started
         self._turn_lock = anyio.Lock()
@@ -359,11 +360,13 @@ class SessionRuntime:
                 record_dir=self._deps.config.record_agents or None,
             )
             self._early = []
+            self._starting = backend
             try:
                 state = await self._deps.task_group.start(self._run_backend, backend)
                 self._backend = backend
                 await self._adopt(state)
             finally:
+                self._starting = None
                 early, self._early = self._early, None
             for message in early:
                 await self.emit(message)
@@ -420,7 +423,7 @@ class SessionRuntime:
         return wanted
 
     async def stop_backend(self) -> None:
-        backend = self._backend
+        backend = self._backend or self._starting
         if backend is not None:
             await backend.aclose()
             self._backend = None
