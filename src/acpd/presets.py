@@ -29,6 +29,48 @@ ModelRoute = Callable[[str, Mapping[str, str]], tuple[_Env, tuple[str, ...]]]
 
 
 @dataclass(frozen=True, slots=True)
+class Sandbox:
+    """A program an agent runs its commands under, and the setting that turns that sandbox off.
+
+    Without the program every command the agent runs fails, unless the user turned the sandbox off
+    (an explicit choice: commands then run unconfined, as the user)."""
+
+    program: str
+    """Looked up on PATH, then at ``bundled`` next to the agent's program."""
+    install: str
+    """How to install it, for the reason shown when it is missing."""
+    bundled: str
+    setting: str
+    """The agent's config key (``-c key=value`` or its config file) that selects the sandbox."""
+    off: str
+    """The value of ``setting`` that runs commands without the sandbox."""
+    config_file: str
+    """The agent's own config file (``~`` is the home directory), where ``setting`` may be too."""
+    home_variable: str
+    """The variable that moves ``config_file``'s directory."""
+
+
+@dataclass(frozen=True, slots=True)
+class Home:
+    """A home directory of the agent's own, under the preset's directory, the agent is pointed at.
+
+    For an agent that honours its switches only in its user settings file: acpd writes that file
+    there, the user's own settings with the switches on top, and links every other entry of the
+    user's config directory (credentials, memory, commands, history) into it.
+    """
+
+    variable: str
+    """The variable that tells the agent where its home is."""
+    config_dir: str
+    """The agent's directory inside a home."""
+    settings_file: str
+    """The settings file inside ``config_dir``."""
+    switches: Mapping[str, object]
+    routed_switches: Mapping[str, object] = field(default_factory=dict)
+    """Added when the agent's model traffic is routed to a URL."""
+
+
+@dataclass(frozen=True, slots=True)
 class Preset:
     name: str
     description: str
@@ -47,6 +89,7 @@ class Preset:
     """Set only when the daemon runs as root."""
     files: Mapping[str, str] = field(default_factory=dict)
     """Files the daemon writes into the preset's directory before starting it: name → content."""
+    home: Home | None = None
     dynamic_env: Callable[[Mapping[str, str]], _Env] | None = None
     """Environment computed from the daemon's own (to merge with a user's setting, say)."""
     credential_variables: tuple[str, ...] = ()
@@ -60,6 +103,10 @@ class Preset:
     """False when the agent keeps running after its stdin ends (it is sent SIGTERM at once)."""
     stop_detached_on_cancel: bool = True
     """False when the agent stops its own commands on cancel and detaches some on purpose."""
+    client_capabilities: Mapping[str, object] = field(default_factory=dict)
+    """What acpd offers the agent at ``initialize``, in ACP's ``clientCapabilities`` shape; what
+    it leaves out is offered (acpd's workspace-confined file reads and writes, and terminals)."""
+    sandbox: Sandbox | None = None
     needs_node: bool = True
     notes: str = ""
 
@@ -94,26 +141,17 @@ def _gemini_route(url: str, env: Mapping[str, str]) -> tuple[_Env, tuple[str, ..
     return {
         "GOOGLE_GEMINI_BASE_URL": url.rstrip("/"),
         "GEMINI_API_KEY": _first_key(env, "GEMINI_API_KEY", "GOOGLE_API_KEY"),
-        # An API key against the URL: the settings that select that auth method.
-        "GEMINI_CLI_SYSTEM_SETTINGS_PATH": "{dir}/" + GEMINI_KEY_SETTINGS,
     }, ()
 
 
-def _gemini_settings(*, api_key: bool) -> str:
-    # System settings override the user's own: only switches that keep Gemini on loopback (and,
-    # when its model traffic is routed, the auth method that goes with a key).
-    settings: dict[str, object] = {
-        "privacy": {"usageStatisticsEnabled": False},
-        "telemetry": {"enabled": False},
-        "general": {"disableAutoUpdate": True, "disableUpdateNag": True},
-    }
-    if api_key:
-        settings["security"] = {"auth": {"selectedType": "gemini-api-key"}}
-    return json.dumps(settings, indent=2) + "\n"
-
-
-GEMINI_SETTINGS: Final = "system-settings.json"
-GEMINI_KEY_SETTINGS: Final = "system-settings-api-key.json"
+GEMINI_SWITCHES: Final[Mapping[str, object]] = {
+    "privacy": {"usageStatisticsEnabled": False},
+    "telemetry": {"enabled": False},
+    "general": {"disableAutoUpdate": True, "disableUpdateNag": True},
+}
+"""Gemini's settings that keep it on loopback (usage statistics go to play.googleapis.com)."""
+GEMINI_ROUTED_SWITCHES: Final[Mapping[str, object]] = {"security": {"auth": {"selectedType": "gemini-api-key"}}}
+"""With its model traffic routed to a URL: the auth method that goes with a key."""
 
 
 def _opencode_route(url: str, env: Mapping[str, str]) -> tuple[_Env, tuple[str, ...]]:
@@ -200,6 +238,17 @@ PRESETS: Final[Mapping[str, Preset]] = {
             # a login (``codex login``) or a model URL counts.
             credential_files=("~/.codex/auth.json",),
             route_model=_codex_route,
+            # codex-acp's default (workspace-write) runs every command under bubblewrap and panics
+            # (exit 101) on each one when there is none.
+            sandbox=Sandbox(
+                program="bwrap",
+                install="install bubblewrap (Debian: apt install bubblewrap)",
+                bundled="codex-resources/bwrap",
+                setting="sandbox_mode",
+                off="danger-full-access",
+                config_file="~/.codex/config.toml",
+                home_variable="CODEX_HOME",
+            ),
             exits_on_stdin_close=False,
             needs_node=False,
         ),
@@ -210,17 +259,24 @@ PRESETS: Final[Mapping[str, Preset]] = {
             program="node_modules/.bin/gemini",
             path_command="gemini",
             args=("--acp",),
-            env={
-                "GEMINI_TELEMETRY_ENABLED": "false",
-                "GEMINI_CLI_SYSTEM_SETTINGS_PATH": "{dir}/" + GEMINI_SETTINGS,
-            },
-            files={
-                GEMINI_SETTINGS: _gemini_settings(api_key=False),
-                GEMINI_KEY_SETTINGS: _gemini_settings(api_key=True),
-            },
+            env={"GEMINI_TELEMETRY_ENABLED": "false"},
+            # gemini-cli 0.61 ignores a system settings file that it or a directory above it is
+            # not owned by root or is writable by others (a user's data directory, the temp dir):
+            # the switches go in a user settings file of acpd's, in a home of its own.
+            home=Home(
+                variable="GEMINI_CLI_HOME",
+                config_dir=".gemini",
+                settings_file="settings.json",
+                switches=GEMINI_SWITCHES,
+                routed_switches=GEMINI_ROUTED_SWITCHES,
+            ),
             credential_variables=("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS"),
             credential_files=("~/.gemini/oauth_creds.json",),
             route_model=_gemini_route,
+            # gemini-cli 0.61 reads a file through the client before writing it and takes the "not
+            # found" answer for a new file as a failure: it reads with its own tools (confined to
+            # the session's workspace by gemini itself) and writes through acpd.
+            client_capabilities={"fs": {"readTextFile": False}},
             # gemini-cli 0.61's session/load fails and overwrites the chat it was asked to load.
             continue_sessions=False,
         ),

@@ -164,7 +164,7 @@ async def test_the_daemon_stops_promptly_while_the_disk_is_full(
     with anyio.fail_after(10):
         assert_store_full_problem(await client.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "x"}))
     with anyio.fail_after(5):
-        await manager.stop()
+        await manager.shutdown()
 
 
 async def test_creating_a_session_on_a_full_sqlite_database_is_a_store_full_problem(

@@ -31,10 +31,16 @@ logger = logging.getLogger(__name__)
 
 TAIL_RECORDS: Final = 16_384
 """Committed records kept in memory per open session for readers that are nearly caught up."""
+TAIL_BYTES: Final = 32 * 1024 * 1024
+"""...and at most this many bytes of them: an agent's frames may be up to the line limit each."""
 HIGH_WATER_RECORDS: Final = 20_000
 """Queued (uncommitted) records past which writers wait for the flusher: backpressure on the agent."""
+HIGH_WATER_BYTES: Final = 64 * 1024 * 1024
+"""Queued bytes past which writers wait as well."""
 MAX_BATCH_RECORDS: Final = 4_096
 """Records per store transaction; well under the tail, so a live reader never has to go to the store."""
+MAX_BATCH_BYTES: Final = 16 * 1024 * 1024
+"""Bytes per store transaction (a batch holds at least one record, whatever its size)."""
 STORE_RETRY_SECONDS: Final = 1.0
 """How soon a batch that failed to commit is tried again (a full disk: as soon as space returns)."""
 FAILURE_REPORT_SECONDS: Final = 60.0
@@ -98,7 +104,9 @@ class SessionLog:
         self._next_seq = last_seq + 1
         self.committed_seq = last_seq
         self._pending: list[EventRecord] = []
+        self._pending_bytes = 0
         self._tail: list[EventRecord] = []
+        self._tail_bytes = 0
         self._queued = anyio.Event()
         self._committed = anyio.Event()
         self._drained = anyio.Event()
@@ -132,12 +140,13 @@ class SessionLog:
             return record
         self._next_seq += 1
         self._pending.append(record)
+        self._pending_bytes += len(text)
         self._queued.set()
         return record
 
     async def wait_capacity(self) -> None:
         """Wait while too many records are queued; the caller is the agent's reader, so it slows the agent."""
-        while len(self._pending) >= HIGH_WATER_RECORDS and not self.closed:
+        while self._over_high_water() and not self.closed:
             drained = self._drained
             await drained.wait()
 
@@ -202,9 +211,27 @@ class SessionLog:
                 self._queued = anyio.Event()
                 await self._queued.wait()
                 continue
-            batch = self._pending[:MAX_BATCH_RECORDS]
-            del self._pending[: len(batch)]
+            batch = self._take_batch()
             await self._commit(batch, self._take_doc(batch))
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of records this log holds in memory: queued, and the committed tail."""
+        return self._pending_bytes + self._tail_bytes
+
+    def _over_high_water(self) -> bool:
+        return len(self._pending) >= HIGH_WATER_RECORDS or self._pending_bytes >= HIGH_WATER_BYTES
+
+    def _take_batch(self) -> list[EventRecord]:
+        count, size = 0, 0
+        for record in self._pending[:MAX_BATCH_RECORDS]:
+            if count and size + len(record.payload) > MAX_BATCH_BYTES:
+                break
+            count, size = count + 1, size + len(record.payload)
+        batch = self._pending[:count]
+        del self._pending[:count]
+        self._pending_bytes -= size
+        return batch
 
     def _take_doc(self, batch: list[EventRecord]) -> tuple[int, SessionDoc] | None:
         """The queued document, if this batch reaches the record it was saved after."""
@@ -225,9 +252,7 @@ class SessionLog:
             with anyio.move_on_after(self._retry_seconds):
                 await self._closing.wait()  # a close cuts the wait short: one last try
         if batch:
-            self._tail.extend(batch)
-            if len(self._tail) > 2 * TAIL_RECORDS:
-                del self._tail[: len(self._tail) - TAIL_RECORDS]
+            self._keep_tail(batch)
             self.committed_seq = batch[-1].seq
         if doc is not None:
             self._saved_doc_version = doc[0]
@@ -254,6 +279,7 @@ class SessionLog:
         """Closed while commits fail (the daemon stops on a full disk): drop what is queued."""
         lost = failed + len(self._pending)
         self._pending.clear()
+        self._pending_bytes = 0
         self._doc = None
         logger.error(
             "session %s: %d event(s) after seq %d could not be committed before stopping (%s)",
@@ -264,10 +290,23 @@ class SessionLog:
         )
         _failures.recovered(self.session_id, gave_up=True)
 
+    def _keep_tail(self, batch: list[EventRecord]) -> None:
+        self._tail.extend(batch)
+        self._tail_bytes += sum(len(record.payload) for record in batch)
+        if len(self._tail) <= 2 * TAIL_RECORDS and self._tail_bytes <= 2 * TAIL_BYTES:
+            return  # trimmed in steps, not at every batch
+        keep, size = 0, 0
+        for record in reversed(self._tail[-TAIL_RECORDS:]):
+            if size + len(record.payload) > TAIL_BYTES:
+                break
+            keep, size = keep + 1, size + len(record.payload)
+        del self._tail[: len(self._tail) - keep]
+        self._tail_bytes = size
+
     def _wake(self) -> None:
         committed, self._committed = self._committed, anyio.Event()
         committed.set()
-        if len(self._pending) < HIGH_WATER_RECORDS:
+        if not self._over_high_water():
             drained, self._drained = self._drained, anyio.Event()
             drained.set()
 

@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from acpd.errors import AcpdError
+from acpd.errors import AcpdError, acpd_error_in
 from acpd.protocol import jsonio
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,15 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     kind = HTTP_KINDS.get(exc.status_code, "http-error")
     return problem(exc.status_code, kind, str(exc.detail))
+
+
+async def handle_exception_group(request: Request, exc: Exception) -> Response:
+    """An error raised on purpose that a task group wrapped (an agent failing as it starts) is
+    answered as itself; a group holding only bugs is the daemon's 500."""
+    meant = acpd_error_in(exc)
+    if meant is None:
+        raise exc
+    return from_error(meant)
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:

@@ -23,14 +23,16 @@ from typing import Final
 
 import anyio
 import uvicorn
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 
 from acpd.config import DaemonConfig
 from acpd.store.base import EventStore
 from acpd.store.memory import MemoryEventStore
 from acpd.store.sqlite import SqliteEventStore
 
+from . import ws
 from .app import create_app
+from .http_protocol import ProblemHttpToolsProtocol, ProblemWebSocketProtocol
 from .manager import SessionManager
 from .security import check_bind
 
@@ -105,16 +107,19 @@ async def _serve_on(
     server = _Server(
         uvicorn.Config(
             create_app(manager, port=port),
-            http="httptools",
+            http=ProblemHttpToolsProtocol,
+            ws=ProblemWebSocketProtocol,
+            ws_max_size=ws.MAX_MESSAGE_BYTES,
             lifespan="off",
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=HTTP_GRACE_SECONDS,
-        )
+        ),
+        manager,
     )
     # The signal watcher outlives the manager: a second signal must work while sessions close.
     async with anyio.create_task_group() as signals:
-        await signals.start(_stop_on_signals, server, manager, signals)
+        await signals.start(_stop_on_signals, server)
         try:
             async with manager.running():
                 if port_file:
@@ -127,17 +132,26 @@ async def _serve_on(
 
 
 class _Server(uvicorn.Server):
-    """uvicorn without its signal handling: ``serve`` owns the signals. (uvicorn re-raises the
-    signal once its own shutdown is done, which would kill the process before the sessions close.)"""
+    """uvicorn, stopping the sessions as soon as it starts shutting down: it waits for every open
+    request, and a request waiting on a session (an agent start, a turn, a stream) ends only when
+    it does. Without its signal handling: ``serve`` owns the signals (uvicorn re-raises the signal
+    once its own shutdown is done, which killed the process before the store was closed)."""
+
+    def __init__(self, config: uvicorn.Config, manager: SessionManager) -> None:
+        super().__init__(config)
+        self._manager = manager
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._manager.shutdown)
+            await super().shutdown(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
 
 
-async def _stop_on_signals(
-    server: uvicorn.Server, manager: SessionManager, tg: TaskGroup, *, task_status: TaskStatus[None]
-) -> None:
+async def _stop_on_signals(server: uvicorn.Server, *, task_status: TaskStatus[None]) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
         task_status.started()
         async for signum in received:
@@ -150,9 +164,6 @@ async def _stop_on_signals(
             _stop_requested.set()
             _arm_deadline(STOP_DEADLINE_SECONDS, f"not stopped within {STOP_DEADLINE_SECONDS:.0f} s: exiting now")
             server.should_exit = True
-            # Closing the sessions now, while uvicorn waits for requests in flight, ends their
-            # live streams (which would never end by themselves) and answers their turns.
-            tg.start_soon(manager.stop)
 
 
 _stop_requested = threading.Event()
