@@ -65,6 +65,26 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """uvicorn, stopping the sessions as soon as it starts shutting down: it waits for every open
+    request, and a request waiting on a session (an agent start, a turn, a stream) ends only when
+    it does. Without its signal handling: ``serve`` owns the signals (uvicorn re-raises the signal
+    once its own shutdown is done, which killed the process before the store was closed)."""
+
+    def __init__(self, config: uvicorn.Config, manager: SessionManager) -> None:
+        super().__init__(config)
+        self._manager = manager
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._manager.shutdown)
+            await super().shutdown(sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def serve(
     config: DaemonConfig,
     *,
@@ -129,26 +149,6 @@ async def _serve_on(
                 await server.serve(sockets=[sock])
         finally:
             signals.cancel_scope.cancel()
-
-
-class _Server(uvicorn.Server):
-    """uvicorn, stopping the sessions as soon as it starts shutting down: it waits for every open
-    request, and a request waiting on a session (an agent start, a turn, a stream) ends only when
-    it does. Without its signal handling: ``serve`` owns the signals (uvicorn re-raises the signal
-    once its own shutdown is done, which killed the process before the store was closed)."""
-
-    def __init__(self, config: uvicorn.Config, manager: SessionManager) -> None:
-        super().__init__(config)
-        self._manager = manager
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._manager.shutdown)
-            await super().shutdown(sockets)
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 async def _stop_on_signals(server: uvicorn.Server, *, task_status: TaskStatus[None]) -> None:
