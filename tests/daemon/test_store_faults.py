@@ -180,3 +180,20 @@ async def test_creating_a_session_on_a_full_sqlite_database_is_a_store_full_prob
         assert_store_full_problem(await http.post("/v1/sessions", json=body))
         await make_room(store)
         await new_session(http, workdir)
+
+
+async def test_closing_a_session_while_the_disk_is_full_is_refused_and_leaves_it_open(
+    client: httpx.AsyncClient, manager: SessionManager, disk: FullDisk, workdir: Path
+) -> None:
+    async with acp_client(manager) as acp:
+        with anyio.fail_after(10):
+            await acp.initialize()
+            session_id = (await acp.new_session(str(workdir)))["sessionId"]
+            disk.full = True
+            with pytest.raises(RpcError) as refused:
+                await acp.request("session/close", {"sessionId": session_id})
+            assert "database or disk is full" in refused.value.message
+            disk.full = False
+            await wait_for_record(manager, session_id, lambda r: "STORE_FULL" in r.payload)
+            answer = await acp.prompt(session_id, "text still open")
+    assert answer["stopReason"] == "end_turn"

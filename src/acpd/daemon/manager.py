@@ -260,15 +260,25 @@ class SessionManager:
 
     async def close(self, session_id: str) -> None:
         """End the running turn, stop the agent and unload the session; its history stays, and
-        any later use (a prompt, a load) reopens it. Raises ``SessionNotFound``."""
+        any later use (a prompt, a load) reopens it.
+
+        Raises:
+            SessionNotFound. StoreError: the store fails (a full disk); the session stays open.
+        """
         runtime = self._runtimes.get(session_id)
         if runtime is None:
             if await self.store.get_session(session_id) is None:
                 raise SessionNotFound(session_id)
             return
+        runtime.log.check_writable()  # unloading now would drop what the store has not taken
         await runtime.stop_turns()
-        runtime.doc["status"] = "closed"
-        await runtime.save()
+        status, runtime.doc["status"] = runtime.doc.get("status"), "closed"
+        try:
+            await runtime.save()
+        except StoreError:
+            runtime.doc["status"] = status
+            runtime.take_turns_again()
+            raise
         await self._close_runtime(runtime)
 
     async def delete(self, session_id: str) -> None:

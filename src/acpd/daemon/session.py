@@ -774,6 +774,10 @@ class SessionRuntime:
             turn.request_stop()
             await turn.done.wait()
 
+    def take_turns_again(self) -> None:
+        """Undo ``stop_turns``: a close that the store refused leaves the session open."""
+        self._closing = False
+
     def _set_status(self, status: str) -> None:
         self.doc["status"] = status
 
