@@ -25,6 +25,8 @@ edges (the RPC peer, the HTTP app) turn them into wire errors.
     │  └─ AgentExited                      the backend process ended
     ├─ ConnectionClosed                    the peer's transport ended
     ├─ StoreError                          500
+    │  ├─ StoreFull                        507  the database or its disk is full
+    │  └─ StoreLocked                      another acpd owns the database file
     └─ ConfigError
 """
 
@@ -205,6 +207,20 @@ class ConnectionClosed(AcpdError):
 
 class StoreError(AcpdError):
     kind = "store-error"
+
+
+class StoreFull(StoreError):
+    """The database or its disk is full: nothing more can be committed until space returns."""
+
+    kind = "store-full"
+    status = 507
+
+
+class StoreLocked(StoreError):
+    """Another acpd process owns the database file (``data`` names its ``pid`` and ``url`` when known)."""
+
+    kind = "store-locked"
+    status = 503
 
 
 class ConfigError(AcpdError):

@@ -274,7 +274,9 @@ class AcpConnection:
             if not self.peer.closed:
                 attachment.runtime.cancel()
             raise
-        # every update of the turn reaches the client before the turn's answer
+        # every update of the turn reaches the client before the turn's answer; while the store
+        # fails (a full disk) they cannot, and the store's error is the answer
+        await attachment.runtime.log.wait_committed(turn.last_seq)
         await attachment.caught_up(turn.last_seq)
         response = turn.response or {}
         error = response.get("error")

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from acpd.errors import AgentNotFound, Conflict, InvalidInput, NotFound
+from acpd.errors import AgentNotFound, Conflict, InvalidInput, NotFound, StoreError
 from acpd.protocol import jsonio, jsonrpc
 from acpd.protocol.jsonio import JsonObject
 from acpd.protocol.jsonrpc import Kind
@@ -71,7 +71,7 @@ class HttpAcpConnection:
             link_id=f"http:{connection_id}",
             name=f"http:{connection_id}",
         )
-        self._waiting: dict[jsonrpc.RequestId, tuple[anyio.Event, list[JsonObject]]] = {}
+        self._waiting: dict[jsonrpc.RequestId, tuple[anyio.Event, list[JsonObject | StoreError]]] = {}
         self._users = 0
         self.last_used = anyio.current_time()
 
@@ -123,16 +123,24 @@ class HttpAcpConnection:
                 if isinstance(message, dict) and "method" not in message:
                     waiting = self._waiting.pop(message.get("id"), None)  # type: ignore[arg-type]
                     if waiting is not None:
-                        await self.log.wait_committed(record.seq)
-                        waiting[1].append(message)
+                        waiting[1].append(await self._committed(record.seq, message))
                         waiting[0].set()
+
+    async def _committed(self, seq: int, message: JsonObject) -> JsonObject | StoreError:
+        """``message`` once it is committed, or the store's error while it fails (a full disk)."""
+        try:
+            await self.log.wait_committed(seq)
+        except StoreError as exc:
+            return exc
+        return message
 
     async def post(self, message: JsonObject) -> JsonObject | None:
         """Deliver one envelope; a request's response is returned, anything else gives None.
 
         Raises:
             InvalidInput: not a JSON-RPC message. Conflict: that request id is already pending.
-            AcpConnectionClosed: the connection was deleted meanwhile.
+            AcpConnectionClosed: the connection was deleted meanwhile. StoreError: the response
+            could not be committed (a full disk); it follows on the SSE stream once it is.
         """
         kind = jsonrpc.classify(message)
         if not isinstance(kind, Kind):
@@ -143,7 +151,7 @@ class HttpAcpConnection:
         request_id = message["id"]
         if request_id in self._waiting:
             raise Conflict(f"a request with id {request_id!r} is already pending on this connection")
-        done: tuple[anyio.Event, list[JsonObject]] = (anyio.Event(), [])
+        done: tuple[anyio.Event, list[JsonObject | StoreError]] = (anyio.Event(), [])
         self._waiting[request_id] = done
         try:
             await self._client_end.send(jsonio.dumps(message))
@@ -154,6 +162,8 @@ class HttpAcpConnection:
                 del self._waiting[request_id]
         if not done[1]:
             raise AcpConnectionClosed(f"ACP connection {self.id!r} was closed before it answered")
+        if isinstance(done[1][0], StoreError):
+            raise done[1][0]
         return done[1][0]
 
     def _shut(self) -> None:

@@ -3,8 +3,10 @@
 If a daemon answers at the configured address, this process is a pure relay: every stdin line goes
 to the daemon's ``/v1/rpc`` WebSocket and every message back becomes a stdout line, so editors,
 orchestrators and the REST API all share the daemon's live sessions. Otherwise it runs the daemon's
-SessionManager in process on the same store and serves the connection itself. Stdout carries
-protocol frames only: logs go to stderr. It must not parse argv (the CLI does).
+SessionManager in process on the same store and serves the connection itself, unless another
+daemon owns that store: then it relays to that daemon's address (from the store's lock), or
+refuses if it does not answer there. Stdout carries protocol frames only: logs go to stderr. It
+must not parse argv (the CLI does).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed as WsClosed
 
 from acpd.config import DaemonConfig
-from acpd.errors import ConnectionClosed
+from acpd.errors import ConnectionClosed, StoreLocked
 from acpd.protocol.framing import MAX_LINE_BYTES
+from acpd.store.base import EventStore
 from acpd.transports.stdio import StdioTransport, open_stdio_transport
 
 from .acp_face import AcpConnection
@@ -46,16 +49,40 @@ async def daemon_answers(url: str, token: str | None) -> bool:
 async def run_acp_stdio(
     config: DaemonConfig, *, agent: str | None, url: str | None, token: str | None, standalone: bool
 ) -> str:
-    """Serve ACP on stdio until stdin ends; returns how it ran (``relay`` or ``standalone``)."""
+    """Serve ACP on stdio until stdin ends; returns how it ran (``relay`` or ``standalone``).
+
+    Raises:
+        StoreLocked: no daemon answers, and the store is another daemon's (which does not answer
+            at the address it left in the lock either).
+    """
     daemon_url = url or f"http://{config.host}:{config.port}"
-    async with open_stdio_transport() as stdio:
-        if not standalone and await daemon_answers(daemon_url, token or config.token):
-            logger.info("relaying to the daemon at %s", daemon_url)
-            await relay(stdio, rpc_url(daemon_url, agent), token or config.token)
-            return "relay"
+    token = token or config.token
+    if not standalone and await daemon_answers(daemon_url, token):
+        logger.info("relaying to the daemon at %s", daemon_url)
+        await relay_stdio(rpc_url(daemon_url, agent), token)
+        return "relay"
+    try:
+        store = await open_store(config.resolved_db())
+    except StoreLocked as exc:
+        owner = exc.data.get("url") if isinstance(exc.data, dict) else None
+        if standalone or not isinstance(owner, str) or not await daemon_answers(owner, token):
+            raise
+        logger.info("the daemon that owns %s serves %s: relaying there", config.resolved_db(), owner)
+        await relay_stdio(rpc_url(owner, agent), token)
+        return "relay"
+    try:
         logger.info("no daemon at %s: serving in process on %s", daemon_url, config.resolved_db())
-        await serve_in_process(stdio, config, agent)
-        return "standalone"
+        async with open_stdio_transport() as stdio:
+            await serve_in_process(stdio, config, store, agent)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await store.aclose()
+    return "standalone"
+
+
+async def relay_stdio(ws_url: str, token: str | None) -> None:
+    async with open_stdio_transport() as stdio:
+        await relay(stdio, ws_url, token)
 
 
 def rpc_url(http_url: str, agent: str | None) -> str:
@@ -100,11 +127,6 @@ async def _ws_to_stdout(ws: ClientConnection, stdio: StdioTransport, done: anyio
         done.cancel()
 
 
-async def serve_in_process(stdio: StdioTransport, config: DaemonConfig, agent: str | None) -> None:
-    store = await open_store(config.resolved_db())
-    try:
-        async with SessionManager(config, store).running() as manager:
-            await AcpConnection(manager, stdio, default_agent=agent, name="stdio").serve()
-    finally:
-        with anyio.CancelScope(shield=True):
-            await store.aclose()
+async def serve_in_process(stdio: StdioTransport, config: DaemonConfig, store: EventStore, agent: str | None) -> None:
+    async with SessionManager(config, store).running() as manager:
+        await AcpConnection(manager, stdio, default_agent=agent, name="stdio").serve()

@@ -173,7 +173,8 @@ async def _turn_stream(log: SessionLog, turn: Turn) -> AsyncIterator[bytes]:
     await turn.started.wait()
     if turn.first_seq == 0:
         return
-    async for chunk in sse.stream_log(log, turn.first_seq - 1, until=lambda seq: seq == turn.last_seq):
+    stream = sse.stream_log(log, turn.first_seq - 1, until=lambda seq: seq == turn.last_seq, stop_on_fault=True)
+    async for chunk in stream:
         yield chunk
 
 

@@ -18,7 +18,14 @@ import anyio
 from anyio.abc import TaskGroup
 
 from acpd.config import DaemonConfig, Policy
-from acpd.errors import AgentNotFound, AgentUnavailable, InvalidInput, SessionExists, SessionNotFound
+from acpd.errors import (
+    AgentNotFound,
+    AgentUnavailable,
+    InvalidInput,
+    SessionExists,
+    SessionNotFound,
+    StoreError,
+)
 from acpd.protocol import jsonio, methods
 from acpd.protocol.events import EventRecord, utc_now
 from acpd.protocol.jsonio import JsonObject
@@ -35,6 +42,12 @@ DOT_SEGMENTS: Final = frozenset({".", ".."})
 ID_RULE: Final = f'1-{MAX_ID_CHARS} characters of letters, digits and "-_.:", and not "." or ".."'
 DOC_FIELDS: Final = ("title", "project")
 SETTING_FIELDS: Final = ("model", "mode", "thoughtLevel")
+CLOSE_ALL_SECONDS: Final = 10.0
+"""How long stopping waits for the sessions (turns answered, agents stopped, logs committed) before
+leaving the rest to the task group's cancellation."""
+FINAL_COMMIT_SECONDS: Final = 3.0
+"""Once the agents are stopped, how long stopping waits for the logs' last commits (a healthy
+store takes milliseconds, a full one gives up at once; only a stuck disk takes this long)."""
 
 
 class SessionManager:
@@ -65,10 +78,20 @@ class SessionManager:
         A server calls it as soon as it starts shutting down: the requests it would wait for
         (an agent start, a blocking prompt, a stream) end only when their sessions do.
         Idempotent; sessions used afterwards are loaded again and closed by ``running()``.
+        Bounded: after ``CLOSE_ALL_SECONDS`` it leaves what is stuck (an agent, a disk) to the
+        cancellation of the manager's tasks.
         """
-        for runtime in list(self._runtimes.values()):
-            runtime.abort_start(AgentUnavailable("the daemon is shutting down"))
-        await self._close_all()
+        with anyio.move_on_after(CLOSE_ALL_SECONDS) as waited:
+            for runtime in list(self._runtimes.values()):
+                runtime.abort_start(AgentUnavailable("the daemon is shutting down"))
+            await self._close_all()
+        if waited.cancelled_caught:
+            logger.error(
+                "%d session(s) did not close within %.0f s: %s",
+                len(self._runtimes),
+                CLOSE_ALL_SECONDS,
+                ", ".join(sorted(self._runtimes)),
+            )
 
     @property
     def task_group(self) -> TaskGroup:
@@ -93,15 +116,27 @@ class SessionManager:
                         methods.ACPD_TURN_INTERRUPTED, {"turn": doc.get("turns"), "reason": "daemon restarted"}
                     )
                     runtime.doc["status"] = "idle"
-                    await runtime.save()
+                    try:
+                        await runtime.save()
+                    except StoreError as exc:
+                        # a full disk at start: the note commits when space returns; serve meanwhile
+                        logger.warning("session %s: the restart note waits for the store: %s", doc["id"], exc)
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
 
     async def _close_all(self) -> None:
+        runtimes = list(self._runtimes.values())
         async with anyio.create_task_group() as tg:
-            for runtime in list(self._runtimes.values()):
-                tg.start_soon(self._close_runtime, runtime)
+            for runtime in runtimes:
+                tg.start_soon(runtime.aclose)
+        with anyio.move_on_after(FINAL_COMMIT_SECONDS) as waited:
+            for runtime in runtimes:
+                await runtime.log.finished.wait()
+                self._runtimes.pop(runtime.session_id, None)
+        if waited.cancelled_caught:
+            stuck = sum(not runtime.log.finished.is_set() for runtime in runtimes)
+            logger.error("the logs of %d session(s) did not finish committing: the store is stuck", stuck)
 
     async def _close_runtime(self, runtime: SessionRuntime) -> None:
         await runtime.aclose()
@@ -175,6 +210,7 @@ class SessionManager:
             agent = None
         if agent is not None:
             self._check_switch(runtime, agent)
+        runtime.log.check_writable()  # refuse while the store fails, before anything changes
         before = runtime.snapshot()
         try:
             await self._apply_update(runtime, doc_changes, policy, agent, settings)
@@ -224,15 +260,25 @@ class SessionManager:
 
     async def close(self, session_id: str) -> None:
         """End the running turn, stop the agent and unload the session; its history stays, and
-        any later use (a prompt, a load) reopens it. Raises ``SessionNotFound``."""
+        any later use (a prompt, a load) reopens it.
+
+        Raises:
+            SessionNotFound. StoreError: the store fails (a full disk); the session stays open.
+        """
         runtime = self._runtimes.get(session_id)
         if runtime is None:
             if await self.store.get_session(session_id) is None:
                 raise SessionNotFound(session_id)
             return
+        runtime.log.check_writable()  # unloading now would drop what the store has not taken
         await runtime.stop_turns()
-        runtime.doc["status"] = "closed"
-        await runtime.save()
+        status, runtime.doc["status"] = runtime.doc.get("status"), "closed"
+        try:
+            await runtime.save()
+        except StoreError:
+            runtime.doc["status"] = status
+            runtime.take_turns_again()
+            raise
         await self._close_runtime(runtime)
 
     async def delete(self, session_id: str) -> None:

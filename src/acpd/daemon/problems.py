@@ -20,14 +20,19 @@ HTTP_KINDS: Final = {400: "invalid-input", 404: "not-found", 405: "method-not-al
 
 
 def problem(status: int, kind: str, detail: str, **extensions: Any) -> Response:
-    body = {
+    body = problem_body(status, kind, detail, **extensions)
+    return Response(jsonio.dumps(body), status_code=status, media_type=MEDIA_TYPE)
+
+
+def problem_body(status: int, kind: str, detail: str, **extensions: Any) -> dict[str, Any]:
+    """The problem object itself, for a response body or an SSE ``error`` event."""
+    return {
         "type": PROBLEM_TYPE_PREFIX + kind,
         "title": kind.replace("-", " ").capitalize(),
         "status": status,
         "detail": detail,
         **{k: v for k, v in extensions.items() if v is not None},
     }
-    return Response(jsonio.dumps(body), status_code=status, media_type=MEDIA_TYPE)
 
 
 def from_error(exc: AcpdError, **extensions: Any) -> Response:

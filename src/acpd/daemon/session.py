@@ -30,6 +30,8 @@ from acpd.errors import (
     RpcError,
     SessionBusy,
     SessionClosed,
+    StoreError,
+    StoreFull,
 )
 from acpd.protocol import jsonio, jsonrpc, methods
 from acpd.protocol.events import EventRecord, Sender, utc_now
@@ -82,6 +84,7 @@ class SessionRuntime:
         self._deps = deps
         self.doc = doc
         self.log = SessionLog(deps.store, doc["id"], last_seq)
+        self.log.on_fault = self._store_failed
         self.broker = PermissionBroker()
         self.clients = AttachedClients()
         self._policy = Policy.model_validate(doc.get("policy") or {})
@@ -146,9 +149,24 @@ class SessionRuntime:
         self.record_daemon(methods.ACPD_ERROR, {"code": code, "message": message, **({"data": data} if data else {})})
 
     async def save(self) -> None:
-        """Persist the document atomically with every record appended so far (read-your-writes)."""
+        """Persist the document atomically with every record appended so far (read-your-writes).
+
+        Raises:
+            StoreError: the store fails (a full disk); the document stays queued and commits
+                with those records when the store accepts writes again.
+        """
         self.doc["updatedAt"] = utc_now()
         await self.log.wait_saved(self.log.save_doc(self.doc))
+
+    def _store_failed(self, fault: StoreError) -> None:
+        """Commits started failing: say so in the log (the record commits once they succeed again)
+        and end the running turn with the error, so its caller hears now, not when space returns."""
+        code = "STORE_FULL" if isinstance(fault, StoreFull) else "STORE_FAILED"
+        self.record_error(code, f"{fault.message}; the daemon kept what it could not commit and committed it later")
+        turn = self._current
+        if turn is not None and turn.error is None:
+            turn.error = fault
+            turn.request_stop("cancelled")
 
     # -- what the backend says (SessionHost) -----------------------------------------------------
 
@@ -617,6 +635,7 @@ class SessionRuntime:
         """Start running ``turn`` in the daemon's task group (after earlier turns)."""
         if self._closing:
             raise SessionClosed(f"session {self.session_id} is closed")
+        self.log.check_writable()
         if not queue and self.busy:
             raise SessionBusy(f"session {self.session_id} is running a turn; retry later or allow queueing")
         self._queued += 1
@@ -653,10 +672,10 @@ class SessionRuntime:
         if turn.origin is not None:
             params["_meta"] = {"acpd": {"origin": turn.origin}}
         turn.first_seq = self.record("client", jsonrpc.request(request_id, methods.SESSION_PROMPT, params))
-        await self.save()
-        turn.started.set()
         sender: Sender = "agent"
         try:
+            await self.save()
+            turn.started.set()
             result = await self._prompt_backend(turn)
             if turn.stop_reason_override is not None:
                 result = {**result, "stopReason": turn.stop_reason_override}
@@ -673,10 +692,15 @@ class SessionRuntime:
         turn.last_seq = self.record(sender, response)
         self.broker.cancel_all()
         self._set_status("error" if turn.error is not None else "idle")
-        await self.save()
-        if turn.idempotency_key is not None:
-            answer = jsonio.dumps_str(turn.answer(self.session_id))
-            await self._deps.store.put_idempotent(self.session_id, turn.idempotency_key, answer)
+        try:
+            await self.save()
+            if turn.idempotency_key is not None:
+                answer = jsonio.dumps_str(turn.answer(self.session_id))
+                await self._deps.store.put_idempotent(self.session_id, turn.idempotency_key, answer)
+        except StoreError as exc:
+            # The answer is recorded and commits when the store accepts writes again; the caller
+            # must not be told the turn is durable before then.
+            turn.error = turn.error or exc
 
     async def _prompt_backend(self, turn: Turn) -> JsonObject:
         backend = await self.ensure_backend()
@@ -749,6 +773,10 @@ class SessionRuntime:
         if turn is not None:
             turn.request_stop()
             await turn.done.wait()
+
+    def take_turns_again(self) -> None:
+        """Undo ``stop_turns``: a close that the store refused leaves the session open."""
+        self._closing = False
 
     def _set_status(self, status: str) -> None:
         self.doc["status"] = status
