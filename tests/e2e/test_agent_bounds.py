@@ -41,7 +41,7 @@ async def test_sigterm_during_a_hanging_agent_start_stops_the_daemon_and_the_age
         with anyio.fail_after(5):
             await daemon.process.wait()
         tg.cancel_scope.cancel()
-    assert daemon.process.returncode == -signal.SIGTERM  # uvicorn re-raises the signal once it has shut down
+    assert daemon.process.returncode == 0  # a stop that finished in time is a clean exit
     assert [line for _, line in cmdlines() if marker in line] == []
 
 
