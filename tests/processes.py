@@ -49,3 +49,25 @@ def cmdlines() -> list[tuple[int, str]]:
             except OSError:
                 continue  # it ended while we looked
     return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (children, their children, …), from /proc."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue  # it ended while we looked
+            # the command name may hold spaces and parentheses: the fields start after the last ")"
+            ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+            children.setdefault(ppid, []).append(int(name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found.extend(below)
+        todo.extend(below)
+    return found

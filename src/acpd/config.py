@@ -1,31 +1,102 @@
 """Leaf module: configuration as frozen data. ``cli`` reads argv, the environment and the TOML file,
 and passes a ``DaemonConfig`` down. Expanding a preset into the command to run looks at the
-environment and at whether acpd installed it (``all_agents``); nothing here writes or runs anything.
+environment and at whether acpd installed it (``all_agents``); ``missing_sandbox`` looks on PATH
+and in the agent's own config file. Nothing here writes or runs anything.
 Imports only pydantic, the stdlib and ``presets``."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from acpd.presets import PRESETS, Preset, fill_dir, preset_dir, preset_env, preset_program
+from acpd.presets import PRESETS, Preset, Sandbox, fill_dir, preset_dir, preset_env, preset_program
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 4520
 DEFAULT_AGENT: Final = "mock"
 MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 """Largest HTTP request body accepted (a prompt with embedded files fits; a runaway upload does not)."""
+AGENT_START_TIMEOUT_SECONDS: Final = 30.0
+"""How long an agent may take to answer ``initialize`` and open its session, unless configured."""
 
 PermissionPolicy = Literal["ask", "allow", "deny", "allow_reads"]
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class FsCapabilities(_Frozen):
+    read_text_file: bool | None = Field(default=None, alias="readTextFile")
+    write_text_file: bool | None = Field(default=None, alias="writeTextFile")
+
+
+class ClientCapabilities(_Frozen):
+    """What acpd offers an agent at ``initialize``: its file reads and writes (confined to the
+    session's workspace) and terminals. ``None`` means "not said here": a preset's value, else on."""
+
+    fs: FsCapabilities = Field(default_factory=FsCapabilities)
+    terminal: bool | None = None
+
+    def over(self, base: ClientCapabilities) -> ClientCapabilities:
+        """These capabilities, with what they leave unsaid taken from ``base``."""
+        return ClientCapabilities(
+            fs=FsCapabilities(
+                read_text_file=_said(self.fs.read_text_file, base.fs.read_text_file),
+                write_text_file=_said(self.fs.write_text_file, base.fs.write_text_file),
+            ),
+            terminal=_said(self.terminal, base.terminal),
+        )
+
+    def offers(self, method: str) -> bool:
+        """Whether an agent's ``fs/*`` or ``terminal/*`` call is one of the services offered."""
+        if method.startswith("terminal/"):
+            return self.terminal is not False
+        if method == "fs/read_text_file":
+            return self.fs.read_text_file is not False
+        if method == "fs/write_text_file":
+            return self.fs.write_text_file is not False
+        return False
+
+    def to_wire(self) -> dict[str, Any]:
+        """ACP's ``clientCapabilities``: every capability acpd has, on unless turned off."""
+        fs = {
+            "readTextFile": self.fs.read_text_file is not False,
+            "writeTextFile": self.fs.write_text_file is not False,
+        }
+        return {"fs": fs, "terminal": self.terminal is not False}
+
+
+def _said(value: bool | None, default: bool | None) -> bool | None:
+    return default if value is None else value
+
+
+class PrivateHome(_Frozen):
+    """A home directory of the agent's own that acpd prepares before starting it (a preset's
+    ``Home``, resolved): ``settings`` merged over the user's own settings file, ``files`` written,
+    and the rest of the user's config directory linked in."""
+
+    path: str
+    config_dir: str
+    settings_file: str | None = None
+    user_home: str
+    """The user's home, whose ``config_dir`` is merged and linked."""
+    settings: Mapping[str, Any] = Field(default_factory=dict)
+    link_home: bool = False
+    """Link the user's other entries of the home too, not only those of ``config_dir``."""
+    files: Mapping[str, str] = Field(default_factory=dict)
+    """Written into ``config_dir``: name → content."""
+    unlinked: tuple[str, ...] = ()
+    """Entries of the user's ``config_dir`` left out."""
+    directories: tuple[str, ...] = ()
+    """Directories in ``config_dir``: the user's linked, else made empty."""
 
 
 class AgentConfig(_Frozen):
@@ -61,6 +132,14 @@ class AgentConfig(_Frozen):
     """Set on agents that come with acpd or that acpd installed (``acpd agents install``)."""
     files: Mapping[str, str] = Field(default_factory=dict)
     """Files written (path → text) before the agent starts, such as a preset's settings."""
+    start_timeout_seconds: float | None = Field(default=None, alias="startTimeoutSeconds", gt=0)
+    """How long the agent may take to start: spawn, ``initialize`` and its session (new, load or
+    resume). ``None`` takes the daemon's ``agent_start_timeout_seconds``."""
+    home: PrivateHome | None = None
+    """A home of the agent's own that acpd prepares before it starts (set from a preset)."""
+    client_capabilities: ClientCapabilities = Field(default_factory=ClientCapabilities, alias="clientCapabilities")
+    """What acpd offers the agent at ``initialize`` (on top of its preset's): turn off a service the
+    agent mishandles, and the agent uses its own instead."""
 
     @model_validator(mode="after")
     def _known_preset(self) -> AgentConfig:
@@ -112,6 +191,11 @@ class DaemonConfig(_Frozen):
     allowed_origins: tuple[str, ...] = ()
     """Browser origins allowed to call the API (no wildcard)."""
     max_body_bytes: int = MAX_BODY_BYTES
+    agent_start_timeout_seconds: float = Field(default=AGENT_START_TIMEOUT_SECONDS, gt=0)
+    """How long any agent may take to start, unless its own ``startTimeoutSeconds`` says otherwise."""
+    acp_http_idle_seconds: float = Field(default=600.0, gt=0)
+    """An ACP-over-HTTP connection with no request and no SSE reader for this long is closed and
+    forgotten (its sessions live on)."""
     default_agent: str = DEFAULT_AGENT
     agents: Mapping[str, AgentConfig] = Field(default_factory=dict)
     policy: Policy = Field(default_factory=Policy)
@@ -147,6 +231,8 @@ class DaemonConfig(_Frozen):
         return {name: self._resolved(agent) for name, agent in agents.items()}
 
     def _resolved(self, agent: AgentConfig) -> AgentConfig:
+        if agent.start_timeout_seconds is None:
+            agent = agent.model_copy(update={"start_timeout_seconds": self.agent_start_timeout_seconds})
         if agent.kind == "claude-native":
             return agent.model_copy(update={"model_url": agent.model_url or self.model_url})
         return self.expand(agent)
@@ -171,6 +257,9 @@ class DaemonConfig(_Frozen):
             routed_env, routed_args = preset.route_model(url, seen)
             env.update(fill_dir(routed_env, preset_dir(preset, agents_dir)))
             args = (*args, *routed_args)
+        home = _private_home(preset, preset_dir(preset, agents_dir), seen, routed=bool(url), chosen=agent.env)
+        if home is not None and preset.home is not None:
+            env[preset.home.variable] = home.path
         return AgentConfig(
             preset=agent.preset,
             command=agent.command or (str(program) if installed else preset.path_command),
@@ -184,7 +273,43 @@ class DaemonConfig(_Frozen):
             stop_detached_on_cancel=agent.stop_detached_on_cancel and preset.stop_detached_on_cancel,
             installed=installed and not agent.command,
             files={str(preset_dir(preset, agents_dir) / name): text for name, text in preset.files.items()},
+            start_timeout_seconds=agent.start_timeout_seconds,
+            home=home,
+            client_capabilities=agent.client_capabilities.over(
+                ClientCapabilities.model_validate(preset.client_capabilities)
+            ),
         )
+
+
+def _private_home(
+    preset: Preset, directory: Path, seen: Mapping[str, str], *, routed: bool, chosen: Mapping[str, str]
+) -> PrivateHome | None:
+    """The preset's home of its own, unless the agent's own env chose a home for it."""
+    spec = preset.home
+    if spec is None or spec.variable in chosen:
+        return None
+    settings = merged(spec.switches, spec.routed_switches) if routed else dict(spec.switches)
+    return PrivateHome(
+        path=str(directory / spec.directory),
+        config_dir=spec.config_dir,
+        settings_file=spec.settings_file,
+        # The user's own home for the agent, if they set one for the daemon, else theirs.
+        user_home=seen.get(spec.variable) or _expand_home(spec.user_default, seen),
+        settings=settings,
+        link_home=spec.link_home,
+        files=spec.files,
+        unlinked=spec.unlinked,
+        directories=spec.directories,
+    )
+
+
+def merged(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``top`` on top, objects merged key by key (``top`` wins elsewhere)."""
+    out = dict(base)
+    for key, value in top.items():
+        below = out.get(key)
+        out[key] = merged(below, value) if isinstance(below, Mapping) and isinstance(value, Mapping) else value
+    return out
 
 
 def default_data_dir(env: Mapping[str, str]) -> Path:
@@ -199,6 +324,77 @@ def _is_root() -> bool:
 
 def preset_of(agent: AgentConfig) -> Preset | None:
     return PRESETS[agent.preset] if agent.preset is not None else None
+
+
+def missing_sandbox(agent: AgentConfig, env: Mapping[str, str]) -> str | None:
+    """Why a preset agent's commands would all fail here: its sandbox program is missing and the
+    user has not turned the sandbox off. None when nothing is missing. Reads PATH and a file."""
+    preset = preset_of(agent)
+    sandbox = preset.sandbox if preset is not None else None
+    if sandbox is None:
+        return None
+    if shutil.which(sandbox.program, path=env.get("PATH", os.defpath)) is not None:
+        return None
+    program = shutil.which(agent.command, path=env.get("PATH", os.defpath)) or agent.command
+    if (Path(program).parent / sandbox.bundled).is_file():
+        return None
+    if _sandbox_setting(sandbox, agent.args, env) == sandbox.off:
+        return None
+    return (
+        f"{sandbox.program} not found on PATH: {sandbox.install}, or run {agent.preset}'s commands without"
+        f' its sandbox: args = ["-c", \'{sandbox.setting}="{sandbox.off}"\'] in [agents.{agent.preset}]'
+    )
+
+
+def _sandbox_setting(sandbox: Sandbox, args: tuple[str, ...], env: Mapping[str, str]) -> object:
+    """The sandbox setting in effect: the last ``-c`` override of it, else the agent's config file."""
+    value: object = None
+    for key, raw in _config_overrides(args):
+        if key == sandbox.setting:
+            value = _toml_value(raw)
+    if value is not None:
+        return value
+    home = env.get(sandbox.home_variable)
+    path = Path(home) / Path(sandbox.config_file).name if home else Path(_home(env), sandbox.config_file[2:])
+    try:
+        return tomllib.loads(path.read_text()).get(sandbox.setting)
+    except (OSError, ValueError):
+        return None
+
+
+def _config_overrides(args: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The ``key=value`` pairs of ``-c``/``--config`` arguments, in order."""
+    pairs = []
+    for index, arg in enumerate(args):
+        if arg in ("-c", "--config") and index + 1 < len(args):
+            pair = args[index + 1]
+        elif arg.startswith("--config="):
+            pair = arg.removeprefix("--config=")
+        else:
+            continue
+        key, equals, raw = pair.partition("=")
+        if equals:
+            pairs.append((key.strip(), raw.strip()))
+    return pairs
+
+
+def _toml_value(raw: str) -> object:
+    # As Codex reads it: TOML if it parses, else the raw string.
+    try:
+        return tomllib.loads(f"value = {raw}")["value"]
+    except ValueError:
+        return raw
+
+
+def _home(env: Mapping[str, str]) -> str:
+    return env.get("HOME") or str(Path.home())
+
+
+def _expand_home(path: str, env: Mapping[str, str]) -> str:
+    """``path`` with a leading ``~`` made the home directory of ``env``."""
+    if path == "~" or path.startswith("~/"):
+        return _home(env) + path[1:]
+    return path
 
 
 def builtin_agents(data_dir: Path) -> dict[str, AgentConfig]:

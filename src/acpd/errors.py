@@ -8,7 +8,9 @@ edges (the RPC peer, the HTTP app) turn them into wire errors.
     ├─ RpcError(code, message, data)      an error answer from a JSON-RPC peer, or one we send
     │  └─ RequestCancelled                 -32800
     ├─ InvalidInput                        400  bad body, bad params, bad value
-    │  └─ PayloadTooLarge                  413
+    │  ├─ PayloadTooLarge                  413
+    │  ├─ UnsupportedMediaType             415  a body that does not say it is JSON
+    │  └─ InvalidSetting                   422  a model, mode, thought level or option the agent does not offer
     ├─ NotFound                            404
     │  ├─ SessionNotFound
     │  ├─ PermissionNotFound
@@ -19,9 +21,12 @@ edges (the RPC peer, the HTTP app) turn them into wire errors.
     │  └─ SessionClosed
     ├─ AgentError                          502  the backend misbehaved
     │  ├─ AgentUnavailable                 503  cannot be started (not installed, bad command)
+    │  ├─ AgentStartTimeout                504  did not open its session in time
     │  └─ AgentExited                      the backend process ended
     ├─ ConnectionClosed                    the peer's transport ended
     ├─ StoreError                          500
+    │  ├─ StoreFull                        507  the database or its disk is full
+    │  └─ StoreLocked                      another acpd owns the database file
     └─ ConfigError
 """
 
@@ -122,6 +127,19 @@ class PayloadTooLarge(InvalidInput):
     status = 413
 
 
+class UnsupportedMediaType(InvalidInput):
+    kind = "unsupported-media-type"
+    status = 415
+
+
+class InvalidSetting(InvalidInput):
+    """A setting value the session's agent does not offer; ``data`` names the setting and the
+    values it offers, so the client can choose again."""
+
+    kind = "invalid-setting"
+    status = 422
+
+
 class NotFound(AcpdError):
     kind = "not-found"
     status = 404
@@ -173,6 +191,11 @@ class AgentUnavailable(AgentError):
     status = 503
 
 
+class AgentStartTimeout(AgentError):
+    kind = "agent-start-timeout"
+    status = 504
+
+
 class AgentExited(AgentError):
     kind = "agent-exited"
 
@@ -186,8 +209,35 @@ class StoreError(AcpdError):
     kind = "store-error"
 
 
+class StoreFull(StoreError):
+    """The database or its disk is full: nothing more can be committed until space returns."""
+
+    kind = "store-full"
+    status = 507
+
+
+class StoreLocked(StoreError):
+    """Another acpd process owns the database file (``data`` names its ``pid`` and ``url`` when known)."""
+
+    kind = "store-locked"
+    status = 503
+
+
 class ConfigError(AcpdError):
     kind = "config-error"
+
+
+def acpd_error_in(exc: BaseException) -> AcpdError | None:
+    """The error acpd raised on purpose inside ``exc``, also when a task group wrapped it in an
+    exception group (the first one found); None for anything else (a bug)."""
+    if isinstance(exc, AcpdError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = acpd_error_in(inner)
+            if found is not None:
+                return found
+    return None
 
 
 class InstallFailed(AcpdError):

@@ -29,6 +29,62 @@ ModelRoute = Callable[[str, Mapping[str, str]], tuple[_Env, tuple[str, ...]]]
 
 
 @dataclass(frozen=True, slots=True)
+class Sandbox:
+    """A program an agent runs its commands under, and the setting that turns that sandbox off.
+
+    Without the program every command the agent runs fails, unless the user turned the sandbox off
+    (an explicit choice: commands then run unconfined, as the user)."""
+
+    program: str
+    """Looked up on PATH, then at ``bundled`` next to the agent's program."""
+    install: str
+    """How to install it, for the reason shown when it is missing."""
+    bundled: str
+    setting: str
+    """The agent's config key (``-c key=value`` or its config file) that selects the sandbox."""
+    off: str
+    """The value of ``setting`` that runs commands without the sandbox."""
+    config_file: str
+    """The agent's own config file (``~`` is the home directory), where ``setting`` may be too."""
+    home_variable: str
+    """The variable that moves ``config_file``'s directory."""
+
+
+@dataclass(frozen=True, slots=True)
+class Home:
+    """A home directory of the agent's own, under the preset's directory, the agent is pointed at.
+
+    For an agent that honours its switches only in its user settings file, or that writes into its
+    config directory what acpd must not let it (opencode's plugin install): acpd writes its files
+    there (the settings file: the user's own settings with the switches on top) and links every
+    other entry of the user's config directory (credentials, memory, commands, history) into it.
+    """
+
+    variable: str
+    """The variable that tells the agent where its home is."""
+    config_dir: str
+    """The agent's directory inside a home."""
+    settings_file: str | None = None
+    """The settings file inside ``config_dir``, merged from the user's and the switches."""
+    switches: Mapping[str, object] = field(default_factory=dict)
+    routed_switches: Mapping[str, object] = field(default_factory=dict)
+    """Added when the agent's model traffic is routed to a URL."""
+    directory: str = "home"
+    """The home's name in the preset's directory."""
+    user_default: str = "~"
+    """The user's home for the agent when the variable is not set; ``~`` is the home directory."""
+    link_home: bool = False
+    """Link the user's other entries of the home too (besides ``config_dir``): for a variable that the
+    commands the agent runs inherit (``XDG_CONFIG_HOME``), so that theirs (git, say) still find them."""
+    files: Mapping[str, str] = field(default_factory=dict)
+    """Written into ``config_dir`` (name → content) in place of the user's entries of those names."""
+    unlinked: tuple[str, ...] = ()
+    """Entries of the user's ``config_dir`` that are not linked."""
+    directories: tuple[str, ...] = ()
+    """Directories ``config_dir`` must have: the user's linked if they have one, else made empty."""
+
+
+@dataclass(frozen=True, slots=True)
 class Preset:
     name: str
     description: str
@@ -47,6 +103,7 @@ class Preset:
     """Set only when the daemon runs as root."""
     files: Mapping[str, str] = field(default_factory=dict)
     """Files the daemon writes into the preset's directory before starting it: name → content."""
+    home: Home | None = None
     dynamic_env: Callable[[Mapping[str, str]], _Env] | None = None
     """Environment computed from the daemon's own (to merge with a user's setting, say)."""
     credential_variables: tuple[str, ...] = ()
@@ -60,6 +117,10 @@ class Preset:
     """False when the agent keeps running after its stdin ends (it is sent SIGTERM at once)."""
     stop_detached_on_cancel: bool = True
     """False when the agent stops its own commands on cancel and detaches some on purpose."""
+    client_capabilities: Mapping[str, object] = field(default_factory=dict)
+    """What acpd offers the agent at ``initialize``, in ACP's ``clientCapabilities`` shape; what
+    it leaves out is offered (acpd's workspace-confined file reads and writes, and terminals)."""
+    sandbox: Sandbox | None = None
     needs_node: bool = True
     notes: str = ""
 
@@ -94,26 +155,17 @@ def _gemini_route(url: str, env: Mapping[str, str]) -> tuple[_Env, tuple[str, ..
     return {
         "GOOGLE_GEMINI_BASE_URL": url.rstrip("/"),
         "GEMINI_API_KEY": _first_key(env, "GEMINI_API_KEY", "GOOGLE_API_KEY"),
-        # An API key against the URL: the settings that select that auth method.
-        "GEMINI_CLI_SYSTEM_SETTINGS_PATH": "{dir}/" + GEMINI_KEY_SETTINGS,
     }, ()
 
 
-def _gemini_settings(*, api_key: bool) -> str:
-    # System settings override the user's own: only switches that keep Gemini on loopback (and,
-    # when its model traffic is routed, the auth method that goes with a key).
-    settings: dict[str, object] = {
-        "privacy": {"usageStatisticsEnabled": False},
-        "telemetry": {"enabled": False},
-        "general": {"disableAutoUpdate": True, "disableUpdateNag": True},
-    }
-    if api_key:
-        settings["security"] = {"auth": {"selectedType": "gemini-api-key"}}
-    return json.dumps(settings, indent=2) + "\n"
-
-
-GEMINI_SETTINGS: Final = "system-settings.json"
-GEMINI_KEY_SETTINGS: Final = "system-settings-api-key.json"
+GEMINI_SWITCHES: Final[Mapping[str, object]] = {
+    "privacy": {"usageStatisticsEnabled": False},
+    "telemetry": {"enabled": False},
+    "general": {"disableAutoUpdate": True, "disableUpdateNag": True},
+}
+"""Gemini's settings that keep it on loopback (usage statistics go to play.googleapis.com)."""
+GEMINI_ROUTED_SWITCHES: Final[Mapping[str, object]] = {"security": {"auth": {"selectedType": "gemini-api-key"}}}
+"""With its model traffic routed to a URL: the auth method that goes with a key."""
 
 
 def _opencode_route(url: str, env: Mapping[str, str]) -> tuple[_Env, tuple[str, ...]]:
@@ -152,6 +204,25 @@ def _opencode_config(env: Mapping[str, str], **extra: object) -> dict[str, objec
     if not isinstance(config, dict):
         config = {}
     return {**config, "autoupdate": False, "share": "disabled", **extra}
+
+
+OPENCODE_VERSION: Final = "1.18.33"
+OPENCODE_PLUGIN_LOCK: Final = (
+    json.dumps(
+        {
+            "name": "opencode-config",
+            "lockfileVersion": 3,
+            "requires": True,
+            "packages": {"": {"dependencies": {"@opencode-ai/plugin": OPENCODE_VERSION}}},
+        },
+        indent=2,
+    )
+    + "\n"
+)
+"""The lock file of acpd's copy of opencode's config directory. On every start opencode 1.18 installs
+``@opencode-ai/plugin`` from the npm registry into each of its config directories it can write to,
+``--pure`` or not, unless the directory has a ``node_modules`` and a ``package-lock.json`` whose root
+package lists every dependency of its ``package.json`` and that one (versions are not compared)."""
 
 
 def _arch() -> str:
@@ -200,6 +271,17 @@ PRESETS: Final[Mapping[str, Preset]] = {
             # a login (``codex login``) or a model URL counts.
             credential_files=("~/.codex/auth.json",),
             route_model=_codex_route,
+            # codex-acp's default (workspace-write) runs every command under bubblewrap and panics
+            # (exit 101) on each one when there is none.
+            sandbox=Sandbox(
+                program="bwrap",
+                install="install bubblewrap (Debian: apt install bubblewrap)",
+                bundled="codex-resources/bwrap",
+                setting="sandbox_mode",
+                off="danger-full-access",
+                config_file="~/.codex/config.toml",
+                home_variable="CODEX_HOME",
+            ),
             exits_on_stdin_close=False,
             needs_node=False,
         ),
@@ -210,28 +292,51 @@ PRESETS: Final[Mapping[str, Preset]] = {
             program="node_modules/.bin/gemini",
             path_command="gemini",
             args=("--acp",),
-            env={
-                "GEMINI_TELEMETRY_ENABLED": "false",
-                "GEMINI_CLI_SYSTEM_SETTINGS_PATH": "{dir}/" + GEMINI_SETTINGS,
-            },
-            files={
-                GEMINI_SETTINGS: _gemini_settings(api_key=False),
-                GEMINI_KEY_SETTINGS: _gemini_settings(api_key=True),
-            },
+            env={"GEMINI_TELEMETRY_ENABLED": "false"},
+            # gemini-cli 0.61 ignores a system settings file that it or a directory above it is
+            # not owned by root or is writable by others (a user's data directory, the temp dir):
+            # the switches go in a user settings file of acpd's, in a home of its own.
+            home=Home(
+                variable="GEMINI_CLI_HOME",
+                config_dir=".gemini",
+                settings_file="settings.json",
+                switches=GEMINI_SWITCHES,
+                routed_switches=GEMINI_ROUTED_SWITCHES,
+            ),
             credential_variables=("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS"),
             credential_files=("~/.gemini/oauth_creds.json",),
             route_model=_gemini_route,
+            # gemini-cli 0.61 reads a file through the client before writing it and takes the "not
+            # found" answer for a new file as a failure: it reads with its own tools (confined to
+            # the session's workspace by gemini itself) and writes through acpd.
+            client_capabilities={"fs": {"readTextFile": False}},
             # gemini-cli 0.61's session/load fails and overwrites the chat it was asked to load.
             continue_sessions=False,
         ),
         Preset(
             name="opencode",
             description="opencode in ACP mode (opencode acp --pure)",
-            packages=("opencode-ai@1.18.33",),
+            packages=(f"opencode-ai@{OPENCODE_VERSION}",),
             program="node_modules/.bin/opencode",
             path_command="opencode",
             # --pure: no plugins, which opencode would otherwise fetch from the npm registry.
             args=("acp", "--pure"),
+            # Its global config directory is $XDG_CONFIG_HOME/opencode and no switch stops the plugin
+            # install into it (OPENCODE_PLUGIN_LOCK): the variable points at a directory of acpd's
+            # holding the lock file that makes opencode skip the install, the user's opencode
+            # entries linked, and every other entry of their $XDG_CONFIG_HOME linked too (the
+            # commands opencode runs inherit the variable). node_modules is the user's if they have
+            # one: the custom tools in their config import the plugin from it.
+            home=Home(
+                variable="XDG_CONFIG_HOME",
+                config_dir="opencode",
+                directory="xdg",
+                user_default="~/.config",
+                link_home=True,
+                files={"package-lock.json": OPENCODE_PLUGIN_LOCK},
+                unlinked=("package.json",),
+                directories=("node_modules",),
+            ),
             env={
                 "OPENCODE_DISABLE_MODELS_FETCH": "1",
                 "OPENCODE_DISABLE_AUTOUPDATE": "1",

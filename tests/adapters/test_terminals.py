@@ -14,7 +14,7 @@ import pytest
 from anyio.abc import SocketListener
 
 from acpd.adapters import terminals
-from acpd.adapters.terminals import TerminalManager, open_terminal_manager
+from acpd.adapters.terminals import MAX_TERMINALS, TerminalManager, open_terminal_manager
 from acpd.adapters.workspace import Workspace
 from acpd.errors import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RpcError
 from acpd.transports import contained
@@ -304,3 +304,14 @@ async def test_handle_refuses_bad_requests(
     with pytest.raises(RpcError) as caught:
         await manager.handle(method, params)
     assert caught.value.code == code
+
+
+async def test_a_session_holds_a_bounded_number_of_terminals_until_it_releases_some(manager: TerminalManager) -> None:
+    with anyio.fail_after(30):
+        ids = [await manager.create("true") for _ in range(MAX_TERMINALS)]
+        with pytest.raises(RpcError) as refused:
+            await manager.create("true")
+        assert refused.value.code == INVALID_PARAMS
+        assert "release one" in refused.value.data["detail"]
+        await manager.release(ids[0])
+        assert await manager.create("true")

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from acpd.adapters.toolcalls import ToolCallLedger, usage_of
+from acpd.adapters.toolcalls import (
+    MAX_TRACKED_CALLS,
+    UNKNOWN_CONTEXT_SIZE_TOKENS,
+    ToolCallLedger,
+    usage_of,
+    usage_update_for,
+)
 from acpd.protocol.jsonio import JsonObject
 
 
@@ -86,3 +92,27 @@ def test_a_late_report_for_a_closed_call_does_not_reopen_it() -> None:
     assert late["_meta"] == {"acpd": {"late": "closed"}}
     assert late["content"] == [{"type": "content"}]
     assert ledger.close_open("end_turn") == []
+
+
+def test_tokens_reported_only_in_an_answer_become_a_marked_usage_update() -> None:
+    result = {"stopReason": "end_turn", "_meta": {"quota": {"token_count": {"input_tokens": 90, "output_tokens": 10}}}}
+    usage = usage_of(result)
+    assert usage == {"inputTokens": 90, "outputTokens": 10, "totalTokens": 100}
+    assert usage_update_for(usage, None) == {
+        "sessionUpdate": "usage_update",
+        "used": 100,
+        "size": UNKNOWN_CONTEXT_SIZE_TOKENS,
+        "_meta": {"acpd": {"turnTokens": 100, "synthesized": "session/prompt"}},
+    }
+    assert usage_update_for({"inputTokens": 5, "outputTokens": 2}, 8_000)["size"] == 8_000  # type: ignore[index]
+    assert usage_update_for({"totalTokens": "many"}, None) is None
+
+
+def test_a_ledger_remembers_a_bounded_number_of_calls_forgetting_closed_ones_first() -> None:
+    ledger = ToolCallLedger()
+    ledger.on_update({"sessionUpdate": "tool_call", "toolCallId": "still-open", "title": "t", "status": "pending"})
+    for n in range(3 * MAX_TRACKED_CALLS):
+        ledger.on_update({"sessionUpdate": "tool_call", "toolCallId": f"c{n}", "title": "t", "status": "completed"})
+        assert len(ledger) <= MAX_TRACKED_CALLS
+    closing = ledger.close_open("end_turn")
+    assert [u["toolCallId"] for u in closing] == ["still-open"]

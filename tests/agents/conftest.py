@@ -33,16 +33,34 @@ OPENCODE_PERMISSIONS = '{"permission": {"bash": "ask", "edit": "ask"}}'
 
 def require_agent(name: str) -> None:
     if not preset_program(PRESETS[name], AGENTS_DIR).is_file():
-        message = f"{name} is not installed in {AGENTS_DIR}: run scripts/setup-agents"
-        if REQUIRED:
-            pytest.fail(message)
-        pytest.skip(message)
+        _missing(f"{name} is not installed in {AGENTS_DIR}: run scripts/setup-agents")
+    if name == "codex" and REQUIRED:
+        require_codex_sandbox()  # CI tests Codex as it runs by default: sandboxed
+
+
+def require_codex_sandbox() -> None:
+    """For tests of Codex under its own sandbox (workspace-write), which needs bubblewrap.
+
+    Without it the other Codex tests run with the sandbox turned off (``codex_config``), the
+    explicit opt-in acpd accepts; only what exists solely under the sandbox is skipped.
+    """
+    if not shutil.which("bwrap"):
+        _missing(
+            "bwrap not found on PATH: Codex's sandbox needs it; install bubblewrap (Debian: apt install bubblewrap)"
+        )
+
+
+def _missing(message: str) -> None:
+    if REQUIRED:
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def codex_config(*, ask: bool) -> str:
     """Codex asks before every command (``untrusted``) when ``ask``; its modes exist only without it.
 
-    Codex sandboxes commands with bubblewrap; without it, they run unsandboxed.
+    Codex sandboxes commands with bubblewrap; without it, they run unsandboxed (which acpd
+    accepts only when asked explicitly, as here).
     """
     settings = []
     if ask:
@@ -64,8 +82,17 @@ async def model() -> AsyncIterator[MockModelServer]:
 class AgentDaemon:
     """Starts acpd daemons (one at a time) on one data directory, routed to the mock model."""
 
-    def __init__(self, home: Path, model: MockModelServer, *, codex_asks: bool = True, trust: bool = False) -> None:
+    def __init__(
+        self,
+        home: Path,
+        model: MockModelServer,
+        *,
+        codex_asks: bool = True,
+        trust: bool = False,
+        agents_dir: Path = AGENTS_DIR,
+    ) -> None:
         self.home = home
+        self.agents_dir = agents_dir
         self.model = model
         self.work = home / "work"
         self.work.mkdir(parents=True, exist_ok=True)
@@ -76,10 +103,10 @@ class AgentDaemon:
         self.config.write_text(codex_config(ask=codex_asks) + trusted)
 
     @asynccontextmanager
-    async def running(self) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient]]:
+    async def running(self, *, wrapper: tuple[str, ...] = ()) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient]]:
         args: tuple[str, ...] = (
             "--agents-dir",
-            str(AGENTS_DIR),
+            str(self.agents_dir),
             "--model-url",
             self.model.url,
             "--config",
@@ -90,7 +117,7 @@ class AgentDaemon:
         # codex-acp's sandbox refuses a CODEX_HOME inside TMPDIR: keep the temp dir beside it.
         env = {"TMPDIR": str(self.home / "tmp"), "OPENCODE_CONFIG_CONTENT": OPENCODE_PERMISSIONS}
         async with (
-            running_daemon(self.home, *args, env=env) as daemon,
+            running_daemon(self.home, *args, env=env, wrapper=wrapper) as daemon,
             daemon.client(timeout=60) as http,
         ):
             yield daemon, http
@@ -106,6 +133,17 @@ def no_agent_survives() -> Iterator[None]:
     yield
     left = agent_processes()
     assert left == [], f"agent processes still running after the suite: {left}"
+
+
+def user_agents_dir(home: Path) -> Path:
+    """An agents directory as a user's own would be (theirs, inside a directory others may write to,
+    here the temp dir), its programs those of ``AGENTS_DIR``: what acpd writes for an agent lands
+    there. Gemini, for one, ignores a settings file in such a place."""
+    agents = home / "user-agents"
+    for name in PRESETS:
+        (agents / name).mkdir(parents=True)
+        (agents / name / "node_modules").symlink_to(AGENTS_DIR / name / "node_modules")
+    return agents
 
 
 def agent_processes() -> list[tuple[int, str]]:

@@ -7,6 +7,7 @@ make the mock model call it. A write needs permission in every agent's default m
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from typing import Final
 
@@ -19,18 +20,30 @@ class Scenario:
     tool: str
     argument: str
     extra: tuple[tuple[str, str], ...] = ()
+    writer: tuple[str, str, str] | None = None
+    """The agent's file-writing tool: (name, path argument, content argument); None: it has none
+    the mock model can call (Codex writes with ``apply_patch``, a free-form tool the mock does not
+    serve), so the shell writes the file."""
 
     def run(self, command: str) -> str:
         """A prompt that makes the model call the shell tool with ``command``."""
         arguments = {self.argument: command, **dict(self.extra)}
         return f"Please run a command.\nmock:tool={self.tool} input={json.dumps(arguments)}"
 
+    def write(self, path: str, text: str) -> str:
+        """A prompt that makes the model create ``path`` holding ``text`` with the agent's write tool."""
+        if self.writer is None:
+            return self.run(f"printf %s {shlex.quote(text)} > {shlex.quote(path)}")
+        tool, path_argument, text_argument = self.writer
+        arguments = {path_argument: path, text_argument: text}
+        return f"Please write a file.\nmock:tool={tool} input={json.dumps(arguments)}"
+
 
 SCENARIOS: Final = {
-    "claude": Scenario("claude", "Bash", "command", (("description", "Run it"),)),
+    "claude": Scenario("claude", "Bash", "command", (("description", "Run it"),), ("Write", "file_path", "content")),
     "codex": Scenario("codex", "exec_command", "cmd"),
-    "gemini": Scenario("gemini", "run_shell_command", "command"),
-    "opencode": Scenario("opencode", "bash", "command", (("description", "Run it"),)),
+    "gemini": Scenario("gemini", "run_shell_command", "command", writer=("write_file", "file_path", "content")),
+    "opencode": Scenario("opencode", "bash", "command", (("description", "Run it"),), ("write", "filePath", "content")),
 }
 
 

@@ -99,9 +99,26 @@ async def test_over_rest_the_agent_asks_permission_runs_the_tool_replies_and_rep
     ]
     first_call = next(i for i, e in enumerate(log) if (update_of(e) or {}).get("sessionUpdate") == "tool_call")
     assert first_call < methods.index("session/request_permission"), "the tool call is announced before permission"
-    reported = answer.get("usage") or next((u for u in updates if u["sessionUpdate"] == "usage_update"), None)
-    assert reported, "usage: in the answer or as usage_update"
+    assert answer["usage"], "every agent's answer carries its usage (Codex: the context it reported)"
+    assert any(u["sessionUpdate"] == "usage_update" for u in updates), "and the log a usage_update"
     assert agent_daemon.model.requests, "the agent talked to the mock model"
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+async def test_the_agent_creates_a_new_file_through_acpd(agent: str, agent_daemon: AgentDaemon) -> None:
+    require_agent(agent)
+    target = agent_daemon.work / "notes" / "new.txt"
+    target.parent.mkdir()
+    prompt = SCENARIOS[agent].write(str(target), "written by the agent\n")
+    async with agent_daemon.running() as (_, http):
+        session_id = await new_session(http, agent, str(agent_daemon.work), permissions="allow")
+        with anyio.fail_after(TURN_SECONDS):
+            answer = (await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": prompt})).json()
+        log = await events(http, session_id)
+    assert answer["stopReason"] == "end_turn", answer
+    assert target.read_text() == "written by the agent\n", answer["text"]
+    statuses = [u.get("status") for e in log if (u := update_of(e)) and u.get("toolCallId")]
+    assert "failed" not in statuses and "completed" in statuses
 
 
 @pytest.mark.parametrize("agent", AGENTS)

@@ -11,7 +11,7 @@ import pytest
 
 from acpd.testing.model_server import MockModelServer
 
-from .conftest import AgentDaemon, require_agent
+from .conftest import AgentDaemon, require_agent, require_codex_sandbox
 from .test_real_agents import AGENTS, TURN_SECONDS, new_session
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.agents]
@@ -49,6 +49,8 @@ async def test_model_mode_and_thought_level_switch_through_acpd(
     agent: str, tmp_path: Path, model: MockModelServer
 ) -> None:
     require_agent(agent)
+    if agent == "codex":
+        require_codex_sandbox()  # without it the sandbox is turned off, and Codex then offers no modes
     # Codex offers modes only with its own approval policy; Gemini switches modes only when trusted.
     agent_daemon = AgentDaemon(tmp_path, model, codex_asks=False, trust=True)
     async with agent_daemon.running() as (_, http):

@@ -3,7 +3,8 @@ answers permission requests as the test tells it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -11,11 +12,15 @@ import anyio
 
 from acpd.daemon.acp_face import AcpConnection
 from acpd.daemon.manager import SessionManager
+from acpd.protocol import jsonio
+from acpd.protocol.framing import Frame
 from acpd.protocol.jsonio import JsonObject, JsonValue
 from acpd.rpc.peer import JsonRpcPeer
+from acpd.transports.base import Transport
 from acpd.transports.memory import create_memory_transport_pair
 
-PermissionAnswer = Callable[[JsonObject], JsonObject]
+PermissionAnswer = Callable[[JsonObject], JsonObject | Awaitable[JsonObject]]
+"""The outcome to send, or raise ``RpcError`` to answer with that error."""
 
 CAPS_NONE: JsonObject = {"fs": {"readTextFile": False, "writeTextFile": False}, "terminal": False}
 
@@ -35,8 +40,39 @@ def allow(params: JsonObject) -> JsonObject:
     return {"outcome": {"outcome": "selected", "optionId": option["optionId"]}}
 
 
+class Wiretap:
+    """A transport that keeps a copy of every message it carries, as decoded JSON."""
+
+    def __init__(self, inner: Transport) -> None:
+        self._inner = inner
+        self.sent: list[JsonObject] = []
+        self.received: list[JsonObject] = []
+
+    async def send(self, frame: bytes) -> None:
+        self._keep(self.sent, frame)
+        await self._inner.send(frame)
+
+    async def receive(self) -> list[Frame]:
+        frames = await self._inner.receive()
+        for frame in frames:
+            if isinstance(frame, bytes | bytearray):
+                self._keep(self.received, frame)
+        return frames
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    @staticmethod
+    def _keep(into: list[JsonObject], frame: bytes | bytearray) -> None:
+        message = jsonio.loads(frame)
+        if isinstance(message, dict):
+            into.append(message)
+
+
 class AcpTestClient:
-    def __init__(self, peer_factory: Callable[[AcpTestClient], JsonRpcPeer]) -> None:
+    def __init__(self, peer_factory: Callable[[AcpTestClient], JsonRpcPeer], wire: Wiretap) -> None:
+        self.wire = wire
+        """Every frame the client sent and received, for schema checks."""
         self.notifications: list[JsonObject] = []
         self.permission_requests: list[JsonObject] = []
         self.client_calls: list[tuple[str, JsonObject]] = []
@@ -102,7 +138,8 @@ class AcpTestClient:
             if self.answer_permission is None:
                 await anyio.sleep_forever()  # a human who never answers
             assert self.answer_permission is not None
-            return self.answer_permission(params)
+            answer = self.answer_permission(params)
+            return await answer if inspect.isawaitable(answer) else answer
         self.client_calls.append((method, params))
         self._notice()
         if method == "fs/read_text_file":
@@ -120,13 +157,12 @@ async def acp_client(manager: SessionManager, **connection: Any) -> AsyncIterato
     """An ACP client connected in memory to a new ``AcpConnection`` on ``manager``."""
     server_end, client_end = create_memory_transport_pair()
     daemon_side = AcpConnection(manager, server_end, **connection)
+    wire = Wiretap(client_end)
 
     def peer_for(client: AcpTestClient) -> JsonRpcPeer:
-        return JsonRpcPeer(
-            client_end, on_request=client.on_request, on_notification=client.on_notification, name="client"
-        )
+        return JsonRpcPeer(wire, on_request=client.on_request, on_notification=client.on_notification, name="client")
 
-    client = AcpTestClient(peer_for)
+    client = AcpTestClient(peer_for, wire)
     async with anyio.create_task_group() as tg:
         tg.start_soon(daemon_side.serve)
         tg.start_soon(client.peer.run)

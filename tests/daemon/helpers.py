@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 
 from acpd.daemon.manager import SessionManager
+from acpd.errors import StoreFull
 from acpd.protocol.events import EventRecord
+from acpd.store.base import SessionDoc
+from acpd.store.memory import MemoryEventStore
 
 
 async def new_session(client: httpx.AsyncClient, cwd: Path, **fields: Any) -> dict[str, Any]:
@@ -46,3 +51,35 @@ async def wait_for_frame(manager: SessionManager, session_id: str, method: str) 
             if record.payload_object().get("method") == method:
                 return record
     raise AssertionError(f"the log closed before a {method} frame")
+
+
+async def wait_for_record(manager: SessionManager, session_id: str, test: Callable[[EventRecord], bool]) -> EventRecord:
+    """Follow the session's log until a committed record passes ``test``."""
+    runtime = await manager.runtime(session_id)
+    async for batch in runtime.log.follow(0):
+        for record in batch:
+            if test(record):
+                return record
+    raise AssertionError("the log closed before the record came")
+
+
+class FullDisk(MemoryEventStore):
+    """A store whose disk fills and empties on the test's word; each failed attempt is counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.full = False
+        self.failures = 0
+        self._failed = anyio.Event()
+
+    async def append(self, records: Sequence[EventRecord], *, session: SessionDoc | None = None) -> None:
+        if self.full:
+            self.failures += 1
+            self._failed.set()
+            raise StoreFull("the event store is full (database or disk is full): free disk space")
+        await super().append(records, session=session)
+
+    async def wait_failures(self, count: int) -> None:
+        while self.failures < count:
+            self._failed = anyio.Event()
+            await self._failed.wait()

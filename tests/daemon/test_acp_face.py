@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 
 from acpd.config import AgentConfig, DaemonConfig
 from acpd.daemon.manager import SessionManager
+from acpd.daemon.session import SessionRuntime
 from acpd.errors import RpcError
+from acpd.protocol.jsonio import JsonObject
 from acpd.store.sqlite import SqliteEventStore
 
-from .acp_client import acp_client
+from .acp_client import acp_client, allow
 from .helpers import all_events, new_session
 
 pytestmark = pytest.mark.anyio
@@ -31,7 +35,8 @@ def config(tmp_path: Path) -> DaemonConfig:
         command=sys.executable,
         args=("-m", "acpd.testing.mock_agent", "--state-dir", str(tmp_path / "mock-n"), "--no-load", "--no-resume"),
     )
-    agents = {"mock-b": second, "mock-neither": neither}
+    broken = AgentConfig(command=str(tmp_path / "no-such-agent"))
+    agents = {"mock-b": second, "mock-neither": neither, "broken": broken}
     return DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", agents=agents)
 
 
@@ -373,3 +378,112 @@ async def test_session_cancel_ends_the_running_turn_as_cancelled(manager: Sessio
                 await editor.wait_until(lambda: editor.texts(sid) == "started")
                 await editor.peer.notify("session/cancel", {"sessionId": sid})
     assert answer["stopReason"] == "cancelled"
+
+
+def refuse(params: JsonObject) -> JsonObject:
+    """A client that cannot show permission requests answers them with an error."""
+    raise RpcError(-32603, "this client shows no permission requests")
+
+
+def unknown_option(params: JsonObject) -> JsonObject:
+    return {"outcome": {"outcome": "selected", "optionId": "not-offered"}}
+
+
+@pytest.mark.parametrize(("answer_with", "code"), [(refuse, -32603), (unknown_option, -32602)])
+async def test_a_permission_answered_with_an_error_by_the_only_client_is_rejected_and_the_turn_goes_on(
+    manager: SessionManager,
+    client: httpx.AsyncClient,
+    workdir: Path,
+    answer_with: Callable[[JsonObject], JsonObject],
+    code: int,
+) -> None:
+    async with acp_client(manager) as editor:
+        with anyio.fail_after(15):
+            sid = await editor.start(str(workdir))
+            editor.answer_permission = answer_with
+            answer = await editor.prompt(sid, "permission edit\ntext after")
+    assert answer["stopReason"] == "end_turn"
+    assert "permission: reject" in editor.texts(sid)
+    events = await all_events(client, sid)
+    [reply] = [e for e in events if "outcome" in e["payload"].get("result", {})]
+    assert reply["sender"] == "daemon"
+    assert reply["payload"]["result"]["outcome"] == {"outcome": "selected", "optionId": "reject"}
+    meta = reply["payload"]["result"]["_meta"]["acpd"]
+    assert (meta["permissionId"], meta["decidedBy"]) == (f"p{reply['seq'] - 1}", "error")
+    assert meta["clientError"]["code"] == code
+
+
+async def test_a_permission_answered_with_an_error_waits_for_another_client_still_asked(
+    manager: SessionManager, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handled = anyio.Event()
+    unanswerable = SessionRuntime.permission_unanswerable
+
+    def noted(runtime: SessionRuntime, *args: Any) -> None:
+        unanswerable(runtime, *args)
+        handled.set()
+
+    monkeypatch.setattr(SessionRuntime, "permission_unanswerable", noted)
+
+    async def after_the_error(params: JsonObject) -> JsonObject:
+        await handled.wait()  # the editor's error is in: the request must still be open for us
+        return allow(params)
+
+    async with acp_client(manager) as editor, acp_client(manager) as watcher:
+        with anyio.fail_after(15):
+            sid = await editor.start(str(workdir))
+            await watcher.initialize()
+            await watcher.request("session/resume", {"sessionId": sid, "cwd": str(workdir)})
+            editor.answer_permission = refuse
+            watcher.answer_permission = after_the_error
+            answer = await editor.prompt(sid, "permission edit")
+    assert answer["stopReason"] == "end_turn"
+    assert "permission: allow" in editor.texts(sid)
+
+
+async def test_a_prompt_pipelined_before_the_session_new_answer_gets_each_update_once(
+    manager: SessionManager, workdir: Path
+) -> None:
+    new_params = {"cwd": str(workdir), "mcpServers": [], "_meta": {"acpd": {"id": "pipelined"}}}
+    prompt_params = {"sessionId": "pipelined", "prompt": [{"type": "text", "text": "text one\ntext two"}]}
+    answers: dict[str, Any] = {}
+
+    async def send(method: str, params: dict[str, Any]) -> None:
+        answers[method] = await acp.request(method, params)
+
+    async with acp_client(manager) as acp:
+        with anyio.fail_after(15):
+            await acp.initialize()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(send, "session/new", new_params)
+                await anyio.lowlevel.checkpoint()  # session/new goes out first, its answer not yet in
+                tg.start_soon(send, "session/prompt", prompt_params)
+    assert answers["session/prompt"] == {"stopReason": "end_turn"}
+    assert [u["content"]["text"] for u in acp.updates("pipelined", "agent_message_chunk")] == ["one", "two"]
+
+
+async def test_a_refused_setting_or_agent_switch_over_acp_is_an_invalid_params_error_and_changes_nothing(
+    manager: SessionManager, workdir: Path
+) -> None:
+    async with acp_client(manager) as acp:
+        with anyio.fail_after(20):
+            sid = await acp.start(str(workdir), model="mock-large")
+            before = dict((await manager.runtime(sid)).doc)
+            with pytest.raises(RpcError) as model:
+                await acp.request("session/set_config_option", {"sessionId": sid, "configId": "model", "value": "nope"})
+            with pytest.raises(RpcError) as mode:
+                await acp.request("session/set_mode", {"sessionId": sid, "modeId": "nope"})
+            with pytest.raises(RpcError) as agent:
+                await acp.request(
+                    "session/set_config_option", {"sessionId": sid, "configId": "agent", "value": "broken"}
+                )
+            answer = await acp.prompt(sid, "text still mock")
+    assert (model.value.code, mode.value.code) == (-32602, -32602)
+    assert model.value.data["offered"] == ["mock-small", "mock-large"]
+    assert "no-such-agent" in agent.value.message  # the agent's fault, said as such
+    after = (await manager.runtime(sid)).doc
+    kept = ("agent", "model", "mode", "config", "configOptions", "backendSessionId")
+    assert {k: after[k] for k in kept} == {k: before[k] for k in kept}
+    assert answer == {"stopReason": "end_turn"}
+    records = await (await manager.runtime(sid)).log.read(0, 1000)
+    assert not [r for r in records if r.payload_object().get("method") == "_acpd/settings_changed"]

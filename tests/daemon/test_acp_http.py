@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 
+from acpd.daemon.acp_http import AcpHttpHub, AcpNotFound
 from acpd.daemon.manager import SessionManager
+from acpd.errors import Conflict
 
 pytestmark = pytest.mark.anyio
 
@@ -81,3 +84,48 @@ async def test_connections_are_listed_and_delete_is_prompt_and_idempotent(
     # the session is the daemon's and lives on
     page = (await client.get("/v1/sessions")).json()
     assert len(page["items"]) == 1
+
+
+async def test_concurrent_posts_that_reuse_request_ids_are_all_answered(manager: SessionManager) -> None:
+    hub = AcpHttpHub(manager)
+    answered: list[int] = []
+    refused: list[int] = []
+
+    async def post_repeatedly(request_id: int) -> None:
+        for _ in range(20):
+            try:
+                answer = await connection.post({**INIT, "id": request_id})
+            except Conflict:  # the id is still pending: refused, never left unanswered
+                refused.append(request_id)
+                await anyio.lowlevel.checkpoint()  # let the others move, as HTTP clients would
+            else:
+                assert answer is not None
+                answered.append(answer["id"])
+
+    with anyio.fail_after(20):
+        connection = await hub.connection("conn-7", agent="mock", create=True)
+        async with anyio.create_task_group() as tg:
+            for request_id in range(8):
+                for _ in range(4):  # four clients racing on each id
+                    tg.start_soon(post_repeatedly, request_id)
+        await hub.delete("conn-7")
+    assert len(answered) + len(refused) == 8 * 4 * 20
+    assert set(answered) == set(range(8))
+
+
+async def test_an_idle_connection_expires_and_its_sessions_live_on(manager: SessionManager, workdir: Path) -> None:
+    hub = AcpHttpHub(manager)
+    idle = manager.config.acp_http_idle_seconds
+    with anyio.fail_after(10):
+        connection = await hub.connection("conn-8", agent="mock", create=True)
+        await connection.post(INIT)
+        new = await connection.post(rpc(2, "session/new", {"cwd": str(workdir), "mcpServers": []}))
+        assert new is not None
+        assert await hub.expire_idle(anyio.current_time() + idle / 2) == ()  # not idle long enough
+        with connection.in_use():  # a reader on its SSE stream, or a POST waiting for its answer
+            assert await hub.expire_idle(anyio.current_time() + 2 * idle) == ()
+        assert await hub.expire_idle(anyio.current_time() + idle + 1) == ("conn-8",)
+        assert hub.list() == []
+        with pytest.raises(AcpNotFound):  # its log is forgotten too
+            await hub.connection("conn-8", agent=None, create=False)
+        assert (await manager.runtime(new["result"]["sessionId"])).doc["agent"] == "mock"

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from acpd.config import DaemonConfig
+from acpd.config import AgentConfig, DaemonConfig
 from acpd.daemon.agents import all_agent_facts
 from acpd.daemon.install import PROXY_VARIABLES, Progress, install_preset, preset_named
 from acpd.errors import InstallFailed
@@ -94,6 +94,63 @@ def test_a_model_url_is_shown_without_its_credentials(tmp_path: Path) -> None:
 def test_the_mock_agent_is_always_usable(tmp_path: Path) -> None:
     mock = facts_by_name(DaemonConfig(agents_dir=str(tmp_path)), NO_KEYS)["mock"]
     assert (mock["usable"], mock["source"]) == (True, "acpd")
+
+
+def codex_without_bwrap(agents_dir: Path, *args: str) -> dict[str, Any]:
+    """Codex's facts, installed and routed to a model URL, where PATH has no bwrap."""
+    if not preset_program(PRESETS["codex"], agents_dir).exists():
+        fake_install(agents_dir, "codex")
+    bare = agents_dir / "bare-path"
+    bare.mkdir(exist_ok=True)
+    agents = {"codex": AgentConfig(args=args)} if args else {}
+    config = DaemonConfig(agents_dir=str(agents_dir), model_url="http://127.0.0.1:9", agents=agents)
+    return facts_by_name(config, {**NO_KEYS, "PATH": str(bare)})["codex"]
+
+
+def test_codex_without_bubblewrap_is_unusable_and_says_how_to_install_it_or_opt_out(tmp_path: Path) -> None:
+    codex = codex_without_bwrap(tmp_path)
+    assert codex["available"] is True
+    assert codex["usable"] is False
+    assert "bwrap not found on PATH: install bubblewrap (Debian: apt install bubblewrap)" in codex["reason"]
+    assert 'sandbox_mode="danger-full-access"' in codex["reason"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("-c", 'sandbox_mode="danger-full-access"'), ("--config=sandbox_mode=danger-full-access",)],
+)
+def test_codex_without_bubblewrap_is_usable_when_its_sandbox_is_turned_off_explicitly(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    assert codex_without_bwrap(tmp_path, *args)["usable"] is True
+
+
+def test_codex_without_bubblewrap_stays_unusable_when_its_sandbox_is_set_to_another_mode(tmp_path: Path) -> None:
+    assert codex_without_bwrap(tmp_path, "-c", 'sandbox_mode="read-only"')["usable"] is False
+
+
+def test_codex_reads_its_sandbox_setting_from_its_own_config_file(tmp_path: Path) -> None:
+    home = tmp_path / "home" / ".codex"
+    home.mkdir(parents=True)
+    (home / "config.toml").write_text('sandbox_mode = "danger-full-access"\n')
+    fake_install(tmp_path, "codex")
+    config = DaemonConfig(agents_dir=str(tmp_path), model_url="http://127.0.0.1:9")
+    env = {"PATH": str(tmp_path), "HOME": str(tmp_path / "home")}
+    assert facts_by_name(config, env)["codex"]["usable"] is True
+    assert facts_by_name(config, {**env, "CODEX_HOME": str(tmp_path)})["codex"]["usable"] is False
+
+
+def test_codex_with_bubblewrap_on_path_or_bundled_next_to_it_is_usable(tmp_path: Path) -> None:
+    assert codex_without_bwrap(tmp_path)["usable"] is False
+    bwrap = tmp_path / "bare-path" / "bwrap"
+    bwrap.write_text("#!/bin/sh\n")
+    bwrap.chmod(0o755)
+    assert codex_without_bwrap(tmp_path)["usable"] is True
+    bwrap.unlink()
+    bundled = preset_program(PRESETS["codex"], tmp_path).parent / "codex-resources" / "bwrap"
+    bundled.parent.mkdir()
+    bundled.write_text("")
+    assert codex_without_bwrap(tmp_path)["usable"] is True
 
 
 async def test_get_agents_reports_the_same_facts(client: httpx.AsyncClient, config: DaemonConfig) -> None:

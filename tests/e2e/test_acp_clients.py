@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from acpd.testing.daemon import running_daemon
+from acpd.testing.model_server import serve_mock_model
 from tests.daemon.helpers import all_events, new_session
 from tests.processes import pidfds, wait_all_ended
 
@@ -49,6 +50,21 @@ async def test_the_acp_sdk_runs_a_session_on_acpd_acp_and_loads_it_after_a_resta
     assert {"agent_message_chunk", "tool_call", "tool_call_update"} <= set(replayed["kinds"])
     texts = [u["content"]["text"] for u in replayed["updates"] if u["sessionUpdate"] == "user_message_chunk"]
     assert texts == ["text hello", "permission execute"]
+
+
+async def test_the_acp_sdk_runs_claude_native_turns_whose_permission_requests_it_accepts(
+    tmp_path: Path, workdir: Path
+) -> None:
+    async with serve_mock_model() as model:  # each prompt: the model runs Bash, which the default mode asks for
+        env = {**client_env(tmp_path, workdir), "ACPD_MODEL_URL": model.url}
+        editor = acpd_acp("--standalone", "--agent", "claude-native")
+        basic = await run_steps("sdk_v1_stdio.mjs", ["basic", "--", *editor], env, workdir)
+    assert basic["done"]["stopReasons"] == ["end_turn", "end_turn"]
+    [asked] = basic["permission"]["requests"]  # the SDK validates each request: sessionId included
+    assert asked["request"]["sessionId"] == basic["done"]["sessionId"]
+    assert asked["answer"]["outcome"] == "selected"
+    chunks = [u for u in basic["prompt"]["updates"] if u["sessionUpdate"] == "agent_message_chunk"]
+    assert "".join(u["content"]["text"] for u in chunks).startswith("All done. Tool said: hi")
 
 
 async def test_acpd_acp_relays_to_the_running_daemon_so_rest_and_the_editor_share_sessions(

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from acpd.adapters.claude_native.history import TURN_STOPPED
+from acpd.config import AgentConfig, DaemonConfig
 from acpd.daemon.manager import SessionManager
 from acpd.store.memory import MemoryEventStore
 from acpd.testing.model_server import ErrorReply, MockModelServer, Reply, ToolCall, Usage, serve_mock_model
@@ -586,3 +587,36 @@ async def test_setting_the_mode_by_its_config_option_id_updates_the_sessions_mod
     doc = (await http.get(f"/v1/sessions/{session_id}")).json()
     assert doc["mode"] == "plan"
     assert doc["modes"]["currentModeId"] == "plan"
+
+
+@pytest.fixture
+def no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.usefixtures("no_credentials")
+async def test_without_a_key_or_a_model_url_claude_native_is_unavailable_and_says_what_to_set(
+    tmp_path: Path, workdir: Path
+) -> None:
+    bare = AgentConfig(kind="claude-native")
+    gateway = AgentConfig(kind="claude-native", env={"ANTHROPIC_BASE_URL": "http://127.0.0.1:9"})
+    config = DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", agents={"bare": bare, "gateway": gateway})
+    store = MemoryEventStore()
+    async with SessionManager(config, store).running() as manager, client_of(manager) as http:
+        created = await http.post("/v1/sessions", json={"agent": "bare", "cwd": str(workdir)})
+        listed = (await http.get("/v1/sessions")).json()["items"]
+        agents = {a["name"]: a for a in (await http.get("/v1/agents")).json()["items"]}
+        with_url = await http.post("/v1/sessions", json={"agent": "gateway", "cwd": str(workdir)})
+    await store.aclose()
+    assert created.status_code == 503
+    problem = created.json()
+    assert problem["type"] == "urn:acpd:problem:agent-unavailable"
+    for variable in ("$ANTHROPIC_API_KEY", "$ANTHROPIC_AUTH_TOKEN", "$ANTHROPIC_BASE_URL", "--model-url"):
+        assert variable in problem["detail"]
+    assert listed == []  # nothing left behind
+    assert (agents["bare"]["usable"], agents["bare"]["reason"]) == (False, problem["detail"])
+    assert agents["bare"]["credentials"] == {"present": False, "source": None}
+    assert agents["gateway"]["usable"]
+    assert agents["gateway"]["credentials"] == {"present": True, "source": "$ANTHROPIC_BASE_URL"}
+    assert with_url.status_code == 201  # a gateway (or a mock) may need no key

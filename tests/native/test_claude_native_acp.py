@@ -458,6 +458,26 @@ async def test_a_model_that_keeps_calling_tools_is_stopped_at_max_steps(
         assert statuses(client, session_id, call["toolCallId"])[-1] in ("completed", "failed")
 
 
+@pytest.mark.parametrize("mode", ["bypassPermissions", "default"])
+async def test_the_tool_call_over_max_steps_never_starts_whether_asked_or_not(
+    client: AcpTestClient, model: MockModelServer, workdir: Path, mode: str
+) -> None:
+    session_id = await start(client, workdir, maxSteps=1)  # "ask": the default mode asks the client
+    with anyio.fail_after(5):
+        await client.request("session/set_mode", {"sessionId": session_id, "modeId": mode})
+    writes = [ToolCall(name="Write", input={"path": f"{name}.txt", "content": name}) for name in ("one", "two")]
+    model.push(*(Reply(tool=write) for write in writes))
+    answer = await prompt(client, session_id, "Write two files")
+    assert answer["stopReason"] == "max_turn_requests"
+    assert (workdir / "one.txt").exists()
+    assert not (workdir / "two.txt").exists()
+    first, over = client.updates(session_id, "tool_call")
+    assert statuses(client, session_id, over["toolCallId"]) == ["failed"]  # never in_progress
+    asked = [request["toolCall"]["toolCallId"] for request in client.permission_requests]
+    assert asked == ([] if mode == "bypassPermissions" else [first["toolCallId"]])
+    assert len(model.requests) == 2  # and no model call after the limit
+
+
 async def test_plan_mode_set_over_acp_refuses_changes_without_asking(
     client: AcpTestClient, model: MockModelServer, workdir: Path
 ) -> None:

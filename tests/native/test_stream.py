@@ -4,9 +4,11 @@ classified, retryable failure rather than an error from inside the SDK."""
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import anthropic
+import anyio
 import httpx2
 import pytest
 
@@ -91,3 +93,38 @@ async def test_an_error_of_the_daemons_own_while_streaming_is_not_taken_for_the_
         params = {"model": "claude-sonnet-5-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
         with pytest.raises(ValueError, match="the daemon's own bug"):
             await stream_message(client, params, emit, [])
+
+
+def refused_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def unresolvable(request: httpx2.Request) -> httpx2.Response:
+    # what the connection pool raises when the host name does not resolve
+    raise httpx2.ConnectError("[Errno -2] Name or service not known") from socket.gaierror(
+        -2, "Name or service not known"
+    )
+
+
+@pytest.mark.parametrize("where", ["nothing listens", "the host does not resolve"])
+async def test_a_model_api_that_cannot_be_reached_is_a_retryable_unreachable_error_naming_the_cause(
+    where: str,
+) -> None:
+    transport = httpx2.MockTransport(unresolvable) if where == "the host does not resolve" else None
+    url = f"http://127.0.0.1:{refused_port()}" if transport is None else "http://model.invalid"
+    async with httpx2.AsyncClient(transport=transport) as http:
+        client = anthropic.AsyncAnthropic(api_key="test", base_url=url, http_client=http, max_retries=0)
+        params = {"model": "claude-sonnet-5-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+
+        async def emit(update: JsonObject) -> None:
+            raise AssertionError("nothing was streamed")
+
+        with anyio.fail_after(10), pytest.raises(ModelFailure) as failure:
+            await stream_message(client, params, emit, [])
+    assert failure.value.code == "MODEL_UNREACHABLE"
+    assert failure.value.retryable
+    cause = "Name or service not known" if transport is not None else "Connect call failed"
+    assert cause in failure.value.message

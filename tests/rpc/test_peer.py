@@ -324,6 +324,16 @@ async def test_an_overlong_line_gets_invalid_request_with_a_null_id() -> None:
     assert invalid == [FrameTooLong(64 * 1024 * 1024)]
 
 
+async def test_a_message_nested_too_deep_gets_invalid_request_with_its_id() -> None:
+    deep = b'{"jsonrpc":"2.0","id":7,"method":"echo","params":{"x":' + b"[" * 200 + b"]" * 200 + b"}}"
+    async with serve(on_request=echo) as (_, wire):
+        await wire.transport.inject(deep)
+        answer = await wire.receive()
+        await wire.send(request(8, params={"x": [[[]]]}))
+        assert (await wire.receive())["result"] == {"method": "echo", "params": {"x": [[[]]]}}
+    assert (answer["id"], answer["error"]["code"]) == (7, INVALID_REQUEST)
+
+
 async def test_invalid_input_is_reported_but_not_answered_when_answer_invalid_is_false() -> None:
     reasons: list[str] = []
     options = {"on_request": echo, "on_invalid": lambda frame, reason: reasons.append(reason), "answer_invalid": False}
@@ -432,6 +442,16 @@ async def test_a_handler_exception_becomes_an_internal_error_and_the_peer_keeps_
     logged = [r for r in caplog.records if r.name == "acpd.rpc.peer" and r.levelno == logging.ERROR]
     assert len(logged) == 1
     assert logged[0].exc_info is not None
+
+
+async def test_an_acpd_error_inside_an_exception_group_is_answered_as_itself() -> None:
+    async def wrapped(method: str, params: JsonValue, message: JsonObject) -> JsonValue:
+        raise ExceptionGroup("a task group", [SessionNotFound("gone")])
+
+    async with serve(on_request=wrapped) as (_, wire):
+        await wire.send(request(1))
+        answer = await wire.receive()
+    assert answer["error"]["code"] == RESOURCE_NOT_FOUND
 
 
 async def test_a_result_that_is_not_json_becomes_an_internal_error() -> None:

@@ -1,13 +1,15 @@
-"""Builders of event records and session documents shared by the store tests."""
+"""Builders of event records and session documents shared by the store tests, and a full disk."""
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any, Final
 
 from acpd.protocol.events import EventRecord, Sender
-from acpd.store import SessionDoc
+from acpd.store import SessionDoc, SqliteEventStore
 
 CREATED_AT: Final = "2026-01-02T03:04:05.000Z"
+MAX_PAGES: Final = 0xFFFFFFFE
 
 
 def record(session_id: str, seq: int, payload: str | None = None, *, sender: Sender = "agent") -> EventRecord:
@@ -29,3 +31,22 @@ def doc(session_id: str, created_at: str = CREATED_AT, **fields: Any) -> Session
         "archivedAt": None,
     }
     return {**base, **fields}
+
+
+async def fill_up(store: SqliteEventStore) -> None:
+    """A full disk, as SQLite sees one: the database may grow no page beyond those it has."""
+    await store._write(_cap_pages)
+
+
+async def make_room(store: SqliteEventStore) -> None:
+    """Space returns."""
+    await store._write(_uncap_pages)
+
+
+def _cap_pages(conn: sqlite3.Connection) -> None:
+    pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+    conn.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def _uncap_pages(conn: sqlite3.Connection) -> None:
+    conn.execute(f"PRAGMA max_page_count = {MAX_PAGES}")

@@ -237,7 +237,7 @@ async def test_the_database_and_its_wal_and_shm_files_are_private_whatever_the_u
         modes = file_modes(path.parent)
     finally:
         await store.aclose()
-    assert modes == {"acpd.db": 0o600, "acpd.db-wal": 0o600, "acpd.db-shm": 0o600}
+    assert modes == {"acpd.db": 0o600, "acpd.db-wal": 0o600, "acpd.db-shm": 0o600, "acpd.db.lock": 0o600}
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
 

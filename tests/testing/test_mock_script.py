@@ -50,6 +50,8 @@ def test_blank_lines_are_skipped_and_lines_are_numbered_as_written() -> None:
         ("crash", Command("crash", 1, ints=(3,))),
         ("crash 0", Command("crash", 1, ints=(0,))),
         ("garbage", Command("garbage", 1)),
+        ("garbage 5000", Command("garbage", 1, ints=(5000,))),
+        ("stderr-flood 1048576", Command("stderr-flood", 1, ints=(1048576,))),
         ("stderr oops", Command("stderr", 1, text="oops")),
         ("title My session", Command("title", 1, text="My session")),
         ("mode plan", Command("mode", 1, word="plan")),
@@ -86,6 +88,8 @@ def test_each_command_parses_its_arguments(line: str, expected: Command) -> None
         "big",
         "stop whenever",
         "garbage now",
+        "garbage 1 2",
+        "stderr-flood",
         "chunks ²",
         "nonsense",
     ],
@@ -103,7 +107,7 @@ def test_every_command_has_a_handler() -> None:
 
 def test_every_command_is_documented_with_an_example() -> None:
     docs = DOCS.read_text()
-    headed = set(re.findall(r"^### `(\w+)", docs, flags=re.MULTILINE))
+    headed = set(re.findall(r"^### `([\w-]+)", docs, flags=re.MULTILINE))
 
     assert headed == COMMANDS
 

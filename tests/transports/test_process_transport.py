@@ -17,7 +17,13 @@ from acpd.errors import AgentUnavailable, ConnectionClosed
 from acpd.protocol import jsonio
 from acpd.protocol.framing import Frame, FrameTooLong
 from acpd.transports import ProcessSpec, ProcessTransport, Transport, open_process_transport
-from acpd.transports.process import STDERR_TAIL_BYTES, STDIN_CLOSE_GRACE_SECONDS, TERM_GRACE_SECONDS
+from acpd.transports.process import (
+    STDERR_BYTES_PER_SECOND,
+    STDERR_TAIL_BYTES,
+    STDIN_CLOSE_GRACE_SECONDS,
+    TERM_GRACE_SECONDS,
+    ByteRate,
+)
 from tests.processes import pidfds, wait_all_ended
 
 pytestmark = pytest.mark.anyio
@@ -350,3 +356,28 @@ async def test_without_a_stdin_grace_an_agent_that_ignores_eof_is_terminated_at_
             await agent.receive()
             await agent.aclose()
     assert agent.returncode == -signal.SIGTERM
+
+
+def test_a_byte_rate_lets_a_seconds_worth_through_then_says_how_long_to_wait() -> None:
+    now = [10.0]
+    rate = ByteRate(1000, lambda: now[0])
+    assert rate.spend(600) == 0.0
+    now[0] = 10.25
+    assert rate.spend(600) == pytest.approx(0.75)  # over budget a quarter into the second
+    now[0] = 11.0  # the reader waited: a new second's worth
+    assert rate.spend(999) == 0.0
+    now[0] = 12.5  # a quiet second and a half later: the budget is whole again
+    assert rate.spend(999) == 0.0
+
+
+async def test_a_stderr_flood_is_read_at_a_bounded_rate_and_its_tail_kept() -> None:
+    size = STDERR_BYTES_PER_SECOND * 2
+    spec = ProcessSpec(sys.executable, ["-c", f"import os\nos.write(2, b'x' * {size} + b'\\nflood-end\\n')"])
+    with anyio.fail_after(10):
+        async with open_process_transport(spec) as agent:
+            started = anyio.current_time()
+            await agent.wait()
+            await agent._stderr_done.wait()
+            took = anyio.current_time() - started
+    assert agent.stderr_tail().endswith("x\nflood-end\n")
+    assert took >= 1.0  # two seconds' worth: the reader paused once

@@ -3,26 +3,47 @@
 The daemon is the agent's ACP client. This module spawns the command, negotiates the session
 (``session/load`` or ``session/resume`` when the agent offers them and there is one to continue),
 forwards turns and settings, and hands everything the agent says to the ``SessionHost``. It must
-not decide policy (permissions, limits) nor persist anything: that is the daemon's job.
+not decide policy (permissions, limits) nor persist anything: that is the daemon's job. What it
+does bound is what a misbehaving agent costs: a start that hangs (``startTimeoutSeconds``), invalid
+output and messages nobody asked for (``floods``), requests it leaves waiting on the daemon.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import anyio
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 
 from acpd import __version__
 from acpd.adapters.base import BackendState, SessionHost
+from acpd.adapters.floods import (
+    FLOOD_WINDOW_SECONDS,
+    MAX_INVALID_BYTES,
+    MAX_INVALID_FRAMES,
+    MAX_UNSOLICITED_FRAMES,
+    FrameRate,
+    InvalidFrames,
+    Verdict,
+)
+from acpd.adapters.homes import prepare_home
 from acpd.adapters.secrets import Redactor, redact
-from acpd.adapters.toolcalls import ToolCallLedger, usage_of
-from acpd.config import AgentConfig
-from acpd.errors import AgentError, AgentExited, AgentUnavailable, ConnectionClosed, RpcError
+from acpd.adapters.toolcalls import ToolCallLedger, usage_of, usage_update_for
+from acpd.config import AgentConfig, missing_sandbox
+from acpd.errors import (
+    AgentError,
+    AgentExited,
+    AgentStartTimeout,
+    AgentUnavailable,
+    ConnectionClosed,
+    RpcError,
+)
 from acpd.protocol import jsonrpc, methods
 from acpd.protocol.framing import Frame, FrameTooLong
 from acpd.protocol.jsonio import JsonObject, JsonValue
@@ -39,8 +60,13 @@ from acpd.transports.recording import RecordingTransport
 
 logger = logging.getLogger(__name__)
 
-CLIENT_CAPABILITIES: Final[JsonObject] = {"fs": {"readTextFile": True, "writeTextFile": True}, "terminal": True}
 EXCERPT_CHARS: Final = 200
+STDERR_DETAIL_CHARS: Final = 2000
+"""How much of a failed agent's stderr its start error shows (redacted)."""
+MAX_AGENT_REQUESTS: Final = 128
+"""Requests an agent may have waiting on the daemon at once (permissions, fs, terminals); more are refused."""
+EXIT_WAIT_SECONDS: Final = 1.0
+"""After an agent closed its output during its start, how long to wait for its exit status."""
 
 
 class AcpBackend:
@@ -67,8 +93,17 @@ class AcpBackend:
         self._replaying = False
         self._cancelled = False  # during a turn: a cancel was sent, so stop what the turn left running
         self._ledger = ToolCallLedger()
+        self._usage_reported = False  # during a turn: the agent sent a usage_update
+        self._context_size: int | None = None  # the window its last usage_update named
         self._stopped = anyio.Event()
         self._env = {**os.environ, **config.env}
+        self._starting = "start"  # the step of the start under way, for its error messages
+        self._invalid = InvalidFrames()
+        self._invalid_held = anyio.Event()  # set when an invalid frame waits for its summary
+        self._unsolicited = FrameRate(MAX_UNSOLICITED_FRAMES)  # what it sends outside a turn
+        self._in_turn = False
+        self._stop_reason: str | None = None  # why the daemon stopped a misbehaving agent
+        self._task_group: TaskGroup | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -84,8 +119,13 @@ class AcpBackend:
         returncode: int | None = None
         stderr_tail = ""
         started = False
+        failure: AgentError | None = None
         try:
+            # Refused here, not after every command the agent runs has failed.
+            if (sandbox := await anyio.to_thread.run_sync(missing_sandbox, self._config, self._env)) is not None:
+                raise AgentUnavailable(f"agent {self.name!r} cannot run commands: {sandbox}")
             await anyio.to_thread.run_sync(write_files, self._config.files)
+            await anyio.to_thread.run_sync(prepare_home, self._config.home)
             async with open_process_transport(spec) as proc:
                 self._proc = proc
                 peer = JsonRpcPeer(
@@ -94,17 +134,30 @@ class AcpBackend:
                     on_notification=self._on_notification,
                     on_invalid=self._on_invalid,
                     answer_invalid=False,
+                    max_incoming=MAX_AGENT_REQUESTS,
                     name=f"agent:{self.name}",
                 )
                 self._peer = peer
                 async with anyio.create_task_group() as tg:
+                    self._task_group = tg
                     tg.start_soon(peer.run)
-                    state = await self._open_session(peer, resume_id)
-                    started = True
-                    task_status.started(state)
-                    await peer.wait_closed()
+                    tg.start_soon(self._summarize_invalid)
+                    try:
+                        state = await self._start(peer, resume_id)
+                    except AgentError as exc:
+                        # Raised below, outside the task group (which would wrap it), once the
+                        # process is gone and its exit status and last stderr are known.
+                        failure = exc
+                        await self._wait_exit_after(exc, proc)
+                    else:
+                        started = True
+                        task_status.started(state)
+                        await peer.wait_closed()
+                    self._flush_invalid()
                     tg.cancel_scope.cancel()
             returncode, stderr_tail = proc.returncode, redact(proc.stderr_tail(), self._env)
+            if failure is not None:
+                raise self._start_failure(failure, proc.exited.is_set(), returncode, stderr_tail) from failure
         finally:
             self._stopped.set()
             if started:
@@ -116,29 +169,69 @@ class AcpBackend:
         path = Path(self._record_dir) / f"{session_id}.{self.name}.jsonl"
         return RecordingTransport(transport, path, scrub=Redactor(self._env))
 
+    async def _start(self, peer: JsonRpcPeer, resume_id: str | None) -> BackendState:
+        """Initialize the agent and open its session, within the agent's start timeout.
+
+        Raises:
+            AgentStartTimeout: no session in time; AgentError: the agent refused or went away.
+        """
+        timeout = self._config.start_timeout_seconds
+        with anyio.move_on_after(timeout if timeout is not None else math.inf):
+            return await self._open_session(peer, resume_id)
+        raise AgentStartTimeout(
+            f"agent {self.name!r} did not {self._starting} within {timeout:g} s",
+            data={"agent": self.name, "startTimeoutSeconds": timeout},
+        )
+
+    async def _wait_exit_after(self, failure: AgentError, proc: ProcessTransport) -> None:
+        """An agent that closed its output is usually exiting: let its exit status be known."""
+        if isinstance(failure.__cause__, ConnectionClosed):
+            with anyio.move_on_after(EXIT_WAIT_SECONDS):
+                await proc.exited.wait()
+
+    def _start_failure(self, failure: AgentError, exited: bool, returncode: int | None, stderr: str) -> AgentError:
+        """The error a failed start answers with: why, and the end of what the agent printed."""
+        tail = stderr.strip()[-STDERR_DETAIL_CHARS:]
+        hint = f"; its stderr ends with: {tail}" if tail else "; it wrote nothing to stderr"
+        data = {**(failure.data if isinstance(failure.data, dict) else {}), "agent": self.name, "stderrTail": tail}
+        if self._stop_reason is not None:
+            return AgentError(self._stop_reason + hint, data=data)
+        if isinstance(failure, AgentStartTimeout):
+            return AgentStartTimeout(failure.message + hint, data=data)
+        if exited and isinstance(failure.__cause__, ConnectionClosed):
+            data["exitCode"] = returncode
+            return AgentExited(
+                f"agent {self.name!r} exited with status {returncode} before it could {self._starting}{hint}",
+                data=data,
+            )
+        return AgentError(failure.message + hint, data=data)
+
     async def _open_session(self, peer: JsonRpcPeer, resume_id: str | None) -> BackendState:
         try:
+            self._starting = "answer initialize"
             init = _object(
                 await peer.request(
                     methods.INITIALIZE,
                     {
                         "protocolVersion": methods.PROTOCOL_VERSION,
-                        "clientCapabilities": CLIENT_CAPABILITIES,
+                        "clientCapabilities": self._config.client_capabilities.to_wire(),
                         "clientInfo": {"name": "acpd", "version": __version__},
                     },
                 )
             )
             caps = _object(init.get("agentCapabilities"))
             resumable = resume_id if self._config.continue_sessions else None
+            self._starting = "continue its session"
             state = await self._continue_session(peer, caps, resumable) if resumable else None
             if state is None:
+                self._starting = "answer session/new"
                 result = _object(
                     await peer.request(methods.SESSION_NEW, {"cwd": self._cwd, "mcpServers": self._mcp_servers})
                 )
                 session_id = result.get("sessionId")
                 state = _state(result, "new", session_id if isinstance(session_id, str) else None)
         except (RpcError, ConnectionClosed) as exc:
-            raise AgentError(f"agent {self.name!r} failed to open a session: {exc}{self._stderr_hint()}") from exc
+            raise AgentError(f"agent {self.name!r} failed to open a session: {exc}") from exc
         state.agent_info = _object(init.get("agentInfo"))
         state.capabilities = caps
         self._backend_session_id = state.backend_session_id
@@ -174,21 +267,26 @@ class AcpBackend:
 
     def _live_peer(self) -> JsonRpcPeer:
         if self._peer is None or self._peer.closed:
-            raise AgentExited(f"agent {self.name!r} is not running{self._stderr_hint()}")
+            raise AgentExited(self._stop_reason or f"agent {self.name!r} is not running{self._stderr_hint()}")
         return self._peer
 
     async def prompt(self, prompt: list[JsonObject]) -> JsonObject:
         peer = self._live_peer()
         mark = process_mark()
         self._cancelled = False
+        self._usage_reported = False
         result: JsonObject = {}
+        self._in_turn = True
         try:
             result = _object(
                 await peer.request(methods.SESSION_PROMPT, {"sessionId": self._backend_session_id, "prompt": prompt})
             )
         except ConnectionClosed as exc:
-            raise AgentExited(f"agent {self.name!r} exited during the turn{self._stderr_hint()}") from exc
+            raise AgentExited(
+                self._stop_reason or f"agent {self.name!r} exited during the turn{self._stderr_hint()}"
+            ) from exc
         finally:
+            self._in_turn = False
             with anyio.CancelScope(shield=True):
                 if self._cancelled and self._proc is not None and self._config.stop_detached_on_cancel:
                     # codex-acp answers a cancel but leaves the command running in its own session.
@@ -196,8 +294,19 @@ class AcpBackend:
                 stop_reason = result.get("stopReason")
                 for update in self._ledger.close_open(stop_reason if isinstance(stop_reason, str) else None):
                     await self._emit_update(update)
-        if "usage" not in result and (usage := usage_of(result)) is not None:
-            result = {**result, "usage": usage}
+        return await self._with_usage(result)
+
+    async def _with_usage(self, result: JsonObject) -> JsonObject:
+        """Every turn's tokens reported the same way: the answer's ``usage`` (from the agent's own
+        ``_meta`` when it puts them there) and, if the agent sent none, a ``usage_update`` built
+        from it, recorded before the answer."""
+        if "usage" not in result and (derived := usage_of(result)) is not None:
+            result = {**result, "usage": derived}
+        usage = result.get("usage")
+        if isinstance(usage, dict) and not self._usage_reported:
+            update = usage_update_for(usage, self._context_size)
+            if update is not None:
+                await self._emit_update(update)
         return result
 
     async def cancel(self) -> None:
@@ -228,6 +337,8 @@ class AcpBackend:
     async def _on_notification(self, method: str, params: JsonValue, message: JsonObject) -> None:
         if self._replaying and method == methods.SESSION_UPDATE:
             return
+        if not self._solicited(method):
+            return
         host = self._require_host()
         if isinstance(params, dict) and "sessionId" in params:
             params["sessionId"] = host.session_id
@@ -235,11 +346,19 @@ class AcpBackend:
         if method != methods.SESSION_UPDATE or not isinstance(update, dict):
             await host.emit(message)
             return
+        if update.get("sessionUpdate") == "usage_update":
+            self._note_usage(update)
         for normalized in self._ledger.on_update(update):
             if normalized is update:
                 await host.emit(message)  # unchanged: recorded as the agent sent it
             else:
                 await self._emit_update(normalized)
+
+    def _note_usage(self, update: JsonObject) -> None:
+        self._usage_reported = True
+        size = update.get("size")
+        if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+            self._context_size = size
 
     async def _emit_update(self, update: JsonObject) -> None:
         host = self._require_host()
@@ -247,6 +366,8 @@ class AcpBackend:
 
     async def _on_request(self, method: str, params: JsonValue, message: JsonObject) -> JsonValue:
         host = self._require_host()
+        if not self._solicited(method):
+            raise AgentExited(self._stop_reason or "stopped")
         if method == methods.SESSION_REQUEST_PERMISSION:
             if isinstance(params, dict):
                 params["sessionId"] = host.session_id
@@ -254,20 +375,95 @@ class AcpBackend:
                 if announced is not None:
                     await self._emit_update(announced)
             return await host.request_permission(message)
-        if method.startswith(("fs/", "terminal/")):
+        if method.startswith(("fs/", "terminal/")) and self._config.client_capabilities.offers(method):
             if not isinstance(params, dict):
                 raise RpcError.invalid_params("params must be an object")
             return await host.client_request(method, params)
         raise RpcError.method_not_found(method)
 
     def _on_invalid(self, frame: Frame, reason: str) -> None:
+        """Record invalid output, coalesced (see ``floods``); stop an agent that floods it."""
+        if self._stop_reason is not None:
+            return  # being stopped: what it still writes is not worth a record
         if isinstance(frame, FrameTooLong):
-            excerpt = f"<{frame.size} bytes>"
+            size, excerpt = frame.size, f"<{frame.size} bytes>"
         else:
-            excerpt = frame[:EXCERPT_CHARS].decode("utf-8", "replace")
-        self._require_host().record_error(
-            "AGENT_PROTOCOL_ERROR", f"agent {self.name!r} wrote an invalid frame: {reason}", {"excerpt": excerpt}
+            size, excerpt = len(frame), frame[:EXCERPT_CHARS].decode("utf-8", "replace")
+        verdict = self._invalid.add(size, excerpt, reason)
+        if verdict is Verdict.RECORD:
+            self._require_host().record_error(
+                "AGENT_PROTOCOL_ERROR",
+                f"agent {self.name!r} wrote an invalid frame: {reason}",
+                {"excerpt": excerpt, "count": 1, "bytes": size},
+            )
+        elif verdict is Verdict.HOLD:
+            self._invalid_held.set()
+        else:
+            self._stop_invalid_flood()
+
+    def _flush_invalid(self) -> None:
+        """Record the invalid frames held since the last record, as one summary."""
+        held = self._invalid.take_summary()
+        if held is not None:
+            self._require_host().record_error(
+                "AGENT_PROTOCOL_ERROR",
+                f"agent {self.name!r} wrote {held.count} more invalid frame(s) ({held.bytes} bytes) since the last "
+                f"report; the first: {held.reason}",
+                {"excerpt": held.excerpt, "count": held.count, "bytes": held.bytes},
+            )
+
+    async def _summarize_invalid(self) -> None:
+        """Summarize held invalid frames at most every ``SUMMARY_SECONDS`` while the agent runs."""
+        while True:
+            await self._invalid_held.wait()
+            self._invalid_held = anyio.Event()
+            due = self._invalid.summary_due
+            if due is not None:
+                await anyio.sleep(max(0.0, due - time.monotonic()))
+                self._flush_invalid()
+
+    def _solicited(self, method: str) -> bool:
+        """False for what an agent being stopped still sends, and for the message that makes what
+        it sends outside a turn (when nobody asked it anything) a flood; that one stops it."""
+        if self._stop_reason is not None:
+            return False
+        if self._in_turn or not self._unsolicited.add():
+            return True
+        self._stop_flooding(
+            f"it sent more than {MAX_UNSOLICITED_FRAMES} messages outside a turn within {FLOOD_WINDOW_SECONDS:g} s",
+            {
+                "kind": "unsolicited",
+                "method": method,
+                "count": self._unsolicited.count,
+                "windowSeconds": FLOOD_WINDOW_SECONDS,
+                "maxFrames": MAX_UNSOLICITED_FRAMES,
+            },
         )
+        return False
+
+    def _stop_invalid_flood(self) -> None:
+        window = self._invalid.window
+        self._flush_invalid()
+        self._stop_flooding(
+            f"it wrote {window.count} invalid frames ({window.bytes} bytes) within {FLOOD_WINDOW_SECONDS:g} s "
+            f"(at most {MAX_INVALID_FRAMES} frames or {MAX_INVALID_BYTES} bytes)",
+            {
+                "kind": "invalid",
+                "excerpt": window.excerpt,
+                "count": window.count,
+                "bytes": window.bytes,
+                "windowSeconds": FLOOD_WINDOW_SECONDS,
+                "maxFrames": MAX_INVALID_FRAMES,
+                "maxBytes": MAX_INVALID_BYTES,
+            },
+        )
+
+    def _stop_flooding(self, what: str, data: JsonObject) -> None:
+        """Record why, and stop the agent: the turn (or the start) under way fails with the reason."""
+        self._stop_reason = f"agent {self.name!r} was stopped: {what}"
+        self._require_host().record_error("AGENT_OUTPUT_FLOOD", self._stop_reason, data)
+        if self._task_group is not None and self._peer is not None:
+            self._task_group.start_soon(self._peer.aclose)
 
     def _require_host(self) -> SessionHost:
         assert self._host is not None, "run() sets the host before the peer starts"

@@ -31,7 +31,8 @@ class SessionHost(Protocol):
         ...
 
     async def request_permission(self, message: JsonObject) -> JsonObject:
-        """Broker a ``session/request_permission`` request; return its result (``{"outcome": …}``)."""
+        """Broker a ``session/request_permission`` request; return its result (``{"outcome": …}``).
+        The host sets ``params.sessionId`` to its own session id."""
         ...
 
     async def client_request(self, method: str, params: JsonObject) -> JsonValue:
@@ -53,6 +54,11 @@ class SessionHost(Protocol):
         For a backend that decides itself when to ask (claude-native's modes): whatever it decides,
         a ``deny`` or ``allow_reads`` policy must still see its changing calls.
         """
+        ...
+
+    def turn_stopping(self) -> bool:
+        """True once the daemon has asked the running turn to end (a cancel, a limit such as
+        ``maxSteps``, the timeout): a backend that runs tools itself starts none after this."""
         ...
 
     async def history(self) -> list[EventRecord]:

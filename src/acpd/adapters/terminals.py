@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_OUTPUT_BYTE_LIMIT: Final = 1024 * 1024
 """Output retained per terminal when the agent gives no ``outputByteLimit``."""
 MAX_OUTPUT_BYTE_LIMIT: Final = 64 * 1024 * 1024
+MAX_TERMINALS: Final = 64
+"""Terminals one session may hold at once (each a process tree and up to its byte limit of output);
+an agent releases those it is done with."""
 """Ceiling on ``outputByteLimit``: an agent may ask for less memory, never for unbounded memory."""
 TERM_GRACE_SECONDS: Final = 2.0
 """Time between SIGTERM and SIGKILL when a terminal is killed or released."""
@@ -153,6 +156,10 @@ class TerminalManager:
         self._check_open()
         if not command.strip():
             raise RpcError.invalid_params("'command' must not be empty")
+        if len(self._terminals) >= MAX_TERMINALS:
+            raise RpcError.invalid_params(
+                f"this session already holds {MAX_TERMINALS} terminals; release one (terminal/release) first"
+            )
         limit = _byte_limit(output_byte_limit)
         full_env = {**self._env, **_env_dict(env)}
         workdir = await anyio.to_thread.run_sync(self._resolve_cwd, cwd)

@@ -17,8 +17,14 @@ from typing import Final
 from acpd.protocol.jsonio import JsonObject
 
 FINAL: Final = frozenset({"completed", "failed"})
+UNKNOWN_CONTEXT_SIZE_TOKENS: Final = 1_048_576
+"""The window a synthesized ``usage_update`` names when the agent never reported one (an agent that
+reports tokens only in its answer says nothing of it; Gemini CLI assumes this for its models)."""
 _CALL_FIELDS: Final = ("title", "kind", "status", "content", "locations", "rawInput", "rawOutput")
 DEFAULT_TITLE: Final = "Tool call"
+MAX_TRACKED_CALLS: Final = 10_000
+"""Tool calls remembered per session; past it the oldest are forgotten, closed ones first (a late
+report of a forgotten call is announced anew rather than dropped)."""
 
 
 class ToolCallLedger:
@@ -82,6 +88,20 @@ class ToolCallLedger:
             self._status[call_id] = status
         else:
             self._status.setdefault(call_id, "pending")
+        if len(self._status) > MAX_TRACKED_CALLS:
+            self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        # Down to three quarters at once, so an agent making calls forever pays this rarely.
+        excess = len(self._status) - MAX_TRACKED_CALLS * 3 // 4
+        closed = [call_id for call_id, status in self._status.items() if status in FINAL][:excess]
+        oldest_open = [call_id for call_id in self._status if self._status[call_id] not in FINAL]
+        for call_id in closed + oldest_open[: excess - len(closed)]:
+            del self._status[call_id]
+
+    def __len__(self) -> int:
+        """How many tool calls are remembered."""
+        return len(self._status)
 
 
 def _marked(update: JsonObject, how: str, why: str) -> JsonObject:
@@ -106,3 +126,23 @@ def usage_of(result: JsonObject) -> JsonObject | None:
     if not isinstance(inputs, int) or not isinstance(outputs, int):
         return None
     return {"inputTokens": inputs, "outputTokens": outputs, "totalTokens": inputs + outputs}
+
+
+def usage_update_for(usage: JsonObject, context_size: int | None) -> JsonObject | None:
+    """The ``usage_update`` to record for a turn whose agent reported its tokens only in the
+    prompt's answer (Gemini), so that every turn's usage is in the log the same way: ``used`` is
+    the turn's input plus output tokens (exact for one model call; more calls count the context
+    each re-sent, so it is an upper bound), ``_meta.acpd.turnTokens`` the same total, which the
+    daemon's token budget counts."""
+    counts = [usage.get(key) for key in ("totalTokens", "inputTokens", "outputTokens")]
+    total, inputs, outputs = (c if isinstance(c, int) and not isinstance(c, bool) and c >= 0 else None for c in counts)
+    if total is None and inputs is not None and outputs is not None:
+        total = inputs + outputs
+    if total is None:
+        return None
+    update: JsonObject = {
+        "sessionUpdate": "usage_update",
+        "used": total,
+        "size": context_size if context_size is not None else UNKNOWN_CONTEXT_SIZE_TOKENS,
+    }
+    return _marked({**update, "_meta": {"acpd": {"turnTokens": total}}}, "synthesized", "session/prompt")

@@ -153,7 +153,7 @@ def _client_commands(commands: Any) -> None:
 # -- serve ---------------------------------------------------------------------------------------
 
 
-INTERNAL_AGENT_FIELDS = frozenset({"installed", "files"})
+INTERNAL_AGENT_FIELDS = frozenset({"installed", "files", "home"})
 """AgentConfig fields acpd fills in itself (``files`` would let a config write anywhere)."""
 ENV_SETTINGS = (
     ("db", "ACPD_DB"),

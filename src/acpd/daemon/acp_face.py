@@ -52,6 +52,7 @@ AGENT_CAPABILITIES: Final[JsonObject] = {
     "sessionCapabilities": {"list": {}, "resume": {}, "close": {}, "delete": {}, "additionalDirectories": {}},
 }
 LIST_PAGE: Final = 100
+ERROR_MESSAGE_CHARS: Final = 500
 
 
 class _Attachment:
@@ -273,7 +274,9 @@ class AcpConnection:
             if not self.peer.closed:
                 attachment.runtime.cancel()
             raise
-        # every update of the turn reaches the client before the turn's answer
+        # every update of the turn reaches the client before the turn's answer; while the store
+        # fails (a full disk) they cannot, and the store's error is the answer
+        await attachment.runtime.log.wait_committed(turn.last_seq)
         await attachment.caught_up(turn.last_seq)
         response = turn.response or {}
         error = response.get("error")
@@ -332,7 +335,13 @@ class AcpConnection:
         return session_state(runtime.doc, self._manager.config.all_agents())
 
     def _attach(self, runtime: SessionRuntime, *, after: int, answered: anyio.Event | None) -> _Attachment:
+        """Start forwarding the session's updates after ``after``. A client has at most one
+        forwarder per session: a pipelined request may attach it first (a prompt sent before the
+        answer to the ``session/new`` that names it), and the later attach keeps that one."""
         assert self._tg is not None, "serve() is running"
+        current = self._attached.get(runtime.session_id)
+        if current is not None and not current.ended:
+            return current
         attachment = _Attachment(runtime, AgentOptionSource(runtime.doc, self._manager.config.all_agents()))
         attachment.forwarded = after
         self._attached[runtime.session_id] = attachment
@@ -393,22 +402,37 @@ class AcpConnection:
             return  # settled already
         params = request.get("params")
         result: JsonValue = None
-        async with anyio.create_task_group() as tg:
-            # cancelling the request sends $/cancel_request: the client withdraws its prompt
-            tg.start_soon(_cancel_when_set, pending.decided, tg.cancel_scope)
-            try:
-                result = await self.peer.request(methods.SESSION_REQUEST_PERMISSION, params)
-            except AcpdError as exc:
-                logger.info("client %s could not answer permission %s: %s", self._link_id, permission_id, exc)
-            tg.cancel_scope.cancel()
-        if not isinstance(result, dict):
-            return  # settled elsewhere, or this client could not answer
+        pending.asking.add(self._link_id)
         try:
-            runtime.answer_permission(permission_id, result.get("outcome"))
+            async with anyio.create_task_group() as tg:
+                # cancelling the request sends $/cancel_request: the client withdraws its prompt
+                tg.start_soon(_cancel_when_set, pending.decided, tg.cancel_scope)
+                try:
+                    result = await self.peer.request(methods.SESSION_REQUEST_PERMISSION, params)
+                except RpcError as exc:
+                    logger.info("client %s answered permission %s with an error: %s", self._link_id, permission_id, exc)
+                    runtime.permission_unanswerable(permission_id, self._link_id, _brief(exc))
+                except AcpdError as exc:  # gone: it may come back, or REST may answer
+                    logger.info("client %s could not answer permission %s: %s", self._link_id, permission_id, exc)
+                tg.cancel_scope.cancel()
+            if isinstance(result, dict):
+                self._answer(runtime, permission_id, result.get("outcome"))
+        finally:
+            pending.asking.discard(self._link_id)
+
+    def _answer(self, runtime: SessionRuntime, permission_id: str, outcome: object) -> None:
+        try:
+            runtime.answer_permission(permission_id, outcome)
         except (Conflict, NotFound):
             pass  # another answer came first
         except InvalidInput as exc:
             logger.warning("client %s answered permission %s wrongly: %s", self._link_id, permission_id, exc)
+            runtime.permission_unanswerable(permission_id, self._link_id, _brief(exc))
+
+
+def _brief(exc: AcpdError) -> JsonObject:
+    """A client's error as the log keeps it: its code and the start of its message, not its data."""
+    return {"code": exc.code, "message": exc.message[:ERROR_MESSAGE_CHARS]}
 
 
 async def _cancel_when_set(event: anyio.Event, scope: anyio.CancelScope) -> None:

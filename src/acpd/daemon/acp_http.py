@@ -12,6 +12,8 @@ sessions here.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Final
 
 import anyio
@@ -20,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from acpd.errors import AgentNotFound, Conflict, ConnectionClosed, InvalidInput, NotFound
+from acpd.errors import AgentNotFound, Conflict, InvalidInput, NotFound, StoreError
 from acpd.protocol import jsonio, jsonrpc
 from acpd.protocol.jsonio import JsonObject
 from acpd.protocol.jsonrpc import Kind
@@ -28,7 +30,7 @@ from acpd.transports.memory import MemoryTransport, create_memory_transport_pair
 
 from . import sse
 from .acp_face import AcpConnection
-from .http import int_param, json_response, read_json
+from .http import json_response, read_json, replay_after
 from .log import SessionLog
 from .manager import SessionManager, check_id
 
@@ -36,12 +38,21 @@ LOG_PREFIX: Final = "acp-connection/"
 """Connection logs share the event store with sessions; ``/`` cannot occur in a session id."""
 
 
+MAX_REAP_INTERVAL_SECONDS: Final = 60.0
+"""How often, at most, idle connections are looked for."""
+
 NOT_A_RESPONSE: Final = b'{"jsonrpc":"2.0","method":'
 """How the daemon's encoder starts every notification (key order kept); never a response."""
 
 
 class AcpNotFound(NotFound):
     kind = "acp-connection-not-found"
+
+
+class AcpConnectionClosed(Conflict):
+    """The connection was deleted (or expired) while a POST on it waited for its answer."""
+
+    kind = "acp-connection-closed"
 
 
 class HttpAcpConnection:
@@ -60,7 +71,23 @@ class HttpAcpConnection:
             link_id=f"http:{connection_id}",
             name=f"http:{connection_id}",
         )
-        self._waiting: dict[jsonrpc.RequestId, tuple[anyio.Event, list[JsonObject]]] = {}
+        self._waiting: dict[jsonrpc.RequestId, tuple[anyio.Event, list[JsonObject | StoreError]]] = {}
+        self._users = 0
+        self.last_used = anyio.current_time()
+
+    @contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Mark the connection used while a POST waits or an SSE reader reads: it does not expire."""
+        self._users += 1
+        try:
+            yield
+        finally:
+            self._users -= 1
+            self.last_used = anyio.current_time()
+
+    def idle_since(self, now: float) -> float:
+        """Seconds without a request or a reader (0 while one is there)."""
+        return 0.0 if self._users else now - self.last_used
 
     def wire(self) -> JsonObject:
         return {"serverId": self.id, "agent": self.agent, "createdAtMs": self.created_at_ms}
@@ -96,16 +123,24 @@ class HttpAcpConnection:
                 if isinstance(message, dict) and "method" not in message:
                     waiting = self._waiting.pop(message.get("id"), None)  # type: ignore[arg-type]
                     if waiting is not None:
-                        await self.log.wait_committed(record.seq)
-                        waiting[1].append(message)
+                        waiting[1].append(await self._committed(record.seq, message))
                         waiting[0].set()
+
+    async def _committed(self, seq: int, message: JsonObject) -> JsonObject | StoreError:
+        """``message`` once it is committed, or the store's error while it fails (a full disk)."""
+        try:
+            await self.log.wait_committed(seq)
+        except StoreError as exc:
+            return exc
+        return message
 
     async def post(self, message: JsonObject) -> JsonObject | None:
         """Deliver one envelope; a request's response is returned, anything else gives None.
 
         Raises:
             InvalidInput: not a JSON-RPC message. Conflict: that request id is already pending.
-            ConnectionClosed: the connection was deleted meanwhile.
+            AcpConnectionClosed: the connection was deleted meanwhile. StoreError: the response
+            could not be committed (a full disk); it follows on the SSE stream once it is.
         """
         kind = jsonrpc.classify(message)
         if not isinstance(kind, Kind):
@@ -116,15 +151,19 @@ class HttpAcpConnection:
         request_id = message["id"]
         if request_id in self._waiting:
             raise Conflict(f"a request with id {request_id!r} is already pending on this connection")
-        done: tuple[anyio.Event, list[JsonObject]] = (anyio.Event(), [])
+        done: tuple[anyio.Event, list[JsonObject | StoreError]] = (anyio.Event(), [])
         self._waiting[request_id] = done
         try:
             await self._client_end.send(jsonio.dumps(message))
             await done[0].wait()
         finally:
-            self._waiting.pop(request_id, None)
+            # the answer's pump already removed this waiter, and a newer request may reuse the id
+            if self._waiting.get(request_id) is done:
+                del self._waiting[request_id]
         if not done[1]:
-            raise ConnectionClosed(f"ACP connection {self.id!r} was closed before it answered")
+            raise AcpConnectionClosed(f"ACP connection {self.id!r} was closed before it answered")
+        if isinstance(done[1][0], StoreError):
+            raise done[1][0]
         return done[1][0]
 
     def _shut(self) -> None:
@@ -145,6 +184,8 @@ class AcpHttpHub:
         self._manager = manager
         self._connections: dict[str, HttpAcpConnection] = {}
         self._lock = anyio.Lock()
+        self._idle_seconds = manager.config.acp_http_idle_seconds
+        self._reaping = False
 
     def list(self) -> list[JsonObject]:
         return [c.wire() for c in self._connections.values()]
@@ -172,7 +213,24 @@ class AcpHttpHub:
                 raise AcpNotFound(f"no ACP connection {connection_id!r}")
             connection = HttpAcpConnection(self._manager, connection_id, agent, last_seq)
             await self._manager.task_group.start(self._run, connection)
+            if not self._reaping:
+                self._reaping = True
+                self._manager.task_group.start_soon(self._reap)
             return connection
+
+    async def _reap(self) -> None:
+        # clients of sandbox-agent's protocol rarely DELETE: idle connections would pile up
+        while True:
+            await anyio.sleep(min(self._idle_seconds / 4, MAX_REAP_INTERVAL_SECONDS))
+            await self.expire_idle(anyio.current_time())
+
+    async def expire_idle(self, now: float) -> tuple[str, ...]:
+        """Close and forget every connection idle for the configured time at ``now``, as DELETE
+        would (their sessions live on); the ids expired."""
+        idle = tuple(cid for cid, c in self._connections.items() if c.idle_since(now) >= self._idle_seconds)
+        for connection_id in idle:
+            await self.delete(connection_id)
+        return idle
 
     async def _run(self, connection: HttpAcpConnection, *, task_status: TaskStatus[None]) -> None:
         self._connections[connection.id] = connection
@@ -205,7 +263,8 @@ async def post_envelope(request: Request) -> Response:
     agent = request.query_params.get("agent") or None
     message = await read_json(request)
     connection = await hub_of(request).connection(request.path_params["id"], agent=agent, create=True)
-    response = await connection.post(message)
+    with connection.in_use():
+        response = await connection.post(message)
     if response is None:
         return Response(status_code=202)
     return json_response(response)
@@ -213,15 +272,15 @@ async def post_envelope(request: Request) -> Response:
 
 async def stream(request: Request) -> Response:
     connection = await hub_of(request).connection(request.path_params["id"], agent=None, create=False)
-    last_id = request.headers.get("last-event-id")
-    if last_id is not None:
-        if not last_id.strip().isdigit():
-            raise InvalidInput("Last-Event-ID must be a non-negative integer")
-        after = int(last_id.strip())
-    else:
-        after = int_param(request, "after", 0)
-    body = sse.stream_log(connection.log, after, encoder=sse.encode_messages)
+    after = replay_after(request)
+    body = _while_read(connection, sse.stream_log(connection.log, after, encoder=sse.encode_messages))
     return StreamingResponse(body, media_type="text/event-stream", headers=sse.HEADERS)
+
+
+async def _while_read(connection: HttpAcpConnection, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    with connection.in_use():
+        async for chunk in chunks:
+            yield chunk
 
 
 async def delete_connection(request: Request) -> Response:

@@ -3,9 +3,10 @@
 If a daemon answers at the configured address, this process is a pure relay: every stdin line goes
 to the daemon's ``/v1/rpc`` WebSocket and every message back becomes a stdout line, so editors,
 orchestrators and the REST API all share the daemon's live sessions. Otherwise it runs the daemon's
-SessionManager in process on the same store and serves the connection itself. Stdout carries
-protocol frames only: logs go to stderr. It must not parse argv or read the environment (the CLI
-does).
+SessionManager in process on the same store and serves the connection itself, unless another
+daemon owns that store: then it relays to that daemon's address (from the store's lock), or
+refuses if it does not answer there. Stdout carries protocol frames only: logs go to stderr. It
+must not parse argv or read the environment (the CLI does).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed as WsClosed
 
 from acpd.config import DaemonConfig
-from acpd.errors import ConfigError, ConnectionClosed
+from acpd.errors import ConfigError, ConnectionClosed, StoreLocked
 from acpd.private import client_token, private_dir, read_token
 from acpd.protocol.framing import MAX_LINE_BYTES
+from acpd.store.base import EventStore
 from acpd.transports.stdio import StdioTransport, open_stdio_transport
 
 from .acp_face import AcpConnection
@@ -58,18 +60,41 @@ async def run_acp_stdio(
 
     ``announce`` is told, in one line, which it is: the user must know whether the editor shares
     the daemon's sessions or has a store of its own.
+
+    Raises:
+        StoreLocked: no daemon answers, and the store is another daemon's (which does not answer
+            at the address it left in the lock either).
+        ConfigError: the configured token file is missing, empty or unreadable.
     """
     daemon_url = url or f"http://{config.host}:{config.port}"
-    async with open_stdio_transport() as stdio:
-        if not standalone and await daemon_answers(daemon_url):
-            announce(f"relaying to the daemon at {daemon_url}")
-            await relay(stdio, rpc_url(daemon_url, agent), relay_token(config, daemon_url))
-            return "relay"
+    if not standalone and await daemon_answers(daemon_url):
+        announce(f"relaying to the daemon at {daemon_url}")
+        await relay_stdio(rpc_url(daemon_url, agent), relay_token(config, daemon_url))
+        return "relay"
+    private_dir(config.resolved_data_dir())
+    try:
+        store = await open_store(config.resolved_db())
+    except StoreLocked as exc:
+        owner = exc.data.get("url") if isinstance(exc.data, dict) else None
+        if standalone or not isinstance(owner, str) or not await daemon_answers(owner):
+            raise
+        announce(f"the daemon that owns {config.resolved_db()} serves {owner}: relaying there")
+        await relay_stdio(rpc_url(owner, agent), relay_token(config, owner))
+        return "relay"
+    try:
         reason = "--standalone" if standalone else f"no daemon at {daemon_url}"
         announce(f"{reason}: running standalone on {config.resolved_db()}")
-        private_dir(config.resolved_data_dir())
-        await serve_in_process(stdio, config, agent)
-        return "standalone"
+        async with open_stdio_transport() as stdio:
+            await serve_in_process(stdio, config, store, agent)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await store.aclose()
+    return "standalone"
+
+
+async def relay_stdio(ws_url: str, token: str | None) -> None:
+    async with open_stdio_transport() as stdio:
+        await relay(stdio, ws_url, token)
 
 
 def relay_token(config: DaemonConfig, url: str) -> str | None:
@@ -132,11 +157,6 @@ async def _ws_to_stdout(ws: ClientConnection, stdio: StdioTransport, done: anyio
         done.cancel()
 
 
-async def serve_in_process(stdio: StdioTransport, config: DaemonConfig, agent: str | None) -> None:
-    store = await open_store(config.resolved_db())
-    try:
-        async with SessionManager(config, store).running() as manager:
-            await AcpConnection(manager, stdio, default_agent=agent, name="stdio").serve()
-    finally:
-        with anyio.CancelScope(shield=True):
-            await store.aclose()
+async def serve_in_process(stdio: StdioTransport, config: DaemonConfig, store: EventStore, agent: str | None) -> None:
+    async with SessionManager(config, store).running() as manager:
+        await AcpConnection(manager, stdio, default_agent=agent, name="stdio").serve()

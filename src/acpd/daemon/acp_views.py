@@ -44,6 +44,38 @@ def _describe(agent: AgentConfig) -> str:
     return " ".join([agent.command, *agent.args])[:200]
 
 
+CATEGORY_FOR_SETTING: Final = {setting: category for category, setting in SETTING_FOR_CATEGORY.items()}
+
+
+def offered_values(doc: Mapping[str, object], setting: str) -> list[str] | None:
+    """The values the session's agent offers for ``model``, ``mode`` or ``thoughtLevel``: from its
+    config option of that category, else from its ``modes`` / legacy ``models`` lists. None when it
+    offers no such setting; ``[]`` when it does not say which values it takes."""
+    category = CATEGORY_FOR_SETTING[setting]
+    for option in objects_in(doc.get("configOptions")):
+        if option.get("category") == category:
+            return select_values(option)
+    modes, models = doc.get("modes"), doc.get("models")
+    if setting == "mode" and isinstance(modes, dict):
+        return [str(m["id"]) for m in objects_in(modes.get("availableModes")) if isinstance(m.get("id"), str)]
+    if setting == "model" and isinstance(models, dict):
+        listed = objects_in(models.get("availableModels"))
+        return [str(m["modelId"]) for m in listed if isinstance(m.get("modelId"), str)]
+    return None
+
+
+def select_values(option: JsonObject) -> list[str]:
+    """The values of a ``select`` config option, its groups flattened; ``[]`` for other types."""
+    if option.get("type") != "select":
+        return []
+    values: list[str] = []
+    for item in objects_in(option.get("options")):
+        if isinstance(item.get("value"), str):
+            values.append(item["value"])
+        values += [v["value"] for v in objects_in(item.get("options")) if isinstance(v.get("value"), str)]
+    return values
+
+
 def config_options(doc: Mapping[str, object], agents: Mapping[str, AgentConfig]) -> list[JsonObject]:
     """acpd's ``agent`` option, then the backend's own options (a backend option named ``agent``
     is hidden: acpd's wins, since it is the one the daemon can act on)."""

@@ -17,7 +17,8 @@ from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from acpd import __version__
-from acpd.config import AgentConfig, DaemonConfig, preset_of
+from acpd.adapters.claude_native.backend import NO_CREDENTIALS, credential_source
+from acpd.config import AgentConfig, DaemonConfig, missing_sandbox, preset_of
 from acpd.presets import Preset
 
 PACKAGE_SEARCH_DEPTH: Final = 6
@@ -76,12 +77,9 @@ def _without_userinfo(url: str | None) -> str | None:
 
 def _native_facts(name: str, agent: AgentConfig, env: Mapping[str, str]) -> dict[str, Any]:
     """acpd's own loop: nothing to install; it needs only credentials (or a model URL)."""
-    if agent.model_url:
-        credentials = {"present": True, "source": "modelUrl"}
-    else:
-        found = next((v for v in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN") if env.get(v)), None)
-        credentials = {"present": found is not None, "source": f"${found}" if found else None}
-    reason = None if credentials["present"] else "no credentials: set $ANTHROPIC_API_KEY, or a model URL"
+    source = credential_source(agent, env)
+    credentials = {"present": source is not None, "source": source}
+    reason = None if source is not None else NO_CREDENTIALS  # as a session create would say (503)
     return {
         "name": name,
         "kind": agent.kind,
@@ -180,4 +178,4 @@ def _unusable(
         names = ", ".join(f"${name}" for name in preset.credential_variables)
         choices = f"set one of {names}, log in" if names else "log in"
         return f"no credentials: {choices} with the agent's own CLI, or set a model URL"
-    return None
+    return missing_sandbox(agent, env)

@@ -18,7 +18,7 @@ from acpd.errors import AcpdError
 from . import acp_http, ws
 from .http import ROUTES
 from .manager import SessionManager
-from .problems import handle_acpd_error, handle_http_exception, handle_unexpected
+from .problems import handle_acpd_error, handle_exception_group, handle_http_exception, handle_unexpected
 from .security import SecurityMiddleware, allowed_origins
 
 
@@ -38,6 +38,7 @@ def create_app(manager: SessionManager, *, port: int | None = None) -> Starlette
         exception_handlers={
             AcpdError: handle_acpd_error,
             HTTPException: handle_http_exception,
+            ExceptionGroup: handle_exception_group,
             Exception: handle_unexpected,
         },
     )

@@ -12,7 +12,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from acpd import __version__
-from acpd.errors import InvalidInput, PayloadTooLarge, RpcError
+from acpd.errors import InvalidInput, PayloadTooLarge, RpcError, UnsupportedMediaType
 from acpd.protocol import jsonio
 from acpd.protocol.jsonio import JsonObject
 
@@ -25,6 +25,8 @@ from .turns import Turn
 
 MAX_PAGE: Final = 1000
 DEFAULT_EVENTS_PAGE: Final = 200
+MAX_INT_PARAM: Final = 2**63 - 1
+"""The largest integer a query parameter or Last-Event-ID may carry: a store's integer column."""
 
 
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -38,7 +40,9 @@ def manager_of(request: Request) -> SessionManager:
 
 
 async def read_json(request: Request) -> JsonObject:
-    """The body as a JSON object, within the size limit (also when no Content-Length was sent)."""
+    """The body as a JSON object, within the size and nesting limits (also when no Content-Length
+    was sent). A body must be sent as JSON: no Content-Type, ``application/json`` or ``…+json``."""
+    _check_json_media_type(request.headers.get("content-type"))
     limit: int = request.app.state.max_body_bytes
     body = bytearray()
     async for chunk in request.stream():
@@ -53,20 +57,45 @@ async def read_json(request: Request) -> JsonObject:
         raise InvalidInput(f"the body is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise InvalidInput("the body must be a JSON object")
+    if jsonio.nesting_exceeds(body, value):
+        raise InvalidInput(f"the body nests arrays and objects deeper than {jsonio.MAX_NESTING} levels")
     return value
 
 
-def int_param(request: Request, name: str, default: int, *, low: int = 0, high: int | None = None) -> int:
+def _check_json_media_type(content_type: str | None) -> None:
+    if content_type is None:
+        return
+    media_type = content_type.partition(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaType(f"the body must be JSON (Content-Type: application/json), not {media_type!r}")
+
+
+def int_param(request: Request, name: str, default: int, *, low: int = 0, high: int = MAX_INT_PARAM) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise InvalidInput(f"query parameter {name!r} must be an integer") from exc
-    if value < low or (high is not None and value > high):
-        raise InvalidInput(f"query parameter {name!r} must be between {low} and {high}")
+    return _bounded_int(raw, f"query parameter {name!r}", low, high)
+
+
+def _bounded_int(raw: str, what: str, low: int, high: int) -> int:
+    # ASCII digits only, and few enough that int() is cheap and the value fits a store's column
+    text = raw.strip()
+    digits = text.removeprefix("-")
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > len(str(MAX_INT_PARAM)):
+        raise InvalidInput(f"{what} must be an integer between {low} and {high}")
+    value = int(text)
+    if value < low or value > high:
+        raise InvalidInput(f"{what} must be an integer between {low} and {high}")
     return value
+
+
+def replay_after(request: Request) -> int:
+    """Where an SSE stream starts: after ``Last-Event-ID`` (a reconnecting EventSource sends the
+    last ``id:`` it saw, always a seq), else after ``?after=``, else from the start."""
+    last_id = request.headers.get("last-event-id")
+    if last_id is not None:
+        return _bounded_int(last_id, "Last-Event-ID", 0, MAX_INT_PARAM)
+    return int_param(request, "after", 0)
 
 
 def bool_param(request: Request, name: str) -> bool | None:
@@ -144,7 +173,8 @@ async def _turn_stream(log: SessionLog, turn: Turn) -> AsyncIterator[bytes]:
     await turn.started.wait()
     if turn.first_seq == 0:
         return
-    async for chunk in sse.stream_log(log, turn.first_seq - 1, until=lambda seq: seq == turn.last_seq):
+    stream = sse.stream_log(log, turn.first_seq - 1, until=lambda seq: seq == turn.last_seq, stop_on_fault=True)
+    async for chunk in stream:
         yield chunk
 
 
@@ -175,11 +205,7 @@ async def events(request: Request) -> Response:
 
 async def event_stream(request: Request) -> Response:
     runtime = await manager_of(request).runtime(request.path_params["id"])
-    last_id = request.headers.get("last-event-id")
-    if last_id is not None and last_id.strip().isdigit():
-        after = int(last_id.strip())
-    else:
-        after = int_param(request, "after", 0)
+    after = replay_after(request)
     return StreamingResponse(sse.stream_log(runtime.log, after), media_type="text/event-stream", headers=sse.HEADERS)
 
 

@@ -7,6 +7,12 @@ they have fallen further behind, so a slow reader costs no memory and never miss
 It must not interpret payloads (the session runtime does); it only masks secrets in their text
 (DESIGN §7: the daemon's secret variables' values, and any secret-shaped value), at the one door
 every record passes.
+
+Store faults (a full disk): a batch that fails to commit is kept and retried, in order, until it
+commits, so nothing is lost or reordered while the daemon runs. Meanwhile the log is *faulted*:
+writers waiting for durability get the error raised at once instead of waiting for space, and
+failures are logged at most once per ``FAILURE_REPORT_SECONDS`` for the whole process. A closed
+log gives its uncommitted records one last try, then drops them (the daemon is stopping).
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Final
 
 import anyio
 
 from acpd.adapters.secrets import Redactor
+from acpd.errors import StoreError
 from acpd.protocol import jsonio
 from acpd.protocol.events import EventRecord, Sender, utc_now
 from acpd.store.base import EventStore, SessionDoc
@@ -28,24 +35,83 @@ logger = logging.getLogger(__name__)
 
 TAIL_RECORDS: Final = 16_384
 """Committed records kept in memory per open session for readers that are nearly caught up."""
+TAIL_BYTES: Final = 32 * 1024 * 1024
+"""...and at most this many bytes of them: an agent's frames may be up to the line limit each."""
 HIGH_WATER_RECORDS: Final = 20_000
 """Queued (uncommitted) records past which writers wait for the flusher: backpressure on the agent."""
+HIGH_WATER_BYTES: Final = 64 * 1024 * 1024
+"""Queued bytes past which writers wait as well."""
 MAX_BATCH_RECORDS: Final = 4_096
 """Records per store transaction; well under the tail, so a live reader never has to go to the store."""
+MAX_BATCH_BYTES: Final = 16 * 1024 * 1024
+"""Bytes per store transaction (a batch holds at least one record, whatever its size)."""
 STORE_RETRY_SECONDS: Final = 1.0
+"""How soon a batch that failed to commit is tried again (a full disk: as soon as space returns)."""
+FAILURE_REPORT_SECONDS: Final = 60.0
+"""While commits keep failing, at most one log line per interval, with how many failed."""
+
+
+class _FailureReport:
+    """Rate-limited log lines about failed commits, shared by every log of the process: the first
+    failure at once, then one line per interval with a count, and one line when all commit again."""
+
+    def __init__(self) -> None:
+        self._failing: set[str] = set()
+        self._unreported = 0
+        self._quiet_until = -math.inf
+
+    def failed(self, session_id: str, exc: Exception) -> None:
+        self._failing.add(session_id)
+        self._unreported += 1
+        now = anyio.current_time()
+        if now < self._quiet_until:
+            return
+        self._quiet_until = now + FAILURE_REPORT_SECONDS
+        count, self._unreported = self._unreported, 0
+        # A store error is the environment's (a full disk): its message says it all. Anything
+        # else is a bug, whose traceback is worth a line per interval.
+        logger.error(
+            "%d commit(s) of %d session log(s) failed in the last %.0f s, retrying every %.0f s: %s",
+            count,
+            len(self._failing),
+            FAILURE_REPORT_SECONDS,
+            STORE_RETRY_SECONDS,
+            exc.message if isinstance(exc, StoreError) else repr(exc),
+            exc_info=None if isinstance(exc, StoreError) else exc,
+        )
+
+    def recovered(self, session_id: str, *, gave_up: bool = False) -> None:
+        if session_id not in self._failing:
+            return
+        self._failing.discard(session_id)
+        if not self._failing:
+            if not gave_up:
+                logger.warning(
+                    "the event store accepts commits again; %d more failed since the last report", self._unreported
+                )
+            self._unreported = 0
+            self._quiet_until = -math.inf
+
+
+_failures = _FailureReport()
 
 
 class SessionLog:
     """Append-only, gap-free log of one session."""
 
-    def __init__(self, store: EventStore, session_id: str, last_seq: int) -> None:
+    def __init__(
+        self, store: EventStore, session_id: str, last_seq: int, *, retry_seconds: float | None = None
+    ) -> None:
         self._store = store
+        self._retry_seconds = STORE_RETRY_SECONDS if retry_seconds is None else retry_seconds
         self.session_id = session_id
         self._redact = Redactor(os.environ)
         self._next_seq = last_seq + 1
         self.committed_seq = last_seq
         self._pending: list[EventRecord] = []
+        self._pending_bytes = 0
         self._tail: list[EventRecord] = []
+        self._tail_bytes = 0
         self._queued = anyio.Event()
         self._committed = anyio.Event()
         self._drained = anyio.Event()
@@ -53,8 +119,13 @@ class SessionLog:
         self._doc_version = 0
         self._saved_doc_version = 0
         self.closed = False
+        self._closing = anyio.Event()
         self.finished = anyio.Event()
-        """Set when the flusher has committed everything and ended."""
+        """Set when the flusher has committed everything (or, once closed, given up) and ended."""
+        self.fault: StoreError | None = None
+        """Why the last commit failed, until one succeeds (the log is then *faulted*)."""
+        self.on_fault: Callable[[StoreError], None] | None = None
+        """Called when commits start failing, once per run of failures."""
 
     @property
     def last_seq(self) -> int:
@@ -74,12 +145,13 @@ class SessionLog:
             return record
         self._next_seq += 1
         self._pending.append(record)
+        self._pending_bytes += len(text)
         self._queued.set()
         return record
 
     async def wait_capacity(self) -> None:
         """Wait while too many records are queued; the caller is the agent's reader, so it slows the agent."""
-        while len(self._pending) >= HIGH_WATER_RECORDS and not self.closed:
+        while self._over_high_water() and not self.closed:
             drained = self._drained
             await drained.wait()
 
@@ -98,11 +170,34 @@ class SessionLog:
         return self._doc_version
 
     async def wait_saved(self, version: int) -> None:
+        """Return once the document of ``version`` is committed, or the log is closed.
+
+        Raises:
+            StoreError: the log is faulted (the document stays queued, and commits when the store
+                accepts writes again).
+        """
         while self._saved_doc_version < version and not self.closed:
+            self.check_writable()
             await self._committed.wait()
 
     async def wait_committed(self, seq: int) -> None:
-        """Return once ``seq`` is committed, or the log is closed."""
+        """Return once ``seq`` is committed, or the log is closed.
+
+        Raises:
+            StoreError: the log is faulted before ``seq`` committed (it stays queued).
+        """
+        while self.committed_seq < seq and not self.closed:
+            self.check_writable()
+            await self._committed.wait()
+
+    def check_writable(self) -> None:
+        """Raise the fault of a faulted log (a fresh error: the one kept is raised many times)."""
+        fault = self.fault
+        if fault is not None:
+            raise type(fault)(fault.message, data=fault.data)
+
+    async def _wait_progress(self, seq: int) -> None:
+        """A reader's wait: for ``seq`` to commit, however long the store fails."""
         while self.committed_seq < seq and not self.closed:
             await self._committed.wait()
 
@@ -121,9 +216,27 @@ class SessionLog:
                 self._queued = anyio.Event()
                 await self._queued.wait()
                 continue
-            batch = self._pending[:MAX_BATCH_RECORDS]
-            del self._pending[: len(batch)]
+            batch = self._take_batch()
             await self._commit(batch, self._take_doc(batch))
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of records this log holds in memory: queued, and the committed tail."""
+        return self._pending_bytes + self._tail_bytes
+
+    def _over_high_water(self) -> bool:
+        return len(self._pending) >= HIGH_WATER_RECORDS or self._pending_bytes >= HIGH_WATER_BYTES
+
+    def _take_batch(self) -> list[EventRecord]:
+        count, size = 0, 0
+        for record in self._pending[:MAX_BATCH_RECORDS]:
+            if count and size + len(record.payload) > MAX_BATCH_BYTES:
+                break
+            count, size = count + 1, size + len(record.payload)
+        batch = self._pending[:count]
+        del self._pending[:count]
+        self._pending_bytes -= size
+        return batch
 
     def _take_doc(self, batch: list[EventRecord]) -> tuple[int, SessionDoc] | None:
         """The queued document, if this batch reaches the record it was saved after."""
@@ -136,33 +249,76 @@ class SessionLog:
         return version, doc
 
     async def _commit(self, batch: list[EventRecord], doc: tuple[int, SessionDoc] | None) -> None:
-        while True:
-            try:
-                await self._store.append(batch, session=doc[1] if doc else None)
-                break
-            except Exception:
-                # A store failure must not lose events nor kill the daemon: keep them and retry.
-                logger.exception("committing %d events of session %s failed; retrying", len(batch), self.session_id)
-                await anyio.sleep(STORE_RETRY_SECONDS)
+        # A store failure must not lose events nor kill the daemon: keep them and retry.
+        while not await self._try_commit(batch, doc):
+            if self.closed:
+                self._give_up(len(batch))
+                return
+            with anyio.move_on_after(self._retry_seconds):
+                await self._closing.wait()  # a close cuts the wait short: one last try
         if batch:
-            self._tail.extend(batch)
-            if len(self._tail) > 2 * TAIL_RECORDS:
-                del self._tail[: len(self._tail) - TAIL_RECORDS]
+            self._keep_tail(batch)
             self.committed_seq = batch[-1].seq
         if doc is not None:
             self._saved_doc_version = doc[0]
         self._wake()
 
+    async def _try_commit(self, batch: list[EventRecord], doc: tuple[int, SessionDoc] | None) -> bool:
+        try:
+            await self._store.append(batch, session=doc[1] if doc else None)
+        except Exception as exc:
+            _failures.failed(self.session_id, exc)
+            fault = exc if isinstance(exc, StoreError) else StoreError(f"committing events failed: {exc!r}")
+            first, self.fault = self.fault is None, fault
+            if first:
+                self._wake()  # writers waiting for durability hear of it now
+                if self.on_fault is not None:
+                    self.on_fault(fault)
+            return False
+        if self.fault is not None:
+            self.fault = None
+            _failures.recovered(self.session_id)
+        return True
+
+    def _give_up(self, failed: int) -> None:
+        """Closed while commits fail (the daemon stops on a full disk): drop what is queued."""
+        lost = failed + len(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._doc = None
+        logger.error(
+            "session %s: %d event(s) after seq %d could not be committed before stopping (%s)",
+            self.session_id,
+            lost,
+            self.committed_seq,
+            self.fault.message if self.fault else "store error",
+        )
+        _failures.recovered(self.session_id, gave_up=True)
+
+    def _keep_tail(self, batch: list[EventRecord]) -> None:
+        self._tail.extend(batch)
+        self._tail_bytes += sum(len(record.payload) for record in batch)
+        if len(self._tail) <= 2 * TAIL_RECORDS and self._tail_bytes <= 2 * TAIL_BYTES:
+            return  # trimmed in steps, not at every batch
+        keep, size = 0, 0
+        for record in reversed(self._tail[-TAIL_RECORDS:]):
+            if size + len(record.payload) > TAIL_BYTES:
+                break
+            keep, size = keep + 1, size + len(record.payload)
+        del self._tail[: len(self._tail) - keep]
+        self._tail_bytes = size
+
     def _wake(self) -> None:
         committed, self._committed = self._committed, anyio.Event()
         committed.set()
-        if len(self._pending) < HIGH_WATER_RECORDS:
+        if not self._over_high_water():
             drained, self._drained = self._drained, anyio.Event()
             drained.set()
 
     def close(self) -> None:
         """Refuse further appends; the flusher ends once the queue is committed; waiters wake."""
         self.closed = True
+        self._closing.set()
         self._queued.set()
         self._committed.set()
         self._drained.set()
@@ -180,13 +336,21 @@ class SessionLog:
 
     async def settled_end(self) -> int:
         """The seq of the newest record appended so far, once it is committed: where a reader that
-        has been given the past should start following."""
+        has been given the past should start following. While the log is faulted, the last
+        committed seq: the rest follows when it commits."""
         end = self.last_seq
-        await self.wait_committed(end)
+        try:
+            await self.wait_committed(end)
+        except StoreError:
+            return self.committed_seq
         return end
 
     async def history(self, upto: int, *, batch: int = 5_000) -> AsyncIterator[list[EventRecord]]:
-        """Every record with ``seq <= upto`` (committed first), in batches, from memory or the store."""
+        """Every record with ``seq <= upto`` (committed first), in batches, from memory or the store.
+
+        Raises:
+            StoreError: the log is faulted and ``upto`` is not committed.
+        """
         await self.wait_committed(upto)
         after = 0
         while after < upto:
@@ -197,13 +361,18 @@ class SessionLog:
             after = records[-1].seq
 
     async def follow(
-        self, after: int, *, batch: int = 5_000, idle_seconds: float = math.inf
+        self, after: int, *, batch: int = 5_000, idle_seconds: float = math.inf, stop_on_fault: bool = False
     ) -> AsyncIterator[list[EventRecord]]:
         """Every committed record after ``after``, in batches, live, until the log closes.
 
         After ``idle_seconds`` without a new record it yields an empty batch (a reader's cue for a
-        keep-alive), then goes on waiting.
+        keep-alive), then goes on waiting. A faulted log only delays it (records come when they
+        commit), unless ``stop_on_fault``: then, once caught up, the fault is raised.
+
+        Raises:
+            StoreError: with ``stop_on_fault``, the log is faulted.
         """
+        wait = self.wait_committed if stop_on_fault else self._wait_progress
         cursor = after
         while True:
             records = await self.read(cursor, batch)
@@ -214,6 +383,6 @@ class SessionLog:
             if self.closed:
                 return
             with anyio.move_on_after(idle_seconds) as idle:
-                await self.wait_committed(cursor + 1)
+                await wait(cursor + 1)
             if idle.cancelled_caught:
                 yield []

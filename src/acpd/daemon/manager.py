@@ -6,6 +6,7 @@ group their tasks run in. It knows nothing of HTTP or JSON-RPC framing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -17,7 +18,14 @@ import anyio
 from anyio.abc import TaskGroup
 
 from acpd.config import DaemonConfig, Policy
-from acpd.errors import AgentNotFound, InvalidInput, SessionExists, SessionNotFound
+from acpd.errors import (
+    AgentNotFound,
+    AgentUnavailable,
+    InvalidInput,
+    SessionExists,
+    SessionNotFound,
+    StoreError,
+)
 from acpd.protocol import jsonio, methods
 from acpd.protocol.events import EventRecord, utc_now
 from acpd.protocol.jsonio import JsonObject
@@ -30,8 +38,16 @@ logger = logging.getLogger(__name__)
 
 ID_PATTERN_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
 MAX_ID_CHARS: Final = 128
+DOT_SEGMENTS: Final = frozenset({".", ".."})
+ID_RULE: Final = f'1-{MAX_ID_CHARS} characters of letters, digits and "-_.:", and not "." or ".."'
 DOC_FIELDS: Final = ("title", "project")
 SETTING_FIELDS: Final = ("model", "mode", "thoughtLevel")
+CLOSE_ALL_SECONDS: Final = 10.0
+"""How long stopping waits for the sessions (turns answered, agents stopped, logs committed) before
+leaving the rest to the task group's cancellation."""
+FINAL_COMMIT_SECONDS: Final = 3.0
+"""Once the agents are stopped, how long stopping waits for the logs' last commits (a healthy
+store takes milliseconds, a full one gives up at once; only a stuck disk takes this long)."""
 
 
 class SessionManager:
@@ -53,8 +69,29 @@ class SessionManager:
                 yield self
             finally:
                 with anyio.CancelScope(shield=True):
-                    await self._close_all()
+                    await self.shutdown()
                 tg.cancel_scope.cancel()
+
+    async def shutdown(self) -> None:
+        """Stop every session: abort agent starts, end turns, stop agents, close the logs.
+
+        A server calls it as soon as it starts shutting down: the requests it would wait for
+        (an agent start, a blocking prompt, a stream) end only when their sessions do.
+        Idempotent; sessions used afterwards are loaded again and closed by ``running()``.
+        Bounded: after ``CLOSE_ALL_SECONDS`` it leaves what is stuck (an agent, a disk) to the
+        cancellation of the manager's tasks.
+        """
+        with anyio.move_on_after(CLOSE_ALL_SECONDS) as waited:
+            for runtime in list(self._runtimes.values()):
+                runtime.abort_start(AgentUnavailable("the daemon is shutting down"))
+            await self._close_all()
+        if waited.cancelled_caught:
+            logger.error(
+                "%d session(s) did not close within %.0f s: %s",
+                len(self._runtimes),
+                CLOSE_ALL_SECONDS,
+                ", ".join(sorted(self._runtimes)),
+            )
 
     @property
     def task_group(self) -> TaskGroup:
@@ -79,15 +116,27 @@ class SessionManager:
                         methods.ACPD_TURN_INTERRUPTED, {"turn": doc.get("turns"), "reason": "daemon restarted"}
                     )
                     runtime.doc["status"] = "idle"
-                    await runtime.save()
+                    try:
+                        await runtime.save()
+                    except StoreError as exc:
+                        # a full disk at start: the note commits when space returns; serve meanwhile
+                        logger.warning("session %s: the restart note waits for the store: %s", doc["id"], exc)
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
 
     async def _close_all(self) -> None:
+        runtimes = list(self._runtimes.values())
         async with anyio.create_task_group() as tg:
-            for runtime in list(self._runtimes.values()):
-                tg.start_soon(self._close_runtime, runtime)
+            for runtime in runtimes:
+                tg.start_soon(runtime.aclose)
+        with anyio.move_on_after(FINAL_COMMIT_SECONDS) as waited:
+            for runtime in runtimes:
+                await runtime.log.finished.wait()
+                self._runtimes.pop(runtime.session_id, None)
+        if waited.cancelled_caught:
+            stuck = sum(not runtime.log.finished.is_set() for runtime in runtimes)
+            logger.error("the logs of %d session(s) did not finish committing: the store is stuck", stuck)
 
     async def _close_runtime(self, runtime: SessionRuntime) -> None:
         await runtime.aclose()
@@ -137,8 +186,9 @@ class SessionManager:
         try:
             await runtime.ensure_backend()
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self.delete(session_id)
+            # A session whose agent never started is nobody's: the caller got no id to use it by.
+            with anyio.CancelScope(shield=True), contextlib.suppress(SessionNotFound):
+                await self.delete(session_id)  # (unless it was deleted while the agent started)
             raise
         return runtime
 
@@ -148,72 +198,87 @@ class SessionManager:
         return SessionPage(items, page.next_cursor)
 
     async def update(self, session_id: str, body: JsonObject) -> SessionRuntime:
+        """Apply a PATCH (or an ACP setter) whole, or, when any part is refused, none of it: the
+        session keeps its agent and settings and nothing is recorded as changed.
+
+        Raises:
+            InvalidInput, InvalidSetting, AgentNotFound, AgentUnavailable, AgentError.
+        """
         runtime = await self.runtime(session_id)
-        unknown = set(body) - {*DOC_FIELDS, *SETTING_FIELDS, "archived", "config", "agent", "policy"}
-        if unknown:
-            raise InvalidInput(f"cannot change {sorted(unknown)}")
-        changes = self._change_doc(runtime, body)
-        switched = "agent" in body and body["agent"] != runtime.doc["agent"]
-        if switched:
-            await self._switch_agent(runtime, body["agent"])
-            changes["agent"] = body["agent"]
+        doc_changes, policy, agent, settings = _parse_update(body, runtime.policy)
+        if agent == runtime.doc["agent"]:
+            agent = None
+        if agent is not None:
+            self._check_switch(runtime, agent)
+        runtime.log.check_writable()  # refuse while the store fails, before anything changes
+        before = runtime.snapshot()
+        try:
+            await self._apply_update(runtime, doc_changes, policy, agent, settings)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await runtime.roll_back(before)
+            raise
+        changes: JsonObject = {**doc_changes, **({"agent": agent} if agent else {}), **settings}
+        if policy is not None:
+            changes["policy"] = runtime.doc["policy"]
+        if "archivedAt" in changes:
+            changes["archived"] = changes.pop("archivedAt") is not None
         if changes:
             runtime.record_daemon(methods.ACPD_SETTINGS_CHANGED, {"changes": changes})
-        if switched:
-            # start the new agent now: its options are part of the answer, and a broken agent
-            # should fail the switch's caller rather than the next prompt
-            await runtime.ensure_backend()
-            runtime.echo_settings(mode_changed=True)
-        settings: JsonObject = {k: body[k] for k in (*SETTING_FIELDS, "config") if k in body}
-        if settings:
-            for key in SETTING_FIELDS:
-                if key in settings:
-                    _optional_str(settings[key], key)
-            _object(settings.get("config", {}), "config")
-            await runtime.change_settings(settings)
+        if agent is not None or settings:
+            runtime.echo_settings(mode_changed=agent is not None or "mode" in settings)
         await runtime.save()
         return runtime
 
-    @staticmethod
-    def _change_doc(runtime: SessionRuntime, body: JsonObject) -> JsonObject:
-        """Apply the fields that only the document holds; returns what changed."""
-        changes: JsonObject = {}
-        for key in DOC_FIELDS:
-            if key in body:
-                runtime.doc[key] = _optional_str(body[key], key)
-                changes[key] = runtime.doc[key]
-        if "archived" in body:
-            if not isinstance(body["archived"], bool):
-                raise InvalidInput('"archived" must be true or false')
-            runtime.doc["archivedAt"] = utc_now() if body["archived"] else None
-            changes["archived"] = body["archived"]
-        if "policy" in body:
-            runtime.set_policy(_policy({**runtime.policy.to_wire(), **_object(body["policy"], "policy")}))
-            changes["policy"] = runtime.doc["policy"]
-        return changes
+    async def _apply_update(
+        self,
+        runtime: SessionRuntime,
+        doc_changes: JsonObject,
+        policy: Policy | None,
+        agent: str | None,
+        settings: JsonObject,
+    ) -> None:
+        runtime.doc.update(doc_changes)
+        if policy is not None:
+            runtime.set_policy(policy)
+        if agent is not None:
+            await runtime.stop_backend()
+            # the old agent's settings mean nothing to the new one
+            runtime.doc.update(agent=agent, backendSessionId=None, configOptions=[], modes=None, models=None)
+            runtime.doc.update(mode=None, model=None, thoughtLevel=None, config={})
+            # start the new agent now: its options are part of the answer, and a broken agent
+            # should fail the switch's caller rather than the next prompt
+            await runtime.ensure_backend()
+        if settings:
+            await runtime.change_settings(settings)
 
-    async def _switch_agent(self, runtime: SessionRuntime, agent: object) -> None:
-        if not isinstance(agent, str) or agent not in self.config.all_agents():
+    def _check_switch(self, runtime: SessionRuntime, agent: str) -> None:
+        if agent not in self.config.all_agents():
             raise AgentNotFound(f"no agent named {agent!r}; known agents: {sorted(self.config.all_agents())}")
         if runtime.busy:
             raise InvalidInput("cannot switch agents while a turn runs; cancel it or wait")
-        await runtime.stop_backend()
-        # the old agent's settings mean nothing to the new one
-        runtime.doc.update(agent=agent, backendSessionId=None, configOptions=[], modes=None, models=None)
-        runtime.doc.update(mode=None, model=None, thoughtLevel=None, config={})
-        await runtime.save()
 
     async def close(self, session_id: str) -> None:
         """End the running turn, stop the agent and unload the session; its history stays, and
-        any later use (a prompt, a load) reopens it. Raises ``SessionNotFound``."""
+        any later use (a prompt, a load) reopens it.
+
+        Raises:
+            SessionNotFound. StoreError: the store fails (a full disk); the session stays open.
+        """
         runtime = self._runtimes.get(session_id)
         if runtime is None:
             if await self.store.get_session(session_id) is None:
                 raise SessionNotFound(session_id)
             return
+        runtime.log.check_writable()  # unloading now would drop what the store has not taken
         await runtime.stop_turns()
-        runtime.doc["status"] = "closed"
-        await runtime.save()
+        status, runtime.doc["status"] = runtime.doc.get("status"), "closed"
+        try:
+            await runtime.save()
+        except StoreError:
+            runtime.doc["status"] = status
+            runtime.take_turns_again()
+            raise
         await self._close_runtime(runtime)
 
     async def delete(self, session_id: str) -> None:
@@ -275,19 +340,45 @@ def prompt_blocks(prompt: object) -> list[JsonObject]:
     raise InvalidInput('"prompt" must be a non-empty string or a list of ACP content blocks (objects with "type")')
 
 
+def _parse_update(body: JsonObject, current: Policy) -> tuple[JsonObject, Policy | None, str | None, JsonObject]:
+    """A PATCH body checked whole before anything changes: the document's own fields, the new
+    policy, the agent to switch to, and the settings for the agent.
+
+    Raises:
+        InvalidInput: an unknown field or a value of the wrong type.
+    """
+    unknown = set(body) - {*DOC_FIELDS, *SETTING_FIELDS, "archived", "config", "agent", "policy"}
+    if unknown:
+        raise InvalidInput(f"cannot change {sorted(unknown)}")
+    doc_changes: JsonObject = {key: _optional_str(body[key], key) for key in DOC_FIELDS if key in body}
+    if "archived" in body:
+        if not isinstance(body["archived"], bool):
+            raise InvalidInput('"archived" must be true or false')
+        doc_changes["archivedAt"] = utc_now() if body["archived"] else None
+    policy = _policy({**current.to_wire(), **_object(body["policy"], "policy")}) if "policy" in body else None
+    agent = body.get("agent")
+    if "agent" in body and not isinstance(agent, str):
+        raise InvalidInput('"agent" must be the name of a configured agent')
+    settings: JsonObject = {key: _optional_str(body[key], key) for key in SETTING_FIELDS if key in body}
+    if "config" in body:
+        settings["config"] = _object(body["config"], "config")
+    return doc_changes, policy, agent, settings
+
+
 def _session_id(value: object) -> str:
     if value is None:
         return uuid.uuid4().hex
     if not isinstance(value, str):
-        raise InvalidInput(f'"id" must be 1-{MAX_ID_CHARS} characters of letters, digits and "-_.:"')
+        raise InvalidInput(f'"id" must be a string: {ID_RULE}')
     check_id(value, '"id"')
     return value
 
 
 def check_id(value: str, what: str) -> None:
-    """Ids the daemon accepts from clients (sessions, ACP connections): safe in URLs and logs."""
-    if not value or len(value) > MAX_ID_CHARS or not set(value) <= ID_PATTERN_CHARS:
-        raise InvalidInput(f'{what} must be 1-{MAX_ID_CHARS} characters of letters, digits and "-_.:"')
+    """Ids the daemon accepts from clients (sessions, ACP connections): safe in URLs and logs.
+    ``.`` and ``..`` are refused: URL clients resolve them away, so nobody could reach the session."""
+    if not value or len(value) > MAX_ID_CHARS or not set(value) <= ID_PATTERN_CHARS or value in DOT_SEGMENTS:
+        raise InvalidInput(f"{what} must be {ID_RULE}")
 
 
 def _optional_str(value: object, name: str) -> str | None:
@@ -315,17 +406,40 @@ def _create_fields(body: JsonObject, default_policy: Policy) -> JsonObject:
     unknown = set(body) - known
     if unknown:
         raise InvalidInput(f"unknown fields {sorted(unknown)}")
-    cwd = body.get("cwd") or str(Path.cwd())
-    if not isinstance(cwd, str) or not Path(cwd).is_absolute() or not Path(cwd).is_dir():
-        raise InvalidInput(f'"cwd" must be an absolute path to an existing directory, got {cwd!r}')
-    fields: JsonObject = {"cwd": cwd}
+    fields: JsonObject = {"cwd": _directory(body.get("cwd") or str(Path.cwd()), '"cwd"')}
     for key in (*DOC_FIELDS, *SETTING_FIELDS):
         fields[key] = _optional_str(body.get(key), key)
     fields["config"] = _object(body.get("config") or {}, "config")
     fields["policy"] = _policy({**default_policy.to_wire(), **_object(body.get("policy") or {}, "policy")}).to_wire()
-    for key in ("mcpServers", "additionalDirectories"):
-        value = body.get(key) or []
-        if not isinstance(value, list):
-            raise InvalidInput(f'"{key}" must be a list')
-        fields[key] = value
+    servers = _list(body.get("mcpServers"), "mcpServers")
+    if not all(isinstance(s, dict) and isinstance(s.get("name"), str) and s["name"] for s in servers):
+        raise InvalidInput('"mcpServers" must be a list of ACP MCP server objects, each with a "name"')
+    fields["mcpServers"] = servers
+    directories = _list(body.get("additionalDirectories"), "additionalDirectories")
+    fields["additionalDirectories"] = [_directory(d, 'each of "additionalDirectories"') for d in directories]
     return fields
+
+
+def _list(value: object, name: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidInput(f'"{name}" must be a list')
+    return value
+
+
+def _directory(value: object, what: str) -> str:
+    """An absolute path naming an existing directory.
+
+    Raises:
+        InvalidInput: anything else, also a path the system cannot even look up (too long, NUL).
+    """
+    try:
+        valid = isinstance(value, str) and Path(value).is_absolute() and Path(value).is_dir()
+    except (OSError, ValueError):  # ENAMETOOLONG, ELOOP, embedded NUL
+        valid = False
+    if not valid:
+        shown = value if not isinstance(value, str) or len(value) <= 200 else value[:200] + "…"
+        raise InvalidInput(f"{what} must be an absolute path to an existing directory, got {shown!r}")
+    assert isinstance(value, str)
+    return value

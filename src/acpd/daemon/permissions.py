@@ -16,7 +16,8 @@ from acpd.errors import Conflict, InvalidInput, PermissionNotFound
 from acpd.protocol.jsonio import JsonObject, objects_in
 
 Reply = Literal["once", "always", "reject"]
-DecidedBy = Literal["client", "policy", "timeout", "cancel"]
+DecidedBy = Literal["client", "policy", "timeout", "cancel", "error", "limit"]
+"""``error``: every client asked answered with an error; ``limit``: the turn was over ``maxSteps``."""
 
 REPLY_KINDS: Final[dict[str, tuple[str, ...]]] = {
     "once": ("allow_once", "allow_always"),
@@ -38,6 +39,10 @@ class PendingPermission:
     decided: anyio.Event = field(default_factory=anyio.Event)
     outcome: JsonObject | None = None
     decided_by: DecidedBy | None = None
+    asking: set[str] = field(default_factory=set)
+    """The attached clients asked right now, who may still answer."""
+    why: JsonObject | None = None
+    """What settled it, when not an answer: the client's error."""
 
     @property
     def params(self) -> JsonObject:
@@ -80,13 +85,13 @@ def outcome_for_reply(pending: PendingPermission, body: JsonObject) -> JsonObjec
     """
     if "optionId" in body:
         option_id = body["optionId"]
-        if not any(o.get("optionId") == option_id for o in pending.options):
+        if not isinstance(option_id, str) or not any(o.get("optionId") == option_id for o in pending.options):
             raise InvalidInput(f"optionId {option_id!r} is not one of this request's options")
-        return selected(str(option_id))
+        return selected(option_id)
     reply = body.get("reply")
-    if reply not in REPLY_KINDS:
+    if not isinstance(reply, str) or reply not in REPLY_KINDS:
         raise InvalidInput('a reply needs "reply": "once" | "always" | "reject", or "optionId"')
-    option_id = _option_for(pending.options, str(reply))
+    option_id = _option_for(pending.options, reply)
     if option_id is None:
         raise InvalidInput(f"this request offers no option for reply {reply!r}")
     return selected(option_id)

@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from acpd.errors import AcpdError
+from acpd.errors import AcpdError, acpd_error_in
 from acpd.protocol import jsonio
 
 logger = logging.getLogger(__name__)
@@ -20,14 +20,19 @@ HTTP_KINDS: Final = {400: "invalid-input", 404: "not-found", 405: "method-not-al
 
 
 def problem(status: int, kind: str, detail: str, **extensions: Any) -> Response:
-    body = {
+    body = problem_body(status, kind, detail, **extensions)
+    return Response(jsonio.dumps(body), status_code=status, media_type=MEDIA_TYPE)
+
+
+def problem_body(status: int, kind: str, detail: str, **extensions: Any) -> dict[str, Any]:
+    """The problem object itself, for a response body or an SSE ``error`` event."""
+    return {
         "type": PROBLEM_TYPE_PREFIX + kind,
         "title": kind.replace("-", " ").capitalize(),
         "status": status,
         "detail": detail,
         **{k: v for k, v in extensions.items() if v is not None},
     }
-    return Response(jsonio.dumps(body), status_code=status, media_type=MEDIA_TYPE)
 
 
 def from_error(exc: AcpdError, **extensions: Any) -> Response:
@@ -43,6 +48,15 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     kind = HTTP_KINDS.get(exc.status_code, "http-error")
     return problem(exc.status_code, kind, str(exc.detail))
+
+
+async def handle_exception_group(request: Request, exc: Exception) -> Response:
+    """An error raised on purpose that a task group wrapped (an agent failing as it starts) is
+    answered as itself; a group holding only bugs is the daemon's 500."""
+    meant = acpd_error_in(exc)
+    if meant is None:
+        raise exc
+    return from_error(meant)
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:

@@ -2,12 +2,24 @@
 
 Binding the socket ourselves lets ``--port 0`` work and readiness be reported the moment the port
 is known. It must not parse argv or read the environment (the CLI does).
+
+Stopping: the first SIGTERM or SIGINT stops taking connections, closes every session (turns
+answered, agents stopped by their ladder, logs committed) while requests in flight finish, each
+step with a bound, and arms a hard deadline after which the process exits whatever is stuck. A
+second signal exits at once. Either way the agents go too: each runs under a keeper that the
+kernel signals when the daemon dies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import socket
+import threading
+from collections.abc import Iterator
+from typing import Final
 
 import anyio
 import uvicorn
@@ -18,11 +30,23 @@ from acpd.store.base import EventStore
 from acpd.store.memory import MemoryEventStore
 from acpd.store.sqlite import SqliteEventStore
 
+from . import ws
 from .app import create_app
+from .http_protocol import ProblemHttpToolsProtocol, ProblemWebSocketProtocol
 from .manager import SessionManager
 from .security import secured
 
 logger = logging.getLogger(__name__)
+
+HTTP_GRACE_SECONDS: Final = 5
+"""After a stop signal, how long requests in flight get to finish before they are cancelled."""
+STOP_DEADLINE_SECONDS: Final = 20.0
+"""After the first stop signal the process exits by then, whatever is stuck."""
+EXIT_GRACE_SECONDS: Final = 1.0
+"""Once a signalled stop is done, how long the interpreter may take to exit (a thread stuck in the
+disk would hold it forever) before the process leaves without it."""
+EXIT_STUCK: Final = 70
+"""Exit status when the deadline cut the stop short (EX_SOFTWARE)."""
 
 
 async def open_store(db: str) -> EventStore:
@@ -41,6 +65,26 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """uvicorn, stopping the sessions as soon as it starts shutting down: it waits for every open
+    request, and a request waiting on a session (an agent start, a turn, a stream) ends only when
+    it does. Without its signal handling: ``serve`` owns the signals (uvicorn re-raises the signal
+    once its own shutdown is done, which killed the process before the store was closed)."""
+
+    def __init__(self, config: uvicorn.Config, manager: SessionManager) -> None:
+        super().__init__(config)
+        self._manager = manager
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._manager.shutdown)
+            await super().shutdown(sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def serve(
     config: DaemonConfig,
     *,
@@ -48,27 +92,100 @@ async def serve(
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until SIGINT/SIGTERM; then stop every agent and close the store. ``task_status``
-    gets the bound port once the daemon answers."""
+    gets the bound port once the daemon answers.
+
+    Raises:
+        StoreLocked: another acpd owns the database.
+        ConfigError: the token cannot be settled (see ``security.secured``).
+    """
     config = secured(config)
     store = await open_store(config.resolved_db())
-    sock = bind(config.host, config.port)
-    port = int(sock.getsockname()[1])
     try:
-        manager = SessionManager(config, store)
-        async with manager.running():
-            app = create_app(manager, port=port)
-            server = uvicorn.Server(
-                # log_config=None: uvicorn's records go through the process's (redacting) handlers
-                uvicorn.Config(
-                    app, http="httptools", lifespan="off", log_level="warning", access_log=False, log_config=None
-                )
-            )
-            if port_file:
-                await anyio.Path(port_file).write_text(f"{port}\n")
-            logger.info("acpd listening on http://%s:%d (db %s)", config.host, port, config.resolved_db())
-            task_status.started(port)
-            await server.serve(sockets=[sock])
+        sock = bind(config.host, config.port)
+        try:
+            port = int(sock.getsockname()[1])
+            await _serve_on(config, store, sock, port, port_file, task_status)
+        finally:
+            sock.close()
     finally:
-        sock.close()
         with anyio.CancelScope(shield=True):
             await store.aclose()
+        if _stop_requested.is_set():
+            _arm_deadline(EXIT_GRACE_SECONDS, "stopped, but a thread is stuck: exiting without it")
+
+
+async def _serve_on(
+    config: DaemonConfig,
+    store: EventStore,
+    sock: socket.socket,
+    port: int,
+    port_file: str | None,
+    task_status: TaskStatus[int],
+) -> None:
+    url = f"http://{config.host}:{port}"
+    if isinstance(store, SqliteEventStore):
+        await store.note_owner({"url": url})  # a refused `acpd acp` relays here
+    manager = SessionManager(config, store)
+    server = _Server(
+        uvicorn.Config(
+            create_app(manager, port=port),
+            http=ProblemHttpToolsProtocol,
+            ws=ProblemWebSocketProtocol,
+            ws_max_size=ws.MAX_MESSAGE_BYTES,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            log_config=None,  # uvicorn's records go through the process's (redacting) handlers
+            timeout_graceful_shutdown=HTTP_GRACE_SECONDS,
+        ),
+        manager,
+    )
+    # The signal watcher outlives the manager: a second signal must work while sessions close.
+    async with anyio.create_task_group() as signals:
+        await signals.start(_stop_on_signals, server)
+        try:
+            async with manager.running():
+                if port_file:
+                    await anyio.Path(port_file).write_text(f"{port}\n")
+                logger.info("acpd listening on %s (db %s)", url, config.resolved_db())
+                task_status.started(port)
+                await server.serve(sockets=[sock])
+        finally:
+            signals.cancel_scope.cancel()
+
+
+async def _stop_on_signals(server: uvicorn.Server, *, task_status: TaskStatus[None]) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+        task_status.started()
+        async for signum in received:
+            name = signal.Signals(signum).name
+            if server.should_exit:
+                _exit_now(f"{name} again: exiting now", 128 + signum)
+            logger.info(
+                "%s: stopping (exiting within %.0f s at most; send it again to exit now)", name, STOP_DEADLINE_SECONDS
+            )
+            _stop_requested.set()
+            _arm_deadline(STOP_DEADLINE_SECONDS, f"not stopped within {STOP_DEADLINE_SECONDS:.0f} s: exiting now")
+            server.should_exit = True
+
+
+_stop_requested = threading.Event()
+"""Set by the first stop signal: from then on the process is ending, and may be made to."""
+
+
+def _arm_deadline(seconds: float, why: str) -> None:
+    # A thread, not a task: the deadline must hold even if the event loop itself is stuck. A
+    # daemon thread: it never holds the exit itself.
+    timer = threading.Timer(seconds, _exit_now, (why, EXIT_STUCK))
+    timer.daemon = True
+    timer.start()
+
+
+def _exit_now(why: str, status: int) -> None:
+    """Leave without waiting for anything: the agents' keepers stop them when we are gone, and the
+    database is consistent whenever the process dies."""
+    logger.error("%s", why)
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    os._exit(status)

@@ -6,6 +6,7 @@ permission policy, durable-before-visible answers) but not HTTP or the choice of
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from dataclasses import dataclass
@@ -20,17 +21,29 @@ from acpd.adapters.secrets import without_secrets
 from acpd.adapters.terminals import TerminalManager, open_terminal_manager
 from acpd.adapters.workspace import Workspace
 from acpd.config import AgentConfig, DaemonConfig, Policy
-from acpd.errors import AcpdError, AgentError, AgentNotFound, RpcError, SessionBusy, SessionClosed
+from acpd.errors import (
+    AcpdError,
+    AgentError,
+    AgentNotFound,
+    InvalidSetting,
+    NotFound,
+    RpcError,
+    SessionBusy,
+    SessionClosed,
+    StoreError,
+    StoreFull,
+)
 from acpd.protocol import jsonio, jsonrpc, methods
 from acpd.protocol.events import EventRecord, Sender, utc_now
-from acpd.protocol.jsonio import JsonObject, JsonValue
+from acpd.protocol.jsonio import JsonObject, JsonValue, objects_in
 from acpd.store.base import EventStore, SessionDoc
 
-from .acp_views import SETTING_FOR_CATEGORY, config_options, update_notification
+from .acp_views import SETTING_FOR_CATEGORY, config_options, offered_values, select_values, update_notification
 from .clients import AttachedClients
 from .log import SessionLog
 from .permissions import (
     CANCELLED_OUTCOME,
+    DecidedBy,
     PendingPermission,
     PermissionBroker,
     check_outcome,
@@ -45,6 +58,16 @@ logger = logging.getLogger(__name__)
 CANCEL_GRACE_SECONDS: Final = 5.0
 """How long an agent may take to answer a cancelled prompt before its process is stopped."""
 STDERR_EVENT_CHARS: Final = 4000
+MAX_EARLY_BYTES: Final = 16 * 1024 * 1024
+"""What an agent may send before its session is open (held in memory until then); past it, the start fails."""
+AGENT_SIDE: Final = ("agent", "model", "mode", "thoughtLevel", "config", "backendSessionId")
+"""Document fields a running agent holds too: if a refused change moved one, the agent is stopped."""
+CHANGEABLE: Final = (
+    *AGENT_SIDE,
+    *("title", "project", "archivedAt", "policy", "configOptions", "modes", "models"),
+    *("agentInfo", "capabilities", "contextPending"),
+)
+"""Document fields a PATCH, an ACP setter or the agent start they cause may change."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +84,17 @@ class SessionRuntime:
         self._deps = deps
         self.doc = doc
         self.log = SessionLog(deps.store, doc["id"], last_seq)
+        self.log.on_fault = self._store_failed
         self.broker = PermissionBroker()
         self.clients = AttachedClients()
         self._policy = Policy.model_validate(doc.get("policy") or {})
         self._backend: Backend | None = None
         self._backend_lock = anyio.Lock()
         self._early: list[JsonObject] | None = None  # while an agent starts: what it said before agent_started
+        self._early_bytes = 0
+        self._start_scope: anyio.CancelScope | None = None  # while an agent starts: aborts the start
+        self._start_abort: AcpdError | None = None
+        self._stopping = False  # the daemon is stopping the backend on purpose
         self._turn_lock = anyio.Lock()
         self._current: Turn | None = None
         self._queued = 0
@@ -121,16 +149,31 @@ class SessionRuntime:
         self.record_daemon(methods.ACPD_ERROR, {"code": code, "message": message, **({"data": data} if data else {})})
 
     async def save(self) -> None:
-        """Persist the document atomically with every record appended so far (read-your-writes)."""
+        """Persist the document atomically with every record appended so far (read-your-writes).
+
+        Raises:
+            StoreError: the store fails (a full disk); the document stays queued and commits
+                with those records when the store accepts writes again.
+        """
         self.doc["updatedAt"] = utc_now()
         await self.log.wait_saved(self.log.save_doc(self.doc))
+
+    def _store_failed(self, fault: StoreError) -> None:
+        """Commits started failing: say so in the log (the record commits once they succeed again)
+        and end the running turn with the error, so its caller hears now, not when space returns."""
+        code = "STORE_FULL" if isinstance(fault, StoreFull) else "STORE_FAILED"
+        self.record_error(code, f"{fault.message}; the daemon kept what it could not commit and committed it later")
+        turn = self._current
+        if turn is not None and turn.error is None:
+            turn.error = fault
+            turn.request_stop("cancelled")
 
     # -- what the backend says (SessionHost) -----------------------------------------------------
 
     async def emit(self, message: JsonObject) -> None:
         if self._early is not None:
             # The agent spoke before its session/new answer was adopted: _acpd/agent_started first.
-            self._early.append(message)
+            self._hold_early(message)
             return
         params = message.get("params")
         update = params.get("update") if isinstance(params, dict) else None
@@ -138,6 +181,26 @@ class SessionRuntime:
             return
         self.log.append("agent", self._turn_number, message)
         await self.log.wait_capacity()
+
+    def _hold_early(self, message: JsonObject) -> None:
+        assert self._early is not None
+        self._early_bytes += len(jsonio.dumps(message))
+        if self._early_bytes > MAX_EARLY_BYTES:
+            self._early.clear()
+            self.abort_start(
+                AgentError(
+                    f"agent {self.doc['agent']!r} sent more than {MAX_EARLY_BYTES} bytes before opening its session",
+                    data={"agent": self.doc["agent"], "limit": MAX_EARLY_BYTES},
+                )
+            )
+            return
+        self._early.append(message)
+
+    def abort_start(self, error: AcpdError) -> None:
+        """Fail the agent start under way, if any, with ``error``; its process is stopped."""
+        if self._start_scope is not None and self._start_abort is None:
+            self._start_abort = error
+            self._start_scope.cancel()
 
     def _observe(self, update: JsonObject) -> bool:
         """Track what an update means for the turn and the session; False drops it."""
@@ -174,8 +237,11 @@ class SessionRuntime:
             usage["contextUsed"] = update["used"]
             if turn is not None:
                 turn.context_used = max(turn.context_used, int(update["used"]))
+                turn.context["contextUsed"] = update["used"]
         if isinstance(update.get("size"), int):
             usage["contextSize"] = update["size"]
+            if turn is not None:
+                turn.context["contextSize"] = update["size"]
         if isinstance(update.get("cost"), dict):
             usage["cost"] = update["cost"]
         self.doc["usage"] = usage
@@ -193,13 +259,19 @@ class SessionRuntime:
 
     async def request_permission(self, message: JsonObject) -> JsonObject:
         params = message.get("params")
-        params = params if isinstance(params, dict) else {}
+        # ACP requires the session id, and clients refuse a request without it: whatever the
+        # backend put there (claude-native put nothing), it is this session's.
+        params = {**(params if isinstance(params, dict) else {}), "sessionId": self.session_id}
+        message = {**message, "params": params}
         seq = self.record("agent", message)
         pending = PendingPermission(f"p{seq}", seq, self._turn_number, message, utc_now())
         self.broker.open(pending)
         try:
+            stopped = self._stopped_outcome(params)
             decided = policy_outcome(self.policy.permissions, params)
-            if decided is not None:
+            if stopped is not None:
+                self.broker.resolve(pending.id, *stopped)
+            elif decided is not None:
                 self.broker.resolve(pending.id, decided, "policy")
             else:
                 await self._await_reply(pending)
@@ -209,6 +281,21 @@ class SessionRuntime:
                 self.broker.resolve(pending.id, CANCELLED_OUTCOME, "cancel")
             result = self._record_reply(pending)
         return result
+
+    def _stopped_outcome(self, params: JsonObject) -> tuple[JsonObject, DecidedBy] | None:
+        """The answer when the turn is already being stopped, so nobody is asked: a call over
+        ``maxSteps`` is rejected before it runs; after a cancel (or another limit) ACP wants
+        ``cancelled``."""
+        turn = self._current
+        if turn is None or not turn.stop.is_set():
+            return None
+        limit = self.policy.max_steps
+        if limit is not None and turn.steps > limit:
+            return policy_outcome("deny", params) or CANCELLED_OUTCOME, "limit"
+        return CANCELLED_OUTCOME, "cancel"
+
+    def turn_stopping(self) -> bool:
+        return self._current is not None and self._current.stop.is_set()
 
     async def _await_reply(self, pending: PendingPermission) -> None:
         self._set_status("awaiting_permission")
@@ -223,10 +310,10 @@ class SessionRuntime:
 
     def _record_reply(self, pending: PendingPermission) -> JsonObject:
         assert pending.outcome is not None
-        result: JsonObject = {
-            "outcome": pending.outcome,
-            "_meta": {"acpd": {"permissionId": pending.id, "decidedBy": pending.decided_by}},
-        }
+        acpd: JsonObject = {"permissionId": pending.id, "decidedBy": pending.decided_by}
+        if pending.why is not None:
+            acpd["clientError"] = pending.why
+        result: JsonObject = {"outcome": pending.outcome, "_meta": {"acpd": acpd}}
         sender: Sender = "client" if pending.decided_by == "client" else "daemon"
         self.record(sender, jsonrpc.result_response(pending.message.get("id"), result))
         return result
@@ -243,6 +330,21 @@ class SessionRuntime:
         outcome does not fit the request."""
         pending = self.broker.get(permission_id)
         self.broker.resolve(permission_id, check_outcome(pending, outcome), "client")
+
+    def permission_unanswerable(self, permission_id: str, link_id: str, error: JsonObject) -> None:
+        """An attached client answered a permission request with an error (or an outcome that fits
+        none of its options). While another client is still asked, that one may answer; when none
+        is, nobody will, and a turn waiting forever helps no one: the request is rejected as a
+        timeout would reject it, decided by ``error``."""
+        try:
+            pending = self.broker.get(permission_id)
+        except NotFound:
+            return  # settled already
+        pending.asking.discard(link_id)
+        if pending.asking:
+            return
+        pending.why = error
+        self.broker.resolve(permission_id, policy_outcome("deny", pending.params) or CANCELLED_OUTCOME, "error")
 
     def permission_policy(self) -> str:
         return self.policy.permissions
@@ -305,7 +407,7 @@ class SessionRuntime:
             {
                 "agent": self.doc["agent"],
                 "exitCode": returncode,
-                "expected": self._closing,
+                "expected": self._closing or self._stopping,
                 "stderrTail": stderr_tail[-STDERR_EVENT_CHARS:],
             },
         )
@@ -333,21 +435,25 @@ class SessionRuntime:
                 mcp_servers=list(self.doc.get("mcpServers") or []),
                 record_dir=self._deps.config.record_agents or None,
             )
-            self._early = []
+            self._early, self._early_bytes, self._start_abort = [], 0, None
             try:
                 state = await self._deps.task_group.start(self._run_backend, backend)
                 self._backend = backend
                 await self._adopt(state)
             finally:
                 early, self._early = self._early, None
+                self._start_scope = None
             for message in early:
                 await self.emit(message)
             return backend
 
     async def _run_backend(self, backend: Backend, *, task_status: TaskStatus[BackendState]) -> None:
-        started = _StartedFlag(task_status)
+        started = _StartedFlag(task_status, self)
         try:
-            await backend.run(self, resume_id=self.doc.get("backendSessionId"), task_status=started)
+            with anyio.CancelScope() as self._start_scope:
+                await backend.run(self, resume_id=self.doc.get("backendSessionId"), task_status=started)
+            if not started.done:
+                raise self._start_abort or AgentError(f"agent {self.doc['agent']!r} ended before it started")
         except Exception as exc:
             if not started.done:
                 raise
@@ -385,7 +491,7 @@ class SessionRuntime:
             },
         )
         # After a resume too: an agent may not keep its settings across its own restart.
-        await self._apply_settings(self._desired_settings(), record=False)
+        await self._apply_settings(self._desired_settings())
         await self.save()
 
     def _desired_settings(self) -> JsonObject:
@@ -397,21 +503,44 @@ class SessionRuntime:
     async def stop_backend(self) -> None:
         backend = self._backend
         if backend is not None:
-            await backend.aclose()
+            self._stopping = True
+            try:
+                await backend.aclose()
+            finally:
+                self._stopping = False
             self._backend = None
 
     # -- settings --------------------------------------------------------------------------------
 
-    async def change_settings(self, changes: JsonObject) -> None:
-        """Apply model/mode/thoughtLevel/config changes to the backend and record them."""
-        await self.ensure_backend()
-        await self._apply_settings(changes, record=True)
+    def snapshot(self) -> JsonObject:
+        """What a change of settings or agent may touch, to roll it back if the change is refused."""
+        return copy.deepcopy({key: self.doc[key] for key in CHANGEABLE if key in self.doc})
+
+    async def roll_back(self, snapshot: JsonObject) -> None:
+        """Undo a refused change: the document as it was, and no agent left running with settings
+        the document does not hold (the next start applies the document's)."""
+        if any(self.doc.get(key) != snapshot.get(key) for key in AGENT_SIDE):
+            await self.stop_backend()
+        for key in CHANGEABLE:
+            self.doc.pop(key, None)
+        self.doc.update(copy.deepcopy(snapshot))
+        self._policy = Policy.model_validate(self.doc.get("policy") or {})
         await self.save()
 
-    async def _apply_settings(self, changes: JsonObject, *, record: bool) -> None:
+    async def change_settings(self, changes: JsonObject) -> None:
+        """Apply model/mode/thoughtLevel/config changes to the backend (the caller records them).
+
+        Raises:
+            InvalidSetting: a value the agent does not offer; nothing was sent to it.
+        """
+        await self.ensure_backend()
+        await self._apply_settings(changes)
+
+    async def _apply_settings(self, changes: JsonObject) -> None:
         backend = self._backend
         if backend is None or not changes:
             return
+        self._check_offered(changes)
         for key in ("model", "mode", "thoughtLevel"):
             if changes.get(key):
                 await self._apply_one(backend, key, str(changes[key]))
@@ -424,9 +553,28 @@ class SessionRuntime:
                 # The same setting as model/mode/thoughtLevel, reached by its option id.
                 self.doc[SETTING_FOR_CATEGORY[category]] = value
                 self._mark_current(category, value)
-        if record:
-            self.record_daemon(methods.ACPD_SETTINGS_CHANGED, {"changes": changes})
-            self.echo_settings(mode_changed="mode" in changes)
+
+    def _check_offered(self, changes: JsonObject) -> None:
+        """Refuse a value the agent does not offer before any reaches it: a client's mistake is a
+        4xx naming the offered values, not the agent's error (and not half a change)."""
+        agent = self.doc["agent"]
+        for key in ("model", "mode", "thoughtLevel"):
+            value = changes.get(key)
+            offered = offered_values(self.doc, key)
+            if not value or offered == []:
+                continue
+            if offered is None:
+                raise InvalidSetting(f"agent {agent!r} offers no {key} setting", data={"setting": key, "offered": []})
+            if value not in offered:
+                detail = f"agent {agent!r} offers no {key} {value!r}; choose one of {offered}"
+                raise InvalidSetting(detail, data={"setting": key, "value": value, "offered": offered})
+        options = {str(o.get("id")): o for o in objects_in(self.doc.get("configOptions"))}
+        for config_id, value in dict(changes.get("config") or {}).items():
+            option = options.get(config_id)
+            if option is None:
+                detail = f"agent {agent!r} has no config option {config_id!r}; its options: {sorted(options)}"
+                raise InvalidSetting(detail, data={"setting": config_id, "offered": sorted(options)})
+            _check_option_value(option, value)
 
     def echo_settings(self, *, mode_changed: bool) -> None:
         """Tell every client the settings as they now are, in ACP's own terms."""
@@ -446,8 +594,8 @@ class SessionRuntime:
             self._adopt_options(await backend.set_config_option(str(option["id"]), value))
         elif key == "model" and self.doc.get("models"):
             await backend.set_model(value)
-        else:
-            raise RpcError.invalid_params(f"agent {self.doc['agent']!r} offers no {category} setting")
+        else:  # pragma: no cover - _check_offered refused it
+            raise InvalidSetting(f"agent {self.doc['agent']!r} offers no {key} setting")
         self.doc[key] = value
         self._mark_current(category, value)
 
@@ -487,6 +635,7 @@ class SessionRuntime:
         """Start running ``turn`` in the daemon's task group (after earlier turns)."""
         if self._closing:
             raise SessionClosed(f"session {self.session_id} is closed")
+        self.log.check_writable()
         if not queue and self.busy:
             raise SessionBusy(f"session {self.session_id} is running a turn; retry later or allow queueing")
         self._queued += 1
@@ -523,10 +672,10 @@ class SessionRuntime:
         if turn.origin is not None:
             params["_meta"] = {"acpd": {"origin": turn.origin}}
         turn.first_seq = self.record("client", jsonrpc.request(request_id, methods.SESSION_PROMPT, params))
-        await self.save()
-        turn.started.set()
         sender: Sender = "agent"
         try:
+            await self.save()
+            turn.started.set()
             result = await self._prompt_backend(turn)
             if turn.stop_reason_override is not None:
                 result = {**result, "stopReason": turn.stop_reason_override}
@@ -543,10 +692,15 @@ class SessionRuntime:
         turn.last_seq = self.record(sender, response)
         self.broker.cancel_all()
         self._set_status("error" if turn.error is not None else "idle")
-        await self.save()
-        if turn.idempotency_key is not None:
-            answer = jsonio.dumps_str(turn.answer(self.session_id))
-            await self._deps.store.put_idempotent(self.session_id, turn.idempotency_key, answer)
+        try:
+            await self.save()
+            if turn.idempotency_key is not None:
+                answer = jsonio.dumps_str(turn.answer(self.session_id))
+                await self._deps.store.put_idempotent(self.session_id, turn.idempotency_key, answer)
+        except StoreError as exc:
+            # The answer is recorded and commits when the store accepts writes again; the caller
+            # must not be told the turn is durable before then.
+            turn.error = turn.error or exc
 
     async def _prompt_backend(self, turn: Turn) -> JsonObject:
         backend = await self.ensure_backend()
@@ -620,6 +774,10 @@ class SessionRuntime:
             turn.request_stop()
             await turn.done.wait()
 
+    def take_turns_again(self) -> None:
+        """Undo ``stop_turns``: a close that the store refused leaves the session open."""
+        self._closing = False
+
     def _set_status(self, status: str) -> None:
         self.doc["status"] = status
 
@@ -629,6 +787,7 @@ class SessionRuntime:
         if self._current is not None:
             self._current.request_stop()
         self.broker.cancel_all()
+        self.abort_start(SessionClosed(f"session {self.session_id} was closed while its agent started"))
         await self.stop_backend()
         if self._services_scope is not None:
             self._services_scope.cancel()
@@ -636,15 +795,18 @@ class SessionRuntime:
 
 
 class _StartedFlag:
-    """A TaskStatus that remembers whether ``started`` was called."""
+    """A TaskStatus that remembers whether ``started`` was called; from then on, the start can no
+    longer be aborted (the backend's run goes on under the runtime's own stop)."""
 
-    def __init__(self, inner: TaskStatus[BackendState]) -> None:
+    def __init__(self, inner: TaskStatus[BackendState], runtime: SessionRuntime) -> None:
         self._inner = inner
+        self._runtime = runtime
         self.done = False
 
     def started(self, value: BackendState | None = None) -> None:
         assert value is not None
         self.done = True
+        self._runtime._start_scope = None
         self._inner.started(value)
 
 
@@ -670,6 +832,18 @@ def session_doc_defaults(now: str) -> dict[str, Any]:
         "additionalDirectories": [],
         "contextPending": False,
     }
+
+
+def _check_option_value(option: JsonObject, value: object) -> None:
+    """A config option's value must fit its type: a ``select`` one of its values, a ``boolean`` a
+    boolean (other types pass through to the agent)."""
+    config_id = option.get("id")
+    if option.get("type") == "boolean" and not isinstance(value, bool):
+        raise InvalidSetting(f"config option {config_id!r} takes true or false", data={"setting": config_id})
+    offered = select_values(option)
+    if offered and value not in offered:
+        detail = f"config option {config_id!r} has no value {value!r}; choose one of {offered}"
+        raise InvalidSetting(detail, data={"setting": config_id, "value": value, "offered": offered})
 
 
 def _turn_tokens(update: JsonObject) -> int | None:

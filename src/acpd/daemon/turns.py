@@ -35,6 +35,8 @@ class Turn:
     last_seq: int = 0
     steps: int = 0
     context_used: int = 0
+    context: JsonObject = field(default_factory=dict)
+    """``contextUsed`` / ``contextSize`` from the turn's last ``usage_update``."""
     tokens_spent: int = 0
     """Tokens the turn has cost so far, when the agent reports it (``_meta.acpd.turnTokens``)."""
     text_parts: list[str] = field(default_factory=list)
@@ -56,6 +58,13 @@ class Turn:
     def text(self) -> str:
         return "".join(self.text_parts)
 
+    def _usage(self, reported: object) -> JsonObject | None:
+        """The agent's ``usage`` with the context the turn's ``usage_update``s told: the same for
+        every agent, whichever of the two it reports (Codex only the context)."""
+        if not isinstance(reported, dict) and not self.context:
+            return None
+        return {**(reported if isinstance(reported, dict) else {}), **self.context}
+
     def answer(self, session_id: str) -> JsonObject:
         """The blocking prompt's JSON answer (REST)."""
         result = self.response.get("result") if self.response else None
@@ -64,7 +73,7 @@ class Turn:
             "sessionId": session_id,
             "turn": self.number,
             "stopReason": result.get("stopReason"),
-            "usage": result.get("usage"),
+            "usage": self._usage(result.get("usage")),
             "steps": self.steps,
             "text": self.text,
             "firstSeq": self.first_seq,

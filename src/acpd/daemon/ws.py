@@ -18,7 +18,9 @@ from .acp_face import AcpConnection
 from .manager import SessionManager
 
 MAX_MESSAGE_BYTES: Final = 32 * 1024 * 1024
-"""The same limit as a stdio line: a longer message is answered as too long, not buffered."""
+"""The same limit as a stdio line. ``serve`` gives uvicorn this limit too, which closes the
+connection with 1009 (message too big) on a longer frame; under a server without such a limit, a
+longer message is answered as too long here."""
 
 
 class WebSocketTransport:

@@ -6,7 +6,7 @@ end-to-end target is 100,000 events/s; it is several times faster than the stdli
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import orjson
 
@@ -15,6 +15,11 @@ JsonValue: TypeAlias = Any
 JsonObject: TypeAlias = dict[str, Any]
 
 JSONDecodeError = orjson.JSONDecodeError
+
+MAX_NESTING: Final = 128
+"""Deepest nesting of arrays and objects acpd accepts from a client. The codec parses up to 1,024
+levels but encodes only 254, and the daemon wraps what it is sent in its own records before it
+encodes them again: a limit at the edge, well below both, keeps a deep value a client mistake."""
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> JsonValue:
@@ -29,6 +34,27 @@ def dumps(value: JsonValue) -> bytes:
 
 def dumps_str(value: JsonValue) -> str:
     return orjson.dumps(value).decode()
+
+
+def nesting_exceeds(data: bytes | bytearray | str, value: JsonValue, limit: int = MAX_NESTING) -> bool:
+    """True if ``value`` (parsed from ``data``) nests arrays and objects deeper than ``limit``.
+
+    Counting the brackets in ``data`` first is a bound on the depth that costs almost nothing, so
+    the walk runs only for the rare large message.
+    """
+    brackets = data.count("[") + data.count("{") if isinstance(data, str) else data.count(b"[") + data.count(b"{")
+    if brackets <= limit:
+        return False
+    level: list[tuple[JsonValue, int]] = [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        level.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def objects_in(value: JsonValue) -> list[JsonObject]:

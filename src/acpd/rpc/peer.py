@@ -20,7 +20,7 @@ from typing import Final, Literal
 import anyio
 from anyio.abc import TaskGroup
 
-from acpd.errors import INTERNAL_ERROR, AcpdError, ConnectionClosed, RequestCancelled, RpcError
+from acpd.errors import INTERNAL_ERROR, AcpdError, ConnectionClosed, RequestCancelled, RpcError, acpd_error_in
 from acpd.protocol import jsonio, jsonrpc
 from acpd.protocol.framing import Frame, FrameTooLong
 from acpd.protocol.jsonio import JsonObject, JsonValue
@@ -71,6 +71,7 @@ class JsonRpcPeer:
         tap: Tap | None = None,
         on_invalid: InvalidHandler | None = None,
         answer_invalid: bool = True,
+        max_incoming: int | None = None,
         name: str = "peer",
     ) -> None:
         self._transport = transport
@@ -79,6 +80,7 @@ class JsonRpcPeer:
         self._tap = tap
         self._on_invalid = on_invalid
         self._answer_invalid = answer_invalid
+        self._max_incoming = max_incoming  # requests served at once; past it, answered with an error
         self._name = name
         self._next_id = 0
         self._pending: dict[RequestId, _Pending] = {}
@@ -221,6 +223,11 @@ class JsonRpcPeer:
             await self._reject(frame, f"not JSON: {exc}", RpcError.parse_error(str(exc)), None)
             return
         kind = jsonrpc.classify(message)
+        if not isinstance(kind, Invalid) and jsonio.nesting_exceeds(frame, message):
+            # the daemon could not encode it again to log or relay it
+            raw_id = message.get("id")
+            reason = f"nested deeper than {jsonio.MAX_NESTING} levels"
+            kind = Invalid(reason, raw_id if jsonrpc.is_request_id(raw_id) else None)
         if isinstance(kind, Invalid):
             await self._reject_message(frame, message, kind)
             return
@@ -280,6 +287,12 @@ class JsonRpcPeer:
             reason = f"request id {msg_id!r} is already in flight"
             await self._reject(frame, reason, RpcError.invalid_request(reason), msg_id)
             return
+        if self._max_incoming is not None and len(self._incoming) >= self._max_incoming:
+            # A peer that sends requests without waiting for answers must not cost a task each.
+            logger.debug("%s: %d requests in flight; refusing %r", self._name, len(self._incoming), msg_id)
+            refusal = RpcError.internal_error(f"more than {self._max_incoming} requests in flight")
+            await self._send_response(msg_id, jsonrpc.error_response(msg_id, refusal.to_wire()))
+            return
         assert self._task_group is not None  # requests are only read inside run()
         # the scope exists before the task runs, so a $/cancel_request read right after still finds it
         scope = anyio.CancelScope()
@@ -304,7 +317,10 @@ class JsonRpcPeer:
             result = await self._on_request(method, message.get("params"), message)
         except AcpdError as exc:
             return jsonrpc.error_response(msg_id, exc.to_wire())
-        except Exception:
+        except Exception as exc:
+            meant = acpd_error_in(exc)  # raised on purpose, then wrapped by a task group
+            if meant is not None:
+                return jsonrpc.error_response(msg_id, meant.to_wire())
             logger.exception("%s: handler for %r failed", self._name, method)
             return jsonrpc.error_response(msg_id, RpcError.internal_error().to_wire())
         return jsonrpc.result_response(msg_id, result)

@@ -8,12 +8,18 @@ returns, so it survives ``kill -9`` of the daemon; only an OS crash or power los
 last commits (the database itself stays consistent).
 
 Threads: each connection is used by one worker thread at a time, serialized by its own
-``CapacityLimiter(1)``. A file database gets one writer and one read-only reader connection, so
+``CapacityLimiter(1)`` and, inside the thread, its own lock: a call cancelled from the loop is
+left to finish in its thread (a stuck disk must not hold a cancelled caller), and the lock keeps
+the next call off the connection until it has. A file database gets one writer and one read-only reader connection, so
 reads go on while a write commits (WAL readers see the last committed snapshot); ``:memory:``
 uses one connection for both.
 
-The store assumes it is its database's only writer: after first use it caches each session's
-last seq, so checking a batch's continuity costs no query.
+The store is its database's only writer: a file database is locked for the store's life (a
+second store, in this process or another, is refused with ``StoreLocked``), and after first use
+the store caches each session's last seq, so checking a batch's continuity costs no query.
+
+Faults: a full database or disk raises ``StoreFull`` and rolls the transaction back, so the same
+batch can be retried as is once space returns. ``aclose`` waits for a stuck call only so long.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import logging
 import operator
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -31,9 +38,10 @@ from typing import Final, TypeVar, TypeVarTuple
 import anyio
 import anyio.to_thread
 
-from acpd.errors import StoreError
+from acpd.errors import StoreError, StoreFull
 from acpd.protocol import jsonio
 from acpd.protocol.events import EventRecord, utc_now
+from acpd.store._lock import OwnerLock, acquire_owner_lock
 from acpd.store._rules import (
     SessionKeys,
     check_page_limit,
@@ -54,6 +62,8 @@ Ts = TypeVarTuple("Ts")
 MEMORY_PATH: Final = ":memory:"
 BUSY_TIMEOUT_SECONDS: Final = 5.0
 """How long a connection waits for another one's lock (sqlite3 sets ``busy_timeout`` from it)."""
+CLOSE_TIMEOUT_SECONDS: Final = 2.0
+"""How long ``aclose`` waits for a running database call (a stuck disk) before leaving it behind."""
 
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     # 1: the initial schema. Events keep their rowid on purpose: WITHOUT ROWID stores whole rows
@@ -123,12 +133,15 @@ class SqliteEventStore:
     as an async context manager).
     """
 
-    def __init__(self, writer: sqlite3.Connection, reader: sqlite3.Connection) -> None:
+    def __init__(self, writer: sqlite3.Connection, reader: sqlite3.Connection, lock: OwnerLock | None = None) -> None:
         """Private: use ``open``. ``reader`` may be ``writer`` (one connection for ``:memory:``)."""
         self._writer = writer
         self._reader = reader
+        self._lock = lock
         self._write_limiter = anyio.CapacityLimiter(1)
         self._read_limiter = self._write_limiter if reader is writer else anyio.CapacityLimiter(1)
+        self._write_lock = threading.Lock()
+        self._read_lock = self._write_lock if reader is writer else threading.Lock()
         self._last_seqs: dict[str, int] = {}  # touched only by the writer thread
         self._closed = False
 
@@ -140,11 +153,16 @@ class SqliteEventStore:
             path: a file path, or ``":memory:"`` for a private database that ends with the store.
 
         Raises:
+            StoreLocked: another store (another acpd) has the file open.
             StoreError: the database cannot be opened or migrated, or its schema is newer than
                 this version of acpd knows.
         """
-        writer, reader = await anyio.to_thread.run_sync(_open_connections, os.fspath(path))
-        return cls(writer, reader)
+        return cls(*await anyio.to_thread.run_sync(_open_connections, os.fspath(path)))
+
+    async def note_owner(self, facts: dict[str, str]) -> None:
+        """Tell a process this store refuses who owns the file (e.g. the daemon's ``url``)."""
+        if self._lock is not None:
+            await anyio.to_thread.run_sync(self._lock.describe, facts)
 
     async def __aenter__(self) -> SqliteEventStore:
         return self
@@ -234,23 +252,39 @@ class SqliteEventStore:
         await self._write(_put_idempotent_sync, session_id, key, value, utc_now())
 
     async def aclose(self) -> None:
-        """Wait for running calls, then close the connections; idempotent."""
+        """Wait for running calls (at most ``CLOSE_TIMEOUT_SECONDS``), close the connections and
+        let the file's lock go; idempotent."""
         if self._closed:
             return
         self._closed = True
         # Shielded: closing from a cancelled scope (a lifespan's finally) must still close.
-        with anyio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT_SECONDS) as waited:
             if self._reader is not self._writer:
-                await anyio.to_thread.run_sync(self._reader.close, limiter=self._read_limiter)
-            await anyio.to_thread.run_sync(_close_writer, self._writer, limiter=self._write_limiter)
+                await self._call(_close_reader, self._reader, self._read_lock, self._read_limiter)
+            await self._call(_close_writer, self._writer, self._write_lock, self._write_limiter)
+        if waited.cancelled_caught:
+            # A call stuck in the disk must not hold the daemon's exit; the lock goes with the process.
+            logger.error("the event store did not close within %.0f s: a database call is stuck", CLOSE_TIMEOUT_SECONDS)
+        elif self._lock is not None:
+            self._lock.release()
 
     async def _write(self, fn: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts) -> T:
         self._check_open()
-        return await anyio.to_thread.run_sync(_guarded, fn, self._writer, args, limiter=self._write_limiter)
+        return await self._call(fn, self._writer, self._write_lock, self._write_limiter, *args)
 
     async def _read(self, fn: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts) -> T:
         self._check_open()
-        return await anyio.to_thread.run_sync(_guarded, fn, self._reader, args, limiter=self._read_limiter)
+        return await self._call(fn, self._reader, self._read_lock, self._read_limiter, *args)
+
+    @staticmethod
+    async def _call(
+        fn: Callable[[sqlite3.Connection, *Ts], T],
+        conn: sqlite3.Connection,
+        lock: threading.Lock,
+        limiter: anyio.CapacityLimiter,
+        *args: *Ts,
+    ) -> T:
+        return await anyio.to_thread.run_sync(_guarded, fn, conn, lock, args, limiter=limiter, abandon_on_cancel=True)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -281,11 +315,22 @@ class SqliteEventStore:
         return existed
 
 
-def _guarded(fn: Callable[[sqlite3.Connection, *Ts], T], conn: sqlite3.Connection, args: tuple[*Ts]) -> T:
-    try:
-        return fn(conn, *args)
-    except sqlite3.Error as exc:
-        raise StoreError(f"event store database error: {exc}") from exc
+def _guarded(
+    fn: Callable[[sqlite3.Connection, *Ts], T], conn: sqlite3.Connection, lock: threading.Lock, args: tuple[*Ts]
+) -> T:
+    with lock:
+        try:
+            return fn(conn, *args)
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from exc
+
+
+def _store_error(exc: sqlite3.Error) -> StoreError:
+    # The primary result code is the low byte of an extended one (SQLITE_FULL is 13).
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_FULL:
+        return StoreFull(f"the event store is full ({exc}): free disk space")
+    return StoreError(f"event store database error: {exc}")
 
 
 @contextmanager
@@ -298,29 +343,40 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
-            conn.execute("ROLLBACK")
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                # SQLite rolls back on its own after some errors (a full disk among them);
+                # the error to report is the one that stopped the transaction, not this one.
+                logger.warning("rolling back an event store transaction failed", exc_info=True)
         raise
 
 
-def _open_connections(path: str) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+def _open_connections(path: str) -> tuple[sqlite3.Connection, sqlite3.Connection, OwnerLock | None]:
     if path == MEMORY_PATH:
         conn = _connect(path, _migrate)
-        return conn, conn
+        return conn, conn, None
     try:
         Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock = acquire_owner_lock(path)
     except OSError as exc:
-        raise StoreError(f"cannot create the directory of the event store {path!r}: {exc}") from exc
+        raise StoreError(f"cannot create the directory or lock of the event store {path!r}: {exc}") from exc
     try:
         _make_private(path)
     except OSError as exc:
+        lock.release()
         raise StoreError(f"cannot open the event store {path!r}: {exc}") from exc
-    writer = _connect(path, _set_up_writer)
     try:
-        reader = _connect(path, _set_up_reader)
+        writer = _connect(path, _set_up_writer)
+        try:
+            reader = _connect(path, _set_up_reader)
+        except BaseException:
+            writer.close()
+            raise
     except BaseException:
-        writer.close()
+        lock.release()
         raise
-    return writer, reader
+    return writer, reader, lock
 
 
 PRIVATE_MODE: Final = 0o600
@@ -389,6 +445,10 @@ def _migrate(conn: sqlite3.Connection) -> None:
             # PRAGMA takes no parameters; SCHEMA_VERSION is our own int.
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             logger.info("event store migrated from schema version %d to %d", version, SCHEMA_VERSION)
+
+
+def _close_reader(conn: sqlite3.Connection) -> None:
+    conn.close()
 
 
 def _close_writer(conn: sqlite3.Connection) -> None:

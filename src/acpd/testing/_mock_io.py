@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import select
 import stat
 import sys
 from typing import BinaryIO, Final
@@ -171,6 +172,24 @@ class LineSplitter:
 def write_stderr(text: str) -> None:
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
+
+
+STDERR_FLOOD_LINE: Final = b"mock agent stderr flood " + b"." * 39 + b"\n"
+"""64 bytes: ``stderr-flood`` writes whole lines of it, then a shorter last one."""
+
+
+def write_stderr_bytes(count: int) -> None:
+    """Write ``count`` bytes of lines to stderr, in large blocks (blocking: call it from a thread)."""
+    block = STDERR_FLOOD_LINE * (1024 * 1024 // len(STDERR_FLOOD_LINE))
+    sys.stderr.flush()
+    while count > 0:
+        piece = memoryview(block)[: min(count, len(block))]
+        while piece:
+            try:
+                piece = piece[os.write(2, piece) :]
+            except BlockingIOError:
+                select.select([], [2], [])
+        count -= min(count, len(block))
 
 
 def _is_plain_file(fd: int) -> bool:

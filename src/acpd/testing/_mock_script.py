@@ -90,10 +90,16 @@ def _required_text(cmd: Command, rest: str, args: list[str]) -> Command:
 
 
 def _no_args(cmd: Command, rest: str, args: list[str]) -> Command:
-    """garbage, meta."""
+    """meta, context."""
     if args:
         raise ScriptError("takes no arguments")
     return cmd
+
+
+def _garbage(cmd: Command, rest: str, args: list[str]) -> Command:
+    """garbage [<N>]: ``ints`` is ``(N,)``, or empty for one line."""
+    _arity(args, 0, 1)
+    return _replace(cmd, ints=(_int(args[0], "N", 0),) if args else ())
 
 
 def _chunks(cmd: Command, rest: str, args: list[str]) -> Command:
@@ -165,7 +171,7 @@ def _write(cmd: Command, rest: str, args: list[str]) -> Command:
 
 
 def _big(cmd: Command, rest: str, args: list[str]) -> Command:
-    """big <bytes>: ``ints`` is ``(bytes,)``."""
+    """big <bytes>, stderr-flood <bytes>: ``ints`` is ``(bytes,)``."""
     _arity(args, 1, 1)
     return _replace(cmd, ints=(_int(args[0], "bytes", 0),))
 
@@ -190,8 +196,9 @@ _PARSERS: Final[dict[str, _Parser]] = {
     "detach": _sleep,
     "error": _error,
     "crash": _crash,
-    "garbage": _no_args,
+    "garbage": _garbage,
     "stderr": _free_text,
+    "stderr-flood": _big,
     "title": _free_text,
     "mode": _mode,
     "read": _required_text,

@@ -16,7 +16,7 @@ from typing import Any, Final, NoReturn, Protocol
 
 import orjson
 
-from acpd.testing._mock_io import write_stderr
+from acpd.testing._mock_io import write_stderr, write_stderr_bytes
 from acpd.testing._mock_rpc import INTERNAL_ERROR, RpcFault
 from acpd.testing._mock_script import Command
 from acpd.testing._mock_sessions import CONTEXT_SIZE_TOKENS, JsonObject, MockSession
@@ -73,6 +73,7 @@ class Turn:
             "crash": self._crash,
             "garbage": self._garbage,
             "stderr": self._stderr,
+            "stderr-flood": self._stderr_flood,
             "title": self._title,
             "mode": self._mode,
             "read": self._read,
@@ -250,10 +251,18 @@ class Turn:
         await self._port.crash(cmd.ints[0])
 
     async def _garbage(self, cmd: Command) -> None:
-        self._port.write_raw(GARBAGE_LINE)
+        count = cmd.ints[0] if cmd.ints else 1
+        per_block = CHUNK_BLOCK_BYTES // len(GARBAGE_LINE)
+        for start in range(0, count, per_block):
+            self._port.write_raw(GARBAGE_LINE * min(per_block, count - start))
+            await self._port.drain()
 
     async def _stderr(self, cmd: Command) -> None:
         write_stderr(cmd.text)
+
+    async def _stderr_flood(self, cmd: Command) -> None:
+        # Written from a thread: the agent keeps reading its stdin while the daemon drains stderr.
+        await asyncio.to_thread(write_stderr_bytes, cmd.ints[0])
 
     async def _title(self, cmd: Command) -> None:
         await self._emit({"sessionUpdate": "session_info_update", "title": cmd.text})

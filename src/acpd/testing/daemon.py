@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,10 +57,13 @@ def daemon_env(home: Path) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def running_daemon(home: Path, *extra: str, env: Mapping[str, str] | None = None) -> AsyncIterator[Daemon]:
+async def running_daemon(
+    home: Path, *extra: str, env: Mapping[str, str] | None = None, wrapper: Sequence[str] = ()
+) -> AsyncIterator[Daemon]:
     """Start ``acpd serve --port 0 [extra…]`` with its data under ``home``; SIGTERM it on exit.
 
-    ``env`` adds to (and overrides) the daemon's environment.
+    ``env`` adds to (and overrides) the daemon's environment. ``wrapper`` is a command that runs
+    the daemon as its own child (``strace -f -o FILE``, say); it is sent the SIGTERM.
 
     Raises:
         RuntimeError: it exited before listening (the message ends with its log's tail).
@@ -69,7 +72,18 @@ async def running_daemon(home: Path, *extra: str, env: Mapping[str, str] | None 
     ready_read, ready_write = os.pipe()
     with log_path.open("ab") as log:
         process = await anyio.open_process(
-            [sys.executable, "-m", "acpd", "serve", "--port", "0", "--port-file", f"/dev/fd/{ready_write}", *extra],
+            [
+                *wrapper,
+                sys.executable,
+                "-m",
+                "acpd",
+                "serve",
+                "--port",
+                "0",
+                "--port-file",
+                f"/dev/fd/{ready_write}",
+                *extra,
+            ],
             stdout=log,
             stderr=log,
             env={**daemon_env(home), **(env or {})},

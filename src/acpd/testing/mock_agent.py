@@ -56,6 +56,8 @@ class MockOptions:
     list_sessions: bool = True
     state_dir: Path | None = None
     name: str = "acpd-mock"
+    ignore: frozenset[str] = frozenset()
+    """Requests never answered (an agent that hangs while it starts, for start timeouts)."""
 
 
 class MockAgent:
@@ -170,6 +172,8 @@ class MockAgent:
             await self._handle_request(message["id"], method, params)
 
     async def _handle_request(self, request_id: RequestId, method: str, params: JsonObject) -> None:
+        if method in self._options.ignore:
+            return
         handler = self._handlers.get(method)
         try:
             if handler is None:
@@ -407,6 +411,9 @@ def _parse_args(argv: Sequence[str] | None) -> MockOptions:
     parser.add_argument("--no-list", action="store_true", help="do not advertise or serve session/list")
     parser.add_argument("--state-dir", type=Path, help="keep each session's history in DIR/<sessionId>.jsonl")
     parser.add_argument("--name", default="acpd-mock", help="agentInfo.name (default: acpd-mock)")
+    parser.add_argument(
+        "--ignore", action="append", default=[], metavar="METHOD", help="never answer this request (repeatable)"
+    )
     args = parser.parse_args(argv)
     return MockOptions(
         load=not args.no_load,
@@ -414,6 +421,7 @@ def _parse_args(argv: Sequence[str] | None) -> MockOptions:
         list_sessions=not args.no_list,
         state_dir=args.state_dir,
         name=args.name,
+        ignore=frozenset(args.ignore),
     )
 
 

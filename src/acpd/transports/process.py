@@ -1,8 +1,9 @@
 """Transports layer: an ACP agent as a child process, framed NDJSON over its stdin/stdout.
 
 Owns the child's whole life: spawn in its own session, drain stderr continuously (a chatty agent
-must never block on a full pipe), and stop the whole process tree with a ladder of named grace
-periods. Knows no JSON-RPC methods and never parses a frame; imports only the protocol layer and
+must never block on a full pipe; one that floods it is read at ``STDERR_BYTES_PER_SECOND`` and
+waits, so it cannot take a core of the daemon's), and stop the whole process tree with a ladder of
+named grace periods. Knows no JSON-RPC methods and never parses a frame; imports only the protocol layer and
 ``acpd.errors``.
 
 Linux is the target: descendants are found through ``/proc``, and each agent runs under a keeper
@@ -47,7 +48,11 @@ LADDER: Final = ((signal.SIGTERM, TERM_GRACE_SECONDS), (signal.SIGKILL, KILL_GRA
 STDERR_FLUSH_SECONDS: Final = 0.5
 """After the tree is gone, how long to wait for the last stderr bytes (an escaped process may hold the pipe)."""
 STDERR_TAIL_BYTES: Final = 64 * 1024
-STDERR_CHUNK_BYTES: Final = 64 * 1024
+STDERR_CHUNK_BYTES: Final = 1024 * 1024
+"""Asked per read: a flood arrives in few large chunks, of which only the tail is kept."""
+STDERR_BYTES_PER_SECOND: Final = 8 * 1024 * 1024
+"""How fast stderr is read at most. Far above what any agent logs; past it, the agent blocks on a
+full pipe until the next second (reading a flood as fast as it comes takes most of a core)."""
 CLOCK_TICKS_PER_SECOND: Final = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 _Members = dict[int, int]
@@ -176,6 +181,7 @@ class ProcessTransport:
         self._start_time = await anyio.to_thread.run_sync(_start_time, self.pid)
 
     async def _drain_stderr(self) -> None:
+        budget = ByteRate(STDERR_BYTES_PER_SECOND, anyio.current_time)
         try:
             while True:
                 try:
@@ -183,13 +189,21 @@ class ProcessTransport:
                 except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
                     return
                 self._keep_stderr(chunk)
+                if (wait := budget.spend(len(chunk))) > 0:
+                    if not budget.warned:
+                        budget.warned = True
+                        logger.warning("agent process %d floods its stderr; reading it more slowly", self.pid)
+                    await anyio.sleep(wait)
         finally:
             self._stderr_done.set()
 
     def _keep_stderr(self, chunk: bytes) -> None:
-        self._tail += chunk
-        if len(self._tail) > STDERR_TAIL_BYTES:
-            del self._tail[:-STDERR_TAIL_BYTES]
+        if len(chunk) >= STDERR_TAIL_BYTES:
+            self._tail[:] = chunk[-STDERR_TAIL_BYTES:]
+        else:
+            self._tail += chunk
+            if len(self._tail) > STDERR_TAIL_BYTES:
+                del self._tail[:-STDERR_TAIL_BYTES]
         if self._on_stderr is not None:
             try:
                 self._on_stderr(chunk)
@@ -251,6 +265,29 @@ class ProcessTransport:
             if members:
                 left = scope.deadline - anyio.current_time()
                 await anyio.to_thread.run_sync(_wait_pids_gone, members, left, abandon_on_cancel=True)
+
+
+class ByteRate:
+    """A budget of bytes per second: ``spend`` says how long to wait once a second's worth is used."""
+
+    def __init__(self, per_second: int, clock: Callable[[], float]) -> None:
+        self._per_second = per_second
+        self._clock = clock
+        self._start = clock()
+        self._spent = 0
+        self.warned = False
+
+    def spend(self, size: int) -> float:
+        """Count ``size`` bytes; the seconds to wait before reading more (0: none)."""
+        now = self._clock()
+        if now - self._start >= 1.0:
+            self._start, self._spent = now, 0
+        self._spent += size
+        if self._spent < self._per_second:
+            return 0.0
+        wait = self._start + 1.0 - now
+        self._start, self._spent = max(now, self._start + 1.0), 0
+        return max(0.0, wait)
 
 
 @asynccontextmanager

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import ssl
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import anthropic
@@ -25,7 +25,7 @@ from acpd import __version__
 from acpd.adapters.base import BackendState, SessionHost
 from acpd.adapters.workspace import Workspace
 from acpd.config import AgentConfig
-from acpd.errors import INTERNAL_ERROR, RpcError
+from acpd.errors import INTERNAL_ERROR, AgentUnavailable, RpcError
 from acpd.presets import PLACEHOLDER_KEY
 from acpd.protocol.jsonio import JsonObject
 
@@ -36,6 +36,8 @@ from .tool_base import ToolContext
 from .tools import MODE_DESCRIPTIONS, MODES
 
 MODELS: Final = ("claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5")
+CREDENTIAL_VARIABLES: Final = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL")
+"""A key, a token, or a base URL (a gateway or a mock may take no key): any one will do."""
 THINKING_BUDGET_TOKENS: Final = {"low": 1_024, "medium": 4_096, "high": 16_384, "max": 32_000}
 """Thought level → extended thinking budget (1,024 is the API's least)."""
 NO_THINKING: Final = "off"
@@ -49,6 +51,21 @@ SYSTEM: Final = (
     "search, edit and run what you need; prefer small, exact edits; keep a todo list for work of "
     "several steps; say briefly what you did when done."
 )
+
+
+NO_CREDENTIALS: Final = (
+    "claude-native has no credentials: set $ANTHROPIC_API_KEY or $ANTHROPIC_AUTH_TOKEN, or a model URL "
+    "(--model-url, $ACPD_MODEL_URL, the agent's modelUrl, or $ANTHROPIC_BASE_URL)"
+)
+
+
+def credential_source(config: AgentConfig, env: Mapping[str, str]) -> str | None:
+    """Where claude-native's credentials come from (``modelUrl``, ``$ANTHROPIC_API_KEY``, …), or
+    None when there are none. ``env`` is the daemon's environment with the agent's ``env`` on top."""
+    if config.model_url:
+        return "modelUrl"
+    found = next((name for name in CREDENTIAL_VARIABLES if env.get(name)), None)
+    return f"${found}" if found else None
 
 
 class ClaudeNativeBackend:
@@ -71,6 +88,7 @@ class ClaudeNativeBackend:
         self._closed = anyio.Event()
 
     async def run(self, host: SessionHost, *, resume_id: str | None, task_status: TaskStatus[BackendState]) -> None:
+        options = self._client_options()  # no credentials: unavailable before anything starts
         self._host = host
         how = "new"
         if resume_id is not None:
@@ -80,7 +98,7 @@ class ClaudeNativeBackend:
         self._workspace = await host.workspace()
         verify = await anyio.to_thread.run_sync(shared_ssl_context)  # loads the CA bundle, once
         http_client = anthropic.DefaultAsyncHttpxClient(verify=verify)
-        self._client = anthropic.AsyncAnthropic(**self._client_options(), max_retries=0, http_client=http_client)
+        self._client = anthropic.AsyncAnthropic(**options, max_retries=0, http_client=http_client)
         try:
             task_status.started(self._state(how))
             await self._closed.wait()
@@ -90,7 +108,14 @@ class ClaudeNativeBackend:
             host.backend_exited(0, "")
 
     def _client_options(self) -> dict[str, Any]:
+        """The SDK client's key and base URL.
+
+        Raises:
+            AgentUnavailable: neither a key nor a model URL: every call would fail.
+        """
         env = {**os.environ, **self._config.env}
+        if credential_source(self._config, env) is None:
+            raise AgentUnavailable(NO_CREDENTIALS)
         options: dict[str, Any] = {}
         if self._config.model_url:
             options["base_url"] = self._config.model_url.rstrip("/")
@@ -103,7 +128,7 @@ class ClaudeNativeBackend:
         elif token:
             options["auth_token"] = token
         else:
-            options["api_key"] = PLACEHOLDER_KEY  # the API answers 401, which becomes a clear error
+            options["api_key"] = PLACEHOLDER_KEY  # a gateway that needs one answers 401: a clear MODEL_AUTH
         return options
 
     def _state(self, how: str) -> BackendState:
@@ -175,6 +200,7 @@ class ClaudeNativeBackend:
             tools=tools,
             session_spent=self._spent,
             policy=host.permission_policy,
+            stopping=host.turn_stopping,
             always=self._always,
         )
 

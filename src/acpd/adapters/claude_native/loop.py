@@ -40,6 +40,7 @@ STOP_REASONS: Final = {
 ALLOW: Final = ("allow", "always")
 CANCELLED: Final = ToolResult("The tool call was cancelled.", error=True)
 NOT_RUN: Final = ToolResult("Not run: the answer was cut short before the call was complete.", error=True)
+NOT_STARTED: Final = ToolResult("Not run: the turn was stopped (a cancel or a limit) before it started.", error=True)
 MAX_STEPS: Final = 200
 """Model calls in one turn at most, whatever the daemon's limits (TodoWrite makes no tool_call,
 so maxSteps does not count it)."""
@@ -99,6 +100,8 @@ class TurnDeps:
     session_spent: Spent
     policy: Callable[[], str] = lambda: "ask"
     """The session's permission policy now (``ask``, ``allow``, ``deny``, ``allow_reads``)."""
+    stopping: Callable[[], bool] = lambda: False
+    """The daemon is ending the turn (a cancel, a limit): start no more tools, call no more models."""
     always: set[str] = field(default_factory=set)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -127,11 +130,15 @@ async def run_turn(deps: TurnDeps, settings: Settings, messages: list[dict[str, 
         messages.append({"role": "user", "content": results})
         try:
             for use in uses:
-                results.append(await _run_tool(deps, settings, use))  # noqa: PERF401 - a cancel keeps those done
+                if deps.stopping():
+                    break  # the rest are answered as cancelled below, never announced
+                results.append(await _run_tool(deps, settings, use))
         finally:
             # Cancelled mid-way: every tool use still needs its result, or the next call is refused.
             answered = {block["tool_use_id"] for block in results}
             results.extend(_result_block(u.id, CANCELLED) for u in uses if u.id not in answered)
+        if deps.stopping():  # the daemon's cancel is on its way: no model call it would cut short
+            return {"stopReason": "cancelled", "usage": spent.wire()}
     why = f"the turn made {MAX_STEPS} model calls, claude-native's most; the model may go on in the next prompt"
     deps.record_error("MAX_MODEL_CALLS", why, {"modelCalls": MAX_STEPS})
     return {"stopReason": "max_turn_requests", "usage": spent.wire()}
@@ -249,10 +256,15 @@ async def _run_unannounced(deps: TurnDeps, tool: Tool, tool_use: JsonObject) -> 
 
 
 async def _cleared_run(deps: TurnDeps, settings: Settings, tool: Tool, call: JsonObject) -> ToolResult:
-    """Run the announced call if the mode, the policy or the user allow it; else why not, for the model."""
+    """Run the announced call if the mode, the policy or the user allow it, and the daemon is not
+    ending the turn (this very call may be over ``maxSteps``); else why not, for the model."""
+    if deps.stopping():
+        return NOT_STARTED
     refusal = await _clearance(deps, settings, tool.name, call)
     if refusal is not None:
         return ToolResult(refusal, error=True)
+    if deps.stopping():
+        return NOT_STARTED
     call_id = call["toolCallId"]
     await deps.emit({"sessionUpdate": "tool_call_update", "toolCallId": call_id, "status": "in_progress"})
     deps.tools.progress = _progress(deps, call_id)

@@ -9,6 +9,7 @@ or keep anything between calls.
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Final
 
@@ -20,6 +21,10 @@ from acpd.protocol.jsonio import JsonObject
 
 Emit = Callable[[JsonObject], Awaitable[None]]
 RETRYABLE_STATUSES: Final = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+TRANSIENT: Final = frozenset(
+    {"MODEL_STREAM_CUT", "MODEL_UNREACHABLE", "MODEL_RATE_LIMITED", "MODEL_OVERLOADED", "MODEL_ERROR"}
+)
+"""Failures worth retrying: a server restarting or a name not yet resolvable may be back soon."""
 MALFORMED: Final = (anthropic.APIResponseValidationError, ValueError, IndexError, KeyError, TypeError, AssertionError)
 
 
@@ -27,7 +32,7 @@ class ModelFailure(Exception):
     """A failed model call, classified.
 
     ``code``: ``MODEL_AUTH``, ``MODEL_RATE_LIMITED``, ``MODEL_OVERLOADED``, ``MODEL_ERROR``,
-    ``MODEL_STREAM_CUT`` or ``MODEL_BAD_REQUEST``.
+    ``MODEL_STREAM_CUT``, ``MODEL_UNREACHABLE`` or ``MODEL_BAD_REQUEST``.
     """
 
     def __init__(
@@ -41,7 +46,7 @@ class ModelFailure(Exception):
 
     @property
     def retryable(self) -> bool:
-        return self.code in ("MODEL_STREAM_CUT", "MODEL_RATE_LIMITED", "MODEL_OVERLOADED", "MODEL_ERROR")
+        return self.code in TRANSIENT
 
     def wire(self) -> JsonObject:
         data: JsonObject = {"status": self.status}
@@ -79,6 +84,8 @@ async def stream_message(
     except anthropic.APIStatusError as exc:
         raise _classified(exc) from exc
     except (anthropic.APIConnectionError, httpx.HTTPError) as exc:
+        if _never_connected(exc):
+            raise ModelFailure("MODEL_UNREACHABLE", f"cannot reach the model API: {exc}") from exc
         raise ModelFailure("MODEL_STREAM_CUT", f"the connection to the model API failed: {exc}") from exc
     except _transport_errors() as exc:
         raise ModelFailure("MODEL_STREAM_CUT", f"the model's answer was cut: {exc}") from exc
@@ -149,6 +156,26 @@ def _retry_after(response: Any) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """The request found no server: its host does not resolve, or nothing listens, or the connect
+    timed out. Nothing was sent, so this is no cut stream; the SDK wraps the cause."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, _connect_errors()):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _connect_errors() -> tuple[type[BaseException], ...]:
+    errors: tuple[type[BaseException], ...] = (httpx.ConnectError, httpx.ConnectTimeout, socket.gaierror)
+    try:
+        import httpx2
+    except ImportError:
+        return errors
+    return (*errors, httpx2.ConnectError, httpx2.ConnectTimeout)
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
