@@ -1,6 +1,7 @@
 """CLI layer helper: a small synchronous HTTP client of a running daemon, for the ``acpd`` commands.
 
-It renders events for a terminal; it must not hold daemon logic.
+It renders events for a terminal; it must not hold daemon logic. It imports httpx only when a
+client is made: every ``acpd`` command imports this module, and ``serve`` and ``acp`` need no client.
 """
 
 from __future__ import annotations
@@ -9,9 +10,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final, TextIO
-
-import httpx
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from acpd.config import default_data_dir
 from acpd.errors import ConnectionClosed
@@ -19,8 +18,12 @@ from acpd.private import client_token
 from acpd.protocol import jsonio
 from acpd.protocol.jsonio import JsonObject
 
+if TYPE_CHECKING:
+    import httpx  # imported when a client is made: `acpd acp` and `acpd serve` never need it
+
 DEFAULT_URL: Final = "http://127.0.0.1:4520"
-TIMEOUT: Final = httpx.Timeout(30.0, read=None)
+CONNECT_TIMEOUT_SECONDS: Final = 30.0
+"""For connecting, writing and pool waits; reads wait as long as a turn takes."""
 
 
 class DaemonClient:
@@ -29,18 +32,23 @@ class DaemonClient:
     ``$XDG_DATA_HOME/acpd``); ``token=""`` sends none."""
 
     def __init__(self, url: str = DEFAULT_URL, token: str | None = None) -> None:
+        import httpx
+
         if token is None:
             data_dir = os.environ.get("ACPD_DATA_DIR")
             token = client_token(url, Path(data_dir) if data_dir else default_data_dir(os.environ), os.environ)
         self.token = token or None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT)
+        timeout = httpx.Timeout(CONNECT_TIMEOUT_SECONDS, read=None)
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
     def close(self) -> None:
         self._http.close()
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.ConnectError as exc:
@@ -51,6 +59,8 @@ class DaemonClient:
 
     def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[JsonObject]:
         """Yield each SSE event's data as JSON."""
+        import httpx
+
         headers = {"Accept": "text/event-stream", **kwargs.pop("headers", {})}
         try:
             with self._http.stream(method, path, headers=headers, **kwargs) as response:

@@ -1,12 +1,15 @@
-"""Adapters layer: backend kinds by name. Builds a ``Backend`` for a configured agent; no I/O."""
+"""Adapters layer: backend kinds by name. Builds a ``Backend`` for a configured agent; no I/O.
+
+A kind's module is imported the first time an agent of that kind is built, not before: the
+daemon starts and idles without them (claude-native's ``anthropic`` SDK alone costs over a
+second and tens of MiB). Nothing here may import a backend module at module level.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from acpd.adapters.acp import AcpBackend
 from acpd.adapters.base import Backend
-from acpd.adapters.claude_native.backend import ClaudeNativeBackend
 from acpd.config import AgentConfig
 from acpd.errors import ConfigError
 from acpd.protocol.jsonio import JsonObject
@@ -26,7 +29,11 @@ def create_backend(
         ConfigError: the agent's kind is unknown.
     """
     if config.kind == "acp":
+        from acpd.adapters.acp import AcpBackend
+
         return AcpBackend(name, config, cwd=cwd, mcp_servers=mcp_servers, record_dir=record_dir)
     if config.kind == "claude-native":
+        from acpd.adapters.claude_native.backend import ClaudeNativeBackend
+
         return ClaudeNativeBackend(name, config, cwd=cwd)
     raise ConfigError(f"agent {name!r} has unknown kind {config.kind!r}")  # pragma: no cover - Literal-typed

@@ -6,46 +6,90 @@ orchestrators and the REST API all share the daemon's live sessions. Otherwise i
 SessionManager in process on the same store and serves the connection itself, unless another
 daemon owns that store: then it relays to that daemon's address (from the store's lock), or
 refuses if it does not answer there. Stdout carries protocol frames only: logs go to stderr. It
-must not parse argv or read the environment (the CLI does).
+must not parse argv or read the environment (the CLI does). A relay imports only what relaying
+needs (editors spawn it and wait for its answer): the daemon's engine is imported on the way to
+running standalone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import anyio
-import httpx
+from anyio.abc import ByteStream
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed as WsClosed
 
 from acpd.config import DaemonConfig
 from acpd.errors import ConfigError, ConnectionClosed, StoreLocked
 from acpd.private import client_token, private_dir, read_token
+from acpd.protocol import jsonio
 from acpd.protocol.framing import MAX_LINE_BYTES
-from acpd.store.base import EventStore
 from acpd.transports.stdio import StdioTransport, open_stdio_transport
 
-from .acp_face import AcpConnection
-from .manager import SessionManager
-from .serve import open_store
+if TYPE_CHECKING:
+    from acpd.store.base import EventStore
 
 logger = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_SECONDS: Final = 0.5
+PROBE_MAX_BYTES: Final = 64 * 1024
+"""A health answer is a few dozen bytes: more is not a daemon's."""
 
 
 async def daemon_answers(url: str) -> bool:
-    """True if an acpd daemon answers ``/v1/health`` (open to all, no token) at ``url``."""
+    """True if an acpd daemon answers ``/v1/health`` (open to all, no token) at ``url``.
+
+    One HTTP/1.0 GET on a socket of our own: the answer cannot be chunked and ends when the
+    server closes, and an HTTP client library would cost more to import than the relay's start.
+    """
     try:
-        async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_SECONDS) as client:
-            response = await client.get(f"{url.rstrip('/')}/v1/health")
-    except httpx.HTTPError:
+        parts = urlsplit(url)
+        tls = parts.scheme == "https"
+        host, port = parts.hostname or "", parts.port or (443 if tls else 80)
+    except ValueError:
         return False
-    return response.status_code == 200 and response.json().get("status") == "ok"
+    authority = f"[{host}]" if ":" in host else host
+    request = f"GET {parts.path.rstrip('/')}/v1/health HTTP/1.0\r\nHost: {authority}:{port}\r\n\r\n"
+    with anyio.move_on_after(PROBE_TIMEOUT_SECONDS):
+        try:
+            async with await _connect(host, port, tls=tls) as stream:
+                await stream.send(request.encode())
+                return _is_healthy(await _read_to_end(stream))
+        except (OSError, anyio.BrokenResourceError):
+            return False
+    return False
+
+
+async def _connect(host: str, port: int, *, tls: bool) -> ByteStream:
+    if tls:
+        return await anyio.connect_tcp(host, port, tls=True, tls_hostname=host)
+    return await anyio.connect_tcp(host, port)
+
+
+async def _read_to_end(stream: ByteStream) -> bytes:
+    answer = bytearray()
+    with contextlib.suppress(anyio.EndOfStream):
+        while len(answer) <= PROBE_MAX_BYTES:
+            answer += await stream.receive()
+    return bytes(answer)
+
+
+def _is_healthy(answer: bytes) -> bool:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0].split()
+    if len(status) < 2 or not status[0].startswith(b"HTTP/") or status[1] != b"200":
+        return False
+    try:
+        health = jsonio.loads(body)
+    except ValueError:
+        return False
+    return isinstance(health, dict) and health.get("status") == "ok"
 
 
 async def run_acp_stdio(
@@ -71,6 +115,8 @@ async def run_acp_stdio(
         announce(f"relaying to the daemon at {daemon_url}")
         await relay_stdio(rpc_url(daemon_url, agent), relay_token(config, daemon_url))
         return "relay"
+    from .serve import open_store
+
     private_dir(config.resolved_data_dir())
     try:
         store = await open_store(config.resolved_db())
@@ -158,5 +204,8 @@ async def _ws_to_stdout(ws: ClientConnection, stdio: StdioTransport, done: anyio
 
 
 async def serve_in_process(stdio: StdioTransport, config: DaemonConfig, store: EventStore, agent: str | None) -> None:
+    from .acp_face import AcpConnection
+    from .manager import SessionManager
+
     async with SessionManager(config, store).running() as manager:
         await AcpConnection(manager, stdio, default_agent=agent, name="stdio").serve()

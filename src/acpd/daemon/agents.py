@@ -17,7 +17,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from acpd import __version__
-from acpd.adapters.claude_native.backend import NO_CREDENTIALS, credential_source
+from acpd.adapters.claude_native.credentials import NO_CREDENTIALS, credential_source
 from acpd.config import AgentConfig, DaemonConfig, missing_sandbox, preset_of
 from acpd.presets import Preset
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import anthropic
@@ -29,6 +29,7 @@ from acpd.errors import INTERNAL_ERROR, AgentUnavailable, RpcError
 from acpd.presets import PLACEHOLDER_KEY
 from acpd.protocol.jsonio import JsonObject
 
+from .credentials import NO_CREDENTIALS, credential_source
 from .history import add_prompt, forget_prompt, prompt_blocks, rebuild
 from .loop import Settings, Spent, TurnDeps, run_turn
 from .stream import ModelFailure
@@ -36,8 +37,6 @@ from .tool_base import ToolContext
 from .tools import MODE_DESCRIPTIONS, MODES
 
 MODELS: Final = ("claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5")
-CREDENTIAL_VARIABLES: Final = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL")
-"""A key, a token, or a base URL (a gateway or a mock may take no key): any one will do."""
 THINKING_BUDGET_TOKENS: Final = {"low": 1_024, "medium": 4_096, "high": 16_384, "max": 32_000}
 """Thought level → extended thinking budget (1,024 is the API's least)."""
 NO_THINKING: Final = "off"
@@ -51,21 +50,6 @@ SYSTEM: Final = (
     "search, edit and run what you need; prefer small, exact edits; keep a todo list for work of "
     "several steps; say briefly what you did when done."
 )
-
-
-NO_CREDENTIALS: Final = (
-    "claude-native has no credentials: set $ANTHROPIC_API_KEY or $ANTHROPIC_AUTH_TOKEN, or a model URL "
-    "(--model-url, $ACPD_MODEL_URL, the agent's modelUrl, or $ANTHROPIC_BASE_URL)"
-)
-
-
-def credential_source(config: AgentConfig, env: Mapping[str, str]) -> str | None:
-    """Where claude-native's credentials come from (``modelUrl``, ``$ANTHROPIC_API_KEY``, …), or
-    None when there are none. ``env`` is the daemon's environment with the agent's ``env`` on top."""
-    if config.model_url:
-        return "modelUrl"
-    found = next((name for name in CREDENTIAL_VARIABLES if env.get(name)), None)
-    return f"${found}" if found else None
 
 
 class ClaudeNativeBackend:
