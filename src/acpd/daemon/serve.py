@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 HTTP_GRACE_SECONDS: Final = 5
 """After a stop signal, how long requests in flight get to finish before they are cancelled."""
+CLOSE_POLL_SECONDS: Final = 0.01
+"""While requests finish after a stop signal, how often to look whether they have (uvicorn tells
+no one when its last connection closes)."""
 STOP_DEADLINE_SECONDS: Final = 20.0
 """After the first stop signal the process exits by then, whatever is stuck."""
 EXIT_GRACE_SECONDS: Final = 1.0
@@ -69,16 +72,50 @@ class _Server(uvicorn.Server):
     """uvicorn, stopping the sessions as soon as it starts shutting down: it waits for every open
     request, and a request waiting on a session (an agent start, a turn, a stream) ends only when
     it does. Without its signal handling: ``serve`` owns the signals (uvicorn re-raises the signal
-    once its own shutdown is done, which killed the process before the store was closed)."""
+    once its own shutdown is done, which killed the process before the store was closed). Without
+    its fixed waits: uvicorn notices a stop on its next tick (up to 0.1 s) and then sleeps 0.1 s
+    more whether or not a connection is open; ``stop()`` wakes it at once, and its shutdown waits
+    only while connections or requests remain."""
 
     def __init__(self, config: uvicorn.Config, manager: SessionManager) -> None:
         super().__init__(config)
         self._manager = manager
+        self._ticking = anyio.CancelScope()
+
+    def stop(self) -> None:
+        """Begin the graceful shutdown now (from a task on the server's event loop)."""
+        self.should_exit = True
+        self._ticking.cancel()
+
+    async def main_loop(self) -> None:
+        with self._ticking:
+            await super().main_loop()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._manager.shutdown)
-            await super().shutdown(sockets)
+            await self._close_http(sockets or [])
+
+    async def _close_http(self, sockets: list[socket.socket]) -> None:
+        """uvicorn's shutdown (lifespan is off): stop listening, close idle connections, let the
+        busy ones finish within the graceful timeout, then cancel what is left."""
+        for server in self.servers:
+            server.close()
+        for sock in sockets:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        with anyio.move_on_after(HTTP_GRACE_SECONDS) as grace:
+            while self.server_state.connections or self.server_state.tasks:  # noqa: ASYNC110 - see CLOSE_POLL_SECONDS
+                await anyio.sleep(CLOSE_POLL_SECONDS)
+        if grace.cancelled_caught:
+            logger.error(
+                "cancelling %d request(s) still running after %d s", len(self.server_state.tasks), HTTP_GRACE_SECONDS
+            )
+            for task in self.server_state.tasks:
+                task.cancel()
+        for server in self.servers:
+            await server.wait_closed()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -136,7 +173,6 @@ async def _serve_on(
             log_level="warning",
             access_log=False,
             log_config=None,  # uvicorn's records go through the process's (redacting) handlers
-            timeout_graceful_shutdown=HTTP_GRACE_SECONDS,
         ),
         manager,
     )
@@ -154,7 +190,7 @@ async def _serve_on(
             signals.cancel_scope.cancel()
 
 
-async def _stop_on_signals(server: uvicorn.Server, *, task_status: TaskStatus[None]) -> None:
+async def _stop_on_signals(server: _Server, *, task_status: TaskStatus[None]) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
         task_status.started()
         async for signum in received:
@@ -166,7 +202,7 @@ async def _stop_on_signals(server: uvicorn.Server, *, task_status: TaskStatus[No
             )
             _stop_requested.set()
             _arm_deadline(STOP_DEADLINE_SECONDS, f"not stopped within {STOP_DEADLINE_SECONDS:.0f} s: exiting now")
-            server.should_exit = True
+            server.stop()
 
 
 _stop_requested = threading.Event()
