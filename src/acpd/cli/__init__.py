@@ -8,16 +8,18 @@ arguments to every user): it comes from a file or ``ACPD_TOKEN``.
 from __future__ import annotations
 
 import argparse
+import atexit
 import ctypes
 import gc
 import logging
 import os
 import sys
+import threading
 import tomllib
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from acpd import __version__
 from acpd.cli.agents import add_agents_commands, print_agents
@@ -207,7 +209,7 @@ def run_serve(args: argparse.Namespace) -> int:
     protect_environment()
     config = load_config(args, dict(os.environ))
     anyio.run(_serve, config, args.port_file, backend="asyncio", backend_options={"use_uvloop": _has_uvloop()})
-    return 0
+    _exit_without_teardown(0)
 
 
 async def _serve(config: DaemonConfig, port_file: str | None) -> None:
@@ -250,8 +252,22 @@ def _quiet_http_clients() -> None:
 def _freeze_startup_objects() -> None:
     # Everything imported so far lives as long as the daemon. Left in the collector's care, the
     # first full collection walks it all (~100 ms with the SDKs loaded), stalling every session.
-    gc.collect()
+    # No collection first: it would find a handful of objects and cost ~15 ms of the start.
     gc.freeze()
+
+
+def _exit_without_teardown(code: int) -> NoReturn:
+    """Leave once the daemon has stopped (its store closed, its agents gone): tearing the
+    interpreter down, every module and object freed one by one, took half of an idle daemon's
+    stop. Threads are waited for and exit handlers run (log handlers flush), as at a normal exit;
+    ``serve``'s exit deadline still bounds a stuck thread."""
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _has_uvloop() -> bool:
