@@ -1,0 +1,134 @@
+"""What starting costs: serving and relaying import nothing they do not need (checked in a fresh
+interpreter), and the relay's own health probe tells an acpd daemon from anything else."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+from anyio.abc import SocketStream
+
+from acpd.daemon.acp_stdio import daemon_answers
+
+pytestmark = pytest.mark.anyio
+
+SERVING = """
+import json, sys
+from acpd.cli import build_parser  # as `acpd serve` starts: the CLI, then the daemon
+from acpd.config import AgentConfig, DaemonConfig
+from acpd.daemon.agents import all_agent_facts
+from acpd.daemon.app import create_app
+from acpd.daemon.manager import SessionManager
+from acpd.daemon.serve import serve
+from acpd.store.memory import MemoryEventStore
+
+config = DaemonConfig(db=":memory:", data_dir=sys.argv[1], agents={"native": AgentConfig(kind="claude-native")})
+create_app(SessionManager(config, MemoryEventStore()))
+usable = [
+    {f["name"]: f for f in all_agent_facts(config, env)}["native"]["usable"]
+    for env in ({"ANTHROPIC_API_KEY": "sk-test"}, {})
+]
+print(json.dumps({"modules": sorted(sys.modules), "usable": usable}))
+"""
+RELAYING = """
+import json, sys
+from acpd.cli import build_parser
+from acpd.daemon.acp_stdio import run_acp_stdio
+print(json.dumps({"modules": sorted(sys.modules)}))
+"""
+HEAVY = ("anthropic", "acp", "httpx", "acpd.adapters.claude_native.backend", "acpd.testing")
+"""The model SDK, the ACP schema package, the CLI's HTTP client, and the test kit."""
+ENGINE = ("uvicorn", "starlette", "acpd.daemon.manager", "acpd.daemon.session", "acpd.adapters.registry")
+"""What a relay never runs: the daemon's HTTP server and session engine."""
+
+
+def imported_by(script: str, tmp_path: Path) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True, timeout=60
+    )
+    answer: dict[str, object] = json.loads(done.stdout)
+    return answer
+
+
+def loaded(modules: object, package: str) -> bool:
+    assert isinstance(modules, list)
+    return any(name == package or name.startswith(package + ".") for name in modules)
+
+
+def test_serving_and_telling_the_agents_import_neither_the_model_sdk_nor_the_acp_schema_nor_an_http_client(
+    tmp_path: Path,
+) -> None:
+    answer = imported_by(SERVING, tmp_path)
+    assert [package for package in HEAVY if loaded(answer["modules"], package)] == []
+    assert answer["usable"] == [True, False]  # claude-native's facts are decided without its SDK
+
+
+def test_the_relay_imports_no_daemon_engine_and_no_http_client(tmp_path: Path) -> None:
+    answer = imported_by(RELAYING, tmp_path)
+    assert [package for package in (*HEAVY, *ENGINE) if loaded(answer["modules"], package)] == []
+
+
+@asynccontextmanager
+async def answering(answer: bytes | None, requests: list[bytes]) -> AsyncIterator[str]:
+    """A server on 127.0.0.1 that records each request's head and sends ``answer`` (None: nothing,
+    ever). Yields its URL, with a path prefix."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+
+    async def reply(stream: SocketStream) -> None:
+        async with stream:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += await stream.receive()
+            requests.append(head)
+            if answer is not None:
+                await stream.send(answer)
+            else:
+                await anyio.sleep_forever()
+
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, reply)
+        yield f"http://127.0.0.1:{listener.extra(anyio.abc.SocketAttribute.local_port)}/base"
+        tg.cancel_scope.cancel()
+
+
+HEALTHY = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 15\r\n\r\n{"status":"ok"}'
+
+
+async def test_the_relay_probe_knows_a_daemon_by_its_health_answer() -> None:
+    requests: list[bytes] = []
+    with anyio.fail_after(10):
+        async with answering(HEALTHY, requests) as url:
+            assert await daemon_answers(url)
+    assert requests[0].startswith(b"GET /base/v1/health HTTP/1.0\r\n")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nnot json!",
+        b'HTTP/1.1 200 OK\r\ncontent-length: 17\r\n\r\n{"status":"down"}',
+        b"SSH-2.0-OpenSSH_9.2\r\n",
+        b"",
+        None,
+    ],
+    ids=["not-found", "not-json", "not-ok", "not-http", "closed-at-once", "silent"],
+)
+async def test_the_relay_probe_takes_nothing_else_for_a_daemon(answer: bytes | None) -> None:
+    with anyio.fail_after(10):
+        async with answering(answer, []) as url:
+            assert not await daemon_answers(url)
+
+
+async def test_the_relay_probe_finds_no_daemon_where_nothing_listens() -> None:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    await listener.aclose()
+    with anyio.fail_after(10):
+        assert not await daemon_answers(f"http://127.0.0.1:{port}")
