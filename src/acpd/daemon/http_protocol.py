@@ -2,17 +2,15 @@
 problems instead of plain text: a request httptools cannot parse (request line, headers, chunked
 body), and a WebSocket handshake websockets refuses (no or a bad ``Sec-WebSocket-Key``, an
 unsupported version) or that the app closed before accepting. It changes nothing else and knows
-no route; everything the app sees, the app answers."""
+no route; everything the app sees, the app answers. The WebSocket protocol (``ws_protocol``) is
+imported at the first upgrade: websockets and uvicorn's protocol on it are ~20 ms of the start."""
 
 from __future__ import annotations
 
-import http
+import asyncio
 from typing import Any, Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.datastructures import Headers
-from websockets.http11 import Response
 
 from acpd.protocol import jsonio
 
@@ -46,15 +44,9 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-class ProblemWebSocketProtocol(WebSocketsSansIOProtocol):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # websockets builds every refusal (its own, and uvicorn's 403/500) with reject()
-        self.conn.reject = _problem_reject  # type: ignore[method-assign]
+def websocket_protocol(**kwargs: Any) -> asyncio.Protocol:
+    """What uvicorn makes of a connection it upgrades (it calls its ``ws`` setting with these
+    arguments): ``ws_protocol.ProblemWebSocketProtocol``, imported the first time."""
+    from .ws_protocol import ProblemWebSocketProtocol
 
-
-def _problem_reject(status: http.HTTPStatus | int, text: str) -> Response:
-    status = http.HTTPStatus(status)
-    body = problem_body(status.value, text.strip() or f"the WebSocket handshake was refused ({status.phrase})")
-    headers = Headers([("Connection", "close"), ("Content-Length", str(len(body))), ("Content-Type", MEDIA_TYPE)])
-    return Response(status.value, status.phrase, headers, body)
+    return ProblemWebSocketProtocol(**kwargs)

@@ -12,6 +12,7 @@ kernel signals when the daemon dies.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -19,7 +20,7 @@ import signal
 import socket
 import threading
 from collections.abc import Iterator
-from typing import Final
+from typing import Final, cast
 
 import anyio
 import uvicorn
@@ -32,7 +33,7 @@ from acpd.store.sqlite import SqliteEventStore
 
 from . import ws
 from .app import create_app
-from .http_protocol import ProblemHttpToolsProtocol, ProblemWebSocketProtocol
+from .http_protocol import ProblemHttpToolsProtocol, websocket_protocol
 from .manager import SessionManager
 from .security import secured
 
@@ -167,7 +168,7 @@ async def _serve_on(
         uvicorn.Config(
             create_app(manager, port=port),
             http=ProblemHttpToolsProtocol,
-            ws=ProblemWebSocketProtocol,
+            ws=cast("type[asyncio.Protocol]", websocket_protocol),  # a class or a factory: uvicorn calls it
             ws_max_size=ws.MAX_MESSAGE_BYTES,
             lifespan="off",
             log_level="warning",
