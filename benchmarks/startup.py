@@ -11,6 +11,9 @@ Each round starts two daemons on fresh data directories and measures:
 - ``acpd acp`` relaying to the running daemon: spawn to the answer of ``initialize``;
 - ``acpd sessions list`` against it: spawn to exit.
 
+A warm-up round per tree comes first (uncounted): it writes the bytecode, so that acpd starts as
+an installed one does (PYTHONDONTWRITEBYTECODE is dropped from the daemons' environment).
+
 Then it prints the 15 biggest imports (cumulative) of ``acpd serve`` (``-X importtime``), so a
 heavy import that comes back shows. ``--src DIR`` (repeatable) runs the daemons from another
 checkout's ``src`` (through PYTHONPATH), interleaved round by round with the others, for A/B
@@ -63,6 +66,9 @@ class Serving:
 def tree_env(home: Path, src: str | None) -> dict[str, str]:
     env = daemon_env(home)
     env.pop("COVERAGE_PROCESS_START", None)
+    # As an installed acpd runs: from bytecode (a warm-up round writes it), not compiling its
+    # sources at every start as PYTHONDONTWRITEBYTECODE would have it.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     if src:
         env["PYTHONPATH"] = str(Path(src).resolve())
     return env
@@ -219,6 +225,8 @@ async def main() -> None:
     args = parser.parse_args()
     trees: list[str | None] = list(args.src or [None])
     results: dict[str | None, Samples] = {tree: defaultdict(list) for tree in trees}
+    for tree in trees:  # writes the bytecode; not counted
+        await one_round(tree, defaultdict(list), 1)
     load_before = os.getloadavg()
     for _ in range(args.runs):
         for tree in trees:
