@@ -8,8 +8,8 @@ from the same file, so the user never handles it.
 
 from __future__ import annotations
 
-import ipaddress
 import contextlib
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
