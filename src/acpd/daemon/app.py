@@ -75,7 +75,7 @@ class _ProblemCors(CORSMiddleware):
         response = super().preflight_response(request_headers)
         if response.status_code < 400:
             return response
-        refused = response.body.decode().removeprefix("Disallowed CORS ")
+        refused = bytes(response.body).decode().removeprefix("Disallowed CORS ")
         detail = f"this cross-origin request is not allowed: its {refused} (see allowed_origins)"
         answer = problem(response.status_code, "cors-refused", detail)
         answer.headers.update({k: v for k, v in response.headers.items() if k.startswith("access-control-")})
