@@ -10,7 +10,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
-from .http_protocol import problem_body
+from .http_protocol import problem_bytes
 from .problems import MEDIA_TYPE
 
 
@@ -23,6 +23,6 @@ class ProblemWebSocketProtocol(WebSocketsSansIOProtocol):
 
 def _problem_reject(status: http.HTTPStatus | int, text: str) -> Response:
     status = http.HTTPStatus(status)
-    body = problem_body(status.value, text.strip() or f"the WebSocket handshake was refused ({status.phrase})")
+    body = problem_bytes(status.value, text.strip() or f"the WebSocket handshake was refused ({status.phrase})")
     headers = Headers([("Connection", "close"), ("Content-Length", str(len(body))), ("Content-Type", MEDIA_TYPE)])
     return Response(status.value, status.phrase, headers, body)
