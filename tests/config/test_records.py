@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from acpd.cli import main
 from acpd.config import AgentConfig, ClientCapabilities, DaemonConfig, Policy
 from acpd.records import InvalidRecord
 
@@ -72,3 +75,23 @@ def test_a_dump_by_alias_is_the_wire_form() -> None:
 def test_an_object_is_required_where_a_record_is_expected() -> None:
     with pytest.raises(InvalidRecord, match="policy: Policy must be an object, not list"):
         DaemonConfig.model_validate({"policy": []})
+
+
+@pytest.mark.parametrize(
+    ("toml", "said"),
+    [
+        ('[daemon]\nport = "x"\n', "acpd: invalid configuration: port: must be a number, not 'x'"),
+        ("[policy]\nmaxSteps = -1\n", "[policy] maxSteps: must be at least 0, not -1"),
+        ('[agents.mine]\ncommand = "x"\nargs = "-v"\n', "[agents.mine] args: must be a list, not str"),
+    ],
+)
+def test_a_wrong_config_file_is_one_line_naming_the_field_not_a_traceback(
+    toml: str, said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(toml)
+    with pytest.raises(SystemExit) as exited:
+        main(["agents", "list", "--config", str(path)])
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -19,7 +19,7 @@ import tomllib
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, TypeVar
 
 from acpd import __version__
 from acpd.cli.agents import add_agents_commands, print_agents
@@ -29,8 +29,10 @@ from acpd.config import AgentConfig, DaemonConfig, Policy
 from acpd.errors import AcpdError, ConfigError
 from acpd.private import client_token, read_token
 from acpd.protocol import jsonio
+from acpd.records import Record
 
 PR_SET_DUMPABLE: Final = 4
+R = TypeVar("R", bound=Record)
 PASS_THROUGH = ("mock-agent", "mock-model")
 """Commands whose arguments are their own program's: argparse's REMAINDER drops leading options."""
 
@@ -199,7 +201,10 @@ def load_config(args: argparse.Namespace, env: dict[str, str]) -> DaemonConfig:
     for key in ("host", "port", "db", "data_dir", "agents_dir", "model_url", "record_agents", "token_file", "auth"):
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)
-    return DaemonConfig.model_validate(values)
+    try:
+        return DaemonConfig.model_validate(values)
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -212,10 +217,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
     for name, spec in agents.items():
         if internal := sorted(INTERNAL_AGENT_FIELDS & set(spec)):
             raise AcpdError(f"cannot read config file {path}: agent {name!r}: {', '.join(internal)} cannot be set")
-    values["agents"] = {name: AgentConfig.model_validate(spec) for name, spec in agents.items()}
+    values["agents"] = {name: _section(path, f"agents.{name}", AgentConfig, spec) for name, spec in agents.items()}
     if "policy" in data:
-        values["policy"] = Policy.model_validate(data["policy"])
+        values["policy"] = _section(path, "policy", Policy, data["policy"])
     return values
+
+
+def _section(path: Path, name: str, record: type[R], data: object) -> R:
+    try:
+        return record.model_validate(data)
+    except ValueError as exc:
+        raise ConfigError(f"invalid config file {path}: [{name}] {exc}") from exc
 
 
 def run_serve(args: argparse.Namespace) -> int:
