@@ -7,8 +7,10 @@ permission policy, durable-before-visible answers) but not HTTP or the choice of
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -25,6 +27,7 @@ from acpd.errors import (
     AcpdError,
     AgentError,
     AgentNotFound,
+    AgentUnavailable,
     InvalidSetting,
     NotFound,
     RpcError,
@@ -39,6 +42,7 @@ from acpd.protocol.jsonio import JsonObject, JsonValue, objects_in
 from acpd.store.base import EventStore, SessionDoc
 
 from .acp_views import SETTING_FOR_CATEGORY, config_options, offered_values, select_values, update_notification
+from .agents import unusable_reasons
 from .clients import AttachedClients
 from .log import SessionLog
 from .permissions import (
@@ -68,6 +72,13 @@ CHANGEABLE: Final = (
     *("agentInfo", "capabilities", "contextPending"),
 )
 """Document fields a PATCH, an ACP setter or the agent start they cause may change."""
+AGENT_FRESH: Final[JsonObject] = {
+    **{"backendSessionId": None, "configOptions": [], "modes": None, "models": None},
+    **{"mode": None, "model": None, "thoughtLevel": None, "config": {}},
+}
+"""What a switch to another agent resets: the old agent's settings mean nothing to the new one."""
+_RUNNING: ContextVar[Backend | None] = ContextVar("acpd_running_backend", default=None)
+"""In a backend's own task (its ``run`` and whatever it calls back): that backend."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +100,7 @@ class SessionRuntime:
         self.clients = AttachedClients()
         self._policy = Policy.model_validate(doc.get("policy") or {})
         self._backend: Backend | None = None
+        self._incoming: Backend | None = None  # during an agent switch: the new agent, not yet the session's
         self._backend_lock = anyio.Lock()
         self._early: list[JsonObject] | None = None  # while an agent starts: what it said before agent_started
         self._early_bytes = 0
@@ -399,7 +411,12 @@ class SessionRuntime:
                 await anyio.sleep_forever()
 
     def backend_exited(self, returncode: int | None, stderr_tail: str) -> None:
-        self._backend = None
+        exited = _RUNNING.get()
+        if exited is not None and exited is self._incoming:
+            self._incoming = None  # a switch's new agent that never became the session's: not its event
+            return
+        if exited is None or exited is self._backend:
+            self._backend = None
         if self.log.closed:
             return
         self.record_daemon(
@@ -414,11 +431,25 @@ class SessionRuntime:
 
     # -- backend lifecycle -----------------------------------------------------------------------
 
-    def _agent_config(self) -> AgentConfig:
-        name = str(self.doc["agent"])
+    def _agent_config(self, name: str) -> AgentConfig:
         agent = self._deps.config.all_agents().get(name)
         if agent is None:
             raise AgentNotFound(f"no agent named {name!r}; configured agents: {sorted(self._deps.config.all_agents())}")
+        return agent
+
+    async def check_usable(self, name: str) -> AgentConfig:
+        """The agent ``name`` if it can be used here, judged as ``GET /v1/agents`` judges it.
+
+        Raises:
+            AgentNotFound; AgentUnavailable: every reason it cannot (not installed, no runtime,
+                no sandbox, no credentials), in that order.
+        """
+        agent = self._agent_config(name)
+        judge = functools.partial(unusable_reasons, agent, os.environ, cwd=self.cwd)
+        reasons = await anyio.to_thread.run_sync(judge)  # reads PATH and files
+        if reasons:
+            detail = f"agent {name!r} cannot be used: {'; '.join(reasons)}"
+            raise AgentUnavailable(detail, data={"agent": name, "reasons": reasons})
         return agent
 
     async def ensure_backend(self) -> Backend:
@@ -428,40 +459,93 @@ class SessionRuntime:
                 return self._backend
             if self._closing:
                 raise SessionClosed(f"session {self.session_id} is closing")
-            backend = create_backend(
-                str(self.doc["agent"]),
-                self._agent_config(),
-                cwd=self.cwd,
-                mcp_servers=list(self.doc.get("mcpServers") or []),
-                record_dir=self._deps.config.record_agents or None,
-            )
-            self._early, self._early_bytes, self._start_abort = [], 0, None
-            try:
-                state = await self._deps.task_group.start(self._run_backend, backend)
-                self._backend = backend
-                await self._adopt(state)
-            finally:
-                early, self._early = self._early, None
-                self._start_scope = None
-            for message in early:
-                await self.emit(message)
+            backend, state = await self._start_backend(str(self.doc["agent"]), self.doc.get("backendSessionId"))
+            self._backend = backend
+            await self._adopt_started(state)
             return backend
 
-    async def _run_backend(self, backend: Backend, *, task_status: TaskStatus[BackendState]) -> None:
+    async def switch_agent(self, name: str, settings: JsonObject) -> None:
+        """Make before break: start ``name``'s agent beside the running one, and only once it has
+        opened its session (and offers ``settings``) stop the old one and take the new. Refused,
+        the old agent goes on untouched and nothing is recorded.
+
+        Raises:
+            AgentNotFound, AgentUnavailable, AgentError, InvalidSetting, SessionClosed.
+        """
+        async with self._backend_lock:
+            if self._closing:
+                raise SessionClosed(f"session {self.session_id} is closing")
+            incoming, state = await self._start_backend(name, None)
+            self._incoming = incoming
+            try:
+                self._check_offered(settings, {**self.doc, "agent": name, **_agent_fields(state)})
+                if self._backend is not None:
+                    with anyio.CancelScope(shield=True):
+                        await self._stop(self._backend)
+                if self._incoming is not incoming:
+                    raise AgentError(f"agent {name!r} exited right after it started", data={"agent": name})
+            except BaseException:
+                self._early = None
+                with anyio.CancelScope(shield=True):
+                    await incoming.aclose()
+                self._incoming = None
+                raise
+            self._incoming = None
+            self._backend = incoming
+            self.doc.update(agent=name, **copy.deepcopy(AGENT_FRESH))
+            await self._adopt_started(state)
+
+    async def _start_backend(self, name: str, resume_id: str | None) -> tuple[Backend, BackendState]:
+        """Start agent ``name``'s backend and wait until it has opened its session; what it says
+        meanwhile is held (``_early``) until ``_adopt_started``."""
+        backend = create_backend(
+            name,
+            await self.check_usable(name),
+            cwd=self.cwd,
+            mcp_servers=list(self.doc.get("mcpServers") or []),
+            record_dir=self._deps.config.record_agents or None,
+        )
+        self._early, self._early_bytes, self._start_abort = [], 0, None
+        try:
+            state = await self._deps.task_group.start(self._run_backend, backend, name, resume_id)
+        except BaseException:
+            self._early = None
+            raise
+        finally:
+            self._start_scope = None
+        return backend, state
+
+    async def _adopt_started(self, state: BackendState) -> None:
+        """Take the started backend's state, then pass on what it said before."""
+        try:
+            await self._adopt(state)
+        finally:
+            early, self._early = self._early, None
+        for message in early or []:
+            await self.emit(message)
+
+    async def _run_backend(
+        self, backend: Backend, name: str, resume_id: str | None, *, task_status: TaskStatus[BackendState]
+    ) -> None:
+        _RUNNING.set(backend)  # this task's own context: backend_exited knows whose exit it hears
         started = _StartedFlag(task_status, self)
         try:
             with anyio.CancelScope() as self._start_scope:
-                await backend.run(self, resume_id=self.doc.get("backendSessionId"), task_status=started)
+                await backend.run(self, resume_id=resume_id, task_status=started)
             if not started.done:
-                raise self._start_abort or AgentError(f"agent {self.doc['agent']!r} ended before it started")
+                raise self._start_abort or AgentError(f"agent {name!r} ended before it started")
         except Exception as exc:
             if not started.done:
                 raise
             # After start, a backend failure is the session's problem, never the daemon's.
             logger.exception("backend of session %s failed", self.session_id)
+            if backend is self._incoming:
+                self._incoming = None
+                return
             if not self.log.closed:
                 self.record_error("AGENT_FAILED", str(exc))
-            self._backend = None
+            if self._backend is backend:
+                self._backend = None
 
     async def _adopt(self, state: BackendState) -> None:
         resumed = state.how in ("load", "resume")
@@ -501,13 +585,16 @@ class SessionRuntime:
         return wanted
 
     async def stop_backend(self) -> None:
-        backend = self._backend
-        if backend is not None:
-            self._stopping = True
-            try:
-                await backend.aclose()
-            finally:
-                self._stopping = False
+        if self._backend is not None:
+            await self._stop(self._backend)
+
+    async def _stop(self, backend: Backend) -> None:
+        self._stopping = True
+        try:
+            await backend.aclose()
+        finally:
+            self._stopping = False
+        if self._backend is backend:
             self._backend = None
 
     # -- settings --------------------------------------------------------------------------------
@@ -554,13 +641,15 @@ class SessionRuntime:
                 self.doc[SETTING_FOR_CATEGORY[category]] = value
                 self._mark_current(category, value)
 
-    def _check_offered(self, changes: JsonObject) -> None:
+    def _check_offered(self, changes: JsonObject, doc: JsonObject | None = None) -> None:
         """Refuse a value the agent does not offer before any reaches it: a client's mistake is a
-        4xx naming the offered values, not the agent's error (and not half a change)."""
-        agent = self.doc["agent"]
+        4xx naming the offered values, not the agent's error (and not half a change). ``doc``: the
+        session as it would be (a switch checks against the new agent before taking it)."""
+        doc = self.doc if doc is None else doc
+        agent = doc["agent"]
         for key in ("model", "mode", "thoughtLevel"):
             value = changes.get(key)
-            offered = offered_values(self.doc, key)
+            offered = offered_values(doc, key)
             if not value or offered == []:
                 continue
             if offered is None:
@@ -568,7 +657,7 @@ class SessionRuntime:
             if value not in offered:
                 detail = f"agent {agent!r} offers no {key} {value!r}; choose one of {offered}"
                 raise InvalidSetting(detail, data={"setting": key, "value": value, "offered": offered})
-        options = {str(o.get("id")): o for o in objects_in(self.doc.get("configOptions"))}
+        options = {str(o.get("id")): o for o in objects_in(doc.get("configOptions"))}
         for config_id, value in dict(changes.get("config") or {}).items():
             option = options.get(config_id)
             if option is None:
@@ -831,6 +920,15 @@ def session_doc_defaults(now: str) -> dict[str, Any]:
         "mcpServers": [],
         "additionalDirectories": [],
         "contextPending": False,
+    }
+
+
+def _agent_fields(state: BackendState) -> JsonObject:
+    """What a just-started agent offers, as the session document holds it."""
+    return {
+        "configOptions": state.config_options or [],
+        "modes": state.modes,
+        "models": state.models,
     }
 
 
