@@ -225,3 +225,19 @@ async def test_a_switch_to_a_working_agent_stops_the_old_one_after_the_new_one_s
         "_acpd/settings_changed",
     ]
     assert daemon_frames(after, "_acpd/context_carried") != []
+
+
+async def test_a_switch_asking_a_setting_the_new_agent_does_not_offer_keeps_the_old_agent_running(
+    client: httpx.AsyncClient, manager: SessionManager, workdir: Path
+) -> None:
+    session = await new_session(client, workdir)
+    url = f"/v1/sessions/{session['id']}"
+    runtime = await manager.runtime(session["id"])
+    running = runtime._backend
+    before = await all_events(client, session["id"])
+    with anyio.fail_after(10):
+        response = await client.patch(url, json={"agent": "other", "model": "no-such-model"})
+    assert response.status_code == 422, response.text
+    assert runtime._backend is running
+    assert (await client.get(url)).json()["agent"] == "mock"
+    assert switch_records((await all_events(client, session["id"]))[len(before) :]) == []
