@@ -57,14 +57,17 @@ async def test_a_session_with_codex_and_no_bubblewrap_is_refused_with_the_reason
 async def test_the_agent_list_and_a_session_create_and_a_switch_give_the_same_reasons_all_at_once(
     client: httpx.AsyncClient, tmp_path: Path, installed: bool
 ) -> None:
+    """All at once and in the same order; a start is refused for every reason but credentials acpd
+    cannot see (the agent may hold a login acpd cannot read, and says so itself)."""
     listed = {a["name"]: a for a in (await client.get("/v1/agents")).json()["items"]}["codex"]
     expected = ["bwrap not found on PATH", "no credentials"]
     assert [r.partition(":")[0] for r in listed["reasons"]] == (["not installed"] if not installed else []) + expected
     assert listed["reason"] == "; ".join(listed["reasons"])
     created = await client.post("/v1/sessions", json={"agent": "codex", "cwd": str(tmp_path)})
     assert created.status_code == 503, created.text
-    assert created.json()["detail"].endswith(listed["reason"])
-    assert created.json()["data"]["reasons"] == listed["reasons"]
+    refusing = [r for r in listed["reasons"] if not r.startswith("no credentials")]
+    assert created.json()["detail"].endswith("; ".join(refusing))
+    assert created.json()["data"]["reasons"] == refusing
     session = (await client.post("/v1/sessions", json={"agent": "mock", "cwd": str(tmp_path)})).json()
     switched = await client.patch(f"/v1/sessions/{session['id']}", json={"agent": "codex"})
     assert switched.status_code == 503, switched.text

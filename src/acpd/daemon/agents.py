@@ -98,18 +98,25 @@ def _native_facts(name: str, agent: AgentConfig, env: Mapping[str, str]) -> dict
     }
 
 
-def unusable_reasons(agent: AgentConfig, env: Mapping[str, str], *, cwd: str | None = None) -> list[str]:
+def unusable_reasons(
+    agent: AgentConfig, env: Mapping[str, str], *, cwd: str | None = None, to_start: bool = False
+) -> list[str]:
     """Every reason ``agent`` cannot be used here, in a fixed order (not installed, no runtime, no
     sandbox, no credentials); empty when it can. The one judgement behind ``GET /v1/agents``,
     ``acpd agents list`` and every agent start (a session create, a switch, a restart), so they
     always agree. ``cwd`` is where a relative command is looked up (the session's directory).
+
+    ``to_start``: only the reasons that refuse a start. A preset agent whose credentials acpd
+    cannot see is still started: it may hold a login acpd cannot read (a keychain, a cloud
+    provider's own variables) or authenticate over ACP, and says so itself if it cannot.
     Blocking (it reads files): run it in a worker thread."""
     environ = {**env, **agent.env}
     if agent.kind == "claude-native":
         return [] if credential_source(agent, environ) is not None else [NO_CREDENTIALS]
     preset = preset_of(agent)
     program = _find(agent.command, agent.cwd or cwd, environ)
-    return _unusable(agent, preset, program, _credentials(preset, agent, environ), environ)
+    credentials = {"present": None} if to_start else _credentials(preset, agent, environ)
+    return _unusable(agent, preset, program, credentials, environ)
 
 
 def _joined(reasons: list[str]) -> str | None:

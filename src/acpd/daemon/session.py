@@ -441,11 +441,11 @@ class SessionRuntime:
         """The agent ``name`` if it can be used here, judged as ``GET /v1/agents`` judges it.
 
         Raises:
-            AgentNotFound; AgentUnavailable: every reason it cannot (not installed, no runtime,
-                no sandbox, no credentials), in that order.
+            AgentNotFound; AgentUnavailable: every reason it cannot start (not installed, no
+                runtime, no sandbox; no credentials only for claude-native), in that order.
         """
         agent = self._agent_config(name)
-        judge = functools.partial(unusable_reasons, agent, os.environ, cwd=self.cwd)
+        judge = functools.partial(unusable_reasons, agent, os.environ, cwd=self.cwd, to_start=True)
         reasons = await anyio.to_thread.run_sync(judge)  # reads PATH and files
         if reasons:
             detail = f"agent {name!r} cannot be used: {'; '.join(reasons)}"
