@@ -7,6 +7,7 @@ permission policy, durable-before-visible answers) but not HTTP or the choice of
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -175,11 +176,14 @@ class SessionRuntime:
             # The agent spoke before its session/new answer was adopted: _acpd/agent_started first.
             self._hold_early(message)
             return
+        # Scrubbed before anything sees it: the turn's text and the document derive from the
+        # frame the log keeps, never from what the agent sent.
+        message, text = self.log.scrub_frame(message)
         params = message.get("params")
         update = params.get("update") if isinstance(params, dict) else None
         if isinstance(update, dict) and not self._observe(update):
             return
-        self.log.append("agent", self._turn_number, message)
+        self.log.append("agent", self._turn_number, text, scrubbed=True)
         await self.log.wait_capacity()
 
     def _hold_early(self, message: JsonObject) -> None:
@@ -262,8 +266,11 @@ class SessionRuntime:
         # ACP requires the session id, and clients refuse a request without it: whatever the
         # backend put there (claude-native put nothing), it is this session's.
         params = {**(params if isinstance(params, dict) else {}), "sessionId": self.session_id}
-        message = {**message, "params": params}
-        seq = self.record("agent", message)
+        # The pending request (its list, the clients asked) shows the frame the log keeps.
+        message, text = self.log.scrub_frame({**message, "params": params})
+        params = message["params"]
+        assert isinstance(params, dict)
+        seq = self.log.append("agent", self._turn_number, text, scrubbed=True).seq
         pending = PendingPermission(f"p{seq}", seq, self._turn_number, message, utc_now())
         self.broker.open(pending)
         try:
@@ -439,13 +446,34 @@ class SessionRuntime:
             try:
                 state = await self._deps.task_group.start(self._run_backend, backend)
                 self._backend = backend
-                await self._adopt(state)
+                await self._adopt(self._scrubbed_state(state))
             finally:
                 early, self._early = self._early, None
                 self._start_scope = None
             for message in early:
                 await self.emit(message)
             return backend
+
+    def _scrubbed_state(self, state: BackendState) -> BackendState:
+        """What a started agent reports, secrets masked, before the document holds it."""
+        wire: JsonObject = {
+            "agentInfo": state.agent_info,
+            "capabilities": state.capabilities,
+            "modes": state.modes,
+            "configOptions": state.config_options,
+            "models": state.models,
+        }
+        clean, _ = self.log.scrub_frame(wire)
+        if clean is wire:
+            return state
+        return dataclasses.replace(
+            state,
+            agent_info=clean["agentInfo"],
+            capabilities=clean["capabilities"],
+            modes=clean["modes"],
+            config_options=clean["configOptions"],
+            models=clean["models"],
+        )
 
     async def _run_backend(self, backend: Backend, *, task_status: TaskStatus[BackendState]) -> None:
         started = _StartedFlag(task_status, self)
@@ -627,7 +655,8 @@ class SessionRuntime:
 
     def _adopt_options(self, options: list[JsonObject] | None) -> None:
         if options is not None:
-            self.doc["configOptions"] = options
+            clean, _ = self.log.scrub_frame({"configOptions": options})
+            self.doc["configOptions"] = clean["configOptions"]
 
     # -- turns -----------------------------------------------------------------------------------
 
@@ -654,7 +683,7 @@ class SessionRuntime:
                 except Exception as exc:
                     # A bug in a turn must cost that turn, never the daemon.
                     logger.exception("turn %d of session %s failed", turn.number, self.session_id)
-                    turn.error = AgentError(f"internal error: {exc!r}")
+                    turn.error = self._scrubbed_error(AgentError(f"internal error: {exc!r}"))
                     self.record_error("INTERNAL", f"turn {turn.number} failed: {exc!r}")
                     self._set_status("error")
                 finally:
@@ -682,14 +711,16 @@ class SessionRuntime:
             response = jsonrpc.result_response(request_id, result)
             self.doc["usage"] = usage_totals(self.doc.get("usage") or {}, result.get("usage"))
         except AcpdError as exc:
-            turn.error = exc
+            # An agent's error may quote its configuration: its answer shows what the log keeps.
+            turn.error = exc = self._scrubbed_error(exc)
             sender = "agent" if isinstance(exc, RpcError) else "daemon"
             error = exc.to_wire() if isinstance(exc, RpcError) else {"code": exc.code, "message": exc.message}
             response = jsonrpc.error_response(request_id, error)
             if isinstance(exc.data, dict):  # a failed turn still spent what it reports (claude-native does)
                 self.doc["usage"] = usage_totals(self.doc.get("usage") or {}, exc.data.get("usage"))
-        turn.response = response
-        turn.last_seq = self.record(sender, response)
+        # The answer (REST, ACP) is the recorded frame: what the agent said, secrets masked.
+        turn.response, text = self.log.scrub_frame(response)
+        turn.last_seq = self.log.append(sender, self._turn_number, text, scrubbed=True).seq
         self.broker.cancel_all()
         self._set_status("error" if turn.error is not None else "idle")
         try:
@@ -701,6 +732,15 @@ class SessionRuntime:
             # The answer is recorded and commits when the store accepts writes again; the caller
             # must not be told the turn is durable before then.
             turn.error = turn.error or exc
+
+    def _scrubbed_error(self, exc: AcpdError) -> AcpdError:
+        """``exc`` with the secrets in its message and data masked (in place: the error is ours)."""
+        exc.message = self.log.scrub(exc.message)
+        exc.args = (exc.message, *exc.args[1:])
+        if exc.data is not None:
+            data, _ = self.log.scrub_frame({"data": exc.data})
+            exc.data = data["data"]
+        return exc
 
     async def _prompt_backend(self, turn: Turn) -> JsonObject:
         backend = await self.ensure_backend()
