@@ -58,6 +58,10 @@ logger = logging.getLogger(__name__)
 
 CANCEL_GRACE_SECONDS: Final = 5.0
 """How long an agent may take to answer a cancelled prompt before its process is stopped."""
+CLOSE_CANCEL_SECONDS: Final = min(CANCEL_GRACE_SECONDS, 2.0)
+"""When a session closes under a running turn (the daemon stops, the session is deleted): how long
+its agent may take to answer the cancel, and then how long the turn may take to record its answer
+once the agent is stopped. Short: stopping the daemon must stay fast."""
 STDERR_EVENT_CHARS: Final = 4000
 MAX_EARLY_BYTES: Final = 16 * 1024 * 1024
 """What an agent may send before its session is open (held in memory until then); past it, the start fails."""
@@ -156,8 +160,11 @@ class SessionRuntime:
             StoreError: the store fails (a full disk); the document stays queued and commits
                 with those records when the store accepts writes again.
         """
+        await self.log.wait_saved(self._queue_save())
+
+    def _queue_save(self) -> int:
         self.doc["updatedAt"] = utc_now()
-        await self.log.wait_saved(self.log.save_doc(self.doc))
+        return self.log.save_doc(self.doc)
 
     def _store_failed(self, fault: StoreError) -> None:
         """Commits started failing: say so in the log (the record commits once they succeed again)
@@ -723,8 +730,10 @@ class SessionRuntime:
         turn.last_seq = self.log.append(sender, self._turn_number, text, scrubbed=True).seq
         self.broker.cancel_all()
         self._set_status("error" if turn.error is not None else "idle")
+        saved = self._queue_save()
+        turn.answered.set()  # the answer and the document saying the turn ended commit together
         try:
-            await self.save()
+            await self.log.wait_saved(saved)
             if turn.idempotency_key is not None:
                 answer = jsonio.dumps_str(turn.answer(self.session_id))
                 await self._deps.store.put_idempotent(self.session_id, turn.idempotency_key, answer)
@@ -743,6 +752,7 @@ class SessionRuntime:
         return exc
 
     async def _prompt_backend(self, turn: Turn) -> JsonObject:
+        turn.with_agent = True
         backend = await self.ensure_backend()
         prompt = await self._with_context(turn)
         result: JsonObject = {"stopReason": "cancelled"}
@@ -814,6 +824,29 @@ class SessionRuntime:
             turn.request_stop()
             await turn.done.wait()
 
+    async def _answer_running_turn(self) -> None:
+        """End the running turn as a cancel does, and wait (bounded) until its answer is recorded:
+        the log is complete (no ``turn_interrupted`` after a clean stop) and the turn's stream ends
+        with its answer, like any turn's. An agent that does not answer the cancel in time is
+        stopped, and the turn answers ``cancelled`` after the ``CANCEL_IGNORED`` error."""
+        turn = self._current
+        if turn is None:
+            return
+        turn.request_stop()
+        if not turn.with_agent:
+            return  # held up before its agent (a stuck store): no cancel to wait for
+        with anyio.move_on_after(CLOSE_CANCEL_SECONDS):
+            await turn.answered.wait()
+        if turn.answered.is_set():
+            return
+        self.record_error(
+            "CANCEL_IGNORED",
+            f"agent did not end turn {turn.number} within {CLOSE_CANCEL_SECONDS} s of cancel; the session closed",
+        )
+        await self.stop_backend()
+        with anyio.move_on_after(CLOSE_CANCEL_SECONDS):
+            await turn.answered.wait()
+
     def take_turns_again(self) -> None:
         """Undo ``stop_turns``: a close that the store refused leaves the session open."""
         self._closing = False
@@ -822,12 +855,12 @@ class SessionRuntime:
         self.doc["status"] = status
 
     async def aclose(self) -> None:
-        """Stop the backend and services, answer pending permissions, close the log after its last commit."""
+        """Answer the running turn, stop the backend and services, answer pending permissions,
+        close the log after its last commit."""
         self._closing = True
-        if self._current is not None:
-            self._current.request_stop()
-        self.broker.cancel_all()
         self.abort_start(SessionClosed(f"session {self.session_id} was closed while its agent started"))
+        await self._answer_running_turn()
+        self.broker.cancel_all()
         await self.stop_backend()
         if self._services_scope is not None:
             self._services_scope.cancel()
