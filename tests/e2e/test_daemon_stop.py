@@ -99,6 +99,7 @@ async def test_a_second_daemon_on_one_database_refuses_to_start_and_a_killed_one
         message = second.stderr.decode()
         db = tmp_path / "data" / "acpd" / "acpd.db"
         assert f"another acpd (pid {first.process.pid}, serving {first.url}) owns {db}; stop it or use --db" in message
+        assert "Traceback" not in message  # a refusal is a message, not a crash
         assert (await http.get("/v1/health")).status_code == 200  # the first serves on
         await first.kill()
     async with running_daemon(tmp_path) as third, third.client(timeout=30) as http:
