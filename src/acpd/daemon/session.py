@@ -7,6 +7,7 @@ permission policy, durable-before-visible answers) but not HTTP or the choice of
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import logging
 import os
@@ -61,6 +62,10 @@ logger = logging.getLogger(__name__)
 
 CANCEL_GRACE_SECONDS: Final = 5.0
 """How long an agent may take to answer a cancelled prompt before its process is stopped."""
+CLOSE_CANCEL_SECONDS: Final = min(CANCEL_GRACE_SECONDS, 2.0)
+"""When a session closes under a running turn (the daemon stops, the session is deleted): how long
+its agent may take to answer the cancel, and then how long the turn may take to record its answer
+once the agent is stopped. Short: stopping the daemon must stay fast."""
 STDERR_EVENT_CHARS: Final = 4000
 MAX_EARLY_BYTES: Final = 16 * 1024 * 1024
 """What an agent may send before its session is open (held in memory until then); past it, the start fails."""
@@ -167,8 +172,11 @@ class SessionRuntime:
             StoreError: the store fails (a full disk); the document stays queued and commits
                 with those records when the store accepts writes again.
         """
+        await self.log.wait_saved(self._queue_save())
+
+    def _queue_save(self) -> int:
         self.doc["updatedAt"] = utc_now()
-        await self.log.wait_saved(self.log.save_doc(self.doc))
+        return self.log.save_doc(self.doc)
 
     def _store_failed(self, fault: StoreError) -> None:
         """Commits started failing: say so in the log (the record commits once they succeed again)
@@ -187,11 +195,14 @@ class SessionRuntime:
             # The agent spoke before its session/new answer was adopted: _acpd/agent_started first.
             self._hold_early(message)
             return
+        # Scrubbed before anything sees it: the turn's text and the document derive from the
+        # frame the log keeps, never from what the agent sent.
+        message, text = self.log.scrub_frame(message)
         params = message.get("params")
         update = params.get("update") if isinstance(params, dict) else None
         if isinstance(update, dict) and not self._observe(update):
             return
-        self.log.append("agent", self._turn_number, message)
+        self.log.append("agent", self._turn_number, text, scrubbed=True)
         await self.log.wait_capacity()
 
     def _hold_early(self, message: JsonObject) -> None:
@@ -274,8 +285,11 @@ class SessionRuntime:
         # ACP requires the session id, and clients refuse a request without it: whatever the
         # backend put there (claude-native put nothing), it is this session's.
         params = {**(params if isinstance(params, dict) else {}), "sessionId": self.session_id}
-        message = {**message, "params": params}
-        seq = self.record("agent", message)
+        # The pending request (its list, the clients asked) shows the frame the log keeps.
+        message, text = self.log.scrub_frame({**message, "params": params})
+        params = message["params"]
+        assert isinstance(params, dict)
+        seq = self.log.append("agent", self._turn_number, text, scrubbed=True).seq
         pending = PendingPermission(f"p{seq}", seq, self._turn_number, message, utc_now())
         self.broker.open(pending)
         try:
@@ -518,11 +532,32 @@ class SessionRuntime:
     async def _adopt_started(self, state: BackendState) -> None:
         """Take the started backend's state, then pass on what it said before."""
         try:
-            await self._adopt(state)
+            await self._adopt(self._scrubbed_state(state))
         finally:
             early, self._early = self._early, None
         for message in early or []:
             await self.emit(message)
+
+    def _scrubbed_state(self, state: BackendState) -> BackendState:
+        """What a started agent reports, secrets masked, before the document holds it."""
+        wire: JsonObject = {
+            "agentInfo": state.agent_info,
+            "capabilities": state.capabilities,
+            "modes": state.modes,
+            "configOptions": state.config_options,
+            "models": state.models,
+        }
+        clean, _ = self.log.scrub_frame(wire)
+        if clean is wire:
+            return state
+        return dataclasses.replace(
+            state,
+            agent_info=clean["agentInfo"],
+            capabilities=clean["capabilities"],
+            modes=clean["modes"],
+            config_options=clean["configOptions"],
+            models=clean["models"],
+        )
 
     async def _run_backend(
         self, backend: Backend, name: str, resume_id: str | None, *, task_status: TaskStatus[BackendState]
@@ -716,7 +751,8 @@ class SessionRuntime:
 
     def _adopt_options(self, options: list[JsonObject] | None) -> None:
         if options is not None:
-            self.doc["configOptions"] = options
+            clean, _ = self.log.scrub_frame({"configOptions": options})
+            self.doc["configOptions"] = clean["configOptions"]
 
     # -- turns -----------------------------------------------------------------------------------
 
@@ -743,7 +779,7 @@ class SessionRuntime:
                 except Exception as exc:
                     # A bug in a turn must cost that turn, never the daemon.
                     logger.exception("turn %d of session %s failed", turn.number, self.session_id)
-                    turn.error = AgentError(f"internal error: {exc!r}")
+                    turn.error = self._scrubbed_error(AgentError(f"internal error: {exc!r}"))
                     self.record_error("INTERNAL", f"turn {turn.number} failed: {exc!r}")
                     self._set_status("error")
                 finally:
@@ -771,18 +807,22 @@ class SessionRuntime:
             response = jsonrpc.result_response(request_id, result)
             self.doc["usage"] = usage_totals(self.doc.get("usage") or {}, result.get("usage"))
         except AcpdError as exc:
-            turn.error = exc
+            # An agent's error may quote its configuration: its answer shows what the log keeps.
+            turn.error = exc = self._scrubbed_error(exc)
             sender = "agent" if isinstance(exc, RpcError) else "daemon"
             error = exc.to_wire() if isinstance(exc, RpcError) else {"code": exc.code, "message": exc.message}
             response = jsonrpc.error_response(request_id, error)
             if isinstance(exc.data, dict):  # a failed turn still spent what it reports (claude-native does)
                 self.doc["usage"] = usage_totals(self.doc.get("usage") or {}, exc.data.get("usage"))
-        turn.response = response
-        turn.last_seq = self.record(sender, response)
+        # The answer (REST, ACP) is the recorded frame: what the agent said, secrets masked.
+        turn.response, text = self.log.scrub_frame(response)
+        turn.last_seq = self.log.append(sender, self._turn_number, text, scrubbed=True).seq
         self.broker.cancel_all()
         self._set_status("error" if turn.error is not None else "idle")
+        saved = self._queue_save()
+        turn.answered.set()  # the answer and the document saying the turn ended commit together
         try:
-            await self.save()
+            await self.log.wait_saved(saved)
             if turn.idempotency_key is not None:
                 answer = jsonio.dumps_str(turn.answer(self.session_id))
                 await self._deps.store.put_idempotent(self.session_id, turn.idempotency_key, answer)
@@ -791,7 +831,17 @@ class SessionRuntime:
             # must not be told the turn is durable before then.
             turn.error = turn.error or exc
 
+    def _scrubbed_error(self, exc: AcpdError) -> AcpdError:
+        """``exc`` with the secrets in its message and data masked (in place: the error is ours)."""
+        exc.message = self.log.scrub(exc.message)
+        exc.args = (exc.message, *exc.args[1:])
+        if exc.data is not None:
+            data, _ = self.log.scrub_frame({"data": exc.data})
+            exc.data = data["data"]
+        return exc
+
     async def _prompt_backend(self, turn: Turn) -> JsonObject:
+        turn.with_agent = True
         backend = await self.ensure_backend()
         prompt = await self._with_context(turn)
         result: JsonObject = {"stopReason": "cancelled"}
@@ -863,6 +913,29 @@ class SessionRuntime:
             turn.request_stop()
             await turn.done.wait()
 
+    async def _answer_running_turn(self) -> None:
+        """End the running turn as a cancel does, and wait (bounded) until its answer is recorded:
+        the log is complete (no ``turn_interrupted`` after a clean stop) and the turn's stream ends
+        with its answer, like any turn's. An agent that does not answer the cancel in time is
+        stopped, and the turn answers ``cancelled`` after the ``CANCEL_IGNORED`` error."""
+        turn = self._current
+        if turn is None:
+            return
+        turn.request_stop()
+        if not turn.with_agent:
+            return  # held up before its agent (a stuck store): no cancel to wait for
+        with anyio.move_on_after(CLOSE_CANCEL_SECONDS):
+            await turn.answered.wait()
+        if turn.answered.is_set():
+            return
+        self.record_error(
+            "CANCEL_IGNORED",
+            f"agent did not end turn {turn.number} within {CLOSE_CANCEL_SECONDS} s of cancel; the session closed",
+        )
+        await self.stop_backend()
+        with anyio.move_on_after(CLOSE_CANCEL_SECONDS):
+            await turn.answered.wait()
+
     def take_turns_again(self) -> None:
         """Undo ``stop_turns``: a close that the store refused leaves the session open."""
         self._closing = False
@@ -871,12 +944,12 @@ class SessionRuntime:
         self.doc["status"] = status
 
     async def aclose(self) -> None:
-        """Stop the backend and services, answer pending permissions, close the log after its last commit."""
+        """Answer the running turn, stop the backend and services, answer pending permissions,
+        close the log after its last commit."""
         self._closing = True
-        if self._current is not None:
-            self._current.request_stop()
-        self.broker.cancel_all()
         self.abort_start(SessionClosed(f"session {self.session_id} was closed while its agent started"))
+        await self._answer_running_turn()
+        self.broker.cancel_all()
         await self.stop_backend()
         if self._services_scope is not None:
             self._services_scope.cancel()

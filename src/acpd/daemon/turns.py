@@ -30,6 +30,10 @@ class Turn:
     done: anyio.Event = field(default_factory=anyio.Event)
     stop: anyio.Event = field(default_factory=anyio.Event)
     """Set to ask the running turn to end (cancel, a limit, the timeout)."""
+    with_agent: bool = False
+    """The turn is past its own bookkeeping: its agent starts or has the prompt (a cancel reaches it)."""
+    answered: anyio.Event = field(default_factory=anyio.Event)
+    """Set once the turn's answer is recorded (appended to the log; it commits when the store can)."""
     stop_reason_override: str | None = None
     first_seq: int = 0
     last_seq: int = 0
