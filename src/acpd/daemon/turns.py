@@ -45,6 +45,8 @@ class Turn:
     """Tokens the turn has cost so far, when the agent reports it (``_meta.acpd.turnTokens``)."""
     text_parts: list[str] = field(default_factory=list)
     text_chars: int = 0
+    text_truncated: bool = False
+    """The answer's ``text`` stops at ``TEXT_LIMIT_CHARS``; the event log has it all."""
     response: JsonObject | None = None
     error: AcpdError | None = None
 
@@ -54,7 +56,11 @@ class Turn:
         self.stop.set()
 
     def add_text(self, text: str) -> None:
-        if self.text_chars < TEXT_LIMIT_CHARS:
+        room = TEXT_LIMIT_CHARS - self.text_chars
+        if len(text) > room:
+            self.text_truncated = True
+            text = text[: max(room, 0)]
+        if text:
             self.text_parts.append(text)
             self.text_chars += len(text)
 
@@ -83,6 +89,8 @@ class Turn:
             "firstSeq": self.first_seq,
             "lastSeq": self.last_seq,
         }
+        if self.text_truncated:
+            answer["textTruncated"] = True
         if self.response is not None and "error" in self.response:
             answer["error"] = self.response["error"]
         return answer
