@@ -14,7 +14,6 @@ alias; an unknown one is refused. Errors are ``InvalidRecord`` (a ``ValueError``
 
 from __future__ import annotations
 
-import functools
 import inspect
 import types
 import typing
@@ -87,7 +86,6 @@ class Record:
 
     _fields: ClassVar[dict[str, _Field]]
     _keys: ClassVar[dict[str, str]]
-    _checks: ClassVar[list[Callable[[Any], object]]]
 
     def __init__(self, **data: Any) -> None:
         fields, keys = _fields_of(type(self))
@@ -100,7 +98,7 @@ class Record:
         for name, field in fields.items():
             value = given[name] if name in given else field.initial()
             object.__setattr__(self, name, _checked(field, value))
-        for check in type(self)._checks:
+        for check in _after_checks(type(self)):
             check(self)
 
     @classmethod
@@ -174,7 +172,6 @@ def _fields_of(cls: type[Record]) -> tuple[dict[str, _Field], dict[str, str]]:
         keys = {name: name for name in fields} | {field.key: name for name, field in fields.items()}
         type.__setattr__(cls, "_fields", fields)
         type.__setattr__(cls, "_keys", keys)
-        type.__setattr__(cls, "_checks", _after_checks(cls))
     return cls._fields, cls._keys
 
 
@@ -201,7 +198,7 @@ def _checked(field: _Field, value: object) -> Any:
 
 def _as(kind: Any, value: object) -> Any:
     """``value`` as the annotation ``kind`` says, or ``InvalidRecord``."""
-    origin, args = _shape(kind)
+    origin, args = get_origin(kind), get_args(kind)
     if kind is Any:
         return value
     if origin in (Union, types.UnionType):
@@ -221,11 +218,6 @@ def _as(kind: Any, value: object) -> Any:
     if isinstance(kind, type) and issubclass(kind, Record):
         return kind.model_validate(value)
     return _as_scalar(kind, value)
-
-
-@functools.cache
-def _shape(kind: Any) -> tuple[Any, tuple[Any, ...]]:
-    return get_origin(kind), get_args(kind)
 
 
 def _as_union(args: tuple[Any, ...], value: object) -> Any:
