@@ -2,7 +2,7 @@
 and passes a ``DaemonConfig`` down. Expanding a preset into the command to run looks at the
 environment and at whether acpd installed it (``all_agents``); ``missing_sandbox`` looks on PATH
 and in the agent's own config file. Nothing here writes or runs anything.
-Imports only the stdlib, ``records`` and ``presets``."""
+Imports only pydantic, the stdlib and ``presets``."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from acpd.presets import PRESETS, Preset, Sandbox, fill_dir, preset_dir, preset_env, preset_program
-from acpd.records import Field, Record, model_validator
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 4520
@@ -28,8 +29,8 @@ AGENT_START_TIMEOUT_SECONDS: Final = 30.0
 PermissionPolicy = Literal["ask", "allow", "deny", "allow_reads"]
 
 
-class _Frozen(Record):
-    """Frozen, unknown fields refused, each field by name or by alias (``records``)."""
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
 class FsCapabilities(_Frozen):

@@ -42,8 +42,8 @@ from acpd.cli import build_parser
 from acpd.daemon.acp_stdio import run_acp_stdio
 print(json.dumps({"modules": sorted(sys.modules)}))
 """
-HEAVY = ("anthropic", "acp", "httpx", "pydantic", "acpd.adapters.claude_native.backend", "acpd.testing")
-"""The model SDK, the ACP schema package, the CLI's HTTP client, pydantic, and the test kit."""
+HEAVY = ("anthropic", "acp", "httpx", "acpd.adapters.claude_native.backend", "acpd.testing")
+"""The model SDK, the ACP schema package, the CLI's HTTP client, and the test kit."""
 ENGINE = ("uvicorn", "starlette", "acpd.daemon.manager", "acpd.daemon.session", "acpd.adapters.registry")
 """What a relay never runs: the daemon's HTTP server and session engine."""
 
