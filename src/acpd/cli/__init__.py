@@ -21,6 +21,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Final, NoReturn, TypeVar
 
+from pydantic import BaseModel, ValidationError
+
 from acpd import __version__
 from acpd.cli.agents import add_agents_commands, print_agents
 from acpd.cli.agents import install as install_agents
@@ -29,10 +31,9 @@ from acpd.config import AgentConfig, DaemonConfig, Policy
 from acpd.errors import AcpdError, ConfigError
 from acpd.private import client_token, read_token
 from acpd.protocol import jsonio
-from acpd.records import Record
 
 PR_SET_DUMPABLE: Final = 4
-R = TypeVar("R", bound=Record)
+R = TypeVar("R", bound=BaseModel)
 PASS_THROUGH = ("mock-agent", "mock-model")
 """Commands whose arguments are their own program's: argparse's REMAINDER drops leading options."""
 
@@ -204,7 +205,7 @@ def load_config(args: argparse.Namespace, env: dict[str, str]) -> DaemonConfig:
     try:
         return DaemonConfig.model_validate(values)
     except ValueError as exc:
-        raise ConfigError(f"invalid configuration: {exc}") from exc
+        raise ConfigError(f"invalid configuration: {_one_line(exc)}") from exc
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -227,7 +228,17 @@ def _section(path: Path, name: str, record: type[R], data: object) -> R:
     try:
         return record.model_validate(data)
     except ValueError as exc:
-        raise ConfigError(f"invalid config file {path}: [{name}] {exc}") from exc
+        raise ConfigError(f"invalid config file {path}: [{name}] {_one_line(exc)}") from exc
+
+
+def _one_line(exc: ValueError) -> str:
+    """A validation error as one line naming each field: ``maxSteps: must be >= 0 (got -1)``."""
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'value'}: {error['msg']} (got {error['input']!r})"
+        for error in exc.errors(include_url=False)
+    )
 
 
 def run_serve(args: argparse.Namespace) -> int:
