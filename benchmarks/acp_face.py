@@ -536,7 +536,7 @@ async def main() -> None:
     parser.add_argument("--sessions", type=int, default=20, help="ACP-over-HTTP session creates (0: skip)")
     parser.add_argument("--faces", default=",".join(FACES), help="comma-separated, from ws,http,stdio")
     parser.add_argument("--no-ws-deflate", dest="ws_deflate", action="store_false", help="WebSocket without deflate")
-    parser.add_argument("--url", help="use a running daemon instead of starting one")
+    parser.add_argument("--url", help="use a running daemon (started with --no-auth) instead of starting one")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="acpd-bench-face-") as home:
         if args.url:

@@ -193,7 +193,7 @@ async def bench_on(home: Path, model: MockModelServer, sdk: AsyncAnthropic) -> A
     """A daemon on ``home``'s SQLite file (the same one each time: a restart) and a Bench for it."""
     async with (
         running_daemon(home, "--model-url", model.url) as daemon,
-        httpx.AsyncClient(base_url=daemon.url, timeout=PROMPT_TIMEOUT_SECONDS) as http,
+        daemon.client(timeout=PROMPT_TIMEOUT_SECONDS) as http,
     ):
         yield Bench(http, model, sdk, home / "work"), daemon
 

@@ -48,7 +48,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=500)
     parser.add_argument("--sessions", type=int, default=20)
-    parser.add_argument("--url", help="use a running daemon instead of starting one")
+    parser.add_argument("--url", help="use a running daemon (started with --no-auth) instead of starting one")
     args = parser.parse_args()
     if args.url:
         await measure(args.url, args.prompts, args.sessions)

@@ -60,7 +60,7 @@ async def main(agents: list[str], runs: int) -> None:
             args = ("--agents-dir", str(AGENTS_DIR), "--model-url", model.url, "--db", ":memory:")
             async with (
                 running_daemon(home, *args, env={"TMPDIR": str(home / "tmp")}) as daemon,
-                httpx.AsyncClient(base_url=daemon.url, timeout=120) as http,
+                daemon.client(timeout=120) as http,
             ):
                 for agent in agents:
                     samples = [await one_run(http, agent, str(home)) for _ in range(runs)]

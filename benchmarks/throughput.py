@@ -69,7 +69,7 @@ async def main() -> None:
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--reader-delay", type=float, default=0.0, help="seconds to pause after each read")
-    parser.add_argument("--url", help="use a running daemon instead of starting one")
+    parser.add_argument("--url", help="use a running daemon (started with --no-auth) instead of starting one")
     args = parser.parse_args()
     rates = []
     if args.url:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,17 @@ def workdir(tmp_path: Path) -> Path:
     path = tmp_path / "work"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """Umask 0 for the test (and the processes it starts): a file or directory gets exactly the
+    mode it is created with, so only code that sets its modes itself makes them private."""
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -5,13 +5,17 @@ It renders events for a terminal; it must not hold daemon logic.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Final, TextIO
 
 import httpx
 
+from acpd.config import default_data_dir
 from acpd.errors import ConnectionClosed
+from acpd.private import client_token
 from acpd.protocol import jsonio
 from acpd.protocol.jsonio import JsonObject
 
@@ -20,7 +24,15 @@ TIMEOUT: Final = httpx.Timeout(30.0, read=None)
 
 
 class DaemonClient:
+    """A client of the daemon at ``url``. With no ``token`` it sends ``ACPD_TOKEN``, else, to a
+    daemon on this machine, the one in its data directory (``ACPD_DATA_DIR``, else
+    ``$XDG_DATA_HOME/acpd``); ``token=""`` sends none."""
+
     def __init__(self, url: str = DEFAULT_URL, token: str | None = None) -> None:
+        if token is None:
+            data_dir = os.environ.get("ACPD_DATA_DIR")
+            token = client_token(url, Path(data_dir) if data_dir else default_data_dir(os.environ), os.environ)
+        self.token = token or None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT)

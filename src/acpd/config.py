@@ -180,7 +180,12 @@ class DaemonConfig(_Frozen):
     """When set, a directory: every frame to and from each agent is appended to
     ``<dir>/<session id>.<agent>.jsonl`` (raw traffic, for bug reports and golden files)."""
     token: str | None = None
-    """Bearer token required on every request except health; mandatory when not bound to loopback."""
+    """Bearer token required on every request except health (from ``ACPD_TOKEN`` or the config
+    file). None: ``token_file``'s, else the one ``acpd serve`` generates in ``<data_dir>/token``."""
+    token_file: str = ""
+    """A file holding the token (``--token-file``); it is read when the daemon starts."""
+    auth: bool = True
+    """False (``--no-auth``): no token at all, for single-user sandboxes; refused off loopback."""
     allowed_hosts: tuple[str, ...] = ()
     """Extra Host header values accepted besides the bound address and localhost forms."""
     allowed_origins: tuple[str, ...] = ()

@@ -118,7 +118,7 @@ class AgentDaemon:
         env = {"TMPDIR": str(self.home / "tmp"), "OPENCODE_CONFIG_CONTENT": OPENCODE_PERMISSIONS}
         async with (
             running_daemon(self.home, *args, env=env, wrapper=wrapper) as daemon,
-            httpx.AsyncClient(base_url=daemon.url, timeout=60) as http,
+            daemon.client(timeout=60) as http,
         ):
             yield daemon, http
 

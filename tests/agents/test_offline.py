@@ -53,7 +53,7 @@ async def test_through_a_whole_session_the_agent_tries_to_reach_only_its_model_u
         url = daemon.url.replace("http://", "ws://") + f"/v1/rpc?agent={agent}"
         editor = Editor()
         with anyio.fail_after(TURN_SECONDS):
-            async with connect(url) as ws:
+            async with connect(url, additional_headers=daemon.headers) as ws:
                 editor.ws = ws
                 await editor.call("initialize", {"protocolVersion": 1, "clientCapabilities": {}})
                 new = await editor.call("session/new", {"cwd": str(agent_daemon.work), "mcpServers": []})

@@ -43,7 +43,7 @@ async def test_opencode_reads_the_users_config_its_commands_see_theirs_and_neith
         url = daemon.url.replace("http://", "ws://") + "/v1/rpc?agent=opencode"
         editor = Editor()
         with anyio.fail_after(TURN_SECONDS):
-            async with connect(url) as ws:
+            async with connect(url, additional_headers=daemon.headers) as ws:
                 editor.ws = ws
                 await editor.call("initialize", {"protocolVersion": 1, "clientCapabilities": {}})
                 new = await editor.call("session/new", {"cwd": str(agent_daemon.work), "mcpServers": []})

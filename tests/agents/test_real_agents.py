@@ -130,7 +130,7 @@ async def test_over_acp_an_editor_answers_permission_and_sees_a_coherent_tool_ca
         url = daemon.url.replace("http://", "ws://") + f"/v1/rpc?agent={agent}"
         editor = Editor()
         with anyio.fail_after(TURN_SECONDS):
-            async with connect(url) as ws:
+            async with connect(url, additional_headers=daemon.headers) as ws:
                 editor.ws = ws
                 await editor.call("initialize", {"protocolVersion": 1, "clientCapabilities": {}})
                 new = await editor.call("session/new", {"cwd": str(agent_daemon.work), "mcpServers": []})
@@ -182,7 +182,7 @@ async def test_after_a_daemon_restart_session_load_replays_the_history_and_the_c
         url = daemon.url.replace("http://", "ws://") + "/v1/rpc"
         editor = Editor()
         with anyio.fail_after(TURN_SECONDS):
-            async with connect(url) as ws:
+            async with connect(url, additional_headers=daemon.headers) as ws:
                 editor.ws = ws
                 await editor.call("initialize", {"protocolVersion": 1, "clientCapabilities": {}})
                 await editor.call(

@@ -50,7 +50,7 @@ async def test_an_agent_whose_file_services_are_off_is_not_offered_them_nor_serv
     work = tmp_path / "work"
     work.mkdir()
     (work / "kept.txt").write_text("secret\n")
-    session = await new_session(client, work, agent="mock-nofs")
+    session = await new_session(client, work, agent="mock-nofs", policy={"permissions": "allow"})
     with anyio.fail_after(10):
         for prompt in (f"read {work / 'kept.txt'}", f"write {work / 'new.txt'} hello", "run echo from-the-terminal"):
             response = await client.post(f"/v1/sessions/{session['id']}/prompt", json={"prompt": prompt})

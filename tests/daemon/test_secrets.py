@@ -1,16 +1,19 @@
-"""Secrets from an agent's environment never enter the event log (DESIGN §7)."""
+"""Secrets, by name and by shape, never enter the event log, logs, or the commands the daemon runs (DESIGN §7)."""
 
 from __future__ import annotations
 
+import io
+import logging
 import sys
 from pathlib import Path
 
 import anyio
 import pytest
 
-from acpd.adapters.secrets import redact
+from acpd.adapters.secrets import RedactingFilter, redact, scrub, without_secrets
 from acpd.config import AgentConfig, DaemonConfig
 from acpd.daemon.manager import SessionManager
+from acpd.protocol import jsonio
 from acpd.store.memory import MemoryEventStore
 
 pytestmark = pytest.mark.anyio
@@ -39,3 +42,154 @@ async def test_an_agent_printing_its_key_on_stderr_leaves_no_trace_of_it_in_the_
     assert "_acpd/agent_exited" in log
     assert "starting with key ***" in log
     assert SECRET not in log
+
+
+GITHUB_TOKEN = "ghp_" + "A1b2C3d4" * 5
+SHAPED = {
+    "url password": ("postgres://app:hunter2pw@db.internal/app", "postgres://***@db.internal/app"),
+    "GitHub token": (GITHUB_TOKEN, "***"),
+    "fine-grained GitHub token": ("github_pat_" + "x1" * 20, "***"),
+    "Anthropic key": ("sk-ant-api03-" + "k" * 30, "***"),
+    "OpenAI key": ("sk-proj-" + "q" * 30, "***"),
+    "Slack token": ("xoxb-1234567890-abcdefghij", "***"),
+    "AWS key id": ("AKIAIOSFODNN7EXAMPLE", "***"),
+    "Google key": ("AIza" + "S" * 35, "***"),
+    "JWT": ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlLXBhcnQ", "***"),
+    "bearer header": ("Authorization: Bearer abcdefghijklmnopqrstuvwxyz", "Authorization: Bearer ***"),
+}
+
+
+@pytest.mark.parametrize("kind", list(SHAPED))
+def test_scrub_masks_a_secret_by_its_shape_whatever_its_name(kind: str) -> None:
+    secret, masked = SHAPED[kind]
+    assert scrub(f"value: {secret} (end)") == f"value: {masked} (end)"
+
+
+def test_scrub_leaves_ordinary_text_and_words_that_merely_contain_a_prefix() -> None:
+    text = "task-0123456789abcdefghij https://example.com/a@b user@host ghp_short TASKAKIAIOSFODNN7EXAMPLE"
+    assert scrub(text) == text
+
+
+def test_scrub_masks_a_pem_private_key_inside_json_and_keeps_the_json_valid() -> None:
+    pem = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAA\n-----END OPENSSH PRIVATE KEY-----"
+    text = jsonio.dumps_str({"output": f"key:\n{pem}\ndone", "other": GITHUB_TOKEN})
+    assert jsonio.loads(scrub(text)) == {"output": "key:\n***\ndone", "other": "***"}
+
+
+def test_variables_holding_secret_shaped_values_are_kept_from_commands() -> None:
+    env = {
+        "DATABASE_URL": "postgres://u:pw@h/db",
+        "GH_PAT": "ghp_short",
+        "HOME": "/home/me",
+        "GIT_AUTHOR_NAME": "Me",
+        "SITE": "https://example.com",
+    }
+    assert without_secrets(env) == {"HOME": "/home/me", "GIT_AUTHOR_NAME": "Me", "SITE": "https://example.com"}
+
+
+async def test_the_mock_agents_run_env_shows_no_secret_of_the_daemon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:pw@h/db")
+    monkeypatch.setenv("GH_PAT", GITHUB_TOKEN)
+    monkeypatch.setenv("VISIBLE_SETTING", "plain-value")
+    config = DaemonConfig(data_dir=str(tmp_path), db=":memory:")
+    store = MemoryEventStore()
+    async with SessionManager(config, store).running() as manager:
+        runtime = await manager.create({"cwd": str(tmp_path), "policy": {"permissions": "allow"}})
+        turn = await manager.prompt(runtime.session_id, "run env")
+        with anyio.fail_after(10):
+            await turn.done.wait()
+        records = await store.read(runtime.session_id, limit=1000)
+    log = "".join(r.payload for r in records)
+    assert "VISIBLE_SETTING=plain-value" in log  # the command ran, and its output is in the log
+    assert "DATABASE_URL" not in log and "pw@h" not in log
+    assert "GH_PAT" not in log and GITHUB_TOKEN not in log
+
+
+async def test_a_secret_an_agent_says_never_reaches_the_event_log(tmp_path: Path) -> None:
+    config = DaemonConfig(data_dir=str(tmp_path), db=":memory:")
+    store = MemoryEventStore()
+    async with SessionManager(config, store).running() as manager:
+        runtime = await manager.create({"cwd": str(tmp_path)})
+        turn = await manager.prompt(runtime.session_id, f"text the key is {GITHUB_TOKEN}")
+        with anyio.fail_after(10):
+            await turn.done.wait()
+        records = await store.read(runtime.session_id, limit=1000)
+    log = "".join(r.payload for r in records)
+    assert "the key is ***" in log
+    assert GITHUB_TOKEN not in log
+
+
+def test_log_lines_are_redacted_by_shape_and_by_the_environments_secret_values() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter({"MY_API_KEY": SECRET, "HOME": "/home/somebody"}))
+    logger = logging.getLogger("acpd.test.redaction")
+    logger.addHandler(handler)
+    try:
+        logger.warning("agent said %s and %s from %s", SECRET, GITHUB_TOKEN, "/home/somebody")
+        try:
+            raise ValueError(f"bad url postgres://u:pw@h/db with {SECRET}")
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert "agent said *** and *** from /home/somebody" in text
+    assert "postgres://***@h/db" in text
+    assert SECRET not in text and GITHUB_TOKEN not in text and "pw@h" not in text
+
+
+def test_scrub_masks_a_key_at_the_start_of_a_line_of_json_text() -> None:
+    text = jsonio.dumps_str({"output": f"line one\n{GITHUB_TOKEN}\n\tsk-ant-api03-{'k' * 30}"})
+    assert jsonio.loads(scrub(text)) == {"output": "line one\n***\n\t***"}
+
+
+async def test_the_value_of_a_secret_variable_of_the_daemon_is_masked_in_the_log_whatever_its_shape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COMPANY_API_KEY", "plainlookingvalue42")
+    config = DaemonConfig(data_dir=str(tmp_path), db=":memory:")
+    store = MemoryEventStore()
+    async with SessionManager(config, store).running() as manager:
+        runtime = await manager.create({"cwd": str(tmp_path)})
+        turn = await manager.prompt(runtime.session_id, "text the key is plainlookingvalue42")
+        with anyio.fail_after(10):
+            await turn.done.wait()
+        records = await store.read(runtime.session_id, limit=1000)
+    log = "".join(r.payload for r in records)
+    assert "the key is ***" in log
+    assert "plainlookingvalue42" not in log
+
+
+def test_scrub_masks_the_value_of_a_secret_named_env_variable_or_header_in_json() -> None:
+    servers = [
+        {
+            "name": "github",
+            "command": "gh-mcp",
+            "env": [{"name": "GITHUB_TOKEN", "value": "plain"}, {"name": "LOG_LEVEL", "value": "debug"}],
+        },
+        {"type": "http", "url": "http://h/mcp", "headers": [{"name": "X-Api-Key", "value": 'k"1'}]},
+    ]
+    scrubbed = jsonio.loads(scrub(jsonio.dumps_str({"mcpServers": servers})))["mcpServers"]
+    assert scrubbed[0]["env"] == [{"name": "GITHUB_TOKEN", "value": "***"}, {"name": "LOG_LEVEL", "value": "debug"}]
+    assert scrubbed[1]["headers"] == [{"name": "X-Api-Key", "value": "***"}]
+    assert scrubbed[0]["name"] == "github"
+
+
+async def test_an_agent_does_not_inherit_the_daemons_own_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACPD_TOKEN", "the-daemons-token")
+    script = f'echo "token=${{ACPD_TOKEN:-none}}" >&2; exec {sys.executable} -m acpd.testing.mock_agent'
+    config = DaemonConfig(
+        data_dir=str(tmp_path), db=":memory:", agents={"sh": AgentConfig(command="sh", args=("-c", script))}
+    )
+    store = MemoryEventStore()
+    async with SessionManager(config, store).running() as manager:
+        runtime = await manager.create({"agent": "sh", "cwd": str(tmp_path)})
+        turn = await manager.prompt(runtime.session_id, "crash 3")
+        with anyio.fail_after(10):
+            await turn.done.wait()
+        records = await store.read(runtime.session_id, limit=1000)
+    log = "".join(r.payload for r in records)
+    assert "token=none" in log

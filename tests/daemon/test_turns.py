@@ -183,7 +183,7 @@ async def test_fs_calls_are_served_inside_the_session_directory(client: httpx.As
 
 
 async def test_terminal_calls_run_in_the_session_directory(client: httpx.AsyncClient, workdir: Path) -> None:
-    session = await new_session(client, workdir)
+    session = await new_session(client, workdir, policy={"permissions": "allow"})
     answer = (await prompt(client, session["id"], "run pwd && echo hi-from-terminal")).json()
     assert "hi-from-terminal" in answer["text"]
     assert str(workdir) in answer["text"]

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 
 from acpd.testing.daemon import running_daemon
@@ -72,7 +71,7 @@ async def test_acpd_acp_relays_to_the_running_daemon_so_rest_and_the_editor_shar
     tmp_path: Path, workdir: Path
 ) -> None:
     env = client_env(tmp_path, workdir)
-    async with running_daemon(tmp_path) as daemon, httpx.AsyncClient(base_url=daemon.url, timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
         editor = acpd_acp("--url", daemon.url)
         basic = await run_steps("sdk_v1_stdio.mjs", ["basic", "--", *editor], env, workdir)
         session_id = basic["done"]["sessionId"]
@@ -133,6 +132,7 @@ async def test_acpx_keeps_a_session_across_processes_sets_its_mode_and_closes_it
 async def test_the_sandbox_agent_sdk_works_unchanged_against_v1_acp(tmp_path: Path, workdir: Path) -> None:
     env = client_env(tmp_path, workdir)
     async with running_daemon(tmp_path) as daemon:
+        env["SANDBOX_AGENT_TOKEN"] = daemon.token or ""
         steps = await run_steps("sandbox_agent_sdk.mjs", [daemon.url, "mock"], env, workdir)
     assert steps["create_session"]["agentSessionId"]
     assert steps["prompt"]["stopReason"] == "end_turn"

@@ -63,7 +63,7 @@ async def test_an_editor_on_stdio_and_an_orchestrator_on_http_share_a_session_an
     tmp_path: Path,
 ) -> None:
     editor = Editor()
-    async with running_daemon(tmp_path) as daemon, httpx.AsyncClient(base_url=daemon.url, timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
         spec = ProcessSpec(sys.executable, ("-m", "acpd", "acp", "--url", daemon.url), env=daemon_env(tmp_path))
         async with open_process_transport(spec) as transport, anyio.create_task_group() as tg:
             peer = JsonRpcPeer(transport, on_request=editor.on_request, on_notification=editor.on_notification)
@@ -115,7 +115,7 @@ async def test_a_websocket_client_runs_a_session_on_v1_rpc(tmp_path: Path) -> No
         url = daemon.url.replace("http://", "ws://") + "/v1/rpc?agent=mock"
         received: list[JsonObject] = []
         with anyio.fail_after(30):
-            async with connect(url) as ws:
+            async with connect(url, additional_headers=daemon.headers) as ws:
 
                 async def call(request_id: int, method: str, params: JsonObject) -> JsonObject:
                     await ws.send(jsonio.dumps_str(rpc(request_id, method, params)))
@@ -138,7 +138,7 @@ async def test_a_websocket_client_runs_a_session_on_v1_rpc(tmp_path: Path) -> No
 
 
 async def test_the_acp_http_stream_replays_from_last_event_id_out_of_the_store(tmp_path: Path) -> None:
-    async with running_daemon(tmp_path) as daemon, httpx.AsyncClient(base_url=daemon.url, timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
         with anyio.fail_after(30):
             await http.post("/v1/acp/c?agent=mock", json=rpc(1, "initialize", {"protocolVersion": 1}))
             new = await http.post("/v1/acp/c", json=rpc(2, "session/new", {"cwd": str(tmp_path), "mcpServers": []}))

@@ -30,7 +30,7 @@ async def test_sigterm_during_a_hanging_agent_start_stops_the_daemon_and_the_age
     )
     async with (
         running_daemon(tmp_path, "--config", str(config)) as daemon,
-        httpx.AsyncClient(base_url=daemon.url, timeout=60) as http,
+        daemon.client(timeout=60) as http,
         anyio.create_task_group() as tg,
     ):
         tg.start_soon(_create_ignoring_errors, http, {"agent": "hang", "cwd": str(tmp_path)})

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 from websockets.asyncio.client import connect
 
@@ -34,7 +33,7 @@ async def test_over_acp_a_permission_is_answered_a_file_written_and_after_a_rest
         async with running_daemon(tmp_path, *args) as daemon:
             url = daemon.url.replace("http://", "ws://") + "/v1/rpc?agent=claude-native"
             with anyio.fail_after(30):
-                async with connect(url) as ws:
+                async with connect(url, additional_headers=daemon.headers) as ws:
                     editor = Editor(ws)
                     await editor.call("initialize", {"protocolVersion": 1, "clientCapabilities": {}})
                     session_id = (await editor.call("session/new", {"cwd": str(work), "mcpServers": []}))["sessionId"]
@@ -44,7 +43,7 @@ async def test_over_acp_a_permission_is_answered_a_file_written_and_after_a_rest
         assert (work / "plan.md").read_text() == "# Plan\n"
         async with (
             running_daemon(tmp_path, *args) as daemon,
-            httpx.AsyncClient(base_url=daemon.url, timeout=30) as http,
+            daemon.client(timeout=30) as http,
         ):
             with anyio.fail_after(30):
                 answer = (
@@ -64,7 +63,7 @@ async def test_a_daemon_killed_in_the_middle_of_a_tool_leaves_no_command_and_the
     async with serve_mock_model() as model:
         args = ("--model-url", model.url)
         model.push(Reply(text="Running it.", tool=ToolCall(name="Bash", input={"command": command})))
-        async with running_daemon(tmp_path, *args) as daemon, httpx.AsyncClient(base_url=daemon.url) as http:
+        async with running_daemon(tmp_path, *args) as daemon, daemon.client() as http:
             body = {"agent": "claude-native", "cwd": str(tmp_path), "policy": {"permissions": "allow"}}
             session_id = (await http.post("/v1/sessions", json=body)).json()["id"]
             with anyio.fail_after(30):
@@ -79,7 +78,7 @@ async def test_a_daemon_killed_in_the_middle_of_a_tool_leaves_no_command_and_the
                 with pidfds(running, missing_ok=True) as fds:
                     await daemon.kill()
                     await wait_all_ended(fds)
-        async with running_daemon(tmp_path, *args) as daemon, httpx.AsyncClient(base_url=daemon.url) as http:
+        async with running_daemon(tmp_path, *args) as daemon, daemon.client() as http:
             with anyio.fail_after(30):
                 answer = (await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "mock:text=ok"})).json()
                 events = (await http.get(f"/v1/sessions/{session_id}/events")).json()["items"]

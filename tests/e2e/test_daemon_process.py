@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from acpd.testing.daemon import daemon_env, running_daemon
 from tests.daemon.helpers import all_events, new_session
@@ -23,7 +26,7 @@ async def run_prompt(http: httpx.AsyncClient, session_id: str, text: str) -> Non
 
 
 async def test_a_streaming_prompt_delivers_the_whole_turn_over_sse(tmp_path: Path) -> None:
-    async with running_daemon(tmp_path) as daemon, httpx.AsyncClient(base_url=daemon.url, timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
         session_id = (await new_session(http, tmp_path))["id"]
         seen: list[dict[str, Any]] = []
         with anyio.fail_after(30):
@@ -48,7 +51,7 @@ async def test_a_streaming_prompt_delivers_the_whole_turn_over_sse(tmp_path: Pat
 
 
 async def test_reconnecting_with_last_event_id_resumes_exactly_after_it(tmp_path: Path) -> None:
-    async with running_daemon(tmp_path) as daemon, httpx.AsyncClient(base_url=daemon.url, timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
         session_id = (await new_session(http, tmp_path))["id"]
         first: list[int] = []
         rest: list[int] = []
@@ -72,7 +75,7 @@ async def test_reconnecting_with_last_event_id_resumes_exactly_after_it(tmp_path
 
 
 async def test_a_reader_that_falls_far_behind_catches_up_without_loss(tmp_path: Path) -> None:
-    async with running_daemon(tmp_path) as daemon, httpx.AsyncClient(base_url=daemon.url, timeout=60) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=60) as http:
         session_id = (await new_session(http, tmp_path))["id"]
         turn_over = anyio.Event()
         seqs: list[int] = []
@@ -99,7 +102,7 @@ async def test_a_reader_that_falls_far_behind_catches_up_without_loss(tmp_path: 
 
 async def test_kill_9_mid_turn_loses_no_seen_event_and_the_session_goes_on(tmp_path: Path) -> None:
     seen: dict[int, dict[str, Any]] = {}
-    async with running_daemon(tmp_path) as daemon, httpx.AsyncClient(base_url=daemon.url, timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
         session_id = (await new_session(http, tmp_path))["id"]
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tg:
@@ -113,7 +116,7 @@ async def test_kill_9_mid_turn_loses_no_seen_event_and_the_session_goes_on(tmp_p
                             break
                 tg.cancel_scope.cancel()
         assert daemon.process.returncode == -9, "the daemon must have died by SIGKILL mid-turn"
-    async with running_daemon(tmp_path) as daemon, httpx.AsyncClient(base_url=daemon.url, timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
         listed = (await http.get("/v1/sessions")).json()["items"]
         assert [s["id"] for s in listed] == [session_id]
         events = await all_events(http, session_id)
@@ -186,3 +189,53 @@ async def test_the_daemons_environment_is_kept_from_processes_of_the_same_user()
     result = await anyio.run_process([sys.executable, "-c", probe])
     # Not dumpable: /proc/<pid>/environ and memory are the owner's no more (as for ssh-agent).
     assert result.stdout.decode().strip() == "0"
+
+
+@pytest.mark.usefixtures("open_umask")
+async def test_a_fresh_daemon_makes_a_private_token_that_every_request_but_health_needs(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data" / "acpd"
+    async with running_daemon(tmp_path) as daemon, httpx.AsyncClient(base_url=daemon.url, timeout=30) as bare:
+        token_file = data_dir / "token"
+        assert daemon.token == token_file.read_text().strip()
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in data_dir.iterdir() if p.is_file()}
+        refused = await bare.get("/v1/sessions")
+        health = await bare.get("/v1/health")
+        allowed = await bare.get("/v1/sessions", headers=daemon.headers)
+        ws_url = daemon.url.replace("http://", "ws://") + "/v1/rpc"
+        with anyio.fail_after(30):
+            with pytest.raises(InvalidStatus):
+                async with connect(ws_url):
+                    pass
+            async with connect(f"{ws_url}?access_token={daemon.token}") as ws:
+                await ws.send('{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":1}}')
+                assert '"result"' in str(await ws.recv())
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    assert {name: mode for name, mode in modes.items() if mode != 0o600} == {}
+    assert {"token", "acpd.db"} <= set(modes)
+    assert (refused.status_code, refused.headers["content-type"]) == (401, "application/problem+json")
+    assert (health.status_code, allowed.status_code) == (200, 200)
+    port = daemon.url.rsplit(":", 1)[1]
+    assert f"on http://127.0.0.1:{port} " in daemon.log_path.read_text()  # the bound port, not 0
+
+
+async def test_no_auth_is_refused_when_the_daemon_would_listen_beyond_loopback(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "acpd", "serve", "--host", "0.0.0.0", "--port", "0", "--no-auth"]
+    with anyio.fail_after(30):
+        result = await anyio.run_process(command, env=daemon_env(tmp_path), check=False)
+    assert result.returncode == 1
+    assert b"--no-auth is for loopback only" in result.stderr
+
+
+async def test_acpd_acp_says_whether_it_relays_to_the_daemon_or_runs_standalone(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as daemon:
+        with anyio.fail_after(30):
+            relayed = await anyio.run_process(
+                [sys.executable, "-m", "acpd", "acp", "--url", daemon.url], env=daemon_env(tmp_path), input=b""
+            )
+            alone = await anyio.run_process(
+                [sys.executable, "-m", "acpd", "acp", "--standalone", "--db", ":memory:"],
+                env=daemon_env(tmp_path),
+                input=b"",
+            )
+    assert f"acpd acp: relaying to the daemon at {daemon.url}\n".encode() in relayed.stderr
+    assert b"acpd acp: --standalone: running standalone on :memory:\n" in alone.stderr

@@ -90,7 +90,7 @@ async def running_session(http: httpx.AsyncClient, cwd: Path) -> str:
 async def test_a_second_daemon_on_one_database_refuses_to_start_and_a_killed_ones_database_is_free(
     tmp_path: Path,
 ) -> None:
-    async with running_daemon(tmp_path) as first, httpx.AsyncClient(base_url=first.url, timeout=30) as http:
+    async with running_daemon(tmp_path) as first, first.client(timeout=30) as http:
         command = [sys.executable, "-m", "acpd", "serve", "--port", "0"]
         with anyio.fail_after(30):
             second = await anyio.run_process(command, env=daemon_env(tmp_path), check=False)
@@ -100,12 +100,12 @@ async def test_a_second_daemon_on_one_database_refuses_to_start_and_a_killed_one
         assert f"another acpd (pid {first.process.pid}, serving {first.url}) owns {db}; stop it or use --db" in message
         assert (await http.get("/v1/health")).status_code == 200  # the first serves on
         await first.kill()
-    async with running_daemon(tmp_path) as third, httpx.AsyncClient(base_url=third.url, timeout=30) as http:
+    async with running_daemon(tmp_path) as third, third.client(timeout=30) as http:
         assert (await http.get("/v1/health")).status_code == 200
 
 
 async def test_acp_on_stdio_relays_to_the_daemon_that_owns_the_database_or_refuses_clearly(tmp_path: Path) -> None:
-    async with running_daemon(tmp_path) as daemon, httpx.AsyncClient(base_url=daemon.url, timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
         # nobody at the URL it is given: the database's owner is found through the lock
         args = ("-m", "acpd", "acp", "--url", "http://127.0.0.1:9")
         spec = ProcessSpec(sys.executable, args, env=daemon_env(tmp_path))
@@ -129,7 +129,7 @@ async def test_acp_on_stdio_relays_to_the_daemon_that_owns_the_database_or_refus
 async def test_sigterm_stops_a_daemon_with_a_live_stream_open_and_leaves_no_agent_behind(
     tmp_path: Path,
 ) -> None:
-    async with running_daemon(tmp_path) as daemon, httpx.AsyncClient(base_url=daemon.url, timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
         session_id = await running_session(http, tmp_path)
         async with http.stream("GET", f"/v1/sessions/{session_id}/events/stream") as stream:
             async for _ in sse_events(stream):
@@ -142,7 +142,7 @@ async def test_sigterm_stops_a_daemon_with_a_live_stream_open_and_leaves_no_agen
 async def test_sigterm_stops_a_daemon_whose_disk_is_full_and_its_log_resumed_gap_free_when_space_returned(
     tmp_path: Path,
 ) -> None:
-    async with faulty_daemon(tmp_path) as (daemon, flag), httpx.AsyncClient(base_url=daemon.url, timeout=30) as http:
+    async with faulty_daemon(tmp_path) as (daemon, flag), daemon.client(timeout=30) as http:
         session_id = await running_session(http, tmp_path)
         flag.write_text("full")
         with anyio.fail_after(30):
@@ -174,7 +174,7 @@ async def test_sigterm_stops_a_daemon_whose_disk_is_full_and_its_log_resumed_gap
 
 
 async def test_sigterm_stops_a_daemon_whose_store_hangs(tmp_path: Path) -> None:
-    async with faulty_daemon(tmp_path) as (daemon, flag), httpx.AsyncClient(base_url=daemon.url, timeout=30) as http:
+    async with faulty_daemon(tmp_path) as (daemon, flag), daemon.client(timeout=30) as http:
         session_id = await running_session(http, tmp_path)
         flag.write_text("stuck")
         async with anyio.create_task_group() as tg:
@@ -188,7 +188,7 @@ async def test_sigterm_stops_a_daemon_whose_store_hangs(tmp_path: Path) -> None:
 
 
 async def test_a_second_sigterm_exits_at_once(tmp_path: Path) -> None:
-    async with faulty_daemon(tmp_path) as (daemon, flag), httpx.AsyncClient(base_url=daemon.url, timeout=30) as http:
+    async with faulty_daemon(tmp_path) as (daemon, flag), daemon.client(timeout=30) as http:
         session_id = await running_session(http, tmp_path)
         flag.write_text("stuck")  # a first SIGTERM alone takes seconds
         below = descendants(daemon.process.pid)
@@ -218,7 +218,7 @@ async def test_sigterm_stops_a_daemon_while_an_agent_that_ignores_sigterm_hangs_
     config.write_text(f'[agents.hang]\ncommand = "{sys.executable}"\nargs = ["-c", "{hang}", "{started}"]\n')
     async with (
         running_daemon(tmp_path, "--config", str(config)) as daemon,
-        httpx.AsyncClient(base_url=daemon.url, timeout=60) as http,
+        daemon.client(timeout=60) as http,
         anyio.create_task_group() as tg,
     ):
         tg.start_soon(_ignore_errors, http.post("/v1/sessions", json={"agent": "hang", "cwd": str(tmp_path)}))

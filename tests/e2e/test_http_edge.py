@@ -64,7 +64,7 @@ async def test_a_websocket_message_up_to_32_mib_is_served_and_a_bigger_one_close
     async with running_daemon(tmp_path) as daemon:
         url = daemon.url.replace("http://", "ws://") + "/v1/rpc"
         with anyio.fail_after(60):
-            async with connect(url, max_size=None) as ws:
+            async with connect(url, max_size=None, additional_headers=daemon.headers) as ws:
                 await ws.send(request(24 * 1024 * 1024))  # over uvicorn's default of 16 MiB
                 answer = jsonio.loads(await ws.recv())
                 assert (answer["id"], answer["error"]["code"]) == (1, -32601)

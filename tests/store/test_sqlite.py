@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -221,3 +222,33 @@ async def test_a_database_path_under_a_regular_file_is_a_store_error(tmp_path: P
 
     with pytest.raises(StoreError, match="cannot create the directory"):
         await SqliteEventStore.open(tmp_path / "file" / "acpd.db")
+
+
+def file_modes(directory: Path) -> dict[str, int]:
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in directory.iterdir()}
+
+
+@pytest.mark.usefixtures("open_umask")
+async def test_the_database_and_its_wal_and_shm_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    path = tmp_path / "new-dir" / "acpd.db"
+    store = await SqliteEventStore.open(path)
+    try:
+        await store.append([record("s1", 1)], session=doc("s1"))
+        modes = file_modes(path.parent)
+    finally:
+        await store.aclose()
+    assert modes == {"acpd.db": 0o600, "acpd.db-wal": 0o600, "acpd.db-shm": 0o600, "acpd.db.lock": 0o600}
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+@pytest.mark.usefixtures("open_umask")
+async def test_database_files_an_older_version_left_readable_become_private(tmp_path: Path) -> None:
+    path = tmp_path / "acpd.db"
+    for name in ("acpd.db", "acpd.db-wal"):
+        (tmp_path / name).touch(mode=0o644)
+    store = await SqliteEventStore.open(path)
+    try:
+        modes = file_modes(tmp_path)
+    finally:
+        await store.aclose()
+    assert modes["acpd.db"] == modes["acpd.db-wal"] == 0o600

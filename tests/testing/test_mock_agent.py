@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -343,6 +344,8 @@ async def test_run_drives_the_client_terminal_methods_in_order() -> None:
         async with open_agent() as client:
             session_id = await client.start_session()
             prompt_id = await client.prompt(session_id, "run echo hi")
+            _, asked = await client.until_request("session/request_permission")
+            await client.reply(asked, {"outcome": {"outcome": "selected", "optionId": "allow"}})
             replies: dict[str, Message] = {
                 "terminal/create": {"terminalId": "t1"},
                 "terminal/wait_for_exit": {"exitCode": 0},
@@ -359,6 +362,23 @@ async def test_run_drives_the_client_terminal_methods_in_order() -> None:
     assert seen[0] == {"sessionId": session_id, "command": "sh", "args": ["-c", "echo hi"]}
     assert all(params == {"sessionId": session_id, "terminalId": "t1"} for params in seen[1:])
     assert texts(after) == ["hi\n"]
+
+
+async def test_run_asks_permission_for_the_command_before_it_starts_a_terminal() -> None:
+    with anyio.fail_after(5):
+        async with open_agent() as client:
+            session_id = await client.start_session()
+            prompt_id = await client.prompt(session_id, "run rm -rf build")
+            before, asked = await client.until_request("session/request_permission")
+            await client.reply(asked, {"outcome": {"outcome": "selected", "optionId": "reject"}})
+            after, response = await client.until_response(prompt_id)
+
+    assert not [m for m in before + after if str(m.get("method", "")).startswith("terminal/")]
+    tool_call = asked["params"]["toolCall"]
+    assert tool_call["kind"] == "execute" and tool_call["rawInput"] == {"command": "rm -rf build"}
+    assert [u["status"] for u in updates(after) if u["sessionUpdate"] == "tool_call_update"] == ["failed"]
+    assert texts(after) == ["run refused: reject"]
+    assert response["result"]["stopReason"] == "end_turn"
 
 
 async def test_set_mode_and_set_config_option_change_settings_and_announce_them() -> None:
@@ -522,3 +542,14 @@ def test_the_mock_agent_imports_only_the_stdlib_and_orjson() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30)
 
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.usefixtures("open_umask")
+async def test_the_state_dir_and_its_session_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    state_dir = tmp_path / "mock-agent"
+    with anyio.fail_after(5):
+        async with open_agent("--state-dir", str(state_dir)) as agent:
+            session_id = await agent.start_session()
+            await agent.until_response(await agent.prompt(session_id, "text a private prompt"))
+    assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+    assert [stat.S_IMODE(p.stat().st_mode) for p in state_dir.iterdir()] == [0o600]

@@ -37,3 +37,20 @@ async def test_frames_both_ways_are_recorded_in_order_in_a_private_file(tmp_path
     ]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+async def test_what_the_scrub_masks_never_reaches_the_recording_and_an_old_readable_file_turns_private(
+    tmp_path: Path,
+) -> None:
+    ours, theirs = create_memory_transport_pair()
+    path = tmp_path / "s.agent.jsonl"
+    path.write_text("")
+    path.chmod(0o644)
+    recording = RecordingTransport(ours, path, scrub=lambda text: text.replace("hunter2", "***"))
+    with anyio.fail_after(5):
+        await recording.send(b'{"password":"hunter2"}')
+        await theirs.receive()
+        await recording.aclose()
+        await theirs.aclose()
+    assert jsonio.loads(path.read_text()) == {"dir": "out", "frame": {"password": "***"}}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -33,7 +33,7 @@ from acpd.adapters.floods import (
     Verdict,
 )
 from acpd.adapters.homes import prepare_home
-from acpd.adapters.secrets import redact
+from acpd.adapters.secrets import Redactor, redact
 from acpd.adapters.toolcalls import ToolCallLedger, usage_of, usage_update_for
 from acpd.config import AgentConfig, missing_sandbox
 from acpd.errors import (
@@ -112,7 +112,7 @@ class AcpBackend:
         spec = ProcessSpec(
             command=self._config.command,
             args=tuple(self._config.args),
-            env=self._env,
+            env=_agent_env(self._env, self._config.env),
             cwd=self._config.cwd or self._cwd,
             stdin_close_grace_seconds=STDIN_CLOSE_GRACE_SECONDS if self._config.exits_on_stdin_close else 0.0,
         )
@@ -166,7 +166,8 @@ class AcpBackend:
     def _recorded(self, transport: Transport, session_id: str) -> Transport:
         if not self._record_dir:
             return transport
-        return RecordingTransport(transport, Path(self._record_dir) / f"{session_id}.{self.name}.jsonl")
+        path = Path(self._record_dir) / f"{session_id}.{self.name}.jsonl"
+        return RecordingTransport(transport, path, scrub=Redactor(self._env))
 
     async def _start(self, peer: JsonRpcPeer, resume_id: str | None) -> BackendState:
         """Initialize the agent and open its session, within the agent's start timeout.
@@ -471,6 +472,15 @@ class AcpBackend:
     def _stderr_hint(self) -> str:
         tail = redact(self._proc.stderr_tail(), self._env).strip() if self._proc is not None else ""
         return f"; its stderr ends with: {tail[-EXCERPT_CHARS:]}" if tail else ""
+
+
+DAEMON_ONLY_VARIABLES: Final = ("ACPD_TOKEN", "ACPD_TOKEN_FILE")
+"""The daemon's own credentials: an agent (and every command it runs itself) has no use for them."""
+
+
+def _agent_env(env: Mapping[str, str], configured: Mapping[str, str]) -> dict[str, str]:
+    """``env`` without the daemon's credentials, unless the agent's configuration sets them."""
+    return {name: value for name, value in env.items() if name not in DAEMON_ONLY_VARIABLES or name in configured}
 
 
 def write_files(files: Mapping[str, str]) -> None:

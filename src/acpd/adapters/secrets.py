@@ -1,29 +1,129 @@
-"""Adapters layer: what counts as a secret in an environment, and keeping it out of sight.
+"""Adapters layer: what counts as a secret, and keeping it out of sight.
 
-DESIGN §7: secrets (API keys in the environment) never enter the event log. Agents print their
-configuration on errors, and commands print whatever they are given, so secrets are redacted from
-what is kept and withheld from what does not need them. Pure; no I/O.
+DESIGN §7: secrets never enter the event log, logs, or the commands the daemon runs. A secret is
+known by its variable's name (``*_API_KEY``, ``*_TOKEN``…) or by the shape of its value: a URL with
+a password (``postgres://u:pw@h/db``), a provider's key prefix (``sk-``, ``ghp_``, ``AKIA``…), a JWT,
+a PEM private key. Agents print their configuration on errors and commands print whatever they are
+given, so secrets are redacted from what is kept and withheld from what does not need them. Pure;
+no I/O.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from typing import Final
 
-SECRET_NAME: Final = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
+SECRET_NAME: Final = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|(?:^|_)PAT(?:$|_)", re.I)
 SECRET_MIN_CHARS: Final = 8
 """Shorter values are not redacted: replacing "1" or "true" everywhere would garble the text."""
+MASK: Final = "***"
+
+# No pattern may match a quote or a backslash: scrubbing JSON text must leave valid JSON. Each
+# starts with a literal (no look-behind), which lets the regex engine skip ahead fast: the event
+# log scrubs every record.
+_SHAPES: Final = (
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?:[^\"]*?-----END [A-Z ]*PRIVATE KEY-----|[^\"]*)",
+    r"sk-[A-Za-z0-9_-]{16,}",  # OpenAI, Anthropic (sk-ant-…), DeepSeek…
+    r"[sr]k_(?:live|test)_[A-Za-z0-9]{16,}",  # Stripe
+    r"gh[pousr]_[A-Za-z0-9]{20,}",  # GitHub tokens
+    r"github_pat_[A-Za-z0-9_]{20,}",
+    r"glpat-[A-Za-z0-9_-]{20,}",  # GitLab
+    r"xox[abposre]-[A-Za-z0-9-]{10,}",  # Slack
+    r"A(?:KIA|SIA)[A-Z0-9]{16}",  # AWS access key ids
+    r"AIza[A-Za-z0-9_-]{30,}",  # Google API keys
+    r"hf_[A-Za-z0-9]{30,}",  # Hugging Face
+    r"npm_[A-Za-z0-9]{30,}",
+    r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # JWT
+    r"[Bb](?i:earer)\s+[A-Za-z0-9._~+/-]{16,}=*",
+)
+SECRET_SHAPE: Final = re.compile("|".join(f"(?:{shape})" for shape in _SHAPES))
+URL_PASSWORD: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s/@:\"'\\]+:[^\s/@\"'\\]+@")
+"""``scheme://user:password@``: the user and password are masked, the scheme and host kept."""
+
+
+NAMED_VALUE: Final = re.compile(r'("name":\s*"([^"\\]*)",\s*"value":\s*")((?:[^"\\]|\\.)*)"')
+"""An ACP ``{"name": …, "value": …}`` pair in JSON text (an MCP server's env variable or header)."""
+
+
+def scrub(text: str) -> str:
+    """``text`` with every secret-shaped value (keys, tokens, URL passwords, private keys) masked,
+    and, in JSON text, the value of every ``{"name": <secret name>, "value": …}`` pair."""
+    if "://" in text:
+        text = URL_PASSWORD.sub(rf"\1{MASK}@", text)
+    if '"value"' in text:
+        text = NAMED_VALUE.sub(_mask_named, text)
+    return SECRET_SHAPE.sub(_mask, text)
+
+
+def _mask_named(match: re.Match[str]) -> str:
+    if SECRET_NAME.search(match.group(2)) and match.group(3):
+        return f'{match.group(1)}{MASK}"'
+    return match.group()
+
+
+def _mask(match: re.Match[str]) -> str:
+    found = match.group()
+    if _inside_a_word(match.string, match.start()):
+        return found  # "task-…" is not an "sk-" key
+    # "Bearer <token>" keeps its scheme word, so the text still says what was there.
+    return f"{found.split()[0]} {MASK}" if found[:6].lower() == "bearer" else MASK
+
+
+def _inside_a_word(text: str, start: int) -> bool:
+    if start == 0 or not text[start].isalnum():
+        return False
+    before = text[start - 1]
+    # In JSON text, "\ntoken" is a line starting with the token, not the word "ntoken".
+    escaped = start >= 2 and text[start - 2] == "\\"
+    return (before.isalnum() or before == "_") and not escaped
+
+
+def looks_secret(name: str, value: str) -> bool:
+    """True for a variable whose name or value says it holds a secret."""
+    return bool(SECRET_NAME.search(name)) or scrub(value) != value
+
+
+class Redactor:
+    """Masks the values of ``env``'s secret variables, then every secret-shaped value. Built once
+    for an environment (finding its secrets costs a scan of every variable), called per text."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        found = {value for name, value in env.items() if len(value) >= SECRET_MIN_CHARS and looks_secret(name, value)}
+        self._values = sorted(found, key=len, reverse=True)  # a longer secret may contain a shorter one
+
+    def __call__(self, text: str) -> str:
+        for value in self._values:
+            if value in text:
+                text = text.replace(value, MASK)
+        return scrub(text)
 
 
 def redact(text: str, env: Mapping[str, str]) -> str:
-    """Replace the values of secret-looking variables of ``env`` (keys, tokens, passwords) in ``text``."""
-    for name, value in env.items():
-        if len(value) >= SECRET_MIN_CHARS and SECRET_NAME.search(name) and value in text:
-            text = text.replace(value, "***")
-    return text
+    """Mask in ``text`` the values of ``env``'s secret variables, then every secret-shaped value."""
+    return Redactor(env)(text)
 
 
 def without_secrets(env: Mapping[str, str]) -> dict[str, str]:
-    """``env`` without its secret-looking variables."""
-    return {name: value for name, value in env.items() if not SECRET_NAME.search(name)}
+    """``env`` without its secret variables (by name or by value)."""
+    return {name: value for name, value in env.items() if not looks_secret(name, value)}
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks secrets (``env``'s, and any secret-shaped value) in every record."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        super().__init__()
+        self._redact = Redactor(env)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = self._redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._redact(record.exc_text)
+        return True

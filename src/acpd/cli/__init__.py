@@ -1,7 +1,8 @@
 """CLI layer: the only place that reads argv, the environment and the config file.
 
-Commands: ``serve``, ``acp``, ``mock-agent``, ``mock-model``, ``sessions list|show|events``, ``prompt``,
-``agents list|install`` (in ``cli.agents``).
+Commands: ``serve``, ``acp``, ``token``, ``mock-agent``, ``mock-model``, ``sessions list|show|events``,
+``prompt``, ``agents list|install`` (in ``cli.agents``). The token is never an argument (``ps`` shows
+arguments to every user): it comes from a file or ``ACPD_TOKEN``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import sys
 import tomllib
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -22,7 +24,8 @@ from acpd.cli.agents import add_agents_commands, print_agents
 from acpd.cli.agents import install as install_agents
 from acpd.client import DEFAULT_URL, DaemonClient, DaemonError, TurnPrinter
 from acpd.config import AgentConfig, DaemonConfig, Policy
-from acpd.errors import AcpdError
+from acpd.errors import AcpdError, ConfigError
+from acpd.private import client_token, read_token
 from acpd.protocol import jsonio
 
 PR_SET_DUMPABLE: Final = 4
@@ -52,9 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the daemon (default http://127.0.0.1:4520, SQLite)")
-    serve.add_argument("--host", help="address to bind (default 127.0.0.1; anything else needs --token)")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 4520; 0 picks a free one)")
     serve.add_argument("--port-file", help="write the bound port to this file once listening")
+    serve.add_argument(
+        "--no-auth",
+        dest="auth",
+        action="store_false",
+        default=None,
+        help="require no token (single-user sandboxes; refused unless bound to loopback)",
+    )
     _daemon_options(serve, log_level="info")
     serve.set_defaults(run=run_serve)
 
@@ -67,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     acp.add_argument("--standalone", action="store_true", help="never relay: always run the daemon in process")
     _daemon_options(acp, log_level="warning")
     acp.set_defaults(run=run_acp)
+
+    token = commands.add_parser("token", help="print the daemon's bearer token (created if there is none yet)")
+    token.add_argument("--data-dir", help="data directory (default $XDG_DATA_HOME/acpd)")
+    token.add_argument("--config", help="TOML config file (default $XDG_CONFIG_HOME/acpd/config.toml if present)")
+    token.set_defaults(run=run_token)
 
     mock = commands.add_parser("mock-agent", help="run the scripted mock ACP agent on stdio", add_help=False)
     mock.add_argument("rest", nargs=argparse.REMAINDER)
@@ -92,13 +107,17 @@ def _daemon_options(parser: argparse.ArgumentParser, *, log_level: str) -> None:
     parser.add_argument("--model-url", help="send every preset agent's model traffic here (or ACPD_MODEL_URL)")
     parser.add_argument("--record-agents", metavar="DIR", help="append every agent's raw traffic to DIR/*.jsonl")
     parser.add_argument("--config", help="TOML config file (default $XDG_CONFIG_HOME/acpd/config.toml if present)")
-    parser.add_argument("--token", help="bearer token clients must send (or ACPD_TOKEN)")
+    parser.add_argument(
+        "--token-file", help="file holding the bearer token (default: ACPD_TOKEN, else <data dir>/token, created)"
+    )
     parser.add_argument("--log-level", default=log_level, choices=["debug", "info", "warning", "error"])
 
 
 def _client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=os.environ.get("ACPD_URL", DEFAULT_URL), help="daemon URL (or ACPD_URL)")
-    parser.add_argument("--token", default=os.environ.get("ACPD_TOKEN"), help="bearer token (or ACPD_TOKEN)")
+    parser.add_argument(
+        "--token-file", help="file holding the bearer token (default: ACPD_TOKEN, else the local daemon's token file)"
+    )
 
 
 def _client_commands(commands: Any) -> None:
@@ -139,6 +158,7 @@ INTERNAL_AGENT_FIELDS = frozenset({"installed", "files", "home"})
 ENV_SETTINGS = (
     ("db", "ACPD_DB"),
     ("token", "ACPD_TOKEN"),
+    ("token_file", "ACPD_TOKEN_FILE"),
     ("data_dir", "ACPD_DATA_DIR"),
     ("agents_dir", "ACPD_AGENTS_DIR"),
     ("model_url", "ACPD_MODEL_URL"),
@@ -149,14 +169,14 @@ ENV_SETTINGS = (
 def load_config(args: argparse.Namespace, env: dict[str, str]) -> DaemonConfig:
     """Merge, lowest first: defaults, the TOML file, environment, flags."""
     values: dict[str, Any] = {}
-    path = args.config or env.get("ACPD_CONFIG")
+    path = getattr(args, "config", None) or env.get("ACPD_CONFIG")
     default_path = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "acpd" / "config.toml"
     if path or default_path.is_file():
         values = _read_toml(Path(path) if path else default_path)
     for key, env_name in ENV_SETTINGS:
         if env.get(env_name):
             values[key] = env[env_name]
-    for key in ("host", "port", "db", "data_dir", "agents_dir", "model_url", "record_agents", "token"):
+    for key in ("host", "port", "db", "data_dir", "agents_dir", "model_url", "record_agents", "token_file", "auth"):
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)
     return DaemonConfig.model_validate(values)
@@ -182,19 +202,34 @@ def run_serve(args: argparse.Namespace) -> int:
     import anyio
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _redact_logs()
     _quiet_http_clients()
     protect_environment()
     config = load_config(args, dict(os.environ))
-    print(f"acpd {__version__} on http://{config.host}:{config.port} (db: {config.resolved_db()})", file=sys.stderr)
     anyio.run(_serve, config, args.port_file, backend="asyncio", backend_options={"use_uvloop": _has_uvloop()})
     return 0
 
 
 async def _serve(config: DaemonConfig, port_file: str | None) -> None:
+    import anyio
+
+    from acpd.daemon.security import describe_auth
     from acpd.daemon.serve import serve
 
     _freeze_startup_objects()
-    await serve(config, port_file=port_file)
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(partial(serve, config, port_file=port_file))
+        where = f"http://{config.host}:{port}"
+        print(f"acpd {__version__} on {where} (db: {config.resolved_db()}; {describe_auth(config)})", file=sys.stderr)
+
+
+def _redact_logs() -> None:
+    """Every log line passes the secrets filter: agents' stderr and frames end up in log lines."""
+    from acpd.adapters.secrets import RedactingFilter
+
+    redacting = RedactingFilter(os.environ)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redacting)
 
 
 def protect_environment() -> None:
@@ -232,6 +267,7 @@ def run_acp(args: argparse.Namespace) -> int:
 
     # stdout carries the protocol: every log line goes to stderr
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="acpd acp: %(levelname)s %(message)s")
+    _redact_logs()
     _quiet_http_clients()
     protect_environment()
     config = load_config(args, dict(os.environ))
@@ -243,7 +279,21 @@ async def _acp(config: DaemonConfig, args: argparse.Namespace) -> None:
     from acpd.daemon.acp_stdio import run_acp_stdio
 
     _freeze_startup_objects()
-    await run_acp_stdio(config, agent=args.agent, url=args.url, token=args.token, standalone=args.standalone)
+    await run_acp_stdio(config, agent=args.agent, url=args.url, standalone=args.standalone, announce=_say)
+
+
+def _say(line: str) -> None:
+    print(f"acpd acp: {line}", file=sys.stderr, flush=True)
+
+
+def run_token(args: argparse.Namespace) -> int:
+    from acpd.daemon.security import secured
+
+    token = secured(load_config(args, dict(os.environ))).token
+    if token is None:
+        raise ConfigError("the configuration turns the token off (auth = false)")
+    print(token)
+    return 0
 
 
 def run_mock_agent(args: argparse.Namespace) -> int:
@@ -262,7 +312,16 @@ def run_mock_model(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> DaemonClient:
-    return DaemonClient(args.url, args.token)
+    """A client of ``args.url`` with the token from ``--token-file``, ``ACPD_TOKEN``, or (for a
+    daemon on this machine) the configured data directory's token file."""
+    if args.token_file:
+        token = read_token(Path(args.token_file))
+        if token is None:
+            raise ConfigError(f"the token file {args.token_file} is missing or empty")
+    else:
+        data_dir = load_config(args, dict(os.environ)).resolved_data_dir()
+        token = client_token(args.url, data_dir, os.environ)
+    return DaemonClient(args.url, token or "")
 
 
 def run_sessions_list(args: argparse.Namespace) -> int:
@@ -318,7 +377,6 @@ def run_prompt(args: argparse.Namespace) -> int:
 
 def run_agents_list(args: argparse.Namespace) -> int:
     if args.url:
-        args.token = args.token or os.environ.get("ACPD_TOKEN")
         return print_agents(_client(args).call("GET", "/v1/agents")["items"], as_json=args.json)
     from acpd.daemon.agents import all_agent_facts
 

@@ -29,7 +29,9 @@ def add_agents_commands(commands: Any, *, run_list: Runner, run_install: Runner)
     listing = which.add_parser("list", help="agents: installed, version, credentials, why not usable")
     listing.add_argument("--json", action="store_true", help="print the facts as JSON")
     listing.add_argument("--url", help="ask the daemon at this URL instead of reading the local configuration")
-    listing.add_argument("--token", help="bearer token for --url (or ACPD_TOKEN)")
+    listing.add_argument(
+        "--token-file", help="file holding the bearer token for --url (default: ACPD_TOKEN, else the local one)"
+    )
     _config_options(listing)
     listing.set_defaults(run=run_list)
     install = which.add_parser("install", help=f"install presets' pinned npm packages ({', '.join(PRESETS)})")

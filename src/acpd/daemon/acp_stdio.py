@@ -6,12 +6,14 @@ orchestrators and the REST API all share the daemon's live sessions. Otherwise i
 SessionManager in process on the same store and serves the connection itself, unless another
 daemon owns that store: then it relays to that daemon's address (from the store's lock), or
 refuses if it does not answer there. Stdout carries protocol frames only: logs go to stderr. It
-must not parse argv (the CLI does).
+must not parse argv or read the environment (the CLI does).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import Final
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -21,7 +23,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed as WsClosed
 
 from acpd.config import DaemonConfig
-from acpd.errors import ConnectionClosed, StoreLocked
+from acpd.errors import ConfigError, ConnectionClosed, StoreLocked
+from acpd.private import client_token, private_dir, read_token
 from acpd.protocol.framing import MAX_LINE_BYTES
 from acpd.store.base import EventStore
 from acpd.transports.stdio import StdioTransport, open_stdio_transport
@@ -35,43 +38,52 @@ logger = logging.getLogger(__name__)
 PROBE_TIMEOUT_SECONDS: Final = 0.5
 
 
-async def daemon_answers(url: str, token: str | None) -> bool:
-    """True if an acpd daemon answers ``/v1/health`` at ``url``."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+async def daemon_answers(url: str) -> bool:
+    """True if an acpd daemon answers ``/v1/health`` (open to all, no token) at ``url``."""
     try:
         async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_SECONDS) as client:
-            response = await client.get(f"{url.rstrip('/')}/v1/health", headers=headers)
+            response = await client.get(f"{url.rstrip('/')}/v1/health")
     except httpx.HTTPError:
         return False
     return response.status_code == 200 and response.json().get("status") == "ok"
 
 
 async def run_acp_stdio(
-    config: DaemonConfig, *, agent: str | None, url: str | None, token: str | None, standalone: bool
+    config: DaemonConfig,
+    *,
+    agent: str | None,
+    url: str | None,
+    standalone: bool,
+    announce: Callable[[str], object] = logger.info,
 ) -> str:
     """Serve ACP on stdio until stdin ends; returns how it ran (``relay`` or ``standalone``).
+
+    ``announce`` is told, in one line, which it is: the user must know whether the editor shares
+    the daemon's sessions or has a store of its own.
 
     Raises:
         StoreLocked: no daemon answers, and the store is another daemon's (which does not answer
             at the address it left in the lock either).
+        ConfigError: the configured token file is missing, empty or unreadable.
     """
     daemon_url = url or f"http://{config.host}:{config.port}"
-    token = token or config.token
-    if not standalone and await daemon_answers(daemon_url, token):
-        logger.info("relaying to the daemon at %s", daemon_url)
-        await relay_stdio(rpc_url(daemon_url, agent), token)
+    if not standalone and await daemon_answers(daemon_url):
+        announce(f"relaying to the daemon at {daemon_url}")
+        await relay_stdio(rpc_url(daemon_url, agent), relay_token(config, daemon_url))
         return "relay"
+    private_dir(config.resolved_data_dir())
     try:
         store = await open_store(config.resolved_db())
     except StoreLocked as exc:
         owner = exc.data.get("url") if isinstance(exc.data, dict) else None
-        if standalone or not isinstance(owner, str) or not await daemon_answers(owner, token):
+        if standalone or not isinstance(owner, str) or not await daemon_answers(owner):
             raise
-        logger.info("the daemon that owns %s serves %s: relaying there", config.resolved_db(), owner)
-        await relay_stdio(rpc_url(owner, agent), token)
+        announce(f"the daemon that owns {config.resolved_db()} serves {owner}: relaying there")
+        await relay_stdio(rpc_url(owner, agent), relay_token(config, owner))
         return "relay"
     try:
-        logger.info("no daemon at %s: serving in process on %s", daemon_url, config.resolved_db())
+        reason = "--standalone" if standalone else f"no daemon at {daemon_url}"
+        announce(f"{reason}: running standalone on {config.resolved_db()}")
         async with open_stdio_transport() as stdio:
             await serve_in_process(stdio, config, store, agent)
     finally:
@@ -83,6 +95,24 @@ async def run_acp_stdio(
 async def relay_stdio(ws_url: str, token: str | None) -> None:
     async with open_stdio_transport() as stdio:
         await relay(stdio, ws_url, token)
+
+
+def relay_token(config: DaemonConfig, url: str) -> str | None:
+    """The token to show the daemon at ``url``: the configured one, else (a daemon on this
+    machine) the one in the data directory's token file.
+
+    Raises:
+        ConfigError: the configured token file is missing, empty or unreadable.
+    """
+    try:
+        if config.token_file:
+            token = read_token(Path(config.token_file))
+            if token is None:
+                raise ConfigError(f"the token file {config.token_file} is missing or empty")
+            return token
+        return config.token or client_token(url, config.resolved_data_dir(), {})
+    except OSError as exc:
+        raise ConfigError(f"cannot read the bearer token: {exc}") from exc
 
 
 def rpc_url(http_url: str, agent: str | None) -> str:

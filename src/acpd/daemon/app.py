@@ -5,10 +5,13 @@ It wires routes, error handlers and middleware; it owns no state of its own.
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from acpd.errors import AcpdError
 
@@ -24,17 +27,14 @@ def create_app(manager: SessionManager, *, port: int | None = None) -> Starlette
     used for the Host/Origin allow-lists; default: the configured one."""
     config = manager.config
     bound_port = config.port if port is None else port
-    app = Starlette(
+    app = _CorsOutside(
+        cors={
+            "allow_origins": sorted(allowed_origins(config, bound_port)),
+            "allow_methods": ["GET", "POST", "PATCH", "DELETE"],
+            "allow_headers": ["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+        },
         routes=[*ROUTES, *acp_http.ROUTES, *ws.ROUTES],
-        middleware=[
-            Middleware(SecurityMiddleware, config=config, port=bound_port),
-            Middleware(
-                CORSMiddleware,
-                allow_origins=sorted(allowed_origins(config, bound_port)),
-                allow_methods=["GET", "POST", "PATCH", "DELETE"],
-                allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
-            ),
-        ],
+        middleware=[Middleware(SecurityMiddleware, config=config, port=bound_port)],
         exception_handlers={
             AcpdError: handle_acpd_error,
             HTTPException: handle_http_exception,
@@ -46,3 +46,17 @@ def create_app(manager: SessionManager, *, port: int | None = None) -> Starlette
     app.state.acp_hub = acp_http.AcpHttpHub(manager)
     app.state.max_body_bytes = config.max_body_bytes
     return app
+
+
+class _CorsOutside(Starlette):
+    """A Starlette app with CORS around everything, even the 500 error handler: a browser's
+    preflight carries no token and must be answered before the security edge, and every answer
+    to an allowed origin, a refusal (401, 403, 413) or a 500 included, must carry the CORS
+    headers for the page to be able to read it."""
+
+    def __init__(self, *, cors: dict[str, Any], **options: Any) -> None:
+        self._cors = cors
+        super().__init__(**options)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return CORSMiddleware(super().build_middleware_stack(), **self._cors)

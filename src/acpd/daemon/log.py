@@ -4,7 +4,9 @@ Durable before visible: ``append`` only queues a record; a flusher task commits 
 one store transaction per batch and only then makes them readable. Readers are cursors (a seq),
 not queues: they read committed records from a bounded in-memory tail, or from the store when
 they have fallen further behind, so a slow reader costs no memory and never misses a record.
-It must not interpret payloads (the session runtime does).
+It must not interpret payloads (the session runtime does); it only masks secrets in their text
+(DESIGN §7: the daemon's secret variables' values, and any secret-shaped value), at the one door
+every record passes.
 
 Store faults (a full disk): a batch that fails to commit is kept and retried, in order, until it
 commits, so nothing is lost or reordered while the daemon runs. Meanwhile the log is *faulted*:
@@ -17,11 +19,13 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import AsyncIterator, Callable
 from typing import Final
 
 import anyio
 
+from acpd.adapters.secrets import Redactor
 from acpd.errors import StoreError
 from acpd.protocol import jsonio
 from acpd.protocol.events import EventRecord, Sender, utc_now
@@ -101,6 +105,7 @@ class SessionLog:
         self._store = store
         self._retry_seconds = STORE_RETRY_SECONDS if retry_seconds is None else retry_seconds
         self.session_id = session_id
+        self._redact = Redactor(os.environ)
         self._next_seq = last_seq + 1
         self.committed_seq = last_seq
         self._pending: list[EventRecord] = []
@@ -133,7 +138,7 @@ class SessionLog:
         A closed log (the session is being deleted, or the daemon stops) drops the frame: nothing
         could commit it any more, and a restart tells from the saved document what was cut short.
         """
-        text = payload if isinstance(payload, str) else jsonio.dumps_str(payload)
+        text = self._redact(payload if isinstance(payload, str) else jsonio.dumps_str(payload))
         record = EventRecord(self.session_id, self._next_seq, utc_now(), sender, turn, text)
         if self.closed:
             logger.debug("session %s: dropped a frame appended after close", self.session_id)

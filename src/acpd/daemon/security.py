@@ -1,12 +1,15 @@
-"""Daemon layer: the security edge (DESIGN §7) as pure ASGI middleware: Host and Origin allow-lists
-against DNS rebinding, the bearer token, and the request-size cap. It must not know any route
-except the health check, which stays open for liveness probes."""
+"""Daemon layer: the security edge (DESIGN §7): the start-up rules (a token on every bind by
+default, a private data directory) and pure ASGI middleware: Host and Origin allow-lists against
+DNS rebinding, the bearer token, and the request-size cap. The middleware must not know any route
+except the health check, which stays open for liveness probes.
+
+"""
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Final
 from urllib.parse import parse_qs
 
@@ -14,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from acpd.config import DaemonConfig
 from acpd.errors import ConfigError
+from acpd.private import ensure_token, is_loopback, private_dir, read_token, token_path
 from acpd.protocol import jsonio
 
 from .problems import MEDIA_TYPE, PROBLEM_TYPE_PREFIX
@@ -22,21 +26,51 @@ OPEN_PATHS: Final = frozenset({"/v1/health"})
 LOOPBACK_NAMES: Final = ("127.0.0.1", "localhost", "[::1]")
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+def secured(config: DaemonConfig) -> DaemonConfig:
+    """``config`` made ready to serve: its data directory private, its token settled.
+
+    The token is: none with ``auth`` off (loopback only); else, first found, the one in
+    ``config.token_file``, ``config.token``, the data directory's token file (created at first
+    start).
+
+    Raises:
+        ConfigError: ``auth`` is off on a non-loopback bind, off while a token is given, or the
+            token file cannot be read or created.
+    """
+    data_dir = Path(config.resolved_data_dir())
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+        private_dir(data_dir)
+        return config.model_copy(update={"token": _settled_token(config, data_dir)})
+    except OSError as exc:
+        raise ConfigError(f"cannot set up the bearer token: {exc}") from exc
 
 
-def check_bind(config: DaemonConfig) -> None:
-    """Refuse to expose the daemon beyond loopback without a token."""
-    if not is_loopback(config.host) and not config.token:
-        raise ConfigError(
-            f"binding {config.host} exposes the daemon to the network: set a token (--token or ACPD_TOKEN)"
-        )
+def _settled_token(config: DaemonConfig, data_dir: Path) -> str | None:
+    if not config.auth:
+        if config.token or config.token_file:
+            raise ConfigError("--no-auth turns the token off, but a token was given (ACPD_TOKEN or --token-file)")
+        if not is_loopback(config.host):
+            raise ConfigError(
+                f"--no-auth is for loopback only: binding {config.host} would open the daemon to the network"
+            )
+        return None
+    if config.token_file:
+        token = read_token(Path(config.token_file))
+        if token is None:
+            raise ConfigError(f"the token file {config.token_file} is missing or empty")
+        return token
+    return config.token or ensure_token(data_dir)
+
+
+def describe_auth(config: DaemonConfig) -> str:
+    """How clients authenticate, for the start-up line."""
+    if not config.auth:
+        return "no token (--no-auth)"
+    if config.token_file:
+        return f"token in {config.token_file}"
+    if config.token:
+        return "token from ACPD_TOKEN or the config file"
+    return f"token in {token_path(Path(config.resolved_data_dir()))}"
 
 
 def allowed_hosts(config: DaemonConfig, port: int) -> frozenset[str] | None:

@@ -34,7 +34,7 @@ from . import ws
 from .app import create_app
 from .http_protocol import ProblemHttpToolsProtocol, ProblemWebSocketProtocol
 from .manager import SessionManager
-from .security import check_bind
+from .security import secured
 
 logger = logging.getLogger(__name__)
 
@@ -91,12 +91,14 @@ async def serve(
     port_file: str | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until SIGINT/SIGTERM; then stop every agent and close the store.
+    """Serve until SIGINT/SIGTERM; then stop every agent and close the store. ``task_status``
+    gets the bound port once the daemon answers.
 
     Raises:
         StoreLocked: another acpd owns the database.
+        ConfigError: the token cannot be settled (see ``security.secured``).
     """
-    check_bind(config)
+    config = secured(config)
     store = await open_store(config.resolved_db())
     try:
         sock = bind(config.host, config.port)
@@ -133,6 +135,7 @@ async def _serve_on(
             lifespan="off",
             log_level="warning",
             access_log=False,
+            log_config=None,  # uvicorn's records go through the process's (redacting) handlers
             timeout_graceful_shutdown=HTTP_GRACE_SECONDS,
         ),
         manager,

@@ -30,7 +30,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Final, TypeVar, TypeVarTuple
@@ -357,10 +357,15 @@ def _open_connections(path: str) -> tuple[sqlite3.Connection, sqlite3.Connection
         conn = _connect(path, _migrate)
         return conn, conn, None
     try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         lock = acquire_owner_lock(path)
     except OSError as exc:
         raise StoreError(f"cannot create the directory or lock of the event store {path!r}: {exc}") from exc
+    try:
+        _make_private(path)
+    except OSError as exc:
+        lock.release()
+        raise StoreError(f"cannot open the event store {path!r}: {exc}") from exc
     try:
         writer = _connect(path, _set_up_writer)
         try:
@@ -372,6 +377,20 @@ def _open_connections(path: str) -> tuple[sqlite3.Connection, sqlite3.Connection
         lock.release()
         raise
     return writer, reader, lock
+
+
+PRIVATE_MODE: Final = 0o600
+SIDE_FILES: Final = ("-wal", "-shm", "-journal")
+
+
+def _make_private(path: str) -> None:
+    """Create the database file 0600 (whatever the umask) before SQLite opens it, and make files
+    an older acpd left readable private: SQLite gives the WAL and shared-memory files it creates
+    the database file's mode."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_MODE))
+    for name in (path, *(path + suffix for suffix in SIDE_FILES)):
+        with suppress(FileNotFoundError):
+            os.chmod(name, PRIVATE_MODE)
 
 
 def _connect(path: str, set_up: Callable[[sqlite3.Connection], None]) -> sqlite3.Connection:

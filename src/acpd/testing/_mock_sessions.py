@@ -142,7 +142,9 @@ class SessionStore:
         self._dir = state_dir
         self._sessions: dict[str, MockSession] = {}
         if state_dir is not None:
-            state_dir.mkdir(parents=True, exist_ok=True)
+            # prompts and answers: for the user's eyes only (DESIGN §7), whatever the umask
+            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(state_dir, 0o700)
 
     def create(self, cwd: str) -> MockSession:
         session = MockSession(f"mock-{uuid.uuid4().hex[:12]}", cwd)
@@ -174,7 +176,7 @@ class SessionStore:
         path = self._path(session.id)
         if path is None or not records:
             return
-        with path.open("ab") as file:
+        with open(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as file:
             file.write(b"".join(orjson.dumps(record) + b"\n" for record in records))
 
     def _path(self, session_id: str) -> Path | None:

@@ -162,6 +162,16 @@ class Turn:
     async def _permission(self, cmd: Command) -> None:
         call_id = self._session.next_tool_call_id()
         tool_call = self._tool_call(call_id, f"Mock {cmd.word} needing permission", cmd.word)
+        outcome = await self._ask(tool_call)
+        if outcome == "cancelled":
+            return
+        if outcome in _ALLOWING:
+            await self._complete_tool(call_id, tool_call["title"])
+        await self._chunk(f"permission: {outcome}")
+
+    async def _ask(self, tool_call: JsonObject) -> str:
+        """Announce ``tool_call`` and ask the client's permission for it: the outcome. A refused
+        call is marked failed; a cancelled one ends the turn."""
         await self._emit(tool_call)
         options = [{"optionId": option, "name": name, "kind": kind} for option, name, kind in PERMISSION_OPTIONS]
         request_call = {key: tool_call[key] for key in ("toolCallId", "title", "kind", "status", "rawInput")}
@@ -172,12 +182,10 @@ class Turn:
             outcome = f"error {fault.message}"
         if outcome == "cancelled":
             self._end("cancelled")
-            return
-        if outcome in _ALLOWING:
-            await self._complete_tool(call_id, tool_call["title"])
-        else:
-            await self._emit({"sessionUpdate": "tool_call_update", "toolCallId": call_id, "status": "failed"})
-        await self._chunk(f"permission: {outcome}")
+        elif outcome not in _ALLOWING:
+            update = {"sessionUpdate": "tool_call_update", "toolCallId": tool_call["toolCallId"], "status": "failed"}
+            await self._emit(update)
+        return outcome
 
     def _tool_call(self, call_id: str, title: str, kind: str) -> JsonObject:
         path = os.path.join(self._session.cwd, "mock.txt")
@@ -283,16 +291,32 @@ class Turn:
         await self._chunk(text)
 
     async def _run(self, cmd: Command) -> None:
+        # Like a real agent's shell tool: the command runs only once the client allows it.
+        call_id = self._session.next_tool_call_id()
+        tool_call = {**self._tool_call(call_id, f"Run {cmd.text}", "execute"), "rawInput": {"command": cmd.text}}
+        outcome = await self._ask(tool_call)
+        if outcome == "cancelled":
+            return
+        if outcome not in _ALLOWING:
+            await self._chunk(f"run refused: {outcome}")
+            return
+        await self._emit({"sessionUpdate": "tool_call_update", "toolCallId": call_id, "status": "in_progress"})
+        text = await self._terminal(cmd.text)
+        status = "failed" if text.startswith("run error:") else "completed"
+        await self._emit({"sessionUpdate": "tool_call_update", "toolCallId": call_id, "status": status})
+        await self._chunk(text)
+
+    async def _terminal(self, command: str) -> str:
+        """A ``terminal/*`` round trip for ``command``: its output, or what went wrong."""
         session_id = self._session.id
-        create = {"sessionId": session_id, "command": "sh", "args": ["-c", cmd.text]}
+        create = {"sessionId": session_id, "command": "sh", "args": ["-c", command]}
         try:
             terminal = {
                 "sessionId": session_id,
                 "terminalId": _string_field(await self._call("create", create), "terminalId"),
             }
         except RpcFault as fault:
-            await self._chunk(f"run error: {fault.message}")
-            return
+            return f"run error: {fault.message}"
         try:
             await self._call("wait_for_exit", terminal)
             text = _string_field(await self._call("output", terminal), "output")
@@ -303,7 +327,7 @@ class Turn:
             await self._call("release", terminal)
         except RpcFault as fault:
             text += f"\nrelease error: {fault.message}"
-        await self._chunk(text)
+        return text
 
     async def _call(self, terminal_method: str, params: JsonObject) -> Any:
         return await self._port.call(f"terminal/{terminal_method}", params)

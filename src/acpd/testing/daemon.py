@@ -1,6 +1,8 @@
 """Test kit: a real ``acpd serve`` process on 127.0.0.1 with a free port, for end-to-end tests and benchmarks.
 
-Readiness is signalled, not polled: the daemon writes its port into a pipe we read.
+Readiness is signalled, not polled: the daemon writes its port into a pipe we read. The daemon
+runs as a user's would, with the token it generates in its data directory; ``Daemon`` carries it
+(``headers``, ``client()``), and acpd's own commands run with ``daemon_env`` find it themselves.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import anyio
+import httpx
 from anyio.abc import Process
+
+from acpd.private import read_token, token_path
 
 START_TIMEOUT_SECONDS: Final = 20.0
 STOP_TIMEOUT_SECONDS: Final = 10.0
@@ -27,6 +32,16 @@ class Daemon:
     process: Process
     url: str
     log_path: Path
+    token: str | None = None
+    """The bearer token clients must send; None when started with ``--no-auth``."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def client(self, **options: Any) -> httpx.AsyncClient:
+        """An HTTP client of the daemon that sends the token."""
+        return httpx.AsyncClient(base_url=self.url, headers=self.headers, **options)
 
     async def kill(self) -> None:
         """SIGKILL the daemon (a crash, as far as it can tell) and reap it."""
@@ -81,10 +96,21 @@ async def running_daemon(
         if not line.strip():
             tail = log_path.read_bytes()[-LOG_TAIL_BYTES:].decode(errors="replace")
             raise RuntimeError(f"acpd serve exited before listening; its log ends with:\n{tail}")
-        yield Daemon(process, f"http://127.0.0.1:{int(line)}", log_path)
+        token = read_token(token_path(_data_dir(home, extra)))
+        yield Daemon(process, f"http://127.0.0.1:{int(line)}", log_path, None if "--no-auth" in extra else token)
     finally:
         os.close(ready_read)
         await _stop(process)
+
+
+def _data_dir(home: Path, extra: tuple[str, ...]) -> Path:
+    """Where the daemon keeps its token: ``--data-dir`` if given, else the default under ``home``."""
+    for index, word in enumerate(extra):
+        if word == "--data-dir" and index + 1 < len(extra):
+            return Path(extra[index + 1])
+        if word.startswith("--data-dir="):
+            return Path(word.partition("=")[2])
+    return home / "data" / "acpd"
 
 
 async def _stop(process: Process) -> None:
