@@ -4,15 +4,32 @@ Both daemons run acpd's mock agent (``python -m acpd.testing.mock_agent``): acpd
 of its config file (``[agents.pymock]``, so not the built-in ``mock`` with its state directory),
 sandbox-agent as the launcher of its ``mock`` agent (``<XDG_DATA_HOME>/sandbox-agent/bin/
 agent_processes/mock-acp``, a two-line ``exec`` script: 0.4.2 has no other way to name a custom
-agent command). Both get a bearer token. sandbox-agent's binary comes from npm
-(``@sandbox-agent/cli-linux-<arch>@0.4.2``) into ``.cache/sandbox-agent-0.4.2`` once; without npm
-only acpd's side runs, and the report says so.
+agent command). Both get a bearer token (acpd in ``ACPD_TOKEN``, sandbox-agent in ``--token``).
+sandbox-agent's binary comes from npm (``@sandbox-agent/cli-linux-<arch>@0.4.2``) into
+``.cache/sandbox-agent-0.4.2`` once; without npm only acpd's side runs, and the report says so.
 
 Each round runs every metric on both daemons, one after the other (the order alternates between
 rounds), each on a fresh daemon with a fresh home, so that the machine's load hits both alike.
 Requests go through a bare keep-alive HTTP/1.1 client over anyio sockets (httpx costs about 0.4 ms
 a request here, more than sandbox-agent's whole round trip); SSE streams are read with httpx
 (its cost is per read, not per event).
+
+The metrics (``--only``):
+
+- ``start``: spawn → first 200 on ``/v1/health``; RSS one second later, the daemon alone and with its children.
+- ``prompt``: round trip of a one-chunk prompt, 500 after 20 warm-ups: acpd's REST blocking POST, and
+  ACP-over-HTTP ``session/prompt`` POSTs on both (an SSE reader open, as an SDK has); the daemon's
+  CPU per prompt (utime + stime of ``/proc/<pid>/stat``, 10 ms ticks over the 500).
+- ``session``: ``session/new`` on an initialized connection; a new connection's ``initialize`` +
+  ``session/new``; acpd's REST ``POST /v1/sessions``.
+- ``stream``: one turn of ``chunks 100000``: events/s from the prompt to its answer on the stream,
+  chunks lost (their texts ``c0``… ``c99999`` are counted and checked for order), whether the answer
+  itself reached the stream, and the first chunk's delay after the prompt. acpd: REST SSE,
+  ACP-over-HTTP SSE, WebSocket ``/v1/rpc``; sandbox-agent: its SSE.
+- ``memory``: RSS growth over 100 live sessions, per session, the daemon alone and with its children.
+- ``load``: 50 sessions, each its own connection sending 100 prompts one after the other, all 50 at
+  once (5,000 prompts, 50 in flight): prompts/s, round trips, daemon CPU per prompt.
+- ``creates``: 200 session creates at once, each on its own connection.
 
 Topology differs by design, and the rows say which is measured: acpd runs one agent process (under
 its keeper) per session; sandbox-agent runs one agent process per ACP server id, which may host
@@ -21,6 +38,7 @@ SDK does); "a server per session" rows give it acpd's topology.
 
     .venv/bin/python benchmarks/versus.py --runs 3 --json versus.json
     .venv/bin/python benchmarks/versus.py --quick --only prompt,stream
+    .venv/bin/python benchmarks/versus.py --table versus.json     # the table again, from a saved run
 """
 
 from __future__ import annotations
@@ -283,11 +301,12 @@ def mock_command() -> list[str]:
     return [sys.executable, "-m", "acpd.testing.mock_agent"]
 
 
-def acpd_argv(home: Path, port: int, token: str) -> list[str]:
+def acpd_argv(home: Path, port: int) -> list[str]:
+    """acpd takes its token from ``ACPD_TOKEN`` (never a flag)."""
     python, *args = mock_command()
     config = home / "versus.toml"
     config.write_text(f"[agents.pymock]\ncommand = {json.dumps(python)}\nargs = {json.dumps(args)}\n")
-    return [sys.executable, "-m", "acpd", "serve", "--port", str(port), "--token", token, "--config", str(config)]
+    return [sys.executable, "-m", "acpd", "serve", "--port", str(port), "--config", str(config)]
 
 
 def sandbox_agent_argv(binary: Path, home: Path, port: int, token: str) -> list[str]:
@@ -313,10 +332,11 @@ async def daemon(side: str, sa_binary: Path | None) -> AsyncIterator[Daemon]:
     """A fresh daemon in a fresh home; ``started_in`` is spawn → first 200 on /v1/health (polled every ms)."""
     with tempfile.TemporaryDirectory(prefix=f"versus-{side}-") as tmp:
         home = Path(tmp)
-        port, token = free_port(), secrets.token_urlsafe(24)
+        port, token = free_port(), secrets.token_hex(24)
         env = daemon_env(home)
         if side == ACPD:
-            argv, agent = acpd_argv(home, port, token), "pymock"
+            argv, agent = acpd_argv(home, port), "pymock"
+            env["ACPD_TOKEN"] = token
         else:
             assert sa_binary is not None
             argv, agent = sandbox_agent_argv(sa_binary, home, port, token), "mock"
@@ -903,7 +923,13 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
     parser.add_argument("--json", type=Path, help="write every per-run value and the machine's load here")
     parser.add_argument("--acpd-only", action="store_true", help="skip sandbox-agent even when npm is there")
+    parser.add_argument("--table", type=Path, metavar="JSON", help="print the table of a --json file and exit")
     args = parser.parse_args()
+    if args.table:
+        saved = json.loads(args.table.read_text())
+        print(f"machine: {saved['machine']}; load {saved['load_start']} → {saved.get('load_end')}")
+        print("\n".join(table(Results(saved["values"]))))
+        return
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     if unknown := set(only) - set(METRICS):
         raise SystemExit(f"unknown metrics {sorted(unknown)}; pick from {','.join(METRICS)}")
@@ -924,6 +950,8 @@ async def main() -> None:
                 await RUNNERS[name](side, sa, sizes, results)
                 took = time.perf_counter() - t0
                 print(f"round {run + 1}: {name} on {side} in {took:.1f} s, load {os.getloadavg()[0]:.2f}")
+        if args.json:  # a round at a time, so that a run cut short keeps what it measured
+            args.json.write_text(json.dumps({**info, "rounds_done": run + 1, "values": results.values}, indent=1))
     info["load_end"] = load_now()
     print(f"load at end: {info['load_end']}")
     print()
@@ -931,7 +959,7 @@ async def main() -> None:
     for line in table(results):
         print(line)
     if args.json:
-        args.json.write_text(json.dumps({**info, "values": results.values}, indent=1))
+        args.json.write_text(json.dumps({**info, "rounds_done": args.runs, "values": results.values}, indent=1))
 
 
 if __name__ == "__main__":
