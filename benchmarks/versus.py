@@ -178,6 +178,7 @@ class Bare:
 
     def __init__(self, stream: SocketStream, host: str, token: str) -> None:
         self._stream = stream
+        self._host = host
         self._fixed = f"Host: {host}\r\nAuthorization: Bearer {token}\r\nAccept: application/json\r\n"
         self._buffer = b""
 
@@ -192,8 +193,18 @@ class Bare:
         head = f"{method} {path} HTTP/1.1\r\n{self._fixed}"
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        await self._stream.send(head.encode() + b"\r\n" + (body or b""))
-        head_bytes = await self._until(b"\r\n\r\n")
+        request = head.encode() + b"\r\n" + (body or b"")
+        try:
+            await self._stream.send(request)
+            head_bytes = await self._until(b"\r\n\r\n")
+        except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
+            # the server closed the idle keep-alive connection (uvicorn does after 5 s): reconnect
+            # once and send again, as any HTTP client does; nothing of the answer was read yet
+            if self._buffer:
+                raise
+            await self._reconnect()
+            await self._stream.send(request)
+            head_bytes = await self._until(b"\r\n\r\n")
         status_line, *fields = head_bytes.split(b"\r\n")
         headers = {}
         for line in fields:
@@ -204,6 +215,11 @@ class Bare:
         else:
             data = await self._exactly(int(headers.get(b"content-length", b"0")))
         return int(status_line.split()[1]), data
+
+    async def _reconnect(self) -> None:
+        await self._stream.aclose()
+        hostname, _, port = self._host.rpartition(":")
+        self._stream = await anyio.connect_tcp(hostname, int(port))
 
     async def aclose(self) -> None:
         await self._stream.aclose()
