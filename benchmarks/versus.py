@@ -625,7 +625,7 @@ class Tally:
 def report_stream(results: Results, label: str, side: str, tally: Tally, chunks: int, answered: bool) -> None:
     results.add(f"stream: {label}, events/s", side, tally.count / (tally.last - tally.t0))
     results.add(f"stream: {label}, lost events", side, chunks - tally.count)
-    results.add(f"stream: {label}, out of order", side, tally.disorder)
+    results.add(f"stream: {label}, breaks in the c<i> sequence (a gap or a reorder)", side, tally.disorder)
     results.add(f"stream: {label}, answer missing from the stream", side, 0 if answered else 1)
     results.add(f"stream: {label}, first event after the prompt (ms)", side, (tally.first - tally.t0) * 1000)
 
