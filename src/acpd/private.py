@@ -8,6 +8,7 @@ from the same file, so the user never handles it.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import secrets
@@ -24,7 +25,14 @@ FILE_MODE: Final = 0o600
 
 
 def private_dir(path: Path) -> Path:
-    """Create ``path`` (and its parents) if needed, and make it the user's only."""
+    """Create ``path`` (and its parents) if needed, and make it the user's only.
+
+    Missing parents are made 0700 too, as the XDG base directory spec asks (``mkdir -p`` would
+    leave them to the umask: 0777 under umask 0).
+    """
+    for missing in [p for p in (path, *path.parents) if not p.exists()][::-1]:
+        with contextlib.suppress(FileExistsError):  # made meanwhile by another process
+            missing.mkdir(mode=DIR_MODE)
     path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     os.chmod(path, DIR_MODE)  # mkdir leaves an existing directory as it was, and obeys the umask
     return path

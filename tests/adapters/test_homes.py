@@ -65,6 +65,24 @@ def test_the_users_other_entries_are_linked_and_what_the_agent_made_stays(tmp_pa
     assert (ours / "GEMINI.md").read_text() == "memory"
 
 
+def test_a_home_prepared_for_another_user_directory_links_this_ones_entries(tmp_path: Path) -> None:
+    """One agents directory, two daemons with different homes (or a home that moved): the links name
+    the entries of the home preparing it now, and links to entries that are gone are removed."""
+    first = PrivateHome.model_validate({**home_in(tmp_path).model_dump(), "user_home": str(tmp_path / "a")})
+    second = PrivateHome.model_validate({**home_in(tmp_path).model_dump(), "user_home": str(tmp_path / "b")})
+    (tmp_path / "a" / ".gemini").mkdir(parents=True)
+    (tmp_path / "a" / ".gemini" / "GEMINI.md").write_text("a's memory")
+    (tmp_path / "a" / ".gemini" / "only-in-a").write_text("a")
+    (tmp_path / "b" / ".gemini").mkdir(parents=True)
+    (tmp_path / "b" / ".gemini" / "GEMINI.md").write_text("b's memory")
+    prepare_home(first)
+    (tmp_path / "a" / ".gemini" / "only-in-a").unlink()
+    prepare_home(second)
+    ours = Path(second.path) / ".gemini"
+    assert (ours / "GEMINI.md").read_text() == "b's memory"
+    assert not (ours / "only-in-a").is_symlink()
+
+
 def test_without_settings_of_the_users_the_switches_alone_are_written(tmp_path: Path) -> None:
     home = home_in(tmp_path)
     prepare_home(home)

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-from websockets.asyncio.client import connect
 
 from acpd.testing.daemon import Daemon
 from acpd.testing.model_server import MockModelServer
@@ -28,7 +27,7 @@ from acpd.testing.model_server import MockModelServer
 from .conftest import REQUIRED, AgentDaemon, require_agent, user_agents_dir
 from .network_audit import attempts, outside_loopback, strace_command
 from .scenarios import SCENARIOS, WRITE
-from .test_real_agents import AGENTS, TURN_SECONDS, Editor
+from .test_real_agents import AGENTS, TURN_SECONDS, editor_session
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.agents]
 
@@ -50,15 +49,9 @@ async def test_through_a_whole_session_the_agent_tries_to_reach_only_its_model_u
     agent_daemon = AgentDaemon(tmp_path, model, agents_dir=user_agents_dir(tmp_path))
     trace = tmp_path / "strace.txt"
     async with agent_daemon.running(wrapper=strace_command(trace)) as (daemon, _):
-        url = daemon.url.replace("http://", "ws://") + f"/v1/rpc?agent={agent}"
-        editor = Editor()
         with anyio.fail_after(TURN_SECONDS):
-            async with connect(url, additional_headers=daemon.headers) as ws:
-                editor.ws = ws
-                await editor.call("initialize", {"protocolVersion": 1, "clientCapabilities": {}})
-                new = await editor.call("session/new", {"cwd": str(agent_daemon.work), "mcpServers": []})
-                prompt = [{"type": "text", "text": SCENARIOS[agent].run(WRITE)}]
-                result = await editor.call("session/prompt", {"sessionId": new["sessionId"], "prompt": prompt})
+            async with editor_session(daemon, agent, agent_daemon.work) as (editor, new):
+                result = await editor.prompt(new["sessionId"], SCENARIOS[agent].run(WRITE))
                 await editor.call("session/close", {"sessionId": new["sessionId"]})
             await stop_under_trace(daemon)
     assert result["stopReason"] == "end_turn"

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import anyio
 import pytest
-from websockets.asyncio.client import connect
 
 from .conftest import AgentDaemon, require_agent
 from .scenarios import SCENARIOS
-from .test_real_agents import TURN_SECONDS, Editor
+from .test_real_agents import TURN_SECONDS, editor_session
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.agents]
 
@@ -40,16 +39,10 @@ async def test_opencode_reads_the_users_config_its_commands_see_theirs_and_neith
     (config / "marker" / "value").write_text("the user's own\n")
     before = snapshot(config)
     async with agent_daemon.running() as (daemon, _):
-        url = daemon.url.replace("http://", "ws://") + "/v1/rpc?agent=opencode"
-        editor = Editor()
         with anyio.fail_after(TURN_SECONDS):
-            async with connect(url, additional_headers=daemon.headers) as ws:
-                editor.ws = ws
-                await editor.call("initialize", {"protocolVersion": 1, "clientCapabilities": {}})
-                new = await editor.call("session/new", {"cwd": str(agent_daemon.work), "mcpServers": []})
+            async with editor_session(daemon, "opencode", agent_daemon.work) as (editor, new):
                 command = 'cat "$XDG_CONFIG_HOME/marker/value"'
-                prompt = [{"type": "text", "text": SCENARIOS["opencode"].run(command)}]
-                result = await editor.call("session/prompt", {"sessionId": new["sessionId"], "prompt": prompt})
+                result = await editor.prompt(new["sessionId"], SCENARIOS["opencode"].run(command))
     assert result["stopReason"] == "end_turn"
     assert "reviewer" in json.dumps(new)
     text = "".join(u["content"].get("text", "") for u in editor.updates if u["sessionUpdate"] == "agent_message_chunk")

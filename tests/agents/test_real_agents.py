@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -14,6 +16,7 @@ from websockets.asyncio.client import connect
 
 from acpd.protocol import jsonio
 from acpd.protocol.jsonio import JsonObject
+from acpd.testing.daemon import Daemon
 from tests.e2e.sse import sse_events
 from tests.processes import cmdlines, pidfds, wait_all_ended
 
@@ -127,15 +130,9 @@ async def test_over_acp_an_editor_answers_permission_and_sees_a_coherent_tool_ca
 ) -> None:
     require_agent(agent)
     async with agent_daemon.running() as (daemon, _):
-        url = daemon.url.replace("http://", "ws://") + f"/v1/rpc?agent={agent}"
-        editor = Editor()
         with anyio.fail_after(TURN_SECONDS):
-            async with connect(url, additional_headers=daemon.headers) as ws:
-                editor.ws = ws
-                await editor.call("initialize", {"protocolVersion": 1, "clientCapabilities": {}})
-                new = await editor.call("session/new", {"cwd": str(agent_daemon.work), "mcpServers": []})
-                prompt = [{"type": "text", "text": SCENARIOS[agent].run(WRITE)}]
-                result = await editor.call("session/prompt", {"sessionId": new["sessionId"], "prompt": prompt})
+            async with editor_session(daemon, agent, agent_daemon.work) as (editor, new):
+                result = await editor.prompt(new["sessionId"], SCENARIOS[agent].run(WRITE))
     assert result["stopReason"] == "end_turn"
     assert editor.permissions == 1
     assert lifecycle_problems(editor.updates) == []
@@ -226,12 +223,26 @@ class Editor:
                 assert "error" not in message, message
                 return message["result"]
 
+    async def prompt(self, session_id: str, text: str) -> Any:
+        return await self.call("session/prompt", {"sessionId": session_id, "prompt": [{"type": "text", "text": text}]})
+
     async def _allow(self, request: JsonObject) -> None:
         self.permissions += 1
         options = request["params"]["options"]
         option = next(o for o in options if o["kind"] == "allow_once")
         outcome = {"outcome": {"outcome": "selected", "optionId": option["optionId"]}}
         await self.ws.send(jsonio.dumps_str({"jsonrpc": "2.0", "id": request["id"], "result": outcome}))
+
+
+@contextlib.asynccontextmanager
+async def editor_session(daemon: Daemon, agent: str, cwd: Path) -> AsyncIterator[tuple[Editor, JsonObject]]:
+    """An :class:`Editor` on the daemon's WebSocket, initialized, and the answer to its session/new."""
+    url = daemon.url.replace("http://", "ws://") + f"/v1/rpc?agent={agent}"
+    editor = Editor()
+    async with connect(url, additional_headers=daemon.headers) as ws:
+        editor.ws = ws
+        await editor.call("initialize", {"protocolVersion": 1, "clientCapabilities": {}})
+        yield editor, await editor.call("session/new", {"cwd": str(cwd), "mcpServers": []})
 
 
 async def command_started(marker: str) -> list[int]:

@@ -7,6 +7,7 @@ import os
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -51,6 +52,7 @@ def config(tmp_path: Path, started_fifo: Path) -> DaemonConfig:
         "no-session": mock("--ignore", "session/new", timeout=0.5),
         "dies": AgentConfig(command="sh", args=("-c", script), env={"MY_API_KEY": SECRET}),
         "other": mock(),
+        "absent": AgentConfig(command=f"acpd-no-such-program-{MARKER}"),
     }
     return DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", agents=agents)
 
@@ -158,3 +160,84 @@ async def test_switching_agents_over_acp_records_the_old_agents_exit_as_expected
     records = await (await manager.runtime(sid)).history()
     exited = [r.payload_object()["params"] for r in records if r.payload_object().get("method") == "_acpd/agent_exited"]
     assert [(e["agent"], e["expected"]) for e in exited] == [("mock", True)]
+
+
+def switch_records(records: list[dict[str, Any]]) -> list[str]:
+    """The records a switch (or a restart) would leave: agents stopped and started, settings changed."""
+    methods = ("_acpd/agent_exited", "_acpd/agent_started", "_acpd/settings_changed")
+    return [str(r["payload"].get("method")) for r in records if r["payload"].get("method") in methods]
+
+
+@pytest.mark.parametrize(("agent", "status"), [("absent", 503), ("mute", 504), ("no-session", 504)])
+async def test_a_refused_agent_switch_leaves_the_running_agent_untouched_and_records_nothing(
+    client: httpx.AsyncClient, manager: SessionManager, workdir: Path, agent: str, status: int
+) -> None:
+    session = await new_session(client, workdir)
+    url = f"/v1/sessions/{session['id']}"
+    runtime = await manager.runtime(session["id"])
+    running = runtime._backend  # the agent the session runs, process and all
+    before = await all_events(client, session["id"])
+    with anyio.fail_after(10):
+        response = await client.patch(url, json={"agent": agent, "title": "switched"})
+        assert response.status_code == status, response.text
+        assert runtime._backend is running
+        answer = await client.post(f"{url}/prompt", json={"prompt": "text same agent"})
+    assert answer.json()["text"] == "same agent"
+    assert runtime._backend is running
+    after = await all_events(client, session["id"])
+    assert switch_records(after[len(before) :]) == []
+    assert (await client.get(url)).json()["title"] is None
+    assert not [line for line in agents_left() if "--ignore" in line]  # the refused agent is stopped
+
+
+async def test_a_refused_agent_switch_over_acp_leaves_the_running_agent_untouched(
+    manager: SessionManager, workdir: Path
+) -> None:
+    async with acp_client(manager) as client:
+        with anyio.fail_after(10):
+            sid = await client.start(str(workdir))
+            runtime = await manager.runtime(sid)
+            running, seq = runtime._backend, runtime.log.committed_seq
+            params = {"sessionId": sid, "configId": "agent", "value": "mute"}
+            with pytest.raises(RpcError):
+                await client.request("session/set_config_option", params)
+            assert runtime._backend is running
+    records = await runtime.history()
+    later = [r.payload_object() for r in records if r.seq > seq]
+    assert [m.get("method") for m in later if str(m.get("method")).startswith("_acpd/")] == []
+
+
+async def test_a_switch_to_a_working_agent_stops_the_old_one_after_the_new_one_started(
+    client: httpx.AsyncClient, manager: SessionManager, workdir: Path
+) -> None:
+    session = await new_session(client, workdir)
+    url = f"/v1/sessions/{session['id']}"
+    with anyio.fail_after(10):
+        await client.post(f"{url}/prompt", json={"prompt": "text first"})
+        before = await all_events(client, session["id"])
+        assert (await client.patch(url, json={"agent": "other"})).status_code == 200
+        answer = await client.post(f"{url}/prompt", json={"prompt": "text second"})
+    assert answer.json()["text"] == "second"
+    after = await all_events(client, session["id"])
+    assert switch_records(after[len(before) :]) == [
+        "_acpd/agent_exited",
+        "_acpd/agent_started",
+        "_acpd/settings_changed",
+    ]
+    assert daemon_frames(after, "_acpd/context_carried") != []
+
+
+async def test_a_switch_asking_a_setting_the_new_agent_does_not_offer_keeps_the_old_agent_running(
+    client: httpx.AsyncClient, manager: SessionManager, workdir: Path
+) -> None:
+    session = await new_session(client, workdir)
+    url = f"/v1/sessions/{session['id']}"
+    runtime = await manager.runtime(session["id"])
+    running = runtime._backend
+    before = await all_events(client, session["id"])
+    with anyio.fail_after(10):
+        response = await client.patch(url, json={"agent": "other", "model": "no-such-model"})
+    assert response.status_code == 422, response.text
+    assert runtime._backend is running
+    assert (await client.get(url)).json()["agent"] == "mock"
+    assert switch_records((await all_events(client, session["id"]))[len(before) :]) == []

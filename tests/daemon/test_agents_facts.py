@@ -235,3 +235,11 @@ async def test_install_without_npm_says_to_install_node(tmp_path: Path, monkeypa
 def test_installing_an_unknown_preset_names_the_known_ones() -> None:
     with pytest.raises(InstallFailed, match="claude, codex, gemini, opencode"):
         preset_named("vim")
+
+
+def test_an_unusable_agent_lists_every_reason_not_installed_first(tmp_path: Path) -> None:
+    env = {"PATH": str(tmp_path / "empty"), "HOME": str(tmp_path)}
+    claude = facts_by_name(DaemonConfig(agents_dir=str(tmp_path)), env)["claude"]
+    assert [r.split(" ")[0] for r in claude["reasons"]] == ["not", "claude", "no"]
+    assert claude["reasons"][1].endswith("`node` is not on PATH")
+    assert claude["reason"] == "; ".join(claude["reasons"])

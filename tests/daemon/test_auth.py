@@ -65,6 +65,13 @@ def test_a_token_from_the_environment_or_a_token_file_wins_over_the_generated_on
 
 
 @pytest.mark.usefixtures("open_umask")
+def test_missing_parents_of_the_data_directory_are_made_private_too(tmp_path: Path) -> None:
+    data_dir = tmp_path / "xdg" / "share" / "acpd"
+    secured(DaemonConfig(data_dir=str(data_dir)))
+    assert [mode(d) for d in (tmp_path / "xdg", tmp_path / "xdg" / "share", data_dir)] == [0o700] * 3
+
+
+@pytest.mark.usefixtures("open_umask")
 def test_no_auth_serves_without_a_token_on_loopback_and_still_keeps_the_data_dir_private(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     config = secured(DaemonConfig(data_dir=str(data_dir), auth=False))
@@ -94,6 +101,16 @@ async def test_a_preflight_is_answered_without_a_token(client: httpx.AsyncClient
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == PAGE
     assert "authorization" in response.headers["access-control-allow-headers"].lower()
+
+
+@pytest.mark.parametrize(
+    ("origin", "method"), [(PAGE, "PUT"), ("http://evil.example", "POST")], ids=["method", "origin"]
+)
+async def test_a_refused_preflight_is_a_problem(client: httpx.AsyncClient, origin: str, method: str) -> None:
+    response = await client.options("/v1/sessions", headers={"Origin": origin, "Access-Control-Request-Method": method})
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == "urn:acpd:problem:cors-refused"
 
 
 @pytest.mark.parametrize(

@@ -173,3 +173,17 @@ async def test_an_error_raised_on_purpose_inside_an_exception_group_is_answered_
     assert (answer.status_code, answer.headers["content-type"]) == (502, PROBLEM)
     with pytest.raises(ExceptionGroup):  # only bugs inside: the daemon's 500, logged
         await handle_exception_group(request, ExceptionGroup("bugs", [KeyError("x")]))
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "kind"),
+    [
+        ("/v1/sessions/", 404, "not-found"),
+        ("/v1/sessions/%2E%2E%2F", 404, "not-found"),
+        ("/v1/rpc", 426, "upgrade-required"),
+    ],
+)
+async def test_a_path_the_daemon_does_not_serve_over_plain_http_is_a_problem_not_a_redirect(
+    client: httpx.AsyncClient, path: str, status: int, kind: str
+) -> None:
+    assert_problem(await client.get(path), status, kind)

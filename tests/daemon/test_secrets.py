@@ -8,13 +8,19 @@ import sys
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 
 from acpd.adapters.secrets import RedactingFilter, redact, scrub, without_secrets
 from acpd.config import AgentConfig, DaemonConfig
+from acpd.daemon.log import SessionLog
 from acpd.daemon.manager import SessionManager
+from acpd.errors import RpcError
 from acpd.protocol import jsonio
 from acpd.store.memory import MemoryEventStore
+
+from .acp_client import acp_client, allow
+from .helpers import all_events, new_session, wait_for_frame
 
 pytestmark = pytest.mark.anyio
 
@@ -193,3 +199,94 @@ async def test_an_agent_does_not_inherit_the_daemons_own_token(tmp_path: Path, m
         records = await store.read(runtime.session_id, limit=1000)
     log = "".join(r.payload for r in records)
     assert "token=none" in log
+
+
+URL_SECRET = "postgres://u:hunter2pw@h/db"
+NAMED_SECRET = "plainlookingvalue42"
+SAID = f"db={URL_SECRET} pat={GITHUB_TOKEN} key={NAMED_SECRET}"
+"""What an agent prints: a secret by shape twice and the value of a secret variable of the daemon."""
+
+
+def assert_masked(text: str) -> None:
+    assert "hunter2pw" not in text and GITHUB_TOKEN not in text and NAMED_SECRET not in text
+    assert "db=postgres://***@h/db pat=*** key=***" in text
+
+
+async def test_a_blocking_prompts_answer_and_the_session_show_secrets_masked_like_the_log(
+    client: httpx.AsyncClient, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COMPANY_API_KEY", NAMED_SECRET)
+    session = await new_session(client, workdir)
+    with anyio.fail_after(10):
+        answer = await client.post(
+            f"/v1/sessions/{session['id']}/prompt", json={"prompt": f"text {SAID}\ntitle {SAID}"}
+        )
+        document = (await client.get(f"/v1/sessions/{session['id']}")).json()
+        events = await all_events(client, session["id"])
+    assert answer.status_code == 200
+    assert_masked(answer.json()["text"])
+    assert_masked(document["title"])
+    assert_masked(jsonio.dumps_str(events))
+
+
+async def test_the_problem_of_a_turn_whose_agent_exited_shows_its_text_masked(
+    client: httpx.AsyncClient, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COMPANY_API_KEY", NAMED_SECRET)
+    session = await new_session(client, workdir)
+    with anyio.fail_after(10):
+        answer = await client.post(f"/v1/sessions/{session['id']}/prompt", json={"prompt": f"text {SAID}\ncrash 3"})
+    assert answer.status_code == 502
+    assert_masked(answer.json()["text"])
+
+
+async def test_an_agents_error_answer_shows_its_message_masked(
+    client: httpx.AsyncClient, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COMPANY_API_KEY", NAMED_SECRET)
+    session = await new_session(client, workdir)
+    with anyio.fail_after(10):
+        answer = await client.post(f"/v1/sessions/{session['id']}/prompt", json={"prompt": f"error -32000 {SAID}"})
+    assert_masked(answer.text)
+
+
+async def test_a_pending_permission_shows_the_title_the_log_shows(
+    manager: SessionManager, client: httpx.AsyncClient, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COMPANY_API_KEY", NAMED_SECRET)
+    session = await new_session(client, workdir, policy={"permissions": "ask"})
+    turn = await manager.prompt(session["id"], f"run echo {SAID}")
+    with anyio.fail_after(10):
+        await wait_for_frame(manager, session["id"], "session/request_permission")
+        pending = (await client.get(f"/v1/sessions/{session['id']}/permissions")).json()["items"]
+        await manager.cancel(session["id"])
+        await turn.done.wait()
+    assert len(pending) == 1
+    assert_masked(jsonio.dumps_str(pending))
+
+
+async def test_an_acp_client_gets_answers_and_permission_requests_with_secrets_masked(
+    manager: SessionManager, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COMPANY_API_KEY", NAMED_SECRET)
+    async with acp_client(manager) as acp:
+        acp.answer_permission = allow
+        with anyio.fail_after(10):
+            await acp.initialize()
+            session_id = (await acp.new_session(str(workdir)))["sessionId"]
+            await acp.prompt(session_id, f"text {SAID}\nrun echo {SAID}")
+            with pytest.raises(RpcError) as failed:
+                await acp.prompt(session_id, f"error -32000 {SAID}")
+    assert_masked(acp.texts(session_id))
+    assert_masked(jsonio.dumps_str(acp.permission_requests))
+    assert_masked(failed.value.message)
+
+
+def test_a_secret_value_that_spans_json_syntax_is_masked_in_strings_and_the_frame_stays_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COMPANY_API_KEY", "12345678")
+    log = SessionLog(MemoryEventStore(), "s", 0)
+    frame, text = log.scrub_frame({"used": 123456789, "text": "code 12345678 here"})
+    assert frame == {"used": 123456789, "text": "code *** here"}
+    assert jsonio.loads(text) == frame

@@ -9,6 +9,7 @@ import anyio
 import httpx
 import pytest
 
+from acpd.daemon import turns
 from acpd.daemon.manager import SessionManager
 from tests.processes import pidfds, wait_all_ended
 
@@ -37,6 +38,17 @@ async def test_a_blocking_prompt_answers_with_text_stop_reason_and_seq_range(
     last = next(e for e in events if e["seq"] == answer["lastSeq"])
     assert last["payload"]["result"]["stopReason"] == "end_turn"
     assert all(e["payload"].get("params", {}).get("sessionId", session["id"]) == session["id"] for e in events)
+
+
+async def test_a_blocking_answers_text_stops_at_its_limit_and_says_so(
+    client: httpx.AsyncClient, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(turns, "TEXT_LIMIT_CHARS", 25)
+    session = await new_session(client, workdir)
+    short = (await prompt(client, session["id"], "text brief")).json()
+    long = (await prompt(client, session["id"], "chunks 4 10")).json()
+    assert "textTruncated" not in short
+    assert (len(long["text"]), long["textTruncated"]) == (25, True)
 
 
 async def test_content_block_prompts_are_accepted(client: httpx.AsyncClient, workdir: Path) -> None:

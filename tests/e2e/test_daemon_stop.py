@@ -18,6 +18,7 @@ import anyio.lowlevel
 import httpx
 import pytest
 
+from acpd.protocol import jsonio
 from acpd.rpc.peer import JsonRpcPeer
 from acpd.testing.daemon import Daemon, daemon_env, running_daemon
 from acpd.transports.process import ProcessSpec, open_process_transport
@@ -98,6 +99,7 @@ async def test_a_second_daemon_on_one_database_refuses_to_start_and_a_killed_one
         message = second.stderr.decode()
         db = tmp_path / "data" / "acpd" / "acpd.db"
         assert f"another acpd (pid {first.process.pid}, serving {first.url}) owns {db}; stop it or use --db" in message
+        assert "Traceback" not in message  # a refusal is a message, not a crash
         assert (await http.get("/v1/health")).status_code == 200  # the first serves on
         await first.kill()
     async with running_daemon(tmp_path) as third, third.client(timeout=30) as http:
@@ -137,6 +139,29 @@ async def test_sigterm_stops_a_daemon_with_a_live_stream_open_and_leaves_no_agen
             await sigterm(daemon)
     assert daemon.process.returncode == 0
     assert "stopping" in daemon.log_path.read_text()
+
+
+async def test_sigterm_answers_a_streaming_prompt_cancelled_and_a_restart_finds_the_log_complete(
+    tmp_path: Path,
+) -> None:
+    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+        session_id = await running_session(http, tmp_path)
+        body = {"prompt": "text working\nsleep 100"}
+        headers = {"Accept": "text/event-stream"}
+        events: list[dict[str, Any]] = []
+        with anyio.fail_after(30):
+            async with http.stream("POST", f"/v1/sessions/{session_id}/prompt", json=body, headers=headers) as stream:
+                async for event in sse_events(stream):
+                    events.append(event)
+                    if '"text":"working"' in jsonio.dumps_str(event["payload"]):
+                        await sigterm(daemon)  # the agent is in the turn
+    assert daemon.process.returncode == 0
+    assert events[-1]["payload"]["result"]["stopReason"] == "cancelled"
+    async with running_daemon(tmp_path) as again, again.client(timeout=30) as http:
+        recorded = await all_events(http, session_id)
+    methods = [e["payload"].get("method") for e in recorded]
+    assert "_acpd/turn_interrupted" not in methods
+    assert any(e["payload"].get("result", {}).get("stopReason") == "cancelled" for e in recorded)
 
 
 async def test_sigterm_stops_a_daemon_whose_disk_is_full_and_its_log_resumed_gap_free_when_space_returned(

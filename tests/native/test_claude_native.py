@@ -615,7 +615,8 @@ async def test_without_a_key_or_a_model_url_claude_native_is_unavailable_and_say
     for variable in ("$ANTHROPIC_API_KEY", "$ANTHROPIC_AUTH_TOKEN", "$ANTHROPIC_BASE_URL", "--model-url"):
         assert variable in problem["detail"]
     assert listed == []  # nothing left behind
-    assert (agents["bare"]["usable"], agents["bare"]["reason"]) == (False, problem["detail"])
+    assert agents["bare"]["usable"] is False
+    assert problem["detail"] == f"agent 'bare' cannot be used: {agents['bare']['reason']}"
     assert agents["bare"]["credentials"] == {"present": False, "source": None}
     assert agents["gateway"]["usable"]
     assert agents["gateway"]["credentials"] == {"present": True, "source": "$ANTHROPIC_BASE_URL"}

@@ -553,3 +553,15 @@ async def test_the_state_dir_and_its_session_files_are_private_whatever_the_umas
             await agent.until_response(await agent.prompt(session_id, "text a private prompt"))
     assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
     assert [stat.S_IMODE(p.stat().st_mode) for p in state_dir.iterdir()] == [0o600]
+
+
+async def test_a_readable_session_file_an_older_version_left_is_tightened(tmp_path: Path) -> None:
+    state_dir = tmp_path / "mock-agent"
+    state_dir.mkdir()
+    old = state_dir / "mock-0123456789ab.jsonl"
+    old.write_text("")
+    old.chmod(0o644)
+    with anyio.fail_after(5):
+        async with open_agent("--state-dir", str(state_dir)) as agent:
+            await agent.start_session()
+    assert stat.S_IMODE(old.stat().st_mode) == 0o600

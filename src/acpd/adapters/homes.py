@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -55,16 +56,30 @@ def prepare_home(home: PrivateHome | None) -> None:
 
 
 def _link_entries(theirs: Path, ours: Path, *, skip: set[str]) -> None:
-    """Link each entry of the user's directory into ours; an entry the agent made in ours stays."""
-    try:
-        entries = list(theirs.iterdir())
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    for entry in entries:
+    """Link each entry of the user's directory into ours; an entry the agent made in ours stays.
+
+    A link of ours that names another place (the user's directory moved, or another daemon with
+    another home prepared it last) is pointed at the user's entry again, and one left dangling is
+    removed: the agent must see the user's configuration as it is now.
+    """
+    for link in _entries(ours):
+        if link.is_symlink() and not link.exists():
+            link.unlink()
+    for entry in _entries(theirs):
         link = ours / entry.name
-        if entry.name in skip or link.exists() or link.is_symlink():
+        if entry.name in skip:
             continue
-        link.symlink_to(entry)
+        if link.is_symlink() and os.readlink(link) != str(entry):
+            link.unlink()
+        if not (link.exists() or link.is_symlink()):
+            link.symlink_to(entry)
+
+
+def _entries(directory: Path) -> list[Path]:
+    try:
+        return list(directory.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def _write(target: Path, text: str) -> None:

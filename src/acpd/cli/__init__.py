@@ -41,12 +41,30 @@ def main(argv: Sequence[str] | None = None) -> None:
         args = build_parser().parse_args(words)
     try:
         code = args.run(args)
-    except (AcpdError, DaemonError) as exc:
-        print(f"acpd: {exc}", file=sys.stderr)
-        code = 1
     except KeyboardInterrupt:
         code = 130
+    except BaseException as exc:
+        refusals = _refusals(exc)
+        if refusals is None:
+            raise
+        for message in refusals:
+            print(f"acpd: {message}", file=sys.stderr)
+        code = 1
     raise SystemExit(code)
+
+
+def _refusals(exc: BaseException) -> list[str] | None:
+    """The messages of a refusal meant for the user (a setting refused, the store owned by another
+    daemon, a port in use), also when it comes wrapped in a task group's exception group; None for
+    anything else, which keeps its traceback."""
+    if isinstance(exc, BaseExceptionGroup):
+        messages = [_refusals(inner) for inner in exc.exceptions]
+        if any(m is None for m in messages):
+            return None
+        return [line for m in messages if m for line in m]
+    if isinstance(exc, AcpdError | DaemonError | OSError):
+        return [str(exc)]
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -201,8 +201,9 @@ class AcpConnection:
         body: JsonObject = {
             "agent": extra.get("agent") or self._agent_name(),
             "cwd": _absolute(params.get("cwd"), "cwd"),
-            "mcpServers": _list(params.get("mcpServers"), "mcpServers"),
-            "additionalDirectories": _list(params.get("additionalDirectories"), "additionalDirectories"),
+            # the manager checks these as it checks a REST create's
+            "mcpServers": params.get("mcpServers"),
+            "additionalDirectories": params.get("additionalDirectories"),
         }
         for key in ("id", "title", "project", "model", "mode", "thoughtLevel", "policy", "config"):
             if key in extra:
@@ -468,14 +469,6 @@ def _session_id(params: JsonObject) -> str:
 def _absolute(value: object, name: str) -> str:
     if not isinstance(value, str) or not value.startswith("/"):
         raise InvalidInput(f'"{name}" must be an absolute path')
-    return value
-
-
-def _list(value: object, name: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise InvalidInput(f'"{name}" must be a list')
     return value
 
 

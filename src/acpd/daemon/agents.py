@@ -56,8 +56,8 @@ def agent_facts(name: str, agent: AgentConfig, env: Mapping[str, str]) -> dict[s
         "modelUrl": _without_userinfo(agent.model_url),
     }
     facts["credentials"] = _credentials(preset, agent, environ)
-    reason = _unusable(agent, preset, program, facts["credentials"], environ)
-    facts.update(available=program is not None, usable=reason is None, reason=reason)
+    reasons = _unusable(agent, preset, program, facts["credentials"], environ)
+    facts.update(available=program is not None, usable=not reasons, reason=_joined(reasons), reasons=reasons)
     if preset is not None and preset.notes:
         facts["notes"] = preset.notes
     return facts
@@ -79,7 +79,7 @@ def _native_facts(name: str, agent: AgentConfig, env: Mapping[str, str]) -> dict
     """acpd's own loop: nothing to install; it needs only credentials (or a model URL)."""
     source = credential_source(agent, env)
     credentials = {"present": source is not None, "source": source}
-    reason = None if source is not None else NO_CREDENTIALS  # as a session create would say (503)
+    reasons = [] if source is not None else [NO_CREDENTIALS]
     return {
         "name": name,
         "kind": agent.kind,
@@ -92,9 +92,35 @@ def _native_facts(name: str, agent: AgentConfig, env: Mapping[str, str]) -> dict
         "modelUrl": _without_userinfo(agent.model_url),
         "credentials": credentials,
         "available": True,
-        "usable": reason is None,
-        "reason": reason,
+        "usable": not reasons,
+        "reason": _joined(reasons),
+        "reasons": reasons,
     }
+
+
+def unusable_reasons(
+    agent: AgentConfig, env: Mapping[str, str], *, cwd: str | None = None, to_start: bool = False
+) -> list[str]:
+    """Every reason ``agent`` cannot be used here, in a fixed order (not installed, no runtime, no
+    sandbox, no credentials); empty when it can. The one judgement behind ``GET /v1/agents``,
+    ``acpd agents list`` and every agent start (a session create, a switch, a restart), so they
+    always agree. ``cwd`` is where a relative command is looked up (the session's directory).
+
+    ``to_start``: only the reasons that refuse a start. A preset agent whose credentials acpd
+    cannot see is still started: it may hold a login acpd cannot read (a keychain, a cloud
+    provider's own variables) or authenticate over ACP, and says so itself if it cannot.
+    Blocking (it reads files): run it in a worker thread."""
+    environ = {**env, **agent.env}
+    if agent.kind == "claude-native":
+        return [] if credential_source(agent, environ) is not None else [NO_CREDENTIALS]
+    preset = preset_of(agent)
+    program = _find(agent.command, agent.cwd or cwd, environ)
+    credentials = {"present": None} if to_start else _credentials(preset, agent, environ)
+    return _unusable(agent, preset, program, credentials, environ)
+
+
+def _joined(reasons: list[str]) -> str | None:
+    return "; ".join(reasons) if reasons else None
 
 
 def _find(command: str, cwd: str | None, env: Mapping[str, str]) -> str | None:
@@ -167,15 +193,20 @@ def _unusable(
     program: str | None,
     credentials: dict[str, Any],
     env: Mapping[str, str],
-) -> str | None:
+) -> list[str]:
+    reasons: list[str] = []
     if program is None:
         if preset is not None:
-            return f"not installed: run `acpd agents install {preset.name}` (or put {agent.command!r} on PATH)"
-        return f"command {agent.command!r} not found on PATH"
+            reasons.append(f"not installed: run `acpd agents install {preset.name}` (or put {agent.command!r} on PATH)")
+        else:
+            reasons.append(f"command {agent.command!r} not found on PATH")
     if preset is not None and preset.needs_node and shutil.which("node", path=env.get("PATH", os.defpath)) is None:
-        return f"{preset.name} is a Node.js program and `node` is not on PATH"
+        reasons.append(f"{preset.name} is a Node.js program and `node` is not on PATH")
+    sandbox = missing_sandbox(agent, env)
+    if sandbox is not None:
+        reasons.append(sandbox)
     if credentials["present"] is False and preset is not None:
         names = ", ".join(f"${name}" for name in preset.credential_variables)
         choices = f"set one of {names}, log in" if names else "log in"
-        return f"no credentials: {choices} with the agent's own CLI, or set a model URL"
-    return missing_sandbox(agent, env)
+        reasons.append(f"no credentials: {choices} with the agent's own CLI, or set a model URL")
+    return reasons

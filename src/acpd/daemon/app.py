@@ -8,9 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from acpd.errors import AcpdError
@@ -18,7 +20,7 @@ from acpd.errors import AcpdError
 from . import acp_http, ws
 from .http import ROUTES
 from .manager import SessionManager
-from .problems import handle_acpd_error, handle_exception_group, handle_http_exception, handle_unexpected
+from .problems import handle_acpd_error, handle_exception_group, handle_http_exception, handle_unexpected, problem
 from .security import SecurityMiddleware, allowed_origins
 
 
@@ -42,6 +44,9 @@ def create_app(manager: SessionManager, *, port: int | None = None) -> Starlette
             Exception: handle_unexpected,
         },
     )
+    # /v1/sessions/ is not /v1/sessions: a redirect would only lead a client to a 404 or a
+    # different resource (/v1/sessions/%2E%2E%2F redirected to /v1/sessions/..)
+    app.router.redirect_slashes = False
     app.state.manager = manager
     app.state.acp_hub = acp_http.AcpHttpHub(manager)
     app.state.max_body_bytes = config.max_body_bytes
@@ -59,4 +64,19 @@ class _CorsOutside(Starlette):
         super().__init__(**options)
 
     def build_middleware_stack(self) -> ASGIApp:
-        return CORSMiddleware(super().build_middleware_stack(), **self._cors)
+        return _ProblemCors(super().build_middleware_stack(), **self._cors)
+
+
+class _ProblemCors(CORSMiddleware):
+    """Starlette's CORS, whose refused preflight is a problem like every other refusal (it answers
+    ``400 text/plain`` itself)."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        refused = bytes(response.body).decode().removeprefix("Disallowed CORS ")
+        detail = f"this cross-origin request is not allowed: its {refused} (see allowed_origins)"
+        answer = problem(response.status_code, "cors-refused", detail)
+        answer.headers.update({k: v for k, v in response.headers.items() if k.startswith("access-control-")})
+        return answer

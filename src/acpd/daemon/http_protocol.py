@@ -16,20 +16,18 @@ from websockets.http11 import Response
 
 from acpd.protocol import jsonio
 
-from .problems import MEDIA_TYPE, PROBLEM_TYPE_PREFIX
+from .problems import MEDIA_TYPE, problem_body
 
 KINDS: Final = {400: "malformed-request", 403: "forbidden", 426: "upgrade-required", 500: "internal-error"}
 
 
-def problem_body(status: int, detail: str) -> bytes:
-    kind = KINDS.get(status, "websocket-refused")
-    title = kind.replace("-", " ").capitalize()
-    return jsonio.dumps({"type": PROBLEM_TYPE_PREFIX + kind, "title": title, "status": status, "detail": detail})
+def problem_bytes(status: int, detail: str) -> bytes:
+    return jsonio.dumps(problem_body(status, KINDS.get(status, "websocket-refused"), detail))
 
 
 class ProblemHttpToolsProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
-        body = problem_body(400, f"the HTTP request could not be parsed: {msg}")
+        body = problem_bytes(400, f"the HTTP request could not be parsed: {msg}")
         content = [b"HTTP/1.1 400 Bad Request\r\n"]
         for name, value in self.server_state.default_headers:
             content.extend([name, b": ", value, b"\r\n"])
@@ -55,6 +53,6 @@ class ProblemWebSocketProtocol(WebSocketsSansIOProtocol):
 
 def _problem_reject(status: http.HTTPStatus | int, text: str) -> Response:
     status = http.HTTPStatus(status)
-    body = problem_body(status.value, text.strip() or f"the WebSocket handshake was refused ({status.phrase})")
+    body = problem_bytes(status.value, text.strip() or f"the WebSocket handshake was refused ({status.phrase})")
     headers = Headers([("Connection", "close"), ("Content-Length", str(len(body))), ("Content-Type", MEDIA_TYPE)])
     return Response(status.value, status.phrase, headers, body)

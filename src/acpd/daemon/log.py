@@ -132,13 +132,41 @@ class SessionLog:
         """The seq of the newest appended record, committed or not."""
         return self._next_seq - 1
 
-    def append(self, sender: Sender, turn: int, payload: jsonio.JsonObject | str) -> EventRecord:
-        """Queue one frame; it becomes visible once committed. Returns its record.
+    def scrub(self, text: str) -> str:
+        """``text`` with the daemon's secrets masked, as every record is kept."""
+        return self._redact(text)
+
+    def scrub_frame(self, frame: jsonio.JsonObject) -> tuple[jsonio.JsonObject, str]:
+        """``frame`` as the log keeps it, with its JSON text: secrets masked (the same object when
+        it holds none). A frame entering a session is scrubbed once, here, so that every view of
+        it (its record, a turn's answer, a pending permission, the session document) is the same."""
+        text = jsonio.dumps_str(frame)
+        clean = self._redact(text)
+        if clean == text:
+            return frame, text
+        try:
+            scrubbed = jsonio.loads(clean)  # the shapes keep JSON valid (see ``secrets``)...
+        except ValueError:
+            # ...but a secret variable's value may span JSON's syntax (a number, a key and its
+            # value): then each string is scrubbed on its own.
+            scrubbed = _scrub_strings(frame, self._redact)
+            clean = jsonio.dumps_str(scrubbed)
+        assert isinstance(scrubbed, dict)
+        return scrubbed, clean
+
+    def append(
+        self, sender: Sender, turn: int, payload: jsonio.JsonObject | str, *, scrubbed: bool = False
+    ) -> EventRecord:
+        """Queue one frame; it becomes visible once committed. Returns its record. ``scrubbed``:
+        ``payload`` is text from ``scrub_frame`` already (not scrubbed twice).
 
         A closed log (the session is being deleted, or the daemon stops) drops the frame: nothing
         could commit it any more, and a restart tells from the saved document what was cut short.
         """
-        text = self._redact(payload if isinstance(payload, str) else jsonio.dumps_str(payload))
+        if isinstance(payload, str) and scrubbed:
+            text = payload
+        else:
+            text = self._redact(payload if isinstance(payload, str) else jsonio.dumps_str(payload))
         record = EventRecord(self.session_id, self._next_seq, utc_now(), sender, turn, text)
         if self.closed:
             logger.debug("session %s: dropped a frame appended after close", self.session_id)
@@ -386,3 +414,13 @@ class SessionLog:
                 await wait(cursor + 1)
             if idle.cancelled_caught:
                 yield []
+
+
+def _scrub_strings(value: jsonio.JsonValue, redact: Callable[[str], str]) -> jsonio.JsonValue:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_scrub_strings(item, redact) for item in value]
+    if isinstance(value, dict):
+        return {redact(key): _scrub_strings(item, redact) for key, item in value.items()}
+    return value

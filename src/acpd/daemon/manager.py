@@ -209,7 +209,7 @@ class SessionManager:
         if agent == runtime.doc["agent"]:
             agent = None
         if agent is not None:
-            self._check_switch(runtime, agent)
+            await self._check_switch(runtime, agent)
         runtime.log.check_writable()  # refuse while the store fails, before anything changes
         before = runtime.snapshot()
         try:
@@ -242,21 +242,19 @@ class SessionManager:
         if policy is not None:
             runtime.set_policy(policy)
         if agent is not None:
-            await runtime.stop_backend()
-            # the old agent's settings mean nothing to the new one
-            runtime.doc.update(agent=agent, backendSessionId=None, configOptions=[], modes=None, models=None)
-            runtime.doc.update(mode=None, model=None, thoughtLevel=None, config={})
-            # start the new agent now: its options are part of the answer, and a broken agent
-            # should fail the switch's caller rather than the next prompt
-            await runtime.ensure_backend()
+            # the new agent starts now, beside the old one: its options are part of the answer, and
+            # an agent that cannot start fails the switch (the old one untouched), not the next prompt
+            await runtime.switch_agent(agent, settings)
         if settings:
             await runtime.change_settings(settings)
 
-    def _check_switch(self, runtime: SessionRuntime, agent: str) -> None:
+    async def _check_switch(self, runtime: SessionRuntime, agent: str) -> None:
+        """What can be known without starting the agent, checked before anything changes."""
         if agent not in self.config.all_agents():
             raise AgentNotFound(f"no agent named {agent!r}; known agents: {sorted(self.config.all_agents())}")
         if runtime.busy:
             raise InvalidInput("cannot switch agents while a turn runs; cancel it or wait")
+        await runtime.check_usable(agent)
 
     async def close(self, session_id: str) -> None:
         """End the running turn, stop the agent and unload the session; its history stays, and

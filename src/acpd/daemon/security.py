@@ -20,7 +20,7 @@ from acpd.errors import ConfigError
 from acpd.private import ensure_token, is_loopback, private_dir, read_token, token_path
 from acpd.protocol import jsonio
 
-from .problems import MEDIA_TYPE, PROBLEM_TYPE_PREFIX
+from .problems import MEDIA_TYPE, problem_body
 
 OPEN_PATHS: Final = frozenset({"/v1/health"})
 LOOPBACK_NAMES: Final = ("127.0.0.1", "localhost", "[::1]")
@@ -133,7 +133,7 @@ class SecurityMiddleware:
 
 
 async def _send_problem(send: Send, status: int, kind: str, detail: str) -> None:
-    body = jsonio.dumps({"type": PROBLEM_TYPE_PREFIX + kind, "title": kind, "status": status, "detail": detail})
+    body = jsonio.dumps(problem_body(status, kind, detail))
     await send(
         {
             "type": "http.response.start",

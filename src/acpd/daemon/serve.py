@@ -26,6 +26,7 @@ import uvicorn
 from anyio.abc import TaskStatus
 
 from acpd.config import DaemonConfig
+from acpd.errors import ConfigError
 from acpd.store.base import EventStore
 from acpd.store.memory import MemoryEventStore
 from acpd.store.sqlite import SqliteEventStore
@@ -59,7 +60,11 @@ def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host.strip("[]"), port))
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock

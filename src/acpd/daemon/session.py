@@ -7,8 +7,11 @@ permission policy, durable-before-visible answers) but not HTTP or the choice of
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 import logging
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -25,6 +28,7 @@ from acpd.errors import (
     AcpdError,
     AgentError,
     AgentNotFound,
+    AgentUnavailable,
     InvalidSetting,
     NotFound,
     RpcError,
@@ -39,6 +43,7 @@ from acpd.protocol.jsonio import JsonObject, JsonValue, objects_in
 from acpd.store.base import EventStore, SessionDoc
 
 from .acp_views import SETTING_FOR_CATEGORY, config_options, offered_values, select_values, update_notification
+from .agents import unusable_reasons
 from .clients import AttachedClients
 from .log import SessionLog
 from .permissions import (
@@ -57,6 +62,10 @@ logger = logging.getLogger(__name__)
 
 CANCEL_GRACE_SECONDS: Final = 5.0
 """How long an agent may take to answer a cancelled prompt before its process is stopped."""
+CLOSE_CANCEL_SECONDS: Final = min(CANCEL_GRACE_SECONDS, 2.0)
+"""When a session closes under a running turn (the daemon stops, the session is deleted): how long
+its agent may take to answer the cancel, and then how long the turn may take to record its answer
+once the agent is stopped. Short: stopping the daemon must stay fast."""
 STDERR_EVENT_CHARS: Final = 4000
 MAX_EARLY_BYTES: Final = 16 * 1024 * 1024
 """What an agent may send before its session is open (held in memory until then); past it, the start fails."""
@@ -68,6 +77,13 @@ CHANGEABLE: Final = (
     *("agentInfo", "capabilities", "contextPending"),
 )
 """Document fields a PATCH, an ACP setter or the agent start they cause may change."""
+AGENT_FRESH: Final[JsonObject] = {
+    **{"backendSessionId": None, "configOptions": [], "modes": None, "models": None},
+    **{"mode": None, "model": None, "thoughtLevel": None, "config": {}},
+}
+"""What a switch to another agent resets: the old agent's settings mean nothing to the new one."""
+_RUNNING: ContextVar[Backend | None] = ContextVar("acpd_running_backend", default=None)
+"""In a backend's own task (its ``run`` and whatever it calls back): that backend."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +105,7 @@ class SessionRuntime:
         self.clients = AttachedClients()
         self._policy = Policy.model_validate(doc.get("policy") or {})
         self._backend: Backend | None = None
+        self._incoming: Backend | None = None  # during an agent switch: the new agent, not yet the session's
         self._backend_lock = anyio.Lock()
         self._early: list[JsonObject] | None = None  # while an agent starts: what it said before agent_started
         self._early_bytes = 0
@@ -155,8 +172,11 @@ class SessionRuntime:
             StoreError: the store fails (a full disk); the document stays queued and commits
                 with those records when the store accepts writes again.
         """
+        await self.log.wait_saved(self._queue_save())
+
+    def _queue_save(self) -> int:
         self.doc["updatedAt"] = utc_now()
-        await self.log.wait_saved(self.log.save_doc(self.doc))
+        return self.log.save_doc(self.doc)
 
     def _store_failed(self, fault: StoreError) -> None:
         """Commits started failing: say so in the log (the record commits once they succeed again)
@@ -175,11 +195,14 @@ class SessionRuntime:
             # The agent spoke before its session/new answer was adopted: _acpd/agent_started first.
             self._hold_early(message)
             return
+        # Scrubbed before anything sees it: the turn's text and the document derive from the
+        # frame the log keeps, never from what the agent sent.
+        message, text = self.log.scrub_frame(message)
         params = message.get("params")
         update = params.get("update") if isinstance(params, dict) else None
         if isinstance(update, dict) and not self._observe(update):
             return
-        self.log.append("agent", self._turn_number, message)
+        self.log.append("agent", self._turn_number, text, scrubbed=True)
         await self.log.wait_capacity()
 
     def _hold_early(self, message: JsonObject) -> None:
@@ -262,8 +285,11 @@ class SessionRuntime:
         # ACP requires the session id, and clients refuse a request without it: whatever the
         # backend put there (claude-native put nothing), it is this session's.
         params = {**(params if isinstance(params, dict) else {}), "sessionId": self.session_id}
-        message = {**message, "params": params}
-        seq = self.record("agent", message)
+        # The pending request (its list, the clients asked) shows the frame the log keeps.
+        message, text = self.log.scrub_frame({**message, "params": params})
+        params = message["params"]
+        assert isinstance(params, dict)
+        seq = self.log.append("agent", self._turn_number, text, scrubbed=True).seq
         pending = PendingPermission(f"p{seq}", seq, self._turn_number, message, utc_now())
         self.broker.open(pending)
         try:
@@ -399,7 +425,12 @@ class SessionRuntime:
                 await anyio.sleep_forever()
 
     def backend_exited(self, returncode: int | None, stderr_tail: str) -> None:
-        self._backend = None
+        exited = _RUNNING.get()
+        if exited is not None and exited is self._incoming:
+            self._incoming = None  # a switch's new agent that never became the session's: not its event
+            return
+        if exited is None or exited is self._backend:
+            self._backend = None
         if self.log.closed:
             return
         self.record_daemon(
@@ -414,11 +445,25 @@ class SessionRuntime:
 
     # -- backend lifecycle -----------------------------------------------------------------------
 
-    def _agent_config(self) -> AgentConfig:
-        name = str(self.doc["agent"])
+    def _agent_config(self, name: str) -> AgentConfig:
         agent = self._deps.config.all_agents().get(name)
         if agent is None:
             raise AgentNotFound(f"no agent named {name!r}; configured agents: {sorted(self._deps.config.all_agents())}")
+        return agent
+
+    async def check_usable(self, name: str) -> AgentConfig:
+        """The agent ``name`` if it can be used here, judged as ``GET /v1/agents`` judges it.
+
+        Raises:
+            AgentNotFound; AgentUnavailable: every reason it cannot start (not installed, no
+                runtime, no sandbox; no credentials only for claude-native), in that order.
+        """
+        agent = self._agent_config(name)
+        judge = functools.partial(unusable_reasons, agent, os.environ, cwd=self.cwd, to_start=True)
+        reasons = await anyio.to_thread.run_sync(judge)  # reads PATH and files
+        if reasons:
+            detail = f"agent {name!r} cannot be used: {'; '.join(reasons)}"
+            raise AgentUnavailable(detail, data={"agent": name, "reasons": reasons})
         return agent
 
     async def ensure_backend(self) -> Backend:
@@ -428,40 +473,114 @@ class SessionRuntime:
                 return self._backend
             if self._closing:
                 raise SessionClosed(f"session {self.session_id} is closing")
-            backend = create_backend(
-                str(self.doc["agent"]),
-                self._agent_config(),
-                cwd=self.cwd,
-                mcp_servers=list(self.doc.get("mcpServers") or []),
-                record_dir=self._deps.config.record_agents or None,
-            )
-            self._early, self._early_bytes, self._start_abort = [], 0, None
-            try:
-                state = await self._deps.task_group.start(self._run_backend, backend)
-                self._backend = backend
-                await self._adopt(state)
-            finally:
-                early, self._early = self._early, None
-                self._start_scope = None
-            for message in early:
-                await self.emit(message)
+            backend, state = await self._start_backend(str(self.doc["agent"]), self.doc.get("backendSessionId"))
+            self._backend = backend
+            await self._adopt_started(state)
             return backend
 
-    async def _run_backend(self, backend: Backend, *, task_status: TaskStatus[BackendState]) -> None:
+    async def switch_agent(self, name: str, settings: JsonObject) -> None:
+        """Make before break: start ``name``'s agent beside the running one, and only once it has
+        opened its session (and offers ``settings``) stop the old one and take the new. Refused,
+        the old agent goes on untouched and nothing is recorded.
+
+        Raises:
+            AgentNotFound, AgentUnavailable, AgentError, InvalidSetting, SessionClosed.
+        """
+        async with self._backend_lock:
+            if self._closing:
+                raise SessionClosed(f"session {self.session_id} is closing")
+            incoming, state = await self._start_backend(name, None)
+            self._incoming = incoming
+            try:
+                self._check_offered(settings, {**self.doc, "agent": name, **_agent_fields(state)})
+                if self._backend is not None:
+                    with anyio.CancelScope(shield=True):
+                        await self._stop(self._backend)
+                if self._incoming is not incoming:
+                    raise AgentError(f"agent {name!r} exited right after it started", data={"agent": name})
+            except BaseException:
+                self._early = None
+                with anyio.CancelScope(shield=True):
+                    await incoming.aclose()
+                self._incoming = None
+                raise
+            self._incoming = None
+            self._backend = incoming
+            self.doc.update(agent=name, **copy.deepcopy(AGENT_FRESH))
+            await self._adopt_started(state)
+
+    async def _start_backend(self, name: str, resume_id: str | None) -> tuple[Backend, BackendState]:
+        """Start agent ``name``'s backend and wait until it has opened its session; what it says
+        meanwhile is held (``_early``) until ``_adopt_started``."""
+        backend = create_backend(
+            name,
+            await self.check_usable(name),
+            cwd=self.cwd,
+            mcp_servers=list(self.doc.get("mcpServers") or []),
+            record_dir=self._deps.config.record_agents or None,
+        )
+        self._early, self._early_bytes, self._start_abort = [], 0, None
+        try:
+            state = await self._deps.task_group.start(self._run_backend, backend, name, resume_id)
+        except BaseException:
+            self._early = None
+            raise
+        finally:
+            self._start_scope = None
+        return backend, state
+
+    async def _adopt_started(self, state: BackendState) -> None:
+        """Take the started backend's state, then pass on what it said before."""
+        try:
+            await self._adopt(self._scrubbed_state(state))
+        finally:
+            early, self._early = self._early, None
+        for message in early or []:
+            await self.emit(message)
+
+    def _scrubbed_state(self, state: BackendState) -> BackendState:
+        """What a started agent reports, secrets masked, before the document holds it."""
+        wire: JsonObject = {
+            "agentInfo": state.agent_info,
+            "capabilities": state.capabilities,
+            "modes": state.modes,
+            "configOptions": state.config_options,
+            "models": state.models,
+        }
+        clean, _ = self.log.scrub_frame(wire)
+        if clean is wire:
+            return state
+        return dataclasses.replace(
+            state,
+            agent_info=clean["agentInfo"],
+            capabilities=clean["capabilities"],
+            modes=clean["modes"],
+            config_options=clean["configOptions"],
+            models=clean["models"],
+        )
+
+    async def _run_backend(
+        self, backend: Backend, name: str, resume_id: str | None, *, task_status: TaskStatus[BackendState]
+    ) -> None:
+        _RUNNING.set(backend)  # this task's own context: backend_exited knows whose exit it hears
         started = _StartedFlag(task_status, self)
         try:
             with anyio.CancelScope() as self._start_scope:
-                await backend.run(self, resume_id=self.doc.get("backendSessionId"), task_status=started)
+                await backend.run(self, resume_id=resume_id, task_status=started)
             if not started.done:
-                raise self._start_abort or AgentError(f"agent {self.doc['agent']!r} ended before it started")
+                raise self._start_abort or AgentError(f"agent {name!r} ended before it started")
         except Exception as exc:
             if not started.done:
                 raise
             # After start, a backend failure is the session's problem, never the daemon's.
             logger.exception("backend of session %s failed", self.session_id)
+            if backend is self._incoming:
+                self._incoming = None
+                return
             if not self.log.closed:
                 self.record_error("AGENT_FAILED", str(exc))
-            self._backend = None
+            if self._backend is backend:
+                self._backend = None
 
     async def _adopt(self, state: BackendState) -> None:
         resumed = state.how in ("load", "resume")
@@ -501,13 +620,16 @@ class SessionRuntime:
         return wanted
 
     async def stop_backend(self) -> None:
-        backend = self._backend
-        if backend is not None:
-            self._stopping = True
-            try:
-                await backend.aclose()
-            finally:
-                self._stopping = False
+        if self._backend is not None:
+            await self._stop(self._backend)
+
+    async def _stop(self, backend: Backend) -> None:
+        self._stopping = True
+        try:
+            await backend.aclose()
+        finally:
+            self._stopping = False
+        if self._backend is backend:
             self._backend = None
 
     # -- settings --------------------------------------------------------------------------------
@@ -554,13 +676,15 @@ class SessionRuntime:
                 self.doc[SETTING_FOR_CATEGORY[category]] = value
                 self._mark_current(category, value)
 
-    def _check_offered(self, changes: JsonObject) -> None:
+    def _check_offered(self, changes: JsonObject, doc: JsonObject | None = None) -> None:
         """Refuse a value the agent does not offer before any reaches it: a client's mistake is a
-        4xx naming the offered values, not the agent's error (and not half a change)."""
-        agent = self.doc["agent"]
+        4xx naming the offered values, not the agent's error (and not half a change). ``doc``: the
+        session as it would be (a switch checks against the new agent before taking it)."""
+        doc = self.doc if doc is None else doc
+        agent = doc["agent"]
         for key in ("model", "mode", "thoughtLevel"):
             value = changes.get(key)
-            offered = offered_values(self.doc, key)
+            offered = offered_values(doc, key)
             if not value or offered == []:
                 continue
             if offered is None:
@@ -568,7 +692,7 @@ class SessionRuntime:
             if value not in offered:
                 detail = f"agent {agent!r} offers no {key} {value!r}; choose one of {offered}"
                 raise InvalidSetting(detail, data={"setting": key, "value": value, "offered": offered})
-        options = {str(o.get("id")): o for o in objects_in(self.doc.get("configOptions"))}
+        options = {str(o.get("id")): o for o in objects_in(doc.get("configOptions"))}
         for config_id, value in dict(changes.get("config") or {}).items():
             option = options.get(config_id)
             if option is None:
@@ -627,7 +751,8 @@ class SessionRuntime:
 
     def _adopt_options(self, options: list[JsonObject] | None) -> None:
         if options is not None:
-            self.doc["configOptions"] = options
+            clean, _ = self.log.scrub_frame({"configOptions": options})
+            self.doc["configOptions"] = clean["configOptions"]
 
     # -- turns -----------------------------------------------------------------------------------
 
@@ -654,7 +779,7 @@ class SessionRuntime:
                 except Exception as exc:
                     # A bug in a turn must cost that turn, never the daemon.
                     logger.exception("turn %d of session %s failed", turn.number, self.session_id)
-                    turn.error = AgentError(f"internal error: {exc!r}")
+                    turn.error = self._scrubbed_error(AgentError(f"internal error: {exc!r}"))
                     self.record_error("INTERNAL", f"turn {turn.number} failed: {exc!r}")
                     self._set_status("error")
                 finally:
@@ -682,18 +807,22 @@ class SessionRuntime:
             response = jsonrpc.result_response(request_id, result)
             self.doc["usage"] = usage_totals(self.doc.get("usage") or {}, result.get("usage"))
         except AcpdError as exc:
-            turn.error = exc
+            # An agent's error may quote its configuration: its answer shows what the log keeps.
+            turn.error = exc = self._scrubbed_error(exc)
             sender = "agent" if isinstance(exc, RpcError) else "daemon"
             error = exc.to_wire() if isinstance(exc, RpcError) else {"code": exc.code, "message": exc.message}
             response = jsonrpc.error_response(request_id, error)
             if isinstance(exc.data, dict):  # a failed turn still spent what it reports (claude-native does)
                 self.doc["usage"] = usage_totals(self.doc.get("usage") or {}, exc.data.get("usage"))
-        turn.response = response
-        turn.last_seq = self.record(sender, response)
+        # The answer (REST, ACP) is the recorded frame: what the agent said, secrets masked.
+        turn.response, text = self.log.scrub_frame(response)
+        turn.last_seq = self.log.append(sender, self._turn_number, text, scrubbed=True).seq
         self.broker.cancel_all()
         self._set_status("error" if turn.error is not None else "idle")
+        saved = self._queue_save()
+        turn.answered.set()  # the answer and the document saying the turn ended commit together
         try:
-            await self.save()
+            await self.log.wait_saved(saved)
             if turn.idempotency_key is not None:
                 answer = jsonio.dumps_str(turn.answer(self.session_id))
                 await self._deps.store.put_idempotent(self.session_id, turn.idempotency_key, answer)
@@ -702,7 +831,17 @@ class SessionRuntime:
             # must not be told the turn is durable before then.
             turn.error = turn.error or exc
 
+    def _scrubbed_error(self, exc: AcpdError) -> AcpdError:
+        """``exc`` with the secrets in its message and data masked (in place: the error is ours)."""
+        exc.message = self.log.scrub(exc.message)
+        exc.args = (exc.message, *exc.args[1:])
+        if exc.data is not None:
+            data, _ = self.log.scrub_frame({"data": exc.data})
+            exc.data = data["data"]
+        return exc
+
     async def _prompt_backend(self, turn: Turn) -> JsonObject:
+        turn.with_agent = True
         backend = await self.ensure_backend()
         prompt = await self._with_context(turn)
         result: JsonObject = {"stopReason": "cancelled"}
@@ -774,6 +913,29 @@ class SessionRuntime:
             turn.request_stop()
             await turn.done.wait()
 
+    async def _answer_running_turn(self) -> None:
+        """End the running turn as a cancel does, and wait (bounded) until its answer is recorded:
+        the log is complete (no ``turn_interrupted`` after a clean stop) and the turn's stream ends
+        with its answer, like any turn's. An agent that does not answer the cancel in time is
+        stopped, and the turn answers ``cancelled`` after the ``CANCEL_IGNORED`` error."""
+        turn = self._current
+        if turn is None:
+            return
+        turn.request_stop()
+        if not turn.with_agent:
+            return  # held up before its agent (a stuck store): no cancel to wait for
+        with anyio.move_on_after(CLOSE_CANCEL_SECONDS):
+            await turn.answered.wait()
+        if turn.answered.is_set():
+            return
+        self.record_error(
+            "CANCEL_IGNORED",
+            f"agent did not end turn {turn.number} within {CLOSE_CANCEL_SECONDS} s of cancel; the session closed",
+        )
+        await self.stop_backend()
+        with anyio.move_on_after(CLOSE_CANCEL_SECONDS):
+            await turn.answered.wait()
+
     def take_turns_again(self) -> None:
         """Undo ``stop_turns``: a close that the store refused leaves the session open."""
         self._closing = False
@@ -782,12 +944,12 @@ class SessionRuntime:
         self.doc["status"] = status
 
     async def aclose(self) -> None:
-        """Stop the backend and services, answer pending permissions, close the log after its last commit."""
+        """Answer the running turn, stop the backend and services, answer pending permissions,
+        close the log after its last commit."""
         self._closing = True
-        if self._current is not None:
-            self._current.request_stop()
-        self.broker.cancel_all()
         self.abort_start(SessionClosed(f"session {self.session_id} was closed while its agent started"))
+        await self._answer_running_turn()
+        self.broker.cancel_all()
         await self.stop_backend()
         if self._services_scope is not None:
             self._services_scope.cancel()
@@ -831,6 +993,15 @@ def session_doc_defaults(now: str) -> dict[str, Any]:
         "mcpServers": [],
         "additionalDirectories": [],
         "contextPending": False,
+    }
+
+
+def _agent_fields(state: BackendState) -> JsonObject:
+    """What a just-started agent offers, as the session document holds it."""
+    return {
+        "configOptions": state.config_options or [],
+        "modes": state.modes,
+        "models": state.models,
     }
 
 

@@ -30,6 +30,10 @@ class Turn:
     done: anyio.Event = field(default_factory=anyio.Event)
     stop: anyio.Event = field(default_factory=anyio.Event)
     """Set to ask the running turn to end (cancel, a limit, the timeout)."""
+    with_agent: bool = False
+    """The turn is past its own bookkeeping: its agent starts or has the prompt (a cancel reaches it)."""
+    answered: anyio.Event = field(default_factory=anyio.Event)
+    """Set once the turn's answer is recorded (appended to the log; it commits when the store can)."""
     stop_reason_override: str | None = None
     first_seq: int = 0
     last_seq: int = 0
@@ -41,6 +45,8 @@ class Turn:
     """Tokens the turn has cost so far, when the agent reports it (``_meta.acpd.turnTokens``)."""
     text_parts: list[str] = field(default_factory=list)
     text_chars: int = 0
+    text_truncated: bool = False
+    """The answer's ``text`` stops at ``TEXT_LIMIT_CHARS``; the event log has it all."""
     response: JsonObject | None = None
     error: AcpdError | None = None
 
@@ -50,7 +56,11 @@ class Turn:
         self.stop.set()
 
     def add_text(self, text: str) -> None:
-        if self.text_chars < TEXT_LIMIT_CHARS:
+        room = TEXT_LIMIT_CHARS - self.text_chars
+        if len(text) > room:
+            self.text_truncated = True
+            text = text[: max(room, 0)]
+        if text:
             self.text_parts.append(text)
             self.text_chars += len(text)
 
@@ -79,6 +89,8 @@ class Turn:
             "firstSeq": self.first_seq,
             "lastSeq": self.last_seq,
         }
+        if self.text_truncated:
+            answer["textTruncated"] = True
         if self.response is not None and "error" in self.response:
             answer["error"] = self.response["error"]
         return answer

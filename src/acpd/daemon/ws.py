@@ -8,7 +8,9 @@ import contextlib
 from typing import Final
 
 import anyio
-from starlette.routing import WebSocketRoute
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from acpd.errors import ConnectionClosed
@@ -16,6 +18,7 @@ from acpd.protocol.framing import Frame, FrameTooLong
 
 from .acp_face import AcpConnection
 from .manager import SessionManager
+from .problems import problem
 
 MAX_MESSAGE_BYTES: Final = 32 * 1024 * 1024
 """The same limit as a stdio line. ``serve`` gives uvicorn this limit too, which closes the
@@ -72,4 +75,11 @@ async def rpc_endpoint(websocket: WebSocket) -> None:
     await connection.serve()
 
 
-ROUTES: Final = [WebSocketRoute("/v1/rpc", rpc_endpoint)]
+async def rpc_without_upgrade(request: Request) -> Response:
+    """A plain HTTP request on the WebSocket route: say what it takes instead of a 404."""
+    response = problem(426, "upgrade-required", "/v1/rpc speaks ACP JSON-RPC over a WebSocket: upgrade the connection")
+    response.headers["Upgrade"] = "websocket"
+    return response
+
+
+ROUTES: Final = [WebSocketRoute("/v1/rpc", rpc_endpoint), Route("/v1/rpc", rpc_without_upgrade, methods=["GET"])]

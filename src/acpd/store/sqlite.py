@@ -455,8 +455,8 @@ def _close_writer(conn: sqlite3.Connection) -> None:
     try:
         # Keeps the query planner's statistics fresh, as SQLite recommends before closing.
         conn.execute("PRAGMA optimize")
-    except sqlite3.Error:
-        logger.warning("PRAGMA optimize failed while closing the event store", exc_info=True)
+    except sqlite3.Error as exc:  # a full disk, typically: a fact worth a line, not a traceback
+        logger.warning("PRAGMA optimize failed while closing the event store: %s", exc)
     conn.close()
 
 

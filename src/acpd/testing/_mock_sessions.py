@@ -142,9 +142,13 @@ class SessionStore:
         self._dir = state_dir
         self._sessions: dict[str, MockSession] = {}
         if state_dir is not None:
-            # prompts and answers: for the user's eyes only (DESIGN §7), whatever the umask
+            # prompts and answers: for the user's eyes only, whatever the umask; files an older
+            # version left readable are tightened too
             state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(state_dir, 0o700)
+            for path in state_dir.iterdir():
+                if path.is_file() and not path.is_symlink():
+                    os.chmod(path, 0o600)
 
     def create(self, cwd: str) -> MockSession:
         session = MockSession(f"mock-{uuid.uuid4().hex[:12]}", cwd)

@@ -189,7 +189,7 @@ class MockAgent:
 
     def _handle_notification(self, method: str, params: Any) -> None:
         """Only cancels matter; other notifications are ignored, as ACP asks."""
-        if not isinstance(params, dict):
+        if not isinstance(params, dict) or method in self._options.ignore:
             return
         running: list[asyncio.Task[None]] = []
         if method == "session/cancel" and isinstance(params.get("sessionId"), str):
@@ -412,7 +412,11 @@ def _parse_args(argv: Sequence[str] | None) -> MockOptions:
     parser.add_argument("--state-dir", type=Path, help="keep each session's history in DIR/<sessionId>.jsonl")
     parser.add_argument("--name", default="acpd-mock", help="agentInfo.name (default: acpd-mock)")
     parser.add_argument(
-        "--ignore", action="append", default=[], metavar="METHOD", help="never answer this request (repeatable)"
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="METHOD",
+        help="never answer this request, nor heed this notification (repeatable)",
     )
     args = parser.parse_args(argv)
     return MockOptions(
