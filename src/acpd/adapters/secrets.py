@@ -21,24 +21,27 @@ SECRET_MIN_CHARS: Final = 8
 MASK: Final = "***"
 
 # No pattern may match a quote or a backslash: scrubbing JSON text must leave valid JSON. Each
-# starts with a literal (no look-behind), which lets the regex engine skip ahead fast: the event
-# log scrubs every record.
+# comes with the plain strings one of its matches must contain: the event log scrubs every record,
+# and looking for a few strings (a C search each) is ~20 times cheaper than running the regex over
+# text that holds none of them, which is nearly all text.
 _SHAPES: Final = (
-    r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?:[^\"]*?-----END [A-Z ]*PRIVATE KEY-----|[^\"]*)",
-    r"sk-[A-Za-z0-9_-]{16,}",  # OpenAI, Anthropic (sk-ant-…), DeepSeek…
-    r"[sr]k_(?:live|test)_[A-Za-z0-9]{16,}",  # Stripe
-    r"gh[pousr]_[A-Za-z0-9]{20,}",  # GitHub tokens
-    r"github_pat_[A-Za-z0-9_]{20,}",
-    r"glpat-[A-Za-z0-9_-]{20,}",  # GitLab
-    r"xox[abposre]-[A-Za-z0-9-]{10,}",  # Slack
-    r"A(?:KIA|SIA)[A-Z0-9]{16}",  # AWS access key ids
-    r"AIza[A-Za-z0-9_-]{30,}",  # Google API keys
-    r"hf_[A-Za-z0-9]{30,}",  # Hugging Face
-    r"npm_[A-Za-z0-9]{30,}",
-    r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # JWT
-    r"[Bb](?i:earer)\s+[A-Za-z0-9._~+/-]{16,}=*",
+    (("PRIVATE KEY-----",), r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?:[^\"]*?-----END [A-Z ]*PRIVATE KEY-----|[^\"]*)"),
+    (("sk-",), r"sk-[A-Za-z0-9_-]{16,}"),  # OpenAI, Anthropic (sk-ant-…), DeepSeek…
+    (("k_live_", "k_test_"), r"[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"),  # Stripe
+    (("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), r"gh[pousr]_[A-Za-z0-9]{20,}"),  # GitHub tokens
+    (("github_pat_",), r"github_pat_[A-Za-z0-9_]{20,}"),
+    (("glpat-",), r"glpat-[A-Za-z0-9_-]{20,}"),  # GitLab
+    (("xox",), r"xox[abposre]-[A-Za-z0-9-]{10,}"),  # Slack
+    (("AKIA", "ASIA"), r"A(?:KIA|SIA)[A-Z0-9]{16}"),  # AWS access key ids
+    (("AIza",), r"AIza[A-Za-z0-9_-]{30,}"),  # Google API keys
+    (("hf_",), r"hf_[A-Za-z0-9]{30,}"),  # Hugging Face
+    (("npm_",), r"npm_[A-Za-z0-9]{30,}"),
+    (("eyJ",), r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),  # JWT
+    (("earer", "EARER"), r"(?:[Bb]earer|BEARER)\s+[A-Za-z0-9._~+/-]{16,}=*"),
 )
-SECRET_SHAPE: Final = re.compile("|".join(f"(?:{shape})" for shape in _SHAPES))
+SECRET_SHAPE: Final = re.compile("|".join(f"(?:{shape})" for _, shape in _SHAPES))
+SHAPE_MARKERS: Final = tuple(marker for markers, _ in _SHAPES for marker in markers)
+"""Strings one of which any ``SECRET_SHAPE`` match contains: text without them needs no regex."""
 URL_PASSWORD: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s/@:\"'\\]+:[^\s/@\"'\\]+@")
 """``scheme://user:password@``: the user and password are masked, the scheme and host kept."""
 
@@ -54,7 +57,9 @@ def scrub(text: str) -> str:
         text = URL_PASSWORD.sub(rf"\1{MASK}@", text)
     if '"value"' in text:
         text = NAMED_VALUE.sub(_mask_named, text)
-    return SECRET_SHAPE.sub(_mask, text)
+    if any(marker in text for marker in SHAPE_MARKERS):
+        text = SECRET_SHAPE.sub(_mask, text)
+    return text
 
 
 def _mask_named(match: re.Match[str]) -> str:
