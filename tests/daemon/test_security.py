@@ -14,7 +14,13 @@ pytestmark = pytest.mark.anyio
 TOKEN = "s3cret-token-value"
 
 
-async def call(scope_type: str, *, query: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None) -> list[Any]:
+async def call(
+    scope_type: str,
+    *,
+    query: bytes = b"",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    extensions: dict[str, Any] | None = None,
+) -> list[Any]:
     """Run one request through the middleware; what reached the app, or what was sent back."""
     reached: list[Any] = []
     sent: list[Any] = []
@@ -34,6 +40,7 @@ async def call(scope_type: str, *, query: bytes = b"", headers: list[tuple[bytes
         "path": "/v1/rpc",
         "query_string": query,
         "headers": [(b"host", b"127.0.0.1:4520"), *(headers or [])],
+        "extensions": extensions or {},
     }
     await middleware(scope, receive, send)
     return reached or sent
@@ -47,6 +54,13 @@ async def test_a_websocket_with_a_wrong_token_is_closed_with_policy_violation() 
     sent = await call("websocket", query=b"access_token=wrong")
     assert sent[0]["type"] == "websocket.close"
     assert sent[0]["code"] == 1008
+
+
+async def test_a_refused_websocket_gets_the_problem_where_the_server_offers_a_denial_response() -> None:
+    sent = await call("websocket", query=b"access_token=wrong", extensions={"websocket.http.response": {}})
+    assert [m["type"] for m in sent] == ["websocket.http.response.start", "websocket.http.response.body"]
+    assert sent[0]["status"] == 401
+    assert b"urn:acpd:problem:unauthorized" in sent[1]["body"]
 
 
 async def test_plain_http_does_not_accept_the_token_in_the_query() -> None:

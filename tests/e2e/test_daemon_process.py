@@ -203,7 +203,7 @@ async def test_a_fresh_daemon_makes_a_private_token_that_every_request_but_healt
         allowed = await bare.get("/v1/sessions", headers=daemon.headers)
         ws_url = daemon.url.replace("http://", "ws://") + "/v1/rpc"
         with anyio.fail_after(30):
-            with pytest.raises(InvalidStatus):
+            with pytest.raises(InvalidStatus) as refused_ws:
                 async with connect(ws_url):
                     pass
             async with connect(f"{ws_url}?access_token={daemon.token}") as ws:
@@ -213,6 +213,7 @@ async def test_a_fresh_daemon_makes_a_private_token_that_every_request_but_healt
     assert {name: mode for name, mode in modes.items() if mode != 0o600} == {}
     assert {"token", "acpd.db"} <= set(modes)
     assert (refused.status_code, refused.headers["content-type"]) == (401, "application/problem+json")
+    assert refused_ws.value.response.status_code == 401  # as over plain HTTP, not uvicorn's bare 403
     assert (health.status_code, allowed.status_code) == (200, 200)
     port = daemon.url.rsplit(":", 1)[1]
     assert f"on http://127.0.0.1:{port} " in daemon.log_path.read_text()  # the bound port, not 0

@@ -43,7 +43,7 @@ UPGRADE = b"GET /v1/rpc HTTP/1.1\r\nHost: <host>\r\nUpgrade: websocket\r\nConnec
          400, "malformed-request"),
         (UPGRADE + b"Sec-WebSocket-Version: 13\r\n\r\n", 400, "malformed-request"),  # no Sec-WebSocket-Key
         (UPGRADE + b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-         b"Origin: http://evil.example\r\n\r\n", 403, "forbidden"),
+         b"Origin: http://evil.example\r\n\r\n", 403, "origin-not-allowed"),
     ],
     ids=["bad-header", "non-ascii-path", "bad-chunk", "websocket-without-key", "websocket-from-a-foreign-origin"],
 )  # fmt: skip

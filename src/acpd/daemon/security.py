@@ -101,10 +101,11 @@ class SecurityMiddleware:
         refusal = self._refusal(scope, headers)
         if refusal is None:
             await self.app(scope, receive, send)
-        elif scope["type"] == "websocket":
+        elif scope["type"] == "websocket" and "websocket.http.response" not in scope.get("extensions", {}):
+            # a server without the denial-response extension can only close (uvicorn then says 403)
             await send({"type": "websocket.close", "code": 1008, "reason": refusal[2]})
         else:
-            await _send_problem(send, *refusal)
+            await _send_problem(send, *refusal, prefix="websocket." if scope["type"] == "websocket" else "")
 
     def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str, str] | None:
         host = headers.get("host", "")
@@ -132,13 +133,15 @@ class SecurityMiddleware:
         return False
 
 
-async def _send_problem(send: Send, status: int, kind: str, detail: str) -> None:
+async def _send_problem(send: Send, status: int, kind: str, detail: str, *, prefix: str = "") -> None:
+    """The refusal as a problem; ``prefix`` ``websocket.`` answers a WebSocket handshake with it (the
+    ASGI denial response), so a client sees the same 401 or 403 as over plain HTTP."""
     body = jsonio.dumps(problem_body(status, kind, detail))
     await send(
         {
-            "type": "http.response.start",
+            "type": f"{prefix}http.response.start",
             "status": status,
             "headers": [(b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": f"{prefix}http.response.body", "body": body})
