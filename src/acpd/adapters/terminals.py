@@ -44,10 +44,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_OUTPUT_BYTE_LIMIT: Final = 1024 * 1024
 """Output retained per terminal when the agent gives no ``outputByteLimit``."""
 MAX_OUTPUT_BYTE_LIMIT: Final = 64 * 1024 * 1024
+"""Ceiling on ``outputByteLimit``: an agent may ask for less memory, never for unbounded memory."""
 MAX_TERMINALS: Final = 64
 """Terminals one session may hold at once (each a process tree and up to its byte limit of output);
 an agent releases those it is done with."""
-"""Ceiling on ``outputByteLimit``: an agent may ask for less memory, never for unbounded memory."""
 TERM_GRACE_SECONDS: Final = 2.0
 """Time between SIGTERM and SIGKILL when a terminal is killed or released."""
 KEEPER_GRACE_SECONDS: Final = TERM_GRACE_SECONDS / 2

@@ -29,7 +29,7 @@ from acpd.cli.agents import install as install_agents
 from acpd.client import DEFAULT_URL, DaemonClient, DaemonError, TurnPrinter
 from acpd.config import AgentConfig, DaemonConfig, Policy
 from acpd.errors import AcpdError, ConfigError
-from acpd.private import client_token, read_token
+from acpd.private import client_token, given_token
 from acpd.protocol import jsonio
 
 PR_SET_DUMPABLE: Final = 4
@@ -372,9 +372,7 @@ def _client(args: argparse.Namespace) -> DaemonClient:
     """A client of ``args.url`` with the token from ``--token-file``, ``ACPD_TOKEN``, or (for a
     daemon on this machine) the configured data directory's token file."""
     if args.token_file:
-        token = read_token(Path(args.token_file))
-        if token is None:
-            raise ConfigError(f"the token file {args.token_file} is missing or empty")
+        token: str | None = given_token(Path(args.token_file))
     else:
         data_dir = load_config(args, dict(os.environ)).resolved_data_dir()
         token = client_token(args.url, data_dir, os.environ)

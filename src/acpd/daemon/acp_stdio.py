@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed as WsClosed
 
 from acpd.config import DaemonConfig
 from acpd.errors import ConfigError, ConnectionClosed, StoreLocked
-from acpd.private import client_token, private_dir, read_token
+from acpd.private import client_token, given_token, private_dir
 from acpd.protocol import jsonio
 from acpd.protocol.framing import MAX_LINE_BYTES
 from acpd.transports.stdio import StdioTransport, open_stdio_transport
@@ -152,10 +152,7 @@ def relay_token(config: DaemonConfig, url: str) -> str | None:
     """
     try:
         if config.token_file:
-            token = read_token(Path(config.token_file))
-            if token is None:
-                raise ConfigError(f"the token file {config.token_file} is missing or empty")
-            return token
+            return given_token(Path(config.token_file))
         return config.token or client_token(url, config.resolved_data_dir(), {})
     except OSError as exc:
         raise ConfigError(f"cannot read the bearer token: {exc}") from exc

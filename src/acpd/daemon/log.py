@@ -100,12 +100,17 @@ class SessionLog:
     """Append-only, gap-free log of one session."""
 
     def __init__(
-        self, store: EventStore, session_id: str, last_seq: int, *, retry_seconds: float | None = None
+        self,
+        store: EventStore,
+        session_id: str,
+        last_seq: int,
+        *,
+        retry_seconds: float | None = None,
     ) -> None:
         self._store = store
         self._retry_seconds = STORE_RETRY_SECONDS if retry_seconds is None else retry_seconds
         self.session_id = session_id
-        self._redact = Redactor(os.environ)
+        self._redact = Redactor(os.environ)  # the environment as the session opens
         self._next_seq = last_seq + 1
         self.committed_seq = last_seq
         self._pending: list[EventRecord] = []
@@ -154,19 +159,19 @@ class SessionLog:
         assert isinstance(scrubbed, dict)
         return scrubbed, clean
 
-    def append(
-        self, sender: Sender, turn: int, payload: jsonio.JsonObject | str, *, scrubbed: bool = False
-    ) -> EventRecord:
-        """Queue one frame; it becomes visible once committed. Returns its record. ``scrubbed``:
-        ``payload`` is text from ``scrub_frame`` already (not scrubbed twice).
+    def append(self, sender: Sender, turn: int, payload: jsonio.JsonObject | str) -> EventRecord:
+        """Queue one frame, secrets masked (``scrub_frame``); it becomes visible once committed.
+        Returns its record."""
+        text = self._redact(payload) if isinstance(payload, str) else self.scrub_frame(payload)[1]
+        return self.append_scrubbed(sender, turn, text)
+
+    def append_scrubbed(self, sender: Sender, turn: int, text: str) -> EventRecord:
+        """Queue the JSON text of a frame ``scrub_frame`` already masked (its caller needed the
+        masked frame first): the same as ``append``, without masking it twice.
 
         A closed log (the session is being deleted, or the daemon stops) drops the frame: nothing
         could commit it any more, and a restart tells from the saved document what was cut short.
         """
-        if isinstance(payload, str) and scrubbed:
-            text = payload
-        else:
-            text = self._redact(payload if isinstance(payload, str) else jsonio.dumps_str(payload))
         record = EventRecord(self.session_id, self._next_seq, utc_now(), sender, turn, text)
         if self.closed:
             logger.debug("session %s: dropped a frame appended after close", self.session_id)

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from acpd.config import DaemonConfig
 from acpd.errors import ConfigError
-from acpd.private import ensure_token, is_loopback, private_dir, read_token, token_path
+from acpd.private import ensure_token, given_token, is_loopback, private_dir, token_path
 from acpd.protocol import jsonio
 
 from .problems import MEDIA_TYPE, problem_body
@@ -55,10 +55,7 @@ def _settled_token(config: DaemonConfig, data_dir: Path) -> str | None:
             )
         return None
     if config.token_file:
-        token = read_token(Path(config.token_file))
-        if token is None:
-            raise ConfigError(f"the token file {config.token_file} is missing or empty")
-        return token
+        return given_token(Path(config.token_file))
     return config.token or ensure_token(data_dir)
 
 

@@ -143,17 +143,18 @@ async def serve(
     """
     config = secured(config)
     store = await open_store(config.resolved_db())
+    signalled = False
     try:
         sock = bind(config.host, config.port)
         try:
             port = int(sock.getsockname()[1])
-            await _serve_on(config, store, sock, port, port_file, task_status)
+            signalled = await _serve_on(config, store, sock, port, port_file, task_status)
         finally:
             sock.close()
     finally:
         with anyio.CancelScope(shield=True):
             await store.aclose()
-        if _stop_requested.is_set():
+        if signalled:  # the process is ending: a thread stuck in the disk must not hold it
             _arm_deadline(EXIT_GRACE_SECONDS, "stopped, but a thread is stuck: exiting without it")
 
 
@@ -164,7 +165,8 @@ async def _serve_on(
     port: int,
     port_file: str | None,
     task_status: TaskStatus[int],
-) -> None:
+) -> bool:
+    """Serve until stopped; True when a stop signal stopped it."""
     url = f"http://{config.host}:{port}"
     if isinstance(store, SqliteEventStore):
         await store.note_owner({"url": url})  # a refused `acpd acp` relays here
@@ -194,6 +196,7 @@ async def _serve_on(
                 await server.serve(sockets=[sock])
         finally:
             signals.cancel_scope.cancel()
+    return server.should_exit  # only a stop signal sets it (``_Server.stop``)
 
 
 async def _stop_on_signals(server: _Server, *, task_status: TaskStatus[None]) -> None:
@@ -206,13 +209,8 @@ async def _stop_on_signals(server: _Server, *, task_status: TaskStatus[None]) ->
             logger.info(
                 "%s: stopping (exiting within %.0f s at most; send it again to exit now)", name, STOP_DEADLINE_SECONDS
             )
-            _stop_requested.set()
             _arm_deadline(STOP_DEADLINE_SECONDS, f"not stopped within {STOP_DEADLINE_SECONDS:.0f} s: exiting now")
             server.stop()
-
-
-_stop_requested = threading.Event()
-"""Set by the first stop signal: from then on the process is ending, and may be made to."""
 
 
 def _arm_deadline(seconds: float, why: str) -> None:

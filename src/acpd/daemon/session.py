@@ -202,7 +202,7 @@ class SessionRuntime:
         update = params.get("update") if isinstance(params, dict) else None
         if isinstance(update, dict) and not self._observe(update):
             return
-        self.log.append("agent", self._turn_number, text, scrubbed=True)
+        self.log.append_scrubbed("agent", self._turn_number, text)
         await self.log.wait_capacity()
 
     def _hold_early(self, message: JsonObject) -> None:
@@ -289,7 +289,7 @@ class SessionRuntime:
         message, text = self.log.scrub_frame({**message, "params": params})
         params = message["params"]
         assert isinstance(params, dict)
-        seq = self.log.append("agent", self._turn_number, text, scrubbed=True).seq
+        seq = self.log.append_scrubbed("agent", self._turn_number, text).seq
         pending = PendingPermission(f"p{seq}", seq, self._turn_number, message, utc_now())
         self.broker.open(pending)
         try:
@@ -816,7 +816,7 @@ class SessionRuntime:
                 self.doc["usage"] = usage_totals(self.doc.get("usage") or {}, exc.data.get("usage"))
         # The answer (REST, ACP) is the recorded frame: what the agent said, secrets masked.
         turn.response, text = self.log.scrub_frame(response)
-        turn.last_seq = self.log.append(sender, self._turn_number, text, scrubbed=True).seq
+        turn.last_seq = self.log.append_scrubbed(sender, self._turn_number, text).seq
         self.broker.cancel_all()
         self._set_status("error" if turn.error is not None else "idle")
         saved = self._queue_save()

@@ -27,8 +27,7 @@ MAX_OWNER_BYTES: Final = 4096
 class OwnerLock:
     """A held lock on one database file; ``release`` (or the process's death) lets it go."""
 
-    def __init__(self, path: str, fd: int) -> None:
-        self.path = path
+    def __init__(self, fd: int) -> None:
         self._fd: int | None = fd
 
     def describe(self, facts: dict[str, Any]) -> None:
@@ -64,7 +63,7 @@ def acquire_owner_lock(db_path: str) -> OwnerLock:
     except BaseException:
         os.close(fd)
         raise
-    lock = OwnerLock(path, fd)
+    lock = OwnerLock(fd)
     try:
         os.fchmod(fd, LOCK_MODE)  # a file left by an older acpd may be wider
         lock.describe({})
