@@ -43,6 +43,7 @@ import anyio
 import httpx
 from anyio.abc import Process
 
+from acpd.private import read_token, token_path
 from acpd.protocol import jsonio
 from acpd.testing.daemon import daemon_env
 
@@ -59,8 +60,8 @@ class Serving:
     env: dict[str, str]
 
     @property
-    def token(self) -> str:
-        return (self.home / "data" / "acpd" / "token").read_text().strip()
+    def token(self) -> str | None:
+        return read_token(token_path(self.home / "data" / "acpd"))  # where daemon_env puts the data
 
 
 def tree_env(home: Path, src: str | None) -> dict[str, str]:

@@ -28,15 +28,17 @@ CONNECT_TIMEOUT_SECONDS: Final = 30.0
 
 class DaemonClient:
     """A client of the daemon at ``url``. With no ``token`` it sends ``ACPD_TOKEN``, else, to a
-    daemon on this machine, the one in its data directory (``ACPD_DATA_DIR``, else
-    ``$XDG_DATA_HOME/acpd``); ``token=""`` sends none."""
+    daemon on this machine, the one in its data directory (``data_dir``, else ``ACPD_DATA_DIR``,
+    else ``$XDG_DATA_HOME/acpd``); ``token=""`` sends none."""
 
-    def __init__(self, url: str = DEFAULT_URL, token: str | None = None) -> None:
+    def __init__(self, url: str = DEFAULT_URL, token: str | None = None, *, data_dir: Path | None = None) -> None:
         import httpx
 
         if token is None:
-            data_dir = os.environ.get("ACPD_DATA_DIR")
-            token = client_token(url, Path(data_dir) if data_dir else default_data_dir(os.environ), os.environ)
+            if data_dir is None:
+                given = os.environ.get("ACPD_DATA_DIR")
+                data_dir = Path(given) if given else default_data_dir(os.environ)
+            token = client_token(url, data_dir, os.environ)
         self.token = token or None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")

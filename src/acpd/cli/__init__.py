@@ -29,7 +29,7 @@ from acpd.cli.agents import install as install_agents
 from acpd.client import DEFAULT_URL, DaemonClient, DaemonError, TurnPrinter
 from acpd.config import AgentConfig, DaemonConfig, Policy
 from acpd.errors import AcpdError, ConfigError
-from acpd.private import client_token, given_token
+from acpd.private import given_token
 from acpd.protocol import jsonio
 
 PR_SET_DUMPABLE: Final = 4
@@ -372,11 +372,8 @@ def _client(args: argparse.Namespace) -> DaemonClient:
     """A client of ``args.url`` with the token from ``--token-file``, ``ACPD_TOKEN``, or (for a
     daemon on this machine) the configured data directory's token file."""
     if args.token_file:
-        token: str | None = given_token(Path(args.token_file))
-    else:
-        data_dir = load_config(args, dict(os.environ)).resolved_data_dir()
-        token = client_token(args.url, data_dir, os.environ)
-    return DaemonClient(args.url, token or "")
+        return DaemonClient(args.url, given_token(Path(args.token_file)))
+    return DaemonClient(args.url, data_dir=load_config(args, dict(os.environ)).resolved_data_dir())
 
 
 def run_sessions_list(args: argparse.Namespace) -> int:

@@ -96,8 +96,8 @@ async def running_daemon(
         if not line.strip():
             tail = log_path.read_bytes()[-LOG_TAIL_BYTES:].decode(errors="replace")
             raise RuntimeError(f"acpd serve exited before listening; its log ends with:\n{tail}")
-        token = read_token(token_path(_data_dir(home, extra)))
-        yield Daemon(process, f"http://127.0.0.1:{int(line)}", log_path, None if "--no-auth" in extra else token)
+        token = None if "--no-auth" in extra else read_token(token_path(_data_dir(home, extra)))
+        yield Daemon(process, f"http://127.0.0.1:{int(line)}", log_path, token)
     finally:
         os.close(ready_read)
         await _stop(process)
