@@ -44,6 +44,8 @@ PACKET_BYTES: Final = 65536
 REQUEST_CHUNK_BYTES: Final = 32768
 """Request packets: far below a socket's send buffer, so one always fits."""
 FD_BYTES: Final = 4
+CONTROL_TIMEOUT_SECONDS: Final = 5.0
+"""How long a spawn request may wait for room on the control socket (a server that stopped reading)."""
 SERVER_EXIT_SECONDS: Final = 1.0
 """At the daemon's exit, how long to wait for the server to see the end of its control socket."""
 READ_BYTES: Final = 65536
@@ -340,7 +342,7 @@ class SpawnServer:
                     self._start()
                 assert self._control is not None
                 try:
-                    socket.send_fds(self._control, [b"s"], list(fds))
+                    socket.send_fds(self._control, [b"s"], list(fds), socket.MSG_NOSIGNAL)
                     return
                 except OSError:
                     self._forget()  # it died since we looked: once more with a new one
@@ -376,6 +378,9 @@ class SpawnServer:
                 env=_server_env(),
                 start_new_session=True,  # a Ctrl-C meant for the daemon must not reach it
             )
+        # Blocking, as requests may come from any event loop; a few bytes each, so only a stuck
+        # server makes it wait, and not for ever.
+        mine.settimeout(CONTROL_TIMEOUT_SECONDS)
         self._control = mine
 
     def close(self) -> None:
