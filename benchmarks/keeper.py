@@ -6,6 +6,8 @@ daemon does) that spawns ``--agents`` agents one after another through ``open_pr
 
 - spawn to first line: from the call to the agent's first line read by the holder (median, p90);
 - the holder's threads with every agent live (``Threads`` in ``/proc/PID/status``);
+- CPU per agent: the keeper processes' (user + system, from ``/proc/PID/stat``; the spawn server's
+  start-up included) and the holder's own while spawning, figures the machine's load disturbs less;
 - the memory of the keeper processes (everything between the holder and the agents: one keeper
   per agent before, the spawn server and its wardens now), per agent: PSS (shared pages split
   between the processes sharing them) and USS (pages no other process shares), from
@@ -31,8 +33,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 HOLDER = r"""
-import json, sys, time
+import json, resource, sys, time
 import anyio
 from contextlib import AsyncExitStack
 from acpd.transports.process import ProcessSpec, open_process_transport
@@ -40,6 +43,7 @@ from acpd.transports.process import ProcessSpec, open_process_transport
 async def main(count):
     spec = ProcessSpec("/bin/sh", ["-c", "echo ready; exec cat"])
     took = []
+    before = resource.getrusage(resource.RUSAGE_SELF)
     async with AsyncExitStack() as stack:
         agents = []
         for _ in range(count):
@@ -48,8 +52,11 @@ async def main(count):
             await agent.receive()
             took.append(time.perf_counter() - started)
             agents.append(agent)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
         threads = int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("Threads:")))
-        print(json.dumps({"keepers": [a.pid for a in agents], "took": took, "threads": threads}), flush=True)
+        keepers = [a.pid for a in agents]
+        print(json.dumps({"keepers": keepers, "took": took, "threads": threads, "cpu": cpu}), flush=True)
         sys.stdin.readline()  # the benchmark has measured: stop them all
 
 anyio.run(main, int(sys.argv[1]))
@@ -69,7 +76,8 @@ def main() -> None:
             for name, values in one_round(tree, options.agents).items():
                 samples[tree][name].extend(values)
     print(f"{options.agents} agents, {options.rounds} rounds; load: {os.getloadavg()[0]:.2f} (1 min)")
-    header = ["tree", "keeper PSS/agent", "keeper USS/agent", "holder threads", "spawn→line p50", "p90"]
+    header = ["tree", "keeper PSS/agent", "USS/agent", "keeper CPU/agent", "holder CPU/agent", "holder threads"]
+    header += ["spawn→line p50", "p90"]
     print(" | ".join(header))
     for tree, figures in samples.items():
         print(
@@ -78,6 +86,8 @@ def main() -> None:
                     tree,
                     f"{statistics.median(figures['pss']) / 1024:.2f} MiB",
                     f"{statistics.median(figures['uss']) / 1024:.2f} MiB",
+                    f"{statistics.median(figures['keeper_cpu']) * 1000:.1f} ms",
+                    f"{statistics.median(figures['holder_cpu']) * 1000:.1f} ms",
                     f"{statistics.median(figures['threads']):.0f}",
                     f"{statistics.median(figures['took']) * 1000:.1f} ms",
                     f"{percentile(figures['took'], 0.9) * 1000:.1f} ms",
@@ -101,7 +111,15 @@ def one_round(tree: str, count: int) -> dict[str, list[float]]:
             rollup = smaps_rollup(pid)
             pss += rollup["Pss"]
             uss += rollup["Private_Clean"] + rollup["Private_Dirty"]
-        return {"pss": [pss / count], "uss": [uss / count], "threads": [report["threads"]], "took": report["took"]}
+        cpu = sum(cpu_seconds(pid) for pid in keepers)
+        return {
+            "pss": [pss / count],
+            "uss": [uss / count],
+            "threads": [report["threads"]],
+            "took": report["took"],
+            "keeper_cpu": [cpu / count],
+            "holder_cpu": [report["cpu"] / count],
+        }
     finally:
         holder.stdin.close()
         started = time.monotonic()
@@ -118,6 +136,13 @@ def parent_of(pid: int) -> int | None:
     except OSError:
         return None
     return int(raw[raw.rfind(b")") + 2 :].split()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU the process has used so far."""
+    raw = Path(f"/proc/{pid}/stat").read_bytes()
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def smaps_rollup(pid: int) -> dict[str, int]:
