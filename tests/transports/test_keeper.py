@@ -158,9 +158,8 @@ async def test_killing_the_daemon_outright_leaves_no_server_warden_agent_or_doub
 
 
 async def test_stopping_a_program_stops_its_whole_tree_even_what_left_its_session() -> None:
-    process = await open_contained(
-        [sys.executable, str(AGENT), "double_fork"], term_grace_seconds=1.0, stdout=subprocess.PIPE
-    )
+    command = [sys.executable, str(AGENT), "double_fork"]
+    process = await open_contained(command, term_grace_seconds=1.0, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     async with process:
         assert process.stdout is not None
         with anyio.fail_after(5):
@@ -267,3 +266,18 @@ def descendants(pid: int) -> list[int]:
     from tests.processes import descendants as below
 
     return below(pid)
+
+
+async def test_kill_stops_the_whole_tree_at_once_even_what_ignores_sigterm() -> None:
+    command = [sys.executable, str(AGENT), "double_fork", "ignore-term"]
+    process = await open_contained(command, term_grace_seconds=60.0, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    async with process:
+        assert process.stdout is not None
+        with anyio.fail_after(5):
+            grandchild = jsonio.loads(await process.stdout.receive())["grandchild"]
+        with pidfds(descendants(process.pid)) as fds:
+            process.kill()
+            with anyio.fail_after(5):  # far inside the 60 s of grace: no SIGTERM first
+                assert await process.wait() == -signal.SIGKILL
+                await wait_all_ended(fds)
+        assert not is_running(grandchild)

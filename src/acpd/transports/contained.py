@@ -256,11 +256,11 @@ class KeptProcess(anyio.abc.Process):
         """Have the warden SIGKILL the whole tree at once (the warden itself, if it cannot be asked)."""
         if self._ended:
             return
-        try:
-            assert self._report is not None
-            self._report.send(b"kill", socket.MSG_NOSIGNAL)
-        except (OSError, AssertionError):
-            self.send_signal(SIGKILL)
+        if self._report is not None:
+            with contextlib.suppress(OSError):  # the warden is gone or going: signal it instead
+                self._report.send(b"kill", socket.MSG_NOSIGNAL)
+                return
+        self.send_signal(SIGKILL)
 
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
