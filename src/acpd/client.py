@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from acpd.config import default_data_dir
 from acpd.errors import ConnectionClosed
 from acpd.private import client_token
 from acpd.protocol import jsonio
 from acpd.protocol.jsonio import JsonObject
+from acpd.settings import default_data_dir
 
 if TYPE_CHECKING:
     import httpx  # imported when a client is made: `acpd acp` and `acpd serve` never need it

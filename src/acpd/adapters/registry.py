@@ -8,11 +8,14 @@ second and tens of MiB). Nothing here may import a backend module at module leve
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from acpd.adapters.base import Backend
-from acpd.config import AgentConfig
 from acpd.errors import ConfigError
 from acpd.protocol.jsonio import JsonObject
+
+if TYPE_CHECKING:
+    from acpd.config import AgentConfig
 
 
 def create_backend(

@@ -25,11 +25,11 @@ from anyio.abc import ByteStream
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed as WsClosed
 
-from acpd.config import DaemonConfig
 from acpd.errors import ConfigError, ConnectionClosed, StoreLocked
 from acpd.private import client_token, given_token, private_dir
 from acpd.protocol import jsonio
 from acpd.protocol.framing import MAX_LINE_BYTES
+from acpd.settings import DaemonConfig
 from acpd.transports.stdio import StdioTransport, open_stdio_transport
 
 if TYPE_CHECKING:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
-from acpd.config import AgentConfig
 from acpd.protocol import jsonio, jsonrpc, methods
 from acpd.protocol.events import EventRecord
 from acpd.protocol.jsonio import JsonObject, objects_in
+
+if TYPE_CHECKING:
+    from acpd.config import AgentConfig
 
 AGENT_OPTION_ID: Final = "agent"
 AGENT_OPTION_CATEGORY: Final = "_acpd/agent"

@@ -26,8 +26,8 @@ import anyio
 import uvicorn
 from anyio.abc import TaskStatus
 
-from acpd.config import DaemonConfig
 from acpd.errors import ConfigError
+from acpd.settings import DaemonConfig
 from acpd.store.base import EventStore
 from acpd.store.memory import MemoryEventStore
 from acpd.store.sqlite import SqliteEventStore
