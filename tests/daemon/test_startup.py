@@ -1,5 +1,6 @@
 """What starting costs: serving and relaying import nothing they do not need (checked in a fresh
-interpreter), and the relay's own health probe tells an acpd daemon from anything else."""
+interpreter: a real ``acpd serve``, asked for its modules once it has answered its first request),
+and the relay's own health probe tells an acpd daemon from anything else."""
 
 from __future__ import annotations
 
@@ -15,21 +16,36 @@ import pytest
 from anyio.abc import SocketStream
 
 from acpd.daemon.acp_stdio import daemon_answers
+from acpd.testing.daemon import daemon_env
 
 pytestmark = pytest.mark.anyio
 
 SERVING = """
+import json, os, signal, socket, sys, threading
+
+from acpd.cli import main
+
+ready, told = os.pipe()
+
+def report() -> None:
+    # When the daemon answers its first request: what it has imported, then stop it as a user would.
+    port = int(os.read(ready, 64))
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.sendall(b"GET /v1/health HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n")
+        answer = b"".join(iter(lambda: conn.recv(4096), b""))
+    print(json.dumps({"health": answer.split(b"\\r\\n")[0].decode(), "modules": sorted(sys.modules)}), flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=report, daemon=True).start()
+main(["serve", "--port", "0", "--port-file", f"/dev/fd/{told}", "--db", ":memory:"])
+"""
+AGENT_FACTS = """
 import json, sys
-from acpd.cli import build_parser  # as `acpd serve` starts: the CLI, then the daemon
-from acpd.config import AgentConfig, DaemonConfig
+from acpd.config import AgentConfig
 from acpd.daemon.agents import all_agent_facts
-from acpd.daemon.app import create_app
-from acpd.daemon.manager import SessionManager
-from acpd.daemon.serve import serve
-from acpd.store.memory import MemoryEventStore
+from acpd.settings import DaemonConfig
 
 config = DaemonConfig(db=":memory:", data_dir=sys.argv[1], agents={"native": AgentConfig(kind="claude-native")})
-create_app(SessionManager(config, MemoryEventStore()))
 usable = [
     {f["name"]: f for f in all_agent_facts(config, env)}["native"]["usable"]
     for env in ({"ANTHROPIC_API_KEY": "sk-test"}, {})
@@ -44,13 +60,21 @@ print(json.dumps({"modules": sorted(sys.modules)}))
 """
 HEAVY = ("anthropic", "acp", "httpx", "acpd.adapters.claude_native.backend", "acpd.testing")
 """The model SDK, the ACP schema package, the CLI's HTTP client, and the test kit."""
+CONFIGURATION = ("pydantic", "acpd.config", "acpd.presets", "click")
+"""What an idle daemon does without: the agents' configuration models (with the first session)
+and uvicorn's command line (never)."""
 ENGINE = ("uvicorn", "starlette", "acpd.daemon.manager", "acpd.daemon.session", "acpd.adapters.registry")
 """What a relay never runs: the daemon's HTTP server and session engine."""
 
 
 def imported_by(script: str, tmp_path: Path) -> dict[str, object]:
     done = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=daemon_env(tmp_path),  # no config file of the user's
     )
     answer: dict[str, object] = json.loads(done.stdout)
     return answer
@@ -61,10 +85,15 @@ def loaded(modules: object, package: str) -> bool:
     return any(name == package or name.startswith(package + ".") for name in modules)
 
 
-def test_serving_and_telling_the_agents_import_nothing_heavy_before_it_is_needed(
-    tmp_path: Path,
-) -> None:
+def test_a_daemon_answering_its_first_request_has_imported_nothing_heavy(tmp_path: Path) -> None:
     answer = imported_by(SERVING, tmp_path)
+    assert answer["health"] == "HTTP/1.1 200 OK"
+    heavy = (*HEAVY, *CONFIGURATION, "websockets")
+    assert [package for package in heavy if loaded(answer["modules"], package)] == []
+
+
+def test_telling_the_agents_apart_needs_no_model_sdk(tmp_path: Path) -> None:
+    answer = imported_by(AGENT_FACTS, tmp_path)
     assert [package for package in (*HEAVY, "websockets") if loaded(answer["modules"], package)] == []
     assert answer["usable"] == [True, False]  # claude-native's facts are decided without its SDK
 

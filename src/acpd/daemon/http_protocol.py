@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Final
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
 from acpd.protocol import jsonio
 
 from .problems import MEDIA_TYPE, problem_body
+from .uvicorn_parts import HttpToolsProtocol
 
 KINDS: Final = {400: "malformed-request", 403: "forbidden", 426: "upgrade-required", 500: "internal-error"}
 
