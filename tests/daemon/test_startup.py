@@ -21,7 +21,7 @@ from acpd.testing.daemon import daemon_env
 pytestmark = pytest.mark.anyio
 
 SERVING = """
-import json, os, signal, socket, sys, threading
+import gc, json, os, signal, socket, sys, threading
 
 from acpd.cli import main
 
@@ -33,7 +33,9 @@ def report() -> None:
     with socket.create_connection(("127.0.0.1", port)) as conn:
         conn.sendall(b"GET /v1/health HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n")
         answer = b"".join(iter(lambda: conn.recv(4096), b""))
-    print(json.dumps({"health": answer.split(b"\\r\\n")[0].decode(), "modules": sorted(sys.modules)}), flush=True)
+    collector = {"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}
+    head = answer.split(b"\\r\\n")[0].decode()
+    print(json.dumps({"health": head, "modules": sorted(sys.modules), "collector": collector}), flush=True)
     os.kill(os.getpid(), signal.SIGTERM)
 
 threading.Thread(target=report, daemon=True).start()
@@ -90,6 +92,10 @@ def test_a_daemon_answering_its_first_request_has_imported_nothing_heavy(tmp_pat
     assert answer["health"] == "HTTP/1.1 200 OK"
     heavy = (*HEAVY, *CONFIGURATION, "websockets")
     assert [package for package in heavy if loaded(answer["modules"], package)] == []
+    collector = answer["collector"]
+    assert isinstance(collector, dict)
+    assert collector["enabled"]  # paused while the daemon imported its modules, not after
+    assert collector["frozen"] > 10_000  # then what they made, out of the collector's sight
 
 
 def test_telling_the_agents_apart_needs_no_model_sdk(tmp_path: Path) -> None:

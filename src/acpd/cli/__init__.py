@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import ctypes
 import gc
 import logging
@@ -16,7 +17,7 @@ import os
 import sys
 import threading
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
@@ -281,12 +282,13 @@ def _one_line(exc: ValueError) -> str:
 def run_serve(args: argparse.Namespace) -> int:
     import anyio
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _redact_logs()
-    _quiet_http_clients()
-    protect_environment()
-    config = load_config(args, dict(os.environ))
-    anyio.run(_serve, config, args.port_file, backend="asyncio", backend_options={"use_uvloop": _has_uvloop()})
+    with _collector_paused():  # until the daemon's modules are imported (_freeze_startup_objects)
+        logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        _redact_logs()
+        _quiet_http_clients()
+        protect_environment()
+        config = load_config(args, dict(os.environ))
+        anyio.run(_serve, config, args.port_file, backend="asyncio", backend_options={"use_uvloop": _has_uvloop()})
     _exit_without_teardown(0)
 
 
@@ -327,11 +329,27 @@ def _quiet_http_clients() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No garbage collection until ``_freeze_startup_objects`` (or until the command fails before)."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def _freeze_startup_objects() -> None:
-    # Everything imported so far lives as long as the daemon. Left in the collector's care, the
-    # first full collection walks it all (~100 ms with the SDKs loaded), stalling every session.
-    # No collection first: it would find a handful of objects and cost ~15 ms of the start.
+    """Hand the collector back what the start-up made, minus the start-up itself.
+
+    Importing creates hundreds of thousands of objects that live as long as the process, none of
+    them garbage: collections during the imports (the collector was paused since the command
+    began) only walk them again and again. Then ``gc.freeze`` moves them out of the collector's
+    sight for good: the first full collection would otherwise walk it all (~100 ms with the SDKs
+    loaded), stalling every session. No collection first: it would find a handful of objects and
+    cost ~15 ms of the start."""
     gc.freeze()
+    gc.enable()
 
 
 def _exit_without_teardown(code: int) -> NoReturn:
@@ -359,13 +377,16 @@ def _has_uvloop() -> bool:
 def run_acp(args: argparse.Namespace) -> int:
     import anyio
 
-    # stdout carries the protocol: every log line goes to stderr
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="acpd acp: %(levelname)s %(message)s")
-    _redact_logs()
-    _quiet_http_clients()
-    protect_environment()
-    config = load_config(args, dict(os.environ))
-    anyio.run(_acp, config, args, backend="asyncio", backend_options={"use_uvloop": _has_uvloop()})
+    with _collector_paused():  # until the relay's modules are imported (_freeze_startup_objects)
+        # stdout carries the protocol: every log line goes to stderr
+        logging.basicConfig(
+            level=args.log_level.upper(), stream=sys.stderr, format="acpd acp: %(levelname)s %(message)s"
+        )
+        _redact_logs()
+        _quiet_http_clients()
+        protect_environment()
+        config = load_config(args, dict(os.environ))
+        anyio.run(_acp, config, args, backend="asyncio", backend_options={"use_uvloop": _has_uvloop()})
     return 0
 
 
