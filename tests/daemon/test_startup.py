@@ -60,6 +60,22 @@ from acpd.cli import build_parser
 from acpd.daemon.acp_stdio import run_acp_stdio
 print(json.dumps({"modules": sorted(sys.modules)}))
 """
+CLIENT = """
+import json, ssl, sys
+
+loaded = []
+load = ssl.SSLContext.load_verify_locations
+
+def spy(self, *args, **kwargs):
+    loaded.append(repr(args))
+    return load(self, *args, **kwargs)
+
+ssl.SSLContext.load_verify_locations = spy
+from acpd.client import DaemonClient
+
+DaemonClient(sys.argv[2], token="").close()
+print(json.dumps({"modules": sorted(sys.modules), "certificates": len(loaded)}))
+"""
 HEAVY = ("anthropic", "acp", "httpx", "acpd.adapters.claude_native.backend", "acpd.testing")
 """The model SDK, the ACP schema package, the CLI's HTTP client, and the test kit."""
 CONFIGURATION = ("pydantic", "acpd.config", "acpd.presets", "click")
@@ -69,9 +85,9 @@ ENGINE = ("uvicorn", "starlette", "acpd.daemon.manager", "acpd.daemon.session", 
 """What a relay never runs: the daemon's HTTP server and session engine."""
 
 
-def imported_by(script: str, tmp_path: Path) -> dict[str, object]:
+def imported_by(script: str, tmp_path: Path, *args: str) -> dict[str, object]:
     done = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path)],
+        [sys.executable, "-c", script, str(tmp_path), *args],
         capture_output=True,
         text=True,
         check=True,
@@ -107,6 +123,16 @@ def test_telling_the_agents_apart_needs_no_model_sdk(tmp_path: Path) -> None:
 def test_the_relay_imports_no_daemon_engine_and_no_http_client(tmp_path: Path) -> None:
     answer = imported_by(RELAYING, tmp_path)
     assert [package for package in (*HEAVY, *ENGINE) if loaded(answer["modules"], package)] == []
+
+
+@pytest.mark.parametrize(("url", "certificates"), [("http://127.0.0.1:4520", False), ("https://acpd.test", True)])
+def test_a_cli_client_imports_no_command_line_of_httpx_and_trusts_certificates_only_for_https(
+    tmp_path: Path, url: str, certificates: bool
+) -> None:
+    answer = imported_by(CLIENT, tmp_path, url)
+    assert loaded(answer["modules"], "httpx")
+    assert [package for package in ("click", "rich", "pygments") if loaded(answer["modules"], package)] == []
+    assert bool(answer["certificates"]) is certificates  # loading them is ~40 ms of a command
 
 
 @asynccontextmanager

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from acpd.adapters.base import Backend
 from acpd.errors import ConfigError
+from acpd.imports import without_httpx_cli
 from acpd.protocol.jsonio import JsonObject
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ def create_backend(
 
         return AcpBackend(name, config, cwd=cwd, mcp_servers=mcp_servers, record_dir=record_dir)
     if config.kind == "claude-native":
+        without_httpx_cli()  # the model SDK imports httpx
         from acpd.adapters.claude_native.backend import ClaudeNativeBackend
 
         return ClaudeNativeBackend(name, config, cwd=cwd)
