@@ -32,7 +32,8 @@ MAX_PORT: Final = 65535
 PermissionPolicy = Literal["ask", "allow", "deny", "allow_reads"]
 
 _POSITIVE: Final = {"gt": 0}
-"""Field metadata: the value must be greater than this."""
+"""Field metadata: the value must be greater than this. ``validated`` checks these bounds, and
+pydantic too when it validates a config file's values (it reads ``gt``/``ge``/``le`` there)."""
 
 
 @dataclass(frozen=True, kw_only=True)

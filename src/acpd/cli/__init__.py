@@ -16,7 +16,6 @@ import logging
 import os
 import sys
 import threading
-import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -74,18 +73,18 @@ def _refusals(exc: BaseException) -> list[str] | None:
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The command line's parser. Given the ``command`` being run, only its own options are added
-    (the others are listed, with their help, for ``acpd --help``): building ``agents``' would import
-    the presets, and every parser costs a little of every start."""
+    """The command line's parser. Given the ``command`` being run, only that command's: building
+    ``agents``' imports the presets, and every parser costs a little of every start. Without one,
+    or with one that does not exist, every command's (for ``acpd --help`` and the error)."""
     parser = argparse.ArgumentParser(prog="acpd", description="Many coding agents behind one ACP surface.")
     parser.add_argument("--version", action="version", version=f"acpd {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     adders = _command_adders()
     for name, (help_text, add) in adders.items():
+        if command in adders and command != name:
+            continue
         passing = name in PASS_THROUGH  # their --help is their program's
-        sub = commands.add_parser(name, help=help_text, add_help=not passing)
-        if command is None or command == name or command not in adders:
-            add(sub)
+        add(commands.add_parser(name, help=help_text, add_help=not passing))
     return parser
 
 
@@ -241,6 +240,8 @@ def load_config(args: argparse.Namespace, env: dict[str, str]) -> DaemonConfig:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib
+
     from acpd.config import AgentConfig, Policy
 
     try:
