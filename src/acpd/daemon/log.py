@@ -146,7 +146,7 @@ class SessionLog:
         it holds none). A frame entering a session is scrubbed once, here, so that every view of
         it (its record, a turn's answer, a pending permission, the session document) is the same."""
         text = jsonio.dumps_str(frame)
-        clean = self._redact(text)
+        clean = self._redact.scrub_envelope(text)
         if clean == text:
             return frame, text
         try:
