@@ -33,6 +33,7 @@ from .acp_views import (
     AgentOptionSource,
     client_frame,
     config_options,
+    forwards_as_stored,
     session_info,
     session_state,
 )
@@ -378,6 +379,9 @@ class AcpConnection:
                 self._start(self._ask_permission, attachment, pending.seq, pending.message)
         async for records in runtime.log.follow(after):
             for record in records:
+                if forwards_as_stored(record):
+                    await self.peer.send_raw(record.payload.encode())
+                    continue
                 frame = client_frame(
                     record, link_id=self._link_id, replay=False, agent_option_for=attachment.agent_option
                 )
@@ -386,7 +390,7 @@ class AcpConnection:
                 else:
                     for forwarded in frame.messages:
                         await self.peer.send_message(forwarded)
-                attachment.advance(record.seq)
+            attachment.advance(records[-1].seq)  # once a batch: waiters only need "sent up to"
 
     def _start(self, func: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
         assert self._tg is not None

@@ -31,7 +31,7 @@ class WebSocketTransport:
 
     def __init__(self, websocket: WebSocket) -> None:
         self._ws = websocket
-        self._send_lock = anyio.Lock()
+        self._send_lock = anyio.Lock(fast_acquire=True)  # no yield per message: writes coalesce
         self._closed = False
 
     async def send(self, frame: bytes) -> None:
