@@ -31,18 +31,18 @@ class WebSocketTransport:
 
     def __init__(self, websocket: WebSocket) -> None:
         self._ws = websocket
-        self._send_lock = anyio.Lock(fast_acquire=True)  # no yield per message: writes coalesce
         self._closed = False
 
     async def send(self, frame: bytes) -> None:
+        # No lock: one ASGI send writes a whole message, so concurrent senders cannot tear one;
+        # and no yield per message, so the messages of a batch leave in one write (ws_protocol).
         if self._closed:
             raise ConnectionClosed("the WebSocket is closed")
-        async with self._send_lock:
-            try:
-                await self._ws.send_text(frame.decode())
-            except (WebSocketDisconnect, RuntimeError) as exc:  # starlette raises RuntimeError after close
-                self._closed = True
-                raise ConnectionClosed("the WebSocket is closed") from exc
+        try:
+            await self._ws.send_text(frame.decode())
+        except (WebSocketDisconnect, RuntimeError) as exc:  # starlette raises RuntimeError after close
+            self._closed = True
+            raise ConnectionClosed("the WebSocket is closed") from exc
 
     async def receive(self) -> list[Frame]:
         if self._closed:
