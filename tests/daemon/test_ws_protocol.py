@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 import uvicorn
 from uvicorn.server import ServerState
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Protocol, Side, State
 
 from acpd.daemon.ws_protocol import FLUSH_BYTES, CoalescingTransport, ProblemWebSocketProtocol, is_loopback
 
@@ -99,3 +101,42 @@ async def test_deflate_is_offered_to_clients_on_other_hosts_only(peer: tuple[str
     protocol = ProblemWebSocketProtocol(config=config, server_state=ServerState(), app_state={})
     protocol.connection_made(RecordingTransport(peer))
     assert bool(protocol.conn.available_extensions) is offered
+
+
+def _open_protocol(extensions: list[Any] | None = None) -> tuple[ProblemWebSocketProtocol, RecordingTransport]:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    config = uvicorn.Config(app)
+    config.load()
+    protocol = ProblemWebSocketProtocol(config=config, server_state=ServerState(), app_state={})
+    inner = RecordingTransport()
+    protocol.connection_made(inner)
+    protocol.conn.state = State.OPEN  # as after an accepted handshake
+    protocol.handshake_complete = True
+    protocol.conn.extensions = extensions or []
+    return protocol, inner
+
+
+@pytest.mark.parametrize("size", [0, 5, 125, 126, 65535, 65536, 200_000])
+async def test_write_text_writes_one_frame_a_client_reads_back_as_the_message(size: int) -> None:
+    protocol, inner = _open_protocol()
+    message = "é".encode() * (size // 2) + b"x" * (size % 2)
+    assert protocol.write_text(message)
+    await asyncio.sleep(0)
+    reader = Protocol(Side.CLIENT, state=State.OPEN, max_size=None)
+    reader.receive_data(b"".join(inner.written))
+    [frame] = reader.events_received()
+    assert isinstance(frame, Frame) and frame.opcode is Opcode.TEXT and frame.fin and frame.data == message
+
+
+async def test_write_text_declines_when_an_extension_is_on_or_writing_is_paused() -> None:
+    protocol, inner = _open_protocol(extensions=[object()])
+    assert not protocol.write_text(b"{}")
+    protocol, inner = _open_protocol()
+    protocol.pause_writing()
+    assert not protocol.write_text(b"{}")
+    protocol.resume_writing()
+    assert protocol.write_text(b"{}")
+    await asyncio.sleep(0)
+    assert inner.written == [b"\x81\x02{}"]
