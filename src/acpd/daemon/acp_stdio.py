@@ -192,8 +192,9 @@ async def _stdin_to_ws(stdio: StdioTransport, ws: ClientConnection, done: anyio.
 
 async def _ws_to_stdout(ws: ClientConnection, stdio: StdioTransport, done: anyio.CancelScope) -> None:
     try:
-        async for message in ws:
-            await stdio.send(message.encode() if isinstance(message, str) else bytes(message))
+        while True:
+            # bytes as they came: text frames are the daemon's UTF-8 JSON, so no decode and encode
+            await stdio.send(await ws.recv(decode=False))
     except (WsClosed, ConnectionClosed):
         pass
     finally:

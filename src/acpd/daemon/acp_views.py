@@ -176,6 +176,18 @@ def client_frame(
     return SKIP
 
 
+STORED_UPDATE_PREFIX: Final = '{"jsonrpc":"2.0","method":"session/update",'
+"""How a ``session/update`` the daemon logged starts (its encoder keeps the key order)."""
+
+
+def forwards_as_stored(record: EventRecord) -> bool:
+    """True when a live client receives the record's stored text unchanged: a ``session/update``
+    that is not a ``config_option_update`` (which gets acpd's ``agent`` option). The test costs two
+    substring searches, so the many chunks of a turn are forwarded without a parse or an encode."""
+    payload = record.payload
+    return payload.startswith(STORED_UPDATE_PREFIX) and '"config_option_update"' not in payload
+
+
 class AgentOptionSource:
     """The current ``agent`` option of a session, computed on demand (it changes with switches)."""
 

@@ -18,6 +18,10 @@ from .uvicorn_parts import HttpToolsProtocol
 KINDS: Final = {400: "malformed-request", 403: "forbidden", 426: "upgrade-required", 500: "internal-error"}
 
 
+TEXT_FRAMES_EXTENSION: Final = "acpd.websocket.text_frames"
+"""The ASGI scope extension through which ``ws_protocol`` offers the app a direct text-frame writer."""
+
+
 def problem_bytes(status: int, detail: str) -> bytes:
     return jsonio.dumps(problem_body(status, KINDS.get(status, "websocket-refused"), detail))
 

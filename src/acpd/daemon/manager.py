@@ -319,6 +319,14 @@ class SessionManager:
     async def cancel(self, session_id: str) -> bool:
         return (await self.runtime(session_id)).cancel()
 
+    async def committed_records(self, session_id: str, *, after: int, limit: int) -> list[EventRecord]:
+        """Committed records of a session, from its log if it is loaded (memory), else from the
+        store; it loads nothing. Empty for a session that no longer exists."""
+        runtime = self._runtimes.get(session_id)
+        if runtime is not None:
+            return await runtime.log.read(after, limit)
+        return await self.store.read(session_id, after=after, limit=limit)
+
     async def events(self, session_id: str, *, after: int, limit: int) -> tuple[list[EventRecord], int]:
         runtime = await self.runtime(session_id)
         return await runtime.log.read(after, limit), runtime.log.committed_seq
