@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from acpd.presets import PRESETS, Preset, Sandbox, fill_dir, preset_dir, preset_env, preset_program
 from acpd.settings import (
@@ -267,8 +267,6 @@ def daemon_config(values: Mapping[str, Any]) -> DaemonConfig:
         pydantic.ValidationError: a value of the wrong type, or an unknown key.
         ValueError: a value out of bounds (``DaemonConfig.validated``).
     """
-    from pydantic import TypeAdapter
-
     # DaemonConfig's annotations name these models without importing them (``settings`` must not
     # import pydantic); pydantic resolves such names among the locals of the frame building the
     # adapter: this one.
