@@ -29,9 +29,9 @@ class RecordingStore(MemoryEventStore):
         super().__init__()
         self.commits: list[tuple[int | None, str | None]] = []
 
-    async def append(self, records: Sequence[EventRecord], *, session: SessionDoc | None = None) -> None:
-        await super().append(records, session=session)
-        self.commits.append((records[-1].seq if records else None, session["status"] if session else None))
+    async def append_many(self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc] = ()) -> None:
+        await super().append_many(records, sessions=sessions)
+        self.commits.append((records[-1].seq if records else None, sessions[-1]["status"] if sessions else None))
 
 
 async def test_a_saved_document_commits_with_the_record_appended_before_it() -> None:

@@ -62,7 +62,7 @@ class HttpAcpConnection:
         self.id = connection_id
         self.agent = agent
         self.created_at_ms = int(time.time() * 1000)
-        self.log = SessionLog(manager.store, LOG_PREFIX + connection_id, last_seq)
+        self.log = SessionLog(manager.store, LOG_PREFIX + connection_id, last_seq, committer=manager.committer)
         self._server_end, self._client_end = create_memory_transport_pair()
         self.acp = AcpConnection(
             manager,
@@ -95,11 +95,10 @@ class HttpAcpConnection:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self.log.run_flusher)
                 tg.start_soon(self._pump, self._client_end)
                 task_status.started()
                 await self.acp.serve()
-                self._shut()  # ends the flusher, so the task group can finish
+                self._shut()
         finally:
             self._shut()
             with anyio.CancelScope(shield=True):

@@ -31,6 +31,7 @@ from acpd.protocol.events import EventRecord, utc_now
 from acpd.protocol.jsonio import JsonObject
 from acpd.store.base import EventStore, SessionPage
 
+from .log import GroupCommitter
 from .session import RuntimeDeps, SessionRuntime, session_doc_defaults
 from .turns import Turn
 
@@ -58,18 +59,22 @@ class SessionManager:
         self._load_lock = anyio.Lock()
         self._inflight: dict[tuple[str, str], Turn] = {}
         self._tg: TaskGroup | None = None
+        self.committer = GroupCommitter(store)
+        """Commits every session's log (and the ACP-over-HTTP connections'), many per transaction."""
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[SessionManager]:
         """Run the manager: recover interrupted sessions, serve, then stop every agent."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            tg.start_soon(self.committer.run)
             await self._recover()
             try:
                 yield self
             finally:
                 with anyio.CancelScope(shield=True):
                     await self.shutdown()
+                self.committer.close()
                 tg.cancel_scope.cancel()
 
     async def shutdown(self) -> None:
@@ -102,7 +107,7 @@ class SessionManager:
     def _deps(self) -> RuntimeDeps:
         if self._tg is None:
             raise RuntimeError("SessionManager.running() is not entered")
-        return RuntimeDeps(self.store, self.config, self._tg)
+        return RuntimeDeps(self.store, self.config, self._tg, self.committer)
 
     async def _recover(self) -> None:
         """After a restart, turns that were running are over: say so in their logs."""
@@ -160,7 +165,6 @@ class SessionManager:
     def _start_runtime(self, doc: JsonObject, last_seq: int) -> SessionRuntime:
         deps = self._deps
         runtime = SessionRuntime(deps, doc, last_seq)
-        deps.task_group.start_soon(runtime.log.run_flusher)
         self._runtimes[runtime.session_id] = runtime
         return runtime
 

@@ -45,7 +45,7 @@ from acpd.store.base import EventStore, SessionDoc
 from .acp_views import SETTING_FOR_CATEGORY, config_options, offered_values, select_values, update_notification
 from .agents import unusable_reasons
 from .clients import AttachedClients
-from .log import SessionLog
+from .log import GroupCommitter, SessionLog
 from .permissions import (
     CANCELLED_OUTCOME,
     DecidedBy,
@@ -91,6 +91,7 @@ class RuntimeDeps:
     store: EventStore
     config: DaemonConfig
     task_group: TaskGroup
+    committer: GroupCommitter
 
 
 class SessionRuntime:
@@ -99,7 +100,7 @@ class SessionRuntime:
     def __init__(self, deps: RuntimeDeps, doc: SessionDoc, last_seq: int) -> None:
         self._deps = deps
         self.doc = doc
-        self.log = SessionLog(deps.store, doc["id"], last_seq)
+        self.log = SessionLog(deps.store, doc["id"], last_seq, committer=deps.committer)
         self.log.on_fault = self._store_failed
         self.broker = PermissionBroker()
         self.clients = AttachedClients()
