@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from acpd.presets import PRESETS, Preset, Sandbox, fill_dir, preset_dir, preset_env, preset_program
 
@@ -167,6 +167,7 @@ class Policy(_Frozen):
 
 
 class DaemonConfig(_Frozen):
+    _agents_cache: tuple[tuple[int, Path], dict[str, AgentConfig]] | None = PrivateAttr(default=None)
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     db: str = ""
@@ -218,8 +219,20 @@ class DaemonConfig(_Frozen):
         return Path(self.agents_dir) if self.agents_dir else self.resolved_data_dir() / "agents"
 
     def all_agents(self) -> dict[str, AgentConfig]:
-        """Built-in agents, then configured ones (which replace a built-in of the same name)."""
-        agents = builtin_agents(self.resolved_data_dir())
+        """Built-in agents, then configured ones (which replace a built-in of the same name).
+
+        Built once per data directory (the config is frozen; the data directory may come from the
+        environment) and cached: building them costs ~2 ms of model copies, and every session
+        create, agent start and ACP session view asks. The dict is the caller's to change."""
+        # Keyed by the instance too: ``model_copy`` (which may change the agents) copies the cache.
+        key = (id(self), self.resolved_data_dir())
+        cached = self._agents_cache
+        if cached is None or cached[0] != key:
+            cached = self._agents_cache = (key, self._build_agents(key[1]))
+        return dict(cached[1])
+
+    def _build_agents(self, data_dir: Path) -> dict[str, AgentConfig]:
+        agents = builtin_agents(data_dir)
         configured = {
             name: agent.model_copy(update={"preset": name})
             if agent.kind == "acp" and not agent.command and agent.preset is None

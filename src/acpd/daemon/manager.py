@@ -56,7 +56,8 @@ class SessionManager:
         self.config = config
         self.store = store
         self._runtimes: dict[str, SessionRuntime] = {}
-        self._load_lock = anyio.Lock()
+        self._claims: dict[str, anyio.Event] = {}
+        """Session ids being loaded or created (set when done): other ids go on meanwhile."""
         self._inflight: dict[tuple[str, str], Turn] = {}
         self._tg: TaskGroup | None = None
         self.committer = GroupCommitter(store)
@@ -153,13 +154,26 @@ class SessionManager:
         runtime = self._runtimes.get(session_id)
         if runtime is not None:
             return runtime
-        async with self._load_lock:
-            runtime = self._runtimes.get(session_id)
-            if runtime is None:
-                doc = await self.store.get_session(session_id)
-                if doc is None:
-                    raise SessionNotFound(session_id)
-                runtime = self._start_runtime(doc, await self.store.last_seq(session_id))
+        runtime = await self._claim(session_id)
+        if runtime is not None:
+            return runtime
+        try:
+            doc = await self.store.get_session(session_id)
+            if doc is None:
+                raise SessionNotFound(session_id)
+            return self._start_runtime(doc, await self.store.last_seq(session_id))
+        finally:
+            self._claims.pop(session_id).set()
+
+    async def _claim(self, session_id: str) -> SessionRuntime | None:
+        """Reserve ``session_id`` for a load or a create, once any other one of it is done: the
+        live session if it is (then nothing is reserved), else None and the caller must release
+        the claim. Per id, so that creating or loading one session never waits for another."""
+        while (busy := self._claims.get(session_id)) is not None:
+            await busy.wait()
+        runtime = self._runtimes.get(session_id)
+        if runtime is None:
+            self._claims[session_id] = anyio.Event()
         return runtime
 
     def _start_runtime(self, doc: JsonObject, last_seq: int) -> SessionRuntime:
@@ -178,15 +192,21 @@ class SessionManager:
         """
         session_id = _session_id(body.get("id"))
         agent = body.get("agent") or self.config.default_agent
-        if not isinstance(agent, str) or agent not in self.config.all_agents():
-            raise AgentNotFound(f"no agent named {agent!r}; known agents: {sorted(self.config.all_agents())}")
-        async with self._load_lock:
-            if session_id in self._runtimes or await self.store.get_session(session_id) is not None:
-                raise SessionExists(f"a session with id {session_id!r} already exists")
+        agents = self.config.all_agents()
+        if not isinstance(agent, str) or agent not in agents:
+            raise AgentNotFound(f"no agent named {agent!r}; known agents: {sorted(agents)}")
+        exists = SessionExists(f"a session with id {session_id!r} already exists")
+        if await self._claim(session_id) is not None:
+            raise exists
+        try:
+            if await self.store.get_session(session_id) is not None:
+                raise exists
             doc = {**session_doc_defaults(utc_now()), **_create_fields(body, self.config.policy)}
             doc.update(id=session_id, agent=agent)
             await self.store.save_session(doc)
             runtime = self._start_runtime(doc, 0)
+        finally:
+            self._claims.pop(session_id).set()
         try:
             await runtime.ensure_backend()
         except BaseException:
