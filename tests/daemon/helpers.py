@@ -72,12 +72,12 @@ class FullDisk(MemoryEventStore):
         self.failures = 0
         self._failed = anyio.Event()
 
-    async def append(self, records: Sequence[EventRecord], *, session: SessionDoc | None = None) -> None:
+    async def append_many(self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc] = ()) -> None:
         if self.full:
             self.failures += 1
             self._failed.set()
             raise StoreFull("the event store is full (database or disk is full): free disk space")
-        await super().append(records, session=session)
+        await super().append_many(records, sessions=sessions)
 
     async def wait_failures(self, count: int) -> None:
         while self.failures < count:

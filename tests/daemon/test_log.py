@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from acpd.daemon import log as log_module
-from acpd.daemon.log import SessionLog
+from acpd.daemon.log import GroupCommitter, SessionLog
 from acpd.errors import StoreError, StoreFull
 from acpd.protocol.events import EventRecord
 from acpd.store.base import SessionDoc
@@ -29,9 +29,9 @@ class RecordingStore(MemoryEventStore):
         super().__init__()
         self.commits: list[tuple[int | None, str | None]] = []
 
-    async def append(self, records: Sequence[EventRecord], *, session: SessionDoc | None = None) -> None:
-        await super().append(records, session=session)
-        self.commits.append((records[-1].seq if records else None, session["status"] if session else None))
+    async def append_many(self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc] = ()) -> None:
+        await super().append_many(records, sessions=sessions)
+        self.commits.append((records[-1].seq if records else None, sessions[-1]["status"] if sessions else None))
 
 
 async def test_a_saved_document_commits_with_the_record_appended_before_it() -> None:
@@ -176,3 +176,137 @@ async def test_a_log_closed_while_the_disk_is_full_gives_up_after_one_last_try(
                 await log.finished.wait()
     assert store.failures == 2
     assert "session s: 2 event(s) after seq 0 could not be committed before stopping" in caplog.text
+
+
+class RoundStore(MemoryEventStore):
+    """Remembers each transaction's sessions and record counts; refuses the records of the sessions
+    in ``refused``; holds each transaction until ``gate`` is set, when one is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rounds: list[dict[str, int]] = []
+        self.refused: set[str] = set()
+        self.gate: anyio.Event | None = None
+        self.entered = anyio.Event()
+
+    async def append_many(self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc] = ()) -> None:
+        self.entered.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        if any(r.session_id in self.refused for r in records):
+            raise StoreFull("the event store is full (database or disk is full): free disk space")
+        await super().append_many(records, sessions=sessions)
+        counts: dict[str, int] = {}
+        for record in records:
+            counts[record.session_id] = counts.get(record.session_id, 0) + 1
+        self.rounds.append(counts)
+
+
+def shared_logs(store: RoundStore, names: str, *, retry_seconds: float = 0) -> tuple[GroupCommitter, list[SessionLog]]:
+    committer = GroupCommitter(store)
+    return committer, [SessionLog(store, name, 0, committer=committer, retry_seconds=retry_seconds) for name in names]
+
+
+async def close_all(committer: GroupCommitter, logs: list[SessionLog]) -> None:
+    for log in logs:
+        log.close()
+    with anyio.fail_after(5):
+        for log in logs:
+            await log.finished.wait()
+    committer.close()
+
+
+async def test_one_transaction_commits_what_many_sessions_queued() -> None:
+    store = RoundStore()
+    committer, logs = shared_logs(store, "abcdefghij")
+    async with anyio.create_task_group() as tg:
+        for log in logs:
+            log.append("client", 1, {"hello": log.session_id})
+            log.save_doc({**DOC, "id": log.session_id, "status": "running"})
+        tg.start_soon(committer.run)
+        with anyio.fail_after(5):
+            for log in logs:
+                await log.wait_saved(1)
+        await close_all(committer, logs)
+    assert store.rounds == [dict.fromkeys("abcdefghij", 1)]
+    saved = [await store.get_session(name) for name in "abcdefghij"]
+    assert all((doc or {}).get("status") == "running" for doc in saved)
+
+
+async def test_a_flooding_session_does_not_starve_the_others() -> None:
+    store = RoundStore()
+    committer, (flood, quiet) = shared_logs(store, "fq")
+    async with anyio.create_task_group() as tg:
+        for n in range(20_000):
+            flood.append("agent", 1, {"n": n})
+        quiet.append("agent", 1, {"n": 0})
+        tg.start_soon(committer.run)
+        with anyio.fail_after(5):
+            await flood.wait_committed(20_000)
+        await close_all(committer, [flood, quiet])
+    # the quiet session's record went with the first round, not after the flood
+    assert store.rounds[0] == {"f": log_module.FIRST_BATCH_RECORDS, "q": 1}
+    assert all(sum(counts.values()) <= log_module.MAX_BATCH_RECORDS for counts in store.rounds)
+    assert [r.seq for r in await store.read("f", limit=30_000)] == list(range(1, 20_001))
+
+
+async def test_a_burst_starts_with_a_small_batch_and_grows() -> None:
+    store = RoundStore()
+    committer, (log,) = shared_logs(store, "s")
+    async with anyio.create_task_group() as tg:
+        for n in range(10_000):
+            log.append("agent", 1, {"n": n})
+        tg.start_soon(committer.run)
+        with anyio.fail_after(5):
+            await log.wait_committed(10_000)
+        await close_all(committer, [log])
+    sizes = [counts["s"] for counts in store.rounds]
+    assert sizes[:4] == [log_module.FIRST_BATCH_RECORDS * 2**n for n in range(4)]
+    assert max(sizes) == log_module.MAX_BATCH_RECORDS
+    assert sum(sizes) == 10_000
+
+
+async def test_a_failing_session_does_not_fail_the_others_in_its_round() -> None:
+    store = RoundStore()
+    store.refused = {"b"}
+    committer, logs = shared_logs(store, "abc")
+    faults: list[StoreError] = []
+    logs[1].on_fault = faults.append
+    async with anyio.create_task_group() as tg:
+        for log in logs:
+            log.append("agent", 1, {"n": 1})
+        tg.start_soon(committer.run)
+        with anyio.fail_after(5):
+            await logs[0].wait_committed(1)
+            await logs[2].wait_committed(1)
+            with pytest.raises(StoreFull):
+                await logs[1].wait_committed(1)
+        assert logs[0].fault is None
+        assert logs[2].fault is None
+        logs[1].append("agent", 1, {"n": 2})
+        store.refused = set()  # space returns: b's records commit, in order
+        with anyio.fail_after(5):
+            assert await follow_to(logs[1], 2) == [1, 2]
+        await close_all(committer, logs)
+    assert [type(f) for f in faults] == [StoreFull]
+    assert [r.seq for r in await store.read("b")] == [1, 2]
+
+
+async def test_records_become_visible_only_once_their_transaction_committed() -> None:
+    store = RoundStore()
+    store.gate = anyio.Event()
+    committer, (a, b) = shared_logs(store, "ab")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(committer.run)
+        a.append("agent", 1, {"n": 1})
+        b.append("agent", 1, {"n": 1})
+        with anyio.fail_after(5):
+            await store.entered.wait()
+        await anyio.wait_all_tasks_blocked()
+        assert (a.committed_seq, b.committed_seq) == (0, 0)
+        assert await a.read(0, 10) == []
+        store.gate.set()
+        with anyio.fail_after(5):
+            assert await follow_to(a, 1) == [1]
+            assert await follow_to(b, 1) == [1]
+        await close_all(committer, [a, b])

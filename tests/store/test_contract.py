@@ -142,6 +142,29 @@ async def test_a_rejected_batch_does_not_save_its_session_document(store: EventS
     assert saved["title"] == "before"
 
 
+async def test_append_many_commits_several_sessions_records_and_documents_in_one_go(store: EventStore) -> None:
+    await store.append(log("a", 1, 2))
+    await store.append_many([*log("a", 3, 4), *log("b", 1, 3)], sessions=[doc("a", title="a's"), doc("b", title="b's")])
+    assert await store.read("a") == log("a", 1, 4)
+    assert await store.read("b") == log("b", 1, 3)
+    assert [(await store.get_session(s) or {}).get("title") for s in ("a", "b")] == ["a's", "b's"]
+    await store.append_many([], sessions=[doc("c", title="alone")])
+    assert (await store.get_session("c") or {}).get("title") == "alone"
+    await store.append_many([])  # nothing to commit is no error
+
+
+async def test_append_many_is_all_or_none_across_sessions(store: EventStore) -> None:
+    await store.append(log("a", 1, 2), session=doc("a", title="before"))
+    with pytest.raises(StoreError):
+        await store.append_many([*log("b", 1, 2), record("a", 5)], sessions=[doc("a", title="after"), doc("b")])
+    assert await store.read("b") == []
+    assert await store.get_session("b") is None
+    assert (await store.get_session("a") or {}).get("title") == "before"
+    with pytest.raises(InvalidInput):
+        await store.append_many(log("b", 1, 2), sessions=[{"id": "b"}])
+    assert await store.read("b") == []
+
+
 async def test_a_rejected_batch_does_not_disturb_the_next_valid_one(store: EventStore) -> None:
     await store.append(log("a", 1, 2))
     with pytest.raises(StoreError):

@@ -122,7 +122,7 @@ class HttpAcpConnection:
         self.agent = agent
         self.created_at_ms = int(time.time() * 1000)
         self._manager = manager
-        self.log = SessionLog(manager.store, LOG_PREFIX + connection_id, last_seq)
+        self.log = SessionLog(manager.store, LOG_PREFIX + connection_id, last_seq, committer=manager.committer)
         self._firsts = firsts  # the number of the first message of each record, record seq - 1 as index
         self._messages = 0  # numbered so far (``revive`` counts a stored log's)
         self._wire = _Wire(self)
@@ -177,7 +177,7 @@ class HttpAcpConnection:
                 tg.start_soon(self.log.run_flusher)
                 task_status.started()
                 await self.acp.serve()
-                self._shut()  # ends the flusher, so the task group can finish
+                self._shut()
         finally:
             self._shut()
             with anyio.CancelScope(shield=True):

@@ -2,13 +2,15 @@
 problems instead of plain text: a request httptools cannot parse (request line, headers, chunked
 body), and a WebSocket handshake websockets refuses (no or a bad ``Sec-WebSocket-Key``, an
 unsupported version) or that the app closed before accepting. It changes nothing else and knows
-no route; everything the app sees, the app answers. The WebSocket protocol (``ws_protocol``) is
-imported at the first upgrade: websockets and uvicorn's protocol on it are ~20 ms of the start."""
+no route; everything the app sees, the app answers. One more thing, for speed: a response's head
+and body leave in one write (one system call, one wake-up of the client) instead of two. The
+WebSocket protocol (``ws_protocol``) is imported at the first upgrade: websockets and uvicorn's
+protocol on it are ~20 ms of the start."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from acpd.protocol import jsonio
 
@@ -26,7 +28,46 @@ def problem_bytes(status: int, detail: str) -> bytes:
     return jsonio.dumps(problem_body(status, KINDS.get(status, "websocket-refused"), detail))
 
 
+class _CoalescingTransport:
+    """A transport whose writes made in one turn of the event loop leave together.
+
+    uvicorn writes a response's head when the app starts it and its body when the app sends it,
+    both in the same turn of the loop for an ordinary response: two system calls, and two wake-ups
+    of the client. Here a write is held until the next one (then both go at once) or until the end
+    of the current turn of the loop (``call_soon``), so nothing waits longer than that.
+    """
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held: bytes | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        held = self._held
+        if held is None:
+            self._held = bytes(data)
+            self._loop.call_soon(self._flush)
+            return
+        self._held = None
+        self._transport.write(held + data)
+
+    def _flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class ProblemHttpToolsProtocol(HttpToolsProtocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(cast("asyncio.Transport", _CoalescingTransport(transport)))
+
     def send_400_response(self, msg: str) -> None:
         body = problem_bytes(400, f"the HTTP request could not be parsed: {msg}")
         content = [b"HTTP/1.1 400 Bad Request\r\n"]

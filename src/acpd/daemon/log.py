@@ -1,15 +1,22 @@
-"""Daemon layer: one session's event log in memory: seq assignment, grouped commits, cursors.
+"""Daemon layer: session event logs in memory (seq assignment, cursors) and the group committer
+that makes them durable.
 
-Durable before visible: ``append`` only queues a record; a flusher task commits queued records in
-one store transaction per batch and only then makes them readable. Readers are cursors (a seq),
-not queues: they read committed records from a bounded in-memory tail, or from the store when
-they have fallen further behind, so a slow reader costs no memory and never misses a record.
-It must not interpret payloads (the session runtime does); it only masks secrets in their text
-(DESIGN §7: the daemon's secret variables' values, and any secret-shaped value), at the one door
-every record passes.
+Durable before visible: ``append`` only queues a record; one ``GroupCommitter`` (the manager's,
+shared by every log) commits what all logs queued meanwhile in one store transaction per round,
+and only then makes each log's records readable and wakes its waiters. Under concurrency a round
+carries many sessions' records, so a prompt costs a fraction of a transaction; a round is capped
+(``MAX_BATCH_RECORDS``/``MAX_BATCH_BYTES``) and takes logs round-robin, so a flooding session
+cannot starve the others. A burst starts with a small batch (``FIRST_BATCH_RECORDS``), doubling
+per round, so its first event is visible fast and its rest commits in big transactions.
+Readers are cursors (a seq), not queues: they read committed records from a bounded in-memory
+tail, or from the store when they have fallen further behind, so a slow reader costs no memory
+and never misses a record. It must not interpret payloads (the session runtime does); it only
+masks secrets in their text (DESIGN §7: the daemon's secret variables' values, and any
+secret-shaped value), at the one door every record passes.
 
-Store faults (a full disk): a batch that fails to commit is kept and retried, in order, until it
-commits, so nothing is lost or reordered while the daemon runs. Meanwhile the log is *faulted*:
+Store faults (a full disk): a round that fails is tried again log by log, so one session's
+failure does not fail the others; a log's batch that fails is kept and retried, in order, until
+it commits, so nothing is lost or reordered while the daemon runs. Meanwhile the log is *faulted*:
 writers waiting for durability get the error raised at once instead of waiting for space, and
 failures are logged at most once per ``FAILURE_REPORT_SECONDS`` for the whole process. A closed
 log gives its uncommitted records one last try, then drops them (the daemon is stopping).
@@ -20,10 +27,14 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections import deque
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 import anyio
+from anyio.abc import TaskGroup
 
 from acpd.adapters.secrets import Redactor
 from acpd.errors import StoreError
@@ -42,12 +53,13 @@ HIGH_WATER_RECORDS: Final = 20_000
 HIGH_WATER_BYTES: Final = 64 * 1024 * 1024
 """Queued bytes past which writers wait as well."""
 MAX_BATCH_RECORDS: Final = 4_096
-"""Records per store transaction; well under the tail, so a live reader never has to go to the store."""
-FIRST_BATCH_RECORDS: Final = 32
-"""The first batch of a burst: its first records commit (and reach readers) without waiting for
-thousands; each next batch doubles, up to MAX_BATCH_RECORDS, while records keep queueing."""
+"""Records per store transaction (a round, all logs together); well under the tail, so a live
+reader never has to go to the store."""
 MAX_BATCH_BYTES: Final = 16 * 1024 * 1024
-"""Bytes per store transaction (a batch holds at least one record, whatever its size)."""
+"""Bytes per store transaction (a round holds at least one record, whatever its size)."""
+FIRST_BATCH_RECORDS: Final = 32
+"""A log's batch when its burst starts: small, so the first event of a burst commits (and shows)
+fast; it doubles each round the log still has more queued, up to ``MAX_BATCH_RECORDS``."""
 STORE_RETRY_SECONDS: Final = 1.0
 """How soon a batch that failed to commit is tried again (a full disk: as soon as space returns)."""
 FAILURE_REPORT_SECONDS: Final = 60.0
@@ -99,6 +111,145 @@ class _FailureReport:
 _failures = _FailureReport()
 
 
+def environment_redactor() -> Redactor:
+    """The Redactor of the daemon's environment as it is now: built once per environment (its
+    secret values are collected and compiled), not once per session."""
+    return _redactor_of(tuple(sorted(os.environ.items())))
+
+
+@lru_cache(maxsize=8)
+def _redactor_of(env: tuple[tuple[str, str], ...]) -> Redactor:
+    return Redactor(dict(env))
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What one log commits in a round: records in order, and its document when they reach it."""
+
+    log: SessionLog
+    records: list[EventRecord]
+    doc: tuple[int, SessionDoc] | None
+    size: int
+
+
+class GroupCommitter:
+    """Commits the queued records of many logs, many logs per store transaction.
+
+    One per store and process (the manager's); ``run`` is its task. A log tells it when it has
+    something to commit (``_ready``); each round takes the ready logs in turn, a batch each, until
+    the round is full, commits them in one ``append_many`` and then wakes each log's waiters.
+    """
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self._ready: deque[SessionLog] = deque()
+        self._wakeup = anyio.Event()
+        self._held = 0  # logs waiting to retry a failed batch
+        self._closed = False
+        self._tg: TaskGroup | None = None
+
+    def _ready_log(self, log: SessionLog) -> None:
+        """``log`` has records or a document to commit (called by the log; cheap when repeated)."""
+        if log._scheduled or log._holding:
+            return  # queued already, or its retry timer queues it
+        log._scheduled = True
+        self._ready.append(log)
+        self._wakeup.set()
+
+    def close(self) -> None:
+        """End ``run`` once nothing is left to commit (the logs are closed, or given up on)."""
+        self._closed = True
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Commit rounds until closed and drained."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            while True:
+                round_ = self._take_round()
+                if round_:
+                    await self._commit_round(round_)
+                    continue
+                if self._closed and not self._held and not self._ready:
+                    break
+                self._wakeup = anyio.Event()
+                if self._ready:
+                    continue
+                await self._wakeup.wait()
+
+    def _take_round(self) -> list[_Batch]:
+        """Batches of the ready logs, round-robin, within a round's caps."""
+        round_: list[_Batch] = []
+        count, size = 0, 0
+        # Each ready log once at most: one that has more goes to the back, for the next round.
+        for _ in range(len(self._ready)):
+            if count >= MAX_BATCH_RECORDS or size >= MAX_BATCH_BYTES:
+                break
+            log = self._ready[0]
+            if log._holding:  # waits to retry; its timer makes it ready again
+                self._ready.popleft()
+                log._scheduled = False
+                continue
+            batch = log._take_batch(MAX_BATCH_RECORDS - count, MAX_BATCH_BYTES - size, first=not round_)
+            if batch is None:  # it does not fit what is left of the round
+                break
+            self._ready.popleft()
+            log._scheduled = False
+            if log._has_queued():
+                self._ready_log(log)  # the rest in a later round, after the others' turn
+            if batch.records or batch.doc is not None:
+                round_.append(batch)
+                count, size = count + len(batch.records), size + batch.size
+            else:
+                log._settle()
+        return round_
+
+    async def _commit_round(self, round_: list[_Batch]) -> None:
+        failure = await self._try(round_)
+        if failure is None:
+            for batch in round_:
+                batch.log._committed_batch(batch)
+        elif len(round_) == 1:
+            self._failed(round_[0], failure)
+        else:
+            # One session's bad batch must not fail the others: each on its own.
+            for batch in round_:
+                alone = await self._try([batch])
+                if alone is None:
+                    batch.log._committed_batch(batch)
+                else:
+                    self._failed(batch, alone)
+
+    async def _try(self, round_: list[_Batch]) -> Exception | None:
+        records = [record for batch in round_ for record in batch.records] if len(round_) > 1 else round_[0].records
+        docs = [batch.doc[1] for batch in round_ if batch.doc is not None]
+        try:
+            await self.store.append_many(records, sessions=docs)
+        except Exception as exc:
+            return exc
+        return None
+
+    def _failed(self, batch: _Batch, exc: Exception) -> None:
+        log = batch.log
+        log._commit_failed(exc)
+        if log.closed:
+            log._give_up(len(batch.records))
+            return
+        log._holding = True
+        self._held += 1
+        assert self._tg is not None
+        self._tg.start_soon(self._retry_later, log)
+
+    async def _retry_later(self, log: SessionLog) -> None:
+        try:
+            with anyio.move_on_after(log._retry_seconds):
+                await log._closing.wait()  # a close cuts the wait short: one last try
+        finally:
+            log._holding = False
+            self._held -= 1
+            self._ready_log(log)
+
+
 class SessionLog:
     """Append-only, gap-free log of one session."""
 
@@ -108,20 +259,28 @@ class SessionLog:
         session_id: str,
         last_seq: int,
         *,
+        committer: GroupCommitter | None = None,
         retry_seconds: float | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
+        """``committer`` is the shared one that makes the log durable; without it the log gets a
+        private one, which its caller runs with ``run_flusher``."""
         self._store = store
+        self._private = committer is None
+        self._committer = GroupCommitter(store) if committer is None else committer
         self._retry_seconds = STORE_RETRY_SECONDS if retry_seconds is None else retry_seconds
         self.session_id = session_id
-        self._redact = Redactor(os.environ)  # the environment as the session opens
+        self._redact = redactor or environment_redactor()  # the environment as the session opens
         self._next_seq = last_seq + 1
         self.committed_seq = last_seq
         self._pending: list[EventRecord] = []
         self._pending_bytes = 0
-        self._batch_limit = FIRST_BATCH_RECORDS
         self._tail: list[EventRecord] = []
         self._tail_bytes = 0
-        self._queued = anyio.Event()
+        self._batch_records = FIRST_BATCH_RECORDS
+        self._inflight: _Batch | None = None  # taken by the committer, not yet committed
+        self._scheduled = False  # in the committer's ready queue
+        self._holding = False  # waiting to retry a failed batch
         self._committed = anyio.Event()
         self._drained = anyio.Event()
         self._doc: tuple[int, int, SessionDoc] | None = None  # (as of seq, version, snapshot)
@@ -183,7 +342,8 @@ class SessionLog:
         self._next_seq += 1
         self._pending.append(record)
         self._pending_bytes += len(text)
-        self._queued.set()
+        if not self._scheduled:
+            self._committer._ready_log(self)
         return record
 
     async def wait_capacity(self) -> None:
@@ -203,7 +363,7 @@ class SessionLog:
             return 0
         self._doc_version += 1
         self._doc = (self.last_seq, self._doc_version, jsonio.loads(jsonio.dumps(doc)))
-        self._queued.set()
+        self._committer._ready_log(self)
         return self._doc_version
 
     async def wait_saved(self, version: int) -> None:
@@ -239,22 +399,14 @@ class SessionLog:
             await self._committed.wait()
 
     async def run_flusher(self) -> None:
-        """Commit queued records batch by batch until closed and drained."""
+        """Run the private committer of a log made without a shared one, until the log is closed
+        and drained."""
+        if not self._private:
+            raise RuntimeError("this log's commits are its shared committer's")
         try:
-            await self._flush_until_closed()
+            await self._committer.run()
         finally:
             self.finished.set()
-
-    async def _flush_until_closed(self) -> None:
-        while True:
-            if not self._pending and self._doc is None:
-                if self.closed:
-                    return
-                self._queued = anyio.Event()
-                await self._queued.wait()
-                continue
-            batch = self._take_batch()
-            await self._commit(batch, self._take_doc(batch))
 
     @property
     def held_bytes(self) -> int:
@@ -264,19 +416,33 @@ class SessionLog:
     def _over_high_water(self) -> bool:
         return len(self._pending) >= HIGH_WATER_RECORDS or self._pending_bytes >= HIGH_WATER_BYTES
 
-    def _take_batch(self) -> list[EventRecord]:
-        # A burst's first batches are small, so its first records are visible at once; they
-        # double while the queue stays full (see FIRST_BATCH_RECORDS).
-        limit = self._batch_limit
+    def _has_queued(self) -> bool:
+        return bool(self._pending) or self._doc is not None
+
+    def _take_batch(self, room: int, room_bytes: int, *, first: bool) -> _Batch | None:
+        """The committer's next batch of this log: the one that failed last, else up to the log's
+        batch size of queued records (and the document when they reach it); None when it does
+        not fit ``room`` (unless ``first`` in its round: a round holds at least one record)."""
+        if self._inflight is not None:
+            batch = self._inflight
+            if not first and (len(batch.records) > room or batch.size > room_bytes):
+                return None
+            return batch
+        limit = min(self._batch_records, room)
         count, size = 0, 0
         for record in self._pending[:limit]:
-            if count and size + len(record.payload) > MAX_BATCH_BYTES:
+            if (count or not first) and size + len(record.payload) > room_bytes:
                 break
             count, size = count + 1, size + len(record.payload)
-        batch = self._pending[:count]
+        if not count and self._pending and not first:
+            return None
+        records = self._pending[:count]
         del self._pending[:count]
         self._pending_bytes -= size
-        self._batch_limit = min(2 * limit, MAX_BATCH_RECORDS) if self._pending else FIRST_BATCH_RECORDS
+        # A burst grows its batches; a log that caught up starts small again.
+        self._batch_records = min(2 * self._batch_records, MAX_BATCH_RECORDS) if self._pending else FIRST_BATCH_RECORDS
+        batch = _Batch(self, records, self._take_doc(records), size)
+        self._inflight = batch
         return batch
 
     def _take_doc(self, batch: list[EventRecord]) -> tuple[int, SessionDoc] | None:
@@ -286,44 +452,48 @@ class SessionLog:
         as_of, version, doc = self._doc
         if batch and as_of > batch[-1].seq:
             return None
+        if not batch and self._pending:
+            return None  # saved after records still queued: it goes with them
         self._doc = None
         return version, doc
 
-    async def _commit(self, batch: list[EventRecord], doc: tuple[int, SessionDoc] | None) -> None:
-        # A store failure must not lose events nor kill the daemon: keep them and retry.
-        while not await self._try_commit(batch, doc):
-            if self.closed:
-                self._give_up(len(batch))
-                return
-            with anyio.move_on_after(self._retry_seconds):
-                await self._closing.wait()  # a close cuts the wait short: one last try
-        if batch:
-            self._keep_tail(batch)
-            self.committed_seq = batch[-1].seq
-        if doc is not None:
-            self._saved_doc_version = doc[0]
-        self._wake()
-
-    async def _try_commit(self, batch: list[EventRecord], doc: tuple[int, SessionDoc] | None) -> bool:
-        try:
-            await self._store.append(batch, session=doc[1] if doc else None)
-        except Exception as exc:
-            _failures.failed(self.session_id, exc)
-            fault = exc if isinstance(exc, StoreError) else StoreError(f"committing events failed: {exc!r}")
-            first, self.fault = self.fault is None, fault
-            if first:
-                self._wake()  # writers waiting for durability hear of it now
-                if self.on_fault is not None:
-                    self.on_fault(fault)
-            return False
+    def _committed_batch(self, batch: _Batch) -> None:
+        """The committer committed ``batch``: make it readable, wake the waiters."""
+        self._inflight = None
+        if batch.records:
+            self._keep_tail(batch.records)
+            self.committed_seq = batch.records[-1].seq
+        if batch.doc is not None:
+            self._saved_doc_version = batch.doc[0]
         if self.fault is not None:
             self.fault = None
             _failures.recovered(self.session_id)
-        return True
+        self._wake()
+        self._settle()
+
+    def _settle(self) -> None:
+        """A closed log with nothing left to commit is finished."""
+        if self.closed and self._inflight is None and not self._has_queued():
+            self._finish()
+
+    def _finish(self) -> None:
+        self.finished.set()
+        if self._private:
+            self._committer.close()
+
+    def _commit_failed(self, exc: Exception) -> None:
+        _failures.failed(self.session_id, exc)
+        fault = exc if isinstance(exc, StoreError) else StoreError(f"committing events failed: {exc!r}")
+        first, self.fault = self.fault is None, fault
+        if first:
+            self._wake()  # writers waiting for durability hear of it now
+            if self.on_fault is not None:
+                self.on_fault(fault)
 
     def _give_up(self, failed: int) -> None:
         """Closed while commits fail (the daemon stops on a full disk): drop what is queued."""
         lost = failed + len(self._pending)
+        self._inflight = None
         self._pending.clear()
         self._pending_bytes = 0
         self._doc = None
@@ -335,6 +505,8 @@ class SessionLog:
             self.fault.message if self.fault else "store error",
         )
         _failures.recovered(self.session_id, gave_up=True)
+        self._wake()
+        self._finish()
 
     def _keep_tail(self, batch: list[EventRecord]) -> None:
         self._tail.extend(batch)
@@ -357,12 +529,15 @@ class SessionLog:
             drained.set()
 
     def close(self) -> None:
-        """Refuse further appends; the flusher ends once the queue is committed; waiters wake."""
+        """Refuse further appends; the log is finished once its queue is committed; waiters wake."""
+        if self.closed:
+            return
         self.closed = True
         self._closing.set()
-        self._queued.set()
         self._committed.set()
         self._drained.set()
+        if not self._scheduled and not self._holding:
+            self._settle()
 
     async def read(self, after: int, limit: int) -> list[EventRecord]:
         """Committed records with ``seq > after``, at most ``limit``, from memory or the store."""

@@ -31,6 +31,7 @@ from acpd.protocol.jsonio import JsonObject
 from acpd.settings import DaemonConfig
 from acpd.store.base import EventStore, SessionPage
 
+from .log import GroupCommitter
 from .session import RuntimeDeps, SessionRuntime, session_doc_defaults
 from .turns import Turn
 
@@ -58,21 +59,26 @@ class SessionManager:
         self.config = config
         self.store = store
         self._runtimes: dict[str, SessionRuntime] = {}
-        self._load_lock = anyio.Lock()
+        self._claims: dict[str, anyio.Event] = {}
+        """Session ids being loaded or created (set when done): other ids go on meanwhile."""
         self._inflight: dict[tuple[str, str], Turn] = {}
         self._tg: TaskGroup | None = None
+        self.committer = GroupCommitter(store)
+        """Commits every session's log (and the ACP-over-HTTP connections'), many per transaction."""
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[SessionManager]:
         """Run the manager: recover interrupted sessions, serve, then stop every agent."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            tg.start_soon(self.committer.run)
             await self._recover()
             try:
                 yield self
             finally:
                 with anyio.CancelScope(shield=True):
                     await self.shutdown()
+                self.committer.close()
                 tg.cancel_scope.cancel()
 
     async def shutdown(self) -> None:
@@ -105,7 +111,7 @@ class SessionManager:
     def _deps(self) -> RuntimeDeps:
         if self._tg is None:
             raise RuntimeError("SessionManager.running() is not entered")
-        return RuntimeDeps(self.store, self.config, self._tg)
+        return RuntimeDeps(self.store, self.config, self._tg, self.committer)
 
     async def _recover(self) -> None:
         """After a restart, turns that were running are over: say so in their logs."""
@@ -151,19 +157,31 @@ class SessionManager:
         runtime = self._runtimes.get(session_id)
         if runtime is not None:
             return runtime
-        async with self._load_lock:
-            runtime = self._runtimes.get(session_id)
-            if runtime is None:
-                doc = await self.store.get_session(session_id)
-                if doc is None:
-                    raise SessionNotFound(session_id)
-                runtime = self._start_runtime(doc, await self.store.last_seq(session_id))
+        runtime = await self._claim(session_id)
+        if runtime is not None:
+            return runtime
+        try:
+            doc = await self.store.get_session(session_id)
+            if doc is None:
+                raise SessionNotFound(session_id)
+            return self._start_runtime(doc, await self.store.last_seq(session_id))
+        finally:
+            self._claims.pop(session_id).set()
+
+    async def _claim(self, session_id: str) -> SessionRuntime | None:
+        """Reserve ``session_id`` for a load or a create, once any other one of it is done: the
+        live session if it is (then nothing is reserved), else None and the caller must release
+        the claim. Per id, so that creating or loading one session never waits for another."""
+        while (busy := self._claims.get(session_id)) is not None:
+            await busy.wait()
+        runtime = self._runtimes.get(session_id)
+        if runtime is None:
+            self._claims[session_id] = anyio.Event()
         return runtime
 
     def _start_runtime(self, doc: JsonObject, last_seq: int) -> SessionRuntime:
         deps = self._deps
         runtime = SessionRuntime(deps, doc, last_seq)
-        deps.task_group.start_soon(runtime.log.run_flusher)
         self._runtimes[runtime.session_id] = runtime
         return runtime
 
@@ -177,15 +195,21 @@ class SessionManager:
         """
         session_id = _session_id(body.get("id"))
         agent = body.get("agent") or self.config.default_agent
-        if not isinstance(agent, str) or agent not in self.config.all_agents():
-            raise AgentNotFound(f"no agent named {agent!r}; known agents: {sorted(self.config.all_agents())}")
-        async with self._load_lock:
-            if session_id in self._runtimes or await self.store.get_session(session_id) is not None:
-                raise SessionExists(f"a session with id {session_id!r} already exists")
+        agents = self.config.all_agents()
+        if not isinstance(agent, str) or agent not in agents:
+            raise AgentNotFound(f"no agent named {agent!r}; known agents: {sorted(agents)}")
+        exists = SessionExists(f"a session with id {session_id!r} already exists")
+        if await self._claim(session_id) is not None:
+            raise exists
+        try:
+            if await self.store.get_session(session_id) is not None:
+                raise exists
             doc = {**session_doc_defaults(utc_now()), **_create_fields(body, self.config.session_policy())}
             doc.update(id=session_id, agent=agent)
             await self.store.save_session(doc)
             runtime = self._start_runtime(doc, 0)
+        finally:
+            self._claims.pop(session_id).set()
         try:
             await runtime.ensure_backend()
         except BaseException:

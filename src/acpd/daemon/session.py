@@ -10,7 +10,10 @@ import copy
 import dataclasses
 import functools
 import logging
+import math
 import os
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -44,7 +47,7 @@ from acpd.store.base import EventStore, SessionDoc
 
 from .acp_views import SETTING_FOR_CATEGORY, config_options, offered_values, select_values, update_notification
 from .clients import AttachedClients
-from .log import SessionLog
+from .log import GroupCommitter, SessionLog
 from .permissions import (
     CANCELLED_OUTCOME,
     DecidedBy,
@@ -93,6 +96,7 @@ class RuntimeDeps:
     store: EventStore
     config: DaemonConfig
     task_group: TaskGroup
+    committer: GroupCommitter
 
 
 class SessionRuntime:
@@ -101,7 +105,7 @@ class SessionRuntime:
     def __init__(self, deps: RuntimeDeps, doc: SessionDoc, last_seq: int) -> None:
         self._deps = deps
         self.doc = doc
-        self.log = SessionLog(deps.store, doc["id"], last_seq)
+        self.log = SessionLog(deps.store, doc["id"], last_seq, committer=deps.committer)
         self.log.on_fault = self._store_failed
         self.broker = PermissionBroker()
         self.clients = AttachedClients()
@@ -772,7 +776,7 @@ class SessionRuntime:
 
     async def _run_turn(self, turn: Turn) -> None:
         try:
-            async with self._turn_lock:
+            async with self._turn_slot():
                 self._queued -= 1
                 if self._closing:
                     turn.error = SessionClosed(f"session {self.session_id} was closed")
@@ -792,6 +796,18 @@ class SessionRuntime:
             turn.started.set()
             turn.done.set()
 
+    @asynccontextmanager
+    async def _turn_slot(self) -> AsyncIterator[None]:
+        """The session's turn lock, taken without a wait when it is free (the common case)."""
+        try:
+            self._turn_lock.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._turn_lock.acquire()
+        try:
+            yield
+        finally:
+            self._turn_lock.release()
+
     async def _turn_body(self, turn: Turn) -> None:
         turn.number = self._turn_number + 1
         self.doc["turns"] = turn.number
@@ -803,7 +819,11 @@ class SessionRuntime:
         turn.first_seq = self.record("client", jsonrpc.request(request_id, methods.SESSION_PROMPT, params))
         sender: Sender = "agent"
         try:
-            await self.save()
+            self.log.check_writable()  # a faulted store refuses the turn before its agent hears of it
+            # Pipelined: the prompt and the "running" document are queued, not waited for. Whatever
+            # the agent answers is recorded after them in the same log, so nothing of the turn is
+            # visible before they are committed; a store that fails stops the turn (_store_failed).
+            self._queue_save()
             turn.started.set()
             result = await self._prompt_backend(turn)
             if turn.stop_reason_override is not None:
@@ -850,8 +870,7 @@ class SessionRuntime:
         prompt = await self._with_context(turn)
         result: JsonObject = {"stopReason": "cancelled"}
         failure: AcpdError | None = None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._enforce_stop, turn, backend)
+        with _StopGuard(self, turn, backend):
             try:
                 result = await backend.prompt(prompt)
             except AcpdError as exc:
@@ -860,8 +879,6 @@ class SessionRuntime:
                 # A backend's bug is the turn's error, answered and recorded, never the daemon's.
                 logger.exception("backend of session %s failed in a prompt", self.session_id)
                 failure = AgentError(f"the agent failed: {type(exc).__name__}: {exc}")
-            finally:
-                tg.cancel_scope.cancel()
         if isinstance(failure, AgentError):
             # Let the exit be recorded before the turn's answer, so the log reads in causal order.
             await backend.aclose()
@@ -883,23 +900,29 @@ class SessionRuntime:
         self.record_daemon(methods.ACPD_CONTEXT_CARRIED, {"turn": turn.number, "chars": len(str(block["text"]))})
         return [block, *turn.prompt]
 
-    async def _enforce_stop(self, turn: Turn, backend: Backend) -> None:
-        """Wait for a stop request or the turn timeout, then cancel; stop the agent if it will not."""
-        timeout = self.policy.turn_timeout_seconds
-        with anyio.move_on_after(timeout if timeout is not None else float("inf")) as scope:
-            await turn.stop.wait()
-        if scope.cancelled_caught:
-            self.record_daemon(
-                methods.ACPD_LIMIT_REACHED, {"limit": "turnTimeoutSeconds", "value": timeout, "turn": turn.number}
-            )
-            self.record_error("TIMEOUT", f"turn {turn.number} exceeded {timeout} s")
-            turn.request_stop("cancelled")
-        await backend.cancel()
-        # ACP: a client cancelling a turn must answer the agent's pending permission requests "cancelled".
-        self.broker.cancel_all()
-        await anyio.sleep(CANCEL_GRACE_SECONDS)
-        self.record_error("CANCEL_IGNORED", f"agent did not end the turn within {CANCEL_GRACE_SECONDS} s of cancel")
-        await backend.aclose()
+    async def _watch_timeout(self, turn: Turn, limit: float, scope: anyio.CancelScope) -> None:
+        """Stop ``turn`` once it has run ``limit`` seconds (``scope`` is its guard's, with that
+        deadline: it ends the watch early when the prompt returns)."""
+        with scope:
+            await anyio.sleep_forever()  # until the deadline the guard set, or the guard's end
+        if turn.on_stop is None:
+            return  # the prompt returned (or a stop is enforced already)
+        self.record_daemon(
+            methods.ACPD_LIMIT_REACHED, {"limit": "turnTimeoutSeconds", "value": limit, "turn": turn.number}
+        )
+        self.record_error("TIMEOUT", f"turn {turn.number} exceeded {limit} s")
+        turn.request_stop("cancelled")
+
+    async def _enforce_stop(self, backend: Backend, scope: anyio.CancelScope) -> None:
+        """A stop was requested: cancel; stop the agent if it will not (ended early by the guard
+        when the prompt returns)."""
+        with scope:
+            await backend.cancel()
+            # ACP: a client cancelling a turn must answer the agent's pending permission requests "cancelled".
+            self.broker.cancel_all()
+            await anyio.sleep(CANCEL_GRACE_SECONDS)
+            self.record_error("CANCEL_IGNORED", f"agent did not end the turn within {CANCEL_GRACE_SECONDS} s of cancel")
+            await backend.aclose()
 
     def cancel(self) -> bool:
         """Ask the running turn to stop; False if no turn runs."""
@@ -958,6 +981,41 @@ class SessionRuntime:
         if self._services_scope is not None:
             self._services_scope.cancel()
         self.log.close()
+
+
+class _StopGuard:
+    """Enforces a turn's stop while its prompt runs, without a task per prompt: the enforcement
+    starts (in the daemon's task group) only when a stop is requested, the timeout's watcher only
+    when the policy sets one; leaving the guard ends both."""
+
+    def __init__(self, runtime: SessionRuntime, turn: Turn, backend: Backend) -> None:
+        self._runtime = runtime
+        self._turn = turn
+        self._backend = backend
+        self._scopes: list[anyio.CancelScope] = []
+
+    def __enter__(self) -> None:
+        timeout = self._runtime.policy.turn_timeout_seconds
+        if timeout is not None:
+            deadline = anyio.current_time() + timeout
+            self._start(self._runtime._watch_timeout, self._turn, timeout, deadline=deadline)
+        self._turn.on_stop = self._stopped
+        if self._turn.stop.is_set():
+            self._stopped()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._turn.on_stop = None
+        for scope in self._scopes:
+            scope.cancel()  # also before its task began: it then ends at once
+
+    def _stopped(self) -> None:
+        self._turn.on_stop = None
+        self._start(self._runtime._enforce_stop, self._backend)
+
+    def _start(self, fn: Callable[..., Coroutine[Any, Any, None]], *args: Any, deadline: float = math.inf) -> None:
+        scope = anyio.CancelScope(deadline=deadline)
+        self._scopes.append(scope)
+        self._runtime._deps.task_group.start_soon(functools.partial(fn, *args, scope))
 
 
 class _StartedFlag:

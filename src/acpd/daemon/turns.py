@@ -5,6 +5,7 @@ Pure state plus small helpers; it neither talks to the agent nor writes the log.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -49,11 +50,17 @@ class Turn:
     """The answer's ``text`` stops at ``TEXT_LIMIT_CHARS``; the event log has it all."""
     response: JsonObject | None = None
     error: AcpdError | None = None
+    on_stop: Callable[[], None] | None = None
+    """Called at the first stop request while set (the running turn's guard starts enforcing it)."""
 
     def request_stop(self, stop_reason: str | None = None) -> None:
         if stop_reason is not None and self.stop_reason_override is None:
             self.stop_reason_override = stop_reason
+        if self.stop.is_set():
+            return
         self.stop.set()
+        if self.on_stop is not None:
+            self.on_stop()
 
     def add_text(self, text: str) -> None:
         room = TEXT_LIMIT_CHARS - self.text_chars

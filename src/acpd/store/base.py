@@ -37,6 +37,12 @@ class EventStore(Protocol):
         transaction, so a document never claims more than the log it was saved with."""
         ...
 
+    async def append_many(self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc] = ()) -> None:
+        """Commit ``records`` of any number of sessions and the ``sessions`` documents (insert or
+        replace, in order) in one transaction, all or none: the daemon's group commit, one
+        transaction for what many sessions queued meanwhile."""
+        ...
+
     async def read(self, session_id: str, *, after: int = 0, limit: int = 1000) -> list[EventRecord]:
         """Records with ``seq > after`` in order, at most ``limit``."""
         ...

@@ -63,12 +63,21 @@ class MemoryEventStore:
             StoreError: a seq does not continue its session's log, or the store is closed.
             InvalidInput: ``session`` lacks an indexed key.
         """
+        await self.append_many(records, sessions=() if session is None else (session,))
+
+    async def append_many(self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc] = ()) -> None:
+        """Add ``records`` (of any sessions) to their logs and save the ``sessions``, all or none.
+
+        Raises:
+            StoreError: a seq does not continue its session's log, or the store is closed.
+            InvalidInput: a document lacks an indexed key.
+        """
         self._check_open()
         next_last_seqs(records, self._last_seq_now)
-        entry = (session_keys(session), encode_doc(session)) if session is not None else None
+        entries = [(session_keys(doc), encode_doc(doc)) for doc in sessions]
         for record in records:
             self._logs.setdefault(record.session_id, []).append(record)
-        if entry is not None:
+        for entry in entries:
             self._sessions[entry[0].id] = entry
 
     async def read(self, session_id: str, *, after: int = 0, limit: int = 1000) -> list[EventRecord]:

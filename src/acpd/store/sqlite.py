@@ -7,12 +7,13 @@ Durability: WAL journal with ``synchronous=NORMAL``. A commit is in the WAL file
 returns, so it survives ``kill -9`` of the daemon; only an OS crash or power loss can lose the
 last commits (the database itself stays consistent).
 
-Threads: each connection is used by one worker thread at a time, serialized by its own
-``CapacityLimiter(1)`` and, inside the thread, its own lock: a call cancelled from the loop is
-left to finish in its thread (a stuck disk must not hold a cancelled caller), and the lock keeps
-the next call off the connection until it has. A file database gets one writer and one read-only reader connection, so
-reads go on while a write commits (WAL readers see the last committed snapshot); ``:memory:``
-uses one connection for both.
+Threads: each connection has one long-lived thread of its own, fed calls in order through a
+queue (a call costs a queue put and a wake-up of the loop, not a worker thread hand-off each): a
+call cancelled from the loop is left to finish in its thread (a stuck disk must not hold a
+cancelled caller), and the next call waits its turn in the queue. A file database gets one writer
+and one read-only reader connection, so reads go on while a write commits (WAL readers see the
+last committed snapshot); ``:memory:`` uses one connection for both. The threads are not daemon
+threads: ``aclose`` ends them after their last call, so a commit is never cut off by the exit.
 
 The store is its database's only writer: a file database is locked for the store's life (a
 second store, in this process or another, is refused with ``StoreLocked``), and after first use
@@ -24,9 +25,11 @@ batch can be retried as is once space returns. ``aclose`` waits for a stuck call
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import operator
 import os
+import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -135,13 +138,9 @@ class SqliteEventStore:
 
     def __init__(self, writer: sqlite3.Connection, reader: sqlite3.Connection, lock: OwnerLock | None = None) -> None:
         """Private: use ``open``. ``reader`` may be ``writer`` (one connection for ``:memory:``)."""
-        self._writer = writer
-        self._reader = reader
         self._lock = lock
-        self._write_limiter = anyio.CapacityLimiter(1)
-        self._read_limiter = self._write_limiter if reader is writer else anyio.CapacityLimiter(1)
-        self._write_lock = threading.Lock()
-        self._read_lock = self._write_lock if reader is writer else threading.Lock()
+        self._writer = _Worker(writer, "acpd-store-writer")
+        self._reader = self._writer if reader is writer else _Worker(reader, "acpd-store-reader")
         self._last_seqs: dict[str, int] = {}  # touched only by the writer thread
         self._closed = False
 
@@ -180,9 +179,20 @@ class SqliteEventStore:
                 store is closed.
             InvalidInput: ``session`` lacks an indexed key.
         """
-        doc = (session_keys(session), encode_doc(session)) if session is not None else None
-        if records or doc is not None:
-            await self._write(self._append_sync, records, doc)
+        await self.append_many(records, sessions=() if session is None else (session,))
+
+    async def append_many(self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc] = ()) -> None:
+        """Commit ``records`` of any sessions and the ``sessions`` documents in one transaction,
+        all or none (the daemon's group commit).
+
+        Raises:
+            StoreError: a seq does not continue its session's log, the database failed, or the
+                store is closed.
+            InvalidInput: a document lacks an indexed key.
+        """
+        docs = [(session_keys(doc), encode_doc(doc)) for doc in sessions]
+        if records or docs:
+            await self._write(self._append_sync, records, docs)
 
     async def read(self, session_id: str, *, after: int = 0, limit: int = 1000) -> list[EventRecord]:
         """Records with ``seq > after`` in order, at most ``limit``.
@@ -260,8 +270,8 @@ class SqliteEventStore:
         # Shielded: closing from a cancelled scope (a lifespan's finally) must still close.
         with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT_SECONDS) as waited:
             if self._reader is not self._writer:
-                await self._call(_close_reader, self._reader, self._read_lock, self._read_limiter)
-            await self._call(_close_writer, self._writer, self._write_lock, self._write_limiter)
+                await self._reader.close(_close_reader)
+            await self._writer.close(_close_writer)
         if waited.cancelled_caught:
             # A call stuck in the disk must not hold the daemon's exit; the lock goes with the process.
             logger.error("the event store did not close within %.0f s: a database call is stuck", CLOSE_TIMEOUT_SECONDS)
@@ -270,28 +280,18 @@ class SqliteEventStore:
 
     async def _write(self, fn: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts) -> T:
         self._check_open()
-        return await self._call(fn, self._writer, self._write_lock, self._write_limiter, *args)
+        return await self._writer.call(fn, *args)
 
     async def _read(self, fn: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts) -> T:
         self._check_open()
-        return await self._call(fn, self._reader, self._read_lock, self._read_limiter, *args)
-
-    @staticmethod
-    async def _call(
-        fn: Callable[[sqlite3.Connection, *Ts], T],
-        conn: sqlite3.Connection,
-        lock: threading.Lock,
-        limiter: anyio.CapacityLimiter,
-        *args: *Ts,
-    ) -> T:
-        return await anyio.to_thread.run_sync(_guarded, fn, conn, lock, args, limiter=limiter, abandon_on_cancel=True)
+        return await self._reader.call(fn, *args)
 
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("the event store is closed")
 
     def _append_sync(
-        self, conn: sqlite3.Connection, records: Sequence[EventRecord], doc: tuple[SessionKeys, str] | None
+        self, conn: sqlite3.Connection, records: Sequence[EventRecord], docs: list[tuple[SessionKeys, str]]
     ) -> None:
         def last_seq(session_id: str) -> int:
             cached = self._last_seqs.get(session_id)
@@ -301,8 +301,9 @@ class SqliteEventStore:
 
         with _transaction(conn):
             last_seqs = next_last_seqs(records, last_seq)
-            conn.executemany(_INSERT_EVENT, map(_event_row, records))
-            if doc is not None:
+            if records:
+                conn.executemany(_INSERT_EVENT, map(_event_row, records))
+            for doc in docs:
                 _save_session_sync(conn, *doc)
         self._last_seqs.update(last_seqs)
 
@@ -315,14 +316,59 @@ class SqliteEventStore:
         return existed
 
 
-def _guarded(
-    fn: Callable[[sqlite3.Connection, *Ts], T], conn: sqlite3.Connection, lock: threading.Lock, args: tuple[*Ts]
-) -> T:
-    with lock:
+_Call = tuple[Callable[..., object], tuple[object, ...], "asyncio.Future[object]", asyncio.AbstractEventLoop]
+
+
+class _Worker:
+    """One connection and the one thread that uses it, fed calls in order through a queue.
+
+    A caller awaits a future the thread settles through the loop (``call_soon_threadsafe``); a
+    cancelled caller abandons its future, and the call still runs to its end in the thread.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, name: str) -> None:
+        self._conn = conn
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        # Not a daemon thread: the interpreter's exit waits for the commit in progress.
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=False)
+        self._thread.start()
+
+    async def call(self, fn: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[object] = loop.create_future()
+        self._calls.put((fn, args, future, loop))
+        return await future  # type: ignore[return-value]  # the thread settles it with fn's result
+
+    async def close(self, final: Callable[[sqlite3.Connection], None]) -> None:
+        """Run ``final`` (closing the connection) after the queued calls, then end the thread."""
         try:
-            return fn(conn, *args)
-        except sqlite3.Error as exc:
-            raise _store_error(exc) from exc
+            await self.call(final)
+        finally:
+            self._calls.put(None)
+
+    def _serve(self) -> None:
+        while (call := self._calls.get()) is not None:
+            fn, args, future, loop = call
+            result: object = None
+            error: Exception | None = None
+            try:
+                result = fn(self._conn, *args)
+            except sqlite3.Error as exc:
+                error = _store_error(exc)
+                error.__cause__ = exc
+            except Exception as exc:  # handed to the caller, whose bug it is
+                error = exc
+            with suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(_settle, future, result, error)
+
+
+def _settle(future: asyncio.Future[object], result: object, error: BaseException | None) -> None:
+    if future.done():  # the caller was cancelled and left the call to finish here
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
 
 
 def _store_error(exc: sqlite3.Error) -> StoreError:

@@ -1,0 +1,111 @@
+"""Session creates at once: each id is claimed on its own, so creates and loads of different
+sessions never wait for each other, and two creates of one id make one session."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from acpd.config import DaemonConfig
+from acpd.daemon.manager import SessionManager
+from acpd.errors import SessionExists
+from acpd.store.base import SessionDoc
+from acpd.store.memory import MemoryEventStore
+
+pytestmark = pytest.mark.anyio
+
+
+class HeldLookups(MemoryEventStore):
+    """A store whose lookups of the session ``held`` wait until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = "slow"
+        self.release = anyio.Event()
+        self.holding = anyio.Event()
+
+    async def get_session(self, session_id: str) -> SessionDoc | None:
+        if session_id == self.held:
+            self.holding.set()
+            await self.release.wait()
+        return await super().get_session(session_id)
+
+
+@pytest.fixture
+async def held(tmp_path: Path) -> AsyncIterator[tuple[SessionManager, HeldLookups]]:
+    store = HeldLookups()
+    config = DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:")
+    async with SessionManager(config, store).running() as manager:
+        yield manager, store
+
+
+async def test_a_create_does_not_wait_for_another_sessions_create(
+    held: tuple[SessionManager, HeldLookups], workdir: Path
+) -> None:
+    manager, store = held
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(manager.create, {"id": "slow", "agent": "mock", "cwd": str(workdir)})
+        with anyio.fail_after(5):
+            await store.holding.wait()
+        with anyio.fail_after(30):
+            fast = await manager.create({"id": "fast", "agent": "mock", "cwd": str(workdir)})
+        assert fast.session_id == "fast"
+        store.release.set()
+    assert (await manager.runtime("slow")).session_id == "slow"
+
+
+async def test_two_creates_of_one_id_make_one_session(held: tuple[SessionManager, HeldLookups], workdir: Path) -> None:
+    manager, store = held
+    outcomes: list[str] = []
+
+    async def create() -> None:
+        try:
+            await manager.create({"id": "slow", "agent": "mock", "cwd": str(workdir)})
+            outcomes.append("created")
+        except SessionExists:
+            outcomes.append("exists")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(create)
+        tg.start_soon(create)
+        with anyio.fail_after(5):
+            await store.holding.wait()
+        store.release.set()
+    assert sorted(outcomes) == ["created", "exists"]
+
+
+async def test_a_load_during_the_create_of_its_session_gets_the_created_session(
+    held: tuple[SessionManager, HeldLookups], workdir: Path
+) -> None:
+    manager, store = held
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(manager.create, {"id": "slow", "agent": "mock", "cwd": str(workdir)})
+        with anyio.fail_after(5):
+            await store.holding.wait()
+        store.held = ""  # the load's own lookup is not held
+        loaded: list[object] = []
+
+        async def load() -> None:
+            loaded.append(await manager.runtime("slow"))
+
+        tg.start_soon(load)
+        await anyio.wait_all_tasks_blocked()
+        assert loaded == []  # it waits for the create's claim, not a lookup of its own
+        store.release.set()
+    assert loaded == [manager._runtimes["slow"]]
+
+
+async def test_many_creates_at_once_all_succeed(manager: SessionManager, workdir: Path) -> None:
+    runtimes: list[str] = []
+
+    async def create(n: int) -> None:
+        runtimes.append((await manager.create({"id": f"s{n}", "agent": "mock", "cwd": str(workdir)})).session_id)
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            for n in range(20):
+                tg.start_soon(create, n)
+    assert sorted(runtimes) == sorted(f"s{n}" for n in range(20))
