@@ -173,11 +173,9 @@ class HttpAcpConnection:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self.log.run_flusher)
-                task_status.started()
-                await self.acp.serve()
-                self._shut()
+            # the log commits through the manager's group committer: no flusher of its own
+            task_status.started()
+            await self.acp.serve()
         finally:
             self._shut()
             with anyio.CancelScope(shield=True):
