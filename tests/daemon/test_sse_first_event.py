@@ -27,11 +27,11 @@ class GatedStore(MemoryEventStore):
         self.sizes: list[int] = []
         self.release = anyio.Event()
 
-    async def append(self, records: Sequence[EventRecord], *, session: SessionDoc | None = None) -> None:
+    async def append_many(self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc] = ()) -> None:
         if self.sizes:
             await self.release.wait()
         self.sizes.append(len(records))
-        await super().append(records, session=session)
+        await super().append_many(records, sessions=sessions)
 
 
 def burst(log: SessionLog) -> None:
