@@ -17,6 +17,7 @@ from typing import Any, Final
 import anyio
 from anyio.abc import TaskGroup
 
+from acpd.adapters.registry import BackendPools
 from acpd.config import DaemonConfig, Policy
 from acpd.errors import (
     AgentNotFound,
@@ -58,12 +59,14 @@ class SessionManager:
         self._load_lock = anyio.Lock()
         self._inflight: dict[tuple[str, str], Turn] = {}
         self._tg: TaskGroup | None = None
+        self._pools: BackendPools | None = None
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[SessionManager]:
         """Run the manager: recover interrupted sessions, serve, then stop every agent."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            self._pools = BackendPools(tg)
             await self._recover()
             try:
                 yield self
@@ -85,6 +88,8 @@ class SessionManager:
             for runtime in list(self._runtimes.values()):
                 runtime.abort_start(AgentUnavailable("the daemon is shutting down"))
             await self._close_all()
+            if self._pools is not None:
+                await self._pools.aclose()  # the processes no session is left on
         if waited.cancelled_caught:
             logger.error(
                 "%d session(s) did not close within %.0f s: %s",
@@ -102,7 +107,7 @@ class SessionManager:
     def _deps(self) -> RuntimeDeps:
         if self._tg is None:
             raise RuntimeError("SessionManager.running() is not entered")
-        return RuntimeDeps(self.store, self.config, self._tg)
+        return RuntimeDeps(self.store, self.config, self._tg, self._pools)
 
     async def _recover(self) -> None:
         """After a restart, turns that were running are over: say so in their logs."""

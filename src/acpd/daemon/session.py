@@ -19,7 +19,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from acpd.adapters.base import Backend, BackendState
-from acpd.adapters.registry import create_backend
+from acpd.adapters.registry import BackendPools, create_backend
 from acpd.adapters.secrets import without_secrets
 from acpd.adapters.terminals import TerminalManager, open_terminal_manager
 from acpd.adapters.workspace import Workspace
@@ -91,6 +91,8 @@ class RuntimeDeps:
     store: EventStore
     config: DaemonConfig
     task_group: TaskGroup
+    pools: BackendPools | None = None
+    """The agent processes sessions share; ``None``: each session's agent runs a process of its own."""
 
 
 class SessionRuntime:
@@ -518,6 +520,7 @@ class SessionRuntime:
             cwd=self.cwd,
             mcp_servers=list(self.doc.get("mcpServers") or []),
             record_dir=self._deps.config.record_agents or None,
+            pools=self._deps.pools,
         )
         self._early, self._early_bytes, self._start_abort = [], 0, None
         try:
