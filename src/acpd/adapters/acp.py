@@ -232,6 +232,12 @@ class AcpBackend:
             with anyio.CancelScope(shield=True):
                 await self._stopped.wait()
 
+    @property
+    def process_id(self) -> int | None:
+        """The pid of the agent process serving this session (shared or its own), while it runs."""
+        connection = self._connection
+        return connection.proc.pid if connection is not None and connection.proc is not None else None
+
     def connection_lost(self) -> None:
         """The process ended: the turn under way fails, and the session's run ends."""
         self._ended.set()

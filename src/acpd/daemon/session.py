@@ -144,6 +144,12 @@ class SessionRuntime:
     def busy(self) -> bool:
         return self._current is not None or self._queued > 0
 
+    @property
+    def agent_process_id(self) -> int | None:
+        """The pid of the agent process serving the session now, if it runs one (shared or its own)."""
+        pid = getattr(self._backend, "process_id", None)
+        return pid if isinstance(pid, int) else None
+
     def wire(self) -> JsonObject:
         """The session as REST shows it."""
         view = dict(self.doc)
