@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from acpd.presets import PRESETS, Preset, Sandbox, fill_dir, preset_dir, preset_env, preset_program
 
@@ -218,6 +218,9 @@ class DaemonConfig(_Frozen):
     agents: Mapping[str, AgentConfig] = Field(default_factory=dict)
     policy: Policy = Field(default_factory=Policy)
     """Default policy for new sessions."""
+    _resolved_agents: dict[tuple[int, int, tuple[bool, ...]], dict[str, AgentConfig]] = PrivateAttr(
+        default_factory=dict
+    )
 
     @model_validator(mode="after")
     def _agents_have_commands(self) -> DaemonConfig:
@@ -236,7 +239,24 @@ class DaemonConfig(_Frozen):
         return Path(self.agents_dir) if self.agents_dir else self.resolved_data_dir() / "agents"
 
     def all_agents(self) -> dict[str, AgentConfig]:
-        """Built-in agents, then configured ones (which replace a built-in of the same name)."""
+        """Built-in agents, then configured ones (which replace a built-in of the same name).
+
+        Resolved again only when what resolving reads has changed (the environment, which presets
+        are installed): every session create asks, and resolving them all costs milliseconds.
+        """
+        agents_dir = self.resolved_agents_dir()
+        key = (
+            id(self),  # a model_copy shares this cache: its entries are told apart
+            hash(frozenset(os.environ.items())),
+            tuple(preset_program(preset, agents_dir).is_file() for preset in PRESETS.values()),
+        )
+        cached = self._resolved_agents.get(key)
+        if cached is None:
+            self._resolved_agents.clear()
+            cached = self._resolved_agents[key] = self._all_agents()
+        return dict(cached)
+
+    def _all_agents(self) -> dict[str, AgentConfig]:
         agents = builtin_agents(self.resolved_data_dir())
         configured = {
             name: agent.model_copy(update={"preset": name})

@@ -500,6 +500,15 @@ class AgentPool:
         self._connections: dict[PoolKey, list[AgentConnection]] = {}
         self._prepare_lock = anyio.Lock()
 
+    def running(self, name: str, config: AgentConfig, *, cwd: str, mcp_servers: Sequence[JsonObject]) -> bool:
+        """Whether a process of this agent, started as a new session of it would be, is up and
+        initialized: then the agent is usable, and judging it again (PATH, files) can be skipped."""
+        for dedicated in (False, True):
+            key = pool_key(name, config, cwd=cwd, mcp_servers=mcp_servers, dedicated=dedicated)
+            if any(c.ready.is_set() and not c.closed for c in self._connections.get(key, [])):
+                return True
+        return False
+
     def connections(self) -> list[AgentConnection]:
         return [c for group in self._connections.values() for c in group]
 

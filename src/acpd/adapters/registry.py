@@ -36,6 +36,12 @@ class BackendPools:
             self._acp = AgentPool(self._task_group)
         return self._acp
 
+    def running(self, name: str, config: AgentConfig, *, cwd: str, mcp_servers: Sequence[JsonObject]) -> bool:
+        """Whether a process of this agent for such a session already runs (see ``AgentPool.running``)."""
+        if config.kind != "acp" or self._acp is None:
+            return False
+        return self._acp.running(name, config, cwd=cwd, mcp_servers=mcp_servers)
+
     async def aclose(self) -> None:
         """Stop every pooled process (the sessions on them have closed)."""
         if self._acp is not None:

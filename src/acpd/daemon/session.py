@@ -520,11 +520,16 @@ class SessionRuntime:
     async def _start_backend(self, name: str, resume_id: str | None) -> tuple[Backend, BackendState]:
         """Start agent ``name``'s backend and wait until it has opened its session; what it says
         meanwhile is held (``_early``) until ``_adopt_started``."""
+        mcp_servers = list(self.doc.get("mcpServers") or [])
+        pools = self._deps.pools
+        agent = self._agent_config(name)
+        if pools is None or not pools.running(name, agent, cwd=self.cwd, mcp_servers=mcp_servers):
+            agent = await self.check_usable(name)  # a running process of it says it is usable
         backend = create_backend(
             name,
-            await self.check_usable(name),
+            agent,
             cwd=self.cwd,
-            mcp_servers=list(self.doc.get("mcpServers") or []),
+            mcp_servers=mcp_servers,
             record_dir=self._deps.config.record_agents or None,
             pools=self._deps.pools,
         )
