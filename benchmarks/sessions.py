@@ -59,7 +59,9 @@ def tree(pid: int) -> tuple[int, int]:
 
 def ms(samples: list[float]) -> str:
     ordered = sorted(samples)
-    return f"median {statistics.median(ordered) * 1000:.2f} ms, p90 {ordered[int(len(ordered) * 0.9) - 1] * 1000:.2f} ms"
+    return (
+        f"median {statistics.median(ordered) * 1000:.2f} ms, p90 {ordered[int(len(ordered) * 0.9) - 1] * 1000:.2f} ms"
+    )
 
 
 async def measure(http: httpx.AsyncClient, pid: int, cwd: str, creates: int, burst: int) -> None:
@@ -79,7 +81,12 @@ async def measure(http: httpx.AsyncClient, pid: int, cwd: str, creates: int, bur
     (await http.post(path, json=initialize)).raise_for_status()
     acp = []
     for number in range(creates):
-        message = {"jsonrpc": "2.0", "id": number + 1, "method": "session/new", "params": {"cwd": cwd, "mcpServers": []}}
+        message = {
+            "jsonrpc": "2.0",
+            "id": number + 1,
+            "method": "session/new",
+            "params": {"cwd": cwd, "mcpServers": []},
+        }
         t0 = time.perf_counter()
         answer = await http.post(path, json=message)
         acp.append(time.perf_counter() - t0)
