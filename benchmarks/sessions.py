@@ -57,6 +57,13 @@ def tree(pid: int) -> tuple[int, int]:
     return len(found), sum(rss_kib(p) for p in found)
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the daemon process itself (its agents not counted)."""
+    stat = Path(f"/proc/{pid}/stat").read_bytes()
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def ms(samples: list[float]) -> str:
     ordered = sorted(samples)
     return (
@@ -99,11 +106,12 @@ async def measure(http: httpx.AsyncClient, pid: int, cwd: str, creates: int, bur
         response = await http.post("/v1/sessions", json={"agent": "mock", "cwd": cwd})
         failures += response.status_code != 201
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_seconds(pid)
     async with anyio.create_task_group() as tg:
         for _ in range(burst):
             tg.start_soon(create)
-    print(f"{burst} concurrent creates: {time.perf_counter() - t0:.2f} s ({failures} failed)")
+    wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
+    print(f"{burst} concurrent creates: {wall:.2f} s, daemon CPU {cpu:.2f} s ({failures} failed)")
     await anyio.sleep(1.0)
     processes, rss = tree(pid)
     sessions = 2 * creates + burst

@@ -181,13 +181,19 @@ class SessionManager:
         agent = body.get("agent") or self.config.default_agent
         if not isinstance(agent, str) or agent not in self.config.all_agents():
             raise AgentNotFound(f"no agent named {agent!r}; known agents: {sorted(self.config.all_agents())}")
-        async with self._load_lock:
-            if session_id in self._runtimes or await self.store.get_session(session_id) is not None:
-                raise SessionExists(f"a session with id {session_id!r} already exists")
-            doc = {**session_doc_defaults(utc_now()), **_create_fields(body, self.config.policy)}
-            doc.update(id=session_id, agent=agent)
+        doc = {**session_doc_defaults(utc_now()), **_create_fields(body, self.config.policy)}
+        doc.update(id=session_id, agent=agent)
+        if "id" not in body or body["id"] is None:
+            # A fresh random id is nobody else's: concurrent creates need not queue on the lock
+            # for their store round trips (they commit together).
             await self.store.save_session(doc)
             runtime = self._start_runtime(doc, 0)
+        else:
+            async with self._load_lock:
+                if session_id in self._runtimes or await self.store.get_session(session_id) is not None:
+                    raise SessionExists(f"a session with id {session_id!r} already exists")
+                await self.store.save_session(doc)
+                runtime = self._start_runtime(doc, 0)
         try:
             await runtime.ensure_backend()
         except BaseException:
