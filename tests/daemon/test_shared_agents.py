@@ -13,8 +13,10 @@ import pytest
 from anyio.abc import TaskGroup
 
 from acpd.config import AgentConfig, DaemonConfig
+from acpd.daemon import session as session_module
 from acpd.daemon.manager import SessionManager
 from acpd.store.memory import MemoryEventStore
+from tests.processes import pidfds, wait_all_ended
 
 from .helpers import all_events, daemon_frames, new_session, updates, wait_for_frame
 
@@ -27,6 +29,8 @@ MOCK = (sys.executable, "-m", "acpd.testing.mock_agent")
 def config(tmp_path: Path) -> DaemonConfig:
     agents = {
         "solo": AgentConfig(command=MOCK[0], args=MOCK[1:], process_per_session=True),
+        "stubborn": AgentConfig(command=MOCK[0], args=(*MOCK[1:], "--ignore", "session/cancel")),
+        "brief": AgentConfig(command=MOCK[0], args=MOCK[1:], idle_seconds=0.1),
     }
     return DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", agents=agents)
 
@@ -200,3 +204,34 @@ async def test_recording_agents_gives_each_session_its_own_process_and_recording
     assert sorted(p.name for p in record.iterdir()) == sorted(
         f"{runtime.session_id}.mock.jsonl" for runtime in (first, second)
     )
+
+
+async def test_a_turn_ignoring_its_cancel_on_a_shared_process_is_detached_and_the_process_serves_on(
+    client: httpx.AsyncClient, manager: SessionManager, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(session_module, "CANCEL_GRACE_SECONDS", 0.2)
+    stuck = await new_session(client, workdir, agent="stubborn")
+    other = await new_session(client, workdir, agent="stubborn")
+    pid = await pid_of(manager, other["id"])
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            answer = await prompt_in_background(tg, client, stuck["id"], "text started\nsleep 30")
+            await wait_for_frame(manager, stuck["id"], "session/update")
+            await client.post(f"/v1/sessions/{stuck['id']}/cancel")
+        assert answer["stopReason"] == "cancelled"
+        assert (await prompt(client, other["id"], "text on")).json()["stopReason"] == "end_turn"
+    assert await pid_of(manager, other["id"]) == pid
+    codes = [e["code"] for e in daemon_frames(await all_events(client, stuck["id"]), "_acpd/error")]
+    assert codes == ["CANCEL_IGNORED", "CONTAINMENT_SHARED"]
+
+
+async def test_a_process_left_without_sessions_exits_after_its_idle_time(
+    client: httpx.AsyncClient, manager: SessionManager, workdir: Path
+) -> None:
+    session = await new_session(client, workdir, agent="brief")
+    pid = await pid_of(manager, session["id"])
+    assert pid is not None
+    with pidfds([pid]) as fds:
+        await manager.close(session["id"])
+        with anyio.fail_after(10):
+            await wait_all_ended(fds)

@@ -70,6 +70,7 @@ class AcpBackend:
         self._unsolicited = FrameRate(MAX_UNSOLICITED_FRAMES)  # what it sends for this session outside a turn
         self._in_turn = False
         self._turn_scope: anyio.CancelScope | None = None
+        self._left_in_turn = False  # closed while its turn still ran (the agent ignored a cancel)
         self._stop_reason: str | None = None  # why the daemon stopped this session's agent
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -140,7 +141,10 @@ class AcpBackend:
         if connection.key.dedicated:
             await connection.aclose()
             return
-        if self._in_turn and not connection.sole(self):
+        if self._left_in_turn and connection.sole(self):
+            await connection.aclose()  # a turn that ignored its cancel: nobody else is on the process
+            return
+        if self._left_in_turn:
             self._record(
                 "CONTAINMENT_SHARED",
                 f"agent {self.name!r} serves other sessions from this process: it was not stopped, and what "
@@ -225,6 +229,7 @@ class AcpBackend:
         return _state(result, how.removeprefix("session/"), resume_id)
 
     async def aclose(self) -> None:
+        self._left_in_turn = self._in_turn and not self._ended.is_set()
         self._ended.set()
         if self._turn_scope is not None:
             self._turn_scope.cancel()
