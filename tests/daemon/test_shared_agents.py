@@ -235,3 +235,15 @@ async def test_a_process_left_without_sessions_exits_after_its_idle_time(
         await manager.close(session["id"])
         with anyio.fail_after(10):
             await wait_all_ended(fds)
+
+
+def test_codex_keeps_a_process_per_session_by_default_and_other_agents_share_theirs(tmp_path: Path) -> None:
+    agents = DaemonConfig(
+        data_dir=str(tmp_path), agents={"mine": AgentConfig.model_validate({"command": "x", "processPerSession": True})}
+    )
+    resolved = agents.all_agents()
+    assert resolved["codex"].dedicated_processes()
+    assert not any(resolved[name].dedicated_processes() for name in ("claude", "gemini", "opencode", "mock"))
+    assert resolved["mine"].dedicated_processes()
+    assert (resolved["mock"].spare_processes, resolved["mock"].max_sessions_per_process) == (1, 256)
+    assert resolved["mock"].idle_seconds == 60
