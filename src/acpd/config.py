@@ -167,6 +167,24 @@ class AgentConfig(_Frozen):
     """What acpd offers the agent at ``initialize`` (on top of its preset's): turn off a service the
     agent mishandles, and the agent uses its own instead."""
 
+    process_per_session: bool | None = Field(default=None, alias="processPerSession")
+    """Give each session an agent process of its own instead of sharing one process among the
+    sessions that need no separation: the choice where containment per session matters (a
+    cancel that stops the commands the turn detached, a crash that ends one session only).
+    ``None``: true for codex (its cancel leaves commands running, stopped per process), else false."""
+    spare_processes: int = Field(default=1, alias="spareProcesses", ge=0)
+    """Processes started ahead of demand, so a new session opens on a warm agent."""
+    max_sessions_per_process: int = Field(default=256, alias="maxSessionsPerProcess", ge=1)
+    """Sessions one shared process serves; past it, another process starts."""
+    idle_seconds: float = Field(default=60.0, alias="idleSeconds", ge=0)
+    """A shared process that has served no session for this long exits."""
+
+    def dedicated_processes(self) -> bool:
+        """Whether each session gets a process of its own (``processPerSession``, or its default)."""
+        if self.process_per_session is not None:
+            return self.process_per_session
+        return self.preset == "codex"
+
     @model_validator(mode="after")
     def _known_preset(self) -> AgentConfig:
         if self.preset is not None and self.preset not in PRESETS:
@@ -194,7 +212,25 @@ class Policy(_Frozen):
 
 def all_agents(config: DaemonConfig) -> dict[str, AgentConfig]:
     """Built-in agents, then configured ones (which replace a built-in of the same name), each
-    ready to start."""
+    ready to start; the dict is the caller's to change.
+
+    Resolved again only when what resolving reads has changed (the environment, which presets are
+    installed): every session create and agent start asks, and resolving them all costs
+    milliseconds. The cache lives on the (frozen) config, so ``dataclasses.replace`` starts afresh.
+    """
+    agents_dir = config.resolved_agents_dir()
+    key = (
+        hash(frozenset(os.environ.items())),
+        tuple(preset_program(preset, agents_dir).is_file() for preset in PRESETS.values()),
+    )
+    cached = config.__dict__.get("_resolved_agents")
+    if cached is None or cached[0] != key:
+        cached = (key, _all_agents(config))
+        object.__setattr__(config, "_resolved_agents", cached)  # a cache, not a setting
+    return dict(cached[1])
+
+
+def _all_agents(config: DaemonConfig) -> dict[str, AgentConfig]:
     agents = builtin_agents(config.resolved_data_dir())
     configured = {
         name: agent.model_copy(update={"preset": name})
@@ -256,6 +292,10 @@ def expand(config: DaemonConfig, agent: AgentConfig) -> AgentConfig:
         client_capabilities=agent.client_capabilities.over(
             ClientCapabilities.model_validate(preset.client_capabilities)
         ),
+        process_per_session=agent.process_per_session,
+        spare_processes=agent.spare_processes,
+        max_sessions_per_process=agent.max_sessions_per_process,
+        idle_seconds=agent.idle_seconds,
     )
 
 

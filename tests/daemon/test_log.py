@@ -137,6 +137,28 @@ async def test_readers_wait_out_a_full_disk_and_miss_nothing() -> None:
         log.close()
 
 
+async def test_a_follower_gets_what_was_appended_before_the_close_once_it_commits() -> None:
+    store = FullDisk()
+    log = SessionLog(store, "s", 0, retry_seconds=0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(log.run_flusher)
+        store.full = True
+        log.append("agent", 1, {"n": 1})
+        await store.wait_failures(1)
+        got: list[int] = []
+
+        async def follow() -> None:
+            async for batch in log.follow(0):
+                got.extend(r.seq for r in batch)
+
+        tg.start_soon(follow)
+        log.close()  # the record is not committed yet: the follower must not end without it
+        store.full = False
+        with anyio.fail_after(5):
+            await log.finished.wait()
+    assert got == [1]
+
+
 async def test_failed_commits_are_logged_once_per_interval_with_a_count(caplog: pytest.LogCaptureFixture) -> None:
     store = FullDisk()
     store.full = True

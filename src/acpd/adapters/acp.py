@@ -1,76 +1,45 @@
-"""Adapters layer: any agent that speaks ACP over stdio, spawned as a child process.
+"""Adapters layer: one daemon session on an ACP agent, an agent process that speaks ACP over stdio.
 
-The daemon is the agent's ACP client. This module spawns the command, negotiates the session
+The daemon is the agent's ACP client. An ``AcpBackend`` takes a connection (an agent process,
+shared with other sessions or its own, see ``acp_pool``), opens its session there
 (``session/load`` or ``session/resume`` when the agent offers them and there is one to continue),
-forwards turns and settings, and hands everything the agent says to the ``SessionHost``. It must
-not decide policy (permissions, limits) nor persist anything: that is the daemon's job. What it
-does bound is what a misbehaving agent costs: a start that hangs (``startTimeoutSeconds``), invalid
-output and messages nobody asked for (``floods``), requests it leaves waiting on the daemon.
+forwards turns and settings, and hands everything the agent says for its session to the
+``SessionHost``. It must not decide policy (permissions, limits) nor persist anything: that is the
+daemon's job. What it does bound is what a misbehaving agent costs: a start that hangs
+(``startTimeoutSeconds``), messages nobody asked for (``floods``, counted per session). Where a
+containment step would stop a process other sessions use, it records ``CONTAINMENT_SHARED`` and
+detaches this session instead.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import os
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 
-from acpd import __version__
+from acpd.adapters.acp_pool import AgentConnection, AgentPool, object_of
 from acpd.adapters.base import BackendState, SessionHost
-from acpd.adapters.floods import (
-    FLOOD_WINDOW_SECONDS,
-    MAX_INVALID_BYTES,
-    MAX_INVALID_FRAMES,
-    MAX_UNSOLICITED_FRAMES,
-    FrameRate,
-    InvalidFrames,
-    Verdict,
-)
-from acpd.adapters.homes import prepare_home
-from acpd.adapters.secrets import Redactor
+from acpd.adapters.floods import FLOOD_WINDOW_SECONDS, MAX_UNSOLICITED_FRAMES, FrameRate
 from acpd.adapters.toolcalls import ToolCallLedger, usage_of, usage_update_for
 from acpd.config import AgentConfig
-from acpd.errors import (
-    AgentError,
-    AgentExited,
-    AgentStartTimeout,
-    AgentUnavailable,
-    ConnectionClosed,
-    RpcError,
-)
+from acpd.errors import AgentError, AgentExited, ConnectionClosed, RpcError
 from acpd.protocol import jsonrpc, methods
-from acpd.protocol.framing import Frame, FrameTooLong
 from acpd.protocol.jsonio import JsonObject, JsonValue
 from acpd.rpc.peer import JsonRpcPeer
-from acpd.transports.base import Transport
-from acpd.transports.process import (
-    STDIN_CLOSE_GRACE_SECONDS,
-    ProcessSpec,
-    ProcessTransport,
-    open_process_transport,
-    process_mark,
-)
-from acpd.transports.recording import RecordingTransport
+from acpd.transports.process import process_mark
 
 logger = logging.getLogger(__name__)
 
-EXCERPT_CHARS: Final = 200
-STDERR_DETAIL_CHARS: Final = 2000
-"""How much of a failed agent's stderr its start error shows (redacted)."""
-MAX_AGENT_REQUESTS: Final = 128
-"""Requests an agent may have waiting on the daemon at once (permissions, fs, terminals); more are refused."""
-EXIT_WAIT_SECONDS: Final = 1.0
-"""After an agent closed its output during its start, how long to wait for its exit status."""
+SESSION_CLOSE_SECONDS: Final = 2.0
+"""How long a session leaving a shared process waits for the agent's answer to ``session/close``."""
 
 
 class AcpBackend:
-    """One agent process serving one daemon session."""
+    """One daemon session on an ACP agent process (its own, or shared with other sessions)."""
 
     def __init__(
         self,
@@ -80,14 +49,15 @@ class AcpBackend:
         cwd: str,
         mcp_servers: Sequence[JsonObject] = (),
         record_dir: str | None = None,
+        pool: AgentPool | None = None,
     ) -> None:
         self.name = name
         self._record_dir = record_dir
         self._config = config
         self._cwd = cwd
         self._mcp_servers = list(mcp_servers)
-        self._peer: JsonRpcPeer | None = None
-        self._proc: ProcessTransport | None = None
+        self._pool = pool
+        self._connection: AgentConnection | None = None
         self._host: SessionHost | None = None
         self._backend_session_id: str | None = None
         self._replaying = False
@@ -95,200 +65,245 @@ class AcpBackend:
         self._ledger = ToolCallLedger()
         self._usage_reported = False  # during a turn: the agent sent a usage_update
         self._context_size: int | None = None  # the window its last usage_update named
-        self._stopped = anyio.Event()
-        self._env = {**os.environ, **config.env}
-        self._redact = Redactor(self._env)  # its stderr and recordings keep none of these secrets
-        self._starting = "start"  # the step of the start under way, for its error messages
-        self._invalid = InvalidFrames()
-        self._invalid_held = anyio.Event()  # set when an invalid frame waits for its summary
-        self._unsolicited = FrameRate(MAX_UNSOLICITED_FRAMES)  # what it sends outside a turn
+        self._ended = anyio.Event()  # the session is over here: closed, stopped, or the process ended
+        self._stopped = anyio.Event()  # run() has returned
+        self._unsolicited = FrameRate(MAX_UNSOLICITED_FRAMES)  # what it sends for this session outside a turn
         self._in_turn = False
-        self._stop_reason: str | None = None  # why the daemon stopped a misbehaving agent
-        self._task_group: TaskGroup | None = None
+        self._turn_scope: anyio.CancelScope | None = None
+        self._left_in_turn = False  # closed while its turn still ran (the agent ignored a cancel)
+        self._stop_reason: str | None = None  # why the daemon stopped this session's agent
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def run(self, host: SessionHost, *, resume_id: str | None, task_status: TaskStatus[BackendState]) -> None:
         self._host = host
-        spec = ProcessSpec(
-            command=self._config.command,
-            args=tuple(self._config.args),
-            env=_agent_env(self._env, self._config.env),
-            cwd=self._config.cwd or self._cwd,
-            stdin_close_grace_seconds=STDIN_CLOSE_GRACE_SECONDS if self._config.exits_on_stdin_close else 0.0,
+        if self._pool is not None:
+            await self._run_on(self._pool, resume_id, task_status)
+            return
+        async with anyio.create_task_group() as tg:  # no daemon pool: a process of its own
+            pool = AgentPool(tg)
+            try:
+                await self._run_on(pool, resume_id, task_status)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await pool.aclose()
+
+    async def _run_on(self, pool: AgentPool, resume_id: str | None, task_status: TaskStatus[BackendState]) -> None:
+        host = self._require_host()
+        record = Path(self._record_dir) / f"{host.session_id}.{self.name}.jsonl" if self._record_dir else None
+        connection = await pool.acquire(
+            self.name,
+            self._config,
+            cwd=self._cwd,
+            mcp_servers=self._mcp_servers,
+            dedicated=self._config.dedicated_processes() or self._pool is None,
+            record_path=record,
         )
-        returncode: int | None = None
-        stderr_tail = ""
+        self._connection = connection
         started = False
-        failure: AgentError | None = None
         try:
-            await anyio.to_thread.run_sync(write_files, self._config.files)
-            await anyio.to_thread.run_sync(prepare_home, self._config.home)
-            async with open_process_transport(spec) as proc:
-                self._proc = proc
-                peer = JsonRpcPeer(
-                    self._recorded(proc, host.session_id),
-                    on_request=self._on_request,
-                    on_notification=self._on_notification,
-                    on_invalid=self._on_invalid,
-                    answer_invalid=False,
-                    max_incoming=MAX_AGENT_REQUESTS,
-                    name=f"agent:{self.name}",
-                )
-                self._peer = peer
-                async with anyio.create_task_group() as tg:
-                    self._task_group = tg
-                    tg.start_soon(peer.run)
-                    tg.start_soon(self._summarize_invalid)
-                    try:
-                        state = await self._start(peer, resume_id)
-                    except AgentError as exc:
-                        # Raised below, outside the task group (which would wrap it), once the
-                        # process is gone and its exit status and last stderr are known.
-                        failure = exc
-                        await self._wait_exit_after(exc, proc)
-                    else:
-                        started = True
-                        task_status.started(state)
-                        await peer.wait_closed()
-                    self._flush_invalid()
-                    tg.cancel_scope.cancel()
-            returncode, stderr_tail = proc.returncode, self._redact(proc.stderr_tail())
-            if failure is not None:
-                raise self._start_failure(failure, proc.exited.is_set(), returncode, stderr_tail) from failure
+            state = await self._start(connection, resume_id)
+            started = True
+            task_status.started(state)
+            await self._ended.wait()
         finally:
+            with anyio.CancelScope(shield=True):
+                await self._leave(connection, started)
             self._stopped.set()
             if started:
-                host.backend_exited(returncode, stderr_tail)
+                gone = connection.stopped.is_set()
+                host.backend_exited(connection.returncode if gone else None, connection.stderr_tail if gone else "")
 
-    def _recorded(self, transport: Transport, session_id: str) -> Transport:
-        if not self._record_dir:
-            return transport
-        path = Path(self._record_dir) / f"{session_id}.{self.name}.jsonl"
-        return RecordingTransport(transport, path, scrub=self._redact)
-
-    async def _start(self, peer: JsonRpcPeer, resume_id: str | None) -> BackendState:
-        """Initialize the agent and open its session, within the agent's start timeout.
+    async def _start(self, connection: AgentConnection, resume_id: str | None) -> BackendState:
+        """Open this session on the connection, within the agent's start timeout.
 
         Raises:
             AgentStartTimeout: no session in time; AgentError: the agent refused or went away.
         """
-        timeout = self._config.start_timeout_seconds
-        with anyio.move_on_after(timeout if timeout is not None else math.inf):
-            return await self._open_session(peer, resume_id)
-        raise AgentStartTimeout(
-            f"agent {self.name!r} did not {self._starting} within {timeout:g} s",
-            data={"agent": self.name, "startTimeoutSeconds": timeout},
-        )
-
-    async def _wait_exit_after(self, failure: AgentError, proc: ProcessTransport) -> None:
-        """An agent that closed its output is usually exiting: let its exit status be known."""
-        if isinstance(failure.__cause__, ConnectionClosed):
-            with anyio.move_on_after(EXIT_WAIT_SECONDS):
-                await proc.exited.wait()
-
-    def _start_failure(self, failure: AgentError, exited: bool, returncode: int | None, stderr: str) -> AgentError:
-        """The error a failed start answers with: why, and the end of what the agent printed."""
-        tail = stderr.strip()[-STDERR_DETAIL_CHARS:]
-        hint = f"; its stderr ends with: {tail}" if tail else "; it wrote nothing to stderr"
-        data = {**(failure.data if isinstance(failure.data, dict) else {}), "agent": self.name, "stderrTail": tail}
-        if self._stop_reason is not None:
-            return AgentError(self._stop_reason + hint, data=data)
-        if isinstance(failure, AgentStartTimeout):
-            return AgentStartTimeout(failure.message + hint, data=data)
-        if exited and isinstance(failure.__cause__, ConnectionClosed):
-            data["exitCode"] = returncode
-            return AgentExited(
-                f"agent {self.name!r} exited with status {returncode} before it could {self._starting}{hint}",
-                data=data,
-            )
-        return AgentError(failure.message + hint, data=data)
-
-    async def _open_session(self, peer: JsonRpcPeer, resume_id: str | None) -> BackendState:
         try:
-            self._starting = "answer initialize"
-            init = _object(
-                await peer.request(
-                    methods.INITIALIZE,
-                    {
-                        "protocolVersion": methods.PROTOCOL_VERSION,
-                        "clientCapabilities": self._config.client_capabilities.to_wire(),
-                        "clientInfo": {"name": "acpd", "version": __version__},
-                    },
-                )
+            with anyio.move_on_after(connection.timeout):
+                return await self._open_session(connection, resume_id)
+            raise connection.timed_out()
+        except AgentError as exc:
+            if connection.sole(self):
+                # as before pooling: a process that failed its only session's start is stopped
+                await connection.wait_exit_after(exc)
+                await connection.aclose()
+            raise connection.start_failure(exc, self._stop_reason) from exc
+
+    async def _leave(self, connection: AgentConnection, started: bool) -> None:
+        """Take this session off its connection: stop the process if it is this session's alone
+        (dedicated), else tell the agent the session is closed and leave the process to the others."""
+        connection.unregister(self._backend_session_id, self)
+        if connection.peer is None or connection.peer.closed:
+            await connection.stopped.wait()  # the process is ending: its exit status is this session's too
+            return
+        if connection.key.dedicated:
+            await connection.aclose()
+            return
+        if self._left_in_turn and connection.sole(self):
+            await connection.aclose()  # a turn that ignored its cancel: nobody else is on the process
+            return
+        if self._left_in_turn:
+            self._record(
+                "CONTAINMENT_SHARED",
+                f"agent {self.name!r} serves other sessions from this process: it was not stopped, and what "
+                "this session's turn started may still run",
+                {"agent": self.name},
             )
-            caps = _object(init.get("agentCapabilities"))
+        if started and self._backend_session_id is not None and _offers_close(connection.capabilities):
+            peer = connection.peer
+            with anyio.move_on_after(SESSION_CLOSE_SECONDS):
+                try:
+                    if peer is not None:
+                        await peer.request(methods.SESSION_CLOSE, {"sessionId": self._backend_session_id})
+                except (RpcError, ConnectionClosed) as exc:
+                    logger.debug("agent %s did not close session %s: %s", self.name, self._backend_session_id, exc)
+
+    async def _open_session(self, connection: AgentConnection, resume_id: str | None) -> BackendState:
+        caps = connection.capabilities
+        try:
+            peer = self._peer_of(connection)
             resumable = resume_id if self._config.continue_sessions else None
-            self._starting = "continue its session"
-            state = await self._continue_session(peer, caps, resumable) if resumable else None
+            connection.starting = "continue its session"
+            state = await self._continue_session(connection, peer, caps, resumable) if resumable else None
             if state is None:
-                self._starting = "answer session/new"
-                result = _object(
-                    await peer.request(methods.SESSION_NEW, {"cwd": self._cwd, "mcpServers": self._mcp_servers})
-                )
-                session_id = result.get("sessionId")
-                state = _state(result, "new", session_id if isinstance(session_id, str) else None)
+                state = await self._new_session(connection, peer)
         except (RpcError, ConnectionClosed) as exc:
             raise AgentError(f"agent {self.name!r} failed to open a session: {exc}") from exc
-        state.agent_info = _object(init.get("agentInfo"))
+        finally:
+            if self._backend_session_id is None:
+                connection.unreserve()
+        state.agent_info = object_of(connection.init.get("agentInfo"))
         state.capabilities = caps
-        self._backend_session_id = state.backend_session_id
         return state
 
-    async def _continue_session(self, peer: JsonRpcPeer, caps: JsonObject, resume_id: str) -> BackendState | None:
+    async def _new_session(self, connection: AgentConnection, peer: JsonRpcPeer) -> BackendState:
+        connection.starting = "answer session/new"
+        connection.opening += 1
+        try:
+            result = object_of(
+                await peer.request(methods.SESSION_NEW, {"cwd": self._cwd, "mcpServers": self._mcp_servers})
+            )
+            session_id = result.get("sessionId")
+            if not isinstance(session_id, str) or not session_id:
+                raise AgentError(f"agent {self.name!r} answered session/new without a sessionId")
+            await self._register(connection, session_id)
+        finally:
+            connection.opening -= 1
+        return _state(result, "new", session_id)
+
+    async def _register(self, connection: AgentConnection, session_id: str) -> None:
+        if session_id in connection.sessions:
+            raise AgentError(f"agent {self.name!r} gave session id {session_id!r}, already open on its process")
+        self._backend_session_id = session_id
+        connection.unreserve()
+        await connection.register(session_id, self)
+
+    async def _continue_session(
+        self, connection: AgentConnection, peer: JsonRpcPeer, caps: JsonObject, resume_id: str
+    ) -> BackendState | None:
         """Resume (no replay) or load (replay suppressed) the earlier backend session, if offered."""
         params = {"sessionId": resume_id, "cwd": self._cwd, "mcpServers": self._mcp_servers}
-        if "resume" in _object(caps.get("sessionCapabilities")):
+        if "resume" in object_of(caps.get("sessionCapabilities")):
             how = methods.SESSION_RESUME
         elif caps.get("loadSession"):
             how = methods.SESSION_LOAD
         else:
             return None
+        if resume_id in connection.sessions:
+            return None  # open here already (another daemon session's): never two handlers for one
         # Our log already has the history; what the agent replays while loading must not be recorded twice.
         self._replaying = how == methods.SESSION_LOAD
+        await self._register(connection, resume_id)
         try:
-            result = _object(await peer.request(how, params))
+            result = object_of(await peer.request(how, params))
         except RpcError as exc:
             logger.info("agent %s could not %s session %s (%s); starting a new one", self.name, how, resume_id, exc)
+            connection.unregister(resume_id, self)
+            self._backend_session_id = None
+            connection.reserve()
             return None
         finally:
             self._replaying = False
         return _state(result, how.removeprefix("session/"), resume_id)
 
     async def aclose(self) -> None:
-        if self._peer is not None:
-            await self._peer.aclose()
+        self._left_in_turn = self._in_turn and not self._ended.is_set()
+        self._ended.set()
+        if self._turn_scope is not None:
+            self._turn_scope.cancel()
+        if self._connection is not None:
             with anyio.CancelScope(shield=True):
                 await self._stopped.wait()
 
+    @property
+    def process_id(self) -> int | None:
+        """The pid of the agent process serving this session (shared or its own), while it runs."""
+        connection = self._connection
+        return connection.proc.pid if connection is not None and connection.proc is not None else None
+
+    def connection_lost(self) -> None:
+        """The process ended: the turn under way fails, and the session's run ends."""
+        self._ended.set()
+
     # -- calls from the daemon -------------------------------------------------------------------
 
+    def _peer_of(self, connection: AgentConnection) -> JsonRpcPeer:
+        peer = connection.peer
+        if peer is None or peer.closed or self._ended.is_set():
+            raise AgentExited(self._stop_reason or connection.stop_reason or self._not_running(connection))
+        return peer
+
+    def _not_running(self, connection: AgentConnection) -> str:
+        if connection.stopped.is_set() or connection.closed:
+            return f"agent {self.name!r} is not running{connection.stderr_hint()}"
+        return f"agent {self.name!r} no longer serves this session"
+
     def _live_peer(self) -> JsonRpcPeer:
-        if self._peer is None or self._peer.closed:
-            raise AgentExited(self._stop_reason or f"agent {self.name!r} is not running{self._stderr_hint()}")
-        return self._peer
+        if self._connection is None:
+            raise AgentExited(f"agent {self.name!r} is not running")
+        return self._peer_of(self._connection)
 
     async def prompt(self, prompt: list[JsonObject]) -> JsonObject:
         peer = self._live_peer()
+        connection = self._connection
+        assert connection is not None
         mark = process_mark()
         self._cancelled = False
         self._usage_reported = False
         result: JsonObject = {}
         self._in_turn = True
         try:
-            result = _object(
-                await peer.request(methods.SESSION_PROMPT, {"sessionId": self._backend_session_id, "prompt": prompt})
-            )
+            with anyio.CancelScope() as self._turn_scope:
+                result = object_of(
+                    await peer.request(
+                        methods.SESSION_PROMPT, {"sessionId": self._backend_session_id, "prompt": prompt}
+                    )
+                )
+            if self._turn_scope.cancelled_caught:
+                raise AgentExited(self._stop_reason or f"agent {self.name!r} no longer serves this session")
         except ConnectionClosed as exc:
             raise AgentExited(
-                self._stop_reason or f"agent {self.name!r} exited during the turn{self._stderr_hint()}"
+                self._stop_reason
+                or connection.stop_reason
+                or f"agent {self.name!r} exited during the turn{connection.stderr_hint()}"
             ) from exc
         finally:
+            self._turn_scope = None
             self._in_turn = False
             with anyio.CancelScope(shield=True):
-                if self._cancelled and self._proc is not None and self._config.stop_detached_on_cancel:
-                    # codex-acp answers a cancel but leaves the command running in its own session.
-                    await self._proc.stop_detached_since(mark)
+                # codex-acp answers a cancel but leaves the command running in its own session. On
+                # a shared process, what was detached since cannot be told from other sessions'
+                # work: ``processPerSession`` is the choice for agents that detach commands.
+                proc = connection.proc
+                if (
+                    self._cancelled
+                    and self._config.stop_detached_on_cancel
+                    and proc is not None
+                    and connection.sole(self)
+                ):
+                    await proc.stop_detached_since(mark)
                 stop_reason = result.get("stopReason")
                 for update in self._ledger.close_open(stop_reason if isinstance(stop_reason, str) else None):
                     await self._emit_update(update)
@@ -309,8 +324,9 @@ class AcpBackend:
 
     async def cancel(self) -> None:
         self._cancelled = True
-        if self._peer is not None and not self._peer.closed:
-            await self._peer.notify(methods.SESSION_CANCEL, {"sessionId": self._backend_session_id})
+        peer = self._connection.peer if self._connection is not None else None
+        if peer is not None and not peer.closed and not self._ended.is_set():
+            await peer.notify(methods.SESSION_CANCEL, {"sessionId": self._backend_session_id})
 
     async def set_mode(self, mode_id: str) -> None:
         await self._live_peer().request(
@@ -321,7 +337,7 @@ class AcpBackend:
         params: JsonObject = {"sessionId": self._backend_session_id, "configId": config_id, "value": value}
         if isinstance(value, bool):
             params["type"] = "boolean"
-        result = _object(await self._live_peer().request(methods.SESSION_SET_CONFIG_OPTION, params))
+        result = object_of(await self._live_peer().request(methods.SESSION_SET_CONFIG_OPTION, params))
         options = result.get("configOptions")
         return options if isinstance(options, list) else None
 
@@ -332,7 +348,7 @@ class AcpBackend:
 
     # -- calls from the agent --------------------------------------------------------------------
 
-    async def _on_notification(self, method: str, params: JsonValue, message: JsonObject) -> None:
+    async def on_notification(self, method: str, params: JsonValue, message: JsonObject) -> None:
         if self._replaying and method == methods.SESSION_UPDATE:
             return
         if not self._solicited(method):
@@ -362,7 +378,7 @@ class AcpBackend:
         host = self._require_host()
         await host.emit(jsonrpc.notification(methods.SESSION_UPDATE, {"sessionId": host.session_id, "update": update}))
 
-    async def _on_request(self, method: str, params: JsonValue, message: JsonObject) -> JsonValue:
+    async def on_request(self, method: str, params: JsonValue, message: JsonObject) -> JsonValue:
         host = self._require_host()
         if not self._solicited(method):
             raise AgentExited(self._stop_reason or "stopped")
@@ -378,47 +394,6 @@ class AcpBackend:
                 raise RpcError.invalid_params("params must be an object")
             return await host.client_request(method, params)
         raise RpcError.method_not_found(method)
-
-    def _on_invalid(self, frame: Frame, reason: str) -> None:
-        """Record invalid output, coalesced (see ``floods``); stop an agent that floods it."""
-        if self._stop_reason is not None:
-            return  # being stopped: what it still writes is not worth a record
-        if isinstance(frame, FrameTooLong):
-            size, excerpt = frame.size, f"<{frame.size} bytes>"
-        else:
-            size, excerpt = len(frame), frame[:EXCERPT_CHARS].decode("utf-8", "replace")
-        verdict = self._invalid.add(size, excerpt, reason)
-        if verdict is Verdict.RECORD:
-            self._require_host().record_error(
-                "AGENT_PROTOCOL_ERROR",
-                f"agent {self.name!r} wrote an invalid frame: {reason}",
-                {"excerpt": excerpt, "count": 1, "bytes": size},
-            )
-        elif verdict is Verdict.HOLD:
-            self._invalid_held.set()
-        else:
-            self._stop_invalid_flood()
-
-    def _flush_invalid(self) -> None:
-        """Record the invalid frames held since the last record, as one summary."""
-        held = self._invalid.take_summary()
-        if held is not None:
-            self._require_host().record_error(
-                "AGENT_PROTOCOL_ERROR",
-                f"agent {self.name!r} wrote {held.count} more invalid frame(s) ({held.bytes} bytes) since the last "
-                f"report; the first: {held.reason}",
-                {"excerpt": held.excerpt, "count": held.count, "bytes": held.bytes},
-            )
-
-    async def _summarize_invalid(self) -> None:
-        """Summarize held invalid frames at most every ``SUMMARY_SECONDS`` while the agent runs."""
-        while True:
-            await self._invalid_held.wait()
-            self._invalid_held = anyio.Event()
-            due = self._invalid.summary_due
-            if due is not None:
-                await anyio.sleep(max(0.0, due - time.monotonic()))
-                self._flush_invalid()
 
     def _solicited(self, method: str) -> bool:
         """False for what an agent being stopped still sends, and for the message that makes what
@@ -439,66 +414,40 @@ class AcpBackend:
         )
         return False
 
-    def _stop_invalid_flood(self) -> None:
-        window = self._invalid.window
-        self._flush_invalid()
-        self._stop_flooding(
-            f"it wrote {window.count} invalid frames ({window.bytes} bytes) within {FLOOD_WINDOW_SECONDS:g} s "
-            f"(at most {MAX_INVALID_FRAMES} frames or {MAX_INVALID_BYTES} bytes)",
-            {
-                "kind": "invalid",
-                "excerpt": window.excerpt,
-                "count": window.count,
-                "bytes": window.bytes,
-                "windowSeconds": FLOOD_WINDOW_SECONDS,
-                "maxFrames": MAX_INVALID_FRAMES,
-                "maxBytes": MAX_INVALID_BYTES,
-            },
-        )
-
     def _stop_flooding(self, what: str, data: JsonObject) -> None:
         """Record why, and stop the agent: the turn (or the start) under way fails with the reason."""
         self._stop_reason = f"agent {self.name!r} was stopped: {what}"
-        self._require_host().record_error("AGENT_OUTPUT_FLOOD", self._stop_reason, data)
-        if self._task_group is not None and self._peer is not None:
-            self._task_group.start_soon(self._peer.aclose)
+        self._record("AGENT_OUTPUT_FLOOD", self._stop_reason, data)
+        connection = self._connection
+        if connection is not None and connection.sole(self):
+            connection.stop_soon()
+            return
+        if connection is not None:
+            self._record(
+                "CONTAINMENT_SHARED",
+                f"agent {self.name!r} serves other sessions from this process: this session left it, "
+                "the process runs on",
+                {"agent": self.name},
+            )
+        self.connection_lost()
+        if self._turn_scope is not None:
+            self._turn_scope.cancel()
+
+    def record_error(self, code: str, message: str, data: JsonObject) -> None:
+        """What the connection records in every session on it (invalid output, its flood)."""
+        self._record(code, message, data)
+
+    def _record(self, code: str, message: str, data: JsonObject) -> None:
+        if self._host is not None:
+            self._host.record_error(code, message, data)
 
     def _require_host(self) -> SessionHost:
         assert self._host is not None, "run() sets the host before the peer starts"
         return self._host
 
-    def _stderr_hint(self) -> str:
-        tail = self._redact(self._proc.stderr_tail()).strip() if self._proc is not None else ""
-        return f"; its stderr ends with: {tail[-EXCERPT_CHARS:]}" if tail else ""
 
-
-DAEMON_ONLY_VARIABLES: Final = ("ACPD_TOKEN", "ACPD_TOKEN_FILE")
-"""The daemon's own credentials: an agent (and every command it runs itself) has no use for them."""
-
-
-def _agent_env(env: Mapping[str, str], configured: Mapping[str, str]) -> dict[str, str]:
-    """``env`` without the daemon's credentials, unless the agent's configuration sets them."""
-    return {name: value for name, value in env.items() if name not in DAEMON_ONLY_VARIABLES or name in configured}
-
-
-def write_files(files: Mapping[str, str]) -> None:
-    """Write the files an agent needs before it starts, unless they already say the same.
-
-    Raises:
-        AgentUnavailable: a file cannot be written.
-    """
-    for name, text in files.items():
-        path = Path(name)
-        try:
-            if not path.is_file() or path.read_text() != text:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text)
-        except OSError as exc:
-            raise AgentUnavailable(f"cannot write {name}, which the agent needs: {exc.strerror or exc}") from exc
-
-
-def _object(value: JsonValue) -> JsonObject:
-    return value if isinstance(value, dict) else {}
+def _offers_close(capabilities: JsonObject) -> bool:
+    return "close" in object_of(capabilities.get("sessionCapabilities"))
 
 
 def _object_or_none(value: JsonValue) -> JsonObject | None:

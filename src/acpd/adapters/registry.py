@@ -10,13 +10,43 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from anyio.abc import TaskGroup
+
 from acpd.adapters.base import Backend
 from acpd.errors import ConfigError
 from acpd.imports import without_httpx_cli
 from acpd.protocol.jsonio import JsonObject
 
 if TYPE_CHECKING:
+    from acpd.adapters.acp_pool import AgentPool
     from acpd.config import AgentConfig
+
+
+class BackendPools:
+    """The agent processes sessions share (``acp_pool``), created at the first agent start and
+    stopped with the daemon. Their processes run in the daemon's task group."""
+
+    def __init__(self, task_group: TaskGroup) -> None:
+        self._task_group = task_group
+        self._acp: AgentPool | None = None
+
+    def acp(self) -> AgentPool:
+        if self._acp is None:
+            from acpd.adapters.acp_pool import AgentPool
+
+            self._acp = AgentPool(self._task_group)
+        return self._acp
+
+    def running(self, name: str, config: AgentConfig, *, cwd: str, mcp_servers: Sequence[JsonObject]) -> bool:
+        """Whether a process of this agent for such a session already runs (see ``AgentPool.running``)."""
+        if config.kind != "acp" or self._acp is None:
+            return False
+        return self._acp.running(name, config, cwd=cwd, mcp_servers=mcp_servers)
+
+    async def aclose(self) -> None:
+        """Stop every pooled process (the sessions on them have closed)."""
+        if self._acp is not None:
+            await self._acp.aclose()
 
 
 def create_backend(
@@ -26,8 +56,10 @@ def create_backend(
     cwd: str,
     mcp_servers: Sequence[JsonObject] = (),
     record_dir: str | None = None,
+    pools: BackendPools | None = None,
 ) -> Backend:
-    """A backend for the agent ``name``, not yet started.
+    """A backend for the agent ``name``, not yet started; an ACP agent's session is served by a
+    process of ``pools`` (without pools, by a process of its own).
 
     Raises:
         ConfigError: the agent's kind is unknown.
@@ -35,7 +67,8 @@ def create_backend(
     if config.kind == "acp":
         from acpd.adapters.acp import AcpBackend
 
-        return AcpBackend(name, config, cwd=cwd, mcp_servers=mcp_servers, record_dir=record_dir)
+        pool = pools.acp() if pools is not None else None
+        return AcpBackend(name, config, cwd=cwd, mcp_servers=mcp_servers, record_dir=record_dir, pool=pool)
     if config.kind == "claude-native":
         without_httpx_cli()  # the model SDK imports httpx
         from acpd.adapters.claude_native.backend import ClaudeNativeBackend

@@ -398,6 +398,18 @@ class SessionLog:
         while self.committed_seq < seq and not self.closed:
             await self._committed.wait()
 
+    async def _wait_commit_or_finish(self) -> None:
+        """Once closed: wait for the next commit, or for the flusher to end (done, or given up)."""
+        async with anyio.create_task_group() as tg:
+
+            async def finish() -> None:
+                await self.finished.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(finish)
+            await self._committed.wait()
+            tg.cancel_scope.cancel()
+
     async def run_flusher(self) -> None:
         """Run the private committer of a log made without a shared one, until the log is closed
         and drained."""
@@ -534,7 +546,8 @@ class SessionLog:
             return
         self.closed = True
         self._closing.set()
-        self._committed.set()
+        committed, self._committed = self._committed, anyio.Event()  # fresh: followers wait for the last commits
+        committed.set()
         self._drained.set()
         if not self._scheduled and not self._holding:
             self._settle()
@@ -597,7 +610,10 @@ class SessionLog:
                 yield records
                 continue
             if self.closed:
-                return
+                if cursor >= self.last_seq or self.finished.is_set():
+                    return
+                await self._wait_commit_or_finish()  # what was appended before the close still commits
+                continue
             with anyio.move_on_after(idle_seconds) as idle:
                 await wait(cursor + 1)
             if idle.cancelled_caught:

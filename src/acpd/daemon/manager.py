@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 from anyio.abc import TaskGroup
 
+from acpd.adapters.registry import BackendPools
 from acpd.errors import (
     AgentNotFound,
     AgentUnavailable,
@@ -65,12 +66,14 @@ class SessionManager:
         self._tg: TaskGroup | None = None
         self.committer = GroupCommitter(store)
         """Commits every session's log (and the ACP-over-HTTP connections'), many per transaction."""
+        self._pools: BackendPools | None = None
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[SessionManager]:
         """Run the manager: recover interrupted sessions, serve, then stop every agent."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            self._pools = BackendPools(tg)
             tg.start_soon(self.committer.run)
             await self._recover()
             try:
@@ -94,6 +97,8 @@ class SessionManager:
             for runtime in list(self._runtimes.values()):
                 runtime.abort_start(AgentUnavailable("the daemon is shutting down"))
             await self._close_all()
+            if self._pools is not None:
+                await self._pools.aclose()  # the processes no session is left on
         if waited.cancelled_caught:
             logger.error(
                 "%d session(s) did not close within %.0f s: %s",
@@ -111,7 +116,7 @@ class SessionManager:
     def _deps(self) -> RuntimeDeps:
         if self._tg is None:
             raise RuntimeError("SessionManager.running() is not entered")
-        return RuntimeDeps(self.store, self.config, self._tg, self.committer)
+        return RuntimeDeps(self.store, self.config, self._tg, self.committer, self._pools)
 
     async def _recover(self) -> None:
         """After a restart, turns that were running are over: say so in their logs."""

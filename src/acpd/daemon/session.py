@@ -22,7 +22,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from acpd.adapters.base import Backend, BackendState
-from acpd.adapters.registry import create_backend
+from acpd.adapters.registry import BackendPools, create_backend
 from acpd.adapters.secrets import without_secrets
 from acpd.adapters.terminals import TerminalManager, open_terminal_manager
 from acpd.adapters.workspace import Workspace
@@ -97,6 +97,8 @@ class RuntimeDeps:
     config: DaemonConfig
     task_group: TaskGroup
     committer: GroupCommitter
+    pools: BackendPools | None = None
+    """The agent processes sessions share; ``None``: each session's agent runs a process of its own."""
 
 
 class SessionRuntime:
@@ -147,6 +149,12 @@ class SessionRuntime:
     @property
     def busy(self) -> bool:
         return self._current is not None or self._queued > 0
+
+    @property
+    def agent_process_id(self) -> int | None:
+        """The pid of the agent process serving the session now, if it runs one (shared or its own)."""
+        pid = getattr(self._backend, "process_id", None)
+        return pid if isinstance(pid, int) else None
 
     def wire(self) -> JsonObject:
         """The session as REST shows it."""
@@ -520,12 +528,18 @@ class SessionRuntime:
     async def _start_backend(self, name: str, resume_id: str | None) -> tuple[Backend, BackendState]:
         """Start agent ``name``'s backend and wait until it has opened its session; what it says
         meanwhile is held (``_early``) until ``_adopt_started``."""
+        mcp_servers = list(self.doc.get("mcpServers") or [])
+        pools = self._deps.pools
+        agent = self._agent_config(name)
+        if pools is None or not pools.running(name, agent, cwd=self.cwd, mcp_servers=mcp_servers):
+            agent = await self.check_usable(name)  # a running process of it says it is usable
         backend = create_backend(
             name,
-            await self.check_usable(name),
+            agent,
             cwd=self.cwd,
-            mcp_servers=list(self.doc.get("mcpServers") or []),
+            mcp_servers=mcp_servers,
             record_dir=self._deps.config.record_agents or None,
+            pools=self._deps.pools,
         )
         self._early, self._early_bytes, self._start_abort = [], 0, None
         try:
