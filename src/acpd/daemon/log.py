@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Final
 
 import anyio
@@ -131,6 +131,9 @@ class SessionLog:
         """Why the last commit failed, until one succeeds (the log is then *faulted*)."""
         self.on_fault: Callable[[StoreError], None] | None = None
         """Called when commits start failing, once per run of failures."""
+        self.followers = 0
+        """Readers inside ``follow`` right now (SSE streams, attached ACP clients): a session they
+        follow stays in memory."""
 
     @property
     def last_seq(self) -> int:
@@ -341,6 +344,12 @@ class SessionLog:
         del self._tail[: len(self._tail) - keep]
         self._tail_bytes = size
 
+    def release_tail(self) -> None:
+        """Forget the committed tail kept for readers (they read the store instead): an idle
+        session's log holds no records in memory."""
+        self._tail = []
+        self._tail_bytes = 0
+
     def _wake(self) -> None:
         committed, self._committed = self._committed, anyio.Event()
         committed.set()
@@ -395,7 +404,7 @@ class SessionLog:
 
     async def follow(
         self, after: int, *, batch: int = 5_000, idle_seconds: float = math.inf, stop_on_fault: bool = False
-    ) -> AsyncIterator[list[EventRecord]]:
+    ) -> AsyncGenerator[list[EventRecord], None]:
         """Every committed record after ``after``, in batches, live, until the log closes.
 
         After ``idle_seconds`` without a new record it yields an empty batch (a reader's cue for a
@@ -407,18 +416,22 @@ class SessionLog:
         """
         wait = self.wait_committed if stop_on_fault else self._wait_progress
         cursor = after
-        while True:
-            records = await self.read(cursor, batch)
-            if records:
-                cursor = records[-1].seq
-                yield records
-                continue
-            if self.closed:
-                return
-            with anyio.move_on_after(idle_seconds) as idle:
-                await wait(cursor + 1)
-            if idle.cancelled_caught:
-                yield []
+        self.followers += 1
+        try:
+            while True:
+                records = await self.read(cursor, batch)
+                if records:
+                    cursor = records[-1].seq
+                    yield records
+                    continue
+                if self.closed:
+                    return
+                with anyio.move_on_after(idle_seconds) as idle:
+                    await wait(cursor + 1)
+                if idle.cancelled_caught:
+                    yield []
+        finally:
+            self.followers -= 1
 
 
 def _scrub_strings(value: jsonio.JsonValue, redact: Callable[[str], str]) -> jsonio.JsonValue:

@@ -2,6 +2,12 @@
 
 It composes the store, the configured agents and the live ``SessionRuntime``s, and owns the task
 group their tasks run in. It knows nothing of HTTP or JSON-RPC framing.
+
+Live runtimes are kept in least-recently-used order. One unused for ``idle_seconds``, or the least
+recently used beyond ``max_live_sessions``, leaves memory (*eviction*): an ``_acpd/session_evicted``
+event is recorded, its agent stopped through the backend's normal close, its log committed and
+dropped. The session stays listed, and its next use loads it again as a daemon restart would. A
+session a turn, a permission, a follower or a request (a *lease*) holds never leaves.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -45,6 +52,8 @@ SETTING_FIELDS: Final = ("model", "mode", "thoughtLevel")
 CLOSE_ALL_SECONDS: Final = 10.0
 """How long stopping waits for the sessions (turns answered, agents stopped, logs committed) before
 leaving the rest to the task group's cancellation."""
+SWEEP_SECONDS: Final = 30.0
+"""How often idle sessions are looked for, at most (a quarter of ``idle_seconds`` when shorter)."""
 FINAL_COMMIT_SECONDS: Final = 3.0
 """Once the agents are stopped, how long stopping waits for the logs' last commits (a healthy
 store takes milliseconds, a full one gives up at once; only a stuck disk takes this long)."""
@@ -54,7 +63,11 @@ class SessionManager:
     def __init__(self, config: DaemonConfig, store: EventStore) -> None:
         self.config = config
         self.store = store
-        self._runtimes: dict[str, SessionRuntime] = {}
+        self._runtimes: OrderedDict[str, SessionRuntime] = OrderedDict()  # least recently used first
+        self._leaving: dict[str, anyio.Event] = {}  # sessions being evicted: set once they are gone
+        self._trimming = False
+        self._eviction_progress = anyio.Event()
+        self._stopping = False
         self._load_lock = anyio.Lock()
         self._inflight: dict[tuple[str, str], Turn] = {}
         self._tg: TaskGroup | None = None
@@ -65,6 +78,8 @@ class SessionManager:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             await self._recover()
+            if self.config.idle_seconds > 0:
+                tg.start_soon(self._sweep_idle)
             try:
                 yield self
             finally:
@@ -81,10 +96,13 @@ class SessionManager:
         Bounded: after ``CLOSE_ALL_SECONDS`` it leaves what is stuck (an agent, a disk) to the
         cancellation of the manager's tasks.
         """
+        self._stopping = True  # no evictions from now on: closing takes every session
         with anyio.move_on_after(CLOSE_ALL_SECONDS) as waited:
             for runtime in list(self._runtimes.values()):
                 runtime.abort_start(AgentUnavailable("the daemon is shutting down"))
             await self._close_all()
+            for leaving in list(self._leaving.values()):
+                await leaving.wait()
         if waited.cancelled_caught:
             logger.error(
                 "%d session(s) did not close within %.0f s: %s",
@@ -144,25 +162,124 @@ class SessionManager:
         self._runtimes.pop(runtime.session_id, None)
 
     async def runtime(self, session_id: str) -> SessionRuntime:
-        """The live session, loaded from the store on first use. Raises ``SessionNotFound``."""
+        """The live session, loaded from the store on first use (or after it was evicted), now
+        its most recently used. Raises ``SessionNotFound``."""
+        await self._settled(session_id)
         runtime = self._runtimes.get(session_id)
-        if runtime is not None:
-            return runtime
-        async with self._load_lock:
-            runtime = self._runtimes.get(session_id)
-            if runtime is None:
-                doc = await self.store.get_session(session_id)
-                if doc is None:
-                    raise SessionNotFound(session_id)
-                runtime = self._start_runtime(doc, await self.store.last_seq(session_id))
+        if runtime is None:
+            async with self._load_lock:
+                await self._settled(session_id)
+                runtime = self._runtimes.get(session_id)
+                if runtime is None:
+                    doc = await self.store.get_session(session_id)
+                    if doc is None:
+                        raise SessionNotFound(session_id)
+                    runtime = self._start_runtime(doc, await self.store.last_seq(session_id))
+        runtime.touch()
+        self._runtimes.move_to_end(session_id)
         return runtime
+
+    @asynccontextmanager
+    async def leased(self, session_id: str) -> AsyncIterator[SessionRuntime]:
+        """The live session, kept in memory until the block ends (a request in flight)."""
+        runtime = await self.runtime(session_id)
+        runtime.leases += 1
+        try:
+            yield runtime
+        finally:
+            runtime.leases -= 1
+            runtime.touch()
+
+    async def _settled(self, session_id: str) -> None:
+        """Wait until an eviction of ``session_id`` under way is over: its log committed, its
+        agent stopped, so that loading it again starts from what the store holds."""
+        while (leaving := self._leaving.get(session_id)) is not None:
+            await leaving.wait()
 
     def _start_runtime(self, doc: JsonObject, last_seq: int) -> SessionRuntime:
         deps = self._deps
         runtime = SessionRuntime(deps, doc, last_seq)
         deps.task_group.start_soon(runtime.log.run_flusher)
         self._runtimes[runtime.session_id] = runtime
+        limit = self.config.max_live_sessions
+        if limit and len(self._runtimes) > limit and not self._trimming:
+            self._trimming = True
+            deps.task_group.start_soon(self._trim)
         return runtime
+
+    # -- eviction --------------------------------------------------------------------------------
+
+    async def _sweep_idle(self) -> None:
+        interval = min(SWEEP_SECONDS, self.config.idle_seconds / 4)
+        while True:
+            await anyio.sleep(interval)
+            await self.evict_idle()
+
+    async def evict_idle(self, now: float | None = None) -> int:
+        """Evict every session unused for ``idle_seconds`` as of ``now`` that nothing holds;
+        returns how many left."""
+        if not self.config.idle_seconds:
+            return 0
+        now = anyio.current_time() if now is None else now
+        idle = [
+            runtime
+            for runtime in self._runtimes.values()
+            if now - runtime.last_used >= self.config.idle_seconds and runtime.held_by() is None
+        ]
+        async with anyio.create_task_group() as tg:
+            for runtime in idle:
+                tg.start_soon(self._evict, runtime, "idle", now)
+        return len(idle)
+
+    def live_sessions(self) -> list[str]:
+        """The ids of the sessions in memory, least recently used first."""
+        return list(self._runtimes)
+
+    async def evictions_settled(self) -> None:
+        """Return once no eviction is under way (for tests and benchmarks, which wait on it)."""
+        while self._trimming or self._leaving:
+            await self._eviction_progress.wait()
+
+    def _progressed(self) -> None:
+        progress, self._eviction_progress = self._eviction_progress, anyio.Event()
+        progress.set()
+
+    async def _trim(self) -> None:
+        """Evict least recently used sessions while more than ``max_live_sessions`` are live. The
+        most recently used one stays (it was just asked for), and so does any session held."""
+        try:
+            limit = self.config.max_live_sessions
+            while len(self._runtimes) > limit:
+                candidates = list(self._runtimes.values())[:-1]
+                victim = next((r for r in candidates if r.held_by() is None), None)
+                if victim is None:
+                    return  # over the limit until something lets go: the next load trims again
+                await self._evict(victim, "limit", anyio.current_time())
+        finally:
+            self._trimming = False
+            self._progressed()
+
+    async def _evict(self, runtime: SessionRuntime, reason: str, now: float) -> None:
+        """Take ``runtime`` out of memory: the event says why, the agent stops as at a close (a
+        process of its own stopped, a shared one releases the session), the log commits."""
+        session_id = runtime.session_id
+        if self._stopping or self._runtimes.get(session_id) is not runtime or runtime.held_by() is not None:
+            return
+        runtime.evicting = True
+        self._runtimes.pop(session_id)
+        gone = self._leaving[session_id] = anyio.Event()
+        idle = round(max(0.0, now - runtime.last_used), 3)
+        runtime.record_daemon(methods.ACPD_SESSION_EVICTED, {"reason": reason, "idleSeconds": idle})
+        try:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_ALL_SECONDS):
+                await runtime.aclose()
+                await runtime.log.finished.wait()
+        finally:
+            runtime.log.release_tail()
+            del self._leaving[session_id]
+            gone.set()
+            self._progressed()
+        logger.debug("session %s left memory (%s, idle %.1f s)", session_id, reason, idle)
 
     # -- sessions --------------------------------------------------------------------------------
 
@@ -177,12 +294,14 @@ class SessionManager:
         if not isinstance(agent, str) or agent not in self.config.all_agents():
             raise AgentNotFound(f"no agent named {agent!r}; known agents: {sorted(self.config.all_agents())}")
         async with self._load_lock:
+            await self._settled(session_id)
             if session_id in self._runtimes or await self.store.get_session(session_id) is not None:
                 raise SessionExists(f"a session with id {session_id!r} already exists")
             doc = {**session_doc_defaults(utc_now()), **_create_fields(body, self.config.policy)}
             doc.update(id=session_id, agent=agent)
             await self.store.save_session(doc)
             runtime = self._start_runtime(doc, 0)
+        runtime.leases += 1  # until its agent runs: nobody else knows of it yet
         try:
             await runtime.ensure_backend()
         except BaseException:
@@ -190,6 +309,9 @@ class SessionManager:
             with anyio.CancelScope(shield=True), contextlib.suppress(SessionNotFound):
                 await self.delete(session_id)  # (unless it was deleted while the agent started)
             raise
+        finally:
+            runtime.leases -= 1
+            runtime.touch()
         return runtime
 
     async def list_sessions(self, **filters: Any) -> SessionPage:
@@ -204,7 +326,10 @@ class SessionManager:
         Raises:
             InvalidInput, InvalidSetting, AgentNotFound, AgentUnavailable, AgentError.
         """
-        runtime = await self.runtime(session_id)
+        async with self.leased(session_id) as runtime:
+            return await self._update(runtime, body)
+
+    async def _update(self, runtime: SessionRuntime, body: JsonObject) -> SessionRuntime:
         doc_changes, policy, agent, settings = _parse_update(body, runtime.policy)
         if agent == runtime.doc["agent"]:
             agent = None
@@ -263,6 +388,7 @@ class SessionManager:
         Raises:
             SessionNotFound. StoreError: the store fails (a full disk); the session stays open.
         """
+        await self._settled(session_id)
         runtime = self._runtimes.get(session_id)
         if runtime is None:
             if await self.store.get_session(session_id) is None:
@@ -280,6 +406,7 @@ class SessionManager:
         await self._close_runtime(runtime)
 
     async def delete(self, session_id: str) -> None:
+        await self._settled(session_id)
         runtime = self._runtimes.get(session_id)
         if runtime is not None:
             await self._close_runtime(runtime)
@@ -292,7 +419,8 @@ class SessionManager:
     async def prompt(
         self, session_id: str, prompt: object, *, key: str | None = None, queue: bool = True, origin: str | None = None
     ) -> Turn:
-        """Submit a prompt; the returned turn runs in the daemon, whoever waits for it."""
+        """Submit a prompt; the returned turn runs in the daemon, whoever waits for it (and holds
+        the session in memory until it is done)."""
         runtime = await self.runtime(session_id)
         blocks = prompt_blocks(prompt)
         if key is not None and (session_id, key) in self._inflight:
@@ -317,8 +445,8 @@ class SessionManager:
         return (await self.runtime(session_id)).cancel()
 
     async def events(self, session_id: str, *, after: int, limit: int) -> tuple[list[EventRecord], int]:
-        runtime = await self.runtime(session_id)
-        return await runtime.log.read(after, limit), runtime.log.committed_seq
+        async with self.leased(session_id) as runtime:
+            return await runtime.log.read(after, limit), runtime.log.committed_seq
 
 
 def prompt_blocks(prompt: object) -> list[JsonObject]:

@@ -119,6 +119,12 @@ class SessionRuntime:
         self._terminals: TerminalManager | None = None
         self._services_scope: anyio.CancelScope | None = None
         self._closing = False
+        self.last_used = anyio.current_time()
+        """When a request last used the session (``touch``): idle eviction's clock."""
+        self.leases = 0
+        """Requests using the session right now (``SessionManager.leased``): it stays in memory."""
+        self.evicting = False
+        """Leaving memory (``SessionManager``'s eviction): the next use waits, then loads it again."""
 
     # -- identity (SessionHost) ------------------------------------------------------------------
 
@@ -141,6 +147,23 @@ class SessionRuntime:
     @property
     def busy(self) -> bool:
         return self._current is not None or self._queued > 0
+
+    def touch(self) -> None:
+        self.last_used = anyio.current_time()
+
+    def held_by(self) -> str | None:
+        """Why the session must stay in memory now, or None when it may leave: a turn runs or is
+        queued, a permission waits, someone follows its events or is attached, a request holds it,
+        its agent is starting, or a terminal it started still runs."""
+        reasons = (
+            (self.busy, "a turn runs"),
+            (bool(self.broker.pending()), "a permission waits"),
+            (self.log.followers > 0 or len(self.clients) > 0, "followed"),
+            (self.leases > 0 or self._backend_lock.locked(), "in use"),
+            (self._terminals is not None and len(self._terminals) > 0, "a terminal runs"),
+            (self._closing or self.evicting, "closing"),
+        )
+        return next((why for held, why in reasons if held), None)
 
     def wire(self) -> JsonObject:
         """The session as REST shows it."""
