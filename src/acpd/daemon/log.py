@@ -119,12 +119,12 @@ class SessionLog:
         self._tail_bytes = 0
         self._queued = anyio.Event()
         self._committed = anyio.Event()
-        self._drained = anyio.Event()
+        self._drained: anyio.Event | None = None  # made when a writer waits (a log rarely fills)
         self._doc: tuple[int, int, SessionDoc] | None = None  # (as of seq, version, snapshot)
         self._doc_version = 0
         self._saved_doc_version = 0
         self.closed = False
-        self._closing = anyio.Event()
+        self._closing: anyio.Event | None = None  # made when a commit failed and waits to retry
         self.finished = anyio.Event()
         """Set when the flusher has committed everything (or, once closed, given up) and ended."""
         self.fault: StoreError | None = None
@@ -188,6 +188,8 @@ class SessionLog:
     async def wait_capacity(self) -> None:
         """Wait while too many records are queued; the caller is the agent's reader, so it slows the agent."""
         while self._over_high_water() and not self.closed:
+            if self._drained is None:
+                self._drained = anyio.Event()
             drained = self._drained
             await drained.wait()
 
@@ -290,6 +292,8 @@ class SessionLog:
             if self.closed:
                 self._give_up(len(batch))
                 return
+            if self._closing is None:
+                self._closing = anyio.Event()
             with anyio.move_on_after(self._retry_seconds):
                 await self._closing.wait()  # a close cuts the wait short: one last try
         if batch:
@@ -354,16 +358,19 @@ class SessionLog:
         committed, self._committed = self._committed, anyio.Event()
         committed.set()
         if not self._over_high_water():
-            drained, self._drained = self._drained, anyio.Event()
-            drained.set()
+            drained, self._drained = self._drained, None
+            if drained is not None:
+                drained.set()
 
     def close(self) -> None:
         """Refuse further appends; the flusher ends once the queue is committed; waiters wake."""
         self.closed = True
-        self._closing.set()
+        if self._closing is not None:
+            self._closing.set()
         self._queued.set()
         self._committed.set()
-        self._drained.set()
+        if self._drained is not None:
+            self._drained.set()
 
     async def read(self, after: int, limit: int) -> list[EventRecord]:
         """Committed records with ``seq > after``, at most ``limit``, from memory or the store."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import json
 import logging
 import os
 from contextvars import ContextVar
@@ -103,7 +104,7 @@ class SessionRuntime:
         self.log.on_fault = self._store_failed
         self.broker = PermissionBroker()
         self.clients = AttachedClients()
-        self._policy = Policy.model_validate(doc.get("policy") or {})
+        self._policy = shared_policy(doc.get("policy") or {})
         self._backend: Backend | None = None
         self._incoming: Backend | None = None  # during an agent switch: the new agent, not yet the session's
         self._backend_lock = anyio.Lock()
@@ -141,8 +142,8 @@ class SessionRuntime:
         return self._policy
 
     def set_policy(self, policy: Policy) -> None:
-        self._policy = policy
         self.doc["policy"] = policy.to_wire()
+        self._policy = shared_policy(self.doc["policy"])
 
     @property
     def busy(self) -> bool:
@@ -669,7 +670,7 @@ class SessionRuntime:
         for key in CHANGEABLE:
             self.doc.pop(key, None)
         self.doc.update(copy.deepcopy(snapshot))
-        self._policy = Policy.model_validate(self.doc.get("policy") or {})
+        self._policy = shared_policy(self.doc.get("policy") or {})
         await self.save()
 
     async def change_settings(self, changes: JsonObject) -> None:
@@ -993,6 +994,17 @@ class _StartedFlag:
         self.done = True
         self._runtime._start_scope = None
         self._inner.started(value)
+
+
+def shared_policy(wire: JsonObject) -> Policy:
+    """The policy ``wire`` says, one object for every session with the same one (a frozen model:
+    a thousand sessions with the daemon's default policy hold one)."""
+    return _policy_of_text(json.dumps(wire, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=256)
+def _policy_of_text(text: str) -> Policy:
+    return Policy.model_validate_json(text)
 
 
 def session_doc_defaults(now: str) -> dict[str, Any]:
