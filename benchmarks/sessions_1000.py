@@ -99,9 +99,9 @@ class Snapshot:
         self.processes = len(tree)
         self.tree_pss = sum(pss_kib(child) for child in tree)
 
-    def line(self, label: str) -> str:
+    def line(self, label: str, *, agents: bool = False) -> str:
         text = f"{label:<28} daemon RSS {self.rss / 1024:7.1f} MiB  PSS {self.pss / 1024:7.1f} MiB"
-        if self.processes:
+        if self.processes or agents:
             text += f"  agents: {self.processes} processes, PSS {self.tree_pss / 1024:8.1f} MiB"
         return text
 
@@ -198,7 +198,7 @@ async def main(args: argparse.Namespace) -> None:
                     db = home / "data" / "acpd" / "acpd.db"
                     evicted = await wait_evicted(db, count + 1, args.idle * 2 + 120)
                     after = Snapshot(daemon)
-                    print(after.line(f"{evicted} sessions evicted"))
+                    print(after.line(f"{evicted} sessions evicted", agents=full.processes > 0))
 
 
 if __name__ == "__main__":

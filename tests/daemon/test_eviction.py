@@ -218,3 +218,13 @@ async def first_record(batches: AsyncGenerator[list[EventRecord], None], method:
                 if record.payload_object().get("method") == method:
                     return record
     raise AssertionError(f"the log closed before a {method} frame")
+
+
+async def test_the_daemon_looks_for_idle_sessions_by_itself(tmp_path: Path) -> None:
+    async with running(tmp_path, idle_seconds=0.2) as manager:
+        runtime = await manager.runtime(await new(manager, tmp_path, "left-alone"))
+        with anyio.fail_after(10):
+            await runtime.log.finished.wait()  # its log closes as it leaves
+            await manager.evictions_settled()
+        assert live(manager) == []
+        assert frames(await stored(manager, "left-alone"), methods.ACPD_SESSION_EVICTED)[0]["reason"] == "idle"

@@ -13,6 +13,7 @@ session a turn, a permission, a follower or a request (a *lease*) holds never le
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import uuid
 from collections import OrderedDict
@@ -54,6 +55,8 @@ CLOSE_ALL_SECONDS: Final = 10.0
 leaving the rest to the task group's cancellation."""
 SWEEP_SECONDS: Final = 30.0
 """How often idle sessions are looked for, at most (a quarter of ``idle_seconds`` when shorter)."""
+TRIM_BATCH: Final = 100
+"""After this many evictions for the limit, the freed heap is given back to the system."""
 FINAL_COMMIT_SECONDS: Final = 3.0
 """Once the agents are stopped, how long stopping waits for the logs' last commits (a healthy
 store takes milliseconds, a full one gives up at once; only a stuck disk takes this long)."""
@@ -66,6 +69,7 @@ class SessionManager:
         self._runtimes: OrderedDict[str, SessionRuntime] = OrderedDict()  # least recently used first
         self._leaving: dict[str, anyio.Event] = {}  # sessions being evicted: set once they are gone
         self._trimming = False
+        self._trimmed = 0
         self._eviction_progress = anyio.Event()
         self._stopping = False
         self._load_lock = anyio.Lock()
@@ -213,7 +217,8 @@ class SessionManager:
         interval = min(SWEEP_SECONDS, self.config.idle_seconds / 4)
         while True:
             await anyio.sleep(interval)
-            await self.evict_idle()
+            if await self.evict_idle():
+                await anyio.to_thread.run_sync(give_back_freed_memory)
 
     async def evict_idle(self, now: float | None = None) -> int:
         """Evict every session unused for ``idle_seconds`` as of ``now`` that nothing holds;
@@ -226,10 +231,17 @@ class SessionManager:
             for runtime in self._runtimes.values()
             if now - runtime.last_used >= self.config.idle_seconds and runtime.held_by() is None
         ]
-        async with anyio.create_task_group() as tg:
+        left = 0
+
+        async def evict(runtime: SessionRuntime) -> None:
+            nonlocal left
+            evicted = await self._evict(runtime, "idle", now)  # (not `left += await`: a race)
+            left += evicted
+
+        async with anyio.create_task_group() as tg:  # their agents stop side by side
             for runtime in idle:
-                tg.start_soon(self._evict, runtime, "idle", now)
-        return len(idle)
+                tg.start_soon(evict, runtime)
+        return left
 
     def live_sessions(self) -> list[str]:
         """The ids of the sessions in memory, least recently used first."""
@@ -252,19 +264,22 @@ class SessionManager:
             while len(self._runtimes) > limit:
                 candidates = list(self._runtimes.values())[:-1]
                 victim = next((r for r in candidates if r.held_by() is None), None)
-                if victim is None:
-                    return  # over the limit until something lets go: the next load trims again
-                await self._evict(victim, "limit", anyio.current_time())
+                if victim is None or not await self._evict(victim, "limit", anyio.current_time()):
+                    return  # over the limit until something lets go (the next load trims again)
+                self._trimmed += 1
+                if self._trimmed % TRIM_BATCH == 0:
+                    await anyio.to_thread.run_sync(give_back_freed_memory)
         finally:
             self._trimming = False
             self._progressed()
 
-    async def _evict(self, runtime: SessionRuntime, reason: str, now: float) -> None:
+    async def _evict(self, runtime: SessionRuntime, reason: str, now: float) -> bool:
         """Take ``runtime`` out of memory: the event says why, the agent stops as at a close (a
-        process of its own stopped, a shared one releases the session), the log commits."""
+        process of its own stopped, a shared one releases the session), the log commits. False
+        when it stays (the daemon stops, or something took hold of it meanwhile)."""
         session_id = runtime.session_id
         if self._stopping or self._runtimes.get(session_id) is not runtime or runtime.held_by() is not None:
-            return
+            return False
         runtime.evicting = True
         self._runtimes.pop(session_id)
         gone = self._leaving[session_id] = anyio.Event()
@@ -280,6 +295,7 @@ class SessionManager:
             gone.set()
             self._progressed()
         logger.debug("session %s left memory (%s, idle %.1f s)", session_id, reason, idle)
+        return True
 
     # -- sessions --------------------------------------------------------------------------------
 
@@ -447,6 +463,25 @@ class SessionManager:
     async def events(self, session_id: str, *, after: int, limit: int) -> tuple[list[EventRecord], int]:
         async with self.leased(session_id) as runtime:
             return await runtime.log.read(after, limit), runtime.log.committed_seq
+
+
+def give_back_freed_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``): what evicted
+    sessions freed is otherwise kept by the process, scattered between live objects. Elsewhere a
+    no-op. Blocking (it walks the heap): run it in a thread."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    import ctypes  # only once sessions leave: not at start-up
+
+    try:
+        return ctypes.CDLL(None).malloc_trim  # the process's own symbols, libc's among them
+    except (OSError, AttributeError):  # not glibc
+        return None
 
 
 def prompt_blocks(prompt: object) -> list[JsonObject]:
