@@ -17,6 +17,7 @@ from acpd.daemon.manager import SessionManager
 from acpd.protocol import methods
 from acpd.protocol.events import EventRecord
 from acpd.store.memory import MemoryEventStore
+from tests.daemon.helpers import FullDisk
 
 pytestmark = pytest.mark.anyio
 
@@ -24,9 +25,11 @@ IDLE = 60.0
 
 
 @contextlib.asynccontextmanager
-async def running(tmp_path: Path, **settings: Any) -> AsyncIterator[SessionManager]:
+async def running(
+    tmp_path: Path, store: MemoryEventStore | None = None, **settings: Any
+) -> AsyncIterator[SessionManager]:
     config = DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", **{"idle_seconds": IDLE, **settings})
-    store = MemoryEventStore()
+    store = store or MemoryEventStore()
     async with SessionManager(config, store).running() as manager:
         yield manager
     await store.aclose()
@@ -228,3 +231,25 @@ async def test_the_daemon_looks_for_idle_sessions_by_itself(tmp_path: Path) -> N
             await manager.evictions_settled()
         assert live(manager) == []
         assert frames(await stored(manager, "left-alone"), methods.ACPD_SESSION_EVICTED)[0]["reason"] == "idle"
+
+
+async def test_a_session_whose_log_cannot_commit_stays_until_the_store_takes_it(tmp_path: Path) -> None:
+    store = FullDisk()
+    async with running(tmp_path, store) as manager:
+        session_id = await new(manager, tmp_path, "full")
+        runtime = await manager.runtime(session_id)
+        store.full = True
+        runtime.record_daemon(methods.ACPD_SETTINGS_CHANGED, {"changes": {"title": "t"}})
+        with anyio.fail_after(10):
+            await store.wait_failures(1)
+        assert await later(manager) == 0  # leaving now would drop the queued record
+        store.full = False
+        last = runtime.log.last_seq
+        with anyio.fail_after(10):
+            async with contextlib.aclosing(runtime.log.follow(last - 1)) as batches:
+                async for batch in batches:
+                    if batch[-1].seq >= last:
+                        break  # committed once the store took it (retried within a second)
+        assert await later(manager) == 1
+        changed = frames(await stored(manager, session_id), methods.ACPD_SETTINGS_CHANGED)
+        assert [c["changes"] for c in changed] == [{"title": "t"}]

@@ -155,7 +155,7 @@ class SessionRuntime:
     def held_by(self) -> str | None:
         """Why the session must stay in memory now, or None when it may leave: a turn runs or is
         queued, a permission waits, someone follows its events or is attached, a request holds it,
-        its agent is starting, or a terminal it started still runs."""
+        its agent is starting, a terminal it started still runs, or its log cannot commit."""
         reasons = (
             (self.busy, "a turn runs"),
             (bool(self.broker.pending()), "a permission waits"),
@@ -163,6 +163,7 @@ class SessionRuntime:
             (self.leases > 0 or self._backend_lock.locked(), "in use"),
             (self._terminals is not None and len(self._terminals) > 0, "a terminal runs"),
             (self._closing or self.evicting, "closing"),
+            (self.log.fault is not None, "the store fails"),  # unloading would drop what it has not taken
         )
         return next((why for held, why in reasons if held), None)
 
