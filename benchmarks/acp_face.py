@@ -105,13 +105,19 @@ class Tally:
         self.chunks = 0
         self.next_index = 0
         self.disorder = 0
+        self.started = time.perf_counter()
+        self.first = math.nan
 
     def reset(self) -> None:
         self.chunks = self.next_index = self.disorder = 0
+        self.started = time.perf_counter()
+        self.first = math.nan
 
     def see(self, data: bytes) -> None:
         if CHUNK_MARK not in data:
             return
+        if not self.chunks:
+            self.first = time.perf_counter() - self.started
         self.chunks += 1
         match = CHUNK_TEXT.search(data)
         if match is not None:
@@ -461,7 +467,8 @@ async def throughput(face: Face, session_id: str, chunks: int) -> tuple[float, s
     lost = chunks - tally.chunks
     line = (
         f"{face.name}: {tally.chunks} chunk updates in {seconds:.3f} s = {rate:,.0f} events/s; "
-        f"lost {lost} ({lost / chunks:.1%}), out of order {tally.disorder}{face.check_stream()}"
+        f"lost {lost} ({lost / chunks:.1%}), out of order {tally.disorder}{face.check_stream()}; "
+        f"first chunk {tally.first * 1000:.1f} ms after the request"
     )
     return rate, line
 

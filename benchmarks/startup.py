@@ -7,6 +7,8 @@ Each round starts two daemons on fresh data directories and measures:
   reports its port through ``--port-file`` the moment it listens; the GET follows at once), and
   the CPU the daemon spent until then (a figure the machine's load disturbs less);
 - idle RSS after start, and after creating and deleting ``--sessions`` mock sessions;
+- the first session create after start (it imports the agents' configuration: pydantic and the
+  presets), and the median of the later ones;
 - SIGTERM to exit, idle (the first daemon) and after the sessions (the second);
 - ``acpd acp`` relaying to the running daemon: spawn to the answer of ``initialize``;
 - ``acpd sessions list`` against it: spawn to exit.
@@ -14,8 +16,10 @@ Each round starts two daemons on fresh data directories and measures:
 A warm-up round per tree comes first (uncounted): it writes the bytecode, so that acpd starts as
 an installed one does (PYTHONDONTWRITEBYTECODE is dropped from the daemons' environment).
 
-Then it prints the 15 biggest imports (cumulative) of ``acpd serve`` (``-X importtime``), so a
-heavy import that comes back shows. ``--src DIR`` (repeatable) runs the daemons from another
+Then it prints the 15 biggest imports (cumulative) of ``acpd serve`` until healthy (``-X
+importtime``), their total, and any heavy package among them (pydantic, anthropic, the ACP schema
+package, httpx, websockets, click, acpd.config, acpd.presets, the test kit), so a heavy import that
+comes back shows. ``--src DIR`` (repeatable) runs the daemons from another
 checkout's ``src`` (through PYTHONPATH), interleaved round by round with the others, for A/B
 comparisons on a shared machine.
 
@@ -148,13 +152,21 @@ async def sigterm_ms(process: Process) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-async def mock_sessions(daemon: Serving, count: int) -> None:
+async def mock_sessions(daemon: Serving, count: int, samples: Samples) -> None:
+    """Creates and deletes ``count`` mock sessions; records how long the first create took (it
+    imports the agents' configuration: pydantic and the presets) and the median of the others."""
     headers = {"Authorization": f"Bearer {daemon.token}"}
+    creates = []
     async with httpx.AsyncClient(base_url=daemon.url, headers=headers, timeout=60) as http:
         for _ in range(count):
+            t0 = time.perf_counter()
             created = await http.post("/v1/sessions", json={"agent": "mock", "cwd": str(daemon.home)})
+            creates.append((time.perf_counter() - t0) * 1000)
             created.raise_for_status()
             (await http.delete(f"/v1/sessions/{created.json()['id']}")).raise_for_status()
+    samples["first mock session create after start (ms)"].append(creates[0])
+    if len(creates) > 1:
+        samples["later mock session creates, median (ms)"].append(statistics.median(creates[1:]))
 
 
 async def relay_ms(daemon: Serving) -> float:
@@ -192,15 +204,19 @@ async def one_round(src: str | None, samples: Samples, sessions: int) -> None:
         samples["idle RSS after start (MiB)"].append(rss_mib(idle.process.pid))
         samples["SIGTERM to exit, idle (ms)"].append(await sigterm_ms(idle.process))
     async with serving(src, samples) as busy:
-        await mock_sessions(busy, sessions)
+        await mock_sessions(busy, sessions, samples)
         samples[f"idle RSS after {sessions} mock sessions (MiB)"].append(rss_mib(busy.process.pid))
         samples["acpd acp relay: spawn to initialize answer (ms)"].append(await relay_ms(busy))
         samples["acpd sessions list: spawn to exit (ms)"].append(await cli_ms(busy))
         samples["SIGTERM to exit, after sessions (ms)"].append(await sigterm_ms(busy.process))
 
 
-async def import_times(src: str | None, top: int) -> list[tuple[int, int, str]]:
-    """The ``top`` biggest imports of a real ``acpd serve`` by cumulative time: (cumulative µs, self µs, name)."""
+HEAVY = ("pydantic", "anthropic", "acp", "httpx", "websockets", "click", "acpd.config", "acpd.presets", "acpd.testing")
+"""What an idle daemon must not have imported (tests/daemon/test_startup.py checks it too)."""
+
+
+async def import_times(src: str | None) -> list[tuple[int, int, str]]:
+    """Every import of a real ``acpd serve`` until healthy: (cumulative µs, self µs, name)."""
     samples: Samples = defaultdict(list)
     async with serving(src, samples, extra=("-X", "importtime")) as daemon:
         await sigterm_ms(daemon.process)
@@ -210,7 +226,18 @@ async def import_times(src: str | None, top: int) -> list[tuple[int, int, str]]:
         if line.startswith("import time:") and "self [us]" not in line:
             own, cumulative, name = line.removeprefix("import time:").split("|")
             rows.append((int(cumulative), int(own), name.rstrip()))
-    return sorted(rows, reverse=True)[:top]
+    return rows
+
+
+def print_imports(rows: list[tuple[int, int, str]], top: int) -> None:
+    total = sum(own for _, own, _ in rows)
+    print(f"\nimports of acpd serve until healthy (-X importtime): {len(rows)} modules, {total / 1000:.1f} ms in all")
+    print("biggest, cumulative and self (ms):")
+    for cumulative, own, name in sorted(rows, reverse=True)[:top]:
+        print(f"{cumulative / 1000:8.1f} {own / 1000:8.1f}  {name}")
+    names = {name.strip() for _, _, name in rows}
+    heavy = [h for h in HEAVY if any(n == h or n.startswith(h + ".") for n in names)]
+    print(f"heavy packages imported (should be none): {', '.join(heavy) or 'none'}")
 
 
 def spread(values: list[float]) -> str:
@@ -238,9 +265,7 @@ async def main() -> None:
         print(f"\n== acpd from {tree or 'the installed package'}: {args.runs} rounds; min / median / max")
         for name, values in results[tree].items():
             print(f"{spread(values)}  {name}")
-        print("\nbiggest imports of acpd serve (-X importtime): cumulative, self (ms)")
-        for cumulative, own, name in await import_times(tree, args.imports):
-            print(f"{cumulative / 1000:8.1f} {own / 1000:8.1f}  {name}")
+        print_imports(await import_times(tree), args.imports)
 
 
 if __name__ == "__main__":

@@ -28,8 +28,8 @@ async def prompt(http: httpx.AsyncClient, session_id: str, text: str) -> None:
     await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": text})
 
 
-async def one_run(url: str, chunks: int, reader_delay: float) -> tuple[float, int, int, int]:
-    """Return (seconds, events received, gaps or repeats, events expected)."""
+async def one_run(url: str, chunks: int, reader_delay: float) -> tuple[float, int, int, int, float]:
+    """Return (seconds, events received, gaps or repeats, events expected, seconds to the first event)."""
     async with httpx.AsyncClient(base_url=url, timeout=None) as http:
         session = (await http.post("/v1/sessions", json={"agent": "mock"})).json()
         sid = session["id"]
@@ -39,6 +39,7 @@ async def one_run(url: str, chunks: int, reader_delay: float) -> tuple[float, in
         expected_next = start_seq + 1
         t0 = 0.0
         elapsed = 0.0
+        first = 0.0
         async with (
             http.stream("GET", f"/v1/sessions/{sid}/events/stream", params={"after": start_seq}) as response,
             anyio.create_task_group() as tg,
@@ -51,6 +52,8 @@ async def one_run(url: str, chunks: int, reader_delay: float) -> tuple[float, in
                 cut = data.rfind(b"\n\n") + 2 if b"\n\n" in data else 0
                 complete, tail = data[:cut], data[cut:]
                 for match in ID_LINE.finditer(complete):
+                    if not received:
+                        first = time.perf_counter() - t0
                     seq = int(match.group(1))
                     errors += seq != expected_next
                     expected_next = seq + 1
@@ -61,7 +64,7 @@ async def one_run(url: str, chunks: int, reader_delay: float) -> tuple[float, in
                 if reader_delay:
                     await anyio.sleep(reader_delay)
         expected = (await http.get(f"/v1/sessions/{sid}")).json()["lastSeq"] - start_seq
-        return elapsed, received, errors, expected
+        return elapsed, received, errors, expected, first
 
 
 async def main() -> None:
@@ -77,12 +80,14 @@ async def main() -> None:
     else:
         async with acpd_daemon() as url:
             runs = [await one_run(url, args.chunks, args.reader_delay) for _ in range(args.runs)]
-    for i, (seconds, received, errors, expected) in enumerate(runs, 1):
+    for i, (seconds, received, errors, expected, first) in enumerate(runs, 1):
         rate = received / seconds
         rates.append(rate)
         lost = expected - received
         print(
-            f"run {i}: {received} events in {seconds:.3f} s = {rate:,.0f} events/s; lost {lost}, gaps/repeats {errors}"
+            f"run {i}: {received} events in {seconds:.3f} s = {rate:,.0f} events/s; "
+            f"lost {lost}, gaps/repeats {errors}; "
+            f"first event {first * 1000:.1f} ms after the prompt"
         )
     print(f"median: {statistics.median(rates):,.0f} events/s over {len(rates)} runs of {args.chunks} chunks")
 

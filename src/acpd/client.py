@@ -11,14 +11,18 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
+from urllib.parse import urlsplit
 
-from acpd.config import default_data_dir
 from acpd.errors import ConnectionClosed
+from acpd.imports import without_httpx_cli
 from acpd.private import client_token
 from acpd.protocol import jsonio
 from acpd.protocol.jsonio import JsonObject
+from acpd.settings import default_data_dir
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx  # imported when a client is made: `acpd acp` and `acpd serve` never need it
 
 DEFAULT_URL: Final = "http://127.0.0.1:4520"
@@ -32,6 +36,7 @@ class DaemonClient:
     else ``$XDG_DATA_HOME/acpd``); ``token=""`` sends none."""
 
     def __init__(self, url: str = DEFAULT_URL, token: str | None = None, *, data_dir: Path | None = None) -> None:
+        without_httpx_cli()
         import httpx
 
         if token is None:
@@ -43,7 +48,7 @@ class DaemonClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
         timeout = httpx.Timeout(CONNECT_TIMEOUT_SECONDS, read=None)
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, verify=_tls_context(self.url))
 
     def close(self) -> None:
         self._http.close()
@@ -74,6 +79,17 @@ class DaemonClient:
                         yield jsonio.loads(line[6:])
         except httpx.ConnectError as exc:
             raise ConnectionClosed(f"no acpd daemon at {self.url}; start one with `acpd serve`") from exc
+
+
+def _tls_context(url: str) -> ssl.SSLContext | bool:
+    """For an ``https`` daemon, httpx's default: the system's trusted certificates (loading them
+    is ~40 ms of a command's start). For plain ``http`` no TLS is spoken with the daemon: a context
+    that verifies as strictly but trusts no certificate at all stands in, costing nothing."""
+    if urlsplit(url).scheme == "https":
+        return True
+    import ssl
+
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname and CERT_REQUIRED, as the default's
 
 
 class DaemonError(Exception):

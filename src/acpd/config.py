@@ -1,8 +1,11 @@
-"""Leaf module: configuration as frozen data. ``cli`` reads argv, the environment and the TOML file,
-and passes a ``DaemonConfig`` down. Expanding a preset into the command to run looks at the
-environment and at whether acpd installed it (``all_agents``); ``missing_sandbox`` looks on PATH
-and in the agent's own config file. Nothing here writes or runs anything.
-Imports only pydantic, the stdlib and ``presets``."""
+"""Leaf module: the agents' configuration as frozen pydantic models (``AgentConfig``, ``Policy``),
+and what turns them into the commands to run. Expanding a preset looks at the environment and at
+whether acpd installed it (``all_agents``); ``missing_sandbox`` looks on PATH and in the agent's own
+config file. Nothing here writes or runs anything.
+
+The daemon imports this module at its first session or agent listing, not at start: pydantic is a
+third of what starting would import (the daemon's own settings are ``settings.DaemonConfig``, a
+stdlib dataclass, re-exported here). Imports only pydantic, the stdlib, ``settings`` and ``presets``."""
 
 from __future__ import annotations
 
@@ -12,25 +15,44 @@ import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from acpd.presets import PRESETS, Preset, Sandbox, fill_dir, preset_dir, preset_env, preset_program
+from acpd.settings import (
+    AGENT_START_TIMEOUT_SECONDS,
+    DEFAULT_AGENT,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    MAX_BODY_BYTES,
+    DaemonConfig,
+    PermissionPolicy,
+    default_data_dir,
+)
 
-DEFAULT_HOST: Final = "127.0.0.1"
-DEFAULT_PORT: Final = 4520
-DEFAULT_AGENT: Final = "mock"
-MAX_BODY_BYTES: Final = 8 * 1024 * 1024
-"""Largest HTTP request body accepted (a prompt with embedded files fits; a runaway upload does not)."""
-AGENT_START_TIMEOUT_SECONDS: Final = 30.0
-IDLE_SECONDS: Final = 300.0
-"""How long a live session may sit unused before its runtime leaves memory (its agent stopped)."""
-MAX_LIVE_SESSIONS: Final = 1000
-"""How many sessions may be live (loaded, with their agents) at once; past it the least recently used leaves."""
-"""How long an agent may take to answer ``initialize`` and open its session, unless configured."""
-
-PermissionPolicy = Literal["ask", "allow", "deny", "allow_reads"]
+__all__ = [
+    "AGENT_START_TIMEOUT_SECONDS",
+    "DEFAULT_AGENT",
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "MAX_BODY_BYTES",
+    "AgentConfig",
+    "ClientCapabilities",
+    "DaemonConfig",
+    "FsCapabilities",
+    "PermissionPolicy",
+    "Policy",
+    "PrivateHome",
+    "all_agents",
+    "builtin_agents",
+    "daemon_config",
+    "default_data_dir",
+    "expand",
+    "merged",
+    "missing_sandbox",
+    "preset_of",
+]
 
 
 class _Frozen(BaseModel):
@@ -170,125 +192,87 @@ class Policy(_Frozen):
         return self.model_dump(by_alias=True)
 
 
-class DaemonConfig(_Frozen):
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    db: str = ""
-    """SQLite file path, or ``:memory:``; empty means ``<data_dir>/acpd.db``."""
-    data_dir: str = ""
-    agents_dir: str = ""
-    """Where ``acpd agents install`` puts agents; empty means ``<data_dir>/agents``."""
-    model_url: str | None = None
-    """Send every preset agent's model traffic to this base URL (a gateway, or ``acpd mock-model``)."""
-    record_agents: str = ""
-    """When set, a directory: every frame to and from each agent is appended to
-    ``<dir>/<session id>.<agent>.jsonl`` (raw traffic, for bug reports and golden files)."""
-    token: str | None = None
-    """Bearer token required on every request except health (from ``ACPD_TOKEN`` or the config
-    file). None: ``token_file``'s, else the one ``acpd serve`` generates in ``<data_dir>/token``."""
-    token_file: str = ""
-    """A file holding the token (``--token-file``); it is read when the daemon starts."""
-    auth: bool = True
-    """False (``--no-auth``): no token at all, for single-user sandboxes; refused off loopback."""
-    allowed_hosts: tuple[str, ...] = ()
-    """Extra Host header values accepted besides the bound address and localhost forms."""
-    allowed_origins: tuple[str, ...] = ()
-    """Browser origins allowed to call the API (no wildcard)."""
-    max_body_bytes: int = MAX_BODY_BYTES
-    agent_start_timeout_seconds: float = Field(default=AGENT_START_TIMEOUT_SECONDS, gt=0)
-    """How long any agent may take to start, unless its own ``startTimeoutSeconds`` says otherwise."""
-    acp_http_idle_seconds: float = Field(default=600.0, gt=0)
-    """An ACP-over-HTTP connection with no request and no SSE reader for this long is closed and
-    forgotten (its sessions live on)."""
-    idle_seconds: float = Field(default=IDLE_SECONDS, ge=0)
-    """A live session unused for this long (no turn, no pending permission, nobody following its
-    events) leaves memory: its agent is stopped, and the next use brings it back. 0: never."""
-    max_live_sessions: int = Field(default=MAX_LIVE_SESSIONS, ge=0)
-    """At most this many sessions live at once; past it, the least recently used idle one leaves
-    memory as an idle one does. 0: no limit."""
-    default_agent: str = DEFAULT_AGENT
-    agents: Mapping[str, AgentConfig] = Field(default_factory=dict)
-    policy: Policy = Field(default_factory=Policy)
-    """Default policy for new sessions."""
+def all_agents(config: DaemonConfig) -> dict[str, AgentConfig]:
+    """Built-in agents, then configured ones (which replace a built-in of the same name), each
+    ready to start."""
+    agents = builtin_agents(config.resolved_data_dir())
+    configured = {
+        name: agent.model_copy(update={"preset": name})
+        if agent.kind == "acp" and not agent.command and agent.preset is None
+        else agent
+        for name, agent in config.agents.items()
+    }
+    agents.update(configured)
+    agents.update({name: AgentConfig(preset=name) for name in PRESETS if name not in configured})
+    return {name: _resolved(config, agent) for name, agent in agents.items()}
 
-    @model_validator(mode="after")
-    def _agents_have_commands(self) -> DaemonConfig:
-        for name, agent in self.agents.items():
-            if agent.kind == "acp" and not agent.command and agent.preset is None and name not in PRESETS:
-                raise ValueError(f"agent {name!r} needs a command, or a preset")
-        return self
 
-    def resolved_data_dir(self) -> Path:
-        return Path(self.data_dir) if self.data_dir else default_data_dir(os.environ)
+def _resolved(config: DaemonConfig, agent: AgentConfig) -> AgentConfig:
+    if agent.start_timeout_seconds is None:
+        agent = agent.model_copy(update={"start_timeout_seconds": config.agent_start_timeout_seconds})
+    if agent.kind == "claude-native":
+        return agent.model_copy(update={"model_url": agent.model_url or config.model_url})
+    return expand(config, agent)
 
-    def resolved_db(self) -> str:
-        return self.db or str(self.resolved_data_dir() / "acpd.db")
 
-    def resolved_agents_dir(self) -> Path:
-        return Path(self.agents_dir) if self.agents_dir else self.resolved_data_dir() / "agents"
+def expand(config: DaemonConfig, agent: AgentConfig) -> AgentConfig:
+    """A preset-based agent as the command, args and env to start it; others unchanged."""
+    if agent.preset is None:
+        return agent
+    preset = PRESETS[agent.preset]
+    agents_dir = config.resolved_agents_dir()
+    program = preset_program(preset, agents_dir)
+    installed = program.is_file()
+    # The agent's own env overrides the preset's variables; but switches merged into a variable
+    # the user also sets (OPENCODE_CONFIG_CONTENT) are computed from the user's value, and win.
+    seen = {**os.environ, **agent.env}
+    env = {**preset_env(preset, agents_dir, root=_is_root(), installed=installed), **agent.env}
+    if preset.dynamic_env is not None:
+        env.update(preset.dynamic_env(seen))
+    args = preset.args
+    url = agent.model_url or config.model_url
+    if url and preset.route_model is not None:
+        routed_env, routed_args = preset.route_model(url, seen)
+        env.update(fill_dir(routed_env, preset_dir(preset, agents_dir)))
+        args = (*args, *routed_args)
+    home = _private_home(preset, preset_dir(preset, agents_dir), seen, routed=bool(url), chosen=agent.env)
+    if home is not None and preset.home is not None:
+        env[preset.home.variable] = home.path
+    return AgentConfig(
+        preset=agent.preset,
+        command=agent.command or (str(program) if installed else preset.path_command),
+        args=(*args, *agent.args),
+        env=env,
+        cwd=agent.cwd,
+        description=agent.description or preset.description,
+        model_url=url,
+        continue_sessions=agent.continue_sessions and preset.continue_sessions,
+        exits_on_stdin_close=agent.exits_on_stdin_close and preset.exits_on_stdin_close,
+        stop_detached_on_cancel=agent.stop_detached_on_cancel and preset.stop_detached_on_cancel,
+        installed=installed and not agent.command,
+        files={str(preset_dir(preset, agents_dir) / name): text for name, text in preset.files.items()},
+        start_timeout_seconds=agent.start_timeout_seconds,
+        home=home,
+        client_capabilities=agent.client_capabilities.over(
+            ClientCapabilities.model_validate(preset.client_capabilities)
+        ),
+    )
 
-    def all_agents(self) -> dict[str, AgentConfig]:
-        """Built-in agents, then configured ones (which replace a built-in of the same name)."""
-        agents = builtin_agents(self.resolved_data_dir())
-        configured = {
-            name: agent.model_copy(update={"preset": name})
-            if agent.kind == "acp" and not agent.command and agent.preset is None
-            else agent
-            for name, agent in self.agents.items()
-        }
-        agents.update(configured)
-        agents.update({name: AgentConfig(preset=name) for name in PRESETS if name not in configured})
-        return {name: self._resolved(agent) for name, agent in agents.items()}
 
-    def _resolved(self, agent: AgentConfig) -> AgentConfig:
-        if agent.start_timeout_seconds is None:
-            agent = agent.model_copy(update={"start_timeout_seconds": self.agent_start_timeout_seconds})
-        if agent.kind == "claude-native":
-            return agent.model_copy(update={"model_url": agent.model_url or self.model_url})
-        return self.expand(agent)
+def daemon_config(values: Mapping[str, Any]) -> DaemonConfig:
+    """A ``DaemonConfig`` from settings read out of a config file (any TOML value), checked
+    against the dataclass's field types; ``agents`` and ``policy`` may be this module's models.
 
-    def expand(self, agent: AgentConfig) -> AgentConfig:
-        """A preset-based agent as the command, args and env to start it; others unchanged."""
-        if agent.preset is None:
-            return agent
-        preset = PRESETS[agent.preset]
-        agents_dir = self.resolved_agents_dir()
-        program = preset_program(preset, agents_dir)
-        installed = program.is_file()
-        # The agent's own env overrides the preset's variables; but switches merged into a variable
-        # the user also sets (OPENCODE_CONFIG_CONTENT) are computed from the user's value, and win.
-        seen = {**os.environ, **agent.env}
-        env = {**preset_env(preset, agents_dir, root=_is_root(), installed=installed), **agent.env}
-        if preset.dynamic_env is not None:
-            env.update(preset.dynamic_env(seen))
-        args = preset.args
-        url = agent.model_url or self.model_url
-        if url and preset.route_model is not None:
-            routed_env, routed_args = preset.route_model(url, seen)
-            env.update(fill_dir(routed_env, preset_dir(preset, agents_dir)))
-            args = (*args, *routed_args)
-        home = _private_home(preset, preset_dir(preset, agents_dir), seen, routed=bool(url), chosen=agent.env)
-        if home is not None and preset.home is not None:
-            env[preset.home.variable] = home.path
-        return AgentConfig(
-            preset=agent.preset,
-            command=agent.command or (str(program) if installed else preset.path_command),
-            args=(*args, *agent.args),
-            env=env,
-            cwd=agent.cwd,
-            description=agent.description or preset.description,
-            model_url=url,
-            continue_sessions=agent.continue_sessions and preset.continue_sessions,
-            exits_on_stdin_close=agent.exits_on_stdin_close and preset.exits_on_stdin_close,
-            stop_detached_on_cancel=agent.stop_detached_on_cancel and preset.stop_detached_on_cancel,
-            installed=installed and not agent.command,
-            files={str(preset_dir(preset, agents_dir) / name): text for name, text in preset.files.items()},
-            start_timeout_seconds=agent.start_timeout_seconds,
-            home=home,
-            client_capabilities=agent.client_capabilities.over(
-                ClientCapabilities.model_validate(preset.client_capabilities)
-            ),
-        )
+    Raises:
+        pydantic.ValidationError: a value of the wrong type, or an unknown key.
+        ValueError: a value out of bounds (``DaemonConfig.validated``).
+    """
+    # DaemonConfig's annotations name these models without importing them (``settings`` must not
+    # import pydantic); pydantic resolves such names among the locals of the frame building the
+    # adapter: this one.
+    from acpd.config import AgentConfig, Policy  # noqa: F401
+
+    return TypeAdapter(DaemonConfig).validate_python(values).validated()
 
 
 def _private_home(
@@ -320,12 +304,6 @@ def merged(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
         below = out.get(key)
         out[key] = merged(below, value) if isinstance(below, Mapping) and isinstance(value, Mapping) else value
     return out
-
-
-def default_data_dir(env: Mapping[str, str]) -> Path:
-    """``$XDG_DATA_HOME/acpd``, else ``~/.local/share/acpd``."""
-    base = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "share")
-    return Path(base) / "acpd"
 
 
 def _is_root() -> bool:

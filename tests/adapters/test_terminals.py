@@ -156,14 +156,14 @@ async def test_a_create_cancelled_while_the_command_starts_leaves_nothing_runnin
 ) -> None:
     marker = f"acpd-terminal-{uuid.uuid4().hex}"
     scope = anyio.CancelScope()
-    read_start = contained._read_start
+    take_start = contained._take_start
 
-    def started_then_cancelled(fd: int) -> bytes:
-        answer = read_start(fd)
-        anyio.from_thread.run_sync(scope.cancel)  # the cancel lands while the thread finishes
+    def started_then_cancelled(message: bytes, fds: list[int]) -> tuple[int, int | None]:
+        answer = take_start(message, fds)
+        scope.cancel()  # the cancel lands as the warden's start report is read
         return answer
 
-    monkeypatch.setattr(contained, "_read_start", started_then_cancelled)
+    monkeypatch.setattr(contained, "_take_start", started_then_cancelled)
     with scope:
         await manager.create(f"sleep 30 # {marker}")
     assert scope.cancelled_caught

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,7 @@ def test_acpd_acp_relays_with_the_data_dirs_token_to_a_local_daemon_only(tmp_pat
     config = DaemonConfig(data_dir=str(tmp_path))
     assert relay_token(config, LOCAL) == token
     assert relay_token(config, REMOTE) is None
-    assert relay_token(config.model_copy(update={"token": "configured"}), REMOTE) == "configured"
+    assert relay_token(dataclasses.replace(config, token="configured"), REMOTE) == "configured"
 
 
 def test_acpd_token_prints_the_token_for_curl(local_token: str, capsys: pytest.CaptureFixture[str]) -> None:

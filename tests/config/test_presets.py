@@ -167,7 +167,7 @@ def test_a_configured_agent_may_start_from_a_preset_under_another_name(tmp_path:
 
 def test_an_agent_without_command_or_preset_is_rejected() -> None:
     with pytest.raises(ValueError, match="'custom' needs a command, or a preset"):
-        DaemonConfig(agents={"custom": AgentConfig(args=("x",))})
+        DaemonConfig(agents={"custom": AgentConfig(args=("x",))}).validated()
     with pytest.raises(ValueError, match="unknown preset"):
         AgentConfig(preset="nope")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -334,7 +335,7 @@ async def test_load_replays_the_history_of_an_agent_that_cannot_load_and_the_age
 
 @pytest.mark.parametrize("agent", ["mock", "mock-neither"])
 async def test_settings_made_over_acp_survive_a_restart(config: DaemonConfig, workdir: Path, agent: str) -> None:
-    config = config.model_copy(update={"db": str(workdir.parent / "acpd.db")})
+    config = dataclasses.replace(config, db=str(workdir.parent / "acpd.db"))
     store = await SqliteEventStore.open(config.resolved_db())
     async with SessionManager(config, store).running() as manager, acp_client(manager) as editor:
         with anyio.fail_after(10):

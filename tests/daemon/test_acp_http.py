@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import anyio
@@ -9,9 +10,11 @@ import anyio.lowlevel
 import httpx
 import pytest
 
-from acpd.daemon.acp_http import AcpHttpHub, AcpNotFound
+from acpd.daemon.acp_http import LOG_PREFIX, AcpHttpHub, AcpNotFound, HttpAcpConnection
 from acpd.daemon.manager import SessionManager
 from acpd.errors import Conflict
+from acpd.protocol import jsonio
+from acpd.protocol.jsonio import JsonObject
 
 pytestmark = pytest.mark.anyio
 
@@ -129,3 +132,77 @@ async def test_an_idle_connection_expires_and_its_sessions_live_on(manager: Sess
         with pytest.raises(AcpNotFound):  # its log is forgotten too
             await hub.connection("conn-8", agent=None, create=False)
         assert (await manager.runtime(new["result"]["sessionId"])).doc["agent"] == "mock"
+
+
+async def _chunk_turn(connection: HttpAcpConnection, workdir: Path, chunks: int) -> None:
+    await connection.post(INIT)
+    new = await connection.post(rpc(2, "session/new", {"cwd": str(workdir), "mcpServers": []}))
+    assert new is not None
+    prompt = {"sessionId": new["result"]["sessionId"], "prompt": [{"type": "text", "text": f"chunks {chunks}"}]}
+    answer = await connection.post(rpc(3, "session/prompt", prompt))
+    assert answer == {"jsonrpc": "2.0", "id": 3, "result": {"stopReason": "end_turn"}}
+
+
+async def _read_until_answer(
+    connection: HttpAcpConnection, after: int, request_id: int
+) -> list[tuple[int, JsonObject]]:
+    """(SSE id, message) of every event after ``after``, up to the answer to ``request_id``."""
+    events: list[tuple[int, JsonObject]] = []
+    stream = connection.stream(after)
+    assert isinstance(stream, AsyncGenerator)
+    try:
+        async for chunk in stream:
+            for block in chunk.decode().split("\n\n"):
+                fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+                if "id" in fields:
+                    message = jsonio.loads(fields["data"])
+                    events.append((int(fields["id"]), message))
+                    if message.get("id") == request_id and "method" not in message:
+                        return events
+    finally:
+        await stream.aclose()
+    return events
+
+
+def _texts(events: list[tuple[int, JsonObject]]) -> list[str]:
+    return [
+        m["params"]["update"]["content"]["text"]
+        for _, m in events
+        if m.get("method") == "session/update" and m["params"]["update"]["sessionUpdate"] == "agent_message_chunk"
+    ]
+
+
+async def test_a_turns_updates_are_logged_as_a_few_references_and_stream_whole_numbered_and_in_order(
+    manager: SessionManager, workdir: Path
+) -> None:
+    hub = AcpHttpHub(manager)
+    with anyio.fail_after(30):
+        connection = await hub.connection("conn-r", agent="mock", create=True)
+        await _chunk_turn(connection, workdir, 3000)
+        events = await _read_until_answer(connection, 0, 3)
+    logged = await manager.store.read(LOG_PREFIX + "conn-r", after=0, limit=100_000)
+    assert len(logged) < 100  # copies of 3,000 updates would be 3,000 records
+    assert [r.sender for r in logged].count("daemon") >= 1
+    assert [number for number, _ in events] == list(range(1, len(events) + 1))
+    assert _texts(events) == [f"c{i} " for i in range(3000)]
+
+
+async def test_last_event_id_inside_a_reference_resumes_exactly_after_it_live_and_after_a_restart(
+    manager: SessionManager, workdir: Path
+) -> None:
+    hub = AcpHttpHub(manager)
+    with anyio.fail_after(30):
+        connection = await hub.connection("conn-s", agent="mock", create=True)
+        await _chunk_turn(connection, workdir, 2000)
+        events = await _read_until_answer(connection, 0, 3)
+        middle = next(number for number, m in events if _texts([(number, m)]) == ["c1234 "])
+        expected = [(n, m) for n, m in events if n > middle]
+        assert await _read_until_answer(connection, middle, 3) == expected
+        await connection.aclose()  # as a restart would: the log stays in the store
+        await connection.log.finished.wait()
+        while hub.list():
+            await anyio.lowlevel.checkpoint()
+        revived = await hub.connection("conn-s", agent=None, create=False)
+        assert revived is not connection
+        assert await _read_until_answer(revived, middle, 3) == expected
+        assert await _read_until_answer(revived, 0, 3) == events

@@ -11,7 +11,7 @@ import anyio
 import httpx
 import pytest
 
-from acpd.adapters.secrets import RedactingFilter, redact, scrub, without_secrets
+from acpd.adapters.secrets import RedactingFilter, Redactor, redact, scrub, without_secrets
 from acpd.config import AgentConfig, DaemonConfig
 from acpd.daemon.log import SessionLog
 from acpd.daemon.manager import SessionManager
@@ -69,6 +69,47 @@ SHAPED = {
 def test_scrub_masks_a_secret_by_its_shape_whatever_its_name(kind: str) -> None:
     secret, masked = SHAPED[kind]
     assert scrub(f"value: {secret} (end)") == f"value: {masked} (end)"
+
+
+def _chunk(text: str, session_id: str = "s-1") -> str:
+    update = {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": text}}
+    return jsonio.dumps_str(
+        {"jsonrpc": "2.0", "method": "session/update", "params": {"sessionId": session_id, "update": update}}
+    )
+
+
+ENV_SECRET = "hunter2-is-the-password"
+CHUNK_TEXTS = [
+    *(f"say {secret} now" for secret, _ in SHAPED.values()),
+    *(secret for secret, _ in SHAPED.values()),
+    f"the password is {ENV_SECRET}",
+    "postgres://user:pw@db.example/x",
+    "plain words, nothing to hide",
+    "task-0123456789abcdefghij",
+    'quoted "name": "API_TOKEN", "value": "abc"',
+]
+
+
+@pytest.mark.parametrize("text", CHUNK_TEXTS)
+def test_a_chunk_after_a_remembered_clean_envelope_is_masked_exactly_as_a_whole_redaction_would(text: str) -> None:
+    redactor, reference = Redactor({"DB_PASSWORD": ENV_SECRET}), Redactor({"DB_PASSWORD": ENV_SECRET})
+    redactor.scrub_envelope(_chunk("first, clean"))  # the envelope is now remembered
+    for frame in (_chunk(text), _chunk(text, "s-2"), jsonio.dumps_str({"text": text, "other": text})):
+        assert redactor.scrub_envelope(frame) == reference(frame)
+        assert redactor.might_change(frame) or reference(frame) == frame
+
+
+def test_an_envelope_holding_a_secret_is_never_remembered_as_clean() -> None:
+    redactor = Redactor({})
+    leaky = _chunk("x", session_id="sk-" + "a" * 20)
+    assert "sk-aaaa" not in redactor.scrub_envelope(leaky)
+    assert "sk-aaaa" not in redactor.scrub_envelope(leaky)
+
+
+def test_scrub_after_redacts_the_whole_text_when_the_prefix_does_not_end_with_a_quote() -> None:
+    redactor = Redactor({})
+    text = "key sk-" + "b" * 20
+    assert redactor.scrub_after(text, 6) == "key ***"
 
 
 def test_scrub_leaves_ordinary_text_and_words_that_merely_contain_a_prefix() -> None:

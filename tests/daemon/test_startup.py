@@ -1,5 +1,6 @@
 """What starting costs: serving and relaying import nothing they do not need (checked in a fresh
-interpreter), and the relay's own health probe tells an acpd daemon from anything else."""
+interpreter: a real ``acpd serve``, asked for its modules once it has answered its first request),
+and the relay's own health probe tells an acpd daemon from anything else."""
 
 from __future__ import annotations
 
@@ -15,21 +16,38 @@ import pytest
 from anyio.abc import SocketStream
 
 from acpd.daemon.acp_stdio import daemon_answers
+from acpd.testing.daemon import daemon_env
 
 pytestmark = pytest.mark.anyio
 
 SERVING = """
+import gc, json, os, signal, socket, sys, threading
+
+from acpd.cli import main
+
+ready, told = os.pipe()
+
+def report() -> None:
+    # When the daemon answers its first request: what it has imported, then stop it as a user would.
+    port = int(os.read(ready, 64))
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.sendall(b"GET /v1/health HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n")
+        answer = b"".join(iter(lambda: conn.recv(4096), b""))
+    collector = {"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}
+    head = answer.split(b"\\r\\n")[0].decode()
+    print(json.dumps({"health": head, "modules": sorted(sys.modules), "collector": collector}), flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=report, daemon=True).start()
+main(["serve", "--port", "0", "--port-file", f"/dev/fd/{told}", "--db", ":memory:"])
+"""
+AGENT_FACTS = """
 import json, sys
-from acpd.cli import build_parser  # as `acpd serve` starts: the CLI, then the daemon
-from acpd.config import AgentConfig, DaemonConfig
+from acpd.config import AgentConfig
 from acpd.daemon.agents import all_agent_facts
-from acpd.daemon.app import create_app
-from acpd.daemon.manager import SessionManager
-from acpd.daemon.serve import serve
-from acpd.store.memory import MemoryEventStore
+from acpd.settings import DaemonConfig
 
 config = DaemonConfig(db=":memory:", data_dir=sys.argv[1], agents={"native": AgentConfig(kind="claude-native")})
-create_app(SessionManager(config, MemoryEventStore()))
 usable = [
     {f["name"]: f for f in all_agent_facts(config, env)}["native"]["usable"]
     for env in ({"ANTHROPIC_API_KEY": "sk-test"}, {})
@@ -42,15 +60,39 @@ from acpd.cli import build_parser
 from acpd.daemon.acp_stdio import run_acp_stdio
 print(json.dumps({"modules": sorted(sys.modules)}))
 """
+CLIENT = """
+import json, ssl, sys
+
+loaded = []
+load = ssl.SSLContext.load_verify_locations
+
+def spy(self, *args, **kwargs):
+    loaded.append(repr(args))
+    return load(self, *args, **kwargs)
+
+ssl.SSLContext.load_verify_locations = spy
+from acpd.client import DaemonClient
+
+DaemonClient(sys.argv[2], token="").close()
+print(json.dumps({"modules": sorted(sys.modules), "certificates": len(loaded)}))
+"""
 HEAVY = ("anthropic", "acp", "httpx", "acpd.adapters.claude_native.backend", "acpd.testing")
 """The model SDK, the ACP schema package, the CLI's HTTP client, and the test kit."""
+CONFIGURATION = ("pydantic", "acpd.config", "acpd.presets", "click")
+"""What an idle daemon does without: the agents' configuration models (with the first session)
+and uvicorn's command line (never)."""
 ENGINE = ("uvicorn", "starlette", "acpd.daemon.manager", "acpd.daemon.session", "acpd.adapters.registry")
 """What a relay never runs: the daemon's HTTP server and session engine."""
 
 
-def imported_by(script: str, tmp_path: Path) -> dict[str, object]:
+def imported_by(script: str, tmp_path: Path, *args: str) -> dict[str, object]:
     done = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", script, str(tmp_path), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=daemon_env(tmp_path),  # no config file of the user's
     )
     answer: dict[str, object] = json.loads(done.stdout)
     return answer
@@ -61,10 +103,19 @@ def loaded(modules: object, package: str) -> bool:
     return any(name == package or name.startswith(package + ".") for name in modules)
 
 
-def test_serving_and_telling_the_agents_import_nothing_heavy_before_it_is_needed(
-    tmp_path: Path,
-) -> None:
+def test_a_daemon_answering_its_first_request_has_imported_nothing_heavy(tmp_path: Path) -> None:
     answer = imported_by(SERVING, tmp_path)
+    assert answer["health"] == "HTTP/1.1 200 OK"
+    heavy = (*HEAVY, *CONFIGURATION, "websockets")
+    assert [package for package in heavy if loaded(answer["modules"], package)] == []
+    collector = answer["collector"]
+    assert isinstance(collector, dict)
+    assert collector["enabled"]  # paused while the daemon imported its modules, not after
+    assert collector["frozen"] > 10_000  # then what they made, out of the collector's sight
+
+
+def test_telling_the_agents_apart_needs_no_model_sdk(tmp_path: Path) -> None:
+    answer = imported_by(AGENT_FACTS, tmp_path)
     assert [package for package in (*HEAVY, "websockets") if loaded(answer["modules"], package)] == []
     assert answer["usable"] == [True, False]  # claude-native's facts are decided without its SDK
 
@@ -72,6 +123,16 @@ def test_serving_and_telling_the_agents_import_nothing_heavy_before_it_is_needed
 def test_the_relay_imports_no_daemon_engine_and_no_http_client(tmp_path: Path) -> None:
     answer = imported_by(RELAYING, tmp_path)
     assert [package for package in (*HEAVY, *ENGINE) if loaded(answer["modules"], package)] == []
+
+
+@pytest.mark.parametrize(("url", "certificates"), [("http://127.0.0.1:4520", False), ("https://acpd.test", True)])
+def test_a_cli_client_imports_no_command_line_of_httpx_and_trusts_certificates_only_for_https(
+    tmp_path: Path, url: str, certificates: bool
+) -> None:
+    answer = imported_by(CLIENT, tmp_path, url)
+    assert loaded(answer["modules"], "httpx")
+    assert [package for package in ("click", "rich", "pygments") if loaded(answer["modules"], package)] == []
+    assert bool(answer["certificates"]) is certificates  # loading them is ~40 ms of a command
 
 
 @asynccontextmanager

@@ -137,6 +137,31 @@ async def test_a_websocket_client_runs_a_session_on_v1_rpc(tmp_path: Path) -> No
     assert bad["error"]["code"] == -32601
 
 
+async def test_a_loopback_websocket_client_offering_deflate_gets_a_burst_uncompressed_whole_and_in_order(
+    tmp_path: Path,
+) -> None:
+    async with running_daemon(tmp_path) as daemon:
+        url = daemon.url.replace("http://", "ws://") + "/v1/rpc?agent=mock"
+        texts: list[object] = []
+        with anyio.fail_after(60):
+            async with connect(url, additional_headers=daemon.headers, compression="deflate") as ws:
+                assert ws.protocol.extensions == []  # offered by the client, declined on loopback
+                await ws.send(jsonio.dumps_str(rpc(1, "initialize", {"protocolVersion": 1})))
+                await ws.recv()
+                await ws.send(jsonio.dumps_str(rpc(2, "session/new", {"cwd": str(tmp_path), "mcpServers": []})))
+                sid = jsonio.loads(await ws.recv())["result"]["sessionId"]
+                prompt = {"sessionId": sid, "prompt": [{"type": "text", "text": "chunks 5000"}]}
+                await ws.send(jsonio.dumps_str(rpc(3, "session/prompt", prompt)))
+                while True:
+                    message: JsonObject = jsonio.loads(await ws.recv())
+                    if message.get("id") == 3:
+                        break
+                    if (text := _chunk_text(message)) is not None:
+                        texts.append(text)
+    assert message["result"] == {"stopReason": "end_turn"}
+    assert texts == [f"c{i} " for i in range(5000)]
+
+
 async def test_the_acp_http_stream_replays_from_last_event_id_out_of_the_store(tmp_path: Path) -> None:
     async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
         with anyio.fail_after(30):

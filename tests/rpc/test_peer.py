@@ -224,6 +224,50 @@ async def test_notifications_are_handled_one_at_a_time_in_arrival_order() -> Non
     assert most_active == 1
 
 
+async def test_a_burst_read_at_once_lets_other_tasks_run_while_it_is_handled() -> None:
+    handled = 0
+    seen_by_other_task: list[int] = []
+    all_handled = anyio.Event()
+
+    async def look() -> None:
+        seen_by_other_task.append(handled)
+
+    async with serve() as (peer, wire), anyio.create_task_group() as tg:
+
+        async def on_notification(method: str, params: JsonValue, message: JsonObject) -> None:
+            nonlocal handled
+            if handled == 0:
+                tg.start_soon(look)
+            handled += 1  # never awaits: without the reader's own yields, look() waits for all 500
+            if handled == 500:
+                all_handled.set()
+
+        peer._on_notification = on_notification  # the handler needs the task group above
+        for n in range(500):
+            wire.transport._send_stream.send_nowait(jsonio.dumps({"jsonrpc": "2.0", "method": "n", "params": {"n": n}}))
+        await all_handled.wait()
+    assert seen_by_other_task and seen_by_other_task[0] <= 64
+
+
+async def test_send_raw_writes_the_bytes_as_given_and_in_order_with_other_messages() -> None:
+    tapped: list[JsonObject] = []
+    stored = b'{"jsonrpc":"2.0","method":"session/update","params":{"z":1,"a":2}}'
+    async with serve(tap=lambda direction, message: tapped.append(message)) as (peer, wire):
+        await peer.notify("first")
+        await peer.send_raw(stored)
+        await peer.notify("last")
+        notice = [jsonio.dumps({"jsonrpc": "2.0", "method": method}) for method in ("first", "last")]
+        assert await wire.transport.receive() == [notice[0], stored, notice[1]]  # all buffered: one read
+    assert [m["method"] for m in tapped] == ["first", "last"]
+
+
+async def test_send_raw_on_a_closed_peer_raises_connection_closed() -> None:
+    async with serve() as (peer, _):
+        await peer.aclose()
+        with pytest.raises(ConnectionClosed):
+            await peer.send_raw(b"{}")
+
+
 async def test_unknown_notifications_are_ignored_without_a_handler() -> None:
     async with serve(on_request=echo) as (_, wire):
         await wire.send({"jsonrpc": "2.0", "method": "whatever/this_is"})

@@ -1,4 +1,6 @@
-"""The keeper (Linux): nothing an agent started outlives a cancelled turn's command or the daemon."""
+"""The keeper (Linux): nothing an agent started outlives a cancelled turn's command or the daemon.
+
+Every program runs under a warden forked by the daemon's one spawn server (``_spawner.py``)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,8 @@ import anyio.abc
 import pytest
 
 from acpd.protocol import jsonio
-from acpd.transports.contained import CAN_KEEP
+from acpd.transports import contained
+from acpd.transports.contained import CAN_KEEP, open_contained, open_lingering, spawn_server_pid
 from acpd.transports.process import (
     TERM_GRACE_SECONDS,
     ProcessSpec,
@@ -28,6 +32,7 @@ from tests.transports.test_process_transport import AGENT, is_running, messages_
 pytestmark = [pytest.mark.anyio, pytest.mark.skipif(not CAN_KEEP, reason="the keeper needs Linux /proc")]
 
 HOLDER = Path(__file__).parent / "fixtures" / "holder.py"
+MANY_HOLDER = Path(__file__).parent / "fixtures" / "many_holder.py"
 ROOT = Path(__file__).parents[2]
 
 
@@ -127,3 +132,152 @@ class LineReader:
             self._buffer += await self._stream.receive()
         line, _, self._buffer = self._buffer.partition(b"\n")
         return jsonio.loads(line)
+
+
+async def test_killing_the_daemon_outright_leaves_no_server_warden_agent_or_double_forked_grandchild() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    command = [sys.executable, str(MANY_HOLDER), "3", "double_fork", "ignore-term"]
+    async with await anyio.open_process(command, stdout=subprocess.PIPE, env=env, cwd=ROOT) as holder:
+        assert holder.stdout is not None
+        lines = LineReader(holder.stdout)
+        try:
+            with anyio.fail_after(10):
+                started = await lines.message()
+                grandchildren = [(await lines.message())["grandchild"] for _ in range(3)]
+            below = descendants(holder.pid)
+            assert {started["server"], *started["wardens"], *grandchildren} <= set(below)
+            assert all(parent_of(warden) == started["server"] for warden in started["wardens"])
+            with pidfds(below, missing_ok=True) as fds:
+                holder.send_signal(signal.SIGKILL)
+                # The grandchildren ignore SIGTERM: their wardens' SIGKILL follows the grace.
+                with anyio.fail_after(TERM_GRACE_SECONDS + 3):
+                    await wait_all_ended(fds)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # killed above
+                holder.kill()
+
+
+async def test_stopping_a_program_stops_its_whole_tree_even_what_left_its_session() -> None:
+    command = [sys.executable, str(AGENT), "double_fork"]
+    process = await open_contained(command, term_grace_seconds=1.0, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    async with process:
+        assert process.stdout is not None
+        with anyio.fail_after(5):
+            grandchild = jsonio.loads(await process.stdout.receive())["grandchild"]
+        below = descendants(process.pid)
+        assert grandchild in below
+        with pidfds(below) as fds:
+            process.terminate()
+            with anyio.fail_after(5):
+                assert await process.wait() == -signal.SIGTERM
+                await wait_all_ended(fds)
+
+
+async def test_many_programs_share_one_spawn_server_and_no_daemon_thread_each() -> None:
+    threads = threading.active_count()
+    async with contextlib.AsyncExitStack() as stack:
+        processes = []
+        for _ in range(8):
+            process = await open_contained(["/bin/cat"], term_grace_seconds=1.0, stdin=subprocess.PIPE)
+            processes.append(await stack.enter_async_context(process))
+        server = spawn_server_pid()
+        assert server is not None
+        assert {parent_of(process.pid) for process in processes} == {server}
+        assert threading.active_count() == threads
+        for process in processes:
+            assert process.stdin is not None
+            await process.stdin.aclose()  # cat exits at the end of its input
+        with anyio.fail_after(5):
+            assert [await process.wait() for process in processes] == [0] * 8
+
+
+@pytest.mark.parametrize(
+    ("script", "returncode"),
+    [("exit 3", 3), ("exit 0", 0), ("kill -KILL $$", -signal.SIGKILL), ("kill -TERM $$", -signal.SIGTERM)],
+)
+async def test_a_programs_exit_code_or_signal_is_reported_as_its_own(script: str, returncode: int) -> None:
+    async with await open_contained(["/bin/sh", "-c", script], term_grace_seconds=1.0) as process:
+        with anyio.fail_after(5):
+            assert await process.wait() == returncode
+
+
+async def test_a_lingering_commands_exit_is_reported_while_its_background_job_runs_on_until_stopped() -> None:
+    started = await open_lingering(
+        ["/bin/sh", "-c", "sleep 30 & echo $!; exit 4"], term_grace_seconds=1.0, stdout=subprocess.PIPE
+    )
+    async with started.process as process:
+        assert process.stdout is not None
+        with anyio.fail_after(5):
+            job = int(await process.stdout.receive())
+            assert await started.command_exit() == 4
+        assert is_running(job) and process.returncode is None
+        with pidfds([job]) as fds:
+            process.terminate()
+            with anyio.fail_after(5):
+                await process.wait()
+                await wait_all_ended(fds)
+    started.close()
+
+
+async def test_a_dead_spawn_server_takes_its_programs_along_and_the_next_spawn_starts_a_new_one() -> None:
+    process = await open_contained(["/bin/cat"], term_grace_seconds=1.0, stdin=subprocess.PIPE)
+    async with process:
+        server = spawn_server_pid()
+        assert server is not None
+        os.kill(server, signal.SIGKILL)
+        with anyio.fail_after(5):
+            await process.wait()
+    async with await open_contained(["/bin/sh", "-c", "exit 5"], term_grace_seconds=1.0) as again:
+        assert spawn_server_pid() not in (None, server)
+        with anyio.fail_after(5):
+            assert await again.wait() == 5
+
+
+async def test_the_spawn_server_inherits_none_of_the_daemons_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    contained._server.close()  # the next spawn starts one with today's environment
+    monkeypatch.setenv("ACPD_TEST_SECRET", "not-for-the-server")
+    command = ["/bin/sh", "-c", 'echo "$ACPD_TEST_SECRET"']
+    async with await open_contained(command, term_grace_seconds=1.0, stdout=subprocess.PIPE) as process:
+        assert process.stdout is not None
+        with anyio.fail_after(5):
+            assert await process.stdout.receive() == b"not-for-the-server\n"  # the program gets it
+        server = spawn_server_pid()
+        assert server is not None
+        environ = (await anyio.Path(f"/proc/{server}/environ").read_bytes()).split(b"\0")
+        assert all(entry.startswith(b"COVERAGE_") for entry in environ if entry)
+
+
+async def test_a_program_that_cannot_be_executed_is_an_os_error_with_execs_own_reason(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        await open_contained([str(tmp_path / "missing")], term_grace_seconds=1.0)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotADirectoryError):
+        await open_contained(["/bin/true"], term_grace_seconds=1.0, cwd=str(tmp_path / "file"))
+
+
+async def test_an_unknown_option_is_refused_before_anything_starts() -> None:
+    with pytest.raises(TypeError, match="shell"):
+        await open_contained(["/bin/true"], term_grace_seconds=1.0, shell=True)
+    with pytest.raises(ValueError, match="null"):
+        await open_contained(["/bin/echo", "a\0b"], term_grace_seconds=1.0)
+
+
+def descendants(pid: int) -> list[int]:
+    from tests.processes import descendants as below
+
+    return below(pid)
+
+
+async def test_kill_stops_the_whole_tree_at_once_even_what_ignores_sigterm() -> None:
+    command = [sys.executable, str(AGENT), "double_fork", "ignore-term"]
+    process = await open_contained(command, term_grace_seconds=60.0, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    async with process:
+        assert process.stdout is not None
+        with anyio.fail_after(5):
+            grandchild = jsonio.loads(await process.stdout.receive())["grandchild"]
+        with pidfds(descendants(process.pid)) as fds:
+            process.kill()
+            with anyio.fail_after(5):  # far inside the 60 s of grace: no SIGTERM first
+                assert await process.wait() == -signal.SIGKILL
+                await wait_all_ended(fds)
+        assert not is_running(grandchild)

@@ -8,11 +8,15 @@ second and tens of MiB). Nothing here may import a backend module at module leve
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from acpd.adapters.base import Backend
-from acpd.config import AgentConfig
 from acpd.errors import ConfigError
+from acpd.imports import without_httpx_cli
 from acpd.protocol.jsonio import JsonObject
+
+if TYPE_CHECKING:
+    from acpd.config import AgentConfig
 
 
 def create_backend(
@@ -33,6 +37,7 @@ def create_backend(
 
         return AcpBackend(name, config, cwd=cwd, mcp_servers=mcp_servers, record_dir=record_dir)
     if config.kind == "claude-native":
+        without_httpx_cli()  # the model SDK imports httpx
         from acpd.adapters.claude_native.backend import ClaudeNativeBackend
 
         return ClaudeNativeBackend(name, config, cwd=cwd)

@@ -46,6 +46,10 @@ URL_PASSWORD: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s/@:\"'\\]+:[^
 """``scheme://user:password@``: the user and password are masked, the scheme and host kept."""
 
 
+_TEXT_FIELD: Final = '"text":"'
+MAX_CLEAN_PREFIXES: Final = 8
+"""Envelopes a ``Redactor`` remembers as clean (a chunk's, a thought's, a tool call's output…)."""
+
 NAMED_VALUE: Final = re.compile(r'("name":\s*"([^"\\]*)",\s*"value":\s*")((?:[^"\\]|\\.)*)"')
 """An ACP ``{"name": …, "value": …}`` pair in JSON text (an MCP server's env variable or header)."""
 
@@ -97,12 +101,58 @@ class Redactor:
     def __init__(self, env: Mapping[str, str]) -> None:
         found = {value for name, value in env.items() if len(value) >= SECRET_MIN_CHARS and looks_secret(name, value)}
         self._values = sorted(found, key=len, reverse=True)  # a longer secret may contain a shorter one
+        # What a text must contain anywhere for a secret value, a URL password or a named value to
+        # be in it; a shape's markers are looked for separately (``scrub_after`` skips a clean prefix).
+        self._whole_markers = (*self._values, "://", '"value"')
+        self._clean_prefixes: list[str] = []
 
     def __call__(self, text: str) -> str:
         for value in self._values:
             if value in text:
                 text = text.replace(value, MASK)
         return scrub(text)
+
+    def might_change(self, text: str) -> bool:
+        """False when ``self(text) == text`` for certain: ``text`` holds no secret value and none of
+        the strings every secret shape contains. A few C substring searches, no regex."""
+        return any(map(text.__contains__, self._whole_markers)) or any(map(text.__contains__, SHAPE_MARKERS))
+
+    def scrub_after(self, text: str, start: int) -> str:
+        """``self(text)``, for a text whose first ``start`` characters are known to be left as they
+        are by this redactor and end with a quote: shapes are looked for only after them.
+
+        Why it is exact: no shape matches a quote, so no shape's match can span the prefix's last
+        character; secret values, URL passwords and named values are still looked for everywhere;
+        and whenever a marker shows up, the whole text is redacted as ``self(text)`` would.
+        """
+        if start and text[start - 1] != '"':
+            return self(text)
+        if any(map(text.__contains__, self._whole_markers)):
+            return self(text)
+        tail = text[start:]
+        if any(map(tail.__contains__, SHAPE_MARKERS)):
+            return self(text)
+        return text
+
+    def scrub_envelope(self, text: str) -> str:
+        """``self(text)`` for the JSON text of a message, cheaper for the many that share an
+        envelope: the text up to and including ``"text":"`` (a chunk's session, kind and block
+        type), once found clean, is remembered and skipped (``scrub_after``)."""
+        for prefix in self._clean_prefixes:
+            if text.startswith(prefix):
+                return self.scrub_after(text, len(prefix))
+        clean = self(text)
+        cut = text.find(_TEXT_FIELD)
+        if cut > 0 and clean == text:
+            self._learn_prefix(text[: cut + len(_TEXT_FIELD)])
+        return clean
+
+    def _learn_prefix(self, prefix: str) -> None:
+        if self(prefix) != prefix:
+            return
+        if len(self._clean_prefixes) >= MAX_CLEAN_PREFIXES:
+            self._clean_prefixes.pop(0)
+        self._clean_prefixes.append(prefix)
 
 
 def redact(text: str, env: Mapping[str, str]) -> str:

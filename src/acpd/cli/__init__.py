@@ -9,33 +9,33 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import ctypes
 import gc
 import logging
 import os
 import sys
 import threading
-import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Final, NoReturn, TypeVar
-
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 from acpd import __version__
-from acpd.cli.agents import add_agents_commands, print_agents
-from acpd.cli.agents import install as install_agents
 from acpd.client import DEFAULT_URL, DaemonClient, DaemonError, TurnPrinter
-from acpd.config import AgentConfig, DaemonConfig, Policy
 from acpd.errors import AcpdError, ConfigError
 from acpd.private import given_token
 from acpd.protocol import jsonio
+from acpd.settings import DaemonConfig
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 PR_SET_DUMPABLE: Final = 4
-R = TypeVar("R", bound=BaseModel)
+R = TypeVar("R", bound="BaseModel")
 PASS_THROUGH = ("mock-agent", "mock-model")
 """Commands whose arguments are their own program's: argparse's REMAINDER drops leading options."""
+Adder = Callable[[argparse.ArgumentParser], None]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if words and words[0] in PASS_THROUGH:
         args = argparse.Namespace(rest=words[1:], run=run_mock_agent if words[0] == "mock-agent" else run_mock_model)
     else:
-        args = build_parser().parse_args(words)
+        args = build_parser(words[0] if words else None).parse_args(words)
     try:
         code = args.run(args)
     except KeyboardInterrupt:
@@ -72,12 +72,43 @@ def _refusals(exc: BaseException) -> list[str] | None:
     return None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser. Given the ``command`` being run, only that command's: building
+    ``agents``' imports the presets, and every parser costs a little of every start. Without one,
+    or with one that does not exist, every command's (for ``acpd --help`` and the error)."""
     parser = argparse.ArgumentParser(prog="acpd", description="Many coding agents behind one ACP surface.")
     parser.add_argument("--version", action="version", version=f"acpd {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    adders = _command_adders()
+    for name, (help_text, add) in adders.items():
+        if command in adders and command != name:
+            continue
+        passing = name in PASS_THROUGH  # their --help is their program's
+        add(commands.add_parser(name, help=help_text, add_help=not passing))
+    return parser
 
-    serve = commands.add_parser("serve", help="run the daemon (default http://127.0.0.1:4520, SQLite)")
+
+def _command_adders() -> dict[str, tuple[str, Adder]]:
+    """Each command's help line, and what adds its options (called for the command being run)."""
+    return {
+        "serve": ("run the daemon (default http://127.0.0.1:4520, SQLite)", _add_serve),
+        "acp": (
+            "be an ACP agent on stdin/stdout (for editors): relay to the running daemon, else run one in process",
+            _add_acp,
+        ),
+        "token": ("print the daemon's bearer token (created if there is none yet)", _add_token),
+        "mock-agent": ("run the scripted mock ACP agent on stdio", partial(_add_pass_through, run_mock_agent)),
+        "mock-model": (
+            "run the mock model server (Anthropic, OpenAI, Gemini APIs) for testing agents offline",
+            partial(_add_pass_through, run_mock_model),
+        ),
+        "sessions": ("list and inspect sessions of a running daemon", _add_sessions),
+        "prompt": ("send one prompt and stream the answer", _add_prompt),
+        "agents": ("list the agents acpd can start, and install the presets", _add_agents),
+    }
+
+
+def _add_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 4520; 0 picks a free one)")
     serve.add_argument("--port-file", help="write the bound port to this file once listening")
@@ -91,35 +122,24 @@ def build_parser() -> argparse.ArgumentParser:
     _daemon_options(serve, log_level="info")
     serve.set_defaults(run=run_serve)
 
-    acp = commands.add_parser(
-        "acp",
-        help="be an ACP agent on stdin/stdout (for editors): relay to the running daemon, else run one in process",
-    )
+
+def _add_acp(acp: argparse.ArgumentParser) -> None:
     acp.add_argument("--agent", "-a", help="agent for new sessions (default: the daemon's default)")
     acp.add_argument("--url", default=os.environ.get("ACPD_URL"), help="daemon URL (default: the configured host:port)")
     acp.add_argument("--standalone", action="store_true", help="never relay: always run the daemon in process")
     _daemon_options(acp, log_level="warning")
     acp.set_defaults(run=run_acp)
 
-    token = commands.add_parser("token", help="print the daemon's bearer token (created if there is none yet)")
+
+def _add_token(token: argparse.ArgumentParser) -> None:
     token.add_argument("--data-dir", help="data directory (default $XDG_DATA_HOME/acpd)")
     token.add_argument("--config", help="TOML config file (default $XDG_CONFIG_HOME/acpd/config.toml if present)")
     token.set_defaults(run=run_token)
 
-    mock = commands.add_parser("mock-agent", help="run the scripted mock ACP agent on stdio", add_help=False)
-    mock.add_argument("rest", nargs=argparse.REMAINDER)
-    mock.set_defaults(run=run_mock_agent)
 
-    model = commands.add_parser(
-        "mock-model",
-        help="run the mock model server (Anthropic, OpenAI, Gemini APIs) for testing agents offline",
-        add_help=False,
-    )
-    model.add_argument("rest", nargs=argparse.REMAINDER)
-    model.set_defaults(run=run_mock_model)
-
-    _client_commands(commands)
-    return parser
+def _add_pass_through(run: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    parser.set_defaults(run=run)
 
 
 def _daemon_options(parser: argparse.ArgumentParser, *, log_level: str) -> None:
@@ -153,8 +173,7 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _client_commands(commands: Any) -> None:
-    sessions = commands.add_parser("sessions", help="list and inspect sessions of a running daemon")
+def _add_sessions(sessions: argparse.ArgumentParser) -> None:
     which = sessions.add_subparsers(required=True, metavar="ACTION")
     listing = which.add_parser("list", help="list sessions")
     listing.add_argument("--limit", type=int, default=50)
@@ -172,7 +191,8 @@ def _client_commands(commands: Any) -> None:
     for parser in (listing, show, events):
         _client_options(parser)
 
-    prompt = commands.add_parser("prompt", help="send one prompt and stream the answer")
+
+def _add_prompt(prompt: argparse.ArgumentParser) -> None:
     prompt.add_argument("text", nargs="+", help="the prompt; '-' reads it from stdin")
     prompt.add_argument("--session", "-s", help="an existing session id (default: create one)")
     prompt.add_argument("--agent", "-a", help="agent for a new session (default: the daemon's default)")
@@ -180,7 +200,11 @@ def _client_commands(commands: Any) -> None:
     _client_options(prompt)
     prompt.set_defaults(run=run_prompt)
 
-    add_agents_commands(commands, run_list=run_agents_list, run_install=run_agents_install)
+
+def _add_agents(agents: argparse.ArgumentParser) -> None:
+    from acpd.cli.agents import add_agents_commands  # imports the presets: only for `acpd agents`
+
+    add_agents_commands(agents, run_list=run_agents_list, run_install=run_agents_install)
 
 
 # -- serve ---------------------------------------------------------------------------------------
@@ -200,11 +224,14 @@ ENV_SETTINGS = (
 
 
 def load_config(args: argparse.Namespace, env: dict[str, str]) -> DaemonConfig:
-    """Merge, lowest first: defaults, the TOML file, environment, flags."""
+    """Merge, lowest first: defaults, the TOML file, environment, flags. Only a config file brings
+    pydantic in (to check its values' types); the environment and the flags give strings and the
+    types argparse made."""
     values: dict[str, Any] = {}
     path = getattr(args, "config", None) or env.get("ACPD_CONFIG")
     default_path = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "acpd" / "config.toml"
-    if path or default_path.is_file():
+    from_file = bool(path) or default_path.is_file()
+    if from_file:
         values = _read_toml(Path(path) if path else default_path)
     for key, env_name in ENV_SETTINGS:
         if env.get(env_name):
@@ -214,12 +241,20 @@ def load_config(args: argparse.Namespace, env: dict[str, str]) -> DaemonConfig:
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)
     try:
-        return DaemonConfig.model_validate(values)
+        if from_file:
+            from acpd.config import daemon_config
+
+            return daemon_config(values)
+        return DaemonConfig(**values).validated()
     except ValueError as exc:
         raise ConfigError(f"invalid configuration: {_one_line(exc)}") from exc
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib
+
+    from acpd.config import AgentConfig, Policy
+
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -244,6 +279,10 @@ def _section(path: Path, name: str, record: type[R], data: object) -> R:
 
 def _one_line(exc: ValueError) -> str:
     """A validation error as one line naming each field: ``maxSteps: must be >= 0 (got -1)``."""
+    if "pydantic" not in sys.modules:  # then it is not pydantic's: DaemonConfig.validated's own
+        return str(exc)
+    from pydantic import ValidationError
+
     if not isinstance(exc, ValidationError):
         return str(exc)
     return "; ".join(
@@ -255,12 +294,13 @@ def _one_line(exc: ValueError) -> str:
 def run_serve(args: argparse.Namespace) -> int:
     import anyio
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _redact_logs()
-    _quiet_http_clients()
-    protect_environment()
-    config = load_config(args, dict(os.environ))
-    anyio.run(_serve, config, args.port_file, backend="asyncio", backend_options={"use_uvloop": _has_uvloop()})
+    with _collector_paused():  # until the daemon's modules are imported (_freeze_startup_objects)
+        logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        _redact_logs()
+        _quiet_http_clients()
+        protect_environment()
+        config = load_config(args, dict(os.environ))
+        anyio.run(_serve, config, args.port_file, backend="asyncio", backend_options={"use_uvloop": _has_uvloop()})
     _exit_without_teardown(0)
 
 
@@ -301,11 +341,27 @@ def _quiet_http_clients() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No garbage collection until ``_freeze_startup_objects`` (or until the command fails before)."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def _freeze_startup_objects() -> None:
-    # Everything imported so far lives as long as the daemon. Left in the collector's care, the
-    # first full collection walks it all (~100 ms with the SDKs loaded), stalling every session.
-    # No collection first: it would find a handful of objects and cost ~15 ms of the start.
+    """Hand the collector back what the start-up made, minus the start-up itself.
+
+    Importing creates hundreds of thousands of objects that live as long as the process, none of
+    them garbage: collections during the imports (the collector was paused since the command
+    began) only walk them again and again. Then ``gc.freeze`` moves them out of the collector's
+    sight for good: the first full collection would otherwise walk it all (~100 ms with the SDKs
+    loaded), stalling every session. No collection first: it would find a handful of objects and
+    cost ~15 ms of the start."""
     gc.freeze()
+    gc.enable()
 
 
 def _exit_without_teardown(code: int) -> NoReturn:
@@ -333,13 +389,16 @@ def _has_uvloop() -> bool:
 def run_acp(args: argparse.Namespace) -> int:
     import anyio
 
-    # stdout carries the protocol: every log line goes to stderr
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="acpd acp: %(levelname)s %(message)s")
-    _redact_logs()
-    _quiet_http_clients()
-    protect_environment()
-    config = load_config(args, dict(os.environ))
-    anyio.run(_acp, config, args, backend="asyncio", backend_options={"use_uvloop": _has_uvloop()})
+    with _collector_paused():  # until the relay's modules are imported (_freeze_startup_objects)
+        # stdout carries the protocol: every log line goes to stderr
+        logging.basicConfig(
+            level=args.log_level.upper(), stream=sys.stderr, format="acpd acp: %(levelname)s %(message)s"
+        )
+        _redact_logs()
+        _quiet_http_clients()
+        protect_environment()
+        config = load_config(args, dict(os.environ))
+        anyio.run(_acp, config, args, backend="asyncio", backend_options={"use_uvloop": _has_uvloop()})
     return 0
 
 
@@ -439,6 +498,8 @@ def run_prompt(args: argparse.Namespace) -> int:
 
 
 def run_agents_list(args: argparse.Namespace) -> int:
+    from acpd.cli.agents import print_agents
+
     if args.url:
         return print_agents(_client(args).call("GET", "/v1/agents")["items"], as_json=args.json)
     from acpd.daemon.agents import all_agent_facts
@@ -447,4 +508,6 @@ def run_agents_list(args: argparse.Namespace) -> int:
 
 
 def run_agents_install(args: argparse.Namespace) -> int:
+    from acpd.cli.agents import install as install_agents
+
     return install_agents(args, load_config(args, dict(os.environ)))

@@ -13,8 +13,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from acpd.config import DaemonConfig
 from acpd.presets import PRESETS
+from acpd.settings import DaemonConfig
 
 if TYPE_CHECKING:
     from acpd.daemon.install import Progress  # imported lazily: `acpd mock-agent` must start fast
@@ -23,8 +23,8 @@ MEBIBYTE: Final = 1024 * 1024
 Runner = Callable[[argparse.Namespace], int]
 
 
-def add_agents_commands(commands: Any, *, run_list: Runner, run_install: Runner) -> None:
-    agents = commands.add_parser("agents", help="list the agents acpd can start, and install the presets")
+def add_agents_commands(agents: argparse.ArgumentParser, *, run_list: Runner, run_install: Runner) -> None:
+    """The actions of ``acpd agents`` (its parser made by the caller)."""
     which = agents.add_subparsers(required=True, metavar="ACTION")
     listing = which.add_parser("list", help="agents: installed, version, credentials, why not usable")
     listing.add_argument("--json", action="store_true", help="print the facts as JSON")

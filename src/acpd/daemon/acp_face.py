@@ -33,6 +33,7 @@ from .acp_views import (
     AgentOptionSource,
     client_frame,
     config_options,
+    forwards_as_stored,
     session_info,
     session_state,
 )
@@ -42,6 +43,10 @@ from .session import SessionRuntime
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[JsonObject, JsonObject], Awaitable[JsonValue]]
+ReferenceSink = Callable[[str, int, int], None]
+"""``(session id, first seq, last seq)``: records of a session the client receives exactly as
+stored, handed over as a reference instead of sent (ACP over HTTP keeps them so). It is called in
+wire order with the transport's writes, and must not block."""
 
 AGENT_CAPABILITIES: Final[JsonObject] = {
     "loadSession": True,
@@ -92,8 +97,10 @@ class AcpConnection:
         default_agent: str | None = None,
         link_id: str | None = None,
         name: str = "acp",
+        references: ReferenceSink | None = None,
     ) -> None:
         self._manager = manager
+        self._references = references
         self._default_agent = default_agent
         self._link_id = link_id or f"acp-{uuid.uuid4().hex[:12]}"
         self.peer = JsonRpcPeer(
@@ -376,8 +383,19 @@ class AcpConnection:
         for pending in runtime.broker.pending():
             if pending.seq <= after:  # asked before this client attached: ask it too
                 self._start(self._ask_permission, attachment, pending.seq, pending.message)
+        session_id = runtime.session_id
         async for records in runtime.log.follow(after):
+            run_start: int | None = None  # a run of records referenced instead of sent
             for record in records:
+                if forwards_as_stored(record):
+                    if self._references is None:
+                        await self.peer.send_raw(record.payload.encode())
+                    elif run_start is None:
+                        run_start = record.seq
+                    continue
+                if run_start is not None:
+                    self._refer(session_id, run_start, record.seq - 1)
+                    run_start = None
                 frame = client_frame(
                     record, link_id=self._link_id, replay=False, agent_option_for=attachment.agent_option
                 )
@@ -386,7 +404,15 @@ class AcpConnection:
                 else:
                     for forwarded in frame.messages:
                         await self.peer.send_message(forwarded)
-                attachment.advance(record.seq)
+            if run_start is not None:
+                self._refer(session_id, run_start, records[-1].seq)
+            attachment.advance(records[-1].seq)  # once a batch: waiters only need "sent up to"
+
+    def _refer(self, session_id: str, first: int, last: int) -> None:
+        assert self._references is not None
+        if self.peer.closed:
+            raise ConnectionClosed("the connection is closed")
+        self._references(session_id, first, last)
 
     def _start(self, func: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
         assert self._tg is not None

@@ -1,9 +1,10 @@
 """Daemon layer: ACP over HTTP + SSE, compatible with rivet-dev/sandbox-agent's ``/v1/acp`` routes.
 
-A connection (the client picks its id) is an ``AcpConnection`` whose transport is a memory pair:
+A connection (the client picks its id) is an ``AcpConnection`` whose transport logs what it sends:
 POSTed envelopes go in; everything the connection sends out is appended to the connection's own
-log in the store, which ``GET /v1/acp/{id}`` streams as SSE from any ``Last-Event-ID`` (no ring
-to fall out of). A POSTed request is answered in the POST's body (200) once its response is
+log in the store (a copy, or a reference to the session records it forwards as stored), which
+``GET /v1/acp/{id}`` streams as SSE from any ``Last-Event-ID`` (no ring to fall out of; the id is
+the message's number on the connection). A POSTed request is answered in the POST's body (200) once its response is
 committed to that log, so the SSE copy is there too; notifications and replies get 202. DELETE
 closes the connection at once: sessions belong to the daemon and live on. No REST routing of
 sessions here.
@@ -11,6 +12,8 @@ sessions here.
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -22,11 +25,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from acpd.errors import AgentNotFound, Conflict, InvalidInput, NotFound, StoreError
+from acpd.errors import AgentNotFound, Conflict, ConnectionClosed, InvalidInput, NotFound, StoreError
 from acpd.protocol import jsonio, jsonrpc
+from acpd.protocol.events import EventRecord
+from acpd.protocol.framing import Frame
 from acpd.protocol.jsonio import JsonObject
 from acpd.protocol.jsonrpc import Kind
-from acpd.transports.memory import MemoryTransport, create_memory_transport_pair
 
 from . import sse
 from .acp_face import AcpConnection
@@ -40,6 +44,9 @@ LOG_PREFIX: Final = "acp-connection/"
 
 MAX_REAP_INTERVAL_SECONDS: Final = 60.0
 """How often, at most, idle connections are looked for."""
+
+INBOX_FRAMES: Final = 64
+"""POSTed envelopes queued for the ACP face before a POST waits."""
 
 NOT_A_RESPONSE: Final = b'{"jsonrpc":"2.0","method":'
 """How the daemon's encoder starts every notification (key order kept); never a response."""
@@ -55,25 +62,97 @@ class AcpConnectionClosed(Conflict):
     kind = "acp-connection-closed"
 
 
-class HttpAcpConnection:
-    """One ACP-over-HTTP connection: its ACP face, and the log of what it sent."""
+class _Wire:
+    """The ACP face's transport on an HTTP connection: what it sends is logged at once, in wire
+    order (``HttpAcpConnection.sent``); POSTed envelopes come in through a memory stream."""
 
-    def __init__(self, manager: SessionManager, connection_id: str, agent: str | None, last_seq: int) -> None:
+    def __init__(self, connection: HttpAcpConnection) -> None:
+        self._connection = connection
+        self._incoming, self._inbox = anyio.create_memory_object_stream[bytes](INBOX_FRAMES)
+
+    async def send(self, frame: bytes) -> None:
+        if self._connection.log.closed:
+            raise ConnectionClosed("the ACP connection is closed")
+        self._connection.sent(frame)
+
+    async def deliver(self, frame: bytes) -> None:
+        try:
+            await self._incoming.send(frame)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+            raise AcpConnectionClosed("the ACP connection is closed") from exc
+
+    async def receive(self) -> list[Frame]:
+        try:
+            frames: list[Frame] = [await self._inbox.receive()]
+        except (anyio.ClosedResourceError, anyio.EndOfStream):
+            raise anyio.EndOfStream from None
+        with contextlib.suppress(anyio.WouldBlock, anyio.EndOfStream):
+            while True:
+                frames.append(self._inbox.receive_nowait())
+        return frames
+
+    async def aclose(self) -> None:
+        self._incoming.close()
+        self._inbox.close()
+
+
+class _Waiter:
+    __slots__ = ("answered", "message", "seq")
+
+    def __init__(self) -> None:
+        self.answered = anyio.Event()
+        self.message: JsonObject | None = None
+        self.seq = 0
+
+
+class HttpAcpConnection:
+    """One ACP-over-HTTP connection: its ACP face, and the log of what it sent.
+
+    The log holds a copy of each message the face composed (answers, requests, rewritten
+    updates), and, for the updates it forwards as a session logged them (nearly all), a
+    *reference*: a ``daemon`` record naming the session and a seq range, read back from the
+    session's log when streamed. A turn of 100,000 chunks is then a few dozen records here
+    instead of 100,000 copies. Messages are numbered from 1 across both kinds: the SSE id.
+    """
+
+    def __init__(
+        self, manager: SessionManager, connection_id: str, agent: str | None, last_seq: int, firsts: list[int]
+    ) -> None:
         self.id = connection_id
         self.agent = agent
         self.created_at_ms = int(time.time() * 1000)
+        self._manager = manager
         self.log = SessionLog(manager.store, LOG_PREFIX + connection_id, last_seq)
-        self._server_end, self._client_end = create_memory_transport_pair()
+        self._firsts = firsts  # the number of the first message of each record, record seq - 1 as index
+        self._messages = 0  # numbered so far (``revive`` counts a stored log's)
+        self._wire = _Wire(self)
         self.acp = AcpConnection(
             manager,
-            self._server_end,
+            self._wire,
             default_agent=agent,
             link_id=f"http:{connection_id}",
             name=f"http:{connection_id}",
+            references=self.refer,
         )
-        self._waiting: dict[jsonrpc.RequestId, tuple[anyio.Event, list[JsonObject | StoreError]]] = {}
+        self._waiting: dict[jsonrpc.RequestId, _Waiter] = {}
         self._users = 0
         self.last_used = anyio.current_time()
+
+    @classmethod
+    async def revive(
+        cls, manager: SessionManager, connection_id: str, agent: str | None, last_seq: int
+    ) -> HttpAcpConnection:
+        """The connection over its stored log (after a restart, or an expiry): its message numbers
+        are counted again from its records."""
+        firsts: list[int] = []
+        count = 0
+        async for records in _stored(manager, LOG_PREFIX + connection_id, last_seq):
+            for record in records:
+                firsts.append(count + 1)
+                count += _message_count(record)
+        connection = cls(manager, connection_id, agent, last_seq, firsts)
+        connection._messages = count
+        return connection
 
     @contextmanager
     def in_use(self) -> Iterator[None]:
@@ -96,43 +175,42 @@ class HttpAcpConnection:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.log.run_flusher)
-                tg.start_soon(self._pump, self._client_end)
                 task_status.started()
                 await self.acp.serve()
                 self._shut()  # ends the flusher, so the task group can finish
         finally:
             self._shut()
             with anyio.CancelScope(shield=True):
-                await self._client_end.aclose()
-                await self._server_end.aclose()
+                await self._wire.aclose()
 
-    async def _pump(self, client_end: MemoryTransport) -> None:
-        """Log each outgoing message; hand a response to the POST that waits for it."""
-        while True:
-            try:
-                frames = await client_end.receive()
-            except anyio.EndOfStream:
-                return
-            for frame in frames:
-                if not isinstance(frame, bytes):
-                    continue
-                record = self.log.append("agent", 0, frame.decode())
-                if frame.startswith(NOT_A_RESPONSE):
-                    continue  # most frames are updates: no need to parse them to know that
-                message = jsonio.loads(frame)
-                if isinstance(message, dict) and "method" not in message:
-                    waiting = self._waiting.pop(message.get("id"), None)  # type: ignore[arg-type]
-                    if waiting is not None:
-                        waiting[1].append(await self._committed(record.seq, message))
-                        waiting[0].set()
+    # -- what the face sends: logged in wire order -------------------------------------------------
 
-    async def _committed(self, seq: int, message: JsonObject) -> JsonObject | StoreError:
-        """``message`` once it is committed, or the store's error while it fails (a full disk)."""
-        try:
-            await self.log.wait_committed(seq)
-        except StoreError as exc:
-            return exc
-        return message
+    def sent(self, frame: bytes) -> None:
+        """Log a message the face sent; hand a response to the POST that waits for it."""
+        record = self.log.append("agent", 0, frame.decode())
+        self._counted(record.seq, 1)
+        if frame.startswith(NOT_A_RESPONSE):
+            return  # no need to parse a notification to know it answers nothing
+        message = jsonio.loads(frame)
+        if isinstance(message, dict) and "method" not in message:
+            waiter = self._waiting.pop(message.get("id"), None)  # type: ignore[arg-type]
+            if waiter is not None:
+                waiter.message, waiter.seq = message, record.seq
+                waiter.answered.set()
+
+    def refer(self, session_id: str, first: int, last: int) -> None:
+        """Log a reference to records ``first``..``last`` of a session, sent as stored."""
+        payload = jsonio.dumps_str({"session": session_id, "from": first, "to": last})
+        record = self.log.append_scrubbed("daemon", 0, payload)  # ids the daemon made: nothing to mask
+        self._counted(record.seq, last - first + 1)
+
+    def _counted(self, seq: int, messages: int) -> None:
+        if seq != len(self._firsts) + 1:
+            return  # the log is closed: nothing was appended
+        self._firsts.append(self._messages + 1)
+        self._messages += messages
+
+    # -- POST ------------------------------------------------------------------------------------
 
     async def post(self, message: JsonObject) -> JsonObject | None:
         """Deliver one envelope; a request's response is returned, anything else gives None.
@@ -146,35 +224,106 @@ class HttpAcpConnection:
         if not isinstance(kind, Kind):
             raise InvalidInput(f"not a JSON-RPC 2.0 message: {kind.reason}")
         if kind is not Kind.REQUEST:
-            await self._client_end.send(jsonio.dumps(message))
+            await self._wire.deliver(jsonio.dumps(message))
             return None
         request_id = message["id"]
         if request_id in self._waiting:
             raise Conflict(f"a request with id {request_id!r} is already pending on this connection")
-        done: tuple[anyio.Event, list[JsonObject | StoreError]] = (anyio.Event(), [])
-        self._waiting[request_id] = done
+        waiter = self._waiting[request_id] = _Waiter()
         try:
-            await self._client_end.send(jsonio.dumps(message))
-            await done[0].wait()
+            await self._wire.deliver(jsonio.dumps(message))
+            await waiter.answered.wait()
         finally:
-            # the answer's pump already removed this waiter, and a newer request may reuse the id
-            if self._waiting.get(request_id) is done:
+            # the answer already removed this waiter, and a newer request may reuse the id
+            if self._waiting.get(request_id) is waiter:
                 del self._waiting[request_id]
-        if not done[1]:
+        if waiter.message is None:
             raise AcpConnectionClosed(f"ACP connection {self.id!r} was closed before it answered")
-        if isinstance(done[1][0], StoreError):
-            raise done[1][0]
-        return done[1][0]
+        await self.log.wait_committed(waiter.seq)  # durable (and on the SSE stream) before answered
+        return waiter.message
+
+    # -- GET: the SSE stream ---------------------------------------------------------------------
+
+    async def stream(self, after: int) -> AsyncIterator[bytes]:
+        """Every message after number ``after``, live, as SSE (``id`` = the message's number);
+        references are read back from their session's log. Ends when the connection closes."""
+        yield b"retry: 1000\n\n"
+        index = bisect.bisect_right(self._firsts, after + 1) - 1  # the record holding message after + 1
+        number = self._firsts[index] if index >= 0 else 1
+        follow = self.log.follow(max(index, 0), batch=sse.BATCH_RECORDS, idle_seconds=sse.KEEPALIVE_SECONDS)
+        try:
+            async for records in follow:
+                if not records:
+                    yield sse.KEEPALIVE
+                    continue
+                parts: list[str] = []
+                for record in records:
+                    if record.sender != "daemon":
+                        if number > after:
+                            parts.append(_event(number, record.payload))
+                        number += 1
+                        continue
+                    if parts:
+                        yield "".join(parts).encode()
+                        parts = []
+                    async for chunk in self._referenced(record, number, after):
+                        yield chunk
+                    number += _message_count(record)
+                if parts:
+                    yield "".join(parts).encode()
+        except StoreError as exc:
+            yield sse.encode_problem(exc)
+
+    async def _referenced(self, record: EventRecord, number: int, after: int) -> AsyncIterator[bytes]:
+        """The messages a reference stands for, numbered from ``number``, those after ``after``."""
+        ref = jsonio.loads(record.payload)
+        assert isinstance(ref, dict)
+        first, last = int(ref["from"]), int(ref["to"])
+        skip = max(0, after + 1 - number)
+        cursor = first - 1 + skip
+        number += skip
+        while cursor < last:
+            stored = await self._manager.committed_records(
+                str(ref["session"]), after=cursor, limit=min(sse.BATCH_RECORDS, last - cursor)
+            )
+            if not stored:
+                return  # the session was deleted since: its messages are gone with it
+            yield "".join([_event(number + i, r.payload) for i, r in enumerate(stored)]).encode()
+            number += len(stored)
+            cursor = stored[-1].seq
 
     def _shut(self) -> None:
-        for event, _ in self._waiting.values():
-            event.set()
+        for waiter in self._waiting.values():
+            waiter.answered.set()
         self.log.close()
 
     async def aclose(self) -> None:
         await self.acp.aclose()
-        await self._client_end.aclose()
+        await self._wire.aclose()
         self._shut()
+
+
+def _event(number: int, payload: str) -> str:
+    return f"event: message\nid: {number}\ndata: {payload}\n\n"
+
+
+def _message_count(record: EventRecord) -> int:
+    """Messages a record of a connection log stands for: 1, or a reference's range."""
+    if record.sender != "daemon":
+        return 1
+    ref = jsonio.loads(record.payload)
+    assert isinstance(ref, dict)
+    return int(ref["to"]) - int(ref["from"]) + 1
+
+
+async def _stored(manager: SessionManager, log_id: str, last_seq: int) -> AsyncIterator[list[EventRecord]]:
+    after = 0
+    while after < last_seq:
+        records = await manager.store.read(log_id, after=after, limit=sse.BATCH_RECORDS)
+        if not records:
+            return
+        yield records
+        after = records[-1].seq
 
 
 class AcpHttpHub:
@@ -211,7 +360,7 @@ class AcpHttpHub:
             last_seq = await self._manager.store.last_seq(LOG_PREFIX + connection_id)
             if not create and last_seq == 0:
                 raise AcpNotFound(f"no ACP connection {connection_id!r}")
-            connection = HttpAcpConnection(self._manager, connection_id, agent, last_seq)
+            connection = await HttpAcpConnection.revive(self._manager, connection_id, agent, last_seq)
             await self._manager.task_group.start(self._run, connection)
             if not self._reaping:
                 self._reaping = True
@@ -273,7 +422,7 @@ async def post_envelope(request: Request) -> Response:
 async def stream(request: Request) -> Response:
     connection = await hub_of(request).connection(request.path_params["id"], agent=None, create=False)
     after = replay_after(request)
-    body = _while_read(connection, sse.stream_log(connection.log, after, encoder=sse.encode_messages))
+    body = _while_read(connection, connection.stream(after))
     return StreamingResponse(body, media_type="text/event-stream", headers=sse.HEADERS)
 
 

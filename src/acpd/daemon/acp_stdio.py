@@ -25,11 +25,11 @@ from anyio.abc import ByteStream
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed as WsClosed
 
-from acpd.config import DaemonConfig
 from acpd.errors import ConfigError, ConnectionClosed, StoreLocked
 from acpd.private import client_token, given_token, private_dir
 from acpd.protocol import jsonio
 from acpd.protocol.framing import MAX_LINE_BYTES
+from acpd.settings import DaemonConfig
 from acpd.transports.stdio import StdioTransport, open_stdio_transport
 
 if TYPE_CHECKING:
@@ -192,8 +192,9 @@ async def _stdin_to_ws(stdio: StdioTransport, ws: ClientConnection, done: anyio.
 
 async def _ws_to_stdout(ws: ClientConnection, stdio: StdioTransport, done: anyio.CancelScope) -> None:
     try:
-        async for message in ws:
-            await stdio.send(message.encode() if isinstance(message, str) else bytes(message))
+        while True:
+            # bytes as they came: text frames are the daemon's UTF-8 JSON, so no decode and encode
+            await stdio.send(await ws.recv(decode=False))
     except (WsClosed, ConnectionClosed):
         pass
     finally:

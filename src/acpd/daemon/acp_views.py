@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
-from acpd.config import AgentConfig
 from acpd.protocol import jsonio, jsonrpc, methods
 from acpd.protocol.events import EventRecord
 from acpd.protocol.jsonio import JsonObject, objects_in
+
+if TYPE_CHECKING:
+    from acpd.config import AgentConfig
 
 AGENT_OPTION_ID: Final = "agent"
 AGENT_OPTION_CATEGORY: Final = "_acpd/agent"
@@ -172,6 +174,18 @@ def client_frame(
     if method.startswith("_acpd/") and "id" not in message and not replay:
         return Frame("notify", (message,))
     return SKIP
+
+
+STORED_UPDATE_PREFIX: Final = '{"jsonrpc":"2.0","method":"session/update",'
+"""How a ``session/update`` the daemon logged starts (its encoder keeps the key order)."""
+
+
+def forwards_as_stored(record: EventRecord) -> bool:
+    """True when a live client receives the record's stored text unchanged: a ``session/update``
+    that is not a ``config_option_update`` (which gets acpd's ``agent`` option). The test costs two
+    substring searches, so the many chunks of a turn are forwarded without a parse or an encode."""
+    payload = record.payload
+    return payload.startswith(STORED_UPDATE_PREFIX) and '"config_option_update"' not in payload
 
 
 class AgentOptionSource:

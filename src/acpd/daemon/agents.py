@@ -3,7 +3,8 @@
 For ``GET /v1/agents`` and ``acpd agents list``: whether the program is there (installed by acpd
 or on PATH), its version (from the npm package it came in), whether credentials are present,
 and, when it cannot be used, why. Reads files and the environment; never runs the agent, never
-writes anything.
+writes anything. Imported at the first agent listing or session start, with ``config`` (pydantic):
+nothing imports it at the daemon's start.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from acpd import __version__
 from acpd.adapters.claude_native.credentials import NO_CREDENTIALS, credential_source
-from acpd.config import AgentConfig, DaemonConfig, missing_sandbox, preset_of
+from acpd.config import AgentConfig, missing_sandbox, preset_of
 from acpd.presets import Preset
+from acpd.settings import DaemonConfig
 
 PACKAGE_SEARCH_DEPTH: Final = 6
 """How far above a program to look for the package.json it came in (npm's .bin links resolve into

@@ -17,7 +17,6 @@ from acpd.protocol import jsonio
 from acpd.protocol.jsonio import JsonObject
 
 from . import sse
-from .agents import all_agent_facts
 from .log import SessionLog
 from .manager import SessionManager
 from .problems import problem
@@ -112,6 +111,8 @@ async def health(request: Request) -> Response:
 
 
 async def agents(request: Request) -> Response:
+    from .agents import all_agent_facts  # with ``config``, at the first listing: not at start
+
     items = await anyio.to_thread.run_sync(all_agent_facts, manager_of(request).config)
     return json_response({"items": items})
 

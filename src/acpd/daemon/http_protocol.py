@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Final
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
 from acpd.protocol import jsonio
 
 from .problems import MEDIA_TYPE, problem_body
+from .uvicorn_parts import HttpToolsProtocol
 
 KINDS: Final = {400: "malformed-request", 403: "forbidden", 426: "upgrade-required", 500: "internal-error"}
+
+
+TEXT_FRAMES_EXTENSION: Final = "acpd.websocket.text_frames"
+"""The ASGI scope extension through which ``ws_protocol`` offers the app a direct text-frame writer."""
 
 
 def problem_bytes(status: int, detail: str) -> bytes:

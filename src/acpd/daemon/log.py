@@ -43,6 +43,9 @@ HIGH_WATER_BYTES: Final = 64 * 1024 * 1024
 """Queued bytes past which writers wait as well."""
 MAX_BATCH_RECORDS: Final = 4_096
 """Records per store transaction; well under the tail, so a live reader never has to go to the store."""
+FIRST_BATCH_RECORDS: Final = 32
+"""The first batch of a burst: its first records commit (and reach readers) without waiting for
+thousands; each next batch doubles, up to MAX_BATCH_RECORDS, while records keep queueing."""
 MAX_BATCH_BYTES: Final = 16 * 1024 * 1024
 """Bytes per store transaction (a batch holds at least one record, whatever its size)."""
 STORE_RETRY_SECONDS: Final = 1.0
@@ -115,6 +118,7 @@ class SessionLog:
         self.committed_seq = last_seq
         self._pending: list[EventRecord] = []
         self._pending_bytes = 0
+        self._batch_limit = FIRST_BATCH_RECORDS
         self._tail: list[EventRecord] = []
         self._tail_bytes = 0
         self._queued = anyio.Event()
@@ -149,7 +153,7 @@ class SessionLog:
         it holds none). A frame entering a session is scrubbed once, here, so that every view of
         it (its record, a turn's answer, a pending permission, the session document) is the same."""
         text = jsonio.dumps_str(frame)
-        clean = self._redact(text)
+        clean = self._redact.scrub_envelope(text)
         if clean == text:
             return frame, text
         try:
@@ -266,14 +270,18 @@ class SessionLog:
         return len(self._pending) >= HIGH_WATER_RECORDS or self._pending_bytes >= HIGH_WATER_BYTES
 
     def _take_batch(self) -> list[EventRecord]:
+        # A burst's first batches are small, so its first records are visible at once; they
+        # double while the queue stays full (see FIRST_BATCH_RECORDS).
+        limit = self._batch_limit
         count, size = 0, 0
-        for record in self._pending[:MAX_BATCH_RECORDS]:
+        for record in self._pending[:limit]:
             if count and size + len(record.payload) > MAX_BATCH_BYTES:
                 break
             count, size = count + 1, size + len(record.payload)
         batch = self._pending[:count]
         del self._pending[:count]
         self._pending_bytes -= size
+        self._batch_limit = min(2 * limit, MAX_BATCH_RECORDS) if self._pending else FIRST_BATCH_RECORDS
         return batch
 
     def _take_doc(self, batch: list[EventRecord]) -> tuple[int, SessionDoc] | None:

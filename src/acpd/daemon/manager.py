@@ -20,12 +20,11 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 from anyio.abc import TaskGroup
 
-from acpd.config import DaemonConfig, Policy
 from acpd.errors import (
     AgentNotFound,
     AgentUnavailable,
@@ -37,10 +36,14 @@ from acpd.errors import (
 from acpd.protocol import jsonio, methods
 from acpd.protocol.events import EventRecord, utc_now
 from acpd.protocol.jsonio import JsonObject
+from acpd.settings import DaemonConfig
 from acpd.store.base import EventStore, SessionPage
 
 from .session import RuntimeDeps, SessionRuntime, session_doc_defaults
 from .turns import Turn
+
+if TYPE_CHECKING:
+    from acpd.config import Policy
 
 logger = logging.getLogger(__name__)
 
@@ -313,7 +316,7 @@ class SessionManager:
             await self._settled(session_id)
             if session_id in self._runtimes or await self.store.get_session(session_id) is not None:
                 raise SessionExists(f"a session with id {session_id!r} already exists")
-            doc = {**session_doc_defaults(utc_now()), **_create_fields(body, self.config.policy)}
+            doc = {**session_doc_defaults(utc_now()), **_create_fields(body, self.config.session_policy())}
             doc.update(id=session_id, agent=agent)
             await self.store.save_session(doc)
             runtime = self._start_runtime(doc, 0)
@@ -460,6 +463,14 @@ class SessionManager:
     async def cancel(self, session_id: str) -> bool:
         return (await self.runtime(session_id)).cancel()
 
+    async def committed_records(self, session_id: str, *, after: int, limit: int) -> list[EventRecord]:
+        """Committed records of a session, from its log if it is loaded (memory), else from the
+        store; it loads nothing. Empty for a session that no longer exists."""
+        runtime = self._runtimes.get(session_id)
+        if runtime is not None:
+            return await runtime.log.read(after, limit)
+        return await self.store.read(session_id, after=after, limit=limit)
+
     async def events(self, session_id: str, *, after: int, limit: int) -> tuple[list[EventRecord], int]:
         async with self.leased(session_id) as runtime:
             return await runtime.log.read(after, limit), runtime.log.committed_seq
@@ -555,6 +566,8 @@ def _object(value: object, name: str) -> JsonObject:
 
 
 def _policy(value: JsonObject) -> Policy:
+    from acpd.config import Policy  # with the first session: pydantic is not imported at start
+
     try:
         return Policy.model_validate(value)
     except ValueError as exc:

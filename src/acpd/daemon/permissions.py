@@ -11,9 +11,9 @@ from typing import Final, Literal
 
 import anyio
 
-from acpd.config import PermissionPolicy
 from acpd.errors import Conflict, InvalidInput, PermissionNotFound
 from acpd.protocol.jsonio import JsonObject, objects_in
+from acpd.settings import PermissionPolicy
 
 Reply = Literal["once", "always", "reject"]
 DecidedBy = Literal["client", "policy", "timeout", "cancel", "error", "limit"]

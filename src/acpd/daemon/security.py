@@ -7,6 +7,7 @@ except the health check, which stays open for liveness probes.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,10 +16,10 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from acpd.config import DaemonConfig
 from acpd.errors import ConfigError
 from acpd.private import ensure_token, given_token, is_loopback, private_dir, token_path
 from acpd.protocol import jsonio
+from acpd.settings import DaemonConfig
 
 from .problems import MEDIA_TYPE, problem_body
 
@@ -40,7 +41,7 @@ def secured(config: DaemonConfig) -> DaemonConfig:
     data_dir = Path(config.resolved_data_dir())
     try:
         private_dir(data_dir)
-        return config.model_copy(update={"token": _settled_token(config, data_dir)})
+        return dataclasses.replace(config, token=_settled_token(config, data_dir))
     except OSError as exc:
         raise ConfigError(f"cannot set up the bearer token: {exc}") from exc
 

@@ -23,11 +23,10 @@ from collections.abc import Iterator
 from typing import Final, cast
 
 import anyio
-import uvicorn
 from anyio.abc import TaskStatus
 
-from acpd.config import DaemonConfig
 from acpd.errors import ConfigError
+from acpd.settings import DaemonConfig
 from acpd.store.base import EventStore
 from acpd.store.memory import MemoryEventStore
 from acpd.store.sqlite import SqliteEventStore
@@ -37,6 +36,7 @@ from .app import create_app
 from .http_protocol import ProblemHttpToolsProtocol, websocket_protocol
 from .manager import SessionManager
 from .security import secured
+from .uvicorn_parts import Config, Server
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _Server(uvicorn.Server):
+class _Server(Server):
     """uvicorn, stopping the sessions as soon as it starts shutting down: it waits for every open
     request, and a request waiting on a session (an agent start, a turn, a stream) ends only when
     it does. Without its signal handling: ``serve`` owns the signals (uvicorn re-raises the signal
@@ -83,7 +83,7 @@ class _Server(uvicorn.Server):
     more whether or not a connection is open; ``stop()`` wakes it at once, and its shutdown waits
     only while connections or requests remain."""
 
-    def __init__(self, config: uvicorn.Config, manager: SessionManager) -> None:
+    def __init__(self, config: Config, manager: SessionManager) -> None:
         super().__init__(config)
         self._manager = manager
         self._ticking = anyio.CancelScope()
@@ -172,7 +172,7 @@ async def _serve_on(
         await store.note_owner({"url": url})  # a refused `acpd acp` relays here
     manager = SessionManager(config, store)
     server = _Server(
-        uvicorn.Config(
+        Config(
             create_app(manager, port=port),
             http=ProblemHttpToolsProtocol,
             ws=cast("type[asyncio.Protocol]", websocket_protocol),  # a class or a factory: uvicorn calls it

@@ -14,7 +14,7 @@ import logging
 import os
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -24,7 +24,6 @@ from acpd.adapters.registry import create_backend
 from acpd.adapters.secrets import without_secrets
 from acpd.adapters.terminals import TerminalManager, open_terminal_manager
 from acpd.adapters.workspace import Workspace
-from acpd.config import AgentConfig, DaemonConfig, Policy
 from acpd.errors import (
     AcpdError,
     AgentError,
@@ -41,10 +40,10 @@ from acpd.errors import (
 from acpd.protocol import jsonio, jsonrpc, methods
 from acpd.protocol.events import EventRecord, Sender, utc_now
 from acpd.protocol.jsonio import JsonObject, JsonValue, objects_in
+from acpd.settings import DaemonConfig
 from acpd.store.base import EventStore, SessionDoc
 
 from .acp_views import SETTING_FOR_CATEGORY, config_options, offered_values, select_values, update_notification
-from .agents import unusable_reasons
 from .clients import AttachedClients
 from .log import SessionLog
 from .permissions import (
@@ -58,6 +57,9 @@ from .permissions import (
 )
 from .transcript import transcript_block
 from .turns import Turn, chunk_text, usage_totals
+
+if TYPE_CHECKING:
+    from acpd.config import AgentConfig, Policy
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +106,7 @@ class SessionRuntime:
         self.log.on_fault = self._store_failed
         self.broker = PermissionBroker()
         self.clients = AttachedClients()
-        self._policy = shared_policy(doc.get("policy") or {})
+        self._policy = _policy_of(doc)
         self._backend: Backend | None = None
         self._incoming: Backend | None = None  # during an agent switch: the new agent, not yet the session's
         self._backend_lock = anyio.Lock()
@@ -483,6 +485,8 @@ class SessionRuntime:
             AgentNotFound; AgentUnavailable: every reason it cannot start (not installed, no
                 runtime, no sandbox; no credentials only for claude-native), in that order.
         """
+        from .agents import unusable_reasons  # with the first agent start, as ``config``
+
         agent = self._agent_config(name)
         judge = functools.partial(unusable_reasons, agent, os.environ, cwd=self.cwd, to_start=True)
         reasons = await anyio.to_thread.run_sync(judge)  # reads PATH and files
@@ -671,7 +675,7 @@ class SessionRuntime:
         for key in CHANGEABLE:
             self.doc.pop(key, None)
         self.doc.update(copy.deepcopy(snapshot))
-        self._policy = shared_policy(self.doc.get("policy") or {})
+        self._policy = _policy_of(self.doc)
         await self.save()
 
     async def change_settings(self, changes: JsonObject) -> None:
@@ -1005,6 +1009,8 @@ def shared_policy(wire: JsonObject) -> Policy:
 
 @functools.lru_cache(maxsize=256)
 def _policy_of_text(text: str) -> Policy:
+    from acpd.config import Policy
+
     return Policy.model_validate_json(text)
 
 
@@ -1060,3 +1066,9 @@ def _turn_tokens(update: JsonObject) -> int | None:
     acpd = meta.get("acpd") if isinstance(meta, dict) else None
     value = acpd.get("turnTokens") if isinstance(acpd, dict) else None
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _policy_of(doc: SessionDoc) -> Policy:
+    """The session's policy, from its document. ``config`` comes with the first session, not at
+    the daemon's start: an idle daemon never imports pydantic."""
+    return shared_policy(doc.get("policy") or {})

@@ -5,6 +5,7 @@ it. The security middleware has already checked Host, Origin and the token."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Final
 
 import anyio
@@ -17,6 +18,7 @@ from acpd.errors import ConnectionClosed
 from acpd.protocol.framing import Frame, FrameTooLong
 
 from .acp_face import AcpConnection
+from .http_protocol import TEXT_FRAMES_EXTENSION
 from .manager import SessionManager
 from .problems import problem
 
@@ -31,18 +33,22 @@ class WebSocketTransport:
 
     def __init__(self, websocket: WebSocket) -> None:
         self._ws = websocket
-        self._send_lock = anyio.Lock()
         self._closed = False
+        extension = websocket.scope.get("extensions", {}).get(TEXT_FRAMES_EXTENSION)
+        self._write_text: Callable[[bytes], bool] | None = extension.get("write") if extension else None
 
     async def send(self, frame: bytes) -> None:
+        # No lock: one ASGI send writes a whole message, so concurrent senders cannot tear one;
+        # and no yield per message, so the messages of a batch leave in one write (ws_protocol).
         if self._closed:
             raise ConnectionClosed("the WebSocket is closed")
-        async with self._send_lock:
-            try:
-                await self._ws.send_text(frame.decode())
-            except (WebSocketDisconnect, RuntimeError) as exc:  # starlette raises RuntimeError after close
-                self._closed = True
-                raise ConnectionClosed("the WebSocket is closed") from exc
+        if self._write_text is not None and self._write_text(frame):
+            return  # frames are the daemon's own JSON: valid UTF-8 text
+        try:
+            await self._ws.send_text(frame.decode())
+        except (WebSocketDisconnect, RuntimeError) as exc:  # starlette raises RuntimeError after close
+            self._closed = True
+            raise ConnectionClosed("the WebSocket is closed") from exc
 
     async def receive(self) -> list[Frame]:
         if self._closed:

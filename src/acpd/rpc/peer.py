@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final, Literal
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from acpd.errors import INTERNAL_ERROR, AcpdError, ConnectionClosed, RequestCancelled, RpcError, acpd_error_in
@@ -35,12 +36,16 @@ RequestHandler = Callable[[str, JsonValue, JsonObject], Awaitable[JsonValue]]
 """``(method, params, message) -> result``; raise an ``AcpdError`` to answer with its code."""
 NotificationHandler = Callable[[str, JsonValue, JsonObject], Awaitable[None]]
 Tap = Callable[[Direction, JsonObject], None]
-"""Sees every well-formed message in wire order; must be fast and must not raise."""
+"""Sees every well-formed message in wire order (but those written with ``send_raw``); must be
+fast and must not raise."""
 InvalidHandler = Callable[[Frame, str], None]
 """``(raw frame or FrameTooLong, reason)`` for input that is not a JSON-RPC message."""
 
 CANCEL_NOTICE_TIMEOUT_SECONDS: Final = 5.0
 """How long a cancelled ``request()`` may spend telling the other side, shielded from the cancel."""
+
+YIELD_EVERY_FRAMES: Final = 64
+"""The reader lets other tasks run after this many frames of one read."""
 
 _TRANSPORT_CLOSED: Final = (anyio.ClosedResourceError, anyio.BrokenResourceError)
 _END_OF_INPUT: Final = (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError)
@@ -183,6 +188,22 @@ class JsonRpcPeer:
         """
         await self._write(message, jsonio.dumps(message))
 
+    async def send_raw(self, data: bytes) -> None:
+        """Write the stored bytes of a notification as they are: a logged update forwarded to a
+        client costs no parse and no encode. The tap is not shown it (taps follow the requests and
+        responses of the conversation; a forwarded notification is neither).
+
+        Raises:
+            ConnectionClosed: the peer or its transport is closed.
+        """
+        async with self._send_lock:
+            if self._closed:
+                raise ConnectionClosed(f"{self._name}: connection closed")
+            try:
+                await self._transport.send(data)
+            except _TRANSPORT_CLOSED as exc:
+                raise ConnectionClosed(f"{self._name}: transport closed") from exc
+
     async def _write(self, message: JsonObject, data: bytes) -> None:
         # encoding happens before the lock, so a slow encode never holds up other senders
         async with self._send_lock:
@@ -205,12 +226,16 @@ class JsonRpcPeer:
                 frames = await receive()
             except _END_OF_INPUT:
                 return
-            for frame in frames:
+            for index, frame in enumerate(frames, 1):
                 try:
                     await handle(frame)
                 except Exception:
                     # a failing tap, on_invalid or notification handler must not end the connection
                     logger.exception("%s: failed to handle an incoming message", self._name)
+                if index % YIELD_EVERY_FRAMES == 0:
+                    # a burst read at once must not starve the tasks that pass it on (a log's
+                    # flusher, a stream's writer): the first of it reaches a client sooner
+                    await anyio.lowlevel.checkpoint()
 
     async def _handle_frame(self, frame: Frame) -> None:
         if isinstance(frame, FrameTooLong):

@@ -9,6 +9,7 @@ yields between commands and between blocks of chunks so that this happens prompt
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,8 @@ from acpd.testing._mock_sessions import CONTEXT_SIZE_TOKENS, JsonObject, MockSes
 
 CHUNK_BLOCK_BYTES: Final = 2 * 1024 * 1024
 """Pre-encoded chunk lines are written in blocks of about this size, checking for a cancel between blocks."""
+FIRST_BLOCK_BYTES: Final = 8 * 1024
+"""The first block is small, so that the first chunk leaves at once instead of after 2 MiB are encoded."""
 GARBAGE_LINE: Final = b"this line is not JSON: the mock agent was told to misbehave\n"
 PERMISSION_OPTIONS: Final = (
     ("allow", "Allow", "allow_once"),
@@ -127,11 +130,13 @@ class Turn:
     async def _chunks(self, cmd: Command) -> None:
         count, size = cmd.ints
         prefix, suffix = self._chunk_frame()
-        per_block = max(1, CHUNK_BLOCK_BYTES // (len(prefix) + len(suffix) + max(size, 8)))
+        line_bytes = len(prefix) + len(suffix) + max(size, 8)
+        per_block = max(1, CHUNK_BLOCK_BYTES // line_bytes)
+        first_block = max(1, FIRST_BLOCK_BYTES // line_bytes)
         sent: list[bytes] = []
         try:
-            for start in range(0, count, per_block):
-                texts = [_chunk_text(index, size) for index in range(start, min(count, start + per_block))]
+            for start, end in _blocks(count, first_block, per_block):
+                texts = [_chunk_text(index, size) for index in range(start, end)]
                 self._port.write_raw(b"".join([prefix + text + suffix for text in texts]))
                 sent.append(b"".join(texts))
                 await self._port.drain()
@@ -378,3 +383,9 @@ def _string_field(reply: Any, name: str) -> str:
     if not isinstance(value, str):
         raise RpcFault(INTERNAL_ERROR, f"the client's reply has no string {name!r}")
     return value
+
+
+def _blocks(count: int, first: int, size: int) -> list[tuple[int, int]]:
+    """``[start, end)`` index ranges covering ``count`` chunks: ``first`` of them, then ``size`` each."""
+    bounds = [0, min(count, first), *range(first + size, count, size), count]
+    return [(start, end) for start, end in itertools.pairwise(bounds) if end > start]

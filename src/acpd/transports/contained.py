@@ -1,51 +1,78 @@
 """Transports layer: start a program so that nothing it starts outlives the daemon.
 
-On Linux the program runs under the keeper (``_keeper.py``): a child subreaper that the kernel
-signals when the daemon dies, and that stops the program's whole tree when the program exits. The
-program gets its own session and process group either way, so signalling the group reaches it
-and the children that stayed in it. This module only starts processes: it must not read their
-output nor decide when to stop them (the agent transport and the terminals do).
+On Linux the program runs under a warden (``_spawner.py``): a fork of the daemon's one spawn
+server, a session leader and child subreaper that the kernel signals when the server dies (which
+it signals when the daemon dies), and that stops the program's whole tree when the program exits.
+The program runs in the warden's session and process group, so signalling the group (its id is the
+warden's pid, the ``pid`` here) reaches it, the warden and the children that stayed in it; the
+warden takes a SIGTERM as "stop the whole tree". Elsewhere the program gets its own session.
+
+The daemon makes the program's stdio pipes itself and hands their far ends to the warden
+(``SCM_RIGHTS``), so it reads and writes the program directly; the warden reports the start, the
+program's exit status and its own end on a socket the daemon watches like any other descriptor:
+no thread per program. This module only starts processes: it must not read their output nor
+decide when to stop them (the agent transport and the terminals do).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import marshal
 import os
+import socket
+import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from signal import SIGKILL, SIGTERM, Signals, pidfd_send_signal
+from typing import IO, Any, Final
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 
-KEEPER: Final = Path(__file__).with_name("_keeper.py")
-# -I -S: no site-packages, no PYTHON* variables: the keeper needs only the stdlib, and starts in
-# ~15 ms without them. Under coverage's subprocess measurement (the test suite) site must run, as
-# that is where coverage starts, so that the keeper's code counts in the figure.
-_KEEPER_FLAGS: Final = ("-I",) if "COVERAGE_PROCESS_CONFIG" in os.environ else ("-I", "-S")
+SPAWNER: Final = Path(__file__).with_name("_spawner.py")
+# -I -S: no site-packages, no PYTHON* variables: the server needs only the stdlib, and is smaller
+# without them. Under coverage's subprocess measurement (the test suite) site must run, as that is
+# where coverage starts, so that the server's and the wardens' code counts in the figure.
+_SERVER_FLAGS: Final = ("-I",) if "COVERAGE_PROCESS_CONFIG" in os.environ else ("-I", "-S")
 CAN_KEEP: Final = sys.platform == "linux" and os.path.isdir("/proc")
-KEEPER_OK: Final = b"ok"
-LINGER: Final = "--linger"
-READ_BYTES: Final = 4096
+PACKET_BYTES: Final = 65536
+REQUEST_CHUNK_BYTES: Final = 32768
+"""Request packets: far below a socket's send buffer, so one always fits."""
+FD_BYTES: Final = 4
+CONTROL_TIMEOUT_SECONDS: Final = 5.0
+"""How long a spawn request may wait for room on the control socket (a server that stopped reading)."""
+SERVER_EXIT_SECONDS: Final = 1.0
+"""At the daemon's exit, how long to wait for the server to see the end of its control socket."""
+READ_BYTES: Final = 65536
+_OPTIONS: Final = frozenset({"stdin", "stdout", "stderr", "env", "cwd"})
+_Stdio = int | IO[Any] | None
 
 
 async def open_contained(
     argv: Sequence[str], *, term_grace_seconds: float, keeper: bool = CAN_KEEP, **options: Any
 ) -> anyio.abc.Process:
-    """``anyio.open_process(argv, start_new_session=True, **options)``, under the keeper when
-    ``keeper`` (and the platform has one), which gives the tree ``term_grace_seconds`` between
-    SIGTERM and SIGKILL when it stops it; the tree stops when the program exits.
+    """Start ``argv`` in a session of its own, under a warden when ``keeper`` (and the platform
+    has them), which gives the tree ``term_grace_seconds`` between SIGTERM and SIGKILL when it
+    stops it; the tree stops when the program exits.
+
+    ``options``: ``stdin``, ``stdout``, ``stderr`` (``subprocess.PIPE``, ``DEVNULL``, ``STDOUT``
+    for stderr, a descriptor or file, or None to share the daemon's), ``env`` (the complete
+    environment; None: the daemon's) and ``cwd``; anything else is refused.
 
     Raises:
-        OSError: the program could not be started (the keeper reports exec's own error).
+        TypeError: an unknown option.
+        ValueError: an argument, variable or directory with a NUL byte.
+        OSError: the program could not be started (the warden reports exec's own error).
     """
+    _check_options(options)
     if not (keeper and CAN_KEEP):
         return await anyio.open_process(list(argv), start_new_session=True, **options)
-    process, _ = await _start_kept(argv, term_grace_seconds, False, options)
-    return process
+    return await _start_kept(argv, term_grace_seconds, False, options)
 
 
 @dataclass(slots=True)
@@ -53,93 +80,478 @@ class Lingering:
     """A command started by ``open_lingering``."""
 
     process: anyio.abc.Process
-    """The keeper (or, without one, the command): it ends once the whole tree has."""
-    exit_fd: int | None
-    """Where the keeper reports the command's own exit; None without a keeper."""
+    """The warden (or, without one, the command): it ends once the whole tree has."""
+    kept: KeptProcess | None = None
 
     async def command_exit(self) -> int | None:
         """The command's return code (negative: the signal that ended it) once it exits, or None
-        if the keeper ended without saying (it was killed)."""
-        if self.exit_fd is None:
+        if its warden ended without saying (it was killed)."""
+        if self.kept is None:
             return await self.process.wait()
-        os.set_blocking(self.exit_fd, False)
-        text = b""
-        while True:
-            await anyio.wait_readable(self.exit_fd)  # not a thread: a cancel must leave nothing reading
-            try:
-                chunk = os.read(self.exit_fd, READ_BYTES)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                break
-            text += chunk
-        return os.waitstatus_to_exitcode(int(text)) if text.strip().isdigit() else None
+        return await self.kept.command_exit()
 
     def close(self) -> None:
-        if self.exit_fd is not None:
-            os.close(self.exit_fd)
-            self.exit_fd = None
+        if self.kept is not None:
+            self.kept.release()
 
 
 async def open_lingering(argv: Sequence[str], *, term_grace_seconds: float, **options: Any) -> Lingering:
     """Like ``open_contained``, for a command whose background jobs may outlive it (a terminal's):
-    they run on, still contained, until they end or the keeper is signalled. Close the result.
+    they run on, still contained, until they end or the warden is signalled. Close the result.
 
     Raises:
+        TypeError: an unknown option.
+        ValueError: an argument, variable or directory with a NUL byte.
         OSError: the command could not be started.
     """
+    _check_options(options)
     if not CAN_KEEP:
-        return Lingering(await anyio.open_process(list(argv), start_new_session=True, **options), None)
-    process, exit_fd = await _start_kept(argv, term_grace_seconds, True, options)
-    return Lingering(process, exit_fd)
+        return Lingering(await anyio.open_process(list(argv), start_new_session=True, **options))
+    kept = await _start_kept(argv, term_grace_seconds, True, options)
+    return Lingering(kept, kept)
 
 
-async def _start_kept(
-    argv: Sequence[str], grace: float, linger: bool, options: dict[str, Any]
-) -> tuple[anyio.abc.Process, int]:
-    """The keeper running ``argv``, and the read end of its report pipe (closed unless lingering)."""
-    ready, report = os.pipe()
-    try:
-        kept = [sys.executable, *_KEEPER_FLAGS, str(KEEPER), str(os.getpid()), str(report), str(grace)]
-        kept += [LINGER] if linger else []
-        process = await anyio.open_process([*kept, *argv], start_new_session=True, pass_fds=(report,), **options)
-        os.close(report)
-        report = -1
-        try:
-            answer = await anyio.to_thread.run_sync(_read_start, ready)
-            # A thread that finished does not raise a cancel that came meanwhile: the caller would
-            # get a process it no longer waits for.
-            await anyio.lowlevel.checkpoint_if_cancelled()
-        except BaseException:
-            await _discard(process)  # cancelled while the keeper starts: nothing may be left running
-            raise
-    except BaseException:
-        os.close(ready)
-        raise
-    finally:
-        if report >= 0:
-            os.close(report)
-    if answer != KEEPER_OK:
-        os.close(ready)
-        await _discard(process)
-        errno_text, _, reason = answer.decode("utf-8", "replace").partition(":")
-        raise OSError(int(errno_text) if errno_text.isdigit() else 0, reason or "the keeper exited before starting it")
-    if not linger:
-        os.close(ready)
-    return process, ready
+def _check_options(options: Mapping[str, Any]) -> None:
+    if unknown := sorted(set(options) - _OPTIONS):
+        raise TypeError(f"unexpected keyword argument(s) for a contained process: {', '.join(unknown)}")
 
 
-async def _discard(process: anyio.abc.Process) -> None:
-    with anyio.CancelScope(shield=True):
+# --- the daemon's streams on a program's pipes -------------------------------------------------
+
+
+class PipeReceiveStream(anyio.abc.ByteReceiveStream):
+    """The read end of a pipe, read when the event loop says it is readable."""
+
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self._fd = fd
+
+    async def receive(self, max_bytes: int = READ_BYTES) -> bytes:
+        await anyio.lowlevel.checkpoint()
+        while True:
+            if self._fd < 0:
+                raise anyio.ClosedResourceError
+            try:
+                data = os.read(self._fd, max_bytes)
+            except BlockingIOError:
+                await anyio.wait_readable(self._fd)
+                continue
+            if not data:
+                raise anyio.EndOfStream
+            return data
+
+    async def aclose(self) -> None:
+        _close_watched(self._fd)
+        self._fd = -1
+        await anyio.lowlevel.checkpoint()
+
+
+class PipeSendStream(anyio.abc.ByteSendStream):
+    """The write end of a pipe; each ``send`` is written whole before the next begins."""
+
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self._fd = fd
+        self._lock = anyio.Lock()
+
+    async def send(self, item: bytes) -> None:
+        # Under the lock: a frame written in parts must not interleave with another sender's.
+        async with self._lock:
+            view = memoryview(item)
+            while view:
+                if self._fd < 0:
+                    raise anyio.ClosedResourceError
+                try:
+                    view = view[os.write(self._fd, view) :]
+                except BlockingIOError:
+                    await anyio.wait_writable(self._fd)
+                except (BrokenPipeError, ConnectionResetError) as exc:
+                    raise anyio.BrokenResourceError from exc
+
+    async def aclose(self) -> None:
+        _close_watched(self._fd)
+        self._fd = -1
+        await anyio.lowlevel.checkpoint()
+
+
+def _close_watched(fd: int) -> None:
+    if fd >= 0:
+        with contextlib.suppress(RuntimeError):  # no event loop: nobody can be waiting on it
+            anyio.notify_closing(fd)  # a task waiting on it gets ClosedResourceError, not a reused fd
+        os.close(fd)
+
+
+# --- a program under its warden ----------------------------------------------------------------
+
+
+class KeptProcess(anyio.abc.Process):
+    """A program running under a warden. ``pid`` is the warden's (the program's session and
+    group); ``wait`` returns once the warden has ended, after the program's whole tree, with the
+    program's own status."""
+
+    def __init__(
+        self,
+        report: socket.socket,
+        warden: int,
+        pidfd: int | None,
+        streams: tuple[PipeSendStream | None, PipeReceiveStream | None, PipeReceiveStream | None],
+    ) -> None:
+        self._report: socket.socket | None = report
+        self._warden = warden
+        self._pidfd = pidfd
+        self._stdin, self._stdout, self._stderr = streams
+        self._status: int | None = None  # the program's wait status, once reported
+        self._ended = False
+        self._reading = anyio.Lock()  # one reader of the report socket and the pidfd at a time
+
+    @property
+    def pid(self) -> int:
+        return self._warden
+
+    @property
+    def returncode(self) -> int | None:
+        if not self._ended:
+            return None
+        # A warden that ended without reporting was killed outright (SIGKILL is all that can).
+        return -SIGKILL if self._status is None else os.waitstatus_to_exitcode(self._status)
+
+    @property
+    def stdin(self) -> PipeSendStream | None:
+        return self._stdin
+
+    @property
+    def stdout(self) -> PipeReceiveStream | None:
+        return self._stdout
+
+    @property
+    def stderr(self) -> PipeReceiveStream | None:
+        return self._stderr
+
+    async def wait(self) -> int:
+        await self._read_until(lambda: self._ended)
+        code = self.returncode
+        assert code is not None
+        return code
+
+    async def command_exit(self) -> int | None:
+        """The program's own return code once it exits (its tree may run on: lingering), or None
+        when the warden ended without saying."""
+        await self._read_until(lambda: self._status is not None or self._ended)
+        return None if self._status is None else os.waitstatus_to_exitcode(self._status)
+
+    def send_signal(self, signal: Signals) -> None:
+        """Signal the warden (SIGTERM: stop the whole tree); nothing once it has ended."""
+        if self._ended:
+            return
         with contextlib.suppress(ProcessLookupError):
-            process.kill()  # the keeper; its program gets SIGTERM from the kernel
-        await process.wait()
-        await process.aclose()
+            if self._pidfd is not None:
+                pidfd_send_signal(self._pidfd, signal)
+            else:
+                os.kill(self._warden, signal)
+
+    def terminate(self) -> None:
+        self.send_signal(SIGTERM)
+
+    def kill(self) -> None:
+        """Have the warden SIGKILL the whole tree at once (the warden itself, if it cannot be asked)."""
+        if self._ended:
+            return
+        if self._report is not None:
+            with contextlib.suppress(OSError):  # the warden is gone or going: signal it instead
+                self._report.send(b"kill", socket.MSG_NOSIGNAL)
+                return
+        self.send_signal(SIGKILL)
+
+    async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True):
+            for stream in (self._stdin, self._stdout, self._stderr):
+                if stream is not None:
+                    await stream.aclose()
+        try:
+            await self.wait()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                self.kill()
+                await self.wait()
+            raise
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Let go of the report socket and the pidfd (before the end: the warden stops the tree)."""
+        if self._report is not None:
+            _close_watched(self._report.detach())
+            self._report = None
+        if self._pidfd is not None:
+            _close_watched(self._pidfd)
+            self._pidfd = None
+
+    async def _read_until(self, done: Callable[[], bool]) -> None:
+        while not done():
+            async with self._reading:
+                if not done():
+                    await self._read_report()
+
+    async def _read_report(self) -> None:
+        report = self._report
+        message = b"" if report is None else await _receive(report)
+        if message.startswith(b"exit "):
+            self._status = int(message[5:])
+        elif not message:  # the warden is gone (its pidfd says when it has fully exited)
+            if self._pidfd is not None:
+                await anyio.wait_readable(self._pidfd)
+            self._ended = True
 
 
-def _read_start(fd: int) -> bytes:
-    """The keeper's start report: up to its end of line (lingering) or of file."""
-    answer = b""
-    while (byte := os.read(fd, 1)) and byte != b"\n":  # byte by byte: what follows is not ours
-        answer += byte
-    return answer
+async def _receive(sock: socket.socket) -> bytes:
+    while True:
+        try:
+            return sock.recv(PACKET_BYTES)
+        except BlockingIOError:
+            await anyio.wait_readable(sock)
+        except OSError:
+            return b""
+
+
+# --- the spawn server --------------------------------------------------------------------------
+
+
+class SpawnServer:
+    """The daemon's one spawn server: started at the first spawn, and again if it has died."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # requests may come from several event loops (tests)
+        self._process: subprocess.Popen[bytes] | None = None
+        self._control: socket.socket | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The running server's pid, if one runs."""
+        with self._lock:
+            return self._process.pid if self._process is not None and self._alive() else None
+
+    def request(self, fds: Sequence[int]) -> None:
+        """Have the server fork a warden with these descriptors (report socket, stdin, stdout, stderr).
+
+        Raises:
+            OSError: the server could not be started or reached.
+        """
+        with self._lock:
+            for attempt in (1, 2):
+                if not self._alive():
+                    self._start()
+                assert self._control is not None
+                try:
+                    socket.send_fds(self._control, [b"s"], list(fds), socket.MSG_NOSIGNAL)
+                    return
+                except OSError:
+                    self._forget()  # it died since we looked: once more with a new one
+                    if attempt == 2:
+                        raise
+
+    def _alive(self) -> bool:
+        if self._process is not None and self._process.poll() is None:
+            return True
+        self._forget()
+        return False
+
+    def _forget(self) -> None:
+        if self._control is not None:
+            self._control.close()  # a server still alive sees its end and exits
+        self._control = None
+        self._process = None
+
+    def _start(self) -> None:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with theirs:
+            argv = [sys.executable, *_SERVER_FLAGS, str(SPAWNER), str(os.getpid()), str(theirs.fileno())]
+            # The kernel signals the child when the *thread* that forked it ends: only the main
+            # thread lives as long as the daemon. Otherwise the control socket's end tells it.
+            if threading.current_thread() is threading.main_thread():
+                argv.append("--pdeathsig")
+            # Not posix_spawn: glibc's leaves its internal signals ignored, and an exec keeps that.
+            self._process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                env=_server_env(),
+                start_new_session=True,  # a Ctrl-C meant for the daemon must not reach it
+            )
+        # Blocking, as requests may come from any event loop; a few bytes each, so only a stuck
+        # server makes it wait, and not for ever.
+        mine.settimeout(CONTROL_TIMEOUT_SECONDS)
+        self._control = mine
+
+    def close(self) -> None:
+        """Stop the server (its wardens stop their trees): the daemon is exiting."""
+        with self._lock:
+            process = self._process
+            self._forget()
+            if process is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(SERVER_EXIT_SECONDS)
+
+
+def _server_env() -> dict[str, str]:
+    """No secrets: the server needs no variables (coverage's own, in the test suite, excepted).
+    Each program gets its environment in its request."""
+    return {name: value for name, value in os.environ.items() if name.startswith("COVERAGE_")}
+
+
+_server: Final = SpawnServer()
+atexit.register(_server.close)
+
+
+def spawn_server_pid() -> int | None:
+    """The running spawn server's pid (tests, benchmarks)."""
+    return _server.pid
+
+
+async def _start_kept(argv: Sequence[str], grace: float, linger: bool, options: dict[str, Any]) -> KeptProcess:
+    request = _request(argv, grace, linger, options.get("env"), options.get("cwd"))
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        child_fds, parent_fds, to_close = _stdio(options)
+    except BaseException:
+        mine.close()
+        theirs.close()
+        raise
+    try:
+        try:
+            _server.request([theirs.fileno(), *child_fds])
+        finally:
+            theirs.close()
+            for fd in to_close:
+                os.close(fd)
+        mine.setblocking(False)
+        await _send_request(mine, request)
+        warden, pidfd = _take_start(*await _receive_start(mine))
+    except BaseException:
+        mine.close()  # the warden, if any, sees the end and stops what it started
+        for near in parent_fds:
+            if near is not None:
+                os.close(near)
+        raise
+    stdin, stdout, stderr = parent_fds
+    process = KeptProcess(
+        mine,
+        warden,
+        pidfd,
+        (
+            None if stdin is None else PipeSendStream(stdin),
+            None if stdout is None else PipeReceiveStream(stdout),
+            None if stderr is None else PipeReceiveStream(stderr),
+        ),
+    )
+    try:
+        # The report came without a checkpoint: a cancel that came meanwhile must not leave the
+        # caller a process it no longer waits for.
+        await anyio.lowlevel.checkpoint_if_cancelled()
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            process.kill()
+            await process.aclose()
+        raise
+    return process
+
+
+def _request(
+    argv: Sequence[str], grace: float, linger: bool, env: Mapping[str, str] | None, cwd: str | os.PathLike[str] | None
+) -> bytes:
+    if not argv:
+        raise ValueError("an empty command line")
+    environ = os.environ if env is None else env
+    request: dict[bytes, object] = {
+        b"argv": [_no_nul(os.fsencode(arg)) for arg in argv],
+        b"env": {_no_nul(os.fsencode(k)): _no_nul(os.fsencode(v)) for k, v in environ.items()},
+        b"cwd": None if cwd is None else _no_nul(os.fsencode(cwd)),
+        b"grace": float(grace),
+        b"linger": linger,
+    }
+    data = marshal.dumps(request)
+    return len(data).to_bytes(4, "big") + data
+
+
+def _no_nul(value: bytes) -> bytes:
+    if b"\0" in value:
+        raise ValueError("embedded null byte")
+    return value
+
+
+def _stdio(options: Mapping[str, Any]) -> tuple[list[int], list[int | None], list[int]]:
+    """The program's three descriptors, the daemon's ends of the pipes (None where there is no
+    pipe), and the descriptors to close once they are sent."""
+    child: list[int] = []
+    parent: list[int | None] = []
+    to_close: list[int] = []
+    try:
+        for index, name in enumerate(("stdin", "stdout", "stderr")):
+            value: _Stdio = options.get(name)
+            far: int | None = None
+            if value == subprocess.PIPE:
+                read, write = os.pipe()
+                near, far = (write, read) if index == 0 else (read, write)
+                parent.append(near)
+                to_close.append(far)
+            else:
+                parent.append(None)
+                if value == subprocess.DEVNULL:
+                    far = os.open(os.devnull, os.O_RDWR)
+                    to_close.append(far)
+                elif value == subprocess.STDOUT and index == 2:
+                    far = child[1]
+                elif value is None:
+                    far = index  # the daemon's own
+                elif isinstance(value, int):
+                    far = value
+                else:
+                    far = value.fileno()
+            child.append(far)
+    except BaseException:
+        for fd in [*to_close, *(fd for fd in parent if fd is not None)]:
+            os.close(fd)
+        raise
+    return child, parent, to_close
+
+
+async def _send_request(sock: socket.socket, request: bytes) -> None:
+    view = memoryview(request)
+    for start in range(0, len(view), REQUEST_CHUNK_BYTES):
+        chunk = view[start : start + REQUEST_CHUNK_BYTES]
+        while True:
+            try:
+                sock.send(chunk, socket.MSG_NOSIGNAL)
+                break
+            except BlockingIOError:
+                await anyio.wait_writable(sock)
+            except OSError as exc:
+                raise OSError(exc.errno, "the spawn server ended before starting the program") from exc
+
+
+async def _receive_start(sock: socket.socket) -> tuple[bytes, list[int]]:
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(sock, PACKET_BYTES, 1, socket.MSG_CMSG_CLOEXEC)
+            return message, fds
+        except BlockingIOError:
+            await anyio.wait_readable(sock)
+        except OSError:
+            return b"", []
+
+
+def _take_start(message: bytes, fds: list[int]) -> tuple[int, int | None]:
+    """The warden's pid and pidfd from its start report.
+
+    Raises:
+        OSError: the program could not be started, with exec's own error where the warden had one.
+    """
+    words = message.split(b" ", 2)
+    if words[0] == b"ok" and len(words) == 3 and words[1].isdigit():
+        return int(words[1]), fds[0] if fds else None
+    for fd in fds:
+        os.close(fd)
+    if words[0] == b"err" and len(words) > 1:
+        errno_text, _, reason = b" ".join(words[1:]).decode("utf-8", "replace").partition(":")
+        raise OSError(int(errno_text) if errno_text.isdigit() else 0, reason)
+    raise OSError(0, "the warden ended before starting it")

@@ -6,9 +6,10 @@ waits, so it cannot take a core of the daemon's), and stop the whole process tre
 named grace periods. Knows no JSON-RPC methods and never parses a frame; imports only the protocol layer and
 ``acpd.errors``.
 
-Linux is the target: descendants are found through ``/proc``, and each agent runs under a keeper
-(``_keeper.py``): a subreaper that the kernel signals when the daemon dies, so nothing the agent
-started outlives the daemon, even one killed outright. Elsewhere the ladder still signals the
+Linux is the target: descendants are found through ``/proc``, and each agent runs under a keeper,
+a warden forked by the daemon's one spawn server (``_spawner.py``, ``contained.py``): a subreaper
+that the kernel signals when the daemon dies, so nothing the agent started outlives the daemon,
+even one killed outright. Elsewhere the ladder still signals the
 agent's process group, which misses only descendants that left it.
 """
 

@@ -1,0 +1,148 @@
+"""Leaf module: the daemon's settings as frozen data, ``DaemonConfig``. ``cli`` reads argv, the
+environment and the TOML file, and passes a ``DaemonConfig`` down.
+
+A stdlib dataclass, not a pydantic model: every ``acpd`` process builds one before anything else,
+and an idle daemon never needs pydantic (a third of its start-up imports). Its bounds live in the
+fields' metadata and ``validated`` checks them; the agents and the session policy it carries are
+``config``'s pydantic models, built only when a config file names them. Turning an agent into the
+command to run (``all_agents``) is ``config``'s, imported at the first session or agent listing.
+Imports only the stdlib; reads the environment only for the default data directory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
+
+if TYPE_CHECKING:
+    from acpd.config import AgentConfig, Policy
+
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_PORT: Final = 4520
+DEFAULT_AGENT: Final = "mock"
+MAX_BODY_BYTES: Final = 8 * 1024 * 1024
+"""Largest HTTP request body accepted (a prompt with embedded files fits; a runaway upload does not)."""
+AGENT_START_TIMEOUT_SECONDS: Final = 30.0
+"""How long an agent may take to answer ``initialize`` and open its session, unless configured."""
+MAX_PORT: Final = 65535
+IDLE_SECONDS: Final = 300.0
+"""How long a live session may sit unused before its runtime leaves memory (its agent stopped)."""
+MAX_LIVE_SESSIONS: Final = 1000
+"""How many sessions may be live (loaded, with their agents) at once; past it the least recently used leaves."""
+
+PermissionPolicy = Literal["ask", "allow", "deny", "allow_reads"]
+
+_POSITIVE: Final = {"gt": 0}
+"""Field metadata: the value must be greater than this. ``validated`` checks these bounds, and
+pydantic too when it validates a config file's values (it reads ``gt``/``ge``/``le`` there)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DaemonConfig:
+    # Read by pydantic when a config file is validated into this dataclass (``config.from_file``):
+    # an unknown key in ``[daemon]`` is an error, not silently ignored.
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
+
+    host: str = DEFAULT_HOST
+    port: int = field(default=DEFAULT_PORT, metadata={"ge": 0, "le": MAX_PORT})
+    db: str = ""
+    """SQLite file path, or ``:memory:``; empty means ``<data_dir>/acpd.db``."""
+    data_dir: str = ""
+    agents_dir: str = ""
+    """Where ``acpd agents install`` puts agents; empty means ``<data_dir>/agents``."""
+    model_url: str | None = None
+    """Send every preset agent's model traffic to this base URL (a gateway, or ``acpd mock-model``)."""
+    record_agents: str = ""
+    """When set, a directory: every frame to and from each agent is appended to
+    ``<dir>/<session id>.<agent>.jsonl`` (raw traffic, for bug reports and golden files)."""
+    token: str | None = None
+    """Bearer token required on every request except health (from ``ACPD_TOKEN`` or the config
+    file). None: ``token_file``'s, else the one ``acpd serve`` generates in ``<data_dir>/token``."""
+    token_file: str = ""
+    """A file holding the token (``--token-file``); it is read when the daemon starts."""
+    auth: bool = True
+    """False (``--no-auth``): no token at all, for single-user sandboxes; refused off loopback."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Extra Host header values accepted besides the bound address and localhost forms."""
+    allowed_origins: tuple[str, ...] = ()
+    """Browser origins allowed to call the API (no wildcard)."""
+    max_body_bytes: int = field(default=MAX_BODY_BYTES, metadata=_POSITIVE)
+    agent_start_timeout_seconds: float = field(default=AGENT_START_TIMEOUT_SECONDS, metadata=_POSITIVE)
+    """How long any agent may take to start, unless its own ``startTimeoutSeconds`` says otherwise."""
+    acp_http_idle_seconds: float = field(default=600.0, metadata=_POSITIVE)
+    """An ACP-over-HTTP connection with no request and no SSE reader for this long is closed and
+    forgotten (its sessions live on)."""
+    idle_seconds: float = field(default=IDLE_SECONDS, metadata={"ge": 0})
+    """A live session unused for this long (no turn, no pending permission, nobody following its
+    events) leaves memory: its agent is stopped, and the next use brings it back. 0: never."""
+    max_live_sessions: int = field(default=MAX_LIVE_SESSIONS, metadata={"ge": 0})
+    """At most this many sessions live at once; past it, the least recently used idle one leaves
+    memory as an idle one does. 0: no limit."""
+    default_agent: str = DEFAULT_AGENT
+    agents: Mapping[str, AgentConfig] = field(default_factory=dict)
+    """Configured agents (``config.AgentConfig``); the built-in ones are added by ``all_agents``."""
+    policy: Policy | None = None
+    """Default policy for new sessions; None: ``Policy()``'s defaults (see ``session_policy``)."""
+
+    def validated(self) -> DaemonConfig:
+        """This configuration, once its bounds hold and every configured agent can be started.
+
+        Raises:
+            ValueError: naming the field, the bound and the value.
+        """
+        for spec in fields(self):
+            _check_bounds(spec.name, getattr(self, spec.name), spec.metadata)
+        if self.agents:  # then the config file was read, and ``presets`` imported with ``config``
+            from acpd.presets import PRESETS
+
+            for name, agent in self.agents.items():
+                if agent.kind == "acp" and not agent.command and agent.preset is None and name not in PRESETS:
+                    raise ValueError(f"agent {name!r} needs a command, or a preset")
+        return self
+
+    def resolved_data_dir(self) -> Path:
+        return Path(self.data_dir) if self.data_dir else default_data_dir(os.environ)
+
+    def resolved_db(self) -> str:
+        return self.db or str(self.resolved_data_dir() / "acpd.db")
+
+    def resolved_agents_dir(self) -> Path:
+        return Path(self.agents_dir) if self.agents_dir else self.resolved_data_dir() / "agents"
+
+    def all_agents(self) -> dict[str, AgentConfig]:
+        """Built-in agents, then configured ones, each ready to start (``config.all_agents``)."""
+        from acpd.config import all_agents
+
+        return all_agents(self)
+
+    def session_policy(self) -> Policy:
+        """The policy new sessions start with."""
+        if self.policy is not None:
+            return self.policy
+        from acpd.config import Policy
+
+        return Policy()
+
+
+def _check_bounds(name: str, value: object, bounds: Mapping[str, object]) -> None:
+    if not bounds:
+        return
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError(f"{name}: must be a number (got {value!r})")
+    for bound, limit in bounds.items():
+        assert isinstance(limit, int | float)
+        if bound == "gt" and not value > limit:
+            raise ValueError(f"{name}: must be greater than {limit} (got {value!r})")
+        if bound == "ge" and not value >= limit:
+            raise ValueError(f"{name}: must be at least {limit} (got {value!r})")
+        if bound == "le" and not value <= limit:
+            raise ValueError(f"{name}: must be at most {limit} (got {value!r})")
+
+
+def default_data_dir(env: Mapping[str, str]) -> Path:
+    """``$XDG_DATA_HOME/acpd``, else ``~/.local/share/acpd``."""
+    base = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "share")
+    return Path(base) / "acpd"
