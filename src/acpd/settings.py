@@ -28,6 +28,10 @@ MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 AGENT_START_TIMEOUT_SECONDS: Final = 30.0
 """How long an agent may take to answer ``initialize`` and open its session, unless configured."""
 MAX_PORT: Final = 65535
+IDLE_SECONDS: Final = 300.0
+"""How long a live session may sit unused before its runtime leaves memory (its agent stopped)."""
+MAX_LIVE_SESSIONS: Final = 1000
+"""How many sessions may be live (loaded, with their agents) at once; past it the least recently used leaves."""
 
 PermissionPolicy = Literal["ask", "allow", "deny", "allow_reads"]
 
@@ -71,6 +75,12 @@ class DaemonConfig:
     acp_http_idle_seconds: float = field(default=600.0, metadata=_POSITIVE)
     """An ACP-over-HTTP connection with no request and no SSE reader for this long is closed and
     forgotten (its sessions live on)."""
+    idle_seconds: float = field(default=IDLE_SECONDS, metadata={"ge": 0})
+    """A live session unused for this long (no turn, no pending permission, nobody following its
+    events) leaves memory: its agent is stopped, and the next use brings it back. 0: never."""
+    max_live_sessions: int = field(default=MAX_LIVE_SESSIONS, metadata={"ge": 0})
+    """At most this many sessions live at once; past it, the least recently used idle one leaves
+    memory as an idle one does. 0: no limit."""
     default_agent: str = DEFAULT_AGENT
     agents: Mapping[str, AgentConfig] = field(default_factory=dict)
     """Configured agents (``config.AgentConfig``); the built-in ones are added by ``all_agents``."""

@@ -132,6 +132,10 @@ class TerminalManager:
         self._terminals: dict[str, _Terminal] = {}
         self._closed = False
 
+    def __len__(self) -> int:
+        """Terminals created and not yet released."""
+        return len(self._terminals)
+
     async def create(
         self,
         command: str,

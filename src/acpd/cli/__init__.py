@@ -151,6 +151,16 @@ def _daemon_options(parser: argparse.ArgumentParser, *, log_level: str) -> None:
     parser.add_argument("--record-agents", metavar="DIR", help="append every agent's raw traffic to DIR/*.jsonl")
     parser.add_argument("--config", help="TOML config file (default $XDG_CONFIG_HOME/acpd/config.toml if present)")
     parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        help="a session unused this long leaves memory until used again (default 300; 0: never)",
+    )
+    parser.add_argument(
+        "--max-live-sessions",
+        type=int,
+        help="sessions live in memory at once, least recently used leave (default 1000)",
+    )
+    parser.add_argument(
         "--token-file", help="file holding the bearer token (default: ACPD_TOKEN, else <data dir>/token, created)"
     )
     parser.add_argument("--log-level", default=log_level, choices=["debug", "info", "warning", "error"])
@@ -226,7 +236,8 @@ def load_config(args: argparse.Namespace, env: dict[str, str]) -> DaemonConfig:
     for key, env_name in ENV_SETTINGS:
         if env.get(env_name):
             values[key] = env[env_name]
-    for key in ("host", "port", "db", "data_dir", "agents_dir", "model_url", "record_agents", "token_file", "auth"):
+    flags = ("host", "port", "db", "data_dir", "agents_dir", "model_url", "record_agents", "token_file", "auth")
+    for key in (*flags, "idle_seconds", "max_live_sessions"):
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)
     try:

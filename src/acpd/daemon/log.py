@@ -28,7 +28,7 @@ import logging
 import math
 import os
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
@@ -282,7 +282,7 @@ class SessionLog:
         self._scheduled = False  # in the committer's ready queue
         self._holding = False  # waiting to retry a failed batch
         self._committed = anyio.Event()
-        self._drained = anyio.Event()
+        self._drained: anyio.Event | None = None  # made when a writer waits (a log rarely fills)
         self._doc: tuple[int, int, SessionDoc] | None = None  # (as of seq, version, snapshot)
         self._doc_version = 0
         self._saved_doc_version = 0
@@ -294,6 +294,9 @@ class SessionLog:
         """Why the last commit failed, until one succeeds (the log is then *faulted*)."""
         self.on_fault: Callable[[StoreError], None] | None = None
         """Called when commits start failing, once per run of failures."""
+        self.followers = 0
+        """Readers inside ``follow`` right now (SSE streams, attached ACP clients): a session they
+        follow stays in memory."""
 
     @property
     def last_seq(self) -> int:
@@ -349,6 +352,8 @@ class SessionLog:
     async def wait_capacity(self) -> None:
         """Wait while too many records are queued; the caller is the agent's reader, so it slows the agent."""
         while self._over_high_water() and not self.closed:
+            if self._drained is None:
+                self._drained = anyio.Event()
             drained = self._drained
             await drained.wait()
 
@@ -533,12 +538,19 @@ class SessionLog:
         del self._tail[: len(self._tail) - keep]
         self._tail_bytes = size
 
+    def release_tail(self) -> None:
+        """Forget the committed tail kept for readers (they read the store instead): an idle
+        session's log holds no records in memory."""
+        self._tail = []
+        self._tail_bytes = 0
+
     def _wake(self) -> None:
         committed, self._committed = self._committed, anyio.Event()
         committed.set()
         if not self._over_high_water():
-            drained, self._drained = self._drained, anyio.Event()
-            drained.set()
+            drained, self._drained = self._drained, None
+            if drained is not None:
+                drained.set()
 
     def close(self) -> None:
         """Refuse further appends; the log is finished once its queue is committed; waiters wake."""
@@ -548,7 +560,8 @@ class SessionLog:
         self._closing.set()
         committed, self._committed = self._committed, anyio.Event()  # fresh: followers wait for the last commits
         committed.set()
-        self._drained.set()
+        if self._drained is not None:
+            self._drained.set()
         if not self._scheduled and not self._holding:
             self._settle()
 
@@ -591,7 +604,7 @@ class SessionLog:
 
     async def follow(
         self, after: int, *, batch: int = 5_000, idle_seconds: float = math.inf, stop_on_fault: bool = False
-    ) -> AsyncIterator[list[EventRecord]]:
+    ) -> AsyncGenerator[list[EventRecord], None]:
         """Every committed record after ``after``, in batches, live, until the log closes.
 
         After ``idle_seconds`` without a new record it yields an empty batch (a reader's cue for a
@@ -603,21 +616,25 @@ class SessionLog:
         """
         wait = self.wait_committed if stop_on_fault else self._wait_progress
         cursor = after
-        while True:
-            records = await self.read(cursor, batch)
-            if records:
-                cursor = records[-1].seq
-                yield records
-                continue
-            if self.closed:
-                if cursor >= self.last_seq or self.finished.is_set():
-                    return
-                await self._wait_commit_or_finish()  # what was appended before the close still commits
-                continue
-            with anyio.move_on_after(idle_seconds) as idle:
-                await wait(cursor + 1)
-            if idle.cancelled_caught:
-                yield []
+        self.followers += 1
+        try:
+            while True:
+                records = await self.read(cursor, batch)
+                if records:
+                    cursor = records[-1].seq
+                    yield records
+                    continue
+                if self.closed:
+                    if cursor >= self.last_seq or self.finished.is_set():
+                        return
+                    await self._wait_commit_or_finish()  # what was appended before the close still commits
+                    continue
+                with anyio.move_on_after(idle_seconds) as idle:
+                    await wait(cursor + 1)
+                if idle.cancelled_caught:
+                    yield []
+        finally:
+            self.followers -= 1
 
 
 def _scrub_strings(value: jsonio.JsonValue, redact: Callable[[str], str]) -> jsonio.JsonValue:

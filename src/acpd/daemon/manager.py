@@ -2,13 +2,21 @@
 
 It composes the store, the configured agents and the live ``SessionRuntime``s, and owns the task
 group their tasks run in. It knows nothing of HTTP or JSON-RPC framing.
+
+Live runtimes are kept in least-recently-used order. One unused for ``idle_seconds``, or the least
+recently used beyond ``max_live_sessions``, leaves memory (*eviction*): an ``_acpd/session_evicted``
+event is recorded, its agent stopped through the backend's normal close, its log committed and
+dropped. The session stays listed, and its next use loads it again as a daemon restart would. A
+session a turn, a permission, a follower or a request (a *lease*) holds never leaves.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -50,6 +58,10 @@ SETTING_FIELDS: Final = ("model", "mode", "thoughtLevel")
 CLOSE_ALL_SECONDS: Final = 10.0
 """How long stopping waits for the sessions (turns answered, agents stopped, logs committed) before
 leaving the rest to the task group's cancellation."""
+SWEEP_SECONDS: Final = 30.0
+"""How often idle sessions are looked for, at most (a quarter of ``idle_seconds`` when shorter)."""
+TRIM_BATCH: Final = 100
+"""After this many evictions for the limit, the freed heap is given back to the system."""
 FINAL_COMMIT_SECONDS: Final = 3.0
 """Once the agents are stopped, how long stopping waits for the logs' last commits (a healthy
 store takes milliseconds, a full one gives up at once; only a stuck disk takes this long)."""
@@ -59,9 +71,14 @@ class SessionManager:
     def __init__(self, config: DaemonConfig, store: EventStore) -> None:
         self.config = config
         self.store = store
-        self._runtimes: dict[str, SessionRuntime] = {}
+        self._runtimes: OrderedDict[str, SessionRuntime] = OrderedDict()  # least recently used first
         self._claims: dict[str, anyio.Event] = {}
         """Session ids being loaded or created (set when done): other ids go on meanwhile."""
+        self._leaving: dict[str, anyio.Event] = {}  # sessions being evicted: set once they are gone
+        self._trimming = False
+        self._trimmed = 0
+        self._eviction_progress = anyio.Event()
+        self._stopping = False
         self._inflight: dict[tuple[str, str], Turn] = {}
         self._tg: TaskGroup | None = None
         self.committer = GroupCommitter(store)
@@ -76,6 +93,8 @@ class SessionManager:
             self._pools = BackendPools(tg)
             tg.start_soon(self.committer.run)
             await self._recover()
+            if self.config.idle_seconds > 0:
+                tg.start_soon(self._sweep_idle)
             try:
                 yield self
             finally:
@@ -93,10 +112,13 @@ class SessionManager:
         Bounded: after ``CLOSE_ALL_SECONDS`` it leaves what is stuck (an agent, a disk) to the
         cancellation of the manager's tasks.
         """
+        self._stopping = True  # no evictions from now on: closing takes every session
         with anyio.move_on_after(CLOSE_ALL_SECONDS) as waited:
             for runtime in list(self._runtimes.values()):
                 runtime.abort_start(AgentUnavailable("the daemon is shutting down"))
             await self._close_all()
+            for leaving in list(self._leaving.values()):
+                await leaving.wait()
             if self._pools is not None:
                 await self._pools.aclose()  # the processes no session is left on
         if waited.cancelled_caught:
@@ -158,14 +180,22 @@ class SessionManager:
         self._runtimes.pop(runtime.session_id, None)
 
     async def runtime(self, session_id: str) -> SessionRuntime:
-        """The live session, loaded from the store on first use. Raises ``SessionNotFound``."""
+        """The live session, loaded from the store on first use (or after it was evicted), now
+        its most recently used. Raises ``SessionNotFound``."""
+        await self._settled(session_id)
         runtime = self._runtimes.get(session_id)
-        if runtime is not None:
-            return runtime
+        if runtime is None:
+            runtime = await self._load(session_id)
+        runtime.touch()
+        self._runtimes.move_to_end(session_id)
+        return runtime
+
+    async def _load(self, session_id: str) -> SessionRuntime:
         runtime = await self._claim(session_id)
         if runtime is not None:
             return runtime
         try:
+            await self._settled(session_id)  # an eviction under way commits its log first
             doc = await self.store.get_session(session_id)
             if doc is None:
                 raise SessionNotFound(session_id)
@@ -184,11 +214,118 @@ class SessionManager:
             self._claims[session_id] = anyio.Event()
         return runtime
 
+    @asynccontextmanager
+    async def leased(self, session_id: str) -> AsyncIterator[SessionRuntime]:
+        """The live session, kept in memory until the block ends (a request in flight)."""
+        runtime = await self.runtime(session_id)
+        runtime.leases += 1
+        try:
+            yield runtime
+        finally:
+            runtime.leases -= 1
+            runtime.touch()
+
+    async def _settled(self, session_id: str) -> None:
+        """Wait until an eviction of ``session_id`` under way is over: its log committed, its
+        agent stopped, so that loading it again starts from what the store holds."""
+        while (leaving := self._leaving.get(session_id)) is not None:
+            await leaving.wait()
+
     def _start_runtime(self, doc: JsonObject, last_seq: int) -> SessionRuntime:
         deps = self._deps
         runtime = SessionRuntime(deps, doc, last_seq)
         self._runtimes[runtime.session_id] = runtime
+        limit = self.config.max_live_sessions
+        if limit and len(self._runtimes) > limit and not self._trimming:
+            self._trimming = True
+            deps.task_group.start_soon(self._trim)
         return runtime
+
+    # -- eviction --------------------------------------------------------------------------------
+
+    async def _sweep_idle(self) -> None:
+        interval = min(SWEEP_SECONDS, self.config.idle_seconds / 4)
+        while True:
+            await anyio.sleep(interval)
+            if await self.evict_idle():
+                await anyio.to_thread.run_sync(give_back_freed_memory)
+
+    async def evict_idle(self, now: float | None = None) -> int:
+        """Evict every session unused for ``idle_seconds`` as of ``now`` that nothing holds;
+        returns how many left."""
+        if not self.config.idle_seconds:
+            return 0
+        now = anyio.current_time() if now is None else now
+        idle = [
+            runtime
+            for runtime in self._runtimes.values()
+            if now - runtime.last_used >= self.config.idle_seconds and runtime.held_by() is None
+        ]
+        left = 0
+
+        async def evict(runtime: SessionRuntime) -> None:
+            nonlocal left
+            evicted = await self._evict(runtime, "idle", now)  # (not `left += await`: a race)
+            left += evicted
+
+        async with anyio.create_task_group() as tg:  # their agents stop side by side
+            for runtime in idle:
+                tg.start_soon(evict, runtime)
+        return left
+
+    def live_sessions(self) -> list[str]:
+        """The ids of the sessions in memory, least recently used first."""
+        return list(self._runtimes)
+
+    async def evictions_settled(self) -> None:
+        """Return once no eviction is under way (for tests and benchmarks, which wait on it)."""
+        while self._trimming or self._leaving:
+            await self._eviction_progress.wait()
+
+    def _progressed(self) -> None:
+        progress, self._eviction_progress = self._eviction_progress, anyio.Event()
+        progress.set()
+
+    async def _trim(self) -> None:
+        """Evict least recently used sessions while more than ``max_live_sessions`` are live. The
+        most recently used one stays (it was just asked for), and so does any session held."""
+        try:
+            limit = self.config.max_live_sessions
+            while len(self._runtimes) > limit:
+                candidates = list(self._runtimes.values())[:-1]
+                victim = next((r for r in candidates if r.held_by() is None), None)
+                if victim is None or not await self._evict(victim, "limit", anyio.current_time()):
+                    return  # over the limit until something lets go (the next load trims again)
+                self._trimmed += 1
+                if self._trimmed % TRIM_BATCH == 0:
+                    await anyio.to_thread.run_sync(give_back_freed_memory)
+        finally:
+            self._trimming = False
+            self._progressed()
+
+    async def _evict(self, runtime: SessionRuntime, reason: str, now: float) -> bool:
+        """Take ``runtime`` out of memory: the event says why, the agent stops as at a close (a
+        process of its own stopped, a shared one releases the session), the log commits. False
+        when it stays (the daemon stops, or something took hold of it meanwhile)."""
+        session_id = runtime.session_id
+        if self._stopping or self._runtimes.get(session_id) is not runtime or runtime.held_by() is not None:
+            return False
+        runtime.evicting = True
+        self._runtimes.pop(session_id)
+        gone = self._leaving[session_id] = anyio.Event()
+        idle = round(max(0.0, now - runtime.last_used), 3)
+        runtime.record_daemon(methods.ACPD_SESSION_EVICTED, {"reason": reason, "idleSeconds": idle})
+        try:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_ALL_SECONDS):
+                await runtime.aclose()
+                await runtime.log.finished.wait()
+        finally:
+            runtime.log.release_tail()
+            del self._leaving[session_id]
+            gone.set()
+            self._progressed()
+        logger.debug("session %s left memory (%s, idle %.1f s)", session_id, reason, idle)
+        return True
 
     # -- sessions --------------------------------------------------------------------------------
 
@@ -207,12 +344,14 @@ class SessionManager:
         if await self._claim(session_id) is not None:
             raise exists
         try:
+            await self._settled(session_id)
             if await self.store.get_session(session_id) is not None:
                 raise exists
             doc = {**session_doc_defaults(utc_now()), **_create_fields(body, self.config.session_policy())}
             doc.update(id=session_id, agent=agent)
             await self.store.save_session(doc)
             runtime = self._start_runtime(doc, 0)
+            runtime.leases += 1  # until its agent runs: nobody else knows of it yet
         finally:
             self._claims.pop(session_id).set()
         try:
@@ -222,6 +361,9 @@ class SessionManager:
             with anyio.CancelScope(shield=True), contextlib.suppress(SessionNotFound):
                 await self.delete(session_id)  # (unless it was deleted while the agent started)
             raise
+        finally:
+            runtime.leases -= 1
+            runtime.touch()
         return runtime
 
     async def list_sessions(self, **filters: Any) -> SessionPage:
@@ -236,7 +378,10 @@ class SessionManager:
         Raises:
             InvalidInput, InvalidSetting, AgentNotFound, AgentUnavailable, AgentError.
         """
-        runtime = await self.runtime(session_id)
+        async with self.leased(session_id) as runtime:
+            return await self._update(runtime, body)
+
+    async def _update(self, runtime: SessionRuntime, body: JsonObject) -> SessionRuntime:
         doc_changes, policy, agent, settings = _parse_update(body, runtime.policy)
         if agent == runtime.doc["agent"]:
             agent = None
@@ -295,6 +440,7 @@ class SessionManager:
         Raises:
             SessionNotFound. StoreError: the store fails (a full disk); the session stays open.
         """
+        await self._settled(session_id)
         runtime = self._runtimes.get(session_id)
         if runtime is None:
             if await self.store.get_session(session_id) is None:
@@ -312,6 +458,7 @@ class SessionManager:
         await self._close_runtime(runtime)
 
     async def delete(self, session_id: str) -> None:
+        await self._settled(session_id)
         runtime = self._runtimes.get(session_id)
         if runtime is not None:
             await self._close_runtime(runtime)
@@ -324,7 +471,8 @@ class SessionManager:
     async def prompt(
         self, session_id: str, prompt: object, *, key: str | None = None, queue: bool = True, origin: str | None = None
     ) -> Turn:
-        """Submit a prompt; the returned turn runs in the daemon, whoever waits for it."""
+        """Submit a prompt; the returned turn runs in the daemon, whoever waits for it (and holds
+        the session in memory until it is done)."""
         runtime = await self.runtime(session_id)
         blocks = prompt_blocks(prompt)
         if key is not None and (session_id, key) in self._inflight:
@@ -357,8 +505,27 @@ class SessionManager:
         return await self.store.read(session_id, after=after, limit=limit)
 
     async def events(self, session_id: str, *, after: int, limit: int) -> tuple[list[EventRecord], int]:
-        runtime = await self.runtime(session_id)
-        return await runtime.log.read(after, limit), runtime.log.committed_seq
+        async with self.leased(session_id) as runtime:
+            return await runtime.log.read(after, limit), runtime.log.committed_seq
+
+
+def give_back_freed_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``): what evicted
+    sessions freed is otherwise kept by the process, scattered between live objects. Elsewhere a
+    no-op. Blocking (it walks the heap): run it in a thread."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    import ctypes  # only once sessions leave: not at start-up
+
+    try:
+        return ctypes.CDLL(None).malloc_trim  # the process's own symbols, libc's among them
+    except (OSError, AttributeError):  # not glibc
+        return None
 
 
 def prompt_blocks(prompt: object) -> list[JsonObject]:

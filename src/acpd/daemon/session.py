@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import json
 import logging
 import math
 import os
@@ -127,6 +128,12 @@ class SessionRuntime:
         self._terminals: TerminalManager | None = None
         self._services_scope: anyio.CancelScope | None = None
         self._closing = False
+        self.last_used = anyio.current_time()
+        """When a request last used the session (``touch``): idle eviction's clock."""
+        self.leases = 0
+        """Requests using the session right now (``SessionManager.leased``): it stays in memory."""
+        self.evicting = False
+        """Leaving memory (``SessionManager``'s eviction): the next use waits, then loads it again."""
 
     # -- identity (SessionHost) ------------------------------------------------------------------
 
@@ -143,8 +150,8 @@ class SessionRuntime:
         return self._policy
 
     def set_policy(self, policy: Policy) -> None:
-        self._policy = policy
         self.doc["policy"] = policy.to_wire()
+        self._policy = shared_policy(self.doc["policy"])
 
     @property
     def busy(self) -> bool:
@@ -155,6 +162,24 @@ class SessionRuntime:
         """The pid of the agent process serving the session now, if it runs one (shared or its own)."""
         pid = getattr(self._backend, "process_id", None)
         return pid if isinstance(pid, int) else None
+
+    def touch(self) -> None:
+        self.last_used = anyio.current_time()
+
+    def held_by(self) -> str | None:
+        """Why the session must stay in memory now, or None when it may leave: a turn runs or is
+        queued, a permission waits, someone follows its events or is attached, a request holds it,
+        its agent is starting, a terminal it started still runs, or its log cannot commit."""
+        reasons = (
+            (self.busy, "a turn runs"),
+            (bool(self.broker.pending()), "a permission waits"),
+            (self.log.followers > 0 or len(self.clients) > 0, "followed"),
+            (self.leases > 0 or self._backend_lock.locked(), "in use"),
+            (self._terminals is not None and len(self._terminals) > 0, "a terminal runs"),
+            (self._closing or self.evicting, "closing"),
+            (self.log.fault is not None, "the store fails"),  # unloading would drop what it has not taken
+        )
+        return next((why for held, why in reasons if held), None)
 
     def wire(self) -> JsonObject:
         """The session as REST shows it."""
@@ -1048,6 +1073,19 @@ class _StartedFlag:
         self._inner.started(value)
 
 
+def shared_policy(wire: JsonObject) -> Policy:
+    """The policy ``wire`` says, one object for every session with the same one (a frozen model:
+    a thousand sessions with the daemon's default policy hold one)."""
+    return _policy_of_text(json.dumps(wire, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=256)
+def _policy_of_text(text: str) -> Policy:
+    from acpd.config import Policy
+
+    return Policy.model_validate_json(text)
+
+
 def session_doc_defaults(now: str) -> dict[str, Any]:
     return {
         "title": None,
@@ -1105,6 +1143,4 @@ def _turn_tokens(update: JsonObject) -> int | None:
 def _policy_of(doc: SessionDoc) -> Policy:
     """The session's policy, from its document. ``config`` comes with the first session, not at
     the daemon's start: an idle daemon never imports pydantic."""
-    from acpd.config import Policy
-
-    return Policy.model_validate(doc.get("policy") or {})
+    return shared_policy(doc.get("policy") or {})

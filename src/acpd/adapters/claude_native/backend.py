@@ -10,15 +10,12 @@ and ``terminal/*`` services and its confined read-only searches.
 
 from __future__ import annotations
 
-import functools
 import os
-import ssl
 from collections.abc import Sequence
 from typing import Any, Final
 
 import anthropic
 import anyio
-import httpx
 from anyio.abc import TaskStatus
 
 from acpd import __version__
@@ -29,6 +26,7 @@ from acpd.errors import INTERNAL_ERROR, AgentUnavailable, RpcError
 from acpd.presets import PLACEHOLDER_KEY
 from acpd.protocol.jsonio import JsonObject
 
+from . import clients
 from .credentials import NO_CREDENTIALS, credential_source
 from .history import add_prompt, forget_prompt, prompt_blocks, rebuild
 from .loop import Settings, Spent, TurnDeps, run_turn
@@ -57,7 +55,7 @@ class ClaudeNativeBackend:
 
     def __init__(self, name: str, config: AgentConfig, *, cwd: str) -> None:
         self.name = name
-        self._config = config
+        self._config: AgentConfig | None = config  # until run() has taken the client's options
         self._cwd = cwd
         self._host: SessionHost | None = None
         self._client: anthropic.AsyncAnthropic | None = None
@@ -72,7 +70,9 @@ class ClaudeNativeBackend:
         self._closed = anyio.Event()
 
     async def run(self, host: SessionHost, *, resume_id: str | None, task_status: TaskStatus[BackendState]) -> None:
-        options = self._client_options()  # no credentials: unavailable before anything starts
+        assert self._config is not None, "a backend runs once"
+        options = client_options(self._config)  # no credentials: unavailable before anything starts
+        self._config = None  # what a session keeps in memory is what it needs
         self._host = host
         how = "new"
         if resume_id is not None:
@@ -80,40 +80,14 @@ class ClaudeNativeBackend:
             self._messages, self._spent.cost = memory.messages, memory.cost
             how = "resume"
         self._workspace = await host.workspace()
-        verify = await anyio.to_thread.run_sync(shared_ssl_context)  # loads the CA bundle, once
-        http_client = anthropic.DefaultAsyncHttpxClient(verify=verify)
-        self._client = anthropic.AsyncAnthropic(**options, max_retries=0, http_client=http_client)
+        self._client = await clients.acquire(options)
         try:
             task_status.started(self._state(how))
             await self._closed.wait()
         finally:
-            with anyio.CancelScope(shield=True):
-                await self._client.close()
+            self._client = None
+            await clients.release(options)
             host.backend_exited(0, "")
-
-    def _client_options(self) -> dict[str, Any]:
-        """The SDK client's key and base URL.
-
-        Raises:
-            AgentUnavailable: neither a key nor a model URL: every call would fail.
-        """
-        env = {**os.environ, **self._config.env}
-        if credential_source(self._config, env) is None:
-            raise AgentUnavailable(NO_CREDENTIALS)
-        options: dict[str, Any] = {}
-        if self._config.model_url:
-            options["base_url"] = self._config.model_url.rstrip("/")
-        elif env.get("ANTHROPIC_BASE_URL"):
-            options["base_url"] = env["ANTHROPIC_BASE_URL"]
-        key = env.get("ANTHROPIC_API_KEY")
-        token = env.get("ANTHROPIC_AUTH_TOKEN")
-        if key:
-            options["api_key"] = key
-        elif token:
-            options["auth_token"] = token
-        else:
-            options["api_key"] = PLACEHOLDER_KEY  # a gateway that needs one answers 401: a clear MODEL_AUTH
-        return options
 
     def _state(self, how: str) -> BackendState:
         host = self._require_host()
@@ -241,12 +215,26 @@ async def _no_progress(content: list[JsonObject]) -> None:
     return None
 
 
-@functools.cache
-def shared_ssl_context() -> ssl.SSLContext:
-    """The SDK's default TLS context (the same CA bundle), built once for every session's client:
-    each client would otherwise build its own, about 16 ms and 0.8 MiB per session."""
-    try:
-        import httpx2  # the HTTP library of anthropic 2.x
-    except ImportError:
-        return httpx.create_ssl_context()
-    return httpx2.create_ssl_context()
+def client_options(config: AgentConfig) -> dict[str, Any]:
+    """The SDK client's key and base URL (sessions with the same ones share a client).
+
+    Raises:
+        AgentUnavailable: neither a key nor a model URL: every call would fail.
+    """
+    env = {**os.environ, **config.env}
+    if credential_source(config, env) is None:
+        raise AgentUnavailable(NO_CREDENTIALS)
+    options: dict[str, Any] = {}
+    if config.model_url:
+        options["base_url"] = config.model_url.rstrip("/")
+    elif env.get("ANTHROPIC_BASE_URL"):
+        options["base_url"] = env["ANTHROPIC_BASE_URL"]
+    key = env.get("ANTHROPIC_API_KEY")
+    token = env.get("ANTHROPIC_AUTH_TOKEN")
+    if key:
+        options["api_key"] = key
+    elif token:
+        options["auth_token"] = token
+    else:
+        options["api_key"] = PLACEHOLDER_KEY  # a gateway that needs one answers 401: a clear MODEL_AUTH
+    return options
