@@ -31,10 +31,11 @@ The metrics (``--only``):
   once (5,000 prompts, 50 in flight): prompts/s, round trips, daemon CPU per prompt.
 - ``creates``: 200 session creates at once, each on its own connection.
 
-Topology differs by design, and the rows say which is measured: acpd runs one agent process (under
-its keeper) per session; sandbox-agent runs one agent process per ACP server id, which may host
-many sessions. "one server" rows put every session on one agent process (what sandbox-agent's
-SDK does); "a server per session" rows give it acpd's topology.
+Topology: acpd shares one agent process among the sessions of an agent with the same settings (a
+warm spare started ahead of demand; ``processPerSession`` agents excepted); sandbox-agent runs one
+agent process per ACP server id, which may host many sessions. "one server" rows put every session
+on one agent process (what sandbox-agent's SDK does), which is what acpd's rows are compared with;
+"a server per session" rows give sandbox-agent an agent process per session.
 
     .venv/bin/python benchmarks/versus.py --runs 3 --json versus.json
     .venv/bin/python benchmarks/versus.py --quick --only prompt,stream
@@ -846,15 +847,15 @@ RUNNERS: Final[dict[str, Callable[[str, Path | None, Sizes, Results], Awaitable[
 
 REPLACEMENTS: Final = (
     # (in an acpd row's key, in the sandbox-agent row it is divided by): the same operation, or the same
-    # topology (an agent process per session) where the operation differs
+    # topology (sessions sharing an agent process) where the operation differs
     ("REST blocking POST", "ACP-over-HTTP POST, SSE open"),
-    ("session: REST POST /v1/sessions", "session: new connection, initialize + session/new"),
+    ("session: REST POST /v1/sessions", "session: session/new on an initialized connection"),
     ("REST SSE", "ACP-over-HTTP SSE"),
     ("WebSocket /v1/rpc", "ACP-over-HTTP SSE"),
-    ("REST sessions", "a server per session"),
+    ("REST sessions", "one server"),
     ("REST", "ACP-over-HTTP, a server per session"),
     ("ACP-over-HTTP", "ACP-over-HTTP, a server per session"),
-    ("REST POST /v1/sessions", "ACP initialize + session/new, a server per session"),
+    ("REST POST /v1/sessions", "ACP session/new, one server"),
     ("ACP session/new, one connection", "ACP session/new, one server"),
 )
 
