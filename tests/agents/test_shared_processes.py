@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -13,9 +14,25 @@ from .test_real_agents import TURN_SECONDS, events, new_session
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.agents]
 
 
-def agent_keepers() -> list[int]:
-    """One keeper runs each agent process acpd started (see ``transports._keeper``)."""
-    return [pid for pid, cmdline in agent_processes() if "_keeper.py" in cmdline]
+def started_agents() -> list[int]:
+    """The agent processes acpd started: each is the child of a warden, a fork of the spawn server
+    (see ``transports.contained``); what the agent itself starts is not counted."""
+    return [pid for pid, _ in agent_processes() if "_spawner.py" in _cmdline(_parent(pid))]
+
+
+def _parent(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def texts(log: list[dict[str, Any]]) -> str:
@@ -38,7 +55,7 @@ async def test_two_sessions_of_a_real_agent_share_one_process(agent: str, agent_
                 prompt = f"mock:text=answer for session {number}"
                 answer = await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": prompt})
                 assert answer.json()["stopReason"] == "end_turn", answer.text
-        assert len(agent_keepers()) == 1
+        assert len(started_agents()) == 1
         logs = [await events(http, session_id) for session_id in sessions]
     assert "answer for session 0" in texts(logs[0]) and "session 1" not in texts(logs[0])
     assert "answer for session 1" in texts(logs[1]) and "session 0" not in texts(logs[1])

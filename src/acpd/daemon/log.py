@@ -507,6 +507,13 @@ class SessionLog:
             if self.on_fault is not None:
                 self.on_fault(fault)
 
+    def abandon(self) -> None:
+        """The daemon stops without waiting any longer for a store that hangs: a closed log is
+        finished now, so its followers end with what is committed (what is not stays uncommitted,
+        as a kill would leave it)."""
+        if self.closed:
+            self.finished.set()
+
     def _give_up(self, failed: int) -> None:
         """Closed while commits fail (the daemon stops on a full disk): drop what is queued."""
         lost = failed + len(self._pending)

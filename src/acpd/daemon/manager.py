@@ -171,8 +171,10 @@ class SessionManager:
                 await runtime.log.finished.wait()
                 self._runtimes.pop(runtime.session_id, None)
         if waited.cancelled_caught:
-            stuck = sum(not runtime.log.finished.is_set() for runtime in runtimes)
-            logger.error("the logs of %d session(s) did not finish committing: the store is stuck", stuck)
+            stuck = [runtime for runtime in runtimes if not runtime.log.finished.is_set()]
+            logger.error("the logs of %d session(s) did not finish committing: the store is stuck", len(stuck))
+            for runtime in stuck:
+                runtime.log.abandon()  # their followers (an SSE stream) end instead of waiting on
 
     async def _close_runtime(self, runtime: SessionRuntime) -> None:
         await runtime.aclose()
