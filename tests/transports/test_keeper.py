@@ -281,3 +281,27 @@ async def test_kill_stops_the_whole_tree_at_once_even_what_ignores_sigterm() -> 
                 assert await process.wait() == -signal.SIGKILL
                 await wait_all_ended(fds)
         assert not is_running(grandchild)
+
+
+async def test_a_start_cancelled_while_the_program_already_runs_stops_it_before_the_cancel_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = tmp_path / "started"
+    os.mkfifo(started)
+    gate = anyio.Event()  # never set: the first wait for the warden's report hangs until cancelled
+    receive_start = contained._receive_start
+
+    async def held_once(sock: Any) -> tuple[bytes, list[int]]:
+        monkeypatch.setattr(contained, "_receive_start", receive_start)
+        await gate.wait()
+        raise AssertionError("the gate opened")
+
+    monkeypatch.setattr(contained, "_receive_start", held_once)
+    # ignore-term: a SIGTERM with grace would leave it running for the whole minute
+    script = f"echo $$ > {started}; trap '' TERM; exec sleep 60"
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: open_contained(["sh", "-c", script], term_grace_seconds=60.0))
+            pid = int(await anyio.to_thread.run_sync(started.read_text))  # running, its report unread
+            tg.cancel_scope.cancel()
+    assert not is_running(pid)

@@ -49,6 +49,9 @@ CONTROL_TIMEOUT_SECONDS: Final = 5.0
 SERVER_EXIT_SECONDS: Final = 1.0
 """At the daemon's exit, how long to wait for the server to see the end of its control socket."""
 READ_BYTES: Final = 65536
+ABANDONED_START_SECONDS: Final = 5.0
+"""How long a start cancelled halfway may wait to learn of the program and stop it; past that,
+the warden still stops it on its own once it sees the daemon has gone."""
 _OPTIONS: Final = frozenset({"stdin", "stdout", "stderr", "env", "cwd"})
 _Stdio = int | IO[Any] | None
 
@@ -425,25 +428,30 @@ async def _start_kept(argv: Sequence[str], grace: float, linger: bool, options: 
             for fd in to_close:
                 os.close(fd)
         mine.setblocking(False)
-        await _send_request(mine, request)
-        warden, pidfd = _take_start(*await _receive_start(mine))
     except BaseException:
-        mine.close()  # the warden, if any, sees the end and stops what it started
-        for near in parent_fds:
-            if near is not None:
-                os.close(near)
+        _close_all(mine, parent_fds)
         raise
-    stdin, stdout, stderr = parent_fds
-    process = KeptProcess(
-        mine,
-        warden,
-        pidfd,
-        (
-            None if stdin is None else PipeSendStream(stdin),
-            None if stdout is None else PipeReceiveStream(stdout),
-            None if stderr is None else PipeReceiveStream(stderr),
-        ),
-    )
+    sent = False
+    try:
+        await _send_request(mine, request)
+        sent = True
+        report = await _receive_start(mine)
+    except BaseException:
+        # Cancelled while the warden starts it: the program may already run. Closing the socket
+        # alone would have the warden stop it after the caller has gone on (an agent whose start
+        # was abandoned, seen still running); so take the report and stop the tree before raising.
+        # (A request cut short starts nothing: the warden sees its end first.)
+        if sent:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(ABANDONED_START_SECONDS):
+                await _stop_abandoned(mine, await _receive_start(mine), parent_fds)
+        _close_all(mine, parent_fds)
+        raise
+    try:
+        warden, pidfd = _take_start(*report)
+    except BaseException:
+        _close_all(mine, parent_fds)
+        raise
+    process = _kept(mine, warden, pidfd, parent_fds)
     try:
         # The report came without a checkpoint: a cancel that came meanwhile must not leave the
         # caller a process it no longer waits for.
@@ -454,6 +462,47 @@ async def _start_kept(argv: Sequence[str], grace: float, linger: bool, options: 
             await process.aclose()
         raise
     return process
+
+
+def _kept(report: socket.socket, warden: int, pidfd: int | None, parent_fds: Sequence[int | None]) -> KeptProcess:
+    stdin, stdout, stderr = parent_fds
+    return KeptProcess(
+        report,
+        warden,
+        pidfd,
+        (
+            None if stdin is None else PipeSendStream(stdin),
+            None if stdout is None else PipeReceiveStream(stdout),
+            None if stderr is None else PipeReceiveStream(stderr),
+        ),
+    )
+
+
+async def _stop_abandoned(sock: socket.socket, report: tuple[bytes, list[int]], parent_fds: list[int | None]) -> None:
+    """Kill a program whose start was abandoned and wait until its tree has ended; its pipes
+    are closed (the streams take them over) and its ``parent_fds`` entries cleared."""
+    try:
+        warden, pidfd = _take_start(*report)
+    except OSError:
+        return  # it never ran
+    process = _kept(sock, warden, pidfd, parent_fds)
+    parent_fds[:] = [None] * len(parent_fds)
+    try:
+        process.kill()
+        await process.wait()
+    finally:  # not process.aclose(): past the bound, this must not wait on
+        with anyio.CancelScope(shield=True):
+            for stream in (process.stdin, process.stdout, process.stderr):
+                if stream is not None:
+                    await stream.aclose()  # closes at once
+        process.release()
+
+
+def _close_all(sock: socket.socket, parent_fds: Sequence[int | None]) -> None:
+    sock.close()  # the warden, if any, sees the end and stops what it started
+    for near in parent_fds:
+        if near is not None:
+            os.close(near)
 
 
 def _request(
