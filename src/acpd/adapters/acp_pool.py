@@ -63,8 +63,12 @@ logger = logging.getLogger(__name__)
 EXCERPT_CHARS: Final = 200
 STDERR_DETAIL_CHARS: Final = 2000
 """How much of a failed agent's stderr its start error shows (redacted)."""
-MAX_AGENT_REQUESTS: Final = 128
-"""Requests an agent may have waiting on the daemon at once (permissions, fs, terminals); more are refused."""
+MAX_SESSION_REQUESTS: Final = 128
+"""Requests an agent may have waiting on the daemon at once for one session (permissions, fs,
+terminals); more are refused, so that one session's flood cannot starve the others on its process."""
+MAX_AGENT_REQUESTS: Final = 4096
+"""The same across all the sessions of one process: what an agent sending requests without waiting
+for answers may cost (a task each)."""
 EXIT_WAIT_SECONDS: Final = 1.0
 """After an agent closed its output during its start, how long to wait for its exit status."""
 MAX_HELD_BYTES: Final = 16 * 1024 * 1024
@@ -138,6 +142,7 @@ class AgentConnection:
         self.sessions: dict[str, SessionHandler] = {}
         self._held: dict[str, list[tuple[str, JsonValue, JsonObject]]] = {}
         self._held_bytes: dict[str, int] = {}
+        self._requests: dict[int, int] = {}  # requests being served, by id() of their session's handler
         self.opening = 0  # session/new requests in flight: what they answer is not known yet
         self.reserved = 0  # sessions promised this connection, not yet registered
         self.claimed = False  # a dedicated connection handed to its session
@@ -231,7 +236,7 @@ class AgentConnection:
                 on_notification=self._route_notification,
                 on_invalid=self._on_invalid,
                 answer_invalid=False,
-                max_incoming=MAX_AGENT_REQUESTS,
+                max_incoming=min(MAX_AGENT_REQUESTS, MAX_SESSION_REQUESTS * self.config.max_sessions_per_process),
                 name=f"agent:{self.name}",
             )
             self.peer = peer
@@ -405,7 +410,18 @@ class AgentConnection:
         handler = await self._handler_for(session_id)
         if handler is None:
             raise RpcError.invalid_params(f"no open session {session_id!r}")
-        return await handler.on_request(method, params, message)
+        key = id(handler)
+        busy = self._requests.get(key, 0)
+        if busy >= MAX_SESSION_REQUESTS:
+            raise RpcError.internal_error(f"more than {MAX_SESSION_REQUESTS} requests in flight for this session")
+        self._requests[key] = busy + 1
+        try:
+            return await handler.on_request(method, params, message)
+        finally:
+            if (left := self._requests[key] - 1) > 0:
+                self._requests[key] = left
+            else:
+                del self._requests[key]
 
     async def _handler_for(self, session_id: JsonValue) -> SessionHandler | None:
         if not isinstance(session_id, str):
