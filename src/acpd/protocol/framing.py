@@ -36,6 +36,22 @@ class LineDecoder:
 
     def feed(self, data: bytes) -> list[Frame]:
         """Add bytes; return every complete frame they finish, in order. Blank lines are skipped."""
+        end = data.rfind(b"\n")
+        if end < 0:
+            self._keep(data)
+            return []
+        if self._buffer or self._discarding or b"\r" in data:
+            return self._feed_each(data)
+        # The common case, a read of whole lines: one split in C, no call per line.
+        lines = data[:end].split(b"\n")
+        if max(map(len, lines)) > self._max:
+            frames = self._finish_each(lines)
+        else:
+            frames = [line for line in lines if line.strip()]
+        self._keep(data[end + 1 :])
+        return frames
+
+    def _feed_each(self, data: bytes) -> list[Frame]:
         frames: list[Frame] = []
         start = 0
         while True:
@@ -45,6 +61,12 @@ class LineDecoder:
                 return frames
             self._finish_line(data[start:end], frames)
             start = end + 1
+
+    def _finish_each(self, lines: list[bytes]) -> list[Frame]:
+        frames: list[Frame] = []
+        for line in lines:
+            self._finish_line(line, frames)
+        return frames
 
     def finish(self) -> list[Frame]:
         """At end of stream: the unterminated last line, if any, as a frame."""
