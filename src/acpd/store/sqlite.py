@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import operator
 import os
 import queue
 import sqlite3
@@ -125,8 +124,6 @@ _UPSERT_IDEMPOTENT: Final = (
     "INSERT INTO idempotency (session_id, key, value, created_at) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (session_id, key) DO UPDATE SET value = excluded.value, created_at = excluded.created_at"
 )
-
-_event_row: Final = operator.attrgetter("session_id", "seq", "at", "sender", "turn", "payload")
 
 
 class SqliteEventStore:
@@ -302,7 +299,8 @@ class SqliteEventStore:
         with _transaction(conn):
             last_seqs = next_last_seqs(records, last_seq)
             if records:
-                conn.executemany(_INSERT_EVENT, map(_event_row, records))
+                # a record is a tuple of the columns in this order: bound as it is, no row built
+                conn.executemany(_INSERT_EVENT, records)
             for doc in docs:
                 _save_session_sync(conn, *doc)
         self._last_seqs.update(last_seqs)
