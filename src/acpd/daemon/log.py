@@ -303,6 +303,11 @@ class SessionLog:
         """The seq of the newest appended record, committed or not."""
         return self._next_seq - 1
 
+    @property
+    def redactor(self) -> Redactor:
+        """What masks the secrets of every record (``scrub``)."""
+        return self._redact
+
     def scrub(self, text: str) -> str:
         """``text`` with the daemon's secrets masked, as every record is kept."""
         return self._redact(text)
