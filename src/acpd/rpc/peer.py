@@ -212,6 +212,26 @@ class JsonRpcPeer:
             except _TRANSPORT_CLOSED as exc:
                 raise ConnectionClosed(f"{self._name}: transport closed") from exc
 
+    async def send_raw_many(self, frames: list[bytes]) -> None:
+        """``send_raw`` of each frame, in order, in one go: a transport that can write many at once
+        (``send_many``) gets them all together, so a batch of logged updates costs one write.
+
+        Raises:
+            ConnectionClosed: the peer or its transport is closed.
+        """
+        send_many = getattr(self._transport, "send_many", None)
+        async with self._send_lock:
+            if self._closed:
+                raise ConnectionClosed(f"{self._name}: connection closed")
+            try:
+                if send_many is not None:
+                    await send_many(frames)
+                    return
+                for frame in frames:
+                    await self._transport.send(frame)
+            except _TRANSPORT_CLOSED as exc:
+                raise ConnectionClosed(f"{self._name}: transport closed") from exc
+
     async def _write(self, message: JsonObject, data: bytes) -> None:
         # encoding happens before the lock, so a slow encode never holds up other senders
         async with self._send_lock:
