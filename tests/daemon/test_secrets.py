@@ -10,9 +10,20 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from acpd.adapters.base import TextEnvelope
-from acpd.adapters.secrets import RedactingFilter, Redactor, redact, scrub, without_secrets
+from acpd.adapters.secrets import (
+    _OTHER_CLUES,
+    _SHAPE_CLUES,
+    Clues,
+    RedactingFilter,
+    Redactor,
+    redact,
+    scrub,
+    without_secrets,
+)
 from acpd.config import AgentConfig, DaemonConfig
 from acpd.daemon.log import SessionLog
 from acpd.daemon.manager import SessionManager
@@ -20,6 +31,7 @@ from acpd.daemon.session import SessionRuntime
 from acpd.errors import RpcError
 from acpd.protocol import jsonio
 from acpd.store.memory import MemoryEventStore
+from tests.strategies import property_settings
 
 from .acp_client import acp_client, allow
 from .helpers import all_events, new_session, wait_for_frame
@@ -119,6 +131,23 @@ def test_an_envelope_with_a_secret_or_a_named_value_is_not_clean_for_fragments()
     assert not Redactor({}).envelope_clean('{"name":"API_TOKEN","value":"', '"}')
     assert not redactor.envelope_clean('{"text":"', '"}')  # a secret value holding a quote could span it
     assert Redactor({"DB_PASSWORD": ENV_SECRET}).envelope_clean('{"text":"', '"}')
+
+
+@pytest.mark.parametrize("text", CHUNK_TEXTS)
+def test_a_secret_in_a_long_text_is_found_and_masked_as_in_a_short_one(text: str) -> None:
+    redactor, short = Redactor({"DB_PASSWORD": ENV_SECRET}), Redactor({"DB_PASSWORD": ENV_SECRET})
+    filler = "plain words and more plain words, " * 200  # past LONG_TEXT
+    long = f"{filler} {text} {filler}"
+    assert redactor.might_change(long) == short.might_change(text)
+    assert redactor(long) == f"{filler} {short(text)} {filler}"
+
+
+@property_settings(200)
+@given(text=st.text(alphabet='-_AJBb:"valuesk earrKIAShfpmtgoxy/', max_size=60), pad=st.integers(0, 5000))
+def test_clues_found_character_by_character_in_a_long_text_are_those_one_regex_finds(text: str, pad: int) -> None:
+    clues = Clues([*_OTHER_CLUES, *_SHAPE_CLUES, ("h", "unter2")])
+    padded = "." * pad + text
+    assert clues.search(padded) == (clues._all.search(padded) is not None)
 
 
 def test_an_envelope_holding_a_secret_is_never_remembered_as_clean() -> None:

@@ -13,7 +13,6 @@ frame encoded any other way (spaces, escapes, other fields) is parsed as usual.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -26,7 +25,9 @@ TEXT_KINDS: Final = frozenset({"agent_message_chunk", "agent_thought_chunk"})
 _MARK: Final = "\ue000acpd-text\ue000"
 TEXT_KEY: Final = b'"text":"'
 """What a template's bytes before the text end with: a frame is looked up by what precedes it."""
-_NEEDS_ESCAPE: Final = re.compile(rb'[\x00-\x1f"\\]')
+_ESCAPED: Final = bytes.maketrans(bytes(range(0x20)) + b"\\", b'"' * 0x21)
+"""Every byte JSON must escape inside a string, as a quote: a middle needs no escaping when its
+translation holds no quote (two C passes; a regex character class scans ten times slower)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +102,7 @@ def take_texts(template: TextTemplate, frames: list[Frame], start: int, stop: in
         if not isinstance(frame, bytes) or not frame.startswith(prefix) or not frame.endswith(suffix):
             break
         middle = frame[head : len(frame) - tail]
-        if len(frame) < head + tail or _NEEDS_ESCAPE.search(middle):
+        if len(frame) < head + tail or b'"' in middle.translate(_ESCAPED):
             break
         try:
             texts.append(middle.decode())
