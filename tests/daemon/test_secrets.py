@@ -17,6 +17,7 @@ from acpd.adapters.base import TextEnvelope
 from acpd.adapters.secrets import (
     _OTHER_CLUES,
     _SHAPE_CLUES,
+    SECRET_MIN_CHARS,
     Clues,
     RedactingFilter,
     Redactor,
@@ -148,6 +149,14 @@ def test_clues_found_character_by_character_in_a_long_text_are_those_one_regex_f
     clues = Clues([*_OTHER_CLUES, *_SHAPE_CLUES, ("h", "unter2")])
     padded = "." * pad + text
     assert clues.search(padded) == (clues._all.search(padded) is not None)
+
+
+def test_no_secret_is_shorter_than_the_fragments_left_unscanned() -> None:
+    shortest = ["a://b:c@", "sk-" + "a" * 16, "xoxb-" + "a" * 10, "AKIA" + "A" * 16, "Bearer " + "a" * 16]
+    for secret in shortest:
+        assert scrub(f"say {secret} now") != f"say {secret} now"
+        assert len(secret) >= SECRET_MIN_CHARS
+    assert Redactor({"K_TOKEN": "x" * (SECRET_MIN_CHARS - 1)})("x" * (SECRET_MIN_CHARS - 1)) == "x" * 7
 
 
 def test_an_envelope_holding_a_secret_is_never_remembered_as_clean() -> None:

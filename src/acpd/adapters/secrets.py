@@ -205,7 +205,9 @@ class Redactor:
 
         Why it is exact: no shape, URL password or secret value (``envelope_clean`` refuses values
         holding a quote) can match across a quote, and named values need quotes of their own."""
-        return not self._any.search(fragment)
+        # Shorter than the shortest secret (a value, a shape, ``a://b:c@``) it holds none whole, and
+        # no secret can span its quotes: many streamed chunks are a word or two.
+        return len(fragment) < SECRET_MIN_CHARS or not self._any.search(fragment)
 
     def scrub_envelope(self, text: str) -> str:
         """``self(text)`` for the JSON text of a message, cheaper for the many that share an

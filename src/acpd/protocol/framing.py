@@ -40,14 +40,20 @@ class LineDecoder:
         if end < 0:
             self._keep(data)
             return []
-        if self._buffer or self._discarding or b"\r" in data:
+        if self._discarding or b"\r" in data:
             return self._feed_each(data)
-        # The common case, a read of whole lines: one split in C, no call per line.
-        lines = data[:end].split(b"\n")
-        if max(map(len, lines)) > self._max:
-            frames = self._finish_each(lines)
+        # The common case, a read of whole lines (after the end of one a read cut): one split in
+        # C, no call per line.
+        frames: list[Frame] = []
+        start = 0
+        if self._buffer:
+            start = data.find(b"\n") + 1
+            self._finish_line(data[: start - 1], frames)
+        lines = data[start:end].split(b"\n") if start <= end else []
+        if lines and max(map(len, lines)) > self._max:
+            frames += self._finish_each(lines)
         else:
-            frames = [line for line in lines if line.strip()]
+            frames += [line for line in lines if line.strip()]
         self._keep(data[end + 1 :])
         return frames
 
