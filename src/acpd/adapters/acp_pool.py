@@ -76,9 +76,9 @@ EXIT_WAIT_SECONDS: Final = 1.0
 MAX_HELD_BYTES: Final = 16 * 1024 * 1024
 """What an agent may send for a session whose ``session/new`` has not answered yet, per session id."""
 NO_SESSION: Final = ""
+"""Where what an agent sends for no session before its first session opened is held."""
 MAX_TEXT_TEMPLATES: Final = 64
 """Text chunk templates a connection keeps (a few per session: a message's, a thought's)."""
-"""Where what an agent sends for no session before its first session opened is held."""
 DAEMON_ONLY_VARIABLES: Final = ("ACPD_TOKEN", "ACPD_TOKEN_FILE")
 """The daemon's own credentials: an agent (and every command it runs itself) has no use for them."""
 

@@ -258,12 +258,8 @@ class SessionRuntime:
         thought = envelope.kind == "agent_thought_chunk"
         if thought and not self._policy.show_thinking:
             return  # as ``_observe`` drops them
-        prefix, suffix, clean, append = (
-            envelope.prefix,
-            envelope.suffix,
-            self.log.redactor.fragment_clean,
-            self.log.append_scrubbed,
-        )
+        prefix, suffix = envelope.prefix, envelope.suffix
+        clean, append = self.log.redactor.fragment_clean, self.log.append_scrubbed  # bound once, not per text
         turn, number = None if thought else self._current, self._turn_number
         for text in texts:
             if not clean(text):
