@@ -98,6 +98,10 @@ class SessionHandler(Protocol):
         """The process ended (its exit status is on the connection)."""
         ...
 
+
+class TextSink(SessionHandler, Protocol):
+    """A session handler that takes text chunks without their parse (``chunks``)."""
+
     def takes_texts(self) -> bool:
         """True while text chunks may be handed over with ``on_texts`` (during a turn)."""
         ...
@@ -155,7 +159,7 @@ class AgentConnection:
         self._held: dict[str, list[tuple[str, JsonValue, JsonObject]]] = {}
         self._held_bytes: dict[str, int] = {}
         self._requests: dict[int, int] = {}  # requests being served, by id() of their session's handler
-        self._templates: dict[bytes, tuple[TextTemplate, SessionHandler]] = {}  # by prefix (``chunks``)
+        self._templates: dict[bytes, tuple[TextTemplate, TextSink]] = {}  # by prefix (``chunks``)
         self.opening = 0  # session/new requests in flight: what they answer is not known yet
         self.reserved = 0  # sessions promised this connection, not yet registered
         self.claimed = False  # a dedicated connection handed to its session
@@ -389,7 +393,7 @@ class AgentConnection:
             for prefix in [p for p, (template, _) in self._templates.items() if template.session_id == session_id]:
                 del self._templates[prefix]
 
-    def learn_texts(self, template: TextTemplate, handler: SessionHandler) -> None:
+    def learn_texts(self, template: TextTemplate, handler: TextSink) -> None:
         """Take the session's later text chunks of ``template`` without parsing them (``chunks``)."""
         if template.prefix not in self._templates and len(self._templates) >= MAX_TEXT_TEMPLATES:
             del self._templates[next(iter(self._templates))]  # the oldest
