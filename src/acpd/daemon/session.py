@@ -258,18 +258,26 @@ class SessionRuntime:
         thought = envelope.kind == "agent_thought_chunk"
         if thought and not self._policy.show_thinking:
             return  # as ``_observe`` drops them
-        prefix, suffix = envelope.prefix, envelope.suffix
-        clean, append = self.log.redactor.fragment_clean, self.log.append_scrubbed  # bound once, not per text
+        clean = self.log.redactor.fragment_clean
         turn, number = None if thought else self._current, self._turn_number
+        run: list[str] = []  # clean texts, recorded together
         for text in texts:
-            if not clean(text):
-                await self.emit(jsonio.loads(prefix + text + suffix))
-                turn, number = None if thought else self._current, self._turn_number
+            if clean(text):
+                run.append(text)
                 continue
-            if turn is not None:
-                turn.add_text(text)
-            append("agent", number, prefix + text + suffix)
+            self._record_texts(envelope, turn, number, run)
+            run = []
+            await self.emit(jsonio.loads(envelope.prefix + text + envelope.suffix))
+            turn, number = None if thought else self._current, self._turn_number
+        self._record_texts(envelope, turn, number, run)
         await self.log.wait_capacity()
+
+    def _record_texts(self, envelope: TextEnvelope, turn: Turn | None, number: int, texts: list[str]) -> None:
+        if texts:
+            if turn is not None:
+                turn.add_texts(texts)
+            prefix, suffix = envelope.prefix, envelope.suffix
+            self.log.append_scrubbed_many("agent", number, [prefix + text + suffix for text in texts])
 
     def _clean_envelope(self, envelope: TextEnvelope) -> bool:
         clean = self._clean_envelopes.get(envelope)
