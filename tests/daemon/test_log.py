@@ -332,3 +332,21 @@ async def test_records_become_visible_only_once_their_transaction_committed() ->
             assert await follow_to(a, 1) == [1]
             assert await follow_to(b, 1) == [1]
         await close_all(committer, [a, b])
+
+
+async def test_texts_appended_at_once_follow_single_appends_in_seq_order_and_none_after_close() -> None:
+    store = MemoryEventStore()
+    log = SessionLog(store, "s", 0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(log.run_flusher)
+        log.append_scrubbed("agent", 1, '{"n":1}')
+        log.append_scrubbed_many("agent", 1, ['{"n":2}', '{"n":3}', '{"n":4}'])
+        log.append_scrubbed("agent", 1, '{"n":5}')
+        with anyio.fail_after(5):
+            await log.wait_committed(5)
+        log.close()
+        log.append_scrubbed_many("agent", 1, ['{"n":6}'])
+    records = await store.read("s", limit=100)
+    assert [(r.seq, r.payload) for r in records] == [(n, f'{{"n":{n}}}') for n in range(1, 6)]
+    assert len({r.at for r in records[1:4]}) == 1
+    assert log.last_seq == 5

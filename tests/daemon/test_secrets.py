@@ -10,14 +10,29 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from acpd.adapters.secrets import RedactingFilter, Redactor, redact, scrub, without_secrets
+from acpd.adapters.base import TextEnvelope
+from acpd.adapters.secrets import (
+    _OTHER_CLUES,
+    _SHAPE_CLUES,
+    SECRET_MIN_CHARS,
+    Clues,
+    RedactingFilter,
+    Redactor,
+    redact,
+    scrub,
+    without_secrets,
+)
 from acpd.config import AgentConfig, DaemonConfig
 from acpd.daemon.log import SessionLog
 from acpd.daemon.manager import SessionManager
+from acpd.daemon.session import SessionRuntime
 from acpd.errors import RpcError
 from acpd.protocol import jsonio
 from acpd.store.memory import MemoryEventStore
+from tests.strategies import property_settings
 
 from .acp_client import acp_client, allow
 from .helpers import all_events, new_session, wait_for_frame
@@ -97,6 +112,51 @@ def test_a_chunk_after_a_remembered_clean_envelope_is_masked_exactly_as_a_whole_
     for frame in (_chunk(text), _chunk(text, "s-2"), jsonio.dumps_str({"text": text, "other": text})):
         assert redactor.scrub_envelope(frame) == reference(frame)
         assert redactor.might_change(frame) or reference(frame) == frame
+
+
+@pytest.mark.parametrize("text", CHUNK_TEXTS)
+def test_a_clean_fragment_between_a_clean_envelope_leaves_the_whole_as_a_whole_redaction_would(text: str) -> None:
+    redactor, reference = Redactor({"DB_PASSWORD": ENV_SECRET}), Redactor({"DB_PASSWORD": ENV_SECRET})
+    prefix, suffix = _chunk("\ue000").split("\ue000")
+    assert redactor.envelope_clean(prefix, suffix)
+    fragment = jsonio.dumps_str(text)[1:-1]  # as it sits inside the JSON string
+    whole = prefix + fragment + suffix
+    if redactor.fragment_clean(fragment):
+        assert reference(whole) == whole
+    assert redactor.fragment_clean("plain words, nothing to hide")
+
+
+def test_an_envelope_with_a_secret_or_a_named_value_is_not_clean_for_fragments() -> None:
+    redactor = Redactor({"DB_PASSWORD": ENV_SECRET, "ODD_TOKEN": 'with"quote-inside'})
+    assert not Redactor({}).envelope_clean('{"token":"' + GITHUB_TOKEN + '","text":"', '"}')
+    assert not Redactor({}).envelope_clean('{"name":"API_TOKEN","value":"', '"}')
+    assert not redactor.envelope_clean('{"text":"', '"}')  # a secret value holding a quote could span it
+    assert Redactor({"DB_PASSWORD": ENV_SECRET}).envelope_clean('{"text":"', '"}')
+
+
+@pytest.mark.parametrize("text", CHUNK_TEXTS)
+def test_a_secret_in_a_long_text_is_found_and_masked_as_in_a_short_one(text: str) -> None:
+    redactor, short = Redactor({"DB_PASSWORD": ENV_SECRET}), Redactor({"DB_PASSWORD": ENV_SECRET})
+    filler = "plain words and more plain words, " * 200  # past LONG_TEXT
+    long = f"{filler} {text} {filler}"
+    assert redactor.might_change(long) == short.might_change(text)
+    assert redactor(long) == f"{filler} {short(text)} {filler}"
+
+
+@property_settings(200)
+@given(text=st.text(alphabet='-_AJBb:"valuesk earrKIAShfpmtgoxy/', max_size=60), pad=st.integers(0, 5000))
+def test_clues_found_character_by_character_in_a_long_text_are_those_one_regex_finds(text: str, pad: int) -> None:
+    clues = Clues([*_OTHER_CLUES, *_SHAPE_CLUES, ("h", "unter2")])
+    padded = "." * pad + text
+    assert clues.search(padded) == (clues._all.search(padded) is not None)
+
+
+def test_no_secret_is_shorter_than_the_fragments_left_unscanned() -> None:
+    shortest = ["a://b:c@", "sk-" + "a" * 16, "xoxb-" + "a" * 10, "AKIA" + "A" * 16, "Bearer " + "a" * 16]
+    for secret in shortest:
+        assert scrub(f"say {secret} now") != f"say {secret} now"
+        assert len(secret) >= SECRET_MIN_CHARS
+    assert Redactor({"K_TOKEN": "x" * (SECRET_MIN_CHARS - 1)})("x" * (SECRET_MIN_CHARS - 1)) == "x" * 7
 
 
 def test_an_envelope_holding_a_secret_is_never_remembered_as_clean() -> None:
@@ -191,6 +251,42 @@ def test_log_lines_are_redacted_by_shape_and_by_the_environments_secret_values()
 def test_scrub_masks_a_key_at_the_start_of_a_line_of_json_text() -> None:
     text = jsonio.dumps_str({"output": f"line one\n{GITHUB_TOKEN}\n\tsk-ant-api03-{'k' * 30}"})
     assert jsonio.loads(scrub(text)) == {"output": "line one\n***\n\t***"}
+
+
+async def test_a_stream_of_chunks_is_recorded_as_parsed_frames_would_be_with_the_secrets_among_them_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DB_PASSWORD", ENV_SECRET)
+    taken: list[int] = []
+    emit_texts = SessionRuntime.emit_texts
+
+    async def counting(self: SessionRuntime, envelope: TextEnvelope, texts: list[str]) -> None:
+        taken.append(len(texts))
+        await emit_texts(self, envelope, texts)
+
+    monkeypatch.setattr(SessionRuntime, "emit_texts", counting)
+    lines = ["text first", f"text the password is {ENV_SECRET}", f"text key {GITHUB_TOKEN}", 'text say "quoted"']
+    config = DaemonConfig(data_dir=str(tmp_path), db=":memory:")
+    store = MemoryEventStore()
+    async with SessionManager(config, store).running() as manager:
+        runtime = await manager.create({"cwd": str(tmp_path)})
+        turn = await manager.prompt(runtime.session_id, "\n".join([*lines, "chunks 500", *lines[1:]]))
+        with anyio.fail_after(20):
+            await turn.done.wait()
+        records = await store.read(runtime.session_id, limit=10_000)
+    assert sum(taken) >= 500  # the stream went through the templates
+    chunks = [r.payload for r in records if '"agent_message_chunk"' in r.payload]
+    assert len(chunks) == 4 + 500 + 3
+    for payload in chunks:
+        message = jsonio.loads(payload)
+        assert jsonio.dumps_str(message) == payload
+        assert message["params"]["sessionId"] == runtime.session_id
+    texts = [jsonio.loads(p)["params"]["update"]["content"]["text"] for p in chunks]
+    assert texts[1:4] == ["the password is ***", "key ***", 'say "quoted"']
+    assert texts[4:504] == [f"c{i} " for i in range(500)]
+    assert texts[504:] == texts[1:4]
+    assert ENV_SECRET not in "".join(chunks) and GITHUB_TOKEN not in "".join(chunks)
+    assert turn.text == "".join(texts)
 
 
 async def test_the_value_of_a_secret_variable_of_the_daemon_is_masked_in_the_log_whatever_its_shape(

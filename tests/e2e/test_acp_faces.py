@@ -162,6 +162,36 @@ async def test_a_loopback_websocket_client_offering_deflate_gets_a_burst_uncompr
     assert texts == [f"c{i} " for i in range(5000)]
 
 
+async def test_a_websocket_client_asking_for_lines_gets_a_burst_as_few_ndjson_frames_whole_and_in_order(
+    tmp_path: Path,
+) -> None:
+    async with running_daemon(tmp_path) as daemon:
+        url = daemon.url.replace("http://", "ws://") + "/v1/rpc?agent=mock&framing=lines"
+        frames: list[bytes] = []
+        messages: list[JsonObject] = []
+        with anyio.fail_after(60):
+            async with connect(url, additional_headers=daemon.headers) as ws:
+
+                async def call(request_id: int, method: str, params: JsonObject) -> JsonObject:
+                    await ws.send(jsonio.dumps_str(rpc(request_id, method, params)))
+                    while True:
+                        frame = await ws.recv(decode=False)
+                        frames.append(frame)
+                        assert frame.endswith(b"\n")
+                        messages.extend(jsonio.loads(line) for line in frame.splitlines())
+                        if any(m.get("id") == request_id and "method" not in m for m in messages):
+                            return messages[-1]
+
+                await call(1, "initialize", {"protocolVersion": 1})
+                sid = (await call(2, "session/new", {"cwd": str(tmp_path), "mcpServers": []}))["result"]["sessionId"]
+                prompt = {"sessionId": sid, "prompt": [{"type": "text", "text": "chunks 5000"}]}
+                done = await call(3, "session/prompt", prompt)
+    assert done["result"] == {"stopReason": "end_turn"}
+    texts = [text for m in messages if (text := _chunk_text(m)) is not None]
+    assert texts == [f"c{i} " for i in range(5000)]
+    assert len(frames) < 1000  # batches of updates, not a frame each
+
+
 async def test_the_acp_http_stream_replays_from_last_event_id_out_of_the_store(tmp_path: Path) -> None:
     async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
         with anyio.fail_after(30):

@@ -134,3 +134,24 @@ def test_an_unterminated_last_line_is_returned_by_finish(
     frames = decode_all(LineDecoder(), split_at(stream, cuts))
     decoded: list[JsonValue] = [jsonio.loads(frame) for frame in frames if isinstance(frame, bytes)]
     assert decoded == [*head, last]
+
+
+class _LineByLine(LineDecoder):
+    """The decoder without its fast path for reads of whole short lines."""
+
+    def feed(self, data: bytes) -> list[Frame]:
+        return self._feed_each(data)
+
+
+@PROPERTY_SETTINGS
+@given(
+    data=st.binary(max_size=300)
+    | st.lists(st.sampled_from([b"ab", b"\n", b" ", b"\r", b"{}", b"x" * 9]), max_size=40).map(b"".join),
+    cuts=st.lists(st.integers(min_value=0, max_value=300), max_size=8),
+    limit=st.integers(min_value=1, max_value=12),
+)
+def test_the_split_of_whole_lines_at_once_frames_exactly_as_line_by_line(
+    data: bytes, cuts: list[int], limit: int
+) -> None:
+    chunks = split_at(data, cuts)
+    assert decode_all(LineDecoder(limit), chunks) == decode_all(_LineByLine(limit), chunks)

@@ -799,3 +799,51 @@ async def test_run_can_only_be_called_once() -> None:
         await peer.run()
     with pytest.raises(RuntimeError):
         await peer.run()
+
+
+# -- frames claimed before parsing ---------------------------------------------------------------
+
+
+async def test_frames_a_claimer_takes_skip_the_parse_and_the_rest_keep_their_order() -> None:
+    seen: list[str] = []
+    all_done = anyio.Event()
+
+    async def claim(frames: list[Frame], start: int, stop: int) -> int:
+        taken = 0
+        for frame in frames[start:stop]:
+            if not (isinstance(frame, bytes) and frame.startswith(b"raw:")):
+                break
+            seen.append(frame.decode())
+            taken += 1
+        return taken
+
+    async def on_notification(method: str, params: JsonValue, message: JsonObject) -> None:
+        seen.append(method)
+        if method == "last":
+            all_done.set()
+
+    async with serve(on_frames=claim, on_notification=on_notification) as (_, wire):
+        for frame in [b"raw:1", b"raw:2", jsonio.dumps({"jsonrpc": "2.0", "method": "parsed"}), b"raw:3"]:
+            await wire.transport.send(frame)
+        await wire.send({"jsonrpc": "2.0", "method": "last"})
+        await all_done.wait()
+    assert seen == ["raw:1", "raw:2", "parsed", "raw:3", "last"]
+
+
+async def test_frames_whose_claimer_fails_are_parsed_as_usual(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[str] = []
+    done = anyio.Event()
+
+    async def claim(frames: list[Frame], start: int, stop: int) -> int:
+        raise RuntimeError("a bug")
+
+    async def on_notification(method: str, params: JsonValue, message: JsonObject) -> None:
+        seen.append(method)
+        done.set()
+
+    with caplog.at_level(logging.ERROR):
+        async with serve(on_frames=claim, on_notification=on_notification) as (_, wire):
+            await wire.send({"jsonrpc": "2.0", "method": "parsed"})
+            await done.wait()
+    assert seen == ["parsed"]
+    assert "failed to handle incoming messages" in caplog.text

@@ -56,6 +56,16 @@ async def test_appended_records_read_back_in_seq_order_across_batches(store: Eve
     assert await store.read("s1") == log("s1", 1, 10)
 
 
+async def test_a_large_batch_of_several_sessions_reads_back_whole_and_in_order(store: EventStore) -> None:
+    # past the SQLite store's rows per INSERT statement, with a remainder, sessions interleaved
+    first, second = log("a", 1, 150), log("b", 1, 70)
+    await store.append([*first[:100], *second, *first[100:]])
+
+    assert await store.read("a", limit=1000) == first
+    assert await store.read("b", limit=1000) == second
+    assert await store.last_seq("a") == 150
+
+
 async def test_read_returns_records_after_the_given_seq_up_to_the_limit(store: EventStore) -> None:
     await store.append(log("s1", 1, 10))
 

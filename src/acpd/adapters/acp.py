@@ -22,7 +22,8 @@ import anyio
 from anyio.abc import TaskStatus
 
 from acpd.adapters.acp_pool import AgentConnection, AgentPool, object_of
-from acpd.adapters.base import BackendState, SessionHost
+from acpd.adapters.base import BackendState, SessionHost, TextEnvelope
+from acpd.adapters.chunks import TEXT_KINDS, learn
 from acpd.adapters.floods import FLOOD_WINDOW_SECONDS, MAX_UNSOLICITED_FRAMES, FrameRate
 from acpd.adapters.toolcalls import ToolCallLedger, usage_of, usage_update_for
 from acpd.config import AgentConfig
@@ -72,6 +73,7 @@ class AcpBackend:
         self._turn_scope: anyio.CancelScope | None = None
         self._left_in_turn = False  # closed while its turn still ran (the agent ignored a cancel)
         self._stop_reason: str | None = None  # why the daemon stopped this session's agent
+        self._texts_seen = 0  # text chunks parsed (not taken by a template): when to learn one
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -355,6 +357,11 @@ class AcpBackend:
             return
         host = self._require_host()
         if isinstance(params, dict) and "sessionId" in params:
+            # as the agent sent it, for this session: a template may be learned from it
+            learnable = params["sessionId"] == self._backend_session_id and self._connection is not None
+            kind = params["update"].get("sessionUpdate") if isinstance(params.get("update"), dict) else None
+            if learnable and kind in TEXT_KINDS:
+                self._learn_texts(message)
             params["sessionId"] = host.session_id
         update = params.get("update") if isinstance(params, dict) else None
         if method != methods.SESSION_UPDATE or not isinstance(update, dict):
@@ -367,6 +374,24 @@ class AcpBackend:
                 await host.emit(message)  # unchanged: recorded as the agent sent it
             else:
                 await self._emit_update(normalized)
+
+    def _learn_texts(self, message: JsonObject) -> None:
+        """Learn the template of a text chunk (``chunks``), unless it has one learned already: a
+        chunk that matched none is parsed, and learning again each time would cost more."""
+        connection = self._connection
+        assert connection is not None and self._backend_session_id is not None
+        self._texts_seen += 1
+        if self._texts_seen & (self._texts_seen - 1):
+            return  # the 1st, 2nd, 4th, 8th… such chunk: an agent whose envelopes vary costs little
+        template = learn(message, self._backend_session_id, self._require_host().session_id)
+        if template is not None:
+            connection.learn_texts(template, self)
+
+    def takes_texts(self) -> bool:
+        return self._in_turn and not self._replaying and self._stop_reason is None and not self._ended.is_set()
+
+    async def on_texts(self, envelope: TextEnvelope, texts: list[str]) -> None:
+        await self._require_host().emit_texts(envelope, texts)
 
     def _note_usage(self, update: JsonObject) -> None:
         self._usage_reported = True

@@ -27,6 +27,8 @@ import anyio
 from anyio.abc import TaskGroup
 
 from acpd import __version__
+from acpd.adapters.base import TextEnvelope
+from acpd.adapters.chunks import TextTemplate, prefix_of, take_texts
 from acpd.adapters.floods import (
     FLOOD_WINDOW_SECONDS,
     MAX_INVALID_BYTES,
@@ -75,6 +77,8 @@ MAX_HELD_BYTES: Final = 16 * 1024 * 1024
 """What an agent may send for a session whose ``session/new`` has not answered yet, per session id."""
 NO_SESSION: Final = ""
 """Where what an agent sends for no session before its first session opened is held."""
+MAX_TEXT_TEMPLATES: Final = 64
+"""Text chunk templates a connection keeps (a few per session: a message's, a thought's)."""
 DAEMON_ONLY_VARIABLES: Final = ("ACPD_TOKEN", "ACPD_TOKEN_FILE")
 """The daemon's own credentials: an agent (and every command it runs itself) has no use for them."""
 
@@ -92,6 +96,18 @@ class SessionHandler(Protocol):
 
     def connection_lost(self) -> None:
         """The process ended (its exit status is on the connection)."""
+        ...
+
+
+class TextSink(SessionHandler, Protocol):
+    """A session handler that takes text chunks without their parse (``chunks``)."""
+
+    def takes_texts(self) -> bool:
+        """True while text chunks may be handed over with ``on_texts`` (during a turn)."""
+        ...
+
+    async def on_texts(self, envelope: TextEnvelope, texts: list[str]) -> None:
+        """Text chunks of one learned template, in order: what ``on_notification`` would do with each."""
         ...
 
 
@@ -143,6 +159,7 @@ class AgentConnection:
         self._held: dict[str, list[tuple[str, JsonValue, JsonObject]]] = {}
         self._held_bytes: dict[str, int] = {}
         self._requests: dict[int, int] = {}  # requests being served, by id() of their session's handler
+        self._templates: dict[bytes, tuple[TextTemplate, TextSink]] = {}  # by prefix (``chunks``)
         self.opening = 0  # session/new requests in flight: what they answer is not known yet
         self.reserved = 0  # sessions promised this connection, not yet registered
         self.claimed = False  # a dedicated connection handed to its session
@@ -235,6 +252,7 @@ class AgentConnection:
                 on_request=self._route_request,
                 on_notification=self._route_notification,
                 on_invalid=self._on_invalid,
+                on_frames=self._claim_texts,
                 answer_invalid=False,
                 max_incoming=min(MAX_AGENT_REQUESTS, MAX_SESSION_REQUESTS * self.config.max_sessions_per_process),
                 name=f"agent:{self.name}",
@@ -372,6 +390,31 @@ class AgentConnection:
         if session_id is not None and self.sessions.get(session_id) is handler:
             del self.sessions[session_id]
             self._note_change()
+            for prefix in [p for p, (template, _) in self._templates.items() if template.session_id == session_id]:
+                del self._templates[prefix]
+
+    def learn_texts(self, template: TextTemplate, handler: TextSink) -> None:
+        """Take the session's later text chunks of ``template`` without parsing them (``chunks``)."""
+        if template.prefix not in self._templates and len(self._templates) >= MAX_TEXT_TEMPLATES:
+            del self._templates[next(iter(self._templates))]  # the oldest
+        self._templates[template.prefix] = (template, handler)
+
+    async def _claim_texts(self, frames: list[Frame], start: int, stop: int) -> int:
+        """The peer's ``on_frames``: a run of text chunks of a learned template goes to its session
+        at once; anything else (or anything while messages are held) is parsed as usual."""
+        if not self._templates or self._held:
+            return 0
+        prefix = prefix_of(frames[start])
+        found = self._templates.get(prefix) if prefix is not None else None
+        if found is None:
+            return 0
+        template, handler = found
+        if self.sessions.get(template.session_id) is not handler or not handler.takes_texts():
+            return 0
+        texts = take_texts(template, frames, start, stop)
+        if texts:
+            await handler.on_texts(template.envelope, texts)
+        return len(texts)
 
     async def _route_notification(self, method: str, params: JsonValue, message: JsonObject) -> None:
         session_id = params.get("sessionId") if isinstance(params, dict) else None

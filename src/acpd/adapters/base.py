@@ -17,6 +17,17 @@ from acpd.protocol.events import EventRecord
 from acpd.protocol.jsonio import JsonObject, JsonValue
 
 
+@dataclass(frozen=True, slots=True)
+class TextEnvelope:
+    """The JSON text of a text chunk (``kind``: its ``sessionUpdate``) around its text, with the
+    daemon's session id: ``prefix + text + suffix`` is the frame for any ``text`` that needs no
+    escaping in JSON (no quote, backslash or control character)."""
+
+    kind: str
+    prefix: str
+    suffix: str
+
+
 class SessionHost(Protocol):
     """The daemon, as seen by one session's backend."""
 
@@ -28,6 +39,11 @@ class SessionHost(Protocol):
 
     async def emit(self, message: JsonObject) -> None:
         """Record a frame the agent sent (``session/update`` or another notification)."""
+        ...
+
+    async def emit_texts(self, envelope: TextEnvelope, texts: list[str]) -> None:
+        """Record one text chunk per text, in order: the same as ``emit`` of the parse of
+        ``envelope.prefix + text + envelope.suffix`` for each (a stream of chunks, many at once)."""
         ...
 
     async def request_permission(self, message: JsonObject) -> JsonObject:

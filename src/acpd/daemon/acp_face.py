@@ -22,6 +22,7 @@ from anyio.abc import TaskGroup
 from acpd import __version__
 from acpd.errors import AcpdError, Conflict, ConnectionClosed, InvalidInput, NotFound, RpcError
 from acpd.protocol import methods
+from acpd.protocol.events import EventRecord
 from acpd.protocol.jsonio import JsonObject, JsonValue
 from acpd.protocol.jsonrpc import RequestId
 from acpd.rpc.peer import Direction, JsonRpcPeer
@@ -383,30 +384,37 @@ class AcpConnection:
         for pending in runtime.broker.pending():
             if pending.seq <= after:  # asked before this client attached: ask it too
                 self._start(self._ask_permission, attachment, pending.seq, pending.message)
-        session_id = runtime.session_id
         async for records in runtime.log.follow(after):
-            run_start: int | None = None  # a run of records referenced instead of sent
-            for record in records:
-                if forwards_as_stored(record):
-                    if self._references is None:
-                        await self.peer.send_raw(record.payload.encode())
-                    elif run_start is None:
-                        run_start = record.seq
-                    continue
-                if run_start is not None:
-                    self._refer(session_id, run_start, record.seq - 1)
-                    run_start = None
-                frame = client_frame(
-                    record, link_id=self._link_id, replay=False, agent_option_for=attachment.agent_option
-                )
-                if frame.action == "permission":
-                    self._start(self._ask_permission, attachment, record.seq, frame.messages[0])
-                else:
-                    for forwarded in frame.messages:
-                        await self.peer.send_message(forwarded)
-            if run_start is not None:
-                self._refer(session_id, run_start, records[-1].seq)
+            await self._forward_batch(attachment, records)
             attachment.advance(records[-1].seq)  # once a batch: waiters only need "sent up to"
+
+    async def _forward_batch(self, attachment: _Attachment, records: list[EventRecord]) -> None:
+        session_id = attachment.runtime.session_id
+        run_start: int | None = None  # a run of records referenced instead of sent
+        stored: list[bytes] = []  # a run of records sent as stored, in one write
+        for record in records:
+            if forwards_as_stored(record):
+                if self._references is None:
+                    stored.append(record.payload.encode())
+                elif run_start is None:
+                    run_start = record.seq
+                continue
+            if stored:
+                await self.peer.send_raw_many(stored)
+                stored = []
+            if run_start is not None:
+                self._refer(session_id, run_start, record.seq - 1)
+                run_start = None
+            frame = client_frame(record, link_id=self._link_id, replay=False, agent_option_for=attachment.agent_option)
+            if frame.action == "permission":
+                self._start(self._ask_permission, attachment, record.seq, frame.messages[0])
+            else:
+                for forwarded in frame.messages:
+                    await self.peer.send_message(forwarded)
+        if stored:
+            await self.peer.send_raw_many(stored)
+        if run_start is not None:
+            self._refer(session_id, run_start, records[-1].seq)
 
     def _refer(self, session_id: str, first: int, last: int) -> None:
         assert self._references is not None

@@ -159,9 +159,10 @@ def relay_token(config: DaemonConfig, url: str) -> str | None:
 
 
 def rpc_url(http_url: str, agent: str | None) -> str:
+    """The relay's ``/v1/rpc``: with ``framing=lines``, the daemon's frames are NDJSON as stdout wants it."""
     parts = urlsplit(http_url)
     scheme = "wss" if parts.scheme == "https" else "ws"
-    query = f"agent={quote(agent)}" if agent else ""
+    query = "framing=lines" + (f"&agent={quote(agent)}" if agent else "")
     return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/v1/rpc", query, ""))
 
 
@@ -193,8 +194,11 @@ async def _stdin_to_ws(stdio: StdioTransport, ws: ClientConnection, done: anyio.
 async def _ws_to_stdout(ws: ClientConnection, stdio: StdioTransport, done: anyio.CancelScope) -> None:
     try:
         while True:
-            # bytes as they came: text frames are the daemon's UTF-8 JSON, so no decode and encode
-            await stdio.send(await ws.recv(decode=False))
+            # bytes as they came: text frames are the daemon's UTF-8 JSON, so no decode and encode;
+            # a frame of lines (``framing=lines``) goes out whole, one message (a daemon without
+            # that framing) gets its newline
+            data = await ws.recv(decode=False)
+            await stdio.send(data[:-1] if data.endswith(b"\n") else data)
     except (WsClosed, ConnectionClosed):
         pass
     finally:

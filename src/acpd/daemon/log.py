@@ -303,6 +303,11 @@ class SessionLog:
         """The seq of the newest appended record, committed or not."""
         return self._next_seq - 1
 
+    @property
+    def redactor(self) -> Redactor:
+        """What masks the secrets of every record (``scrub``)."""
+        return self._redact
+
     def scrub(self, text: str) -> str:
         """``text`` with the daemon's secrets masked, as every record is kept."""
         return self._redact(text)
@@ -348,6 +353,18 @@ class SessionLog:
         if not self._scheduled:
             self._committer._ready_log(self)
         return record
+
+    def append_scrubbed_many(self, sender: Sender, turn: int, texts: list[str]) -> None:
+        """``append_scrubbed`` of each text, in order, stamped with one time (a burst of one read)."""
+        if self.closed:
+            logger.debug("session %s: dropped %d frames appended after close", self.session_id, len(texts))
+            return
+        seq, at, session_id = self._next_seq, utc_now(), self.session_id
+        self._pending += [EventRecord(session_id, seq + i, at, sender, turn, text) for i, text in enumerate(texts)]
+        self._next_seq = seq + len(texts)
+        self._pending_bytes += sum(map(len, texts))
+        if not self._scheduled:
+            self._committer._ready_log(self)
 
     async def wait_capacity(self) -> None:
         """Wait while too many records are queued; the caller is the agent's reader, so it slows the agent."""

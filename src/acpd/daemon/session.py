@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from acpd.adapters.base import Backend, BackendState
+from acpd.adapters.base import Backend, BackendState, TextEnvelope
 from acpd.adapters.registry import BackendPools, create_backend
 from acpd.adapters.secrets import without_secrets
 from acpd.adapters.terminals import TerminalManager, open_terminal_manager
@@ -73,6 +73,8 @@ CLOSE_CANCEL_SECONDS: Final = min(CANCEL_GRACE_SECONDS, 2.0)
 its agent may take to answer the cancel, and then how long the turn may take to record its answer
 once the agent is stopped. Short: stopping the daemon must stay fast."""
 STDERR_EVENT_CHARS: Final = 4000
+MAX_CLEAN_ENVELOPES: Final = 64
+"""Text chunk envelopes a session remembers as holding no secret (``emit_texts``)."""
 MAX_EARLY_BYTES: Final = 16 * 1024 * 1024
 """What an agent may send before its session is open (held in memory until then); past it, the start fails."""
 AGENT_SIDE: Final = ("agent", "model", "mode", "thoughtLevel", "config", "backendSessionId")
@@ -117,6 +119,7 @@ class SessionRuntime:
         self._incoming: Backend | None = None  # during an agent switch: the new agent, not yet the session's
         self._backend_lock = anyio.Lock()
         self._early: list[JsonObject] | None = None  # while an agent starts: what it said before agent_started
+        self._clean_envelopes: dict[TextEnvelope, bool] = {}
         self._early_bytes = 0
         self._start_scope: anyio.CancelScope | None = None  # while an agent starts: aborts the start
         self._start_abort: AcpdError | None = None
@@ -243,6 +246,46 @@ class SessionRuntime:
             return
         self.log.append_scrubbed("agent", self._turn_number, text)
         await self.log.wait_capacity()
+
+    async def emit_texts(self, envelope: TextEnvelope, texts: list[str]) -> None:
+        """``emit`` of each text's chunk, at the cost of a concatenation and a record each when the
+        envelope and the text hold no secret (``Redactor.fragment_clean``); any other goes through
+        ``emit``, in its place in the order."""
+        if self._early is not None or not self._clean_envelope(envelope):
+            for text in texts:
+                await self.emit(jsonio.loads(envelope.prefix + text + envelope.suffix))
+            return
+        thought = envelope.kind == "agent_thought_chunk"
+        if thought and not self._policy.show_thinking:
+            return  # as ``_observe`` drops them
+        clean = self.log.redactor.fragment_clean
+        turn, number = None if thought else self._current, self._turn_number
+        run: list[str] = []  # clean texts, recorded together
+        for text in texts:
+            if clean(text):
+                run.append(text)
+                continue
+            self._record_texts(envelope, turn, number, run)
+            run = []
+            await self.emit(jsonio.loads(envelope.prefix + text + envelope.suffix))
+            turn, number = None if thought else self._current, self._turn_number
+        self._record_texts(envelope, turn, number, run)
+        await self.log.wait_capacity()
+
+    def _record_texts(self, envelope: TextEnvelope, turn: Turn | None, number: int, texts: list[str]) -> None:
+        if texts:
+            if turn is not None:
+                turn.add_texts(texts)
+            prefix, suffix = envelope.prefix, envelope.suffix
+            self.log.append_scrubbed_many("agent", number, [prefix + text + suffix for text in texts])
+
+    def _clean_envelope(self, envelope: TextEnvelope) -> bool:
+        clean = self._clean_envelopes.get(envelope)
+        if clean is None:
+            if len(self._clean_envelopes) >= MAX_CLEAN_ENVELOPES:
+                self._clean_envelopes.clear()
+            clean = self._clean_envelopes[envelope] = self.log.redactor.envelope_clean(envelope.prefix, envelope.suffix)
+        return clean
 
     def _hold_early(self, message: JsonObject) -> None:
         assert self._early is not None

@@ -71,6 +71,16 @@ class Turn:
             self.text_parts.append(text)
             self.text_chars += len(text)
 
+    def add_texts(self, texts: list[str]) -> None:
+        """``add_text`` of each, in order."""
+        size = sum(map(len, texts))
+        if self.text_chars + size > TEXT_LIMIT_CHARS:
+            for text in texts:
+                self.add_text(text)
+            return
+        self.text_parts += texts
+        self.text_chars += size
+
     @property
     def text(self) -> str:
         return "".join(self.text_parts)

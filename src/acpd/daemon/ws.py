@@ -1,6 +1,11 @@
 """Daemon layer: the ACP face over WebSocket: ``GET /v1/rpc`` upgraded, one JSON-RPC message per
 text frame. A Starlette WebSocket as a Transport, and the route that serves an ``AcpConnection`` on
-it. The security middleware has already checked Host, Origin and the token."""
+it. The security middleware has already checked Host, Origin and the token.
+
+``?framing=lines`` (what ``acpd acp``'s relay asks for): the daemon's text frames carry one or
+more JSON-RPC messages, each ended by a newline (NDJSON, as on stdio), so a batch of logged
+updates is one frame, and a relay writes it to its stdout as it is, with no work per message.
+What the client sends stays one message per frame."""
 
 from __future__ import annotations
 
@@ -22,6 +27,9 @@ from .http_protocol import TEXT_FRAMES_EXTENSION
 from .manager import SessionManager
 from .problems import problem
 
+LINES_FRAME_BYTES: Final = 1024 * 1024
+"""With ``framing=lines``, messages are gathered into a frame up to about this size (a longer
+message is a frame of its own), well under the 32 MiB a client accepts."""
 MAX_MESSAGE_BYTES: Final = 32 * 1024 * 1024
 """The same limit as a stdio line. ``serve`` gives uvicorn this limit too, which closes the
 connection with 1009 (message too big) on a longer frame; under a server without such a limit, a
@@ -31,13 +39,34 @@ longer message is answered as too long here."""
 class WebSocketTransport:
     """A server-side WebSocket carrying one JSON-RPC message per text (or binary) frame."""
 
-    def __init__(self, websocket: WebSocket) -> None:
+    def __init__(self, websocket: WebSocket, *, lines: bool = False) -> None:
         self._ws = websocket
+        self._lines = lines
         self._closed = False
         extension = websocket.scope.get("extensions", {}).get(TEXT_FRAMES_EXTENSION)
         self._write_text: Callable[[bytes], bool] | None = extension.get("write") if extension else None
 
     async def send(self, frame: bytes) -> None:
+        await self._send_frame(frame + b"\n" if self._lines else frame)
+
+    async def send_many(self, frames: list[bytes]) -> None:
+        """``send`` of each, in order: with ``framing=lines``, as few frames as their size allows."""
+        if not self._lines:
+            for frame in frames:
+                await self._send_frame(frame)
+            return
+        batch: list[bytes] = []
+        size = 0
+        for frame in frames:
+            if batch and size + len(frame) > LINES_FRAME_BYTES:
+                await self._send_frame(b"".join(batch))
+                batch, size = [], 0
+            batch += (frame, b"\n")
+            size += len(frame) + 1
+        if batch:
+            await self._send_frame(b"".join(batch))
+
+    async def _send_frame(self, frame: bytes) -> None:
         # No lock: one ASGI send writes a whole message, so concurrent senders cannot tear one;
         # and no yield per message, so the messages of a batch leave in one write (ws_protocol).
         if self._closed:
@@ -76,8 +105,10 @@ async def rpc_endpoint(websocket: WebSocket) -> None:
     manager = websocket.app.state.manager
     assert isinstance(manager, SessionManager)
     agent = websocket.query_params.get("agent") or None
+    lines = websocket.query_params.get("framing") == "lines"
     await websocket.accept()
-    connection = AcpConnection(manager, WebSocketTransport(websocket), default_agent=agent, name="ws")
+    transport = WebSocketTransport(websocket, lines=lines)
+    connection = AcpConnection(manager, transport, default_agent=agent, name="ws")
     await connection.serve()
 
 

@@ -8,10 +8,9 @@ concatenation rather than by a second encode.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from acpd.protocol import jsonio
 
@@ -19,16 +18,18 @@ Sender = Literal["client", "agent", "daemon"]
 
 
 @lru_cache(maxsize=4096)
-def _quoted(session_id: str) -> str:
+def quoted(session_id: str) -> str:
+    """A session id as a JSON string (cached: ids repeat, once per record)."""
     return jsonio.dumps_str(session_id)
 
 
-@dataclass(frozen=True, slots=True)
-class EventRecord:
-    """One entry of a session's append-only log.
+class EventRecord(NamedTuple):
+    """One entry of a session's append-only log; immutable.
 
     ``seq`` starts at 1 and has no gaps within a session; ``payload`` is one JSON-RPC message,
-    as JSON text, whose ``params.sessionId`` (when present) is the daemon's session id.
+    as JSON text, whose ``params.sessionId`` (when present) is the daemon's session id. A named
+    tuple, not a frozen dataclass: one is made per event, and a frozen dataclass's ``__init__``
+    (a ``object.__setattr__`` per field) cost four times as much.
     """
 
     session_id: str
@@ -40,8 +41,12 @@ class EventRecord:
 
     def to_json(self) -> str:
         """The wire form: ``{"seq","sessionId","at","sender","turn","payload"}``."""
+        return self.to_json_quoted(quoted(self.session_id))
+
+    def to_json_quoted(self, quoted_session_id: str) -> str:
+        """``to_json``, given the session id as a JSON string (the same for a batch of one log's)."""
         return (
-            f'{{"seq":{self.seq},"sessionId":{_quoted(self.session_id)},"at":"{self.at}",'
+            f'{{"seq":{self.seq},"sessionId":{quoted_session_id},"at":"{self.at}",'
             f'"sender":"{self.sender}","turn":{self.turn},"payload":{self.payload}}}'
         )
 

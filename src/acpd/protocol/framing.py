@@ -36,6 +36,28 @@ class LineDecoder:
 
     def feed(self, data: bytes) -> list[Frame]:
         """Add bytes; return every complete frame they finish, in order. Blank lines are skipped."""
+        end = data.rfind(b"\n")
+        if end < 0:
+            self._keep(data)
+            return []
+        if self._discarding or b"\r" in data:
+            return self._feed_each(data)
+        # The common case, a read of whole lines (after the end of one a read cut): one split in
+        # C, no call per line.
+        frames: list[Frame] = []
+        start = 0
+        if self._buffer:
+            start = data.find(b"\n") + 1
+            self._finish_line(data[: start - 1], frames)
+        lines = data[start:end].split(b"\n") if start <= end else []
+        if lines and max(map(len, lines)) > self._max:
+            frames += self._finish_each(lines)
+        else:
+            frames += [line for line in lines if line.strip()]
+        self._keep(data[end + 1 :])
+        return frames
+
+    def _feed_each(self, data: bytes) -> list[Frame]:
         frames: list[Frame] = []
         start = 0
         while True:
@@ -45,6 +67,12 @@ class LineDecoder:
                 return frames
             self._finish_line(data[start:end], frames)
             start = end + 1
+
+    def _finish_each(self, lines: list[bytes]) -> list[Frame]:
+        frames: list[Frame] = []
+        for line in lines:
+            self._finish_line(line, frames)
+        return frames
 
     def finish(self) -> list[Frame]:
         """At end of stream: the unterminated last line, if any, as a frame."""

@@ -40,6 +40,12 @@ Tap = Callable[[Direction, JsonObject], None]
 fast and must not raise."""
 InvalidHandler = Callable[[Frame, str], None]
 """``(raw frame or FrameTooLong, reason)`` for input that is not a JSON-RPC message."""
+FrameClaimer = Callable[[list[Frame], int, int], Awaitable[int]]
+"""``(frames, start, stop) -> count``: offered the frames ``start:stop`` of one read before they are
+parsed, it handles the first ``count`` of them itself (0: none, the peer parses them as usual).
+It may only take frames it knows byte for byte to be notifications, handled exactly as
+``on_notification`` would handle their parse: a stream of small updates then costs no parse,
+no classification and no dispatch per message. The tap is not shown them."""
 
 CANCEL_NOTICE_TIMEOUT_SECONDS: Final = 5.0
 """How long a cancelled ``request()`` may spend telling the other side, shielded from the cancel."""
@@ -75,6 +81,7 @@ class JsonRpcPeer:
         on_notification: NotificationHandler | None = None,
         tap: Tap | None = None,
         on_invalid: InvalidHandler | None = None,
+        on_frames: FrameClaimer | None = None,
         answer_invalid: bool = True,
         max_incoming: int | None = None,
         name: str = "peer",
@@ -84,6 +91,7 @@ class JsonRpcPeer:
         self._on_notification = on_notification
         self._tap = tap
         self._on_invalid = on_invalid
+        self._on_frames = on_frames
         self._answer_invalid = answer_invalid
         self._max_incoming = max_incoming  # requests served at once; past it, answered with an error
         self._name = name
@@ -204,6 +212,26 @@ class JsonRpcPeer:
             except _TRANSPORT_CLOSED as exc:
                 raise ConnectionClosed(f"{self._name}: transport closed") from exc
 
+    async def send_raw_many(self, frames: list[bytes]) -> None:
+        """``send_raw`` of each frame, in order, in one go: a transport that can write many at once
+        (``send_many``) gets them all together, so a batch of logged updates costs one write.
+
+        Raises:
+            ConnectionClosed: the peer or its transport is closed.
+        """
+        send_many = getattr(self._transport, "send_many", None)
+        async with self._send_lock:
+            if self._closed:
+                raise ConnectionClosed(f"{self._name}: connection closed")
+            try:
+                if send_many is not None:
+                    await send_many(frames)
+                    return
+                for frame in frames:
+                    await self._transport.send(frame)
+            except _TRANSPORT_CLOSED as exc:
+                raise ConnectionClosed(f"{self._name}: transport closed") from exc
+
     async def _write(self, message: JsonObject, data: bytes) -> None:
         # encoding happens before the lock, so a slow encode never holds up other senders
         async with self._send_lock:
@@ -220,22 +248,40 @@ class JsonRpcPeer:
 
     async def _read_loop(self) -> None:
         receive = self._transport.receive
-        handle = self._handle_frame
         while True:
             try:
                 frames = await receive()
             except _END_OF_INPUT:
                 return
-            for index, frame in enumerate(frames, 1):
-                try:
-                    await handle(frame)
-                except Exception:
-                    # a failing tap, on_invalid or notification handler must not end the connection
-                    logger.exception("%s: failed to handle an incoming message", self._name)
-                if index % YIELD_EVERY_FRAMES == 0:
-                    # a burst read at once must not starve the tasks that pass it on (a log's
-                    # flusher, a stream's writer): the first of it reaches a client sooner
+            start = 0
+            while start < len(frames):
+                # a burst read at once must not starve the tasks that pass it on (a log's
+                # flusher, a stream's writer): the first of it reaches a client sooner
+                stop = min(start + YIELD_EVERY_FRAMES, len(frames))
+                await self._handle_frames(frames, start, stop)
+                if stop < len(frames):
                     await anyio.lowlevel.checkpoint()
+                start = stop
+
+    async def _handle_frames(self, frames: list[Frame], start: int, stop: int) -> None:
+        claim = self._on_frames
+        index = start
+        while index < stop:
+            if claim is not None:
+                try:
+                    taken = await claim(frames, index, stop)
+                except Exception:
+                    logger.exception("%s: failed to handle incoming messages", self._name)
+                    taken = 0  # parsed and handled one by one below
+                if taken:
+                    index += taken
+                    continue
+            try:
+                await self._handle_frame(frames[index])
+            except Exception:
+                # a failing tap, on_invalid or notification handler must not end the connection
+                logger.exception("%s: failed to handle an incoming message", self._name)
+            index += 1
 
     async def _handle_frame(self, frame: Frame) -> None:
         if isinstance(frame, FrameTooLong):

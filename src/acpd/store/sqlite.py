@@ -26,8 +26,8 @@ batch can be retried as is once space returns. ``aclose`` waits for a stuck call
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-import operator
 import os
 import queue
 import sqlite3
@@ -111,6 +111,10 @@ Append new ones; never edit one that has shipped."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 _INSERT_EVENT: Final = "INSERT INTO events (session_id, seq, at, sender, turn, payload) VALUES (?, ?, ?, ?, ?, ?)"
+ROWS_PER_INSERT: Final = 64
+"""Rows one INSERT statement carries in a batch: a statement per row cost ~0.7 us more CPU a row,
+and a release of the GIL for each (the event loop's thread waits for it back)."""
+_INSERT_EVENTS: Final = _INSERT_EVENT + ", (?, ?, ?, ?, ?, ?)" * (ROWS_PER_INSERT - 1)
 _SELECT_EVENTS: Final = (
     "SELECT session_id, seq, at, sender, turn, payload FROM events"
     " WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?"
@@ -125,8 +129,6 @@ _UPSERT_IDEMPOTENT: Final = (
     "INSERT INTO idempotency (session_id, key, value, created_at) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (session_id, key) DO UPDATE SET value = excluded.value, created_at = excluded.created_at"
 )
-
-_event_row: Final = operator.attrgetter("session_id", "seq", "at", "sender", "turn", "payload")
 
 
 class SqliteEventStore:
@@ -302,7 +304,7 @@ class SqliteEventStore:
         with _transaction(conn):
             last_seqs = next_last_seqs(records, last_seq)
             if records:
-                conn.executemany(_INSERT_EVENT, map(_event_row, records))
+                _insert_events(conn, records)
             for doc in docs:
                 _save_session_sync(conn, *doc)
         self._last_seqs.update(last_seqs)
@@ -377,6 +379,17 @@ def _store_error(exc: sqlite3.Error) -> StoreError:
     if isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_FULL:
         return StoreFull(f"the event store is full ({exc}): free disk space")
     return StoreError(f"event store database error: {exc}")
+
+
+def _insert_events(conn: sqlite3.Connection, records: Sequence[EventRecord]) -> None:
+    """Insert the records, ``ROWS_PER_INSERT`` to a statement; a record is a tuple of the columns in
+    their order, so it is bound as it is."""
+    whole = len(records) - len(records) % ROWS_PER_INSERT
+    if whole:
+        groups = (records[start : start + ROWS_PER_INSERT] for start in range(0, whole, ROWS_PER_INSERT))
+        conn.executemany(_INSERT_EVENTS, [tuple(itertools.chain.from_iterable(group)) for group in groups])
+    if whole < len(records):
+        conn.executemany(_INSERT_EVENT, records[whole:])
 
 
 @contextmanager
