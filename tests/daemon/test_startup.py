@@ -39,7 +39,7 @@ def report() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 threading.Thread(target=report, daemon=True).start()
-main(["serve", "--port", "0", "--port-file", f"/dev/fd/{told}", "--db", ":memory:"])
+main(["serve", "--port", "0", "--port-file", f"/dev/fd/{told}", "--db", ":memory:", *sys.argv[2:]])
 """
 AGENT_FACTS = """
 import json, sys
@@ -103,8 +103,27 @@ def loaded(modules: object, package: str) -> bool:
     return any(name == package or name.startswith(package + ".") for name in modules)
 
 
-def test_a_daemon_answering_its_first_request_has_imported_nothing_heavy(tmp_path: Path) -> None:
-    answer = imported_by(SERVING, tmp_path)
+CUSTOM_AGENT = """
+[daemon]
+idle_seconds = 30
+[agents.mine]
+command = "mine"
+args = ["--acp"]
+clientCapabilities = { terminal = false }
+[policy]
+maxSteps = 10
+"""
+"""A config file as users write one (and as benchmarks/versus.py runs acpd): checked at start
+without pydantic, its agents and policy built at their first use."""
+
+
+@pytest.mark.parametrize("config_file", [False, True], ids=["no-config-file", "config-file"])
+def test_a_daemon_answering_its_first_request_has_imported_nothing_heavy(tmp_path: Path, config_file: bool) -> None:
+    extra = []
+    if config_file:
+        (tmp_path / "acpd.toml").write_text(CUSTOM_AGENT)
+        extra = ["--config", str(tmp_path / "acpd.toml")]
+    answer = imported_by(SERVING, tmp_path, *extra)
     assert answer["health"] == "HTTP/1.1 200 OK"
     heavy = (*HEAVY, *CONFIGURATION, "websockets")
     assert [package for package in heavy if loaded(answer["modules"], package)] == []
