@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from acpd import __version__
 from acpd.client import DEFAULT_URL, DaemonClient, DaemonError, TurnPrinter
@@ -27,6 +27,9 @@ from acpd.errors import AcpdError, ConfigError
 from acpd.private import given_token
 from acpd.protocol import jsonio
 from acpd.settings import DaemonConfig
+
+if TYPE_CHECKING:
+    from acpd.store.sqlite import StoreOpening
 
 PR_SET_DUMPABLE: Final = 4
 PASS_THROUGH = ("mock-agent", "mock-model")
@@ -292,11 +295,25 @@ def run_serve(args: argparse.Namespace) -> int:
         _quiet_http_clients()
         protect_environment()
         config = load_config(args, dict(os.environ))
-        anyio.run(_serve, config, args.port_file, backend="asyncio", backend_options={"use_uvloop": _has_uvloop()})
+        config, opening = _begin_store_open(config)
+        backend_options = {"use_uvloop": _has_uvloop()}
+        anyio.run(_serve, config, args.port_file, opening, backend="asyncio", backend_options=backend_options)
     _exit_without_teardown(0)
 
 
-async def _serve(config: DaemonConfig, port_file: str | None) -> None:
+def _begin_store_open(config: DaemonConfig) -> tuple[DaemonConfig, StoreOpening | None]:
+    """Settle the token (which makes the data directory private first), then begin opening the
+    store in a thread, before the daemon's modules are imported: a new database's files and
+    schema are written while they are. A refused setting still refuses before any of it."""
+    from acpd.daemon.security import secured
+    from acpd.store.sqlite import SqliteEventStore
+
+    config = secured(config)
+    db = config.resolved_db()
+    return config, None if db == "memory" else SqliteEventStore.begin_open(db)
+
+
+async def _serve(config: DaemonConfig, port_file: str | None, opening: StoreOpening | None) -> None:
     import anyio
 
     from acpd.daemon.security import describe_auth
@@ -304,7 +321,7 @@ async def _serve(config: DaemonConfig, port_file: str | None) -> None:
 
     _freeze_startup_objects()
     async with anyio.create_task_group() as tg:
-        port = await tg.start(partial(serve, config, port_file=port_file))
+        port = await tg.start(partial(serve, config, port_file=port_file, opening=opening))
         where = f"http://{config.host}:{port}"
         print(f"acpd {__version__} on {where} (db: {config.resolved_db()}; {describe_auth(config)})", file=sys.stderr)
 
