@@ -81,6 +81,8 @@ HEAVY = ("anthropic", "acp", "httpx", "acpd.adapters.claude_native.backend", "ac
 CONFIGURATION = ("pydantic", "acpd.config", "acpd.presets", "click")
 """What an idle daemon does without: the agents' configuration models (with the first session)
 and uvicorn's command line (never)."""
+SPAWNING = ("acpd.transports.process", "acpd.transports.contained", "acpd.transports.stdio", "acpd.adapters.terminals")
+"""What a daemon that has started no agent and no terminal does without: the spawn server's client."""
 ENGINE = ("uvicorn", "starlette", "acpd.daemon.manager", "acpd.daemon.session", "acpd.adapters.registry")
 """What a relay never runs: the daemon's HTTP server and session engine."""
 
@@ -125,7 +127,7 @@ def test_a_daemon_answering_its_first_request_has_imported_nothing_heavy(tmp_pat
         extra = ["--config", str(tmp_path / "acpd.toml")]
     answer = imported_by(SERVING, tmp_path, *extra)
     assert answer["health"] == "HTTP/1.1 200 OK"
-    heavy = (*HEAVY, *CONFIGURATION, "websockets")
+    heavy = (*HEAVY, *CONFIGURATION, *SPAWNING, "websockets")
     assert [package for package in heavy if loaded(answer["modules"], package)] == []
     collector = answer["collector"]
     assert isinstance(collector, dict)
