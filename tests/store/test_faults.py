@@ -53,10 +53,10 @@ async def test_a_store_opened_before_the_loop_ran_serves_and_refuses_a_second_ow
 ) -> None:
     path = tmp_path / "data" / "acpd.db"
     opening = SqliteEventStore.begin_open(path)  # as a daemon begins it, before its imports
-    second = SqliteEventStore.begin_open(path)
     async with await opening.store() as store:
         await store.append(log("s1", 1, 3), session=doc("s1"))
         assert await store.read("s1") == log("s1", 1, 3)
+        second = SqliteEventStore.begin_open(path)
         with pytest.raises(StoreLocked):
             await second.store()
 
