@@ -168,6 +168,10 @@ def test_an_agent_given_as_a_model_wins_over_a_section_of_the_same_name() -> Non
         ("agents = 3\n", "[agents] must be a table (got 3)"),
         ("[policy]\npermissions = 'sometimes'\n", "[policy] permissions: must be one of 'ask', "),
         ("[daemon]\nauth = 'perhaps'\n", "invalid configuration: auth: must be true or false (got 'perhaps')"),
+        (
+            "[daemon]\nagents = { mine = { command = 'x' } }\n",
+            "invalid configuration: agents: not a setting of [daemon]",
+        ),
     ],
 )
 def test_a_wrong_section_is_refused_while_the_file_is_read(tmp_path: Path, toml: str, said: str) -> None:

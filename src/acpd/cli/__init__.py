@@ -257,7 +257,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise AcpdError(f"cannot read config file {path}: {exc}") from exc
     daemon = dict(_table(path, "daemon", data.get("daemon", {})))
     policy = data.get("policy", daemon.pop("policy", None))  # [policy], else [daemon]'s policy
-    agents = _table(path, "agents", daemon.pop("agents", None) or data.get("agents", {}))
+    agents = _table(path, "agents", data.get("agents", {}))  # [daemon]'s own "agents" is refused
     try:
         values: dict[str, Any] = config_check.daemon_values(daemon)
     except ValueError as exc:
