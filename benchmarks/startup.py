@@ -21,9 +21,12 @@ importtime``), their total, and any heavy package among them (pydantic, anthropi
 package, httpx, websockets, click, acpd.config, acpd.presets, the test kit), so a heavy import that
 comes back shows. ``--src DIR`` (repeatable) runs the daemons from another
 checkout's ``src`` (through PYTHONPATH), interleaved round by round with the others, for A/B
-comparisons on a shared machine.
+comparisons on a shared machine. ``--config`` starts every daemon with a config file that defines
+a custom agent (``[agents.pymock]``, the mock agent), as ``versus.py`` runs acpd: a config file is
+read and checked at start, which must stay light too.
 
     .venv/bin/python benchmarks/startup.py --runs 10
+    .venv/bin/python benchmarks/startup.py --runs 10 --config
     .venv/bin/python benchmarks/startup.py --runs 10 --src ../other-checkout/src --src src
 """
 
@@ -52,6 +55,8 @@ from acpd.protocol import jsonio
 from acpd.testing.daemon import daemon_env
 
 START_TIMEOUT_SECONDS = 30.0
+CONFIG_FILE = False
+"""``--config``: start every daemon with ``custom_agent_config``'s file."""
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 Samples = dict[str, list[float]]
 
@@ -79,6 +84,14 @@ def tree_env(home: Path, src: str | None) -> dict[str, str]:
     return env
 
 
+def custom_agent_config(home: Path) -> list[str]:
+    """A config file defining one custom agent, as ``versus.py`` writes it; the flags naming it."""
+    path = home / "acpd.toml"
+    args = jsonio.dumps_str(["-m", "acpd.testing.mock_agent"])
+    path.write_text(f"[agents.pymock]\ncommand = {jsonio.dumps_str(sys.executable)}\nargs = {args}\n")
+    return ["--config", str(path)]
+
+
 @asynccontextmanager
 async def serving(src: str | None, samples: Samples, *, extra: tuple[str, ...] = ()) -> AsyncIterator[Serving]:
     """A fresh ``acpd serve``; records its cold start (wall and CPU) in ``samples``."""
@@ -96,6 +109,7 @@ async def serving(src: str | None, samples: Samples, *, extra: tuple[str, ...] =
             "0",
             "--port-file",
             f"/dev/fd/{ready_write}",
+            *(custom_agent_config(home) if CONFIG_FILE else ()),
         ]
         with (home / "daemon.log").open("wb") as log:
             t0 = time.perf_counter()
@@ -250,7 +264,10 @@ async def main() -> None:
     parser.add_argument("--sessions", type=int, default=5, help="mock sessions created and deleted per round")
     parser.add_argument("--src", action="append", help="run acpd from this src directory (repeat to compare)")
     parser.add_argument("--imports", type=int, default=15, help="how many of the biggest imports to print")
+    parser.add_argument("--config", action="store_true", help="start every daemon with a config file (a custom agent)")
     args = parser.parse_args()
+    global CONFIG_FILE
+    CONFIG_FILE = args.config
     trees: list[str | None] = list(args.src or [None])
     results: dict[str | None, Samples] = {tree: defaultdict(list) for tree in trees}
     for tree in trees:  # writes the bytecode; not counted
@@ -262,7 +279,8 @@ async def main() -> None:
     load_after = os.getloadavg()
     print(f"load average (1, 5, 15 min): before {load_before}, after {load_after}; {os.cpu_count()} CPUs")
     for tree in trees:
-        print(f"\n== acpd from {tree or 'the installed package'}: {args.runs} rounds; min / median / max")
+        with_config = " with a config file (a custom agent)" if args.config else ""
+        print(f"\n== acpd from {tree or 'the installed package'}{with_config}: {args.runs} rounds; min / median / max")
         for name, values in results[tree].items():
             print(f"{spread(values)}  {name}")
         print_imports(await import_times(tree), args.imports)

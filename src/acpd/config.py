@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from acpd.presets import PRESETS, Preset, Sandbox, fill_dir, preset_dir, preset_env, preset_program
 from acpd.settings import (
@@ -46,7 +46,6 @@ __all__ = [
     "PrivateHome",
     "all_agents",
     "builtin_agents",
-    "daemon_config",
     "default_data_dir",
     "expand",
     "merged",
@@ -236,7 +235,7 @@ def _all_agents(config: DaemonConfig) -> dict[str, AgentConfig]:
         name: agent.model_copy(update={"preset": name})
         if agent.kind == "acp" and not agent.command and agent.preset is None
         else agent
-        for name, agent in config.agents.items()
+        for name, agent in config.configured_agents().items()
     }
     agents.update(configured)
     agents.update({name: AgentConfig(preset=name) for name in PRESETS if name not in configured})
@@ -297,22 +296,6 @@ def expand(config: DaemonConfig, agent: AgentConfig) -> AgentConfig:
         max_sessions_per_process=agent.max_sessions_per_process,
         idle_seconds=agent.idle_seconds,
     )
-
-
-def daemon_config(values: Mapping[str, Any]) -> DaemonConfig:
-    """A ``DaemonConfig`` from settings read out of a config file (any TOML value), checked
-    against the dataclass's field types; ``agents`` and ``policy`` may be this module's models.
-
-    Raises:
-        pydantic.ValidationError: a value of the wrong type, or an unknown key.
-        ValueError: a value out of bounds (``DaemonConfig.validated``).
-    """
-    # DaemonConfig's annotations name these models without importing them (``settings`` must not
-    # import pydantic); pydantic resolves such names among the locals of the frame building the
-    # adapter: this one.
-    from acpd.config import AgentConfig, Policy  # noqa: F401
-
-    return TypeAdapter(DaemonConfig).validate_python(values).validated()
 
 
 def _private_home(

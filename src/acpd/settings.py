@@ -3,10 +3,13 @@ environment and the TOML file, and passes a ``DaemonConfig`` down.
 
 A stdlib dataclass, not a pydantic model: every ``acpd`` process builds one before anything else,
 and an idle daemon never needs pydantic (a third of its start-up imports). Its bounds live in the
-fields' metadata and ``validated`` checks them; the agents and the session policy it carries are
-``config``'s pydantic models, built only when a config file names them. Turning an agent into the
-command to run (``all_agents``) is ``config``'s, imported at the first session or agent listing.
-Imports only the stdlib; reads the environment only for the default data directory.
+fields' metadata and ``validated`` checks them. The agents and the session policy it carries are
+``config``'s pydantic models: given as such (``agents``, ``policy``), or as a config file's
+sections, checked at start by ``config_check`` and built into models at their first use
+(``configured_agents``, ``session_policy``), so that a config file brings no pydantic into the
+start either. Turning an agent into the command to run (``all_agents``) is ``config``'s, imported
+at the first session or agent listing. Imports only the stdlib (and ``errors``, to refuse a
+section); reads the environment only for the default data directory.
 """
 
 from __future__ import annotations
@@ -15,10 +18,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from acpd.config import AgentConfig, Policy
+
+    M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 4520
@@ -36,16 +43,11 @@ MAX_LIVE_SESSIONS: Final = 1000
 PermissionPolicy = Literal["ask", "allow", "deny", "allow_reads"]
 
 _POSITIVE: Final = {"gt": 0}
-"""Field metadata: the value must be greater than this. ``validated`` checks these bounds, and
-pydantic too when it validates a config file's values (it reads ``gt``/``ge``/``le`` there)."""
+"""Field metadata: the value must be greater than this (``validated`` checks these bounds)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class DaemonConfig:
-    # Read by pydantic when a config file is validated into this dataclass (``config.from_file``):
-    # an unknown key in ``[daemon]`` is an error, not silently ignored.
-    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
-
     host: str = DEFAULT_HOST
     port: int = field(default=DEFAULT_PORT, metadata={"ge": 0, "le": MAX_PORT})
     db: str = ""
@@ -85,7 +87,13 @@ class DaemonConfig:
     agents: Mapping[str, AgentConfig] = field(default_factory=dict)
     """Configured agents (``config.AgentConfig``); the built-in ones are added by ``all_agents``."""
     policy: Policy | None = None
-    """Default policy for new sessions; None: ``Policy()``'s defaults (see ``session_policy``)."""
+    """Default policy for new sessions; None: ``policy_section``'s, else ``Policy()``'s defaults
+    (see ``session_policy``)."""
+    agent_sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """A config file's ``[agents.*]`` as written, checked (``config_check``): built into
+    ``AgentConfig``s at their first use (``configured_agents``). ``agents`` wins on a name in both."""
+    policy_section: Mapping[str, Any] | None = None
+    """A config file's ``[policy]`` as written, checked: built into a ``Policy`` at the first session."""
 
     def validated(self) -> DaemonConfig:
         """This configuration, once its bounds hold and every configured agent can be started.
@@ -95,11 +103,12 @@ class DaemonConfig:
         """
         for spec in fields(self):
             _check_bounds(spec.name, getattr(self, spec.name), spec.metadata)
-        if self.agents:  # then the config file was read, and ``presets`` imported with ``config``
-            from acpd.presets import PRESETS
+        sections: dict[str, _AgentSection | AgentConfig] = {n: _AgentSection(s) for n, s in self.agent_sections.items()}
+        for name, agent in {**sections, **self.agents}.items():
+            if agent.kind == "acp" and not agent.command and agent.preset is None:
+                from acpd.presets import PRESETS  # only then: an agent named after a preset
 
-            for name, agent in self.agents.items():
-                if agent.kind == "acp" and not agent.command and agent.preset is None and name not in PRESETS:
+                if name not in PRESETS:
                     raise ValueError(f"agent {name!r} needs a command, or a preset")
         return self
 
@@ -112,6 +121,23 @@ class DaemonConfig:
     def resolved_agents_dir(self) -> Path:
         return Path(self.agents_dir) if self.agents_dir else self.resolved_data_dir() / "agents"
 
+    def configured_agents(self) -> dict[str, AgentConfig]:
+        """The configured agents as models: ``agent_sections`` built (once), then ``agents``.
+
+        Raises:
+            ConfigError: a section its model refuses although ``config_check`` let it pass (a
+                disagreement between the two that tests/config/test_config_check.py rules out).
+        """
+        if not self.agent_sections:
+            return dict(self.agents)
+        built = self.__dict__.get("_built_agents")
+        if built is None:
+            from acpd.config import AgentConfig
+
+            built = {name: _built(AgentConfig, f"agents.{name}", s) for name, s in self.agent_sections.items()}
+            object.__setattr__(self, "_built_agents", built)  # a cache, not a setting
+        return {**built, **self.agents}
+
     def all_agents(self) -> dict[str, AgentConfig]:
         """Built-in agents, then configured ones, each ready to start (``config.all_agents``)."""
         from acpd.config import all_agents
@@ -122,9 +148,42 @@ class DaemonConfig:
         """The policy new sessions start with."""
         if self.policy is not None:
             return self.policy
-        from acpd.config import Policy
+        built = self.__dict__.get("_built_policy")
+        if built is None:
+            from acpd.config import Policy
 
-        return Policy()
+            built = Policy() if self.policy_section is None else _built(Policy, "policy", self.policy_section)
+            object.__setattr__(self, "_built_policy", built)  # a cache, not a setting
+        return built
+
+
+@dataclass(frozen=True)
+class _AgentSection:
+    """What ``validated`` reads of an agent section not built yet (its values already checked)."""
+
+    section: Mapping[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.section.get("kind", "acp"))
+
+    @property
+    def command(self) -> str:
+        return str(self.section.get("command", ""))
+
+    @property
+    def preset(self) -> str | None:
+        preset = self.section.get("preset")
+        return None if preset is None else str(preset)
+
+
+def _built(model: type[M], name: str, section: Mapping[str, Any]) -> M:
+    try:
+        return model.model_validate(section)
+    except ValueError as exc:
+        from acpd.errors import ConfigError
+
+        raise ConfigError(f"invalid config file: [{name}] {exc}") from exc
 
 
 def _check_bounds(name: str, value: object, bounds: Mapping[str, object]) -> None:

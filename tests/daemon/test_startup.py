@@ -39,7 +39,7 @@ def report() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 threading.Thread(target=report, daemon=True).start()
-main(["serve", "--port", "0", "--port-file", f"/dev/fd/{told}", "--db", ":memory:"])
+main(["serve", "--port", "0", "--port-file", f"/dev/fd/{told}", "--db", ":memory:", *sys.argv[2:]])
 """
 AGENT_FACTS = """
 import json, sys
@@ -81,6 +81,8 @@ HEAVY = ("anthropic", "acp", "httpx", "acpd.adapters.claude_native.backend", "ac
 CONFIGURATION = ("pydantic", "acpd.config", "acpd.presets", "click")
 """What an idle daemon does without: the agents' configuration models (with the first session)
 and uvicorn's command line (never)."""
+SPAWNING = ("acpd.transports.process", "acpd.transports.contained", "acpd.transports.stdio", "acpd.adapters.terminals")
+"""What a daemon that has started no agent and no terminal does without: the spawn server's client."""
 ENGINE = ("uvicorn", "starlette", "acpd.daemon.manager", "acpd.daemon.session", "acpd.adapters.registry")
 """What a relay never runs: the daemon's HTTP server and session engine."""
 
@@ -103,10 +105,29 @@ def loaded(modules: object, package: str) -> bool:
     return any(name == package or name.startswith(package + ".") for name in modules)
 
 
-def test_a_daemon_answering_its_first_request_has_imported_nothing_heavy(tmp_path: Path) -> None:
-    answer = imported_by(SERVING, tmp_path)
+CUSTOM_AGENT = """
+[daemon]
+idle_seconds = 30
+[agents.mine]
+command = "mine"
+args = ["--acp"]
+clientCapabilities = { terminal = false }
+[policy]
+maxSteps = 10
+"""
+"""A config file as users write one (and as benchmarks/versus.py runs acpd): checked at start
+without pydantic, its agents and policy built at their first use."""
+
+
+@pytest.mark.parametrize("config_file", [False, True], ids=["no-config-file", "config-file"])
+def test_a_daemon_answering_its_first_request_has_imported_nothing_heavy(tmp_path: Path, config_file: bool) -> None:
+    extra = []
+    if config_file:
+        (tmp_path / "acpd.toml").write_text(CUSTOM_AGENT)
+        extra = ["--config", str(tmp_path / "acpd.toml")]
+    answer = imported_by(SERVING, tmp_path, *extra)
     assert answer["health"] == "HTTP/1.1 200 OK"
-    heavy = (*HEAVY, *CONFIGURATION, "websockets")
+    heavy = (*HEAVY, *CONFIGURATION, *SPAWNING, "websockets")
     assert [package for package in heavy if loaded(answer["modules"], package)] == []
     collector = answer["collector"]
     assert isinstance(collector, dict)

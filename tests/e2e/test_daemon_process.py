@@ -226,6 +226,7 @@ async def test_no_auth_is_refused_when_the_daemon_would_listen_beyond_loopback(t
     assert result.returncode == 1
     assert result.stderr.startswith(b"acpd: --no-auth is for loopback only")
     assert b"Traceback" not in result.stderr  # a refusal is a message, not a crash
+    assert not (tmp_path / "data" / "acpd" / "acpd.db").exists()  # refused before the store opens
 
 
 async def test_acpd_acp_says_whether_it_relays_to_the_daemon_or_runs_standalone(tmp_path: Path) -> None:

@@ -48,6 +48,19 @@ async def test_a_second_store_on_one_file_is_refused_naming_the_owner(tmp_path: 
         pass  # released on close
 
 
+async def test_a_store_opened_before_the_loop_ran_serves_and_refuses_a_second_owner_when_awaited(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "data" / "acpd.db"
+    opening = SqliteEventStore.begin_open(path)  # as a daemon begins it, before its imports
+    async with await opening.store() as store:
+        await store.append(log("s1", 1, 3), session=doc("s1"))
+        assert await store.read("s1") == log("s1", 1, 3)
+        second = SqliteEventStore.begin_open(path)
+        with pytest.raises(StoreLocked):
+            await second.store()
+
+
 async def test_the_lock_file_only_its_owner_can_read(tmp_path: Path) -> None:
     path = tmp_path / "acpd.db"
     lock = anyio.Path(f"{path}.lock")

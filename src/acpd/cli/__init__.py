@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from acpd import __version__
 from acpd.client import DEFAULT_URL, DaemonClient, DaemonError, TurnPrinter
@@ -29,10 +29,9 @@ from acpd.protocol import jsonio
 from acpd.settings import DaemonConfig
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
+    from acpd.store.sqlite import StoreOpening
 
 PR_SET_DUMPABLE: Final = 4
-R = TypeVar("R", bound="BaseModel")
 PASS_THROUGH = ("mock-agent", "mock-model")
 """Commands whose arguments are their own program's: argparse's REMAINDER drops leading options."""
 Adder = Callable[[argparse.ArgumentParser], None]
@@ -224,14 +223,13 @@ ENV_SETTINGS = (
 
 
 def load_config(args: argparse.Namespace, env: dict[str, str]) -> DaemonConfig:
-    """Merge, lowest first: defaults, the TOML file, environment, flags. Only a config file brings
-    pydantic in (to check its values' types); the environment and the flags give strings and the
-    types argparse made."""
+    """Merge, lowest first: defaults, the TOML file, environment, flags. A config file is checked
+    with the stdlib (``config_check``): its agents and policy become pydantic models at their first
+    use, not at start; the environment and the flags give strings and the types argparse made."""
     values: dict[str, Any] = {}
     path = getattr(args, "config", None) or env.get("ACPD_CONFIG")
     default_path = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "acpd" / "config.toml"
-    from_file = bool(path) or default_path.is_file()
-    if from_file:
+    if path or default_path.is_file():
         values = _read_toml(Path(path) if path else default_path)
     for key, env_name in ENV_SETTINGS:
         if env.get(env_name):
@@ -241,54 +239,51 @@ def load_config(args: argparse.Namespace, env: dict[str, str]) -> DaemonConfig:
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)
     try:
-        if from_file:
-            from acpd.config import daemon_config
-
-            return daemon_config(values)
         return DaemonConfig(**values).validated()
     except ValueError as exc:
-        raise ConfigError(f"invalid configuration: {_one_line(exc)}") from exc
+        raise ConfigError(f"invalid configuration: {exc}") from exc
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    """The file's settings: ``[daemon]``'s converted to ``DaemonConfig``'s types, the agents' and
+    the policy's sections checked and kept as written (``agent_sections``, ``policy_section``)."""
     import tomllib
 
-    from acpd.config import AgentConfig, Policy
+    from acpd import config_check
 
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise AcpdError(f"cannot read config file {path}: {exc}") from exc
-    values: dict[str, Any] = dict(data.get("daemon", {}))
-    agents = data.get("agents", {})
+    daemon = dict(_table(path, "daemon", data.get("daemon", {})))
+    policy = data.get("policy", daemon.pop("policy", None))  # [policy], else [daemon]'s policy
+    agents = _table(path, "agents", data.get("agents", {}))  # [daemon]'s own "agents" is refused
+    try:
+        values: dict[str, Any] = config_check.daemon_values(daemon)
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc
     for name, spec in agents.items():
-        if internal := sorted(INTERNAL_AGENT_FIELDS & set(spec)):
+        if internal := sorted(INTERNAL_AGENT_FIELDS & set(_table(path, f"agents.{name}", spec))):
             raise AcpdError(f"cannot read config file {path}: agent {name!r}: {', '.join(internal)} cannot be set")
-    values["agents"] = {name: _section(path, f"agents.{name}", AgentConfig, spec) for name, spec in agents.items()}
-    if "policy" in data:
-        values["policy"] = _section(path, "policy", Policy, data["policy"])
+        _section(path, f"agents.{name}", partial(config_check.check_agent, name), spec)
+    values["agent_sections"] = agents
+    if policy is not None:
+        _section(path, "policy", partial(config_check.check_section, schema=config_check.POLICY), policy)
+        values["policy_section"] = policy
     return values
 
 
-def _section(path: Path, name: str, record: type[R], data: object) -> R:
+def _table(path: Path, name: str, value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"invalid config file {path}: [{name}] must be a table (got {value!r})")
+    return value
+
+
+def _section(path: Path, name: str, check: Callable[[Any], None], data: object) -> None:
     try:
-        return record.model_validate(data)
+        check(_table(path, name, data))
     except ValueError as exc:
-        raise ConfigError(f"invalid config file {path}: [{name}] {_one_line(exc)}") from exc
-
-
-def _one_line(exc: ValueError) -> str:
-    """A validation error as one line naming each field: ``maxSteps: must be >= 0 (got -1)``."""
-    if "pydantic" not in sys.modules:  # then it is not pydantic's: DaemonConfig.validated's own
-        return str(exc)
-    from pydantic import ValidationError
-
-    if not isinstance(exc, ValidationError):
-        return str(exc)
-    return "; ".join(
-        f"{'.'.join(str(part) for part in error['loc']) or 'value'}: {error['msg']} (got {error['input']!r})"
-        for error in exc.errors(include_url=False)
-    )
+        raise ConfigError(f"invalid config file {path}: [{name}] {exc}") from exc
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -300,11 +295,25 @@ def run_serve(args: argparse.Namespace) -> int:
         _quiet_http_clients()
         protect_environment()
         config = load_config(args, dict(os.environ))
-        anyio.run(_serve, config, args.port_file, backend="asyncio", backend_options={"use_uvloop": _has_uvloop()})
+        config, opening = _begin_store_open(config)
+        backend_options = {"use_uvloop": _has_uvloop()}
+        anyio.run(_serve, config, args.port_file, opening, backend="asyncio", backend_options=backend_options)
     _exit_without_teardown(0)
 
 
-async def _serve(config: DaemonConfig, port_file: str | None) -> None:
+def _begin_store_open(config: DaemonConfig) -> tuple[DaemonConfig, StoreOpening | None]:
+    """Settle the token (which makes the data directory private first), then begin opening the
+    store in a thread, before the daemon's modules are imported: a new database's files and
+    schema are written while they are. A refused setting still refuses before any of it."""
+    from acpd.daemon.security import secured
+    from acpd.store.sqlite import SqliteEventStore
+
+    config = secured(config)
+    db = config.resolved_db()
+    return config, None if db == "memory" else SqliteEventStore.begin_open(db)
+
+
+async def _serve(config: DaemonConfig, port_file: str | None, opening: StoreOpening | None) -> None:
     import anyio
 
     from acpd.daemon.security import describe_auth
@@ -312,7 +321,7 @@ async def _serve(config: DaemonConfig, port_file: str | None) -> None:
 
     _freeze_startup_objects()
     async with anyio.create_task_group() as tg:
-        port = await tg.start(partial(serve, config, port_file=port_file))
+        port = await tg.start(partial(serve, config, port_file=port_file, opening=opening))
         where = f"http://{config.host}:{port}"
         print(f"acpd {__version__} on {where} (db: {config.resolved_db()}; {describe_auth(config)})", file=sys.stderr)
 

@@ -29,7 +29,7 @@ from acpd.errors import ConfigError
 from acpd.settings import DaemonConfig
 from acpd.store.base import EventStore
 from acpd.store.memory import MemoryEventStore
-from acpd.store.sqlite import SqliteEventStore
+from acpd.store.sqlite import SqliteEventStore, StoreOpening
 
 from . import ws
 from .app import create_app
@@ -54,9 +54,12 @@ EXIT_STUCK: Final = 70
 """Exit status when the deadline cut the stop short (EX_SOFTWARE)."""
 
 
-async def open_store(db: str) -> EventStore:
+async def open_store(db: str, opening: StoreOpening | None = None) -> EventStore:
+    """The store ``db`` names; ``opening``, when given, is that store's open begun earlier."""
     if db == "memory":
         return MemoryEventStore()
+    if opening is not None:
+        return await opening.store()
     return await SqliteEventStore.open(db)
 
 
@@ -132,17 +135,19 @@ async def serve(
     config: DaemonConfig,
     *,
     port_file: str | None = None,
+    opening: StoreOpening | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until SIGINT/SIGTERM; then stop every agent and close the store. ``task_status``
-    gets the bound port once the daemon answers.
+    gets the bound port once the daemon answers. ``opening``: the store's open, begun before
+    (``SqliteEventStore.begin_open``).
 
     Raises:
         StoreLocked: another acpd owns the database.
         ConfigError: the token cannot be settled (see ``security.secured``).
     """
     config = secured(config)
-    store = await open_store(config.resolved_db())
+    store = await open_store(config.resolved_db(), opening)
     signalled = False
     try:
         sock = bind(config.host, config.port)
@@ -190,13 +195,20 @@ async def _serve_on(
         try:
             async with manager.running():
                 if port_file:
-                    await anyio.Path(port_file).write_text(f"{port}\n")
+                    _tell_port(port_file, port)
                 logger.info("acpd listening on %s (db %s)", url, config.resolved_db())
                 task_status.started(port)
                 await server.serve(sockets=[sock])
         finally:
             signals.cancel_scope.cancel()
     return server.should_exit  # only a stop signal sets it (``_Server.stop``)
+
+
+def _tell_port(port_file: str, port: int) -> None:
+    """Write the port: a few bytes, written from the loop (nothing is served yet) rather than
+    through a worker thread that would be started for them alone."""
+    with open(port_file, "w") as file:
+        file.write(f"{port}\n")
 
 
 async def _stop_on_signals(server: _Server, *, task_status: TaskStatus[None]) -> None:

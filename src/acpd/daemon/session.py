@@ -25,7 +25,6 @@ from anyio.abc import TaskGroup, TaskStatus
 from acpd.adapters.base import Backend, BackendState, TextEnvelope
 from acpd.adapters.registry import BackendPools, create_backend
 from acpd.adapters.secrets import without_secrets
-from acpd.adapters.terminals import TerminalManager, open_terminal_manager
 from acpd.adapters.workspace import Workspace
 from acpd.errors import (
     AcpdError,
@@ -62,6 +61,7 @@ from .transcript import transcript_block
 from .turns import Turn, chunk_text, usage_totals
 
 if TYPE_CHECKING:
+    from acpd.adapters.terminals import TerminalManager
     from acpd.config import AgentConfig, Policy
 
 logger = logging.getLogger(__name__)
@@ -502,6 +502,9 @@ class SessionRuntime:
             self._services_scope = scope
             # Commands print what they are given, and their output is logged: no daemon secrets.
             env = without_secrets(os.environ)
+            # Imported with the first terminal: the spawn server's client is not a start's cost.
+            from acpd.adapters.terminals import open_terminal_manager
+
             async with open_terminal_manager(await self.workspace(), env=env) as manager:
                 task_status.started(manager)
                 await anyio.sleep_forever()

@@ -160,10 +160,19 @@ class SqliteEventStore:
         """
         return cls(*await anyio.to_thread.run_sync(_open_connections, os.fspath(path)))
 
+    @classmethod
+    def begin_open(cls, path: str | os.PathLike[str]) -> StoreOpening:
+        """Begin ``open`` now, in a thread of its own, with no event loop yet: a daemon begins it
+        before importing its modules, so that the disk's part (a new database's files and schema)
+        overlaps with the imports. ``await opening.store()`` finishes it, raising what ``open``
+        would."""
+        return StoreOpening(os.fspath(path))
+
     async def note_owner(self, facts: dict[str, str]) -> None:
         """Tell a process this store refuses who owns the file (e.g. the daemon's ``url``)."""
         if self._lock is not None:
-            await anyio.to_thread.run_sync(self._lock.describe, facts)
+            lock = self._lock
+            await self._writer.call(lambda _conn: lock.describe(facts))  # a thread already running
 
     async def __aenter__(self) -> SqliteEventStore:
         return self
@@ -319,6 +328,39 @@ class SqliteEventStore:
 
 
 _Call = tuple[Callable[..., object], tuple[object, ...], "asyncio.Future[object]", asyncio.AbstractEventLoop]
+
+
+class StoreOpening:
+    """A ``SqliteEventStore`` being opened in a thread of its own (``SqliteEventStore.begin_open``)."""
+
+    def __init__(self, path: str) -> None:
+        self._done = threading.Event()
+        self._opened: tuple[sqlite3.Connection, sqlite3.Connection, OwnerLock | None] | None = None
+        self._error: BaseException | None = None
+        # A daemon thread: a start that fails before awaiting the store must not wait for it.
+        threading.Thread(target=self._open, args=(path,), name="acpd-store-open", daemon=True).start()
+
+    def _open(self, path: str) -> None:
+        try:
+            self._opened = _open_connections(path)
+        except BaseException as exc:  # handed to whoever awaits the store
+            self._error = exc
+        finally:
+            self._done.set()
+
+    async def store(self) -> SqliteEventStore:
+        """The opened store (once: the store is the caller's to close).
+
+        Raises:
+            StoreLocked, StoreError: as ``SqliteEventStore.open``.
+        """
+        if not self._done.is_set():
+            await anyio.to_thread.run_sync(self._done.wait)
+        if self._error is not None:
+            raise self._error
+        assert self._opened is not None
+        opened, self._opened = self._opened, None
+        return SqliteEventStore(*opened)
 
 
 class _Worker:
