@@ -557,7 +557,8 @@ class AgentPool:
         if record_path is None:
             self._top_up(key, name, config)
         try:
-            await connection.ready.wait()
+            if not connection.ready.is_set():  # a warm process: on without a trip round the event loop
+                await connection.ready.wait()
         except BaseException:
             connection.unreserve()
             if connection.load == 0:
