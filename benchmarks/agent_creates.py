@@ -8,7 +8,8 @@ For each installed preset (``scripts/setup-agents``), against acpd's mock model 
   acp_pool``, same command, env, home and files), answering ``session/new`` on its stdin, timed in
   this process from the request's write to its answer's read, ``--creates`` times.
 
-acpd's share is the difference of the medians. The two run one after the other per agent, on the
+acpd's share is the difference of the medians (noisy: the agents' own times vary by tens of ms),
+and, steadier, the daemon's CPU per create (utime + stime, 10 ms ticks). The two run one after the other per agent, on the
 same machine; quote the load. Run it inside ``unshare -n`` so nothing leaves the machine:
 
     unshare -n sh -c 'ip link set lo up && .venv/bin/python benchmarks/agent_creates.py --creates 20'
@@ -52,7 +53,15 @@ def summary(samples: list[float]) -> str:
     return f"median {statistics.median(ordered) * 1000:.2f} ms, p90 {at(0.9):.2f}, p99 {at(0.99):.2f}"
 
 
-async def through_acpd(home: Path, model_url: str, config: Path, agent: str, creates: int) -> list[float]:
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the daemon process itself (its agents not counted), 10 ms ticks."""
+    stat = Path(f"/proc/{pid}/stat").read_bytes()
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def through_acpd(home: Path, model_url: str, config: Path, agent: str, creates: int) -> tuple[list[float], float]:
+    """Each create's round trip, and the daemon's CPU per create."""
     args = ("--agents-dir", str(AGENTS_DIR), "--model-url", model_url, "--db", ":memory:", "--config", str(config))
     async with (
         running_daemon(home, *args, env={"TMPDIR": str(home / "tmp")}) as daemon,
@@ -62,12 +71,13 @@ async def through_acpd(home: Path, model_url: str, config: Path, agent: str, cre
         (await http.post("/v1/sessions", json=body)).raise_for_status()  # starts the process and its spare
         await anyio.sleep(3.0)  # the spare finishes starting
         samples = []
+        cpu0 = cpu_seconds(daemon.process.pid)
         for _ in range(creates):
             t0 = time.perf_counter()
             response = await http.post("/v1/sessions", json=body)
             samples.append(time.perf_counter() - t0)
             response.raise_for_status()
-        return samples
+        return samples, (cpu_seconds(daemon.process.pid) - cpu0) / creates
 
 
 async def agent_alone(home: Path, model_url: str, config: Path, agent: str, creates: int) -> list[float]:
@@ -113,10 +123,10 @@ async def main(agents: list[str], creates: int) -> None:
                 (home / "work").mkdir()
                 config = home / "acpd.toml"
                 config.write_text("" if shutil.which("bwrap") else CODEX_WITHOUT_SANDBOX)
-                acpd = await through_acpd(home, model.url, config, agent, creates)
+                acpd, cpu = await through_acpd(home, model.url, config, agent, creates)
                 alone = await agent_alone(home, model.url, config, agent, creates)
                 added = (statistics.median(acpd) - statistics.median(alone)) * 1000
-                print(f"{agent:<9} acpd POST /v1/sessions: {summary(acpd)}")
+                print(f"{agent:<9} acpd POST /v1/sessions: {summary(acpd)}, daemon CPU {cpu * 1000:.2f} ms each")
                 print(f"{'':<9} the agent's own session/new: {summary(alone)}; acpd adds {added:.2f} ms (medians)")
 
 
