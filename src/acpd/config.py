@@ -5,7 +5,8 @@ config file. Nothing here writes or runs anything.
 
 The daemon imports this module at its first session or agent listing, not at start: pydantic is a
 third of what starting would import (the daemon's own settings are ``settings.DaemonConfig``, a
-stdlib dataclass, re-exported here). Imports only pydantic, the stdlib, ``settings`` and ``presets``."""
+stdlib dataclass, re-exported here). Imports only pydantic, the stdlib, ``settings``, ``presets`` and
+``environ``."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import shutil
 import sys
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from acpd.environ import environ_version
 from acpd.presets import PRESETS, Preset, Sandbox, fill_dir, preset_dir, preset_env, preset_program
 from acpd.settings import (
     AGENT_START_TIMEOUT_SECONDS,
@@ -215,18 +218,33 @@ def all_agents(config: DaemonConfig) -> dict[str, AgentConfig]:
 
     Resolved again only when what resolving reads has changed (the environment, which presets are
     installed): every session create and agent start asks, and resolving them all costs
-    milliseconds. The cache lives on the (frozen) config, so ``dataclasses.replace`` starts afresh.
+    milliseconds. Asking costs microseconds: the environment is compared raw (``environ``), and
+    the presets' programs are looked up by paths worked out once per environment (another process
+    may install one at any time). The cache lives on the (frozen) config, so
+    ``dataclasses.replace`` starts afresh.
     """
-    agents_dir = config.resolved_agents_dir()
-    key = (
-        hash(frozenset(os.environ.items())),
-        tuple(preset_program(preset, agents_dir).is_file() for preset in PRESETS.values()),
-    )
-    cached = config.__dict__.get("_resolved_agents")
-    if cached is None or cached[0] != key:
-        cached = (key, _all_agents(config))
+    version = environ_version()
+    cached: _Resolved | None = config.__dict__.get("_resolved_agents")
+    if cached is None or cached.environ != version:
+        agents_dir = config.resolved_agents_dir()
+        programs = tuple(str(preset_program(preset, agents_dir)) for preset in PRESETS.values())
+    else:
+        programs = cached.programs
+    installed = tuple(os.path.isfile(program) for program in programs)
+    if cached is None or cached.environ != version or cached.installed != installed:
+        cached = _Resolved(version, programs, installed, _all_agents(config))
         object.__setattr__(config, "_resolved_agents", cached)  # a cache, not a setting
-    return dict(cached[1])
+    return dict(cached.agents)
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    """``all_agents``'s answer, and what it was worked out from."""
+
+    environ: int
+    programs: tuple[str, ...]
+    installed: tuple[bool, ...]
+    agents: dict[str, AgentConfig]
 
 
 def _all_agents(config: DaemonConfig) -> dict[str, AgentConfig]:

@@ -129,11 +129,28 @@ def pool_key(
 ) -> PoolKey:
     return PoolKey(
         agent=name,
-        config=config.model_dump_json(),
+        config=_config_text(config),
         process_cwd=config.cwd or cwd,
         mcp_servers=jsonio.dumps_str(list(mcp_servers)),
         dedicated=dedicated,
     )
+
+
+_config_texts: dict[int, tuple[AgentConfig, str]] = {}
+"""Each resolved configuration's JSON (``all_agents`` hands out the same objects while nothing
+changes): every create keys the pool by it. The config is kept with its text so its id stays its own."""
+MAX_CONFIG_TEXTS: Final = 64
+
+
+def _config_text(config: AgentConfig) -> str:
+    cached = _config_texts.get(id(config))
+    if cached is not None and cached[0] is config:
+        return cached[1]
+    if len(_config_texts) >= MAX_CONFIG_TEXTS:
+        _config_texts.clear()  # resolved afresh after changes of the environment: the old ones go
+    text = config.model_dump_json()
+    _config_texts[id(config)] = (config, text)
+    return text
 
 
 class AgentConnection:
@@ -599,7 +616,8 @@ class AgentPool:
         if record_path is None:
             self._top_up(key, name, config)
         try:
-            await connection.ready.wait()
+            if not connection.ready.is_set():  # a warm process: on without a trip round the event loop
+                await connection.ready.wait()
         except BaseException:
             connection.unreserve()
             if connection.load == 0:

@@ -30,13 +30,13 @@ import os
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Final
 
 import anyio
 from anyio.abc import TaskGroup
 
 from acpd.adapters.secrets import Redactor
+from acpd.environ import environ_version
 from acpd.errors import StoreError
 from acpd.protocol import jsonio
 from acpd.protocol.events import EventRecord, Sender, utc_now
@@ -114,12 +114,14 @@ _failures = _FailureReport()
 def environment_redactor() -> Redactor:
     """The Redactor of the daemon's environment as it is now: built once per environment (its
     secret values are collected and compiled), not once per session."""
-    return _redactor_of(tuple(sorted(os.environ.items())))
+    global _environment_redactor
+    version = environ_version()
+    if _environment_redactor is None or _environment_redactor[0] != version:
+        _environment_redactor = (version, Redactor(dict(os.environ)))
+    return _environment_redactor[1]
 
 
-@lru_cache(maxsize=8)
-def _redactor_of(env: tuple[tuple[str, str], ...]) -> Redactor:
-    return Redactor(dict(env))
+_environment_redactor: tuple[int, Redactor] | None = None
 
 
 @dataclass(slots=True)

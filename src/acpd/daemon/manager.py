@@ -337,7 +337,8 @@ class SessionManager:
         Raises:
             InvalidInput, AgentNotFound, SessionExists, AgentUnavailable, AgentError.
         """
-        session_id = _session_id(body.get("id"))
+        chosen = body.get("id")
+        session_id = _session_id(chosen)
         agent = body.get("agent") or self.config.default_agent
         agents = self.config.all_agents()
         if not isinstance(agent, str) or agent not in agents:
@@ -347,11 +348,15 @@ class SessionManager:
             raise exists
         try:
             await self._settled(session_id)
-            if await self.store.get_session(session_id) is not None:
+            # A fresh random id names no stored session: only a client's own id is looked up.
+            if chosen is not None and await self.store.get_session(session_id) is not None:
                 raise exists
             doc = {**session_doc_defaults(utc_now()), **_create_fields(body, self.config.session_policy())}
             doc.update(id=session_id, agent=agent)
-            await self.store.save_session(doc)
+            # Not saved yet: the document commits with the agent's start (``_acpd/agent_started``),
+            # in one group commit shared with other sessions' writes, before the create answers.
+            # Meanwhile the claim, then the live runtime, keep its id taken; a start that fails
+            # leaves nothing stored.
             runtime = self._start_runtime(doc, 0)
             runtime.leases += 1  # until its agent runs: nobody else knows of it yet
         finally:

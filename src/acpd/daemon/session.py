@@ -117,7 +117,7 @@ class SessionRuntime:
         self._policy = _policy_of(doc)
         self._backend: Backend | None = None
         self._incoming: Backend | None = None  # during an agent switch: the new agent, not yet the session's
-        self._backend_lock = anyio.Lock()
+        self._backend_lock = anyio.Lock(fast_acquire=True)  # free (the common case): no yield
         self._early: list[JsonObject] | None = None  # while an agent starts: what it said before agent_started
         self._clean_envelopes: dict[TextEnvelope, bool] = {}
         self._early_bytes = 0
