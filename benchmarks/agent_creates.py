@@ -9,8 +9,9 @@ For each installed preset (``scripts/setup-agents``), against acpd's mock model 
   this process from the request's write to its answer's read, ``--creates`` times.
 
 acpd's share is the difference of the medians (noisy: the agents' own times vary by tens of ms),
-and, steadier, the daemon's CPU per create (utime + stime, 10 ms ticks). The two run one after the other per agent, on the
-same machine; quote the load. Run it inside ``unshare -n`` so nothing leaves the machine:
+and, steadier, the daemon's CPU per create (utime + stime, 10 ms ticks). The two run one after
+the other per agent, on the same machine; quote the load. Run it inside ``unshare -n`` so
+nothing leaves the machine:
 
     unshare -n sh -c 'ip link set lo up && .venv/bin/python benchmarks/agent_creates.py --creates 20'
 
