@@ -34,6 +34,7 @@ from functools import lru_cache
 from typing import Final
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from acpd.adapters.secrets import Redactor
@@ -60,6 +61,12 @@ MAX_BATCH_BYTES: Final = 16 * 1024 * 1024
 FIRST_BATCH_RECORDS: Final = 32
 """A log's batch when its burst starts: small, so the first event of a burst commits (and shows)
 fast; it doubles each round the log still has more queued, up to ``MAX_BATCH_RECORDS``."""
+SETTLE_TURNS: Final = 2
+"""Turns of the event loop the committer lets pass before it takes a round, so that what is
+already due appends first and commits in the same transaction: an agent's last update and the
+turn's answer read with it, a forwarded update's reference and the reply it comes before. Each
+round saved is a store transaction and two thread hand-offs (REST prompt: 3 rounds to 2; ACP over
+HTTP: 5 to 3); a turn of the loop costs microseconds."""
 STORE_RETRY_SECONDS: Final = 1.0
 """How soon a batch that failed to commit is tried again (a full disk: as soon as space returns)."""
 FAILURE_REPORT_SECONDS: Final = 60.0
@@ -166,6 +173,8 @@ class GroupCommitter:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             while True:
+                for _ in range(SETTLE_TURNS):
+                    await anyio.lowlevel.checkpoint()
                 round_ = self._take_round()
                 if round_:
                     await self._commit_round(round_)

@@ -115,7 +115,7 @@ class SessionRuntime:
         self._policy = _policy_of(doc)
         self._backend: Backend | None = None
         self._incoming: Backend | None = None  # during an agent switch: the new agent, not yet the session's
-        self._backend_lock = anyio.Lock()
+        self._backend_lock = anyio.Lock(fast_acquire=True)  # taken by every turn, free nearly always
         self._early: list[JsonObject] | None = None  # while an agent starts: what it said before agent_started
         self._early_bytes = 0
         self._start_scope: anyio.CancelScope | None = None  # while an agent starts: aborts the start
