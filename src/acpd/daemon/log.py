@@ -294,7 +294,7 @@ class SessionLog:
         self._lingering: asyncio.TimerHandle | None = None  # see ``linger``
         self._committed = anyio.Event()
         self._drained: anyio.Event | None = None  # made when a writer waits (a log rarely fills)
-        self._doc: tuple[int, int, SessionDoc] | None = None  # (as of seq, version, snapshot)
+        self._doc: tuple[int, int, bytes] | None = None  # (as of seq, version, snapshot as JSON)
         self._doc_version = 0
         self._saved_doc_version = 0
         self.closed = False
@@ -397,7 +397,9 @@ class SessionLog:
         if self.closed:
             return 0
         self._doc_version += 1
-        self._doc = (self.last_seq, self._doc_version, jsonio.loads(jsonio.dumps(doc)))
+        # a snapshot as text, decoded only if it commits: a turn saves a document as it starts and
+        # again as it ends, and a fast turn commits only the second
+        self._doc = (self.last_seq, self._doc_version, jsonio.dumps(doc))
         self._committer._ready_log(self)
         return self._doc_version
 
@@ -506,7 +508,8 @@ class SessionLog:
         if not batch and self._pending:
             return None  # saved after records still queued: it goes with them
         self._doc = None
-        return version, doc
+        snapshot: SessionDoc = jsonio.loads(doc)
+        return version, snapshot
 
     def _committed_batch(self, batch: _Batch) -> None:
         """The committer committed ``batch``: make it readable, wake the waiters."""
