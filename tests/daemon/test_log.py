@@ -276,55 +276,6 @@ async def test_what_is_due_at_the_same_moment_commits_in_one_transaction() -> No
     assert store.rounds == [{"s": 2}]
 
 
-async def test_a_lingering_prompt_commits_with_the_next_append_in_one_transaction() -> None:
-    store = RoundStore()
-    committer, (log,) = shared_logs(store, "s")
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(committer.run)
-        log.append("client", 1, {"method": "session/prompt"})
-        log.save_doc({**DOC, "status": "running"})
-        log.linger(60)
-        await anyio.wait_all_tasks_blocked()
-        assert store.rounds == []
-        assert log.committed_seq == 0
-        log.append("agent", 1, {"update": "chunk"})
-        with anyio.fail_after(5):
-            await log.wait_committed(2)
-        await close_all(committer, [log])
-    assert store.rounds == [{"s": 2}]
-
-
-async def test_a_lingering_record_commits_on_its_own_once_the_linger_is_over() -> None:
-    store = RoundStore()
-    committer, (log,) = shared_logs(store, "s")
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(committer.run)
-        log.append("client", 1, {"method": "session/prompt"})
-        log.linger(0.01)
-        with anyio.fail_after(5):
-            assert await follow_to(log, 1) == [1]  # a follower's wait does not cut the linger short
-        await close_all(committer, [log])
-    assert store.rounds == [{"s": 1}]
-
-
-async def test_a_writer_waiting_for_durability_cuts_a_linger_short() -> None:
-    store = RoundStore()
-    committer, (log,) = shared_logs(store, "s")
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(committer.run)
-        log.append("client", 1, {"method": "session/prompt"})
-        log.linger(60)
-        with anyio.fail_after(5):
-            await log.wait_committed(1)
-        log.append("agent", 1, {"n": 1})
-        log.linger(60)
-        log.close()  # a close commits what lingers, too
-        with anyio.fail_after(5):
-            await log.finished.wait()
-        committer.close()
-    assert store.rounds == [{"s": 1}, {"s": 1}]
-
-
 async def test_a_flooding_session_does_not_starve_the_others() -> None:
     store = RoundStore()
     committer, (flood, quiet) = shared_logs(store, "fq")

@@ -24,7 +24,6 @@ log gives its uncommitted records one last try, then drops them (the daemon is s
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import os
@@ -196,7 +195,7 @@ class GroupCommitter:
             if count >= MAX_BATCH_RECORDS or size >= MAX_BATCH_BYTES:
                 break
             log = self._ready[0]
-            if log._holding or log._lingering is not None:  # its timer (or its next append) makes it ready again
+            if log._holding:  # waits to retry; its timer makes it ready again
                 self._ready.popleft()
                 log._scheduled = False
                 continue
@@ -291,7 +290,6 @@ class SessionLog:
         self._inflight: _Batch | None = None  # taken by the committer, not yet committed
         self._scheduled = False  # in the committer's ready queue
         self._holding = False  # waiting to retry a failed batch
-        self._lingering: asyncio.TimerHandle | None = None  # see ``linger``
         self._committed = anyio.Event()
         self._drained: anyio.Event | None = None  # made when a writer waits (a log rarely fills)
         self._doc: tuple[int, int, bytes] | None = None  # (as of seq, version, snapshot as JSON)
@@ -353,31 +351,12 @@ class SessionLog:
         if self.closed:
             logger.debug("session %s: dropped a frame appended after close", self.session_id)
             return record
-        if self._lingering is not None:
-            self.end_linger()
         self._next_seq += 1
         self._pending.append(record)
         self._pending_bytes += len(text)
         if not self._scheduled:
             self._committer._ready_log(self)
         return record
-
-    def linger(self, seconds: float) -> None:
-        """Hold what is queued back from the committer until the next append, a new wait for it, or
-        ``seconds``, whichever comes first: a turn's prompt, sent to its agent, then commits with
-        the agent's first output (a fast agent's whole answer) in one transaction instead of two.
-        Nothing is visible before it commits, so this only delays its durability, by ``seconds``
-        at most (the agent had the prompt before it was durable anyway: a turn is pipelined)."""
-        if self._lingering is None and not self.closed:
-            self._lingering = asyncio.get_running_loop().call_later(seconds, self.end_linger)
-
-    def end_linger(self) -> None:
-        """Hand what ``linger`` held to the committer now."""
-        lingering, self._lingering = self._lingering, None
-        if lingering is not None:
-            lingering.cancel()
-            if self._has_queued() and not self._scheduled:
-                self._committer._ready_log(self)
 
     async def wait_capacity(self) -> None:
         """Wait while too many records are queued; the caller is the agent's reader, so it slows the agent."""
@@ -397,8 +376,8 @@ class SessionLog:
         if self.closed:
             return 0
         self._doc_version += 1
-        # a snapshot as text, decoded only if it commits: a turn saves a document as it starts and
-        # again as it ends, and a fast turn commits only the second
+        # a snapshot as text (one encode), decoded only if it commits: a save made before the
+        # committer took the last one replaces it
         self._doc = (self.last_seq, self._doc_version, jsonio.dumps(doc))
         self._committer._ready_log(self)
         return self._doc_version
@@ -410,8 +389,6 @@ class SessionLog:
             StoreError: the log is faulted (the document stays queued, and commits when the store
                 accepts writes again).
         """
-        if self._lingering is not None:
-            self.end_linger()  # someone needs it now
         while self._saved_doc_version < version and not self.closed:
             self.check_writable()
             await self._committed.wait()
@@ -422,8 +399,6 @@ class SessionLog:
         Raises:
             StoreError: the log is faulted before ``seq`` committed (it stays queued).
         """
-        if self._lingering is not None:
-            self.end_linger()  # someone needs it now
         while self.committed_seq < seq and not self.closed:
             self.check_writable()
             await self._committed.wait()
@@ -600,7 +575,6 @@ class SessionLog:
         """Refuse further appends; the log is finished once its queue is committed; waiters wake."""
         if self.closed:
             return
-        self.end_linger()
         self.closed = True
         self._closing.set()
         committed, self._committed = self._committed, anyio.Event()  # fresh: followers wait for the last commits

@@ -72,9 +72,6 @@ CLOSE_CANCEL_SECONDS: Final = min(CANCEL_GRACE_SECONDS, 2.0)
 """When a session closes under a running turn (the daemon stops, the session is deleted): how long
 its agent may take to answer the cancel, and then how long the turn may take to record its answer
 once the agent is stopped. Short: stopping the daemon must stay fast."""
-PROMPT_LINGER_SECONDS: Final = 0.002
-"""How long a turn's prompt may wait, uncommitted, for the agent's first output to commit with it
-(``SessionLog.linger``): a fast agent's turn is then one transaction, not two."""
 STDERR_EVENT_CHARS: Final = 4000
 MAX_EARLY_BYTES: Final = 16 * 1024 * 1024
 """What an agent may send before its session is open (held in memory until then); past it, the start fails."""
@@ -914,8 +911,6 @@ class SessionRuntime:
         failure: AcpdError | None = None
         with _StopGuard(self, turn, backend):
             try:
-                # the prompt and the "running" document commit with what the agent answers first
-                self.log.linger(PROMPT_LINGER_SECONDS)
                 result = await backend.prompt(prompt)
             except AcpdError as exc:
                 failure = exc
