@@ -187,3 +187,23 @@ async def test_a_path_the_daemon_does_not_serve_over_plain_http_is_a_problem_not
     client: httpx.AsyncClient, path: str, status: int, kind: str
 ) -> None:
     assert_problem(await client.get(path), status, kind)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "kind"),
+    [
+        ("POST", "/v1/sessions/nope/prompt", b'{"prompt": "text hi"}', 404, "session-not-found"),
+        ("POST", "/v1/sessions/nope/prompt", b"{not json", 400, "invalid-input"),
+        ("POST", "/v1/sessions//prompt", b"{}", 404, "not-found"),
+        ("POST", "/v1/sessions/a/b/prompt", b"{}", 404, "not-found"),
+        ("GET", "/v1/sessions/nope/prompt", None, 405, "method-not-allowed"),
+        ("POST", "/v1/acp/has%2Fslash", b"{}", 404, "not-found"),
+        ("POST", "/v1/acp/conn", b'{"jsonrpc": "1.0"}', 400, "invalid-input"),
+    ],
+)
+async def test_the_routes_every_prompt_takes_refuse_mistakes_as_every_route_does(
+    client: httpx.AsyncClient, method: str, path: str, body: bytes | None, status: int, kind: str
+) -> None:
+    # the prompt routes skip the route table (app._HotRoutes): their refusals must not change
+    response = await client.request(method, path, content=body, headers={"Content-Type": "application/json"})
+    assert_problem(response, status, kind)

@@ -255,6 +255,27 @@ async def test_one_transaction_commits_what_many_sessions_queued() -> None:
     assert all((doc or {}).get("status") == "running" for doc in saved)
 
 
+async def test_what_is_due_at_the_same_moment_commits_in_one_transaction() -> None:
+    # an agent's last update and the turn's answer arrive together, but the answer is appended
+    # by another task a turn of the event loop later: they still share a transaction
+    store = RoundStore()
+    committer, (log,) = shared_logs(store, "s")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(committer.run)
+        await anyio.wait_all_tasks_blocked()
+
+        async def answer() -> None:
+            log.append("agent", 1, {"result": "end_turn"})
+            log.save_doc({**DOC, "status": "idle"})
+
+        log.append("agent", 1, {"update": "chunk"})
+        tg.start_soon(answer)
+        with anyio.fail_after(5):
+            await log.wait_saved(1)
+        await close_all(committer, [log])
+    assert store.rounds == [{"s": 2}]
+
+
 async def test_a_flooding_session_does_not_starve_the_others() -> None:
     store = RoundStore()
     committer, (flood, quiet) = shared_logs(store, "fq")

@@ -15,7 +15,7 @@ from acpd.errors import StoreError
 from acpd.protocol.events import EventRecord
 from acpd.store import SqliteEventStore
 from acpd.store import sqlite as sqlite_store
-from tests.store.helpers import doc, log, record
+from tests.store.helpers import CREATED_AT, doc, log, record
 
 pytestmark = pytest.mark.anyio
 
@@ -215,6 +215,28 @@ async def test_a_row_written_behind_the_stores_back_fails_the_batch_as_a_store_e
 
         assert await store.last_seq("s2") == 0
         assert [event.payload for event in await store.read("s1", after=3)] == ['{"from":"elsewhere"}']
+
+
+async def test_a_document_saved_again_is_listed_by_its_keys_as_they_are_now(tmp_path: Path) -> None:
+    # a save whose indexed keys did not change writes only the document's text: the listings must
+    # still follow every change of a key, and the indexes stay whole
+    path = tmp_path / "acpd.db"
+    async with await SqliteEventStore.open(path) as store:
+        await store.save_session(doc("s1", project="alpha", title="one"))
+        await store.append([record("s1", 1)], session=doc("s1", project="alpha", title="two"))
+        assert await store.get_session("s1") == doc("s1", project="alpha", title="two")
+        assert [item["id"] for item in (await store.list_sessions(project="alpha")).items] == ["s1"]
+
+        await store.append([record("s1", 2)], session=doc("s1", project="beta", title="two"))
+        await store.save_session(doc("s1", project="beta", title="three", archivedAt=CREATED_AT))
+        assert (await store.list_sessions(project="alpha")).items == []
+        assert [item["title"] for item in (await store.list_sessions(project="beta", archived=True)).items] == ["three"]
+
+        with raw(path) as intruder:  # the row goes behind the store's back: a save brings it back
+            intruder.execute("DELETE FROM sessions WHERE id = 's1'")
+        await store.save_session(doc("s1", project="beta", title="four", archivedAt=CREATED_AT))
+        assert await store.get_session("s1") == doc("s1", project="beta", title="four", archivedAt=CREATED_AT)
+    assert pragma(path, "integrity_check") == "ok"
 
 
 async def test_a_database_path_under_a_regular_file_is_a_store_error(tmp_path: Path) -> None:

@@ -125,6 +125,7 @@ _UPSERT_SESSION: Final = (
     " ON CONFLICT (id) DO UPDATE SET agent = excluded.agent, project = excluded.project, cwd = excluded.cwd,"
     " created_at = excluded.created_at, archived_at = excluded.archived_at, doc = excluded.doc"
 )
+_UPDATE_DOC: Final = "UPDATE sessions SET doc = ? WHERE id = ?"
 _UPSERT_IDEMPOTENT: Final = (
     "INSERT INTO idempotency (session_id, key, value, created_at) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (session_id, key) DO UPDATE SET value = excluded.value, created_at = excluded.created_at"
@@ -144,6 +145,7 @@ class SqliteEventStore:
         self._writer = _Worker(writer, "acpd-store-writer")
         self._reader = self._writer if reader is writer else _Worker(reader, "acpd-store-reader")
         self._last_seqs: dict[str, int] = {}  # touched only by the writer thread
+        self._saved_keys: dict[str, SessionKeys] = {}  # each session's keys as last committed; the writer's too
         self._closed = False
 
     @classmethod
@@ -227,7 +229,7 @@ class SqliteEventStore:
             StoreError: the database failed, or the store is closed.
         """
         keys = session_keys(doc)
-        await self._write(_save_session_sync, keys, encode_doc(doc))
+        await self._write(self._save_alone_sync, keys, encode_doc(doc))
 
     async def get_session(self, session_id: str) -> SessionDoc | None:
         text = await self._read(_get_session_sync, session_id)
@@ -314,9 +316,22 @@ class SqliteEventStore:
             last_seqs = next_last_seqs(records, last_seq)
             if records:
                 _insert_events(conn, records)
-            for doc in docs:
-                _save_session_sync(conn, *doc)
+            for keys, text in docs:
+                self._save_doc_sync(conn, keys, text)
         self._last_seqs.update(last_seqs)
+        self._saved_keys.update((keys.id, keys) for keys, _ in docs)
+
+    def _save_alone_sync(self, conn: sqlite3.Connection, keys: SessionKeys, text: str) -> None:
+        self._save_doc_sync(conn, keys, text)  # one statement: its own transaction
+        self._saved_keys[keys.id] = keys
+
+    def _save_doc_sync(self, conn: sqlite3.Connection, keys: SessionKeys, text: str) -> None:
+        """Save a document; only its text when its indexed keys are as last committed (the common
+        case: a turn's status changes). An upsert rewrites the row's entry in each of the five
+        indexes, five more pages in the WAL at every commit, and checkpoints as many times more."""
+        if self._saved_keys.get(keys.id) == keys and conn.execute(_UPDATE_DOC, (text, keys.id)).rowcount:
+            return
+        _save_session_sync(conn, keys, text)
 
     def _delete_sync(self, conn: sqlite3.Connection, session_id: str) -> bool:
         with _transaction(conn):
@@ -324,6 +339,7 @@ class SqliteEventStore:
             conn.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM idempotency WHERE session_id = ?", (session_id,))
         self._last_seqs.pop(session_id, None)
+        self._saved_keys.pop(session_id, None)
         return existed
 
 
