@@ -13,6 +13,7 @@ Compare with shared/reference/real-agents-offline.md §7, measured driving each 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -25,6 +26,7 @@ import httpx
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
 
+from agent_creates import CODEX_WITHOUT_SANDBOX  # noqa: E402  (this script's directory is on the path)
 from tests.agents.scenarios import SCENARIOS  # noqa: E402
 
 from acpd.presets import PRESETS, preset_program  # noqa: E402
@@ -57,7 +59,18 @@ async def main(agents: list[str], runs: int) -> None:
         home = Path(scratch)
         (home / "tmp").mkdir()
         async with serve_mock_model() as model:
-            args = ("--agents-dir", str(AGENTS_DIR), "--model-url", model.url, "--db", ":memory:")
+            config = home / "acpd.toml"
+            config.write_text("" if shutil.which("bwrap") else CODEX_WITHOUT_SANDBOX)
+            args = (
+                "--agents-dir",
+                str(AGENTS_DIR),
+                "--model-url",
+                model.url,
+                "--db",
+                ":memory:",
+                "--config",
+                str(config),
+            )
             async with (
                 running_daemon(home, *args, env={"TMPDIR": str(home / "tmp")}) as daemon,
                 daemon.client(timeout=120) as http,
