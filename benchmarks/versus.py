@@ -708,9 +708,12 @@ async def m_memory(side: str, sa: Path | None, sizes: Sizes, results: Results) -
 
 
 async def session_maker(layout: str, d: Daemon, http: Bare) -> Callable[[], Awaitable[str]]:
-    """A function that opens one more session in ``layout``; "one server" starts its agent first."""
+    """A function that opens one more session in ``layout``. "one server" and acpd's REST sessions
+    open a first session before (its agent process starts, and acpd loads the agents' models), so
+    that what is counted per session is the session's own."""
     cwd = str(d.home)
     if layout == "REST sessions":
+        await rest_create(http, d, cwd)
         return lambda: rest_create(http, d, cwd)
     if layout == "a server per session":
         return lambda: acp_open(http, d, server_id(), cwd)
