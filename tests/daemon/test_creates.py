@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -36,11 +37,17 @@ class HeldLookups(MemoryEventStore):
         return await super().get_session(session_id)
 
 
+@asynccontextmanager
+async def running_on(store: MemoryEventStore, tmp_path: Path) -> AsyncIterator[SessionManager]:
+    config = DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:")
+    async with SessionManager(config, store).running() as manager:
+        yield manager
+
+
 @pytest.fixture
 async def held(tmp_path: Path) -> AsyncIterator[tuple[SessionManager, HeldLookups]]:
     store = HeldLookups()
-    config = DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:")
-    async with SessionManager(config, store).running() as manager:
+    async with running_on(store, tmp_path) as manager:
         yield manager, store
 
 
@@ -137,8 +144,7 @@ class CountedWrites(MemoryEventStore):
 @pytest.fixture
 async def counted(tmp_path: Path) -> AsyncIterator[tuple[SessionManager, CountedWrites]]:
     store = CountedWrites()
-    config = DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:")
-    async with SessionManager(config, store).running() as manager:
+    async with running_on(store, tmp_path) as manager:
         yield manager, store
 
 
