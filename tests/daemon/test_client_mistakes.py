@@ -52,6 +52,9 @@ def assert_problem(response: httpx.Response, status: int, kind: str) -> dict[str
         ({"additionalDirectories": ["/" + "b" * 300]}, 400, "invalid-input"),
         ({"mcpServers": [1]}, 400, "invalid-input"),
         ({"model": "no-such-model"}, 422, "invalid-setting"),
+        ({"agent": 5}, 400, "invalid-input"),
+        ({"agent": ["mock"]}, 400, "invalid-input"),
+        ({"agent": ""}, 400, "agent-not-found"),
     ],
 )
 async def test_a_create_body_the_daemon_cannot_honour_is_a_4xx_problem_and_leaves_no_session(

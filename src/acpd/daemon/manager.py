@@ -339,9 +339,13 @@ class SessionManager:
         """
         chosen = body.get("id")
         session_id = _session_id(chosen)
-        agent = body.get("agent") or self.config.default_agent
+        agent = body.get("agent")
+        if agent is None:
+            agent = self.config.default_agent
+        elif not isinstance(agent, str):  # as a PATCH answers it: a client's mistake, not a missing agent
+            raise InvalidInput('"agent" must be the name of a configured agent')
         agents = self.config.all_agents()
-        if not isinstance(agent, str) or agent not in agents:
+        if agent not in agents:
             raise AgentNotFound(f"no agent named {agent!r}; known agents: {sorted(agents)}")
         exists = SessionExists(f"a session with id {session_id!r} already exists")
         if await self._claim(session_id) is not None:
