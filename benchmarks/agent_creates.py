@@ -35,8 +35,10 @@ import anyio
 ROOT = Path(__file__).parents[1]
 AGENTS_DIR = ROOT / ".cache" / "agents"
 
+from _proc import cpu_seconds  # noqa: E402
+
 from acpd.adapters.acp_pool import AgentPool  # noqa: E402
-from acpd.config import daemon_config  # noqa: E402
+from acpd.cli import load_config  # noqa: E402
 from acpd.presets import PRESETS, preset_program  # noqa: E402
 from acpd.protocol import methods  # noqa: E402
 from acpd.testing.daemon import daemon_env, running_daemon  # noqa: E402
@@ -52,13 +54,6 @@ def summary(samples: list[float]) -> str:
         return ordered[max(0, math.ceil(len(ordered) * q) - 1)] * 1000
 
     return f"median {statistics.median(ordered) * 1000:.2f} ms, p90 {at(0.9):.2f}, p99 {at(0.99):.2f}"
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the daemon process itself (its agents not counted), 10 ms ticks."""
-    stat = Path(f"/proc/{pid}/stat").read_bytes()
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def through_acpd(home: Path, model_url: str, config: Path, agent: str, creates: int) -> tuple[list[float], float]:
@@ -86,9 +81,9 @@ async def agent_alone(home: Path, model_url: str, config: Path, agent: str, crea
     saved = dict(os.environ)
     os.environ.update({**daemon_env(home), "TMPDIR": str(home / "tmp")})  # the daemon's environment
     try:
-        settings = daemon_config(
-            {"agents_dir": str(AGENTS_DIR), "model_url": model_url, "db": ":memory:"} | _toml(config)
-        )
+        # the configuration the daemon reads from the same flags and file
+        flags = argparse.Namespace(config=str(config), agents_dir=str(AGENTS_DIR), model_url=model_url, db=":memory:")
+        settings = load_config(flags, dict(os.environ))
         resolved = settings.all_agents()[agent]
         async with anyio.create_task_group() as tg:
             pool = AgentPool(tg)
@@ -106,12 +101,6 @@ async def agent_alone(home: Path, model_url: str, config: Path, agent: str, crea
     finally:
         os.environ.clear()
         os.environ.update(saved)
-
-
-def _toml(path: Path) -> dict[str, object]:
-    import tomllib
-
-    return tomllib.loads(path.read_text())
 
 
 async def main(agents: list[str], creates: int) -> None:

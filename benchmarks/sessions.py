@@ -24,49 +24,16 @@ from pathlib import Path
 
 import anyio
 import httpx
+from _proc import cpu_seconds, descendants, rss_kib
 from websockets.asyncio.client import ClientConnection, connect
 
 from acpd.testing.daemon import running_daemon
 
 
-def children_of() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_bytes()
-            except OSError:
-                continue
-            ppid = int(stat[stat.rfind(b")") + 2 :].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    return children
-
-
-def rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def tree(pid: int) -> tuple[int, int]:
     """(processes, RSS in KiB) of ``pid`` and every descendant."""
-    children, todo, found = children_of(), [pid], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
+    found = [pid, *descendants(pid)]
     return len(found), sum(rss_kib(p) for p in found)
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the daemon process itself (its agents not counted)."""
-    stat = Path(f"/proc/{pid}/stat").read_bytes()
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def ms(samples: list[float]) -> str:

@@ -71,6 +71,7 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 import orjson
+from _proc import cpu_seconds, descendants, rss_kib
 from anyio.abc import Process, SocketStream
 from websockets.asyncio.client import connect
 
@@ -83,7 +84,6 @@ SA_DIR: Final = ROOT / ".cache" / f"sandbox-agent-{SA_VERSION}"
 ACPD: Final = "acpd"
 SA: Final = "sandbox-agent"
 METRICS: Final = ("start", "prompt", "session", "stream", "memory", "load", "creates")
-CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
 CHUNK_TEXT: Final = re.compile(rb'"text": ?"c(\d+) ')
 END_MARK: Final = b'"stopReason"'
 WARM_UPS: Final = 20
@@ -117,51 +117,10 @@ class Sizes:
 # --- processes --------------------------------------------------------------------------------
 
 
-def proc_children() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rfind(b")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    return children
-
-
-def descendants(pid: int) -> list[int]:
-    children = proc_children()
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def tree_rss_kib(pid: int) -> tuple[int, int]:
     """(the process's RSS, its RSS plus every descendant's), in KiB."""
     own = rss_kib(pid)
     return own, own + sum(rss_kib(child) for child in descendants(pid))
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of one process (not its children), from /proc/<pid>/stat."""
-    stat = Path(f"/proc/{pid}/stat").read_bytes()
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def free_port() -> int:

@@ -1,0 +1,55 @@
+"""What a benchmark reads of processes from ``/proc``: their tree, resident memory and CPU time."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Final
+
+CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[bytes]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (which may hold spaces)."""
+    stat = Path(f"/proc/{pid}/stat").read_bytes()
+    return stat[stat.rfind(b")") + 2 :].split()
+
+
+def children_of() -> dict[int, list[int]]:
+    """Every process's children, by parent pid."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(_stat_fields(int(entry))[1])
+            except OSError:
+                continue  # it ended while we looked
+            children.setdefault(ppid, []).append(int(entry))
+    return children
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid``."""
+    children, found, todo = children_of(), [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def rss_kib(pid: int) -> int:
+    """``VmRSS`` of ``pid``; 0 once it has ended."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (not its children), in 10 ms ticks."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
