@@ -50,7 +50,7 @@ class AcpBackend:
         cwd: str,
         mcp_servers: Sequence[JsonObject] = (),
         record_dir: str | None = None,
-        pool: AgentPool | None = None,
+        pool: AgentPool,
     ) -> None:
         self.name = name
         self._record_dir = record_dir
@@ -79,26 +79,13 @@ class AcpBackend:
 
     async def run(self, host: SessionHost, *, resume_id: str | None, task_status: TaskStatus[BackendState]) -> None:
         self._host = host
-        if self._pool is not None:
-            await self._run_on(self._pool, resume_id, task_status)
-            return
-        async with anyio.create_task_group() as tg:  # no daemon pool: a process of its own
-            pool = AgentPool(tg)
-            try:
-                await self._run_on(pool, resume_id, task_status)
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await pool.aclose()
-
-    async def _run_on(self, pool: AgentPool, resume_id: str | None, task_status: TaskStatus[BackendState]) -> None:
-        host = self._require_host()
         record = Path(self._record_dir) / f"{host.session_id}.{self.name}.jsonl" if self._record_dir else None
-        connection = await pool.acquire(
+        connection = await self._pool.acquire(
             self.name,
             self._config,
             cwd=self._cwd,
             mcp_servers=self._mcp_servers,
-            dedicated=self._config.dedicated_processes() or self._pool is None,
+            dedicated=self._config.dedicated_processes(),
             record_path=record,
         )
         self._connection = connection
@@ -376,8 +363,9 @@ class AcpBackend:
                 await self._emit_update(normalized)
 
     def _learn_texts(self, message: JsonObject) -> None:
-        """Learn the template of a text chunk (``chunks``), unless it has one learned already: a
-        chunk that matched none is parsed, and learning again each time would cost more."""
+        """Learn the template of a text chunk (``chunks``) from the 1st, 2nd, 4th, 8th… chunk that
+        reached the parser (one that matched no template learned before): an agent whose envelopes
+        vary is learned from again, but seldom, since learning each time would cost more."""
         connection = self._connection
         assert connection is not None and self._backend_session_id is not None
         self._texts_seen += 1

@@ -18,8 +18,9 @@ import logging
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -173,9 +174,9 @@ class AgentConnection:
         self._env = {**os.environ, **config.env}
         self.redact = Redactor(self._env)  # its stderr and recordings keep none of these secrets
         self.sessions: dict[str, SessionHandler] = {}
-        self._held: dict[str, list[tuple[str, JsonValue, JsonObject]]] = {}
+        self._held: dict[str, deque[tuple[str, JsonValue, JsonObject]]] = {}
         self._held_bytes: dict[str, int] = {}
-        self._requests: dict[int, int] = {}  # requests being served, by id() of their session's handler
+        self._requests: dict[SessionHandler, int] = {}  # requests being served, by their session's handler
         self._templates: dict[bytes, tuple[TextTemplate, TextSink]] = {}  # by prefix (``chunks``)
         self.opening = 0  # session/new requests in flight: what they answer is not known yet
         self.reserved = 0  # sessions promised this connection, not yet registered
@@ -349,10 +350,7 @@ class AgentConnection:
 
     def start_failure(self, failure: AgentError, stop_reason: str | None = None) -> AgentError:
         """The error a failed start answers with: why, and the end of what the agent printed."""
-        stderr = (
-            self.stderr_tail if self.stopped.is_set() or self.proc is None else self.redact(self.proc.stderr_tail())
-        )
-        tail = stderr.strip()[-STDERR_DETAIL_CHARS:]
+        tail = self._stderr().strip()[-STDERR_DETAIL_CHARS:]
         hint = f"; its stderr ends with: {tail}" if tail else "; it wrote nothing to stderr"
         data = {**(failure.data if isinstance(failure.data, dict) else {}), "agent": self.name, "stderrTail": tail}
         reason = stop_reason or self.stop_reason
@@ -371,8 +369,14 @@ class AgentConnection:
         return AgentError(failure.message + hint, data=data)
 
     def stderr_hint(self) -> str:
-        tail = self.redact(self.proc.stderr_tail()).strip() if self.proc is not None else ""
+        tail = self._stderr().strip()
         return f"; its stderr ends with: {tail[-EXCERPT_CHARS:]}" if tail else ""
+
+    def _stderr(self) -> str:
+        """What the agent last wrote to stderr, redacted: its final tail once it has stopped."""
+        if self.stopped.is_set() or self.proc is None:
+            return self.stderr_tail
+        return self.redact(self.proc.stderr_tail())
 
     async def _close_when_idle(self, idle_seconds: float) -> None:
         while True:
@@ -398,7 +402,7 @@ class AgentConnection:
         for held_for in (NO_SESSION, session_id):  # what came before any session: the first one's
             held = self._held.get(held_for)
             while held:
-                method, params, message = held.pop(0)
+                method, params, message = held.popleft()
                 await handler.on_notification(method, params, message)
             self._held.pop(held_for, None)
             self._held_bytes.pop(held_for, None)
@@ -459,7 +463,7 @@ class AgentConnection:
             )
             return
         self._held_bytes[session_id] = size
-        self._held.setdefault(session_id, []).append((method, params, message))
+        self._held.setdefault(session_id, deque()).append((method, params, message))
 
     def _only_session(self) -> SessionHandler | None:
         handlers = list(self.sessions.values())
@@ -470,18 +474,17 @@ class AgentConnection:
         handler = await self._handler_for(session_id)
         if handler is None:
             raise RpcError.invalid_params(f"no open session {session_id!r}")
-        key = id(handler)
-        busy = self._requests.get(key, 0)
+        busy = self._requests.get(handler, 0)
         if busy >= MAX_SESSION_REQUESTS:
             raise RpcError.internal_error(f"more than {MAX_SESSION_REQUESTS} requests in flight for this session")
-        self._requests[key] = busy + 1
+        self._requests[handler] = busy + 1
         try:
             return await handler.on_request(method, params, message)
         finally:
-            if (left := self._requests[key] - 1) > 0:
-                self._requests[key] = left
+            if (left := self._requests[handler] - 1) > 0:
+                self._requests[handler] = left
             else:
-                del self._requests[key]
+                del self._requests[handler]
 
     async def _handler_for(self, session_id: JsonValue) -> SessionHandler | None:
         if not isinstance(session_id, str):
@@ -579,8 +582,8 @@ class AgentPool:
     def running(self, name: str, config: AgentConfig, *, cwd: str, mcp_servers: Sequence[JsonObject]) -> bool:
         """Whether a process of this agent, started as a new session of it would be, is up and
         initialized: then the agent is usable, and judging it again (PATH, files) can be skipped."""
-        for dedicated in (False, True):
-            key = pool_key(name, config, cwd=cwd, mcp_servers=mcp_servers, dedicated=dedicated)
+        shared = pool_key(name, config, cwd=cwd, mcp_servers=mcp_servers, dedicated=False)
+        for key in (shared, replace(shared, dedicated=True)):
             if any(c.ready.is_set() and not c.closed for c in self._connections.get(key, [])):
                 return True
         return False

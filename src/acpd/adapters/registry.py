@@ -56,10 +56,10 @@ def create_backend(
     cwd: str,
     mcp_servers: Sequence[JsonObject] = (),
     record_dir: str | None = None,
-    pools: BackendPools | None = None,
+    pools: BackendPools,
 ) -> Backend:
     """A backend for the agent ``name``, not yet started; an ACP agent's session is served by a
-    process of ``pools`` (without pools, by a process of its own).
+    process of ``pools``.
 
     Raises:
         ConfigError: the agent's kind is unknown.
@@ -67,8 +67,7 @@ def create_backend(
     if config.kind == "acp":
         from acpd.adapters.acp import AcpBackend
 
-        pool = pools.acp() if pools is not None else None
-        return AcpBackend(name, config, cwd=cwd, mcp_servers=mcp_servers, record_dir=record_dir, pool=pool)
+        return AcpBackend(name, config, cwd=cwd, mcp_servers=mcp_servers, record_dir=record_dir, pool=pools.acp())
     if config.kind == "claude-native":
         without_httpx_cli()  # the model SDK imports httpx
         from acpd.adapters.claude_native.backend import ClaudeNativeBackend

@@ -136,7 +136,7 @@ class SessionManager:
 
     @property
     def _deps(self) -> RuntimeDeps:
-        if self._tg is None:
+        if self._tg is None or self._pools is None:
             raise RuntimeError("SessionManager.running() is not entered")
         return RuntimeDeps(self.store, self.config, self._tg, self.committer, self._pools)
 

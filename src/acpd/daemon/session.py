@@ -13,8 +13,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -100,8 +99,8 @@ class RuntimeDeps:
     config: DaemonConfig
     task_group: TaskGroup
     committer: GroupCommitter
-    pools: BackendPools | None = None
-    """The agent processes sessions share; ``None``: each session's agent runs a process of its own."""
+    pools: BackendPools
+    """The agent processes sessions share."""
 
 
 class SessionRuntime:
@@ -124,7 +123,7 @@ class SessionRuntime:
         self._start_scope: anyio.CancelScope | None = None  # while an agent starts: aborts the start
         self._start_abort: AcpdError | None = None
         self._stopping = False  # the daemon is stopping the backend on purpose
-        self._turn_lock = anyio.Lock()
+        self._turn_lock = anyio.Lock(fast_acquire=True)  # free (the common case): no yield
         self._current: Turn | None = None
         self._queued = 0
         self._workspace: Workspace | None = None
@@ -602,7 +601,7 @@ class SessionRuntime:
         mcp_servers = list(self.doc.get("mcpServers") or [])
         pools = self._deps.pools
         agent = self._agent_config(name)
-        if pools is None or not pools.running(name, agent, cwd=self.cwd, mcp_servers=mcp_servers):
+        if not pools.running(name, agent, cwd=self.cwd, mcp_servers=mcp_servers):
             agent = await self.check_usable(name)  # a running process of it says it is usable
         backend = create_backend(
             name,
@@ -610,7 +609,7 @@ class SessionRuntime:
             cwd=self.cwd,
             mcp_servers=mcp_servers,
             record_dir=self._deps.config.record_agents or None,
-            pools=self._deps.pools,
+            pools=pools,
         )
         self._early, self._early_bytes, self._start_abort = [], 0, None
         try:
@@ -861,7 +860,7 @@ class SessionRuntime:
 
     async def _run_turn(self, turn: Turn) -> None:
         try:
-            async with self._turn_slot():
+            async with self._turn_lock:
                 self._queued -= 1
                 if self._closing:
                     turn.error = SessionClosed(f"session {self.session_id} was closed")
@@ -880,18 +879,6 @@ class SessionRuntime:
         finally:
             turn.started.set()
             turn.done.set()
-
-    @asynccontextmanager
-    async def _turn_slot(self) -> AsyncIterator[None]:
-        """The session's turn lock, taken without a wait when it is free (the common case)."""
-        try:
-            self._turn_lock.acquire_nowait()
-        except anyio.WouldBlock:
-            await self._turn_lock.acquire()
-        try:
-            yield
-        finally:
-            self._turn_lock.release()
 
     async def _turn_body(self, turn: Turn) -> None:
         turn.number = self._turn_number + 1

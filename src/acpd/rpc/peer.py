@@ -87,6 +87,8 @@ class JsonRpcPeer:
         name: str = "peer",
     ) -> None:
         self._transport = transport
+        # optional on a transport: writes a batch of frames at once (see ``send_raw_many``)
+        self._send_many: Callable[[list[bytes]], Awaitable[None]] | None = getattr(transport, "send_many", None)
         self._on_request = on_request
         self._on_notification = on_notification
         self._tap = tap
@@ -204,13 +206,7 @@ class JsonRpcPeer:
         Raises:
             ConnectionClosed: the peer or its transport is closed.
         """
-        async with self._send_lock:
-            if self._closed:
-                raise ConnectionClosed(f"{self._name}: connection closed")
-            try:
-                await self._transport.send(data)
-            except _TRANSPORT_CLOSED as exc:
-                raise ConnectionClosed(f"{self._name}: transport closed") from exc
+        await self.send_raw_many([data])
 
     async def send_raw_many(self, frames: list[bytes]) -> None:
         """``send_raw`` of each frame, in order, in one go: a transport that can write many at once
@@ -219,13 +215,12 @@ class JsonRpcPeer:
         Raises:
             ConnectionClosed: the peer or its transport is closed.
         """
-        send_many = getattr(self._transport, "send_many", None)
         async with self._send_lock:
             if self._closed:
                 raise ConnectionClosed(f"{self._name}: connection closed")
             try:
-                if send_many is not None:
-                    await send_many(frames)
+                if self._send_many is not None:
+                    await self._send_many(frames)
                     return
                 for frame in frames:
                     await self._transport.send(frame)
