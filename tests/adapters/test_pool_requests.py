@@ -1,5 +1,6 @@
 """A shared agent process's requests to the daemon are budgeted per session: one session's flood
-of unanswered requests is refused past its budget while the other sessions' requests go on."""
+of unanswered requests is refused past its budget while the other sessions' requests go on; text
+chunks a session took are its own, even when recording them fails."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import anyio
 import pytest
 
 from acpd.adapters.acp_pool import MAX_SESSION_REQUESTS, AgentConnection, pool_key
+from acpd.adapters.chunks import learn
 from acpd.config import AgentConfig
 from acpd.errors import RpcError
+from acpd.protocol import jsonio
+from acpd.protocol.framing import Frame
 from acpd.protocol.jsonio import JsonObject, JsonValue
 
 pytestmark = pytest.mark.anyio
@@ -68,3 +72,37 @@ async def test_one_sessions_flood_of_requests_is_refused_past_its_budget_and_ano
             flooding.release.set()
         # answered, the budget is whole again
         assert await ask("a") == {"outcome": {"outcome": "cancelled"}}
+
+
+class FailingSink(Session):
+    """A session whose recording of taken text chunks fails after the first of them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recorded: list[str] = []
+
+    def takes_texts(self) -> bool:
+        return True
+
+    async def on_texts(self, envelope: object, texts: list[str]) -> None:
+        self.recorded.append(texts[0])
+        raise RuntimeError("the log failed")
+
+
+async def test_text_chunks_taken_by_a_session_that_fails_to_record_them_are_not_handed_back_to_be_parsed_again() -> (
+    None
+):
+    agent, session = connection(), FailingSink()
+    await agent.register("a", session)
+    chunk = {"jsonrpc": "2.0", "method": "session/update"}
+    messages: list[JsonObject] = []
+    for text in ("one", "two", "three"):
+        update = {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": text}}
+        messages.append({**chunk, "params": {"sessionId": "a", "update": update}})
+    frames: list[Frame] = [jsonio.dumps(m) for m in messages]
+    template = learn(messages[0], "a", "a")
+    assert template is not None
+    agent.learn_texts(template, session)
+    # all three taken: handed back, the one recorded before the failure would be recorded twice
+    assert await agent._claim_texts(frames, 0, len(frames)) == len(frames)
+    assert session.recorded == ["one"]

@@ -31,6 +31,7 @@ def config(tmp_path: Path) -> DaemonConfig:
         "solo": AgentConfig(command=MOCK[0], args=MOCK[1:], process_per_session=True),
         "stubborn": AgentConfig(command=MOCK[0], args=(*MOCK[1:], "--ignore", "session/cancel")),
         "brief": AgentConfig(command=MOCK[0], args=MOCK[1:], idle_seconds=0.1),
+        "brief-solo": AgentConfig(command=MOCK[0], args=MOCK[1:], idle_seconds=0.1, process_per_session=True),
     }
     return DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", agents=agents)
 
@@ -235,6 +236,22 @@ async def test_a_process_left_without_sessions_exits_after_its_idle_time(
         await manager.close(session["id"])
         with anyio.fail_after(10):
             await wait_all_ended(fds)
+
+
+async def test_a_spare_process_per_session_that_no_session_claims_exits_after_its_idle_time(
+    client: httpx.AsyncClient, manager: SessionManager, workdir: Path
+) -> None:
+    session = await new_session(client, workdir, agent="brief-solo")
+    mine = await pid_of(manager, session["id"])
+    pool = manager._pools.acp() if manager._pools is not None else None
+    assert pool is not None
+    with anyio.fail_after(10):
+        while not (spares := [c.proc.pid for c in pool.connections() if not c.claimed and c.proc is not None]):
+            await anyio.wait_all_tasks_blocked()
+    with pidfds(spares[:1]) as fds:
+        with anyio.fail_after(10):
+            await wait_all_ended(fds)
+    assert await pid_of(manager, session["id"]) == mine  # the session's own process serves on
 
 
 def test_codex_keeps_a_process_per_session_by_default_and_other_agents_share_theirs(tmp_path: Path) -> None:

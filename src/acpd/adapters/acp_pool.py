@@ -434,7 +434,12 @@ class AgentConnection:
             return 0
         texts = take_texts(template, frames, start, stop)
         if texts:
-            await handler.on_texts(template.envelope, texts)
+            try:
+                await handler.on_texts(template.envelope, texts)
+            except Exception:
+                # taken all the same: parsing them again would record those already recorded twice
+                # (a failing notification handler loses its message, as the peer does for one)
+                logger.exception("agent %s: failed to handle %d text chunks", self.name, len(texts))
         return len(texts)
 
     async def _route_notification(self, method: str, params: JsonValue, message: JsonObject) -> None:
@@ -657,11 +662,11 @@ class AgentPool:
         connection = AgentConnection(name, config, key, record_path=record_path, prepare_lock=self._prepare_lock)
         if record_path is None:
             self._connections.setdefault(key, []).append(connection)
-        idle = None if key.dedicated else config.idle_seconds
-        self._task_group.start_soon(self._run, connection, idle, name=f"agent {name}")
+        # a dedicated process idles out too: a spare nobody claimed (its session's has load while it lives)
+        self._task_group.start_soon(self._run, connection, config.idle_seconds, name=f"agent {name}")
         return connection
 
-    async def _run(self, connection: AgentConnection, idle_seconds: float | None) -> None:
+    async def _run(self, connection: AgentConnection, idle_seconds: float) -> None:
         try:
             await connection.run(idle_seconds)
         finally:
