@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
@@ -130,13 +131,13 @@ class DaemonConfig:
         """
         if not self.agent_sections:
             return dict(self.agents)
-        built = self.__dict__.get("_built_agents")
-        if built is None:
-            from acpd.config import AgentConfig
+        return {**self._built_agents, **self.agents}
 
-            built = {name: _built(AgentConfig, f"agents.{name}", s) for name, s in self.agent_sections.items()}
-            object.__setattr__(self, "_built_agents", built)  # a cache, not a setting
-        return {**built, **self.agents}
+    @cached_property
+    def _built_agents(self) -> dict[str, AgentConfig]:
+        from acpd.config import AgentConfig
+
+        return {name: _built(AgentConfig, f"agents.{name}", s) for name, s in self.agent_sections.items()}
 
     def all_agents(self) -> dict[str, AgentConfig]:
         """Built-in agents, then configured ones, each ready to start (``config.all_agents``)."""
@@ -146,15 +147,13 @@ class DaemonConfig:
 
     def session_policy(self) -> Policy:
         """The policy new sessions start with."""
-        if self.policy is not None:
-            return self.policy
-        built = self.__dict__.get("_built_policy")
-        if built is None:
-            from acpd.config import Policy
+        return self.policy if self.policy is not None else self._built_policy
 
-            built = Policy() if self.policy_section is None else _built(Policy, "policy", self.policy_section)
-            object.__setattr__(self, "_built_policy", built)  # a cache, not a setting
-        return built
+    @cached_property
+    def _built_policy(self) -> Policy:
+        from acpd.config import Policy
+
+        return Policy() if self.policy_section is None else _built(Policy, "policy", self.policy_section)
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,16 @@ import pytest
 from acpd.errors import AgentUnavailable, ConnectionClosed
 from acpd.protocol import jsonio
 from acpd.protocol.framing import Frame, FrameTooLong
-from acpd.transports import ProcessSpec, ProcessTransport, Transport, open_process_transport
+from acpd.transports import Transport
 from acpd.transports.process import (
     STDERR_BYTES_PER_SECOND,
     STDERR_TAIL_BYTES,
     STDIN_CLOSE_GRACE_SECONDS,
     TERM_GRACE_SECONDS,
     ByteRate,
+    ProcessSpec,
+    ProcessTransport,
+    open_process_transport,
 )
 from tests.processes import pidfds, wait_all_ended
 

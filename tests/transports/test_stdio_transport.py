@@ -14,7 +14,9 @@ import pytest
 from acpd.errors import ConnectionClosed
 from acpd.protocol import jsonio
 from acpd.protocol.framing import Frame
-from acpd.transports import ProcessSpec, StdioTransport, Transport, open_process_transport, open_stdio_transport
+from acpd.transports import Transport
+from acpd.transports.process import ProcessSpec, open_process_transport
+from acpd.transports.stdio import StdioTransport, open_stdio_transport
 
 pytestmark = pytest.mark.anyio
 

@@ -272,7 +272,6 @@ class SessionLog:
         *,
         committer: GroupCommitter | None = None,
         retry_seconds: float | None = None,
-        redactor: Redactor | None = None,
     ) -> None:
         """``committer`` is the shared one that makes the log durable; without it the log gets a
         private one, which its caller runs with ``run_flusher``."""
@@ -281,7 +280,7 @@ class SessionLog:
         self._committer = GroupCommitter(store) if committer is None else committer
         self._retry_seconds = STORE_RETRY_SECONDS if retry_seconds is None else retry_seconds
         self.session_id = session_id
-        self._redact = redactor or environment_redactor()  # the environment as the session opens
+        self._redact = environment_redactor()  # the environment as the session opens
         self._next_seq = last_seq + 1
         self.committed_seq = last_seq
         self._pending: list[EventRecord] = []
@@ -596,8 +595,7 @@ class SessionLog:
             return
         self.closed = True
         self._closing.set()
-        committed, self._committed = self._committed, anyio.Event()  # fresh: followers wait for the last commits
-        committed.set()
+        self._wake()  # a fresh event: followers wait for the last commits
         if self._drained is not None:
             self._drained.set()
         if not self._scheduled and not self._holding:

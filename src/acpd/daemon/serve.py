@@ -35,7 +35,6 @@ from . import ws
 from .app import create_app
 from .http_protocol import ProblemHttpToolsProtocol, websocket_protocol
 from .manager import SessionManager
-from .security import secured
 from .uvicorn_parts import Config, Server
 
 logger = logging.getLogger(__name__)
@@ -138,15 +137,14 @@ async def serve(
     opening: StoreOpening | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until SIGINT/SIGTERM; then stop every agent and close the store. ``task_status``
-    gets the bound port once the daemon answers. ``opening``: the store's open, begun before
-    (``SqliteEventStore.begin_open``).
+    """Serve until SIGINT/SIGTERM; then stop every agent and close the store. ``config`` has its
+    token settled already (``security.secured``, which the CLI calls before the store opens).
+    ``task_status`` gets the bound port once the daemon answers. ``opening``: the store's open,
+    begun before (``SqliteEventStore.begin_open``).
 
     Raises:
         StoreLocked: another acpd owns the database.
-        ConfigError: the token cannot be settled (see ``security.secured``).
     """
-    config = secured(config)
     store = await open_store(config.resolved_db(), opening)
     signalled = False
     try:

@@ -100,6 +100,9 @@ def next_last_seqs(records: Sequence[EventRecord], last_seq: Callable[[str], int
         base = last_seq(session_id)
         if (
             first == base + 1
+            # cheap first: a round of several sessions' records skips the whole-batch checks
+            and records[-1].session_id == session_id
+            and records[-1].seq == first + len(records) - 1
             and len(set(map(_SESSION_ID, records))) == 1
             and list(map(_SEQ, records)) == list(range(first, first + len(records)))
         ):

@@ -420,6 +420,7 @@ async def _start_kept(argv: Sequence[str], grace: float, linger: bool, options: 
         mine.close()
         theirs.close()
         raise
+    sent, report = False, None
     try:
         try:
             _server.request([theirs.fileno(), *child_fds])
@@ -428,27 +429,18 @@ async def _start_kept(argv: Sequence[str], grace: float, linger: bool, options: 
             for fd in to_close:
                 os.close(fd)
         mine.setblocking(False)
-    except BaseException:
-        _close_all(mine, parent_fds)
-        raise
-    sent = False
-    try:
         await _send_request(mine, request)
         sent = True
         report = await _receive_start(mine)
+        warden, pidfd = _take_start(*report)
     except BaseException:
         # Cancelled while the warden starts it: the program may already run. Closing the socket
         # alone would have the warden stop it after the caller has gone on (an agent whose start
         # was abandoned, seen still running); so take the report and stop the tree before raising.
         # (A request cut short starts nothing: the warden sees its end first.)
-        if sent:
+        if sent and report is None:
             with anyio.CancelScope(shield=True), anyio.move_on_after(ABANDONED_START_SECONDS):
                 await _stop_abandoned(mine, await _receive_start(mine), parent_fds)
-        _close_all(mine, parent_fds)
-        raise
-    try:
-        warden, pidfd = _take_start(*report)
-    except BaseException:
         _close_all(mine, parent_fds)
         raise
     process = _kept(mine, warden, pidfd, parent_fds)
