@@ -27,6 +27,7 @@ from anyio.abc import TaskGroup
 
 from acpd.adapters.registry import BackendPools
 from acpd.errors import (
+    INTERNAL_ERROR,
     AgentNotFound,
     AgentUnavailable,
     InvalidInput,
@@ -65,6 +66,8 @@ TRIM_BATCH: Final = 100
 FINAL_COMMIT_SECONDS: Final = 3.0
 """Once the agents are stopped, how long stopping waits for the logs' last commits (a healthy
 store takes milliseconds, a full one gives up at once; only a stuck disk takes this long)."""
+RECOVERY_PAGE: Final = 5_000
+"""Records read at a time when looking back for an interrupted turn's prompt."""
 
 
 class SessionManager:
@@ -147,19 +150,44 @@ class SessionManager:
             page = await self.store.list_sessions(limit=200, cursor=cursor)
             for doc in page.items:
                 if doc.get("status") in ("running", "awaiting_permission"):
-                    runtime = await self.runtime(str(doc["id"]))
-                    runtime.record_daemon(
-                        methods.ACPD_TURN_INTERRUPTED, {"turn": doc.get("turns"), "reason": "daemon restarted"}
-                    )
-                    runtime.doc["status"] = "idle"
-                    try:
-                        await runtime.save()
-                    except StoreError as exc:
-                        # a full disk at start: the note commits when space returns; serve meanwhile
-                        logger.warning("session %s: the restart note waits for the store: %s", doc["id"], exc)
+                    await self._recover_session(str(doc["id"]), doc.get("turns"))
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
+
+    async def _recover_session(self, session_id: str, turn: object) -> None:
+        runtime = await self.runtime(session_id)
+        seq = runtime.record_daemon(methods.ACPD_TURN_INTERRUPTED, {"turn": turn, "reason": "daemon restarted"})
+        runtime.doc["status"] = "idle"
+        try:
+            await runtime.save()
+            if isinstance(turn, int):
+                await self._answer_interrupted(runtime, turn, seq)
+        except StoreError as exc:
+            # a full disk at start: the note commits when space returns; serve meanwhile
+            logger.warning("session %s: the restart note waits for the store: %s", session_id, exc)
+
+    async def _answer_interrupted(self, runtime: SessionRuntime, turn: int, last_seq: int) -> None:
+        """Give the interrupted turn's prompt, if it came with an idempotency key, its answer: a
+        client's retry of it (the daemon died under its request) must not run it a second time."""
+        prompt = await _turn_prompt(runtime, turn, last_seq)
+        meta = (prompt.payload_object().get("params") or {}).get("_meta") if prompt is not None else None
+        key = ((meta or {}).get("acpd") or {}).get("idempotencyKey") if isinstance(meta, dict) else None
+        if prompt is None or prompt.sender != "client" or not isinstance(key, str):
+            return
+        message = f"turn {turn} was interrupted: the daemon restarted"
+        answer: JsonObject = {
+            "sessionId": runtime.session_id,
+            "turn": turn,
+            "stopReason": None,
+            "usage": None,
+            "steps": 0,
+            "text": "",
+            "firstSeq": prompt.seq,
+            "lastSeq": last_seq,
+            "error": {"code": INTERNAL_ERROR, "message": message, "data": {"reason": "daemon restarted"}},
+        }
+        await self.store.put_idempotent(runtime.session_id, key, jsonio.dumps_str(answer))
 
     async def _close_all(self) -> None:
         runtimes = list(self._runtimes.values())
@@ -661,3 +689,17 @@ def _directory(value: object, what: str) -> str:
         raise InvalidInput(f"{what} must be an absolute path to an existing directory, got {shown!r}")
     assert isinstance(value, str)
     return value
+
+
+async def _turn_prompt(runtime: SessionRuntime, turn: int, end: int) -> EventRecord | None:
+    """The record of turn ``turn``'s prompt, its first: read back page by page from ``end``."""
+    found = None
+    while end > 0:
+        start = max(0, end - RECOVERY_PAGE)
+        records = await runtime.log.read(start, end - start)
+        for record in reversed(records):
+            if record.turn != turn:
+                return found
+            found = record
+        end = start
+    return found
