@@ -41,6 +41,7 @@ from acpd.protocol.jsonio import JsonObject
 from acpd.settings import DaemonConfig
 from acpd.store.base import EventStore, SessionPage
 
+from . import session_files
 from .log import GroupCommitter
 from .session import RuntimeDeps, SessionRuntime, session_doc_defaults
 from .turns import Turn
@@ -56,6 +57,16 @@ DOT_SEGMENTS: Final = frozenset({".", ".."})
 ID_RULE: Final = f'1-{MAX_ID_CHARS} characters of letters, digits and "-_.:", and not "." or ".."'
 DOC_FIELDS: Final = ("title", "project")
 SETTING_FIELDS: Final = ("model", "mode", "thoughtLevel")
+IMPORTED_FIELDS: Final = (
+    *DOC_FIELDS,
+    *SETTING_FIELDS,
+    "cwd",
+    "config",
+    "policy",
+    "mcpServers",
+    "additionalDirectories",
+)
+"""What an import takes from the exported document; the rest (status, the agent's session) is this daemon's."""
 CLOSE_ALL_SECONDS: Final = 10.0
 """How long stopping waits for the sessions (turns answered, agents stopped, logs committed) before
 leaving the rest to the task group's cancellation."""
@@ -404,6 +415,39 @@ class SessionManager:
             runtime.leases -= 1
             runtime.touch()
         return runtime
+
+    async def import_session(
+        self, exported: JsonObject, records: list[EventRecord], overrides: dict[str, str]
+    ) -> SessionRuntime:
+        """Make a session of an export (``session_files``): its document and its whole history in
+        one transaction, or nothing. ``overrides`` may give another ``id``, ``agent`` or ``cwd``.
+        Its agent starts at first use as after a restart, with a new agent session (the export's
+        names one of another daemon's agents) that gets the transcript with the next prompt.
+
+        Raises:
+            InvalidInput, AgentNotFound, SessionExists.
+        """
+        session_id = _session_id(overrides.get("id", exported.get("id")))
+        agent = overrides.get("agent", exported.get("agent"))
+        if not isinstance(agent, str) or agent not in self.config.all_agents():
+            known = sorted(self.config.all_agents())
+            raise AgentNotFound(f"no agent named {agent!r} here; import with ?agent= one of {known}")
+        body = {key: exported[key] for key in IMPORTED_FIELDS if exported.get(key) is not None}
+        body.update({"cwd": overrides["cwd"]} if "cwd" in overrides else {})
+        doc = {**session_doc_defaults(utc_now()), **_create_fields(body, self.config.session_policy())}
+        turns = max((record.turn for record in records), default=0)
+        doc.update(id=session_id, agent=agent, turns=turns, contextPending=turns > 0)
+        doc.update({key: exported[key] for key in ("createdAt", "usage") if exported.get(key)})
+        if await self._claim(session_id) is not None:
+            raise SessionExists(f"a session with id {session_id!r} already exists")
+        try:
+            await self._settled(session_id)
+            if await self.store.get_session(session_id) is not None:
+                raise SessionExists(f"a session with id {session_id!r} already exists")
+            await self.store.append_many(session_files.renamed(records, session_id), sessions=[doc])
+        finally:
+            self._claims.pop(session_id).set()
+        return await self.runtime(session_id)
 
     async def list_sessions(self, **filters: Any) -> SessionPage:
         page = await self.store.list_sessions(**filters)
