@@ -82,6 +82,7 @@ async def test_a_fork_of_a_running_session_takes_its_finished_turns_only(
 ) -> None:
     source = await new_session(client, workdir)
     done = await prompt(client, source["id"], "text finished")
+
     async def slow_turn() -> None:
         await client.post(f"/v1/sessions/{source['id']}/prompt", json={"prompt": "sleep 30"})
 
