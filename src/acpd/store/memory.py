@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from acpd.errors import StoreError
-from acpd.protocol import jsonio
+from acpd.protocol import audit, jsonio
 from acpd.protocol.events import EventRecord
+from acpd.store._audit import AuditFilter, AuditRows, count_by, decode_audit_cursor, encode_audit_cursor
 from acpd.store._rules import (
     SessionKeys,
     check_page_limit,
@@ -23,7 +24,7 @@ from acpd.store._rules import (
     page_of,
     session_keys,
 )
-from acpd.store.base import SessionDoc, SessionPage
+from acpd.store.base import AuditPage, SessionDoc, SessionPage
 
 
 def _matches(keys: SessionKeys, project: str | None, agent: str | None, archived: bool | None, cwd: str | None) -> bool:
@@ -46,6 +47,7 @@ class MemoryEventStore:
         self._logs: dict[str, list[EventRecord]] = {}
         self._sessions: dict[str, tuple[SessionKeys, str]] = {}
         self._idempotency: dict[str, dict[str, str]] = {}
+        self._audit = AuditRows()
         self._closed = False
 
     async def __aenter__(self) -> MemoryEventStore:
@@ -79,6 +81,9 @@ class MemoryEventStore:
             self._logs.setdefault(record.session_id, []).append(record)
         for entry in entries:
             self._sessions[entry[0].id] = entry
+        for record in records:
+            for change in audit.changes(record):
+                self._audit.apply(change, self._agent_of)
 
     async def read(self, session_id: str, *, after: int = 0, limit: int = 1000) -> list[EventRecord]:
         """Records with ``seq > after`` in order, at most ``limit``.
@@ -148,7 +153,29 @@ class MemoryEventStore:
         self._check_open()
         self._logs.pop(session_id, None)
         self._idempotency.pop(session_id, None)
+        self._audit.forget(session_id)
         return self._sessions.pop(session_id, None) is not None
+
+    async def tool_calls(self, wanted: AuditFilter, *, limit: int = 100, cursor: str | None = None) -> AuditPage:
+        self._check_open()
+        check_page_limit(limit)
+        after = decode_audit_cursor(cursor) if cursor is not None else 0
+        rows = [(position, row) for position, row in self._audit.select(wanted, self._project_of) if position > after]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return AuditPage([row.view() for _, row in rows], encode_audit_cursor(rows[-1][0]) if more else None)
+
+    async def tool_call_stats(self, wanted: AuditFilter) -> dict[str, dict[str, int]]:
+        self._check_open()
+        return count_by(row.view() for _, row in self._audit.select(wanted, self._project_of))
+
+    def _agent_of(self, session_id: str) -> str | None:
+        entry = self._sessions.get(session_id)
+        return entry[0].agent if entry else None
+
+    def _project_of(self, session_id: str) -> str | None:
+        entry = self._sessions.get(session_id)
+        return entry[0].project if entry else None
 
     async def get_idempotent(self, session_id: str, key: str) -> str | None:
         self._check_open()

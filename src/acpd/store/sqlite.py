@@ -36,14 +36,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
-from typing import Final, TypeVar, TypeVarTuple
+from typing import Any, Final, TypeVar, TypeVarTuple
 
 import anyio
 import anyio.to_thread
 
 from acpd.errors import StoreError, StoreFull
-from acpd.protocol import jsonio
+from acpd.protocol import audit, jsonio
 from acpd.protocol.events import EventRecord, utc_now
+from acpd.store._audit import COLUMNS, AuditFilter, AuditRow, count_by, decode_audit_cursor, encode_audit_cursor
 from acpd.store._lock import OwnerLock, acquire_owner_lock
 from acpd.store._rules import (
     SessionKeys,
@@ -55,7 +56,7 @@ from acpd.store._rules import (
     page_of,
     session_keys,
 )
-from acpd.store.base import SessionDoc, SessionPage
+from acpd.store.base import AuditPage, SessionDoc, SessionPage
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ BUSY_TIMEOUT_SECONDS: Final = 5.0
 CLOSE_TIMEOUT_SECONDS: Final = 2.0
 """How long ``aclose`` waits for a running database call (a stuck disk) before leaving it behind."""
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+MIGRATIONS: Final[tuple[tuple[str | Callable[[sqlite3.Connection], None], ...], ...]] = (
     # 1: the initial schema. Events keep their rowid on purpose: WITHOUT ROWID stores whole rows
     # in the key b-tree, which SQLite advises only for rows under ~1/20 of a page; tool outputs
     # are often larger, and benchmarks/store_append.py measured rowid appends faster from ~600 B.
@@ -104,9 +105,34 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             PRIMARY KEY (session_id, key)
         ) WITHOUT ROWID""",
     ),
+    # 2: the tool-call audit index, kept in the transactions that commit the records, and built
+    # from the logs already stored
+    (
+        """CREATE TABLE tool_calls (
+            session_id TEXT NOT NULL,
+            tool_call_id TEXT NOT NULL,
+            agent TEXT,
+            turn INTEGER NOT NULL,
+            started_at TEXT NOT NULL,
+            kind TEXT,
+            title TEXT,
+            locations TEXT,
+            status TEXT,
+            asked INTEGER NOT NULL DEFAULT 0,
+            request_id TEXT,
+            options TEXT,
+            reply TEXT,
+            decided_by TEXT,
+            ended_at TEXT,
+            UNIQUE (session_id, tool_call_id)
+        )""",
+        "CREATE INDEX tool_calls_by_started ON tool_calls (started_at)",
+        "CREATE INDEX tool_calls_by_request ON tool_calls (session_id, request_id)",
+        lambda conn: _index_stored_logs(conn),
+    ),
 )
 """Schema migrations in order; ``PRAGMA user_version`` counts how many a database has had.
-Append new ones; never edit one that has shipped."""
+Append new ones; never edit one that has shipped. A step is SQL, or a function of the connection."""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -274,6 +300,29 @@ class SqliteEventStore:
         # the clock is read on the loop: utc_now caches its text and is not thread-safe
         await self._write(_put_idempotent_sync, session_id, key, value, utc_now())
 
+    async def tool_calls(self, wanted: AuditFilter, *, limit: int = 100, cursor: str | None = None) -> AuditPage:
+        """The audit index's matching rows, oldest first, ``limit`` a page.
+
+        Raises:
+            InvalidInput: a malformed ``cursor``, or ``limit`` below 1.
+            StoreError: the database failed, or the store is closed.
+        """
+        check_page_limit(limit)
+        after = decode_audit_cursor(cursor) if cursor is not None else 0
+        rows = await self._read(_tool_calls_sync, wanted, after, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return AuditPage([row.view() for _, row in rows], encode_audit_cursor(rows[-1][0]) if more else None)
+
+    async def tool_call_stats(self, wanted: AuditFilter) -> dict[str, dict[str, int]]:
+        """Counts of the matching tool calls by kind, status, agent, outcome and who decided."""
+        views: list[dict[str, Any]] = []
+        after = 0
+        while rows := await self._read(_tool_calls_sync, wanted, after, INDEX_PAGE):
+            views.extend(row.view() for _, row in rows)
+            after = rows[-1][0]
+        return count_by(views)
+
     async def aclose(self) -> None:
         """Wait for running calls (at most ``CLOSE_TIMEOUT_SECONDS``), close the connections and
         let the file's lock go; idempotent."""
@@ -318,6 +367,7 @@ class SqliteEventStore:
                 _insert_events(conn, records)
             for keys, text in docs:
                 self._save_doc_sync(conn, keys, text)
+            _index_tool_calls(conn, records)  # after the documents: a row takes its session's agent
         self._last_seqs.update(last_seqs)
         self._saved_keys.update((keys.id, keys) for keys, _ in docs)
 
@@ -338,6 +388,7 @@ class SqliteEventStore:
             existed = conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
             conn.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM idempotency WHERE session_id = ?", (session_id,))
+            conn.execute("DELETE FROM tool_calls WHERE session_id = ?", (session_id,))
         self._last_seqs.pop(session_id, None)
         self._saved_keys.pop(session_id, None)
         return existed
@@ -557,7 +608,10 @@ def _migrate(conn: sqlite3.Connection) -> None:
             )
         for statements in MIGRATIONS[version:]:
             for statement in statements:
-                conn.execute(statement)
+                if isinstance(statement, str):
+                    conn.execute(statement)
+                else:
+                    statement(conn)
         if version < SCHEMA_VERSION:
             # PRAGMA takes no parameters; SCHEMA_VERSION is our own int.
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -636,3 +690,102 @@ def _get_idempotent_sync(conn: sqlite3.Connection, session_id: str, key: str) ->
 
 def _put_idempotent_sync(conn: sqlite3.Connection, session_id: str, key: str, value: str, at: str) -> None:
     conn.execute(_UPSERT_IDEMPOTENT, (session_id, key, value, at))
+
+
+# --- the tool-call audit index ---------------------------------------------------------------
+
+_UPSERT_TOOL_CALL: Final = (
+    "INSERT INTO tool_calls (session_id, tool_call_id, agent, turn, started_at, kind, title, locations, status,"
+    " asked, request_id, options, ended_at)"
+    " VALUES (?, ?, (SELECT agent FROM sessions WHERE id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (session_id, tool_call_id) DO UPDATE SET kind = coalesce(excluded.kind, kind),"
+    " title = coalesce(excluded.title, title), locations = coalesce(excluded.locations, locations),"
+    " status = coalesce(excluded.status, status), asked = max(asked, excluded.asked),"
+    " request_id = coalesce(excluded.request_id, request_id), options = coalesce(excluded.options, options),"
+    " ended_at = coalesce(ended_at, excluded.ended_at)"
+)
+_ASKED_OPEN: Final = (
+    "SELECT rowid FROM tool_calls WHERE session_id = ? AND request_id = ? AND reply IS NULL ORDER BY rowid DESC LIMIT 1"
+)
+_SELECT_TOOL_CALLS: Final = (
+    "SELECT t.rowid, " + ", ".join(f"t.{name}" for name in COLUMNS if name != "project") + ", s.project"
+    " FROM tool_calls t LEFT JOIN sessions s ON s.id = t.session_id"
+)
+_AUDIT_FILTERS: Final = (
+    ("session", "t.session_id = ?"),
+    ("agent", "t.agent = ?"),
+    ("project", "s.project = ?"),
+    ("kind", "t.kind = ?"),
+    ("status", "t.status = ?"),
+    ("decided_by", "t.decided_by = ?"),
+    ("since", "t.started_at >= ?"),
+    ("until", "t.started_at < ?"),
+)
+INDEX_PAGE: Final = 5_000
+"""Events read at a time when the index is built from stored logs."""
+
+
+def _index_tool_calls(conn: sqlite3.Connection, records: Sequence[EventRecord]) -> None:
+    for record in records:
+        for change in audit.changes(record):
+            if change.tool_call_id is None:
+                row = conn.execute(_ASKED_OPEN, (change.session_id, change.request_id)).fetchone()
+                if row is not None:
+                    conn.execute(
+                        "UPDATE tool_calls SET reply = ?, decided_by = ? WHERE rowid = ?",
+                        (change.reply, change.decided_by, row[0]),
+                    )
+                continue
+            ended = change.at if change.status in audit.FINISHED else None
+            conn.execute(
+                _UPSERT_TOOL_CALL,
+                (
+                    change.session_id,
+                    change.tool_call_id,
+                    change.session_id,
+                    change.turn,
+                    change.at,
+                    change.kind,
+                    change.title,
+                    change.locations,
+                    change.status,
+                    int(change.asked),
+                    change.request_id,
+                    change.options,
+                    ended,
+                ),
+            )
+
+
+def _index_stored_logs(conn: sqlite3.Connection) -> None:
+    """Build the index from every stored log (a migration: inside its transaction)."""
+    after = 0
+    while True:
+        rows = conn.execute(
+            "SELECT rowid, session_id, seq, at, sender, turn, payload FROM events"
+            " WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (after, INDEX_PAGE),
+        ).fetchall()
+        if not rows:
+            return
+        after = rows[-1][0]
+        _index_tool_calls(conn, [EventRecord(*row[1:]) for row in rows])
+
+
+def _audit_where(wanted: AuditFilter, after: int) -> tuple[str, list[object]]:
+    clauses: list[str] = ["t.rowid > ?"]
+    params: list[object] = [after]
+    for name, clause in _AUDIT_FILTERS:
+        value = getattr(wanted, name)
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    return " WHERE " + " AND ".join(clauses), params
+
+
+def _tool_calls_sync(
+    conn: sqlite3.Connection, wanted: AuditFilter, after: int, limit: int
+) -> list[tuple[int, AuditRow]]:
+    where, params = _audit_where(wanted, after)
+    rows = conn.execute(_SELECT_TOOL_CALLS + where + " ORDER BY t.rowid LIMIT ?", [*params, limit]).fetchall()
+    return [(row[0], AuditRow(*row[1:])) for row in rows]
