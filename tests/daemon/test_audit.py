@@ -111,3 +111,33 @@ async def test_bad_audit_queries_are_clear_problems(client: httpx.AsyncClient, p
     response = await client.get("/v1/audit/tool-calls", params=params)
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_turns_and_usage_equal_what_the_turns_answers_say(client: httpx.AsyncClient, workdir: Path) -> None:
+    session_id = (await new_session(client, workdir, project="alpha"))["id"]
+    answers = []
+    for text in ("usage 10 20 0.01\ntool read A", "usage 5 7 0.03", "text no usage"):
+        with anyio.fail_after(10):
+            answers.append((await client.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": text})).json())
+    turns = (await client.get(f"/v1/sessions/{session_id}/turns")).json()["items"]
+    assert [(t["turn"], t["stopReason"], t["steps"], t["firstSeq"], t["lastSeq"]) for t in turns] == [
+        (a["turn"], a["stopReason"], a["steps"], a["firstSeq"], a["lastSeq"]) for a in answers
+    ]
+    for turn, answer in zip(turns, answers, strict=True):
+        tokens = {
+            k: v for k, v in (answer["usage"] or {}).items() if k in ("inputTokens", "outputTokens", "totalTokens")
+        }
+        assert {k: v for k, v in turn["usage"].items() if k != "cost"} == tokens
+    assert [t["usage"].get("cost", {}).get("amount") for t in turns] == [
+        0.01,
+        0.02,
+        None,
+    ]  # the agent's totals: .01, .03
+    assert turns[0]["prompt"] == "usage 10 20 0.01 tool read A"
+    report = (await client.get("/v1/usage", params={"groupBy": "project"})).json()
+    assert report["items"] == [
+        {"key": "alpha", "turns": 3, "inputTokens": 15, "outputTokens": 27, "totalTokens": 42,
+         "cost": {"amount": 0.03, "currency": "USD"}}
+    ]  # fmt: skip
+    assert (await client.get("/v1/sessions/nobody/turns")).status_code == 404
+    assert (await client.get("/v1/usage", params={"groupBy": "color"})).status_code == 400

@@ -128,9 +128,83 @@ async def test_a_database_from_before_the_index_gets_it_built_from_its_logs(tmp_
     path = tmp_path / "acpd.db"
     async with await SqliteEventStore.open(path) as fresh:
         await fresh.append(conversation("s"), session=doc("s"))
+        await fresh.append(turn_records("s", 11, 2, cost=0.5, tokens=10, second=30))
         expected = (await fresh.tool_calls(AuditFilter())).items
+        turns = await fresh.turns("s")
+        assert [t["turn"] for t in turns] == [2]
     with sqlite3.connect(path) as conn:  # as an acpd of schema 1 left it
         conn.execute("DROP TABLE tool_calls")
+        conn.execute("DROP TABLE turns")
         conn.execute("PRAGMA user_version = 1")
     async with await SqliteEventStore.open(path) as migrated:
         assert (await migrated.tool_calls(AuditFilter())).items == expected
+        assert (await migrated.turns("s")) == turns
+
+
+def turn_records(
+    session_id: str, first_seq: int, turn: int, *, cost: float, tokens: int, second: int
+) -> list[EventRecord]:
+    """A turn: its prompt, a tool call, the agent's cumulative cost so far, its answer."""
+    seq = first_seq
+
+    def made(sender: Sender, message: dict[str, Any], offset: int) -> EventRecord:
+        return EventRecord(
+            session_id, seq + offset, at(second + offset), sender, turn, json.dumps({"jsonrpc": "2.0", **message})
+        )
+
+    prompt = {
+        "id": f"turn-{turn}",
+        "method": "session/prompt",
+        "params": {"sessionId": session_id, "prompt": [{"type": "text", "text": f"do  thing\n{turn}"}]},
+    }
+    usage = {"sessionUpdate": "usage_update", "used": 10, "size": 100, "cost": {"amount": cost, "currency": "USD"}}
+    answer = {
+        "id": f"turn-{turn}",
+        "result": {
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": tokens, "outputTokens": 2 * tokens, "totalTokens": 3 * tokens},
+        },
+    }
+    return [
+        made("client", prompt, 0),
+        made("agent", {"method": "session/update", "params": {"sessionId": session_id, "update": {
+            "sessionUpdate": "tool_call", "toolCallId": f"t{turn}", "title": "x", "kind": "read"}}}, 1),
+        made("agent", {"method": "session/update", "params": {"sessionId": session_id, "update": usage}}, 2),
+        made("agent", answer, 3),
+    ]  # fmt: skip
+
+
+async def test_turns_carry_their_own_usage_and_cost_and_usage_adds_them_up(store: EventStore) -> None:
+    await store.append(turn_records("s", 1, 1, cost=0.5, tokens=10, second=0), session=doc("s", model="big"))
+    await store.append(turn_records("s", 5, 2, cost=0.75, tokens=20, second=10), session=doc("s", model="big"))
+    await store.append(turn_records("t", 1, 1, cost=1.0, tokens=5, second=20), session=doc("t", agent="other"))
+    turns = await store.turns("s")
+    assert [(t["turn"], t["prompt"], t["steps"], t["stopReason"], t["firstSeq"], t["lastSeq"]) for t in turns] == [
+        (1, "do thing 1", 1, "end_turn", 1, 4),
+        (2, "do thing 2", 1, "end_turn", 5, 8),
+    ]
+    assert turns[1]["usage"] == {
+        "inputTokens": 20,
+        "outputTokens": 40,
+        "totalTokens": 60,
+        "cost": {"amount": 0.25, "currency": "USD"},  # the session's 0.75 so far, less turn 1's 0.5
+    }
+    assert (turns[0]["agent"], turns[0]["model"], turns[0]["startedAt"], turns[0]["endedAt"]) == (
+        "mock",
+        "big",
+        at(0),
+        at(3),
+    )
+    by_agent = await store.usage("agent")
+    assert by_agent["items"] == [
+        {"key": "mock", "turns": 2, "inputTokens": 30, "outputTokens": 60, "totalTokens": 90,
+         "cost": {"amount": 0.75, "currency": "USD"}},
+        {"key": "other", "turns": 1, "inputTokens": 5, "outputTokens": 10, "totalTokens": 15,
+         "cost": {"amount": 1.0, "currency": "USD"}},
+    ]  # fmt: skip
+    assert by_agent["total"]["cost"] == {"amount": 1.75, "currency": "USD"}
+    assert [i["key"] for i in (await store.usage("model"))["items"]] == ["big", "none"]
+    assert [i["key"] for i in (await store.usage("day"))["items"]] == ["2026-12-01"]
+    assert (await store.usage("session", since=at(10)))["total"]["turns"] == 2
+    with pytest.raises(InvalidInput):
+        await store.usage("color")

@@ -1,6 +1,6 @@
-"""Daemon layer: the tool-call audit routes, ``GET /v1/audit/tool-calls`` (JSON pages, or the whole
-selection as streamed CSV) and ``GET /v1/audit/stats``. A thin edge: the index is the store's, kept
-with the records it is derived from.
+"""Daemon layer: the reports across sessions: the tool-call audit, ``GET /v1/audit/tool-calls``
+(JSON pages, or the whole selection as streamed CSV) and ``GET /v1/audit/stats``, and ``GET
+/v1/usage``. A thin edge: the indexes are the store's, kept with the records they come from.
 """
 
 from __future__ import annotations
@@ -108,7 +108,19 @@ def _cell(row: dict[str, Any], column: str) -> object:
     return "" if value is None else value
 
 
+async def usage(request: Request) -> Response:
+    unknown = set(request.query_params) - {"groupBy", "since", "until"}
+    if unknown:
+        raise InvalidInput(f"unknown query parameters {sorted(unknown)}; use groupBy, since, until")
+    query = request.query_params
+    report = await manager_of(request).store.usage(
+        query.get("groupBy") or "session", since=query.get("since") or None, until=query.get("until") or None
+    )
+    return json_response(report)
+
+
 ROUTES: Final = [
+    Route("/v1/usage", usage, methods=["GET"]),
     Route("/v1/audit/tool-calls", tool_calls, methods=["GET"]),
     Route("/v1/audit/stats", stats, methods=["GET"]),
 ]

@@ -125,3 +125,79 @@ def _text(value: object) -> str | None:
 
 def _object(value: object) -> dict[str, object]:
     return value if isinstance(value, dict) else {}
+
+
+# --- turns: the per-turn index that usage reports add up --------------------------------------
+
+PREVIEW_CHARS: Final = 120
+TOKEN_FIELDS: Final = ("inputTokens", "outputTokens", "cachedReadTokens", "thoughtTokens", "totalTokens")
+_TURN_MARKS: Final = ('"session/prompt"', '"tool_call"', '"usage_update"', '"turn-')
+
+
+class TurnChange(NamedTuple):
+    """What a record says of its turn: it started (the prompt), took a step (a tool call), saw
+    the session's cost so far (``usage_update``), or ended (the prompt's answer)."""
+
+    session_id: str
+    turn: int
+    at: str
+    seq: int
+    started: bool = False
+    preview: str | None = None
+    step: bool = False
+    cost: float | None = None
+    currency: str | None = None
+    ended: bool = False
+    stop_reason: str | None = None
+    error: str | None = None
+    tokens: tuple[int | None, ...] = ()  # TOKEN_FIELDS' values from the answer's usage
+
+
+def turn_changes(record: EventRecord) -> list[TurnChange]:
+    """The change ``record`` makes to its turn's row, if any (checked by a substring first)."""
+    payload = record.payload
+    if record.turn <= 0 or not any(mark in payload for mark in _TURN_MARKS):
+        return []
+    message = jsonio.loads(payload)
+    if not isinstance(message, dict):
+        return []
+    base = (record.session_id, record.turn, record.at, record.seq)
+    method = message.get("method")
+    params = _object(message.get("params"))
+    if method == "session/prompt" and record.sender == "client":
+        return [TurnChange(*base, started=True, preview=_preview(params.get("prompt")))]
+    if method == "session/update" and record.sender == "agent":
+        update = _object(params.get("update"))
+        if update.get("sessionUpdate") == "tool_call":
+            return [TurnChange(*base, step=True)]
+        cost = _object(update.get("cost"))
+        amount = cost.get("amount")
+        if update.get("sessionUpdate") == "usage_update" and isinstance(amount, (int, float)):
+            return [TurnChange(*base, cost=float(amount), currency=_text(cost.get("currency")))]
+        return []
+    if method is None and message.get("id") == f"turn-{record.turn}":
+        return [_ended(base, message)]
+    return []
+
+
+def _ended(base: tuple[str, int, str, int], message: dict[str, object]) -> TurnChange:
+    result = _object(message.get("result"))
+    usage = _object(result.get("usage"))
+    tokens = tuple(
+        value if isinstance(value, int) and not isinstance(value, bool) else None
+        for value in map(usage.get, TOKEN_FIELDS)
+    )
+    error = _object(message.get("error"))
+    return TurnChange(
+        *base,
+        ended=True,
+        stop_reason=_text(result.get("stopReason")),
+        error=_text(error.get("message")) if error else None,
+        tokens=tokens,
+    )
+
+
+def _preview(prompt: object) -> str | None:
+    texts = [block.get("text") for block in prompt if isinstance(block, dict)] if isinstance(prompt, list) else []
+    text = " ".join(" ".join(t.split()) for t in texts if isinstance(t, str))
+    return text[:PREVIEW_CHARS] or None

@@ -1,6 +1,7 @@
-"""Store layer: the tool-call audit index's shapes, shared by the stores: its filter, its rows as
-the API shows them, its cursor, and the index kept in memory (``AuditRows``, the memory store's;
-the SQLite store keeps the same rows in a table). Pure.
+"""Store layer: the shapes of the record indexes, shared by the stores: the tool-call audit (its
+filter, its rows as the API shows them, its cursor) and the turns that usage reports add up; and
+both kept in memory (``AuditRows``, ``TurnRows``: the memory store's; the SQLite store keeps the
+same rows in tables). Pure.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, Final
 
 from acpd.errors import InvalidInput
 from acpd.protocol import jsonio
-from acpd.protocol.audit import FINISHED, ToolCallChange, reply_kind
+from acpd.protocol.audit import FINISHED, ToolCallChange, TurnChange, reply_kind
 
 STAT_GROUPS: Final = ("kind", "status", "agent", "outcome", "decidedBy")
 """What ``tool_call_stats`` counts by."""
@@ -183,3 +184,147 @@ def _check_time(value: str, name: str) -> None:
         raise InvalidInput(
             f'"{name}" must be an RFC 3339 date or time, e.g. 2026-12-01 or 2026-12-01T08:00:00Z'
         ) from None
+
+
+# --- turns, and the usage reports made of them ---------------------------------------------------
+
+USAGE_GROUPS: Final = ("session", "agent", "project", "model", "day")
+TOKEN_KEYS: Final = ("inputTokens", "outputTokens", "cachedReadTokens", "thoughtTokens", "totalTokens")
+
+
+@dataclass(slots=True)
+class TurnRow:
+    """One turn's row, as both stores keep it. ``cost_total`` is the session's cost so far as the
+    agent last said it during the turn (ACP's ``usage_update`` cost is cumulative)."""
+
+    session_id: str
+    turn: int
+    agent: str | None
+    model: str | None
+    started_at: str
+    first_seq: int
+    preview: str | None = None
+    steps: int = 0
+    cost_total: float | None = None
+    currency: str | None = None
+    ended_at: str | None = None
+    last_seq: int | None = None
+    stop_reason: str | None = None
+    error: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_tokens: int | None = None
+    thought_tokens: int | None = None
+    total_tokens: int | None = None
+    project: str | None = field(default=None, compare=False)
+
+    def apply(self, change: TurnChange) -> None:
+        if change.step:
+            self.steps += 1
+        if change.cost is not None:
+            self.cost_total = change.cost
+            self.currency = change.currency or self.currency
+        if change.ended:
+            self.ended_at, self.last_seq = change.at, change.seq
+            self.stop_reason, self.error = change.stop_reason, change.error
+            tokens = [*change.tokens, *[None] * len(TOKEN_KEYS)]
+            self.input_tokens, self.output_tokens, self.cached_tokens = tokens[0], tokens[1], tokens[2]
+            self.thought_tokens, self.total_tokens = tokens[3], tokens[4]
+
+    def view(self, cost_before: float | None) -> dict[str, Any]:
+        """The turn as ``GET /v1/sessions/{id}/turns`` shows it; ``cost_before`` is the session's
+        cost as of its previous turn with one."""
+        tokens = (self.input_tokens, self.output_tokens, self.cached_tokens, self.thought_tokens, self.total_tokens)
+        usage: dict[str, Any] = {key: value for key, value in zip(TOKEN_KEYS, tokens, strict=True) if value is not None}
+        cost = self.cost_total
+        if cost is not None and cost_before is not None and cost >= cost_before:
+            cost -= cost_before  # the agent's total went on from the previous turn's
+        if cost is not None:
+            usage["cost"] = {"amount": round(cost, 10), "currency": self.currency or "USD"}
+        return {
+            "sessionId": self.session_id,
+            "turn": self.turn,
+            "agent": self.agent,
+            "model": self.model,
+            "project": self.project,
+            "prompt": self.preview,
+            "stopReason": self.stop_reason,
+            "error": self.error,
+            "steps": self.steps,
+            "usage": usage,
+            "startedAt": self.started_at,
+            "endedAt": self.ended_at,
+            "firstSeq": self.first_seq,
+            "lastSeq": self.last_seq,
+        }
+
+
+TURN_COLUMNS: Final = tuple(f.name for f in fields(TurnRow))
+
+
+def turn_views(rows: Iterable[TurnRow]) -> list[dict[str, Any]]:
+    """The views of rows given in session and turn order, each turn's cost its own."""
+    views = []
+    before: dict[str, float] = {}
+    for row in rows:
+        views.append(row.view(before.get(row.session_id)))
+        if row.cost_total is not None:
+            before[row.session_id] = row.cost_total
+    return views
+
+
+def usage_report(views: Iterable[dict[str, Any]], group_by: str) -> dict[str, Any]:
+    """Turns' usage added up by ``group_by`` (one of ``USAGE_GROUPS``), with the total."""
+    if group_by not in USAGE_GROUPS:
+        raise InvalidInput(f"groupBy must be one of {list(USAGE_GROUPS)}")
+    groups: dict[str, dict[str, Any]] = {}
+    total: dict[str, Any] = {"turns": 0}
+    for view in views:
+        key = view["startedAt"][:10] if group_by == "day" else view["sessionId" if group_by == "session" else group_by]
+        for sums in (groups.setdefault(str(key) if key is not None else "none", {"turns": 0}), total):
+            _add(sums, view["usage"])
+    items = [{"key": key, **sums} for key, sums in sorted(groups.items())]
+    return {"groupBy": group_by, "items": items, "total": total}
+
+
+def _add(sums: dict[str, Any], usage: dict[str, Any]) -> None:
+    sums["turns"] += 1
+    for key in TOKEN_KEYS:
+        if key in usage:
+            sums[key] = sums.get(key, 0) + usage[key]
+    cost = usage.get("cost")
+    if cost is not None:
+        held = sums.setdefault("cost", {"amount": 0.0, "currency": cost["currency"]})
+        held["amount"] = round(held["amount"] + cost["amount"], 10)
+        if held["currency"] != cost["currency"]:
+            held["currency"] = "mixed"
+
+
+class TurnRows:
+    """The turns in memory (the memory store's)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, int], TurnRow] = {}
+
+    def apply(self, change: TurnChange, facts_of: Callable[[str], tuple[str | None, str | None]]) -> None:
+        key = (change.session_id, change.turn)
+        if change.started and key not in self._rows:
+            agent, model = facts_of(change.session_id)
+            self._rows[key] = TurnRow(
+                change.session_id, change.turn, agent, model, change.at, change.seq, change.preview
+            )
+        elif key in self._rows:
+            self._rows[key].apply(change)
+
+    def forget(self, session_id: str) -> None:
+        self._rows = {key: row for key, row in self._rows.items() if key[0] != session_id}
+
+    def select(self, session: str | None, since: str | None, until: str | None) -> list[TurnRow]:
+        """In session and turn order."""
+        return [
+            row
+            for _, row in sorted(self._rows.items())
+            if (session is None or row.session_id == session)
+            and (since is None or row.started_at >= since)
+            and (until is None or row.started_at < until)
+        ]

@@ -44,7 +44,18 @@ import anyio.to_thread
 from acpd.errors import StoreError, StoreFull
 from acpd.protocol import audit, jsonio
 from acpd.protocol.events import EventRecord, utc_now
-from acpd.store._audit import COLUMNS, AuditFilter, AuditRow, count_by, decode_audit_cursor, encode_audit_cursor
+from acpd.store._audit import (
+    COLUMNS,
+    TURN_COLUMNS,
+    AuditFilter,
+    AuditRow,
+    TurnRow,
+    count_by,
+    decode_audit_cursor,
+    encode_audit_cursor,
+    turn_views,
+    usage_report,
+)
 from acpd.store._lock import OwnerLock, acquire_owner_lock
 from acpd.store._rules import (
     SessionKeys,
@@ -105,8 +116,8 @@ MIGRATIONS: Final[tuple[tuple[str | Callable[[sqlite3.Connection], None], ...], 
             PRIMARY KEY (session_id, key)
         ) WITHOUT ROWID""",
     ),
-    # 2: the tool-call audit index, kept in the transactions that commit the records, and built
-    # from the logs already stored
+    # 2: the tool-call audit index and the turns, kept in the transactions that commit the records,
+    # and built from the logs already stored
     (
         """CREATE TABLE tool_calls (
             session_id TEXT NOT NULL,
@@ -128,6 +139,29 @@ MIGRATIONS: Final[tuple[tuple[str | Callable[[sqlite3.Connection], None], ...], 
         )""",
         "CREATE INDEX tool_calls_by_started ON tool_calls (started_at)",
         "CREATE INDEX tool_calls_by_request ON tool_calls (session_id, request_id)",
+        """CREATE TABLE turns (
+            session_id TEXT NOT NULL,
+            turn INTEGER NOT NULL,
+            agent TEXT,
+            model TEXT,
+            started_at TEXT NOT NULL,
+            first_seq INTEGER NOT NULL,
+            preview TEXT,
+            steps INTEGER NOT NULL DEFAULT 0,
+            cost_total REAL,
+            currency TEXT,
+            ended_at TEXT,
+            last_seq INTEGER,
+            stop_reason TEXT,
+            error TEXT,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            cached_tokens INTEGER,
+            thought_tokens INTEGER,
+            total_tokens INTEGER,
+            PRIMARY KEY (session_id, turn)
+        )""",
+        "CREATE INDEX turns_by_started ON turns (started_at)",
         lambda conn: _index_stored_logs(conn),
     ),
 )
@@ -323,6 +357,19 @@ class SqliteEventStore:
             after = rows[-1][0]
         return count_by(views)
 
+    async def turns(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's turns in order, each with its own usage and cost."""
+        return turn_views(await self._read(_turns_sync, session_id, None, None))
+
+    async def usage(self, group_by: str, *, since: str | None = None, until: str | None = None) -> dict[str, Any]:
+        """The usage of the turns started in [since, until), added up by ``group_by``.
+
+        Raises:
+            InvalidInput: another ``group_by``, or a malformed time.
+        """
+        AuditFilter(since=since, until=until)  # checks the times
+        return usage_report(turn_views(await self._read(_turns_sync, None, since, until)), group_by)
+
     async def aclose(self) -> None:
         """Wait for running calls (at most ``CLOSE_TIMEOUT_SECONDS``), close the connections and
         let the file's lock go; idempotent."""
@@ -367,7 +414,7 @@ class SqliteEventStore:
                 _insert_events(conn, records)
             for keys, text in docs:
                 self._save_doc_sync(conn, keys, text)
-            _index_tool_calls(conn, records)  # after the documents: a row takes its session's agent
+            _index_records(conn, records)  # after the documents: a row takes its session's agent
         self._last_seqs.update(last_seqs)
         self._saved_keys.update((keys.id, keys) for keys, _ in docs)
 
@@ -389,6 +436,7 @@ class SqliteEventStore:
             conn.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM idempotency WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM tool_calls WHERE session_id = ?", (session_id,))
+            conn.execute("DELETE FROM turns WHERE session_id = ?", (session_id,))
         self._last_seqs.pop(session_id, None)
         self._saved_keys.pop(session_id, None)
         return existed
@@ -725,6 +773,52 @@ INDEX_PAGE: Final = 5_000
 """Events read at a time when the index is built from stored logs."""
 
 
+_INSERT_TURN: Final = (
+    "INSERT INTO turns (session_id, turn, agent, model, started_at, first_seq, preview)"
+    " SELECT ?, ?, s.agent, json_extract(s.doc, '$.model'), ?, ?, ? FROM (SELECT 1)"
+    " LEFT JOIN sessions s ON s.id = ? ON CONFLICT (session_id, turn) DO NOTHING"
+)
+_END_TURN: Final = (
+    "UPDATE turns SET ended_at = ?, last_seq = ?, stop_reason = ?, error = ?, input_tokens = ?, output_tokens = ?,"
+    " cached_tokens = ?, thought_tokens = ?, total_tokens = ? WHERE session_id = ? AND turn = ?"
+)
+_SELECT_TURNS: Final = (
+    "SELECT " + ", ".join(f"t.{name}" for name in TURN_COLUMNS if name != "project") + ", s.project"
+    " FROM turns t LEFT JOIN sessions s ON s.id = t.session_id"
+)
+
+
+def _index_records(conn: sqlite3.Connection, records: Sequence[EventRecord]) -> None:
+    _index_tool_calls(conn, records)
+    for record in records:
+        for change in audit.turn_changes(record):
+            key = (change.session_id, change.turn)
+            if change.started:
+                conn.execute(_INSERT_TURN, (*key, change.at, change.seq, change.preview, change.session_id))
+            elif change.step:
+                conn.execute("UPDATE turns SET steps = steps + 1 WHERE session_id = ? AND turn = ?", key)
+            elif change.cost is not None:
+                conn.execute(
+                    "UPDATE turns SET cost_total = ?, currency = coalesce(?, currency)"
+                    " WHERE session_id = ? AND turn = ?",
+                    (change.cost, change.currency, *key),
+                )
+            elif change.ended:
+                tokens = (*change.tokens, *(None,) * (len(audit.TOKEN_FIELDS) - len(change.tokens)))
+                conn.execute(_END_TURN, (change.at, change.seq, change.stop_reason, change.error, *tokens, *key))
+
+
+def _turns_sync(conn: sqlite3.Connection, session: str | None, since: str | None, until: str | None) -> list[TurnRow]:
+    clauses, params = [], []
+    for value, clause in ((session, "t.session_id = ?"), (since, "t.started_at >= ?"), (until, "t.started_at < ?")):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    rows = conn.execute(_SELECT_TURNS + where + " ORDER BY t.session_id, t.turn", params).fetchall()
+    return [TurnRow(*row) for row in rows]
+
+
 def _index_tool_calls(conn: sqlite3.Connection, records: Sequence[EventRecord]) -> None:
     for record in records:
         for change in audit.changes(record):
@@ -769,7 +863,7 @@ def _index_stored_logs(conn: sqlite3.Connection) -> None:
         if not rows:
             return
         after = rows[-1][0]
-        _index_tool_calls(conn, [EventRecord(*row[1:]) for row in rows])
+        _index_records(conn, [EventRecord(*row[1:]) for row in rows])
 
 
 def _audit_where(wanted: AuditFilter, after: int) -> tuple[str, list[object]]:
