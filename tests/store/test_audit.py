@@ -13,7 +13,9 @@ import pytest
 from acpd.errors import InvalidInput
 from acpd.protocol.events import EventRecord, Sender
 from acpd.store import EventStore, SqliteEventStore
+from acpd.store._rules import session_keys
 from acpd.store.base import AuditFilter
+from acpd.store.sqlite import MIGRATIONS
 from tests.store.helpers import doc
 from tests.store.test_contract import store
 
@@ -124,21 +126,28 @@ async def test_a_deleted_session_leaves_no_rows(store: EventStore) -> None:
     assert (await store.tool_calls(AuditFilter())).items == []
 
 
-async def test_a_database_from_before_the_index_gets_it_built_from_its_logs(tmp_path: Path) -> None:
+async def test_a_database_from_before_the_indexes_gets_them_built_from_its_logs(tmp_path: Path) -> None:
+    history = [*conversation("s"), *turn_records("s", 11, 2, cost=0.5, tokens=10, second=30)]
+    session = doc("s", title="Kumquat plans")
+    async with await SqliteEventStore.open(":memory:") as fresh:
+        await fresh.append(history, session=session)
+        expected = ((await fresh.tool_calls(AuditFilter())).items, await fresh.turns("s"))
     path = tmp_path / "acpd.db"
-    async with await SqliteEventStore.open(path) as fresh:
-        await fresh.append(conversation("s"), session=doc("s"))
-        await fresh.append(turn_records("s", 11, 2, cost=0.5, tokens=10, second=30))
-        expected = (await fresh.tool_calls(AuditFilter())).items
-        turns = await fresh.turns("s")
-        assert [t["turn"] for t in turns] == [2]
     with sqlite3.connect(path) as conn:  # as an acpd of schema 1 left it
-        conn.execute("DROP TABLE tool_calls")
-        conn.execute("DROP TABLE turns")
+        for statement in MIGRATIONS[0]:
+            assert isinstance(statement, str)
+            conn.execute(statement)
         conn.execute("PRAGMA user_version = 1")
+        conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", history)
+        keys = session_keys(session)
+        conn.execute(
+            "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (keys.id, keys.agent, keys.project, keys.cwd, keys.created_at, keys.archived_at, json.dumps(session)),
+        )
     async with await SqliteEventStore.open(path) as migrated:
-        assert (await migrated.tool_calls(AuditFilter())).items == expected
-        assert (await migrated.turns("s")) == turns
+        assert ((await migrated.tool_calls(AuditFilter())).items, await migrated.turns("s")) == expected
+        assert [s["id"] for s in (await migrated.search_sessions("kumquat")).items] == ["s"]
+        assert [s["id"] for s in (await migrated.search_sessions("thing 2")).items] == ["s"]
 
 
 def turn_records(
@@ -208,3 +217,46 @@ async def test_turns_carry_their_own_usage_and_cost_and_usage_adds_them_up(store
     assert (await store.usage("session", since=at(10)))["total"]["turns"] == 2
     with pytest.raises(InvalidInput):
         await store.usage("color")
+
+
+def chat(session_id: str, prompt: str, reply: list[str]) -> list[EventRecord]:
+    """A turn with its prompt and reply (in chunks)."""
+    prompt_params = {"sessionId": session_id, "prompt": [{"type": "text", "text": prompt}]}
+    records = [frame(session_id, 1, "client", {"id": "turn-1", "method": "session/prompt", "params": prompt_params}, 0)]
+    for offset, text in enumerate(reply, start=2):
+        chunk = {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": text}}
+        records.append(update(session_id, offset, offset, **chunk))
+    return records
+
+
+async def test_search_finds_sessions_by_title_prompt_or_reply_with_a_snippet(store: EventStore) -> None:
+    await store.append(chat("a", "plan the garden", ["plant kum", "quats by the fence"]), session=doc("a"))
+    await store.append(chat("b", "what is a kumquat", ["a small citrus"]), session=doc("b", agent="other"))
+    await store.append([], session=doc("c", title="Kumquat marmalade"))
+    await store.append(chat("d", "unrelated", ["nothing here"]), session=doc("d"))
+    found = (await store.search_sessions("kumquats")).items
+    assert [s["id"] for s in found] == ["a"]  # the reply's chunks were joined before they were indexed
+    assert found[0]["match"]["kind"] == "reply"
+    assert "[kumquats]" in found[0]["match"]["snippet"].lower()
+    assert {s["id"] for s in (await store.search_sessions("kumquat")).items} == {"b", "c"}
+    assert [s["id"] for s in (await store.search_sessions("kumquat", agent="other")).items] == ["b"]
+    assert [s["match"]["kind"] for s in (await store.search_sessions("marmalade")).items] == ["title"]
+    first = await store.search_sessions("kumquat", limit=1)
+    rest = await store.search_sessions("kumquat", limit=1, cursor=first.next_cursor)
+    assert {first.items[0]["id"], rest.items[0]["id"]} == {"b", "c"}
+    assert rest.next_cursor is None
+    await store.append([], session=doc("c", title="Orange jam"))  # a new title replaces the old in the index
+    assert (await store.search_sessions("marmalade")).items == []
+    assert [s["id"] for s in (await store.search_sessions("orange")).items] == ["c"]
+
+
+@pytest.mark.parametrize("q", ["kumquat AND (", "kumquat*", "NEAR(kumquat", "col:kumquat", '"kumquat ^', "-kumquat"])
+async def test_query_syntax_in_a_search_is_taken_as_words(store: EventStore, q: str) -> None:
+    await store.append(chat("a", "kumquat and near col", ["yes"]), session=doc("a"))  # the words, as words
+    assert [s["id"] for s in (await store.search_sessions(q)).items] == ["a"]
+
+
+@pytest.mark.parametrize("q", ['"', "()", "  ", "*^-"])
+async def test_a_search_without_a_word_is_refused(store: EventStore, q: str) -> None:
+    with pytest.raises(InvalidInput):
+        await store.search_sessions(q)

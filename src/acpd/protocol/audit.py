@@ -10,6 +10,7 @@ never behind the log and can be rebuilt from it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final, NamedTuple
 
 from acpd.protocol import jsonio
@@ -198,6 +199,42 @@ def _ended(base: tuple[str, int, str, int], message: dict[str, object]) -> TurnC
 
 
 def _preview(prompt: object) -> str | None:
-    texts = [block.get("text") for block in prompt if isinstance(block, dict)] if isinstance(prompt, list) else []
-    text = " ".join(" ".join(t.split()) for t in texts if isinstance(t, str))
-    return text[:PREVIEW_CHARS] or None
+    return " ".join(_prompt_text(prompt).split())[:PREVIEW_CHARS] or None
+
+
+# --- search: the texts full-text search finds sessions by ----------------------------------------
+
+
+class SearchText(NamedTuple):
+    """Text to index for search: a prompt, or a turn's reply as far as one batch carries it."""
+
+    session_id: str
+    turn: int
+    kind: str  # "prompt" or "reply"
+    text: str
+
+
+def search_texts(records: Iterable[EventRecord]) -> list[SearchText]:
+    """The prompts and replies in ``records``; a turn's reply chunks in them joined into one text."""
+    found: list[SearchText] = []
+    replies: dict[tuple[str, int], list[str]] = {}
+    for record in records:
+        payload = record.payload
+        if record.sender == "client" and '"session/prompt"' in payload:
+            message = _object(jsonio.loads(payload))
+            if message.get("method") == "session/prompt":
+                text = _prompt_text(_object(message.get("params")).get("prompt"))
+                if text:
+                    found.append(SearchText(record.session_id, record.turn, "prompt", text))
+        elif record.sender == "agent" and '"agent_message_chunk"' in payload:
+            update = _object(_object(_object(jsonio.loads(payload)).get("params")).get("update"))
+            content = _object(update.get("content"))
+            if update.get("sessionUpdate") == "agent_message_chunk" and isinstance(content.get("text"), str):
+                replies.setdefault((record.session_id, record.turn), []).append(str(content["text"]))
+    found += [SearchText(session, turn, "reply", "".join(parts)) for (session, turn), parts in replies.items()]
+    return found
+
+
+def _prompt_text(prompt: object) -> str:
+    blocks = prompt if isinstance(prompt, list) else []
+    return "\n".join(str(b.get("text")) for b in blocks if isinstance(b, dict) and isinstance(b.get("text"), str))

@@ -6,6 +6,7 @@ same rows in tables). Pure.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
@@ -328,3 +329,83 @@ class TurnRows:
             and (since is None or row.started_at >= since)
             and (until is None or row.started_at < until)
         ]
+
+
+# --- search --------------------------------------------------------------------------------------
+
+SNIPPET_CHARS: Final = 48
+"""Characters of context on each side of the first hit in a memory store's snippet."""
+SEARCH_CANDIDATES: Final = 5_000
+"""Matching texts looked at, best first, to rank the sessions they belong to."""
+
+
+def search_words(q: str) -> list[str]:
+    """The words of a search: letters and digits only, so that nothing in ``q`` is query syntax.
+
+    Raises:
+        InvalidInput: ``q`` has no word in it.
+    """
+    words = re.findall(r"\w+", q)
+    if not words:
+        raise InvalidInput('"q" must contain a word to search for')
+    return words[:32]
+
+
+def fts_query(words: list[str]) -> str:
+    """An FTS5 query matching texts with every word (each quoted: a word, never an operator)."""
+    return " ".join(f'"{word}"' for word in words)
+
+
+def encode_search_cursor(offset: int) -> str:
+    return f"q{offset}"
+
+
+def decode_search_cursor(cursor: str) -> int:
+    if not (cursor.startswith("q") and cursor[1:].isascii() and cursor[1:].isdigit() and len(cursor) < 12):
+        raise InvalidInput("malformed cursor: pass nextCursor from a previous page of the same search")
+    return int(cursor[1:])
+
+
+class SearchTexts:
+    """Texts to search in memory (the memory store's): titles, prompts and replies."""
+
+    def __init__(self) -> None:
+        self._texts: list[tuple[str, str, str]] = []  # (session id, kind, text)
+        self._titles: dict[str, str] = {}
+
+    def add(self, session_id: str, kind: str, text: str) -> None:
+        self._texts.append((session_id, kind, text))
+
+    def title(self, session_id: str, title: object) -> None:
+        if isinstance(title, str) and title:
+            self._titles[session_id] = title
+        else:
+            self._titles.pop(session_id, None)
+
+    def forget(self, session_id: str) -> None:
+        self._texts = [entry for entry in self._texts if entry[0] != session_id]
+        self._titles.pop(session_id, None)
+
+    def ranked(self, words: list[str]) -> list[tuple[str, dict[str, str]]]:
+        """``(session id, match)`` of the sessions whose title, a prompt or a reply has every word
+        (whole words, any case, as FTS5's default tokenizer matches them), most hits first;
+        ``match`` is the best text's kind and a snippet of it."""
+        lowered = [word.lower() for word in words]
+        best: dict[str, tuple[int, dict[str, str]]] = {}
+        entries = [(sid, "title", text) for sid, text in self._titles.items()] + self._texts
+        for session_id, kind, text in entries:
+            found = re.findall(r"\w+", text.lower())
+            if not all(word in found for word in lowered):
+                continue
+            hits = sum(found.count(word) for word in lowered)
+            if hits > best.get(session_id, (0, {}))[0]:
+                first = re.search(rf"\b{re.escape(lowered[0])}\b", text, re.IGNORECASE)
+                at = first.start() if first else 0
+                best[session_id] = (hits, {"kind": kind, "snippet": _snippet(text, at, lowered[0])})
+        return [(sid, match) for sid, (_, match) in sorted(best.items(), key=lambda item: -item[1][0])]
+
+
+def _snippet(text: str, at: int, word: str) -> str:
+    start, end = max(0, at - SNIPPET_CHARS), min(len(text), at + len(word) + SNIPPET_CHARS)
+    shown = f"{text[start:at]}[{text[at : at + len(word)]}]{text[at + len(word) : end]}"
+    return ("…" if start else "") + " ".join(shown.split()) + ("…" if end < len(text) else "")

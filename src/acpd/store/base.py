@@ -99,6 +99,22 @@ class EventStore(Protocol):
         """Counts of the matching tool calls by kind, status, agent, outcome and who decided."""
         ...
 
+    async def search_sessions(
+        self,
+        q: str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        project: str | None = None,
+        agent: str | None = None,
+        archived: bool | None = None,
+        cwd: str | None = None,
+    ) -> SessionPage:
+        """Sessions whose title, a prompt or a reply has every word of ``q``, best match first, each
+        with ``match: {kind, snippet}``; filtered like ``list_sessions``. Raises ``InvalidInput`` for
+        a ``q`` without a word, or a malformed cursor."""
+        ...
+
     async def turns(self, session_id: str) -> list[dict[str, Any]]:
         """The session's turns (``TurnRow.view``) in order, each with its own usage and cost."""
         ...

@@ -18,11 +18,15 @@ from acpd.protocol.events import EventRecord
 from acpd.store._audit import (
     AuditFilter,
     AuditRows,
+    SearchTexts,
     TurnRow,
     TurnRows,
     count_by,
     decode_audit_cursor,
+    decode_search_cursor,
     encode_audit_cursor,
+    encode_search_cursor,
+    search_words,
     turn_views,
     usage_report,
 )
@@ -61,6 +65,7 @@ class MemoryEventStore:
         self._idempotency: dict[str, dict[str, str]] = {}
         self._audit = AuditRows()
         self._turns = TurnRows()
+        self._search = SearchTexts()
         self._closed = False
 
     async def __aenter__(self) -> MemoryEventStore:
@@ -94,6 +99,10 @@ class MemoryEventStore:
             self._logs.setdefault(record.session_id, []).append(record)
         for entry in entries:
             self._sessions[entry[0].id] = entry
+        for doc in sessions:
+            self._search.title(str(doc["id"]), doc.get("title"))
+        for text in audit.search_texts(records):
+            self._search.add(text.session_id, text.kind, text.text)
         for record in records:
             for change in audit.changes(record):
                 self._audit.apply(change, self._agent_of)
@@ -170,6 +179,7 @@ class MemoryEventStore:
         self._idempotency.pop(session_id, None)
         self._audit.forget(session_id)
         self._turns.forget(session_id)
+        self._search.forget(session_id)
         return self._sessions.pop(session_id, None) is not None
 
     async def tool_calls(self, wanted: AuditFilter, *, limit: int = 100, cursor: str | None = None) -> AuditPage:
@@ -184,6 +194,28 @@ class MemoryEventStore:
     async def tool_call_stats(self, wanted: AuditFilter) -> dict[str, dict[str, int]]:
         self._check_open()
         return count_by(row.view() for _, row in self._audit.select(wanted, self._project_of))
+
+    async def search_sessions(
+        self,
+        q: str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        project: str | None = None,
+        agent: str | None = None,
+        archived: bool | None = None,
+        cwd: str | None = None,
+    ) -> SessionPage:
+        self._check_open()
+        check_page_limit(limit)
+        offset = decode_search_cursor(cursor) if cursor is not None else 0
+        found = [
+            {**jsonio.loads(self._sessions[sid][1]), "match": match}
+            for sid, match in self._search.ranked(search_words(q))
+            if sid in self._sessions and _matches(self._sessions[sid][0], project, agent, archived, cwd)
+        ]
+        more = len(found) > offset + limit
+        return SessionPage(found[offset : offset + limit], encode_search_cursor(offset + limit) if more else None)
 
     async def turns(self, session_id: str) -> list[dict[str, Any]]:
         self._check_open()

@@ -46,13 +46,18 @@ from acpd.protocol import audit, jsonio
 from acpd.protocol.events import EventRecord, utc_now
 from acpd.store._audit import (
     COLUMNS,
+    SEARCH_CANDIDATES,
     TURN_COLUMNS,
     AuditFilter,
     AuditRow,
     TurnRow,
     count_by,
     decode_audit_cursor,
+    decode_search_cursor,
     encode_audit_cursor,
+    encode_search_cursor,
+    fts_query,
+    search_words,
     turn_views,
     usage_report,
 )
@@ -116,8 +121,8 @@ MIGRATIONS: Final[tuple[tuple[str | Callable[[sqlite3.Connection], None], ...], 
             PRIMARY KEY (session_id, key)
         ) WITHOUT ROWID""",
     ),
-    # 2: the tool-call audit index and the turns, kept in the transactions that commit the records,
-    # and built from the logs already stored
+    # 2: the tool-call audit index, the turns and full-text search, kept in the transactions that
+    # commit the records, and built from the logs and documents already stored
     (
         """CREATE TABLE tool_calls (
             session_id TEXT NOT NULL,
@@ -162,6 +167,9 @@ MIGRATIONS: Final[tuple[tuple[str | Callable[[sqlite3.Connection], None], ...], 
             PRIMARY KEY (session_id, turn)
         )""",
         "CREATE INDEX turns_by_started ON turns (started_at)",
+        "CREATE VIRTUAL TABLE search USING fts5(session_id UNINDEXED, turn UNINDEXED, kind UNINDEXED, body)",
+        # where each session's title sits in ``search``: a changed title replaces its row by rowid
+        "CREATE TABLE search_titles (session_id TEXT PRIMARY KEY NOT NULL, search_rowid INTEGER NOT NULL)",
         lambda conn: _index_stored_logs(conn),
     ),
 )
@@ -206,6 +214,7 @@ class SqliteEventStore:
         self._reader = self._writer if reader is writer else _Worker(reader, "acpd-store-reader")
         self._last_seqs: dict[str, int] = {}  # touched only by the writer thread
         self._saved_keys: dict[str, SessionKeys] = {}  # each session's keys as last committed; the writer's too
+        self._titles: dict[str, str | None] = {}  # each session's title as last indexed for search; the writer's
         self._closed = False
 
     @classmethod
@@ -263,7 +272,7 @@ class SqliteEventStore:
                 store is closed.
             InvalidInput: a document lacks an indexed key.
         """
-        docs = [(session_keys(doc), encode_doc(doc)) for doc in sessions]
+        docs = [(session_keys(doc), encode_doc(doc), _title(doc)) for doc in sessions]
         if records or docs:
             await self._write(self._append_sync, records, docs)
 
@@ -288,8 +297,7 @@ class SqliteEventStore:
             InvalidInput: an indexed key is missing or mistyped, or the document is not JSON.
             StoreError: the database failed, or the store is closed.
         """
-        keys = session_keys(doc)
-        await self._write(self._save_alone_sync, keys, encode_doc(doc))
+        await self.append_many((), sessions=(doc,))
 
     async def get_session(self, session_id: str) -> SessionDoc | None:
         text = await self._read(_get_session_sync, session_id)
@@ -357,6 +365,30 @@ class SqliteEventStore:
             after = rows[-1][0]
         return count_by(views)
 
+    async def search_sessions(
+        self,
+        q: str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        project: str | None = None,
+        agent: str | None = None,
+        archived: bool | None = None,
+        cwd: str | None = None,
+    ) -> SessionPage:
+        """Sessions whose title, a prompt or a reply has every word of ``q`` (FTS5, ranked by bm25).
+
+        Raises:
+            InvalidInput: ``q`` has no word, a malformed ``cursor``, or ``limit`` below 1.
+            StoreError: the database failed, or the store is closed.
+        """
+        check_page_limit(limit)
+        offset = decode_search_cursor(cursor) if cursor is not None else 0
+        filters = {"project": project, "agent": agent, "archived": archived, "cwd": cwd}
+        found = await self._read(_search_sync, fts_query(search_words(q)), filters)
+        items = [{**jsonio.loads(text), "match": match} for _, text, match in found[offset : offset + limit]]
+        return SessionPage(items, encode_search_cursor(offset + limit) if len(found) > offset + limit else None)
+
     async def turns(self, session_id: str) -> list[dict[str, Any]]:
         """The session's turns in order, each with its own usage and cost."""
         return turn_views(await self._read(_turns_sync, session_id, None, None))
@@ -400,7 +432,7 @@ class SqliteEventStore:
             raise StoreError("the event store is closed")
 
     def _append_sync(
-        self, conn: sqlite3.Connection, records: Sequence[EventRecord], docs: list[tuple[SessionKeys, str]]
+        self, conn: sqlite3.Connection, records: Sequence[EventRecord], docs: list[tuple[SessionKeys, str, str | None]]
     ) -> None:
         def last_seq(session_id: str) -> int:
             cached = self._last_seqs.get(session_id)
@@ -412,15 +444,14 @@ class SqliteEventStore:
             last_seqs = next_last_seqs(records, last_seq)
             if records:
                 _insert_events(conn, records)
-            for keys, text in docs:
+            for keys, text, title in docs:
                 self._save_doc_sync(conn, keys, text)
+                if self._titles.get(keys.id, "") != title:
+                    _index_title(conn, keys.id, title)
             _index_records(conn, records)  # after the documents: a row takes its session's agent
         self._last_seqs.update(last_seqs)
-        self._saved_keys.update((keys.id, keys) for keys, _ in docs)
-
-    def _save_alone_sync(self, conn: sqlite3.Connection, keys: SessionKeys, text: str) -> None:
-        self._save_doc_sync(conn, keys, text)  # one statement: its own transaction
-        self._saved_keys[keys.id] = keys
+        self._saved_keys.update((keys.id, keys) for keys, _, _ in docs)
+        self._titles.update((keys.id, title) for keys, _, title in docs)
 
     def _save_doc_sync(self, conn: sqlite3.Connection, keys: SessionKeys, text: str) -> None:
         """Save a document; only its text when its indexed keys are as last committed (the common
@@ -437,8 +468,11 @@ class SqliteEventStore:
             conn.execute("DELETE FROM idempotency WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM tool_calls WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM turns WHERE session_id = ?", (session_id,))
+            conn.execute("DELETE FROM search WHERE session_id = ?", (session_id,))
+            conn.execute("DELETE FROM search_titles WHERE session_id = ?", (session_id,))
         self._last_seqs.pop(session_id, None)
         self._saved_keys.pop(session_id, None)
+        self._titles.pop(session_id, None)
         return existed
 
 
@@ -686,9 +720,14 @@ def _list_query(
     agent: str | None,
     archived: bool | None,
     cwd: str | None,
+    among: str | None = None,
 ) -> tuple[str, list[object]]:
+    """The listing's query; ``among``, a JSON array of ids, keeps only those sessions."""
     clauses: list[str] = []
     params: list[object] = []
+    if among is not None:
+        clauses.append("id IN (SELECT value FROM json_each(?))")
+        params.append(among)
     if after is not None:
         clauses.append("(created_at, id) < (?, ?)")
         params.extend(after)
@@ -790,6 +829,9 @@ _SELECT_TURNS: Final = (
 
 def _index_records(conn: sqlite3.Connection, records: Sequence[EventRecord]) -> None:
     _index_tool_calls(conn, records)
+    texts = audit.search_texts(records)
+    if texts:
+        conn.executemany("INSERT INTO search (session_id, turn, kind, body) VALUES (?, ?, ?, ?)", texts)
     for record in records:
         for change in audit.turn_changes(record):
             key = (change.session_id, change.turn)
@@ -852,7 +894,9 @@ def _index_tool_calls(conn: sqlite3.Connection, records: Sequence[EventRecord]) 
 
 
 def _index_stored_logs(conn: sqlite3.Connection) -> None:
-    """Build the index from every stored log (a migration: inside its transaction)."""
+    """Build the indexes from every stored log and document (a migration: inside its transaction)."""
+    for session_id, title in conn.execute("SELECT id, json_extract(doc, '$.title') FROM sessions").fetchall():
+        _index_title(conn, session_id, title if isinstance(title, str) else None)
     after = 0
     while True:
         rows = conn.execute(
@@ -883,3 +927,44 @@ def _tool_calls_sync(
     where, params = _audit_where(wanted, after)
     rows = conn.execute(_SELECT_TOOL_CALLS + where + " ORDER BY t.rowid LIMIT ?", [*params, limit]).fetchall()
     return [(row[0], AuditRow(*row[1:])) for row in rows]
+
+
+# --- search -------------------------------------------------------------------------------------
+
+_SEARCH: Final = (
+    "SELECT session_id, kind, snippet(search, 3, '[', ']', '…', 12) FROM search WHERE search MATCH ?"
+    " ORDER BY rank LIMIT ?"
+)
+
+
+def _title(doc: SessionDoc) -> str | None:
+    title = doc.get("title")
+    return title if isinstance(title, str) and title else None
+
+
+def _index_title(conn: sqlite3.Connection, session_id: str, title: str | None) -> None:
+    row = conn.execute("SELECT search_rowid FROM search_titles WHERE session_id = ?", (session_id,)).fetchone()
+    if row is not None:
+        conn.execute("DELETE FROM search WHERE rowid = ?", row)
+        conn.execute("DELETE FROM search_titles WHERE session_id = ?", (session_id,))
+    if title is not None:
+        rowid = conn.execute(
+            "INSERT INTO search (session_id, turn, kind, body) VALUES (?, 0, 'title', ?)", (session_id, title)
+        ).lastrowid
+        conn.execute("INSERT INTO search_titles (session_id, search_rowid) VALUES (?, ?)", (session_id, rowid))
+
+
+def _search_sync(
+    conn: sqlite3.Connection, query: str, filters: dict[str, Any]
+) -> list[tuple[SessionKeys, str, dict[str, str]]]:
+    """The matching sessions, best first, with their best text's kind and snippet."""
+    best: dict[str, dict[str, str]] = {}
+    for session_id, kind, snippet in conn.execute(_SEARCH, (query, SEARCH_CANDIDATES)):
+        best.setdefault(session_id, {"kind": kind, "snippet": " ".join(snippet.split())})
+    if not best:
+        return []
+    sql, params = _list_query(None, among=jsonio.dumps_str(list(best)), **filters)
+    rows = conn.execute(sql, [*params, len(best)]).fetchall()
+    order = {session_id: index for index, session_id in enumerate(best)}
+    found = sorted(((SessionKeys(*row[:6]), row[6]) for row in rows), key=lambda item: order[item[0].id])
+    return [(keys, text, best[keys.id]) for keys, text in found]
