@@ -220,12 +220,14 @@ async def test_turns_carry_their_own_usage_and_cost_and_usage_adds_them_up(store
 
 
 def chat(session_id: str, prompt: str, reply: list[str]) -> list[EventRecord]:
-    """A turn with its prompt and reply (in chunks)."""
+    """A finished turn with its prompt and reply (in chunks)."""
     prompt_params = {"sessionId": session_id, "prompt": [{"type": "text", "text": prompt}]}
     records = [frame(session_id, 1, "client", {"id": "turn-1", "method": "session/prompt", "params": prompt_params}, 0)]
     for offset, text in enumerate(reply, start=2):
         chunk = {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": text}}
         records.append(update(session_id, offset, offset, **chunk))
+    end = len(records) + 1
+    records.append(frame(session_id, end, "agent", {"id": "turn-1", "result": {"stopReason": "end_turn"}}, end))
     return records
 
 
@@ -235,8 +237,8 @@ async def test_search_finds_sessions_by_title_prompt_or_reply_with_a_snippet(sto
     await store.append([], session=doc("c", title="Kumquat marmalade"))
     await store.append(chat("d", "unrelated", ["nothing here"]), session=doc("d"))
     found = (await store.search_sessions("kumquats")).items
-    assert [s["id"] for s in found] == ["a"]  # the reply's chunks were joined before they were indexed
-    assert found[0]["match"]["kind"] == "reply"
+    assert [s["id"] for s in found] == ["a"]  # the reply's chunks were joined before the turn was indexed
+    assert found[0]["match"]["kind"] == "turn"
     assert "[kumquats]" in found[0]["match"]["snippet"].lower()
     assert {s["id"] for s in (await store.search_sessions("kumquat")).items} == {"b", "c"}
     assert [s["id"] for s in (await store.search_sessions("kumquat", agent="other")).items] == ["b"]
@@ -250,6 +252,14 @@ async def test_search_finds_sessions_by_title_prompt_or_reply_with_a_snippet(sto
     assert [s["id"] for s in (await store.search_sessions("orange")).items] == ["c"]
 
 
+async def test_a_turn_is_found_once_it_has_ended(store: EventStore) -> None:
+    whole = chat("a", "ask about plums", ["plums are ripe"])
+    await store.append(whole[:-1], session=doc("a"))  # the turn runs on
+    assert (await store.search_sessions("ripe")).items == []
+    await store.append(whole[-1:])
+    assert [s["id"] for s in (await store.search_sessions("ripe plums")).items] == ["a"]
+
+
 @pytest.mark.parametrize("q", ["kumquat AND (", "kumquat*", "NEAR(kumquat", "col:kumquat", '"kumquat ^', "-kumquat"])
 async def test_query_syntax_in_a_search_is_taken_as_words(store: EventStore, q: str) -> None:
     await store.append(chat("a", "kumquat and near col", ["yes"]), session=doc("a"))  # the words, as words
@@ -260,3 +270,19 @@ async def test_query_syntax_in_a_search_is_taken_as_words(store: EventStore, q: 
 async def test_a_search_without_a_word_is_refused(store: EventStore, q: str) -> None:
     with pytest.raises(InvalidInput):
         await store.search_sessions(q)
+
+
+async def test_a_turn_a_restart_interrupted_is_indexed_from_its_records(tmp_path: Path) -> None:
+    path = tmp_path / "acpd.db"
+    begun = turn_records("s", 1, 1, cost=0.5, tokens=10, second=0)[:3]  # its answer never came
+    async with await SqliteEventStore.open(path) as before:
+        await before.append(begun, session=doc("s"))
+        assert await before.turns("s") == []  # a turn is indexed when it ends
+    note = {"method": "_acpd/turn_interrupted", "params": {"sessionId": "s", "turn": 1, "reason": "daemon restarted"}}
+    async with await SqliteEventStore.open(path) as after:
+        await after.append([frame("s", 4, "daemon", note, 9)])
+        (turn,) = await after.turns("s")
+        assert (turn["startedAt"], turn["firstSeq"], turn["lastSeq"], turn["steps"]) == (at(0), 1, 4, 1)
+        assert turn["error"] == "interrupted: the daemon restarted"
+        assert turn["usage"]["cost"] == {"amount": 0.5, "currency": "USD"}
+        assert [s["id"] for s in (await after.search_sessions("thing")).items] == ["s"]

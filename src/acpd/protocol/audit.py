@@ -128,111 +128,133 @@ def _object(value: object) -> dict[str, object]:
     return value if isinstance(value, dict) else {}
 
 
-# --- turns: the per-turn index that usage reports add up --------------------------------------
+# --- turns: the per-turn index that usage reports add up, and the texts search finds ---------------
 
 PREVIEW_CHARS: Final = 120
+SEARCHED_REPLY_CHARS: Final = 16_384
+"""Characters of a turn's reply kept for search (its beginning)."""
 TOKEN_FIELDS: Final = ("inputTokens", "outputTokens", "cachedReadTokens", "thoughtTokens", "totalTokens")
-_TURN_MARKS: Final = ('"session/prompt"', '"tool_call"', '"usage_update"', '"turn-')
+_TURN_MARKS: Final = (
+    '"session/prompt"',
+    '"tool_call"',
+    '"usage_update"',
+    '"agent_message_chunk"',
+    '"turn-',
+    "_acpd/turn_interrupted",
+)
 
 
-class TurnChange(NamedTuple):
-    """What a record says of its turn: it started (the prompt), took a step (a tool call), saw
-    the session's cost so far (``usage_update``), or ended (the prompt's answer)."""
+class OpenTurn:
+    """A turn begun and not yet ended, as its records have told so far."""
 
-    session_id: str
-    turn: int
-    at: str
-    seq: int
-    started: bool = False
-    preview: str | None = None
-    step: bool = False
-    cost: float | None = None
-    currency: str | None = None
-    ended: bool = False
-    stop_reason: str | None = None
-    error: str | None = None
-    tokens: tuple[int | None, ...] = ()  # TOKEN_FIELDS' values from the answer's usage
+    __slots__ = ("cost", "currency", "first_seq", "parts", "prompt", "size", "started_at", "steps")
 
+    def __init__(self, prompt: str, started_at: str | None, first_seq: int | None) -> None:
+        self.prompt = prompt
+        self.started_at = started_at
+        self.first_seq = first_seq
+        self.parts: list[str] = []
+        self.size = 0
+        self.steps = 0
+        self.cost: float | None = None
+        self.currency: str | None = None
 
-def turn_changes(record: EventRecord) -> list[TurnChange]:
-    """The change ``record`` makes to its turn's row, if any (checked by a substring first)."""
-    payload = record.payload
-    if record.turn <= 0 or not any(mark in payload for mark in _TURN_MARKS):
-        return []
-    message = jsonio.loads(payload)
-    if not isinstance(message, dict):
-        return []
-    base = (record.session_id, record.turn, record.at, record.seq)
-    method = message.get("method")
-    params = _object(message.get("params"))
-    if method == "session/prompt" and record.sender == "client":
-        return [TurnChange(*base, started=True, preview=_preview(params.get("prompt")))]
-    if method == "session/update" and record.sender == "agent":
-        update = _object(params.get("update"))
-        if update.get("sessionUpdate") == "tool_call":
-            return [TurnChange(*base, step=True)]
-        cost = _object(update.get("cost"))
-        amount = cost.get("amount")
-        if update.get("sessionUpdate") == "usage_update" and isinstance(amount, (int, float)):
-            return [TurnChange(*base, cost=float(amount), currency=_text(cost.get("currency")))]
-        return []
-    if method is None and message.get("id") == f"turn-{record.turn}":
-        return [_ended(base, message)]
-    return []
+    def add(self, text: str) -> None:
+        if self.size < SEARCHED_REPLY_CHARS:
+            self.parts.append(text)
+            self.size += len(text)
 
 
-def _ended(base: tuple[str, int, str, int], message: dict[str, object]) -> TurnChange:
-    result = _object(message.get("result"))
-    usage = _object(result.get("usage"))
-    tokens = tuple(
-        value if isinstance(value, int) and not isinstance(value, bool) else None
-        for value in map(usage.get, TOKEN_FIELDS)
-    )
-    error = _object(message.get("error"))
-    return TurnChange(
-        *base,
-        ended=True,
-        stop_reason=_text(result.get("stopReason")),
-        error=_text(error.get("message")) if error else None,
-        tokens=tokens,
-    )
+OpenTurns = dict[tuple[str, int], OpenTurn]
+"""The turns begun and not yet ended, by session and turn. A store's writer keeps one across
+transactions, so that a turn is written once, whole, when it ends: a row and a full-text entry per
+turn instead of a statement per step (one full-text insert costs ~50 us)."""
 
 
-def _preview(prompt: object) -> str | None:
-    return " ".join(_prompt_text(prompt).split())[:PREVIEW_CHARS] or None
-
-
-# --- search: the texts full-text search finds sessions by ----------------------------------------
-
-
-class SearchText(NamedTuple):
-    """Text to index for search: a prompt, or a turn's reply as far as one batch carries it."""
+class TurnEnd(NamedTuple):
+    """A turn that ended (its answer, or the restart that found it interrupted), with what its
+    records said. ``started_at`` None: its start was not seen (a restart since): the store reads
+    the turn's records back and replays them (``turn_ends``) to learn it."""
 
     session_id: str
     turn: int
-    kind: str  # "prompt" or "reply"
-    text: str
+    started_at: str | None
+    first_seq: int | None
+    preview: str | None
+    steps: int
+    cost: float | None
+    currency: str | None
+    ended_at: str
+    last_seq: int
+    stop_reason: str | None
+    error: str | None
+    tokens: tuple[int | None, ...]
+    text: str  # for search: the prompt, then the reply's beginning
 
 
-def search_texts(records: Iterable[EventRecord]) -> list[SearchText]:
-    """The prompts and replies in ``records``; a turn's reply chunks in them joined into one text."""
-    found: list[SearchText] = []
-    replies: dict[tuple[str, int], list[str]] = {}
+def turn_ends(records: Iterable[EventRecord], open_turns: OpenTurns) -> list[TurnEnd]:
+    """The turns ``records`` end; what they tell of turns still running goes into ``open_turns``."""
+    ended: list[TurnEnd] = []
     for record in records:
         payload = record.payload
-        if record.sender == "client" and '"session/prompt"' in payload:
-            message = _object(jsonio.loads(payload))
-            if message.get("method") == "session/prompt":
-                text = _prompt_text(_object(message.get("params")).get("prompt"))
-                if text:
-                    found.append(SearchText(record.session_id, record.turn, "prompt", text))
-        elif record.sender == "agent" and '"agent_message_chunk"' in payload:
-            update = _object(_object(_object(jsonio.loads(payload)).get("params")).get("update"))
-            content = _object(update.get("content"))
-            if update.get("sessionUpdate") == "agent_message_chunk" and isinstance(content.get("text"), str):
-                replies.setdefault((record.session_id, record.turn), []).append(str(content["text"]))
-    found += [SearchText(session, turn, "reply", "".join(parts)) for (session, turn), parts in replies.items()]
-    return found
+        if record.turn <= 0 or not any(mark in payload for mark in _TURN_MARKS):
+            continue
+        message = _object(jsonio.loads(payload))
+        key = (record.session_id, record.turn)
+        method = message.get("method")
+        params = _object(message.get("params"))
+        if method == "session/prompt" and record.sender == "client":
+            open_turns[key] = OpenTurn(_prompt_text(params.get("prompt")), record.at, record.seq)
+        elif method == "session/update" and record.sender == "agent":
+            held = open_turns.get(key)
+            if held is not None:
+                _observe(held, _object(params.get("update")))
+        elif (method is None and message.get("id") == f"turn-{record.turn}") or (
+            method == "_acpd/turn_interrupted" and record.sender == "daemon"
+        ):
+            ended.append(_end(record, message, open_turns.pop(key, None)))
+    return ended
+
+
+def _observe(held: OpenTurn, update: dict[str, object]) -> None:
+    kind = update.get("sessionUpdate")
+    if kind == "agent_message_chunk":
+        text = _object(update.get("content")).get("text")
+        if isinstance(text, str):
+            held.add(text)
+    elif kind == "tool_call":
+        held.steps += 1
+    elif kind == "usage_update":
+        cost = _object(update.get("cost"))
+        if isinstance(cost.get("amount"), (int, float)):
+            held.cost, held.currency = float(cost["amount"]), _text(cost.get("currency")) or held.currency  # type: ignore[arg-type]
+
+
+def _end(record: EventRecord, message: dict[str, object], held: OpenTurn | None) -> TurnEnd:
+    result = _object(message.get("result"))
+    usage = _object(result.get("usage"))
+    tokens = tuple(v if isinstance(v, int) and not isinstance(v, bool) else None for v in map(usage.get, TOKEN_FIELDS))
+    error = _object(message.get("error"))
+    if message.get("method") == "_acpd/turn_interrupted":
+        error = {"message": "interrupted: the daemon restarted"}
+    held = held or OpenTurn("", None, None)
+    prompt = " ".join(held.prompt.split())
+    return TurnEnd(
+        record.session_id,
+        record.turn,
+        held.started_at,
+        held.first_seq,
+        prompt[:PREVIEW_CHARS] or None,
+        held.steps,
+        held.cost,
+        held.currency,
+        record.at,
+        record.seq,
+        _text(result.get("stopReason")),
+        _text(error.get("message")) if error else None,
+        tokens,
+        f"{held.prompt}\n{''.join(held.parts)[:SEARCHED_REPLY_CHARS]}".strip(),
+    )
 
 
 def _prompt_text(prompt: object) -> str:

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from acpd.errors import InvalidInput
 from acpd.protocol import jsonio
-from acpd.protocol.audit import FINISHED, ToolCallChange, TurnChange, reply_kind
+from acpd.protocol.audit import FINISHED, ToolCallChange, TurnEnd, reply_kind
 
 STAT_GROUPS: Final = ("kind", "status", "agent", "outcome", "decidedBy")
 """What ``tool_call_stats`` counts by."""
@@ -219,19 +219,6 @@ class TurnRow:
     total_tokens: int | None = None
     project: str | None = field(default=None, compare=False)
 
-    def apply(self, change: TurnChange) -> None:
-        if change.step:
-            self.steps += 1
-        if change.cost is not None:
-            self.cost_total = change.cost
-            self.currency = change.currency or self.currency
-        if change.ended:
-            self.ended_at, self.last_seq = change.at, change.seq
-            self.stop_reason, self.error = change.stop_reason, change.error
-            tokens = [*change.tokens, *[None] * len(TOKEN_KEYS)]
-            self.input_tokens, self.output_tokens, self.cached_tokens = tokens[0], tokens[1], tokens[2]
-            self.thought_tokens, self.total_tokens = tokens[3], tokens[4]
-
     def view(self, cost_before: float | None) -> dict[str, Any]:
         """The turn as ``GET /v1/sessions/{id}/turns`` shows it; ``cost_before`` is the session's
         cost as of its previous turn with one."""
@@ -301,21 +288,40 @@ def _add(sums: dict[str, Any], usage: dict[str, Any]) -> None:
             held["currency"] = "mixed"
 
 
+def turn_row(end: TurnEnd, agent: str | None, model: str | None) -> TurnRow:
+    """The row of a turn that ended (its start as its records told, else its end)."""
+    tokens = [*end.tokens, *[None] * len(TOKEN_KEYS)]
+    return TurnRow(
+        end.session_id,
+        end.turn,
+        agent,
+        model,
+        end.started_at or end.ended_at,
+        end.first_seq or end.last_seq,
+        end.preview,
+        end.steps,
+        end.cost,
+        end.currency,
+        end.ended_at,
+        end.last_seq,
+        end.stop_reason,
+        end.error,
+        input_tokens=tokens[0],
+        output_tokens=tokens[1],
+        cached_tokens=tokens[2],
+        thought_tokens=tokens[3],
+        total_tokens=tokens[4],
+    )
+
+
 class TurnRows:
-    """The turns in memory (the memory store's)."""
+    """The ended turns in memory (the memory store's)."""
 
     def __init__(self) -> None:
         self._rows: dict[tuple[str, int], TurnRow] = {}
 
-    def apply(self, change: TurnChange, facts_of: Callable[[str], tuple[str | None, str | None]]) -> None:
-        key = (change.session_id, change.turn)
-        if change.started and key not in self._rows:
-            agent, model = facts_of(change.session_id)
-            self._rows[key] = TurnRow(
-                change.session_id, change.turn, agent, model, change.at, change.seq, change.preview
-            )
-        elif key in self._rows:
-            self._rows[key].apply(change)
+    def add(self, row: TurnRow) -> None:
+        self._rows[(row.session_id, row.turn)] = row
 
     def forget(self, session_id: str) -> None:
         self._rows = {key: row for key, row in self._rows.items() if key[0] != session_id}

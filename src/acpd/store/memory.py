@@ -27,6 +27,7 @@ from acpd.store._audit import (
     encode_audit_cursor,
     encode_search_cursor,
     search_words,
+    turn_row,
     turn_views,
     usage_report,
 )
@@ -66,6 +67,7 @@ class MemoryEventStore:
         self._audit = AuditRows()
         self._turns = TurnRows()
         self._search = SearchTexts()
+        self._open_turns: audit.OpenTurns = {}
         self._closed = False
 
     async def __aenter__(self) -> MemoryEventStore:
@@ -101,13 +103,16 @@ class MemoryEventStore:
             self._sessions[entry[0].id] = entry
         for doc in sessions:
             self._search.title(str(doc["id"]), doc.get("title"))
-        for text in audit.search_texts(records):
-            self._search.add(text.session_id, text.kind, text.text)
         for record in records:
             for change in audit.changes(record):
                 self._audit.apply(change, self._agent_of)
-            for turn_change in audit.turn_changes(record):
-                self._turns.apply(turn_change, self._agent_and_model)
+        for end in audit.turn_ends(records, self._open_turns):
+            if end.started_at is None:  # begun before this store was: its records tell the rest
+                again = [r for r in self._logs[end.session_id][: end.last_seq] if r.turn == end.turn]
+                end = audit.turn_ends(again, {})[-1]
+            self._turns.add(turn_row(end, *self._agent_and_model(end.session_id)))
+            if end.text:
+                self._search.add(end.session_id, "turn", end.text)
 
     async def read(self, session_id: str, *, after: int = 0, limit: int = 1000) -> list[EventRecord]:
         """Records with ``seq > after`` in order, at most ``limit``.

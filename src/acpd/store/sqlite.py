@@ -34,6 +34,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import astuple
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar, TypeVarTuple
@@ -58,6 +59,7 @@ from acpd.store._audit import (
     encode_search_cursor,
     fts_query,
     search_words,
+    turn_row,
     turn_views,
     usage_report,
 )
@@ -215,6 +217,7 @@ class SqliteEventStore:
         self._last_seqs: dict[str, int] = {}  # touched only by the writer thread
         self._saved_keys: dict[str, SessionKeys] = {}  # each session's keys as last committed; the writer's too
         self._titles: dict[str, str | None] = {}  # each session's title as last indexed for search; the writer's
+        self._open_turns: audit.OpenTurns = {}  # what the running turns' records told; the writer's
         self._closed = False
 
     @classmethod
@@ -440,15 +443,23 @@ class SqliteEventStore:
                 cached = self._last_seqs[session_id] = _last_seq_sync(conn, session_id)
             return cached
 
-        with _transaction(conn):
-            last_seqs = next_last_seqs(records, last_seq)
-            if records:
-                _insert_events(conn, records)
-            for keys, text, title in docs:
-                self._save_doc_sync(conn, keys, text)
-                if self._titles.get(keys.id, "") != title:
-                    _index_title(conn, keys.id, title)
-            _index_records(conn, records)  # after the documents: a row takes its session's agent
+        try:
+            with _transaction(conn):
+                last_seqs = next_last_seqs(records, last_seq)
+                if records:
+                    _insert_events(conn, records)
+                for keys, text, title in docs:
+                    self._save_doc_sync(conn, keys, text)
+                    if self._titles.get(keys.id, "") != title:
+                        _index_title(conn, keys.id, title)
+                _index_records(conn, records, self._open_turns)  # after the documents: rows take their agent
+        except BaseException:
+            # The batch comes again: its turns' text must not be counted twice (a turn whose prompt
+            # committed earlier is left out of search, which only a failing disk costs)
+            failed = {record.session_id for record in records}
+            for key in [key for key in self._open_turns if key[0] in failed]:
+                del self._open_turns[key]
+            raise
         self._last_seqs.update(last_seqs)
         self._saved_keys.update((keys.id, keys) for keys, _, _ in docs)
         self._titles.update((keys.id, title) for keys, _, title in docs)
@@ -813,13 +824,12 @@ INDEX_PAGE: Final = 5_000
 
 
 _INSERT_TURN: Final = (
-    "INSERT INTO turns (session_id, turn, agent, model, started_at, first_seq, preview)"
-    " SELECT ?, ?, s.agent, json_extract(s.doc, '$.model'), ?, ?, ? FROM (SELECT 1)"
-    " LEFT JOIN sessions s ON s.id = ? ON CONFLICT (session_id, turn) DO NOTHING"
+    "INSERT OR REPLACE INTO turns (" + ", ".join(name for name in TURN_COLUMNS if name != "project") + ")"
+    " VALUES (" + ", ".join("?" * (len(TURN_COLUMNS) - 1)) + ")"
 )
-_END_TURN: Final = (
-    "UPDATE turns SET ended_at = ?, last_seq = ?, stop_reason = ?, error = ?, input_tokens = ?, output_tokens = ?,"
-    " cached_tokens = ?, thought_tokens = ?, total_tokens = ? WHERE session_id = ? AND turn = ?"
+_AGENT_AND_MODEL: Final = "SELECT agent, json_extract(doc, '$.model') FROM sessions WHERE id = ?"
+_TURN_RECORDS: Final = (
+    "SELECT session_id, seq, at, sender, turn, payload FROM events WHERE session_id = ? AND turn = ? ORDER BY seq"
 )
 _SELECT_TURNS: Final = (
     "SELECT " + ", ".join(f"t.{name}" for name in TURN_COLUMNS if name != "project") + ", s.project"
@@ -827,27 +837,19 @@ _SELECT_TURNS: Final = (
 )
 
 
-def _index_records(conn: sqlite3.Connection, records: Sequence[EventRecord]) -> None:
+def _index_records(conn: sqlite3.Connection, records: Sequence[EventRecord], open_turns: audit.OpenTurns) -> None:
     _index_tool_calls(conn, records)
-    texts = audit.search_texts(records)
-    if texts:
-        conn.executemany("INSERT INTO search (session_id, turn, kind, body) VALUES (?, ?, ?, ?)", texts)
-    for record in records:
-        for change in audit.turn_changes(record):
-            key = (change.session_id, change.turn)
-            if change.started:
-                conn.execute(_INSERT_TURN, (*key, change.at, change.seq, change.preview, change.session_id))
-            elif change.step:
-                conn.execute("UPDATE turns SET steps = steps + 1 WHERE session_id = ? AND turn = ?", key)
-            elif change.cost is not None:
-                conn.execute(
-                    "UPDATE turns SET cost_total = ?, currency = coalesce(?, currency)"
-                    " WHERE session_id = ? AND turn = ?",
-                    (change.cost, change.currency, *key),
-                )
-            elif change.ended:
-                tokens = (*change.tokens, *(None,) * (len(audit.TOKEN_FIELDS) - len(change.tokens)))
-                conn.execute(_END_TURN, (change.at, change.seq, change.stop_reason, change.error, *tokens, *key))
+    for end in audit.turn_ends(records, open_turns):
+        if end.started_at is None:  # begun before a restart: its records tell the rest
+            again = conn.execute(_TURN_RECORDS, (end.session_id, end.turn)).fetchall()
+            end = audit.turn_ends([EventRecord(*row) for row in again if row[1] <= end.last_seq], {})[-1]
+        facts = conn.execute(_AGENT_AND_MODEL, (end.session_id,)).fetchone() or (None, None)
+        conn.execute(_INSERT_TURN, astuple(turn_row(end, *facts))[:-1])
+        if end.text:
+            conn.execute(
+                "INSERT INTO search (session_id, turn, kind, body) VALUES (?, ?, 'turn', ?)",
+                (end.session_id, end.turn, end.text),
+            )
 
 
 def _turns_sync(conn: sqlite3.Connection, session: str | None, since: str | None, until: str | None) -> list[TurnRow]:
@@ -898,6 +900,7 @@ def _index_stored_logs(conn: sqlite3.Connection) -> None:
     for session_id, title in conn.execute("SELECT id, json_extract(doc, '$.title') FROM sessions").fetchall():
         _index_title(conn, session_id, title if isinstance(title, str) else None)
     after = 0
+    open_turns: audit.OpenTurns = {}
     while True:
         rows = conn.execute(
             "SELECT rowid, session_id, seq, at, sender, turn, payload FROM events"
@@ -907,7 +910,7 @@ def _index_stored_logs(conn: sqlite3.Connection) -> None:
         if not rows:
             return
         after = rows[-1][0]
-        _index_records(conn, [EventRecord(*row[1:]) for row in rows])
+        _index_records(conn, [EventRecord(*row[1:]) for row in rows], open_turns)
 
 
 def _audit_where(wanted: AuditFilter, after: int) -> tuple[str, list[object]]:
