@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -11,8 +12,11 @@ import anyio
 import httpx
 import pytest
 
+from acpd.daemon.manager import SessionManager
 from acpd.daemon.markdown import MarkdownTranscript, header
+from acpd.errors import RpcError
 from acpd.protocol.events import EventRecord
+from tests.daemon.acp_client import acp_client
 from tests.daemon.helpers import all_events, daemon_frames, new_session
 
 pytestmark = pytest.mark.anyio
@@ -243,3 +247,56 @@ async def test_search_finds_a_word_from_a_reply_and_archived_sessions_hide_unles
     assert (await client.get("/v1/sessions", params={"q": "kumquat"})).json()["items"] == []
     archived_hits = (await client.get("/v1/sessions", params={"q": "kumquat", "archived": "any"})).json()["items"]
     assert [h["id"] for h in archived_hits] == [found["id"]]
+
+
+PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+
+
+async def test_image_audio_and_resource_blocks_reach_an_agent_that_takes_them(
+    client: httpx.AsyncClient, workdir: Path
+) -> None:
+    session = await new_session(client, workdir)
+    blocks = [
+        {"type": "text", "text": "attachments"},
+        {"type": "image", "mimeType": "image/png", "data": PIXEL},
+        {"type": "audio", "mimeType": "audio/wav", "data": "AAAA"},
+        {"type": "resource", "resource": {"uri": "file:///notes.md", "text": "hello"}},
+    ]
+    with anyio.fail_after(10):
+        answer = (await client.post(f"/v1/sessions/{session['id']}/prompt", json={"prompt": blocks})).json()
+    png = len(base64.b64decode(PIXEL))
+    assert answer["text"] == (
+        f"attachments: image image/png {png} bytes; audio audio/wav 3 bytes; resource file:///notes.md 5 chars"
+    )
+
+
+@pytest.mark.parametrize(
+    ("block", "detail"),
+    [
+        ({"type": "image", "mimeType": "image/png", "data": "not base64!"}, "base64"),
+        ({"type": "image", "data": PIXEL}, "mimeType"),
+        ({"type": "resource", "resource": {"text": "x"}}, "uri"),
+        ({"type": "video", "data": PIXEL}, "not an ACP content block type"),
+    ],
+)
+async def test_a_malformed_attachment_is_refused_before_the_turn(
+    client: httpx.AsyncClient, workdir: Path, block: dict[str, Any], detail: str
+) -> None:
+    session = await new_session(client, workdir)
+    response = await client.post(f"/v1/sessions/{session['id']}/prompt", json={"prompt": [block]})
+    assert response.status_code == 400
+    assert detail in response.json()["detail"]
+    assert (await client.get(f"/v1/sessions/{session['id']}")).json()["turns"] == 0
+
+
+async def test_an_acp_prompt_with_an_attachment_its_agent_cannot_take_gets_invalid_params(
+    manager: SessionManager, workdir: Path
+) -> None:
+    async with acp_client(manager) as acp:
+        with anyio.fail_after(10):
+            await acp.initialize()
+            session_id = (await acp.request("session/new", {"cwd": str(workdir), "mcpServers": []}))["sessionId"]
+            blocks = [{"type": "image", "mimeType": "image/png"}]  # no data
+            with pytest.raises(RpcError) as refused:
+                await acp.request("session/prompt", {"sessionId": session_id, "prompt": blocks})
+    assert refused.value.code == -32602

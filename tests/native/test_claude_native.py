@@ -621,3 +621,41 @@ async def test_without_a_key_or_a_model_url_claude_native_is_unavailable_and_say
     assert agents["gateway"]["usable"]
     assert agents["gateway"]["credentials"] == {"present": True, "source": "$ANTHROPIC_BASE_URL"}
     assert with_url.status_code == 201  # a gateway (or a mock) may need no key
+
+
+PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+"""A 1x1 PNG, in base64."""
+
+
+async def test_an_image_in_a_prompt_reaches_the_model_whole(
+    http: httpx.AsyncClient, model: MockModelServer, tmp_path: Path
+) -> None:
+    session_id = await session(http, tmp_path)
+    blocks = [
+        {"type": "text", "text": "mock:text=I see it"},
+        {"type": "image", "mimeType": "image/png", "data": PIXEL},
+    ]
+    with anyio.fail_after(20):
+        answer = (await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": blocks})).json()
+    assert answer["text"] == "I see it"
+    sent = [
+        block
+        for request in model.requests
+        if isinstance(request.body, dict)
+        for message in request.body.get("messages", [])
+        if isinstance(message.get("content"), list)
+        for block in message["content"]
+        if block.get("type") == "image"
+    ]
+    assert sent == [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PIXEL}}]
+
+
+async def test_audio_is_refused_before_the_turn_as_claude_native_does_not_take_it(
+    http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    session_id = await session(http, tmp_path)
+    blocks = [{"type": "audio", "mimeType": "audio/wav", "data": PIXEL}]
+    response = await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": blocks})
+    assert response.status_code == 400
+    assert "promptCapabilities.audio" in response.json()["detail"]
+    assert (await http.get(f"/v1/sessions/{session_id}")).json()["turns"] == 0

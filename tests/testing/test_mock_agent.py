@@ -110,6 +110,14 @@ def texts(messages: list[Message], kind: str = "agent_message_chunk") -> list[st
     return [u["content"]["text"] for u in updates(messages) if u["sessionUpdate"] == kind]
 
 
+async def test_a_text_only_mock_advertises_no_attachments() -> None:
+    with anyio.fail_after(5):
+        async with open_agent("--text-only") as client:
+            _, init = await client.call("initialize", {"protocolVersion": 1})
+    offered = init["result"]["agentCapabilities"]["promptCapabilities"]
+    assert offered == {"embeddedContext": False, "image": False, "audio": False}
+
+
 async def test_initialize_advertises_capabilities_and_session_new_returns_modes_and_config_options() -> None:
     with anyio.fail_after(5):
         async with open_agent() as client:
@@ -121,7 +129,7 @@ async def test_initialize_advertises_capabilities_and_session_new_returns_modes_
     assert init["result"]["authMethods"] == []
     capabilities = init["result"]["agentCapabilities"]
     assert capabilities["loadSession"] is True
-    assert capabilities["promptCapabilities"] == {"embeddedContext": True, "image": False, "audio": False}
+    assert capabilities["promptCapabilities"] == {"embeddedContext": True, "image": True, "audio": True}
     assert capabilities["sessionCapabilities"] == {"resume": {}, "close": {}, "list": {}}
     result = new["result"]
     assert result["sessionId"].startswith("mock-") and len(result["sessionId"]) == len("mock-") + 12

@@ -44,7 +44,7 @@ from acpd.store.base import EventStore, SessionPage
 from . import session_files
 from .log import GroupCommitter
 from .session import RuntimeDeps, SessionRuntime, session_doc_defaults
-from .turns import Turn
+from .turns import PLAIN_BLOCKS, Turn, check_attachments
 
 if TYPE_CHECKING:
     from acpd.config import Policy
@@ -606,6 +606,9 @@ class SessionManager:
         the session in memory until it is done)."""
         runtime = await self.runtime(session_id)
         blocks = prompt_blocks(prompt)
+        if any(block["type"] not in PLAIN_BLOCKS for block in blocks):
+            await runtime.ensure_backend()  # what its agent takes is known once it runs
+            check_attachments(blocks, runtime.doc.get("capabilities"), str(runtime.doc.get("agent")))
         if key is not None and (session_id, key) in self._inflight:
             return self._inflight[(session_id, key)]  # a retry while the first attempt still runs
         turn = Turn(blocks, idempotency_key=key, origin=origin)

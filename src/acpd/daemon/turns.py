@@ -5,13 +5,14 @@ Pure state plus small helpers; it neither talks to the agent nor writes the log.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import anyio
 
-from acpd.errors import AcpdError
+from acpd.errors import AcpdError, InvalidInput
 from acpd.protocol.jsonio import JsonObject
 
 TEXT_LIMIT_CHARS: Final = 1_000_000
@@ -137,3 +138,60 @@ def usage_totals(previous: JsonObject, result_usage: object) -> JsonObject:
             if isinstance(value, int) and not isinstance(value, bool):
                 totals[key] = int(totals.get(key) or 0) + value
     return totals
+
+
+PLAIN_BLOCKS: Final = frozenset({"text", "resource_link"})
+"""Content blocks every ACP agent takes."""
+ATTACHMENT_NEEDS: Final = {"image": "image", "audio": "audio", "resource": "embeddedContext"}
+"""The other blocks, and the ``promptCapabilities`` flag an agent must set to take each."""
+
+
+def check_attachments(blocks: list[JsonObject], capabilities: object, agent: str) -> None:
+    """Refuse, before the turn starts, a block the session's agent does not take or that is not
+    well formed: an agent would drop it or fail on it, and the user would not know.
+
+    Raises:
+        InvalidInput: naming the block by its index, and what is wrong with it.
+    """
+    offered = capabilities.get("promptCapabilities") if isinstance(capabilities, dict) else None
+    offered = offered if isinstance(offered, dict) else {}
+    for index, block in enumerate(blocks):
+        kind = block["type"]
+        if kind in PLAIN_BLOCKS:
+            continue
+        need = ATTACHMENT_NEEDS.get(kind)
+        if need is None:
+            raise InvalidInput(f"prompt block {index}: {kind!r} is not an ACP content block type")
+        if offered.get(need) is not True:
+            raise InvalidInput(
+                f"prompt block {index} is {kind!r}, which agent {agent!r} does not take"
+                f" (its promptCapabilities.{need} is not true)"
+            )
+        problem = _attachment_problem(block)
+        if problem is not None:
+            raise InvalidInput(f"prompt block {index} ({kind}): {problem}")
+
+
+def _attachment_problem(block: JsonObject) -> str | None:
+    if block["type"] == "resource":
+        resource = block.get("resource")
+        if not isinstance(resource, dict) or not isinstance(resource.get("uri"), str):
+            return '"resource" must be an object with a "uri"'
+        if not isinstance(resource.get("text"), str) and not _base64(resource.get("blob")):
+            return 'the resource needs a "text" or a base64 "blob"'
+        return None
+    if not isinstance(block.get("mimeType"), str) or not block["mimeType"]:
+        return 'it needs its "mimeType"'
+    if not _base64(block.get("data")):
+        return '"data" must be the content in base64'
+    return None
+
+
+def _base64(value: object) -> bool:
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        base64.b64decode(value, validate=True)
+    except ValueError:
+        return False
+    return True

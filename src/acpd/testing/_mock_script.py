@@ -206,6 +206,7 @@ _PARSERS: Final[dict[str, _Parser]] = {
     "run": _required_text,
     "meta": _no_args,
     "context": _no_args,
+    "attachments": _no_args,
     "big": _big,
     "stop": _stop,
 }

@@ -50,6 +50,8 @@ class MockSession:
         self.title: str | None = None
         self.context: str | None = None
         """The transcript acpd carried into this session's last prompt, if any."""
+        self.attachments: list[str] = []
+        """What arrived of the last prompt's image, audio and resource blocks."""
         self.updated_at = time.time()
         self.open = True
         self.tool_calls = 0

@@ -84,6 +84,7 @@ class Turn:
             "run": self._run,
             "meta": self._meta,
             "context": self._context,
+            "attachments": self._attachments,
             "big": self._big,
             "stop": self._stop,
         }
@@ -117,6 +118,9 @@ class Turn:
     async def _context(self, cmd: Command) -> None:
         context = self._session.context
         await self._chunk(f"context: {context}" if context is not None else "context: none")
+
+    async def _attachments(self, cmd: Command) -> None:
+        await self._chunk("attachments: " + ("; ".join(self._session.attachments) or "none"))
 
     async def _say(self, cmd: Command) -> None:
         await self._chunk(cmd.text)

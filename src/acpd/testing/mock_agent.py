@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import logging
 import os
 import sys
@@ -58,6 +59,8 @@ class MockOptions:
     name: str = "acpd-mock"
     ignore: frozenset[str] = frozenset()
     """Requests never answered (an agent that hangs while it starts, for start timeouts)."""
+    text_only: bool = False
+    """Advertise no image, audio or embedded-context prompts (an agent that takes text only)."""
 
 
 class MockAgent:
@@ -230,6 +233,7 @@ class MockAgent:
             context = [t for t, is_context in texts if is_context]
             if context:
                 session.context = "\n".join(context)
+            session.attachments = [_attachment(b) for b in prompt if b.get("type") in ATTACHMENTS]
             text = "\n".join(t for t, is_context in texts if not is_context)
             try:
                 commands = parse_prompt(text)
@@ -287,7 +291,11 @@ class MockAgent:
             session_capabilities["list"] = {}
         capabilities = {
             "loadSession": self._options.load,
-            "promptCapabilities": {"embeddedContext": True, "image": False, "audio": False},
+            "promptCapabilities": {
+                "embeddedContext": not self._options.text_only,
+                "image": not self._options.text_only,
+                "audio": not self._options.text_only,
+            },
             "sessionCapabilities": session_capabilities,
         }
         return {
@@ -412,6 +420,9 @@ def _parse_args(argv: Sequence[str] | None) -> MockOptions:
     parser.add_argument("--state-dir", type=Path, help="keep each session's history in DIR/<sessionId>.jsonl")
     parser.add_argument("--name", default="acpd-mock", help="agentInfo.name (default: acpd-mock)")
     parser.add_argument(
+        "--text-only", action="store_true", help="advertise no image, audio or embedded-context prompts"
+    )
+    parser.add_argument(
         "--ignore",
         action="append",
         default=[],
@@ -426,6 +437,7 @@ def _parse_args(argv: Sequence[str] | None) -> MockOptions:
         state_dir=args.state_dir,
         name=args.name,
         ignore=frozenset(args.ignore),
+        text_only=args.text_only,
     )
 
 
@@ -436,6 +448,28 @@ async def _serve(options: MockOptions) -> int:
     finally:
         channel.close()
     return 0
+
+
+ATTACHMENTS = ("image", "audio", "resource")
+
+
+def _attachment(block: JsonObject) -> str:
+    """What arrived of a non-text block: ``image image/png 68 bytes`` (the data decoded), or
+    ``resource file:///x 12 chars``."""
+    if block.get("type") == "resource":
+        resource = block.get("resource")
+        resource = resource if isinstance(resource, dict) else {}
+        text = resource.get("text")
+        size = f"{len(text)} chars" if isinstance(text, str) else f"{len(_decoded(resource.get('blob')))} bytes"
+        return f"resource {resource.get('uri')} {size}"
+    return f"{block.get('type')} {block.get('mimeType')} {len(_decoded(block.get('data')))} bytes"
+
+
+def _decoded(data: object) -> bytes:
+    try:
+        return base64.b64decode(str(data), validate=True)
+    except ValueError:
+        return b""
 
 
 def _is_context(block: JsonObject) -> bool:

@@ -95,7 +95,7 @@ class ClaudeNativeBackend:
             backend_session_id=host.session_id,
             how=how,
             agent_info={"name": "acpd-claude-native", "title": "Claude (native)", "version": __version__},
-            capabilities={"loadSession": True, "promptCapabilities": {"embeddedContext": True}},
+            capabilities={"loadSession": True, "promptCapabilities": {"embeddedContext": True, "image": True}},
             modes=self._modes(),
             config_options=self._options(),
         )

@@ -166,7 +166,7 @@ def _cost(update: JsonObject, cost: float) -> float:
 
 
 def prompt_blocks(prompt: object) -> list[JsonObject]:
-    """ACP content blocks as Messages API blocks (text; links and embedded files as text)."""
+    """ACP content blocks as Messages API blocks (text and images; links and embedded files as text)."""
     blocks: list[JsonObject] = []
     for block in objects_in(prompt):
         kind = block.get("type")
@@ -174,6 +174,9 @@ def prompt_blocks(prompt: object) -> list[JsonObject]:
             blocks.append({"type": "text", "text": block["text"]})
         elif kind == "resource_link":
             blocks.append({"type": "text", "text": f"[{block.get('name', '')}]({block.get('uri', '')})"})
+        elif kind == "image" and isinstance(block.get("data"), str):
+            source = {"type": "base64", "media_type": block.get("mimeType"), "data": block["data"]}
+            blocks.append({"type": "image", "source": source})
         elif kind == "resource" and isinstance(block.get("resource"), dict):
             resource = block["resource"]
             text = resource.get("text") if isinstance(resource.get("text"), str) else ""
