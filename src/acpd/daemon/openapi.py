@@ -1,0 +1,461 @@
+"""Daemon layer: the OpenAPI 3.1 description of the HTTP face, generated from the ``acpd.api`` models.
+
+``OPERATIONS`` is the one table of what each route takes and answers; the spec is built from it and
+the models' JSON schemas, once, at the first ``GET /v1/openapi.json`` (pydantic and the models are
+not imported at start-up). A test fails when the app has a route this table does not describe.
+``PROBLEMS`` names every problem ``type`` the daemon answers with, and its status. No routing here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Final
+
+from acpd import __version__
+
+from .problems import MEDIA_TYPE, PROBLEM_TYPE_PREFIX
+
+REF: Final = "#/components/schemas/{model}"
+
+PROBLEMS: Final[dict[str, tuple[int, str]]] = {
+    "invalid-input": (400, "the request is malformed: a body, a parameter or a header that does not fit"),
+    "agent-not-found": (400, "no configured agent has that name"),
+    "cors-refused": (400, "a cross-origin preflight the daemon does not allow"),
+    "unauthorized": (401, "the bearer token is missing or wrong"),
+    "origin-not-allowed": (403, "the Origin header is not one of the allowed origins"),
+    "not-found": (404, "no such route"),
+    "session-not-found": (404, "no session with that id"),
+    "permission-not-found": (404, "no pending permission request with that id"),
+    "acp-connection-not-found": (404, "no ACP-over-HTTP connection with that id"),
+    "method-not-allowed": (405, "the route does not take that method"),
+    "conflict": (409, "the request conflicts with the resource's state"),
+    "session-busy": (409, "a turn is running and the prompt asked not to queue"),
+    "session-exists": (409, "a session with the chosen id already exists"),
+    "session-closed": (409, "the session was closed or deleted before the turn ran"),
+    "acp-connection-closed": (409, "the ACP connection was deleted while the request waited"),
+    "payload-too-large": (413, "the body is larger than max_body_bytes"),
+    "unsupported-media-type": (415, "the body is not sent as JSON"),
+    "host-not-allowed": (421, "the Host header is not allowed (DNS-rebinding protection)"),
+    "invalid-setting": (422, "a model, mode or config value the agent does not offer"),
+    "upgrade-required": (426, "the route speaks WebSocket only"),
+    "internal-error": (500, "a bug: the daemon logged the details"),
+    "store-error": (500, "the database failed"),
+    "agent-error": (502, "the agent failed"),
+    "agent-exited": (502, "the agent's process exited"),
+    "rpc-error": (502, "the agent answered a request with an error"),
+    "connection-closed": (502, "the agent's connection closed"),
+    "agent-unavailable": (503, "the agent cannot start here (not installed, no credentials, no sandbox)"),
+    "store-locked": (503, "another acpd process owns the database"),
+    "agent-start-timeout": (504, "the agent did not start in time"),
+    "store-full": (507, "the database or its disk is full"),
+}
+"""Every problem kind the HTTP face answers with: its status and when."""
+
+EDGE: Final = ("host-not-allowed", "origin-not-allowed", "payload-too-large", "internal-error")
+TOKEN: Final = ("unauthorized",)
+BODY: Final = ("invalid-input", "unsupported-media-type")
+STORE: Final = ("store-error", "store-full", "store-locked")
+SESSION: Final = ("session-not-found", *STORE)
+AGENT_START: Final = ("agent-not-found", "agent-unavailable", "agent-error", "agent-exited", "agent-start-timeout")
+AGENT_RUN: Final = (*AGENT_START, "connection-closed", "rpc-error")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    where: str  # path, query or header
+    schema: dict[str, Any]
+    description: str = ""
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Op:
+    """One route and method: what it takes and what it answers."""
+
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    tag: str
+    ok: int = 200
+    answer: str | None = None
+    """The success body's model name in ``acpd.api`` (None: no body, or ``media`` says what)."""
+    media: str = "application/json"
+    body: str | None = None
+    params: tuple[Param, ...] = ()
+    problems: tuple[str, ...] = ()
+    open: bool = False
+    """Served without the bearer token (it holds no data); Host and Origin are still checked."""
+    description: str = ""
+    extra_responses: dict[str, Any] = field(default_factory=dict)
+
+
+SESSION_ID = Param("id", "path", {"type": "string"}, "the session's id", required=True)
+CONNECTION_ID = Param(
+    "id", "path", {"type": "string"}, "the ACP connection's id (the client chooses it)", required=True
+)
+SEQ = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+AFTER = Param("after", "query", SEQ, "start after this seq (0: from the start)")
+LAST_EVENT_ID = Param(
+    "Last-Event-ID", "header", {"type": "string", "pattern": "^[0-9]+$"}, "resume after this seq; wins over ?after="
+)
+
+OPERATIONS: Final[tuple[Op, ...]] = (
+    Op("get", "/v1/health", "health", "Liveness and version", "daemon", answer="Health", open=True),
+    Op("get", "/v1/openapi.json", "openapi", "This OpenAPI 3.1 description", "daemon", answer=None, open=True),
+    Op("get", "/docs", "docs", "The spec rendered as a page", "daemon", media="text/html", open=True),
+    Op(
+        "get",
+        "/docs/{asset}",
+        "docsAsset",
+        "A script or style sheet of the docs page",
+        "daemon",
+        media="*/*",
+        params=(Param("asset", "path", {"type": "string"}, "the file's name", required=True),),
+        problems=("not-found", "unauthorized"),  # only the page's own files are open
+        open=True,
+    ),
+    Op("get", "/v1/agents", "listAgents", "Agents, with availability and why not", "agents", answer="AgentList"),
+    Op(
+        "post",
+        "/v1/sessions",
+        "createSession",
+        "Create a session and start its agent",
+        "sessions",
+        ok=201,
+        answer="Session",
+        body="SessionCreate",
+        problems=(*BODY, *AGENT_START, "session-exists", "invalid-setting", *STORE),
+    ),
+    Op(
+        "get",
+        "/v1/sessions",
+        "listSessions",
+        "Sessions, newest first, a page at a time",
+        "sessions",
+        answer="SessionPage",
+        params=(
+            Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}),
+            Param("cursor", "query", {"type": "string"}, "the previous page's nextCursor"),
+            Param("project", "query", {"type": "string"}),
+            Param("agent", "query", {"type": "string"}),
+            Param("archived", "query", {"type": "string", "enum": ["true", "false"]}, "default: not archived"),
+        ),
+        problems=("invalid-input", *STORE),
+    ),
+    Op(
+        "get",
+        "/v1/sessions/{id}",
+        "getSession",
+        "A session",
+        "sessions",
+        answer="Session",
+        params=(SESSION_ID,),
+        problems=SESSION,
+    ),
+    Op(
+        "patch",
+        "/v1/sessions/{id}",
+        "updateSession",
+        "Change a session's settings, policy or agent (all or nothing)",
+        "sessions",
+        answer="Session",
+        body="SessionPatch",
+        params=(SESSION_ID,),
+        problems=(*BODY, *SESSION, *AGENT_START, "invalid-setting"),
+    ),
+    Op(
+        "delete",
+        "/v1/sessions/{id}",
+        "deleteSession",
+        "Stop its agent, delete the session and its events",
+        "sessions",
+        ok=204,
+        params=(SESSION_ID,),
+        problems=SESSION,
+    ),
+    Op(
+        "post",
+        "/v1/sessions/{id}/prompt",
+        "prompt",
+        "Run one turn; the answer when it ends, or its events as SSE",
+        "turns",
+        answer="PromptAnswer",
+        body="PromptRequest",
+        params=(
+            SESSION_ID,
+            Param(
+                "Idempotency-Key",
+                "header",
+                {"type": "string", "maxLength": 200},
+                "a retry with the same key gets the first answer (Idempotent-Replayed: true) instead of a second turn",
+            ),
+        ),
+        problems=(*BODY, *SESSION, *AGENT_RUN, "session-busy", "session-closed"),
+        description=(
+            "With `Accept: text/event-stream` the turn's records are streamed as they commit (the same "
+            "events as /events/stream) and the stream ends with the turn."
+        ),
+    ),
+    Op(
+        "post",
+        "/v1/sessions/{id}/cancel",
+        "cancel",
+        "Cancel the running turn",
+        "turns",
+        answer="CancelAnswer",
+        params=(SESSION_ID,),
+        problems=SESSION,
+    ),
+    Op(
+        "get",
+        "/v1/sessions/{id}/events",
+        "listEvents",
+        "A page of the session's event log",
+        "events",
+        answer="EventsPage",
+        params=(
+            SESSION_ID,
+            AFTER,
+            Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 10000, "default": 200}),
+        ),
+        problems=("invalid-input", *SESSION),
+    ),
+    Op(
+        "get",
+        "/v1/sessions/{id}/events/stream",
+        "streamEvents",
+        "The session's events as SSE: replayed, then live",
+        "events",
+        media="text/event-stream",
+        params=(SESSION_ID, AFTER, LAST_EVENT_ID),
+        problems=("invalid-input", *SESSION),
+        description=(
+            "Each event is `id: <seq>` and `data: <EventRecord JSON>`; `: keep-alive` comments come while "
+            "idle; a store failure is an `event: error` whose data is a Problem. The stream does not end "
+            "while the session lives: reconnect with Last-Event-ID to resume without loss or repeats."
+        ),
+    ),
+    Op(
+        "get",
+        "/v1/sessions/{id}/permissions",
+        "listPermissions",
+        "Pending permission requests",
+        "permissions",
+        answer="PermissionList",
+        params=(SESSION_ID,),
+        problems=SESSION,
+    ),
+    Op(
+        "post",
+        "/v1/sessions/{id}/permissions/{pid}",
+        "answerPermission",
+        "Answer a permission request",
+        "permissions",
+        answer="PermissionAnswer",
+        body="PermissionReply",
+        params=(SESSION_ID, Param("pid", "path", {"type": "string"}, "the request's id", required=True)),
+        problems=(*BODY, *SESSION, "permission-not-found", "conflict"),
+    ),
+    Op("get", "/v1/acp", "listAcpConnections", "ACP-over-HTTP connections", "acp", answer="AcpConnectionList"),
+    Op(
+        "post",
+        "/v1/acp/{id}",
+        "postAcpMessage",
+        "Send one ACP JSON-RPC message on a connection (created on first use)",
+        "acp",
+        answer="JsonRpcMessage",
+        body="JsonRpcMessage",
+        params=(CONNECTION_ID, Param("agent", "query", {"type": "string"}, "the agent a new connection runs")),
+        problems=(*BODY, *STORE, "agent-not-found", "conflict", "acp-connection-closed"),
+        description="A request is answered (200) with its response; a notification or a response gets 202.",
+        extra_responses={"202": {"description": "accepted (a notification or a response)"}},
+    ),
+    Op(
+        "get",
+        "/v1/acp/{id}",
+        "streamAcpMessages",
+        "The connection's messages as SSE (`event: message`), replayed from Last-Event-ID",
+        "acp",
+        media="text/event-stream",
+        params=(CONNECTION_ID, LAST_EVENT_ID, AFTER),
+        problems=("invalid-input", "acp-connection-not-found", *STORE),
+    ),
+    Op(
+        "delete",
+        "/v1/acp/{id}",
+        "deleteAcpConnection",
+        "Close a connection",
+        "acp",
+        ok=204,
+        params=(CONNECTION_ID,),
+        problems=("acp-connection-not-found", *STORE),
+    ),
+    Op(
+        "get",
+        "/v1/rpc",
+        "rpc",
+        "ACP JSON-RPC over a WebSocket (one message per text frame)",
+        "acp",
+        ok=101,
+        media="",
+        problems=("upgrade-required",),
+        description="Upgrade to a WebSocket; a browser may pass the token as ?access_token=. A plain GET gets 426.",
+    ),
+)
+
+SSE_NOTE: Final = {
+    "/v1/sessions/{id}/events/stream": "EventRecord",
+    "/v1/sessions/{id}/prompt": "EventRecord",
+    "/v1/acp/{id}": "JsonRpcMessage",
+}
+"""The model each SSE route's ``data:`` lines carry (described as ``x-sse-data``)."""
+
+
+def spec_json() -> bytes:
+    """The spec as JSON bytes, built at the first call and kept."""
+    return _spec_json()
+
+
+@cache
+def _spec_json() -> bytes:
+    from acpd.protocol import jsonio
+
+    return jsonio.dumps(build_spec())
+
+
+def build_spec() -> dict[str, Any]:
+    schemas = component_schemas()
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "acpd",
+            "version": __version__,
+            "description": (
+                "A local daemon that puts many coding agents behind one ACP surface. Every route but the "
+                "open ones (health, this spec, /docs) needs `Authorization: Bearer <token>`; every error is "
+                "`application/problem+json` with a stable `type`, `urn:acpd:problem:<kind>`."
+            ),
+        },
+        "servers": [{"url": "http://127.0.0.1:4520"}],
+        "security": [{"bearer": []}],
+        "tags": [{"name": name} for name in ("daemon", "agents", "sessions", "turns", "events", "permissions", "acp")],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "x-problem-types": {PROBLEM_TYPE_PREFIX + kind: {"status": s, "when": w} for kind, (s, w) in PROBLEMS.items()},
+    }
+
+
+def component_schemas() -> dict[str, Any]:
+    """Every model's JSON schema, its nested models hoisted to ``components/schemas``."""
+    from pydantic import TypeAdapter
+    from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+    from acpd.api import events, models, requests
+
+    modes: tuple[tuple[Any, JsonSchemaMode], ...] = (
+        (requests, "validation"),
+        (models, "serialization"),
+        (events, "serialization"),
+    )
+    named = [(getattr(module, name), mode) for module, mode in modes for name in _public_models(module)]
+    _, top = models_json_schema(named, ref_template=REF, by_alias=True)
+    schemas: dict[str, Any] = top.get("$defs", {})
+    block = TypeAdapter(requests.ContentBlock).json_schema(ref_template=REF)
+    schemas.update(block.pop("$defs", {}))
+    schemas["ContentBlock"] = block
+    schemas["Problem"]["properties"]["type"]["examples"] = [PROBLEM_TYPE_PREFIX + "invalid-input"]
+    return schemas
+
+
+def _public_models(module: Any) -> list[str]:
+    from pydantic import BaseModel
+
+    return sorted(
+        name
+        for name, value in vars(module).items()
+        if isinstance(value, type)
+        and issubclass(value, BaseModel)
+        and value.__module__ == module.__name__
+        and not name.startswith("_")
+    )
+
+
+def _operation(op: Op) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        "tags": [op.tag],
+        "responses": {**_success(op), **op.extra_responses, **_problem_responses(op)},
+    }
+    if op.description:
+        operation["description"] = op.description
+    if op.params:
+        operation["parameters"] = [_parameter(p) for p in op.params]
+    if op.body:
+        operation["requestBody"] = {
+            "required": op.body not in ("SessionCreate",),
+            "content": {"application/json": {"schema": {"$ref": REF.format(model=op.body)}}},
+        }
+    if op.open:
+        operation["security"] = []
+    return operation
+
+
+def _success(op: Op) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": op.summary}
+    content: dict[str, Any] = {}
+    if op.answer is not None:
+        content["application/json"] = {"schema": {"$ref": REF.format(model=op.answer)}}
+    elif op.operation_id == "openapi":
+        content["application/json"] = {"schema": {"type": "object"}}
+    elif op.media:
+        content[op.media] = {"schema": {"type": "string"}}
+    sse_model = SSE_NOTE.get(op.path)
+    if sse_model is not None and op.method in ("get", "post"):
+        content["text/event-stream"] = {
+            "schema": {"type": "string", "description": f"SSE; each data: line is one {sse_model}"},
+            "x-sse-data": {"$ref": REF.format(model=sse_model)},
+        }
+    if content:
+        answer["content"] = content
+    return {str(op.ok): answer}
+
+
+def _parameter(param: Param) -> dict[str, Any]:
+    described: dict[str, Any] = {"name": param.name, "in": param.where, "schema": param.schema}
+    if param.required or param.where == "path":
+        described["required"] = True
+    if param.description:
+        described["description"] = param.description
+    return described
+
+
+def _problem_responses(op: Op) -> dict[str, Any]:
+    kinds = [*EDGE, *(() if op.open else TOKEN), *op.problems]
+    by_status: dict[int, list[str]] = {}
+    for kind in dict.fromkeys(kinds):
+        by_status.setdefault(PROBLEMS[kind][0], []).append(kind)
+    return {str(status): _problem_response(kinds) for status, kinds in sorted(by_status.items())}
+
+
+def _problem_response(kinds: list[str]) -> dict[str, Any]:
+    types = [PROBLEM_TYPE_PREFIX + kind for kind in kinds]
+    schema = {
+        "allOf": [
+            {"$ref": REF.format(model="Problem")},
+            {"type": "object", "properties": {"type": {"enum": types}}},
+        ]
+    }
+    return {
+        "description": "; ".join(f"{kind}: {PROBLEMS[kind][1]}" for kind in kinds),
+        "content": {MEDIA_TYPE: {"schema": schema}},
+    }
