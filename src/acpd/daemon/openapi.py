@@ -82,7 +82,8 @@ class Op:
     ok: int = 200
     answer: str | None = None
     """The success body's model name in ``acpd.api`` (None: no body, or ``media`` says what)."""
-    media: str = "application/json"
+    media: str = ""
+    """The success body's media type when it is not a model's JSON (a page, an SSE stream)."""
     body: str | None = None
     params: tuple[Param, ...] = ()
     problems: tuple[str, ...] = ()
@@ -189,7 +190,7 @@ OPERATIONS: Final[tuple[Op, ...]] = (
             Param(
                 "Idempotency-Key",
                 "header",
-                {"type": "string", "maxLength": 200},
+                {"type": "string"},
                 "a retry with the same key gets the first answer (Idempotent-Replayed: true) instead of a second turn",
             ),
         ),
@@ -300,7 +301,6 @@ OPERATIONS: Final[tuple[Op, ...]] = (
         "ACP JSON-RPC over a WebSocket (one message per text frame)",
         "acp",
         ok=101,
-        media="",
         problems=("upgrade-required",),
         description="Upgrade to a WebSocket; a browser may pass the token as ?access_token=. A plain GET gets 426.",
     ),
@@ -402,7 +402,7 @@ def _operation(op: Op) -> dict[str, Any]:
         operation["parameters"] = [_parameter(p) for p in op.params]
     if op.body:
         operation["requestBody"] = {
-            "required": op.body not in ("SessionCreate",),
+            "required": op.body not in ("SessionCreate", "SessionPatch"),  # none: create with defaults, change nothing
             "content": {"application/json": {"schema": {"$ref": REF.format(model=op.body)}}},
         }
     if op.open:
