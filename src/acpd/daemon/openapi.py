@@ -292,7 +292,8 @@ OPERATIONS: Final[tuple[Op, ...]] = (
         "acp",
         ok=204,
         params=(CONNECTION_ID,),
-        problems=("acp-connection-not-found", *STORE),
+        problems=STORE,
+        description="Deleting a connection that does not exist (or no longer) is not an error.",
     ),
     Op(
         "get",
