@@ -3,6 +3,8 @@ and what the daemon records and answers reads back into the models."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import anyio
@@ -31,7 +33,7 @@ async def new(client: httpx.AsyncClient, workdir: Path) -> str:
         ("patch", {"policy": {"maxSteps": -1}}, "'policy.maxSteps'"),
         ("prompt", {"prompt": "hi", "queue": "no"}, "'queue': Input should be a valid boolean"),
         ("prompt", {"prompt": "hi", "stream": True}, "unknown field 'stream'"),
-        ("prompt", {"prompt": [{"type": "text"}]}, "'prompt.0.text.text': Field required"),
+        ("prompt", {"prompt": [{"text": "no type"}]}, "'prompt.0.type': Field required"),
         ("prompt", {}, "'prompt': Field required"),
     ],
 )
@@ -110,3 +112,18 @@ async def test_a_turn_streamed_as_sse_carries_event_records(client: httpx.AsyncC
     ]
     assert records
     assert records[-1].payload.model_dump(exclude_unset=True)["result"]["stopReason"] == "end_turn"
+
+
+def test_checking_a_body_imports_no_acp_schema_models() -> None:
+    """ACP's schema package alone takes longer to import than the daemon takes to start: a body is
+    checked without it (the spec, built at its first request, may use it)."""
+    script = (
+        "import sys\n"
+        "from acpd.daemon.bodies import checked\n"
+        "checked({'prompt': [{'type': 'text', 'text': 'hi'}]}, 'PromptRequest')\n"
+        "checked({'agent': 'mock', 'policy': {'maxSteps': 1}}, 'SessionCreate')\n"
+        "print(sorted(m for m in sys.modules if m == 'acp' or m.startswith('acp.')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+
+    assert done.stdout.strip() == "[]"

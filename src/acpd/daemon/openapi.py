@@ -361,6 +361,7 @@ def component_schemas() -> dict[str, Any]:
     from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
     from acpd.api import events, models, requests
+    from acpd.api.events import ContentBlock
 
     modes: tuple[tuple[Any, JsonSchemaMode], ...] = (
         (requests, "validation"),
@@ -370,7 +371,7 @@ def component_schemas() -> dict[str, Any]:
     named = [(getattr(module, name), mode) for module, mode in modes for name in _public_models(module)]
     _, top = models_json_schema(named, ref_template=REF, by_alias=True)
     schemas: dict[str, Any] = top.get("$defs", {})
-    block = TypeAdapter(requests.ContentBlock).json_schema(ref_template=REF)
+    block = TypeAdapter(ContentBlock).json_schema(ref_template=REF)
     schemas.update(block.pop("$defs", {}))
     schemas["ContentBlock"] = block
     schemas["Problem"]["properties"]["type"]["examples"] = [PROBLEM_TYPE_PREFIX + "invalid-input"]
