@@ -9,6 +9,8 @@ causes are tested in tests/daemon (test_store_faults, test_agent_start, test_age
 
 from __future__ import annotations
 
+import json
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -36,13 +38,17 @@ from acpd.errors import (
 )
 
 from .conftest import TOKEN
+from .live import live_daemon
 
 pytestmark = pytest.mark.anyio
 
-Produce = Callable[[httpx.AsyncClient, "Setting"], Awaitable[httpx.Response]]
+Produce = Callable[[httpx.AsyncClient, "Setting"], Awaitable[httpx.Response]] | None
 EDGE: Final = ""
 """Answered before any operation is chosen (a refused CORS preflight, a method the route does not
 take): documented once, in the spec's ``x-problem-types``."""
+SERVER: Final = "server"
+"""Answered by the HTTP server before the app (raw bytes it cannot parse, a WebSocket handshake):
+produced against a real daemon by ``test_the_server_answers_what_it_refuses_itself_as_problems``."""
 FOREIGN: Final = "http://evil.example"
 HOME: Final = "http://127.0.0.1:4520"
 
@@ -149,6 +155,8 @@ PRODUCERS: Final[dict[str, tuple[str, Produce]]] = {
         lambda c, at: c.options("/v1/sessions", headers={"Origin": HOME, "Access-Control-Request-Method": "PUT"}),
     ),
     "method-not-allowed": (EDGE, lambda c, at: c.put("/v1/sessions")),
+    "malformed-request": (SERVER, None),
+    "forbidden": (SERVER, None),
     "not-found": ("docsAsset", lambda c, at: c.get("/docs/no-such-asset.js")),
     "session-not-found": ("getSession", lambda c, at: c.get("/v1/sessions/no-such-session")),
     "permission-not-found": (
@@ -175,13 +183,14 @@ def test_every_documented_problem_type_has_a_producer_here() -> None:
     assert set(PRODUCERS) == set(openapi.PROBLEMS)
 
 
-@pytest.mark.parametrize("kind", sorted(PRODUCERS))
+@pytest.mark.parametrize("kind", sorted(k for k, (where, _) in PRODUCERS.items() if where != SERVER))
 async def test_a_documented_problem_type_is_produced_with_its_status_for_its_operation(
     kind: str, client: httpx.AsyncClient, manager: SessionManager, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     created = await client.post("/v1/sessions", json={"id": "target", "agent": "mock", "cwd": str(workdir)})
     assert created.status_code == 201, created.text
     operation_id, produce = PRODUCERS[kind]
+    assert produce is not None
 
     with anyio.fail_after(20):
         response = await produce(client, Setting(manager, workdir, "target", monkeypatch))
@@ -206,3 +215,35 @@ def documented(operation_id: str, status: int) -> list[str]:
                 types: list[str] = schema["allOf"][1]["properties"]["type"]["enum"]
                 return types
     raise AssertionError(f"no operation {operation_id!r}")
+
+
+HANDSHAKE: Final = (
+    b"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\nAuthorization: Bearer {token}\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "request_bytes"),
+    [
+        ("malformed-request", b"NOT HTTP AT ALL\r\n\r\n"),
+        ("malformed-request", HANDSHAKE.replace(b"{path}", b"/v1/rpc").replace(b"{key}", b"not-a-key")),
+        (
+            "forbidden",
+            HANDSHAKE.replace(b"{path}", b"/v1/no-such-socket").replace(b"{key}", b"dGhlIHNhbXBsZSBub25jZQ=="),
+        ),
+    ],
+)
+def test_the_server_answers_what_it_refuses_itself_as_problems(kind: str, request_bytes: bytes, tmp_path: Path) -> None:
+    with live_daemon(tmp_path) as live:
+        port = int(live.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(request_bytes.replace(b"{token}", live.token.encode()))
+            answer = b"".join(iter(lambda: conn.recv(65536), b""))
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = int(head.split()[1])
+    assert status == openapi.PROBLEMS[kind][0], answer
+    assert b"content-type: application/problem+json" in head.lower()
+    assert json.loads(body)["type"] == f"urn:acpd:problem:{kind}"
+    assert f"urn:acpd:problem:{kind}" in openapi.build_spec()["x-problem-types"]
