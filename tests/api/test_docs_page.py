@@ -3,10 +3,16 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+from pathlib import Path
 
+import anyio
 import httpx
 import pytest
+
+from acpd.daemon import docs
 
 pytestmark = pytest.mark.anyio
 
@@ -52,3 +58,22 @@ async def test_the_data_routes_still_need_the_token(anonymous: httpx.AsyncClient
     response = await anonymous.get("/v1/sessions")
 
     assert (response.status_code, response.json()["type"]) == (401, "urn:acpd:problem:unauthorized")
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+async def test_the_docs_script_renders_every_operation_problem_type_and_schema_of_the_spec(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    spec = (await anonymous.get("/v1/openapi.json")).content
+    script = Path(docs.__file__).parent / "docs_assets" / "docs.js"
+
+    with anyio.fail_after(60):
+        done = await anyio.run_process(["node", str(Path(__file__).parent / "render_docs.js"), str(script)], input=spec)
+
+    rendered = json.loads(done.stdout)
+    parsed = json.loads(spec)
+    operations = {op["operationId"] for item in parsed["paths"].values() for op in item.values()}
+    assert {f"op-{name}" for name in operations} <= set(rendered["ids"])
+    assert {f"schema-{name}" for name in parsed["components"]["schemas"]} <= set(rendered["ids"])
+    assert rendered["problemRows"] == len(parsed["x-problem-types"])
+    assert rendered["intro"] == parsed["info"]["description"]
