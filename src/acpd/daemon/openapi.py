@@ -86,7 +86,10 @@ class Op:
     """The success body's model name in ``acpd.api`` (None: no body, or ``media`` says what)."""
     media: str = ""
     """The success body's media type when it is not a model's JSON (a page, an SSE stream)."""
+    also_media: tuple[str, ...] = ()
+    """More media types the success body may come as, beside the model's JSON (an export's formats)."""
     body: str | None = None
+    body_media: tuple[str, ...] = ("application/json",)
     params: tuple[Param, ...] = ()
     problems: tuple[str, ...] = ()
     open: bool = False
@@ -147,6 +150,39 @@ OPERATIONS: Final[tuple[Op, ...]] = (
             Param("archived", "query", {"type": "string", "enum": ["true", "false"]}, "default: not archived"),
         ),
         problems=("invalid-input", *STORE),
+    ),
+    Op(
+        "post",
+        "/v1/sessions/import",
+        "importSession",
+        "Recreate a session, with its whole history, from a JSON or JSON-lines export",
+        "sessions",
+        ok=201,
+        answer="Session",
+        body="SessionExport",
+        body_media=("application/json", "application/jsonl"),
+        params=(
+            Param("id", "query", {"type": "string"}, "the new session's id (default: the exported one)"),
+            Param("agent", "query", {"type": "string"}, "the agent it runs on (default: the exported one)"),
+            Param("cwd", "query", {"type": "string"}, "its directory (default: the exported one)"),
+        ),
+        problems=("invalid-input", "agent-not-found", "session-exists", *STORE),
+        description="A malformed or truncated file is refused whole (400, naming its line); nothing is made of it.",
+    ),
+    Op(
+        "get",
+        "/v1/sessions/{id}/export",
+        "exportSession",
+        "The session and its events as a download: JSON, JSON lines or a Markdown transcript",
+        "sessions",
+        answer="SessionExport",
+        media="application/jsonl",
+        also_media=("text/markdown",),
+        params=(
+            SESSION_ID,
+            Param("format", "query", {"type": "string", "enum": ["json", "jsonl", "markdown"], "default": "json"}),
+        ),
+        problems=("invalid-input", *SESSION),
     ),
     Op(
         "get",
@@ -407,11 +443,22 @@ def _operation(op: Op) -> dict[str, Any]:
     if op.body:
         operation["requestBody"] = {
             "required": op.body not in ("SessionCreate", "SessionPatch"),  # none: create with defaults, change nothing
-            "content": {"application/json": {"schema": {"$ref": REF.format(model=op.body)}}},
+            "content": {media: _body_schema(op.body, media) for media in op.body_media},
         }
     if op.open:
         operation["security"] = []
     return operation
+
+
+def _body_schema(model: str, media: str) -> dict[str, Any]:
+    if media == "application/jsonl":
+        return {
+            "schema": {
+                "type": "string",
+                "description": f"JSON lines: {model} without events, then one EventRecord a line",
+            }
+        }
+    return {"schema": {"$ref": REF.format(model=model)}}
 
 
 def _success(op: Op) -> dict[str, Any]:
@@ -421,8 +468,8 @@ def _success(op: Op) -> dict[str, Any]:
         content["application/json"] = {"schema": {"$ref": REF.format(model=op.answer)}}
     elif op.operation_id == "openapi":
         content["application/json"] = {"schema": {"type": "object"}}
-    elif op.media:
-        content[op.media] = {"schema": {"type": "string"}}
+    for media in (op.media, *op.also_media) if op.media else ():
+        content[media] = {"schema": {"type": "string"}}
     sse_model = SSE_NOTE.get(op.path)
     if sse_model is not None and op.method in ("get", "post"):
         content["text/event-stream"] = {

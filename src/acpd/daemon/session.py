@@ -886,8 +886,12 @@ class SessionRuntime:
         self._set_status("running")
         request_id = f"turn-{turn.number}"
         params: JsonObject = {"sessionId": self.session_id, "prompt": turn.prompt}
-        if turn.origin is not None:
-            params["_meta"] = {"acpd": {"origin": turn.origin}}
+        meta = {
+            name: value for name, value in (("origin", turn.origin), ("idempotencyKey", turn.idempotency_key)) if value
+        }
+        if meta:
+            # the key in the log: a retry after a restart that interrupted this turn finds its answer
+            params["_meta"] = {"acpd": meta}
         turn.first_seq = self.record("client", jsonrpc.request(request_id, methods.SESSION_PROMPT, params))
         sender: Sender = "agent"
         try:
