@@ -15,6 +15,7 @@ requests and to time its turns out, so no generated prompt can wait on a human.
 from __future__ import annotations
 
 import json
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any, Final
@@ -103,7 +104,7 @@ def _aim(case: Case[Any]) -> None:
     params = case.path_parameters
     if not params or "id" not in params or case.operation.path.startswith("/v1/acp") or case.method == "DELETE":
         return
-    if hash(str(params["id"])) % 2:
+    if zlib.crc32(str(params["id"]).encode()) % 2:
         params["id"] = PATCHED if case.method == "PATCH" else PROBE
 
 

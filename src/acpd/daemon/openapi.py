@@ -96,6 +96,8 @@ class Op:
     """Served without the bearer token (it holds no data); Host and Origin are still checked."""
     description: str = ""
     extra_responses: dict[str, Any] = field(default_factory=dict)
+    answer_headers: dict[str, Any] = field(default_factory=dict)
+    """Headers of the success answer, as OpenAPI header objects."""
 
 
 SESSION_ID = Param("id", "path", {"type": "string"}, "the session's id", required=True)
@@ -134,6 +136,9 @@ OPERATIONS: Final[tuple[Op, ...]] = (
         answer="Session",
         body="SessionCreate",
         problems=(*BODY, *AGENT_START, "session-exists", "invalid-setting", *STORE),
+        answer_headers={
+            "Location": {"required": True, "schema": {"type": "string"}, "description": "/v1/sessions/{id}"}
+        },
     ),
     Op(
         "get",
@@ -233,6 +238,12 @@ OPERATIONS: Final[tuple[Op, ...]] = (
             ),
         ),
         problems=(*BODY, *SESSION, *AGENT_RUN, "session-busy", "session-closed"),
+        answer_headers={
+            "Idempotent-Replayed": {
+                "schema": {"type": "string", "enum": ["true"]},
+                "description": "the stored answer of an earlier prompt with the same Idempotency-Key",
+            }
+        },
         description=(
             "With `Accept: text/event-stream` the turn's records are streamed as they commit (the same "
             "events as /events/stream) and the stream ends with the turn."
@@ -478,6 +489,8 @@ def _success(op: Op) -> dict[str, Any]:
         }
     if content:
         answer["content"] = content
+    if op.answer_headers:
+        answer["headers"] = op.answer_headers
     return {str(op.ok): answer}
 
 
