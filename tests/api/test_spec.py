@@ -52,7 +52,7 @@ async def test_every_route_of_the_app_is_described_in_the_spec(manager: SessionM
             assert isinstance(route, Route)
             served |= {(route.path, method) for method in route.methods or () if method != "HEAD"}
 
-    assert served - described == set(), "a route without its schema: describe it in acpd.daemon.openapi.OPERATIONS"
+    assert served - described == set(), "a route without its schema: describe it in acpd.daemon.operations.OPERATIONS"
     assert described - served == set()
 
 
