@@ -27,14 +27,14 @@ async def new(client: httpx.AsyncClient, workdir: Path) -> str:
 @pytest.mark.parametrize(
     ("route", "body", "named"),
     [
-        ("patch", {"titel": "typo"}, "unknown field 'titel'"),
-        ("patch", {"archived": "yes"}, "'archived': Input should be a valid boolean"),
-        ("patch", {"policy": {"permissions": "sometimes"}}, "'policy.permissions'"),
-        ("patch", {"policy": {"maxSteps": -1}}, "'policy.maxSteps'"),
-        ("prompt", {"prompt": "hi", "queue": "no"}, "'queue': Input should be a valid boolean"),
-        ("prompt", {"prompt": "hi", "stream": True}, "unknown field 'stream'"),
-        ("prompt", {"prompt": [{"text": "no type"}]}, "'prompt.0.type': Field required"),
-        ("prompt", {}, "'prompt': Field required"),
+        ("patch", {"titel": "typo"}, 'unknown field "titel"'),
+        ("patch", {"archived": "yes"}, '"archived": Input should be a valid boolean'),
+        ("patch", {"policy": {"permissions": "sometimes"}}, '"policy.permissions"'),
+        ("patch", {"policy": {"maxSteps": -1}}, '"policy.maxSteps"'),
+        ("prompt", {"prompt": "hi", "queue": "no"}, '"queue": Input should be a valid boolean'),
+        ("prompt", {"prompt": "hi", "stream": True}, 'unknown field "stream"'),
+        ("prompt", {"prompt": [{"text": "no type"}]}, '"prompt.0.type": Field required'),
+        ("prompt", {}, '"prompt": Field required'),
     ],
 )
 async def test_a_body_that_does_not_fit_its_model_is_a_400_naming_the_field(
@@ -76,7 +76,7 @@ async def test_a_permission_reply_with_an_unknown_field_is_refused_before_it_set
         still = PermissionList.model_validate((await client.get(f"/v1/sessions/{session_id}/permissions")).json())
         accepted = await client.post(url, json={"reply": "once"})
 
-    assert (refused.status_code, refused.json()["detail"]) == (400, "unknown field 'remember'")
+    assert (refused.status_code, refused.json()["detail"]) == (400, 'unknown field "remember"')
     assert [p.id for p in still.items] == [pending.items[0].id]
     assert accepted.status_code == 200
     assert PromptAnswer.model_validate(answers[0].json()).stop_reason == "end_turn"

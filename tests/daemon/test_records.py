@@ -203,3 +203,20 @@ def test_the_markdown_of_a_session_with_a_diff_a_plan_a_permission_and_thinking_
     if UPDATE:
         expected.write_text(text)
     assert text == expected.read_text()
+
+
+async def test_a_session_without_a_title_takes_its_first_prompts_first_line_until_the_agent_names_it(
+    client: httpx.AsyncClient, workdir: Path
+) -> None:
+    untitled = await new_session(client, workdir)
+    await prompt(client, untitled["id"], "\n  text   fix the   flaky test \nand more")
+    assert (await client.get(f"/v1/sessions/{untitled['id']}")).json()["title"] == "text fix the flaky test"
+    await prompt(client, untitled["id"], "title Flaky test hunt")
+    assert (await client.get(f"/v1/sessions/{untitled['id']}")).json()["title"] == "Flaky test hunt"
+    titled = await new_session(client, workdir, title="Mine")
+    await prompt(client, titled["id"], "text something else")
+    assert (await client.get(f"/v1/sessions/{titled['id']}")).json()["title"] == "Mine"
+    long = await new_session(client, workdir)
+    await prompt(client, long["id"], "text " + "word " * 40)
+    title = (await client.get(f"/v1/sessions/{long['id']}")).json()["title"]
+    assert len(title) == 80 and title.endswith("…")

@@ -44,7 +44,8 @@ def _model(name: str) -> type[BaseModel]:
 
 
 def describe(exc: ValidationError) -> str:
-    """One line per wrong field (the first few), by its wire name: ``"queue": Input should be a valid boolean``."""
+    """The wrong fields (the first few), by their wire names, quoted as the daemon's other messages
+    quote them: ``"queue": Input should be a valid boolean``."""
     errors = exc.errors(include_url=False, include_input=False)
     shown = [_one(error) for error in errors[:MAX_ERRORS_SHOWN]]
     more = len(errors) - len(shown)
@@ -54,8 +55,8 @@ def describe(exc: ValidationError) -> str:
 def _one(error: Any) -> str:
     where = ".".join(str(part) for part in error["loc"] if not _is_union_branch(part))
     if error["type"] == "extra_forbidden":
-        return f"unknown field {where!r}"
-    return f"{where!r}: {error['msg']}" if where else str(error["msg"])
+        return f'unknown field "{where}"'
+    return f'"{where}": {error["msg"]}' if where else str(error["msg"])
 
 
 def _is_union_branch(part: object) -> bool:

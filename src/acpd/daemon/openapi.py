@@ -50,7 +50,10 @@ def build_spec() -> dict[str, Any]:
         },
         "servers": [{"url": "http://127.0.0.1:4520"}],
         "security": [{"bearer": []}],
-        "tags": [{"name": name} for name in ("daemon", "agents", "sessions", "turns", "events", "permissions", "acp")],
+        "tags": [
+            {"name": name}
+            for name in ("daemon", "agents", "sessions", "turns", "events", "permissions", "audit", "acp")
+        ],
         "paths": paths,
         "components": {
             "schemas": schemas,

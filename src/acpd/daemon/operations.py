@@ -106,6 +106,17 @@ LAST_EVENT_ID = Param(
     "Last-Event-ID", "header", {"type": "string", "pattern": "^[0-9]+$"}, "resume after this seq; wins over ?after="
 )
 
+AUDIT_FILTERS: Final = (
+    Param("session", "query", {"type": "string"}),
+    Param("agent", "query", {"type": "string"}),
+    Param("project", "query", {"type": "string"}),
+    Param("kind", "query", {"type": "string"}, "ACP tool kind: read, edit, execute, …"),
+    Param("status", "query", {"type": "string"}),
+    Param("decidedBy", "query", {"type": "string"}, "who settled its permission request"),
+    Param("since", "query", {"type": "string", "format": "date-time"}),
+    Param("until", "query", {"type": "string", "format": "date-time"}),
+)
+
 OPERATIONS: Final[tuple[Op, ...]] = (
     Op("get", "/v1/health", "health", "Liveness and version", "daemon", answer="Health", open=True),
     Op("get", "/v1/openapi.json", "openapi", "This OpenAPI 3.1 description", "daemon", answer=None, open=True),
@@ -185,6 +196,73 @@ OPERATIONS: Final[tuple[Op, ...]] = (
             Param("format", "query", {"type": "string", "enum": ["json", "jsonl", "markdown"], "default": "json"}),
         ),
         problems=("invalid-input", *SESSION),
+    ),
+    Op(
+        "post",
+        "/v1/sessions/{id}/fork",
+        "forkSession",
+        "A new session with this one's history up to atSeq",
+        "sessions",
+        ok=201,
+        answer="Session",
+        body="SessionFork",
+        body_required=False,
+        params=(SESSION_ID,),
+        problems=(*BODY, *SESSION, *AGENT_START, "session-exists"),
+    ),
+    Op(
+        "get",
+        "/v1/sessions/{id}/turns",
+        "listTurns",
+        "The session's turns: prompt preview, stopReason, usage, steps, times, seq range",
+        "turns",
+        answer="TurnList",
+        params=(SESSION_ID,),
+        problems=SESSION,
+    ),
+    Op(
+        "get",
+        "/v1/audit/tool-calls",
+        "auditToolCalls",
+        "Every tool call across sessions, filtered, a page at a time or all as CSV",
+        "audit",
+        answer="ToolCallPage",
+        media="text/csv",
+        params=(
+            *AUDIT_FILTERS,
+            Param("format", "query", {"type": "string", "enum": ["json", "csv"], "default": "json"}),
+            Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
+            Param("cursor", "query", {"type": "string"}, "the previous page's nextCursor"),
+        ),
+        problems=("invalid-input", *STORE),
+    ),
+    Op(
+        "get",
+        "/v1/audit/stats",
+        "auditStats",
+        "Tool calls counted by kind, status, reply and who decided",
+        "audit",
+        answer="AuditStats",
+        params=AUDIT_FILTERS,
+        problems=("invalid-input", *STORE),
+    ),
+    Op(
+        "get",
+        "/v1/usage",
+        "usage",
+        "Tokens and cost, added up by session, agent, project, model or day",
+        "audit",
+        answer="UsageReport",
+        params=(
+            Param(
+                "groupBy",
+                "query",
+                {"type": "string", "enum": ["session", "agent", "project", "model", "day"], "default": "session"},
+            ),
+            Param("since", "query", {"type": "string", "format": "date-time"}),
+            Param("until", "query", {"type": "string", "format": "date-time"}),
+        ),
+        problems=("invalid-input", *STORE),
     ),
     Op(
         "get",

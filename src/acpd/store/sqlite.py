@@ -36,14 +36,26 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
-from typing import Final, TypeVar, TypeVarTuple
+from typing import Any, Final, TypeVar, TypeVarTuple
 
 import anyio
 import anyio.to_thread
 
 from acpd.errors import StoreError, StoreFull
-from acpd.protocol import jsonio
+from acpd.protocol import audit, jsonio
 from acpd.protocol.events import EventRecord, utc_now
+from acpd.store._audit import (
+    COLUMNS,
+    TURN_COLUMNS,
+    AuditFilter,
+    AuditRow,
+    TurnRow,
+    count_by,
+    decode_audit_cursor,
+    encode_audit_cursor,
+    turn_views,
+    usage_report,
+)
 from acpd.store._lock import OwnerLock, acquire_owner_lock
 from acpd.store._rules import (
     SessionKeys,
@@ -55,7 +67,7 @@ from acpd.store._rules import (
     page_of,
     session_keys,
 )
-from acpd.store.base import SessionDoc, SessionPage
+from acpd.store.base import AuditPage, SessionDoc, SessionPage
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +80,7 @@ BUSY_TIMEOUT_SECONDS: Final = 5.0
 CLOSE_TIMEOUT_SECONDS: Final = 2.0
 """How long ``aclose`` waits for a running database call (a stuck disk) before leaving it behind."""
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+MIGRATIONS: Final[tuple[tuple[str | Callable[[sqlite3.Connection], None], ...], ...]] = (
     # 1: the initial schema. Events keep their rowid on purpose: WITHOUT ROWID stores whole rows
     # in the key b-tree, which SQLite advises only for rows under ~1/20 of a page; tool outputs
     # are often larger, and benchmarks/store_append.py measured rowid appends faster from ~600 B.
@@ -104,9 +116,57 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             PRIMARY KEY (session_id, key)
         ) WITHOUT ROWID""",
     ),
+    # 2: the tool-call audit index and the turns, kept in the transactions that commit the records,
+    # and built from the logs already stored
+    (
+        """CREATE TABLE tool_calls (
+            session_id TEXT NOT NULL,
+            tool_call_id TEXT NOT NULL,
+            agent TEXT,
+            turn INTEGER NOT NULL,
+            started_at TEXT NOT NULL,
+            kind TEXT,
+            title TEXT,
+            locations TEXT,
+            status TEXT,
+            asked INTEGER NOT NULL DEFAULT 0,
+            request_id TEXT,
+            options TEXT,
+            reply TEXT,
+            decided_by TEXT,
+            ended_at TEXT,
+            UNIQUE (session_id, tool_call_id)
+        )""",
+        "CREATE INDEX tool_calls_by_started ON tool_calls (started_at)",
+        "CREATE INDEX tool_calls_by_request ON tool_calls (session_id, request_id)",
+        """CREATE TABLE turns (
+            session_id TEXT NOT NULL,
+            turn INTEGER NOT NULL,
+            agent TEXT,
+            model TEXT,
+            started_at TEXT NOT NULL,
+            first_seq INTEGER NOT NULL,
+            preview TEXT,
+            steps INTEGER NOT NULL DEFAULT 0,
+            cost_total REAL,
+            currency TEXT,
+            ended_at TEXT,
+            last_seq INTEGER,
+            stop_reason TEXT,
+            error TEXT,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            cached_tokens INTEGER,
+            thought_tokens INTEGER,
+            total_tokens INTEGER,
+            PRIMARY KEY (session_id, turn)
+        )""",
+        "CREATE INDEX turns_by_started ON turns (started_at)",
+        lambda conn: _index_stored_logs(conn),
+    ),
 )
 """Schema migrations in order; ``PRAGMA user_version`` counts how many a database has had.
-Append new ones; never edit one that has shipped."""
+Append new ones; never edit one that has shipped. A step is SQL, or a function of the connection."""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -274,6 +334,42 @@ class SqliteEventStore:
         # the clock is read on the loop: utc_now caches its text and is not thread-safe
         await self._write(_put_idempotent_sync, session_id, key, value, utc_now())
 
+    async def tool_calls(self, wanted: AuditFilter, *, limit: int = 100, cursor: str | None = None) -> AuditPage:
+        """The audit index's matching rows, oldest first, ``limit`` a page.
+
+        Raises:
+            InvalidInput: a malformed ``cursor``, or ``limit`` below 1.
+            StoreError: the database failed, or the store is closed.
+        """
+        check_page_limit(limit)
+        after = decode_audit_cursor(cursor) if cursor is not None else 0
+        rows = await self._read(_tool_calls_sync, wanted, after, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return AuditPage([row.view() for _, row in rows], encode_audit_cursor(rows[-1][0]) if more else None)
+
+    async def tool_call_stats(self, wanted: AuditFilter) -> dict[str, dict[str, int]]:
+        """Counts of the matching tool calls by kind, status, agent, outcome and who decided."""
+        views: list[dict[str, Any]] = []
+        after = 0
+        while rows := await self._read(_tool_calls_sync, wanted, after, INDEX_PAGE):
+            views.extend(row.view() for _, row in rows)
+            after = rows[-1][0]
+        return count_by(views)
+
+    async def turns(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's turns in order, each with its own usage and cost."""
+        return turn_views(await self._read(_turns_sync, session_id, None, None))
+
+    async def usage(self, group_by: str, *, since: str | None = None, until: str | None = None) -> dict[str, Any]:
+        """The usage of the turns started in [since, until), added up by ``group_by``.
+
+        Raises:
+            InvalidInput: another ``group_by``, or a malformed time.
+        """
+        AuditFilter(since=since, until=until)  # checks the times
+        return usage_report(turn_views(await self._read(_turns_sync, None, since, until)), group_by)
+
     async def aclose(self) -> None:
         """Wait for running calls (at most ``CLOSE_TIMEOUT_SECONDS``), close the connections and
         let the file's lock go; idempotent."""
@@ -318,6 +414,7 @@ class SqliteEventStore:
                 _insert_events(conn, records)
             for keys, text in docs:
                 self._save_doc_sync(conn, keys, text)
+            _index_records(conn, records)  # after the documents: a row takes its session's agent
         self._last_seqs.update(last_seqs)
         self._saved_keys.update((keys.id, keys) for keys, _ in docs)
 
@@ -338,6 +435,8 @@ class SqliteEventStore:
             existed = conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
             conn.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM idempotency WHERE session_id = ?", (session_id,))
+            conn.execute("DELETE FROM tool_calls WHERE session_id = ?", (session_id,))
+            conn.execute("DELETE FROM turns WHERE session_id = ?", (session_id,))
         self._last_seqs.pop(session_id, None)
         self._saved_keys.pop(session_id, None)
         return existed
@@ -557,7 +656,10 @@ def _migrate(conn: sqlite3.Connection) -> None:
             )
         for statements in MIGRATIONS[version:]:
             for statement in statements:
-                conn.execute(statement)
+                if isinstance(statement, str):
+                    conn.execute(statement)
+                else:
+                    statement(conn)
         if version < SCHEMA_VERSION:
             # PRAGMA takes no parameters; SCHEMA_VERSION is our own int.
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -636,3 +738,148 @@ def _get_idempotent_sync(conn: sqlite3.Connection, session_id: str, key: str) ->
 
 def _put_idempotent_sync(conn: sqlite3.Connection, session_id: str, key: str, value: str, at: str) -> None:
     conn.execute(_UPSERT_IDEMPOTENT, (session_id, key, value, at))
+
+
+# --- the tool-call audit index ---------------------------------------------------------------
+
+_UPSERT_TOOL_CALL: Final = (
+    "INSERT INTO tool_calls (session_id, tool_call_id, agent, turn, started_at, kind, title, locations, status,"
+    " asked, request_id, options, ended_at)"
+    " VALUES (?, ?, (SELECT agent FROM sessions WHERE id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (session_id, tool_call_id) DO UPDATE SET kind = coalesce(excluded.kind, kind),"
+    " title = coalesce(excluded.title, title), locations = coalesce(excluded.locations, locations),"
+    " status = coalesce(excluded.status, status), asked = max(asked, excluded.asked),"
+    " request_id = coalesce(excluded.request_id, request_id), options = coalesce(excluded.options, options),"
+    " ended_at = coalesce(ended_at, excluded.ended_at)"
+)
+_ASKED_OPEN: Final = (
+    "SELECT rowid FROM tool_calls WHERE session_id = ? AND request_id = ? AND reply IS NULL ORDER BY rowid DESC LIMIT 1"
+)
+_SELECT_TOOL_CALLS: Final = (
+    "SELECT t.rowid, " + ", ".join(f"t.{name}" for name in COLUMNS if name != "project") + ", s.project"
+    " FROM tool_calls t LEFT JOIN sessions s ON s.id = t.session_id"
+)
+_AUDIT_FILTERS: Final = (
+    ("session", "t.session_id = ?"),
+    ("agent", "t.agent = ?"),
+    ("project", "s.project = ?"),
+    ("kind", "t.kind = ?"),
+    ("status", "t.status = ?"),
+    ("decided_by", "t.decided_by = ?"),
+    ("since", "t.started_at >= ?"),
+    ("until", "t.started_at < ?"),
+)
+INDEX_PAGE: Final = 5_000
+"""Events read at a time when the index is built from stored logs."""
+
+
+_INSERT_TURN: Final = (
+    "INSERT INTO turns (session_id, turn, agent, model, started_at, first_seq, preview)"
+    " SELECT ?, ?, s.agent, json_extract(s.doc, '$.model'), ?, ?, ? FROM (SELECT 1)"
+    " LEFT JOIN sessions s ON s.id = ? ON CONFLICT (session_id, turn) DO NOTHING"
+)
+_END_TURN: Final = (
+    "UPDATE turns SET ended_at = ?, last_seq = ?, stop_reason = ?, error = ?, input_tokens = ?, output_tokens = ?,"
+    " cached_tokens = ?, thought_tokens = ?, total_tokens = ? WHERE session_id = ? AND turn = ?"
+)
+_SELECT_TURNS: Final = (
+    "SELECT " + ", ".join(f"t.{name}" for name in TURN_COLUMNS if name != "project") + ", s.project"
+    " FROM turns t LEFT JOIN sessions s ON s.id = t.session_id"
+)
+
+
+def _index_records(conn: sqlite3.Connection, records: Sequence[EventRecord]) -> None:
+    _index_tool_calls(conn, records)
+    for record in records:
+        for change in audit.turn_changes(record):
+            key = (change.session_id, change.turn)
+            if change.started:
+                conn.execute(_INSERT_TURN, (*key, change.at, change.seq, change.preview, change.session_id))
+            elif change.step:
+                conn.execute("UPDATE turns SET steps = steps + 1 WHERE session_id = ? AND turn = ?", key)
+            elif change.cost is not None:
+                conn.execute(
+                    "UPDATE turns SET cost_total = ?, currency = coalesce(?, currency)"
+                    " WHERE session_id = ? AND turn = ?",
+                    (change.cost, change.currency, *key),
+                )
+            elif change.ended:
+                tokens = (*change.tokens, *(None,) * (len(audit.TOKEN_FIELDS) - len(change.tokens)))
+                conn.execute(_END_TURN, (change.at, change.seq, change.stop_reason, change.error, *tokens, *key))
+
+
+def _turns_sync(conn: sqlite3.Connection, session: str | None, since: str | None, until: str | None) -> list[TurnRow]:
+    clauses, params = [], []
+    for value, clause in ((session, "t.session_id = ?"), (since, "t.started_at >= ?"), (until, "t.started_at < ?")):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    rows = conn.execute(_SELECT_TURNS + where + " ORDER BY t.session_id, t.turn", params).fetchall()
+    return [TurnRow(*row) for row in rows]
+
+
+def _index_tool_calls(conn: sqlite3.Connection, records: Sequence[EventRecord]) -> None:
+    for record in records:
+        for change in audit.changes(record):
+            if change.tool_call_id is None:
+                row = conn.execute(_ASKED_OPEN, (change.session_id, change.request_id)).fetchone()
+                if row is not None:
+                    conn.execute(
+                        "UPDATE tool_calls SET reply = ?, decided_by = ? WHERE rowid = ?",
+                        (change.reply, change.decided_by, row[0]),
+                    )
+                continue
+            ended = change.at if change.status in audit.FINISHED else None
+            conn.execute(
+                _UPSERT_TOOL_CALL,
+                (
+                    change.session_id,
+                    change.tool_call_id,
+                    change.session_id,
+                    change.turn,
+                    change.at,
+                    change.kind,
+                    change.title,
+                    change.locations,
+                    change.status,
+                    int(change.asked),
+                    change.request_id,
+                    change.options,
+                    ended,
+                ),
+            )
+
+
+def _index_stored_logs(conn: sqlite3.Connection) -> None:
+    """Build the index from every stored log (a migration: inside its transaction)."""
+    after = 0
+    while True:
+        rows = conn.execute(
+            "SELECT rowid, session_id, seq, at, sender, turn, payload FROM events"
+            " WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (after, INDEX_PAGE),
+        ).fetchall()
+        if not rows:
+            return
+        after = rows[-1][0]
+        _index_records(conn, [EventRecord(*row[1:]) for row in rows])
+
+
+def _audit_where(wanted: AuditFilter, after: int) -> tuple[str, list[object]]:
+    clauses: list[str] = ["t.rowid > ?"]
+    params: list[object] = [after]
+    for name, clause in _AUDIT_FILTERS:
+        value = getattr(wanted, name)
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    return " WHERE " + " AND ".join(clauses), params
+
+
+def _tool_calls_sync(
+    conn: sqlite3.Connection, wanted: AuditFilter, after: int, limit: int
+) -> list[tuple[int, AuditRow]]:
+    where, params = _audit_where(wanted, after)
+    rows = conn.execute(_SELECT_TOOL_CALLS + where + " ORDER BY t.rowid LIMIT ?", [*params, limit]).fetchall()
+    return [(row[0], AuditRow(*row[1:])) for row in rows]
