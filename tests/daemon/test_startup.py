@@ -78,9 +78,10 @@ print(json.dumps({"modules": sorted(sys.modules), "certificates": len(loaded)}))
 """
 HEAVY = ("anthropic", "acp", "httpx", "acpd.adapters.claude_native.backend", "acpd.testing")
 """The model SDK, the ACP schema package, the CLI's HTTP client, and the test kit."""
-CONFIGURATION = ("pydantic", "acpd.config", "acpd.presets", "click")
-"""What an idle daemon does without: the agents' configuration models (with the first session)
-and uvicorn's command line (never)."""
+CONFIGURATION = ("pydantic", "acpd.config", "acpd.presets", "click", "acpd.api", "acpd.daemon.openapi")
+"""What an idle daemon does without: the agents' configuration models (with the first session),
+the API models and the spec built from them (with the first body or spec asked for), and uvicorn's
+command line (never)."""
 SPAWNING = ("acpd.transports.process", "acpd.transports.contained", "acpd.transports.stdio", "acpd.adapters.terminals")
 """What a daemon that has started no agent and no terminal does without: the spawn server's client."""
 ENGINE = ("uvicorn", "starlette", "acpd.daemon.manager", "acpd.daemon.session", "acpd.adapters.registry")

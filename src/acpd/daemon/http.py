@@ -17,6 +17,7 @@ from acpd.protocol import jsonio
 from acpd.protocol.jsonio import JsonObject
 
 from . import sse
+from .bodies import checked
 from .log import SessionLog
 from .manager import SessionManager
 from .problems import problem
@@ -120,7 +121,7 @@ async def agents(request: Request) -> Response:
 
 
 async def create_session(request: Request) -> Response:
-    runtime = await manager_of(request).create(await read_json(request))
+    runtime = await manager_of(request).create(checked(await read_json(request), "SessionCreate"))
     location = f"/v1/sessions/{runtime.session_id}"
     return json_response(runtime.wire(), status=201, headers={"Location": location})
 
@@ -156,7 +157,8 @@ async def get_session(request: Request) -> Response:
 
 
 async def patch_session(request: Request) -> Response:
-    runtime = await manager_of(request).update(request.path_params["id"], await read_json(request))
+    body = checked(await read_json(request), "SessionPatch")
+    runtime = await manager_of(request).update(request.path_params["id"], body)
     return json_response(runtime.wire())
 
 
@@ -168,17 +170,14 @@ async def delete_session(request: Request) -> Response:
 async def prompt(request: Request) -> Response:
     manager = manager_of(request)
     session_id = request.path_params["id"]
-    body = await read_json(request)
+    body = checked(await read_json(request), "PromptRequest")
     key = request.headers.get("idempotency-key") or None
     if key is not None:
         await manager.runtime(session_id)
         stored = await manager.stored_answer(session_id, key)
         if stored is not None:
             return json_response(stored, headers={"Idempotent-Replayed": "true"})
-    queue = body.get("queue", True)
-    if not isinstance(queue, bool):
-        raise InvalidInput('"queue" must be true or false')
-    turn = await manager.prompt(session_id, body.get("prompt"), key=key, queue=queue)
+    turn = await manager.prompt(session_id, body["prompt"], key=key, queue=body.get("queue", True))
     if "text/event-stream" in request.headers.get("accept", ""):
         runtime = await manager.runtime(session_id)
         return StreamingResponse(_turn_stream(runtime.log, turn), media_type="text/event-stream", headers=sse.HEADERS)
@@ -233,7 +232,7 @@ async def permissions(request: Request) -> Response:
 
 async def reply_permission(request: Request) -> Response:
     runtime = await manager_of(request).runtime(request.path_params["id"])
-    result = runtime.reply_permission(request.path_params["pid"], await read_json(request))
+    result = runtime.reply_permission(request.path_params["pid"], checked(await read_json(request), "PermissionReply"))
     return json_response(result)
 
 

@@ -20,6 +20,7 @@ from acpd.protocol.events import EventRecord
 from acpd.protocol.jsonio import JsonObject
 
 from . import session_files
+from .bodies import checked
 from .http import json_response, manager_of, read_json
 from .manager import SessionManager
 from .markdown import MarkdownTranscript, header
@@ -96,7 +97,8 @@ async def _markdown(manager: SessionManager, doc: JsonObject, upto: int) -> Asyn
 
 
 async def fork(request: Request) -> Response:
-    runtime = await manager_of(request).fork(request.path_params["id"], await read_json(request))
+    body = checked(await read_json(request), "SessionFork")
+    runtime = await manager_of(request).fork(request.path_params["id"], body)
     return json_response(runtime.wire(), status=201)
 
 

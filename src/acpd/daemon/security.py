@@ -1,7 +1,9 @@
 """Daemon layer: the security edge (DESIGN §7): the start-up rules (a token on every bind by
 default, a private data directory) and pure ASGI middleware: Host and Origin allow-lists against
 DNS rebinding, the bearer token, and the request-size cap. The middleware must not know any route
-except the health check, which stays open for liveness probes.
+except the open ones: the health check (for liveness probes), the OpenAPI spec and the /docs page
+with its assets (they hold no data, and a browser opening the page sends no token). Host and Origin
+are checked on those too.
 
 """
 
@@ -23,7 +25,7 @@ from acpd.settings import DaemonConfig
 
 from .problems import MEDIA_TYPE, problem_body
 
-OPEN_PATHS: Final = frozenset({"/v1/health"})
+OPEN_PATHS: Final = frozenset({"/v1/health", "/v1/openapi.json", "/docs", "/docs/docs.js", "/docs/docs.css"})
 LOOPBACK_NAMES: Final = ("127.0.0.1", "localhost", "[::1]")
 
 
