@@ -81,10 +81,23 @@ class Session(_Answer):
     queued_prompts: int | None = Field(None, alias="queuedPrompts", ge=0)
 
 
+class SearchMatch(_Answer):
+    """Why a session matched a search: the text that matched best, and a snippet of it."""
+
+    kind: Literal["title", "turn"]
+    snippet: str = Field(description="the matching words in [brackets], with some text around them")
+
+
+class ListedSession(Session):
+    """A session in a listing; with ``match`` when the listing is a search (``?q=``)."""
+
+    match: SearchMatch | None = None
+
+
 class SessionPage(_Answer):
     """One page of sessions, newest first: read on with ``?cursor=nextCursor`` until it is null."""
 
-    items: list[Session]
+    items: list[ListedSession]
     next_cursor: str | None = Field(alias="nextCursor")
 
 

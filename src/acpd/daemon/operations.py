@@ -152,7 +152,7 @@ OPERATIONS: Final[tuple[Op, ...]] = (
         "get",
         "/v1/sessions",
         "listSessions",
-        "Sessions, newest first, a page at a time",
+        "Sessions, newest first (with q: best match first), a page at a time",
         "sessions",
         answer="SessionPage",
         params=(
@@ -160,7 +160,19 @@ OPERATIONS: Final[tuple[Op, ...]] = (
             Param("cursor", "query", {"type": "string"}, "the previous page's nextCursor"),
             Param("project", "query", {"type": "string"}),
             Param("agent", "query", {"type": "string"}),
-            Param("archived", "query", {"type": "string", "enum": ["true", "false"]}, "default: not archived"),
+            Param(
+                "archived",
+                "query",
+                {"type": "string", "enum": ["true", "false", "any"]},
+                "false (the default): archived sessions are hidden; true: only them; any: both",
+            ),
+            Param(
+                "q",
+                "query",
+                {"type": "string"},
+                "full-text search over titles, prompts and replies; every word must appear; best match first,"
+                " each item with match: {kind, snippet}",
+            ),
         ),
         problems=("invalid-input", *STORE),
     ),
