@@ -112,7 +112,7 @@ def daemon_values(section: Mapping[str, Any]) -> dict[str, Any]:
     values = {}
     for key, value in section.items():
         if key not in kinds:
-            raise Refused(key, "not a setting of [daemon]", value)
+            raise Refused(key, "unknown key", value)
         values[key] = converted(key, value, kinds[key])
     return values
 

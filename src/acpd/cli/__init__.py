@@ -45,30 +45,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         args = build_parser(words[0] if words else None).parse_args(words)
     try:
         code = args.run(args)
-    except KeyboardInterrupt:
-        code = 130
+        sys.stdout.flush()  # here, not at exit: a reader gone is then a BrokenPipeError to report
     except BaseException as exc:
-        refusals = _refusals(exc)
-        if refusals is None:
-            raise
-        for message in refusals:
-            print(f"acpd: {message}", file=sys.stderr)
-        code = 1
+        from acpd.cli.errors import report
+
+        code = report(exc, refused=(DaemonError,))
     raise SystemExit(code)
-
-
-def _refusals(exc: BaseException) -> list[str] | None:
-    """The messages of a refusal meant for the user (a setting refused, the store owned by another
-    daemon, a port in use), also when it comes wrapped in a task group's exception group; None for
-    anything else, which keeps its traceback."""
-    if isinstance(exc, BaseExceptionGroup):
-        messages = [_refusals(inner) for inner in exc.exceptions]
-        if any(m is None for m in messages):
-            return None
-        return [line for m in messages if m for line in m]
-    if isinstance(exc, AcpdError | DaemonError | OSError):
-        return [str(exc)]
-    return None
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -209,6 +191,8 @@ def _add_agents(agents: argparse.ArgumentParser) -> None:
 # -- serve ---------------------------------------------------------------------------------------
 
 
+CONFIG_SECTIONS = frozenset({"daemon", "agents", "policy"})
+"""A config file's tables: a misspelt one is refused, not ignored."""
 INTERNAL_AGENT_FIELDS = frozenset({"installed", "files", "home"})
 """AgentConfig fields acpd fills in itself (``files`` would let a config write anywhere)."""
 ENV_SETTINGS = (
@@ -229,18 +213,25 @@ def load_config(args: argparse.Namespace, env: dict[str, str]) -> DaemonConfig:
     values: dict[str, Any] = {}
     path = getattr(args, "config", None) or env.get("ACPD_CONFIG")
     default_path = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "acpd" / "config.toml"
-    if path or default_path.is_file():
-        values = _read_toml(Path(path) if path else default_path)
+    file = Path(path) if path else default_path if default_path.is_file() else None
+    if file is not None:
+        values = _read_toml(file)
+    from_file = set(values)
     for key, env_name in ENV_SETTINGS:
         if env.get(env_name):
             values[key] = env[env_name]
+            from_file.discard(key)
     flags = ("host", "port", "db", "data_dir", "agents_dir", "model_url", "record_agents", "token_file", "auth")
     for key in (*flags, "idle_seconds", "max_live_sessions"):
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)
+            from_file.discard(key)
     try:
         return DaemonConfig(**values).validated()
     except ValueError as exc:
+        # a value the file gave is named with the file: the file is what to edit
+        if str(exc).partition(":")[0] in from_file:
+            raise ConfigError(f"invalid config file {file}: [daemon] {exc}") from exc
         raise ConfigError(f"invalid configuration: {exc}") from exc
 
 
@@ -255,13 +246,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise AcpdError(f"cannot read config file {path}: {exc}") from exc
+    if unknown := sorted(set(data) - CONFIG_SECTIONS):
+        raise ConfigError(
+            f"invalid config file {path}: unknown section [{unknown[0]}]; sections: daemon, agents, policy"
+        )
     daemon = dict(_table(path, "daemon", data.get("daemon", {})))
     policy = data.get("policy", daemon.pop("policy", None))  # [policy], else [daemon]'s policy
     agents = _table(path, "agents", data.get("agents", {}))  # [daemon]'s own "agents" is refused
     try:
         values: dict[str, Any] = config_check.daemon_values(daemon)
     except ValueError as exc:
-        raise ConfigError(f"invalid configuration: {exc}") from exc
+        raise ConfigError(f"invalid config file {path}: [daemon] {exc}") from exc
     for name, spec in agents.items():
         if internal := sorted(INTERNAL_AGENT_FIELDS & set(_table(path, f"agents.{name}", spec))):
             raise AcpdError(f"cannot read config file {path}: agent {name!r}: {', '.join(internal)} cannot be set")
