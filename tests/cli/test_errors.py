@@ -107,7 +107,9 @@ async def test_events_piped_into_head_end_without_a_traceback(tmp_path: Path, wo
         session = await new_session(http, workdir)
         for _ in range(10):  # more than a pipe holds: acpd is still writing when head leaves
             await http.post(f"/v1/sessions/{session['id']}/prompt", json={"prompt": "text " + "word " * 4000})
-        acpd = shlex.join([sys.executable, "-m", "acpd", "sessions", "events", session["id"], *against(daemon)])
+        acpd = shlex.join(
+            [sys.executable, "-m", "acpd", "sessions", "events", session["id"], "--json", *against(daemon)]
+        )
         with anyio.fail_after(30):
             done = await anyio.run_process(
                 ["bash", "-c", f'{acpd} | head -n 1; exit "${{PIPESTATUS[0]}}"'], env=daemon_env(tmp_path), check=False

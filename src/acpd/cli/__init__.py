@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from acpd import __version__
+from acpd.cli import output
 from acpd.client import DEFAULT_URL, DaemonClient, DaemonError, TurnPrinter
 from acpd.errors import AcpdError, ConfigError
 from acpd.private import given_token
-from acpd.protocol import jsonio
 from acpd.settings import DaemonConfig
 
 if TYPE_CHECKING:
@@ -158,12 +158,11 @@ def _add_sessions(sessions: argparse.ArgumentParser) -> None:
     which = sessions.add_subparsers(required=True, metavar="ACTION")
     listing = which.add_parser("list", help="list sessions")
     listing.add_argument("--limit", type=int, default=50)
-    listing.add_argument("--json", action="store_true", help="print the raw JSON page")
     listing.set_defaults(run=run_sessions_list)
-    show = which.add_parser("show", help="show one session as JSON")
+    show = which.add_parser("show", help="show one session")
     show.add_argument("id")
     show.set_defaults(run=run_sessions_show)
-    events = which.add_parser("events", help="print a session's events as JSON lines")
+    events = which.add_parser("events", help="print a session's events, one a line")
     events.add_argument("id")
     events.add_argument("--after", type=int, default=0)
     events.add_argument("--limit", type=int, default=1000)
@@ -171,6 +170,7 @@ def _add_sessions(sessions: argparse.ArgumentParser) -> None:
     events.set_defaults(run=run_sessions_events)
     for parser in (listing, show, events):
         _client_options(parser)
+        output.add_json_option(parser, lines=parser is events)
 
 
 def _add_prompt(prompt: argparse.ArgumentParser) -> None:
@@ -451,32 +451,27 @@ def _client(args: argparse.Namespace) -> DaemonClient:
 
 
 def run_sessions_list(args: argparse.Namespace) -> int:
-    page = _client(args).call("GET", "/v1/sessions", params={"limit": args.limit})
-    if args.json:
-        print(jsonio.dumps_str(page))
-        return 0
-    for item in page["items"]:
-        title = item.get("title") or ""
-        print(f"{item['id']}  {item['agent']:<10} {item['status']:<20} {item['createdAt']}  {title}")
+    output.print_sessions(_client(args).call("GET", "/v1/sessions", params={"limit": args.limit}), as_json=args.json)
     return 0
 
 
 def run_sessions_show(args: argparse.Namespace) -> int:
-    print(jsonio.dumps_str(_client(args).call("GET", f"/v1/sessions/{args.id}")))
+    output.print_session(_client(args).call("GET", f"/v1/sessions/{args.id}"), as_json=args.json)
     return 0
 
 
 def run_sessions_events(args: argparse.Namespace) -> int:
     client = _client(args)
+    printer = output.EventPrinter(as_json=args.json)
     if args.follow:
         for event in client.stream("GET", f"/v1/sessions/{args.id}/events/stream", params={"after": args.after}):
-            print(jsonio.dumps_str(event), flush=True)
+            printer.show(event, flush=True)
         return 0
     after = args.after
     while True:
         page = client.call("GET", f"/v1/sessions/{args.id}/events", params={"after": after, "limit": args.limit})
         for item in page["items"]:
-            print(jsonio.dumps_str(item))
+            printer.show(item)
         if not page["hasMore"]:
             return 0
         after = page["nextAfter"]
@@ -502,7 +497,7 @@ def run_prompt(args: argparse.Namespace) -> int:
 
 
 def run_agents_list(args: argparse.Namespace) -> int:
-    from acpd.cli.agents import print_agents
+    from acpd.cli.output import print_agents
 
     if args.url:
         return print_agents(_client(args).call("GET", "/v1/agents")["items"], as_json=args.json)
