@@ -86,6 +86,7 @@ def _command_adders() -> dict[str, tuple[str, Adder]]:
         "sessions": ("list and inspect sessions of a running daemon", _add_sessions),
         "prompt": ("send one prompt and stream the answer", _add_prompt),
         "agents": ("list the agents acpd can start, and install the presets", _add_agents),
+        "doctor": ("check this machine for what acpd needs, each finding with its fix", _add_doctor),
         "completion": ("print a shell completion script (bash, zsh, fish)", _add_completion),
     }
 
@@ -187,6 +188,12 @@ def _add_agents(agents: argparse.ArgumentParser) -> None:
     from acpd.cli.agents import add_agents_commands  # imports the presets: only for `acpd agents`
 
     add_agents_commands(agents, run_list=run_agents_list, run_install=run_agents_install)
+
+
+def _add_doctor(doctor: argparse.ArgumentParser) -> None:
+    from acpd.cli.doctor import add_doctor_command
+
+    add_doctor_command(doctor)
 
 
 def _add_completion(completion: argparse.ArgumentParser) -> None:
