@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -73,7 +73,7 @@ class AsyncAcpd:
             raise DaemonUnreachable(c.unreachable_message(self.url)) from exc
         return c.answer_json(response)
 
-    async def _records(self, method: str, path: str, **kwargs: Any) -> AsyncIterator[EventRecord]:
+    async def _records(self, method: str, path: str, **kwargs: Any) -> AsyncGenerator[EventRecord, None]:
         async with self._http.stream(method, path, **kwargs) as response:
             if response.status_code >= 400:
                 await response.aread()
@@ -115,7 +115,7 @@ class AsyncAcpd:
         agent: str | None = None,
         archived: bool | None = None,
         page_size: int = 100,
-    ) -> AsyncIterator[Session]:
+    ) -> AsyncGenerator[Session, None]:
         """Every session, newest first, fetched a page at a time as the iteration goes."""
         params: dict[str, Any] = {"limit": page_size, "project": project, "agent": agent}
         if archived is not None:
@@ -203,7 +203,7 @@ class AsyncAcpd:
 
     async def events(
         self, session_id: str, *, after: int = 0, until: int | None = None, page_size: int = 1000
-    ) -> AsyncIterator[EventRecord]:
+    ) -> AsyncGenerator[EventRecord, None]:
         """The session's committed records after ``after`` (up to ``until``), a page at a time."""
         while until is None or after < until:
             params = {"after": after, "limit": page_size}
@@ -219,7 +219,7 @@ class AsyncAcpd:
 
     async def follow(
         self, session_id: str, *, after: int = 0, give_up_after: float | None = None
-    ) -> AsyncIterator[EventRecord]:
+    ) -> AsyncGenerator[EventRecord, None]:
         """Every record after ``after``, then each new one, without end, across dropped
         connections and daemon restarts, none lost or repeated; see ``Acpd.follow``."""
         cursor, backoff = c.Cursor(after), c.Backoff()
@@ -296,7 +296,7 @@ class AsyncTurnStream:
             raise StreamEnded("the turn's stream was not read to its end")
         return self.tracker.result()
 
-    async def __aiter__(self) -> AsyncIterator[EventRecord]:
+    async def __aiter__(self) -> AsyncGenerator[EventRecord, None]:
         backoff = c.Backoff()
         for attempt in range(1, c.PROMPT_ATTEMPTS + 1):
             try:
@@ -315,7 +315,7 @@ class AsyncTurnStream:
             await anyio.sleep(backoff.delay())
         raise StreamEnded(f"the turn's stream ended before its answer, {c.PROMPT_ATTEMPTS} times")
 
-    async def _attempt(self) -> AsyncIterator[EventRecord]:
+    async def _attempt(self) -> AsyncGenerator[EventRecord, None]:
         import httpx
 
         headers = {"Accept": "text/event-stream", "Idempotency-Key": self._key}

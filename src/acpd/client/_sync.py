@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -73,7 +73,7 @@ class Acpd:
             raise DaemonUnreachable(c.unreachable_message(self.url)) from exc
         return c.answer_json(response)
 
-    def _records(self, method: str, path: str, **kwargs: Any) -> Iterator[EventRecord]:
+    def _records(self, method: str, path: str, **kwargs: Any) -> Generator[EventRecord, None, None]:
         """The records of one SSE response, as they come."""
         with self._http.stream(method, path, **kwargs) as response:
             if response.status_code >= 400:
@@ -87,7 +87,7 @@ class Acpd:
             events = (e for line in response.iter_lines() if (e := parser.feed(line)) is not None)
             yield from c.records_of(events)
 
-    def _replayed(self, answer: dict[str, Any]) -> Iterator[EventRecord]:
+    def _replayed(self, answer: dict[str, Any]) -> Generator[EventRecord, None, None]:
         result = PromptResult.model_validate(answer)
         yield from self.events(result.session_id, after=result.first_seq - 1, until=result.last_seq)
 
@@ -116,7 +116,7 @@ class Acpd:
         agent: str | None = None,
         archived: bool | None = None,
         page_size: int = 100,
-    ) -> Iterator[Session]:
+    ) -> Generator[Session, None, None]:
         """Every session, newest first, fetched a page at a time as the iteration goes."""
         params: dict[str, Any] = {"limit": page_size, "project": project, "agent": agent}
         if archived is not None:
@@ -214,7 +214,7 @@ class Acpd:
 
     def events(
         self, session_id: str, *, after: int = 0, until: int | None = None, page_size: int = 1000
-    ) -> Iterator[EventRecord]:
+    ) -> Generator[EventRecord, None, None]:
         """The session's committed records after ``after`` (up to ``until``), a page at a time; ends
         at the last one committed."""
         while until is None or after < until:
@@ -230,7 +230,9 @@ class Acpd:
                 return
             after = page["nextAfter"]
 
-    def follow(self, session_id: str, *, after: int = 0, give_up_after: float | None = None) -> Iterator[EventRecord]:
+    def follow(
+        self, session_id: str, *, after: int = 0, give_up_after: float | None = None
+    ) -> Generator[EventRecord, None, None]:
         """Every record of the session after ``after``, then each new one as it is committed,
         without end. A dropped connection or a daemon restart is resumed with ``Last-Event-ID``
         (retrying with backoff while the daemon is down): no record is lost or repeated. Ends
@@ -307,7 +309,7 @@ class TurnStream:
             raise StreamEnded("the turn's stream was not read to its end")
         return self.tracker.result()
 
-    def __iter__(self) -> Iterator[EventRecord]:
+    def __iter__(self) -> Generator[EventRecord, None, None]:
         backoff = c.Backoff()
         for attempt in range(1, c.PROMPT_ATTEMPTS + 1):
             try:
@@ -325,7 +327,7 @@ class TurnStream:
             time.sleep(backoff.delay())
         raise StreamEnded(f"the turn's stream ended before its answer, {c.PROMPT_ATTEMPTS} times")
 
-    def _attempt(self) -> Iterator[EventRecord]:
+    def _attempt(self) -> Generator[EventRecord, None, None]:
         import httpx
 
         headers = {"Accept": "text/event-stream", "Idempotency-Key": self._key}
