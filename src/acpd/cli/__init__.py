@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from acpd import __version__
 from acpd.cli import output
-from acpd.client import DEFAULT_URL, DaemonClient, DaemonError, TurnPrinter
+from acpd.client import DEFAULT_URL
 from acpd.errors import AcpdError, ConfigError
 from acpd.private import given_token
 from acpd.settings import DaemonConfig
 
 if TYPE_CHECKING:
+    from acpd.client import Acpd
     from acpd.store.sqlite import StoreOpening
 
 PR_SET_DUMPABLE: Final = 4
@@ -48,8 +49,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.stdout.flush()  # here, not at exit: a reader gone is then a BrokenPipeError to report
     except BaseException as exc:
         from acpd.cli.errors import report
+        from acpd.client.errors import AcpdClientError  # light: no client is made
 
-        code = report(exc, refused=(DaemonError,))
+        code = report(exc, refused=(AcpdClientError,))
     raise SystemExit(code)
 
 
@@ -176,10 +178,9 @@ def _add_sessions(sessions: argparse.ArgumentParser) -> None:
 
 
 def _add_prompt(prompt: argparse.ArgumentParser) -> None:
-    prompt.add_argument("text", nargs="+", help="the prompt; '-' reads it from stdin")
-    prompt.add_argument("--session", "-s", help="an existing session id (default: create one)")
-    prompt.add_argument("--agent", "-a", help="agent for a new session (default: the daemon's default)")
-    prompt.add_argument("--cwd", default=os.getcwd(), help="working directory for a new session")
+    from acpd.cli.prompt import add_arguments
+
+    add_arguments(prompt)
     _client_options(prompt)
     prompt.set_defaults(run=run_prompt)
 
@@ -456,65 +457,49 @@ def run_mock_model(args: argparse.Namespace) -> int:
 # -- client commands -----------------------------------------------------------------------------
 
 
-def _client(args: argparse.Namespace) -> DaemonClient:
+def _client(args: argparse.Namespace) -> Acpd:
     """A client of ``args.url`` with the token from ``--token-file``, ``ACPD_TOKEN``, or (for a
     daemon on this machine) the configured data directory's token file."""
+    from acpd.client import Acpd
+
     if args.token_file:
-        return DaemonClient(args.url, given_token(Path(args.token_file)))
-    return DaemonClient(args.url, data_dir=load_config(args, dict(os.environ)).resolved_data_dir())
+        return Acpd(args.url, given_token(Path(args.token_file)))
+    return Acpd(args.url, data_dir=load_config(args, dict(os.environ)).resolved_data_dir())
 
 
 def run_sessions_list(args: argparse.Namespace) -> int:
-    output.print_sessions(_client(args).call("GET", "/v1/sessions", params={"limit": args.limit}), as_json=args.json)
+    output.print_sessions(_client(args).request("GET", "/v1/sessions", params={"limit": args.limit}), as_json=args.json)
     return 0
 
 
 def run_sessions_show(args: argparse.Namespace) -> int:
-    output.print_session(_client(args).call("GET", f"/v1/sessions/{args.id}"), as_json=args.json)
+    doc = _client(args).session(args.id).model_dump(mode="json", by_alias=True, exclude_unset=True)
+    output.print_session(doc, as_json=args.json)
     return 0
 
 
 def run_sessions_events(args: argparse.Namespace) -> int:
     client = _client(args)
     printer = output.EventPrinter(as_json=args.json)
-    if args.follow:
-        for event in client.stream("GET", f"/v1/sessions/{args.id}/events/stream", params={"after": args.after}):
-            printer.show(event, flush=True)
-        return 0
-    after = args.after
-    while True:
-        page = client.call("GET", f"/v1/sessions/{args.id}/events", params={"after": after, "limit": args.limit})
-        for item in page["items"]:
-            printer.show(item)
-        if not page["hasMore"]:
-            return 0
-        after = page["nextAfter"]
+    records = (client.follow if args.follow else partial(client.events, page_size=args.limit))(
+        args.id, after=args.after
+    )
+    for record in records:
+        printer.show(record.model_dump(mode="json", by_alias=True, exclude_unset=True), flush=args.follow)
+    return 0
 
 
 def run_prompt(args: argparse.Namespace) -> int:
-    client = _client(args)
-    text = sys.stdin.read() if args.text == ["-"] else " ".join(args.text)
-    session_id = args.session
-    if session_id is None:
-        body = {"cwd": str(Path(args.cwd).resolve())} | ({"agent": args.agent} if args.agent else {})
-        session_id = client.call("POST", "/v1/sessions", json=body)["id"]
-        print(f"[session {session_id}]", file=sys.stderr)
-    printer = TurnPrinter()
-    for event in client.stream("POST", f"/v1/sessions/{session_id}/prompt", json={"prompt": text}):
-        printer.show(event)
-    print()
-    if printer.error is not None:
-        print(f"acpd: the turn failed: {printer.error.get('message')}", file=sys.stderr)
-        return 1
-    print(f"[{printer.stop_reason}]", file=sys.stderr)
-    return 0
+    from acpd.cli.prompt import run
+
+    return run(args, _client(args))
 
 
 def run_agents_list(args: argparse.Namespace) -> int:
     from acpd.cli.output import print_agents
 
     if args.url:
-        return print_agents(_client(args).call("GET", "/v1/agents")["items"], as_json=args.json)
+        return print_agents(_client(args).request("GET", "/v1/agents")["items"], as_json=args.json)
     from acpd.daemon.agents import all_agent_facts
 
     return print_agents(all_agent_facts(load_config(args, dict(os.environ))), as_json=args.json)

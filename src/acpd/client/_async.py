@@ -1,0 +1,332 @@
+"""Client layer: ``AsyncAcpd``, the anyio client of a running daemon, on httpx.
+
+The same surface as ``Acpd`` with ``await`` and ``async for``; runs on asyncio or trio. HTTP
+only: it renders nothing and holds no daemon logic. httpx is imported when a client is made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from acpd.api.events import EventRecord
+
+from . import DEFAULT_URL
+from . import _common as c
+from .errors import Conflict, DaemonUnreachable, PermissionNotFound, ProblemError, StreamEnded
+from .models import Agent, PermissionAnswer, PermissionRequest, PromptResult, Session
+
+if TYPE_CHECKING:
+    import httpx
+
+Prompt = str | list[dict[str, Any]]
+AsyncOnPermission = Callable[[PermissionRequest], "str | Awaitable[str | None] | None"]
+"""Given a pending request, ``once``, ``always``, ``reject`` or an option id (or a coroutine
+giving one); None leaves it be."""
+
+
+class AsyncAcpd:
+    """An anyio client of the acpd daemon at ``url``; see ``Acpd`` for the token and ``timeout``.
+    Use it as an async context manager, or call ``aclose()``."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        token: str | None = None,
+        *,
+        data_dir: Path | None = None,
+        timeout: float | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        import httpx
+
+        self.url = url.rstrip("/")
+        self.token = c.resolve_token(self.url, token, data_dir)
+        self._http = httpx.AsyncClient(transport=transport, **c.http_options(self.url, self.token, timeout))
+
+    async def __aenter__(self) -> AsyncAcpd:
+        return self
+
+    async def __aexit__(
+        self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- plumbing ------------------------------------------------------------------------------------
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One request; its JSON answer (None when empty), or its problem raised as a typed error."""
+        import httpx
+
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            raise DaemonUnreachable(c.unreachable_message(self.url)) from exc
+        return c.answer_json(response)
+
+    async def _records(self, method: str, path: str, **kwargs: Any) -> AsyncGenerator[EventRecord, None]:
+        async with self._http.stream(method, path, **kwargs) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                raise c.error_of(response)
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                await response.aread()  # an idempotent replay answers the stored JSON, not a stream
+                result = PromptResult.model_validate(c.answer_json(response))
+                async for record in self.events(result.session_id, after=result.first_seq - 1, until=result.last_seq):
+                    yield record
+                return
+            parser = c.SseParser()
+            async for line in response.aiter_lines():
+                sse = parser.feed(line)
+                if sse is not None:
+                    for record in c.records_of(iter((sse,))):
+                        yield record
+
+    # -- agents and sessions ---------------------------------------------------------------------------
+
+    async def health(self) -> dict[str, Any]:
+        answer: dict[str, Any] = await self.request("GET", "/v1/health")
+        return answer
+
+    async def agents(self) -> list[Agent]:
+        return [Agent.model_validate(item) for item in (await self.request("GET", "/v1/agents"))["items"]]
+
+    async def create_session(self, agent: str | None = None, cwd: str | Path | None = None, **fields: Any) -> Session:
+        """A new session (its agent started); see ``Acpd.create_session``."""
+        body = {**fields, **({"agent": agent} if agent else {}), **({"cwd": str(cwd)} if cwd is not None else {})}
+        return Session.model_validate(await self.request("POST", "/v1/sessions", json=body))
+
+    async def session(self, session_id: str) -> Session:
+        return Session.model_validate(await self.request("GET", c.session_path(session_id)))
+
+    async def sessions(
+        self,
+        *,
+        project: str | None = None,
+        agent: str | None = None,
+        archived: bool | None = None,
+        page_size: int = 100,
+    ) -> AsyncGenerator[Session, None]:
+        """Every session, newest first, fetched a page at a time as the iteration goes."""
+        params: dict[str, Any] = {"limit": page_size, "project": project, "agent": agent}
+        if archived is not None:
+            params["archived"] = "true" if archived else "false"
+        cursor: str | None = None
+        while True:
+            query = {k: v for k, v in {**params, "cursor": cursor}.items() if v is not None}
+            page = await self.request("GET", "/v1/sessions", params=query)
+            for item in page["items"]:
+                yield Session.model_validate(item)
+            cursor = page.get("nextCursor")
+            if not cursor:
+                return
+
+    async def update_session(
+        self,
+        session_id: str,
+        *,
+        model: str | None = None,
+        mode: str | None = None,
+        thought_level: str | None = None,
+        agent: str | None = None,
+        **fields: Any,
+    ) -> Session:
+        """Change settings (all or nothing); see ``Acpd.update_session``."""
+        body = c.settings_body(model=model, mode=mode, thought_level=thought_level, agent=agent) | fields
+        return Session.model_validate(await self.request("PATCH", c.session_path(session_id), json=body))
+
+    async def delete_session(self, session_id: str) -> None:
+        await self.request("DELETE", c.session_path(session_id))
+
+    # -- turns -----------------------------------------------------------------------------------------
+
+    async def prompt(
+        self,
+        session_id: str,
+        prompt: Prompt,
+        *,
+        queue: bool = True,
+        on_permission: AsyncOnPermission | None = None,
+        idempotency_key: str | None = None,
+    ) -> PromptResult:
+        """Run a turn and return its answer, retried safely with one ``Idempotency-Key``; see
+        ``Acpd.prompt``."""
+        if on_permission is not None:
+            stream = self.stream(session_id, prompt, queue=queue, on_permission=on_permission)
+            async for _ in stream:
+                pass
+            return stream.result
+        key = idempotency_key or c.new_idempotency_key()
+        body = c.prompt_body(prompt, queue)
+        path = c.session_path(session_id, "prompt")
+        backoff = c.Backoff()
+        for attempt in range(1, c.PROMPT_ATTEMPTS + 1):
+            try:
+                answer = await self.request("POST", path, json=body, headers={"Idempotency-Key": key})
+                return PromptResult.model_validate(answer)
+            except DaemonUnreachable:
+                if attempt == c.PROMPT_ATTEMPTS:
+                    raise
+            except Exception as exc:
+                if attempt == c.PROMPT_ATTEMPTS or not c.retryable_transport_error(exc):
+                    raise
+            await anyio.sleep(backoff.delay())
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def stream(
+        self,
+        session_id: str,
+        prompt: Prompt,
+        *,
+        queue: bool = True,
+        on_permission: AsyncOnPermission | None = None,
+        idempotency_key: str | None = None,
+    ) -> AsyncTurnStream:
+        """Run a turn and iterate over its records; see ``Acpd.stream``."""
+        key = idempotency_key or c.new_idempotency_key()
+        return AsyncTurnStream(self, session_id, prompt, queue, on_permission, key)
+
+    async def cancel(self, session_id: str) -> bool:
+        """Cancel the running turn; whether there was one."""
+        return bool((await self.request("POST", c.session_path(session_id, "cancel")))["cancelled"])
+
+    # -- events ----------------------------------------------------------------------------------------
+
+    async def events(
+        self, session_id: str, *, after: int = 0, until: int | None = None, page_size: int = 1000
+    ) -> AsyncGenerator[EventRecord, None]:
+        """The session's committed records after ``after`` (up to ``until``), a page at a time."""
+        while until is None or after < until:
+            params = {"after": after, "limit": page_size}
+            page = await self.request("GET", c.session_path(session_id, "events"), params=params)
+            for item in page["items"]:
+                record = EventRecord.model_validate(item)
+                if until is not None and record.seq > until:
+                    return
+                yield record
+            if not page["hasMore"]:
+                return
+            after = page["nextAfter"]
+
+    async def follow(
+        self, session_id: str, *, after: int = 0, give_up_after: float | None = None
+    ) -> AsyncGenerator[EventRecord, None]:
+        """Every record after ``after``, then each new one, without end, across dropped
+        connections and daemon restarts, none lost or repeated; see ``Acpd.follow``."""
+        cursor, backoff = c.Cursor(after), c.Backoff()
+        down_since: float | None = None
+        path = c.session_path(session_id, "events/stream")
+        while True:
+            try:
+                async for record in self._records("GET", path, headers=cursor.headers(), timeout=_follow_timeout()):
+                    down_since = None
+                    backoff.reset()
+                    if cursor.take(record):
+                        yield record
+                await anyio.sleep(backoff.delay())  # the log closed (the daemon stopping): connect again
+                continue
+            except ProblemError as exc:
+                if exc.status not in c.RETRY_STATUSES:
+                    raise
+            except Exception as exc:
+                if not c.retryable_transport_error(exc):
+                    raise
+            down_since = down_since or anyio.current_time()
+            if give_up_after is not None and anyio.current_time() - down_since > give_up_after:
+                raise DaemonUnreachable(c.unreachable_message(self.url))
+            await anyio.sleep(backoff.delay())
+
+    # -- permissions -----------------------------------------------------------------------------------
+
+    async def permissions(self, session_id: str) -> list[PermissionRequest]:
+        """The session's pending permission requests."""
+        items = (await self.request("GET", c.session_path(session_id, "permissions")))["items"]
+        return [PermissionRequest.model_validate(item) for item in items]
+
+    async def answer_permission(self, session_id: str, permission_id: str, reply: str) -> PermissionAnswer:
+        """Answer a request: ``once``, ``always``, ``reject``, or one of its option ids."""
+        path = c.session_path(session_id, "permissions", permission_id)
+        return PermissionAnswer.model_validate(await self.request("POST", path, json=c.reply_body(reply)))
+
+    async def _decide(self, session_id: str, request: PermissionRequest, on_permission: AsyncOnPermission) -> None:
+        reply = on_permission(request)
+        if inspect.isawaitable(reply):
+            reply = await reply
+        if reply is None:
+            return
+        with contextlib.suppress(PermissionNotFound, Conflict):  # settled already (a policy, a client, a cancel)
+            await self.answer_permission(session_id, request.id, reply)
+
+
+def _follow_timeout() -> Any:
+    import httpx
+
+    return httpx.Timeout(c.CONNECT_TIMEOUT_SECONDS, read=c.FOLLOW_READ_TIMEOUT_SECONDS)
+
+
+class AsyncTurnStream:
+    """The records of one streamed turn (iterate once with ``async for``); ``result`` once the
+    turn is answered, ``tracker`` for what it has seen so far."""
+
+    def __init__(
+        self,
+        client: AsyncAcpd,
+        session_id: str,
+        prompt: Prompt,
+        queue: bool,
+        on_permission: AsyncOnPermission | None,
+        key: str,
+    ) -> None:
+        self._client, self._session_id, self._on_permission = client, session_id, on_permission
+        self._body, self._key = c.prompt_body(prompt, queue), key
+        self.tracker = c.TurnTracker(session_id)
+
+    @property
+    def result(self) -> PromptResult:
+        if not self.tracker.done:
+            raise StreamEnded("the turn's stream was not read to its end")
+        return self.tracker.result()
+
+    async def __aiter__(self) -> AsyncGenerator[EventRecord, None]:
+        backoff = c.Backoff()
+        for attempt in range(1, c.PROMPT_ATTEMPTS + 1):
+            try:
+                async for record in self._attempt():
+                    yield record
+                if self.tracker.done:
+                    return
+            except DaemonUnreachable:
+                if attempt == c.PROMPT_ATTEMPTS:
+                    raise
+            except ProblemError:
+                raise
+            except Exception as exc:
+                if attempt == c.PROMPT_ATTEMPTS or not c.retryable_transport_error(exc):
+                    raise
+            await anyio.sleep(backoff.delay())
+        raise StreamEnded(f"the turn's stream ended before its answer, {c.PROMPT_ATTEMPTS} times")
+
+    async def _attempt(self) -> AsyncGenerator[EventRecord, None]:
+        import httpx
+
+        headers = {"Accept": "text/event-stream", "Idempotency-Key": self._key}
+        path = c.session_path(self._session_id, "prompt")
+        try:
+            async for record in self._client._records("POST", path, json=self._body, headers=headers):
+                if not self.tracker.cursor.take(record):
+                    continue
+                request = self.tracker.see(record)
+                yield record
+                if request is not None and self._on_permission is not None:
+                    await self._client._decide(self._session_id, request, self._on_permission)
+        except httpx.ConnectError as exc:
+            raise DaemonUnreachable(c.unreachable_message(self._client.url)) from exc

@@ -1,0 +1,316 @@
+"""Client layer: what the sync and the async client share, without I/O: where the daemon is and
+which token it gets, how an answer becomes a model or an exception, Server-Sent Events parsing,
+the retry schedule, and the bookkeeping of a followed log and of a streamed turn.
+
+It imports httpx only inside the functions that need it (``acpd`` commands import this package
+and must start fast); it must not import the daemon or anything that runs.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote, urlsplit
+
+from acpd.api.events import EventRecord, SessionUpdateNotification
+from acpd.imports import without_httpx_cli
+from acpd.private import client_token
+from acpd.protocol import jsonio
+from acpd.settings import default_data_dir
+
+from .errors import ProblemError, problem_error
+from .models import PermissionRequest, PromptResult, Usage
+
+if TYPE_CHECKING:
+    import ssl
+
+    import httpx
+
+without_httpx_cli()  # before anything of the client imports httpx: its command line is never used
+
+CONNECT_TIMEOUT_SECONDS: Final = 30.0
+"""For connecting, writing and pool waits; a blocking prompt's read waits as long as the turn takes."""
+FOLLOW_READ_TIMEOUT_SECONDS: Final = 45.0
+"""The daemon sends a keep-alive every 15 s: a followed stream silent this long is dead; reconnect."""
+PROMPT_ATTEMPTS: Final = 5
+"""How many times a prompt is sent (the same Idempotency-Key each time) before its error is raised."""
+RETRY_STATUSES: Final = frozenset({502, 503, 504})
+"""Answers that mean "the daemon (or a proxy) cannot serve this right now", for follow()."""
+PROBLEM_MEDIA_TYPES: Final = ("application/problem+json", "application/json")
+
+
+def session_path(session_id: str, *rest: str) -> str:
+    return "/".join(("/v1/sessions", quote(session_id, safe=""), *rest))
+
+
+def new_idempotency_key() -> str:
+    return f"acpd-client-{uuid.uuid4().hex}"
+
+
+def resolve_token(url: str, token: str | None, data_dir: Path | None) -> str | None:
+    """The token to send: ``token`` if given (``""``: none), else ``ACPD_TOKEN``, else, for a
+    daemon on this machine, the one in its data directory (``data_dir``, else ``ACPD_DATA_DIR``,
+    else ``$XDG_DATA_HOME/acpd``). A remote daemon never gets this machine's token."""
+    if token is None:
+        if data_dir is None:
+            given = os.environ.get("ACPD_DATA_DIR")
+            data_dir = Path(given) if given else default_data_dir(os.environ)
+        token = client_token(url, data_dir, os.environ)
+    return token or None
+
+
+def http_options(url: str, token: str | None, timeout: float | None) -> dict[str, Any]:
+    """The keyword arguments of ``httpx.Client`` and ``httpx.AsyncClient`` for this daemon."""
+    import httpx
+
+    from acpd import __version__
+
+    headers = {"User-Agent": f"acpd-client/{__version__}"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return {
+        "base_url": url.rstrip("/"),
+        "headers": headers,
+        "timeout": httpx.Timeout(CONNECT_TIMEOUT_SECONDS, read=timeout),
+        "verify": tls_context(url),
+    }
+
+
+def tls_context(url: str) -> ssl.SSLContext | bool:
+    """For an ``https`` daemon, httpx's default: the system's trusted certificates (loading them
+    is ~40 ms of a command's start). For plain ``http`` no TLS is spoken with the daemon: a context
+    that verifies as strictly but trusts no certificate at all stands in, costing nothing."""
+    if urlsplit(url).scheme == "https":
+        return True
+    import ssl
+
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname and CERT_REQUIRED, as the default's
+
+
+def unreachable_message(url: str) -> str:
+    return f"no acpd daemon at {url}; start one with `acpd serve`"
+
+
+def answer_json(response: httpx.Response) -> Any:
+    """The answer's JSON (None for an empty one), or the problem it is, raised."""
+    if response.status_code >= 400:
+        raise error_of(response)
+    return response.json() if response.content else None
+
+
+def error_of(response: httpx.Response) -> ProblemError:
+    """The typed exception for an error answer whose body has been read."""
+    try:
+        body: object = response.json()
+    except ValueError:
+        body = response.text
+    return problem_error(response.status_code, body)
+
+
+def prompt_body(prompt: str | list[dict[str, Any]], queue: bool) -> dict[str, Any]:
+    return {"prompt": prompt} if queue else {"prompt": prompt, "queue": False}
+
+
+def settings_body(**fields: Any) -> dict[str, Any]:
+    """A PATCH body of the fields given (None: leave as is), camelCased as the daemon reads them."""
+    names = {"thought_level": "thoughtLevel"}
+    return {names.get(k, k): v for k, v in fields.items() if v is not None}
+
+
+def reply_body(reply: str) -> dict[str, str]:
+    """``once``, ``always`` and ``reject`` are replies; anything else is an option id."""
+    return {"reply": reply} if reply in ("once", "always", "reject") else {"optionId": reply}
+
+
+# -- Server-Sent Events ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ServerSentEvent:
+    event: str = "message"
+    data: str = ""
+    id: str | None = None
+
+
+@dataclass(slots=True)
+class SseParser:
+    """Turns the lines of a ``text/event-stream`` body into events (the WHATWG rules acpd uses:
+    ``event``, ``data``, ``id``; comments and ``retry`` skipped)."""
+
+    _event: str = "message"
+    _data: list[str] = field(default_factory=list)
+    _id: str | None = None
+
+    def feed(self, line: str) -> ServerSentEvent | None:
+        if not line:
+            if not self._data:
+                self._event = "message"
+                return None
+            done = ServerSentEvent(self._event, "\n".join(self._data), self._id)
+            self._event, self._data, self._id = "message", [], None
+            return done
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            self._id = value
+        return None
+
+
+def records_of(events: Iterator[ServerSentEvent]) -> Iterator[EventRecord]:
+    """Each ``message`` event's record; an ``error`` event (a full disk) is raised as its problem."""
+    for sse in events:
+        if sse.event == "error":
+            raise problem_error(0, jsonio.loads(sse.data))
+        if sse.event == "message":
+            yield EventRecord.model_validate_json(sse.data)
+
+
+# -- retries ---------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Exponential delays with jitter, from ``first`` up to ``cap`` seconds; ``reset`` on success."""
+
+    first: float = 0.1
+    cap: float = 5.0
+    _next: float = 0.0
+
+    def delay(self) -> float:
+        self._next = min(self.cap, self._next * 2) if self._next else self.first
+        return self._next * random.uniform(0.5, 1.0)  # jitter, not secrecy
+
+    def reset(self) -> None:
+        self._next = 0.0
+
+
+def retryable_transport_error(exc: BaseException) -> bool:
+    """A failure of the connection itself (refused, reset, cut mid-body, timed out)."""
+    import httpx
+
+    return isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.UnsupportedProtocol)
+
+
+# -- following a log ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Cursor:
+    """Where a followed log is: the last seq handed out. Each record is handed out once, in order."""
+
+    last: int
+
+    def headers(self) -> dict[str, str]:
+        return {"Accept": "text/event-stream", "Last-Event-ID": str(self.last)}
+
+    def take(self, record: EventRecord) -> bool:
+        """Whether ``record`` is new (and now the last); a replayed one is dropped."""
+        if record.seq <= self.last:
+            return False
+        self.last = record.seq
+        return True
+
+
+# -- a streamed turn -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class TurnTracker:
+    """What a turn's records add up to: its number, its text, how it ended, its permission
+    requests and which of them were rejected. ``done`` once the turn's answer was seen."""
+
+    session_id: str
+    cursor: Cursor = field(default_factory=lambda: Cursor(0))
+    turn: int = 0
+    first_seq: int = 0
+    done: bool = False
+    stop_reason: str | None = None
+    usage: dict[str, Any] | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    error: dict[str, Any] | None = None
+    text: list[str] = field(default_factory=list)
+    requests: dict[str, PermissionRequest] = field(default_factory=dict)
+    rejected: list[str] = field(default_factory=list)
+
+    def see(self, record: EventRecord) -> PermissionRequest | None:
+        """Take in one record; the permission request it asks, if it asks one."""
+        payload = record.payload
+        method = payload.method
+        if isinstance(payload, SessionUpdateNotification):
+            self._update(payload.params.update)
+        elif method == "session/prompt" and self.first_seq == 0:
+            self.first_seq, self.turn = record.seq, record.turn
+        elif method == "session/request_permission":
+            request = permission_request(record)
+            self.requests[request.id] = request
+            return request
+        elif method is None and payload.id is not None and payload.id == f"turn-{self.turn}":
+            self._answer(payload.result, payload.error)
+        elif method is None and isinstance(payload.result, dict):
+            self._reply(payload.result)
+        return None
+
+    def _update(self, update: object) -> None:
+        kind = getattr(update, "session_update", None)
+        content = getattr(update, "content", None)
+        if kind == "agent_message_chunk" and getattr(content, "type", None) == "text":
+            self.text.append(str(getattr(content, "text", "")))
+        elif kind == "usage_update":
+            self.context = {"contextUsed": getattr(update, "used", None), "contextSize": getattr(update, "size", None)}
+
+    def _answer(self, result: object, error: object) -> None:
+        self.done = True
+        if isinstance(result, dict):
+            self.stop_reason = result.get("stopReason")
+            usage = result.get("usage")
+            self.usage = usage if isinstance(usage, dict) else None
+        elif isinstance(error, dict):
+            self.error = error
+
+    def _reply(self, result: dict[str, Any]) -> None:
+        """A permission request's recorded answer (whoever gave it): note a rejection."""
+        meta = result.get("_meta")
+        acpd = meta.get("acpd") if isinstance(meta, dict) else None
+        pid = acpd.get("permissionId") if isinstance(acpd, dict) else None
+        request = self.requests.get(str(pid))
+        outcome = result.get("outcome")
+        if request is None or not isinstance(outcome, dict):
+            return
+        chosen = next((o for o in request.options if o.option_id == outcome.get("optionId")), None)
+        if outcome.get("outcome") == "cancelled" or (chosen is not None and chosen.kind.startswith("reject")):
+            self.rejected.append(request.id)
+
+    def result(self) -> PromptResult:
+        usage = {**(self.usage or {}), **{k: v for k, v in self.context.items() if v is not None}}
+        return PromptResult(
+            session_id=self.session_id,
+            turn=self.turn,
+            stop_reason=self.stop_reason,
+            usage=Usage.model_validate(usage) if usage else None,
+            text="".join(self.text),
+            first_seq=self.first_seq,
+            last_seq=self.cursor.last,
+            error=self.error,
+        )
+
+
+def permission_request(record: EventRecord) -> PermissionRequest:
+    """The pending request a ``session/request_permission`` record opens (its id is ``p<seq>``)."""
+    params = record.payload.params if isinstance(record.payload.params, dict) else {}  # a Message's: as sent
+    request = PermissionRequest.model_validate(
+        {"id": f"p{record.seq}", "seq": record.seq, "turn": record.turn, "createdAt": record.at}
+        | {"toolCall": params.get("toolCall"), "options": params.get("options") or []}
+    )
+    replies = [reply for reply in ("once", "always", "reject") if request.option_for(reply) is not None]
+    return request.model_copy(update={"available_replies": replies})
