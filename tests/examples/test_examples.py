@@ -22,6 +22,8 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from acpd import __version__
 from acpd.protocol import jsonio
 from acpd.testing.daemon import Daemon, daemon_env, running_daemon
+from acpd.testing.model_server import serve_mock_model
+from tests.daemon.helpers import all_events
 from tests.e2e.clients import require_clients
 
 EXAMPLES: Final = Path(__file__).resolve().parents[2] / "examples"
@@ -139,6 +141,30 @@ class Talk:
             update = (message.get("params") or {}).get("update") or {}
             if update.get("sessionUpdate") == "agent_message_chunk":
                 self.chunks.append(update["content"]["text"])
+
+
+async def test_the_orchestrator_streams_a_claude_native_turn_answers_its_permission_and_switches_agent(
+    tmp_path: Path, workdir: Path
+) -> None:
+    async with (
+        serve_mock_model() as model,
+        running_daemon(tmp_path, "--model-url", model.url) as daemon,
+        daemon.client(timeout=30) as http,
+    ):
+        done = await run([sys.executable, str(EXAMPLES / "orchestrator.py")], env_for(tmp_path, daemon), workdir)
+        out = done.stdout.decode().splitlines()
+        session_id = out[0].split()[1]
+        session = (await http.get(f"/v1/sessions/{session_id}")).json()
+        events = await all_events(http, session_id)
+    assert out[0] == f"session {session_id} on claude-native"
+    assert any(line.startswith("permission p") and line.endswith(": echo hi (execute) -> once") for line in out)
+    assert "turn 1: end_turn, text 'All done. Tool said: hi\\n\\n[exit code 0]'" in out
+    assert "switched to mock; turn 2: end_turn, 'switched agents, the conversation goes on'" in out
+    assert any(line.startswith("usage of turn 1: ") and line.endswith(" tokens") for line in out)
+    assert session["agent"] == "mock" and session["turns"] == 2
+    replies = [e["payload"]["result"] for e in events if "permissionId" in str(e["payload"].get("result"))]
+    assert [(r["_meta"]["acpd"]["decidedBy"], r["outcome"]["outcome"]) for r in replies] == [("client", "selected")]
+    assert [r.path for r in model.requests].count("/v1/messages") >= 2  # the tool call, then its result
 
 
 def exec_start(unit: Path) -> list[str]:
