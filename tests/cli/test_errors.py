@@ -117,3 +117,17 @@ async def test_events_piped_into_head_end_without_a_traceback(tmp_path: Path, wo
     assert done.returncode == 141
     assert done.stderr == b""
     assert done.stdout.startswith(b'{"seq":1,')
+
+
+def test_a_connection_lost_mid_answer_is_a_line_naming_the_daemon_and_a_bug_keeps_its_traceback() -> None:
+    import httpx
+
+    from acpd.cli.errors import CLOSED_PIPE, INTERRUPTED, REFUSED, exit_code, refusals
+
+    lost = httpx.RemoteProtocolError("peer closed", request=httpx.Request("GET", "http://127.0.0.1:4520/v1/x"))
+    assert refusals(lost) == [
+        "cannot reach the acpd daemon at http://127.0.0.1:4520 (peer closed); start one with `acpd serve`"
+    ]
+    assert exit_code(lost) == REFUSED
+    assert exit_code(BrokenPipeError()) == CLOSED_PIPE and exit_code(KeyboardInterrupt()) == INTERRUPTED
+    assert exit_code(ValueError("a bug")) is None and refusals(ExceptionGroup("g", [ValueError("x")])) is None

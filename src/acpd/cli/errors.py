@@ -65,8 +65,10 @@ def _lost_daemon(exc: BaseException) -> bool:
 
 
 def _unreachable(exc: BaseException) -> str:
-    request = getattr(exc, "_request", None)  # httpx's: reading .request raises when there is none
-    url = f"{request.url.scheme}://{request.url.netloc.decode()}" if request is not None else "the daemon's URL"
+    try:
+        url = f"{exc.request.url.scheme}://{exc.request.url.netloc.decode()}"  # type: ignore[attr-defined]
+    except RuntimeError:  # httpx raises it for an error made without its request
+        url = "the daemon's URL"
     return f"cannot reach the acpd daemon at {url} ({str(exc) or type(exc).__name__}); start one with `acpd serve`"
 
 
