@@ -25,6 +25,8 @@ def request(kind: str = "edit", content: object = None) -> PermissionRequest:
         {
             "id": "p7",
             "seq": 7,
+            "turn": 1,
+            "createdAt": "2026-12-06T02:00:00.000Z",
             "toolCall": tool_call,
             "options": OPTIONS,
             "availableReplies": ["once", "always", "reject"],

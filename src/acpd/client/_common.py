@@ -24,7 +24,7 @@ from acpd.protocol import jsonio
 from acpd.settings import default_data_dir
 
 from .errors import ProblemError, problem_error
-from .models import PermissionRequest, PromptResult, Usage
+from .models import REPLY_OPTION_KINDS, PermissionRequest, PromptResult, Usage
 
 if TYPE_CHECKING:
     import ssl
@@ -308,9 +308,10 @@ class TurnTracker:
 def permission_request(record: EventRecord) -> PermissionRequest:
     """The pending request a ``session/request_permission`` record opens (its id is ``p<seq>``)."""
     params = record.payload.params if isinstance(record.payload.params, dict) else {}  # a Message's: as sent
-    request = PermissionRequest.model_validate(
+    options = [o for o in params.get("options") or [] if isinstance(o, dict)]
+    kinds = {o.get("kind") for o in options}
+    replies = [reply for reply, wanted in REPLY_OPTION_KINDS.items() if kinds & set(wanted)]
+    return PermissionRequest.model_validate(
         {"id": f"p{record.seq}", "seq": record.seq, "turn": record.turn, "createdAt": record.at}
-        | {"toolCall": params.get("toolCall"), "options": params.get("options") or []}
+        | {"toolCall": params.get("toolCall"), "options": options, "availableReplies": replies}
     )
-    replies = [reply for reply in ("once", "always", "reject") if request.option_for(reply) is not None]
-    return request.model_copy(update={"available_replies": replies})
