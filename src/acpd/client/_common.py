@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import random
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -167,13 +166,11 @@ class SseParser:
         return None
 
 
-def records_of(events: Iterator[ServerSentEvent]) -> Iterator[EventRecord]:
-    """Each ``message`` event's record; an ``error`` event (a full disk) is raised as its problem."""
-    for sse in events:
-        if sse.event == "error":
-            raise problem_error(0, jsonio.loads(sse.data))
-        if sse.event == "message":
-            yield EventRecord.model_validate_json(sse.data)
+def record_of(sse: ServerSentEvent) -> EventRecord | None:
+    """A ``message`` event's record; an ``error`` event (a full disk) is raised as its problem."""
+    if sse.event == "error":
+        raise problem_error(0, jsonio.loads(sse.data))
+    return EventRecord.model_validate_json(sse.data) if sse.event == "message" else None
 
 
 # -- retries ---------------------------------------------------------------------------------------
