@@ -3,15 +3,17 @@ SIGKILL and started again on the same data directory and port."""
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack, aclosing
+from contextlib import AsyncExitStack, aclosing, closing
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import anyio
+import anyio.from_thread
+import anyio.to_thread
 import httpx
 import pytest
 
-from acpd.client import AsyncAcpd
+from acpd.client import Acpd, AsyncAcpd
 from acpd.testing.daemon import running_daemon
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -79,3 +81,33 @@ async def test_follow_survives_kill_9_and_a_restart_over_a_50000_event_turn_with
     assert last is not None and seqs[-1] == last > flood.last_seq
     assert transport.streams >= 2  # it did reconnect
     assert transport.refused >= 1  # and retried while the daemon was down
+
+
+async def test_the_sync_clients_follow_also_resumes_across_a_kill_9_and_a_restart(
+    tmp_path: Path, workdir: Path
+) -> None:
+    with anyio.fail_after(TEST_TIMEOUT_SECONDS):
+        async with AsyncExitStack() as daemons:
+            first = await daemons.enter_async_context(running_daemon(tmp_path))
+            port = urlsplit(first.url).port
+
+            async def kill_and_restart() -> None:
+                await first.kill()
+                await daemons.enter_async_context(running_daemon(tmp_path, "--port", str(port)))
+
+            def follow() -> tuple[list[int], int]:
+                with Acpd(first.url, first.token, timeout=120) as client:
+                    session = client.create_session("mock", workdir)
+                    flood = client.prompt(session.id, "chunks 5000")
+                    seqs: list[int] = []
+                    with closing(client.follow(session.id)) as records:
+                        for record in records:
+                            seqs.append(record.seq)
+                            if len(seqs) == 1000:
+                                anyio.from_thread.run(kill_and_restart)
+                            if record.seq == flood.last_seq:
+                                return seqs, flood.last_seq
+                raise AssertionError("follow() ended")
+
+            seqs, last = await anyio.to_thread.run_sync(follow)
+    assert seqs == list(range(1, last + 1))

@@ -3,6 +3,7 @@ requests answered from code, and records of variants this client does not know k
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -165,3 +166,50 @@ async def test_the_sync_client_prompts_streams_pages_and_follows(daemon: Daemon,
     with anyio.fail_after(WAIT_SECONDS):
         streamed, paged, text = await anyio.to_thread.run_sync(drive)
     assert text == "sync" and paged == list(range(1, len(paged) + 1)) and set(streamed) < set(paged)
+
+
+class CutsFirstStream(httpx.AsyncHTTPTransport):
+    """The first streamed prompt's connection breaks after its first record arrived."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prompts = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if request.url.path.endswith("/prompt"):
+            self.prompts += 1
+            if self.prompts == 1:
+                response.stream = _cut_after_a_record(response.stream)
+        return response
+
+
+class _cut_after_a_record(httpx.AsyncByteStream):  # a stream, named for what it does
+    def __init__(self, stream: httpx.AsyncByteStream | httpx.SyncByteStream) -> None:
+        assert isinstance(stream, httpx.AsyncByteStream)
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+            if b"data:" in chunk:
+                raise httpx.ReadError("connection reset by peer")
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+@pytest.mark.e2e
+async def test_a_turn_stream_cut_mid_turn_resumes_with_no_record_lost_or_repeated(
+    daemon: Daemon, workdir: Path
+) -> None:
+    transport = CutsFirstStream()
+    async with AsyncAcpd(daemon.url, daemon.token, timeout=WAIT_SECONDS, transport=transport) as client:
+        with anyio.fail_after(WAIT_SECONDS):
+            session = await client.create_session("mock", workdir)
+            stream = client.stream(session.id, "text a\npermission edit\ntext b", on_permission=approve_all)
+            seqs = [record.seq async for record in stream]
+            history = [record.seq async for record in client.events(session.id)]
+    assert transport.prompts == 2
+    assert seqs == [seq for seq in history if seq >= seqs[0]]  # the whole turn, each record once
+    assert stream.result.text == "apermission: allowb" and stream.result.stop_reason == "end_turn"

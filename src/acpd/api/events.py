@@ -6,7 +6,8 @@ Public names (stable; the Python client and the OpenAPI spec use them):
 - ``EventRecord``: one record, ``{seq, sessionId, at, sender, turn, payload}``, as
   ``GET /v1/sessions/{id}/events`` lists it and each SSE ``data:`` line carries it.
 - ``Payload``: the record's JSON-RPC message; a ``session/update`` notification is parsed into
-  ``SessionUpdateNotification`` and every other message into ``Message`` (fields kept as sent).
+  ``SessionUpdateNotification`` and every other message into ``JsonRpcMessage`` (fields kept as
+  sent; also importable as ``Message``).
 - ``SessionUpdate``: one update variant. A variant ACP names is parsed into its
   ``agent-client-protocol`` model (``AgentMessageChunk``, ``ToolCallStart``, …); a variant this
   version does not know is kept whole as ``UnknownUpdate``, so a newer agent never breaks an older
@@ -94,7 +95,7 @@ class SessionUpdateParams(BaseModel):
     meta: Annotated[dict[str, Any] | None, Field(alias="_meta")] = None
 
 
-class Message(BaseModel):
+class JsonRpcMessage(BaseModel):
     """A JSON-RPC 2.0 message as it crossed the daemon: a request (``id`` and ``method``), a
     notification (``method`` only; acpd's own frames are named ``_acpd/…``), or a response
     (``id`` with ``result`` or ``error``). Every field is kept as sent."""
@@ -107,6 +108,10 @@ class Message(BaseModel):
     params: Any = None
     result: Any = None
     error: Any = None
+
+
+Message = JsonRpcMessage
+"""The name this module first gave ``JsonRpcMessage``; kept for readers that import it."""
 
 
 class SessionUpdateNotification(BaseModel):
@@ -126,7 +131,7 @@ def _payload_tag(value: Any) -> str:
 
 
 Payload: TypeAlias = Annotated[
-    Annotated[SessionUpdateNotification, Tag("session_update")] | Annotated[Message, Tag("message")],
+    Annotated[SessionUpdateNotification, Tag("session_update")] | Annotated[JsonRpcMessage, Tag("message")],
     Discriminator(_payload_tag),
 ]
 """A record's JSON-RPC message: a ``session/update`` notification parsed, any other kept as sent."""

@@ -56,7 +56,8 @@ class TurnPrinter:
         self.out.flush()
         kind = f" ({request.tool_kind})" if request.tool_kind else ""
         self.err.write(f"\n[permission {request.id}] {request.title}{kind}\n")
-        for line in diff_lines((request.tool_call or {}).get("content")):
+        call = request.tool_call.model_dump(mode="json", by_alias=True) if request.tool_call else {}
+        for line in diff_lines(call.get("content")):
             self.err.write(f"  {line}\n")
         self.err.flush()
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ._async import AsyncAcpd, AsyncTurnStream
     from ._sync import Acpd, TurnStream
     from .errors import AcpdClientError, DaemonUnreachable, ProblemError
-    from .models import Agent, PermissionAnswer, PermissionOption, PermissionRequest, PromptResult, Session, Usage
+    from .models import Agent, PermissionAnswer, PermissionRequest, PromptResult, Session, Usage
     from .permissions import approve_all, approve_reads, reject_all
 
 DEFAULT_URL: Final = "http://127.0.0.1:4520"
@@ -37,7 +37,7 @@ _WHERE: Final = {
     "EventRecord": "acpd.api.events",
     **dict.fromkeys(("AcpdClientError", "DaemonUnreachable", "ProblemError"), ".errors"),
     **dict.fromkeys(
-        ("Agent", "PermissionAnswer", "PermissionOption", "PermissionRequest", "PromptResult", "Session", "Usage"),
+        ("Agent", "PermissionAnswer", "PermissionRequest", "PromptResult", "Session", "Usage"),
         ".models",
     ),
     **dict.fromkeys(("approve_all", "approve_reads", "reject_all"), ".permissions"),
@@ -65,7 +65,6 @@ __all__ = [
     "DaemonUnreachable",
     "EventRecord",
     "PermissionAnswer",
-    "PermissionOption",
     "PermissionRequest",
     "ProblemError",
     "PromptResult",

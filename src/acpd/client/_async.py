@@ -10,7 +10,6 @@ import contextlib
 import inspect
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -53,9 +52,7 @@ class AsyncAcpd:
     async def __aenter__(self) -> AsyncAcpd:
         return self
 
-    async def __aexit__(
-        self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -81,15 +78,15 @@ class AsyncAcpd:
             if not response.headers.get("content-type", "").startswith("text/event-stream"):
                 await response.aread()  # an idempotent replay answers the stored JSON, not a stream
                 result = PromptResult.model_validate(c.answer_json(response))
-                async for record in self.events(result.session_id, after=result.first_seq - 1, until=result.last_seq):
-                    yield record
+                async for replayed in self.events(result.session_id, after=result.first_seq - 1, until=result.last_seq):
+                    yield replayed
                 return
             parser = c.SseParser()
             async for line in response.aiter_lines():
                 sse = parser.feed(line)
-                if sse is not None:
-                    for record in c.records_of(iter((sse,))):
-                        yield record
+                record = c.record_of(sse) if sse is not None else None
+                if record is not None:
+                    yield record
 
     # -- agents and sessions ---------------------------------------------------------------------------
 

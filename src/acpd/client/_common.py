@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import random
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -24,7 +23,7 @@ from acpd.protocol import jsonio
 from acpd.settings import default_data_dir
 
 from .errors import ProblemError, problem_error
-from .models import PermissionRequest, PromptResult, Usage
+from .models import REPLY_OPTION_KINDS, PermissionRequest, PromptResult, Usage
 
 if TYPE_CHECKING:
     import ssl
@@ -167,13 +166,11 @@ class SseParser:
         return None
 
 
-def records_of(events: Iterator[ServerSentEvent]) -> Iterator[EventRecord]:
-    """Each ``message`` event's record; an ``error`` event (a full disk) is raised as its problem."""
-    for sse in events:
-        if sse.event == "error":
-            raise problem_error(0, jsonio.loads(sse.data))
-        if sse.event == "message":
-            yield EventRecord.model_validate_json(sse.data)
+def record_of(sse: ServerSentEvent) -> EventRecord | None:
+    """A ``message`` event's record; an ``error`` event (a full disk) is raised as its problem."""
+    if sse.event == "error":
+        raise problem_error(0, jsonio.loads(sse.data))
+    return EventRecord.model_validate_json(sse.data) if sse.event == "message" else None
 
 
 # -- retries ---------------------------------------------------------------------------------------
@@ -308,9 +305,10 @@ class TurnTracker:
 def permission_request(record: EventRecord) -> PermissionRequest:
     """The pending request a ``session/request_permission`` record opens (its id is ``p<seq>``)."""
     params = record.payload.params if isinstance(record.payload.params, dict) else {}  # a Message's: as sent
-    request = PermissionRequest.model_validate(
+    options = [o for o in params.get("options") or [] if isinstance(o, dict)]
+    kinds = {o.get("kind") for o in options}
+    replies = [reply for reply, wanted in REPLY_OPTION_KINDS.items() if kinds & set(wanted)]
+    return PermissionRequest.model_validate(
         {"id": f"p{record.seq}", "seq": record.seq, "turn": record.turn, "createdAt": record.at}
-        | {"toolCall": params.get("toolCall"), "options": params.get("options") or []}
+        | {"toolCall": params.get("toolCall"), "options": options, "availableReplies": replies}
     )
-    replies = [reply for reply in ("once", "always", "reject") if request.option_for(reply) is not None]
-    return request.model_copy(update={"available_replies": replies})

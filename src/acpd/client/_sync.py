@@ -10,7 +10,6 @@ import contextlib
 import time
 from collections.abc import Callable, Generator
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from acpd.api.events import EventRecord
@@ -55,7 +54,7 @@ class Acpd:
     def __enter__(self) -> Acpd:
         return self
 
-    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -84,8 +83,11 @@ class Acpd:
                 yield from self._replayed(c.answer_json(response))
                 return
             parser = c.SseParser()
-            events = (e for line in response.iter_lines() if (e := parser.feed(line)) is not None)
-            yield from c.records_of(events)
+            for line in response.iter_lines():
+                sse = parser.feed(line)
+                record = c.record_of(sse) if sse is not None else None
+                if record is not None:
+                    yield record
 
     def _replayed(self, answer: dict[str, Any]) -> Generator[EventRecord, None, None]:
         result = PromptResult.model_validate(answer)
