@@ -19,7 +19,8 @@ import os
 import sys
 from pathlib import Path
 
-from acpd.client import Acpd, EventRecord, PermissionRequest, Usage
+from acpd.api.models import Usage  # a turn's usage and the session's totals both are one
+from acpd.client import Acpd, EventRecord, PermissionRequest
 
 PROMPT = "Say hi using the shell"
 """The mock model answers a prompt that offers a shell tool with one call of it (``echo hi``),
