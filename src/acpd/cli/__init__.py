@@ -1,8 +1,10 @@
 """CLI layer: the only place that reads argv, the environment and the config file.
 
 Commands: ``serve``, ``acp``, ``token``, ``mock-agent``, ``mock-model``, ``sessions list|show|events``,
-``prompt``, ``agents list|install`` (in ``cli.agents``). The token is never an argument (``ps`` shows
-arguments to every user): it comes from a file or ``ACPD_TOKEN``.
+``prompt`` (in ``cli.prompt``), ``agents list|install`` (in ``cli.agents``), ``doctor`` (``cli.doctor``),
+``completion`` (``cli.completion``). What they print goes through ``cli.output``; how they fail,
+through ``cli.errors``. The token is never an argument (``ps`` shows arguments to every user): it
+comes from a file or ``ACPD_TOKEN``.
 """
 
 from __future__ import annotations
