@@ -27,6 +27,7 @@ from anyio.abc import TaskGroup
 
 from acpd.adapters.registry import BackendPools
 from acpd.errors import (
+    INTERNAL_ERROR,
     AgentNotFound,
     AgentUnavailable,
     InvalidInput,
@@ -40,6 +41,7 @@ from acpd.protocol.jsonio import JsonObject
 from acpd.settings import DaemonConfig
 from acpd.store.base import EventStore, SessionPage
 
+from . import session_files
 from .log import GroupCommitter
 from .session import RuntimeDeps, SessionRuntime, session_doc_defaults
 from .turns import Turn
@@ -55,6 +57,16 @@ DOT_SEGMENTS: Final = frozenset({".", ".."})
 ID_RULE: Final = f'1-{MAX_ID_CHARS} characters of letters, digits and "-_.:", and not "." or ".."'
 DOC_FIELDS: Final = ("title", "project")
 SETTING_FIELDS: Final = ("model", "mode", "thoughtLevel")
+IMPORTED_FIELDS: Final = (
+    *DOC_FIELDS,
+    *SETTING_FIELDS,
+    "cwd",
+    "config",
+    "policy",
+    "mcpServers",
+    "additionalDirectories",
+)
+"""What an import takes from the exported document; the rest (status, the agent's session) is this daemon's."""
 CLOSE_ALL_SECONDS: Final = 10.0
 """How long stopping waits for the sessions (turns answered, agents stopped, logs committed) before
 leaving the rest to the task group's cancellation."""
@@ -65,6 +77,8 @@ TRIM_BATCH: Final = 100
 FINAL_COMMIT_SECONDS: Final = 3.0
 """Once the agents are stopped, how long stopping waits for the logs' last commits (a healthy
 store takes milliseconds, a full one gives up at once; only a stuck disk takes this long)."""
+RECOVERY_PAGE: Final = 5_000
+"""Records read at a time when looking back for an interrupted turn's prompt."""
 
 
 class SessionManager:
@@ -147,19 +161,44 @@ class SessionManager:
             page = await self.store.list_sessions(limit=200, cursor=cursor)
             for doc in page.items:
                 if doc.get("status") in ("running", "awaiting_permission"):
-                    runtime = await self.runtime(str(doc["id"]))
-                    runtime.record_daemon(
-                        methods.ACPD_TURN_INTERRUPTED, {"turn": doc.get("turns"), "reason": "daemon restarted"}
-                    )
-                    runtime.doc["status"] = "idle"
-                    try:
-                        await runtime.save()
-                    except StoreError as exc:
-                        # a full disk at start: the note commits when space returns; serve meanwhile
-                        logger.warning("session %s: the restart note waits for the store: %s", doc["id"], exc)
+                    await self._recover_session(str(doc["id"]), doc.get("turns"))
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
+
+    async def _recover_session(self, session_id: str, turn: object) -> None:
+        runtime = await self.runtime(session_id)
+        seq = runtime.record_daemon(methods.ACPD_TURN_INTERRUPTED, {"turn": turn, "reason": "daemon restarted"})
+        runtime.doc["status"] = "idle"
+        try:
+            await runtime.save()
+            if isinstance(turn, int):
+                await self._answer_interrupted(runtime, turn, seq)
+        except StoreError as exc:
+            # a full disk at start: the note commits when space returns; serve meanwhile
+            logger.warning("session %s: the restart note waits for the store: %s", session_id, exc)
+
+    async def _answer_interrupted(self, runtime: SessionRuntime, turn: int, last_seq: int) -> None:
+        """Give the interrupted turn's prompt, if it came with an idempotency key, its answer: a
+        client's retry of it (the daemon died under its request) must not run it a second time."""
+        prompt = await _turn_prompt(runtime, turn, last_seq)
+        meta = (prompt.payload_object().get("params") or {}).get("_meta") if prompt is not None else None
+        key = ((meta or {}).get("acpd") or {}).get("idempotencyKey") if isinstance(meta, dict) else None
+        if prompt is None or prompt.sender != "client" or not isinstance(key, str):
+            return
+        message = f"turn {turn} was interrupted: the daemon restarted"
+        answer: JsonObject = {
+            "sessionId": runtime.session_id,
+            "turn": turn,
+            "stopReason": None,
+            "usage": None,
+            "steps": 0,
+            "text": "",
+            "firstSeq": prompt.seq,
+            "lastSeq": last_seq,
+            "error": {"code": INTERNAL_ERROR, "message": message, "data": {"reason": "daemon restarted"}},
+        }
+        await self.store.put_idempotent(runtime.session_id, key, jsonio.dumps_str(answer))
 
     async def _close_all(self) -> None:
         runtimes = list(self._runtimes.values())
@@ -376,6 +415,39 @@ class SessionManager:
             runtime.leases -= 1
             runtime.touch()
         return runtime
+
+    async def import_session(
+        self, exported: JsonObject, records: list[EventRecord], overrides: dict[str, str]
+    ) -> SessionRuntime:
+        """Make a session of an export (``session_files``): its document and its whole history in
+        one transaction, or nothing. ``overrides`` may give another ``id``, ``agent`` or ``cwd``.
+        Its agent starts at first use as after a restart, with a new agent session (the export's
+        names one of another daemon's agents) that gets the transcript with the next prompt.
+
+        Raises:
+            InvalidInput, AgentNotFound, SessionExists.
+        """
+        session_id = _session_id(overrides.get("id", exported.get("id")))
+        agent = overrides.get("agent", exported.get("agent"))
+        if not isinstance(agent, str) or agent not in self.config.all_agents():
+            known = sorted(self.config.all_agents())
+            raise AgentNotFound(f"no agent named {agent!r} here; import with ?agent= one of {known}")
+        body = {key: exported[key] for key in IMPORTED_FIELDS if exported.get(key) is not None}
+        body.update({"cwd": overrides["cwd"]} if "cwd" in overrides else {})
+        doc = {**session_doc_defaults(utc_now()), **_create_fields(body, self.config.session_policy())}
+        turns = max((record.turn for record in records), default=0)
+        doc.update(id=session_id, agent=agent, turns=turns, contextPending=turns > 0)
+        doc.update({key: exported[key] for key in ("createdAt", "usage") if exported.get(key)})
+        if await self._claim(session_id) is not None:
+            raise SessionExists(f"a session with id {session_id!r} already exists")
+        try:
+            await self._settled(session_id)
+            if await self.store.get_session(session_id) is not None:
+                raise SessionExists(f"a session with id {session_id!r} already exists")
+            await self.store.append_many(session_files.renamed(records, session_id), sessions=[doc])
+        finally:
+            self._claims.pop(session_id).set()
+        return await self.runtime(session_id)
 
     async def list_sessions(self, **filters: Any) -> SessionPage:
         page = await self.store.list_sessions(**filters)
@@ -662,3 +734,17 @@ def _directory(value: object, what: str) -> str:
         raise InvalidInput(f"{what} must be an absolute path to an existing directory, got {shown!r}")
     assert isinstance(value, str)
     return value
+
+
+async def _turn_prompt(runtime: SessionRuntime, turn: int, end: int) -> EventRecord | None:
+    """The record of turn ``turn``'s prompt, its first: read back page by page from ``end``."""
+    found = None
+    while end > 0:
+        start = max(0, end - RECOVERY_PAGE)
+        records = await runtime.log.read(start, end - start)
+        for record in reversed(records):
+            if record.turn != turn:
+                return found
+            found = record
+        end = start
+    return found
