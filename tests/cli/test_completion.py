@@ -3,6 +3,7 @@ and asked what they complete. A shell that is not installed skips its tests (.ci
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import shutil
 import subprocess
@@ -119,3 +120,20 @@ def test_zsh_hands_described_candidates_to_describe_and_files_to_files(scripts: 
         "events:print a session's events, one a line",
     ]
     assert in_shell("zsh", f"{source}; words=(acpd serve --config ''); CURRENT=4; _acpd").strip() == "files"
+
+
+def test_help_with_quotes_backslashes_and_dollars_reaches_every_shell_as_written(tmp_path: Path) -> None:
+    from acpd.cli.completion import script
+
+    awkward = 'it\'s a \\ back`slash` $HOME "quoted"'
+    parser = argparse.ArgumentParser(prog="acpd")
+    parser.add_subparsers().add_parser("odd", help=awkward)
+    for shell, code in (
+        ("bash", "_acpd_candidates ''"),
+        ("zsh", "_acpd_candidates ''"),
+        ("fish", "complete -C 'acpd o'"),
+    ):
+        path = tmp_path / f"acpd.{shell}"
+        path.write_text(script(shell, parser))
+        load = "autoload -Uz compinit && compinit -u -D; " if shell == "zsh" else ""
+        assert in_shell(shell, f"{load}source {shlex.quote(str(path))}; {code}").splitlines() == [f"odd\t{awkward}"]

@@ -72,11 +72,12 @@ def _one_line(text: str) -> str:
 
 
 def _quoted(text: str) -> str:
-    """``text`` as one single-quoted word of sh, zsh and fish (fish also escapes a backslash)."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "'\\''") + "'"
+    """``text`` as one single-quoted word of sh and zsh (inside single quotes only ``'`` is special)."""
+    return "'" + text.replace("'", "'\\''") + "'"
 
 
 def _fish_quoted(text: str) -> str:
+    """``text`` as one single-quoted word of fish, where a backslash escapes ``'`` and itself."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
