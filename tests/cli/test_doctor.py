@@ -59,6 +59,14 @@ async def test_a_missing_tool_is_a_warning_that_says_how_to_install_it(tmp_path:
     assert found["bubblewrap"]["status"] == "warn" and "apt install bubblewrap" in found["bubblewrap"]["fix"]
 
 
+async def test_a_usable_agent_says_where_it_runs_from_and_where_its_credentials_come_from(tmp_path: Path) -> None:
+    code, found = await doctor(tmp_path, "--port", str(free_port()), env={"ANTHROPIC_API_KEY": "sk-doctor-test"})
+    assert code == 0
+    native = found["agent claude-native"]
+    assert native["status"] == "ok" and native["finding"].endswith("credentials from $ANTHROPIC_API_KEY")
+    assert "sk-doctor-test" not in json.dumps(found)
+
+
 async def test_a_bad_config_fails_and_the_other_checks_still_run(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text("[daemon]\nprot = 1\n")

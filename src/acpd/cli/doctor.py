@@ -22,7 +22,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from acpd.cli import output
 
@@ -128,12 +128,22 @@ def _agents(config: DaemonConfig) -> Iterator[Finding]:
         name = facts["name"]
         check = f"agent {name}"
         if facts["usable"]:
-            where = facts.get("path") or facts.get("source") or facts.get("kind")
-            yield Finding(check, "ok", f"usable ({where}{', ' + facts['version'] if facts.get('version') else ''})")
+            yield Finding(check, "ok", f"usable: {_installed(facts)}")
             continue
         status: Status = "fail" if name == config.default_agent else "warn"
         reasons = facts.get("reasons") or [facts.get("reason") or "not usable"]
         yield Finding(check, status, "not usable", "; ".join(reasons))
+
+
+def _installed(facts: dict[str, Any]) -> str:
+    """Where the agent runs from, its version, and its credentials' source (which, never what)."""
+    parts = [str(facts.get("path") or facts.get("source") or facts.get("kind"))]
+    if facts.get("version"):
+        parts.append(f"version {facts['version']}")
+    source = (facts.get("credentials") or {}).get("source")
+    if source:
+        parts.append(f"credentials from {source}")
+    return ", ".join(parts)
 
 
 def _data_dir(config: DaemonConfig) -> Iterator[Finding]:
