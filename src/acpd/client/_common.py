@@ -1,6 +1,6 @@
 """Client layer: what the sync and the async client share, without I/O: where the daemon is and
 which token it gets, how an answer becomes a model or an exception, Server-Sent Events parsing,
-the retry schedule, and the bookkeeping of a followed log and of a streamed turn.
+the retry schedule, and where a followed log is.
 
 It imports httpx only inside the functions that need it (``acpd`` commands import this package
 and must start fast); it must not import the daemon or anything that runs.
@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, urlsplit
 
-from acpd.api.events import EventRecord, SessionUpdateNotification
+from acpd.api.events import EventRecord
 from acpd.imports import without_httpx_cli
 from acpd.private import client_token
 from acpd.protocol import jsonio
 from acpd.settings import default_data_dir
 
 from .errors import ProblemError, problem_error
-from .models import REPLY_OPTION_KINDS, PermissionRequest, PromptResult, Usage
 
 if TYPE_CHECKING:
     import ssl
@@ -40,7 +39,6 @@ PROMPT_ATTEMPTS: Final = 5
 """How many times a prompt is sent (the same Idempotency-Key each time) before its error is raised."""
 RETRY_STATUSES: Final = frozenset({502, 503, 504})
 """Answers that mean "the daemon (or a proxy) cannot serve this right now", for follow()."""
-PROBLEM_MEDIA_TYPES: Final = ("application/problem+json", "application/json")
 
 
 def session_path(session_id: str, *rest: str) -> str:
@@ -217,98 +215,3 @@ class Cursor:
             return False
         self.last = record.seq
         return True
-
-
-# -- a streamed turn -----------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class TurnTracker:
-    """What a turn's records add up to: its number, its text, how it ended, its permission
-    requests and which of them were rejected. ``done`` once the turn's answer was seen."""
-
-    session_id: str
-    cursor: Cursor = field(default_factory=lambda: Cursor(0))
-    turn: int = 0
-    first_seq: int = 0
-    done: bool = False
-    stop_reason: str | None = None
-    usage: dict[str, Any] | None = None
-    context: dict[str, Any] = field(default_factory=dict)
-    error: dict[str, Any] | None = None
-    text: list[str] = field(default_factory=list)
-    requests: dict[str, PermissionRequest] = field(default_factory=dict)
-    rejected: list[str] = field(default_factory=list)
-
-    def see(self, record: EventRecord) -> PermissionRequest | None:
-        """Take in one record; the permission request it asks, if it asks one."""
-        payload = record.payload
-        method = payload.method
-        if isinstance(payload, SessionUpdateNotification):
-            self._update(payload.params.update)
-        elif method == "session/prompt" and self.first_seq == 0:
-            self.first_seq, self.turn = record.seq, record.turn
-        elif method == "session/request_permission":
-            request = permission_request(record)
-            self.requests[request.id] = request
-            return request
-        elif method is None and payload.id is not None and payload.id == f"turn-{self.turn}":
-            self._answer(payload.result, payload.error)
-        elif method is None and isinstance(payload.result, dict):
-            self._reply(payload.result)
-        return None
-
-    def _update(self, update: object) -> None:
-        kind = getattr(update, "session_update", None)
-        content = getattr(update, "content", None)
-        if kind == "agent_message_chunk" and getattr(content, "type", None) == "text":
-            self.text.append(str(getattr(content, "text", "")))
-        elif kind == "usage_update":
-            self.context = {"contextUsed": getattr(update, "used", None), "contextSize": getattr(update, "size", None)}
-
-    def _answer(self, result: object, error: object) -> None:
-        self.done = True
-        if isinstance(result, dict):
-            self.stop_reason = result.get("stopReason")
-            usage = result.get("usage")
-            self.usage = usage if isinstance(usage, dict) else None
-        elif isinstance(error, dict):
-            self.error = error
-
-    def _reply(self, result: dict[str, Any]) -> None:
-        """A permission request's recorded answer (whoever gave it): note a rejection."""
-        meta = result.get("_meta")
-        acpd = meta.get("acpd") if isinstance(meta, dict) else None
-        pid = acpd.get("permissionId") if isinstance(acpd, dict) else None
-        request = self.requests.get(str(pid))
-        outcome = result.get("outcome")
-        if request is None or not isinstance(outcome, dict):
-            return
-        chosen = next((o for o in request.options if o.option_id == outcome.get("optionId")), None)
-        if outcome.get("outcome") == "cancelled" or (chosen is not None and chosen.kind.startswith("reject")):
-            self.rejected.append(request.id)
-
-    def result(self) -> PromptResult:
-        usage = {**(self.usage or {}), **{k: v for k, v in self.context.items() if v is not None}}
-        return PromptResult(
-            session_id=self.session_id,
-            turn=self.turn,
-            stop_reason=self.stop_reason,
-            usage=Usage.model_validate(usage) if usage else None,
-            text="".join(self.text),
-            first_seq=self.first_seq,
-            last_seq=self.cursor.last,
-            error=self.error,
-        )
-
-
-def permission_request(record: EventRecord) -> PermissionRequest:
-    """The pending request a ``session/request_permission`` record opens (its id is ``p<seq>``)."""
-    params = record.payload.params if isinstance(record.payload.params, dict) else {}  # a Message's: as sent
-    options = [o for o in params.get("options") or [] if isinstance(o, dict)]
-    kinds = {o.get("kind") for o in options}
-    replies = [reply for reply, wanted in REPLY_OPTION_KINDS.items() if kinds & set(wanted)]
-    return PermissionRequest.model_validate(
-        {"id": f"p{record.seq}", "seq": record.seq, "turn": record.turn, "createdAt": record.at}
-        | {"toolCall": params.get("toolCall"), "options": options, "availableReplies": replies}
-    )

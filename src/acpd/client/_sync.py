@@ -16,6 +16,7 @@ from acpd.api.events import EventRecord
 
 from . import DEFAULT_URL
 from . import _common as c
+from ._turn import TurnTracker
 from .errors import Conflict, DaemonUnreachable, PermissionNotFound, ProblemError, StreamEnded
 from .models import Agent, PermissionAnswer, PermissionRequest, PromptResult, Session
 
@@ -303,7 +304,7 @@ class TurnStream:
     ) -> None:
         self._client, self._session_id, self._on_permission = client, session_id, on_permission
         self._body, self._key = c.prompt_body(prompt, queue), key
-        self.tracker = c.TurnTracker(session_id)
+        self.tracker = TurnTracker(session_id)
 
     @property
     def result(self) -> PromptResult:
