@@ -1,7 +1,8 @@
 """Client layer: ``AsyncAcpd``, the anyio client of a running daemon, on httpx.
 
-The same surface as ``Acpd`` with ``await`` and ``async for``; runs on asyncio or trio. HTTP
-only: it renders nothing and holds no daemon logic. httpx is imported when a client is made.
+The same surface as ``Acpd`` with ``await`` and ``async for``, written on anyio (the tests run it
+on asyncio). HTTP only: it renders nothing and holds no daemon logic. httpx is imported when a
+client is made.
 """
 
 from __future__ import annotations
@@ -159,7 +160,9 @@ class AsyncAcpd:
         """Run a turn and return its answer, retried safely with one ``Idempotency-Key``; see
         ``Acpd.prompt``."""
         if on_permission is not None:
-            stream = self.stream(session_id, prompt, queue=queue, on_permission=on_permission)
+            stream = self.stream(
+                session_id, prompt, queue=queue, on_permission=on_permission, idempotency_key=idempotency_key
+            )
             async for _ in stream:
                 pass
             return stream.result

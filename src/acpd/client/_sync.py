@@ -168,7 +168,9 @@ class Acpd:
         second one. With ``on_permission`` the turn is streamed and its permission requests
         answered by it (a headless run)."""
         if on_permission is not None:
-            stream = self.stream(session_id, prompt, queue=queue, on_permission=on_permission)
+            stream = self.stream(
+                session_id, prompt, queue=queue, on_permission=on_permission, idempotency_key=idempotency_key
+            )
             for _ in stream:
                 pass
             return stream.result
