@@ -87,7 +87,7 @@ class SessionPage(_Answer):
 
 
 class AgentCredentials(_Answer):
-    present: bool
+    present: bool | None = Field(description="null: the agent needs none")
     source: str | None
 
 
