@@ -186,7 +186,7 @@ async def test_a_refused_agent_switch_leaves_the_running_agent_untouched_and_rec
     assert runtime._backend is running
     after = await all_events(client, session["id"])
     assert switch_records(after[len(before) :]) == []
-    assert (await client.get(url)).json()["title"] is None
+    assert (await client.get(url)).json()["title"] == "text same agent"  # the first prompt's, not the refused PATCH's
     assert not [line for line in agents_left() if "--ignore" in line]  # the refused agent is stopped
 
 

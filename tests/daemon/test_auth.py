@@ -12,7 +12,7 @@ import pytest
 from acpd.config import DaemonConfig
 from acpd.daemon.app import create_app
 from acpd.daemon.manager import SessionManager
-from acpd.daemon.security import secured
+from acpd.daemon.security import describe_auth, secured
 from acpd.errors import ConfigError
 from acpd.private import ensure_token, token_path
 
@@ -42,6 +42,18 @@ def test_a_first_start_creates_a_private_token_file_and_later_starts_reuse_it(tm
     assert mode(token_path(data_dir)) == 0o600
     assert mode(data_dir) == 0o700
     assert [p.name for p in data_dir.iterdir()] == ["token"]  # no temporary file left behind
+
+
+def test_the_start_up_line_says_where_the_token_came_from(tmp_path: Path) -> None:
+    given = tmp_path / "given-token"
+    given.write_text("from-a-file\n")
+    data_dir = tmp_path / "data"
+    generated = describe_auth(secured(DaemonConfig(data_dir=str(data_dir))))
+    assert generated == f"token in {token_path(data_dir)}"
+    assert describe_auth(secured(DaemonConfig(data_dir=str(data_dir), token_file=str(given)))) == f"token in {given}"
+    from_env = describe_auth(secured(DaemonConfig(data_dir=str(data_dir), token="from-env")))
+    assert from_env == "token from ACPD_TOKEN or the config file"
+    assert describe_auth(secured(DaemonConfig(data_dir=str(data_dir), auth=False))) == "no token (--no-auth)"
 
 
 @pytest.mark.usefixtures("open_umask")

@@ -4,9 +4,11 @@ what a failing store (a full disk) does to writers, readers and the daemon's log
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from acpd.daemon import log as log_module
@@ -274,6 +276,35 @@ async def test_what_is_due_at_the_same_moment_commits_in_one_transaction() -> No
             await log.wait_saved(1)
         await close_all(committer, [log])
     assert store.rounds == [{"s": 2}]
+
+
+async def test_a_round_with_nothing_due_after_it_lets_no_turn_of_the_loop_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the settle turns gather what concurrent requests are about to append; after a round that left
+    # nothing due they would only delay the wait (each turn of the loop is a system call)
+    settle_turns = 0
+    checkpoint = anyio.lowlevel.checkpoint
+
+    async def counted() -> None:
+        nonlocal settle_turns
+        settle_turns += sys._getframe(1).f_code is GroupCommitter.run.__code__
+        await checkpoint()
+
+    monkeypatch.setattr(anyio.lowlevel, "checkpoint", counted)
+    store = RoundStore()
+    committer, (log,) = shared_logs(store, "s")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(committer.run)
+        await anyio.wait_all_tasks_blocked()
+        settle_turns = 0
+        log.append("agent", 1, {"update": "chunk"})
+        with anyio.fail_after(5):
+            await log.wait_committed(1)
+        await anyio.wait_all_tasks_blocked()
+        assert settle_turns == log_module.SETTLE_TURNS  # before the round only
+        await close_all(committer, [log])
+    assert store.rounds == [{"s": 1}]
 
 
 async def test_a_flooding_session_does_not_starve_the_others() -> None:

@@ -100,6 +100,42 @@ async def test_a_reader_that_falls_far_behind_catches_up_without_loss(tmp_path: 
         assert len(seqs) > 40_000
 
 
+async def test_a_prompt_retried_with_its_key_after_a_kill_9_mid_turn_is_answered_not_run_again(
+    tmp_path: Path,
+) -> None:
+    key = {"Idempotency-Key": "retry-me"}
+    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+        session_id = (await new_session(http, tmp_path))["id"]
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+
+                async def first_attempt() -> None:
+                    body = {"prompt": "sleep 60"}
+                    with contextlib.suppress(httpx.HTTPError):  # the daemon dies under it
+                        await http.post(f"/v1/sessions/{session_id}/prompt", json=body, headers=key)
+
+                tg.start_soon(first_attempt)
+                async with http.stream("GET", f"/v1/sessions/{session_id}/events/stream") as response:
+                    async for event in sse_events(response):
+                        if event["payload"].get("method") == "session/prompt":
+                            break
+                await daemon.kill()
+    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+        with anyio.fail_after(30):
+            retry = await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "sleep 60"}, headers=key)
+        assert retry.headers.get("idempotent-replayed") == "true"
+        answer = retry.json()
+        assert answer["turn"] == 1
+        assert answer["stopReason"] is None
+        assert "interrupted" in answer["error"]["message"]
+        events = await all_events(http, session_id)
+        prompts = [e for e in events if e["payload"].get("method") == "session/prompt"]
+        assert [(p["seq"], p["payload"]["params"]["_meta"]["acpd"]["idempotencyKey"]) for p in prompts] == [
+            (answer["firstSeq"], "retry-me")
+        ]
+        assert events[answer["lastSeq"] - 1]["payload"]["method"] == "_acpd/turn_interrupted"
+
+
 async def test_kill_9_mid_turn_loses_no_seen_event_and_the_session_goes_on(tmp_path: Path) -> None:
     seen: dict[int, dict[str, Any]] = {}
     async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:

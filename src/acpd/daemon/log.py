@@ -180,7 +180,9 @@ class GroupCommitter:
                 round_ = self._take_round()
                 if round_:
                     await self._commit_round(round_)
-                    continue
+                    if self._ready:
+                        continue  # more came while it committed: let the rest of it gather, then take it
+                # Nothing due: wait for the next record at once, not after turns that gather nothing.
                 if self._closed and not self._held and not self._ready:
                     break
                 self._wakeup = anyio.Event()

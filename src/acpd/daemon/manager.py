@@ -27,6 +27,7 @@ from anyio.abc import TaskGroup
 
 from acpd.adapters.registry import BackendPools
 from acpd.errors import (
+    INTERNAL_ERROR,
     AgentNotFound,
     AgentUnavailable,
     InvalidInput,
@@ -34,12 +35,13 @@ from acpd.errors import (
     SessionNotFound,
     StoreError,
 )
-from acpd.protocol import jsonio, methods
+from acpd.protocol import jsonio, jsonrpc, methods
 from acpd.protocol.events import EventRecord, utc_now
 from acpd.protocol.jsonio import JsonObject
 from acpd.settings import DaemonConfig
 from acpd.store.base import EventStore, SessionPage
 
+from . import session_files
 from .log import GroupCommitter
 from .session import RuntimeDeps, SessionRuntime, session_doc_defaults
 from .turns import Turn
@@ -55,6 +57,16 @@ DOT_SEGMENTS: Final = frozenset({".", ".."})
 ID_RULE: Final = f'1-{MAX_ID_CHARS} characters of letters, digits and "-_.:", and not "." or ".."'
 DOC_FIELDS: Final = ("title", "project")
 SETTING_FIELDS: Final = ("model", "mode", "thoughtLevel")
+IMPORTED_FIELDS: Final = (
+    *DOC_FIELDS,
+    *SETTING_FIELDS,
+    "cwd",
+    "config",
+    "policy",
+    "mcpServers",
+    "additionalDirectories",
+)
+"""What an import takes from the exported document; the rest (status, the agent's session) is this daemon's."""
 CLOSE_ALL_SECONDS: Final = 10.0
 """How long stopping waits for the sessions (turns answered, agents stopped, logs committed) before
 leaving the rest to the task group's cancellation."""
@@ -65,6 +77,8 @@ TRIM_BATCH: Final = 100
 FINAL_COMMIT_SECONDS: Final = 3.0
 """Once the agents are stopped, how long stopping waits for the logs' last commits (a healthy
 store takes milliseconds, a full one gives up at once; only a stuck disk takes this long)."""
+RECOVERY_PAGE: Final = 5_000
+"""Records read at a time when looking back for an interrupted turn's prompt."""
 
 
 class SessionManager:
@@ -147,19 +161,44 @@ class SessionManager:
             page = await self.store.list_sessions(limit=200, cursor=cursor)
             for doc in page.items:
                 if doc.get("status") in ("running", "awaiting_permission"):
-                    runtime = await self.runtime(str(doc["id"]))
-                    runtime.record_daemon(
-                        methods.ACPD_TURN_INTERRUPTED, {"turn": doc.get("turns"), "reason": "daemon restarted"}
-                    )
-                    runtime.doc["status"] = "idle"
-                    try:
-                        await runtime.save()
-                    except StoreError as exc:
-                        # a full disk at start: the note commits when space returns; serve meanwhile
-                        logger.warning("session %s: the restart note waits for the store: %s", doc["id"], exc)
+                    await self._recover_session(str(doc["id"]), doc.get("turns"))
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
+
+    async def _recover_session(self, session_id: str, turn: object) -> None:
+        runtime = await self.runtime(session_id)
+        seq = runtime.record_daemon(methods.ACPD_TURN_INTERRUPTED, {"turn": turn, "reason": "daemon restarted"})
+        runtime.doc["status"] = "idle"
+        try:
+            await runtime.save()
+            if isinstance(turn, int):
+                await self._answer_interrupted(runtime, turn, seq)
+        except StoreError as exc:
+            # a full disk at start: the note commits when space returns; serve meanwhile
+            logger.warning("session %s: the restart note waits for the store: %s", session_id, exc)
+
+    async def _answer_interrupted(self, runtime: SessionRuntime, turn: int, last_seq: int) -> None:
+        """Give the interrupted turn's prompt, if it came with an idempotency key, its answer: a
+        client's retry of it (the daemon died under its request) must not run it a second time."""
+        prompt = await _turn_prompt(runtime, turn, last_seq)
+        meta = (prompt.payload_object().get("params") or {}).get("_meta") if prompt is not None else None
+        key = ((meta or {}).get("acpd") or {}).get("idempotencyKey") if isinstance(meta, dict) else None
+        if prompt is None or prompt.sender != "client" or not isinstance(key, str):
+            return
+        message = f"turn {turn} was interrupted: the daemon restarted"
+        answer: JsonObject = {
+            "sessionId": runtime.session_id,
+            "turn": turn,
+            "stopReason": None,
+            "usage": None,
+            "steps": 0,
+            "text": "",
+            "firstSeq": prompt.seq,
+            "lastSeq": last_seq,
+            "error": {"code": INTERNAL_ERROR, "message": message, "data": {"reason": "daemon restarted"}},
+        }
+        await self.store.put_idempotent(runtime.session_id, key, jsonio.dumps_str(answer))
 
     async def _close_all(self) -> None:
         runtimes = list(self._runtimes.values())
@@ -376,6 +415,75 @@ class SessionManager:
             runtime.leases -= 1
             runtime.touch()
         return runtime
+
+    async def import_session(
+        self, exported: JsonObject, records: list[EventRecord], overrides: dict[str, str]
+    ) -> SessionRuntime:
+        """Make a session of an export (``session_files``): its document and its whole history in
+        one transaction, or nothing. ``overrides`` may give another ``id``, ``agent`` or ``cwd``.
+
+        Raises:
+            InvalidInput, AgentNotFound, SessionExists.
+        """
+        session_id = _session_id(overrides.get("id", exported.get("id")))
+        fields = {key: exported[key] for key in IMPORTED_FIELDS if exported.get(key) is not None}
+        fields.update({"cwd": overrides["cwd"]} if "cwd" in overrides else {})
+        kept = {key: exported[key] for key in ("createdAt", "usage") if exported.get(key)}
+        history = session_files.renamed(records, session_id)
+        return await self._recreate(session_id, overrides.get("agent", exported.get("agent")), fields, history, kept)
+
+    async def fork(self, source_id: str, body: JsonObject) -> SessionRuntime:
+        """A new session whose history is ``source_id``'s up to ``atSeq`` (by default, the end of
+        its last finished turn: a running turn is left out), recorded as ``_acpd/forked_from``.
+
+        Raises:
+            InvalidInput, SessionNotFound, AgentNotFound, SessionExists.
+        """
+        unknown = set(body) - {"id", "atSeq", "agent", "title", "cwd"}
+        if unknown:
+            raise InvalidInput(f"unknown fields {sorted(unknown)}")
+        async with self.leased(source_id) as source:
+            committed = source.log.committed_seq
+            at = body.get("atSeq", source.finished_end())
+            if not isinstance(at, int) or isinstance(at, bool) or not 0 <= at <= committed:
+                raise InvalidInput(
+                    f'"atSeq" must be a seq of session {source_id!r} that is committed: 0 to {committed}'
+                )
+            doc = dict(source.doc)
+            records = [record async for batch in source.log.history(at) for record in batch]
+        session_id = _session_id(body.get("id"))
+        title = body.get("title", f"{doc['title']} (fork)" if doc.get("title") else None)
+        fields = {**{key: doc[key] for key in IMPORTED_FIELDS if doc.get(key) is not None}, "title": title}
+        fields.update({"cwd": body["cwd"]} if body.get("cwd") is not None else {})
+        turn = records[-1].turn if records else 0
+        note = jsonrpc.notification(
+            methods.ACPD_FORKED_FROM, {"sessionId": session_id, "source": source_id, "atSeq": at}
+        )
+        forked = EventRecord(session_id, at + 1, utc_now(), "daemon", turn, jsonio.dumps_str(note))
+        history = [*session_files.renamed(records, session_id), forked]
+        return await self._recreate(session_id, body.get("agent", doc.get("agent")), fields, history, {})
+
+    async def _recreate(
+        self, session_id: str, agent: object, body: JsonObject, history: list[EventRecord], kept: JsonObject
+    ) -> SessionRuntime:
+        """Store a session with its ``history`` in one transaction. Its agent starts at first use
+        with a new agent session, which gets the transcript with the next prompt."""
+        if not isinstance(agent, str) or agent not in self.config.all_agents():
+            raise AgentNotFound(f"no agent named {agent!r}; known agents: {sorted(self.config.all_agents())}")
+        doc = {**session_doc_defaults(utc_now()), **_create_fields(body, self.config.session_policy()), **kept}
+        turns = max((record.turn for record in history), default=0)
+        doc.update(id=session_id, agent=agent, turns=turns, contextPending=turns > 0)
+        exists = SessionExists(f"a session with id {session_id!r} already exists")
+        if await self._claim(session_id) is not None:
+            raise exists
+        try:
+            await self._settled(session_id)
+            if await self.store.get_session(session_id) is not None:
+                raise exists
+            await self.store.append_many(history, sessions=[doc])
+        finally:
+            self._claims.pop(session_id).set()
+        return await self.runtime(session_id)
 
     async def list_sessions(self, **filters: Any) -> SessionPage:
         page = await self.store.list_sessions(**filters)
@@ -661,3 +769,17 @@ def _directory(value: object, what: str) -> str:
         raise InvalidInput(f"{what} must be an absolute path to an existing directory, got {shown!r}")
     assert isinstance(value, str)
     return value
+
+
+async def _turn_prompt(runtime: SessionRuntime, turn: int, end: int) -> EventRecord | None:
+    """The record of turn ``turn``'s prompt, its first: read back page by page from ``end``."""
+    found = None
+    while end > 0:
+        start = max(0, end - RECOVERY_PAGE)
+        records = await runtime.log.read(start, end - start)
+        for record in reversed(records):
+            if record.turn != turn:
+                return found
+            found = record
+        end = start
+    return found

@@ -41,12 +41,14 @@ def secured(config: DaemonConfig) -> DaemonConfig:
     data_dir = Path(config.resolved_data_dir())
     try:
         private_dir(data_dir)
-        return dataclasses.replace(config, token=_settled_token(config, data_dir))
+        token, token_file = _settled_token(config, data_dir)
     except OSError as exc:
         raise ConfigError(f"cannot set up the bearer token: {exc}") from exc
+    return dataclasses.replace(config, token=token, token_file=token_file)
 
 
-def _settled_token(config: DaemonConfig, data_dir: Path) -> str | None:
+def _settled_token(config: DaemonConfig, data_dir: Path) -> tuple[str | None, str]:
+    """The token, and the file it is in ("": it came from ACPD_TOKEN or the config file)."""
     if not config.auth:
         if config.token or config.token_file:
             raise ConfigError("--no-auth turns the token off, but a token was given (ACPD_TOKEN or --token-file)")
@@ -54,21 +56,21 @@ def _settled_token(config: DaemonConfig, data_dir: Path) -> str | None:
             raise ConfigError(
                 f"--no-auth is for loopback only: binding {config.host} would open the daemon to the network"
             )
-        return None
+        return None, ""
     if config.token_file:
-        return given_token(Path(config.token_file))
-    return config.token or ensure_token(data_dir)
+        return given_token(Path(config.token_file)), config.token_file
+    if config.token:
+        return config.token, ""
+    return ensure_token(data_dir), str(token_path(data_dir))
 
 
 def describe_auth(config: DaemonConfig) -> str:
-    """How clients authenticate, for the start-up line."""
+    """How clients authenticate, for the start-up line (``config`` as ``secured`` made it)."""
     if not config.auth:
         return "no token (--no-auth)"
     if config.token_file:
         return f"token in {config.token_file}"
-    if config.token:
-        return "token from ACPD_TOKEN or the config file"
-    return f"token in {token_path(Path(config.resolved_data_dir()))}"
+    return "token from ACPD_TOKEN or the config file"
 
 
 def allowed_hosts(config: DaemonConfig, port: int) -> frozenset[str] | None:

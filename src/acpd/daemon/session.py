@@ -76,6 +76,8 @@ MAX_CLEAN_ENVELOPES: Final = 64
 """Text chunk envelopes a session remembers as holding no secret (``emit_texts``)."""
 MAX_EARLY_BYTES: Final = 16 * 1024 * 1024
 """What an agent may send before its session is open (held in memory until then); past it, the start fails."""
+TITLE_CHARS: Final = 80
+"""The longest title derived from a first prompt."""
 AGENT_SIDE: Final = ("agent", "model", "mode", "thoughtLevel", "config", "backendSessionId")
 """Document fields a running agent holds too: if a refused change moved one, the agent is stopped."""
 CHANGEABLE: Final = (
@@ -196,6 +198,14 @@ class SessionRuntime:
     @property
     def _turn_number(self) -> int:
         return int(self.doc.get("turns") or 0)
+
+    def finished_end(self) -> int:
+        """The seq where the last finished turn's records end (with what followed it before the
+        running turn's prompt): the whole committed log when no turn runs."""
+        turn = self._current
+        if turn is not None and turn.first_seq > 0:
+            return min(turn.first_seq - 1, self.log.committed_seq)
+        return self.log.committed_seq
 
     def record(self, sender: Sender, payload: JsonObject) -> int:
         return self.log.append(sender, self._turn_number, payload).seq
@@ -883,11 +893,17 @@ class SessionRuntime:
     async def _turn_body(self, turn: Turn) -> None:
         turn.number = self._turn_number + 1
         self.doc["turns"] = turn.number
+        if self.doc.get("title") is None:
+            self.doc["title"] = derived_title(turn.prompt)  # until the agent names the session
         self._set_status("running")
         request_id = f"turn-{turn.number}"
         params: JsonObject = {"sessionId": self.session_id, "prompt": turn.prompt}
-        if turn.origin is not None:
-            params["_meta"] = {"acpd": {"origin": turn.origin}}
+        meta = {
+            name: value for name, value in (("origin", turn.origin), ("idempotencyKey", turn.idempotency_key)) if value
+        }
+        if meta:
+            # the key in the log: a retry after a restart that interrupted this turn finds its answer
+            params["_meta"] = {"acpd": meta}
         turn.first_seq = self.record("client", jsonrpc.request(request_id, methods.SESSION_PROMPT, params))
         sender: Sender = "agent"
         try:
@@ -1117,6 +1133,16 @@ def _policy_of_text(text: str) -> Policy:
     from acpd.config import Policy
 
     return Policy.model_validate_json(text)
+
+
+def derived_title(prompt: list[JsonObject]) -> str | None:
+    """A title from a prompt: its first line of text, spaces collapsed, cut at ``TITLE_CHARS``."""
+    for block in prompt:
+        text = block.get("text") if block.get("type") == "text" else None
+        line = next((" ".join(line.split()) for line in str(text or "").splitlines() if line.strip()), "")
+        if line:
+            return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
+    return None
 
 
 def session_doc_defaults(now: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ decide when to stop them (the agent transport and the terminals do).
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import marshal
@@ -123,30 +124,73 @@ def _check_options(options: Mapping[str, Any]) -> None:
 
 
 class PipeReceiveStream(anyio.abc.ByteReceiveStream):
-    """The read end of a pipe, read when the event loop says it is readable."""
+    """The read end of a pipe, read when the event loop says it is readable.
+
+    The loop watches the pipe from the first wait to the stream's close: one registration, where
+    anyio's ``wait_readable`` makes two system calls for every wait (an agent's prompt round trip
+    waits several times). A readiness report with nobody waiting unwatches it again, unless it may
+    date from before the last read, so a pipe nobody reads does not wake the loop on every turn.
+    """
 
     def __init__(self, fd: int) -> None:
         os.set_blocking(fd, False)
         self._fd = fd
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop watching the pipe, if one is
+        self._waiter: asyncio.Future[None] | None = None
+        self._just_read = False  # data was read since the loop last reported a readiness
 
     async def receive(self, max_bytes: int = READ_BYTES) -> bytes:
-        await anyio.lowlevel.checkpoint()
+        # No yield when data is there: a waiting read yields, and a pipe holds little.
+        await anyio.lowlevel.checkpoint_if_cancelled()
         while True:
             if self._fd < 0:
                 raise anyio.ClosedResourceError
             try:
                 data = os.read(self._fd, max_bytes)
             except BlockingIOError:
-                await anyio.wait_readable(self._fd)
+                await self._readable()
                 continue
             if not data:
                 raise anyio.EndOfStream
+            self._just_read = True
             return data
 
     async def aclose(self) -> None:
-        _close_watched(self._fd)
-        self._fd = -1
+        self._unwatch()
+        fd, self._fd = self._fd, -1
+        if (waiter := self._waiter) is not None and not waiter.done():
+            waiter.set_exception(anyio.ClosedResourceError())
+        if fd >= 0:
+            os.close(fd)
         await anyio.lowlevel.checkpoint()
+
+    async def _readable(self) -> None:
+        if self._waiter is not None:
+            raise anyio.BusyResourceError("reading from")
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._unwatch()
+            loop.add_reader(self._fd, self._on_readable)
+            self._loop = loop
+        self._waiter = loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def _on_readable(self) -> None:
+        if self._waiter is not None:
+            if not self._waiter.done():
+                self._waiter.set_result(None)
+        elif self._just_read:
+            self._just_read = False  # reported before that read took the data, maybe: look again
+        else:
+            self._unwatch()  # readable, and nobody reading: the next wait watches it again
+
+    def _unwatch(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(self._fd)
 
 
 class PipeSendStream(anyio.abc.ByteSendStream):

@@ -1,0 +1,107 @@
+"""Daemon layer: a session's records out and in: ``GET /v1/sessions/{id}/export`` (JSON, JSON
+lines, Markdown) and ``POST /v1/sessions/import``. A thin edge like ``http``: the formats are
+``markdown`` and ``session_files``, the session is made by the manager.
+
+An export streams: the committed records are read from the store a page at a time up to where the
+log stood when the request came, so a session of any length exports with flat memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Final
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from acpd.errors import InvalidInput, PayloadTooLarge
+from acpd.protocol.events import EventRecord
+from acpd.protocol.jsonio import JsonObject
+
+from . import session_files
+from .http import json_response, manager_of, read_json
+from .manager import SessionManager
+from .markdown import MarkdownTranscript, header
+
+EXPORT_PAGE: Final = 2_000
+"""Records read from the store at a time."""
+FORMATS: Final = {
+    "json": "application/json",
+    "jsonl": "application/jsonl",
+    "markdown": "text/markdown; charset=utf-8",
+}
+SUFFIXES: Final = {"json": "json", "jsonl": "jsonl", "markdown": "md"}
+
+
+async def export(request: Request) -> Response:
+    manager = manager_of(request)
+    session_id = request.path_params["id"]
+    fmt = request.query_params.get("format") or "json"
+    if fmt not in FORMATS:
+        raise InvalidInput(f"unknown export format {fmt!r}; use one of {sorted(FORMATS)}")
+    async with manager.leased(session_id) as runtime:
+        doc = runtime.wire()
+        upto = runtime.log.committed_seq
+    body = _markdown(manager, doc, upto) if fmt == "markdown" else _json(manager, doc, upto, lines=fmt == "jsonl")
+    disposition = f'attachment; filename="{session_id}.{SUFFIXES[fmt]}"'
+    return StreamingResponse(body, media_type=FORMATS[fmt], headers={"Content-Disposition": disposition})
+
+
+async def import_session(request: Request) -> Response:
+    limit: int = request.app.state.max_body_bytes
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+    exported = session_files.parse(bytes(body))
+    overrides = {name: request.query_params[name] for name in ("id", "agent", "cwd") if request.query_params.get(name)}
+    runtime = await manager_of(request).import_session(exported.session, exported.records, overrides)
+    return json_response(runtime.wire(), status=201)
+
+
+async def _pages(manager: SessionManager, session_id: str, upto: int) -> AsyncIterator[list[EventRecord]]:
+    after = 0
+    while after < upto:
+        page = await manager.store.read(session_id, after=after, limit=min(EXPORT_PAGE, upto - after))
+        if not page:
+            return  # deleted meanwhile
+        after = page[-1].seq
+        yield page
+
+
+async def _json(manager: SessionManager, doc: Mapping[str, object], upto: int, *, lines: bool) -> AsyncIterator[str]:
+    head = session_files.header(doc)
+    pages = _pages(manager, str(doc["id"]), upto)
+    if lines:
+        yield head + "\n"
+        async for page in pages:
+            yield "".join(record.to_json() + "\n" for record in page)
+        return
+    yield head[:-1] + ',"events":['  # the header object, left open for the records
+    separator = ""
+    async for page in pages:
+        yield separator + ",".join(record.to_json() for record in page)
+        separator = ","
+    yield "]}\n"
+
+
+async def _markdown(manager: SessionManager, doc: JsonObject, upto: int) -> AsyncIterator[str]:
+    yield header(doc)
+    transcript = MarkdownTranscript()
+    async for page in _pages(manager, str(doc["id"]), upto):
+        yield "".join(transcript.feed(record) for record in page)
+    yield transcript.end()
+
+
+async def fork(request: Request) -> Response:
+    runtime = await manager_of(request).fork(request.path_params["id"], await read_json(request))
+    return json_response(runtime.wire(), status=201)
+
+
+ROUTES: Final = [
+    Route("/v1/sessions/{id}/fork", fork, methods=["POST"]),
+    Route("/v1/sessions/import", import_session, methods=["POST"]),
+    Route("/v1/sessions/{id}/export", export, methods=["GET"]),
+]

@@ -1,0 +1,222 @@
+"""A session's records out and in: export as JSON, JSON lines and Markdown; import of an export."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from acpd.daemon.markdown import MarkdownTranscript, header
+from acpd.protocol.events import EventRecord
+from tests.daemon.helpers import all_events, daemon_frames, new_session
+
+pytestmark = pytest.mark.anyio
+
+GOLDEN = Path(__file__).parents[1] / "golden" / "export"
+UPDATE = os.environ.get("ACPD_UPDATE_GOLDEN") == "1"
+
+
+async def prompt(client: httpx.AsyncClient, session_id: str, text: str) -> dict[str, Any]:
+    with anyio.fail_after(10):
+        response = await client.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": text})
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+async def exported(client: httpx.AsyncClient, session_id: str, fmt: str) -> httpx.Response:
+    response = await client.get(f"/v1/sessions/{session_id}/export", params={"format": fmt})
+    assert response.status_code == 200, response.text
+    return response
+
+
+def without_session_ids(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: without_session_ids(v) for k, v in value.items() if k != "sessionId"}
+    if isinstance(value, list):
+        return [without_session_ids(v) for v in value]
+    return value
+
+
+async def test_a_jsonl_export_is_the_session_document_then_every_record_in_order(
+    client: httpx.AsyncClient, workdir: Path
+) -> None:
+    session = await new_session(client, workdir, title="out")
+    await prompt(client, session["id"], "text one")
+    await prompt(client, session["id"], "text two")
+    response = await exported(client, session["id"], "jsonl")
+    assert response.headers["content-type"].startswith("application/jsonl")
+    assert f'filename="{session["id"]}.jsonl"' in response.headers["content-disposition"]
+    head, *lines = [json.loads(line) for line in response.text.splitlines()]
+    assert head["acpdExport"] == 1
+    assert (head["session"]["id"], head["session"]["title"], head["session"]["turns"]) == (session["id"], "out", 2)
+    assert lines == await all_events(client, session["id"])
+
+
+async def test_a_json_export_holds_what_the_jsonl_export_holds(client: httpx.AsyncClient, workdir: Path) -> None:
+    session = await new_session(client, workdir)
+    await prompt(client, session["id"], "text hello")
+    whole = (await exported(client, session["id"], "json")).json()
+    head, *lines = [json.loads(line) for line in (await exported(client, session["id"], "jsonl")).text.splitlines()]
+    assert whole == {**head, "events": lines}
+
+
+async def test_an_import_recreates_the_session_and_its_agent_continues_it_with_the_transcript(
+    client: httpx.AsyncClient, workdir: Path
+) -> None:
+    source = await new_session(client, workdir, title="moving")
+    await prompt(client, source["id"], "text remember the word kumquat")
+    export = (await exported(client, source["id"], "jsonl")).content
+    response = await client.post("/v1/sessions/import", params={"id": "moved"}, content=export)
+    assert response.status_code == 201, response.text
+    moved = response.json()
+    assert (moved["id"], moved["title"], moved["turns"], moved["status"]) == ("moved", "moving", 1, "idle")
+    before = await all_events(client, source["id"])
+    after = await all_events(client, "moved")
+    assert [without_session_ids(e) for e in after] == [without_session_ids(e) for e in before]
+    assert all(e["sessionId"] == "moved" for e in after)
+    assert all(e["payload"].get("params", {}).get("sessionId", "moved") == "moved" for e in after)
+    answer = await prompt(client, "moved", "text and now")
+    assert answer["turn"] == 2
+    events = await all_events(client, "moved")
+    assert daemon_frames(events, "_acpd/context_carried")  # the new agent session got the transcript
+    carried = [e for e in events if e["payload"].get("method") == "session/prompt"][-1]
+    assert carried["payload"]["params"]["prompt"] == [{"type": "text", "text": "text and now"}]
+
+
+async def test_a_json_export_imports_too(client: httpx.AsyncClient, workdir: Path) -> None:
+    source = await new_session(client, workdir)
+    await prompt(client, source["id"], "text json")
+    export = (await exported(client, source["id"], "json")).content
+    response = await client.post("/v1/sessions/import", params={"id": "from-json"}, content=export)
+    assert response.status_code == 201, response.text
+    assert len(await all_events(client, "from-json")) == len(await all_events(client, source["id"]))
+
+
+async def test_an_import_onto_a_taken_id_is_a_conflict_and_changes_nothing(
+    client: httpx.AsyncClient, workdir: Path
+) -> None:
+    source = await new_session(client, workdir)
+    await prompt(client, source["id"], "text mine")
+    before = await all_events(client, source["id"])
+    export = (await exported(client, source["id"], "jsonl")).content
+    response = await client.post("/v1/sessions/import", content=export)
+    assert response.status_code == 409
+    assert response.json()["type"] == "urn:acpd:problem:session-exists"
+    assert await all_events(client, source["id"]) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b"", "empty"),
+        (b"not json at all", "line 1"),
+        (b'{"acpdExport": 9, "session": {"id": "x", "agent": "mock"}}', "not an acpd export"),
+        (b"[1, 2]", "line 1: not a JSON object"),
+    ],
+)
+async def test_an_import_of_garbage_is_a_clear_problem(client: httpx.AsyncClient, body: bytes, detail: str) -> None:
+    response = await client.post("/v1/sessions/import", content=body)
+    assert response.status_code == 400
+    assert detail in response.json()["detail"]
+
+
+async def test_a_truncated_or_reordered_import_names_the_line_and_leaves_nothing_behind(
+    client: httpx.AsyncClient, workdir: Path
+) -> None:
+    source = await new_session(client, workdir)
+    await prompt(client, source["id"], "text whole")
+    lines = (await exported(client, source["id"], "jsonl")).text.splitlines()
+    cut = "\n".join([*lines[:3], lines[3][: len(lines[3]) // 2]])
+    response = await client.post("/v1/sessions/import", params={"id": "cut"}, content=cut)
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("line 4:")
+    swapped = "\n".join([lines[0], lines[2], lines[1], *lines[3:]])
+    response = await client.post("/v1/sessions/import", params={"id": "swapped"}, content=swapped)
+    assert response.status_code == 400
+    assert "line 2: seq 2 where 1 was expected" in response.json()["detail"]
+    for name in ("cut", "swapped"):
+        assert (await client.get(f"/v1/sessions/{name}")).status_code == 404
+
+
+async def test_an_import_for_an_agent_this_daemon_lacks_names_the_ones_it_has(
+    client: httpx.AsyncClient, workdir: Path
+) -> None:
+    source = await new_session(client, workdir)
+    export = (await exported(client, source["id"], "jsonl")).content
+    response = await client.post("/v1/sessions/import", params={"id": "elsewhere", "agent": "nope"}, content=export)
+    assert response.status_code == 400
+    assert response.json()["type"] == "urn:acpd:problem:agent-not-found"
+    assert "mock" in response.json()["detail"]
+
+
+async def test_an_unknown_export_format_is_refused(client: httpx.AsyncClient, workdir: Path) -> None:
+    session = await new_session(client, workdir)
+    response = await client.get(f"/v1/sessions/{session['id']}/export", params={"format": "pdf"})
+    assert response.status_code == 400
+    assert "markdown" in response.json()["detail"]
+    missing = await client.get("/v1/sessions/nobody/export")
+    assert missing.status_code == 404
+
+
+async def test_a_markdown_export_reads_as_the_conversation(client: httpx.AsyncClient, workdir: Path) -> None:
+    session = await new_session(client, workdir, title="Readable")
+    await prompt(client, session["id"], "think weighing it\ntool read Look around\nplan 2\ntext the answer is 42")
+    response = await exported(client, session["id"], "markdown")
+    assert response.headers["content-type"].startswith("text/markdown")
+    text = response.text
+    assert text.startswith("# Readable\n")
+    assert "## Turn 1" in text
+    assert "<details><summary>Thinking</summary>\n\nweighing it\n\n</details>" in text
+    assert "**Tool call** Look around · read · completed" in text
+    assert "- [ ] Step 1 *(in progress)*" in text
+    assert "the answer is 42" in text
+    assert "*Turn 1 ended: end_turn" in text
+
+
+def test_the_markdown_of_a_session_with_a_diff_a_plan_a_permission_and_thinking_matches_the_reviewed_golden() -> None:
+    lines = [json.loads(line) for line in (GOLDEN / "session.events.jsonl").read_text().splitlines()]
+    records = [
+        EventRecord(
+            "SESSION", seq, "2026-12-06T00:00:00.000Z", line["sender"], line["turn"], json.dumps(line["payload"])
+        )
+        for seq, line in enumerate(lines, start=1)
+    ]
+    doc = {
+        "id": "SESSION",
+        "title": "Fix the parser",
+        "agent": "mock",
+        "agentInfo": {"name": "acpd-mock", "version": "0.1.0"},
+        "cwd": "/tmp",
+        "createdAt": "2026-12-06T00:00:00.000Z",
+        "turns": 2,
+        "usage": {"inputTokens": 10, "outputTokens": 20, "cost": {"amount": 0.01, "currency": "USD"}},
+    }
+    transcript = MarkdownTranscript()
+    text = header(doc) + "".join(transcript.feed(record) for record in records) + transcript.end()
+    expected = GOLDEN / "session.md"
+    if UPDATE:
+        expected.write_text(text)
+    assert text == expected.read_text()
+
+
+async def test_a_session_without_a_title_takes_its_first_prompts_first_line_until_the_agent_names_it(
+    client: httpx.AsyncClient, workdir: Path
+) -> None:
+    untitled = await new_session(client, workdir)
+    await prompt(client, untitled["id"], "\n  text   fix the   flaky test \nand more")
+    assert (await client.get(f"/v1/sessions/{untitled['id']}")).json()["title"] == "text fix the flaky test"
+    await prompt(client, untitled["id"], "title Flaky test hunt")
+    assert (await client.get(f"/v1/sessions/{untitled['id']}")).json()["title"] == "Flaky test hunt"
+    titled = await new_session(client, workdir, title="Mine")
+    await prompt(client, titled["id"], "text something else")
+    assert (await client.get(f"/v1/sessions/{titled['id']}")).json()["title"] == "Mine"
+    long = await new_session(client, workdir)
+    await prompt(client, long["id"], "text " + "word " * 40)
+    title = (await client.get(f"/v1/sessions/{long['id']}")).json()["title"]
+    assert len(title) == 80 and title.endswith("…")
