@@ -146,6 +146,43 @@ class AsyncAcpd:
     async def delete_session(self, session_id: str) -> None:
         await self.request("DELETE", c.session_path(session_id))
 
+    async def fork(
+        self,
+        session_id: str,
+        *,
+        at_seq: int | None = None,
+        agent: str | None = None,
+        title: str | None = None,
+        id: str | None = None,
+        cwd: str | Path | None = None,
+    ) -> Session:
+        """A new session with this one's history up to ``at_seq``; see ``Acpd.fork``."""
+        body = c.fork_body(at_seq, agent=agent, title=title, id=id, cwd=str(cwd) if cwd is not None else None)
+        return Session.model_validate(await self.request("POST", c.session_path(session_id, "fork"), json=body))
+
+    async def export(self, session_id: str, format: str = "json") -> AsyncGenerator[bytes, None]:
+        """The session exported (``json``, ``jsonl`` or ``markdown``), in chunks as streamed."""
+        path = c.session_path(session_id, "export")
+        async with self._http.stream("GET", path, params={"format": format}) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                raise c.error_of(response)
+            async for chunk in response.aiter_bytes():
+                yield chunk
+
+    async def import_session(
+        self,
+        exported: bytes,
+        *,
+        id: str | None = None,
+        agent: str | None = None,
+        cwd: str | Path | None = None,
+    ) -> Session:
+        """Recreate a session from a ``json`` or ``jsonl`` export; see ``Acpd.import_session``."""
+        params = c.import_params(id=id, agent=agent, cwd=str(cwd) if cwd is not None else None)
+        answer = await self.request("POST", "/v1/sessions/import", content=exported, params=params)
+        return Session.model_validate(answer)
+
     # -- turns -----------------------------------------------------------------------------------------
 
     async def prompt(

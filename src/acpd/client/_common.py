@@ -119,6 +119,15 @@ def settings_body(**fields: Any) -> dict[str, Any]:
     return {names.get(k, k): v for k, v in fields.items() if v is not None}
 
 
+def fork_body(at_seq: int | None, **fields: Any) -> dict[str, Any]:
+    """A fork's body: the fields given (None: the daemon's default)."""
+    return {k: v for k, v in {"atSeq": at_seq, **fields}.items() if v is not None}
+
+
+def import_params(**fields: str | None) -> dict[str, str]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 def reply_body(reply: str) -> dict[str, str]:
     """``once``, ``always`` and ``reject`` are replies; anything else is an option id."""
     return {"reply": reply} if reply in ("once", "always", "reject") else {"optionId": reply}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -150,6 +150,44 @@ class Acpd:
 
     def delete_session(self, session_id: str) -> None:
         self.request("DELETE", c.session_path(session_id))
+
+    def fork(
+        self,
+        session_id: str,
+        *,
+        at_seq: int | None = None,
+        agent: str | None = None,
+        title: str | None = None,
+        id: str | None = None,
+        cwd: str | Path | None = None,
+    ) -> Session:
+        """A new session whose history is this one's up to ``at_seq`` (default: the end of its
+        last finished turn); its agent (``agent``, else the same) carries the earlier turns on."""
+        body = c.fork_body(at_seq, agent=agent, title=title, id=id, cwd=str(cwd) if cwd is not None else None)
+        return Session.model_validate(self.request("POST", c.session_path(session_id, "fork"), json=body))
+
+    def export(self, session_id: str, format: str = "json") -> Generator[bytes, None, None]:
+        """The session exported (``json``, ``jsonl`` or ``markdown``), in chunks as the daemon
+        streams it: write them to a file, or give them to ``import_session``."""
+        with self._http.stream("GET", c.session_path(session_id, "export"), params={"format": format}) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise c.error_of(response)
+            yield from response.iter_bytes()
+
+    def import_session(
+        self,
+        exported: bytes | Iterable[bytes],
+        *,
+        id: str | None = None,
+        agent: str | None = None,
+        cwd: str | Path | None = None,
+    ) -> Session:
+        """Recreate a session, with its whole history, from a ``json`` or ``jsonl`` export;
+        ``id``, ``agent`` and ``cwd`` replace the exported ones."""
+        params = c.import_params(id=id, agent=agent, cwd=str(cwd) if cwd is not None else None)
+        content = exported if isinstance(exported, bytes) else b"".join(exported)
+        return Session.model_validate(self.request("POST", "/v1/sessions/import", content=content, params=params))
 
     # -- turns -----------------------------------------------------------------------------------------
 
