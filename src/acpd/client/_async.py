@@ -15,19 +15,20 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from acpd.api.events import EventRecord
-
 from . import DEFAULT_URL
 from . import _common as c
-from ._turn import TurnTracker
 from .errors import Conflict, DaemonUnreachable, PermissionNotFound, ProblemError, StreamEnded
-from .models import Agent, PermissionAnswer, PermissionRequest, PromptResult, Session
 
 if TYPE_CHECKING:
     import httpx
 
+    from acpd.api.events import EventRecord
+
+    from ._turn import TurnTracker
+    from .models import Agent, PermissionAnswer, PermissionRequest, PromptResult, Session
+
 Prompt = str | list[dict[str, Any]]
-AsyncOnPermission = Callable[[PermissionRequest], "str | Awaitable[str | None] | None"]
+AsyncOnPermission = Callable[["PermissionRequest"], "str | Awaitable[str | None] | None"]
 """Given a pending request, ``once``, ``always``, ``reject`` or an option id (or a coroutine
 giving one); None leaves it be."""
 
@@ -79,7 +80,7 @@ class AsyncAcpd:
                 raise c.error_of(response)
             if not response.headers.get("content-type", "").startswith("text/event-stream"):
                 await response.aread()  # an idempotent replay answers the stored JSON, not a stream
-                result = PromptResult.model_validate(c.answer_json(response))
+                result = c.models.PromptResult.model_validate(c.answer_json(response))
                 async for replayed in self.events(result.session_id, after=result.first_seq - 1, until=result.last_seq):
                     yield replayed
                 return
@@ -97,15 +98,15 @@ class AsyncAcpd:
         return answer
 
     async def agents(self) -> list[Agent]:
-        return [Agent.model_validate(item) for item in (await self.request("GET", "/v1/agents"))["items"]]
+        return [c.models.Agent.model_validate(item) for item in (await self.request("GET", "/v1/agents"))["items"]]
 
     async def create_session(self, agent: str | None = None, cwd: str | Path | None = None, **fields: Any) -> Session:
         """A new session (its agent started); see ``Acpd.create_session``."""
         body = {**fields, **({"agent": agent} if agent else {}), **({"cwd": str(cwd)} if cwd is not None else {})}
-        return Session.model_validate(await self.request("POST", "/v1/sessions", json=body))
+        return c.models.Session.model_validate(await self.request("POST", "/v1/sessions", json=body))
 
     async def session(self, session_id: str) -> Session:
-        return Session.model_validate(await self.request("GET", c.session_path(session_id)))
+        return c.models.Session.model_validate(await self.request("GET", c.session_path(session_id)))
 
     async def sessions(
         self,
@@ -124,7 +125,7 @@ class AsyncAcpd:
             query = {k: v for k, v in {**params, "cursor": cursor}.items() if v is not None}
             page = await self.request("GET", "/v1/sessions", params=query)
             for item in page["items"]:
-                yield Session.model_validate(item)
+                yield c.models.Session.model_validate(item)
             cursor = page.get("nextCursor")
             if not cursor:
                 return
@@ -141,7 +142,7 @@ class AsyncAcpd:
     ) -> Session:
         """Change settings (all or nothing); see ``Acpd.update_session``."""
         body = c.settings_body(model=model, mode=mode, thought_level=thought_level, agent=agent) | fields
-        return Session.model_validate(await self.request("PATCH", c.session_path(session_id), json=body))
+        return c.models.Session.model_validate(await self.request("PATCH", c.session_path(session_id), json=body))
 
     async def delete_session(self, session_id: str) -> None:
         await self.request("DELETE", c.session_path(session_id))
@@ -158,7 +159,9 @@ class AsyncAcpd:
     ) -> Session:
         """A new session with this one's history up to ``at_seq``; see ``Acpd.fork``."""
         body = c.fork_body(at_seq, agent=agent, title=title, id=id, cwd=str(cwd) if cwd is not None else None)
-        return Session.model_validate(await self.request("POST", c.session_path(session_id, "fork"), json=body))
+        return c.models.Session.model_validate(
+            await self.request("POST", c.session_path(session_id, "fork"), json=body)
+        )
 
     async def export(self, session_id: str, format: str = "json") -> AsyncGenerator[bytes, None]:
         """The session exported (``json``, ``jsonl`` or ``markdown``), in chunks as streamed."""
@@ -181,7 +184,7 @@ class AsyncAcpd:
         """Recreate a session from a ``json`` or ``jsonl`` export; see ``Acpd.import_session``."""
         params = c.import_params(id=id, agent=agent, cwd=str(cwd) if cwd is not None else None)
         answer = await self.request("POST", "/v1/sessions/import", content=exported, params=params)
-        return Session.model_validate(answer)
+        return c.models.Session.model_validate(answer)
 
     # -- turns -----------------------------------------------------------------------------------------
 
@@ -210,7 +213,7 @@ class AsyncAcpd:
         for attempt in range(1, c.PROMPT_ATTEMPTS + 1):
             try:
                 answer = await self.request("POST", path, json=body, headers={"Idempotency-Key": key})
-                return PromptResult.model_validate(answer)
+                return c.models.PromptResult.model_validate(answer)
             except DaemonUnreachable:
                 if attempt == c.PROMPT_ATTEMPTS:
                     raise
@@ -247,7 +250,7 @@ class AsyncAcpd:
             params = {"after": after, "limit": page_size}
             page = await self.request("GET", c.session_path(session_id, "events"), params=params)
             for item in page["items"]:
-                record = EventRecord.model_validate(item)
+                record = c.parse_record(item)
                 if until is not None and record.seq > until:
                     return
                 yield record
@@ -288,12 +291,12 @@ class AsyncAcpd:
     async def permissions(self, session_id: str) -> list[PermissionRequest]:
         """The session's pending permission requests."""
         items = (await self.request("GET", c.session_path(session_id, "permissions")))["items"]
-        return [PermissionRequest.model_validate(item) for item in items]
+        return [c.models.PermissionRequest.model_validate(item) for item in items]
 
     async def answer_permission(self, session_id: str, permission_id: str, reply: str) -> PermissionAnswer:
         """Answer a request: ``once``, ``always``, ``reject``, or one of its option ids."""
         path = c.session_path(session_id, "permissions", permission_id)
-        return PermissionAnswer.model_validate(await self.request("POST", path, json=c.reply_body(reply)))
+        return c.models.PermissionAnswer.model_validate(await self.request("POST", path, json=c.reply_body(reply)))
 
     async def _decide(self, session_id: str, request: PermissionRequest, on_permission: AsyncOnPermission) -> None:
         reply = on_permission(request)
@@ -326,7 +329,9 @@ class AsyncTurnStream:
     ) -> None:
         self._client, self._session_id, self._on_permission = client, session_id, on_permission
         self._body, self._key = c.prompt_body(prompt, queue), key
-        self.tracker = TurnTracker(session_id)
+        from ._turn import TurnTracker  # the typed models: only for a turn's stream
+
+        self.tracker: TurnTracker = TurnTracker(session_id)
 
     @property
     def result(self) -> PromptResult:

@@ -8,6 +8,7 @@ and must start fast); it must not import the daemon or anything that runs.
 
 from __future__ import annotations
 
+import importlib
 import os
 import random
 import uuid
@@ -16,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, urlsplit
 
-from acpd.api.events import EventRecord
 from acpd.imports import without_httpx_cli
 from acpd.private import client_token
 from acpd.protocol import jsonio
@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     import ssl
 
     import httpx
+
+    from acpd.api import events as events
+    from acpd.api.events import EventRecord
+
+    from . import models as models
 
 without_httpx_cli()  # before anything of the client imports httpx: its command line is never used
 
@@ -177,7 +182,29 @@ def record_of(sse: ServerSentEvent) -> EventRecord | None:
     """A ``message`` event's record; an ``error`` event (a full disk) is raised as its problem."""
     if sse.event == "error":
         raise problem_error(0, jsonio.loads(sse.data))
-    return EventRecord.model_validate_json(sse.data) if sse.event == "message" else None
+    return events.EventRecord.model_validate_json(sse.data) if sse.event == "message" else None
+
+
+def parse_record(item: object) -> EventRecord:
+    """A record of a page of ``GET …/events``."""
+    return events.EventRecord.model_validate(item)
+
+
+class LazyModule:
+    """A module imported at the first use of one of its names. The typed models pull in ACP's
+    schema package (about half a second to import): a client that only lists sessions as JSON,
+    as ``acpd sessions list`` does, never pays for it."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
+
+if not TYPE_CHECKING:  # type checkers see the modules themselves (imported above)
+    events = LazyModule("acpd.api.events")
+    models = LazyModule("acpd.client.models")
 
 
 # -- retries ---------------------------------------------------------------------------------------

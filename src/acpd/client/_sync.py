@@ -12,19 +12,20 @@ from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from acpd.api.events import EventRecord
-
 from . import DEFAULT_URL
 from . import _common as c
-from ._turn import TurnTracker
 from .errors import Conflict, DaemonUnreachable, PermissionNotFound, ProblemError, StreamEnded
-from .models import Agent, PermissionAnswer, PermissionRequest, PromptResult, Session
 
 if TYPE_CHECKING:
     import httpx
 
+    from acpd.api.events import EventRecord
+
+    from ._turn import TurnTracker
+    from .models import Agent, PermissionAnswer, PermissionRequest, PromptResult, Session
+
 Prompt = str | list[dict[str, Any]]
-OnPermission = Callable[[PermissionRequest], str | None]
+OnPermission = Callable[["PermissionRequest"], "str | None"]
 """Given a pending request, ``once``, ``always``, ``reject`` or an option id; None leaves it be."""
 
 
@@ -91,7 +92,7 @@ class Acpd:
                     yield record
 
     def _replayed(self, answer: dict[str, Any]) -> Generator[EventRecord, None, None]:
-        result = PromptResult.model_validate(answer)
+        result = c.models.PromptResult.model_validate(answer)
         yield from self.events(result.session_id, after=result.first_seq - 1, until=result.last_seq)
 
     # -- agents and sessions ---------------------------------------------------------------------------
@@ -101,16 +102,16 @@ class Acpd:
         return answer
 
     def agents(self) -> list[Agent]:
-        return [Agent.model_validate(item) for item in self.request("GET", "/v1/agents")["items"]]
+        return [c.models.Agent.model_validate(item) for item in self.request("GET", "/v1/agents")["items"]]
 
     def create_session(self, agent: str | None = None, cwd: str | Path | None = None, **fields: Any) -> Session:
         """A new session (its agent started). ``fields`` are the create body's other members:
         ``id``, ``title``, ``project``, ``model``, ``mode``, ``thoughtLevel``, ``config``, ``policy``…"""
         body = {**fields, **({"agent": agent} if agent else {}), **({"cwd": str(cwd)} if cwd is not None else {})}
-        return Session.model_validate(self.request("POST", "/v1/sessions", json=body))
+        return c.models.Session.model_validate(self.request("POST", "/v1/sessions", json=body))
 
     def session(self, session_id: str) -> Session:
-        return Session.model_validate(self.request("GET", c.session_path(session_id)))
+        return c.models.Session.model_validate(self.request("GET", c.session_path(session_id)))
 
     def sessions(
         self,
@@ -128,7 +129,7 @@ class Acpd:
         while True:
             query = {k: v for k, v in {**params, "cursor": cursor}.items() if v is not None}
             page = self.request("GET", "/v1/sessions", params=query)
-            yield from (Session.model_validate(item) for item in page["items"])
+            yield from (c.models.Session.model_validate(item) for item in page["items"])
             cursor = page.get("nextCursor")
             if not cursor:
                 return
@@ -146,7 +147,7 @@ class Acpd:
         """Change settings (all or nothing): ``model``, ``mode``, ``thought_level``, ``agent`` (a
         switch keeps the transcript), and any other PATCH member (``title``, ``config``…)."""
         body = c.settings_body(model=model, mode=mode, thought_level=thought_level, agent=agent) | fields
-        return Session.model_validate(self.request("PATCH", c.session_path(session_id), json=body))
+        return c.models.Session.model_validate(self.request("PATCH", c.session_path(session_id), json=body))
 
     def delete_session(self, session_id: str) -> None:
         self.request("DELETE", c.session_path(session_id))
@@ -164,7 +165,7 @@ class Acpd:
         """A new session whose history is this one's up to ``at_seq`` (default: the end of its
         last finished turn); its agent (``agent``, else the same) carries the earlier turns on."""
         body = c.fork_body(at_seq, agent=agent, title=title, id=id, cwd=str(cwd) if cwd is not None else None)
-        return Session.model_validate(self.request("POST", c.session_path(session_id, "fork"), json=body))
+        return c.models.Session.model_validate(self.request("POST", c.session_path(session_id, "fork"), json=body))
 
     def export(self, session_id: str, format: str = "json") -> Generator[bytes, None, None]:
         """The session exported (``json``, ``jsonl`` or ``markdown``), in chunks as the daemon
@@ -187,7 +188,9 @@ class Acpd:
         ``id``, ``agent`` and ``cwd`` replace the exported ones."""
         params = c.import_params(id=id, agent=agent, cwd=str(cwd) if cwd is not None else None)
         content = exported if isinstance(exported, bytes) else b"".join(exported)
-        return Session.model_validate(self.request("POST", "/v1/sessions/import", content=content, params=params))
+        return c.models.Session.model_validate(
+            self.request("POST", "/v1/sessions/import", content=content, params=params)
+        )
 
     # -- turns -----------------------------------------------------------------------------------------
 
@@ -219,7 +222,7 @@ class Acpd:
                 "POST", c.session_path(session_id, "prompt"), json=body, headers={"Idempotency-Key": key}
             )
         )
-        return PromptResult.model_validate(answer)
+        return c.models.PromptResult.model_validate(answer)
 
     def _retrying(self, send: Callable[[], Any]) -> Any:
         backoff = c.Backoff()
@@ -265,7 +268,7 @@ class Acpd:
                 "GET", c.session_path(session_id, "events"), params={"after": after, "limit": page_size}
             )
             for item in page["items"]:
-                record = EventRecord.model_validate(item)
+                record = c.parse_record(item)
                 if until is not None and record.seq > until:
                     return
                 yield record
@@ -313,13 +316,13 @@ class Acpd:
     def permissions(self, session_id: str) -> list[PermissionRequest]:
         """The session's pending permission requests."""
         items = self.request("GET", c.session_path(session_id, "permissions"))["items"]
-        return [PermissionRequest.model_validate(item) for item in items]
+        return [c.models.PermissionRequest.model_validate(item) for item in items]
 
     def answer_permission(self, session_id: str, permission_id: str, reply: str) -> PermissionAnswer:
         """Answer a request: ``once``, ``always``, ``reject``, or one of its option ids. The first
         answer wins; a later one raises ``PermissionNotFound``."""
         path = c.session_path(session_id, "permissions", permission_id)
-        return PermissionAnswer.model_validate(self.request("POST", path, json=c.reply_body(reply)))
+        return c.models.PermissionAnswer.model_validate(self.request("POST", path, json=c.reply_body(reply)))
 
     def _decide(self, session_id: str, request: PermissionRequest, on_permission: OnPermission) -> None:
         reply = on_permission(request)
@@ -344,7 +347,9 @@ class TurnStream:
     ) -> None:
         self._client, self._session_id, self._on_permission = client, session_id, on_permission
         self._body, self._key = c.prompt_body(prompt, queue), key
-        self.tracker = TurnTracker(session_id)
+        from ._turn import TurnTracker  # the typed models: only for a turn's stream
+
+        self.tracker: TurnTracker = TurnTracker(session_id)
 
     @property
     def result(self) -> PromptResult:
