@@ -65,31 +65,30 @@ class AsyncAcpd:
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """One request; its JSON answer (None when empty), or its problem raised as a typed error."""
-        import httpx
-
-        try:
+        with c.translated(self.url):
             response = await self._http.request(method, path, **kwargs)
-        except httpx.ConnectError as exc:
-            raise DaemonUnreachable(c.unreachable_message(self.url)) from exc
         return c.answer_json(response)
 
     async def _records(self, method: str, path: str, **kwargs: Any) -> AsyncGenerator[EventRecord, None]:
-        async with self._http.stream(method, path, **kwargs) as response:
-            if response.status_code >= 400:
-                await response.aread()
-                raise c.error_of(response)
-            if not response.headers.get("content-type", "").startswith("text/event-stream"):
-                await response.aread()  # an idempotent replay answers the stored JSON, not a stream
-                result = c.models.PromptResult.model_validate(c.answer_json(response))
-                async for replayed in self.events(result.session_id, after=result.first_seq - 1, until=result.last_seq):
-                    yield replayed
-                return
-            parser = c.SseParser()
-            async for line in response.aiter_lines():
-                sse = parser.feed(line)
-                record = c.record_of(sse) if sse is not None else None
-                if record is not None:
-                    yield record
+        with c.translated(self.url):
+            async with self._http.stream(method, path, **kwargs) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise c.error_of(response)
+                if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                    await response.aread()  # an idempotent replay answers the stored JSON, not a stream
+                    result = c.models.PromptResult.model_validate(c.answer_json(response))
+                    async for replayed in self.events(
+                        result.session_id, after=result.first_seq - 1, until=result.last_seq
+                    ):
+                        yield replayed
+                    return
+                parser = c.SseParser()
+                async for line in response.aiter_lines():
+                    sse = parser.feed(line)
+                    record = c.record_of(sse) if sse is not None else None
+                    if record is not None:
+                        yield record
 
     # -- agents and sessions ---------------------------------------------------------------------------
 
@@ -166,12 +165,13 @@ class AsyncAcpd:
     async def export(self, session_id: str, format: str = "json") -> AsyncGenerator[bytes, None]:
         """The session exported (``json``, ``jsonl`` or ``markdown``), in chunks as streamed."""
         path = c.session_path(session_id, "export")
-        async with self._http.stream("GET", path, params={"format": format}) as response:
-            if response.status_code >= 400:
-                await response.aread()
-                raise c.error_of(response)
-            async for chunk in response.aiter_bytes():
-                yield chunk
+        with c.translated(self.url):
+            async with self._http.stream("GET", path, params={"format": format}) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise c.error_of(response)
+                async for chunk in response.aiter_bytes():
+                    yield chunk
 
     async def import_session(
         self,
@@ -214,11 +214,8 @@ class AsyncAcpd:
             try:
                 answer = await self.request("POST", path, json=body, headers={"Idempotency-Key": key})
                 return c.models.PromptResult.model_validate(answer)
-            except DaemonUnreachable:
+            except c.RETRYABLE:
                 if attempt == c.PROMPT_ATTEMPTS:
-                    raise
-            except Exception as exc:
-                if attempt == c.PROMPT_ATTEMPTS or not c.retryable_transport_error(exc):
                     raise
             await anyio.sleep(backoff.delay())
         raise AssertionError("unreachable")  # pragma: no cover
@@ -278,9 +275,8 @@ class AsyncAcpd:
             except ProblemError as exc:
                 if exc.status not in c.RETRY_STATUSES:
                     raise
-            except Exception as exc:
-                if not c.retryable_transport_error(exc):
-                    raise
+            except c.RETRYABLE:
+                pass
             down_since = down_since or anyio.current_time()
             if give_up_after is not None and anyio.current_time() - down_since > give_up_after:
                 raise DaemonUnreachable(c.unreachable_message(self.url))
@@ -347,29 +343,19 @@ class AsyncTurnStream:
                     yield record
                 if self.tracker.done:
                     return
-            except DaemonUnreachable:
+            except c.RETRYABLE:
                 if attempt == c.PROMPT_ATTEMPTS:
-                    raise
-            except ProblemError:
-                raise
-            except Exception as exc:
-                if attempt == c.PROMPT_ATTEMPTS or not c.retryable_transport_error(exc):
                     raise
             await anyio.sleep(backoff.delay())
         raise StreamEnded(f"the turn's stream ended before its answer, {c.PROMPT_ATTEMPTS} times")
 
     async def _attempt(self) -> AsyncGenerator[EventRecord, None]:
-        import httpx
-
         headers = {"Accept": "text/event-stream", "Idempotency-Key": self._key}
         path = c.session_path(self._session_id, "prompt")
-        try:
-            async for record in self._client._records("POST", path, json=self._body, headers=headers):
-                if not self.tracker.cursor.take(record):
-                    continue
-                request = self.tracker.see(record)
-                yield record
-                if request is not None and self._on_permission is not None:
-                    await self._client._decide(self._session_id, request, self._on_permission)
-        except httpx.ConnectError as exc:
-            raise DaemonUnreachable(c.unreachable_message(self._client.url)) from exc
+        async for record in self._client._records("POST", path, json=self._body, headers=headers):
+            if not self.tracker.cursor.take(record):
+                continue
+            request = self.tracker.see(record)
+            yield record
+            if request is not None and self._on_permission is not None:
+                await self._client._decide(self._session_id, request, self._on_permission)

@@ -8,10 +8,12 @@ and must start fast); it must not import the daemon or anything that runs.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import random
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -22,7 +24,7 @@ from acpd.private import client_token
 from acpd.protocol import jsonio
 from acpd.settings import default_data_dir
 
-from .errors import ProblemError, problem_error
+from .errors import ConnectionLost, DaemonUnreachable, ProblemError, problem_error
 
 if TYPE_CHECKING:
     import ssl
@@ -226,11 +228,23 @@ class Backoff:
         self._next = 0.0
 
 
-def retryable_transport_error(exc: BaseException) -> bool:
-    """A failure of the connection itself (refused, reset, cut mid-body, timed out)."""
+@contextlib.contextmanager
+def translated(url: str) -> Iterator[None]:
+    """httpx's failures as the client's: no daemon there (``DaemonUnreachable``), or a connection
+    that failed once made (``ConnectionLost``); both are what a retry may cure."""
     import httpx
 
-    return isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.UnsupportedProtocol)
+    try:
+        yield
+    except httpx.ConnectError as exc:
+        raise DaemonUnreachable(unreachable_message(url)) from exc
+    except httpx.UnsupportedProtocol:
+        raise  # a URL that is not http(s): the caller's mistake, no retry cures it
+    except httpx.TransportError as exc:
+        raise ConnectionLost(f"the connection to the daemon at {url} failed: {exc!r}") from exc
+
+
+RETRYABLE: Final = (DaemonUnreachable, ConnectionLost)
 
 
 # -- following a log ---------------------------------------------------------------------------------

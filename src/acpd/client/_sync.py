@@ -66,17 +66,13 @@ class Acpd:
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """One request; its JSON answer (None when empty), or its problem raised as a typed error."""
-        import httpx
-
-        try:
+        with c.translated(self.url):
             response = self._http.request(method, path, **kwargs)
-        except httpx.ConnectError as exc:
-            raise DaemonUnreachable(c.unreachable_message(self.url)) from exc
         return c.answer_json(response)
 
     def _records(self, method: str, path: str, **kwargs: Any) -> Generator[EventRecord, None, None]:
         """The records of one SSE response, as they come."""
-        with self._http.stream(method, path, **kwargs) as response:
+        with c.translated(self.url), self._http.stream(method, path, **kwargs) as response:
             if response.status_code >= 400:
                 response.read()
                 raise c.error_of(response)
@@ -170,7 +166,8 @@ class Acpd:
     def export(self, session_id: str, format: str = "json") -> Generator[bytes, None, None]:
         """The session exported (``json``, ``jsonl`` or ``markdown``), in chunks as the daemon
         streams it: write them to a file, or give them to ``import_session``."""
-        with self._http.stream("GET", c.session_path(session_id, "export"), params={"format": format}) as response:
+        path, params = c.session_path(session_id, "export"), {"format": format}
+        with c.translated(self.url), self._http.stream("GET", path, params=params) as response:
             if response.status_code >= 400:
                 response.read()
                 raise c.error_of(response)
@@ -229,11 +226,8 @@ class Acpd:
         for attempt in range(1, c.PROMPT_ATTEMPTS + 1):
             try:
                 return send()
-            except DaemonUnreachable:
+            except c.RETRYABLE:
                 if attempt == c.PROMPT_ATTEMPTS:
-                    raise
-            except Exception as exc:
-                if attempt == c.PROMPT_ATTEMPTS or not c.retryable_transport_error(exc):
                     raise
             time.sleep(backoff.delay())
         raise AssertionError("unreachable")  # pragma: no cover
@@ -303,9 +297,8 @@ class Acpd:
             except ProblemError as exc:
                 if exc.status not in c.RETRY_STATUSES:
                     raise
-            except Exception as exc:
-                if not c.retryable_transport_error(exc):
-                    raise
+            except c.RETRYABLE:
+                pass
             down_since = down_since or time.monotonic()
             if give_up_after is not None and time.monotonic() - down_since > give_up_after:
                 raise DaemonUnreachable(c.unreachable_message(self.url))
@@ -364,29 +357,19 @@ class TurnStream:
                 yield from self._attempt()
                 if self.tracker.done:
                     return
-            except DaemonUnreachable:
+            except c.RETRYABLE:
                 if attempt == c.PROMPT_ATTEMPTS:
-                    raise
-            except ProblemError:
-                raise
-            except Exception as exc:
-                if attempt == c.PROMPT_ATTEMPTS or not c.retryable_transport_error(exc):
                     raise
             time.sleep(backoff.delay())
         raise StreamEnded(f"the turn's stream ended before its answer, {c.PROMPT_ATTEMPTS} times")
 
     def _attempt(self) -> Generator[EventRecord, None, None]:
-        import httpx
-
         headers = {"Accept": "text/event-stream", "Idempotency-Key": self._key}
         path = c.session_path(self._session_id, "prompt")
-        try:
-            for record in self._client._records("POST", path, json=self._body, headers=headers):
-                if not self.tracker.cursor.take(record):
-                    continue
-                request = self.tracker.see(record)
-                yield record
-                if request is not None and self._on_permission is not None:
-                    self._client._decide(self._session_id, request, self._on_permission)
-        except httpx.ConnectError as exc:
-            raise DaemonUnreachable(c.unreachable_message(self._client.url)) from exc
+        for record in self._client._records("POST", path, json=self._body, headers=headers):
+            if not self.tracker.cursor.take(record):
+                continue
+            request = self.tracker.see(record)
+            yield record
+            if request is not None and self._on_permission is not None:
+                self._client._decide(self._session_id, request, self._on_permission)
