@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from acpd.client import Acpd, AsyncAcpd
-from acpd.client.errors import SessionNotFound
+from acpd.client.errors import DaemonUnreachable, SessionNotFound
 from acpd.testing.daemon import running_daemon
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -126,3 +126,11 @@ async def test_follow_ends_with_session_not_found_once_the_session_is_deleted(tm
                         if record.seq == 1:
                             await client.delete_session(session.id)
     assert seen == list(range(1, len(seen) + 1))  # what the log held until it closed, then the 404
+
+
+async def test_follow_gives_up_when_asked_to_once_no_daemon_answered_that_long() -> None:
+    async with AsyncAcpd("http://127.0.0.1:9", token="") as client:  # nothing listens on port 9
+        with anyio.fail_after(30), pytest.raises(DaemonUnreachable):
+            async with aclosing(client.follow("any", give_up_after=0.5)) as records:
+                async for _ in records:
+                    raise AssertionError("no daemon, no record")
