@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import httpx
 import pytest
 
 from acpd.client import AsyncAcpd
-from acpd.config import DaemonConfig
+from acpd.config import AgentConfig, DaemonConfig
 from acpd.daemon.app import create_app
 from acpd.daemon.manager import SessionManager
 from acpd.store.memory import MemoryEventStore
@@ -21,8 +22,10 @@ REQUEST_TIMEOUT_SECONDS = 30.0
 
 @pytest.fixture
 async def manager(tmp_path: Path) -> AsyncIterator[SessionManager]:
+    """A daemon's session manager on a memory store, with a second mock agent to switch to."""
     store = MemoryEventStore()
-    config = DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:")
+    second = AgentConfig(command=sys.executable, args=("-m", "acpd.testing.mock_agent", "--name", "mock-b"))
+    config = DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", agents={"mock-b": second})
     async with SessionManager(config, store).running() as running:
         yield running
     await store.aclose()

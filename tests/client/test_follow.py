@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from acpd.client import Acpd, AsyncAcpd
+from acpd.client.errors import DaemonUnreachable, SessionNotFound
 from acpd.testing.daemon import running_daemon
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -111,3 +112,25 @@ async def test_the_sync_clients_follow_also_resumes_across_a_kill_9_and_a_restar
 
             seqs, last = await anyio.to_thread.run_sync(follow)
     assert seqs == list(range(1, last + 1))
+
+
+async def test_follow_ends_with_session_not_found_once_the_session_is_deleted(tmp_path: Path, workdir: Path) -> None:
+    with anyio.fail_after(TEST_TIMEOUT_SECONDS):
+        async with running_daemon(tmp_path) as daemon, AsyncAcpd(daemon.url, daemon.token, timeout=30) as client:
+            session = await client.create_session("mock", workdir)
+            seen = []
+            with pytest.raises(SessionNotFound):
+                async with aclosing(client.follow(session.id)) as records:
+                    async for record in records:
+                        seen.append(record.seq)
+                        if record.seq == 1:
+                            await client.delete_session(session.id)
+    assert seen == list(range(1, len(seen) + 1))  # what the log held until it closed, then the 404
+
+
+async def test_follow_gives_up_when_asked_to_once_no_daemon_answered_that_long() -> None:
+    async with AsyncAcpd("http://127.0.0.1:9", token="") as client:  # nothing listens on port 9
+        with anyio.fail_after(30), pytest.raises(DaemonUnreachable):
+            async with aclosing(client.follow("any", give_up_after=0.5)) as records:
+                async for _ in records:
+                    raise AssertionError("no daemon, no record")

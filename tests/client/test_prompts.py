@@ -213,3 +213,31 @@ async def test_a_turn_stream_cut_mid_turn_resumes_with_no_record_lost_or_repeate
     assert transport.prompts == 2
     assert seqs == [seq for seq in history if seq >= seqs[0]]  # the whole turn, each record once
     assert stream.result.text == "apermission: allowb" and stream.result.stop_reason == "end_turn"
+
+
+@pytest.mark.e2e
+async def test_a_headless_prompt_keeps_the_idempotency_key_it_was_given(live_client: AsyncAcpd, workdir: Path) -> None:
+    with anyio.fail_after(WAIT_SECONDS):
+        session = await live_client.create_session("mock", workdir)
+        first = await live_client.prompt(session.id, "permission edit", on_permission=approve_all, idempotency_key="k")
+        again = await live_client.prompt(session.id, "permission edit", on_permission=approve_all, idempotency_key="k")
+        turns = (await live_client.session(session.id)).turns
+    assert (first.turn, again.turn, turns) == (1, 1, 1)
+    assert first.text == again.text == "permission: allow"
+
+
+@pytest.mark.e2e
+async def test_cancel_stops_the_running_turn_and_says_whether_there_was_one(
+    live_client: AsyncAcpd, workdir: Path
+) -> None:
+    with anyio.fail_after(WAIT_SECONDS):
+        session = await live_client.create_session("mock", workdir)
+        stream = live_client.stream(session.id, "text started\nsleep 60")
+        running = None
+        async for record in stream:
+            if record.update is not None and running is None:  # the turn is under way: its first chunk
+                running = await live_client.cancel(session.id)
+        await live_client.prompt(session.id, "text next")
+        idle = await live_client.cancel(session.id)
+    assert (running, idle) == (True, False)
+    assert stream.result.stop_reason == "cancelled" and stream.result.text == "started"

@@ -49,3 +49,16 @@ async def test_the_agents_are_listed_as_typed_models(app_client: AsyncAcpd) -> N
     with anyio.fail_after(30):
         agents = {agent.name: agent for agent in await app_client.agents()}
     assert agents["mock"].usable and agents["mock"].kind
+
+
+async def test_a_session_switches_agents_and_keeps_its_history(app_client: AsyncAcpd, workdir: Path) -> None:
+    with anyio.fail_after(60):
+        session = await app_client.create_session("mock", workdir)
+        before = await app_client.prompt(session.id, "text on the first agent")
+        switched = await app_client.update_session(session.id, agent="mock-b")
+        after = await app_client.prompt(session.id, "text on the second")
+        history = [record.seq async for record in app_client.events(session.id)]
+    assert switched.agent == "mock-b"
+    assert switched.agent_info is not None and switched.agent_info["name"] == "mock-b"
+    assert (before.turn, after.turn, after.text) == (1, 2, "on the second")
+    assert history == list(range(1, after.last_seq + 1))

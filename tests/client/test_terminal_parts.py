@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import io
 
+import httpx
 import pytest
 
 from acpd.cli.prompt import Asker, exit_code
 from acpd.cli.render import DIFF_LINES_SHOWN, TurnPrinter, diff_lines
-from acpd.client._common import Backoff, SseParser
+from acpd.client._common import Backoff, SseParser, translated
+from acpd.client.errors import ConnectionLost, DaemonUnreachable
 from acpd.client.models import PermissionRequest
 
 OPTIONS = [
@@ -116,3 +118,18 @@ def test_approve_decides_without_asking_what_it_covers(approve: str, kind: str, 
 )
 def test_how_a_turn_ended_is_the_exit_code(stop_reason: str | None, rejected: bool, code: int) -> None:
     assert exit_code(stop_reason, rejected=rejected) == code
+
+
+@pytest.mark.parametrize(
+    ("failure", "raised"),
+    [
+        (httpx.ConnectError("refused"), DaemonUnreachable),
+        (httpx.ReadError("reset"), ConnectionLost),
+        (httpx.RemoteProtocolError("incomplete chunked read"), ConnectionLost),
+        (httpx.ReadTimeout("silent"), ConnectionLost),
+    ],
+)
+def test_a_failed_connection_is_the_clients_own_error(failure: Exception, raised: type[Exception]) -> None:
+    with pytest.raises(raised) as caught, translated("http://127.0.0.1:4520"):
+        raise failure
+    assert "127.0.0.1:4520" in str(caught.value) and caught.value.__cause__ is failure

@@ -14,6 +14,7 @@ Public names (stable; the Python client and the OpenAPI spec use them):
   reader. ``_meta`` is kept on every variant (``field_meta`` in ACP's models).
 - ``EventsPage``: one page of ``GET /v1/sessions/{id}/events``.
 - ``Sender``: who a record came from.
+- ``ContentBlock``: an ACP content block (ACP's models, by ``type``).
 
 Records are read leniently (unknown fields are kept): the daemon may add a field to a record
 and an older client must still read it.
@@ -46,6 +47,17 @@ KNOWN_UPDATES: dict[str, type[schema.BaseModel]] = {
 """Each ``sessionUpdate`` tag ACP's schema names, and its model."""
 
 UNKNOWN_TAG = "unknown"
+
+
+ContentBlock: TypeAlias = Annotated[
+    schema.TextContentBlock
+    | schema.ImageContentBlock
+    | schema.AudioContentBlock
+    | schema.ResourceContentBlock
+    | schema.EmbeddedResourceContentBlock,
+    Field(discriminator="type"),
+]
+"""An ACP content block, as a prompt carries them and a message chunk holds one."""
 
 
 class UnknownUpdate(BaseModel):

@@ -5,7 +5,7 @@ an older client must still read it. The spec says the same (``additionalProperti
 
 Public names: ``Health``, ``Session``, ``SessionPage``, ``Usage``, ``Policy``, ``Agent``,
 ``AgentList``, ``PromptAnswer``, ``CancelAnswer``, ``PermissionRequest``, ``PermissionList``,
-``PermissionAnswer``, ``Problem``, ``AcpConnection``, ``AcpConnectionList``, ``SessionStatus``.
+``PermissionAnswer``, ``SessionExport``, ``Problem``, ``AcpConnection``, ``AcpConnectionList``, ``SessionStatus``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeAlias
 from acp import schema
 from pydantic import BaseModel, ConfigDict, Field
 
+from .events import EventRecord
 from .requests import PermissionPolicy
 
 SessionStatus: TypeAlias = Literal["idle", "running", "awaiting_permission", "error", "closed"]
@@ -87,7 +88,7 @@ class SessionPage(_Answer):
 
 
 class AgentCredentials(_Answer):
-    present: bool
+    present: bool | None = Field(description="null: the agent needs none")
     source: str | None
 
 
@@ -164,6 +165,16 @@ class AcpConnection(_Answer):
 
 class AcpConnectionList(_Answer):
     servers: list[AcpConnection]
+
+
+class SessionExport(_Answer):
+    """A session exported as JSON (``?format=json``), as ``POST /v1/sessions/import`` takes it back.
+    A JSON-lines export is the same: this object without ``events`` on its first line, then one
+    ``EventRecord`` a line."""
+
+    acpd_export: int = Field(alias="acpdExport", ge=1, description="the export format's version")
+    session: Session
+    events: list[EventRecord] | None = None
 
 
 class Problem(_Answer):

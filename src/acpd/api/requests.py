@@ -5,16 +5,16 @@ not be silently ignored) before the session manager sees it; the OpenAPI spec is
 the same models. What a model cannot know (does that directory exist, does the agent offer that
 model) the daemon still checks, and answers with its own problem.
 
-Public names: ``SessionCreate``, ``SessionPatch``, ``PolicyFields``, ``PromptRequest``,
-``PermissionReply``, ``McpServer``.
+Public names: ``SessionCreate``, ``SessionPatch``, ``PolicyFields``, ``PromptRequest``, ``PromptBlock``,
+``PermissionReply``, ``McpServer``. Only pydantic is imported here (not ACP's schema package): the
+daemon checks bodies with these models and must stay quick to its first answer.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Final, Literal, TypeAlias
 
-from acp import schema
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9\-_.:]{1,128}$"
 """Ids a client may choose: URL- and log-safe. ``.`` and ``..`` fit it but are refused by the daemon
@@ -106,22 +106,27 @@ class SessionPatch(_Settings):
     agent: str = unchanged("switch the session to another agent (not while a turn runs)")
 
 
-ContentBlock: TypeAlias = Annotated[
-    schema.TextContentBlock
-    | schema.ImageContentBlock
-    | schema.AudioContentBlock
-    | schema.ResourceContentBlock
-    | schema.EmbeddedResourceContentBlock,
-    Field(discriminator="type"),
-]
+class PromptBlock(BaseModel):
+    """An ACP content block (``text``, ``image``, ``audio``, ``resource_link``, ``resource``), checked
+    here for its ``type`` only: the agent checks the rest, and a block of a newer ACP passes through.
+    The spec shows ACP's own ``ContentBlock`` schema (the daemon does not import ACP's models, whose
+    import alone takes longer than the daemon takes to start)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+
+
+PROMPT_BLOCK_SCHEMA: Final = {"$ref": "#/components/schemas/ContentBlock"}
 
 
 class PromptRequest(_Strict):
     """``POST /v1/sessions/{id}/prompt``: one turn."""
 
-    prompt: Annotated[str, Field(min_length=1)] | Annotated[list[ContentBlock], Field(min_length=1)] = Field(
-        description="text, or a list of ACP content blocks"
-    )
+    prompt: (
+        Annotated[str, Field(min_length=1)]
+        | Annotated[list[Annotated[PromptBlock, WithJsonSchema(PROMPT_BLOCK_SCHEMA)]], Field(min_length=1)]
+    ) = Field(description="text, or a list of ACP content blocks")
     queue: bool = Field(True, description="false: refuse (409 session-busy) rather than wait behind a running turn")
 
 

@@ -1,7 +1,8 @@
 """Client layer: ``AsyncAcpd``, the anyio client of a running daemon, on httpx.
 
-The same surface as ``Acpd`` with ``await`` and ``async for``; runs on asyncio or trio. HTTP
-only: it renders nothing and holds no daemon logic. httpx is imported when a client is made.
+The same surface as ``Acpd`` with ``await`` and ``async for``, written on anyio (the tests run it
+on asyncio). HTTP only: it renders nothing and holds no daemon logic. httpx is imported when a
+client is made.
 """
 
 from __future__ import annotations
@@ -14,18 +15,20 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from acpd.api.events import EventRecord
-
 from . import DEFAULT_URL
 from . import _common as c
 from .errors import Conflict, DaemonUnreachable, PermissionNotFound, ProblemError, StreamEnded
-from .models import Agent, PermissionAnswer, PermissionRequest, PromptResult, Session
 
 if TYPE_CHECKING:
     import httpx
 
+    from acpd.api.events import EventRecord
+
+    from ._turn import TurnTracker
+    from .models import Agent, PermissionAnswer, PermissionRequest, PromptResult, Session
+
 Prompt = str | list[dict[str, Any]]
-AsyncOnPermission = Callable[[PermissionRequest], "str | Awaitable[str | None] | None"]
+AsyncOnPermission = Callable[["PermissionRequest"], "str | Awaitable[str | None] | None"]
 """Given a pending request, ``once``, ``always``, ``reject`` or an option id (or a coroutine
 giving one); None leaves it be."""
 
@@ -62,31 +65,30 @@ class AsyncAcpd:
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """One request; its JSON answer (None when empty), or its problem raised as a typed error."""
-        import httpx
-
-        try:
+        with c.translated(self.url):
             response = await self._http.request(method, path, **kwargs)
-        except httpx.ConnectError as exc:
-            raise DaemonUnreachable(c.unreachable_message(self.url)) from exc
         return c.answer_json(response)
 
     async def _records(self, method: str, path: str, **kwargs: Any) -> AsyncGenerator[EventRecord, None]:
-        async with self._http.stream(method, path, **kwargs) as response:
-            if response.status_code >= 400:
-                await response.aread()
-                raise c.error_of(response)
-            if not response.headers.get("content-type", "").startswith("text/event-stream"):
-                await response.aread()  # an idempotent replay answers the stored JSON, not a stream
-                result = PromptResult.model_validate(c.answer_json(response))
-                async for replayed in self.events(result.session_id, after=result.first_seq - 1, until=result.last_seq):
-                    yield replayed
-                return
-            parser = c.SseParser()
-            async for line in response.aiter_lines():
-                sse = parser.feed(line)
-                record = c.record_of(sse) if sse is not None else None
-                if record is not None:
-                    yield record
+        with c.translated(self.url):
+            async with self._http.stream(method, path, **kwargs) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise c.error_of(response)
+                if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                    await response.aread()  # an idempotent replay answers the stored JSON, not a stream
+                    result = c.models.PromptResult.model_validate(c.answer_json(response))
+                    async for replayed in self.events(
+                        result.session_id, after=result.first_seq - 1, until=result.last_seq
+                    ):
+                        yield replayed
+                    return
+                parser = c.SseParser()
+                async for line in response.aiter_lines():
+                    sse = parser.feed(line)
+                    record = c.record_of(sse) if sse is not None else None
+                    if record is not None:
+                        yield record
 
     # -- agents and sessions ---------------------------------------------------------------------------
 
@@ -95,15 +97,15 @@ class AsyncAcpd:
         return answer
 
     async def agents(self) -> list[Agent]:
-        return [Agent.model_validate(item) for item in (await self.request("GET", "/v1/agents"))["items"]]
+        return [c.models.Agent.model_validate(item) for item in (await self.request("GET", "/v1/agents"))["items"]]
 
     async def create_session(self, agent: str | None = None, cwd: str | Path | None = None, **fields: Any) -> Session:
         """A new session (its agent started); see ``Acpd.create_session``."""
         body = {**fields, **({"agent": agent} if agent else {}), **({"cwd": str(cwd)} if cwd is not None else {})}
-        return Session.model_validate(await self.request("POST", "/v1/sessions", json=body))
+        return c.models.Session.model_validate(await self.request("POST", "/v1/sessions", json=body))
 
     async def session(self, session_id: str) -> Session:
-        return Session.model_validate(await self.request("GET", c.session_path(session_id)))
+        return c.models.Session.model_validate(await self.request("GET", c.session_path(session_id)))
 
     async def sessions(
         self,
@@ -122,7 +124,7 @@ class AsyncAcpd:
             query = {k: v for k, v in {**params, "cursor": cursor}.items() if v is not None}
             page = await self.request("GET", "/v1/sessions", params=query)
             for item in page["items"]:
-                yield Session.model_validate(item)
+                yield c.models.Session.model_validate(item)
             cursor = page.get("nextCursor")
             if not cursor:
                 return
@@ -139,10 +141,50 @@ class AsyncAcpd:
     ) -> Session:
         """Change settings (all or nothing); see ``Acpd.update_session``."""
         body = c.settings_body(model=model, mode=mode, thought_level=thought_level, agent=agent) | fields
-        return Session.model_validate(await self.request("PATCH", c.session_path(session_id), json=body))
+        return c.models.Session.model_validate(await self.request("PATCH", c.session_path(session_id), json=body))
 
     async def delete_session(self, session_id: str) -> None:
         await self.request("DELETE", c.session_path(session_id))
+
+    async def fork(
+        self,
+        session_id: str,
+        *,
+        at_seq: int | None = None,
+        agent: str | None = None,
+        title: str | None = None,
+        id: str | None = None,
+        cwd: str | Path | None = None,
+    ) -> Session:
+        """A new session with this one's history up to ``at_seq``; see ``Acpd.fork``."""
+        body = c.fork_body(at_seq, agent=agent, title=title, id=id, cwd=str(cwd) if cwd is not None else None)
+        return c.models.Session.model_validate(
+            await self.request("POST", c.session_path(session_id, "fork"), json=body)
+        )
+
+    async def export(self, session_id: str, format: str = "json") -> AsyncGenerator[bytes, None]:
+        """The session exported (``json``, ``jsonl`` or ``markdown``), in chunks as streamed."""
+        path = c.session_path(session_id, "export")
+        with c.translated(self.url):
+            async with self._http.stream("GET", path, params={"format": format}) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise c.error_of(response)
+                async for chunk in response.aiter_bytes():
+                    yield chunk
+
+    async def import_session(
+        self,
+        exported: bytes,
+        *,
+        id: str | None = None,
+        agent: str | None = None,
+        cwd: str | Path | None = None,
+    ) -> Session:
+        """Recreate a session from a ``json`` or ``jsonl`` export; see ``Acpd.import_session``."""
+        params = c.import_params(id=id, agent=agent, cwd=str(cwd) if cwd is not None else None)
+        answer = await self.request("POST", "/v1/sessions/import", content=exported, params=params)
+        return c.models.Session.model_validate(answer)
 
     # -- turns -----------------------------------------------------------------------------------------
 
@@ -158,7 +200,9 @@ class AsyncAcpd:
         """Run a turn and return its answer, retried safely with one ``Idempotency-Key``; see
         ``Acpd.prompt``."""
         if on_permission is not None:
-            stream = self.stream(session_id, prompt, queue=queue, on_permission=on_permission)
+            stream = self.stream(
+                session_id, prompt, queue=queue, on_permission=on_permission, idempotency_key=idempotency_key
+            )
             async for _ in stream:
                 pass
             return stream.result
@@ -169,12 +213,9 @@ class AsyncAcpd:
         for attempt in range(1, c.PROMPT_ATTEMPTS + 1):
             try:
                 answer = await self.request("POST", path, json=body, headers={"Idempotency-Key": key})
-                return PromptResult.model_validate(answer)
-            except DaemonUnreachable:
+                return c.models.PromptResult.model_validate(answer)
+            except c.RETRYABLE:
                 if attempt == c.PROMPT_ATTEMPTS:
-                    raise
-            except Exception as exc:
-                if attempt == c.PROMPT_ATTEMPTS or not c.retryable_transport_error(exc):
                     raise
             await anyio.sleep(backoff.delay())
         raise AssertionError("unreachable")  # pragma: no cover
@@ -206,7 +247,7 @@ class AsyncAcpd:
             params = {"after": after, "limit": page_size}
             page = await self.request("GET", c.session_path(session_id, "events"), params=params)
             for item in page["items"]:
-                record = EventRecord.model_validate(item)
+                record = c.parse_record(item)
                 if until is not None and record.seq > until:
                     return
                 yield record
@@ -234,9 +275,8 @@ class AsyncAcpd:
             except ProblemError as exc:
                 if exc.status not in c.RETRY_STATUSES:
                     raise
-            except Exception as exc:
-                if not c.retryable_transport_error(exc):
-                    raise
+            except c.RETRYABLE:
+                pass
             down_since = down_since or anyio.current_time()
             if give_up_after is not None and anyio.current_time() - down_since > give_up_after:
                 raise DaemonUnreachable(c.unreachable_message(self.url))
@@ -247,12 +287,12 @@ class AsyncAcpd:
     async def permissions(self, session_id: str) -> list[PermissionRequest]:
         """The session's pending permission requests."""
         items = (await self.request("GET", c.session_path(session_id, "permissions")))["items"]
-        return [PermissionRequest.model_validate(item) for item in items]
+        return [c.models.PermissionRequest.model_validate(item) for item in items]
 
     async def answer_permission(self, session_id: str, permission_id: str, reply: str) -> PermissionAnswer:
         """Answer a request: ``once``, ``always``, ``reject``, or one of its option ids."""
         path = c.session_path(session_id, "permissions", permission_id)
-        return PermissionAnswer.model_validate(await self.request("POST", path, json=c.reply_body(reply)))
+        return c.models.PermissionAnswer.model_validate(await self.request("POST", path, json=c.reply_body(reply)))
 
     async def _decide(self, session_id: str, request: PermissionRequest, on_permission: AsyncOnPermission) -> None:
         reply = on_permission(request)
@@ -285,7 +325,9 @@ class AsyncTurnStream:
     ) -> None:
         self._client, self._session_id, self._on_permission = client, session_id, on_permission
         self._body, self._key = c.prompt_body(prompt, queue), key
-        self.tracker = c.TurnTracker(session_id)
+        from ._turn import TurnTracker  # the typed models: only for a turn's stream
+
+        self.tracker: TurnTracker = TurnTracker(session_id)
 
     @property
     def result(self) -> PromptResult:
@@ -301,29 +343,19 @@ class AsyncTurnStream:
                     yield record
                 if self.tracker.done:
                     return
-            except DaemonUnreachable:
+            except c.RETRYABLE:
                 if attempt == c.PROMPT_ATTEMPTS:
-                    raise
-            except ProblemError:
-                raise
-            except Exception as exc:
-                if attempt == c.PROMPT_ATTEMPTS or not c.retryable_transport_error(exc):
                     raise
             await anyio.sleep(backoff.delay())
         raise StreamEnded(f"the turn's stream ended before its answer, {c.PROMPT_ATTEMPTS} times")
 
     async def _attempt(self) -> AsyncGenerator[EventRecord, None]:
-        import httpx
-
         headers = {"Accept": "text/event-stream", "Idempotency-Key": self._key}
         path = c.session_path(self._session_id, "prompt")
-        try:
-            async for record in self._client._records("POST", path, json=self._body, headers=headers):
-                if not self.tracker.cursor.take(record):
-                    continue
-                request = self.tracker.see(record)
-                yield record
-                if request is not None and self._on_permission is not None:
-                    await self._client._decide(self._session_id, request, self._on_permission)
-        except httpx.ConnectError as exc:
-            raise DaemonUnreachable(c.unreachable_message(self._client.url)) from exc
+        async for record in self._client._records("POST", path, json=self._body, headers=headers):
+            if not self.tracker.cursor.take(record):
+                continue
+            request = self.tracker.see(record)
+            yield record
+            if request is not None and self._on_permission is not None:
+                await self._client._decide(self._session_id, request, self._on_permission)

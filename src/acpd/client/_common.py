@@ -1,6 +1,6 @@
 """Client layer: what the sync and the async client share, without I/O: where the daemon is and
 which token it gets, how an answer becomes a model or an exception, Server-Sent Events parsing,
-the retry schedule, and the bookkeeping of a followed log and of a streamed turn.
+the retry schedule, and where a followed log is.
 
 It imports httpx only inside the functions that need it (``acpd`` commands import this package
 and must start fast); it must not import the daemon or anything that runs.
@@ -8,27 +8,33 @@ and must start fast); it must not import the daemon or anything that runs.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import random
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, urlsplit
 
-from acpd.api.events import EventRecord, SessionUpdateNotification
 from acpd.imports import without_httpx_cli
 from acpd.private import client_token
 from acpd.protocol import jsonio
 from acpd.settings import default_data_dir
 
-from .errors import ProblemError, problem_error
-from .models import REPLY_OPTION_KINDS, PermissionRequest, PromptResult, Usage
+from .errors import ConnectionLost, DaemonUnreachable, ProblemError, problem_error
 
 if TYPE_CHECKING:
     import ssl
 
     import httpx
+
+    from acpd.api import events as events
+    from acpd.api.events import EventRecord
+
+    from . import models as models
 
 without_httpx_cli()  # before anything of the client imports httpx: its command line is never used
 
@@ -40,7 +46,6 @@ PROMPT_ATTEMPTS: Final = 5
 """How many times a prompt is sent (the same Idempotency-Key each time) before its error is raised."""
 RETRY_STATUSES: Final = frozenset({502, 503, 504})
 """Answers that mean "the daemon (or a proxy) cannot serve this right now", for follow()."""
-PROBLEM_MEDIA_TYPES: Final = ("application/problem+json", "application/json")
 
 
 def session_path(session_id: str, *rest: str) -> str:
@@ -121,6 +126,15 @@ def settings_body(**fields: Any) -> dict[str, Any]:
     return {names.get(k, k): v for k, v in fields.items() if v is not None}
 
 
+def fork_body(at_seq: int | None, **fields: Any) -> dict[str, Any]:
+    """A fork's body: the fields given (None: the daemon's default)."""
+    return {k: v for k, v in {"atSeq": at_seq, **fields}.items() if v is not None}
+
+
+def import_params(**fields: str | None) -> dict[str, str]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 def reply_body(reply: str) -> dict[str, str]:
     """``once``, ``always`` and ``reject`` are replies; anything else is an option id."""
     return {"reply": reply} if reply in ("once", "always", "reject") else {"optionId": reply}
@@ -170,7 +184,29 @@ def record_of(sse: ServerSentEvent) -> EventRecord | None:
     """A ``message`` event's record; an ``error`` event (a full disk) is raised as its problem."""
     if sse.event == "error":
         raise problem_error(0, jsonio.loads(sse.data))
-    return EventRecord.model_validate_json(sse.data) if sse.event == "message" else None
+    return events.EventRecord.model_validate_json(sse.data) if sse.event == "message" else None
+
+
+def parse_record(item: object) -> EventRecord:
+    """A record of a page of ``GET …/events``."""
+    return events.EventRecord.model_validate(item)
+
+
+class LazyModule:
+    """A module imported at the first use of one of its names. The typed models pull in ACP's
+    schema package (about half a second to import): a client that only lists sessions as JSON,
+    as ``acpd sessions list`` does, never pays for it."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
+
+if not TYPE_CHECKING:  # type checkers see the modules themselves (imported above)
+    events = LazyModule("acpd.api.events")
+    models = LazyModule("acpd.client.models")
 
 
 # -- retries ---------------------------------------------------------------------------------------
@@ -192,11 +228,23 @@ class Backoff:
         self._next = 0.0
 
 
-def retryable_transport_error(exc: BaseException) -> bool:
-    """A failure of the connection itself (refused, reset, cut mid-body, timed out)."""
+@contextlib.contextmanager
+def translated(url: str) -> Iterator[None]:
+    """httpx's failures as the client's: no daemon there (``DaemonUnreachable``), or a connection
+    that failed once made (``ConnectionLost``); both are what a retry may cure."""
     import httpx
 
-    return isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.UnsupportedProtocol)
+    try:
+        yield
+    except httpx.ConnectError as exc:
+        raise DaemonUnreachable(unreachable_message(url)) from exc
+    except httpx.UnsupportedProtocol:
+        raise  # a URL that is not http(s): the caller's mistake, no retry cures it
+    except httpx.TransportError as exc:
+        raise ConnectionLost(f"the connection to the daemon at {url} failed: {exc!r}") from exc
+
+
+RETRYABLE: Final = (DaemonUnreachable, ConnectionLost)
 
 
 # -- following a log ---------------------------------------------------------------------------------
@@ -217,98 +265,3 @@ class Cursor:
             return False
         self.last = record.seq
         return True
-
-
-# -- a streamed turn -----------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class TurnTracker:
-    """What a turn's records add up to: its number, its text, how it ended, its permission
-    requests and which of them were rejected. ``done`` once the turn's answer was seen."""
-
-    session_id: str
-    cursor: Cursor = field(default_factory=lambda: Cursor(0))
-    turn: int = 0
-    first_seq: int = 0
-    done: bool = False
-    stop_reason: str | None = None
-    usage: dict[str, Any] | None = None
-    context: dict[str, Any] = field(default_factory=dict)
-    error: dict[str, Any] | None = None
-    text: list[str] = field(default_factory=list)
-    requests: dict[str, PermissionRequest] = field(default_factory=dict)
-    rejected: list[str] = field(default_factory=list)
-
-    def see(self, record: EventRecord) -> PermissionRequest | None:
-        """Take in one record; the permission request it asks, if it asks one."""
-        payload = record.payload
-        method = payload.method
-        if isinstance(payload, SessionUpdateNotification):
-            self._update(payload.params.update)
-        elif method == "session/prompt" and self.first_seq == 0:
-            self.first_seq, self.turn = record.seq, record.turn
-        elif method == "session/request_permission":
-            request = permission_request(record)
-            self.requests[request.id] = request
-            return request
-        elif method is None and payload.id is not None and payload.id == f"turn-{self.turn}":
-            self._answer(payload.result, payload.error)
-        elif method is None and isinstance(payload.result, dict):
-            self._reply(payload.result)
-        return None
-
-    def _update(self, update: object) -> None:
-        kind = getattr(update, "session_update", None)
-        content = getattr(update, "content", None)
-        if kind == "agent_message_chunk" and getattr(content, "type", None) == "text":
-            self.text.append(str(getattr(content, "text", "")))
-        elif kind == "usage_update":
-            self.context = {"contextUsed": getattr(update, "used", None), "contextSize": getattr(update, "size", None)}
-
-    def _answer(self, result: object, error: object) -> None:
-        self.done = True
-        if isinstance(result, dict):
-            self.stop_reason = result.get("stopReason")
-            usage = result.get("usage")
-            self.usage = usage if isinstance(usage, dict) else None
-        elif isinstance(error, dict):
-            self.error = error
-
-    def _reply(self, result: dict[str, Any]) -> None:
-        """A permission request's recorded answer (whoever gave it): note a rejection."""
-        meta = result.get("_meta")
-        acpd = meta.get("acpd") if isinstance(meta, dict) else None
-        pid = acpd.get("permissionId") if isinstance(acpd, dict) else None
-        request = self.requests.get(str(pid))
-        outcome = result.get("outcome")
-        if request is None or not isinstance(outcome, dict):
-            return
-        chosen = next((o for o in request.options if o.option_id == outcome.get("optionId")), None)
-        if outcome.get("outcome") == "cancelled" or (chosen is not None and chosen.kind.startswith("reject")):
-            self.rejected.append(request.id)
-
-    def result(self) -> PromptResult:
-        usage = {**(self.usage or {}), **{k: v for k, v in self.context.items() if v is not None}}
-        return PromptResult(
-            session_id=self.session_id,
-            turn=self.turn,
-            stop_reason=self.stop_reason,
-            usage=Usage.model_validate(usage) if usage else None,
-            text="".join(self.text),
-            first_seq=self.first_seq,
-            last_seq=self.cursor.last,
-            error=self.error,
-        )
-
-
-def permission_request(record: EventRecord) -> PermissionRequest:
-    """The pending request a ``session/request_permission`` record opens (its id is ``p<seq>``)."""
-    params = record.payload.params if isinstance(record.payload.params, dict) else {}  # a Message's: as sent
-    options = [o for o in params.get("options") or [] if isinstance(o, dict)]
-    kinds = {o.get("kind") for o in options}
-    replies = [reply for reply, wanted in REPLY_OPTION_KINDS.items() if kinds & set(wanted)]
-    return PermissionRequest.model_validate(
-        {"id": f"p{record.seq}", "seq": record.seq, "turn": record.turn, "createdAt": record.at}
-        | {"toolCall": params.get("toolCall"), "options": options, "availableReplies": replies}
-    )

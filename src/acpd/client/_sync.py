@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from acpd.api.events import EventRecord
 
 from . import DEFAULT_URL
 from . import _common as c
 from .errors import Conflict, DaemonUnreachable, PermissionNotFound, ProblemError, StreamEnded
-from .models import Agent, PermissionAnswer, PermissionRequest, PromptResult, Session
 
 if TYPE_CHECKING:
     import httpx
 
+    from acpd.api.events import EventRecord
+
+    from ._turn import TurnTracker
+    from .models import Agent, PermissionAnswer, PermissionRequest, PromptResult, Session
+
 Prompt = str | list[dict[str, Any]]
-OnPermission = Callable[[PermissionRequest], str | None]
+OnPermission = Callable[["PermissionRequest"], "str | None"]
 """Given a pending request, ``once``, ``always``, ``reject`` or an option id; None leaves it be."""
 
 
@@ -64,17 +66,13 @@ class Acpd:
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """One request; its JSON answer (None when empty), or its problem raised as a typed error."""
-        import httpx
-
-        try:
+        with c.translated(self.url):
             response = self._http.request(method, path, **kwargs)
-        except httpx.ConnectError as exc:
-            raise DaemonUnreachable(c.unreachable_message(self.url)) from exc
         return c.answer_json(response)
 
     def _records(self, method: str, path: str, **kwargs: Any) -> Generator[EventRecord, None, None]:
         """The records of one SSE response, as they come."""
-        with self._http.stream(method, path, **kwargs) as response:
+        with c.translated(self.url), self._http.stream(method, path, **kwargs) as response:
             if response.status_code >= 400:
                 response.read()
                 raise c.error_of(response)
@@ -90,7 +88,7 @@ class Acpd:
                     yield record
 
     def _replayed(self, answer: dict[str, Any]) -> Generator[EventRecord, None, None]:
-        result = PromptResult.model_validate(answer)
+        result = c.models.PromptResult.model_validate(answer)
         yield from self.events(result.session_id, after=result.first_seq - 1, until=result.last_seq)
 
     # -- agents and sessions ---------------------------------------------------------------------------
@@ -100,16 +98,16 @@ class Acpd:
         return answer
 
     def agents(self) -> list[Agent]:
-        return [Agent.model_validate(item) for item in self.request("GET", "/v1/agents")["items"]]
+        return [c.models.Agent.model_validate(item) for item in self.request("GET", "/v1/agents")["items"]]
 
     def create_session(self, agent: str | None = None, cwd: str | Path | None = None, **fields: Any) -> Session:
         """A new session (its agent started). ``fields`` are the create body's other members:
         ``id``, ``title``, ``project``, ``model``, ``mode``, ``thoughtLevel``, ``config``, ``policy``…"""
         body = {**fields, **({"agent": agent} if agent else {}), **({"cwd": str(cwd)} if cwd is not None else {})}
-        return Session.model_validate(self.request("POST", "/v1/sessions", json=body))
+        return c.models.Session.model_validate(self.request("POST", "/v1/sessions", json=body))
 
     def session(self, session_id: str) -> Session:
-        return Session.model_validate(self.request("GET", c.session_path(session_id)))
+        return c.models.Session.model_validate(self.request("GET", c.session_path(session_id)))
 
     def sessions(
         self,
@@ -127,7 +125,7 @@ class Acpd:
         while True:
             query = {k: v for k, v in {**params, "cursor": cursor}.items() if v is not None}
             page = self.request("GET", "/v1/sessions", params=query)
-            yield from (Session.model_validate(item) for item in page["items"])
+            yield from (c.models.Session.model_validate(item) for item in page["items"])
             cursor = page.get("nextCursor")
             if not cursor:
                 return
@@ -145,10 +143,51 @@ class Acpd:
         """Change settings (all or nothing): ``model``, ``mode``, ``thought_level``, ``agent`` (a
         switch keeps the transcript), and any other PATCH member (``title``, ``config``…)."""
         body = c.settings_body(model=model, mode=mode, thought_level=thought_level, agent=agent) | fields
-        return Session.model_validate(self.request("PATCH", c.session_path(session_id), json=body))
+        return c.models.Session.model_validate(self.request("PATCH", c.session_path(session_id), json=body))
 
     def delete_session(self, session_id: str) -> None:
         self.request("DELETE", c.session_path(session_id))
+
+    def fork(
+        self,
+        session_id: str,
+        *,
+        at_seq: int | None = None,
+        agent: str | None = None,
+        title: str | None = None,
+        id: str | None = None,
+        cwd: str | Path | None = None,
+    ) -> Session:
+        """A new session whose history is this one's up to ``at_seq`` (default: the end of its
+        last finished turn); its agent (``agent``, else the same) carries the earlier turns on."""
+        body = c.fork_body(at_seq, agent=agent, title=title, id=id, cwd=str(cwd) if cwd is not None else None)
+        return c.models.Session.model_validate(self.request("POST", c.session_path(session_id, "fork"), json=body))
+
+    def export(self, session_id: str, format: str = "json") -> Generator[bytes, None, None]:
+        """The session exported (``json``, ``jsonl`` or ``markdown``), in chunks as the daemon
+        streams it: write them to a file, or give them to ``import_session``."""
+        path, params = c.session_path(session_id, "export"), {"format": format}
+        with c.translated(self.url), self._http.stream("GET", path, params=params) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise c.error_of(response)
+            yield from response.iter_bytes()
+
+    def import_session(
+        self,
+        exported: bytes | Iterable[bytes],
+        *,
+        id: str | None = None,
+        agent: str | None = None,
+        cwd: str | Path | None = None,
+    ) -> Session:
+        """Recreate a session, with its whole history, from a ``json`` or ``jsonl`` export;
+        ``id``, ``agent`` and ``cwd`` replace the exported ones."""
+        params = c.import_params(id=id, agent=agent, cwd=str(cwd) if cwd is not None else None)
+        content = exported if isinstance(exported, bytes) else b"".join(exported)
+        return c.models.Session.model_validate(
+            self.request("POST", "/v1/sessions/import", content=content, params=params)
+        )
 
     # -- turns -----------------------------------------------------------------------------------------
 
@@ -167,7 +206,9 @@ class Acpd:
         second one. With ``on_permission`` the turn is streamed and its permission requests
         answered by it (a headless run)."""
         if on_permission is not None:
-            stream = self.stream(session_id, prompt, queue=queue, on_permission=on_permission)
+            stream = self.stream(
+                session_id, prompt, queue=queue, on_permission=on_permission, idempotency_key=idempotency_key
+            )
             for _ in stream:
                 pass
             return stream.result
@@ -178,18 +219,15 @@ class Acpd:
                 "POST", c.session_path(session_id, "prompt"), json=body, headers={"Idempotency-Key": key}
             )
         )
-        return PromptResult.model_validate(answer)
+        return c.models.PromptResult.model_validate(answer)
 
     def _retrying(self, send: Callable[[], Any]) -> Any:
         backoff = c.Backoff()
         for attempt in range(1, c.PROMPT_ATTEMPTS + 1):
             try:
                 return send()
-            except DaemonUnreachable:
+            except c.RETRYABLE:
                 if attempt == c.PROMPT_ATTEMPTS:
-                    raise
-            except Exception as exc:
-                if attempt == c.PROMPT_ATTEMPTS or not c.retryable_transport_error(exc):
                     raise
             time.sleep(backoff.delay())
         raise AssertionError("unreachable")  # pragma: no cover
@@ -224,7 +262,7 @@ class Acpd:
                 "GET", c.session_path(session_id, "events"), params={"after": after, "limit": page_size}
             )
             for item in page["items"]:
-                record = EventRecord.model_validate(item)
+                record = c.parse_record(item)
                 if until is not None and record.seq > until:
                     return
                 yield record
@@ -259,9 +297,8 @@ class Acpd:
             except ProblemError as exc:
                 if exc.status not in c.RETRY_STATUSES:
                     raise
-            except Exception as exc:
-                if not c.retryable_transport_error(exc):
-                    raise
+            except c.RETRYABLE:
+                pass
             down_since = down_since or time.monotonic()
             if give_up_after is not None and time.monotonic() - down_since > give_up_after:
                 raise DaemonUnreachable(c.unreachable_message(self.url))
@@ -272,13 +309,13 @@ class Acpd:
     def permissions(self, session_id: str) -> list[PermissionRequest]:
         """The session's pending permission requests."""
         items = self.request("GET", c.session_path(session_id, "permissions"))["items"]
-        return [PermissionRequest.model_validate(item) for item in items]
+        return [c.models.PermissionRequest.model_validate(item) for item in items]
 
     def answer_permission(self, session_id: str, permission_id: str, reply: str) -> PermissionAnswer:
         """Answer a request: ``once``, ``always``, ``reject``, or one of its option ids. The first
         answer wins; a later one raises ``PermissionNotFound``."""
         path = c.session_path(session_id, "permissions", permission_id)
-        return PermissionAnswer.model_validate(self.request("POST", path, json=c.reply_body(reply)))
+        return c.models.PermissionAnswer.model_validate(self.request("POST", path, json=c.reply_body(reply)))
 
     def _decide(self, session_id: str, request: PermissionRequest, on_permission: OnPermission) -> None:
         reply = on_permission(request)
@@ -303,7 +340,9 @@ class TurnStream:
     ) -> None:
         self._client, self._session_id, self._on_permission = client, session_id, on_permission
         self._body, self._key = c.prompt_body(prompt, queue), key
-        self.tracker = c.TurnTracker(session_id)
+        from ._turn import TurnTracker  # the typed models: only for a turn's stream
+
+        self.tracker: TurnTracker = TurnTracker(session_id)
 
     @property
     def result(self) -> PromptResult:
@@ -318,29 +357,19 @@ class TurnStream:
                 yield from self._attempt()
                 if self.tracker.done:
                     return
-            except DaemonUnreachable:
+            except c.RETRYABLE:
                 if attempt == c.PROMPT_ATTEMPTS:
-                    raise
-            except ProblemError:
-                raise
-            except Exception as exc:
-                if attempt == c.PROMPT_ATTEMPTS or not c.retryable_transport_error(exc):
                     raise
             time.sleep(backoff.delay())
         raise StreamEnded(f"the turn's stream ended before its answer, {c.PROMPT_ATTEMPTS} times")
 
     def _attempt(self) -> Generator[EventRecord, None, None]:
-        import httpx
-
         headers = {"Accept": "text/event-stream", "Idempotency-Key": self._key}
         path = c.session_path(self._session_id, "prompt")
-        try:
-            for record in self._client._records("POST", path, json=self._body, headers=headers):
-                if not self.tracker.cursor.take(record):
-                    continue
-                request = self.tracker.see(record)
-                yield record
-                if request is not None and self._on_permission is not None:
-                    self._client._decide(self._session_id, request, self._on_permission)
-        except httpx.ConnectError as exc:
-            raise DaemonUnreachable(c.unreachable_message(self._client.url)) from exc
+        for record in self._client._records("POST", path, json=self._body, headers=headers):
+            if not self.tracker.cursor.take(record):
+                continue
+            request = self.tracker.see(record)
+            yield record
+            if request is not None and self._on_permission is not None:
+                self._client._decide(self._session_id, request, self._on_permission)

@@ -7,6 +7,7 @@ The tree follows the daemon's: catching :class:`NotFound` also catches :class:`S
 
     AcpdClientError
     ├─ DaemonUnreachable                 no daemon answered at the URL (after the retries asked for)
+    ├─ ConnectionLost                    the connection failed once made: reset, cut, timed out
     ├─ StreamEnded                       a turn's stream ended before the turn did, and could not resume
     └─ ProblemError                      an RFC 9457 problem (status, kind, title, detail, data, extensions)
        ├─ InvalidInput 400 · PayloadTooLarge 413 · UnsupportedMediaType 415 · InvalidSetting 422
@@ -33,6 +34,11 @@ class AcpdClientError(Exception):
 
 class DaemonUnreachable(AcpdClientError):
     """Nothing answered at the daemon's URL (not running, wrong port, network down)."""
+
+
+class ConnectionLost(AcpdClientError):
+    """The connection to the daemon failed after it was made: reset, cut mid-answer, or a read
+    that timed out."""
 
 
 class StreamEnded(AcpdClientError):

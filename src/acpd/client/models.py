@@ -1,7 +1,8 @@
 """Client layer: what the daemon answers, as pydantic models. No I/O.
 
 The wire models are the API's own (``acpd.api.models``, the ones the OpenAPI spec is generated
-from), re-exported here with a few conveniences; ``PromptResult`` is the client's: a turn's answer,
+from: ``Session``, ``Agent``, ``PermissionAnswer``), re-exported here, ``PermissionRequest`` and
+``Usage`` with a few conveniences; ``PromptResult`` is the client's: a turn's answer,
 from a blocking prompt or added up from a streamed one. Every model keeps the members it does not
 name (``model_extra``): a newer daemon's additions reach an older client intact. Fields are
 snake_case in Python and camelCase on the wire, as the daemon writes them.
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from acpd.api import models as api
-from acpd.api.models import PermissionAnswer, Session
+from acpd.api.models import Agent, PermissionAnswer, Session
 
 __all__ = ["Agent", "PermissionAnswer", "PermissionRequest", "PromptResult", "Session", "Usage"]
 
@@ -35,22 +36,6 @@ class Usage(api.Usage):
     cost: Any = None
     context_used: int | None = None
     context_size: int | None = None
-
-
-class Agent(BaseModel):
-    """A configured backend as ``GET /v1/agents`` lists it. The client's own, more lenient than
-    ``acpd.api.models.Agent``: only ``name`` and ``kind`` are required (the mock agent's
-    ``credentials.present`` is null, which the API model refuses)."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True)
-
-    name: str
-    kind: str
-    command: list[str] = []
-    available: bool = False
-    usable: bool = False
-    reason: str | None = None
-    reasons: list[str] = []
 
 
 class PromptResult(BaseModel):

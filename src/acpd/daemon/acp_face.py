@@ -55,7 +55,14 @@ AGENT_CAPABILITIES: Final[JsonObject] = {
     # every ACP agent must accept (text and resource links)
     "promptCapabilities": {"image": False, "audio": False, "embeddedContext": False},
     "mcpCapabilities": {"http": False, "sse": False},
-    "sessionCapabilities": {"list": {}, "resume": {}, "close": {}, "delete": {}, "additionalDirectories": {}},
+    "sessionCapabilities": {
+        "list": {},
+        "resume": {},
+        "close": {},
+        "delete": {},
+        "fork": {},
+        "additionalDirectories": {},
+    },
 }
 LIST_PAGE: Final = 100
 ERROR_MESSAGE_CHARS: Final = 500
@@ -120,6 +127,7 @@ class AcpConnection:
             methods.SESSION_LOAD: self._load,
             methods.SESSION_RESUME: self._resume,
             methods.SESSION_LIST: self._list,
+            methods.SESSION_FORK: self._fork,
             methods.SESSION_CLOSE: self._close,
             methods.SESSION_DELETE: self._delete,
             methods.SESSION_PROMPT: self._prompt,
@@ -237,6 +245,17 @@ class AcpConnection:
                 frame = client_frame(record, link_id=self._link_id, replay=True, agent_option_for=agents)
                 for replayed in frame.messages:
                     await self.peer.send_message(replayed)
+
+    async def _fork(self, params: JsonObject, message: JsonObject) -> JsonValue:
+        source = _session_id(params)
+        body: JsonObject = {"cwd": _absolute(params.get("cwd"), "cwd")} if params.get("cwd") is not None else {}
+        body.update(
+            {key: value for key, value in _acpd_meta(params).items() if key in ("id", "atSeq", "agent", "title")}
+        )
+        runtime = await self._manager.fork(source, body)
+        # the client has the conversation up to the fork: it follows the new session from its end
+        self._attach(runtime, after=await runtime.log.settled_end(), answered=self._answer_gate(message))
+        return {"sessionId": runtime.session_id, **self._state(runtime)}
 
     async def _resume(self, params: JsonObject, message: JsonObject) -> JsonValue:
         runtime = await self._runtime(params)

@@ -35,7 +35,7 @@ from acpd.errors import (
     SessionNotFound,
     StoreError,
 )
-from acpd.protocol import jsonio, methods
+from acpd.protocol import jsonio, jsonrpc, methods
 from acpd.protocol.events import EventRecord, utc_now
 from acpd.protocol.jsonio import JsonObject
 from acpd.settings import DaemonConfig
@@ -421,30 +421,66 @@ class SessionManager:
     ) -> SessionRuntime:
         """Make a session of an export (``session_files``): its document and its whole history in
         one transaction, or nothing. ``overrides`` may give another ``id``, ``agent`` or ``cwd``.
-        Its agent starts at first use as after a restart, with a new agent session (the export's
-        names one of another daemon's agents) that gets the transcript with the next prompt.
 
         Raises:
             InvalidInput, AgentNotFound, SessionExists.
         """
         session_id = _session_id(overrides.get("id", exported.get("id")))
-        agent = overrides.get("agent", exported.get("agent"))
+        fields = {key: exported[key] for key in IMPORTED_FIELDS if exported.get(key) is not None}
+        fields.update({"cwd": overrides["cwd"]} if "cwd" in overrides else {})
+        kept = {key: exported[key] for key in ("createdAt", "usage") if exported.get(key)}
+        history = session_files.renamed(records, session_id)
+        return await self._recreate(session_id, overrides.get("agent", exported.get("agent")), fields, history, kept)
+
+    async def fork(self, source_id: str, body: JsonObject) -> SessionRuntime:
+        """A new session whose history is ``source_id``'s up to ``atSeq`` (by default, the end of
+        its last finished turn: a running turn is left out), recorded as ``_acpd/forked_from``.
+
+        Raises:
+            InvalidInput, SessionNotFound, AgentNotFound, SessionExists.
+        """
+        unknown = set(body) - {"id", "atSeq", "agent", "title", "cwd"}
+        if unknown:
+            raise InvalidInput(f"unknown fields {sorted(unknown)}")
+        async with self.leased(source_id) as source:
+            committed = source.log.committed_seq
+            at = body.get("atSeq", source.finished_end())
+            if not isinstance(at, int) or isinstance(at, bool) or not 0 <= at <= committed:
+                raise InvalidInput(
+                    f'"atSeq" must be a seq of session {source_id!r} that is committed: 0 to {committed}'
+                )
+            doc = dict(source.doc)
+            records = [record async for batch in source.log.history(at) for record in batch]
+        session_id = _session_id(body.get("id"))
+        title = body.get("title", f"{doc['title']} (fork)" if doc.get("title") else None)
+        fields = {**{key: doc[key] for key in IMPORTED_FIELDS if doc.get(key) is not None}, "title": title}
+        fields.update({"cwd": body["cwd"]} if body.get("cwd") is not None else {})
+        turn = records[-1].turn if records else 0
+        note = jsonrpc.notification(
+            methods.ACPD_FORKED_FROM, {"sessionId": session_id, "source": source_id, "atSeq": at}
+        )
+        forked = EventRecord(session_id, at + 1, utc_now(), "daemon", turn, jsonio.dumps_str(note))
+        history = [*session_files.renamed(records, session_id), forked]
+        return await self._recreate(session_id, body.get("agent", doc.get("agent")), fields, history, {})
+
+    async def _recreate(
+        self, session_id: str, agent: object, body: JsonObject, history: list[EventRecord], kept: JsonObject
+    ) -> SessionRuntime:
+        """Store a session with its ``history`` in one transaction. Its agent starts at first use
+        with a new agent session, which gets the transcript with the next prompt."""
         if not isinstance(agent, str) or agent not in self.config.all_agents():
-            known = sorted(self.config.all_agents())
-            raise AgentNotFound(f"no agent named {agent!r} here; import with ?agent= one of {known}")
-        body = {key: exported[key] for key in IMPORTED_FIELDS if exported.get(key) is not None}
-        body.update({"cwd": overrides["cwd"]} if "cwd" in overrides else {})
-        doc = {**session_doc_defaults(utc_now()), **_create_fields(body, self.config.session_policy())}
-        turns = max((record.turn for record in records), default=0)
+            raise AgentNotFound(f"no agent named {agent!r}; known agents: {sorted(self.config.all_agents())}")
+        doc = {**session_doc_defaults(utc_now()), **_create_fields(body, self.config.session_policy()), **kept}
+        turns = max((record.turn for record in history), default=0)
         doc.update(id=session_id, agent=agent, turns=turns, contextPending=turns > 0)
-        doc.update({key: exported[key] for key in ("createdAt", "usage") if exported.get(key)})
+        exists = SessionExists(f"a session with id {session_id!r} already exists")
         if await self._claim(session_id) is not None:
-            raise SessionExists(f"a session with id {session_id!r} already exists")
+            raise exists
         try:
             await self._settled(session_id)
             if await self.store.get_session(session_id) is not None:
-                raise SessionExists(f"a session with id {session_id!r} already exists")
-            await self.store.append_many(session_files.renamed(records, session_id), sessions=[doc])
+                raise exists
+            await self.store.append_many(history, sessions=[doc])
         finally:
             self._claims.pop(session_id).set()
         return await self.runtime(session_id)

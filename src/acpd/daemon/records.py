@@ -20,7 +20,7 @@ from acpd.protocol.events import EventRecord
 from acpd.protocol.jsonio import JsonObject
 
 from . import session_files
-from .http import json_response, manager_of
+from .http import json_response, manager_of, read_json
 from .manager import SessionManager
 from .markdown import MarkdownTranscript, header
 
@@ -95,7 +95,13 @@ async def _markdown(manager: SessionManager, doc: JsonObject, upto: int) -> Asyn
     yield transcript.end()
 
 
+async def fork(request: Request) -> Response:
+    runtime = await manager_of(request).fork(request.path_params["id"], await read_json(request))
+    return json_response(runtime.wire(), status=201)
+
+
 ROUTES: Final = [
+    Route("/v1/sessions/{id}/fork", fork, methods=["POST"]),
     Route("/v1/sessions/import", import_session, methods=["POST"]),
     Route("/v1/sessions/{id}/export", export, methods=["GET"]),
 ]

@@ -210,6 +210,14 @@ class SessionRuntime:
     def _turn_number(self) -> int:
         return int(self.doc.get("turns") or 0)
 
+    def finished_end(self) -> int:
+        """The seq where the last finished turn's records end (with what followed it before the
+        running turn's prompt): the whole committed log when no turn runs."""
+        turn = self._current
+        if turn is not None and turn.first_seq > 0:
+            return min(turn.first_seq - 1, self.log.committed_seq)
+        return self.log.committed_seq
+
     def record(self, sender: Sender, payload: JsonObject) -> int:
         return self.log.append(sender, self._turn_number, payload).seq
 
