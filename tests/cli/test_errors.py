@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
         ("[deamon]\nport = 4520\n", "unknown section [deamon]"),
         ('[daemon]\nport = "x"\n', "[daemon] port: must be an integer (got 'x')"),
         ("[daemon]\nport = 70000\n", "[daemon] port: must be at most 65535 (got 70000)"),
-        ("[policy]\nmaxStep = 3\n", "[policy] maxStep: not a setting here (got 3)"),
+        ("[policy]\nmaxStep = 3\n", "[policy] maxStep: unknown key (got 3)"),
         ("[daemon\n", "cannot read config file"),
     ],
 )
