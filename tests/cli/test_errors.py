@@ -29,6 +29,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
         ('[daemon]\nport = "x"\n', "[daemon] port: must be an integer (got 'x')"),
         ("[daemon]\nport = 70000\n", "[daemon] port: must be at most 65535 (got 70000)"),
         ("[policy]\nmaxStep = 3\n", "[policy] maxStep: unknown key (got 3)"),
+        ('[agents.mine]\ncomand = "x"\n', "[agents.mine] comand: unknown key (got 'x')"),
         ("[daemon\n", "cannot read config file"),
     ],
 )
