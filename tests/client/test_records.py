@@ -60,3 +60,27 @@ async def test_the_sync_client_forks_exports_and_imports(daemon: Daemon, workdir
     with anyio.fail_after(WAIT_SECONDS):
         last, forked, copied = await anyio.to_thread.run_sync(drive)
     assert (forked, copied) == (last + 1, last)
+
+
+async def test_search_archive_turns_usage_and_the_tool_call_audit(app_client: AsyncAcpd, workdir: Path) -> None:
+    with anyio.fail_after(WAIT_SECONDS):
+        fruit = await app_client.create_session("mock", workdir)
+        other = await app_client.create_session("mock", workdir)
+        await app_client.prompt(fruit.id, "text banana bread")
+        await app_client.prompt(fruit.id, "tool read\nusage 10 20")
+        await app_client.prompt(other.id, "text something else")
+        found = [s.id async for s in app_client.sessions(q="banana")]
+        await app_client.update_session(other.id, archived=True)
+        listed = [s.id async for s in app_client.sessions()]
+        archived = [s.id async for s in app_client.sessions(archived=True)]
+        every = [s.id async for s in app_client.sessions(archived="any", page_size=1)]
+        turns = await app_client.turns(fruit.id)
+        usage = await app_client.usage("session")
+        calls = [row async for row in app_client.tool_calls(session=fruit.id, page_size=1)]
+        stats = await app_client.tool_call_stats(session=fruit.id)
+    assert found == [fruit.id]
+    assert (listed, archived, sorted(every)) == ([fruit.id], [other.id], sorted([fruit.id, other.id]))
+    assert [t["stopReason"] for t in turns] == ["end_turn", "end_turn"]
+    assert usage.group_by == "session" and usage.total["inputTokens"] >= 10
+    assert [row["kind"] for row in calls] == ["read"]
+    assert (stats.model_extra or {})["total"] == {"toolCalls": 1}
