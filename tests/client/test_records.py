@@ -55,6 +55,11 @@ async def test_the_sync_client_forks_exports_and_imports(daemon: Daemon, workdir
             answer = client.prompt(source.id, "text sync")
             fork = client.fork(source.id)
             copy = client.import_session(client.export(source.id, "jsonl"), id="sync-copy")
+            assert [turn["turn"] for turn in client.turns(source.id)] == [1]
+            assert client.usage("agent").group_by == "agent"
+            assert list(client.tool_calls(session=source.id)) == []
+            assert (client.tool_call_stats(session=source.id).model_extra or {})["total"] == {"toolCalls": 0}
+            assert [s.id for s in client.sessions(q="sync")][:1] in ([source.id], [fork.id], [copy.id])
             return answer.last_seq, len(list(client.events(fork.id))), len(list(client.events(copy.id)))
 
     with anyio.fail_after(WAIT_SECONDS):
