@@ -220,3 +220,26 @@ async def test_a_session_without_a_title_takes_its_first_prompts_first_line_unti
     await prompt(client, long["id"], "text " + "word " * 40)
     title = (await client.get(f"/v1/sessions/{long['id']}")).json()["title"]
     assert len(title) == 80 and title.endswith("…")
+
+
+async def test_search_finds_a_word_from_a_reply_and_archived_sessions_hide_unless_asked(
+    client: httpx.AsyncClient, workdir: Path
+) -> None:
+    found = await new_session(client, workdir)
+    await prompt(client, found["id"], "text the answer involves a kumquat")
+    other = await new_session(client, workdir)
+    await prompt(client, other["id"], "text nothing to see")
+    hits = (await client.get("/v1/sessions", params={"q": "kumquat"})).json()["items"]
+    assert [h["id"] for h in hits] == [found["id"]]
+    assert "[kumquat]" in hits[0]["match"]["snippet"]
+    assert (await client.get("/v1/sessions", params={"q": '("'})).status_code == 400
+    await client.patch(f"/v1/sessions/{found['id']}", json={"archived": True})
+    listed = [s["id"] for s in (await client.get("/v1/sessions")).json()["items"]]
+    assert listed == [other["id"]]
+    only = [s["id"] for s in (await client.get("/v1/sessions", params={"archived": "true"})).json()["items"]]
+    assert only == [found["id"]]
+    both = (await client.get("/v1/sessions", params={"archived": "any"})).json()["items"]
+    assert {s["id"] for s in both} == {found["id"], other["id"]}
+    assert (await client.get("/v1/sessions", params={"q": "kumquat"})).json()["items"] == []
+    archived_hits = (await client.get("/v1/sessions", params={"q": "kumquat", "archived": "any"})).json()["items"]
+    assert [h["id"] for h in archived_hits] == [found["id"]]

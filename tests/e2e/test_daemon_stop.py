@@ -178,8 +178,15 @@ async def test_sigterm_stops_a_daemon_whose_disk_is_full_and_its_log_resumed_gap
         flag.write_text("")  # space returns
         with anyio.fail_after(30):
             async with http.stream("GET", f"/v1/sessions/{session_id}/events/stream") as stream:
+                # the turn's answer and the error saying why it ended may commit in separate rounds
+                # once space returns: wait for both
+                awaited = {"answer", "error"}
                 async for event in sse_events(stream):
                     if event["payload"].get("id") == "turn-1" and "method" not in event["payload"]:
+                        awaited.discard("answer")
+                    if event["payload"].get("method") == "_acpd/error":
+                        awaited.discard("error")
+                    if not awaited:
                         break
         events = await all_events(http, session_id)
         assert [e["seq"] for e in events] == list(range(1, len(events) + 1))

@@ -5,7 +5,8 @@ an older client must still read it. The spec says the same (``additionalProperti
 
 Public names: ``Health``, ``Session``, ``SessionPage``, ``Usage``, ``Policy``, ``Agent``,
 ``AgentList``, ``PromptAnswer``, ``CancelAnswer``, ``PermissionRequest``, ``PermissionList``,
-``PermissionAnswer``, ``SessionExport``, ``Problem``, ``AcpConnection``, ``AcpConnectionList``, ``SessionStatus``.
+``PermissionAnswer``, ``SessionExport``, ``TurnList``, ``ToolCallPage``, ``AuditStats``,
+``UsageReport``, ``Problem``, ``AcpConnection``, ``AcpConnectionList``, ``SessionStatus``.
 """
 
 from __future__ import annotations
@@ -175,6 +176,31 @@ class SessionExport(_Answer):
     acpd_export: int = Field(alias="acpdExport", ge=1, description="the export format's version")
     session: Session
     events: list[EventRecord] | None = None
+
+
+class TurnList(_Answer):
+    """A session's turns, oldest first: prompt preview, stopReason, usage, steps, times, seq range."""
+
+    items: list[dict[str, Any]]
+
+
+class ToolCallPage(_Answer):
+    """A page of the tool-call audit (one row per tool call across sessions): read on with ``?cursor=``."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None = Field(alias="nextCursor")
+
+
+class AuditStats(_Answer):
+    """Tool calls counted by kind, status, reply and who decided (each a name -> count object)."""
+
+
+class UsageReport(_Answer):
+    """Tokens and cost of the turns, added up by ``groupBy``, with the total."""
+
+    group_by: str = Field(alias="groupBy")
+    items: list[dict[str, Any]]
+    total: dict[str, Any]
 
 
 class Problem(_Answer):

@@ -6,7 +6,7 @@ the same models. What a model cannot know (does that directory exist, does the a
 model) the daemon still checks, and answers with its own problem.
 
 Public names: ``SessionCreate``, ``SessionPatch``, ``PolicyFields``, ``PromptRequest``, ``PromptBlock``,
-``PermissionReply``, ``McpServer``. Only pydantic is imported here (not ACP's schema package): the
+``PermissionReply``, ``McpServer``, ``SessionFork``. Only pydantic is imported here (not ACP's schema package): the
 daemon checks bodies with these models and must stay quick to its first answer.
 """
 
@@ -135,3 +135,17 @@ class PermissionReply(_Strict):
 
     reply: ReplyKind | None = None
     option_id: str | None = Field(None, alias="optionId", description="one of the request's options, by id")
+
+
+class SessionFork(_Strict):
+    """``POST /v1/sessions/{id}/fork``: a new session with this one's history up to ``atSeq``."""
+
+    id: Annotated[
+        str | None, Field(pattern=SESSION_ID_PATTERN, description="the new session's id; default: random")
+    ] = None
+    at_seq: int = unchanged(
+        alias="atSeq", ge=0, description="the last seq to keep; default: the end of the last finished turn"
+    )
+    agent: str = unchanged("the new session's agent; default: the source's")
+    title: str | None = Field(None, description="default: the source's title with (fork)")
+    cwd: str | None = Field(None, description="default: the source's directory")

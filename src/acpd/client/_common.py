@@ -126,6 +126,13 @@ def settings_body(**fields: Any) -> dict[str, Any]:
     return {names.get(k, k): v for k, v in fields.items() if v is not None}
 
 
+def listing_params(archived: bool | str | None, **fields: Any) -> dict[str, Any]:
+    """A listing's query: the filters given (None: no filter), booleans as the daemon spells them."""
+    if isinstance(archived, bool):
+        archived = "true" if archived else "false"
+    return {k: v for k, v in {**fields, "archived": archived}.items() if v is not None}
+
+
 def fork_body(at_seq: int | None, **fields: Any) -> dict[str, Any]:
     """A fork's body: the fields given (None: the daemon's default)."""
     return {k: v for k, v in {"atSeq": at_seq, **fields}.items() if v is not None}

@@ -10,7 +10,7 @@ import contextlib
 import time
 from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import DEFAULT_URL
 from . import _common as c
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from acpd.api.events import EventRecord
 
     from ._turn import TurnTracker
-    from .models import Agent, PermissionAnswer, PermissionRequest, PromptResult, Session
+    from .models import Agent, AuditStats, PermissionAnswer, PermissionRequest, PromptResult, Session, UsageReport
 
 Prompt = str | list[dict[str, Any]]
 OnPermission = Callable[["PermissionRequest"], "str | None"]
@@ -114,17 +114,17 @@ class Acpd:
         *,
         project: str | None = None,
         agent: str | None = None,
-        archived: bool | None = None,
+        archived: bool | Literal["any"] | None = None,
+        q: str | None = None,
         page_size: int = 100,
     ) -> Generator[Session, None, None]:
-        """Every session, newest first, fetched a page at a time as the iteration goes."""
-        params: dict[str, Any] = {"limit": page_size, "project": project, "agent": agent}
-        if archived is not None:
-            params["archived"] = "true" if archived else "false"
+        """Every session, newest first (with ``q``, a full-text search over titles, prompts and
+        replies, best match first), fetched a page at a time as the iteration goes. Archived
+        sessions only with ``archived=True`` (or ``"any"``)."""
+        params = c.listing_params(archived, limit=page_size, project=project, agent=agent, q=q)
         cursor: str | None = None
         while True:
-            query = {k: v for k, v in {**params, "cursor": cursor}.items() if v is not None}
-            page = self.request("GET", "/v1/sessions", params=query)
+            page = self.request("GET", "/v1/sessions", params={**params, **({"cursor": cursor} if cursor else {})})
             yield from (c.models.Session.model_validate(item) for item in page["items"])
             cursor = page.get("nextCursor")
             if not cursor:
@@ -188,6 +188,34 @@ class Acpd:
         return c.models.Session.model_validate(
             self.request("POST", "/v1/sessions/import", content=content, params=params)
         )
+
+    def turns(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's turns, oldest first: prompt preview, stop reason, usage, steps, times, seqs."""
+        return c.models.TurnList.model_validate(self.request("GET", c.session_path(session_id, "turns"))).items
+
+    def usage(self, group_by: str = "session", *, since: str | None = None, until: str | None = None) -> UsageReport:
+        """Tokens and cost of the turns started in [since, until), added up by ``group_by``
+        (``session``, ``agent``, ``project``, ``model`` or ``day``), with the total."""
+        params = {k: v for k, v in {"groupBy": group_by, "since": since, "until": until}.items() if v is not None}
+        return c.models.UsageReport.model_validate(self.request("GET", "/v1/usage", params=params))
+
+    def tool_calls(self, *, page_size: int = 500, **filters: str) -> Generator[dict[str, Any], None, None]:
+        """Every session's tool calls, oldest first, one row each, paged as the iteration goes.
+        ``filters``: ``session``, ``agent``, ``project``, ``kind``, ``status``, ``decidedBy``,
+        ``since``, ``until``."""
+        cursor: str | None = None
+        while True:
+            params = {"limit": page_size, **filters, **({"cursor": cursor} if cursor else {})}
+            page = c.models.ToolCallPage.model_validate(self.request("GET", "/v1/audit/tool-calls", params=params))
+            yield from page.items
+            cursor = page.next_cursor
+            if not cursor:
+                return
+
+    def tool_call_stats(self, **filters: str) -> AuditStats:
+        """The tool calls the same ``filters`` select, counted by kind, status, agent, outcome and
+        who decided, with the total."""
+        return c.models.AuditStats.model_validate(self.request("GET", "/v1/audit/stats", params=filters))
 
     # -- turns -----------------------------------------------------------------------------------------
 

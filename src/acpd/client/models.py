@@ -16,9 +16,20 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from acpd.api import models as api
-from acpd.api.models import Agent, PermissionAnswer, Session
+from acpd.api.models import Agent, AuditStats, PermissionAnswer, Session, ToolCallPage, TurnList, UsageReport
 
-__all__ = ["Agent", "PermissionAnswer", "PermissionRequest", "PromptResult", "Session", "Usage"]
+__all__ = [
+    "Agent",
+    "AuditStats",
+    "PermissionAnswer",
+    "PermissionRequest",
+    "PromptResult",
+    "Session",
+    "ToolCallPage",
+    "TurnList",
+    "Usage",
+    "UsageReport",
+]
 
 REPLY_OPTION_KINDS: dict[str, tuple[str, ...]] = {
     "once": ("allow_once", "allow_always"),

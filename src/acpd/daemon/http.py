@@ -102,7 +102,9 @@ def bool_param(request: Request, name: str) -> bool | None:
     if raw is None:
         return None
     if raw not in ("true", "false"):
-        raise InvalidInput(f"query parameter {name!r} must be true or false")
+        raise InvalidInput(
+            f"query parameter {name!r} must be true or false" + (" or any" if name == "archived" else "")
+        )
     return raw == "true"
 
 
@@ -124,14 +126,28 @@ async def create_session(request: Request) -> Response:
 
 
 async def list_sessions(request: Request) -> Response:
-    page = await manager_of(request).list_sessions(
-        limit=int_param(request, "limit", 50, low=1, high=MAX_PAGE),
-        cursor=request.query_params.get("cursor") or None,
-        project=request.query_params.get("project"),
-        agent=request.query_params.get("agent"),
-        archived=bool_param(request, "archived"),
-    )
+    manager = manager_of(request)
+    filters = {
+        "limit": int_param(request, "limit", 50, low=1, high=MAX_PAGE),
+        "cursor": request.query_params.get("cursor") or None,
+        "project": request.query_params.get("project"),
+        "agent": request.query_params.get("agent"),
+        "archived": archived_param(request),
+    }
+    q = request.query_params.get("q")
+    page = await (manager.list_sessions(**filters) if q is None else manager.search_sessions(q, **filters))
     return json_response({"items": page.items, "nextCursor": page.next_cursor})
+
+
+def archived_param(request: Request) -> bool | None:
+    """``archived``: ``false`` (the default: archived sessions are hidden), ``true`` (only them) or
+    ``any`` (None: both)."""
+    raw = request.query_params.get("archived")
+    if raw == "any":
+        return None
+    if raw is None:
+        return False
+    return bool_param(request, "archived")
 
 
 async def get_session(request: Request) -> Response:

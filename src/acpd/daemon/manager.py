@@ -486,8 +486,20 @@ class SessionManager:
         return await self.runtime(session_id)
 
     async def list_sessions(self, **filters: Any) -> SessionPage:
-        page = await self.store.list_sessions(**filters)
-        items = [self._runtimes[d["id"]].wire() if d["id"] in self._runtimes else d for d in page.items]
+        return self._live(await self.store.list_sessions(**filters))
+
+    async def search_sessions(self, q: str, **filters: Any) -> SessionPage:
+        """Full-text search over titles, prompts and replies (``EventStore.search_sessions``)."""
+        return self._live(await self.store.search_sessions(q, **filters))
+
+    def _live(self, page: SessionPage) -> SessionPage:
+        """The page with each loaded session as it is now (the store has it as last saved)."""
+        items = [
+            {**self._runtimes[d["id"]].wire(), **({"match": d["match"]} if "match" in d else {})}
+            if d["id"] in self._runtimes
+            else d
+            for d in page.items
+        ]
         return SessionPage(items, page.next_cursor)
 
     async def update(self, session_id: str, body: JsonObject) -> SessionRuntime:

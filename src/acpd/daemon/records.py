@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from acpd.errors import InvalidInput, PayloadTooLarge
+from acpd.errors import InvalidInput, PayloadTooLarge, SessionNotFound
 from acpd.protocol.events import EventRecord
 from acpd.protocol.jsonio import JsonObject
 
@@ -100,7 +100,16 @@ async def fork(request: Request) -> Response:
     return json_response(runtime.wire(), status=201)
 
 
+async def turns(request: Request) -> Response:
+    session_id = request.path_params["id"]
+    store = manager_of(request).store
+    if await store.get_session(session_id) is None:
+        raise SessionNotFound(session_id)
+    return json_response({"items": await store.turns(session_id)})
+
+
 ROUTES: Final = [
+    Route("/v1/sessions/{id}/turns", turns, methods=["GET"]),
     Route("/v1/sessions/{id}/fork", fork, methods=["POST"]),
     Route("/v1/sessions/import", import_session, methods=["POST"]),
     Route("/v1/sessions/{id}/export", export, methods=["GET"]),

@@ -1,7 +1,8 @@
 """Store layer: the EventStore Protocol every backend (memory, SQLite) implements.
 
-It must not interpret payloads or session settings beyond the few indexed keys named here; the
-daemon owns their meaning.
+It must not interpret payloads or session settings beyond the few indexed keys named here, and the
+tool calls the audit index reads from records through ``acpd.protocol.audit``; the daemon owns the
+rest of their meaning.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from acpd.protocol.events import EventRecord
+from acpd.store._audit import AuditFilter
+
+__all__ = ["AuditFilter", "AuditPage", "EventStore", "SessionDoc", "SessionPage"]
 
 SessionDoc = dict[str, Any]
 """A session as a JSON object. The store reads only these keys: ``id`` (str), ``agent`` (str),
@@ -21,6 +25,12 @@ SessionDoc = dict[str, Any]
 @dataclass(frozen=True, slots=True)
 class SessionPage:
     items: list[SessionDoc]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    items: list[dict[str, Any]]
     next_cursor: str | None
 
 
@@ -77,6 +87,41 @@ class EventStore(Protocol):
 
     async def get_idempotent(self, session_id: str, key: str) -> str | None:
         """The stored answer for an Idempotency-Key, if any."""
+        ...
+
+    async def tool_calls(self, wanted: AuditFilter, *, limit: int = 100, cursor: str | None = None) -> AuditPage:
+        """The audit index's rows (``AuditRow.view``) that match, oldest first, ``limit`` a page.
+        The index is kept in the transactions that commit the records (``acpd.protocol.audit``).
+        Raises ``InvalidInput`` for a malformed cursor."""
+        ...
+
+    async def tool_call_stats(self, wanted: AuditFilter) -> dict[str, dict[str, int]]:
+        """Counts of the matching tool calls by kind, status, agent, outcome and who decided."""
+        ...
+
+    async def search_sessions(
+        self,
+        q: str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        project: str | None = None,
+        agent: str | None = None,
+        archived: bool | None = None,
+        cwd: str | None = None,
+    ) -> SessionPage:
+        """Sessions whose title, a prompt or a reply has every word of ``q``, best match first, each
+        with ``match: {kind, snippet}``; filtered like ``list_sessions``. Raises ``InvalidInput`` for
+        a ``q`` without a word, or a malformed cursor."""
+        ...
+
+    async def turns(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's turns (``TurnRow.view``) in order, each with its own usage and cost."""
+        ...
+
+    async def usage(self, group_by: str, *, since: str | None = None, until: str | None = None) -> dict[str, Any]:
+        """The usage of the turns started in [since, until), added up by ``group_by`` (session,
+        agent, project, model or day). Raises ``InvalidInput`` for another ``group_by``."""
         ...
 
     async def put_idempotent(self, session_id: str, key: str, value: str) -> None: ...

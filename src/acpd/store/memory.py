@@ -8,11 +8,28 @@ layer and errors. The rules it shares with SQLite live in ``_rules``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from types import TracebackType
+from typing import Any
 
 from acpd.errors import StoreError
-from acpd.protocol import jsonio
+from acpd.protocol import audit, jsonio
 from acpd.protocol.events import EventRecord
+from acpd.store._audit import (
+    AuditFilter,
+    AuditRows,
+    SearchTexts,
+    TurnRow,
+    TurnRows,
+    count_by,
+    decode_audit_cursor,
+    decode_search_cursor,
+    encode_audit_cursor,
+    encode_search_cursor,
+    search_words,
+    turn_views,
+    usage_report,
+)
 from acpd.store._rules import (
     SessionKeys,
     check_page_limit,
@@ -23,7 +40,7 @@ from acpd.store._rules import (
     page_of,
     session_keys,
 )
-from acpd.store.base import SessionDoc, SessionPage
+from acpd.store.base import AuditPage, SessionDoc, SessionPage
 
 
 def _matches(keys: SessionKeys, project: str | None, agent: str | None, archived: bool | None, cwd: str | None) -> bool:
@@ -46,6 +63,9 @@ class MemoryEventStore:
         self._logs: dict[str, list[EventRecord]] = {}
         self._sessions: dict[str, tuple[SessionKeys, str]] = {}
         self._idempotency: dict[str, dict[str, str]] = {}
+        self._audit = AuditRows()
+        self._turns = TurnRows()
+        self._search = SearchTexts()
         self._closed = False
 
     async def __aenter__(self) -> MemoryEventStore:
@@ -79,6 +99,15 @@ class MemoryEventStore:
             self._logs.setdefault(record.session_id, []).append(record)
         for entry in entries:
             self._sessions[entry[0].id] = entry
+        for doc in sessions:
+            self._search.title(str(doc["id"]), doc.get("title"))
+        for text in audit.search_texts(records):
+            self._search.add(text.session_id, text.kind, text.text)
+        for record in records:
+            for change in audit.changes(record):
+                self._audit.apply(change, self._agent_of)
+            for turn_change in audit.turn_changes(record):
+                self._turns.apply(turn_change, self._agent_and_model)
 
     async def read(self, session_id: str, *, after: int = 0, limit: int = 1000) -> list[EventRecord]:
         """Records with ``seq > after`` in order, at most ``limit``.
@@ -148,7 +177,72 @@ class MemoryEventStore:
         self._check_open()
         self._logs.pop(session_id, None)
         self._idempotency.pop(session_id, None)
+        self._audit.forget(session_id)
+        self._turns.forget(session_id)
+        self._search.forget(session_id)
         return self._sessions.pop(session_id, None) is not None
+
+    async def tool_calls(self, wanted: AuditFilter, *, limit: int = 100, cursor: str | None = None) -> AuditPage:
+        self._check_open()
+        check_page_limit(limit)
+        after = decode_audit_cursor(cursor) if cursor is not None else 0
+        rows = [(position, row) for position, row in self._audit.select(wanted, self._project_of) if position > after]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return AuditPage([row.view() for _, row in rows], encode_audit_cursor(rows[-1][0]) if more else None)
+
+    async def tool_call_stats(self, wanted: AuditFilter) -> dict[str, dict[str, int]]:
+        self._check_open()
+        return count_by(row.view() for _, row in self._audit.select(wanted, self._project_of))
+
+    async def search_sessions(
+        self,
+        q: str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        project: str | None = None,
+        agent: str | None = None,
+        archived: bool | None = None,
+        cwd: str | None = None,
+    ) -> SessionPage:
+        self._check_open()
+        check_page_limit(limit)
+        offset = decode_search_cursor(cursor) if cursor is not None else 0
+        found = [
+            {**jsonio.loads(self._sessions[sid][1]), "match": match}
+            for sid, match in self._search.ranked(search_words(q))
+            if sid in self._sessions and _matches(self._sessions[sid][0], project, agent, archived, cwd)
+        ]
+        more = len(found) > offset + limit
+        return SessionPage(found[offset : offset + limit], encode_search_cursor(offset + limit) if more else None)
+
+    async def turns(self, session_id: str) -> list[dict[str, Any]]:
+        self._check_open()
+        return turn_views(self._shown(self._turns.select(session_id, None, None)))
+
+    async def usage(self, group_by: str, *, since: str | None = None, until: str | None = None) -> dict[str, Any]:
+        self._check_open()
+        AuditFilter(since=since, until=until)  # checks the times
+        return usage_report(turn_views(self._shown(self._turns.select(None, since, until))), group_by)
+
+    def _shown(self, rows: list[TurnRow]) -> list[TurnRow]:
+        return [replace(row, project=self._project_of(row.session_id)) for row in rows]
+
+    def _agent_and_model(self, session_id: str) -> tuple[str | None, str | None]:
+        entry = self._sessions.get(session_id)
+        if entry is None:
+            return None, None
+        model = jsonio.loads(entry[1]).get("model")
+        return entry[0].agent, model if isinstance(model, str) else None
+
+    def _agent_of(self, session_id: str) -> str | None:
+        entry = self._sessions.get(session_id)
+        return entry[0].agent if entry else None
+
+    def _project_of(self, session_id: str) -> str | None:
+        entry = self._sessions.get(session_id)
+        return entry[0].project if entry else None
 
     async def get_idempotent(self, session_id: str, key: str) -> str | None:
         self._check_open()

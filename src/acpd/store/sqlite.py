@@ -36,14 +36,31 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
-from typing import Final, TypeVar, TypeVarTuple
+from typing import Any, Final, TypeVar, TypeVarTuple
 
 import anyio
 import anyio.to_thread
 
 from acpd.errors import StoreError, StoreFull
-from acpd.protocol import jsonio
+from acpd.protocol import audit, jsonio
 from acpd.protocol.events import EventRecord, utc_now
+from acpd.store._audit import (
+    COLUMNS,
+    SEARCH_CANDIDATES,
+    TURN_COLUMNS,
+    AuditFilter,
+    AuditRow,
+    TurnRow,
+    count_by,
+    decode_audit_cursor,
+    decode_search_cursor,
+    encode_audit_cursor,
+    encode_search_cursor,
+    fts_query,
+    search_words,
+    turn_views,
+    usage_report,
+)
 from acpd.store._lock import OwnerLock, acquire_owner_lock
 from acpd.store._rules import (
     SessionKeys,
@@ -55,7 +72,7 @@ from acpd.store._rules import (
     page_of,
     session_keys,
 )
-from acpd.store.base import SessionDoc, SessionPage
+from acpd.store.base import AuditPage, SessionDoc, SessionPage
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +85,7 @@ BUSY_TIMEOUT_SECONDS: Final = 5.0
 CLOSE_TIMEOUT_SECONDS: Final = 2.0
 """How long ``aclose`` waits for a running database call (a stuck disk) before leaving it behind."""
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+MIGRATIONS: Final[tuple[tuple[str | Callable[[sqlite3.Connection], None], ...], ...]] = (
     # 1: the initial schema. Events keep their rowid on purpose: WITHOUT ROWID stores whole rows
     # in the key b-tree, which SQLite advises only for rows under ~1/20 of a page; tool outputs
     # are often larger, and benchmarks/store_append.py measured rowid appends faster from ~600 B.
@@ -104,9 +121,60 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             PRIMARY KEY (session_id, key)
         ) WITHOUT ROWID""",
     ),
+    # 2: the tool-call audit index, the turns and full-text search, kept in the transactions that
+    # commit the records, and built from the logs and documents already stored
+    (
+        """CREATE TABLE tool_calls (
+            session_id TEXT NOT NULL,
+            tool_call_id TEXT NOT NULL,
+            agent TEXT,
+            turn INTEGER NOT NULL,
+            started_at TEXT NOT NULL,
+            kind TEXT,
+            title TEXT,
+            locations TEXT,
+            status TEXT,
+            asked INTEGER NOT NULL DEFAULT 0,
+            request_id TEXT,
+            options TEXT,
+            reply TEXT,
+            decided_by TEXT,
+            ended_at TEXT,
+            UNIQUE (session_id, tool_call_id)
+        )""",
+        "CREATE INDEX tool_calls_by_started ON tool_calls (started_at)",
+        "CREATE INDEX tool_calls_by_request ON tool_calls (session_id, request_id)",
+        """CREATE TABLE turns (
+            session_id TEXT NOT NULL,
+            turn INTEGER NOT NULL,
+            agent TEXT,
+            model TEXT,
+            started_at TEXT NOT NULL,
+            first_seq INTEGER NOT NULL,
+            preview TEXT,
+            steps INTEGER NOT NULL DEFAULT 0,
+            cost_total REAL,
+            currency TEXT,
+            ended_at TEXT,
+            last_seq INTEGER,
+            stop_reason TEXT,
+            error TEXT,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            cached_tokens INTEGER,
+            thought_tokens INTEGER,
+            total_tokens INTEGER,
+            PRIMARY KEY (session_id, turn)
+        )""",
+        "CREATE INDEX turns_by_started ON turns (started_at)",
+        "CREATE VIRTUAL TABLE search USING fts5(session_id UNINDEXED, turn UNINDEXED, kind UNINDEXED, body)",
+        # where each session's title sits in ``search``: a changed title replaces its row by rowid
+        "CREATE TABLE search_titles (session_id TEXT PRIMARY KEY NOT NULL, search_rowid INTEGER NOT NULL)",
+        lambda conn: _index_stored_logs(conn),
+    ),
 )
 """Schema migrations in order; ``PRAGMA user_version`` counts how many a database has had.
-Append new ones; never edit one that has shipped."""
+Append new ones; never edit one that has shipped. A step is SQL, or a function of the connection."""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -146,6 +214,7 @@ class SqliteEventStore:
         self._reader = self._writer if reader is writer else _Worker(reader, "acpd-store-reader")
         self._last_seqs: dict[str, int] = {}  # touched only by the writer thread
         self._saved_keys: dict[str, SessionKeys] = {}  # each session's keys as last committed; the writer's too
+        self._titles: dict[str, str | None] = {}  # each session's title as last indexed for search; the writer's
         self._closed = False
 
     @classmethod
@@ -203,7 +272,7 @@ class SqliteEventStore:
                 store is closed.
             InvalidInput: a document lacks an indexed key.
         """
-        docs = [(session_keys(doc), encode_doc(doc)) for doc in sessions]
+        docs = [(session_keys(doc), encode_doc(doc), _title(doc)) for doc in sessions]
         if records or docs:
             await self._write(self._append_sync, records, docs)
 
@@ -228,8 +297,7 @@ class SqliteEventStore:
             InvalidInput: an indexed key is missing or mistyped, or the document is not JSON.
             StoreError: the database failed, or the store is closed.
         """
-        keys = session_keys(doc)
-        await self._write(self._save_alone_sync, keys, encode_doc(doc))
+        await self.append_many((), sessions=(doc,))
 
     async def get_session(self, session_id: str) -> SessionDoc | None:
         text = await self._read(_get_session_sync, session_id)
@@ -274,6 +342,66 @@ class SqliteEventStore:
         # the clock is read on the loop: utc_now caches its text and is not thread-safe
         await self._write(_put_idempotent_sync, session_id, key, value, utc_now())
 
+    async def tool_calls(self, wanted: AuditFilter, *, limit: int = 100, cursor: str | None = None) -> AuditPage:
+        """The audit index's matching rows, oldest first, ``limit`` a page.
+
+        Raises:
+            InvalidInput: a malformed ``cursor``, or ``limit`` below 1.
+            StoreError: the database failed, or the store is closed.
+        """
+        check_page_limit(limit)
+        after = decode_audit_cursor(cursor) if cursor is not None else 0
+        rows = await self._read(_tool_calls_sync, wanted, after, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return AuditPage([row.view() for _, row in rows], encode_audit_cursor(rows[-1][0]) if more else None)
+
+    async def tool_call_stats(self, wanted: AuditFilter) -> dict[str, dict[str, int]]:
+        """Counts of the matching tool calls by kind, status, agent, outcome and who decided."""
+        views: list[dict[str, Any]] = []
+        after = 0
+        while rows := await self._read(_tool_calls_sync, wanted, after, INDEX_PAGE):
+            views.extend(row.view() for _, row in rows)
+            after = rows[-1][0]
+        return count_by(views)
+
+    async def search_sessions(
+        self,
+        q: str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        project: str | None = None,
+        agent: str | None = None,
+        archived: bool | None = None,
+        cwd: str | None = None,
+    ) -> SessionPage:
+        """Sessions whose title, a prompt or a reply has every word of ``q`` (FTS5, ranked by bm25).
+
+        Raises:
+            InvalidInput: ``q`` has no word, a malformed ``cursor``, or ``limit`` below 1.
+            StoreError: the database failed, or the store is closed.
+        """
+        check_page_limit(limit)
+        offset = decode_search_cursor(cursor) if cursor is not None else 0
+        filters = {"project": project, "agent": agent, "archived": archived, "cwd": cwd}
+        found = await self._read(_search_sync, fts_query(search_words(q)), filters)
+        items = [{**jsonio.loads(text), "match": match} for _, text, match in found[offset : offset + limit]]
+        return SessionPage(items, encode_search_cursor(offset + limit) if len(found) > offset + limit else None)
+
+    async def turns(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's turns in order, each with its own usage and cost."""
+        return turn_views(await self._read(_turns_sync, session_id, None, None))
+
+    async def usage(self, group_by: str, *, since: str | None = None, until: str | None = None) -> dict[str, Any]:
+        """The usage of the turns started in [since, until), added up by ``group_by``.
+
+        Raises:
+            InvalidInput: another ``group_by``, or a malformed time.
+        """
+        AuditFilter(since=since, until=until)  # checks the times
+        return usage_report(turn_views(await self._read(_turns_sync, None, since, until)), group_by)
+
     async def aclose(self) -> None:
         """Wait for running calls (at most ``CLOSE_TIMEOUT_SECONDS``), close the connections and
         let the file's lock go; idempotent."""
@@ -304,7 +432,7 @@ class SqliteEventStore:
             raise StoreError("the event store is closed")
 
     def _append_sync(
-        self, conn: sqlite3.Connection, records: Sequence[EventRecord], docs: list[tuple[SessionKeys, str]]
+        self, conn: sqlite3.Connection, records: Sequence[EventRecord], docs: list[tuple[SessionKeys, str, str | None]]
     ) -> None:
         def last_seq(session_id: str) -> int:
             cached = self._last_seqs.get(session_id)
@@ -316,14 +444,14 @@ class SqliteEventStore:
             last_seqs = next_last_seqs(records, last_seq)
             if records:
                 _insert_events(conn, records)
-            for keys, text in docs:
+            for keys, text, title in docs:
                 self._save_doc_sync(conn, keys, text)
+                if self._titles.get(keys.id, "") != title:
+                    _index_title(conn, keys.id, title)
+            _index_records(conn, records)  # after the documents: a row takes its session's agent
         self._last_seqs.update(last_seqs)
-        self._saved_keys.update((keys.id, keys) for keys, _ in docs)
-
-    def _save_alone_sync(self, conn: sqlite3.Connection, keys: SessionKeys, text: str) -> None:
-        self._save_doc_sync(conn, keys, text)  # one statement: its own transaction
-        self._saved_keys[keys.id] = keys
+        self._saved_keys.update((keys.id, keys) for keys, _, _ in docs)
+        self._titles.update((keys.id, title) for keys, _, title in docs)
 
     def _save_doc_sync(self, conn: sqlite3.Connection, keys: SessionKeys, text: str) -> None:
         """Save a document; only its text when its indexed keys are as last committed (the common
@@ -338,8 +466,13 @@ class SqliteEventStore:
             existed = conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
             conn.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM idempotency WHERE session_id = ?", (session_id,))
+            conn.execute("DELETE FROM tool_calls WHERE session_id = ?", (session_id,))
+            conn.execute("DELETE FROM turns WHERE session_id = ?", (session_id,))
+            conn.execute("DELETE FROM search WHERE session_id = ?", (session_id,))
+            conn.execute("DELETE FROM search_titles WHERE session_id = ?", (session_id,))
         self._last_seqs.pop(session_id, None)
         self._saved_keys.pop(session_id, None)
+        self._titles.pop(session_id, None)
         return existed
 
 
@@ -557,7 +690,10 @@ def _migrate(conn: sqlite3.Connection) -> None:
             )
         for statements in MIGRATIONS[version:]:
             for statement in statements:
-                conn.execute(statement)
+                if isinstance(statement, str):
+                    conn.execute(statement)
+                else:
+                    statement(conn)
         if version < SCHEMA_VERSION:
             # PRAGMA takes no parameters; SCHEMA_VERSION is our own int.
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -584,9 +720,14 @@ def _list_query(
     agent: str | None,
     archived: bool | None,
     cwd: str | None,
+    among: str | None = None,
 ) -> tuple[str, list[object]]:
+    """The listing's query; ``among``, a JSON array of ids, keeps only those sessions."""
     clauses: list[str] = []
     params: list[object] = []
+    if among is not None:
+        clauses.append("id IN (SELECT value FROM json_each(?))")
+        params.append(among)
     if after is not None:
         clauses.append("(created_at, id) < (?, ?)")
         params.extend(after)
@@ -636,6 +777,197 @@ def _get_idempotent_sync(conn: sqlite3.Connection, session_id: str, key: str) ->
 
 def _put_idempotent_sync(conn: sqlite3.Connection, session_id: str, key: str, value: str, at: str) -> None:
     conn.execute(_UPSERT_IDEMPOTENT, (session_id, key, value, at))
+
+
+# --- the tool-call audit index ---------------------------------------------------------------
+
+_UPSERT_TOOL_CALL: Final = (
+    "INSERT INTO tool_calls (session_id, tool_call_id, agent, turn, started_at, kind, title, locations, status,"
+    " asked, request_id, options, ended_at)"
+    " VALUES (?, ?, (SELECT agent FROM sessions WHERE id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (session_id, tool_call_id) DO UPDATE SET kind = coalesce(excluded.kind, kind),"
+    " title = coalesce(excluded.title, title), locations = coalesce(excluded.locations, locations),"
+    " status = coalesce(excluded.status, status), asked = max(asked, excluded.asked),"
+    " request_id = coalesce(excluded.request_id, request_id), options = coalesce(excluded.options, options),"
+    " ended_at = coalesce(ended_at, excluded.ended_at)"
+)
+_ASKED_OPEN: Final = (
+    "SELECT rowid FROM tool_calls WHERE session_id = ? AND request_id = ? AND reply IS NULL ORDER BY rowid DESC LIMIT 1"
+)
+_SELECT_TOOL_CALLS: Final = (
+    "SELECT t.rowid, " + ", ".join(f"t.{name}" for name in COLUMNS if name != "project") + ", s.project"
+    " FROM tool_calls t LEFT JOIN sessions s ON s.id = t.session_id"
+)
+_AUDIT_FILTERS: Final = (
+    ("session", "t.session_id = ?"),
+    ("agent", "t.agent = ?"),
+    ("project", "s.project = ?"),
+    ("kind", "t.kind = ?"),
+    ("status", "t.status = ?"),
+    ("decided_by", "t.decided_by = ?"),
+    ("since", "t.started_at >= ?"),
+    ("until", "t.started_at < ?"),
+)
+INDEX_PAGE: Final = 5_000
+"""Events read at a time when the index is built from stored logs."""
+
+
+_INSERT_TURN: Final = (
+    "INSERT INTO turns (session_id, turn, agent, model, started_at, first_seq, preview)"
+    " SELECT ?, ?, s.agent, json_extract(s.doc, '$.model'), ?, ?, ? FROM (SELECT 1)"
+    " LEFT JOIN sessions s ON s.id = ? ON CONFLICT (session_id, turn) DO NOTHING"
+)
+_END_TURN: Final = (
+    "UPDATE turns SET ended_at = ?, last_seq = ?, stop_reason = ?, error = ?, input_tokens = ?, output_tokens = ?,"
+    " cached_tokens = ?, thought_tokens = ?, total_tokens = ? WHERE session_id = ? AND turn = ?"
+)
+_SELECT_TURNS: Final = (
+    "SELECT " + ", ".join(f"t.{name}" for name in TURN_COLUMNS if name != "project") + ", s.project"
+    " FROM turns t LEFT JOIN sessions s ON s.id = t.session_id"
+)
+
+
+def _index_records(conn: sqlite3.Connection, records: Sequence[EventRecord]) -> None:
+    _index_tool_calls(conn, records)
+    texts = audit.search_texts(records)
+    if texts:
+        conn.executemany("INSERT INTO search (session_id, turn, kind, body) VALUES (?, ?, ?, ?)", texts)
+    for record in records:
+        for change in audit.turn_changes(record):
+            key = (change.session_id, change.turn)
+            if change.started:
+                conn.execute(_INSERT_TURN, (*key, change.at, change.seq, change.preview, change.session_id))
+            elif change.step:
+                conn.execute("UPDATE turns SET steps = steps + 1 WHERE session_id = ? AND turn = ?", key)
+            elif change.cost is not None:
+                conn.execute(
+                    "UPDATE turns SET cost_total = ?, currency = coalesce(?, currency)"
+                    " WHERE session_id = ? AND turn = ?",
+                    (change.cost, change.currency, *key),
+                )
+            elif change.ended:
+                tokens = (*change.tokens, *(None,) * (len(audit.TOKEN_FIELDS) - len(change.tokens)))
+                conn.execute(_END_TURN, (change.at, change.seq, change.stop_reason, change.error, *tokens, *key))
+
+
+def _turns_sync(conn: sqlite3.Connection, session: str | None, since: str | None, until: str | None) -> list[TurnRow]:
+    clauses, params = [], []
+    for value, clause in ((session, "t.session_id = ?"), (since, "t.started_at >= ?"), (until, "t.started_at < ?")):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    rows = conn.execute(_SELECT_TURNS + where + " ORDER BY t.session_id, t.turn", params).fetchall()
+    return [TurnRow(*row) for row in rows]
+
+
+def _index_tool_calls(conn: sqlite3.Connection, records: Sequence[EventRecord]) -> None:
+    for record in records:
+        for change in audit.changes(record):
+            if change.tool_call_id is None:
+                row = conn.execute(_ASKED_OPEN, (change.session_id, change.request_id)).fetchone()
+                if row is not None:
+                    conn.execute(
+                        "UPDATE tool_calls SET reply = ?, decided_by = ? WHERE rowid = ?",
+                        (change.reply, change.decided_by, row[0]),
+                    )
+                continue
+            ended = change.at if change.status in audit.FINISHED else None
+            conn.execute(
+                _UPSERT_TOOL_CALL,
+                (
+                    change.session_id,
+                    change.tool_call_id,
+                    change.session_id,
+                    change.turn,
+                    change.at,
+                    change.kind,
+                    change.title,
+                    change.locations,
+                    change.status,
+                    int(change.asked),
+                    change.request_id,
+                    change.options,
+                    ended,
+                ),
+            )
+
+
+def _index_stored_logs(conn: sqlite3.Connection) -> None:
+    """Build the indexes from every stored log and document (a migration: inside its transaction)."""
+    for session_id, title in conn.execute("SELECT id, json_extract(doc, '$.title') FROM sessions").fetchall():
+        _index_title(conn, session_id, title if isinstance(title, str) else None)
+    after = 0
+    while True:
+        rows = conn.execute(
+            "SELECT rowid, session_id, seq, at, sender, turn, payload FROM events"
+            " WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (after, INDEX_PAGE),
+        ).fetchall()
+        if not rows:
+            return
+        after = rows[-1][0]
+        _index_records(conn, [EventRecord(*row[1:]) for row in rows])
+
+
+def _audit_where(wanted: AuditFilter, after: int) -> tuple[str, list[object]]:
+    clauses: list[str] = ["t.rowid > ?"]
+    params: list[object] = [after]
+    for name, clause in _AUDIT_FILTERS:
+        value = getattr(wanted, name)
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    return " WHERE " + " AND ".join(clauses), params
+
+
+def _tool_calls_sync(
+    conn: sqlite3.Connection, wanted: AuditFilter, after: int, limit: int
+) -> list[tuple[int, AuditRow]]:
+    where, params = _audit_where(wanted, after)
+    rows = conn.execute(_SELECT_TOOL_CALLS + where + " ORDER BY t.rowid LIMIT ?", [*params, limit]).fetchall()
+    return [(row[0], AuditRow(*row[1:])) for row in rows]
+
+
+# --- search -------------------------------------------------------------------------------------
+
+_SEARCH: Final = (
+    "SELECT session_id, kind, snippet(search, 3, '[', ']', '…', 12) FROM search WHERE search MATCH ?"
+    " ORDER BY rank LIMIT ?"
+)
+
+
+def _title(doc: SessionDoc) -> str | None:
+    title = doc.get("title")
+    return title if isinstance(title, str) and title else None
+
+
+def _index_title(conn: sqlite3.Connection, session_id: str, title: str | None) -> None:
+    row = conn.execute("SELECT search_rowid FROM search_titles WHERE session_id = ?", (session_id,)).fetchone()
+    if row is not None:
+        conn.execute("DELETE FROM search WHERE rowid = ?", row)
+        conn.execute("DELETE FROM search_titles WHERE session_id = ?", (session_id,))
+    if title is not None:
+        rowid = conn.execute(
+            "INSERT INTO search (session_id, turn, kind, body) VALUES (?, 0, 'title', ?)", (session_id, title)
+        ).lastrowid
+        conn.execute("INSERT INTO search_titles (session_id, search_rowid) VALUES (?, ?)", (session_id, rowid))
+
+
+def _search_sync(
+    conn: sqlite3.Connection, query: str, filters: dict[str, Any]
+) -> list[tuple[SessionKeys, str, dict[str, str]]]:
+    """The matching sessions, best first, with their best text's kind and snippet."""
+    best: dict[str, dict[str, str]] = {}
+    for session_id, kind, snippet in conn.execute(_SEARCH, (query, SEARCH_CANDIDATES)):
+        best.setdefault(session_id, {"kind": kind, "snippet": " ".join(snippet.split())})
+    if not best:
+        return []
+    sql, params = _list_query(None, among=jsonio.dumps_str(list(best)), **filters)
+    rows = conn.execute(sql, [*params, len(best)]).fetchall()
+    order = {session_id: index for index, session_id in enumerate(best)}
+    found = sorted(((SessionKeys(*row[:6]), row[6]) for row in rows), key=lambda item: order[item[0].id])
+    return [(keys, text, best[keys.id]) for keys, text in found]
 
 
 def quick_check(path: str) -> list[str]:

@@ -1,0 +1,262 @@
+"""The tool-call audit index, in every store: kept with the records it comes from, rebuilt from
+stored logs when a database first gets it, filtered and paged alike."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from acpd.errors import InvalidInput
+from acpd.protocol.events import EventRecord, Sender
+from acpd.store import EventStore, SqliteEventStore
+from acpd.store._rules import session_keys
+from acpd.store.base import AuditFilter
+from acpd.store.sqlite import MIGRATIONS
+from tests.store.helpers import doc
+from tests.store.test_contract import store
+
+pytestmark = pytest.mark.anyio
+__all__ = ["store"]  # the contract's fixture: every store
+
+ASK = [
+    {"optionId": "yes", "name": "Yes", "kind": "allow_once"},
+    {"optionId": "no", "name": "No", "kind": "reject_once"},
+]
+
+
+def at(second: int) -> str:
+    return f"2026-12-01T10:00:{second:02d}.000Z"
+
+
+def frame(session_id: str, seq: int, sender: Sender, message: dict[str, Any], second: int) -> EventRecord:
+    return EventRecord(session_id, seq, at(second), sender, 1, json.dumps({"jsonrpc": "2.0", **message}))
+
+
+def update(session_id: str, seq: int, second: int, **fields: Any) -> EventRecord:
+    params = {"sessionId": session_id, "update": fields}
+    return frame(session_id, seq, "agent", {"method": "session/update", "params": params}, second)
+
+
+def conversation(session_id: str) -> list[EventRecord]:
+    """A read that completes, an edit asked and allowed by the client, a command rejected by policy."""
+    call = {"toolCallId": "c2", "title": "Edit a.py", "kind": "edit"}
+    return [
+        update(session_id, 1, 0, sessionUpdate="tool_call", toolCallId="c1", title="Read a.py", kind="read",
+               status="pending", locations=[{"path": "/w/a.py", "line": 3}]),
+        update(session_id, 2, 1, sessionUpdate="tool_call_update", toolCallId="c1", status="completed"),
+        update(session_id, 3, 2, sessionUpdate="tool_call", status="pending", **call),
+        frame(session_id, 4, "agent", {"id": 7, "method": "session/request_permission",
+                                       "params": {"sessionId": session_id, "toolCall": call, "options": ASK}}, 2),
+        frame(session_id, 5, "client", {"id": 7, "result": {"outcome": {"outcome": "selected", "optionId": "yes"},
+                                        "_meta": {"acpd": {"decidedBy": "client"}}}}, 4),
+        update(session_id, 6, 7, sessionUpdate="tool_call_update", toolCallId="c2", status="completed"),
+        update(session_id, 7, 8, sessionUpdate="tool_call", toolCallId="c3", title="rm -rf", kind="execute",
+               status="pending"),
+        frame(session_id, 8, "agent", {"id": 8, "method": "session/request_permission",
+                                       "params": {"sessionId": session_id, "options": ASK,
+                                                  "toolCall": {"toolCallId": "c3"}}}, 8),
+        frame(session_id, 9, "client", {"id": 8, "result": {"outcome": {"outcome": "selected", "optionId": "no"},
+                                        "_meta": {"acpd": {"decidedBy": "policy"}}}}, 8),
+        update(session_id, 10, 9, sessionUpdate="tool_call_update", toolCallId="c3", status="failed"),
+    ]  # fmt: skip
+
+
+async def test_each_tool_call_is_one_row_with_its_permission_reply_and_who_decided(store: EventStore) -> None:
+    await store.append(conversation("s"), session=doc("s", project="p"))
+    rows = (await store.tool_calls(AuditFilter())).items
+    assert [(r["toolCallId"], r["kind"], r["status"], r["permissionAsked"]) for r in rows] == [
+        ("c1", "read", "completed", False),
+        ("c2", "edit", "completed", True),
+        ("c3", "execute", "failed", True),
+    ]
+    assert [(r["reply"], r["outcome"], r["decidedBy"]) for r in rows] == [
+        (None, None, None),
+        ("yes", "allow_once", "client"),
+        ("no", "reject_once", "policy"),
+    ]
+    first = rows[0]
+    assert (first["sessionId"], first["agent"], first["project"], first["turn"]) == ("s", "mock", "p", 1)
+    assert first["locations"] == [{"path": "/w/a.py", "line": 3}]
+    assert (first["startedAt"], first["endedAt"], first["durationMs"]) == (at(0), at(1), 1000)
+    assert rows[1]["durationMs"] == 5000
+
+
+async def test_rows_filter_and_page_alike_in_every_store(store: EventStore) -> None:
+    await store.append(conversation("s"), session=doc("s", project="p"))
+    await store.append(conversation("t"), session=doc("t", agent="other"))
+    assert len((await store.tool_calls(AuditFilter(kind="edit"))).items) == 2
+    assert [r["sessionId"] for r in (await store.tool_calls(AuditFilter(agent="other"))).items] == ["t"] * 3
+    assert len((await store.tool_calls(AuditFilter(project="p"))).items) == 3
+    assert len((await store.tool_calls(AuditFilter(decided_by="policy"))).items) == 2
+    assert len((await store.tool_calls(AuditFilter(status="failed", session="t"))).items) == 1
+    assert len((await store.tool_calls(AuditFilter(since=at(2), until=at(8)))).items) == 2
+    assert (await store.tool_calls(AuditFilter(since="2027-01-01"))).items == []
+    seen, cursor = [], None
+    while True:
+        page = await store.tool_calls(AuditFilter(), limit=2, cursor=cursor)
+        seen += [(r["sessionId"], r["toolCallId"]) for r in page.items]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == [(s, c) for s in "st" for c in ("c1", "c2", "c3")]
+    with pytest.raises(InvalidInput):
+        await store.tool_calls(AuditFilter(), cursor="garbage")
+    with pytest.raises(InvalidInput):
+        AuditFilter(since="last tuesday")
+
+
+async def test_stats_count_by_kind_status_agent_outcome_and_decider(store: EventStore) -> None:
+    await store.append(conversation("s"), session=doc("s"))
+    stats = await store.tool_call_stats(AuditFilter())
+    assert stats["total"] == {"toolCalls": 3}
+    assert stats["kind"] == {"read": 1, "edit": 1, "execute": 1}
+    assert stats["status"] == {"completed": 2, "failed": 1}
+    assert stats["agent"] == {"mock": 3}
+    assert stats["outcome"] == {"none": 1, "allow_once": 1, "reject_once": 1}
+    assert stats["decidedBy"] == {"none": 1, "client": 1, "policy": 1}
+
+
+async def test_a_deleted_session_leaves_no_rows(store: EventStore) -> None:
+    await store.append(conversation("s"), session=doc("s"))
+    await store.delete_session("s")
+    assert (await store.tool_calls(AuditFilter())).items == []
+
+
+async def test_a_database_from_before_the_indexes_gets_them_built_from_its_logs(tmp_path: Path) -> None:
+    history = [*conversation("s"), *turn_records("s", 11, 2, cost=0.5, tokens=10, second=30)]
+    session = doc("s", title="Kumquat plans")
+    async with await SqliteEventStore.open(":memory:") as fresh:
+        await fresh.append(history, session=session)
+        expected = ((await fresh.tool_calls(AuditFilter())).items, await fresh.turns("s"))
+    path = tmp_path / "acpd.db"
+    with sqlite3.connect(path) as conn:  # as an acpd of schema 1 left it
+        for statement in MIGRATIONS[0]:
+            assert isinstance(statement, str)
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", history)
+        keys = session_keys(session)
+        conn.execute(
+            "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (keys.id, keys.agent, keys.project, keys.cwd, keys.created_at, keys.archived_at, json.dumps(session)),
+        )
+    async with await SqliteEventStore.open(path) as migrated:
+        assert ((await migrated.tool_calls(AuditFilter())).items, await migrated.turns("s")) == expected
+        assert [s["id"] for s in (await migrated.search_sessions("kumquat")).items] == ["s"]
+        assert [s["id"] for s in (await migrated.search_sessions("thing 2")).items] == ["s"]
+
+
+def turn_records(
+    session_id: str, first_seq: int, turn: int, *, cost: float, tokens: int, second: int
+) -> list[EventRecord]:
+    """A turn: its prompt, a tool call, the agent's cumulative cost so far, its answer."""
+    seq = first_seq
+
+    def made(sender: Sender, message: dict[str, Any], offset: int) -> EventRecord:
+        return EventRecord(
+            session_id, seq + offset, at(second + offset), sender, turn, json.dumps({"jsonrpc": "2.0", **message})
+        )
+
+    prompt = {
+        "id": f"turn-{turn}",
+        "method": "session/prompt",
+        "params": {"sessionId": session_id, "prompt": [{"type": "text", "text": f"do  thing\n{turn}"}]},
+    }
+    usage = {"sessionUpdate": "usage_update", "used": 10, "size": 100, "cost": {"amount": cost, "currency": "USD"}}
+    answer = {
+        "id": f"turn-{turn}",
+        "result": {
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": tokens, "outputTokens": 2 * tokens, "totalTokens": 3 * tokens},
+        },
+    }
+    return [
+        made("client", prompt, 0),
+        made("agent", {"method": "session/update", "params": {"sessionId": session_id, "update": {
+            "sessionUpdate": "tool_call", "toolCallId": f"t{turn}", "title": "x", "kind": "read"}}}, 1),
+        made("agent", {"method": "session/update", "params": {"sessionId": session_id, "update": usage}}, 2),
+        made("agent", answer, 3),
+    ]  # fmt: skip
+
+
+async def test_turns_carry_their_own_usage_and_cost_and_usage_adds_them_up(store: EventStore) -> None:
+    await store.append(turn_records("s", 1, 1, cost=0.5, tokens=10, second=0), session=doc("s", model="big"))
+    await store.append(turn_records("s", 5, 2, cost=0.75, tokens=20, second=10), session=doc("s", model="big"))
+    await store.append(turn_records("t", 1, 1, cost=1.0, tokens=5, second=20), session=doc("t", agent="other"))
+    turns = await store.turns("s")
+    assert [(t["turn"], t["prompt"], t["steps"], t["stopReason"], t["firstSeq"], t["lastSeq"]) for t in turns] == [
+        (1, "do thing 1", 1, "end_turn", 1, 4),
+        (2, "do thing 2", 1, "end_turn", 5, 8),
+    ]
+    assert turns[1]["usage"] == {
+        "inputTokens": 20,
+        "outputTokens": 40,
+        "totalTokens": 60,
+        "cost": {"amount": 0.25, "currency": "USD"},  # the session's 0.75 so far, less turn 1's 0.5
+    }
+    assert (turns[0]["agent"], turns[0]["model"], turns[0]["startedAt"], turns[0]["endedAt"]) == (
+        "mock",
+        "big",
+        at(0),
+        at(3),
+    )
+    by_agent = await store.usage("agent")
+    assert by_agent["items"] == [
+        {"key": "mock", "turns": 2, "inputTokens": 30, "outputTokens": 60, "totalTokens": 90,
+         "cost": {"amount": 0.75, "currency": "USD"}},
+        {"key": "other", "turns": 1, "inputTokens": 5, "outputTokens": 10, "totalTokens": 15,
+         "cost": {"amount": 1.0, "currency": "USD"}},
+    ]  # fmt: skip
+    assert by_agent["total"]["cost"] == {"amount": 1.75, "currency": "USD"}
+    assert [i["key"] for i in (await store.usage("model"))["items"]] == ["big", "none"]
+    assert [i["key"] for i in (await store.usage("day"))["items"]] == ["2026-12-01"]
+    assert (await store.usage("session", since=at(10)))["total"]["turns"] == 2
+    with pytest.raises(InvalidInput):
+        await store.usage("color")
+
+
+def chat(session_id: str, prompt: str, reply: list[str]) -> list[EventRecord]:
+    """A turn with its prompt and reply (in chunks)."""
+    prompt_params = {"sessionId": session_id, "prompt": [{"type": "text", "text": prompt}]}
+    records = [frame(session_id, 1, "client", {"id": "turn-1", "method": "session/prompt", "params": prompt_params}, 0)]
+    for offset, text in enumerate(reply, start=2):
+        chunk = {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": text}}
+        records.append(update(session_id, offset, offset, **chunk))
+    return records
+
+
+async def test_search_finds_sessions_by_title_prompt_or_reply_with_a_snippet(store: EventStore) -> None:
+    await store.append(chat("a", "plan the garden", ["plant kum", "quats by the fence"]), session=doc("a"))
+    await store.append(chat("b", "what is a kumquat", ["a small citrus"]), session=doc("b", agent="other"))
+    await store.append([], session=doc("c", title="Kumquat marmalade"))
+    await store.append(chat("d", "unrelated", ["nothing here"]), session=doc("d"))
+    found = (await store.search_sessions("kumquats")).items
+    assert [s["id"] for s in found] == ["a"]  # the reply's chunks were joined before they were indexed
+    assert found[0]["match"]["kind"] == "reply"
+    assert "[kumquats]" in found[0]["match"]["snippet"].lower()
+    assert {s["id"] for s in (await store.search_sessions("kumquat")).items} == {"b", "c"}
+    assert [s["id"] for s in (await store.search_sessions("kumquat", agent="other")).items] == ["b"]
+    assert [s["match"]["kind"] for s in (await store.search_sessions("marmalade")).items] == ["title"]
+    first = await store.search_sessions("kumquat", limit=1)
+    rest = await store.search_sessions("kumquat", limit=1, cursor=first.next_cursor)
+    assert {first.items[0]["id"], rest.items[0]["id"]} == {"b", "c"}
+    assert rest.next_cursor is None
+    await store.append([], session=doc("c", title="Orange jam"))  # a new title replaces the old in the index
+    assert (await store.search_sessions("marmalade")).items == []
+    assert [s["id"] for s in (await store.search_sessions("orange")).items] == ["c"]
+
+
+@pytest.mark.parametrize("q", ["kumquat AND (", "kumquat*", "NEAR(kumquat", "col:kumquat", '"kumquat ^', "-kumquat"])
+async def test_query_syntax_in_a_search_is_taken_as_words(store: EventStore, q: str) -> None:
+    await store.append(chat("a", "kumquat and near col", ["yes"]), session=doc("a"))  # the words, as words
+    assert [s["id"] for s in (await store.search_sessions(q)).items] == ["a"]
+
+
+@pytest.mark.parametrize("q", ['"', "()", "  ", "*^-"])
+async def test_a_search_without_a_word_is_refused(store: EventStore, q: str) -> None:
+    with pytest.raises(InvalidInput):
+        await store.search_sessions(q)
