@@ -112,7 +112,7 @@ def daemon_values(section: Mapping[str, Any]) -> dict[str, Any]:
     values = {}
     for key, value in section.items():
         if key not in kinds:
-            raise Refused(key, "not a setting of [daemon]", value)
+            raise Refused(key, "unknown key", value)
         values[key] = converted(key, value, kinds[key])
     return values
 
@@ -135,7 +135,7 @@ def check_section(section: object, schema: Mapping[str, Setting], prefix: str = 
     for key, value in section.items():
         where = f"{prefix}{key}"
         if key not in names:
-            raise Refused(where, "not a setting here", value)
+            raise Refused(where, "unknown key", value)
         setting = schema[names[key]]
         if isinstance(setting.kind, Mapping):
             check_section(value, setting.kind, f"{where}.")

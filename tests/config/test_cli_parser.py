@@ -32,7 +32,19 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert exited.value.code == 0
     out = capsys.readouterr().out
-    for command in ("serve", "acp", "token", "mock-agent", "mock-model", "sessions", "prompt", "agents"):
+    commands = (
+        "serve",
+        "acp",
+        "token",
+        "mock-agent",
+        "mock-model",
+        "sessions",
+        "prompt",
+        "agents",
+        "doctor",
+        "completion",
+    )
+    for command in commands:
         assert re.search(rf"^    {command}\b", out, re.MULTILINE), command
 
 

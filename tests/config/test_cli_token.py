@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from acpd.cli import _client, build_parser, main
-from acpd.client import DaemonClient
+from acpd.client import Acpd
 from acpd.config import DaemonConfig
 from acpd.daemon.acp_stdio import relay_token
 from acpd.private import ensure_token
@@ -27,7 +27,7 @@ def local_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return ensure_token(tmp_path / "data" / "acpd")
 
 
-def cli_client(*words: str) -> DaemonClient:
+def cli_client(*words: str) -> Acpd:
     return _client(build_parser().parse_args(["sessions", "list", *words]))
 
 
@@ -51,9 +51,9 @@ def test_acpd_token_in_the_environment_or_a_token_file_wins(
 
 
 def test_the_python_client_finds_the_local_token_too(local_token: str, tmp_path: Path) -> None:
-    assert DaemonClient(LOCAL).token == local_token
-    assert DaemonClient(REMOTE).token is None
-    assert DaemonClient(LOCAL, token="").token is None
+    assert Acpd(LOCAL).token == local_token
+    assert Acpd(REMOTE).token is None
+    assert Acpd(LOCAL, token="").token is None
 
 
 def test_acpd_acp_relays_with_the_data_dirs_token_to_a_local_daemon_only(tmp_path: Path) -> None:

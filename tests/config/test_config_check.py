@@ -167,10 +167,10 @@ def test_an_agent_given_as_a_model_wins_over_a_section_of_the_same_name() -> Non
         ("[agents]\nmine = 3\n", "[agents.mine] must be a table (got 3)"),
         ("agents = 3\n", "[agents] must be a table (got 3)"),
         ("[policy]\npermissions = 'sometimes'\n", "[policy] permissions: must be one of 'ask', "),
-        ("[daemon]\nauth = 'perhaps'\n", "invalid configuration: auth: must be true or false (got 'perhaps')"),
+        ("[daemon]\nauth = 'perhaps'\n", "[daemon] auth: must be true or false (got 'perhaps')"),
         (
             "[daemon]\nagents = { mine = { command = 'x' } }\n",
-            "invalid configuration: agents: not a setting of [daemon]",
+            "[daemon] agents: unknown key",
         ),
     ],
 )

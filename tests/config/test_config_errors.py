@@ -12,7 +12,7 @@ from acpd.cli import main
 @pytest.mark.parametrize(
     ("toml", "said"),
     [
-        ('[daemon]\nport = "x"\n', "acpd: invalid configuration: port: "),
+        ('[daemon]\nport = "x"\n', "[daemon] port: "),
         ("[policy]\nmaxSteps = -1\n", "[policy] maxSteps: "),
         ('[agents.mine]\ncommand = "x"\nargs = "-v"\n', "[agents.mine] args: "),
     ],

@@ -60,9 +60,9 @@ def test_config_file_values_are_checked_and_converted(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("toml", "said"),
     [
-        ("[daemon]\nprot = 4520\n", "acpd: invalid configuration: prot: "),
+        ("[daemon]\nprot = 4520\n", "[daemon] prot: unknown key"),
         ("[daemon]\nacp_http_idle_seconds = 0\n", "acp_http_idle_seconds: "),
-        ("[daemon]\nport = 70000\n", "port: "),
+        ("[daemon]\nport = 70000\n", "[daemon] port: "),
     ],
 )
 def test_an_unknown_or_out_of_bounds_key_in_a_config_file_is_one_line_naming_it(

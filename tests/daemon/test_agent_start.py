@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,10 @@ import httpx
 import pytest
 
 from acpd.config import AGENT_START_TIMEOUT_SECONDS, AgentConfig, DaemonConfig
+from acpd.daemon.app import create_app
 from acpd.daemon.manager import SessionManager
 from acpd.errors import RpcError
+from acpd.store.memory import MemoryEventStore
 from tests.processes import cmdlines
 
 from .acp_client import acp_client
@@ -160,6 +163,56 @@ async def test_switching_agents_over_acp_records_the_old_agents_exit_as_expected
     records = await (await manager.runtime(sid)).history()
     exited = [r.payload_object()["params"] for r in records if r.payload_object().get("method") == "_acpd/agent_exited"]
     assert [(e["agent"], e["expected"]) for e in exited] == [("mock", True)]
+
+
+class GatedStore(MemoryEventStore):
+    """A store whose write of a turn's idempotent answer (the last of the turn's bookkeeping,
+    after its answer is recorded) waits for ``gate``; ``entered`` is set when it is reached."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered, self.gate = anyio.Event(), anyio.Event()
+
+    async def put_idempotent(self, session_id: str, key: str, value: str) -> None:
+        self.entered.set()
+        await self.gate.wait()
+        await super().put_idempotent(session_id, key, value)
+
+
+async def test_a_switch_once_a_turn_is_answered_waits_for_its_bookkeeping_instead_of_refusing(
+    config: DaemonConfig, workdir: Path
+) -> None:
+    """A client that has the turn's answer has seen the turn end: switching at once is not refused."""
+    store = GatedStore()
+    async with (
+        SessionManager(config, store).running() as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(manager)), base_url="http://127.0.0.1:4520"
+        ) as http,
+    ):
+        session = await new_session(http, workdir)
+        path = f"/v1/sessions/{session['id']}"
+        answers: dict[str, httpx.Response] = {}
+
+        async def send(name: str, method: str, url: str, body: dict[str, str], **headers: str) -> None:
+            answers[name] = await http.request(method, url, json=body, headers=headers)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(
+                    partial(
+                        send, "prompt", "POST", f"{path}/prompt", {"prompt": "text hi"}, **{"Idempotency-Key": "k1"}
+                    )
+                )
+                await store.entered.wait()  # answered, its bookkeeping held at the gate
+                tg.start_soon(send, "switch", "PATCH", path, {"agent": "other"})
+                await anyio.wait_all_tasks_blocked()
+                assert "switch" not in answers  # it waits for the turn, rather than refusing it as running
+                store.gate.set()
+        assert answers["prompt"].status_code == 200
+        assert answers["switch"].status_code == 200, answers["switch"].text
+        assert answers["switch"].json()["agent"] == "other"
+    await store.aclose()
 
 
 def switch_records(records: list[dict[str, Any]]) -> list[str]:

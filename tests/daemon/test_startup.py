@@ -71,9 +71,9 @@ def spy(self, *args, **kwargs):
     return load(self, *args, **kwargs)
 
 ssl.SSLContext.load_verify_locations = spy
-from acpd.client import DaemonClient
+from acpd.client import Acpd
 
-DaemonClient(sys.argv[2], token="").close()
+Acpd(sys.argv[2], token="").close()
 print(json.dumps({"modules": sorted(sys.modules), "certificates": len(loaded)}))
 """
 HEAVY = ("anthropic", "acp", "httpx", "acpd.adapters.claude_native.backend", "acpd.testing")

@@ -1,8 +1,10 @@
 """CLI layer: the only place that reads argv, the environment and the config file.
 
 Commands: ``serve``, ``acp``, ``token``, ``mock-agent``, ``mock-model``, ``sessions list|show|events``,
-``prompt``, ``agents list|install`` (in ``cli.agents``). The token is never an argument (``ps`` shows
-arguments to every user): it comes from a file or ``ACPD_TOKEN``.
+``prompt`` (in ``cli.prompt``), ``agents list|install`` (in ``cli.agents``), ``doctor`` (``cli.doctor``),
+``completion`` (``cli.completion``). What they print goes through ``cli.output``; how they fail,
+through ``cli.errors``. The token is never an argument (``ps`` shows arguments to every user): it
+comes from a file or ``ACPD_TOKEN``.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from acpd import __version__
-from acpd.client import DEFAULT_URL, DaemonClient, DaemonError, TurnPrinter
+from acpd.cli import output
+from acpd.client import DEFAULT_URL
 from acpd.errors import AcpdError, ConfigError
 from acpd.private import given_token
-from acpd.protocol import jsonio
 from acpd.settings import DaemonConfig
 
 if TYPE_CHECKING:
+    from acpd.client import Acpd
     from acpd.store.sqlite import StoreOpening
 
 PR_SET_DUMPABLE: Final = 4
@@ -45,30 +48,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         args = build_parser(words[0] if words else None).parse_args(words)
     try:
         code = args.run(args)
-    except KeyboardInterrupt:
-        code = 130
+        sys.stdout.flush()  # here, not at exit: a reader gone is then a BrokenPipeError to report
     except BaseException as exc:
-        refusals = _refusals(exc)
-        if refusals is None:
-            raise
-        for message in refusals:
-            print(f"acpd: {message}", file=sys.stderr)
-        code = 1
+        from acpd.cli.errors import report
+        from acpd.client.errors import AcpdClientError  # light: no client is made
+
+        code = report(exc, refused=(AcpdClientError,))
     raise SystemExit(code)
-
-
-def _refusals(exc: BaseException) -> list[str] | None:
-    """The messages of a refusal meant for the user (a setting refused, the store owned by another
-    daemon, a port in use), also when it comes wrapped in a task group's exception group; None for
-    anything else, which keeps its traceback."""
-    if isinstance(exc, BaseExceptionGroup):
-        messages = [_refusals(inner) for inner in exc.exceptions]
-        if any(m is None for m in messages):
-            return None
-        return [line for m in messages if m for line in m]
-    if isinstance(exc, AcpdError | DaemonError | OSError):
-        return [str(exc)]
-    return None
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -104,6 +90,8 @@ def _command_adders() -> dict[str, tuple[str, Adder]]:
         "sessions": ("list and inspect sessions of a running daemon", _add_sessions),
         "prompt": ("send one prompt and stream the answer", _add_prompt),
         "agents": ("list the agents acpd can start, and install the presets", _add_agents),
+        "doctor": ("check this machine for what acpd needs, each finding with its fix", _add_doctor),
+        "completion": ("print a shell completion script (bash, zsh, fish)", _add_completion),
     }
 
 
@@ -176,12 +164,11 @@ def _add_sessions(sessions: argparse.ArgumentParser) -> None:
     which = sessions.add_subparsers(required=True, metavar="ACTION")
     listing = which.add_parser("list", help="list sessions")
     listing.add_argument("--limit", type=int, default=50)
-    listing.add_argument("--json", action="store_true", help="print the raw JSON page")
     listing.set_defaults(run=run_sessions_list)
-    show = which.add_parser("show", help="show one session as JSON")
+    show = which.add_parser("show", help="show one session")
     show.add_argument("id")
     show.set_defaults(run=run_sessions_show)
-    events = which.add_parser("events", help="print a session's events as JSON lines")
+    events = which.add_parser("events", help="print a session's events, one a line")
     events.add_argument("id")
     events.add_argument("--after", type=int, default=0)
     events.add_argument("--limit", type=int, default=1000)
@@ -189,13 +176,13 @@ def _add_sessions(sessions: argparse.ArgumentParser) -> None:
     events.set_defaults(run=run_sessions_events)
     for parser in (listing, show, events):
         _client_options(parser)
+        output.add_json_option(parser, lines=parser is events)
 
 
 def _add_prompt(prompt: argparse.ArgumentParser) -> None:
-    prompt.add_argument("text", nargs="+", help="the prompt; '-' reads it from stdin")
-    prompt.add_argument("--session", "-s", help="an existing session id (default: create one)")
-    prompt.add_argument("--agent", "-a", help="agent for a new session (default: the daemon's default)")
-    prompt.add_argument("--cwd", default=os.getcwd(), help="working directory for a new session")
+    from acpd.cli.prompt import add_arguments
+
+    add_arguments(prompt)
     _client_options(prompt)
     prompt.set_defaults(run=run_prompt)
 
@@ -206,9 +193,23 @@ def _add_agents(agents: argparse.ArgumentParser) -> None:
     add_agents_commands(agents, run_list=run_agents_list, run_install=run_agents_install)
 
 
+def _add_doctor(doctor: argparse.ArgumentParser) -> None:
+    from acpd.cli.doctor import add_doctor_command
+
+    add_doctor_command(doctor)
+
+
+def _add_completion(completion: argparse.ArgumentParser) -> None:
+    from acpd.cli.completion import add_completion_command
+
+    add_completion_command(completion)
+
+
 # -- serve ---------------------------------------------------------------------------------------
 
 
+CONFIG_SECTIONS = frozenset({"daemon", "agents", "policy"})
+"""A config file's tables: a misspelt one is refused, not ignored."""
 INTERNAL_AGENT_FIELDS = frozenset({"installed", "files", "home"})
 """AgentConfig fields acpd fills in itself (``files`` would let a config write anywhere)."""
 ENV_SETTINGS = (
@@ -229,18 +230,25 @@ def load_config(args: argparse.Namespace, env: dict[str, str]) -> DaemonConfig:
     values: dict[str, Any] = {}
     path = getattr(args, "config", None) or env.get("ACPD_CONFIG")
     default_path = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "acpd" / "config.toml"
-    if path or default_path.is_file():
-        values = _read_toml(Path(path) if path else default_path)
+    file = Path(path) if path else default_path if default_path.is_file() else None
+    if file is not None:
+        values = _read_toml(file)
+    from_file = set(values)
     for key, env_name in ENV_SETTINGS:
         if env.get(env_name):
             values[key] = env[env_name]
+            from_file.discard(key)
     flags = ("host", "port", "db", "data_dir", "agents_dir", "model_url", "record_agents", "token_file", "auth")
     for key in (*flags, "idle_seconds", "max_live_sessions"):
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)
+            from_file.discard(key)
     try:
         return DaemonConfig(**values).validated()
     except ValueError as exc:
+        # a value the file gave is named with the file: the file is what to edit
+        if str(exc).partition(":")[0] in from_file:
+            raise ConfigError(f"invalid config file {file}: [daemon] {exc}") from exc
         raise ConfigError(f"invalid configuration: {exc}") from exc
 
 
@@ -255,13 +263,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise AcpdError(f"cannot read config file {path}: {exc}") from exc
+    if unknown := sorted(set(data) - CONFIG_SECTIONS):
+        raise ConfigError(
+            f"invalid config file {path}: unknown section [{unknown[0]}]; sections: daemon, agents, policy"
+        )
     daemon = dict(_table(path, "daemon", data.get("daemon", {})))
     policy = data.get("policy", daemon.pop("policy", None))  # [policy], else [daemon]'s policy
     agents = _table(path, "agents", data.get("agents", {}))  # [daemon]'s own "agents" is refused
     try:
         values: dict[str, Any] = config_check.daemon_values(daemon)
     except ValueError as exc:
-        raise ConfigError(f"invalid configuration: {exc}") from exc
+        raise ConfigError(f"invalid config file {path}: [daemon] {exc}") from exc
     for name, spec in agents.items():
         if internal := sorted(INTERNAL_AGENT_FIELDS & set(_table(path, f"agents.{name}", spec))):
             raise AcpdError(f"cannot read config file {path}: agent {name!r}: {', '.join(internal)} cannot be set")
@@ -447,70 +459,49 @@ def run_mock_model(args: argparse.Namespace) -> int:
 # -- client commands -----------------------------------------------------------------------------
 
 
-def _client(args: argparse.Namespace) -> DaemonClient:
+def _client(args: argparse.Namespace) -> Acpd:
     """A client of ``args.url`` with the token from ``--token-file``, ``ACPD_TOKEN``, or (for a
     daemon on this machine) the configured data directory's token file."""
+    from acpd.client import Acpd
+
     if args.token_file:
-        return DaemonClient(args.url, given_token(Path(args.token_file)))
-    return DaemonClient(args.url, data_dir=load_config(args, dict(os.environ)).resolved_data_dir())
+        return Acpd(args.url, given_token(Path(args.token_file)))
+    return Acpd(args.url, data_dir=load_config(args, dict(os.environ)).resolved_data_dir())
 
 
 def run_sessions_list(args: argparse.Namespace) -> int:
-    page = _client(args).call("GET", "/v1/sessions", params={"limit": args.limit})
-    if args.json:
-        print(jsonio.dumps_str(page))
-        return 0
-    for item in page["items"]:
-        title = item.get("title") or ""
-        print(f"{item['id']}  {item['agent']:<10} {item['status']:<20} {item['createdAt']}  {title}")
+    output.print_sessions(_client(args).request("GET", "/v1/sessions", params={"limit": args.limit}), as_json=args.json)
     return 0
 
 
 def run_sessions_show(args: argparse.Namespace) -> int:
-    print(jsonio.dumps_str(_client(args).call("GET", f"/v1/sessions/{args.id}")))
+    doc = _client(args).session(args.id).model_dump(mode="json", by_alias=True, exclude_unset=True)
+    output.print_session(doc, as_json=args.json)
     return 0
 
 
 def run_sessions_events(args: argparse.Namespace) -> int:
     client = _client(args)
-    if args.follow:
-        for event in client.stream("GET", f"/v1/sessions/{args.id}/events/stream", params={"after": args.after}):
-            print(jsonio.dumps_str(event), flush=True)
-        return 0
-    after = args.after
-    while True:
-        page = client.call("GET", f"/v1/sessions/{args.id}/events", params={"after": after, "limit": args.limit})
-        for item in page["items"]:
-            print(jsonio.dumps_str(item))
-        if not page["hasMore"]:
-            return 0
-        after = page["nextAfter"]
-
-
-def run_prompt(args: argparse.Namespace) -> int:
-    client = _client(args)
-    text = sys.stdin.read() if args.text == ["-"] else " ".join(args.text)
-    session_id = args.session
-    if session_id is None:
-        body = {"cwd": str(Path(args.cwd).resolve())} | ({"agent": args.agent} if args.agent else {})
-        session_id = client.call("POST", "/v1/sessions", json=body)["id"]
-        print(f"[session {session_id}]", file=sys.stderr)
-    printer = TurnPrinter()
-    for event in client.stream("POST", f"/v1/sessions/{session_id}/prompt", json={"prompt": text}):
-        printer.show(event)
-    print()
-    if printer.error is not None:
-        print(f"acpd: the turn failed: {printer.error.get('message')}", file=sys.stderr)
-        return 1
-    print(f"[{printer.stop_reason}]", file=sys.stderr)
+    printer = output.EventPrinter(as_json=args.json)
+    records = (client.follow if args.follow else partial(client.events, page_size=args.limit))(
+        args.id, after=args.after
+    )
+    for record in records:
+        printer.show(record.model_dump(mode="json", by_alias=True, exclude_unset=True), flush=args.follow)
     return 0
 
 
+def run_prompt(args: argparse.Namespace) -> int:
+    from acpd.cli.prompt import run
+
+    return run(args, _client(args))
+
+
 def run_agents_list(args: argparse.Namespace) -> int:
-    from acpd.cli.agents import print_agents
+    from acpd.cli.output import print_agents
 
     if args.url:
-        return print_agents(_client(args).call("GET", "/v1/agents")["items"], as_json=args.json)
+        return print_agents(_client(args).request("GET", "/v1/agents")["items"], as_json=args.json)
     from acpd.daemon.agents import all_agent_facts
 
     return print_agents(all_agent_facts(load_config(args, dict(os.environ))), as_json=args.json)

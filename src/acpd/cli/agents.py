@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from acpd.cli import output
 from acpd.presets import PRESETS
 from acpd.settings import DaemonConfig
 
@@ -27,7 +28,7 @@ def add_agents_commands(agents: argparse.ArgumentParser, *, run_list: Runner, ru
     """The actions of ``acpd agents`` (its parser made by the caller)."""
     which = agents.add_subparsers(required=True, metavar="ACTION")
     listing = which.add_parser("list", help="agents: installed, version, credentials, why not usable")
-    listing.add_argument("--json", action="store_true", help="print the facts as JSON")
+    output.add_json_option(listing)
     listing.add_argument("--url", help="ask the daemon at this URL instead of reading the local configuration")
     listing.add_argument(
         "--token-file", help="file holding the bearer token for --url (default: ACPD_TOKEN, else the local one)"
@@ -46,21 +47,6 @@ def _config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="data directory (default $XDG_DATA_HOME/acpd)")
     parser.add_argument("--agents-dir", help="where presets are installed (default <data dir>/agents)")
     parser.add_argument("--model-url", help="model API base URL for every preset (or ACPD_MODEL_URL)")
-
-
-def print_agents(facts: list[dict[str, Any]], *, as_json: bool) -> int:
-    if as_json:
-        from acpd.protocol import jsonio
-
-        sys.stdout.write(jsonio.dumps({"items": facts}).decode() + "\n")
-        return 0
-    for agent in facts:
-        state = "ready" if agent["usable"] else f"not usable: {agent['reason']}"
-        version = agent.get("version") or "-"
-        source = agent.get("source") or "-"
-        credentials = {True: "yes", False: "no", None: "-"}[agent.get("credentials", {}).get("present")]
-        print(f"{agent['name']:<10} {version:<10} {source:<10} credentials: {credentials:<4} {state}")
-    return 0
 
 
 def install(args: argparse.Namespace, config: DaemonConfig) -> int:

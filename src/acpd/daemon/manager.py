@@ -560,6 +560,7 @@ class SessionManager:
         """What can be known without starting the agent, checked before anything changes."""
         if agent not in self.config.all_agents():
             raise AgentNotFound(f"no agent named {agent!r}; known agents: {sorted(self.config.all_agents())}")
+        await runtime.answered_turn_ended()
         if runtime.busy:
             raise InvalidInput("cannot switch agents while a turn runs; cancel it or wait")
         await runtime.check_usable(agent)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -70,7 +71,10 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host.strip("[]"), port))
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        fix = (
+            "; another program holds it: stop it, or pick another with --port" if exc.errno == errno.EADDRINUSE else ""
+        )
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{fix}") from exc
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock

@@ -71,6 +71,8 @@ CLOSE_CANCEL_SECONDS: Final = min(CANCEL_GRACE_SECONDS, 2.0)
 """When a session closes under a running turn (the daemon stops, the session is deleted): how long
 its agent may take to answer the cancel, and then how long the turn may take to record its answer
 once the agent is stopped. Short: stopping the daemon must stay fast."""
+ANSWERED_TURN_SETTLE_SECONDS: Final = 5.0
+"""How long a change waits for a turn whose answer is out to finish committing it."""
 STDERR_EVENT_CHARS: Final = 4000
 MAX_CLEAN_ENVELOPES: Final = 64
 """Text chunk envelopes a session remembers as holding no secret (``emit_texts``)."""
@@ -160,6 +162,15 @@ class SessionRuntime:
     @property
     def busy(self) -> bool:
         return self._current is not None or self._queued > 0
+
+    async def answered_turn_ended(self) -> None:
+        """Let a turn whose answer is recorded finish its bookkeeping (the commit of that answer):
+        a client that has read the answer has seen the turn end, and may act on the session at
+        once. Bounded: a store that cannot commit leaves the turn running, as it is."""
+        turn = self._current
+        if turn is not None and turn.answered.is_set() and self._queued == 0:
+            with anyio.move_on_after(ANSWERED_TURN_SETTLE_SECONDS):
+                await turn.done.wait()
 
     @property
     def agent_process_id(self) -> int | None:

@@ -971,3 +971,23 @@ def _search_sync(
     order = {session_id: index for index, session_id in enumerate(best)}
     found = sorted(((SessionKeys(*row[:6]), row[6]) for row in rows), key=lambda item: order[item[0].id])
     return [(keys, text, best[keys.id]) for keys, text in found]
+
+
+def quick_check(path: str) -> list[str]:
+    """What SQLite's ``PRAGMA quick_check`` finds wrong in the database at ``path`` ([] when it is
+    intact), for ``acpd doctor``. Opened read-only, with no lock and no migration: a running
+    daemon's database can be checked while it works, and nothing is written.
+
+    Raises:
+        StoreError: it cannot be opened or read (not a database, unreadable).
+    """
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS)
+        try:
+            found = [str(row[0]) for row in conn.execute("PRAGMA quick_check").fetchall()]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the event store {path!r}: {exc}") from exc
+    return [] if found == ["ok"] else found
