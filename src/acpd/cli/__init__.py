@@ -90,6 +90,8 @@ def _command_adders() -> dict[str, tuple[str, Adder]]:
         "sessions": ("list and inspect sessions of a running daemon", _add_sessions),
         "prompt": ("send one prompt and stream the answer", _add_prompt),
         "agents": ("list the agents acpd can start, and install the presets", _add_agents),
+        "audit": ("every session's tool calls: filters, --stats, --csv", _add_audit),
+        "usage": ("tokens and cost by session, agent, project, model or day", _add_usage),
         "doctor": ("check this machine for what acpd needs, each finding with its fix", _add_doctor),
         "completion": ("print a shell completion script (bash, zsh, fish)", _add_completion),
     }
@@ -177,6 +179,12 @@ def _add_sessions(sessions: argparse.ArgumentParser) -> None:
     for parser in (listing, show, events):
         _client_options(parser)
         output.add_json_option(parser, lines=parser is events)
+    listing.add_argument("--search", "-q", metavar="WORDS", help="full-text search of titles, prompts and replies")
+    listing.add_argument("--archived", choices=("true", "false", "any"), help="archived ones: only (true), or any too")
+
+    from acpd.cli.records import add_session_commands  # a light module: only its parsers are built here
+
+    add_session_commands(which, _client_options, _client)
 
 
 def _add_prompt(prompt: argparse.ArgumentParser) -> None:
@@ -191,6 +199,18 @@ def _add_agents(agents: argparse.ArgumentParser) -> None:
     from acpd.cli.agents import add_agents_commands  # imports the presets: only for `acpd agents`
 
     add_agents_commands(agents, run_list=run_agents_list, run_install=run_agents_install)
+
+
+def _add_audit(audit: argparse.ArgumentParser) -> None:
+    from acpd.cli.records import add_audit_command
+
+    add_audit_command(audit, _client_options, _client)
+
+
+def _add_usage(usage: argparse.ArgumentParser) -> None:
+    from acpd.cli.records import add_usage_command
+
+    add_usage_command(usage, _client_options, _client)
 
 
 def _add_doctor(doctor: argparse.ArgumentParser) -> None:
@@ -470,7 +490,9 @@ def _client(args: argparse.Namespace) -> Acpd:
 
 
 def run_sessions_list(args: argparse.Namespace) -> int:
-    output.print_sessions(_client(args).request("GET", "/v1/sessions", params={"limit": args.limit}), as_json=args.json)
+    params = {"limit": args.limit, "q": args.search, "archived": args.archived}
+    page = _client(args).request("GET", "/v1/sessions", params={k: v for k, v in params.items() if v is not None})
+    output.print_sessions(page, as_json=args.json)
     return 0
 
 

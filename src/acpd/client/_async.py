@@ -166,9 +166,17 @@ class AsyncAcpd:
 
     async def export(self, session_id: str, format: str = "json") -> AsyncGenerator[bytes, None]:
         """The session exported (``json``, ``jsonl`` or ``markdown``), in chunks as streamed."""
-        path = c.session_path(session_id, "export")
+        async for chunk in self._download(c.session_path(session_id, "export"), {"format": format}):
+            yield chunk
+
+    async def tool_calls_csv(self, **filters: str) -> AsyncGenerator[bytes, None]:
+        """The tool calls ``filters`` select (as ``tool_calls``), as RFC 4180 CSV, in chunks."""
+        async for chunk in self._download("/v1/audit/tool-calls", {**filters, "format": "csv"}):
+            yield chunk
+
+    async def _download(self, path: str, params: dict[str, str]) -> AsyncGenerator[bytes, None]:
         with c.translated(self.url):
-            async with self._http.stream("GET", path, params={"format": format}) as response:
+            async with self._http.stream("GET", path, params=params) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise c.error_of(response)

@@ -166,7 +166,14 @@ class Acpd:
     def export(self, session_id: str, format: str = "json") -> Generator[bytes, None, None]:
         """The session exported (``json``, ``jsonl`` or ``markdown``), in chunks as the daemon
         streams it: write them to a file, or give them to ``import_session``."""
-        path, params = c.session_path(session_id, "export"), {"format": format}
+        yield from self._download(c.session_path(session_id, "export"), {"format": format})
+
+    def tool_calls_csv(self, **filters: str) -> Generator[bytes, None, None]:
+        """The tool calls ``filters`` select (as ``tool_calls``), as RFC 4180 CSV, in chunks as the
+        daemon streams them."""
+        yield from self._download("/v1/audit/tool-calls", {**filters, "format": "csv"})
+
+    def _download(self, path: str, params: dict[str, str]) -> Generator[bytes, None, None]:
         with c.translated(self.url), self._http.stream("GET", path, params=params) as response:
             if response.status_code >= 400:
                 response.read()

@@ -1,0 +1,89 @@
+"""The record commands, run as real ``acpd`` processes against a real daemon: export and import,
+fork, turns, rename, archive, rm, search, audit (table, stats, CSV) and usage."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from acpd.testing.daemon import running_daemon
+from tests.daemon.helpers import new_session
+
+from .helpers import against, one_line, run_acpd
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+
+async def test_a_session_exports_imports_forks_and_is_renamed_archived_and_removed(
+    tmp_path: Path, workdir: Path
+) -> None:
+    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+        session = await new_session(http, workdir)
+        await http.post(f"/v1/sessions/{session['id']}/prompt", json={"prompt": "text about kumquats\nusage 3 4 0.5"})
+        url = against(daemon)
+        out = tmp_path / "out.jsonl"
+        exported = await run_acpd(
+            "sessions", "export", session["id"], "-F", "jsonl", "-o", str(out), *url, home=tmp_path
+        )
+        markdown = await run_acpd("sessions", "export", session["id"], "--format", "markdown", *url, home=tmp_path)
+        imported = await run_acpd("sessions", "import", str(out), "--id", "copy", "--json", *url, home=tmp_path)
+        forked = await run_acpd("sessions", "fork", session["id"], "--new-id", "branch", "--json", *url, home=tmp_path)
+        turns = await run_acpd("sessions", "turns", session["id"], *url, home=tmp_path)
+        renamed = await run_acpd("sessions", "rename", "copy", "The copy", "--json", *url, home=tmp_path)
+        archived = await run_acpd("sessions", "archive", "branch", *url, home=tmp_path)
+        listed = await run_acpd("sessions", "list", "--json", *url, home=tmp_path)
+        found = await run_acpd("sessions", "list", "-q", "kumquats", "--archived", "any", "--json", *url, home=tmp_path)
+        removed = await run_acpd("sessions", "rm", "copy", *url, home=tmp_path)
+        gone = await run_acpd("sessions", "show", "copy", *url, home=tmp_path)
+    for done in (exported, markdown, imported, forked, turns, renamed, archived, listed, found, removed):
+        assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text().splitlines()[0])["session"]["id"] == session["id"]
+    assert [name for name in os.listdir(tmp_path) if name.startswith("out.")] == ["out.jsonl"]  # no .partial
+    assert markdown.stdout.startswith("# text about kumquats\n") and "## Turn 1" in markdown.stdout
+    assert (json.loads(imported.stdout)["id"], json.loads(forked.stdout)["id"]) == ("copy", "branch")
+    header, row = turns.stdout.splitlines()
+    assert header.split() == ["TURN", "STOP", "STEPS", "TOKENS", "COST", "STARTED", "PROMPT"]
+    assert row.split()[:6] == ["1", "end_turn", "0", "7", "0.5000", "USD"]
+    assert json.loads(renamed.stdout)["title"] == "The copy"
+    assert {s["id"] for s in json.loads(listed.stdout)["items"]} == {session["id"], "copy"}  # the fork is archived
+    assert {s["id"] for s in json.loads(found.stdout)["items"]} == {session["id"], "copy", "branch"}
+    assert gone.returncode == 1 and "no session with id 'copy'" in one_line(gone.stderr)
+
+
+async def test_audit_and_usage_print_tables_stats_csv_and_json(tmp_path: Path, workdir: Path) -> None:
+    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+        session = await new_session(http, workdir, project="alpha")
+        await http.post(f"/v1/sessions/{session['id']}/prompt", json={"prompt": "tool read A\ntool edit B\nusage 1 2"})
+        url = against(daemon)
+        table = await run_acpd("audit", *url, home=tmp_path)
+        edits = await run_acpd("audit", "--kind", "edit", "--json", *url, home=tmp_path)
+        stats = await run_acpd("audit", "--stats", "--json", *url, home=tmp_path)
+        as_csv = await run_acpd("audit", "--csv", *url, home=tmp_path)
+        usage = await run_acpd("usage", "-g", "project", *url, home=tmp_path)
+        bad = await run_acpd("audit", "--since", "someday", *url, home=tmp_path)
+    for done in (table, edits, stats, as_csv, usage):
+        assert done.returncode == 0, done.stderr
+    assert table.stdout.splitlines()[0].split() == [
+        "STARTED",
+        "SESSION",
+        "AGENT",
+        "KIND",
+        "STATUS",
+        "OUTCOME",
+        "BY",
+        "TITLE",
+    ]
+    assert len(table.stdout.splitlines()) == 3
+    assert [r["title"] for r in json.loads(edits.stdout)["items"]] == ["B"]
+    assert json.loads(stats.stdout)["kind"] == {"read": 1, "edit": 1}
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout, newline="")))
+    assert [r["kind"] for r in rows] == ["read", "edit"]
+    header, alpha, total = usage.stdout.splitlines()
+    assert header.split() == ["KEY", "TURNS", "INPUT", "OUTPUT", "CACHED", "TOTAL", "COST"]
+    assert alpha.split()[:3] == ["alpha", "1", "1"] and total.split()[0] == "(total)"
+    assert bad.returncode == 1 and "RFC 3339" in one_line(bad.stderr)
