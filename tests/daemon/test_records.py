@@ -300,3 +300,37 @@ async def test_an_acp_prompt_with_an_attachment_its_agent_cannot_take_gets_inval
             with pytest.raises(RpcError) as refused:
                 await acp.request("session/prompt", {"sessionId": session_id, "prompt": blocks})
     assert refused.value.code == -32602
+
+
+async def test_a_warm_up_goes_in_front_of_the_first_prompt_only(client: httpx.AsyncClient, workdir: Path) -> None:
+    (workdir / "notes.md").write_text("the build uses make")
+    context = [{"path": "notes.md"}, {"text": "Remember: tabs, not spaces"}]
+    session = await new_session(client, workdir, context=context)
+    first = await prompt(client, session["id"], "context\nattachments")
+    notes = (workdir / "notes.md").resolve().as_uri()
+    assert first["text"] == f"context: Remember: tabs, not spacesattachments: resource {notes} 19 chars"
+    second = await prompt(client, session["id"], "attachments")
+    assert second["text"] == "attachments: none"
+    carried = daemon_frames(await all_events(client, session["id"]), "_acpd/context_carried")
+    assert [(c["turn"], c["warmUp"]) for c in carried] == [(1, 2)]
+
+
+@pytest.mark.parametrize(
+    ("context", "detail"),
+    [
+        ([{"path": "../outside.txt"}], "outside the session's directories"),
+        ([{"path": "missing.md"}], "no such file"),
+        ([{"path": "link.md"}], "outside the session's directories"),
+        ([{"path": "."}], "not a regular file"),
+        ([{"url": "http://x"}], "context"),
+    ],
+)
+async def test_a_warm_up_outside_the_sessions_directories_or_malformed_is_refused(
+    client: httpx.AsyncClient, workdir: Path, context: list[dict[str, str]], detail: str
+) -> None:
+    (workdir.parent / "outside.txt").write_text("secret")
+    (workdir / "link.md").symlink_to(workdir.parent / "outside.txt")
+    response = await client.post("/v1/sessions", json={"agent": "mock", "cwd": str(workdir), "context": context})
+    assert response.status_code == 400
+    assert detail in response.json()["detail"]
+    assert (await client.get("/v1/sessions")).json()["items"] == []

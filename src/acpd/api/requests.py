@@ -79,8 +79,29 @@ class _Settings(_Strict):
     thought_level: str | None = Field(None, alias="thoughtLevel")
 
 
+class WarmUpFile(BaseModel):
+    """A file inside the session's directories (relative to ``cwd``, or absolute), read at create."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(min_length=1)
+
+
+class WarmUpText(BaseModel):
+    """A text to put in front of the first prompt."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1)
+
+
 class SessionCreate(_Settings):
     """``POST /v1/sessions``: a new session and its agent."""
+
+    context: list[WarmUpFile | WarmUpText] | None = Field(
+        None,
+        max_length=32,
+        description="the session's warm-up: files and texts that go in front of its first prompt, as embedded"
+        " resources (or text, to an agent that takes none)",
+    )
 
     config: dict[str, Any] | None = Field(None, description="config option id -> value")
     policy: PolicyFields | None = None

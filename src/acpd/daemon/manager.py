@@ -45,6 +45,7 @@ from . import session_files
 from .log import GroupCommitter
 from .session import RuntimeDeps, SessionRuntime, session_doc_defaults
 from .turns import PLAIN_BLOCKS, Turn, check_attachments
+from .warm_up import warm_up_blocks
 
 if TYPE_CHECKING:
     from acpd.config import Policy
@@ -396,12 +397,15 @@ class SessionManager:
                 raise exists
             doc = {**session_doc_defaults(utc_now()), **_create_fields(body, self.config.session_policy())}
             doc.update(id=session_id, agent=agent)
+            warm_up = await _warm_up(body.get("context"), doc)
             # Not saved yet: the document commits with the agent's start (``_acpd/agent_started``),
             # in one group commit shared with other sessions' writes, before the create answers.
             # Meanwhile the claim, then the live runtime, keep its id taken; a start that fails
             # leaves nothing stored.
             runtime = self._start_runtime(doc, 0)
             runtime.leases += 1  # until its agent runs: nobody else knows of it yet
+            if warm_up:
+                runtime.record_daemon(methods.ACPD_WARM_UP, {"blocks": warm_up})
         finally:
             self._claims.pop(session_id).set()
         try:
@@ -742,8 +746,18 @@ def _policy(value: JsonObject) -> Policy:
         raise InvalidInput(f"invalid policy: {exc}") from exc
 
 
+async def _warm_up(context: object, doc: JsonObject) -> list[JsonObject]:
+    """A create's ``context``, read in a thread (files), with the document marked to take it."""
+    if context is None:
+        return []
+    directories = [str(doc["cwd"]), *doc["additionalDirectories"]]
+    blocks = await anyio.to_thread.run_sync(warm_up_blocks, context, directories)
+    doc["warmUpPending"] = bool(blocks)
+    return blocks
+
+
 def _create_fields(body: JsonObject, default_policy: Policy) -> JsonObject:
-    known = {"id", "agent", "cwd", "title", "project", "model", "mode", "thoughtLevel", "config", "policy"}
+    known = {"id", "agent", "cwd", "title", "project", "model", "mode", "thoughtLevel", "config", "policy", "context"}
     known |= {"mcpServers", "additionalDirectories"}
     unknown = set(body) - known
     if unknown:

@@ -58,6 +58,7 @@ from .permissions import (
 )
 from .transcript import transcript_block
 from .turns import Turn, chunk_text, usage_totals
+from .warm_up import as_prompt_blocks
 
 if TYPE_CHECKING:
     from acpd.adapters.terminals import TerminalManager
@@ -988,16 +989,26 @@ class SessionRuntime:
         return result
 
     async def _with_context(self, turn: Turn) -> list[JsonObject]:
-        """The prompt the backend gets: the user's, after the transcript if the agent lacks it."""
-        if not self.doc.get("contextPending"):
+        """The prompt the backend gets: the user's, after the session's warm-up (its first prompt)
+        and the transcript if the agent lacks it."""
+        if not self.doc.get("contextPending") and not self.doc.get("warmUpPending"):
             return turn.prompt
-        self.doc["contextPending"] = False
         records = [r async for batch in self.log.history(turn.first_seq - 1) for r in batch]
-        block = transcript_block(records)
-        if block is None:
+        carried: list[JsonObject] = []
+        facts: JsonObject = {"turn": turn.number}
+        if self.doc.pop("warmUpPending", False):
+            offered = (self.doc.get("capabilities") or {}).get("promptCapabilities") or {}
+            carried += as_prompt_blocks(_warm_up_of(records), embedded=offered.get("embeddedContext") is True)
+            facts["warmUp"] = len(carried)
+        if self.doc.get("contextPending"):
+            self.doc["contextPending"] = False
+            block = transcript_block(records)
+            carried += [block] if block is not None else []
+        if not carried:
             return turn.prompt
-        self.record_daemon(methods.ACPD_CONTEXT_CARRIED, {"turn": turn.number, "chars": len(str(block["text"]))})
-        return [block, *turn.prompt]
+        chars = sum(len(str(b.get("text") or (b.get("resource") or {}).get("text") or "")) for b in carried)
+        self.record_daemon(methods.ACPD_CONTEXT_CARRIED, {**facts, "chars": chars})
+        return [*carried, *turn.prompt]
 
     async def _watch_timeout(self, turn: Turn, limit: float, scope: anyio.CancelScope) -> None:
         """Stop ``turn`` once it has run ``limit`` seconds (``scope`` is its guard's, with that
@@ -1144,6 +1155,17 @@ def _policy_of_text(text: str) -> Policy:
     from acpd.config import Policy
 
     return Policy.model_validate_json(text)
+
+
+def _warm_up_of(records: list[EventRecord]) -> list[JsonObject]:
+    """The blocks the session's ``_acpd/warm_up`` record holds (its first records)."""
+    for record in records:
+        if record.sender == "daemon" and methods.ACPD_WARM_UP in record.payload:
+            message = record.payload_object()
+            blocks = (message.get("params") or {}).get("blocks")
+            if message.get("method") == methods.ACPD_WARM_UP and isinstance(blocks, list):
+                return [block for block in blocks if isinstance(block, dict)]
+    return []
 
 
 def derived_title(prompt: list[JsonObject]) -> str | None:
