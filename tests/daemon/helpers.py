@@ -23,6 +23,15 @@ async def new_session(client: httpx.AsyncClient, cwd: Path, **fields: Any) -> di
     return body
 
 
+async def prompted(client: httpx.AsyncClient, session_id: str, text: str) -> dict[str, Any]:
+    """A blocking prompt's answer (asserted 200), within 10 s."""
+    with anyio.fail_after(10):
+        response = await client.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": text})
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
 async def all_events(client: httpx.AsyncClient, session_id: str) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     after = 0

@@ -14,7 +14,7 @@ from acpd.config import AgentConfig, DaemonConfig
 from acpd.daemon.manager import SessionManager
 
 from .acp_client import acp_client
-from .helpers import all_events, daemon_frames, new_session, wait_for_record
+from .helpers import all_events, daemon_frames, new_session, prompted, wait_for_record
 
 pytestmark = pytest.mark.anyio
 
@@ -28,14 +28,6 @@ def config(tmp_path: Path) -> DaemonConfig:
     return DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", agents={"mock-b": second})
 
 
-async def prompt(client: httpx.AsyncClient, session_id: str, text: str) -> dict[str, Any]:
-    with anyio.fail_after(10):
-        response = await client.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": text})
-    assert response.status_code == 200, response.text
-    answer: dict[str, Any] = response.json()
-    return answer
-
-
 def shapes(events: list[dict[str, Any]]) -> list[tuple[int, str, int, str]]:
     """What a record says, whichever session holds it."""
     return [(e["seq"], e["sender"], e["turn"], str(e["payload"]).replace(e["sessionId"], "ID")) for e in events]
@@ -45,8 +37,8 @@ async def test_a_fork_continues_on_another_agent_with_the_earlier_turns(
     client: httpx.AsyncClient, workdir: Path
 ) -> None:
     source = await new_session(client, workdir, title="Original")
-    await prompt(client, source["id"], "text the secret is kumquat")
-    await prompt(client, source["id"], "text second turn")
+    await prompted(client, source["id"], "text the secret is kumquat")
+    await prompted(client, source["id"], "text second turn")
     response = await client.post(f"/v1/sessions/{source['id']}/fork", json={"agent": "mock-b"})
     assert response.status_code == 201, response.text
     fork = response.json()
@@ -57,7 +49,7 @@ async def test_a_fork_continues_on_another_agent_with_the_earlier_turns(
     assert daemon_frames(forked, "_acpd/forked_from") == [
         {"sessionId": fork["id"], "source": source["id"], "atSeq": len(original)}
     ]
-    answer = await prompt(client, fork["id"], "context")
+    answer = await prompted(client, fork["id"], "context")
     assert answer["turn"] == 3
     assert "the secret is kumquat" in answer["text"]  # the new agent got the earlier turns
     assert await all_events(client, source["id"]) == original  # the source is untouched
@@ -65,8 +57,8 @@ async def test_a_fork_continues_on_another_agent_with_the_earlier_turns(
 
 async def test_a_fork_at_a_seq_keeps_the_history_up_to_it(client: httpx.AsyncClient, workdir: Path) -> None:
     source = await new_session(client, workdir)
-    first = await prompt(client, source["id"], "text one")
-    await prompt(client, source["id"], "text two")
+    first = await prompted(client, source["id"], "text one")
+    await prompted(client, source["id"], "text two")
     response = await client.post(
         f"/v1/sessions/{source['id']}/fork", json={"atSeq": first["lastSeq"], "id": "branch", "title": "B"}
     )
@@ -81,7 +73,7 @@ async def test_a_fork_of_a_running_session_takes_its_finished_turns_only(
     client: httpx.AsyncClient, manager: SessionManager, workdir: Path
 ) -> None:
     source = await new_session(client, workdir)
-    done = await prompt(client, source["id"], "text finished")
+    done = await prompted(client, source["id"], "text finished")
 
     async def slow_turn() -> None:
         await client.post(f"/v1/sessions/{source['id']}/prompt", json={"prompt": "sleep 30"})

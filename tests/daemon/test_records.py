@@ -17,20 +17,12 @@ from acpd.daemon.markdown import MarkdownTranscript, header
 from acpd.errors import RpcError
 from acpd.protocol.events import EventRecord
 from tests.daemon.acp_client import acp_client
-from tests.daemon.helpers import all_events, daemon_frames, new_session
+from tests.daemon.helpers import all_events, daemon_frames, new_session, prompted
 
 pytestmark = pytest.mark.anyio
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "export"
 UPDATE = os.environ.get("ACPD_UPDATE_GOLDEN") == "1"
-
-
-async def prompt(client: httpx.AsyncClient, session_id: str, text: str) -> dict[str, Any]:
-    with anyio.fail_after(10):
-        response = await client.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": text})
-    assert response.status_code == 200, response.text
-    answer: dict[str, Any] = response.json()
-    return answer
 
 
 async def exported(client: httpx.AsyncClient, session_id: str, fmt: str) -> httpx.Response:
@@ -51,8 +43,8 @@ async def test_a_jsonl_export_is_the_session_document_then_every_record_in_order
     client: httpx.AsyncClient, workdir: Path
 ) -> None:
     session = await new_session(client, workdir, title="out")
-    await prompt(client, session["id"], "text one")
-    await prompt(client, session["id"], "text two")
+    await prompted(client, session["id"], "text one")
+    await prompted(client, session["id"], "text two")
     response = await exported(client, session["id"], "jsonl")
     assert response.headers["content-type"].startswith("application/jsonl")
     assert f'filename="{session["id"]}.jsonl"' in response.headers["content-disposition"]
@@ -64,7 +56,7 @@ async def test_a_jsonl_export_is_the_session_document_then_every_record_in_order
 
 async def test_a_json_export_holds_what_the_jsonl_export_holds(client: httpx.AsyncClient, workdir: Path) -> None:
     session = await new_session(client, workdir)
-    await prompt(client, session["id"], "text hello")
+    await prompted(client, session["id"], "text hello")
     whole = (await exported(client, session["id"], "json")).json()
     head, *lines = [json.loads(line) for line in (await exported(client, session["id"], "jsonl")).text.splitlines()]
     assert whole == {**head, "events": lines}
@@ -74,7 +66,7 @@ async def test_an_import_recreates_the_session_and_its_agent_continues_it_with_t
     client: httpx.AsyncClient, workdir: Path
 ) -> None:
     source = await new_session(client, workdir, title="moving")
-    await prompt(client, source["id"], "text remember the word kumquat")
+    await prompted(client, source["id"], "text remember the word kumquat")
     export = (await exported(client, source["id"], "jsonl")).content
     response = await client.post("/v1/sessions/import", params={"id": "moved"}, content=export)
     assert response.status_code == 201, response.text
@@ -85,7 +77,7 @@ async def test_an_import_recreates_the_session_and_its_agent_continues_it_with_t
     assert [without_session_ids(e) for e in after] == [without_session_ids(e) for e in before]
     assert all(e["sessionId"] == "moved" for e in after)
     assert all(e["payload"].get("params", {}).get("sessionId", "moved") == "moved" for e in after)
-    answer = await prompt(client, "moved", "text and now")
+    answer = await prompted(client, "moved", "text and now")
     assert answer["turn"] == 2
     events = await all_events(client, "moved")
     assert daemon_frames(events, "_acpd/context_carried")  # the new agent session got the transcript
@@ -95,7 +87,7 @@ async def test_an_import_recreates_the_session_and_its_agent_continues_it_with_t
 
 async def test_a_json_export_imports_too(client: httpx.AsyncClient, workdir: Path) -> None:
     source = await new_session(client, workdir)
-    await prompt(client, source["id"], "text json")
+    await prompted(client, source["id"], "text json")
     export = (await exported(client, source["id"], "json")).content
     response = await client.post("/v1/sessions/import", params={"id": "from-json"}, content=export)
     assert response.status_code == 201, response.text
@@ -106,7 +98,7 @@ async def test_an_import_onto_a_taken_id_is_a_conflict_and_changes_nothing(
     client: httpx.AsyncClient, workdir: Path
 ) -> None:
     source = await new_session(client, workdir)
-    await prompt(client, source["id"], "text mine")
+    await prompted(client, source["id"], "text mine")
     before = await all_events(client, source["id"])
     export = (await exported(client, source["id"], "jsonl")).content
     response = await client.post("/v1/sessions/import", content=export)
@@ -134,7 +126,7 @@ async def test_a_truncated_or_reordered_import_names_the_line_and_leaves_nothing
     client: httpx.AsyncClient, workdir: Path
 ) -> None:
     source = await new_session(client, workdir)
-    await prompt(client, source["id"], "text whole")
+    await prompted(client, source["id"], "text whole")
     lines = (await exported(client, source["id"], "jsonl")).text.splitlines()
     cut = "\n".join([*lines[:3], lines[3][: len(lines[3]) // 2]])
     response = await client.post("/v1/sessions/import", params={"id": "cut"}, content=cut)
@@ -170,7 +162,7 @@ async def test_an_unknown_export_format_is_refused(client: httpx.AsyncClient, wo
 
 async def test_a_markdown_export_reads_as_the_conversation(client: httpx.AsyncClient, workdir: Path) -> None:
     session = await new_session(client, workdir, title="Readable")
-    await prompt(client, session["id"], "think weighing it\ntool read Look around\nplan 2\ntext the answer is 42")
+    await prompted(client, session["id"], "think weighing it\ntool read Look around\nplan 2\ntext the answer is 42")
     response = await exported(client, session["id"], "markdown")
     assert response.headers["content-type"].startswith("text/markdown")
     text = response.text
@@ -213,15 +205,15 @@ async def test_a_session_without_a_title_takes_its_first_prompts_first_line_unti
     client: httpx.AsyncClient, workdir: Path
 ) -> None:
     untitled = await new_session(client, workdir)
-    await prompt(client, untitled["id"], "\n  text   fix the   flaky test \nand more")
+    await prompted(client, untitled["id"], "\n  text   fix the   flaky test \nand more")
     assert (await client.get(f"/v1/sessions/{untitled['id']}")).json()["title"] == "text fix the flaky test"
-    await prompt(client, untitled["id"], "title Flaky test hunt")
+    await prompted(client, untitled["id"], "title Flaky test hunt")
     assert (await client.get(f"/v1/sessions/{untitled['id']}")).json()["title"] == "Flaky test hunt"
     titled = await new_session(client, workdir, title="Mine")
-    await prompt(client, titled["id"], "text something else")
+    await prompted(client, titled["id"], "text something else")
     assert (await client.get(f"/v1/sessions/{titled['id']}")).json()["title"] == "Mine"
     long = await new_session(client, workdir)
-    await prompt(client, long["id"], "text " + "word " * 40)
+    await prompted(client, long["id"], "text " + "word " * 40)
     title = (await client.get(f"/v1/sessions/{long['id']}")).json()["title"]
     assert len(title) == 80 and title.endswith("…")
 
@@ -230,9 +222,9 @@ async def test_search_finds_a_word_from_a_reply_and_archived_sessions_hide_unles
     client: httpx.AsyncClient, workdir: Path
 ) -> None:
     found = await new_session(client, workdir)
-    await prompt(client, found["id"], "text the answer involves a kumquat")
+    await prompted(client, found["id"], "text the answer involves a kumquat")
     other = await new_session(client, workdir)
-    await prompt(client, other["id"], "text nothing to see")
+    await prompted(client, other["id"], "text nothing to see")
     hits = (await client.get("/v1/sessions", params={"q": "kumquat"})).json()["items"]
     assert [h["id"] for h in hits] == [found["id"]]
     assert "[kumquat]" in hits[0]["match"]["snippet"]
@@ -306,10 +298,10 @@ async def test_a_warm_up_goes_in_front_of_the_first_prompt_only(client: httpx.As
     (workdir / "notes.md").write_text("the build uses make")
     context = [{"path": "notes.md"}, {"text": "Remember: tabs, not spaces"}]
     session = await new_session(client, workdir, context=context)
-    first = await prompt(client, session["id"], "context\nattachments")
+    first = await prompted(client, session["id"], "context\nattachments")
     notes = (workdir / "notes.md").resolve().as_uri()
     assert first["text"] == f"context: Remember: tabs, not spacesattachments: resource {notes} 19 chars"
-    second = await prompt(client, session["id"], "attachments")
+    second = await prompted(client, session["id"], "attachments")
     assert second["text"] == "attachments: none"
     carried = daemon_frames(await all_events(client, session["id"]), "_acpd/context_carried")
     assert [(c["turn"], c["warmUp"]) for c in carried] == [(1, 2)]

@@ -39,16 +39,26 @@ def manager_of(request: Request) -> SessionManager:
     return manager
 
 
-async def read_json(request: Request) -> JsonObject:
-    """The body as a JSON object, within the size and nesting limits (also when no Content-Length
-    was sent). A body must be sent as JSON: no Content-Type, ``application/json`` or ``…+json``."""
-    _check_json_media_type(request.headers.get("content-type"))
+async def read_body(request: Request) -> bytes:
+    """The body, refused once it grows past the daemon's limit (also when no Content-Length was sent).
+
+    Raises:
+        PayloadTooLarge: it is larger than ``max_body_bytes``.
+    """
     limit: int = request.app.state.max_body_bytes
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
             raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+    return bytes(body)
+
+
+async def read_json(request: Request) -> JsonObject:
+    """The body as a JSON object, within the size and nesting limits (also when no Content-Length
+    was sent). A body must be sent as JSON: no Content-Type, ``application/json`` or ``…+json``."""
+    _check_json_media_type(request.headers.get("content-type"))
+    body = await read_body(request)
     if not body.strip():
         return {}
     try:

@@ -15,13 +15,13 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from acpd.errors import InvalidInput, PayloadTooLarge, SessionNotFound
+from acpd.errors import InvalidInput, SessionNotFound
 from acpd.protocol.events import EventRecord
 from acpd.protocol.jsonio import JsonObject
 
 from . import session_files
 from .bodies import checked
-from .http import json_response, manager_of, read_json
+from .http import json_response, manager_of, read_body, read_json
 from .manager import SessionManager
 from .markdown import MarkdownTranscript, header
 
@@ -50,13 +50,7 @@ async def export(request: Request) -> Response:
 
 
 async def import_session(request: Request) -> Response:
-    limit: int = request.app.state.max_body_bytes
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-    exported = session_files.parse(bytes(body))
+    exported = session_files.parse(await read_body(request))
     overrides = {name: request.query_params[name] for name in ("id", "agent", "cwd") if request.query_params.get(name)}
     runtime = await manager_of(request).import_session(exported.session, exported.records, overrides)
     return json_response(runtime.wire(), status=201)

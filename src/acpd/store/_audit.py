@@ -92,9 +92,15 @@ def encode_audit_cursor(position: int) -> str:
 
 
 def decode_audit_cursor(cursor: str) -> int:
-    if not (cursor.startswith("t") and cursor[1:].isascii() and cursor[1:].isdigit() and len(cursor) < 21):
-        raise InvalidInput("malformed cursor: pass nextCursor from a previous page")
-    return int(cursor[1:])
+    return _decode_position(cursor, "t", "malformed cursor: pass nextCursor from a previous page")
+
+
+def _decode_position(cursor: str, prefix: str, refusal: str) -> int:
+    """A cursor that is ``prefix`` and a position (a row, an offset)."""
+    digits = cursor.removeprefix(prefix)
+    if not (cursor.startswith(prefix) and digits.isascii() and digits.isdigit() and len(digits) < 19):
+        raise InvalidInput(refusal)
+    return int(digits)
 
 
 class AuditRows:
@@ -367,9 +373,7 @@ def encode_search_cursor(offset: int) -> str:
 
 
 def decode_search_cursor(cursor: str) -> int:
-    if not (cursor.startswith("q") and cursor[1:].isascii() and cursor[1:].isdigit() and len(cursor) < 12):
-        raise InvalidInput("malformed cursor: pass nextCursor from a previous page of the same search")
-    return int(cursor[1:])
+    return _decode_position(cursor, "q", "malformed cursor: pass nextCursor from a previous page of the same search")
 
 
 class SearchTexts:
