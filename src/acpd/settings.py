@@ -81,6 +81,10 @@ class DaemonConfig:
     idle_seconds: float = field(default=IDLE_SECONDS, metadata={"ge": 0})
     """A live session unused for this long (no turn, no pending permission, nobody following its
     events) leaves memory: its agent is stopped, and the next use brings it back. 0: never."""
+    retention_days: float = field(default=0.0, metadata={"ge": 0})
+    """Sessions last updated longer ago than this are deleted, hourly (as ``acpd gc``); 0: kept forever."""
+    retention_archived_only: bool = False
+    """Retention deletes only archived sessions."""
     max_live_sessions: int = field(default=MAX_LIVE_SESSIONS, metadata={"ge": 0})
     """At most this many sessions live at once; past it, the least recently used idle one leaves
     memory as an idle one does. 0: no limit."""

@@ -87,3 +87,20 @@ async def test_audit_and_usage_print_tables_stats_csv_and_json(tmp_path: Path, w
     assert header.split() == ["KEY", "TURNS", "INPUT", "OUTPUT", "CACHED", "TOTAL", "COST"]
     assert alpha.split()[:3] == ["alpha", "1", "1"] and total.split()[0] == "(total)"
     assert bad.returncode == 1 and "RFC 3339" in one_line(bad.stderr)
+
+
+async def test_gc_deletes_old_sessions_and_vacuum_gives_the_space_back(tmp_path: Path, workdir: Path) -> None:
+    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+        session = await new_session(http, workdir)
+        await http.post(f"/v1/sessions/{session['id']}/prompt", json={"prompt": "chunks 20000 200"})
+        url = against(daemon)
+        dry = await run_acpd("gc", "--older-than", "0s", "--dry-run", *url, home=tmp_path)
+        done = await run_acpd("gc", "--older-than", "0s", "--vacuum", "--json", *url, home=tmp_path)
+        left = await run_acpd("sessions", "list", "--json", "--archived", "any", *url, home=tmp_path)
+        refused = await run_acpd("gc", "--older-than", "later", *url, home=tmp_path)
+    assert dry.returncode == 0 and dry.stdout.splitlines()[0] == "would delete 1 session(s); kept 0 in use"
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["deleted"] == [session["id"]] and result["reclaimedBytes"] > 4_000_000
+    assert json.loads(left.stdout)["items"] == []
+    assert refused.returncode == 1 and "olderThan" in one_line(refused.stderr)

@@ -17,7 +17,7 @@ from acpd.daemon.markdown import MarkdownTranscript, header
 from acpd.errors import RpcError
 from acpd.protocol.events import EventRecord
 from tests.daemon.acp_client import acp_client
-from tests.daemon.helpers import all_events, daemon_frames, new_session, prompted
+from tests.daemon.helpers import all_events, daemon_frames, new_session, prompted, wait_for_frame
 
 pytestmark = pytest.mark.anyio
 
@@ -326,3 +326,34 @@ async def test_a_warm_up_outside_the_sessions_directories_or_malformed_is_refuse
     assert response.status_code == 400
     assert detail in response.json()["detail"]
     assert (await client.get("/v1/sessions")).json()["items"] == []
+
+
+async def test_gc_deletes_old_sessions_and_keeps_those_in_use(
+    client: httpx.AsyncClient, manager: SessionManager, workdir: Path
+) -> None:
+    idle = await new_session(client, workdir)
+    await prompted(client, idle["id"], "text done")
+    archived = await new_session(client, workdir)
+    await client.patch(f"/v1/sessions/{archived['id']}", json={"archived": True})
+    busy = await new_session(client, workdir)
+    async with anyio.create_task_group() as tg:
+
+        async def slow() -> None:
+            await client.post(f"/v1/sessions/{busy['id']}/prompt", json={"prompt": "sleep 30"})
+
+        tg.start_soon(slow)
+        with anyio.fail_after(10):
+            await wait_for_frame(manager, busy["id"], "session/prompt")
+            fresh = (await client.post("/v1/gc", json={"olderThan": "1h"})).json()
+            dry = (await client.post("/v1/gc", json={"olderThan": 0, "dryRun": True})).json()
+            only_archived = (await client.post("/v1/gc", json={"olderThan": 0, "archivedOnly": True})).json()
+            rest = (await client.post("/v1/gc", json={"olderThan": 0, "vacuum": True})).json()
+            await client.post(f"/v1/sessions/{busy['id']}/cancel")
+    assert (fresh["deleted"], fresh["kept"]) == ([], [])
+    assert set(dry["deleted"]) == {idle["id"], archived["id"]} and dry["kept"] == [busy["id"]] and dry["dryRun"]
+    assert only_archived["deleted"] == [archived["id"]]
+    assert rest["deleted"] == [idle["id"]] and rest["kept"] == [busy["id"]] and rest["reclaimedBytes"] == 0
+    listed = (await client.get("/v1/sessions", params={"archived": "any"})).json()["items"]
+    assert [s["id"] for s in listed] == [busy["id"]]
+    for age in ("soon", "99999999999999d", 1e308, -1):
+        assert (await client.post("/v1/gc", json={"olderThan": age})).status_code == 400, age

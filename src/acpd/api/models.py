@@ -216,6 +216,17 @@ class UsageReport(_Answer):
     total: dict[str, Any]
 
 
+class GcResult(_Answer):
+    """What a collection deleted, and the sessions it kept because they were in use."""
+
+    deleted: list[str]
+    kept: list[str] = Field(description="old enough, but in use (a turn, a permission, a follower)")
+    dry_run: bool = Field(alias="dryRun")
+    reclaimed_bytes: int | None = Field(
+        None, alias="reclaimedBytes", description="with vacuum: bytes the file shrank by"
+    )
+
+
 class Problem(_Answer):
     """An error (RFC 9457 problem details). ``type`` is stable per kind: ``urn:acpd:problem:<kind>``."""
 

@@ -170,3 +170,14 @@ class SessionFork(_Strict):
     agent: str = unchanged("the new session's agent; default: the source's")
     title: str | None = Field(None, description="default: the source's title with (fork)")
     cwd: str | None = Field(None, description="default: the source's directory")
+
+
+class GcRequest(_Strict):
+    """``POST /v1/gc``: delete the sessions last updated longer ago than ``olderThan``."""
+
+    older_than: str | Annotated[float, Field(ge=0, le=3_153_600_000)] = Field(
+        alias="olderThan", description="an age: 30d, 12h, 90m, 3600s, or seconds (0: any session not in use)"
+    )
+    archived_only: bool = Field(False, alias="archivedOnly", description="only archived sessions")
+    dry_run: bool = Field(False, alias="dryRun", description="say what would be deleted; delete nothing")
+    vacuum: bool = Field(False, description="then compact the database file (writes wait while it runs)")

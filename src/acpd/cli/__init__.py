@@ -92,6 +92,7 @@ def _command_adders() -> dict[str, tuple[str, Adder]]:
         "agents": ("list the agents acpd can start, and install the presets", _add_agents),
         "audit": ("every session's tool calls: filters, --stats, --csv", _add_audit),
         "usage": ("tokens and cost by session, agent, project, model or day", _add_usage),
+        "gc": ("delete sessions older than an age (never one in use); compact the database", _add_gc),
         "doctor": ("check this machine for what acpd needs, each finding with its fix", _add_doctor),
         "completion": ("print a shell completion script (bash, zsh, fish)", _add_completion),
     }
@@ -211,6 +212,12 @@ def _add_usage(usage: argparse.ArgumentParser) -> None:
     from acpd.cli.records import add_usage_command
 
     add_usage_command(usage, _client_options, _client)
+
+
+def _add_gc(gc: argparse.ArgumentParser) -> None:
+    from acpd.cli.records import add_gc_command
+
+    add_gc_command(gc, _client_options, _client)
 
 
 def _add_doctor(doctor: argparse.ArgumentParser) -> None:

@@ -1,5 +1,5 @@
 """CLI layer: the commands on a daemon's records: ``acpd sessions export|import|fork|turns|rename|
-archive|unarchive|rm``, ``acpd audit`` and ``acpd usage``. Each parses its arguments, calls the
+archive|unarchive|rm``, ``acpd audit``, ``acpd usage`` and ``acpd gc``. Each parses its arguments, calls the
 client and prints through ``output``; it must not hold daemon logic nor speak HTTP itself.
 """
 
@@ -116,6 +116,17 @@ def add_usage_command(usage: argparse.ArgumentParser, client_options: AddClientO
     usage.set_defaults(run=_with_client(_usage, client_of))
 
 
+def add_gc_command(gc: argparse.ArgumentParser, client_options: AddClientOptions, client_of: ClientOf) -> None:
+    """``acpd gc``: delete old sessions (never one in use), and compact the database."""
+    gc.add_argument("--older-than", required=True, metavar="AGE", help="30d, 12h, 90m, 3600s: last updated before then")
+    gc.add_argument("--archived-only", action="store_true", help="only archived sessions")
+    gc.add_argument("--dry-run", action="store_true", help="say what would be deleted; delete nothing")
+    gc.add_argument("--vacuum", action="store_true", help="then compact the database file (writes wait meanwhile)")
+    client_options(gc)
+    output.add_json_option(gc)
+    gc.set_defaults(run=_with_client(_gc, client_of))
+
+
 def _with_client(run: Callable[[argparse.Namespace, Acpd], int], client_of: ClientOf) -> Callable[..., int]:
     def runner(args: argparse.Namespace) -> int:
         return run(args, client_of(args))
@@ -210,6 +221,21 @@ def _usage(args: argparse.Namespace, client: Acpd) -> int:
         output.print_json(report)
         return 0
     output.print_table([*report["items"], {"key": "(total)", **report["total"]}], USAGE_COLUMNS)
+    return 0
+
+
+def _gc(args: argparse.Namespace, client: Acpd) -> int:
+    result = client.collect(args.older_than, archived_only=args.archived_only, dry_run=args.dry_run, vacuum=args.vacuum)
+    report = result.model_dump(mode="json", by_alias=True)
+    if args.json:
+        output.print_json(report)
+        return 0
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"{verb} {len(result.deleted)} session(s); kept {len(result.kept)} in use")
+    for session_id in result.deleted:
+        print(f"  {session_id}")
+    if result.reclaimed_bytes is not None:
+        print(f"the database shrank by {result.reclaimed_bytes:,} bytes")
     return 0
 
 

@@ -25,7 +25,16 @@ if TYPE_CHECKING:
     from acpd.api.events import EventRecord
 
     from ._turn import TurnTracker
-    from .models import Agent, AuditStats, PermissionAnswer, PermissionRequest, PromptResult, Session, UsageReport
+    from .models import (
+        Agent,
+        AuditStats,
+        GcResult,
+        PermissionAnswer,
+        PermissionRequest,
+        PromptResult,
+        Session,
+        UsageReport,
+    )
 
 Prompt = str | list[dict[str, Any]]
 AsyncOnPermission = Callable[["PermissionRequest"], "str | Awaitable[str | None] | None"]
@@ -199,6 +208,14 @@ class AsyncAcpd:
     async def turns(self, session_id: str) -> list[dict[str, Any]]:
         """The session's turns, oldest first: prompt preview, stop reason, usage, steps, times, seqs."""
         return c.models.TurnList.model_validate(await self.request("GET", c.session_path(session_id, "turns"))).items
+
+    async def collect(
+        self, older_than: str | float, *, archived_only: bool = False, dry_run: bool = False, vacuum: bool = False
+    ) -> GcResult:
+        """Delete the sessions last updated longer ago than ``older_than`` (``"30d"``, ``"12h"``…, or
+        seconds), only archived ones with ``archived_only``; sessions in use are kept."""
+        body = {"olderThan": older_than, "archivedOnly": archived_only, "dryRun": dry_run, "vacuum": vacuum}
+        return c.models.GcResult.model_validate(await self.request("POST", "/v1/gc", json=body))
 
     async def usage(
         self, group_by: str = "session", *, since: str | None = None, until: str | None = None

@@ -16,7 +16,16 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from acpd.api import models as api
-from acpd.api.models import Agent, AuditStats, PermissionAnswer, Session, ToolCallPage, TurnList, UsageReport
+from acpd.api.models import (
+    Agent,
+    AuditStats,
+    GcResult,
+    PermissionAnswer,
+    Session,
+    ToolCallPage,
+    TurnList,
+    UsageReport,
+)
 
 __all__ = [
     "Agent",
@@ -29,6 +38,7 @@ __all__ = [
     "TurnList",
     "Usage",
     "UsageReport",
+    "GcResult",
 ]
 
 REPLY_OPTION_KINDS: dict[str, tuple[str, ...]] = {

@@ -41,7 +41,7 @@ from acpd.protocol.jsonio import JsonObject
 from acpd.settings import DaemonConfig
 from acpd.store.base import EventStore, SessionPage
 
-from . import session_files
+from . import retention, session_files
 from .log import GroupCommitter
 from .session import RuntimeDeps, SessionRuntime, session_doc_defaults
 from .turns import PLAIN_BLOCKS, Turn, check_attachments
@@ -78,6 +78,8 @@ TRIM_BATCH: Final = 100
 FINAL_COMMIT_SECONDS: Final = 3.0
 """Once the agents are stopped, how long stopping waits for the logs' last commits (a healthy
 store takes milliseconds, a full one gives up at once; only a stuck disk takes this long)."""
+RETENTION_SWEEP_SECONDS: Final = 3600.0
+"""How often the retention setting is applied."""
 RECOVERY_PAGE: Final = 5_000
 """Records read at a time when looking back for an interrupted turn's prompt."""
 
@@ -110,6 +112,8 @@ class SessionManager:
             await self._recover()
             if self.config.idle_seconds > 0:
                 tg.start_soon(self._sweep_idle)
+            if self.config.retention_days > 0:
+                tg.start_soon(self._sweep_retention)
             try:
                 yield self
             finally:
@@ -488,6 +492,44 @@ class SessionManager:
         finally:
             self._claims.pop(session_id).set()
         return await self.runtime(session_id)
+
+    async def collect(self, older_than: float, *, archived_only: bool = False, dry_run: bool = False) -> JsonObject:
+        """Delete the sessions last updated more than ``older_than`` seconds ago (only archived ones
+        with ``archived_only``), with their events and index rows; a session in use (a turn, a
+        pending permission, a start) is kept. ``dry_run``: say what would go, delete nothing."""
+        before = retention.cutoff(older_than)
+        deleted: list[str] = []
+        kept: list[str] = []
+        cursor: str | None = None
+        while True:
+            page = await self.store.list_sessions(limit=200, cursor=cursor, archived=True if archived_only else None)
+            for doc in page.items:
+                if str(doc.get("updatedAt") or doc["createdAt"]) > before:
+                    continue
+                runtime = self._runtimes.get(doc["id"])
+                if runtime is not None and runtime.held_by() is not None:
+                    kept.append(doc["id"])
+                    continue
+                if not dry_run:
+                    with contextlib.suppress(SessionNotFound):  # deleted meanwhile
+                        await self.delete(doc["id"])
+                deleted.append(doc["id"])
+            if page.next_cursor is None:
+                return {"deleted": deleted, "kept": kept, "dryRun": dry_run}
+            cursor = page.next_cursor
+
+    async def _sweep_retention(self) -> None:
+        while True:
+            await anyio.sleep(RETENTION_SWEEP_SECONDS)
+            gone = await self.collect(
+                self.config.retention_days * 86400, archived_only=self.config.retention_archived_only
+            )
+            if gone["deleted"]:
+                logger.info(
+                    "retention: %d session(s) older than %s days deleted",
+                    len(gone["deleted"]),
+                    self.config.retention_days,
+                )
 
     async def list_sessions(self, **filters: Any) -> SessionPage:
         return self._live(await self.store.list_sessions(**filters))

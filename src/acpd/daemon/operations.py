@@ -211,6 +211,16 @@ OPERATIONS: Final[tuple[Op, ...]] = (
     ),
     Op(
         "post",
+        "/v1/gc",
+        "collectSessions",
+        "Delete the sessions last updated longer ago than olderThan (those in use are kept)",
+        "sessions",
+        answer="GcResult",
+        body="GcRequest",
+        problems=(*BODY, *STORE),
+    ),
+    Op(
+        "post",
         "/v1/sessions/{id}/fork",
         "forkSession",
         "A new session with this one's history up to atSeq",

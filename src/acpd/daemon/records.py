@@ -19,7 +19,7 @@ from acpd.errors import InvalidInput, SessionNotFound
 from acpd.protocol.events import EventRecord
 from acpd.protocol.jsonio import JsonObject
 
-from . import session_files
+from . import retention, session_files
 from .bodies import checked
 from .http import json_response, manager_of, read_body, read_json
 from .manager import SessionManager
@@ -104,7 +104,20 @@ async def turns(request: Request) -> Response:
     return json_response({"items": await store.turns(session_id)})
 
 
+async def collect(request: Request) -> Response:
+    body = checked(await read_json(request), "GcRequest")
+    manager = manager_of(request)
+    dry_run = body.get("dryRun") is True
+    result = await manager.collect(
+        retention.age_seconds(body.get("olderThan")), archived_only=body.get("archivedOnly") is True, dry_run=dry_run
+    )
+    if body.get("vacuum") is True and not dry_run:
+        result["reclaimedBytes"] = await manager.store.compact()
+    return json_response(result)
+
+
 ROUTES: Final = [
+    Route("/v1/gc", collect, methods=["POST"]),
     Route("/v1/sessions/{id}/turns", turns, methods=["GET"]),
     Route("/v1/sessions/{id}/fork", fork, methods=["POST"]),
     Route("/v1/sessions/import", import_session, methods=["POST"]),

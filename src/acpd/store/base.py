@@ -126,4 +126,9 @@ class EventStore(Protocol):
 
     async def put_idempotent(self, session_id: str, key: str, value: str) -> None: ...
 
+    async def compact(self) -> int:
+        """Give the space deleted sessions left back to the file system; how many bytes. Writes
+        wait while it runs."""
+        ...
+
     async def aclose(self) -> None: ...

@@ -392,6 +392,11 @@ class SqliteEventStore:
         items = [{**jsonio.loads(text), "match": match} for _, text, match in found[offset : offset + limit]]
         return SessionPage(items, encode_search_cursor(offset + limit) if len(found) > offset + limit else None)
 
+    async def compact(self) -> int:
+        """``VACUUM``: rewrite the database without the pages deleted sessions freed (SQLite keeps
+        them for reuse otherwise); how many bytes the file shrank by. Writes wait meanwhile."""
+        return await self._write(_compact_sync)
+
     async def turns(self, session_id: str) -> list[dict[str, Any]]:
         """The session's turns in order, each with its own usage and cost."""
         return turn_views(await self._read(_turns_sync, session_id, None, None))
@@ -991,3 +996,15 @@ def quick_check(path: str) -> list[str]:
     except sqlite3.Error as exc:
         raise StoreError(f"cannot read the event store {path!r}: {exc}") from exc
     return [] if found == ["ok"] else found
+
+
+def _compact_sync(conn: sqlite3.Connection) -> int:
+    def size() -> int:
+        pages: int = conn.execute("PRAGMA page_count").fetchone()[0]
+        page_size: int = conn.execute("PRAGMA page_size").fetchone()[0]
+        return pages * page_size
+
+    before = size()
+    conn.execute("VACUUM")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return max(0, before - size())
