@@ -92,8 +92,16 @@ async def test_over_rest_the_agent_asks_permission_runs_the_tool_replies_and_rep
                         assert reply.status_code == 200, reply.text
                         break
         log = await events(http, session_id)
+        markdown = (await http.get(f"/v1/sessions/{session_id}/export", params={"format": "markdown"})).text
+        audited = (await http.get("/v1/audit/tool-calls", params={"session": session_id})).json()["items"]
+        turns = (await http.get(f"/v1/sessions/{session_id}/turns")).json()["items"]
     assert answer["stopReason"] == "end_turn", answer
     assert "All done. Tool said:" in answer["text"]
+    # the records read the same for every backend: the transcript, the audit and the turns
+    assert "## Turn 1" in markdown and "**Tool call**" in markdown and "decided by client" in markdown
+    asked = [row for row in audited if row["permissionAsked"]]
+    assert [(row["decidedBy"], row["outcome"]) for row in asked] == [("client", "allow_once")], audited
+    assert [(t["turn"], t["stopReason"]) for t in turns] == [(1, "end_turn")]
     assert (agent_daemon.work / "hi.txt").read_text() == "hi\n"
     updates = [u for e in log if (u := update_of(e))]
     assert lifecycle_problems(updates) == []
