@@ -58,6 +58,7 @@ class AuditRow:
     request_id: str | None = None
     options: str | None = None
     reply: str | None = None
+    outcome: str | None = None
     decided_by: str | None = None
     ended_at: str | None = None
     project: str | None = field(default=None, compare=False)
@@ -76,7 +77,7 @@ class AuditRow:
             "status": self.status,
             "permissionAsked": self.asked,
             "reply": self.reply,
-            "outcome": reply_kind(self.reply, self.options),
+            "outcome": self.outcome,
             "decidedBy": self.decided_by,
             "startedAt": self.started_at,
             "endedAt": self.ended_at,
@@ -115,7 +116,9 @@ class AuditRows:
             asked = [r for r in self._rows if r.session_id == change.session_id and r.request_id == change.request_id]
             open_ = [r for r in asked if r.reply is None]
             if open_:
-                open_[-1].reply, open_[-1].decided_by = change.reply, change.decided_by
+                answered = open_[-1]
+                answered.reply, answered.outcome = change.reply, reply_kind(change.reply, answered.options)
+                answered.decided_by = change.decided_by
             return
         key = (change.session_id, change.tool_call_id)
         row = self._by_id.get(key)

@@ -52,7 +52,6 @@ from acpd.store._audit import (
     AuditFilter,
     AuditRow,
     TurnRow,
-    count_by,
     decode_audit_cursor,
     decode_search_cursor,
     encode_audit_cursor,
@@ -140,6 +139,7 @@ MIGRATIONS: Final[tuple[tuple[str | Callable[[sqlite3.Connection], None], ...], 
             request_id TEXT,
             options TEXT,
             reply TEXT,
+            outcome TEXT,
             decided_by TEXT,
             ended_at TEXT,
             UNIQUE (session_id, tool_call_id)
@@ -361,12 +361,7 @@ class SqliteEventStore:
 
     async def tool_call_stats(self, wanted: AuditFilter) -> dict[str, dict[str, int]]:
         """Counts of the matching tool calls by kind, status, agent, outcome and who decided."""
-        views: list[dict[str, Any]] = []
-        after = 0
-        while rows := await self._read(_tool_calls_sync, wanted, after, INDEX_PAGE):
-            views.extend(row.view() for _, row in rows)
-            after = rows[-1][0]
-        return count_by(views)
+        return await self._read(_tool_call_stats_sync, wanted)
 
     async def search_sessions(
         self,
@@ -808,7 +803,8 @@ _UPSERT_TOOL_CALL: Final = (
     " ended_at = coalesce(ended_at, excluded.ended_at)"
 )
 _ASKED_OPEN: Final = (
-    "SELECT rowid FROM tool_calls WHERE session_id = ? AND request_id = ? AND reply IS NULL ORDER BY rowid DESC LIMIT 1"
+    "SELECT rowid, options FROM tool_calls WHERE session_id = ? AND request_id = ? AND reply IS NULL"
+    " ORDER BY rowid DESC LIMIT 1"
 )
 _SELECT_TOOL_CALLS: Final = (
     "SELECT t.rowid, " + ", ".join(f"t.{name}" for name in COLUMNS if name != "project") + ", s.project"
@@ -875,8 +871,8 @@ def _index_tool_calls(conn: sqlite3.Connection, records: Sequence[EventRecord]) 
                 row = conn.execute(_ASKED_OPEN, (change.session_id, change.request_id)).fetchone()
                 if row is not None:
                     conn.execute(
-                        "UPDATE tool_calls SET reply = ?, decided_by = ? WHERE rowid = ?",
-                        (change.reply, change.decided_by, row[0]),
+                        "UPDATE tool_calls SET reply = ?, outcome = ?, decided_by = ? WHERE rowid = ?",
+                        (change.reply, audit.reply_kind(change.reply, row[1]), change.decided_by, row[0]),
                     )
                 continue
             ended = change.at if change.status in audit.FINISHED else None
@@ -1008,3 +1004,20 @@ def _compact_sync(conn: sqlite3.Connection) -> int:
     conn.execute("VACUUM")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return max(0, before - size())
+
+
+_STAT_COLUMNS: Final = {"kind": "t.kind", "status": "t.status", "agent": "t.agent", "outcome": "t.outcome"}
+_STAT_COLUMNS_ALL: Final = {**_STAT_COLUMNS, "decidedBy": "t.decided_by"}
+
+
+def _tool_call_stats_sync(conn: sqlite3.Connection, wanted: AuditFilter) -> dict[str, dict[str, int]]:
+    where, params = _audit_where(wanted, 0)
+    source = " FROM tool_calls t LEFT JOIN sessions s ON s.id = t.session_id" + where
+    total = conn.execute("SELECT count(*)" + source, params).fetchone()[0]
+    stats: dict[str, dict[str, int]] = {"total": {"toolCalls": total}}
+    for group, column in _STAT_COLUMNS_ALL.items():
+        rows = conn.execute(
+            f"SELECT coalesce({column}, 'none'), count(*){source} GROUP BY 1 ORDER BY min(t.rowid)", params
+        )
+        stats[group] = dict(rows.fetchall())
+    return stats
