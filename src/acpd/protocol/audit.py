@@ -10,7 +10,7 @@ never behind the log and can be rebuilt from it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final, NamedTuple
 
 from acpd.protocol import jsonio
@@ -51,11 +51,23 @@ def reply_kind(reply: str | None, options: str | None) -> str | None:
     return kind if isinstance(kind, str) else reply
 
 
+def changes_in(records: Sequence[EventRecord]) -> list[ToolCallChange]:
+    """The changes a batch of records makes, in order. A batch with no mark of a tool call
+    anywhere (a burst of reply chunks) is passed over with three searches of its joined text
+    instead of three a record."""
+    if len(records) > 1:
+        joined = "".join(record.payload for record in records)
+        if '"tool_call' not in joined and '"session/request_permission"' not in joined and '"outcome"' not in joined:
+            return []
+    return [change for record in records for change in changes(record)]
+
+
 def changes(record: EventRecord) -> list[ToolCallChange]:
     """The changes ``record`` makes to the index (none for most records: they are checked by a
     substring first, and parsed only when they may be about a tool call)."""
     payload = record.payload
-    if not any(mark in payload for mark in _MARKS):
+    # spelled out, not any() over _MARKS: this runs for every record a store commits
+    if '"tool_call' not in payload and '"session/request_permission"' not in payload and '"outcome"' not in payload:
         return []
     message = jsonio.loads(payload)
     if not isinstance(message, dict):
@@ -134,14 +146,6 @@ PREVIEW_CHARS: Final = 120
 SEARCHED_REPLY_CHARS: Final = 16_384
 """Characters of a turn's reply kept for search (its beginning)."""
 TOKEN_FIELDS: Final = ("inputTokens", "outputTokens", "cachedReadTokens", "thoughtTokens", "totalTokens")
-_TURN_MARKS: Final = (
-    '"session/prompt"',
-    '"tool_call"',
-    '"usage_update"',
-    '"agent_message_chunk"',
-    '"turn-',
-    "_acpd/turn_interrupted",
-)
 
 
 class OpenTurn:
@@ -193,27 +197,45 @@ class TurnEnd(NamedTuple):
 
 
 def turn_ends(records: Iterable[EventRecord], open_turns: OpenTurns) -> list[TurnEnd]:
-    """The turns ``records`` end; what they tell of turns still running goes into ``open_turns``."""
+    """The turns ``records`` end; what they tell of turns still running goes into ``open_turns``.
+    Only what may matter is parsed: a flood of reply chunks costs a substring test each once its
+    turn holds the reply's first ``SEARCHED_REPLY_CHARS``."""
     ended: list[TurnEnd] = []
+    last: tuple[str, int, OpenTurn | None] = ("", -1, None)  # a batch is mostly one turn's updates
     for record in records:
         payload = record.payload
-        if record.turn <= 0 or not any(mark in payload for mark in _TURN_MARKS):
+        if record.sender == "agent" and '"session/update"' in payload:
+            if last[1] != record.turn or last[0] != record.session_id:
+                last = (record.session_id, record.turn, open_turns.get((record.session_id, record.turn)))
+            held = last[2]
+            if held is not None and _may_tell(payload, held):
+                update = _object(_object(_object(jsonio.loads(payload)).get("params")).get("update"))
+                _observe(held, update)
             continue
-        message = _object(jsonio.loads(payload))
+        if record.turn <= 0:
+            continue
         key = (record.session_id, record.turn)
+        if '"turn-' not in payload and '"session/prompt"' not in payload and "_acpd/turn_interrupted" not in payload:
+            continue  # spelled out (see changes)
+        message = _object(jsonio.loads(payload))
         method = message.get("method")
-        params = _object(message.get("params"))
         if method == "session/prompt" and record.sender == "client":
-            open_turns[key] = OpenTurn(_prompt_text(params.get("prompt")), record.at, record.seq)
-        elif method == "session/update" and record.sender == "agent":
-            held = open_turns.get(key)
-            if held is not None:
-                _observe(held, _object(params.get("update")))
+            prompt = _object(message.get("params")).get("prompt")
+            open_turns[key] = OpenTurn(_prompt_text(prompt), record.at, record.seq)
+            last = ("", -1, None)
         elif (method is None and message.get("id") == f"turn-{record.turn}") or (
             method == "_acpd/turn_interrupted" and record.sender == "daemon"
         ):
             ended.append(_end(record, message, open_turns.pop(key, None)))
+            last = ("", -1, None)
     return ended
+
+
+def _may_tell(payload: str, held: OpenTurn) -> bool:
+    """Whether an update may change what ``held`` knows: a step, a cost, or reply text it still wants."""
+    if '"agent_message_chunk"' in payload:
+        return held.size < SEARCHED_REPLY_CHARS
+    return '"tool_call"' in payload or '"usage_update"' in payload
 
 
 def _observe(held: OpenTurn, update: dict[str, object]) -> None:

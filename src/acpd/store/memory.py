@@ -103,9 +103,8 @@ class MemoryEventStore:
             self._sessions[entry[0].id] = entry
         for doc in sessions:
             self._search.title(str(doc["id"]), doc.get("title"))
-        for record in records:
-            for change in audit.changes(record):
-                self._audit.apply(change, self._agent_of)
+        for change in audit.changes_in(records):
+            self._audit.apply(change, self._agent_of)
         for end in audit.turn_ends(records, self._open_turns):
             if end.started_at is None:  # begun before this store was: its records tell the rest
                 again = [r for r in self._logs[end.session_id][: end.last_seq] if r.turn == end.turn]

@@ -865,35 +865,34 @@ def _turns_sync(conn: sqlite3.Connection, session: str | None, since: str | None
 
 
 def _index_tool_calls(conn: sqlite3.Connection, records: Sequence[EventRecord]) -> None:
-    for record in records:
-        for change in audit.changes(record):
-            if change.tool_call_id is None:
-                row = conn.execute(_ASKED_OPEN, (change.session_id, change.request_id)).fetchone()
-                if row is not None:
-                    conn.execute(
-                        "UPDATE tool_calls SET reply = ?, outcome = ?, decided_by = ? WHERE rowid = ?",
-                        (change.reply, audit.reply_kind(change.reply, row[1]), change.decided_by, row[0]),
-                    )
-                continue
-            ended = change.at if change.status in audit.FINISHED else None
-            conn.execute(
-                _UPSERT_TOOL_CALL,
-                (
-                    change.session_id,
-                    change.tool_call_id,
-                    change.session_id,
-                    change.turn,
-                    change.at,
-                    change.kind,
-                    change.title,
-                    change.locations,
-                    change.status,
-                    int(change.asked),
-                    change.request_id,
-                    change.options,
-                    ended,
-                ),
-            )
+    for change in audit.changes_in(records):
+        if change.tool_call_id is None:
+            row = conn.execute(_ASKED_OPEN, (change.session_id, change.request_id)).fetchone()
+            if row is not None:
+                conn.execute(
+                    "UPDATE tool_calls SET reply = ?, outcome = ?, decided_by = ? WHERE rowid = ?",
+                    (change.reply, audit.reply_kind(change.reply, row[1]), change.decided_by, row[0]),
+                )
+            continue
+        ended = change.at if change.status in audit.FINISHED else None
+        conn.execute(
+            _UPSERT_TOOL_CALL,
+            (
+                change.session_id,
+                change.tool_call_id,
+                change.session_id,
+                change.turn,
+                change.at,
+                change.kind,
+                change.title,
+                change.locations,
+                change.status,
+                int(change.asked),
+                change.request_id,
+                change.options,
+                ended,
+            ),
+        )
 
 
 def _index_stored_logs(conn: sqlite3.Connection) -> None:
