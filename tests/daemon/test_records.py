@@ -357,3 +357,13 @@ async def test_gc_deletes_old_sessions_and_keeps_those_in_use(
     assert [s["id"] for s in listed] == [busy["id"]]
     for age in ("soon", "99999999999999d", 1e308, -1):
         assert (await client.post("/v1/gc", json={"olderThan": age})).status_code == 400, age
+
+
+async def test_an_import_larger_than_the_body_limit_is_refused_before_it_is_read_whole(
+    client: httpx.AsyncClient,
+) -> None:
+    too_big = b'{"acpdExport": 1}\n' + b"x" * (8 * 1024 * 1024)
+    response = await client.post("/v1/sessions/import", content=too_big)
+    assert response.status_code == 413
+    assert response.json()["type"] == "urn:acpd:problem:payload-too-large"
+    assert (await client.get("/v1/sessions", params={"archived": "any"})).json()["items"] == []
