@@ -34,7 +34,6 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import astuple
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar, TypeVarTuple
@@ -824,11 +823,14 @@ INDEX_PAGE: Final = 5_000
 """Events read at a time when the index is built from stored logs."""
 
 
+_TURN_STORED: Final = tuple(name for name in TURN_COLUMNS if name != "project")
 _INSERT_TURN: Final = (
-    "INSERT OR REPLACE INTO turns (" + ", ".join(name for name in TURN_COLUMNS if name != "project") + ")"
+    "INSERT OR REPLACE INTO turns (" + ", ".join(_TURN_STORED) + ")"
     " VALUES (" + ", ".join("?" * (len(TURN_COLUMNS) - 1)) + ")"
 )
-_AGENT_AND_MODEL: Final = "SELECT agent, json_extract(doc, '$.model') FROM sessions WHERE id = ?"
+_AGENTS_AND_MODELS: Final = (
+    "SELECT id, agent, json_extract(doc, '$.model') FROM sessions WHERE id IN (SELECT value FROM json_each(?))"
+)
 _TURN_RECORDS: Final = (
     "SELECT session_id, seq, at, sender, turn, payload FROM events WHERE session_id = ? AND turn = ? ORDER BY seq"
 )
@@ -839,18 +841,27 @@ _SELECT_TURNS: Final = (
 
 
 def _index_records(conn: sqlite3.Connection, records: Sequence[EventRecord], open_turns: audit.OpenTurns) -> None:
+    """The indexes' rows for ``records``: a statement of each kind for the whole batch (a group
+    commit ends many sessions' turns at once), not one a turn."""
     _index_tool_calls(conn, records)
-    for end in audit.turn_ends(records, open_turns):
-        if end.started_at is None:  # begun before a restart: its records tell the rest
-            again = conn.execute(_TURN_RECORDS, (end.session_id, end.turn)).fetchall()
-            end = audit.turn_ends([EventRecord(*row) for row in again if row[1] <= end.last_seq], {})[-1]
-        facts = conn.execute(_AGENT_AND_MODEL, (end.session_id,)).fetchone() or (None, None)
-        conn.execute(_INSERT_TURN, astuple(turn_row(end, *facts))[:-1])
-        if end.text:
-            conn.execute(
-                "INSERT INTO search (session_id, turn, kind, body) VALUES (?, ?, 'turn', ?)",
-                (end.session_id, end.turn, end.text),
-            )
+    ends = [_whole(conn, end) for end in audit.turn_ends(records, open_turns)]
+    if not ends:
+        return
+    among = jsonio.dumps_str(sorted({end.session_id for end in ends}))
+    facts = {row[0]: (row[1], row[2]) for row in conn.execute(_AGENTS_AND_MODELS, (among,))}
+    rows = [turn_row(end, *facts.get(end.session_id, (None, None))) for end in ends]
+    conn.executemany(_INSERT_TURN, [tuple(getattr(row, name) for name in _TURN_STORED) for row in rows])
+    texts = [(end.session_id, end.turn, end.text) for end in ends if end.text]
+    if texts:
+        conn.executemany("INSERT INTO search (session_id, turn, kind, body) VALUES (?, ?, 'turn', ?)", texts)
+
+
+def _whole(conn: sqlite3.Connection, end: audit.TurnEnd) -> audit.TurnEnd:
+    """``end``, with what its turn's records told before a restart, read back if need be."""
+    if end.started_at is not None:
+        return end
+    again = conn.execute(_TURN_RECORDS, (end.session_id, end.turn)).fetchall()
+    return audit.turn_ends([EventRecord(*row) for row in again if row[1] <= end.last_seq], {})[-1]
 
 
 def _turns_sync(conn: sqlite3.Connection, session: str | None, since: str | None, until: str | None) -> list[TurnRow]:
