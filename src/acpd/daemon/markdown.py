@@ -13,7 +13,9 @@ from typing import Final
 
 from acpd.protocol import methods
 from acpd.protocol.events import EventRecord
-from acpd.protocol.jsonio import JsonObject, JsonValue
+from acpd.protocol.jsonio import JsonObject, JsonValue, objects_in
+
+from .transcript import prompt_text
 
 MAX_OUTPUT_LINES: Final = 40
 """Lines of a tool call's text output kept; the rest is said to be clipped."""
@@ -105,7 +107,7 @@ class MarkdownTranscript:
     def _prompt(self, turn: int, params: JsonObject) -> str:
         text = self.end()
         self._turn = turn
-        prompt = _blocks_text(params.get("prompt"))[:MAX_PROMPT_CHARS]
+        prompt = prompt_text(params.get("prompt"))[:MAX_PROMPT_CHARS]
         quoted = "\n".join(f"> {line}" if line else ">" for line in prompt.splitlines()) or ">"
         return text + f"## Turn {turn}\n\n**Prompt**\n\n{quoted}\n\n"
 
@@ -159,7 +161,7 @@ class MarkdownTranscript:
         outcome = _object(result.get("outcome"))
         decided = _object(_object(result.get("_meta")).get("acpd")).get("decidedBy")
         chosen = outcome.get("optionId") if outcome.get("outcome") == "selected" else outcome.get("outcome")
-        names = {o.get("optionId"): o.get("name") for o in _objects(asked.get("options"))}
+        names = {o.get("optionId"): o.get("name") for o in objects_in(asked.get("options"))}
         answer = names.get(chosen) or chosen or ("error" if "error" in reply else "no answer")
         what = _line(str(tool.get("title") or tool.get("toolCallId") or "a tool call"))
         kind = f" ({tool['kind']})" if tool.get("kind") else ""
@@ -179,10 +181,10 @@ class MarkdownTranscript:
 def _tool_call(call: JsonObject) -> str:
     title = _line(str(call.get("title") or "tool call"))
     lines = [f"**Tool call** {title} · {call.get('kind') or 'other'} · {call.get('status') or 'pending'}\n"]
-    locations = [_location(place) for place in _objects(call.get("locations"))]
+    locations = [_location(place) for place in objects_in(call.get("locations"))]
     if locations:
         lines.append(f"\nLocations: {', '.join(locations)}\n")
-    lines.extend(_tool_content(item) for item in _objects(call.get("content")))
+    lines.extend(_tool_content(item) for item in objects_in(call.get("content")))
     return "".join(lines) + "\n"
 
 
@@ -211,7 +213,7 @@ def _plan(entries: JsonValue) -> str:
     items = [
         f"- [{PLAN_MARKS.get(str(e.get('status')), ' ')}] {_line(str(e.get('content', '')))}"
         + (" *(in progress)*" if e.get("status") == "in_progress" else "")
-        for e in _objects(entries)
+        for e in objects_in(entries)
     ]
     return "**Plan**\n\n" + "\n".join(items) + "\n\n"
 
@@ -228,21 +230,6 @@ def _fenced(language: str, body: str) -> str:
     return f"\n{fence}{language}\n{body}\n{fence}\n"
 
 
-def _blocks_text(prompt: object) -> str:
-    parts = []
-    for block in _objects(prompt):
-        if block.get("type") == "text":
-            parts.append(str(block.get("text", "")))
-        elif block.get("type") == "resource_link":
-            parts.append(f"[{block.get('name') or block.get('uri')}]({block.get('uri')})")
-        elif block.get("type") == "resource":
-            resource = _object(block.get("resource"))
-            parts.append(f"[resource {resource.get('uri')}]")
-        else:
-            parts.append(f"[{block.get('type')}]")
-    return "\n".join(parts)
-
-
 def _line(text: str) -> str:
     """One line, safe in a table cell."""
     return " ".join(text.split()).replace("|", "\\|")
@@ -254,7 +241,3 @@ def _cell(value: object) -> str:
 
 def _object(value: object) -> JsonObject:
     return value if isinstance(value, dict) else {}
-
-
-def _objects(value: object) -> list[JsonObject]:
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []

@@ -36,7 +36,7 @@ def conversation(records: Iterable[EventRecord]) -> Iterator[tuple[str, str]]:
             if agent_text:
                 yield "agent", "".join(agent_text).strip()
                 agent_text = []
-            yield "user", _blocks_text(params.get("prompt"))
+            yield "user", prompt_text(params.get("prompt"))
         elif method == methods.SESSION_UPDATE:
             line = _update_text(params.get("update"))
             if line is not None:
@@ -77,7 +77,8 @@ def _update_text(update: object) -> str | None:
     return None
 
 
-def _blocks_text(prompt: object) -> str:
+def prompt_text(prompt: object) -> str:
+    """A prompt's blocks as text: its texts, and a resource or link by its URI."""
     parts: list[str] = []
     for block in objects_in(prompt):
         if block.get("type") == "text" and isinstance(block.get("text"), str):

@@ -35,10 +35,7 @@ class AuditFilter:
     until: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("since", "until"):
-            value = getattr(self, name)
-            if value is not None:
-                _check_time(value, name)
+        check_times(self.since, self.until)
 
 
 @dataclass(slots=True)
@@ -185,6 +182,13 @@ def _duration_ms(start: str, end: str | None) -> int | None:
 
 def _parse(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def check_times(since: str | None, until: str | None) -> None:
+    """Refuse a ``since`` or ``until`` that is not an RFC 3339 date or time."""
+    for name, value in (("since", since), ("until", until)):
+        if value is not None:
+            _check_time(value, name)
 
 
 def _check_time(value: str, name: str) -> None:

@@ -21,6 +21,7 @@ from acpd.store._audit import (
     SearchTexts,
     TurnRow,
     TurnRows,
+    check_times,
     count_by,
     decode_audit_cursor,
     decode_search_cursor,
@@ -231,7 +232,7 @@ class MemoryEventStore:
 
     async def usage(self, group_by: str, *, since: str | None = None, until: str | None = None) -> dict[str, Any]:
         self._check_open()
-        AuditFilter(since=since, until=until)  # checks the times
+        check_times(since, until)
         return usage_report(turn_views(self._shown(self._turns.select(None, since, until))), group_by)
 
     def _shown(self, rows: list[TurnRow]) -> list[TurnRow]:

@@ -51,6 +51,7 @@ from acpd.store._audit import (
     AuditFilter,
     AuditRow,
     TurnRow,
+    check_times,
     decode_audit_cursor,
     decode_search_cursor,
     encode_audit_cursor,
@@ -401,7 +402,7 @@ class SqliteEventStore:
         Raises:
             InvalidInput: another ``group_by``, or a malformed time.
         """
-        AuditFilter(since=since, until=until)  # checks the times
+        check_times(since, until)
         return usage_report(turn_views(await self._read(_turns_sync, None, since, until)), group_by)
 
     async def aclose(self) -> None:
