@@ -28,6 +28,7 @@ from acpd.protocol.jsonrpc import RequestId
 from acpd.rpc.peer import Direction, JsonRpcPeer
 from acpd.transports.base import Transport
 
+from .acp_records import AcpRecords
 from .acp_views import (
     AGENT_OPTION_ID,
     SETTING_FOR_CATEGORY,
@@ -135,6 +136,8 @@ class AcpConnection:
             methods.SESSION_SET_CONFIG_OPTION: self._set_config_option,
             methods.SESSION_SET_MODEL: self._set_model,
         }
+        self._records = AcpRecords(manager).handlers()
+        self._handlers.update(self._records)
 
     # -- ClientLink ------------------------------------------------------------------------------
 
@@ -199,12 +202,24 @@ class AcpConnection:
         info = params.get("clientInfo")
         self.client_info = info if isinstance(info, dict) else None
         agents = self._manager.config.all_agents()
+        capabilities = dict(AGENT_CAPABILITIES)
+        # the blocks a prompt may carry are the agent's to take: promise what the connection's
+        # agent said it takes when one of its sessions started, else only what every agent must
+        known = await self._manager.prompt_capabilities(self._agent_name())
+        if known is not None:
+            capabilities["promptCapabilities"] = known
         return {
             "protocolVersion": methods.PROTOCOL_VERSION,
-            "agentCapabilities": AGENT_CAPABILITIES,
+            "agentCapabilities": capabilities,
             "authMethods": [],
             "agentInfo": {"name": "acpd", "title": "acpd", "version": __version__},
-            "_meta": {"acpd": {"agents": sorted(agents), "defaultAgent": self._agent_name()}},
+            "_meta": {
+                "acpd": {
+                    "agents": sorted(agents),
+                    "defaultAgent": self._agent_name(),
+                    "methods": sorted(self._records),
+                }
+            },
         }
 
     def _agent_name(self) -> str:
@@ -270,7 +285,11 @@ class AcpConnection:
             _absolute(cwd, "cwd")
         if cursor is not None and not isinstance(cursor, str):
             raise InvalidInput('"cursor" must be a string')
-        page = await self._manager.list_sessions(limit=LIST_PAGE, cursor=cursor, cwd=cwd, archived=False)
+        filters = _list_filters(_acpd_meta(params))
+        q = filters.pop("q", None)
+        filters.update(limit=LIST_PAGE, cursor=cursor, cwd=cwd)
+        manager = self._manager
+        page = await (manager.list_sessions(**filters) if q is None else manager.search_sessions(q, **filters))
         answer: JsonObject = {"sessions": [session_info(doc) for doc in page.items]}
         if page.next_cursor is not None:
             answer["nextCursor"] = page.next_cursor
@@ -510,6 +529,26 @@ def _setting_change(runtime: SessionRuntime, config_id: str, value: str | bool) 
                 return {field: value}
             return {"config": {config_id: value}}
     raise InvalidInput(f"session {runtime.session_id} has no config option {config_id!r}")
+
+
+def _list_filters(extra: JsonObject) -> dict[str, Any]:
+    """``session/list``'s own filters, in ``_meta.acpd``: ``archived`` (false by default: archived
+    sessions are hidden; true: only them; ``"any"``: both), ``project``, ``agent`` and ``q`` (a
+    full-text search over titles, prompts and replies, best match first)."""
+    unknown = set(extra) - {"archived", "project", "agent", "q"}
+    if unknown:
+        raise InvalidInput(f"unknown _meta.acpd fields {sorted(unknown)}; use archived, project, agent, q")
+    archived = extra.get("archived", False)
+    if archived not in (True, False, "any"):
+        raise InvalidInput('_meta.acpd.archived must be true, false or "any"')
+    filters: dict[str, Any] = {"archived": None if archived == "any" else archived}
+    for name in ("project", "agent", "q"):
+        value = extra.get(name)
+        if value is not None and not isinstance(value, str):
+            raise InvalidInput(f"_meta.acpd.{name} must be a string")
+        if value is not None:
+            filters[name] = value
+    return filters
 
 
 def _session_id(params: JsonObject) -> str:

@@ -17,7 +17,7 @@ import functools
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -534,6 +534,17 @@ class SessionManager:
     async def list_sessions(self, **filters: Any) -> SessionPage:
         return self._live(await self.store.list_sessions(**filters))
 
+    async def prompt_capabilities(self, agent: str) -> JsonObject | None:
+        """What ``agent`` said it takes in prompts (``promptCapabilities``), as its most recent
+        session that started it recorded; None when no session of it has started yet."""
+        for runtime in reversed(self._runtimes.values()):
+            if runtime.doc.get("agent") == agent and runtime.doc.get("capabilities"):
+                return _prompt_capabilities(runtime.doc)
+        for doc in (await self.store.list_sessions(agent=agent, archived=None, limit=20)).items:
+            if doc.get("capabilities"):
+                return _prompt_capabilities(doc)
+        return None
+
     async def search_sessions(self, q: str, **filters: Any) -> SessionPage:
         """Full-text search over titles, prompts and replies (``EventStore.search_sessions``)."""
         return self._live(await self.store.search_sessions(q, **filters))
@@ -855,3 +866,9 @@ async def _turn_prompt(runtime: SessionRuntime, turn: int, end: int) -> EventRec
             found = record
         end = start
     return found
+
+
+def _prompt_capabilities(doc: Mapping[str, Any]) -> JsonObject:
+    offered = (doc.get("capabilities") or {}).get("promptCapabilities")
+    offered = offered if isinstance(offered, dict) else {}
+    return {name: offered.get(name) is True for name in ("image", "audio", "embeddedContext")}

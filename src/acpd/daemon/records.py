@@ -9,7 +9,7 @@ log stood when the request came, so a session of any length exports with flat me
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import Final
+from typing import Final, TypeAlias
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -33,6 +33,7 @@ FORMATS: Final = {
     "markdown": "text/markdown; charset=utf-8",
 }
 SUFFIXES: Final = {"json": "json", "jsonl": "jsonl", "markdown": "md"}
+Chunks: TypeAlias = AsyncIterator[str]
 
 
 async def export(request: Request) -> Response:
@@ -44,9 +45,14 @@ async def export(request: Request) -> Response:
     async with manager.leased(session_id) as runtime:
         doc = runtime.wire()
         upto = runtime.log.committed_seq
-    body = _markdown(manager, doc, upto) if fmt == "markdown" else _json(manager, doc, upto, lines=fmt == "jsonl")
+    body = export_chunks(manager, doc, upto, fmt)
     disposition = f'attachment; filename="{session_id}.{SUFFIXES[fmt]}"'
     return StreamingResponse(body, media_type=FORMATS[fmt], headers={"Content-Disposition": disposition})
+
+
+def export_chunks(manager: SessionManager, doc: JsonObject, upto: int, fmt: str) -> Chunks:
+    """The export of ``doc``'s session up to ``upto`` in ``fmt`` (one of ``FORMATS``), in pieces."""
+    return _markdown(manager, doc, upto) if fmt == "markdown" else _json(manager, doc, upto, lines=fmt == "jsonl")
 
 
 async def import_session(request: Request) -> Response:

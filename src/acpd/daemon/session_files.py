@@ -31,7 +31,11 @@ class Exported:
 
 def header(doc: Mapping[str, object]) -> str:
     """The first line of a JSON-lines export (and the opening of a JSON one)."""
-    return jsonio.dumps_str({"acpdExport": VERSION, "session": dict(doc)})
+    return jsonio.dumps_str(header_object(doc))
+
+
+def header_object(doc: Mapping[str, object]) -> JsonObject:
+    return {"acpdExport": VERSION, "session": dict(doc)}
 
 
 def parse(data: bytes) -> Exported:

@@ -46,3 +46,12 @@ ACPD_CONTEXT_CARRIED: Final = "_acpd/context_carried"
 ACPD_SESSION_EVICTED: Final = "_acpd/session_evicted"
 ACPD_FORKED_FROM: Final = "_acpd/forked_from"
 ACPD_WARM_UP: Final = "_acpd/warm_up"
+
+# acpd's extension methods on its ACP face (requests from a client): the session records
+ACPD_SESSION_EXPORT: Final = "_acpd/session/export"
+ACPD_SESSION_IMPORT: Final = "_acpd/session/import"
+ACPD_SESSION_UPDATE: Final = "_acpd/session/update"
+ACPD_SESSION_TURNS: Final = "_acpd/session/turns"
+ACPD_AUDIT_TOOL_CALLS: Final = "_acpd/audit/tool_calls"
+ACPD_AUDIT_STATS: Final = "_acpd/audit/stats"
+ACPD_USAGE: Final = "_acpd/usage"
