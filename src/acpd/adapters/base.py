@@ -37,6 +37,12 @@ class SessionHost(Protocol):
     @property
     def cwd(self) -> str: ...
 
+    @property
+    def turns(self) -> int:
+        """The turns the session has had (0: a new session; more: a fork, an import, an agent
+        switch, or a restart brought a conversation this backend may rebuild from ``history``)."""
+        ...
+
     async def emit(self, message: JsonObject) -> None:
         """Record a frame the agent sent (``session/update`` or another notification)."""
         ...
@@ -102,6 +108,9 @@ class BackendState:
     modes: JsonObject | None = None
     config_options: list[JsonObject] | None = None
     models: JsonObject | None = None
+    from_log: bool = False
+    """The backend rebuilt the session's conversation from its log (``SessionHost.history``), so it
+    needs no transcript carried in front of its next prompt, even as a new backend session."""
 
 
 class Backend(Protocol):

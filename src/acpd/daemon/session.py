@@ -153,6 +153,10 @@ class SessionRuntime:
         return str(self.doc["cwd"])
 
     @property
+    def turns(self) -> int:
+        return self._turn_number
+
+    @property
     def policy(self) -> Policy:
         return self._policy
 
@@ -698,9 +702,11 @@ class SessionRuntime:
 
     async def _adopt(self, state: BackendState) -> None:
         resumed = state.how in ("load", "resume")
-        if not resumed and self._turn_number > 0:
-            # a fresh agent session on a session with history (an agent switch, or an agent that
-            # cannot load): the next prompt carries the transcript
+        if state.from_log:
+            self.doc["contextPending"] = False  # it has the conversation, natively
+        elif not resumed and self._turn_number > 0:
+            # a fresh agent session on a session with history (an agent switch, a fork, an import,
+            # or an agent that cannot load): the next prompt carries the transcript
             self.doc["contextPending"] = True
         if self.doc.get("status") == "closed":
             self._set_status("idle")
@@ -721,6 +727,7 @@ class SessionRuntime:
                 "how": state.how,
                 "backendSessionId": state.backend_session_id,
                 "agentInfo": state.agent_info,
+                **({"fromLog": True} if state.from_log else {}),
             },
         )
         # After a resume too: an agent may not keep its settings across its own restart.

@@ -74,22 +74,23 @@ class ClaudeNativeBackend:
         options = client_options(self._config)  # no credentials: unavailable before anything starts
         self._config = None  # what a session keeps in memory is what it needs
         self._host = host
-        how = "new"
-        if resume_id is not None:
+        # Its memory is the session's log, so it rebuilds the conversation natively whenever the
+        # session has one: after a restart, and in a fork, an import or an agent switch too.
+        from_log = resume_id is not None or host.turns > 0
+        if from_log:
             memory = rebuild(await host.history())
             self._messages, self._spent.cost = memory.messages, memory.cost
-            how = "resume"
         self._workspace = await host.workspace()
         self._client = await clients.acquire(options)
         try:
-            task_status.started(self._state(how))
+            task_status.started(self._state("new" if resume_id is None else "resume", from_log=from_log))
             await self._closed.wait()
         finally:
             self._client = None
             await clients.release(options)
             host.backend_exited(0, "")
 
-    def _state(self, how: str) -> BackendState:
+    def _state(self, how: str, *, from_log: bool) -> BackendState:
         host = self._require_host()
         return BackendState(
             backend_session_id=host.session_id,
@@ -98,6 +99,7 @@ class ClaudeNativeBackend:
             capabilities={"loadSession": True, "promptCapabilities": {"embeddedContext": True, "image": True}},
             modes=self._modes(),
             config_options=self._options(),
+            from_log=from_log,
         )
 
     def _modes(self) -> JsonObject:
