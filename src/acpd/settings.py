@@ -40,6 +40,7 @@ IDLE_SECONDS: Final = 300.0
 """How long a live session may sit unused before its runtime leaves memory (its agent stopped)."""
 MAX_LIVE_SESSIONS: Final = 1000
 """How many sessions may be live (loaded, with their agents) at once; past it the least recently used leaves."""
+TITLE_SOURCES: Final = ("prompt", "model")
 
 PermissionPolicy = Literal["ask", "allow", "deny", "allow_reads"]
 
@@ -85,6 +86,11 @@ class DaemonConfig:
     """Sessions last updated longer ago than this are deleted, hourly (as ``acpd gc``); 0: kept forever."""
     retention_archived_only: bool = False
     """Retention deletes only archived sessions."""
+    titles: str = field(default="prompt", metadata={"one_of": TITLE_SOURCES})
+    """How an untitled session is named: ``prompt``, the first line of its first prompt; ``model``,
+    that at once, then a short title a model writes in the background through ``title_agent``."""
+    title_agent: str = "claude-native"
+    """The claude-native agent whose model API, credentials and model write titles (``titles = "model"``)."""
     max_live_sessions: int = field(default=MAX_LIVE_SESSIONS, metadata={"ge": 0})
     """At most this many sessions live at once; past it, the least recently used idle one leaves
     memory as an idle one does. 0: no limit."""
@@ -191,6 +197,11 @@ def _built(model: type[M], name: str, section: Mapping[str, Any]) -> M:
 
 def _check_bounds(name: str, value: object, bounds: Mapping[str, object]) -> None:
     if not bounds:
+        return
+    choices = bounds.get("one_of")
+    if isinstance(choices, tuple):
+        if value not in choices:
+            raise ValueError(f"{name}: must be one of {', '.join(map(repr, choices))} (got {value!r})")
         return
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise ValueError(f"{name}: must be a number (got {value!r})")

@@ -161,7 +161,7 @@ async def test_rename_and_archive_over_acp_and_session_list_hides_archived_unles
         ("_acpd/audit/stats", {"kind": 3}),
         ("_acpd/usage", {"groupBy": "planet"}),
         ("session/list", {"_meta": {"acpd": {"archived": "sometimes"}}}),
-        ("session/list", {"_meta": {"acpd": {"q": "(((\""}}}),
+        ("session/list", {"_meta": {"acpd": {"q": '((("'}}}),
     ],
 )
 async def test_bad_record_requests_over_acp_are_invalid_params_and_the_session_goes_on(

@@ -41,7 +41,7 @@ from acpd.protocol.jsonio import JsonObject
 from acpd.settings import DaemonConfig
 from acpd.store.base import EventStore, SessionPage
 
-from . import retention, session_files
+from . import retention, session_files, titles
 from .log import GroupCommitter
 from .session import RuntimeDeps, SessionRuntime, session_doc_defaults
 from .turns import PLAIN_BLOCKS, Turn, check_attachments
@@ -157,7 +157,19 @@ class SessionManager:
     def _deps(self) -> RuntimeDeps:
         if self._tg is None or self._pools is None:
             raise RuntimeError("SessionManager.running() is not entered")
-        return RuntimeDeps(self.store, self.config, self._tg, self.committer, self._pools)
+        titled = self._title_by_model if self.config.titles == "model" else None
+        return RuntimeDeps(self.store, self.config, self._tg, self.committer, self._pools, titled)
+
+    def _title_by_model(self, session_id: str, derived: str, prompt: list[JsonObject]) -> None:
+        self._deps.task_group.start_soon(titles.write_title, self, session_id, derived, prompt)
+
+    async def retitle(self, session_id: str, derived: str, title: str) -> None:
+        """Name the session ``title``, as a PATCH would, unless its title is no longer ``derived``
+        (its agent or a user named it meanwhile) or it was deleted."""
+        with contextlib.suppress(SessionNotFound):
+            async with self.leased(session_id) as runtime:
+                if runtime.doc.get("title") == derived and title != derived:
+                    await self._update(runtime, {"title": title})
 
     async def _recover(self) -> None:
         """After a restart, turns that were running are over: say so in their logs."""

@@ -106,6 +106,9 @@ class RuntimeDeps:
     committer: GroupCommitter
     pools: BackendPools
     """The agent processes sessions share."""
+    on_titled: Callable[[str, str, list[JsonObject]], None] | None = None
+    """Told ``(session id, title, prompt)`` when a session is named after its first prompt, to
+    have a better title written (``titles = "model"``); it must not block."""
 
 
 class SessionRuntime:
@@ -914,6 +917,8 @@ class SessionRuntime:
         self.doc["turns"] = turn.number
         if self.doc.get("title") is None:
             self.doc["title"] = derived_title(turn.prompt)  # until the agent names the session
+            if self.doc["title"] is not None and self._deps.on_titled is not None:
+                self._deps.on_titled(self.session_id, self.doc["title"], turn.prompt)
         self._set_status("running")
         request_id = f"turn-{turn.number}"
         params: JsonObject = {"sessionId": self.session_id, "prompt": turn.prompt}
