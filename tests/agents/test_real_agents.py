@@ -133,6 +133,31 @@ async def test_the_agent_creates_a_new_file_through_acpd(agent: str, agent_daemo
 
 
 @pytest.mark.parametrize("agent", AGENTS)
+async def test_a_fork_of_the_agents_session_continues_with_the_earlier_turns_on_it_and_on_another_agent(
+    agent: str, agent_daemon: AgentDaemon
+) -> None:
+    require_agent(agent)
+    async with agent_daemon.running() as (_, http):
+        source = await new_session(http, agent, str(agent_daemon.work), permissions="allow")
+
+        async def prompted(session_id: str, text: str) -> dict[str, Any]:
+            with anyio.fail_after(TURN_SECONDS):
+                response = await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": text})
+            assert response.status_code == 200, response.text
+            return dict(response.json())
+
+        first = await prompted(source, "Please remember this.\nmock:text=the secret is kumquat")
+        same = (await http.post(f"/v1/sessions/{source}/fork", json={})).json()["id"]
+        await prompted(same, "Please go on.\nmock:text=going on")
+        carried = jsonio.dumps_str(agent_daemon.model.requests[-1].body)
+        other = (await http.post(f"/v1/sessions/{source}/fork", json={"agent": "mock"})).json()["id"]
+        on_mock = await prompted(other, "context")
+    assert "the secret is kumquat" in first["text"]
+    assert "the secret is kumquat" in carried, "the forked agent session got the earlier turns"
+    assert "the secret is kumquat" in on_mock["text"]
+
+
+@pytest.mark.parametrize("agent", AGENTS)
 async def test_over_acp_an_editor_answers_permission_and_sees_a_coherent_tool_call(
     agent: str, agent_daemon: AgentDaemon
 ) -> None:
