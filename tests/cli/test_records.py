@@ -55,6 +55,28 @@ async def test_a_session_exports_imports_forks_and_is_renamed_archived_and_remov
     assert gone.returncode == 1 and "no session with id 'copy'" in one_line(gone.stderr)
 
 
+async def test_a_session_moved_to_a_second_daemon_goes_on_there_with_its_history(tmp_path: Path, workdir: Path) -> None:
+    (first_home := tmp_path / "a").mkdir()
+    (second_home := tmp_path / "b").mkdir()
+    moved = tmp_path / "moved.jsonl"
+    async with running_daemon(first_home) as first, first.client(timeout=30) as http:
+        session = await new_session(http, workdir)
+        await http.post(f"/v1/sessions/{session['id']}/prompt", json={"prompt": "text the secret is kumquat"})
+        exported = await run_acpd(
+            "sessions", "export", session["id"], "-F", "jsonl", "-o", str(moved), *against(first), home=first_home
+        )
+        before = (await http.get(f"/v1/sessions/{session['id']}/events")).json()["items"]
+    async with running_daemon(second_home) as second, second.client(timeout=30) as http:
+        imported = await run_acpd("sessions", "import", str(moved), "--json", *against(second), home=second_home)
+        after = (await http.get(f"/v1/sessions/{session['id']}/events")).json()["items"]
+        answer = (await http.post(f"/v1/sessions/{session['id']}/prompt", json={"prompt": "context"})).json()
+    assert (exported.returncode, imported.returncode) == (0, 0), exported.stderr + imported.stderr
+    assert json.loads(imported.stdout)["id"] == session["id"]
+    assert after == before  # the same records, seqs and times
+    assert (answer["turn"], answer["stopReason"]) == (2, "end_turn")
+    assert "the secret is kumquat" in answer["text"]  # its agent on the second daemon has the conversation
+
+
 async def test_audit_and_usage_print_tables_stats_csv_and_json(tmp_path: Path, workdir: Path) -> None:
     async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
         session = await new_session(http, workdir, project="alpha")
