@@ -21,7 +21,7 @@ from typing import Any, Final
 import anyio
 from anyio.abc import TaskStatus
 
-from acpd.adapters.acp_pool import AgentConnection, AgentPool, object_of
+from acpd.adapters.acp_pool import AgentConnection, AgentPool
 from acpd.adapters.base import BackendState, SessionHost, TextEnvelope
 from acpd.adapters.chunks import TEXT_KINDS, learn
 from acpd.adapters.floods import FLOOD_WINDOW_SECONDS, MAX_UNSOLICITED_FRAMES, FrameRate
@@ -29,7 +29,7 @@ from acpd.adapters.toolcalls import ToolCallLedger, usage_of, usage_update_for
 from acpd.config import AgentConfig
 from acpd.errors import AgentError, AgentExited, ConnectionClosed, RpcError
 from acpd.protocol import jsonrpc, methods
-from acpd.protocol.jsonio import JsonObject, JsonValue
+from acpd.protocol.jsonio import JsonObject, JsonValue, object_of
 from acpd.rpc.peer import JsonRpcPeer
 from acpd.transports.process import process_mark
 

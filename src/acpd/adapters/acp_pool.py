@@ -50,7 +50,7 @@ from acpd.errors import (
 )
 from acpd.protocol import jsonio, methods
 from acpd.protocol.framing import Frame, FrameTooLong
-from acpd.protocol.jsonio import JsonObject, JsonValue
+from acpd.protocol.jsonio import JsonObject, JsonValue, object_of
 from acpd.rpc.peer import JsonRpcPeer
 from acpd.transports.base import Transport
 from acpd.transports.process import (
@@ -702,7 +702,3 @@ def write_files(files: Mapping[str, str]) -> None:
                 path.write_text(text)
         except OSError as exc:
             raise AgentUnavailable(f"cannot write {name}, which the agent needs: {exc.strerror or exc}") from exc
-
-
-def object_of(value: JsonValue) -> JsonObject:
-    return value if isinstance(value, dict) else {}

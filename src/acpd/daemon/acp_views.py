@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 from acpd.protocol import jsonio, jsonrpc, methods
 from acpd.protocol.events import EventRecord
-from acpd.protocol.jsonio import JsonObject, objects_in
+from acpd.protocol.jsonio import JsonObject, object_of, objects_in
 
 if TYPE_CHECKING:
     from acpd.config import AgentConfig
@@ -165,7 +165,7 @@ def client_frame(
     if method == methods.SESSION_UPDATE:
         return Frame("notify", (_with_agent_option(message, agent_option_for),))
     if method == methods.SESSION_PROMPT and record.sender == "client":
-        params = _object(message.get("params"))
+        params = object_of(message.get("params"))
         if not replay and _origin(params) == link_id:
             return SKIP
         return Frame("notify", tuple(user_message_updates(record.session_id, params.get("prompt"))))
@@ -200,16 +200,12 @@ class AgentOptionSource:
 
 
 def _origin(params: JsonObject) -> object:
-    acpd = _object(params.get("_meta")).get("acpd")
-    return _object(acpd).get("origin")
-
-
-def _object(value: object) -> JsonObject:
-    return value if isinstance(value, dict) else {}
+    acpd = object_of(params.get("_meta")).get("acpd")
+    return object_of(acpd).get("origin")
 
 
 def _with_agent_option(message: JsonObject, agent_option_for: AgentOptionSource) -> JsonObject:
-    params = _object(message.get("params"))
+    params = object_of(message.get("params"))
     update = params.get("update")
     if not isinstance(update, dict) or update.get("sessionUpdate") != "config_option_update":
         return message

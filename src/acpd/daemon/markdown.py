@@ -12,10 +12,9 @@ from collections.abc import Mapping
 from typing import Final
 
 from acpd.protocol import methods
+from acpd.protocol.audit import prompt_text
 from acpd.protocol.events import EventRecord
-from acpd.protocol.jsonio import JsonObject, JsonValue, objects_in
-
-from .transcript import prompt_text
+from acpd.protocol.jsonio import JsonObject, JsonValue, object_of, objects_in
 
 MAX_OUTPUT_LINES: Final = 40
 """Lines of a tool call's text output kept; the rest is said to be clipped."""
@@ -27,7 +26,7 @@ PLAN_MARKS: Final = {"completed": "x", "in_progress": " ", "pending": " "}
 def header(doc: Mapping[str, object]) -> str:
     """The title and the session's facts."""
     title = doc.get("title") or f"Session {doc.get('id')}"
-    info = _object(doc.get("agentInfo"))
+    info = object_of(doc.get("agentInfo"))
     named = " ".join(str(info[key]) for key in ("name", "version") if info.get(key))
     agent = str(doc.get("agent") or "") + (f" ({named})" if named else "")
     facts = [
@@ -79,13 +78,13 @@ class MarkdownTranscript:
         self._asked: dict[str, JsonObject] = {}  # permission requests by JSON-RPC id, awaiting a reply
 
     def feed(self, record: EventRecord) -> str:
-        message = _object(record.payload_object())
+        message = object_of(record.payload_object())
         method = message.get("method")
-        params = _object(message.get("params"))
+        params = object_of(message.get("params"))
         if method == methods.SESSION_PROMPT and record.sender == "client":
             return self._prompt(record.turn, params)
         if method == methods.SESSION_UPDATE:
-            return self._update(_object(params.get("update")))
+            return self._update(object_of(params.get("update")))
         if method == methods.SESSION_REQUEST_PERMISSION:
             self._asked[str(message.get("id"))] = params
             return ""
@@ -125,7 +124,7 @@ class MarkdownTranscript:
         return ""
 
     def _chunk(self, block: str, update: JsonObject) -> str:
-        content = _object(update.get("content"))
+        content = object_of(update.get("content"))
         text = content.get("text") if content.get("type") == "text" else None
         if not isinstance(text, str) or not text:
             return ""
@@ -156,10 +155,10 @@ class MarkdownTranscript:
         return text
 
     def _permission(self, asked: JsonObject, reply: JsonObject) -> str:
-        tool = _object(asked.get("toolCall"))
-        result = _object(reply.get("result"))
-        outcome = _object(result.get("outcome"))
-        decided = _object(_object(result.get("_meta")).get("acpd")).get("decidedBy")
+        tool = object_of(asked.get("toolCall"))
+        result = object_of(reply.get("result"))
+        outcome = object_of(result.get("outcome"))
+        decided = object_of(object_of(result.get("_meta")).get("acpd")).get("decidedBy")
         chosen = outcome.get("optionId") if outcome.get("outcome") == "selected" else outcome.get("outcome")
         names = {o.get("optionId"): o.get("name") for o in objects_in(asked.get("options"))}
         answer = names.get(chosen) or chosen or ("error" if "error" in reply else "no answer")
@@ -170,9 +169,9 @@ class MarkdownTranscript:
 
     def _turn_end(self, response: JsonObject) -> str:
         text = self.end()
-        result = _object(response.get("result"))
+        result = object_of(response.get("result"))
         if "error" in response:
-            error = _object(response.get("error"))
+            error = object_of(response.get("error"))
             return text + f"*Turn {self._turn} failed: {_line(str(error.get('message', 'error')))}*\n\n"
         usage = usage_line(result.get("usage"))
         return text + f"*Turn {self._turn} ended: {result.get('stopReason')}{f' · {usage}' if usage else ''}*\n\n"
@@ -199,7 +198,7 @@ def _tool_content(item: JsonObject) -> str:
         return _fenced("diff", "\n".join(diff))
     if item.get("type") == "terminal":
         return f"\nTerminal `{item.get('terminalId')}`\n"
-    content = _object(item.get("content"))
+    content = object_of(item.get("content"))
     text = content.get("text")
     if not isinstance(text, str) or not text:
         return ""
@@ -237,7 +236,3 @@ def _line(text: str) -> str:
 
 def _cell(value: object) -> str:
     return _line(str(value))
-
-
-def _object(value: object) -> JsonObject:
-    return value if isinstance(value, dict) else {}

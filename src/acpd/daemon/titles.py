@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Final
 
 import anyio
 
+from acpd.protocol.audit import prompt_text
 from acpd.protocol.jsonio import JsonObject
-
-from .transcript import prompt_text
 
 if TYPE_CHECKING:
     from .manager import SessionManager

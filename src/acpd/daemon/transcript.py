@@ -11,8 +11,9 @@ from collections.abc import Iterable, Iterator
 from typing import Final
 
 from acpd.protocol import methods
+from acpd.protocol.audit import prompt_text
 from acpd.protocol.events import EventRecord
-from acpd.protocol.jsonio import JsonObject, objects_in
+from acpd.protocol.jsonio import JsonObject
 
 from .acp_views import parse_frame
 
@@ -75,16 +76,3 @@ def _update_text(update: object) -> str | None:
     if kind == "tool_call":
         return f"\n[tool call: {update.get('title') or update.get('toolCallId')}]\n"
     return None
-
-
-def prompt_text(prompt: object) -> str:
-    """A prompt's blocks as text: its texts, and a resource or link by its URI."""
-    parts: list[str] = []
-    for block in objects_in(prompt):
-        if block.get("type") == "text" and isinstance(block.get("text"), str):
-            parts.append(str(block["text"]))
-        elif block.get("type") in ("resource_link", "resource"):
-            resource = block.get("resource")
-            uri = block.get("uri") or (resource.get("uri") if isinstance(resource, dict) else None)
-            parts.append(f"[{block['type']}: {uri or block.get('name') or ''}]")
-    return "\n".join(parts)

@@ -15,6 +15,7 @@ from typing import Final, NamedTuple
 
 from acpd.protocol import jsonio
 from acpd.protocol.events import EventRecord
+from acpd.protocol.jsonio import object_of, objects_in
 
 FINISHED: Final = frozenset({"completed", "failed"})
 _MARKS: Final = ('"tool_call', '"session/request_permission"', '"outcome"')
@@ -73,15 +74,15 @@ def changes(record: EventRecord) -> list[ToolCallChange]:
     if not isinstance(message, dict):
         return []
     method = message.get("method")
-    params = _object(message.get("params"))
+    params = object_of(message.get("params"))
     if method == "session/update" and record.sender == "agent":
-        return _update(record, _object(params.get("update")))
+        return _update(record, object_of(params.get("update")))
     if method == "session/request_permission" and record.sender == "agent":
-        call = _object(params.get("toolCall"))
+        call = object_of(params.get("toolCall"))
         if not isinstance(call.get("toolCallId"), str):
             return []
         request_id = jsonio.dumps_str(message.get("id"))
-        offered = [option for option in params.get("options") or () if isinstance(option, dict)]  # type: ignore[attr-defined]
+        offered = [option for option in params.get("options") or () if isinstance(option, dict)]
         kinds = {str(option.get("optionId")): option.get("kind") for option in offered}
         return [_opened(record, call, request_id=request_id)._replace(options=jsonio.dumps_str(kinds))]
     if method is None and record.sender == "client" and "id" in message:
@@ -118,12 +119,12 @@ def _reply(record: EventRecord, message: dict[str, object]) -> list[ToolCallChan
     request_id = jsonio.dumps_str(message.get("id"))
     if "error" in message:
         return [ToolCallChange(record.session_id, None, record.turn, record.at, request_id=request_id, reply="error")]
-    result = _object(message.get("result"))
-    outcome = _object(result.get("outcome"))
+    result = object_of(message.get("result"))
+    outcome = object_of(result.get("outcome"))
     if "outcome" not in outcome:
         return []  # a response to another request of the agent's (fs, terminal)
     chosen = outcome.get("optionId") if outcome.get("outcome") == "selected" else outcome.get("outcome")
-    decided_by = _text(_object(_object(result.get("_meta")).get("acpd")).get("decidedBy"))
+    decided_by = _text(object_of(object_of(result.get("_meta")).get("acpd")).get("decidedBy"))
     reply = _text(chosen) or "unknown"
     return [
         ToolCallChange(
@@ -134,10 +135,6 @@ def _reply(record: EventRecord, message: dict[str, object]) -> list[ToolCallChan
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def _object(value: object) -> dict[str, object]:
-    return value if isinstance(value, dict) else {}
 
 
 # --- turns: the per-turn index that usage reports add up, and the texts search finds ---------------
@@ -209,7 +206,7 @@ def turn_ends(records: Iterable[EventRecord], open_turns: OpenTurns) -> list[Tur
                 last = (record.session_id, record.turn, open_turns.get((record.session_id, record.turn)))
             held = last[2]
             if held is not None and _may_tell(payload, held):
-                update = _object(_object(_object(jsonio.loads(payload)).get("params")).get("update"))
+                update = object_of(object_of(object_of(jsonio.loads(payload)).get("params")).get("update"))
                 _observe(held, update)
             continue
         if record.turn <= 0:
@@ -217,11 +214,11 @@ def turn_ends(records: Iterable[EventRecord], open_turns: OpenTurns) -> list[Tur
         key = (record.session_id, record.turn)
         if '"turn-' not in payload and '"session/prompt"' not in payload and "_acpd/turn_interrupted" not in payload:
             continue  # spelled out (see changes)
-        message = _object(jsonio.loads(payload))
+        message = object_of(jsonio.loads(payload))
         method = message.get("method")
         if method == "session/prompt" and record.sender == "client":
-            prompt = _object(message.get("params")).get("prompt")
-            open_turns[key] = OpenTurn(_prompt_text(prompt), record.at, record.seq)
+            prompt = object_of(message.get("params")).get("prompt")
+            open_turns[key] = OpenTurn(prompt_text(prompt), record.at, record.seq)
             last = ("", -1, None)
         elif (method is None and message.get("id") == f"turn-{record.turn}") or (
             method == "_acpd/turn_interrupted" and record.sender == "daemon"
@@ -241,22 +238,22 @@ def _may_tell(payload: str, held: OpenTurn) -> bool:
 def _observe(held: OpenTurn, update: dict[str, object]) -> None:
     kind = update.get("sessionUpdate")
     if kind == "agent_message_chunk":
-        text = _object(update.get("content")).get("text")
+        text = object_of(update.get("content")).get("text")
         if isinstance(text, str):
             held.add(text)
     elif kind == "tool_call":
         held.steps += 1
     elif kind == "usage_update":
-        cost = _object(update.get("cost"))
+        cost = object_of(update.get("cost"))
         if isinstance(cost.get("amount"), (int, float)):
-            held.cost, held.currency = float(cost["amount"]), _text(cost.get("currency")) or held.currency  # type: ignore[arg-type]
+            held.cost, held.currency = float(cost["amount"]), _text(cost.get("currency")) or held.currency
 
 
 def _end(record: EventRecord, message: dict[str, object], held: OpenTurn | None) -> TurnEnd:
-    result = _object(message.get("result"))
-    usage = _object(result.get("usage"))
+    result = object_of(message.get("result"))
+    usage = object_of(result.get("usage"))
     tokens = tuple(v if isinstance(v, int) and not isinstance(v, bool) else None for v in map(usage.get, TOKEN_FIELDS))
-    error = _object(message.get("error"))
+    error = object_of(message.get("error"))
     if message.get("method") == "_acpd/turn_interrupted":
         error = {"message": "interrupted: the daemon restarted"}
     held = held or OpenTurn("", None, None)
@@ -279,6 +276,14 @@ def _end(record: EventRecord, message: dict[str, object], held: OpenTurn | None)
     )
 
 
-def _prompt_text(prompt: object) -> str:
-    blocks = prompt if isinstance(prompt, list) else []
-    return "\n".join(str(b.get("text")) for b in blocks if isinstance(b, dict) and isinstance(b.get("text"), str))
+def prompt_text(prompt: object) -> str:
+    """A prompt's blocks as text: its texts, and a resource or link by its URI."""
+    parts: list[str] = []
+    for block in objects_in(prompt):
+        if block.get("type") == "text" and isinstance(block.get("text"), str):
+            parts.append(str(block["text"]))
+        elif block.get("type") in ("resource_link", "resource"):
+            resource = block.get("resource")
+            uri = block.get("uri") or (resource.get("uri") if isinstance(resource, dict) else None)
+            parts.append(f"[{block['type']}: {uri or block.get('name') or ''}]")
+    return "\n".join(parts)

@@ -57,6 +57,11 @@ def nesting_exceeds(data: bytes | bytearray | str, value: JsonValue, limit: int 
     return False
 
 
+def object_of(value: object) -> JsonObject:
+    """``value`` when it is a JSON object, else ``{}``: a field read from a peer's message."""
+    return value if isinstance(value, dict) else {}
+
+
 def objects_in(value: JsonValue) -> list[JsonObject]:
     """The objects of a JSON array (anything else in it skipped); ``[]`` when it is not an array."""
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
