@@ -12,10 +12,13 @@ import anyio
 import httpx
 import pytest
 
+from acpd.config import DaemonConfig
 from acpd.daemon.manager import SessionManager
 from acpd.daemon.markdown import MarkdownTranscript, header
+from acpd.daemon.session import session_doc_defaults
 from acpd.errors import RpcError
 from acpd.protocol.events import EventRecord
+from acpd.store.memory import MemoryEventStore
 from tests.daemon.acp_client import acp_client
 from tests.daemon.helpers import all_events, daemon_frames, new_session, prompted, wait_for_frame
 
@@ -367,3 +370,56 @@ async def test_an_import_larger_than_the_body_limit_is_refused_before_it_is_read
     assert response.status_code == 413
     assert response.json()["type"] == "urn:acpd:problem:payload-too-large"
     assert (await client.get("/v1/sessions", params={"archived": "any"})).json()["items"] == []
+
+
+async def old_session(store: MemoryEventStore, session_id: str, workdir: Path, *, archived: bool = False) -> None:
+    """A session last updated in 2001 (``archived``: and archived then)."""
+    long_ago = "2001-01-01T00:00:00.000Z"
+    doc = {**session_doc_defaults(long_ago), "id": session_id, "agent": "mock", "cwd": str(workdir)}
+    doc.update(updatedAt=long_ago, archivedAt=long_ago if archived else None)
+    await store.append_many([], sessions=[doc])
+
+
+async def gone(store: MemoryEventStore, session_id: str) -> None:
+    with anyio.fail_after(10):
+        while await store.get_session(session_id) is not None:
+            await anyio.wait_all_tasks_blocked()
+
+
+async def test_the_retention_setting_collects_at_start(tmp_path: Path, workdir: Path) -> None:
+    config = DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", retention_days=30)
+    store = MemoryEventStore()
+    await old_session(store, "before-start", workdir)
+    async with SessionManager(config, store).running() as manager:
+        fresh = await manager.create({"agent": "mock", "cwd": str(workdir)})
+        await gone(store, "before-start")  # not an hour later
+        assert await store.get_session(fresh.session_id) is not None  # a month is not up yet
+    await store.aclose()
+
+
+async def test_the_retention_setting_collects_again_on_every_sweep(
+    tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("acpd.daemon.manager.RETENTION_SWEEP_SECONDS", 0.05)
+    config = DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", retention_days=30)
+    store = MemoryEventStore()
+    async with SessionManager(config, store).running():
+        for session_id in ("first-sweep", "a-later-sweep"):
+            await old_session(store, session_id, workdir)
+            await gone(store, session_id)
+    await store.aclose()
+
+
+async def test_retention_of_archived_sessions_only_keeps_old_sessions_that_are_not_archived(
+    tmp_path: Path, workdir: Path
+) -> None:
+    config = DaemonConfig(
+        data_dir=str(tmp_path / "data"), db=":memory:", retention_days=30, retention_archived_only=True
+    )
+    store = MemoryEventStore()
+    await old_session(store, "old-archived", workdir, archived=True)
+    await old_session(store, "old-kept", workdir)
+    async with SessionManager(config, store).running():
+        await gone(store, "old-archived")
+        assert await store.get_session("old-kept") is not None
+    await store.aclose()

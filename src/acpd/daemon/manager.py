@@ -531,17 +531,23 @@ class SessionManager:
             cursor = page.next_cursor
 
     async def _sweep_retention(self) -> None:
+        """Apply the retention setting at start, then every ``RETENTION_SWEEP_SECONDS``: a daemon
+        restarted more often than that still collects."""
         while True:
-            await anyio.sleep(RETENTION_SWEEP_SECONDS)
-            gone = await self.collect(
-                self.config.retention_days * 86400, archived_only=self.config.retention_archived_only
-            )
+            try:
+                gone = await self.collect(
+                    self.config.retention_days * 86400, archived_only=self.config.retention_archived_only
+                )
+            except StoreError as exc:  # a full or failing disk: try again at the next sweep
+                logger.warning("retention: the store failed (%s); trying again in an hour", exc)
+                gone = {"deleted": []}
             if gone["deleted"]:
                 logger.info(
                     "retention: %d session(s) older than %s days deleted",
                     len(gone["deleted"]),
                     self.config.retention_days,
                 )
+            await anyio.sleep(RETENTION_SWEEP_SECONDS)
 
     async def list_sessions(self, **filters: Any) -> SessionPage:
         return self._live(await self.store.list_sessions(**filters))
