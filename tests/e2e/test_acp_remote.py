@@ -1,0 +1,50 @@
+"""End to end: the official ACP Python SDK's remote clients, unchanged, against ``/acp`` on a real
+daemon: Streamable HTTP (``create_http_stream``) and WebSocket (``create_websocket_stream``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+from acp import text_block
+
+from acpd.testing.daemon import running_daemon
+
+from .acp_sdk import RecordingClient, Remote, chunk_text, sdk_client
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+REMOTES: list[Remote] = ["http", "ws"]
+
+
+@pytest.mark.parametrize("remote", REMOTES)
+async def test_the_sdk_runs_a_session_on_acp_and_loads_it_after_a_daemon_restart(
+    remote: Remote, tmp_path: Path, workdir: Path
+) -> None:
+    first = RecordingClient()
+    async with running_daemon(tmp_path) as daemon, sdk_client(daemon, remote, first) as acp:
+        with anyio.fail_after(30):
+            new = await acp.new_session(cwd=str(workdir), mcp_servers=[])
+            script = "text one\ntool read Read it\npermission edit\ntext two"
+            answer = await acp.prompt(session_id=new.session_id, prompt=[text_block(script)])
+            await acp.set_session_mode(session_id=new.session_id, mode_id="plan")
+            listed = await acp.list_sessions()
+    assert answer.stop_reason == "end_turn"
+    assert first.asked == 1
+    assert first.texts() == ["one", "permission: allow", "two"]
+    assert "tool_call" in first.kinds() and "tool_call_update" in first.kinds()
+    assert "current_mode_update" in first.kinds()
+    assert {s.session_id for s in listed.sessions} == {new.session_id}
+
+    again = RecordingClient()
+    async with running_daemon(tmp_path) as daemon, sdk_client(daemon, remote, again) as acp:
+        with anyio.fail_after(30):
+            loaded = await acp.load_session(cwd=str(workdir), session_id=new.session_id, mcp_servers=[])
+            replayed = list(again.updates)
+            after = await acp.prompt(session_id=new.session_id, prompt=[text_block("text three")])
+    assert loaded is not None and loaded.modes is not None
+    assert loaded.modes.current_mode_id == "plan"
+    assert [chunk_text(u) for _, u in replayed if chunk_text(u)] == first.texts()
+    assert after.stop_reason == "end_turn"
+    assert again.texts()[-1] == "three"
