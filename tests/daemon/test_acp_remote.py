@@ -246,3 +246,11 @@ async def test_session_messages_go_to_the_connection_stream_until_the_sessions_o
     live = hub_of(app).get(connection)
     assert live.open_stream(made) == 2  # opened by session/new's answer
     assert {m["id"] for m in await logged(app, connection, 2) if "method" not in m} == {6}
+    late = live.open_stream(other)  # its messages went on the connection's stream: they stay there
+    assert late == 3
+    with anyio.fail_after(10):
+        again = rpc(8, "session/prompt", {"sessionId": other, "prompt": [{"type": "text", "text": "text hi"}]})
+        await client.post("/acp", json=again, headers={**headers, "Acp-Session-Id": other})
+        await answers(app, connection, {8})
+    assert await logged(app, connection, late) == []
+    assert [m.get("id") for m in await logged(app, connection, CONNECTION_STREAM) if "method" not in m][-1] == 8

@@ -14,8 +14,11 @@ the stream it belongs to (the record's ``turn``): so every stream is served from
 any ``Last-Event-ID``, and a slow reader loses nothing. A session's messages go to its stream once
 the client opened it (or once ``session/new`` or ``session/fork`` named the session); before, to
 the connection's stream, where a client that opens a session's stream only when it first sees the
-session named still finds them. This module routes messages; it must not answer ACP methods (the
-face does) nor know the sandbox-agent routes.
+session named (the Python SDK, after ``session/load``) still finds them; and they stay there, so a
+client merging its streams never sees one session's messages out of order.
+
+This module routes messages; it must not answer ACP methods (the face does) nor know the
+sandbox-agent routes.
 """
 
 from __future__ import annotations
@@ -74,20 +77,32 @@ class RemoteConnection(HttpAcpConnection):
     def __init__(self, manager: SessionManager, connection_id: str, agent: str | None) -> None:
         super().__init__(manager, connection_id, agent, 0, [])
         self._streams: dict[str, int] = {}  # session id -> its stream, once opened
+        self._opened = CONNECTION_STREAM  # the last stream number given out
+        self._pinned: set[str] = set()  # sessions whose messages went on the connection's stream
         self._asked: dict[jsonrpc.RequestId, str | None] = {}  # POSTed requests -> the session they name
         self._known: set[str] = set()  # sessions found in the daemon for this connection's headers
 
     def open_stream(self, session_id: str) -> int:
-        """The session's stream (opened now if it was not): its messages go there from now on."""
+        """The session's stream (opened now if it was not): its messages go there from now on,
+        unless some already went on the connection's stream: they stay there then, so that a
+        client reading both streams never sees the session's messages out of order (the new
+        stream stays empty)."""
         stream = self._streams.get(session_id)
         if stream is None:
-            stream = self._streams[session_id] = len(self._streams) + 2
+            self._opened += 1
+            stream = self._opened
+            if session_id not in self._pinned:
+                self._streams[session_id] = stream
         return stream
 
     def _stream_of(self, session_id: object) -> int:
-        if isinstance(session_id, str):
-            return self._streams.get(session_id, CONNECTION_STREAM)
-        return CONNECTION_STREAM
+        if not isinstance(session_id, str):
+            return CONNECTION_STREAM
+        stream = self._streams.get(session_id)
+        if stream is None:
+            self._pinned.add(session_id)
+            return CONNECTION_STREAM
+        return stream
 
     async def check_session(self, session_id: str) -> None:
         """Raises ``SessionNotFound`` if the daemon has no such session (checked once per connection)."""
