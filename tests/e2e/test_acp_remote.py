@@ -1,5 +1,6 @@
-"""End to end: the official ACP Python SDK's remote clients, unchanged, against ``/acp`` on a real
-daemon: Streamable HTTP (``create_http_stream``) and WebSocket (``create_websocket_stream``)."""
+"""End to end: the official ACP SDKs' remote clients, unchanged, against ``/acp`` on a real daemon:
+the Python SDK's Streamable HTTP (``create_http_stream``) and WebSocket
+(``create_websocket_stream``), and the TypeScript SDK's ``createHttpStream``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from acp import text_block
 from acpd.testing.daemon import running_daemon
 
 from .acp_sdk import RecordingClient, Remote, chunk_text, sdk_client
+from .clients import client_env, require_clients, run_steps
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -48,3 +50,28 @@ async def test_the_sdk_runs_a_session_on_acp_and_loads_it_after_a_daemon_restart
     assert [chunk_text(u) for _, u in replayed if chunk_text(u)] == first.texts()
     assert after.stop_reason == "end_turn"
     assert again.texts()[-1] == "three"
+
+
+async def test_the_typescript_sdks_http_client_runs_a_session_on_acp_and_loads_it_after_a_daemon_restart(
+    tmp_path: Path, workdir: Path
+) -> None:
+    require_clients()
+    async with running_daemon(tmp_path) as daemon:
+        env = {**client_env(tmp_path, workdir), "ACPD_TOKEN": daemon.token or ""}
+        basic = await run_steps("sdk_http.mjs", ["basic", f"{daemon.url}/acp?agent=mock"], env, workdir)
+    assert basic["initialize"]["agentInfo"]["name"] == "acpd"
+    assert basic["prompt"]["stopReason"] == "end_turn"
+    assert [chunk_text(u) for u in basic["prompt"]["updates"] if chunk_text(u)] == ["one", "permission: allow", "two"]
+    assert {"tool_call", "tool_call_update"} <= set(basic["prompt"]["kinds"])
+    assert basic["permission"]["count"] == 1
+    assert "current_mode_update" in basic["set_mode"]["kinds"]
+    assert basic["session_list"]["containsSession"] is True
+    session_id = basic["done"]["sessionId"]
+
+    async with running_daemon(tmp_path) as daemon:
+        env = {**client_env(tmp_path, workdir), "ACPD_TOKEN": daemon.token or ""}
+        loaded = await run_steps("sdk_http.mjs", ["load", f"{daemon.url}/acp?agent=mock", session_id], env, workdir)
+    replayed = loaded["session_load"]
+    assert replayed["currentModeId"] == "plan"
+    assert [chunk_text(u) for u in replayed["updates"] if chunk_text(u)] == ["one", "permission: allow", "two"]
+    assert [chunk_text(u) for u in loaded["prompt"]["updates"] if chunk_text(u)] == ["three"]
