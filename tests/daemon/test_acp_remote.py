@@ -254,3 +254,18 @@ async def test_session_messages_go_to_the_connection_stream_until_the_sessions_o
         await answers(app, connection, {8})
     assert await logged(app, connection, late) == []
     assert [m.get("id") for m in await logged(app, connection, CONNECTION_STREAM) if "method" not in m][-1] == 8
+
+
+async def test_a_connection_idle_past_its_limit_is_deleted_and_one_in_use_is_kept(
+    client: httpx.AsyncClient, app: Starlette, manager: SessionManager
+) -> None:
+    with anyio.fail_after(10):
+        idle = await connect(client)
+        busy = await connect(client)
+        hub = hub_of(app)
+        with hub.get(busy).in_use():  # a reader on its stream
+            expired = await hub.expire_idle(anyio.current_time() + manager.config.acp_http_idle_seconds)
+        after = await client.post("/acp", json=rpc(2, "session/list", {}), headers={"Acp-Connection-Id": idle})
+    assert expired == (idle,)
+    assert_problem(after, 404, "acp-connection-not-found")
+    assert hub.get(busy).id == busy

@@ -164,3 +164,15 @@ async def test_a_client_on_acp_and_an_editor_on_acpd_acp_share_a_session_and_see
     seen = [u for _, u in orchestrator.updates if u["sessionUpdate"] != "user_message_chunk"]
     assert seen == [u for u in editor.updates if u["sessionUpdate"] != "user_message_chunk"]
     assert [chunk_text(u) for u in seen if chunk_text(u)][:3] == ["one", "permission: allow", "two"]
+
+
+async def test_a_websocket_upgrade_on_acp_names_its_connection_and_answers_initialize(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as daemon:
+        url = daemon.url.replace("http://", "ws://") + "/acp?agent=mock"
+        with anyio.fail_after(20):
+            async with connect(url, additional_headers=daemon.headers) as ws:
+                await ws.send(jsonio.dumps(rpc(1, "initialize", {"protocolVersion": 1})).decode())
+                answer = jsonio.loads(await ws.recv())
+    assert ws.response is not None
+    assert len(ws.response.headers["Acp-Connection-Id"]) == 32
+    assert isinstance(answer, dict) and answer["result"]["agentInfo"]["name"] == "acpd"
