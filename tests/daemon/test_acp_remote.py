@@ -18,6 +18,7 @@ from acpd.daemon.app import create_app
 from acpd.daemon.manager import SessionManager
 from acpd.protocol import jsonio
 from acpd.protocol.jsonio import JsonObject
+from acpd.store.memory import MemoryEventStore
 
 pytestmark = pytest.mark.anyio
 
@@ -269,3 +270,18 @@ async def test_a_connection_idle_past_its_limit_is_deleted_and_one_in_use_is_kep
     assert expired == (idle,)
     assert_problem(after, 404, "acp-connection-not-found")
     assert hub.get(busy).id == busy
+
+
+async def test_a_stopping_daemon_forgets_its_connections_logs(config: DaemonConfig, workdir: Path) -> None:
+    store = MemoryEventStore()
+    with anyio.fail_after(20):
+        async with SessionManager(config, store).running() as manager:
+            app = create_app(manager)
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:4520"
+            ) as http:
+                connection = await connect(http)
+                session_id = await new_session(http, app, connection, workdir)
+        assert await store.last_seq(f"acp-remote/{connection}") == 0
+        assert await store.get_session(session_id) is not None
+    await store.aclose()

@@ -54,6 +54,8 @@ ANSWERED: Final = 0
 """The stream of the ``initialize`` answer, which its POST's body carries: none."""
 CONNECTION_STREAM: Final = 1
 """The connection's own stream; a session's stream is numbered from 2 as the client opens it."""
+FORGET_SECONDS: Final = 5.0
+"""How long a stopping daemon waits to delete a connection's log (a stuck disk leaves it behind)."""
 SESSION_SCOPED: Final = frozenset(
     {
         methods.SESSION_PROMPT,
@@ -206,7 +208,11 @@ class AcpRemoteHub:
             await connection.run(task_status=task_status)
         finally:
             if self._connections.get(connection.id) is connection:
+                # the daemon stops (DELETE forgets a connection before it ends): its log goes too,
+                # as nothing could read it after a restart; the store is still open here
                 del self._connections[connection.id]
+                with anyio.CancelScope(shield=True), anyio.move_on_after(FORGET_SECONDS):
+                    await self._manager.store.delete_session(RemoteConnection.log_prefix + connection.id)
 
     async def _reap(self) -> None:
         # a client that goes away without DELETE leaves its connection behind
