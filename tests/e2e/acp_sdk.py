@@ -26,12 +26,16 @@ class RecordingClient:
     def __init__(self, option: str = "allow") -> None:
         self.updates: list[tuple[str, dict[str, Any]]] = []
         self.asked = 0
+        self.extensions: list[str] = []
         self._option = option
         self._changed = anyio.Event()
 
     async def request_permission(self, session_id: str, tool_call: Any, options: Any, **kwargs: Any) -> Any:
         self.asked += 1
         return RequestPermissionResponse(outcome=AllowedOutcome(outcome="selected", option_id=self._option))
+
+    async def ext_notification(self, method: str, params: dict[str, Any]) -> None:
+        self.extensions.append(f"_{method}")  # the SDK hands it over without its leading "_"
 
     async def session_update(self, session_id: str, update: Any, **kwargs: Any) -> None:
         self.updates.append((session_id, update.model_dump(mode="json", by_alias=True, exclude_none=True)))

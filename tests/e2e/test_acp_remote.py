@@ -37,6 +37,7 @@ async def test_the_sdk_runs_a_session_on_acp_and_loads_it_after_a_daemon_restart
     assert first.texts() == ["one", "permission: allow", "two"]
     assert "tool_call" in first.kinds() and "tool_call_update" in first.kinds()
     assert "current_mode_update" in first.kinds()
+    assert {"_acpd/agent_started", "_acpd/settings_changed"} <= set(first.extensions)
     assert {s.session_id for s in listed.sessions} == {new.session_id}
 
     again = RecordingClient()

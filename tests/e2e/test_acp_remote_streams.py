@@ -1,6 +1,7 @@
 """End to end on ``/acp``: streams served from the store (a reader that comes late or slowly loses
-nothing; ``Last-Event-ID`` resumes without repeats), the security edge, and one session shared by
-a client on ``/acp`` and an editor on ``acpd acp`` who see the same updates in the same order."""
+nothing; ``Last-Event-ID`` resumes without repeats), the security edge, one session shared by a
+client on ``/acp`` and an editor on ``acpd acp`` who see the same updates in the same order, and
+the five transports of the ACP face answering alike."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from acp import text_block
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from acpd.errors import RpcError
 from acpd.protocol import jsonio
 from acpd.protocol.jsonio import JsonObject, JsonValue
 from acpd.rpc.peer import JsonRpcPeer
@@ -176,3 +178,45 @@ async def test_a_websocket_upgrade_on_acp_names_its_connection_and_answers_initi
     assert ws.response is not None
     assert len(ws.response.headers["Acp-Connection-Id"]) == 32
     assert isinstance(answer, dict) and answer["result"]["agentInfo"]["name"] == "acpd"
+
+
+async def test_the_five_transports_answer_initialize_and_an_unknown_extension_method_alike(tmp_path: Path) -> None:
+    init = rpc(1, "initialize", {"protocolVersion": 1, "clientCapabilities": {}})
+    unknown = rpc(2, "_acme/ping", {})
+    answers: dict[str, list[JsonObject]] = {}
+    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+        with anyio.fail_after(60):
+            base = daemon.url.replace("http://", "ws://")
+            for name, path in (("acp-ws", "/acp"), ("rpc-ws", "/v1/rpc")):
+                async with connect(f"{base}{path}?agent=mock", additional_headers=daemon.headers) as ws:
+                    answers[name] = []
+                    for message in (init, unknown):
+                        await ws.send(jsonio.dumps(message).decode())
+                        answers[name].append(await _answer_from(ws))
+            answers["sandbox-http"] = [
+                (await http.post("/v1/acp/alike?agent=mock", json=m)).json() for m in (init, unknown)
+            ]
+            opened = await http.post("/acp?agent=mock", json=init)
+            headers = {"Acp-Connection-Id": opened.headers["Acp-Connection-Id"]}
+            assert (await http.post("/acp", json=unknown, headers=headers)).status_code == 202
+            answers["acp-http"] = [opened.json(), await answer_on(http, headers, 2)]
+            spec = ProcessSpec(sys.executable, ("-m", "acpd", "acp", "--url", daemon.url), env=daemon_env(tmp_path))
+            async with open_process_transport(spec) as transport, anyio.create_task_group() as tg:
+                peer = JsonRpcPeer(transport)
+                tg.start_soon(peer.run)
+                result = await peer.request("initialize", init["params"])
+                with pytest.raises(RpcError) as refused:
+                    await peer.request("_acme/ping", {})
+                answers["stdio"] = [{"result": result}, {"error": {"code": refused.value.code}}]
+                await peer.aclose()
+    results = {name: pair[0]["result"] for name, pair in answers.items()}
+    codes = {name: pair[1]["error"]["code"] for name, pair in answers.items()}
+    assert all(result == results["stdio"] for result in results.values()), results
+    assert set(codes.values()) == {-32601}, codes
+
+
+async def _answer_from(ws: Any) -> JsonObject:
+    while True:
+        message = jsonio.loads(await ws.recv())
+        if isinstance(message, dict) and "method" not in message:
+            return message
