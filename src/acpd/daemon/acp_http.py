@@ -259,33 +259,42 @@ class HttpAcpConnection:
         ``channel``: only the records logged with that ``turn`` (the others are still counted)."""
         yield b"retry: 1000\n\n"
         index = bisect.bisect_right(self._firsts, after + 1) - 1  # the record holding message after + 1
-        number = self._firsts[index] if index >= 0 else 1
+        at = _Position(self._firsts[index] if index >= 0 else 1, anyio.current_time())
         follow = self.log.follow(max(index, 0), batch=sse.BATCH_RECORDS, idle_seconds=sse.KEEPALIVE_SECONDS)
         try:
             async for records in follow:
-                if not records:
+                async for chunk in self._encoded(records, at, after, channel):
+                    at.written = anyio.current_time()
+                    yield chunk
+                # idle, or only other streams' records for a while: a comment keeps proxies patient
+                if not records or anyio.current_time() - at.written >= sse.KEEPALIVE_SECONDS:
+                    at.written = anyio.current_time()
                     yield sse.KEEPALIVE
-                    continue
-                parts: list[str] = []
-                for record in records:
-                    if channel is not None and record.turn != channel:
-                        number += _message_count(record)
-                        continue
-                    if record.sender != "daemon":
-                        if number > after:
-                            parts.append(_event(number, record.payload))
-                        number += 1
-                        continue
-                    if parts:
-                        yield "".join(parts).encode()
-                        parts = []
-                    async for chunk in self._referenced(record, number, after):
-                        yield chunk
-                    number += _message_count(record)
-                if parts:
-                    yield "".join(parts).encode()
         except StoreError as exc:
             yield sse.encode_problem(exc)
+
+    async def _encoded(
+        self, records: list[EventRecord], at: _Position, after: int, channel: int | None
+    ) -> AsyncIterator[bytes]:
+        """The SSE events of one batch of records: those of ``channel`` numbered past ``after``."""
+        parts: list[str] = []
+        for record in records:
+            if channel is not None and record.turn != channel:
+                at.number += _message_count(record)
+                continue
+            if record.sender != "daemon":
+                if at.number > after:
+                    parts.append(_event(at.number, record.payload))
+                at.number += 1
+                continue
+            if parts:
+                yield "".join(parts).encode()
+                parts = []
+            async for chunk in self._referenced(record, at.number, after):
+                yield chunk
+            at.number += _message_count(record)
+        if parts:
+            yield "".join(parts).encode()
 
     async def _referenced(self, record: EventRecord, number: int, after: int) -> AsyncIterator[bytes]:
         """The messages a reference stands for, numbered from ``number``, those after ``after``."""
@@ -314,6 +323,16 @@ class HttpAcpConnection:
         await self.acp.aclose()
         await self._wire.aclose()
         self._shut()
+
+
+class _Position:
+    """Where a stream is: the number of the next message, and when it last wrote."""
+
+    __slots__ = ("number", "written")
+
+    def __init__(self, number: int, written: float) -> None:
+        self.number = number
+        self.written = written
 
 
 def _event(number: int, payload: str) -> str:
