@@ -285,3 +285,20 @@ async def test_a_stopping_daemon_forgets_its_connections_logs(config: DaemonConf
         assert await store.last_seq(f"acp-remote/{connection}") == 0
         assert await store.get_session(session_id) is not None
     await store.aclose()
+
+
+async def test_a_browser_page_may_send_the_acp_headers_and_read_the_connection_id(client: httpx.AsyncClient) -> None:
+    page = {"Origin": "http://127.0.0.1:4520"}
+    with anyio.fail_after(10):
+        preflight = await client.options(
+            "/acp",
+            headers={
+                **page,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type, acp-connection-id, acp-session-id",
+            },
+        )
+        opened = await client.post("/acp?agent=mock", json=INIT, headers=page)
+    assert preflight.status_code == 200, preflight.text
+    assert opened.status_code == 200
+    assert "acp-connection-id" in opened.headers["access-control-expose-headers"].lower()
