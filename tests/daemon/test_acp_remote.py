@@ -302,3 +302,40 @@ async def test_a_browser_page_may_send_the_acp_headers_and_read_the_connection_i
     assert preflight.status_code == 200, preflight.text
     assert opened.status_code == 200
     assert "acp-connection-id" in opened.headers["access-control-expose-headers"].lower()
+
+
+async def test_a_permission_request_and_its_withdrawal_go_on_the_sessions_stream_in_order(
+    client: httpx.AsyncClient, app: Starlette, workdir: Path
+) -> None:
+    with anyio.fail_after(20):
+        connection = await connect(client)
+        session_id = await new_session(client, app, connection, workdir)
+        headers = {"Acp-Connection-Id": connection, "Acp-Session-Id": session_id}
+        prompt = rpc(
+            3, "session/prompt", {"sessionId": session_id, "prompt": [{"type": "text", "text": "permission edit"}]}
+        )
+        await client.post("/acp", json=prompt, headers=headers)
+        asked = await calls(app, connection, "session/request_permission")
+        pending = (await client.get(f"/v1/sessions/{session_id}/permissions")).json()["items"]
+        answered = await client.post(
+            f"/v1/sessions/{session_id}/permissions/{pending[0]['id']}", json={"reply": "once"}
+        )
+        await answers(app, connection, {3})
+    assert answered.status_code == 200, answered.text
+    on_session = [
+        m
+        for m in await logged(app, connection, 2)
+        if m.get("method") in ("session/request_permission", "$/cancel_request")
+    ]
+    assert [m["method"] for m in on_session] == ["session/request_permission", "$/cancel_request"]
+    assert on_session[1]["params"]["requestId"] == asked["id"]
+
+
+async def calls(app: Starlette, connection: str, method: str) -> JsonObject:
+    """The first call of ``method`` the face logged (callers bound the wait)."""
+    async for records in hub_of(app).get(connection).log.follow(0):
+        for record in records:
+            message = jsonio.loads(record.payload)
+            if record.sender == "agent" and isinstance(message, dict) and message.get("method") == method:
+                return message
+    raise AssertionError(f"the log ended without {method}")

@@ -83,6 +83,7 @@ class RemoteConnection(HttpAcpConnection):
         self._pinned: set[str] = set()  # sessions whose messages went on the connection's stream
         self._asked: dict[jsonrpc.RequestId, str | None] = {}  # POSTed requests -> the session they name
         self._known: set[str] = set()  # sessions found in the daemon for this connection's headers
+        self._calls: dict[jsonrpc.RequestId, int] = {}  # the face's open requests -> their stream
 
     def open_stream(self, session_id: str) -> int:
         """The session's stream (opened now if it was not): its messages go there from now on,
@@ -123,9 +124,7 @@ class RemoteConnection(HttpAcpConnection):
         message = jsonio.loads(frame)
         assert isinstance(message, dict), "the face sends JSON-RPC objects"
         if "method" in message:
-            params = message.get("params")
-            stream = self._stream_of(params.get("sessionId") if isinstance(params, dict) else None)
-            self._log(stream, frame)
+            self._log(self._stream_of_call(message), frame)
             return
         request_id = message.get("id")
         named = self._asked.pop(request_id, None)  # type: ignore[arg-type]
@@ -142,6 +141,19 @@ class RemoteConnection(HttpAcpConnection):
         if isinstance(opened, str):
             # before the face forwards the session's first update (it waits for this answer)
             self.open_stream(opened)
+
+    def _stream_of_call(self, message: JsonObject) -> int:
+        """A request or notification of the face goes on its session's stream; a withdrawal
+        (``$/cancel_request``) follows the request it withdraws."""
+        params = message.get("params")
+        params = params if isinstance(params, dict) else {}
+        if message.get("method") == methods.CANCEL_REQUEST:
+            withdrawn = self._calls.pop(params.get("requestId"), None)  # type: ignore[arg-type]
+            return CONNECTION_STREAM if withdrawn is None else withdrawn
+        stream = self._stream_of(params.get("sessionId"))
+        if "id" in message:
+            self._calls[message["id"]] = stream
+        return stream
 
     def _log(self, stream: int, frame: bytes) -> int:
         record = self.log.append("agent", stream, frame.decode())
@@ -166,6 +178,8 @@ class RemoteConnection(HttpAcpConnection):
             params = message.get("params")
             named = params.get("sessionId") if isinstance(params, dict) else None
             self._asked[message["id"]] = named if isinstance(named, str) else None
+        elif kind is Kind.RESPONSE:
+            self._calls.pop(message.get("id"), None)  # type: ignore[arg-type]
         await self._wire.deliver(jsonio.dumps(message))
 
 
