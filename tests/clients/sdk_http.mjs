@@ -1,11 +1,12 @@
-// A third-party ACP client for acpd's tests: the official TypeScript SDK 2.4.0's Streamable HTTP
-// transport (`createHttpStream`, unchanged) driving acpd's `/acp` endpoint.
+// A third-party ACP client for acpd's tests: the official TypeScript SDK 2.4.0's remote transports
+// (`createHttpStream`, or `createWebSocketStream` for a ws:// URL; unchanged) driving acpd's `/acp`.
 //
 //   node sdk_http.mjs basic <url>
 //   node sdk_http.mjs load <url> <sessionId>
 //
-// The bearer token is $ACPD_TOKEN (sent as Authorization on every request); the session's cwd is
-// $ACP_CWD, else the current directory.
+// The bearer token is $ACPD_TOKEN: sent as Authorization on every HTTP request; on a WebSocket (the
+// platform's, which cannot set headers: run node with --experimental-websocket on node 20) as
+// ?access_token=. The session's cwd is $ACP_CWD, else the current directory.
 //
 // stdout is a transcript: one JSON object per line, each with a "step" field. Exit 0 on success;
 // on failure the last line is {"step":"error","message":...} and the exit status is 1. The whole
@@ -18,6 +19,7 @@
 
 import { client } from "@agentclientprotocol/sdk";
 import { createHttpStream } from "@agentclientprotocol/sdk/experimental/http-client";
+import { createWebSocketStream } from "@agentclientprotocol/sdk/experimental/ws-client";
 
 const TIMEOUT_MS = Number(process.env.ACP_CLIENT_TIMEOUT_MS ?? 30000);
 const CWD = process.env.ACP_CWD || process.cwd();
@@ -53,7 +55,17 @@ const app = client({ name: "acpd-tests-sdk-http" })
     return { outcome };
   });
 
-const headers = process.env.ACPD_TOKEN ? { Authorization: `Bearer ${process.env.ACPD_TOKEN}` } : {};
+const token = process.env.ACPD_TOKEN;
+const headers = token ? { Authorization: `Bearer ${token}` } : {};
+
+function openStream() {
+  if (!url.startsWith("ws")) {
+    return createHttpStream(url, { headers });
+  }
+  const withToken = new URL(url);
+  if (token) withToken.searchParams.set("access_token", token);
+  return createWebSocketStream(withToken.toString());
+}
 
 async function prompt(agent, sessionId, text) {
   const response = await agent.request("session/prompt", { sessionId, prompt: [{ type: "text", text }] });
@@ -83,7 +95,7 @@ async function load(agent) {
 }
 
 try {
-  await app.connectWith(createHttpStream(url, { headers }), async (agent) => {
+  await app.connectWith(openStream(), async (agent) => {
     const init = await agent.request("initialize", {
       protocolVersion: 1,
       clientCapabilities: {},

@@ -1,6 +1,7 @@
 """End to end: the official ACP SDKs' remote clients, unchanged, against ``/acp`` on a real daemon:
 the Python SDK's Streamable HTTP (``create_http_stream``) and WebSocket
-(``create_websocket_stream``), and the TypeScript SDK's ``createHttpStream``."""
+(``create_websocket_stream``), and the TypeScript SDK's ``createHttpStream`` and
+``createWebSocketStream``."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import anyio
 import pytest
 from acp import text_block
 
-from acpd.testing.daemon import running_daemon
+from acpd.testing.daemon import Daemon, running_daemon
 
-from .acp_sdk import RecordingClient, Remote, chunk_text, sdk_client
+from .acp_sdk import RecordingClient, Remote, chunk_text, remote_url, sdk_client
 from .clients import client_env, require_clients, run_steps
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -53,13 +54,19 @@ async def test_the_sdk_runs_a_session_on_acp_and_loads_it_after_a_daemon_restart
     assert again.texts()[-1] == "three"
 
 
-async def test_the_typescript_sdks_http_client_runs_a_session_on_acp_and_loads_it_after_a_daemon_restart(
-    tmp_path: Path, workdir: Path
+def ts_env(daemon: Daemon, home: Path, workdir: Path) -> dict[str, str]:
+    # node 20's WebSocket (the platform's, which the SDK uses) is behind a flag
+    return {**client_env(home, workdir), "ACPD_TOKEN": daemon.token or "", "NODE_OPTIONS": "--experimental-websocket"}
+
+
+@pytest.mark.parametrize("remote", REMOTES)
+async def test_the_typescript_sdks_remote_clients_run_a_session_on_acp_and_load_it_after_a_daemon_restart(
+    remote: Remote, tmp_path: Path, workdir: Path
 ) -> None:
     require_clients()
     async with running_daemon(tmp_path) as daemon:
-        env = {**client_env(tmp_path, workdir), "ACPD_TOKEN": daemon.token or ""}
-        basic = await run_steps("sdk_http.mjs", ["basic", f"{daemon.url}/acp?agent=mock"], env, workdir)
+        url = remote_url(daemon, remote)
+        basic = await run_steps("sdk_http.mjs", ["basic", url], ts_env(daemon, tmp_path, workdir), workdir)
     assert basic["initialize"]["agentInfo"]["name"] == "acpd"
     assert basic["prompt"]["stopReason"] == "end_turn"
     assert [chunk_text(u) for u in basic["prompt"]["updates"] if chunk_text(u)] == ["one", "permission: allow", "two"]
@@ -70,8 +77,8 @@ async def test_the_typescript_sdks_http_client_runs_a_session_on_acp_and_loads_i
     session_id = basic["done"]["sessionId"]
 
     async with running_daemon(tmp_path) as daemon:
-        env = {**client_env(tmp_path, workdir), "ACPD_TOKEN": daemon.token or ""}
-        loaded = await run_steps("sdk_http.mjs", ["load", f"{daemon.url}/acp?agent=mock", session_id], env, workdir)
+        url = remote_url(daemon, remote)
+        loaded = await run_steps("sdk_http.mjs", ["load", url, session_id], ts_env(daemon, tmp_path, workdir), workdir)
     replayed = loaded["session_load"]
     assert replayed["currentModeId"] == "plan"
     assert [chunk_text(u) for u in replayed["updates"] if chunk_text(u)] == ["one", "permission: allow", "two"]
