@@ -121,6 +121,8 @@ class RemoteConnection(HttpAcpConnection):
     # -- what the face sends: logged on its stream ------------------------------------------------
 
     def sent(self, frame: bytes) -> None:
+        """Log a message the face sent on the stream it belongs to; hand ``initialize``'s answer
+        to its POST."""
         message = jsonio.loads(frame)
         assert isinstance(message, dict), "the face sends JSON-RPC objects"
         if "method" in message:
@@ -192,9 +194,6 @@ class AcpRemoteHub:
         self._connections: dict[str, RemoteConnection] = {}
         self._idle_seconds = manager.config.acp_http_idle_seconds
         self._reaping = False
-
-    def __len__(self) -> int:
-        return len(self._connections)
 
     async def create(self, agent: str | None) -> RemoteConnection:
         """A new connection, its face running. Raises ``AgentNotFound``."""
