@@ -50,6 +50,13 @@ fresh daemon: medians of the runs' medians, [range of the runs' medians].
   27 k [25.1-30.2 k] (fed by the WebSocket). REST SSE (``throughput.py``, 3 runs): 112 k [109-116 k].
 - Session create over ACP-over-HTTP: 81 ms [73-84] (initialize on a fresh connection 1.9 ms,
   session/new 78 ms: starting the Python mock agent).
+
+``/acp``, one run of the last command with ``--faces acp-http,acp-ws,http,ws --prompts 300``, 3
+turns each, the machine busy with other work (load 4.0-4.2): prompt round trip 1.94 ms over
+Streamable HTTP (POST → 202, the answer read off the session's stream), 1.73 ms over WebSocket
+``/acp`` (the same run: ``/v1/acp`` 1.91 ms with the bare client, ``/v1/rpc`` 1.33 ms); a
+100,000-chunk turn 117 k events/s [112-128 k] over Streamable HTTP, 95 k [67-96 k] over WebSocket
+``/acp``, none lost, in order, SSE ids increasing (the same run: ``/v1/acp`` 96 k, ``/v1/rpc`` 100 k).
 """
 
 from __future__ import annotations
