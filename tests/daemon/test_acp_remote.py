@@ -339,3 +339,12 @@ async def calls(app: Starlette, connection: str, method: str) -> JsonObject:
             if record.sender == "agent" and isinstance(message, dict) and message.get("method") == method:
                 return message
     raise AssertionError(f"the log ended without {method}")
+
+
+async def test_initialize_naming_an_unknown_agent_opens_no_connection(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    with anyio.fail_after(10):
+        refused = await client.post("/acp?agent=no-such-agent", json=INIT)
+    assert_problem(refused, 400, "agent-not-found")
+    assert "Acp-Connection-Id" not in refused.headers
