@@ -1,20 +1,27 @@
 """The ACP face, against a real daemon: prompt round trip, streaming throughput and session create.
 
-Three transports of the same ``AcpConnection`` (``initialize`` → ``session/new`` → ``session/prompt``):
+Five transports of the same ``AcpConnection`` (``initialize`` → ``session/new`` → ``session/prompt``):
 
 - ``ws``: WebSocket ``/v1/rpc?agent=mock``, one JSON-RPC message per text frame (the ``websockets``
   client, with its default permessage-deflate unless ``--no-ws-deflate``);
 - ``http``: ACP over HTTP, sandbox-agent compatible: ``POST /v1/acp/{id}`` per envelope (200 with the
   response in the body), with an SSE reader open on ``GET /v1/acp/{id}`` as sandbox-agent's SDK has;
-- ``stdio``: ``acpd acp --url URL``, NDJSON on its stdin/stdout, relayed to the daemon's ``/v1/rpc``.
+- ``stdio``: ``acpd acp --url URL``, NDJSON on its stdin/stdout, relayed to the daemon's ``/v1/rpc``;
+- ``acp-http``: ACP's own Streamable HTTP transport on ``/acp``, as the official SDKs use it: a POST
+  per message (202; ``initialize`` 200 with ``Acp-Connection-Id``), every answer and update read off
+  the connection's SSE stream and the session's (opened once ``session/new`` named the session);
+- ``acp-ws``: the same endpoint upgraded to a WebSocket, one message per text frame.
 
 1. Prompt round trip: a one-chunk turn (``text hi``: one ``agent_message_chunk``, then
    ``{"stopReason": "end_turn"}``), after 20 warm-ups; from writing the request to reading the
-   response (the update comes first). For ``http``, also when the response showed up on the SSE stream.
+   response (the update comes first). For ``http``, also when the response showed up on the SSE stream;
+   for ``acp-http``, the response is only there: from the POST to reading it off the session's stream.
 2. Throughput: one turn of ``chunks N``, from the request to its response, which comes after every
    update. ``ws`` and ``stdio`` count the updates on the connection; ``http`` counts them on the SSE
-   stream until the prompt's response appears there. Loss = N minus the chunk updates received; the
-   chunk texts ``c0``…``c<N-1>`` must arrive in order, and SSE ids must be contiguous.
+   stream until the prompt's response appears there (``acp-http``: on the session's stream). Loss = N
+   minus the chunk updates received; the chunk texts ``c0``…``c<N-1>`` must arrive in order, and SSE
+   ids must be contiguous (``acp-http``: increasing along each stream, whose ids number the
+   connection's messages across its streams).
 3. Session create over ACP-over-HTTP: ``initialize`` on a fresh connection id (``?agent=mock``), then
    ``session/new`` (which spawns the mock agent).
 
@@ -28,6 +35,7 @@ here, which would otherwise hide most of the daemon's cost in a sub-millisecond 
 
     .venv/bin/python benchmarks/acp_face.py --prompts 300 --chunks 100000
     .venv/bin/python benchmarks/acp_face.py --faces ws,stdio --runs 3
+    .venv/bin/python benchmarks/acp_face.py --faces acp-http,acp-ws --runs 3 --sessions 0
 
 Measured on a 2-vCPU VM (daemon, agent and client share it), 10 runs of the first command, each on a
 fresh daemon: medians of the runs' medians, [range of the runs' medians].
@@ -42,6 +50,13 @@ fresh daemon: medians of the runs' medians, [range of the runs' medians].
   27 k [25.1-30.2 k] (fed by the WebSocket). REST SSE (``throughput.py``, 3 runs): 112 k [109-116 k].
 - Session create over ACP-over-HTTP: 81 ms [73-84] (initialize on a fresh connection 1.9 ms,
   session/new 78 ms: starting the Python mock agent).
+
+``/acp``, one run of the last command with ``--faces acp-http,acp-ws,http,ws --prompts 300``, 3
+turns each, the machine busy with other work (load 4.0-4.2): prompt round trip 1.94 ms over
+Streamable HTTP (POST → 202, the answer read off the session's stream), 1.73 ms over WebSocket
+``/acp`` (the same run: ``/v1/acp`` 1.91 ms with the bare client, ``/v1/rpc`` 1.33 ms); a
+100,000-chunk turn 117 k events/s [112-128 k] over Streamable HTTP, 95 k [67-96 k] over WebSocket
+``/acp``, none lost, in order, SSE ids increasing (the same run: ``/v1/acp`` 96 k, ``/v1/rpc`` 100 k).
 """
 
 from __future__ import annotations
@@ -71,7 +86,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from acpd.testing.daemon import daemon_env
 
 WARM_UPS: Final = 20
-FACES: Final = ("ws", "http", "stdio")
+FACES: Final = ("ws", "http", "stdio", "acp-http", "acp-ws")
 CHUNK_MARK: Final = b'"agent_message_chunk"'
 CHUNK_TEXT: Final = re.compile(rb'"text":"c(\d+) "')
 TURN_TIMEOUT_SECONDS: Final = 600.0
@@ -150,10 +165,11 @@ class RawHttp:
         async with await anyio.connect_tcp(parts.hostname or "127.0.0.1", parts.port or 80) as stream:
             yield cls(stream, parts.netloc)
 
-    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+    async def post(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {self._host}\r\nContent-Type: application/json\r\n"
-            f"Accept: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"Accept: application/json\r\n{extra}Content-Length: {len(body)}\r\n\r\n"
         )
         await self._stream.send(head.encode() + body)
         while b"\r\n\r\n" not in self._buffer:
@@ -355,11 +371,120 @@ class HttpFace(Face):
         return f", SSE ids {'contiguous' if self.id_errors == 0 else f'with {self.id_errors} gaps/repeats'}"
 
 
+class AcpHttpFace(Face):
+    """ACP's Streamable HTTP transport on ``/acp``, used as the official SDKs use it: POST per
+    message (202; ``initialize`` 200), the answers and updates read off the connection's SSE stream
+    and, once ``session/new`` named the session, the session's. POSTs go through the bare client."""
+
+    name = "/acp Streamable HTTP, raw POST (202) + SSE"
+
+    def __init__(self, http: httpx.AsyncClient, raw: RawHttp, tg: TaskGroup) -> None:
+        super().__init__()
+        self.http = http
+        self.raw = raw
+        self.tg = tg
+        self.connection_id = ""
+        self.answers: dict[object, tuple[float, Message]] = {}
+        self.id_errors = 0
+        self._arrived = anyio.Event()
+
+    async def call(self, method: str, params: Message) -> Message:
+        request_id = self.new_id()
+        await self.send(request_id, method, params)
+        _, message = await self.answer(request_id)
+        opened = message.get("result", {}).get("sessionId") if method in ("session/new", "session/fork") else None
+        if opened:
+            await self.tg.start(self.read_sse, opened)
+        return message
+
+    async def send(self, request_id: int, method: str, params: Message) -> None:
+        body = request(request_id, method, params)
+        if method == "initialize":
+            response = await self.http.post("/acp", params={"agent": "mock"}, json=body)
+            response.raise_for_status()
+            self.connection_id = response.headers["Acp-Connection-Id"]
+            self.answers[request_id] = (time.perf_counter(), response.json())
+            await self.tg.start(self.read_sse, None)
+            return
+        headers = {"Acp-Connection-Id": self.connection_id}
+        if method in ("session/prompt", "session/cancel", "session/set_mode"):
+            headers["Acp-Session-Id"] = params["sessionId"]
+        status, data = await self.raw.post("/acp", orjson.dumps(body), headers)
+        assert status == 202, data
+
+    async def answer(self, request_id: object) -> tuple[float, Message]:
+        """(when it was read off a stream, the answer to ``request_id``)."""
+        while request_id not in self.answers:
+            await self._arrived.wait()
+        return self.answers.pop(request_id)
+
+    async def read_sse(self, session_id: str | None, *, task_status: TaskStatus[None]) -> None:
+        headers = {"Accept": "text/event-stream", "Acp-Connection-Id": self.connection_id}
+        if session_id is not None:
+            headers["Acp-Session-Id"] = session_id
+        async with self.http.stream("GET", "/acp", headers=headers) as response:
+            response.raise_for_status()
+            task_status.started()
+            tail = b""
+            last_id = 0
+            async for raw in response.aiter_raw():
+                blocks = (tail + raw).split(b"\n\n")
+                tail = blocks.pop()
+                for block in blocks:
+                    last_id = self._event(block, last_id)
+                self._arrived.set()
+                self._arrived = anyio.Event()
+
+    def _event(self, block: bytes, last_id: int) -> int:
+        """Tally one SSE event; the stream's last id (ids increase along a stream)."""
+        event_id = data = None
+        for line in block.split(b"\n"):
+            if line.startswith(b"data: "):
+                data = line[6:]
+            elif line.startswith(b"id: "):
+                event_id = int(line[4:])
+        if data is None:
+            return last_id  # retry: or a keep-alive
+        if event_id is None or event_id <= last_id:
+            self.id_errors += 1
+        self.tally.see(data)
+        rid = response_id(data)
+        if rid is not None:
+            self.answers[rid] = (time.perf_counter(), orjson.loads(data))
+        return event_id or last_id
+
+    async def turn(self, session_id: str, text: str) -> tuple[float, Message]:
+        """From the POST to the answer read off the session's stream (after every update)."""
+        request_id = self.new_id()
+        t0 = time.perf_counter()
+        await self.send(request_id, "session/prompt", prompt_params(session_id, text))
+        seen, response = await self.answer(request_id)
+        return seen - t0, response
+
+    def check_stream(self) -> str:
+        return f", SSE ids {'increasing' if self.id_errors == 0 else f'with {self.id_errors} repeats'}"
+
+
 @asynccontextmanager
-async def ws_face(url: str, deflate: bool) -> AsyncIterator[Face]:
-    ws_url = url.replace("http://", "ws://", 1).rstrip("/") + "/v1/rpc?agent=mock"
+async def ws_face(url: str, deflate: bool, path: str = "/v1/rpc") -> AsyncIterator[Face]:
+    ws_url = url.replace("http://", "ws://", 1).rstrip("/") + path + "?agent=mock"
     async with connect(ws_url, max_size=None, compression="deflate" if deflate else None) as ws:
-        yield WsFace(ws)
+        face = WsFace(ws)
+        face.name = f"WebSocket {path}"
+        yield face
+
+
+@asynccontextmanager
+async def acp_http_face(url: str) -> AsyncIterator[Face]:
+    async with httpx.AsyncClient(base_url=url, timeout=TURN_TIMEOUT_SECONDS) as http, RawHttp.open(url) as raw:
+        async with anyio.create_task_group() as tg:
+            face = AcpHttpFace(http, raw, tg)
+            try:
+                yield face
+            finally:
+                tg.cancel_scope.cancel()
+        if face.connection_id:
+            await http.delete("/acp", headers={"Acp-Connection-Id": face.connection_id})
 
 
 @asynccontextmanager
@@ -496,6 +621,10 @@ async def session_creates(url: str, cwd: str, sessions: int) -> tuple[list[float
 async def open_face(stack: AsyncExitStack, name: str, url: str, home: Path, ws_deflate: bool) -> Face:
     if name == "ws":
         return await stack.enter_async_context(ws_face(url, ws_deflate))
+    if name == "acp-ws":
+        return await stack.enter_async_context(ws_face(url, ws_deflate, "/acp"))
+    if name == "acp-http":
+        return await stack.enter_async_context(acp_http_face(url))
     if name == "http":
         return await stack.enter_async_context(http_face(url))
     return await stack.enter_async_context(stdio_face(url, home))
@@ -541,7 +670,7 @@ async def main() -> None:
     parser.add_argument("--chunks", type=int, default=100_000, help="chunks in the throughput turn (0: skip)")
     parser.add_argument("--runs", type=int, default=1, help="throughput turns per face")
     parser.add_argument("--sessions", type=int, default=20, help="ACP-over-HTTP session creates (0: skip)")
-    parser.add_argument("--faces", default=",".join(FACES), help="comma-separated, from ws,http,stdio")
+    parser.add_argument("--faces", default=",".join(FACES), help=f"comma-separated, from {','.join(FACES)}")
     parser.add_argument("--no-ws-deflate", dest="ws_deflate", action="store_false", help="WebSocket without deflate")
     parser.add_argument("--url", help="use a running daemon (started with --no-auth) instead of starting one")
     args = parser.parse_args()

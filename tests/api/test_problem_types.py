@@ -165,6 +165,8 @@ PRODUCERS: Final[dict[str, tuple[str, Produce]]] = {
     ),
     "acp-connection-not-found": ("streamAcpMessages", lambda c, at: c.get("/v1/acp/no-such-connection")),
     "upgrade-required": ("rpc", lambda c, at: c.get("/v1/rpc")),
+    "not-acceptable": ("streamAcpRemote", lambda c, at: c.get("/acp", headers={"Accept": "application/json"})),
+    "batch-not-supported": ("postAcpRemoteMessage", lambda c, at: c.post("/acp", json=[{"jsonrpc": "2.0"}])),
     "session-busy": ("prompt", busy),
     "session-closed": ("prompt", injected("prompt", SessionClosed("the session was closed"), "prompt")),
     "agent-error": ("prompt", injected("prompt", AgentError("the agent failed"), "prompt")),

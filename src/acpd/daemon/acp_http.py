@@ -115,6 +115,9 @@ class HttpAcpConnection:
     instead of 100,000 copies. Messages are numbered from 1 across both kinds: the SSE id.
     """
 
+    log_prefix = LOG_PREFIX
+    link_prefix = "http"
+
     def __init__(
         self, manager: SessionManager, connection_id: str, agent: str | None, last_seq: int, firsts: list[int]
     ) -> None:
@@ -122,7 +125,8 @@ class HttpAcpConnection:
         self.agent = agent
         self.created_at_ms = int(time.time() * 1000)
         self._manager = manager
-        self.log = SessionLog(manager.store, LOG_PREFIX + connection_id, last_seq, committer=manager.committer)
+        log_id = self.log_prefix + connection_id
+        self.log = SessionLog(manager.store, log_id, last_seq, committer=manager.committer)
         self._firsts = firsts  # the number of the first message of each record, record seq - 1 as index
         self._messages = 0  # numbered so far (``revive`` counts a stored log's)
         self._wire = _Wire(self)
@@ -130,8 +134,8 @@ class HttpAcpConnection:
             manager,
             self._wire,
             default_agent=agent,
-            link_id=f"http:{connection_id}",
-            name=f"http:{connection_id}",
+            link_id=f"{self.link_prefix}:{connection_id}",
+            name=f"{self.link_prefix}:{connection_id}",
             references=self.refer,
         )
         self._waiting: dict[jsonrpc.RequestId, _Waiter] = {}
@@ -146,7 +150,7 @@ class HttpAcpConnection:
         are counted again from its records."""
         firsts: list[int] = []
         count = 0
-        async for records in _stored(manager, LOG_PREFIX + connection_id, last_seq):
+        async for records in _stored(manager, cls.log_prefix + connection_id, last_seq):
             for record in records:
                 firsts.append(count + 1)
                 count += _message_count(record)
@@ -191,15 +195,22 @@ class HttpAcpConnection:
             return  # no need to parse a notification to know it answers nothing
         message = jsonio.loads(frame)
         if isinstance(message, dict) and "method" not in message:
-            waiter = self._waiting.pop(message.get("id"), None)  # type: ignore[arg-type]
-            if waiter is not None:
-                waiter.message, waiter.seq = message, record.seq
-                waiter.answered.set()
+            self._hand_over(message, record.seq)
+
+    def _hand_over(self, response: JsonObject, seq: int) -> None:
+        """Give a response to the POST waiting for it, if one is."""
+        waiter = self._waiting.pop(response.get("id"), None)  # type: ignore[arg-type]
+        if waiter is not None:
+            waiter.message, waiter.seq = response, seq
+            waiter.answered.set()
 
     def refer(self, session_id: str, first: int, last: int) -> None:
         """Log a reference to records ``first``..``last`` of a session, sent as stored."""
+        self._refer_on(0, session_id, first, last)
+
+    def _refer_on(self, turn: int, session_id: str, first: int, last: int) -> None:
         payload = jsonio.dumps_str({"session": session_id, "from": first, "to": last})
-        record = self.log.append_scrubbed("daemon", 0, payload)  # ids the daemon made: nothing to mask
+        record = self.log.append_scrubbed("daemon", turn, payload)  # ids the daemon made: nothing to mask
         self._counted(record.seq, last - first + 1)
 
     def _counted(self, seq: int, messages: int) -> None:
@@ -242,35 +253,48 @@ class HttpAcpConnection:
 
     # -- GET: the SSE stream ---------------------------------------------------------------------
 
-    async def stream(self, after: int) -> AsyncIterator[bytes]:
+    async def stream(self, after: int, *, channel: int | None = None) -> AsyncIterator[bytes]:
         """Every message after number ``after``, live, as SSE (``id`` = the message's number);
-        references are read back from their session's log. Ends when the connection closes."""
+        references are read back from their session's log. Ends when the connection closes.
+        ``channel``: only the records logged with that ``turn`` (the others are still counted)."""
         yield b"retry: 1000\n\n"
         index = bisect.bisect_right(self._firsts, after + 1) - 1  # the record holding message after + 1
-        number = self._firsts[index] if index >= 0 else 1
+        at = _Position(self._firsts[index] if index >= 0 else 1, anyio.current_time())
         follow = self.log.follow(max(index, 0), batch=sse.BATCH_RECORDS, idle_seconds=sse.KEEPALIVE_SECONDS)
         try:
             async for records in follow:
-                if not records:
+                async for chunk in self._encoded(records, at, after, channel):
+                    at.written = anyio.current_time()
+                    yield chunk
+                # idle, or only other streams' records for a while: a comment keeps proxies patient
+                if not records or anyio.current_time() - at.written >= sse.KEEPALIVE_SECONDS:
+                    at.written = anyio.current_time()
                     yield sse.KEEPALIVE
-                    continue
-                parts: list[str] = []
-                for record in records:
-                    if record.sender != "daemon":
-                        if number > after:
-                            parts.append(_event(number, record.payload))
-                        number += 1
-                        continue
-                    if parts:
-                        yield "".join(parts).encode()
-                        parts = []
-                    async for chunk in self._referenced(record, number, after):
-                        yield chunk
-                    number += _message_count(record)
-                if parts:
-                    yield "".join(parts).encode()
         except StoreError as exc:
             yield sse.encode_problem(exc)
+
+    async def _encoded(
+        self, records: list[EventRecord], at: _Position, after: int, channel: int | None
+    ) -> AsyncIterator[bytes]:
+        """The SSE events of one batch of records: those of ``channel`` numbered past ``after``."""
+        parts: list[str] = []
+        for record in records:
+            if channel is not None and record.turn != channel:
+                at.number += _message_count(record)
+                continue
+            if record.sender != "daemon":
+                if at.number > after:
+                    parts.append(_event(at.number, record.payload))
+                at.number += 1
+                continue
+            if parts:
+                yield "".join(parts).encode()
+                parts = []
+            async for chunk in self._referenced(record, at.number, after):
+                yield chunk
+            at.number += _message_count(record)
+        if parts:
+            yield "".join(parts).encode()
 
     async def _referenced(self, record: EventRecord, number: int, after: int) -> AsyncIterator[bytes]:
         """The messages a reference stands for, numbered from ``number``, those after ``after``."""
@@ -299,6 +323,16 @@ class HttpAcpConnection:
         await self.acp.aclose()
         await self._wire.aclose()
         self._shut()
+
+
+class _Position:
+    """Where a stream is: the number of the next message, and when it last wrote."""
+
+    __slots__ = ("number", "written")
+
+    def __init__(self, number: int, written: float) -> None:
+        self.number = number
+        self.written = written
 
 
 def _event(number: int, payload: str) -> str:

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from acpd.errors import AcpdError
 
-from . import acp_http, audit, docs, http, records, ws
+from . import acp_http, acp_remote, audit, docs, http, records, ws
 from .http import ROUTES
 from .manager import SessionManager
 from .problems import (
@@ -42,9 +42,25 @@ def create_app(manager: SessionManager, *, port: int | None = None) -> Starlette
         cors={
             "allow_origins": sorted(allowed_origins(config, bound_port)),
             "allow_methods": ["GET", "POST", "PATCH", "DELETE"],
-            "allow_headers": ["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+            "allow_headers": [
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "Last-Event-ID",
+                acp_remote.CONNECTION_HEADER,
+                acp_remote.SESSION_HEADER,
+            ],
+            "expose_headers": [acp_remote.CONNECTION_HEADER],
         },
-        routes=[*ROUTES, *records.ROUTES, *audit.ROUTES, *acp_http.ROUTES, *ws.ROUTES, *docs.ROUTES],
+        routes=[
+            *ROUTES,
+            *records.ROUTES,
+            *audit.ROUTES,
+            *acp_http.ROUTES,
+            *acp_remote.ROUTES,
+            *ws.ROUTES,
+            *docs.ROUTES,
+        ],
         middleware=[Middleware(SecurityMiddleware, config=config, port=bound_port), Middleware(_HotRoutes)],
         exception_handlers={
             AcpdError: handle_acpd_error,
@@ -58,6 +74,7 @@ def create_app(manager: SessionManager, *, port: int | None = None) -> Starlette
     app.router.redirect_slashes = False
     app.state.manager = manager
     app.state.acp_hub = acp_http.AcpHttpHub(manager)
+    app.state.acp_remote = acp_remote.AcpRemoteHub(manager)
     app.state.max_body_bytes = config.max_body_bytes
     return app
 

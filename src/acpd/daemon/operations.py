@@ -30,12 +30,14 @@ PROBLEMS: Final[dict[str, tuple[int, str]]] = {
     "session-exists": (409, "a session with the chosen id already exists"),
     "session-closed": (409, "the session was closed or deleted before the turn ran"),
     "acp-connection-closed": (409, "the ACP connection was deleted while the request waited"),
+    "not-acceptable": (406, "the request's Accept header does not take what the route answers with"),
     "payload-too-large": (413, "the body is larger than max_body_bytes"),
     "unsupported-media-type": (415, "the body is not sent as JSON"),
     "host-not-allowed": (421, "the Host header is not allowed (DNS-rebinding protection)"),
     "invalid-setting": (422, "a model, mode or config value the agent does not offer"),
     "upgrade-required": (426, "the route speaks WebSocket only"),
     "internal-error": (500, "a bug: the daemon logged the details"),
+    "batch-not-supported": (501, "a JSON-RPC batch (an array) where one message is taken"),
     "store-error": (500, "the database failed"),
     "agent-error": (502, "the agent failed"),
     "agent-exited": (502, "the agent's process exited"),
@@ -100,6 +102,9 @@ SESSION_ID = Param("id", "path", {"type": "string"}, "the session's id", require
 CONNECTION_ID = Param(
     "id", "path", {"type": "string"}, "the ACP connection's id (the client chooses it)", required=True
 )
+ACP_REMOTE: Final = ("acp-connection-not-found", "session-not-found", "batch-not-supported")
+ACP_CONNECTION_HEADER = Param("Acp-Connection-Id", "header", {"type": "string"}, "the connection initialize opened")
+ACP_SESSION_HEADER = Param("Acp-Session-Id", "header", {"type": "string"}, "the session a message or stream is for")
 SEQ = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
 AFTER = Param("after", "query", SEQ, "start after this seq (0: from the start)")
 LAST_EVENT_ID = Param(
@@ -441,6 +446,54 @@ OPERATIONS: Final[tuple[Op, ...]] = (
         params=(CONNECTION_ID,),
         problems=STORE,
         description="Deleting a connection that does not exist (or no longer) is not an error.",
+    ),
+    Op(
+        "post",
+        "/acp",
+        "postAcpRemoteMessage",
+        "Send one ACP JSON-RPC message (ACP's Streamable HTTP transport)",
+        "acp",
+        answer="JsonRpcMessage",
+        body="JsonRpcMessage",
+        params=(
+            ACP_CONNECTION_HEADER,
+            ACP_SESSION_HEADER,
+            Param("agent", "query", {"type": "string"}, "the agent a new connection's sessions run by default"),
+        ),
+        problems=(*BODY, *STORE, *ACP_REMOTE, "agent-not-found", "conflict", "acp-connection-closed"),
+        description=(
+            "`initialize` without Acp-Connection-Id opens a connection: 200 with the answer, the id in the "
+            "Acp-Connection-Id header. Any other message names its connection and gets 202; a request's "
+            "answer comes on a stream (GET). prompt, cancel, set_mode, set_config_option and close also "
+            "need Acp-Session-Id."
+        ),
+        answer_headers={"Acp-Connection-Id": {"schema": {"type": "string"}, "description": "the new connection's id"}},
+        extra_responses={"202": {"description": "accepted: an answer, if any, comes on a stream"}},
+    ),
+    Op(
+        "get",
+        "/acp",
+        "streamAcpRemote",
+        "A connection's stream, or with Acp-Session-Id a session's, as SSE; or a WebSocket on upgrade",
+        "acp",
+        media="text/event-stream",
+        params=(ACP_CONNECTION_HEADER, ACP_SESSION_HEADER, LAST_EVENT_ID),
+        problems=("invalid-input", "not-acceptable", "acp-connection-not-found", "session-not-found", *STORE),
+        description=(
+            "Each event is `event: message`, `id: <n>` and `data: <JSON-RPC message>`; reconnect with "
+            "Last-Event-ID to resume. With `Upgrade: websocket` the same conversation runs over a "
+            "WebSocket (one message per text frame; the 101 carries Acp-Connection-Id)."
+        ),
+    ),
+    Op(
+        "delete",
+        "/acp",
+        "deleteAcpRemoteConnection",
+        "End a connection (its sessions live on)",
+        "acp",
+        ok=202,
+        params=(ACP_CONNECTION_HEADER,),
+        problems=("invalid-input", "acp-connection-not-found", *STORE),
     ),
     Op(
         "get",
