@@ -132,6 +132,20 @@ OPERATIONS: Final[tuple[Op, ...]] = (
         problems=("not-found", "unauthorized"),  # only the page's own files are open
         open=True,
     ),
+    Op(
+        "get", "/ui", "inspector", "The web inspector, a page built on this API", "daemon", media="text/html", open=True
+    ),
+    Op(
+        "get",
+        "/ui/{asset}",
+        "inspectorAsset",
+        "A script module or style sheet of the web inspector",
+        "daemon",
+        media="*/*",
+        params=(Param("asset", "path", {"type": "string"}, "the file's name", required=True),),
+        problems=("not-found", "unauthorized"),  # only the page's own files are open
+        open=True,
+    ),
     Op("get", "/v1/agents", "listAgents", "Agents, with availability and why not", "agents", answer="AgentList"),
     Op(
         "post",

@@ -1,0 +1,124 @@
+// One conversation row as DOM: messages as safe Markdown, thinking folded, tool calls with their
+// kind, status, locations, diffs and terminal output, plans as checklists, permission cards, turn
+// ends and acpd's own notes. Every string from the session goes in as text (dom.js, markdown.js).
+
+import { h, fmtTokens } from "./dom.js";
+import { renderMarkdown } from "./markdown.js";
+
+export function renderRow(row, actions) {
+  const el = RENDER[row.kind](row, actions);
+  el.dataset.row = String(row.index);
+  return el;
+}
+
+const RENDER = {
+  user: (row) => h("div", { class: "msg user" + (row.cont ? " cont" : "") },
+    row.cont ? null : h("div", { class: "who" }, "You · turn " + row.turn),
+    h("div", { class: "plain", text: row.text })),
+  agent: (row) => h("div", { class: "msg agent" + (row.cont ? " cont" : "") },
+    row.cont ? null : h("div", { class: "who" }, "Agent"),
+    h("div", { class: "md" }, renderMarkdown(row.text))),
+  thought: (row) => {
+    const el = h("details", { class: "thought", open: !!row.open },
+      h("summary", {}, row.cont ? "Thinking (continued)" : "Thinking"),
+      h("div", { class: "plain", text: row.text }));
+    el.addEventListener("toggle", () => { row.open = el.open; });
+    return el;
+  },
+  tool: renderTool,
+  plan: (row) => h("div", { class: "plan" }, h("div", { class: "who" }, "Plan"), checklist(row.entries)),
+  perm: renderPermission,
+  end: (row) => h("div", { class: "turn-end" + (row.error ? " bad" : "") },
+    `turn ${row.turn} ended: ${row.error ? "error " + (row.error.message || row.error.code) : row.stopReason}`,
+    row.usage ? ` · ${fmtTokens(row.usage.totalTokens)} tokens` : ""),
+  note: (row) => h("div", { class: "note" }, row.method.replaceAll("_", " "), noteDetail(row)),
+};
+
+export function checklist(entries) {
+  const mark = { completed: "☑", in_progress: "◐", pending: "☐" };
+  return h("ul", { class: "checklist" }, (entries || []).map((e) =>
+    h("li", { class: "plan-" + e.status }, h("span", { class: "mark" }, mark[e.status] || "☐"), " ", String(e.content),
+      e.priority ? h("span", { class: "prio" }, e.priority) : null)));
+}
+
+function noteDetail(row) {
+  const p = row.params;
+  if (row.method === "agent_started") return `: ${p.agent} (${p.how})`;
+  if (row.method === "agent_exited") return `: ${p.agent}, exit ${p.exitCode}${p.expected ? " (expected)" : ""}`;
+  if (row.method === "error") return `: ${p.code} ${p.message}`;
+  if (row.method === "settings_changed") return ": " + Object.keys(p.changes || {}).join(", ");
+  if (row.method === "limit_reached") return `: ${p.limit}`;
+  return "";
+}
+
+function renderTool(row) {
+  const c = row.call;
+  const el = h("div", { class: "tool status-" + (c.status || "pending") },
+    h("div", { class: "tool-head" },
+      h("span", { class: "kind" }, c.kind || "tool"),
+      h("span", { class: "title", text: c.title || row.id }),
+      h("span", { class: "badge" }, c.status || "pending")));
+  if (Array.isArray(c.locations) && c.locations.length) {
+    el.append(h("ul", { class: "locations" }, c.locations.map((l) => h("li", { text: l.line ? `${l.path}:${l.line}` : l.path }))));
+  }
+  for (const item of Array.isArray(c.content) ? c.content : []) {
+    if (item.type === "diff") el.append(diffView(item));
+    else if (item.type === "content" && item.content && item.content.type === "text") el.append(h("pre", { class: "out", text: item.content.text }));
+    else if (item.type === "terminal") el.append(h("pre", { class: "term", text: row.terminal || "(terminal " + item.terminalId + ")" }));
+  }
+  if (row.terminal && !(c.content || []).some((i) => i.type === "terminal")) el.append(h("pre", { class: "term", text: row.terminal }));
+  return el;
+}
+
+// A unified diff of a tool call's oldText and newText, line by line (longest common subsequence;
+// past 400 lines a side, the old and new texts are shown whole).
+export function diffView(item) {
+  const a = (item.oldText || "").split("\n");
+  const b = (item.newText || "").split("\n");
+  const table = h("div", { class: "diff" }, h("div", { class: "diff-path", text: item.path || "" }));
+  const lines = a.length > 400 || b.length > 400 ? [...a.map((t) => ["-", t]), ...b.map((t) => ["+", t])] : lcsDiff(a, b);
+  for (const [sign, text] of lines) {
+    table.append(h("div", { class: sign === "+" ? "add" : sign === "-" ? "del" : "ctx" }, h("span", { class: "sign" }, sign), text));
+  }
+  return table;
+}
+
+function lcsDiff(a, b) {
+  const n = a.length;
+  const m = b.length;
+  const dp = Array.from({ length: n + 1 }, () => new Uint16Array(m + 1));
+  for (let i = n - 1; i >= 0; i--) for (let j = m - 1; j >= 0; j--) {
+    dp[i][j] = a[i] === b[j] ? dp[i + 1][j + 1] + 1 : Math.max(dp[i + 1][j], dp[i][j + 1]);
+  }
+  const out = [];
+  let i = 0;
+  let j = 0;
+  while (i < n || j < m) {
+    if (i < n && j < m && a[i] === b[j]) { out.push([" ", a[i]]); i++; j++; }
+    else if (j < m && (i >= n || dp[i][j + 1] >= dp[i + 1][j])) out.push(["+", b[j++]]);
+    else out.push(["-", a[i++]]);
+  }
+  return out;
+}
+
+const REPLY = { allow_once: "once", allow_always: "always", reject_once: "reject", reject_always: "reject" };
+
+function renderPermission(row, actions) {
+  const req = row.request || {};
+  const call = req.toolCall || {};
+  if (row.answer) {
+    const o = row.answer.outcome || {};
+    const by = row.answer._meta && row.answer._meta.acpd ? " by " + row.answer._meta.acpd.decidedBy : "";
+    return h("div", { class: "perm settled" }, "Permission for ", h("span", { text: call.title || call.toolCallId || "" }),
+      ": ", o.outcome === "selected" ? o.optionId : o.outcome || "answered", by);
+  }
+  return h("div", { class: "perm card", "data-perm": row.id },
+    h("div", { class: "who" }, "Permission asked · " + (call.kind || "tool")),
+    h("div", { class: "title", text: call.title || call.toolCallId || "" }),
+    call.rawInput ? h("pre", { class: "out", text: JSON.stringify(call.rawInput, null, 2) }) : null,
+    h("div", { class: "buttons" }, (req.options || []).map((o) => h("button", {
+      class: "reply-" + (REPLY[o.kind] || "other"),
+      "data-option": o.optionId,
+      onclick: (ev) => { ev.target.disabled = true; actions.answer(row.id, o.optionId); },
+    }, o.name || o.optionId))));
+}
