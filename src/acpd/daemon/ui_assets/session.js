@@ -90,6 +90,15 @@ class SessionView {
     }
   }
 
+  // The text of every row of one kind as the page renders it, rows outside the view included
+  // (the list keeps only the visible ones in the DOM); the tests read whole turns with it.
+  renderedText(kind) {
+    return this.model.rows.filter((r) => r.kind === kind).map((r) => {
+      const el = renderRow(r, this);
+      return (el.querySelector(".md, .plain") || el).textContent;
+    });
+  }
+
   dropStream() {
     if (this.stream) this.stream.drop();
   }
@@ -146,7 +155,7 @@ class SessionView {
     const usage = `${fmtTokens(u.totalTokens)} tokens${cost}|${u.contextUsed}/${u.contextSize}`;
     if (usage !== this.usageSig) {
       this.usageSig = usage;
-      clear(this.usageEl).append(`${fmtTokens(u.totalTokens)} tokens${cost}`, meter ? " · context " : "", meter);
+      clear(this.usageEl).append(`${fmtTokens(u.totalTokens)} tokens${cost}`, ...(meter ? [" · context ", meter] : []));
     }
   }
 
