@@ -1,14 +1,13 @@
 """Browser test kit: Debian's headless Chromium driven by playwright, against a real ``acpd serve``.
 
-No browser is downloaded (``playwright install`` is never run): playwright drives the system's
-``chromium`` (``ACPD_CHROMIUM`` names another). Without it, or without playwright, the browser tests
-skip, unless ``ACPD_REQUIRE_BROWSER`` is set (CI sets it): then they fail.
+No browser is downloaded (``acpd.testing.browser`` drives the system's ``chromium``). Without it,
+or without playwright, the browser tests skip, unless ``ACPD_REQUIRE_BROWSER`` is set (CI sets it):
+then they fail.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,60 +17,29 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
+from acpd.testing import browser as browser_kit
 from acpd.testing.daemon import Daemon, running_daemon
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
 
 REQUIRE_ENV: Final = "ACPD_REQUIRE_BROWSER"
-CHROMIUM_ENV: Final = "ACPD_CHROMIUM"
-# what makes Chromium start as root, inside a network namespace with only loopback, and stay
-# quiet: no sandbox (root), no GPU, no calls home
-FLAGS: Final = (
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
+CHROMIUM_ENV: Final = browser_kit.CHROMIUM_ENV
 WAIT_MS: Final = 20_000
 """The longest any one wait in a page may take."""
 SECOND_AGENT: Final = "mock-two"
 
 
-def chromium() -> str:
-    """The Chromium to drive; skips (fails under ACPD_REQUIRE_BROWSER) when it or playwright is missing."""
-    path = shutil.which(os.environ.get(CHROMIUM_ENV) or "chromium") or shutil.which("chromium-browser")
-    missing = None
-    if path is None:
-        missing = "no chromium on PATH (apt-get install chromium, or set ACPD_CHROMIUM)"
-    else:
-        try:
-            import playwright  # noqa: F401
-        except ImportError:
-            missing = "playwright is not installed (scripts/setup installs the dev dependencies)"
+@asynccontextmanager
+async def open_browser() -> AsyncIterator[Browser]:
+    """The headless Chromium; skips (fails under ACPD_REQUIRE_BROWSER) when it or playwright is missing."""
+    missing = browser_kit.missing_browser()
     if missing is not None:
         if os.environ.get(REQUIRE_ENV):
             pytest.fail(f"the browser tests need a browser: {missing}")
         pytest.skip(missing)
-    assert path is not None
-    return path
-
-
-@asynccontextmanager
-async def open_browser() -> AsyncIterator[Browser]:
-    from playwright.async_api import async_playwright
-
-    path = chromium()
-    async with async_playwright() as driver:
-        # playwright gives each launch a new, empty profile directory of its own
-        browser = await driver.chromium.launch(executable_path=path, args=list(FLAGS), headless=True)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with browser_kit.headless_chromium() as browser:
+        yield browser
 
 
 @asynccontextmanager

@@ -6,20 +6,26 @@ import pytest
 
 from . import browser
 
+pytestmark = pytest.mark.anyio
 
-def test_a_missing_browser_skips_the_browser_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+
+async def test_a_missing_browser_skips_the_browser_tests(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(browser.REQUIRE_ENV, raising=False)
     monkeypatch.setenv(browser.CHROMIUM_ENV, "/nonexistent/chromium")
     monkeypatch.setenv("PATH", "/nonexistent")
 
     with pytest.raises(pytest.skip.Exception, match="no chromium"):
-        browser.chromium()
+        async with browser.open_browser():
+            pass
 
 
-def test_a_missing_browser_fails_the_browser_tests_where_they_are_required(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_missing_browser_fails_the_browser_tests_where_they_are_required(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv(browser.REQUIRE_ENV, "1")
     monkeypatch.setenv(browser.CHROMIUM_ENV, "/nonexistent/chromium")
     monkeypatch.setenv("PATH", "/nonexistent")
 
     with pytest.raises(pytest.fail.Exception, match="need a browser"):
-        browser.chromium()
+        async with browser.open_browser():
+            pass
