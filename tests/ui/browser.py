@@ -43,10 +43,10 @@ async def open_browser() -> AsyncIterator[Browser]:
 
 
 @asynccontextmanager
-async def inspector_daemon(home: Path) -> AsyncIterator[Daemon]:
-    """``acpd serve`` with the mock agent and a second one (to switch to), with a token."""
+async def inspector_daemon(home: Path, *extra: str) -> AsyncIterator[Daemon]:
+    """``acpd serve [extra…]`` with the mock agent and a second one (to switch to), with a token."""
     config = _config(home)
-    async with running_daemon(home, "--config", str(config), "--db", str(home / "acpd.db")) as daemon:
+    async with running_daemon(home, "--config", str(config), "--db", str(home / "acpd.db"), *extra) as daemon:
         yield daemon
 
 

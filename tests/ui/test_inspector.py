@@ -4,8 +4,10 @@ does to a live turn, a session of 100,000 events, and an agent's hostile output.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
@@ -183,6 +185,45 @@ async def test_a_reload_and_a_dropped_stream_in_a_10000_chunk_turn_show_every_ch
     assert await ui.value("window.acpdUi.model.textOf('agent')") == expected
     assert await ui.value("window.acpdUi.model.lastSeq") == await ui.value("window.acpdUi.model.frames.length")
     assert "c499" in await page.inner_text("#conversation")
+
+
+async def test_after_a_daemon_restart_the_page_resumes_its_stream_without_a_duplicate_or_a_gap(
+    tmp_path: Path, workdir: Path
+) -> None:
+    home = tmp_path / "home"
+    port = ("--port", str(free_port()))  # the same address after the restart
+    async with open_browser() as browser, AsyncExitStack() as first:
+        daemon = await first.enter_async_context(inspector_daemon(home, *port))
+        session_id = await new_session(daemon, workdir)
+        async with inspector(browser, daemon, tmp_path / "screenshots") as ui:
+            await ui.open(f"#/s/{session_id}")
+            await ui.page.fill("#prompt", "chunks 300")
+            await ui.page.click("#send")
+            await ui.wait("window.acpdUi.model.turnsEnded === 1")
+
+            await first.aclose()
+            await ui.wait("document.getElementById('conn').textContent === 'reconnecting'")
+            async with inspector_daemon(home, *port) as second:
+                await ui.wait("document.getElementById('conn').textContent === 'live'")
+                await prompt(second, session_id, "chunks 200 4")
+                await ui.wait("window.acpdUi.model.turnsEnded === 2")
+                async with second.client() as http:
+                    logged = (await http.get(f"/v1/sessions/{session_id}/events", params={"limit": 10000})).json()
+                await ui.wait(f"window.acpdUi.model.lastSeq >= {logged['items'][-1]['seq']}")
+                shown = await ui.value(f"window.acpdUi.model.frames.slice(0, {len(logged['items'])})")
+                assert await ui.value("window.acpdUi.model.stats.duplicates + window.acpdUi.model.stats.gaps") == 0
+            assert ui.errors == []
+
+    assert [record["seq"] for record in shown] == [record["seq"] for record in logged["items"]]
+    assert shown == logged["items"]
+    assert [record["turn"] for record in shown if "stopReason" in record["payload"].get("result", {})] == [1, 2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 async def test_a_session_of_100000_events_opens_and_scrolls_with_few_rows_in_the_dom(
