@@ -15,7 +15,6 @@ export class SessionModel {
     this.tools = new Map();
     this.perms = new Map(); // permission id -> row
     this.pending = new Map(); // permission id -> row, not answered yet
-    this.requests = new Map(); // an agent's request id -> its record (terminal output)
     this.plan = null;
     this.usage = { ...(session.usage || {}) };
     this.status = session.status;
@@ -57,11 +56,9 @@ export class SessionModel {
     if (p.method === "session/prompt") return this.prompt(record, p);
     if (p.method === "session/request_permission") return this.permission(record, p);
     if (p.method && p.method.startsWith("_acpd/")) return this.note(record, p);
-    if (p.method && p.id !== undefined) this.requests.set(String(p.id), record);
-    else if (!p.method && p.result && p.result._meta && p.result._meta.acpd && p.result._meta.acpd.permissionId) {
+    if (!p.method && p.result && p.result._meta && p.result._meta.acpd && p.result._meta.acpd.permissionId) {
       this.answered(p.result._meta.acpd.permissionId, p.result);
     } else if (!p.method && typeof p.id === "string" && p.id.startsWith("turn-")) this.ended(record, p);
-    else if (!p.method && p.result && typeof p.result.output === "string") this.terminal(record, p);
   }
 
   update(record, u) {
@@ -128,11 +125,10 @@ export class SessionModel {
   tool(record, u) {
     let row = this.tools.get(u.toolCallId);
     if (!row) {
-      row = this.push({ kind: "tool", turn: record.turn, id: u.toolCallId, call: {}, terminal: "" });
+      row = this.push({ kind: "tool", turn: record.turn, id: u.toolCallId, call: {} });
       this.tools.set(u.toolCallId, row);
     }
     for (const [k, v] of Object.entries(u)) if (k !== "sessionUpdate" && v !== undefined && v !== null) row.call[k] = v;
-    this.lastTool = row;
     this.touch(row);
   }
 
@@ -170,13 +166,6 @@ export class SessionModel {
     this.status = p.error ? "error" : "idle";
     this.turnsEnded++;
     for (const row of this.pending.values()) this.answered(row.id, { outcome: { outcome: "cancelled" } });
-  }
-
-  terminal(record, p) {
-    const asked = this.requests.get(String(p.id));
-    if (!asked || asked.payload.method !== "terminal/output" || !this.lastTool) return;
-    this.lastTool.terminal = p.result.output;
-    this.touch(this.lastTool);
   }
 
   note(record, p) {

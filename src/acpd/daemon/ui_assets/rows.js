@@ -61,13 +61,26 @@ function renderTool(row) {
   if (Array.isArray(c.locations) && c.locations.length) {
     el.append(h("ul", { class: "locations" }, c.locations.map((l) => h("li", { text: l.line ? `${l.path}:${l.line}` : l.path }))));
   }
+  // a command's output reads as a terminal: its text content, else its raw output
+  const term = c.kind === "execute";
   for (const item of Array.isArray(c.content) ? c.content : []) {
     if (item.type === "diff") el.append(diffView(item));
-    else if (item.type === "content" && item.content && item.content.type === "text") el.append(h("pre", { class: "out", text: item.content.text }));
-    else if (item.type === "terminal") el.append(h("pre", { class: "term", text: row.terminal || "(terminal " + item.terminalId + ")" }));
+    else if (item.type === "content" && item.content && item.content.type === "text") {
+      el.append(h("pre", { class: term ? "term" : "out", text: item.content.text }));
+    } else if (item.type === "terminal") el.append(h("pre", { class: "term muted", text: `terminal ${item.terminalId}` }));
   }
-  if (row.terminal && !(c.content || []).some((i) => i.type === "terminal")) el.append(h("pre", { class: "term", text: row.terminal }));
+  const raw = rawOutput(c.rawOutput);
+  if (term && raw && !(c.content || []).some((i) => i.type === "content")) el.append(h("pre", { class: "term", text: raw }));
   return el;
+}
+
+function rawOutput(raw) {
+  if (raw === undefined || raw === null) return "";
+  if (typeof raw === "string") return raw;
+  for (const key of ["formatted_output", "output", "stdout", "aggregated_output"]) {
+    if (typeof raw[key] === "string") return raw[key] + (typeof raw.stderr === "string" ? raw.stderr : "");
+  }
+  return JSON.stringify(raw, null, 2);
 }
 
 // A unified diff of a tool call's oldText and newText, line by line (longest common subsequence;

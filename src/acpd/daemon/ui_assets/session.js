@@ -151,11 +151,14 @@ class SessionView {
     this.statusEl.textContent = status.replaceAll("_", " ");
     const meter = u.contextSize ? h("meter", { id: "context", min: 0, max: u.contextSize, value: u.contextUsed || 0,
       title: `context ${fmtTokens(u.contextUsed)} of ${fmtTokens(u.contextSize)}` }) : null;
-    const cost = u.cost !== undefined && u.cost !== null ? ` · $${Number(u.cost).toFixed(4)}` : "";
-    const usage = `${fmtTokens(u.totalTokens)} tokens${cost}|${u.contextUsed}/${u.contextSize}`;
+    const parts = [];
+    if (u.totalTokens) parts.push(`${fmtTokens(u.totalTokens)} tokens`);
+    if (u.cost !== undefined && u.cost !== null) parts.push(`$${Number(u.cost).toFixed(4)}`);
+    if (u.contextSize) parts.push(`context ${fmtTokens(u.contextUsed)} / ${fmtTokens(u.contextSize)}`);
+    const usage = parts.join(" · ");
     if (usage !== this.usageSig) {
       this.usageSig = usage;
-      clear(this.usageEl).append(`${fmtTokens(u.totalTokens)} tokens${cost}`, ...(meter ? [" · context ", meter] : []));
+      clear(this.usageEl).append(usage || "no usage yet", ...(meter ? [" ", meter] : []));
     }
   }
 
