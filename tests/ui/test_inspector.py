@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import anyio
 import pytest
 
 from acpd.testing.daemon import Daemon
@@ -85,6 +86,11 @@ async def test_a_user_creates_a_session_sends_a_prompt_and_answers_permission_ca
     assert [text.rsplit(": ", 1)[1] for text in settled] == ["allow by client", "reject by client"]
     assert "1.5k tokens" in await page.inner_text("#usage")
     assert await page.get_attribute("#context", "value") == "1500"
+    async with page.expect_download() as download:
+        await page.click("[data-export=markdown]")
+    exported = await anyio.Path(await (await download.value).path()).read_text()
+    assert "first look" in exported
+    assert "c299" in exported
 
     # the list shows it; the token was asked once and is kept for the tab, never put in a URL
     await page.reload()
@@ -152,6 +158,13 @@ async def test_switching_agent_and_model_in_the_pickers_changes_the_running_sess
     await ui.wait("window.acpdUi.model.session.model === 'mock-large'")
     assert await settings(daemon, session_id) == (SECOND_AGENT, "mock-large", None)
     assert await page.input_value("#pick-agent") == SECOND_AGENT
+
+    # the new agent takes the next prompt; cancel stops it
+    await page.fill("#prompt", "text on the new agent\nsleep 30")
+    await page.click("#send")
+    await page.wait_for_selector(".msg.agent:has-text('on the new agent')")
+    await page.click("#cancel")
+    await page.wait_for_selector(".turn-end:has-text('turn 1 ended: cancelled')")
 
 
 async def settings(daemon: Daemon, session_id: str) -> tuple[str, str | None, str | None]:
