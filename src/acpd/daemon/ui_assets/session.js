@@ -9,6 +9,8 @@ import { SessionModel } from "./model.js";
 import { renderRow, checklist } from "./rows.js";
 import { VirtualList } from "./vlist.js";
 
+const BUDGET_MS = 8;
+
 export async function sessionView(main, id, ctx) {
   const base = `/v1/sessions/${enc(id)}`;
   const [session, agents] = await Promise.all([api("GET", base), api("GET", "/v1/agents")]);
@@ -67,10 +69,19 @@ class SessionView {
     }, (err) => this.fail(err));
   }
 
+  // Live records wait in an inbox and are applied in the next frames, at most BUDGET_MS of them a
+  // frame, so a burst of 100,000 chunks never holds the page for long; the stream resumes after
+  // the last record received (the inbox included), and the model still skips any it holds.
   follow() {
-    this.stream = follow(this.id, () => this.model.lastSeq, {
+    this.inbox = [];
+    this.received = this.model.lastSeq;
+    this.stream = follow(this.id, () => this.received, {
       onRecords: (records) => {
-        this.model.apply(records);
+        for (const record of records) {
+          if (record.seq <= this.received) continue;
+          this.inbox.push(record);
+          this.received = record.seq;
+        }
         this.schedule();
       },
       onState: (state) => this.ctx.connection(state),
@@ -117,6 +128,16 @@ class SessionView {
 
   draw() {
     const m = this.model;
+    if (this.inbox && this.inbox.length) {
+      const until = performance.now() + BUDGET_MS;
+      let k = 0;
+      while (k < this.inbox.length && performance.now() < until) {
+        m.apply(this.inbox.slice(k, k + 500));
+        k += 500;
+      }
+      this.inbox = this.inbox.slice(k);
+      if (this.inbox.length) this.schedule();
+    }
     if (this.raw) this.list.setCount(m.frames.length);
     else this.list.setCount(m.rows.length);
     if (m.dirty.size) {
