@@ -163,8 +163,13 @@ async def test_switching_agent_and_model_in_the_pickers_changes_the_running_sess
     await page.fill("#prompt", "text on the new agent\nsleep 30")
     await page.click("#send")
     await page.wait_for_selector(".msg.agent:has-text('on the new agent')")
+    await page.fill("#prompt", "text queued behind it")
+    await page.click("#send")
+    await page.wait_for_selector("#queued:has-text('1 queued')")
     await page.click("#cancel")
     await page.wait_for_selector(".turn-end:has-text('turn 1 ended: cancelled')")
+    await page.wait_for_selector(".turn-end:has-text('turn 2 ended: end_turn')")
+    await page.wait_for_selector("#queued", state="hidden")
 
 
 async def settings(daemon: Daemon, session_id: str) -> tuple[str, str | None, str | None]:
@@ -290,6 +295,9 @@ async def test_hostile_markdown_and_html_from_the_agent_are_shown_as_text_and_ru
     assert all(href.startswith(("#", "http:", "https:", "mailto:")) for href in hrefs), hrefs
     assert await page.evaluate("window.__acpdPwned") is None
     assert await page.locator(".diff .add").inner_text() == '+<img src="x" onerror="window.__acpdPwned=1">'
+    await page.click(".diff-mode")
+    assert await page.locator(".diff .split td.del").inner_text() == "<script>window.__acpdPwned=1</script>"
+    assert await page.locator(".diff .split td.add").inner_text() == '<img src="x" onerror="window.__acpdPwned=1">'
     await ui.shot("hostile")
 
 

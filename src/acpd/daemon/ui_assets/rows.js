@@ -83,17 +83,43 @@ function rawOutput(raw) {
   return JSON.stringify(raw, null, 2);
 }
 
-// A unified diff of a tool call's oldText and newText, line by line (longest common subsequence;
-// past 400 lines a side, the old and new texts are shown whole).
+// A tool call's diff, unified or side by side (a button switches; the choice is kept for the page):
+// lines matched by longest common subsequence (past 400 lines a side, old and new shown whole).
+let sideBySide = false;
+
 export function diffView(item) {
   const a = (item.oldText || "").split("\n");
   const b = (item.newText || "").split("\n");
-  const table = h("div", { class: "diff" }, h("div", { class: "diff-path", text: item.path || "" }));
-  const lines = a.length > 400 || b.length > 400 ? [...a.map((t) => ["-", t]), ...b.map((t) => ["+", t])] : lcsDiff(a, b);
-  for (const [sign, text] of lines) {
-    table.append(h("div", { class: sign === "+" ? "add" : sign === "-" ? "del" : "ctx" }, h("span", { class: "sign" }, sign), text));
+  const ops = a.length > 400 || b.length > 400 ? [...a.map((t) => ["-", t]), ...b.map((t) => ["+", t])] : lcsDiff(a, b);
+  const body = h("div");
+  const draw = () => body.replaceChildren(sideBySide ? split(ops) : unified(ops));
+  const toggle = h("button", { class: "link diff-mode", onclick: () => { sideBySide = !sideBySide; draw(); } }, "unified / side by side");
+  draw();
+  return h("div", { class: "diff" }, h("div", { class: "diff-path" }, h("span", { text: item.path || "" }), toggle), body);
+}
+
+function unified(ops) {
+  return h("div", {}, ops.map(([sign, text]) =>
+    h("div", { class: sign === "+" ? "add" : sign === "-" ? "del" : "ctx" }, h("span", { class: "sign" }, sign), text)));
+}
+
+// old on the left, new on the right: a run of removed lines faces the run of added lines after it
+function split(ops) {
+  const rows = [];
+  for (let i = 0; i < ops.length;) {
+    if (ops[i][0] === " ") {
+      rows.push([ops[i], ops[i]]);
+      i++;
+      continue;
+    }
+    const dels = [];
+    const adds = [];
+    while (i < ops.length && ops[i][0] === "-") dels.push(ops[i++]);
+    while (i < ops.length && ops[i][0] === "+") adds.push(ops[i++]);
+    for (let k = 0; k < Math.max(dels.length, adds.length); k++) rows.push([dels[k], adds[k]]);
   }
-  return table;
+  const cell = (op) => h("td", { class: op ? (op[0] === "+" ? "add" : op[0] === "-" ? "del" : "ctx") : "none", text: op ? op[1] : "" });
+  return h("table", { class: "split" }, h("tbody", {}, rows.map(([left, right]) => h("tr", {}, cell(left), cell(right)))));
 }
 
 function lcsDiff(a, b) {

@@ -94,7 +94,8 @@ class SessionView {
       const fresh = await api("GET", this.base);
       Object.assign(this.model.session, fresh);
       this.model.usage = { ...this.model.usage, ...fresh.usage };
-      if (fresh.status !== "running" || this.model.status === "idle") this.model.status = fresh.pendingPermissions ? "awaiting_permission" : fresh.status;
+      // the status only from an answer that saw at least what the page holds (not a stale one)
+      if (fresh.lastSeq >= this.model.lastSeq) this.model.status = fresh.pendingPermissions ? "awaiting_permission" : fresh.status;
       this.schedule();
     } catch (err) {
       this.fail(err);
@@ -170,6 +171,9 @@ class SessionView {
     }
     this.statusEl.className = "badge status-" + status;
     this.statusEl.textContent = status.replaceAll("_", " ");
+    const queued = s.queuedPrompts || 0;
+    this.queuedEl.hidden = !queued;
+    this.queuedEl.textContent = `${queued} queued`;
     const meter = u.contextSize ? h("meter", { id: "context", min: 0, max: u.contextSize, value: u.contextUsed || 0,
       title: `context ${fmtTokens(u.contextUsed)} of ${fmtTokens(u.contextSize)}` }) : null;
     const parts = [];
@@ -185,12 +189,13 @@ class SessionView {
 
   buildHead(s) {
     this.statusEl = h("span", { class: "badge", id: "status" });
+    this.queuedEl = h("span", { class: "badge queued", id: "queued", hidden: true });
     this.usageEl = h("span", { class: "usage", id: "usage" });
     this.usageSig = "";
     const title = h("input", { class: "title-edit", id: "title", value: s.title || "", placeholder: "untitled", "aria-label": "title",
       onchange: (ev) => this.patch({ title: ev.target.value }) });
     clear(this.headEl).append(
-      h("a", { href: "#/", class: "back" }, "← sessions"), title, this.statusEl,
+      h("a", { href: "#/", class: "back" }, "← sessions"), title, this.statusEl, this.queuedEl,
       h("label", {}, "agent ", select(this.agents.filter((a) => a.usable || a.name === s.agent).map((a) => a.name), s.agent,
         { id: "pick-agent", onchange: (ev) => this.patch({ agent: ev.target.value }) })),
       ...this.pickers(s), this.usageEl,
@@ -267,6 +272,7 @@ class SessionView {
       if (!r.ok) throw new Error((await r.json()).detail || "HTTP " + r.status);
       this.promptBox.value = "";
       this.errorEl.textContent = "";
+      this.reload(); // its place in the queue
     } catch (err) {
       this.fail(err);
     } finally {
