@@ -171,7 +171,7 @@ export class SessionModel {
   note(record, p) {
     const params = p.params || {};
     if (p.method === "_acpd/settings_changed") {
-      Object.assign(this.session, settingsOf(params.changes || {}));
+      Object.assign(this.session, settingsOf(params.changes || {}, record.at));
     }
     this.push({ kind: "note", turn: record.turn, method: p.method.slice(6), params });
   }
@@ -182,10 +182,12 @@ export class SessionModel {
   }
 }
 
-function settingsOf(changes) {
-  const out = {};
-  for (const [k, v] of Object.entries(changes)) {
-    out[k] = v && typeof v === "object" && "to" in v ? v.to : v;
+// a settings change as the session's own fields (`archived` is recorded as a flag)
+function settingsOf(changes, at) {
+  const out = { ...changes };
+  if ("archived" in changes) {
+    out.archivedAt = changes.archived ? at : null;
+    delete out.archived;
   }
   return out;
 }

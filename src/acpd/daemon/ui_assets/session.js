@@ -62,6 +62,7 @@ class SessionView {
       if (!timing.firstPage) timing.firstPage = performance.now();
       this.schedule();
     }).then(() => {
+      if (this.disposed) return;
       this.loaded = true;
       timing.loaded = performance.now();
       this.schedule();
@@ -116,6 +117,8 @@ class SessionView {
   }
 
   dispose() {
+    this.disposed = true;
+    this.list.destroy();
     if (this.stream) this.stream.stop();
     if (window.acpdUi && window.acpdUi.view === this) window.acpdUi = null;
   }
@@ -238,6 +241,7 @@ class SessionView {
   toggleRaw() {
     this.raw = !this.raw;
     this.detail.hidden = true;
+    this.list.destroy();
     this.list = new VirtualList(this.scroller, this.raw ? {
       count: this.model.frames.length,
       estimate: 22,

@@ -24,12 +24,22 @@ export class VirtualList {
     this.rows.className = "vl-rows";
     this.spacer.append(this.rows);
     scroller.replaceChildren(this.spacer);
-    scroller.addEventListener("scroll", () => {
+    this.onScroll = () => {
       this.stick = scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - 8;
       this.schedule();
-    }, { passive: true });
-    new ResizeObserver(() => this.schedule()).observe(scroller);
+    };
+    scroller.addEventListener("scroll", this.onScroll, { passive: true });
+    this.resize = new ResizeObserver(() => this.schedule());
+    this.resize.observe(scroller);
     this.setCount(count);
+  }
+
+  // another list takes the scroller (the raw frames view and back): this one lets go of it
+  destroy() {
+    this.scroller.removeEventListener("scroll", this.onScroll);
+    this.resize.disconnect();
+    cancelAnimationFrame(this.frame);
+    this.frame = -1; // never scheduled again
   }
 
   setCount(n) {
