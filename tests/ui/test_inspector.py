@@ -86,11 +86,19 @@ async def test_a_user_creates_a_session_sends_a_prompt_and_answers_permission_ca
     assert [text.rsplit(": ", 1)[1] for text in settled] == ["allow by client", "reject by client"]
     assert "1.5k tokens" in await page.inner_text("#usage")
     assert await page.get_attribute("#context", "value") == "1500"
+    await page.wait_for_selector("#turns li:has-text('end_turn · 3 tools · 1.5k tok · $0.0200')")
+
     async with page.expect_download() as download:
         await page.click("[data-export=markdown]")
     exported = await anyio.Path(await (await download.value).path()).read_text()
     assert "first look" in exported
     assert "c299" in exported
+
+    # a fork: a new session holding this one's history
+    await page.click("#fork")
+    await ui.wait(f"window.acpdUi && window.acpdUi.model.session.id !== '{session_id}'")
+    await page.wait_for_selector(".note:has-text('forked from')")
+    assert "c299" in await page.inner_text("#conversation")
 
     # the list shows it; the token was asked once and is kept for the tab, never put in a URL
     await page.reload()
@@ -301,9 +309,22 @@ async def test_hostile_markdown_and_html_from_the_agent_are_shown_as_text_and_ru
     await ui.shot("hostile")
 
 
-async def test_the_agents_view_says_which_agent_is_usable_and_why_not(ui: Inspector) -> None:
-    await ui.open("#/agents")
+async def test_the_tool_call_and_agents_views_list_calls_and_say_which_agent_is_usable_and_why_not(
+    ui: Inspector, daemon: Daemon, workdir: Path
+) -> None:
+    session_id = await new_session(daemon, workdir)
+    await prompt(daemon, session_id, "tool read Read the notes\ntool execute Run the tests")
+    await ui.open("#/audit")
     page = ui.page
+    await page.wait_for_selector("#audit tr:has-text('Read the notes') .status-completed")
+    assert await page.locator("#audit tr").count() == 2
+    await page.select_option("#audit-kind", "execute")
+    await page.wait_for_selector("#audit tr:has-text('Read the notes')", state="detached")
+    assert "Run the tests" in await page.inner_text("#audit")
+
+    await ui.open("#/")
+    await page.wait_for_selector("#usage-summary:has-text('mock')")
+    await ui.open("#/agents")
     await page.wait_for_selector("tr[data-agent='mock']")
 
     assert "usable" in await page.inner_text("tr[data-agent='mock']")

@@ -33,6 +33,7 @@ ASSETS: Final = {
     "session.js": JS,
     "rows.js": JS,
     "agents.js": JS,
+    "audit.js": JS,
     "ui.css": "text/css; charset=utf-8",
 }
 PAGE: Final = "index.html"

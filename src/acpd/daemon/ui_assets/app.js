@@ -1,11 +1,13 @@
 // The inspector's entry: the token dialog, the connection badge and the hash router
-// (#/ sessions, #/s/<id> a session, #/agents). Each view is disposed of when another opens.
+// (#/ sessions, #/s/<id> a session, #/agents, #/audit the tool calls). Each view is disposed of
+// when another opens.
 
 import { setTokenPrompt } from "./api.js";
 import { h, clear } from "./dom.js";
 import { sessionsView } from "./sessions.js";
 import { sessionView } from "./session.js";
 import { agentsView } from "./agents.js";
+import { auditView } from "./audit.js";
 
 const main = document.getElementById("main");
 const conn = document.getElementById("conn");
@@ -31,11 +33,14 @@ async function route() {
   if (current) current.dispose();
   current = null;
   const hash = location.hash || "#/";
-  for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("on", hash.startsWith("#/agents") === (a.dataset.nav === "agents"));
+  const on = hash.startsWith("#/agents") ? "agents" : hash.startsWith("#/audit") ? "audit" : "sessions";
+  for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("on", a.dataset.nav === on);
+  if (!hash.startsWith("#/s/")) ctx.connection("");
   try {
     let view;
     if (hash.startsWith("#/s/")) view = await sessionView(main, decodeURIComponent(hash.slice(4)), ctx);
     else if (hash.startsWith("#/agents")) view = await agentsView(main);
+    else if (hash.startsWith("#/audit")) view = await auditView(main);
     else view = await sessionsView(main);
     if (ticket !== opening) view.dispose();
     else current = view;

@@ -45,6 +45,15 @@ export function fmtTokens(n) {
   return String(n);
 }
 
+// a cost as the API gives it ({amount, currency}), or a bare number of dollars
+export function fmtCost(cost) {
+  if (cost === undefined || cost === null) return "";
+  const amount = typeof cost === "object" ? cost.amount : cost;
+  const currency = typeof cost === "object" && cost.currency ? cost.currency : "USD";
+  if (typeof amount !== "number") return "";
+  return currency === "USD" ? `$${amount.toFixed(4)}` : `${amount.toFixed(4)} ${currency}`;
+}
+
 export function ago(iso) {
   if (!iso) return "";
   const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);

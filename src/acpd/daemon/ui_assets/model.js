@@ -75,7 +75,7 @@ export class SessionModel {
     if (kind === "usage_update") {
       this.usage.contextUsed = u.used;
       this.usage.contextSize = u.size;
-      if (u.cost) this.usage.cost = u.cost.amount;
+      if (u.cost) this.usage.cost = u.cost;
       return;
     }
     if (kind === "current_mode_update") this.session.mode = u.currentModeId;

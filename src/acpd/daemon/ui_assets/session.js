@@ -4,7 +4,7 @@
 // stream from the last seq held; every change since the last frame is drawn in one animation frame.
 
 import { api, enc, follow, history } from "./api.js";
-import { h, clear, select, fmtTokens } from "./dom.js";
+import { h, clear, select, fmtTokens, fmtCost } from "./dom.js";
 import { SessionModel } from "./model.js";
 import { renderRow, checklist } from "./rows.js";
 import { VirtualList } from "./vlist.js";
@@ -92,7 +92,8 @@ class SessionView {
   // after a turn: the session's own fields (a title from the first prompt, totals, the queue)
   async reload() {
     try {
-      const fresh = await api("GET", this.base);
+      const [fresh, turns] = await Promise.all([api("GET", this.base), api("GET", this.base + "/turns")]);
+      this.turns = turns.items;
       Object.assign(this.model.session, fresh);
       this.model.usage = { ...this.model.usage, ...fresh.usage };
       // the status only from an answer that saw at least what the page holds (not a stale one)
@@ -181,7 +182,7 @@ class SessionView {
       title: `context ${fmtTokens(u.contextUsed)} of ${fmtTokens(u.contextSize)}` }) : null;
     const parts = [];
     if (u.totalTokens) parts.push(`${fmtTokens(u.totalTokens)} tokens`);
-    if (u.cost !== undefined && u.cost !== null) parts.push(`$${Number(u.cost).toFixed(4)}`);
+    if (fmtCost(u.cost)) parts.push(fmtCost(u.cost));
     if (u.contextSize) parts.push(`context ${fmtTokens(u.contextUsed)} / ${fmtTokens(u.contextSize)}`);
     const usage = parts.join(" · ");
     if (usage !== this.usageSig) {
@@ -205,6 +206,7 @@ class SessionView {
       h("span", { class: "actions" },
         h("button", { id: "raw-toggle", onclick: () => this.toggleRaw() }, this.raw ? "Conversation" : "Raw frames"),
         "export ", ["markdown", "json", "jsonl"].map((f) => h("button", { class: "link", "data-export": f, onclick: () => this.exportAs(f) }, f)),
+        h("button", { id: "fork", title: "a new session with this one's history up to its last finished turn", onclick: () => this.fork() }, "Fork"),
         h("button", { onclick: () => this.patch({ archived: !s.archivedAt }) }, s.archivedAt ? "Unarchive" : "Archive"),
         h("button", { class: "danger", onclick: () => this.remove() }, "Delete")));
   }
@@ -223,7 +225,16 @@ class SessionView {
       this.cardsEl = h("div", { class: "pending", id: "pending" });
       this.planEl = h("div", { id: "plan" });
       this.seqEl = h("p", { class: "muted", id: "seq" });
-      this.aside.append(h("h3", {}, "Permissions"), this.cardsEl, h("h3", {}, "Plan"), this.planEl, h("h3", {}, "Log"), this.seqEl);
+      this.turnsEl = h("ol", { class: "turns", id: "turns" });
+      this.aside.append(h("h3", {}, "Permissions"), this.cardsEl, h("h3", {}, "Plan"), this.planEl,
+        h("h3", {}, "Turns"), this.turnsEl, h("h3", {}, "Log"), this.seqEl);
+    }
+    if (this.turns !== this.turnsShown) {
+      this.turnsShown = this.turns;
+      clear(this.turnsEl).append(...(this.turns || []).map((t) => h("li", { "data-turn": t.turn, onclick: () => this.goToTurn(t.turn) },
+        h("span", { class: "turn-prompt", text: t.prompt || "(no text)" }),
+        h("span", { class: "muted" }, ` ${t.error ? "error" : t.stopReason} · ${t.steps} tools`,
+          t.usage && t.usage.totalTokens ? ` · ${fmtTokens(t.usage.totalTokens)} tok` : "", t.usage && t.usage.cost ? " · " + fmtCost(t.usage.cost) : ""))));
     }
     const pending = [...m.pending.keys()].join(",");
     if (pending !== this.pendingSig) {
@@ -236,6 +247,21 @@ class SessionView {
       clear(this.planEl).append(m.plan ? checklist(m.plan) : h("p", { class: "muted" }, "no plan"));
     }
     this.seqEl.textContent = `${m.lastSeq} events` + (this.loaded ? "" : " (loading…)");
+  }
+
+  goToTurn(turn) {
+    if (this.raw) this.toggleRaw();
+    const index = this.model.rows.findIndex((r) => r.kind === "user" && r.turn === turn);
+    if (index >= 0) this.list.scrollToIndex(index);
+  }
+
+  async fork() {
+    try {
+      const forked = await api("POST", this.base + "/fork", {});
+      location.hash = "#/s/" + enc(forked.id);
+    } catch (err) {
+      this.fail(err);
+    }
   }
 
   toggleRaw() {

@@ -2,7 +2,7 @@
 // search and filters, a new-session form, and rename, archive and delete on each row.
 
 import { api, enc } from "./api.js";
-import { h, clear, select, fmtTokens, ago } from "./dom.js";
+import { h, clear, select, fmtTokens, fmtCost, ago } from "./dom.js";
 
 const POLL_MS = 2000;
 
@@ -20,6 +20,7 @@ class SessionsView {
     this.agents = agents;
     this.filters = { q: "", agent: "", project: "", status: "", archived: "false" };
     this.table = h("tbody", { id: "sessions" });
+    this.summary = h("div", { class: "summary", id: "usage-summary" });
     this.errorEl = h("div", { class: "error", role: "alert" });
     const names = ["", ...agents.map((a) => a.name)];
     const filter = (key, el) => {
@@ -38,6 +39,7 @@ class SessionsView {
         filter("status", select([["", "any status"], "idle", "running", "awaiting_permission", "queued", "error"], "", { id: "filter-status" })),
         filter("archived", select([["false", "active"], ["true", "archived"], ["any", "all"]], "false", { id: "filter-archived" }))),
       this.errorEl,
+      this.summary,
       h("table", { class: "list" },
         h("thead", {}, h("tr", {}, ["Status", "Title", "Agent", "Model", "Project", "Last activity", "Usage", ""].map((t) => h("th", {}, t)))),
         this.table)));
@@ -78,12 +80,19 @@ class SessionsView {
     if (f.agent) query.set("agent", f.agent);
     if (f.project.trim()) query.set("project", f.project.trim());
     try {
-      const page = await api("GET", "/v1/sessions?" + query);
+      const [page, usage] = await Promise.all([api("GET", "/v1/sessions?" + query), api("GET", "/v1/usage?groupBy=agent")]);
+      this.drawUsage(usage);
       this.draw(page.items.filter((s) => !f.status || statusOf(s) === f.status || (f.status === "queued" && s.queuedPrompts)));
       this.errorEl.textContent = "";
     } catch (err) {
       this.errorEl.textContent = err.message;
     }
+  }
+
+  drawUsage(usage) {
+    const line = (label, u) => h("span", {}, h("strong", { text: label }),
+      ` ${u.turns} turns · ${fmtTokens(u.totalTokens)} tokens`, u.cost ? " · " + fmtCost(u.cost) : "");
+    clear(this.summary).append("Usage by agent:", ...usage.items.map((u) => line(u.key, u)), line("all", usage.total));
   }
 
   draw(items) {
@@ -102,7 +111,7 @@ class SessionsView {
         s.match ? h("div", { class: "snippet", text: s.match.snippet }) : null),
       h("td", { text: s.agent }), h("td", { text: s.model || "" }), h("td", { text: s.project || "" }),
       h("td", {}, ago(s.updatedAt)),
-      h("td", {}, fmtTokens(u.totalTokens), u.cost ? ` · $${Number(u.cost).toFixed(4)}` : ""),
+      h("td", {}, [fmtTokens(u.totalTokens), fmtCost(u.cost)].filter(Boolean).join(" · ")),
       h("td", { class: "row-actions" },
         h("button", { onclick: () => this.rename(s) }, "Rename"),
         h("button", { onclick: () => this.change(s, { archived: !s.archivedAt }) }, s.archivedAt ? "Unarchive" : "Archive"),
