@@ -43,10 +43,11 @@ async def open_browser() -> AsyncIterator[Browser]:
 
 
 @asynccontextmanager
-async def inspector_daemon(home: Path, *extra: str) -> AsyncIterator[Daemon]:
+async def inspector_daemon(home: Path, *extra: str, env: dict[str, str] | None = None) -> AsyncIterator[Daemon]:
     """``acpd serve [extra…]`` with the mock agent and a second one (to switch to), with a token."""
     config = _config(home)
-    async with running_daemon(home, "--config", str(config), "--db", str(home / "acpd.db"), *extra) as daemon:
+    args = ("--config", str(config), "--db", str(home / "acpd.db"), *extra)
+    async with running_daemon(home, *args, env=env) as daemon:
         yield daemon
 
 

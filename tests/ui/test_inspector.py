@@ -4,6 +4,7 @@ does to a live turn, a session of 100,000 events, and an agent's hostile output.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -13,6 +14,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from acpd.daemon.install import PROXY_VARIABLES
+from acpd.presets import PRESETS
 from acpd.testing.daemon import Daemon
 
 from .browser import SECOND_AGENT, Inspector, inspector, inspector_daemon, open_browser
@@ -331,3 +334,32 @@ async def test_the_tool_call_and_agents_views_list_calls_and_say_which_agent_is_
     claude = await page.inner_text("tr[data-agent='claude']")
     assert "not usable" in claude
     assert "acpd agents install claude" in claude
+
+
+async def test_an_agent_is_installed_from_the_agents_view_with_its_progress(tmp_path: Path) -> None:
+    program = PRESETS["gemini"].program
+    npm = tmp_path / "bin" / "npm"
+    with socket.socket() as registry:
+        registry.bind(("127.0.0.1", 0))
+        registry.listen()
+        url = f"http://127.0.0.1:{registry.getsockname()[1]}/"
+        install = f'mkdir -p "$(dirname {program})" && echo ok > {program} && chmod +x {program}'
+        stand_in(npm, f'if [ "$1" = config ]; then echo {url}; exit 0; fi\n{install}\n')
+        env = {"PATH": f"{npm.parent}{os.pathsep}{os.environ['PATH']}", **dict.fromkeys(PROXY_VARIABLES, "")}
+        async with (
+            inspector_daemon(tmp_path / "home", env=env) as daemon,
+            open_browser() as browser,
+            inspector(browser, daemon, tmp_path / "screenshots") as ui,
+        ):
+            await ui.open("#/agents")
+            page = ui.page
+            await page.click("[data-agent-install=gemini]")
+            await page.wait_for_selector("tr[data-agent='gemini'] td:nth-child(3):text-is('yes')")
+            assert await page.locator("[data-agent-install=gemini]").count() == 0
+            assert ui.errors == []
+
+
+def stand_in(path: Path, script: str) -> None:
+    path.parent.mkdir(parents=True)
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(0o755)

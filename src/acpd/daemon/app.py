@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from acpd.errors import AcpdError
 
-from . import acp_http, audit, docs, http, records, ui, ws
+from . import acp_http, agent_install, audit, docs, http, records, ui, ws
 from .http import ROUTES
 from .manager import SessionManager
 from .problems import (
@@ -44,7 +44,16 @@ def create_app(manager: SessionManager, *, port: int | None = None) -> Starlette
             "allow_methods": ["GET", "POST", "PATCH", "DELETE"],
             "allow_headers": ["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
         },
-        routes=[*ROUTES, *records.ROUTES, *audit.ROUTES, *acp_http.ROUTES, *ws.ROUTES, *docs.ROUTES, *ui.ROUTES],
+        routes=[
+            *ROUTES,
+            *agent_install.ROUTES,
+            *records.ROUTES,
+            *audit.ROUTES,
+            *acp_http.ROUTES,
+            *ws.ROUTES,
+            *docs.ROUTES,
+            *ui.ROUTES,
+        ],
         middleware=[Middleware(SecurityMiddleware, config=config, port=bound_port), Middleware(_HotRoutes)],
         exception_handlers={
             AcpdError: handle_acpd_error,

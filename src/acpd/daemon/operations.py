@@ -149,6 +149,23 @@ OPERATIONS: Final[tuple[Op, ...]] = (
     Op("get", "/v1/agents", "listAgents", "Agents, with availability and why not", "agents", answer="AgentList"),
     Op(
         "post",
+        "/v1/agents/{name}/install",
+        "installAgent",
+        "Install a preset's pinned npm packages, with progress",
+        "agents",
+        media="text/event-stream",
+        params=(Param("name", "path", {"type": "string"}, "the preset's name", required=True),),
+        problems=("agent-not-found", "conflict"),
+        body_required=False,
+        description=(
+            "The install runs while the answer streams: `event: progress` (`name`, `elapsedSeconds`, "
+            "`bytesOnDisk`), then `event: done` (`name`, `program`) or `event: error` (a problem, "
+            "`urn:acpd:problem:install-failed`, with npm's output tail in `data`). One install of a preset "
+            "at a time (409); a client that goes away stops it."
+        ),
+    ),
+    Op(
+        "post",
         "/v1/sessions",
         "createSession",
         "Create a session and start its agent",

@@ -146,6 +146,33 @@ function parseBlocks(text) {
   return records;
 }
 
+// A POST whose answer is a stream of named SSE events (an agent's install): `onEvent(name, data)`
+// for each, as it comes; a refusal before the stream is thrown as an ApiError.
+export async function postStream(path, onEvent) {
+  for (;;) {
+    const r = await fetch(path, { method: "POST", headers: headers({ Accept: "text/event-stream" }), credentials: "omit", cache: "no-store" });
+    if (r.status === 401) {
+      await needToken();
+      continue;
+    }
+    if (!r.ok) throw new ApiError(r.status, await r.json().catch(() => ({})));
+    const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value;
+      const end = buffer.lastIndexOf("\n\n");
+      if (end < 0) continue;
+      for (const block of buffer.slice(0, end).split("\n\n")) {
+        const fields = Object.fromEntries(block.split("\n").map((line) => [line.slice(0, line.indexOf(":")), line.slice(line.indexOf(":") + 2)]));
+        if (fields.data) onEvent(fields.event || "message", JSON.parse(fields.data));
+      }
+      buffer = buffer.slice(end + 2);
+    }
+  }
+}
+
 // The whole history before the live stream, a page at a time (`onPage` sees each one at once).
 export async function history(sessionId, after, onPage) {
   let cursor = after;
