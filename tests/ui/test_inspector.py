@@ -196,12 +196,13 @@ async def test_a_reload_and_a_dropped_stream_in_a_10000_chunk_turn_show_every_ch
     await ui.open(f"#/s/{session_id}")
     page = ui.page
     # 20 x 500 chunks, a pause between: a turn long enough to reload in and drop the stream in
-    await page.fill("#prompt", "\n".join(["chunks 500", "sleep 0.1"] * 20))
+    await page.fill("#prompt", "\n".join(["chunks 500", "sleep 0.15"] * 20))
     await page.click("#send")
     await ui.wait("window.acpdUi.model.stats.chunks >= 1500")
 
     await page.reload()
     await ui.wait("window.acpdUi && window.acpdUi.model.stats.chunks >= 5000")
+    assert await ui.value("window.acpdUi.model.turnsEnded") == 0  # still in the middle of the turn
     await page.evaluate("window.acpdUi.view.dropStream()")
     await ui.wait("window.acpdUi.model.turnsEnded === 1")
 
