@@ -313,6 +313,18 @@ async def test_hostile_markdown_and_html_from_the_agent_are_shown_as_text_and_ru
     await ui.shot("hostile")
 
 
+async def test_a_session_deleted_elsewhere_says_so_on_its_open_page(
+    ui: Inspector, daemon: Daemon, workdir: Path
+) -> None:
+    session_id = await new_session(daemon, workdir)
+    await ui.open(f"#/s/{session_id}")
+    await ui.wait("document.getElementById('conn').textContent === 'live'")
+
+    async with daemon.client() as http:
+        assert (await http.delete(f"/v1/sessions/{session_id}")).status_code == 204
+    await ui.page.wait_for_selector(".error:has-text('no longer exists')")
+
+
 async def test_the_tool_call_and_agents_views_list_calls_and_say_which_agent_is_usable_and_why_not(
     ui: Inspector, daemon: Daemon, workdir: Path
 ) -> None:

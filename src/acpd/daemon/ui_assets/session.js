@@ -85,7 +85,10 @@ class SessionView {
         }
         this.schedule();
       },
-      onState: (state) => this.ctx.connection(state),
+      onState: (state) => {
+        this.ctx.connection(state);
+        if (state === "gone") this.fail(new Error("this session no longer exists (deleted elsewhere)"));
+      },
     });
   }
 
