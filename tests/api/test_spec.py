@@ -21,7 +21,8 @@ pytestmark = pytest.mark.anyio
 
 NOT_OVER_HTTP = {"config-error", "install-failed", "request-cancelled"}
 """Kinds of error no HTTP route answers with: a bad config or token stops ``acpd serve`` before it
-listens, agents are installed by the CLI, and a cancelled request is the ACP face's (JSON-RPC)."""
+listens, a failed install ends the install's SSE stream (its status is already 200), and a cancelled
+request is the ACP face's (JSON-RPC)."""
 
 
 async def test_the_spec_is_served_without_a_token_and_validates_as_openapi_3_1(anonymous: httpx.AsyncClient) -> None:

@@ -573,3 +573,20 @@ async def test_a_readable_session_file_an_older_version_left_is_tightened(tmp_pa
         async with open_agent("--state-dir", str(state_dir)) as agent:
             await agent.start_session()
     assert stat.S_IMODE(old.stat().st_mode) == 0o600
+
+
+async def test_the_hostile_command_sends_script_payloads_in_every_place_a_client_shows() -> None:
+    with anyio.fail_after(5):
+        async with open_agent() as client:
+            session_id = await client.start_session()
+            updates, response = await client.until_response(await client.prompt(session_id, "hostile"))
+
+    kinds = [u["params"]["update"]["sessionUpdate"] for u in updates]
+    assert kinds == ["agent_message_chunk", "agent_thought_chunk", "plan", "tool_call"]
+    message = updates[0]["params"]["update"]["content"]["text"]
+    assert "<script>window.__acpdPwned=1</script>" in message
+    assert "](javascript:window.__acpdPwned=1)" in message
+    diff = updates[3]["params"]["update"]["content"][0]
+    assert diff["type"] == "diff"
+    assert "onerror" in diff["newText"]
+    assert response["result"]["stopReason"] == "end_turn"

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from acpd.errors import AcpdError
 
-from . import acp_http, acp_remote, audit, docs, http, records, ws
+from . import acp_http, acp_remote, agent_install, audit, docs, http, records, ui, ws
 from .http import ROUTES
 from .manager import SessionManager
 from .problems import (
@@ -54,12 +54,14 @@ def create_app(manager: SessionManager, *, port: int | None = None) -> Starlette
         },
         routes=[
             *ROUTES,
+            *agent_install.ROUTES,
             *records.ROUTES,
             *audit.ROUTES,
             *acp_http.ROUTES,
             *acp_remote.ROUTES,
             *ws.ROUTES,
             *docs.ROUTES,
+            *ui.ROUTES,
         ],
         middleware=[Middleware(SecurityMiddleware, config=config, port=bound_port), Middleware(_HotRoutes)],
         exception_handlers={

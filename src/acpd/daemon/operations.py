@@ -137,7 +137,38 @@ OPERATIONS: Final[tuple[Op, ...]] = (
         problems=("not-found", "unauthorized"),  # only the page's own files are open
         open=True,
     ),
+    Op(
+        "get", "/ui", "inspector", "The web inspector, a page built on this API", "daemon", media="text/html", open=True
+    ),
+    Op(
+        "get",
+        "/ui/{asset}",
+        "inspectorAsset",
+        "A script module or style sheet of the web inspector",
+        "daemon",
+        media="*/*",
+        params=(Param("asset", "path", {"type": "string"}, "the file's name", required=True),),
+        problems=("not-found", "unauthorized"),  # only the page's own files are open
+        open=True,
+    ),
     Op("get", "/v1/agents", "listAgents", "Agents, with availability and why not", "agents", answer="AgentList"),
+    Op(
+        "post",
+        "/v1/agents/{name}/install",
+        "installAgent",
+        "Install a preset's pinned npm packages, with progress",
+        "agents",
+        media="text/event-stream",
+        params=(Param("name", "path", {"type": "string"}, "the preset's name", required=True),),
+        problems=("agent-not-found", "conflict"),
+        body_required=False,
+        description=(
+            "The install runs while the answer streams: `event: progress` (`name`, `elapsedSeconds`, "
+            "`bytesOnDisk`), then `event: done` (`name`, `program`) or `event: error` (a problem, "
+            "`urn:acpd:problem:install-failed`, with npm's output tail in `data`). One install of a preset "
+            "at a time (409); a client that goes away stops it."
+        ),
+    ),
     Op(
         "post",
         "/v1/sessions",

@@ -2,7 +2,8 @@
 default, a private data directory) and pure ASGI middleware: Host and Origin allow-lists against
 DNS rebinding, the bearer token, and the request-size cap. The middleware must not know any route
 except the open ones: the health check (for liveness probes), the OpenAPI spec and the /docs page
-with its assets (they hold no data, and a browser opening the page sends no token). Host and Origin
+with its assets, the /ui inspector page with its files (they hold no data, and a browser opening a
+page sends no token). Host and Origin
 are checked on those too.
 
 """
@@ -23,9 +24,12 @@ from acpd.private import ensure_token, given_token, is_loopback, private_dir, to
 from acpd.protocol import jsonio
 from acpd.settings import DaemonConfig
 
+from . import ui
 from .problems import MEDIA_TYPE, problem_body
 
-OPEN_PATHS: Final = frozenset({"/v1/health", "/v1/openapi.json", "/docs", "/docs/docs.js", "/docs/docs.css"})
+OPEN_PATHS: Final = frozenset(
+    {"/v1/health", "/v1/openapi.json", "/docs", "/docs/docs.js", "/docs/docs.css", *ui.OPEN_PATHS}
+)
 LOOPBACK_NAMES: Final = ("127.0.0.1", "localhost", "[::1]")
 
 

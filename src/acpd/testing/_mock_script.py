@@ -90,7 +90,7 @@ def _required_text(cmd: Command, rest: str, args: list[str]) -> Command:
 
 
 def _no_args(cmd: Command, rest: str, args: list[str]) -> Command:
-    """meta, context."""
+    """meta, hostile, context."""
     if args:
         raise ScriptError("takes no arguments")
     return cmd
@@ -205,6 +205,7 @@ _PARSERS: Final[dict[str, _Parser]] = {
     "write": _write,
     "run": _required_text,
     "meta": _no_args,
+    "hostile": _no_args,
     "context": _no_args,
     "attachments": _no_args,
     "big": _big,

@@ -17,6 +17,7 @@ from typing import Any, Final, NoReturn, Protocol
 
 import orjson
 
+from acpd.testing import _mock_hostile
 from acpd.testing._mock_io import write_stderr, write_stderr_bytes
 from acpd.testing._mock_rpc import INTERNAL_ERROR, RpcFault
 from acpd.testing._mock_script import Command
@@ -83,6 +84,7 @@ class Turn:
             "write": self._write,
             "run": self._run,
             "meta": self._meta,
+            "hostile": self._hostile,
             "context": self._context,
             "attachments": self._attachments,
             "big": self._big,
@@ -350,6 +352,11 @@ class Turn:
         self._session.record(update)
         self._port.send_update(self._session.id, update, meta=_mock_meta())
         await self._emit({"sessionUpdate": "_mock/custom", "value": 1})
+
+    async def _hostile(self, cmd: Command) -> None:
+        path = os.path.join(self._session.cwd, "hostile.html")
+        for update in _mock_hostile.updates(self._session.next_tool_call_id(), path):
+            await self._emit(update)
 
     async def _stop(self, cmd: Command) -> None:
         self.stop_reason = cmd.word
