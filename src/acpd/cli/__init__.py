@@ -134,7 +134,9 @@ def _add_pass_through(run: Callable[[argparse.Namespace], int], parser: argparse
 
 def _daemon_options(parser: argparse.ArgumentParser, *, log_level: str) -> None:
     """What a daemon (served, or run in process by ``acp``) is configured by."""
-    parser.add_argument("--db", help="SQLite file, or :memory: (default: <data dir>/acpd.db)")
+    parser.add_argument(
+        "--db", help="SQLite file, :memory:, or a postgresql:// URL (default: <data dir>/acpd.db; or ACPD_DB)"
+    )
     parser.add_argument("--data-dir", help="data directory (default $XDG_DATA_HOME/acpd)")
     parser.add_argument("--agents-dir", help="where presets are installed (default <data dir>/agents)")
     parser.add_argument("--model-url", help="send every preset agent's model traffic here (or ACPD_MODEL_URL)")
@@ -345,11 +347,12 @@ def _begin_store_open(config: DaemonConfig) -> tuple[DaemonConfig, StoreOpening 
     store in a thread, before the daemon's modules are imported: a new database's files and
     schema are written while they are. A refused setting still refuses before any of it."""
     from acpd.daemon.security import secured
+    from acpd.store.select import is_postgres
     from acpd.store.sqlite import SqliteEventStore
 
     config = secured(config)
     db = config.resolved_db()
-    return config, None if db == "memory" else SqliteEventStore.begin_open(db)
+    return config, None if db == "memory" or is_postgres(db) else SqliteEventStore.begin_open(db)
 
 
 async def _serve(config: DaemonConfig, port_file: str | None, opening: StoreOpening | None) -> None:
@@ -357,12 +360,14 @@ async def _serve(config: DaemonConfig, port_file: str | None, opening: StoreOpen
 
     from acpd.daemon.security import describe_auth
     from acpd.daemon.serve import serve
+    from acpd.store.select import shown
 
     _freeze_startup_objects()
     async with anyio.create_task_group() as tg:
         port = await tg.start(partial(serve, config, port_file=port_file, opening=opening))
         where = f"http://{config.host}:{port}"
-        print(f"acpd {__version__} on {where} (db: {config.resolved_db()}; {describe_auth(config)})", file=sys.stderr)
+        shown_db = shown(config.resolved_db())
+        print(f"acpd {__version__} on {where} (db: {shown_db}; {describe_auth(config)})", file=sys.stderr)
 
 
 def _redact_logs() -> None:

@@ -30,6 +30,7 @@ from acpd.errors import ConfigError
 from acpd.settings import DaemonConfig
 from acpd.store.base import EventStore
 from acpd.store.memory import MemoryEventStore
+from acpd.store.select import is_postgres, shown
 from acpd.store.sqlite import SqliteEventStore, StoreOpening
 
 from . import ws
@@ -58,6 +59,10 @@ async def open_store(db: str, opening: StoreOpening | None = None) -> EventStore
     """The store ``db`` names; ``opening``, when given, is that store's open begun earlier."""
     if db == "memory":
         return MemoryEventStore()
+    if is_postgres(db):
+        from acpd.store.postgres import PostgresEventStore  # its driver only for those who use it
+
+        return await PostgresEventStore.open(db)
     if opening is not None:
         return await opening.store()
     return await SqliteEventStore.open(db)
@@ -198,7 +203,7 @@ async def _serve_on(
             async with manager.running():
                 if port_file:
                     _tell_port(port_file, port)
-                logger.info("acpd listening on %s (db %s)", url, config.resolved_db())
+                logger.info("acpd listening on %s (db %s)", url, shown(config.resolved_db()))
                 task_status.started(port)
                 await server.serve(sockets=[sock])
         finally:

@@ -1,0 +1,197 @@
+"""Store layer: the PostgreSQL store's schema, its migrations, and opening a database (connecting,
+refusing a newer schema). It must not import asyncpg at module level (the daemon on SQLite never
+loads it) nor anything of acpd but errors.
+
+Text columns that order or compare (ids, times) use the "C" collation: byte order, as SQLite
+compares them, whatever locale the database was created with, so listings page alike on both.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Final
+
+from acpd.errors import StoreError
+from acpd.store.select import shown
+
+if TYPE_CHECKING:
+    import asyncpg
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_SECONDS: Final = 5.0
+"""How long opening the store waits for the database to answer before saying it cannot."""
+MIGRATION_LOCK: Final = 0x61637064  # "acpd": the advisory lock two daemons migrating one database take
+SERVER_SETTINGS: Final = {
+    # a commit returns once its WAL is flushed: durable before the daemon makes it visible,
+    # whatever the database's default says
+    "synchronous_commit": "on",
+    "application_name": "acpd",
+}
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    # 1: sessions, events and idempotency records, and the record indexes (tool-call audit,
+    # turns, full-text search) that SQLite got in its second migration
+    (
+        """CREATE TABLE sessions (
+            id TEXT COLLATE "C" PRIMARY KEY,
+            agent TEXT COLLATE "C" NOT NULL,
+            project TEXT COLLATE "C",
+            cwd TEXT COLLATE "C" NOT NULL,
+            created_at TEXT COLLATE "C" NOT NULL,
+            archived_at TEXT COLLATE "C",
+            doc TEXT NOT NULL
+        )""",
+        "CREATE INDEX sessions_by_created ON sessions (created_at, id)",
+        "CREATE INDEX sessions_by_agent ON sessions (agent, created_at, id)",
+        "CREATE INDEX sessions_by_project ON sessions (project, created_at, id)",
+        "CREATE INDEX sessions_by_cwd ON sessions (cwd, created_at, id)",
+        """CREATE TABLE events (
+            session_id TEXT COLLATE "C" NOT NULL,
+            seq BIGINT NOT NULL,
+            at TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            turn BIGINT NOT NULL,
+            payload TEXT NOT NULL,
+            PRIMARY KEY (session_id, seq)
+        )""",
+        """CREATE TABLE idempotency (
+            session_id TEXT COLLATE "C" NOT NULL,
+            key TEXT COLLATE "C" NOT NULL,
+            value TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (session_id, key)
+        )""",
+        """CREATE TABLE tool_calls (
+            pos BIGSERIAL PRIMARY KEY,
+            session_id TEXT COLLATE "C" NOT NULL,
+            tool_call_id TEXT COLLATE "C" NOT NULL,
+            agent TEXT COLLATE "C",
+            turn BIGINT NOT NULL,
+            started_at TEXT COLLATE "C" NOT NULL,
+            kind TEXT COLLATE "C",
+            title TEXT,
+            locations TEXT,
+            status TEXT COLLATE "C",
+            asked BOOLEAN NOT NULL DEFAULT false,
+            request_id TEXT COLLATE "C",
+            options TEXT,
+            reply TEXT,
+            outcome TEXT COLLATE "C",
+            decided_by TEXT COLLATE "C",
+            ended_at TEXT,
+            UNIQUE (session_id, tool_call_id)
+        )""",
+        "CREATE INDEX tool_calls_by_started ON tool_calls (started_at)",
+        "CREATE INDEX tool_calls_by_request ON tool_calls (session_id, request_id)",
+        """CREATE TABLE turns (
+            session_id TEXT COLLATE "C" NOT NULL,
+            turn BIGINT NOT NULL,
+            agent TEXT COLLATE "C",
+            model TEXT COLLATE "C",
+            started_at TEXT COLLATE "C" NOT NULL,
+            first_seq BIGINT NOT NULL,
+            preview TEXT,
+            steps BIGINT NOT NULL DEFAULT 0,
+            cost_total DOUBLE PRECISION,
+            currency TEXT,
+            ended_at TEXT,
+            last_seq BIGINT,
+            stop_reason TEXT,
+            error TEXT,
+            input_tokens BIGINT,
+            output_tokens BIGINT,
+            cached_tokens BIGINT,
+            thought_tokens BIGINT,
+            total_tokens BIGINT,
+            PRIMARY KEY (session_id, turn)
+        )""",
+        "CREATE INDEX turns_by_started ON turns (started_at)",
+        # ``words`` is the body's words (letters and digits, as FTS5's tokenizer splits them) under
+        # the 'simple' configuration: lower case, no stemming, no stop words, in any language
+        """CREATE TABLE search (
+            id BIGSERIAL PRIMARY KEY,
+            session_id TEXT COLLATE "C" NOT NULL,
+            turn BIGINT NOT NULL,
+            kind TEXT NOT NULL,
+            body TEXT NOT NULL,
+            words TSVECTOR NOT NULL
+        )""",
+        "CREATE INDEX search_words ON search USING GIN (words)",
+        "CREATE INDEX search_by_session ON search (session_id, kind)",
+    ),
+)
+"""Schema migrations in order; the ``acpd_schema`` table holds how many a database has had.
+Append new ones; never edit one that has shipped."""
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+async def create_pool(dsn: str, *, max_size: int) -> asyncpg.Pool:
+    """A pool of connections to ``dsn``, the schema migrated.
+
+    Raises:
+        StoreError: the database cannot be reached or logged into within
+            ``CONNECT_TIMEOUT_SECONDS``, it refuses the migration, or its schema is newer than this
+            acpd knows.
+    """
+    import asyncpg  # lazily: ~60 ms of imports that a daemon on SQLite never pays
+
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=1,
+            max_size=max_size,
+            timeout=CONNECT_TIMEOUT_SECONDS,
+            server_settings=SERVER_SETTINGS,
+        )
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+        raise StoreError(
+            f"cannot reach the PostgreSQL event store {shown(dsn)}: {_reason(exc)}",
+            data={"db": shown(dsn)},
+        ) from None
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+    except BaseException:
+        pool.terminate()
+        raise
+    return pool
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {CONNECT_TIMEOUT_SECONDS:.0f} s"
+    return text
+
+
+async def migrate(conn: asyncpg.Connection) -> None:
+    """Apply the pending migrations in one transaction, or none; two daemons starting on one new
+    database take turns (an advisory lock), so it is migrated once.
+
+    Raises:
+        StoreError: the schema is newer than this acpd knows, or a migration failed.
+    """
+    import asyncpg
+
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            await conn.execute("CREATE TABLE IF NOT EXISTS acpd_schema (version INTEGER NOT NULL)")
+            version = await conn.fetchval("SELECT max(version) FROM acpd_schema") or 0
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the event store has schema version {version}, newer than the {SCHEMA_VERSION} this acpd "
+                    "knows: upgrade acpd, or point it at another database (--db)",
+                    data={"schemaVersion": version, "supported": SCHEMA_VERSION},
+                )
+            for statements in MIGRATIONS[version:]:
+                for statement in statements:
+                    await conn.execute(statement)
+            if version < SCHEMA_VERSION:
+                await conn.execute("DELETE FROM acpd_schema")
+                await conn.execute("INSERT INTO acpd_schema (version) VALUES ($1)", SCHEMA_VERSION)
+                logger.info("event store migrated from schema version %d to %d", version, SCHEMA_VERSION)
+    except asyncpg.PostgresError as exc:
+        raise StoreError(f"cannot migrate the PostgreSQL event store: {exc}") from exc
