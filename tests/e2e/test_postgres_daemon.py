@@ -1,0 +1,107 @@
+"""End to end on PostgreSQL: a real ``acpd serve --db postgresql://…`` process: a streamed turn,
+a restart that resumes the session, a ``kill -9`` mid-turn that loses no event a client saw, and a
+database that is not there at start."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from acpd.testing.daemon import running_daemon
+from acpd.testing.postgres import Cluster
+from tests.daemon.helpers import all_events, new_session
+from tests.e2e.sse import sse_events
+from tests.postgres import postgres_dsn
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+__all__ = ["postgres_dsn"]
+
+
+async def test_a_turn_streams_from_a_daemon_on_postgres_and_the_session_goes_on_after_a_restart(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    async with running_daemon(tmp_path, "--db", postgres_dsn) as daemon, daemon.client(timeout=30) as http:
+        session_id = (await new_session(http, tmp_path, title="Kumquat plans"))["id"]
+        with anyio.fail_after(30):
+            async with http.stream(
+                "POST",
+                f"/v1/sessions/{session_id}/prompt",
+                json={"prompt": "chunks 2000\ntool read"},
+                headers={"Accept": "text/event-stream"},
+            ) as response:
+                seen = [event async for event in sse_events(response)]
+        assert seen[-1]["payload"]["result"]["stopReason"] == "end_turn"
+        seqs = [e["seq"] for e in seen]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    async with running_daemon(tmp_path, "--db", postgres_dsn) as daemon, daemon.client(timeout=30) as http:
+        assert [s["id"] for s in (await http.get("/v1/sessions")).json()["items"]] == [session_id]
+        events = await all_events(http, session_id)
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        assert {e["seq"]: e for e in events if e["seq"] in seqs} == {e["seq"]: e for e in seen}
+        with anyio.fail_after(30):
+            answer = (await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "and then?"})).json()
+        assert (answer["stopReason"], answer["turn"]) == ("end_turn", 2)
+        turns = (await http.get(f"/v1/sessions/{session_id}/turns")).json()["items"]
+        assert [t["turn"] for t in turns] == [1, 2]
+        found = (await http.get("/v1/sessions", params={"q": "kumquat"})).json()["items"]
+        assert [s["id"] for s in found] == [session_id]
+
+
+async def test_kill_9_mid_turn_on_postgres_loses_no_seen_event_and_the_session_goes_on(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    seen: dict[int, dict[str, Any]] = {}
+    async with running_daemon(tmp_path, "--db", postgres_dsn) as daemon, daemon.client(timeout=30) as http:
+        session_id = (await new_session(http, tmp_path))["id"]
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                # The sleep keeps the turn running until the kill, however far behind the reader is.
+                tg.start_soon(
+                    _ignore_errors,
+                    http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "chunks 20000\nsleep 60"}),
+                )
+                async with http.stream("GET", f"/v1/sessions/{session_id}/events/stream") as response:
+                    async for event in sse_events(response):
+                        seen[event["seq"]] = event
+                        if len(seen) == 8_000:
+                            await daemon.kill()
+                            break
+                tg.cancel_scope.cancel()
+        assert daemon.process.returncode == -9
+    async with running_daemon(tmp_path, "--db", postgres_dsn) as daemon, daemon.client(timeout=30) as http:
+        events = await all_events(http, session_id)
+        by_seq = {e["seq"]: e for e in events}
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        assert all(by_seq[seq] == event for seq, event in seen.items())
+        assert any(e["payload"].get("method") == "_acpd/turn_interrupted" for e in events)
+        with anyio.fail_after(30):
+            answer = (await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "after the kill"})).json()
+        assert (answer["stopReason"], answer["turn"]) == ("end_turn", 2)
+        (interrupted, _) = (await http.get(f"/v1/sessions/{session_id}/turns")).json()["items"]
+        assert interrupted["error"] == "interrupted: the daemon restarted"
+
+
+async def test_a_daemon_whose_database_is_not_there_says_so_and_exits(
+    tmp_path: Path, postgres_cluster: Cluster
+) -> None:
+    nowhere = f"postgresql://acpd:hunter2@127.0.0.1:{postgres_cluster.port}/missing"
+    with pytest.raises(RuntimeError, match="exited before listening") as refused:
+        async with running_daemon(tmp_path, "--db", nowhere):
+            pass
+    tail = str(refused.value)
+    assert (
+        f"cannot reach the PostgreSQL event store postgresql://acpd:***@127.0.0.1:{postgres_cluster.port}/missing"
+        in tail
+    )
+    assert 'database "missing" does not exist' in tail
+    assert "hunter2" not in tail
+
+
+async def _ignore_errors(call: Any) -> None:
+    with contextlib.suppress(httpx.HTTPError):  # the daemon is killed under this request on purpose
+        await call
