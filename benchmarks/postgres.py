@@ -1,0 +1,131 @@
+"""Benchmark: the PostgreSQL store beside SQLite: the store's append rate, and a daemon's
+end-to-end events/s (mock agent -> acpd -> SSE client), interleaved rounds on each.
+
+PostgreSQL is a throwaway server started for the run (``initdb`` into a temporary directory, on
+127.0.0.1, with ``fsync`` on: as durable as a real one on this disk), unless ``--postgres URL``
+names one (its tables are made in a new schema and dropped at the end). SQLite is a fresh file in a
+temporary directory. Prints each round and the medians, with the machine's load.
+
+    .venv/bin/python benchmarks/postgres.py [--records 100000] [--batch 1000] [--chunks 100000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Final
+
+import anyio
+from _daemon import acpd_daemon
+from store_append import make_records
+from throughput import one_run
+
+from acpd.protocol.events import EventRecord
+from acpd.store import SqliteEventStore
+from acpd.store.base import EventStore
+from acpd.store.postgres import PostgresEventStore
+from acpd.testing import postgres
+
+KINDS: Final = ("sqlite", "postgres")
+
+
+@asynccontextmanager
+async def fresh_schema(dsn: str) -> AsyncIterator[str]:
+    """``dsn`` with a new schema first on its search path, dropped afterwards."""
+    import asyncpg
+
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+        yield f"{dsn}{'&' if '?' in dsn else '?'}search_path={schema}"
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    finally:
+        await conn.close()
+
+
+async def append_rate(store: EventStore, records: list[EventRecord], batch: int) -> float:
+    """Records/s appending ``records`` in batches of ``batch`` (one transaction each)."""
+    started = time.perf_counter()
+    for start in range(0, len(records), batch):
+        await store.append(records[start : start + batch])
+    return len(records) / (time.perf_counter() - started)
+
+
+async def store_round(kind: str, dsn: str, records: list[EventRecord], batch: int) -> float:
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="acpd-bench-") as directory:
+            async with await SqliteEventStore.open(Path(directory) / "acpd.db") as store:
+                return await append_rate(store, records, batch)
+    async with fresh_schema(dsn) as url, await PostgresEventStore.open(url) as pg:
+        return await append_rate(pg, records, batch)
+
+
+async def stream_round(kind: str, dsn: str, chunks: int) -> float:
+    """Events/s of one turn of ``chunks`` chunks through a fresh daemon on ``kind``'s store."""
+    if kind == "sqlite":
+        async with acpd_daemon() as url:
+            seconds, received, errors, expected, _ = await one_run(url, chunks, 0.0)
+    else:
+        async with fresh_schema(dsn) as db, acpd_daemon("--db", db) as url:
+            seconds, received, errors, expected, _ = await one_run(url, chunks, 0.0)
+    if errors or received != expected:
+        sys.exit(f"{kind}: {expected - received} events lost, {errors} gaps or repeats")
+    return received / seconds
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+async def run(dsn: str, args: argparse.Namespace) -> None:
+    records = make_records(args.records, args.sessions)
+    appends: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    streams: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    print(f"load before: {load()}")
+    for round_no in range(args.runs):
+        order = KINDS if round_no % 2 == 0 else KINDS[::-1]  # who goes first alternates
+        for kind in order:
+            appends[kind].append(await store_round(kind, dsn, records, args.batch))
+            streams[kind].append(await stream_round(kind, dsn, args.chunks))
+            print(
+                f"round {round_no + 1} {kind:>8}: append {appends[kind][-1]:,.0f} records/s"
+                f" (batch {args.batch}); a turn of {args.chunks} chunks {streams[kind][-1]:,.0f} events/s;"
+                f" load {load()}"
+            )
+    for kind in KINDS:
+        print(
+            f"{kind:>8} medians: append {statistics.median(appends[kind]):,.0f} records/s"
+            f" [{min(appends[kind]):,.0f}-{max(appends[kind]):,.0f}],"
+            f" end to end {statistics.median(streams[kind]):,.0f} events/s"
+            f" [{min(streams[kind]):,.0f}-{max(streams[kind]):,.0f}], 0 lost"
+        )
+    print(f"load after: {load()}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--sessions", type=int, default=8)
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--postgres", help="a PostgreSQL URL to use instead of a throwaway server")
+    args = parser.parse_args()
+    if args.postgres:
+        await run(args.postgres, args)
+        return
+    with postgres.running(durable=True) as cluster:
+        await run(cluster.dsn, args)
+
+
+if __name__ == "__main__":
+    anyio.run(main, backend_options={"use_uvloop": True})
