@@ -102,6 +102,18 @@ async def test_a_daemon_whose_database_is_not_there_says_so_and_exits(
     assert "hunter2" not in tail
 
 
+async def test_a_second_daemon_on_the_same_database_is_refused_naming_the_owner(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    async with running_daemon(tmp_path / "a", "--db", postgres_dsn):
+        with pytest.raises(RuntimeError, match="exited before listening") as refused:
+            async with running_daemon(tmp_path / "b", "--db", postgres_dsn):
+                pass
+    assert "another acpd (database backend pid" in str(refused.value)
+
+
 async def _ignore_errors(call: Any) -> None:
     with contextlib.suppress(httpx.HTTPError):  # the daemon is killed under this request on purpose
         await call

@@ -1,5 +1,5 @@
 """PostgresEventStore beyond the shared contract: opening (an unreachable database, a newer schema,
-two daemons migrating at once), a connection lost mid-write, and what a restart finds."""
+a second owner, two daemons migrating at once), a connection lost mid-write, and what a restart finds."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from typing import Any
 import anyio
 import pytest
 
-from acpd.errors import StoreError
-from acpd.store._pg_schema import CONNECT_TIMEOUT_SECONDS, SCHEMA_VERSION
+from acpd.errors import StoreError, StoreLocked
+from acpd.store._pg_schema import CONNECT_TIMEOUT_SECONDS, OWNER_WAIT_SECONDS, SCHEMA_VERSION
 from acpd.store.base import AuditFilter
 from acpd.store.postgres import PostgresEventStore
 from acpd.store.select import is_postgres, shown
 from acpd.testing.postgres import Cluster
-from tests.postgres import postgres_dsn
+from tests.postgres import fresh_schema, postgres_dsn
 from tests.store.helpers import doc, log, record
 from tests.store.test_audit import frame, turn_records
 
@@ -60,21 +60,46 @@ async def test_a_schema_from_a_newer_acpd_is_refused_with_what_to_do(postgres_ds
     assert refused.value.data == {"schemaVersion": SCHEMA_VERSION + 1, "supported": SCHEMA_VERSION}
 
 
-async def test_two_stores_opening_one_new_database_at_once_migrate_it_once(postgres_dsn: str) -> None:
-    opened: list[PostgresEventStore] = []
+async def test_a_second_store_on_one_database_is_refused_and_takes_it_once_the_first_closes(
+    postgres_dsn: str,
+) -> None:
+    async with await PostgresEventStore.open(postgres_dsn) as first:
+        await first.append(log("s1", 1, 2), session=doc("s1"))
+        with anyio.fail_after(OWNER_WAIT_SECONDS * 3), pytest.raises(StoreLocked) as refused:
+            await PostgresEventStore.open(postgres_dsn)
+        assert "another acpd (database backend pid" in str(refused.value)
+        assert refused.value.data["pid"] > 0
+    async with await PostgresEventStore.open(postgres_dsn) as second:
+        assert await second.read("s1") == log("s1", 1, 2)
+
+
+async def test_stores_on_two_schemas_of_one_database_are_owned_apart(postgres_cluster: Cluster) -> None:
+    async with (
+        fresh_schema(postgres_cluster) as one,
+        fresh_schema(postgres_cluster) as other,
+        await PostgresEventStore.open(one) as first,
+        await PostgresEventStore.open(other) as second,
+    ):
+        await first.append(log("s1", 1, 2))
+        assert await second.read("s1") == []
+
+
+async def test_two_daemons_starting_on_one_new_database_migrate_it_once(postgres_dsn: str) -> None:
+    outcomes: list[PostgresEventStore | StoreLocked] = []
 
     async def open_one() -> None:
-        opened.append(await PostgresEventStore.open(postgres_dsn))
+        try:
+            outcomes.append(await PostgresEventStore.open(postgres_dsn))
+        except StoreLocked as exc:
+            outcomes.append(exc)
 
-    async with anyio.create_task_group() as tg:
-        for _ in range(3):
+    with anyio.fail_after(OWNER_WAIT_SECONDS * 3):
+        async with anyio.create_task_group() as tg:
             tg.start_soon(open_one)
-    try:
-        await opened[0].append(log("s1", 1, 2), session=doc("s1"))
-        assert await opened[1].read("s1") == log("s1", 1, 2)
-    finally:
-        for store in opened:
-            await store.aclose()
+            tg.start_soon(open_one)
+    opened = [o for o in outcomes if isinstance(o, PostgresEventStore)]
+    assert len(opened) == 1 and len(outcomes) == 2
+    await opened[0].aclose()
     conn = await side_connection(postgres_dsn)
     try:
         assert await conn.fetch("SELECT version FROM acpd_schema") == [(SCHEMA_VERSION,)]

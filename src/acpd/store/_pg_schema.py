@@ -22,6 +22,10 @@ logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT_SECONDS: Final = 5.0
 """How long opening the store waits for the database to answer before saying it cannot."""
 MIGRATION_LOCK: Final = 0x61637064  # "acpd": the advisory lock two daemons migrating one database take
+OWNER_WAIT_SECONDS: Final = 3.0
+"""How long a daemon waits for the database's owner lock: a daemon killed a moment ago has its
+lock let go once the server sees its connection close."""
+LOCK_NOT_AVAILABLE: Final = "55P03"
 SERVER_SETTINGS: Final = {
     # a commit returns once its WAL is flushed: durable before the daemon makes it visible,
     # whatever the database's default says
@@ -146,10 +150,7 @@ async def create_pool(dsn: str, *, max_size: int) -> asyncpg.Pool:
             server_settings=SERVER_SETTINGS,
         )
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
-        raise StoreError(
-            f"cannot reach the PostgreSQL event store {shown(dsn)}: {_reason(exc)}",
-            data={"db": shown(dsn)},
-        ) from None
+        raise unreachable(dsn, exc) from None
     try:
         async with pool.acquire() as conn:
             await migrate(conn)
@@ -159,11 +160,63 @@ async def create_pool(dsn: str, *, max_size: int) -> asyncpg.Pool:
     return pool
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, TimeoutError):
-        return f"no answer within {CONNECT_TIMEOUT_SECONDS:.0f} s"
-    return text
+def unreachable(dsn: str, exc: BaseException) -> StoreError:
+    """The error that says the database at ``dsn`` (its password masked) could not be had, and why."""
+    reason = f"no answer within {CONNECT_TIMEOUT_SECONDS:.0f} s" if isinstance(exc, TimeoutError) else str(exc)
+    return StoreError(
+        f"cannot reach the PostgreSQL event store {shown(dsn)}: {reason or type(exc).__name__}",
+        data={"db": shown(dsn)},
+    )
+
+
+async def take_ownership(dsn: str) -> asyncpg.Connection:
+    """A connection of its own holding the schema's owner lock (a session advisory lock keyed by
+    the schema's name, so that schemas of one database are owned apart), for the store's life: the
+    server lets it go when the connection closes, by ``aclose`` or by the daemon's death.
+
+    Raises:
+        StoreLocked: another daemon owns the schema (``data`` says which client holds it).
+        StoreError: the database cannot be reached.
+    """
+    import asyncpg
+
+    from acpd.errors import StoreLocked
+
+    try:
+        conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_SECONDS, server_settings=SERVER_SETTINGS)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+        raise unreachable(dsn, exc) from None
+    try:
+        await conn.execute(f"SET lock_timeout = '{OWNER_WAIT_SECONDS:.0f}s'")
+        try:
+            await conn.execute(_TAKE_OWNER_LOCK)
+        except asyncpg.PostgresError as exc:
+            if getattr(exc, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise StoreError(f"cannot lock the PostgreSQL event store {shown(dsn)}: {exc}") from exc
+            holder = await conn.fetchrow(_OWNER)
+            owner = {
+                "client": str(holder[0]) if holder and holder[0] else "local",
+                "pid": holder[1] if holder else None,
+            }
+            raise StoreLocked(
+                f"another acpd (database backend pid {owner['pid']}, from {owner['client']}) owns {shown(dsn)};"
+                " stop it or use another database or schema (--db)",
+                data={"db": shown(dsn), **owner},
+            ) from None
+        await conn.execute("RESET lock_timeout")
+    except BaseException:
+        conn.terminate()
+        raise
+    return conn
+
+
+_OWNER_KEY: Final = "hashtext('acpd owner ' || current_schema())"
+_TAKE_OWNER_LOCK: Final = f"SELECT pg_advisory_lock({_OWNER_KEY})"
+_OWNER: Final = (
+    "SELECT a.client_addr, a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+    f" WHERE l.locktype = 'advisory' AND l.granted AND l.objid = ({_OWNER_KEY})::oid"
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
 
 
 async def migrate(conn: asyncpg.Connection) -> None:

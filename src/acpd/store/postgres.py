@@ -8,6 +8,11 @@ Durability: every connection sets ``synchronous_commit = on``, so a commit's WAL
 sent to a synchronous standby, where there is one) when ``append`` returns: the daemon makes
 records visible only after that, as on SQLite.
 
+One daemon owns a database (a schema of it) at a time, as a SQLite file: it holds a session
+advisory lock on a connection of its own for the store's life, which the server lets go when that
+connection closes, even by ``kill -9`` of the daemon; a second daemon waits a few seconds for it,
+then is refused with ``StoreLocked``.
+
 Writes: one at a time (a lock), each one transaction; a caller cancelled meanwhile leaves it to
 finish (it runs in a task of its own), as the SQLite store leaves a call to its thread, so that a
 cancelled group commit is never half-known. Reads take any pooled connection and see the last
@@ -46,7 +51,7 @@ from acpd.store._audit import (
     turn_views,
     usage_report,
 )
-from acpd.store._pg_schema import create_pool
+from acpd.store._pg_schema import create_pool, take_ownership
 from acpd.store._rules import (
     SessionKeys,
     check_page_limit,
@@ -105,9 +110,10 @@ class PostgresEventStore:
     as an async context manager).
     """
 
-    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, owner: asyncpg.Connection, dsn: str) -> None:
         """Private: use ``open``."""
         self._pool = pool
+        self._owner = owner
         self.dsn = shown(dsn)
         self._write_lock = asyncio.Lock()
         self._writes: set[asyncio.Task[Any]] = set()
@@ -123,10 +129,17 @@ class PostgresEventStore:
         """Connect to ``dsn`` (``postgresql://user:password@host:port/database``) and migrate it.
 
         Raises:
+            StoreLocked: another daemon owns the database (its schema) and did not let go within
+                a few seconds.
             StoreError: the database cannot be reached within a few seconds, refuses the login or
                 the migration, or has a schema newer than this version of acpd knows.
         """
-        return cls(await create_pool(dsn, max_size=POOL_SIZE), dsn)
+        owner = await take_ownership(dsn)
+        try:
+            return cls(await create_pool(dsn, max_size=POOL_SIZE), owner, dsn)
+        except BaseException:
+            owner.terminate()
+            raise
 
     async def __aenter__(self) -> PostgresEventStore:
         return self
@@ -338,9 +351,11 @@ class PostgresEventStore:
             if self._writes:
                 await asyncio.wait(list(self._writes))
             await self._pool.close()
+            await self._owner.close()  # the owner lock goes with it
         if waited.cancelled_caught:
             logger.error("the event store did not close within %.0f s: cutting its connections", CLOSE_TIMEOUT_SECONDS)
             self._pool.terminate()
+            self._owner.terminate()
 
     # --- the machinery --------------------------------------------------------------------------
 
