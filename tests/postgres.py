@@ -56,3 +56,24 @@ async def fresh_schema(cluster: postgres.Cluster) -> AsyncIterator[str]:
         await conn.execute(f"DROP SCHEMA {schema} CASCADE")
     finally:
         await conn.close()
+
+
+CUT_NEXT_INSERT: Final = (
+    "CREATE FUNCTION cut() RETURNS trigger LANGUAGE plpgsql AS"
+    " $$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NULL; END $$",
+    "CREATE TRIGGER cut BEFORE INSERT ON events FOR EACH STATEMENT EXECUTE FUNCTION cut()",
+)
+"""A trigger that cuts every connection that inserts events, in the middle of its transaction:
+the database lost to the writer (``DROP TRIGGER cut ON events`` brings it back)."""
+
+
+async def side_sql(dsn: str, *statements: str) -> None:
+    """Run ``statements`` on a connection of the test's own."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()

@@ -1,6 +1,6 @@
 """End to end on PostgreSQL: a real ``acpd serve --db postgresql://…`` process: a streamed turn,
-a restart that resumes the session, a ``kill -9`` mid-turn that loses no event a client saw, and a
-database that is not there at start."""
+a restart that resumes the session, a ``kill -9`` mid-turn that loses no event a client saw, a
+database lost mid-turn and back, a database that is not there at start, a second daemon."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from acpd.testing.daemon import running_daemon
 from acpd.testing.postgres import Cluster
 from tests.daemon.helpers import all_events, new_session
 from tests.e2e.sse import sse_events
-from tests.postgres import postgres_dsn
+from tests.postgres import CUT_NEXT_INSERT, postgres_dsn, side_sql
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 __all__ = ["postgres_dsn"]
@@ -84,6 +84,45 @@ async def test_kill_9_mid_turn_on_postgres_loses_no_seen_event_and_the_session_g
         assert (answer["stopReason"], answer["turn"]) == ("end_turn", 2)
         (interrupted, _) = (await http.get(f"/v1/sessions/{session_id}/turns")).json()["items"]
         assert interrupted["error"] == "interrupted: the daemon restarted"
+
+
+async def test_a_database_lost_mid_turn_ends_the_turn_with_an_error_and_the_log_goes_on_gap_free_when_it_returns(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    seen: dict[int, dict[str, Any]] = {}
+    answers: list[httpx.Response] = []
+    async with running_daemon(tmp_path, "--db", postgres_dsn) as daemon, daemon.client(timeout=30) as http:
+        session_id = (await new_session(http, tmp_path))["id"]
+
+        async def prompt() -> None:
+            answers.append(await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "chunks 20000"}))
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(prompt)
+                async with http.stream("GET", f"/v1/sessions/{session_id}/events/stream") as response:
+                    async for event in sse_events(response):
+                        seen[event["seq"]] = event
+                        if len(seen) == 2_000:
+                            await side_sql(postgres_dsn, *CUT_NEXT_INSERT)
+                            break
+        assert answers[0].status_code == 500, answers[0].text
+        assert answers[0].json()["type"] == "urn:acpd:problem:store-error"
+        await side_sql(postgres_dsn, "DROP TRIGGER cut ON events")  # the database is back
+        after = max(seen)
+        with anyio.fail_after(30):  # what could not be committed meanwhile commits now, in order
+            async with http.stream("GET", f"/v1/sessions/{session_id}/events/stream", params={"after": after}) as live:
+                async for event in sse_events(live):
+                    if event["payload"].get("id") == "turn-1" and "method" not in event["payload"]:
+                        break
+        events = await all_events(http, session_id)
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        assert all(events[seq - 1] == event for seq, event in seen.items())
+        errors = [e["payload"]["params"] for e in events if e["payload"].get("method") == "_acpd/error"]
+        assert [e["code"] for e in errors] == ["STORE_FAILED"]
+        with anyio.fail_after(30):
+            again = (await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "text back"})).json()
+        assert (again["stopReason"], again["turn"], again["text"]) == ("end_turn", 2, "back")
 
 
 async def test_a_daemon_whose_database_is_not_there_says_so_and_exits(

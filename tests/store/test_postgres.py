@@ -17,7 +17,7 @@ from acpd.store.base import AuditFilter
 from acpd.store.postgres import PostgresEventStore
 from acpd.store.select import is_postgres, shown
 from acpd.testing.postgres import Cluster
-from tests.postgres import fresh_schema, postgres_dsn
+from tests.postgres import CUT_NEXT_INSERT, fresh_schema, postgres_dsn, side_sql
 from tests.store.helpers import doc, log, record
 from tests.store.test_audit import frame, turn_records
 
@@ -155,23 +155,6 @@ async def test_a_retried_batch_whose_lost_commit_had_landed_is_not_written_twice
         assert await store.read("s1") == log("s1", 1, 6)
         with pytest.raises(StoreError, match="does not continue"):  # outside a retry, a taken seq is refused
             await store.append(log("s1", 6, 6))
-
-
-CUT_NEXT_INSERT = (
-    "CREATE FUNCTION cut() RETURNS trigger LANGUAGE plpgsql AS"
-    " $$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NULL; END $$",
-    "CREATE TRIGGER cut BEFORE INSERT ON events FOR EACH STATEMENT EXECUTE FUNCTION cut()",
-)
-"""A trigger that cuts the connection that inserts events, in the middle of its transaction."""
-
-
-async def side_sql(dsn: str, *statements: str) -> None:
-    conn = await side_connection(dsn)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 async def test_text_postgresql_cannot_hold_fails_its_batch_whole_and_the_store_goes_on(postgres_dsn: str) -> None:
