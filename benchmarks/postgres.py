@@ -1,5 +1,7 @@
 """Benchmark: the PostgreSQL store beside SQLite: the store's append rate, and a daemon's
-end-to-end events/s (mock agent -> acpd -> SSE client), interleaved rounds on each.
+end-to-end events/s (mock agent -> acpd -> SSE client), interleaved rounds on each; then the delay
+of a log followed from another store (another daemon's) on the same database, from a commit's
+return on the writer to its delivery by the reader's ``follow`` (p50/p99).
 
 PostgreSQL is a throwaway server started for the run (``initdb`` into a temporary directory, on
 127.0.0.1, with ``fsync`` on: as durable as a real one on this disk), unless ``--postgres URL``
@@ -18,10 +20,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import anyio
 from _daemon import acpd_daemon
@@ -82,6 +84,64 @@ async def stream_round(kind: str, dsn: str, chunks: int) -> float:
     return received / seconds
 
 
+async def follow_delays(dsn: str, commits: int, pace: float) -> tuple[list[float], list[float]]:
+    """Seconds from each commit's start on a writer store (daemon A's), and from its return there,
+    to its delivery by a reader store's ``follow`` (daemon B's), a commit of 10 records every
+    ``pace`` seconds."""
+    async with (
+        fresh_schema(dsn) as url,
+        await PostgresEventStore.open(url) as writer,
+        await PostgresEventStore.open(url, writer=False) as reader,
+    ):
+        begun: dict[int, float] = {}
+        committed: dict[int, float] = {}
+        delivered: dict[int, float] = {}
+
+        async def follow() -> None:
+            async for batch in reader.follow("session-0"):  # make_records' one session
+                now = time.perf_counter()
+                for record in batch:  # a batch may carry several commits: each commit's last seq
+                    delivered.setdefault(record.seq, now)
+                if batch[-1].seq >= commits * 10:
+                    return
+
+        records = make_records(commits * 10, 1)
+        with anyio.fail_after(30 + commits * pace * 3):  # bounded, whatever the reader does
+            await _timed(writer, follow, records, (begun, committed), pace)
+    # a delivery before the writer's append returned counts as 0: B saw it no later than A could
+    return (
+        [delivered[seq] - at for seq, at in begun.items()],
+        [max(0.0, delivered[seq] - at) for seq, at in committed.items()],
+    )
+
+
+async def _timed(
+    writer: PostgresEventStore,
+    follow: Callable[[], Coroutine[Any, Any, None]],
+    records: list[EventRecord],
+    times: tuple[dict[int, float], dict[int, float]],
+    pace: float,
+) -> None:
+    """Append ``records`` 10 at a time while ``follow`` runs; each commit's start and return."""
+    begun, committed = times
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(follow)
+        for start in range(0, len(records), 10):
+            begun[start + 10] = time.perf_counter()
+            await writer.append(records[start : start + 10])
+            committed[start + 10] = time.perf_counter()
+            await anyio.sleep(pace)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def ms(values: list[float], fraction: float) -> str:
+    return f"{percentile(values, fraction) * 1000:.2f} ms"
+
+
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -108,6 +168,12 @@ async def run(dsn: str, args: argparse.Namespace) -> None:
             f" end to end {statistics.median(streams[kind]):,.0f} events/s"
             f" [{min(streams[kind]):,.0f}-{max(streams[kind]):,.0f}], 0 lost"
         )
+    from_start, from_return = await follow_delays(dsn, args.follow_commits, 0.005)
+    print(
+        f"cross-daemon stream ({len(from_start)} commits of 10 records, one every 5 ms), delivery through B"
+        f" after the commit began on A: p50 {ms(from_start, 0.5)}, p99 {ms(from_start, 0.99)}, max {ms(from_start, 1)};"
+        f" after A had it committed: p50 {ms(from_return, 0.5)}, p99 {ms(from_return, 0.99)} (0: B had it first)"
+    )
     print(f"load after: {load()}")
 
 
@@ -118,6 +184,7 @@ async def main() -> None:
     parser.add_argument("--sessions", type=int, default=8)
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--follow-commits", type=int, default=2_000, help="commits the cross-daemon stream is timed on")
     parser.add_argument("--postgres", help="a PostgreSQL URL to use instead of a throwaway server")
     args = parser.parse_args()
     if args.postgres:

@@ -169,6 +169,20 @@ def unreachable(dsn: str, exc: BaseException) -> StoreError:
     )
 
 
+async def connect(dsn: str) -> asyncpg.Connection:
+    """A connection of its own to ``dsn``, outside the pool.
+
+    Raises:
+        StoreError: the database cannot be reached (``unreachable``).
+    """
+    import asyncpg
+
+    try:
+        return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_SECONDS, server_settings=SERVER_SETTINGS)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+        raise unreachable(dsn, exc) from None
+
+
 async def take_ownership(dsn: str) -> asyncpg.Connection:
     """A connection of its own holding the schema's owner lock (a session advisory lock keyed by
     the schema's name, so that schemas of one database are owned apart), for the store's life: the
@@ -182,10 +196,7 @@ async def take_ownership(dsn: str) -> asyncpg.Connection:
 
     from acpd.errors import StoreLocked
 
-    try:
-        conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_SECONDS, server_settings=SERVER_SETTINGS)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
-        raise unreachable(dsn, exc) from None
+    conn = await connect(dsn)
     try:
         await conn.execute(f"SET lock_timeout = '{OWNER_WAIT_SECONDS:.0f}s'")
         try:

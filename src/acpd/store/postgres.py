@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -51,7 +51,8 @@ from acpd.store._audit import (
     turn_views,
     usage_report,
 )
-from acpd.store._pg_schema import create_pool, take_ownership
+from acpd.store._pg_follow import NOTIFY, Wakeups, follow
+from acpd.store._pg_schema import connect, create_pool, take_ownership
 from acpd.store._rules import (
     SessionKeys,
     check_page_limit,
@@ -110,10 +111,11 @@ class PostgresEventStore:
     as an async context manager).
     """
 
-    def __init__(self, pool: asyncpg.Pool, owner: asyncpg.Connection, dsn: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, owner: asyncpg.Connection | None, dsn: str, schema: str) -> None:
         """Private: use ``open``."""
         self._pool = pool
-        self._owner = owner
+        self._owner = owner  # None: a store that only reads
+        self._wakeups = Wakeups(lambda: connect(dsn), schema)
         self.dsn = shown(dsn)
         self._write_lock = asyncio.Lock()
         self._writes: set[asyncio.Task[Any]] = set()
@@ -125,8 +127,12 @@ class PostgresEventStore:
         self._closed = False
 
     @classmethod
-    async def open(cls, dsn: str) -> PostgresEventStore:
+    async def open(cls, dsn: str, *, writer: bool = True) -> PostgresEventStore:
         """Connect to ``dsn`` (``postgresql://user:password@host:port/database``) and migrate it.
+
+        Args:
+            writer: take the database's owner lock and write; False: only read and follow the
+                logs another store (another daemon) writes there, refusing writes.
 
         Raises:
             StoreLocked: another daemon owns the database (its schema) and did not let go within
@@ -134,12 +140,14 @@ class PostgresEventStore:
             StoreError: the database cannot be reached within a few seconds, refuses the login or
                 the migration, or has a schema newer than this version of acpd knows.
         """
-        owner = await take_ownership(dsn)
+        owner = await take_ownership(dsn) if writer else None
         try:
-            return cls(await create_pool(dsn, max_size=POOL_SIZE), owner, dsn)
+            pool = await create_pool(dsn, max_size=POOL_SIZE)
         except BaseException:
-            owner.terminate()
+            if owner is not None:
+                owner.terminate()
             raise
+        return cls(pool, owner, dsn, str(await pool.fetchval("SELECT current_schema()")))
 
     async def __aenter__(self) -> PostgresEventStore:
         return self
@@ -341,6 +349,19 @@ class PostgresEventStore:
         rows = await self._read(lambda conn: conn.fetch(sql, *params))
         return usage_report(turn_views(index.turn_row_of(row) for row in rows), group_by)
 
+    def follow(self, session_id: str, *, after: int = 0) -> AsyncGenerator[list[EventRecord], None]:
+        """Batches of the session's records after seq ``after`` as they commit, whoever commits
+        them (this store, or another daemon's on the same database), each once and in order;
+        it never ends by itself (stop iterating, or cancel).
+
+        Raises:
+            StoreError: the database failed, or the store is closed.
+        """
+        return follow(self._wakeups, self._read_events, session_id, after)
+
+    async def _read_events(self, session_id: str, after: int, limit: int) -> list[EventRecord]:
+        return await self.read(session_id, after=after, limit=limit)
+
     async def aclose(self) -> None:
         """Let running writes finish (at most ``CLOSE_TIMEOUT_SECONDS``) and close the pool;
         idempotent."""
@@ -350,12 +371,15 @@ class PostgresEventStore:
         with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT_SECONDS) as waited:
             if self._writes:
                 await asyncio.wait(list(self._writes))
+            await self._wakeups.aclose()
             await self._pool.close()
-            await self._owner.close()  # the owner lock goes with it
+            if self._owner is not None:
+                await self._owner.close()  # the owner lock goes with it
         if waited.cancelled_caught:
             logger.error("the event store did not close within %.0f s: cutting its connections", CLOSE_TIMEOUT_SECONDS)
             self._pool.terminate()
-            self._owner.terminate()
+            if self._owner is not None:
+                self._owner.terminate()
 
     # --- the machinery --------------------------------------------------------------------------
 
@@ -377,6 +401,8 @@ class PostgresEventStore:
         """Run ``fn`` with the writer's turn, in a task of its own that a cancelled caller leaves
         to finish."""
         self._check_open()
+        if self._owner is None:
+            raise StoreError("this event store only reads: another daemon writes its database")
         task = asyncio.ensure_future(self._write_now(fn))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
@@ -405,6 +431,7 @@ class PostgresEventStore:
             async with conn.transaction():
                 if records:
                     await conn.execute(_INSERT_EVENTS, *_columns(records))
+                    await conn.execute(NOTIFY, list(last_seqs))  # delivered at the commit
                 for keys, text, title in docs:
                     await self._save_doc(conn, keys, text)
                     if self._titles.get(keys.id, "") != title:
