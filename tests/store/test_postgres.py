@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from acpd.errors import StoreError, StoreLocked
+from acpd.protocol.events import EventRecord
 from acpd.store._pg_schema import CONNECT_TIMEOUT_SECONDS, OWNER_WAIT_SECONDS, SCHEMA_VERSION
 from acpd.store.base import AuditFilter
 from acpd.store.postgres import PostgresEventStore
@@ -107,18 +108,60 @@ async def test_two_daemons_starting_on_one_new_database_migrate_it_once(postgres
         await conn.close()
 
 
-async def test_connections_the_server_dropped_between_writes_are_replaced_unseen(postgres_dsn: str) -> None:
+async def test_after_the_server_dropped_its_connections_a_batch_commits_by_its_second_try(postgres_dsn: str) -> None:
     async with await PostgresEventStore.open(postgres_dsn) as store:
         await store.append(log("s1", 1, 3), session=doc("s1"))
-        await side_sql(
-            postgres_dsn,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE application_name = 'acpd' AND pid <> pg_backend_pid()",
-        )
+        assert await cut_connections(postgres_dsn, "acpd") >= 2  # the writer's and a reader's
 
-        await store.append(log("s1", 4, 6))
+        failures = await append_within(2, store, log("s1", 4, 6))
 
+        assert len(failures) <= 1 and all("event store database error" in str(f) for f in failures)
         assert await store.read("s1") == log("s1", 1, 6)
+        async with await PostgresEventStore.open(postgres_dsn, writer=False) as reader:
+            assert await reader.read("s1") == log("s1", 1, 6)
+
+
+async def test_a_writer_that_lost_its_connection_while_another_daemon_took_the_database_is_refused(
+    postgres_dsn: str,
+) -> None:
+    async with await PostgresEventStore.open(postgres_dsn) as first:
+        await first.append(log("s1", 1, 3), session=doc("s1"))
+        assert await cut_connections(postgres_dsn, "acpd") >= 1
+        async with await PostgresEventStore.open(postgres_dsn) as second:
+            with anyio.fail_after(OWNER_WAIT_SECONDS * 4), pytest.raises(StoreLocked):
+                await append_within(2, first, log("s1", 4, 6))
+            await second.append(log("s1", 4, 5))  # the new owner writes on from what is stored
+            assert await second.read("s1") == log("s1", 1, 5)
+
+
+async def append_within(tries: int, store: PostgresEventStore, records: list[EventRecord]) -> list[StoreError]:
+    """Append ``records``, trying again after a ``StoreError`` (not ``StoreLocked``) up to
+    ``tries`` times in all; the errors before it committed."""
+    failures: list[StoreError] = []
+    for _ in range(tries - 1):
+        try:
+            await store.append(records)
+            return failures
+        except StoreLocked:
+            raise
+        except StoreError as exc:
+            failures.append(exc)
+    await store.append(records)
+    return failures
+
+
+async def cut_connections(dsn: str, application: str) -> int:
+    """Terminate the connections of ``application``, as a restart of the server would; how many."""
+    conn = await side_connection(dsn)
+    try:
+        cut: int = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = $1 AND pid <> pg_backend_pid()",
+            application,
+        )
+        return cut
+    finally:
+        await conn.close()
 
 
 async def test_a_connection_lost_mid_write_fails_the_batch_and_the_same_batch_commits_once_it_is_back(

@@ -169,6 +169,14 @@ def unreachable(dsn: str, exc: BaseException) -> StoreError:
     )
 
 
+def driver_errors() -> tuple[type[Exception], ...]:
+    """What asyncpg raises when the database or the connection to it fails (a caller's ``except``)."""
+    import asyncpg
+
+    # InternalClientError: a connection the server cut while a query was being sent on it
+    return (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
+
+
 async def connect(dsn: str) -> asyncpg.Connection:
     """A connection of its own to ``dsn``, outside the pool.
 

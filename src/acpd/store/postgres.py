@@ -8,17 +8,18 @@ Durability: every connection sets ``synchronous_commit = on``, so a commit's WAL
 sent to a synchronous standby, where there is one) when ``append`` returns: the daemon makes
 records visible only after that, as on SQLite.
 
-One daemon owns a database (a schema of it) at a time, as a SQLite file: it holds a session
-advisory lock on a connection of its own for the store's life, which the server lets go when that
-connection closes, even by ``kill -9`` of the daemon; a second daemon waits a few seconds for it,
-then is refused with ``StoreLocked``.
-
-Writes: one at a time (a lock), each one transaction; a caller cancelled meanwhile leaves it to
-finish (it runs in a task of its own), as the SQLite store leaves a call to its thread, so that a
-cancelled group commit is never half-known. Reads take any pooled connection and see the last
-committed state. Like the SQLite store, it caches each session's last seq once it has written it,
-so checking a batch's continuity costs no query: the store is the only writer of the logs it
-writes (the primary key refuses a duplicate seq from anyone else all the same).
+One daemon owns a database (a schema of it) at a time, as a SQLite file: its writes go through
+one connection of its own, which holds a session advisory lock for that: the server lets it go when
+the connection closes, even by ``kill -9`` of the daemon; a second daemon waits a few seconds for
+it, then is refused with ``StoreLocked``. A writer whose connection broke connects again and takes
+the lock again before it writes (refused if another daemon took the database meanwhile), and
+forgets what it cached of the logs. Writes are one at a time (a lock), each one transaction; a
+caller cancelled meanwhile leaves it to finish (it runs in a task of its own), as the SQLite store
+leaves a call to its thread, so that a cancelled group commit is never half-known. Reads take any
+connection of a pool and see the last committed state. Like the SQLite store, the writer caches
+each session's last seq once it has written it, so checking a batch's continuity costs no query
+(the primary key refuses a duplicate seq all the same). A store opened with ``writer=False`` only
+reads, and can follow the logs another daemon writes (``follow``).
 
 Faults: an unreachable database at open raises ``StoreError`` naming it (password masked); a
 connection lost mid-write raises ``StoreError``, and the batch can be retried as is: a retry of a
@@ -52,7 +53,7 @@ from acpd.store._audit import (
     usage_report,
 )
 from acpd.store._pg_follow import NOTIFY, Wakeups, follow
-from acpd.store._pg_schema import connect, create_pool, take_ownership
+from acpd.store._pg_schema import connect, create_pool, driver_errors, take_ownership
 from acpd.store._rules import (
     SessionKeys,
     check_page_limit,
@@ -114,7 +115,9 @@ class PostgresEventStore:
     def __init__(self, pool: asyncpg.Pool, owner: asyncpg.Connection | None, dsn: str, schema: str) -> None:
         """Private: use ``open``."""
         self._pool = pool
-        self._owner = owner  # None: a store that only reads
+        self._dsn = dsn
+        self._writer = owner is not None  # False: a store that only reads
+        self._owner = owner  # the writer's connection, which holds the owner lock; None: to be made again
         self._wakeups = Wakeups(lambda: connect(dsn), schema)
         self.dsn = shown(dsn)
         self._write_lock = asyncio.Lock()
@@ -373,7 +376,7 @@ class PostgresEventStore:
                 await asyncio.wait(list(self._writes))
             await self._wakeups.aclose()
             await self._pool.close()
-            if self._owner is not None:
+            if self._owner is not None and not self._owner.is_closed():
                 await self._owner.close()  # the owner lock goes with it
         if waited.cancelled_caught:
             logger.error("the event store did not close within %.0f s: cutting its connections", CLOSE_TIMEOUT_SECONDS)
@@ -389,19 +392,17 @@ class PostgresEventStore:
 
     async def _read(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         self._check_open()
-        import asyncpg
-
         try:
             async with self._pool.acquire() as conn:
                 return await fn(conn)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except driver_errors() as exc:
             raise _store_error(exc) from exc
 
     async def _write(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run ``fn`` with the writer's turn, in a task of its own that a cancelled caller leaves
         to finish."""
         self._check_open()
-        if self._owner is None:
+        if not self._writer:
             raise StoreError("this event store only reads: another daemon writes its database")
         task = asyncio.ensure_future(self._write_now(fn))
         self._writes.add(task)
@@ -409,14 +410,31 @@ class PostgresEventStore:
         return await asyncio.shield(task)
 
     async def _write_now(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        import asyncpg
-
         async with self._write_lock:
+            conn = await self._writer_connection()
             try:
-                async with self._pool.acquire() as conn:
-                    return await fn(conn)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                return await fn(conn)
+            except driver_errors() as exc:
                 raise _store_error(exc) from exc
+
+    async def _writer_connection(self) -> asyncpg.Connection:
+        """The writer's connection; a new one, that takes the owner lock again, if the last one
+        broke (the lock went with it: whoever holds it now is the owner).
+
+        Raises:
+            StoreLocked: another daemon took the database meanwhile.
+            StoreError: the database cannot be reached.
+        """
+        if self._owner is not None and not self._owner.is_closed():
+            return self._owner
+        self._owner = None
+        # a commit may have landed unanswered, and another writer may have written since
+        self._doubtful |= set(self._last_seqs)
+        self._last_seqs.clear()
+        self._saved_keys.clear()
+        self._titles.clear()
+        self._owner = await take_ownership(self._dsn)
+        return self._owner
 
     async def _append(
         self,
