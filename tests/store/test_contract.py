@@ -1,5 +1,5 @@
 """The EventStore contract, run against every store: memory, SQLite on a file, SQLite in memory,
-PostgreSQL."""
+PostgreSQL owned by one daemon and shared by several."""
 
 from __future__ import annotations
 
@@ -19,15 +19,16 @@ from tests.store.helpers import CREATED_AT, doc, log, record
 
 pytestmark = pytest.mark.anyio
 
-STORE_KINDS: Final = ("memory", "sqlite-file", "sqlite-memory", "postgres")
+STORE_KINDS: Final = ("memory", "sqlite-file", "sqlite-memory", "postgres", "postgres-shared")
 
 
 @pytest.fixture(params=STORE_KINDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path, anyio_backend: str) -> AsyncIterator[EventStore]:
     kind: str = request.param
-    if kind == "postgres":
+    if kind.startswith("postgres"):
         cluster = request.getfixturevalue("postgres_cluster")
-        async with fresh_schema(cluster) as dsn, await PostgresEventStore.open(dsn) as opened_pg:
+        shared = kind == "postgres-shared"  # as daemons sharing the database open it
+        async with fresh_schema(cluster) as dsn, await PostgresEventStore.open(dsn, shared=shared) as opened_pg:
             yield opened_pg
         return
     opened: EventStore

@@ -31,7 +31,15 @@ SERVER_SETTINGS: Final = {
     # whatever the database's default says
     "synchronous_commit": "on",
     "application_name": "acpd",
+    # a daemon whose machine died or was cut off loses its locks (and its sessions) within
+    # 5 + 2 x 3 = 11 s, when the server gives its connection up (TCP connections only: on this
+    # machine the server sees a dead daemon's connection close at once)
+    "tcp_keepalives_idle": "5",
+    "tcp_keepalives_interval": "2",
+    "tcp_keepalives_count": "3",
 }
+FAILOVER_SECONDS: Final = 11
+"""At most this long after a daemon's machine dies, its sessions can be claimed by another."""
 
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     # 1: sessions, events and idempotency records, and the record indexes (tool-call audit,
@@ -124,6 +132,20 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX search_words ON search USING GIN (words)",
         "CREATE INDEX search_by_session ON search (session_id, kind)",
     ),
+    # 2: what daemons sharing a database need: a small number per session to lock it by (a session
+    # advisory lock on (the schema's hash, lock_id): no two sessions share one), and each daemon's
+    # address, by its writer's backend pid, so that the others can name (and reach) a session's owner
+    (
+        """CREATE TABLE session_locks (
+            session_id TEXT COLLATE "C" PRIMARY KEY,
+            lock_id SERIAL NOT NULL
+        )""",
+        """CREATE TABLE daemons (
+            backend_pid INTEGER PRIMARY KEY,
+            url TEXT NOT NULL,
+            noted_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )""",
+    ),
 )
 """Schema migrations in order; the ``acpd_schema`` table holds how many a database has had.
 Append new ones; never edit one that has shipped."""
@@ -191,10 +213,12 @@ async def connect(dsn: str) -> asyncpg.Connection:
         raise unreachable(dsn, exc) from None
 
 
-async def take_ownership(dsn: str) -> asyncpg.Connection:
+async def take_ownership(dsn: str, *, shared: bool = False) -> asyncpg.Connection:
     """A connection of its own holding the schema's owner lock (a session advisory lock keyed by
     the schema's name, so that schemas of one database are owned apart), for the store's life: the
     server lets it go when the connection closes, by ``aclose`` or by the daemon's death.
+    ``shared``: the lock in shared mode, which daemons sharing the database each hold (and a
+    daemon that would own it alone waits for), each of its sessions then locked apart.
 
     Raises:
         StoreLocked: another daemon owns the schema (``data`` says which client holds it).
@@ -208,7 +232,7 @@ async def take_ownership(dsn: str) -> asyncpg.Connection:
     try:
         await conn.execute(f"SET lock_timeout = '{OWNER_WAIT_SECONDS:.0f}s'")
         try:
-            await conn.execute(_TAKE_OWNER_LOCK)
+            await conn.execute(_TAKE_SHARED_LOCK if shared else _TAKE_OWNER_LOCK)
         except asyncpg.PostgresError as exc:
             if getattr(exc, "sqlstate", None) != LOCK_NOT_AVAILABLE:
                 raise StoreError(f"cannot lock the PostgreSQL event store {shown(dsn)}: {exc}") from exc
@@ -218,8 +242,8 @@ async def take_ownership(dsn: str) -> asyncpg.Connection:
                 "pid": holder[1] if holder else None,
             }
             raise StoreLocked(
-                f"another acpd (database backend pid {owner['pid']}, from {owner['client']}) owns {shown(dsn)};"
-                " stop it or use another database or schema (--db)",
+                f"another acpd (database backend pid {owner['pid']}, from {owner['client']}) "
+                f"{'owns' if shared else 'uses'} {shown(dsn)}; stop it or use another database or schema (--db)",
                 data={"db": shown(dsn), **owner},
             ) from None
         await conn.execute("RESET lock_timeout")
@@ -231,6 +255,7 @@ async def take_ownership(dsn: str) -> asyncpg.Connection:
 
 _OWNER_KEY: Final = "hashtext('acpd owner ' || current_schema())"
 _TAKE_OWNER_LOCK: Final = f"SELECT pg_advisory_lock({_OWNER_KEY})"
+_TAKE_SHARED_LOCK: Final = f"SELECT pg_advisory_lock_shared({_OWNER_KEY})"
 _OWNER: Final = (
     "SELECT a.client_addr, a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
     f" WHERE l.locktype = 'advisory' AND l.granted AND l.objid = ({_OWNER_KEY})::oid"

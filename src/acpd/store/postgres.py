@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio
 
-from acpd.errors import StoreError, StoreFull
+from acpd.errors import StoreError, StoreFull, StoreLocked
 from acpd.protocol import audit, jsonio
 from acpd.protocol.events import EventRecord, utc_now
 from acpd.store import _pg_index as index
@@ -53,6 +53,7 @@ from acpd.store._audit import (
     usage_report,
 )
 from acpd.store._pg_follow import NOTIFY, Wakeups, follow
+from acpd.store._pg_leases import Leases, owner_of
 from acpd.store._pg_schema import connect, create_pool, driver_errors, take_ownership
 from acpd.store._rules import (
     SessionKeys,
@@ -112,10 +113,14 @@ class PostgresEventStore:
     as an async context manager).
     """
 
-    def __init__(self, pool: asyncpg.Pool, owner: asyncpg.Connection | None, dsn: str, schema: str) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, owner: asyncpg.Connection | None, dsn: str, schema: str, *, shared: bool = False
+    ) -> None:
         """Private: use ``open``."""
         self._pool = pool
         self._dsn = dsn
+        self._shared = shared
+        self._leases = Leases()
         self._writer = owner is not None  # False: a store that only reads
         self._owner = owner  # the writer's connection, which holds the owner lock; None: to be made again
         self._wakeups = Wakeups(lambda: connect(dsn), schema)
@@ -130,12 +135,15 @@ class PostgresEventStore:
         self._closed = False
 
     @classmethod
-    async def open(cls, dsn: str, *, writer: bool = True) -> PostgresEventStore:
+    async def open(cls, dsn: str, *, writer: bool = True, shared: bool = False) -> PostgresEventStore:
         """Connect to ``dsn`` (``postgresql://user:password@host:port/database``) and migrate it.
 
         Args:
             writer: take the database's owner lock and write; False: only read and follow the
                 logs another store (another daemon) writes there, refusing writes.
+            shared: share the database with other daemons' stores opened so: each writes only the
+                sessions it holds (``claim``; a write claims its sessions), and a session another
+                holds is refused with ``StoreLocked`` naming its owner (``owner_of``).
 
         Raises:
             StoreLocked: another daemon owns the database (its schema) and did not let go within
@@ -143,14 +151,14 @@ class PostgresEventStore:
             StoreError: the database cannot be reached within a few seconds, refuses the login or
                 the migration, or has a schema newer than this version of acpd knows.
         """
-        owner = await take_ownership(dsn) if writer else None
+        owner = await take_ownership(dsn, shared=shared) if writer else None
         try:
             pool = await create_pool(dsn, max_size=POOL_SIZE)
         except BaseException:
             if owner is not None:
                 owner.terminate()
             raise
-        return cls(pool, owner, dsn, str(await pool.fetchval("SELECT current_schema()")))
+        return cls(pool, owner, dsn, str(await pool.fetchval("SELECT current_schema()")), shared=shared)
 
     async def __aenter__(self) -> PostgresEventStore:
         return self
@@ -352,6 +360,64 @@ class PostgresEventStore:
         rows = await self._read(lambda conn: conn.fetch(sql, *params))
         return usage_report(turn_views(index.turn_row_of(row) for row in rows), group_by)
 
+    # --- daemons sharing the database (``shared``) ---------------------------------------------
+
+    async def claim(self, session_id: str) -> bool:
+        """Make this store the session's only writer until it releases it or its connection
+        closes; False if another daemon's store holds it. Refused by a store not ``shared``."""
+        self._check_shared()
+
+        async def claim(conn: asyncpg.Connection) -> bool:
+            got, refused = await self._leases.claim(conn, [session_id])
+            self._forget_logs(got)
+            return not refused
+
+        return await self._write(claim)
+
+    async def release(self, session_id: str) -> None:
+        """Let another daemon's store claim the session."""
+        self._check_shared()
+        await self._write(lambda conn: self._leases.release(conn, session_id))
+
+    async def owner_of(self, session_id: str) -> dict[str, Any] | None:
+        """Which daemon holds the session (its writer's backend ``pid`` and its ``url`` if it told
+        one with ``note_owner``), None if none does."""
+        return await self._read(lambda conn: owner_of(conn, session_id))
+
+    async def note_owner(self, facts: dict[str, str]) -> None:
+        """Tell the daemons sharing the database where this one answers (``facts["url"]``)."""
+        if self._writer and "url" in facts:
+            await self._write(lambda conn: self._leases.note(conn, facts["url"]))
+
+    def _check_shared(self) -> None:
+        if not self._shared:
+            raise StoreError("sessions are claimed only in a store opened to share its database (shared=True)")
+
+    async def _claim(self, conn: asyncpg.Connection, session_ids: list[str]) -> None:
+        """Hold the sessions written, or refuse the write.
+
+        Raises:
+            StoreLocked: another daemon's store holds one of them (``data`` names its owner).
+        """
+        got, refused = await self._leases.claim(conn, session_ids)
+        self._forget_logs(got)
+        if refused:
+            owner = await owner_of(conn, refused[0]) or {}
+            raise StoreLocked(
+                f"session {refused[0]!r} is another daemon's (database backend pid {owner.get('pid')},"
+                f" serving {owner.get('url') or 'an unknown address'}): send its writes there",
+                data={"sessionId": refused[0], **owner},
+            )
+
+    def _forget_logs(self, session_ids: list[str]) -> None:
+        """Sessions claimed now: another daemon may have written them since this store last did."""
+        for session_id in session_ids:
+            self._last_seqs.pop(session_id, None)
+            self._saved_keys.pop(session_id, None)
+            self._titles.pop(session_id, None)
+            for key in [key for key in self._open_turns if key[0] == session_id]:
+                del self._open_turns[key]
+
     def follow(self, session_id: str, *, after: int = 0) -> AsyncGenerator[list[EventRecord], None]:
         """Batches of the session's records after seq ``after`` as they commit, whoever commits
         them (this store, or another daemon's on the same database), each once and in order;
@@ -433,7 +499,9 @@ class PostgresEventStore:
         self._last_seqs.clear()
         self._saved_keys.clear()
         self._titles.clear()
-        self._owner = await take_ownership(self._dsn)
+        self._leases.forget()  # the sessions' locks went with the connection
+        self._owner = await take_ownership(self._dsn, shared=self._shared)
+        await self._leases.note(self._owner)
         return self._owner
 
     async def _append(
@@ -442,6 +510,8 @@ class PostgresEventStore:
         records: Sequence[EventRecord],
         docs: list[tuple[SessionKeys, str, str | None]],
     ) -> None:
+        if self._shared:
+            await self._claim(conn, [*(record.session_id for record in records), *(keys.id for keys, _, _ in docs)])
         records = await self._not_yet_committed(conn, records)
         known = {record.session_id: await self._last_seq_of(conn, record.session_id) for record in records}
         last_seqs = next_last_seqs(records, known.__getitem__)
@@ -515,6 +585,8 @@ class PostgresEventStore:
         )
 
     async def _delete(self, conn: asyncpg.Connection, session_id: str) -> bool:
+        if self._shared:
+            await self._claim(conn, [session_id])
         async with conn.transaction():
             existed = str(await conn.execute("DELETE FROM sessions WHERE id = $1", session_id)) != "DELETE 0"
             for statement in _DELETES:
