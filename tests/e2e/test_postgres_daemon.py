@@ -5,6 +5,7 @@ database lost mid-turn and back, a database that is not there at start, a second
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import anyio
 import httpx
 import pytest
 
-from acpd.testing.daemon import running_daemon
+from acpd.testing.daemon import daemon_env, running_daemon
 from acpd.testing.postgres import Cluster
 from tests.daemon.helpers import all_events, new_session
 from tests.e2e.sse import sse_events
@@ -146,11 +147,25 @@ async def test_a_second_daemon_on_the_same_database_is_refused_naming_the_owner(
 ) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    async with running_daemon(tmp_path / "a", "--db", postgres_dsn):
+    async with running_daemon(tmp_path / "a", "--db", postgres_dsn) as first:
         with pytest.raises(RuntimeError, match="exited before listening") as refused:
             async with running_daemon(tmp_path / "b", "--db", postgres_dsn):
                 pass
-    assert "another acpd (database backend pid" in str(refused.value)
+    assert "another acpd (database backend pid " in str(refused.value)
+    assert f", serving {first.url}) holds postgresql://" in str(refused.value)
+
+
+async def test_acpd_acp_on_a_database_a_daemon_holds_relays_to_that_daemon(tmp_path: Path, postgres_dsn: str) -> None:
+    async with running_daemon(tmp_path, "--db", postgres_dsn) as daemon:
+        with anyio.fail_after(30):
+            relayed = await anyio.run_process(
+                [sys.executable, "-m", "acpd", "acp", "--db", postgres_dsn, "--url", "http://127.0.0.1:1"],
+                env=daemon_env(tmp_path),
+                input=b"",
+            )
+    assert f"acpd acp: the daemon that owns {postgres_dsn} serves {daemon.url}: relaying there\n".encode() in (
+        relayed.stderr
+    ), relayed.stderr.decode()
 
 
 async def _ignore_errors(call: Any) -> None:

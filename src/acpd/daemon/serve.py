@@ -30,6 +30,7 @@ from acpd.errors import ConfigError
 from acpd.settings import DaemonConfig
 from acpd.store.base import EventStore
 from acpd.store.memory import MemoryEventStore
+from acpd.store.postgres import PostgresEventStore
 from acpd.store.select import is_postgres, shown
 from acpd.store.sqlite import SqliteEventStore, StoreOpening
 
@@ -60,9 +61,7 @@ async def open_store(db: str, opening: StoreOpening | None = None) -> EventStore
     if db == "memory":
         return MemoryEventStore()
     if is_postgres(db):
-        from acpd.store.postgres import PostgresEventStore  # its driver only for those who use it
-
-        return await PostgresEventStore.open(db)
+        return await PostgresEventStore.open(db)  # it imports its driver only here
     if opening is not None:
         return await opening.store()
     return await SqliteEventStore.open(db)
@@ -180,7 +179,7 @@ async def _serve_on(
 ) -> bool:
     """Serve until stopped; True when a stop signal stopped it."""
     url = f"http://{config.host}:{port}"
-    if isinstance(store, SqliteEventStore):
+    if isinstance(store, SqliteEventStore | PostgresEventStore):
         await store.note_owner({"url": url})  # a refused `acpd acp` relays here
     manager = SessionManager(config, store)
     server = _Server(

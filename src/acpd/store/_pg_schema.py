@@ -9,7 +9,7 @@ compares them, whatever locale the database was created with, so listings page a
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from acpd.errors import StoreError
 from acpd.store.select import shown
@@ -236,14 +236,11 @@ async def take_ownership(dsn: str, *, shared: bool = False) -> asyncpg.Connectio
         except asyncpg.PostgresError as exc:
             if getattr(exc, "sqlstate", None) != LOCK_NOT_AVAILABLE:
                 raise StoreError(f"cannot lock the PostgreSQL event store {shown(dsn)}: {exc}") from exc
-            holder = await conn.fetchrow(_OWNER)
-            owner = {
-                "client": str(holder[0]) if holder and holder[0] else "local",
-                "pid": holder[1] if holder else None,
-            }
+            owner = await _holder(conn)
+            serving = f", serving {owner['url']}" if "url" in owner else ""
             raise StoreLocked(
-                f"another acpd (database backend pid {owner['pid']}, from {owner['client']}) "
-                f"{'owns' if shared else 'uses'} {shown(dsn)}; stop it or use another database or schema (--db)",
+                f"another acpd (database backend pid {owner['pid']}, from {owner['client']}{serving}) "
+                f"holds {shown(dsn)}; stop it or use another database or schema (--db)",
                 data={"db": shown(dsn), **owner},
             ) from None
         await conn.execute("RESET lock_timeout")
@@ -251,6 +248,26 @@ async def take_ownership(dsn: str, *, shared: bool = False) -> asyncpg.Connectio
         conn.terminate()
         raise
     return conn
+
+
+async def _holder(conn: asyncpg.Connection) -> dict[str, Any]:
+    """Who holds the owner lock: its backend ``pid``, its ``client`` address, and the ``url`` it
+    noted in ``daemons`` (an acpd that noted none, or predates that table, has none)."""
+    import asyncpg
+
+    holder = await conn.fetchrow(_OWNER)
+    owner: dict[str, Any] = {
+        "client": str(holder[0]) if holder and holder[0] else "local",
+        "pid": holder[1] if holder else None,
+    }
+    if owner["pid"] is not None:
+        try:
+            url = await conn.fetchval("SELECT url FROM daemons WHERE backend_pid = $1", owner["pid"])
+        except asyncpg.PostgresError:  # no such table yet
+            url = None
+        if url:
+            owner["url"] = url
+    return owner
 
 
 _OWNER_KEY: Final = "hashtext('acpd owner ' || current_schema())"
