@@ -109,6 +109,12 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
         default=None,
         help="require no token (single-user sandboxes; refused unless bound to loopback)",
     )
+    serve.add_argument(
+        "--share-db",
+        action="store_true",
+        default=None,
+        help="share a PostgreSQL --db with other daemons (each session served by the daemon that holds it)",
+    )
     _daemon_options(serve, log_level="info")
     serve.set_defaults(run=run_serve)
 
@@ -267,7 +273,9 @@ def load_config(args: argparse.Namespace, env: dict[str, str]) -> DaemonConfig:
         if env.get(env_name):
             values[key] = env[env_name]
             from_file.discard(key)
-    flags = ("host", "port", "db", "data_dir", "agents_dir", "model_url", "record_agents", "token_file", "auth")
+    flags = (
+        "host", "port", "db", "share_db", "data_dir", "agents_dir", "model_url", "record_agents", "token_file", "auth"
+    )  # fmt: skip
     for key in (*flags, "idle_seconds", "max_live_sessions"):
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)

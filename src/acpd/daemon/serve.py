@@ -56,12 +56,19 @@ EXIT_STUCK: Final = 70
 """Exit status when the deadline cut the stop short (EX_SOFTWARE)."""
 
 
-async def open_store(db: str, opening: StoreOpening | None = None) -> EventStore:
-    """The store ``db`` names; ``opening``, when given, is that store's open begun earlier."""
+async def open_store(db: str, opening: StoreOpening | None = None, *, share: bool = False) -> EventStore:
+    """The store ``db`` names; ``opening``, when given, is that store's open begun earlier.
+    ``share``: a PostgreSQL database shared with other daemons.
+
+    Raises:
+        ConfigError: ``share`` for a database that is not PostgreSQL.
+    """
+    if share and not is_postgres(db):
+        raise ConfigError("--share-db needs a PostgreSQL --db (postgresql://…): a SQLite file has one daemon")
     if db == "memory":
         return MemoryEventStore()
     if is_postgres(db):
-        return await PostgresEventStore.open(db)  # it imports its driver only here
+        return await PostgresEventStore.open(db, shared=share)  # it imports its driver only here
     if opening is not None:
         return await opening.store()
     return await SqliteEventStore.open(db)
@@ -153,7 +160,7 @@ async def serve(
     Raises:
         StoreLocked: another acpd owns the database.
     """
-    store = await open_store(config.resolved_db(), opening)
+    store = await open_store(config.resolved_db(), opening, share=config.share_db)
     signalled = False
     try:
         sock = bind(config.host, config.port)

@@ -362,6 +362,11 @@ class PostgresEventStore:
 
     # --- daemons sharing the database (``shared``) ---------------------------------------------
 
+    @property
+    def shared(self) -> bool:
+        """Whether the store shares its database with other daemons' (``open(shared=True)``)."""
+        return self._shared
+
     async def claim(self, session_id: str) -> bool:
         """Make this store the session's only writer until it releases it or its connection
         closes; False if another daemon's store holds it. Refused by a store not ``shared``."""
