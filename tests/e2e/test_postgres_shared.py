@@ -1,6 +1,7 @@
 """End to end: two daemons sharing one PostgreSQL database (``--share-db``): a session served by A
-streams through B exactly as through A, B refuses its writes naming A, and when A is killed in the
-middle of a turn, B takes the session over, records the turn as interrupted, and serves it on."""
+streams through B exactly as through A, B sends its prompts and permission answers on to A, and
+when A is killed in the middle of a turn, B takes the session over, records the turn as
+interrupted, and serves it on."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ async def two_daemons(tmp_path: Path, dsn: str) -> Any:
         yield a, b
 
 
-async def test_a_session_served_by_one_daemon_streams_through_another_exactly_and_its_writes_go_to_its_owner(
+async def test_a_session_served_by_one_daemon_streams_through_another_exactly_and_prompts_through_it_reach_the_owner(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
     async with (
@@ -86,10 +87,40 @@ async def test_a_session_served_by_one_daemon_streams_through_another_exactly_an
         assert await all_events(on_b, session_id) == through_a  # pages too
         assert [s["id"] for s in (await on_b.get("/v1/sessions")).json()["items"]] == [session_id]
 
-        refused = await on_b.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "text hi"})
-        assert refused.status_code == 503, refused.text
-        assert refused.json()["type"] == "urn:acpd:problem:store-locked"
-        assert a.url in refused.json()["detail"]
+        with anyio.fail_after(30):  # through B, served by A
+            again = await on_b.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "text via b"})
+        assert (again.json()["stopReason"], again.json()["turn"], again.json()["text"]) == ("end_turn", 2, "via b")
+
+
+async def test_a_permission_asked_on_the_owner_is_answered_through_another_daemon(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    async with (
+        two_daemons(tmp_path, postgres_dsn) as (a, b),
+        a.client(timeout=30) as on_a,
+        b.client(timeout=30) as on_b,
+    ):
+        session_id = (await new_session(on_a, tmp_path, policy={"permissions": "ask"}))["id"]
+        answers: list[httpx.Response] = []
+
+        async def prompt() -> None:
+            answers.append(await on_b.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "permission edit"}))
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(prompt)
+                async with on_b.stream("GET", f"/v1/sessions/{session_id}/events/stream") as response:
+                    async for event in sse_events(response):
+                        if event["payload"].get("method") == "session/request_permission":
+                            break
+                pending = (await on_b.get(f"/v1/sessions/{session_id}/permissions")).json()["items"]
+                reply = await on_b.post(
+                    f"/v1/sessions/{session_id}/permissions/{pending[0]['id']}", json={"reply": "once"}
+                )
+                assert reply.json()["outcome"] == {"outcome": "selected", "optionId": "allow"}
+        assert "permission: allow" in answers[0].json()["text"]
+        owner = await on_b.get(f"/v1/sessions/{session_id}")
+        assert owner.status_code == 200
 
 
 async def test_when_the_owner_is_killed_mid_turn_another_daemon_takes_the_session_over(

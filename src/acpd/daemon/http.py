@@ -16,7 +16,7 @@ from acpd.errors import InvalidInput, PayloadTooLarge, RpcError, StoreLocked, Un
 from acpd.protocol import jsonio
 from acpd.protocol.jsonio import JsonObject
 
-from . import sharing, sse
+from . import forward, sharing, sse
 from .bodies import checked
 from .log import SessionLog
 from .manager import SessionManager
@@ -51,7 +51,8 @@ async def read_body(request: Request) -> bytes:
         body += chunk
         if len(body) > limit:
             raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-    return bytes(body)
+    request.scope[forward.BODY_KEY] = whole = bytes(body)  # a request sent on to another daemon sends it
+    return whole
 
 
 async def read_json(request: Request) -> JsonObject:
