@@ -15,6 +15,7 @@ import pytest
 
 from acpd.daemon.serve import open_store
 from acpd.errors import ConfigError
+from acpd.store._pg_schema import FAILOVER_SECONDS
 from acpd.testing.daemon import Daemon, running_daemon
 from tests.daemon.helpers import all_events, new_session
 from tests.e2e.sse import sse_events
@@ -137,17 +138,20 @@ async def test_when_the_owner_is_killed_mid_turn_another_daemon_takes_the_sessio
             async with anyio.create_task_group() as tg:
                 tg.start_soon(
                     _ignore_errors,
-                    on_a.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "chunks 20000\nsleep 60"}),
+                    on_a.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "chunks 50000\nsleep 60"}),
                 )
                 async with on_b.stream("GET", f"/v1/sessions/{session_id}/events/stream") as response:
                     async for event in sse_events(response):  # through B, while A serves it
                         seen.append(event)
-                        if len(seen) == 3_000:
+                        if len(seen) == 20_000:
                             break
                 await kill(a)
+                killed = anyio.current_time()
                 tg.cancel_scope.cancel()
-        with anyio.fail_after(15):  # the server frees A's sessions when it sees A's connection close
+        with anyio.fail_after(FAILOVER_SECONDS):  # the server frees A's sessions when A's connection closes
             await wait_free(postgres_dsn, session_id)
+        assert anyio.current_time() - killed < FAILOVER_SECONDS
+        with anyio.fail_after(30):
             answer = (await on_b.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "text on b"})).json()
         assert (answer["stopReason"], answer["turn"], answer["text"]) == ("end_turn", 2, "on b")
         events = await all_events(on_b, session_id)
