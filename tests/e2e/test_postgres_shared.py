@@ -56,11 +56,11 @@ async def wait_free(dsn: str, session_id: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def two_daemons(tmp_path: Path, dsn: str) -> Any:
+async def two_daemons(tmp_path: Path, dsn: str, *a_flags: str) -> Any:
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
     async with (
-        running_daemon(tmp_path / "a", "--db", dsn, "--share-db", "--no-auth") as a,
+        running_daemon(tmp_path / "a", "--db", dsn, "--share-db", "--no-auth", *a_flags) as a,
         running_daemon(tmp_path / "b", "--db", dsn, "--share-db", "--no-auth") as b,
     ):
         yield a, b
@@ -161,6 +161,30 @@ async def test_when_the_owner_is_killed_mid_turn_another_daemon_takes_the_sessio
         assert [e["payload"]["params"]["turn"] for e in interrupted] == [1]
         turns = (await on_b.get(f"/v1/sessions/{session_id}/turns")).json()["items"]
         assert [(t["turn"], t["error"]) for t in turns] == [(1, "interrupted: the daemon restarted"), (2, None)]
+
+
+async def test_a_session_its_owner_let_go_of_when_idle_is_served_by_the_daemon_that_uses_it_next(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    async with (
+        two_daemons(tmp_path, postgres_dsn, "--idle-seconds", "0.5") as (a, b),
+        a.client(timeout=30) as on_a,
+        b.client(timeout=30) as on_b,
+    ):
+        session_id = (await new_session(on_a, tmp_path))["id"]
+        with anyio.fail_after(30):
+            await on_a.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "text one"})
+            async with on_b.stream("GET", f"/v1/sessions/{session_id}/events/stream") as response:
+                async for event in sse_events(response):  # A lets it go once it has been idle
+                    if event["payload"].get("method") == "_acpd/session_evicted":
+                        break
+            await wait_free(postgres_dsn, session_id)
+            answer = (await on_b.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "text two"})).json()
+        assert (answer["stopReason"], answer["turn"], answer["text"]) == ("end_turn", 2, "two")
+        events = await all_events(on_b, session_id)
+        methods = [e["payload"].get("method") for e in events]
+        assert methods.count("_acpd/agent_started") == 2  # started again, on B
+        assert "_acpd/turn_interrupted" not in methods
 
 
 async def test_sharing_a_database_that_is_not_postgresql_is_refused(tmp_path: Path) -> None:
