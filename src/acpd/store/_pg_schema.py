@@ -37,6 +37,7 @@ SERVER_SETTINGS: Final = {
     "tcp_keepalives_idle": "5",
     "tcp_keepalives_interval": "2",
     "tcp_keepalives_count": "3",
+    "tcp_user_timeout": "11000",  # and when what the server sent it goes unacknowledged that long
 }
 FAILOVER_SECONDS: Final = 11
 """At most this long after a daemon's machine dies, its sessions can be claimed by another."""
