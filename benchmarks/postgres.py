@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any, Final
 
 import anyio
+import httpx
 from _daemon import acpd_daemon
 from store_append import make_records
-from throughput import one_run
+from throughput import ID_LINE, one_run
 
 from acpd.protocol.events import EventRecord
 from acpd.store import SqliteEventStore
@@ -133,6 +134,47 @@ async def _timed(
             await anyio.sleep(pace)
 
 
+async def arrivals(url: str, session_id: str, until: int, into: dict[int, float]) -> None:
+    """When each event of the session's stream through ``url`` arrived, by seq, through ``until``."""
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=None) as http,
+        http.stream("GET", f"/v1/sessions/{session_id}/events/stream") as response,
+    ):
+        tail = b""
+        async for raw in response.aiter_raw():
+            now = time.perf_counter()
+            data = tail + raw
+            cut = data.rfind(b"\n\n") + 2 if b"\n\n" in data else 0
+            complete, tail = data[:cut], data[cut:]
+            for match in ID_LINE.finditer(complete):
+                into[int(match.group(1))] = now
+            if into and max(into) >= until:
+                return
+
+
+async def daemon_delays(dsn: str, chunks: int) -> list[float]:
+    """Seconds from each event's delivery through daemon A's stream (A serves the session: it
+    delivers once it has committed) to its delivery through daemon B's (B follows the table), for
+    one turn of ``chunks`` chunks, two daemons sharing the database (``--share-db``)."""
+    async with (
+        fresh_schema(dsn) as db,
+        acpd_daemon("--db", db, "--share-db") as a,
+        acpd_daemon("--db", db, "--share-db") as b,
+        httpx.AsyncClient(base_url=a, timeout=None) as http,
+    ):
+        session_id = (await http.post("/v1/sessions", json={"agent": "mock"})).json()["id"]
+        start = (await http.get(f"/v1/sessions/{session_id}")).json()["lastSeq"]
+        through_a: dict[int, float] = {}
+        through_b: dict[int, float] = {}
+        last = start + chunks + 2  # the prompt, the chunks, the answer
+        with anyio.fail_after(120):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(arrivals, a, session_id, last, through_a)
+                tg.start_soon(arrivals, b, session_id, last, through_b)
+                await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": f"chunks {chunks}"})
+    return [through_b[seq] - through_a[seq] for seq in through_a if seq > start and seq in through_b]
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -173,6 +215,12 @@ async def run(dsn: str, args: argparse.Namespace) -> None:
         f"cross-daemon stream ({len(from_start)} commits of 10 records, one every 5 ms), delivery through B"
         f" after the commit began on A: p50 {ms(from_start, 0.5)}, p99 {ms(from_start, 0.99)}, max {ms(from_start, 1)};"
         f" after A had it committed: p50 {ms(from_return, 0.5)}, p99 {ms(from_return, 0.99)} (0: B had it first)"
+    )
+    delays = await daemon_delays(dsn, args.chunks)
+    print(
+        f"two daemons sharing the database, one turn of {args.chunks} chunks streamed through both:"
+        f" delivery through B after delivery through A (the owner): p50 {ms(delays, 0.5)}, p99 {ms(delays, 0.99)},"
+        f" max {ms(delays, 1)} over {len(delays)} events"
     )
     print(f"load after: {load()}")
 
