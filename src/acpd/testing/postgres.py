@@ -3,7 +3,8 @@ a temporary directory, on a free port of 127.0.0.1, stopped by its PID.
 
 The server refuses to run as root; as root, its commands run as an unprivileged user (``postgres``
 if the machine has one, else ``nobody``) through ``setpriv``, in a directory that user owns.
-Nothing here waits on a clock: ``pg_ctl -w`` waits for readiness, and the stop waits on a pidfd.
+Nothing here waits on a clock: ``pg_ctl -w`` waits for readiness, and the stop waits on a pidfd. A
+watchdog process stops the server if the process that started it dies without doing so.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -42,6 +44,7 @@ class Cluster:
     root: Path
     port: int
     pid: int
+    watchdog: subprocess.Popen[bytes] | None = field(default=None, compare=False, repr=False)
 
     @property
     def dsn(self) -> str:
@@ -90,7 +93,7 @@ def start(*, durable: bool = False) -> Cluster:
         _run([*prefix, str(tools / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "log"), "-w",
               "-t", str(START_TIMEOUT_SECONDS), "-o", " ".join(options), "start"], root)  # fmt: skip
         pid = int((root / "data" / "postmaster.pid").read_text().split()[0])
-        cluster = Cluster(root, port, pid)
+        cluster = Cluster(root, port, pid, _watch(root, pid))
         try:
             _run([str(tools / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", USER, DATABASE], root)
         except BaseException:
@@ -111,6 +114,9 @@ def stop(cluster: Cluster) -> None:
                 _signal_and_wait(cluster.pid, signal.SIGKILL, STOP_TIMEOUT_SECONDS)
     finally:
         shutil.rmtree(cluster.root, ignore_errors=True)
+        if cluster.watchdog is not None:  # it exits once the server has
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                cluster.watchdog.wait(STOP_TIMEOUT_SECONDS)
 
 
 @contextlib.contextmanager
@@ -121,6 +127,39 @@ def running(*, durable: bool = False) -> Iterator[Cluster]:
         yield cluster
     finally:
         stop(cluster)
+
+
+WATCHDOG: Final = """
+import os, select, shutil, signal, sys
+parent, server, root = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+watched = select.poll()
+fds = {os.pidfd_open(parent): "parent", os.pidfd_open(server): "server"}
+for fd in fds:
+    watched.register(fd, select.POLLIN)
+first = fds[watched.poll()[0][0]]
+if first == "parent":
+    server_fd = next(fd for fd, who in fds.items() if who == "server")
+    os.kill(server, signal.SIGINT)
+    if not select.select([server_fd], [], [], 15)[0]:
+        os.kill(server, signal.SIGKILL)
+        select.select([server_fd], [], [], 15)
+    shutil.rmtree(root, ignore_errors=True)
+"""
+"""Run beside a server: when the process that started it dies without stopping it (a test run or
+a benchmark killed by a timeout), it stops the server and removes its directory; when the server
+stops first, it just exits."""
+
+
+def _watch(root: Path, pid: int) -> subprocess.Popen[bytes]:
+    """Start the watchdog of the server ``pid`` (``WATCHDOG``), in a session of its own so that a
+    signal to our process group does not end it before it can do its work."""
+    return subprocess.Popen(
+        [sys.executable, "-c", WATCHDOG, str(os.getpid()), str(pid), str(root)],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _signal_and_wait(pid: int, signum: int, timeout: float) -> bool:
