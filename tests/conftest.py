@@ -36,3 +36,8 @@ def open_umask() -> Iterator[None]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that spawn the daemon or bind sockets run last (in-process tests fail faster)."""
     items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+
+
+from tests.postgres import postgres_cluster  # noqa: E402 - shared by every test that needs PostgreSQL: one server
+
+__all__ = ["postgres_cluster"]

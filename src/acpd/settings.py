@@ -53,7 +53,9 @@ class DaemonConfig:
     host: str = DEFAULT_HOST
     port: int = field(default=DEFAULT_PORT, metadata={"ge": 0, "le": MAX_PORT})
     db: str = ""
-    """SQLite file path, or ``:memory:``; empty means ``<data_dir>/acpd.db``."""
+    """SQLite file path, ``:memory:``, or a ``postgresql://`` URL; empty means ``<data_dir>/acpd.db``."""
+    share_db: bool = False
+    """Share a PostgreSQL ``db`` with other daemons: each session is served by the one that holds it."""
     data_dir: str = ""
     agents_dir: str = ""
     """Where ``acpd agents install`` puts agents; empty means ``<data_dir>/agents``."""

@@ -1,4 +1,5 @@
-"""The EventStore contract, run against every store: memory, SQLite on a file, SQLite in memory."""
+"""The EventStore contract, run against every store: memory, SQLite on a file, SQLite in memory,
+PostgreSQL owned by one daemon and shared by several."""
 
 from __future__ import annotations
 
@@ -12,16 +13,24 @@ import pytest
 from acpd.errors import InvalidInput, StoreError
 from acpd.protocol.events import EventRecord
 from acpd.store import EventStore, MemoryEventStore, SessionDoc, SqliteEventStore
+from acpd.store.postgres import PostgresEventStore
+from tests.postgres import fresh_schema
 from tests.store.helpers import CREATED_AT, doc, log, record
 
 pytestmark = pytest.mark.anyio
 
-STORE_KINDS: Final = ("memory", "sqlite-file", "sqlite-memory")
+STORE_KINDS: Final = ("memory", "sqlite-file", "sqlite-memory", "postgres", "postgres-shared")
 
 
 @pytest.fixture(params=STORE_KINDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path, anyio_backend: str) -> AsyncIterator[EventStore]:
     kind: str = request.param
+    if kind.startswith("postgres"):
+        cluster = request.getfixturevalue("postgres_cluster")
+        shared = kind == "postgres-shared"  # as daemons sharing the database open it
+        async with fresh_schema(cluster) as dsn, await PostgresEventStore.open(dsn, shared=shared) as opened_pg:
+            yield opened_pg
+        return
     opened: EventStore
     if kind == "memory":
         opened = MemoryEventStore()

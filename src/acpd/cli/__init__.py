@@ -109,6 +109,12 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
         default=None,
         help="require no token (single-user sandboxes; refused unless bound to loopback)",
     )
+    serve.add_argument(
+        "--share-db",
+        action="store_true",
+        default=None,
+        help="share a PostgreSQL --db with other daemons (each session served by the daemon that holds it)",
+    )
     _daemon_options(serve, log_level="info")
     serve.set_defaults(run=run_serve)
 
@@ -134,7 +140,9 @@ def _add_pass_through(run: Callable[[argparse.Namespace], int], parser: argparse
 
 def _daemon_options(parser: argparse.ArgumentParser, *, log_level: str) -> None:
     """What a daemon (served, or run in process by ``acp``) is configured by."""
-    parser.add_argument("--db", help="SQLite file, or :memory: (default: <data dir>/acpd.db)")
+    parser.add_argument(
+        "--db", help="SQLite file, :memory:, or a postgresql:// URL (default: <data dir>/acpd.db; or ACPD_DB)"
+    )
     parser.add_argument("--data-dir", help="data directory (default $XDG_DATA_HOME/acpd)")
     parser.add_argument("--agents-dir", help="where presets are installed (default <data dir>/agents)")
     parser.add_argument("--model-url", help="send every preset agent's model traffic here (or ACPD_MODEL_URL)")
@@ -265,7 +273,9 @@ def load_config(args: argparse.Namespace, env: dict[str, str]) -> DaemonConfig:
         if env.get(env_name):
             values[key] = env[env_name]
             from_file.discard(key)
-    flags = ("host", "port", "db", "data_dir", "agents_dir", "model_url", "record_agents", "token_file", "auth")
+    flags = (
+        "host", "port", "db", "share_db", "data_dir", "agents_dir", "model_url", "record_agents", "token_file", "auth"
+    )  # fmt: skip
     for key in (*flags, "idle_seconds", "max_live_sessions"):
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)
@@ -345,11 +355,12 @@ def _begin_store_open(config: DaemonConfig) -> tuple[DaemonConfig, StoreOpening 
     store in a thread, before the daemon's modules are imported: a new database's files and
     schema are written while they are. A refused setting still refuses before any of it."""
     from acpd.daemon.security import secured
+    from acpd.store.select import is_postgres
     from acpd.store.sqlite import SqliteEventStore
 
     config = secured(config)
     db = config.resolved_db()
-    return config, None if db == "memory" else SqliteEventStore.begin_open(db)
+    return config, None if db == "memory" or is_postgres(db) else SqliteEventStore.begin_open(db)
 
 
 async def _serve(config: DaemonConfig, port_file: str | None, opening: StoreOpening | None) -> None:
@@ -357,12 +368,14 @@ async def _serve(config: DaemonConfig, port_file: str | None, opening: StoreOpen
 
     from acpd.daemon.security import describe_auth
     from acpd.daemon.serve import serve
+    from acpd.store.select import shown
 
     _freeze_startup_objects()
     async with anyio.create_task_group() as tg:
         port = await tg.start(partial(serve, config, port_file=port_file, opening=opening))
         where = f"http://{config.host}:{port}"
-        print(f"acpd {__version__} on {where} (db: {config.resolved_db()}; {describe_auth(config)})", file=sys.stderr)
+        shown_db = shown(config.resolved_db())
+        print(f"acpd {__version__} on {where} (db: {shown_db}; {describe_auth(config)})", file=sys.stderr)
 
 
 def _redact_logs() -> None:

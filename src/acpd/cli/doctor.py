@@ -46,7 +46,7 @@ def add_doctor_command(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML config file (default $XDG_CONFIG_HOME/acpd/config.toml if present)")
     parser.add_argument("--data-dir", help="data directory (default $XDG_DATA_HOME/acpd)")
     parser.add_argument("--agents-dir", help="where presets are installed (default <data dir>/agents)")
-    parser.add_argument("--db", help="SQLite file (default: <data dir>/acpd.db)")
+    parser.add_argument("--db", help="SQLite file, or a postgresql:// URL (default: <data dir>/acpd.db)")
     parser.add_argument("--model-url", help="model API base URL for every preset (or ACPD_MODEL_URL)")
     parser.add_argument("--host", help="address the daemon binds (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port the daemon listens on (default 4520)")
@@ -220,11 +220,14 @@ def _acpd_answers(config: DaemonConfig) -> bool:
 
 def _database(config: DaemonConfig) -> Finding:
     from acpd.errors import StoreError
+    from acpd.store.select import is_postgres, shown
     from acpd.store.sqlite import MEMORY_PATH, quick_check
 
     db = config.resolved_db()
     if db in (MEMORY_PATH, "memory"):
         return Finding("database", "ok", "in memory: nothing is kept across restarts")
+    if is_postgres(db):
+        return Finding("database", "ok", f"{shown(db)}: PostgreSQL checks its own pages (not checked here)")
     if not Path(db).exists():
         return Finding("database", "ok", f"{db} does not exist yet; `acpd serve` creates it")
     try:

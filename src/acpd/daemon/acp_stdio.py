@@ -30,6 +30,7 @@ from acpd.private import client_token, given_token, private_dir
 from acpd.protocol import jsonio
 from acpd.protocol.framing import MAX_LINE_BYTES
 from acpd.settings import DaemonConfig
+from acpd.store.select import shown
 from acpd.transports.stdio import StdioTransport, open_stdio_transport
 
 if TYPE_CHECKING:
@@ -124,12 +125,12 @@ async def run_acp_stdio(
         owner = exc.data.get("url") if isinstance(exc.data, dict) else None
         if standalone or not isinstance(owner, str) or not await daemon_answers(owner):
             raise
-        announce(f"the daemon that owns {config.resolved_db()} serves {owner}: relaying there")
+        announce(f"the daemon that owns {shown(config.resolved_db())} serves {owner}: relaying there")
         await relay_stdio(rpc_url(owner, agent), relay_token(config, owner))
         return "relay"
     try:
         reason = "--standalone" if standalone else f"no daemon at {daemon_url}"
-        announce(f"{reason}: running standalone on {config.resolved_db()}")
+        announce(f"{reason}: running standalone on {shown(config.resolved_db())}")
         async with open_stdio_transport() as stdio:
             await serve_in_process(stdio, config, store, agent)
     finally:

@@ -17,9 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from acpd.errors import AcpdError
+from acpd.errors import AcpdError, StoreLocked
 
-from . import acp_http, acp_remote, agent_install, audit, docs, http, records, ui, ws
+from . import acp_http, acp_remote, agent_install, audit, docs, forward, http, records, ui, ws
 from .http import ROUTES
 from .manager import SessionManager
 from .problems import (
@@ -65,6 +65,7 @@ def create_app(manager: SessionManager, *, port: int | None = None) -> Starlette
         ],
         middleware=[Middleware(SecurityMiddleware, config=config, port=bound_port), Middleware(_HotRoutes)],
         exception_handlers={
+            StoreLocked: forward_to_owner,
             AcpdError: handle_acpd_error,
             HTTPException: handle_http_exception,
             ExceptionGroup: handle_exception_group,
@@ -79,6 +80,12 @@ def create_app(manager: SessionManager, *, port: int | None = None) -> Starlette
     app.state.acp_remote = acp_remote.AcpRemoteHub(manager)
     app.state.max_body_bytes = config.max_body_bytes
     return app
+
+
+async def forward_to_owner(request: Request, exc: Exception) -> Response:
+    """A request for a session another daemon serves goes on to it (``forward``)."""
+    assert isinstance(exc, StoreLocked)
+    return await forward.forwarded(request, exc)
 
 
 class _CorsOutside(Starlette):
@@ -134,6 +141,8 @@ class _HotRoutes:
         request = Request(scope, receive, send)
         try:
             response = await endpoint(request)
+        except StoreLocked as exc:
+            response = await forward.forwarded(request, exc)  # another daemon serves the session
         except AcpdError as exc:
             response = from_error(exc)
         except ExceptionGroup as exc:

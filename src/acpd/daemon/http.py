@@ -12,11 +12,11 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from acpd import __version__
-from acpd.errors import InvalidInput, PayloadTooLarge, RpcError, UnsupportedMediaType
+from acpd.errors import InvalidInput, PayloadTooLarge, RpcError, StoreLocked, UnsupportedMediaType
 from acpd.protocol import jsonio
 from acpd.protocol.jsonio import JsonObject
 
-from . import sse
+from . import forward, sharing, sse
 from .bodies import checked
 from .log import SessionLog
 from .manager import SessionManager
@@ -51,7 +51,8 @@ async def read_body(request: Request) -> bytes:
         body += chunk
         if len(body) > limit:
             raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-    return bytes(body)
+    request.scope[forward.BODY_KEY] = whole = bytes(body)  # a request sent on to another daemon sends it
+    return whole
 
 
 async def read_json(request: Request) -> JsonObject:
@@ -230,8 +231,18 @@ async def events(request: Request) -> Response:
 
 
 async def event_stream(request: Request) -> Response:
-    runtime = await manager_of(request).runtime(request.path_params["id"])
+    manager = manager_of(request)
+    session_id = request.path_params["id"]
     after = replay_after(request)
+    try:
+        runtime = await manager.runtime(session_id)
+    except StoreLocked:
+        shared = sharing.shared_store(manager.store)
+        if shared is None:
+            raise
+        # another daemon serves it: follow what it commits, from the table
+        body = sharing.followed(shared, session_id, after)
+        return StreamingResponse(body, media_type="text/event-stream", headers=sse.HEADERS)
     return StreamingResponse(sse.stream_log(runtime.log, after), media_type="text/event-stream", headers=sse.HEADERS)
 
 

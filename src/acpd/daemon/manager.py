@@ -34,6 +34,7 @@ from acpd.errors import (
     SessionExists,
     SessionNotFound,
     StoreError,
+    StoreLocked,
 )
 from acpd.protocol import jsonio, jsonrpc, methods
 from acpd.protocol.events import EventRecord, utc_now
@@ -44,6 +45,7 @@ from acpd.store.base import EventStore, SessionPage
 from . import retention, session_files, titles
 from .log import GroupCommitter
 from .session import RuntimeDeps, SessionRuntime, session_doc_defaults
+from .sharing import hold, shared_store
 from .turns import PLAIN_BLOCKS, Turn, check_attachments
 from .warm_up import warm_up_blocks
 
@@ -68,6 +70,8 @@ IMPORTED_FIELDS: Final = (
     "additionalDirectories",
 )
 """What an import takes from the exported document; the rest (status, the agent's session) is this daemon's."""
+RUNNING: Final = ("running", "awaiting_permission")
+"""A stored session's status while a turn runs: found so after a restart, the turn was interrupted."""
 CLOSE_ALL_SECONDS: Final = 10.0
 """How long stopping waits for the sessions (turns answered, agents stopped, logs committed) before
 leaving the rest to the task group's cancellation."""
@@ -177,14 +181,22 @@ class SessionManager:
         while True:
             page = await self.store.list_sessions(limit=200, cursor=cursor)
             for doc in page.items:
-                if doc.get("status") in ("running", "awaiting_permission"):
+                if doc.get("status") in RUNNING:
                     await self._recover_session(str(doc["id"]), doc.get("turns"))
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
 
     async def _recover_session(self, session_id: str, turn: object) -> None:
-        runtime = await self.runtime(session_id)
+        if shared_store(self.store) is not None:
+            # loading it notes the interruption, unless another daemon serves it (then it runs on)
+            with contextlib.suppress(StoreLocked):
+                await self.runtime(session_id)
+            return
+        await self._note_interrupted(await self.runtime(session_id), turn)
+
+    async def _note_interrupted(self, runtime: SessionRuntime, turn: object) -> None:
+        session_id = runtime.session_id
         seq = runtime.record_daemon(methods.ACPD_TURN_INTERRUPTED, {"turn": turn, "reason": "daemon restarted"})
         runtime.doc["status"] = "idle"
         try:
@@ -254,10 +266,16 @@ class SessionManager:
             return runtime
         try:
             await self._settled(session_id)  # an eviction under way commits its log first
+            shared = shared_store(self.store)
+            if shared is not None:
+                await hold(shared, session_id)  # refused if another daemon serves it
             doc = await self.store.get_session(session_id)
             if doc is None:
                 raise SessionNotFound(session_id)
-            return self._start_runtime(doc, await self.store.last_seq(session_id))
+            runtime = self._start_runtime(doc, await self.store.last_seq(session_id))
+            if shared is not None and doc.get("status") in RUNNING:
+                await self._note_interrupted(runtime, doc.get("turns"))  # its daemon died under it
+            return runtime
         finally:
             self._claims.pop(session_id).set()
 
@@ -379,6 +397,7 @@ class SessionManager:
                 await runtime.log.finished.wait()
         finally:
             runtime.log.release_tail()
+            await self._let_go(session_id)
             del self._leaving[session_id]
             gone.set()
             self._progressed()
@@ -715,8 +734,24 @@ class SessionManager:
         return await self.store.read(session_id, after=after, limit=limit)
 
     async def events(self, session_id: str, *, after: int, limit: int) -> tuple[list[EventRecord], int]:
-        async with self.leased(session_id) as runtime:
-            return await runtime.log.read(after, limit), runtime.log.committed_seq
+        try:
+            async with self.leased(session_id) as runtime:
+                return await runtime.log.read(after, limit), runtime.log.committed_seq
+        except StoreLocked:
+            if (shared := shared_store(self.store)) is None:
+                raise
+        # another daemon serves it: what it committed, from the table
+        return await shared.read(session_id, after=after, limit=limit), await shared.last_seq(session_id)
+
+    async def _let_go(self, session_id: str) -> None:
+        """A session that left memory is free for the daemons sharing the database."""
+        shared = shared_store(self.store)
+        if shared is not None:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await shared.release(session_id)
+                except StoreError as exc:  # its lock goes with the connection in any case
+                    logger.warning("session %s: could not let other daemons have it: %s", session_id, exc)
 
 
 def give_back_freed_memory() -> None:

@@ -30,6 +30,8 @@ from acpd.errors import ConfigError
 from acpd.settings import DaemonConfig
 from acpd.store.base import EventStore
 from acpd.store.memory import MemoryEventStore
+from acpd.store.postgres import PostgresEventStore
+from acpd.store.select import is_postgres, shown
 from acpd.store.sqlite import SqliteEventStore, StoreOpening
 
 from . import ws
@@ -54,10 +56,19 @@ EXIT_STUCK: Final = 70
 """Exit status when the deadline cut the stop short (EX_SOFTWARE)."""
 
 
-async def open_store(db: str, opening: StoreOpening | None = None) -> EventStore:
-    """The store ``db`` names; ``opening``, when given, is that store's open begun earlier."""
+async def open_store(db: str, opening: StoreOpening | None = None, *, share: bool = False) -> EventStore:
+    """The store ``db`` names; ``opening``, when given, is that store's open begun earlier.
+    ``share``: a PostgreSQL database shared with other daemons.
+
+    Raises:
+        ConfigError: ``share`` for a database that is not PostgreSQL.
+    """
+    if share and not is_postgres(db):
+        raise ConfigError("--share-db needs a PostgreSQL --db (postgresql://…): a SQLite file has one daemon")
     if db == "memory":
         return MemoryEventStore()
+    if is_postgres(db):
+        return await PostgresEventStore.open(db, shared=share)  # it imports its driver only here
     if opening is not None:
         return await opening.store()
     return await SqliteEventStore.open(db)
@@ -149,7 +160,7 @@ async def serve(
     Raises:
         StoreLocked: another acpd owns the database.
     """
-    store = await open_store(config.resolved_db(), opening)
+    store = await open_store(config.resolved_db(), opening, share=config.share_db)
     signalled = False
     try:
         sock = bind(config.host, config.port)
@@ -175,7 +186,7 @@ async def _serve_on(
 ) -> bool:
     """Serve until stopped; True when a stop signal stopped it."""
     url = f"http://{config.host}:{port}"
-    if isinstance(store, SqliteEventStore):
+    if isinstance(store, SqliteEventStore | PostgresEventStore):
         await store.note_owner({"url": url})  # a refused `acpd acp` relays here
     manager = SessionManager(config, store)
     server = _Server(
@@ -198,7 +209,7 @@ async def _serve_on(
             async with manager.running():
                 if port_file:
                     _tell_port(port_file, port)
-                logger.info("acpd listening on %s (db %s)", url, config.resolved_db())
+                logger.info("acpd listening on %s (db %s)", url, shown(config.resolved_db()))
                 task_status.started(port)
                 await server.serve(sockets=[sock])
         finally:

@@ -416,10 +416,15 @@ class SearchTexts:
                 continue
             hits = sum(found.count(word) for word in lowered)
             if hits > best.get(session_id, (0, {}))[0]:
-                first = re.search(rf"\b{re.escape(lowered[0])}\b", text, re.IGNORECASE)
-                at = first.start() if first else 0
-                best[session_id] = (hits, {"kind": kind, "snippet": _snippet(text, at, lowered[0])})
+                best[session_id] = (hits, {"kind": kind, "snippet": snippet(text, lowered[0])})
         return [(sid, match) for sid, (_, match) in sorted(best.items(), key=lambda item: -item[1][0])]
+
+
+def snippet(text: str, word: str) -> str:
+    """Context around the first whole-word hit of ``word`` (lower case) in ``text``, the hit in
+    brackets (the memory and PostgreSQL stores'; SQLite's FTS5 makes its own)."""
+    first = re.search(rf"\b{re.escape(word)}\b", text, re.IGNORECASE)
+    return _snippet(text, first.start() if first else 0, word)
 
 
 def _snippet(text: str, at: int, word: str) -> str:

@@ -1,0 +1,66 @@
+"""Daemon layer: a request for a session another daemon serves (``--share-db``), sent on to that
+daemon and its answer streamed back, so that a client may talk to any daemon sharing the database.
+
+The request goes on once, as the client sent it (its method, path, query, body and the headers
+that matter to acpd: its token among them, so the daemons must share their token), marked so that
+the owner never sends it further; the owner's answer comes back as it answers, a stream included.
+When the owner cannot be reached, or named no address, the client hears ``503 store-locked`` with
+the owner's address if known. httpx is imported only when a request is sent on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Final
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from acpd.errors import StoreLocked
+
+from .problems import from_error
+
+if TYPE_CHECKING:
+    import httpx
+
+FORWARDED: Final = "acpd-forwarded"
+"""The header that marks a request one daemon sent on to another (never sent on again)."""
+BODY_KEY: Final = "acpd.body"
+"""Where ``read_body`` leaves the body it read in the request's scope (a request stream is read once)."""
+REQUEST_HEADERS: Final = ("authorization", "content-type", "accept", "idempotency-key", "last-event-id")
+RESPONSE_SKIPPED: Final = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+CONNECT_SECONDS: Final = 5.0
+
+
+async def forwarded(request: Request, refusal: StoreLocked) -> Response:
+    """The owner's answer to ``request``, or ``refusal`` as a problem if it cannot be had."""
+    owner = refusal.data.get("url") if isinstance(refusal.data, dict) else None
+    if not isinstance(owner, str) or request.headers.get(FORWARDED):
+        return from_error(refusal)
+    import httpx
+
+    body = request.scope.get(BODY_KEY)
+    if body is None:
+        body = await request.body()
+    headers = {name: value for name, value in request.headers.items() if name in REQUEST_HEADERS}
+    headers[FORWARDED] = "1"
+    client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=CONNECT_SECONDS))
+    try:
+        sent = client.build_request(
+            request.method, owner + request.url.path, params=request.url.query, content=body, headers=headers
+        )
+        answer = await client.send(sent, stream=True)
+    except httpx.HTTPError:
+        await client.aclose()
+        return from_error(refusal)
+    kept = {name: value for name, value in answer.headers.items() if name.lower() not in RESPONSE_SKIPPED}
+    return StreamingResponse(_relayed(client, answer), status_code=answer.status_code, headers=kept)
+
+
+async def _relayed(client: httpx.AsyncClient, answer: httpx.Response) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in answer.aiter_raw():
+            yield chunk
+    finally:
+        await answer.aclose()
+        await client.aclose()

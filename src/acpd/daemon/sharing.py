@@ -1,0 +1,51 @@
+"""Daemon layer: sessions of a PostgreSQL database that several daemons share (``--share-db``).
+
+A daemon serves a session live (its agent, its turns, its log's writes) only while it holds it in
+the store (``PostgresEventStore.claim``): it takes it when it first uses it and nobody holds it
+(an idle session, or one whose daemon died), and lets it go when the session leaves its memory.
+Whoever holds a session, any daemon serves its events: a page from the table, a stream that
+follows the table live (woken by the owner's commits). Writes to a session another daemon holds
+(a prompt, a cancel, a permission's answer, a setting) are refused with ``StoreLocked``, whose data
+name that daemon's ``url``: the client sends them there (they are not forwarded yet).
+
+It must not parse HTTP (http.py does) nor start agents (the manager does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from acpd.errors import StoreLocked
+from acpd.store.base import EventStore
+from acpd.store.postgres import PostgresEventStore
+
+from . import sse
+
+
+def shared_store(store: EventStore) -> PostgresEventStore | None:
+    """The store, if it shares its database with other daemons."""
+    return store if isinstance(store, PostgresEventStore) and store.shared else None
+
+
+async def hold(store: PostgresEventStore, session_id: str) -> None:
+    """Make this daemon the session's server, unless another daemon holds it.
+
+    Raises:
+        StoreLocked: another daemon holds it; ``data`` has its ``url`` (if it told one).
+    """
+    if await store.claim(session_id):
+        return
+    owner = await store.owner_of(session_id) or {}
+    url = owner.get("url")
+    raise StoreLocked(
+        f"session {session_id!r} is served by another daemon{f' at {url}' if url else ''}: send it there",
+        data={"sessionId": session_id, **owner},
+    )
+
+
+async def followed(store: PostgresEventStore, session_id: str, after: int) -> AsyncIterator[bytes]:
+    """SSE bytes for every committed record of a session another daemon serves, after ``after``,
+    live, read from the table as its owner commits them."""
+    yield b"retry: 1000\n\n"
+    async for records in store.follow(session_id, after=after):
+        yield sse.encode(records)

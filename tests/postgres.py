@@ -1,0 +1,79 @@
+"""Test helper: the PostgreSQL server the tests share (started once per test session, when a test
+first asks for it, and stopped by its PID at the end) and a fresh schema of it per test.
+
+Where the server cannot start, a test that needs it fails when ``ACPD_REQUIRE_POSTGRES`` is set
+(as .ci/run sets it), and is skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Final
+
+import pytest
+
+from acpd.testing import postgres
+
+REQUIRE_ENV: Final = "ACPD_REQUIRE_POSTGRES"
+_schemas = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[postgres.Cluster]:
+    try:
+        cluster = postgres.start()
+    except postgres.PostgresUnavailable as exc:
+        message = f"PostgreSQL is not available: {exc}"
+        if os.environ.get(REQUIRE_ENV):
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield cluster
+    finally:
+        postgres.stop(cluster)
+
+
+@pytest.fixture
+async def postgres_dsn(postgres_cluster: postgres.Cluster, anyio_backend: str) -> AsyncIterator[str]:
+    """The URL of a schema of the test's own (``fresh_schema``)."""
+    async with fresh_schema(postgres_cluster) as dsn:
+        yield dsn
+
+
+@asynccontextmanager
+async def fresh_schema(cluster: postgres.Cluster) -> AsyncIterator[str]:
+    """The URL of a new schema, dropped afterwards: stores opened on it see only their own tables."""
+    import asyncpg
+
+    schema = f"test_{os.getpid()}_{next(_schemas)}"
+    conn = await asyncpg.connect(cluster.dsn)
+    try:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+        yield cluster.dsn_in(schema)
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    finally:
+        await conn.close()
+
+
+CUT_NEXT_INSERT: Final = (
+    "CREATE FUNCTION cut() RETURNS trigger LANGUAGE plpgsql AS"
+    " $$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NULL; END $$",
+    "CREATE TRIGGER cut BEFORE INSERT ON events FOR EACH STATEMENT EXECUTE FUNCTION cut()",
+)
+"""A trigger that cuts every connection that inserts events, in the middle of its transaction:
+the database lost to the writer (``DROP TRIGGER cut ON events`` brings it back)."""
+
+
+async def side_sql(dsn: str, *statements: str) -> None:
+    """Run ``statements`` on a connection of the test's own."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
