@@ -380,19 +380,40 @@ async def old_session(store: MemoryEventStore, session_id: str, workdir: Path, *
     await store.append_many([], sessions=[doc])
 
 
-async def gone(store: MemoryEventStore, session_id: str) -> None:
-    with anyio.fail_after(10):
-        while await store.get_session(session_id) is not None:
-            await anyio.wait_all_tasks_blocked()
+class Sweeps:
+    """What each of the manager's collections deleted, as they finish (no polling of the store)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.deleted: set[str] = set()
+        self._changed = anyio.Event()
+        collect = SessionManager.collect
+
+        async def counted(manager: SessionManager, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            result = await collect(manager, *args, **kwargs)
+            self.deleted.update(result["deleted"])
+            self._changed.set()
+            self._changed = anyio.Event()
+            return result
+
+        monkeypatch.setattr(SessionManager, "collect", counted)
+
+    async def until_deleted(self, session_id: str) -> None:
+        with anyio.fail_after(30):
+            while session_id not in self.deleted:
+                await self._changed.wait()
 
 
-async def test_the_retention_setting_collects_at_start(tmp_path: Path, workdir: Path) -> None:
+async def test_the_retention_setting_collects_at_start(
+    tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweeps = Sweeps(monkeypatch)
     config = DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", retention_days=30)
     store = MemoryEventStore()
     await old_session(store, "before-start", workdir)
     async with SessionManager(config, store).running() as manager:
         fresh = await manager.create({"agent": "mock", "cwd": str(workdir)})
-        await gone(store, "before-start")  # not an hour later
+        await sweeps.until_deleted("before-start")  # not an hour later
+        assert await store.get_session("before-start") is None
         assert await store.get_session(fresh.session_id) is not None  # a month is not up yet
     await store.aclose()
 
@@ -401,18 +422,21 @@ async def test_the_retention_setting_collects_again_on_every_sweep(
     tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("acpd.daemon.manager.RETENTION_SWEEP_SECONDS", 0.05)
+    sweeps = Sweeps(monkeypatch)
     config = DaemonConfig(data_dir=str(tmp_path / "data"), db=":memory:", retention_days=30)
     store = MemoryEventStore()
     async with SessionManager(config, store).running():
         for session_id in ("first-sweep", "a-later-sweep"):
             await old_session(store, session_id, workdir)
-            await gone(store, session_id)
+            await sweeps.until_deleted(session_id)
+            assert await store.get_session(session_id) is None
     await store.aclose()
 
 
 async def test_retention_of_archived_sessions_only_keeps_old_sessions_that_are_not_archived(
-    tmp_path: Path, workdir: Path
+    tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    sweeps = Sweeps(monkeypatch)
     config = DaemonConfig(
         data_dir=str(tmp_path / "data"), db=":memory:", retention_days=30, retention_archived_only=True
     )
@@ -420,6 +444,7 @@ async def test_retention_of_archived_sessions_only_keeps_old_sessions_that_are_n
     await old_session(store, "old-archived", workdir, archived=True)
     await old_session(store, "old-kept", workdir)
     async with SessionManager(config, store).running():
-        await gone(store, "old-archived")
+        await sweeps.until_deleted("old-archived")
         assert await store.get_session("old-kept") is not None
+        assert "old-kept" not in sweeps.deleted
     await store.aclose()
