@@ -6,7 +6,7 @@ the store (``PostgresEventStore.claim``): it takes it when it first uses it and 
 Whoever holds a session, any daemon serves its events: a page from the table, a stream that
 follows the table live (woken by the owner's commits). Writes to a session another daemon holds
 (a prompt, a cancel, a permission's answer, a setting) are refused with ``StoreLocked``, whose data
-name that daemon's ``url``: the client sends them there (they are not forwarded yet).
+name that daemon's ``url``: forward.py sends REST requests there, acp_shared.py an ACP client's.
 
 It must not parse HTTP (http.py does) nor start agents (the manager does).
 """
