@@ -149,3 +149,86 @@ async def test_acp_over_http_on_another_daemon_prompts_a_session_it_does_not_ser
     live = [m["params"] for m in seen if m.get("method") == "session/update"]
     assert live == turn_updates(events, before)
     assert chunk_texts(live) == [f"c{i} " for i in range(500)]
+
+
+class AcpSocket:
+    """The in-repo way to talk ACP over ``/v1/rpc``: requests, and what else came meanwhile."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.received: list[JsonObject] = []
+
+    async def notify(self, method: str, params: JsonObject) -> None:
+        await self.ws.send(jsonio.dumps_str(rpc(None, method, params)))
+
+    async def call(self, request_id: int, method: str, params: JsonObject) -> JsonObject:
+        await self.ws.send(jsonio.dumps_str(rpc(request_id, method, params)))
+        return await self.until(lambda m: m.get("id") == request_id and "method" not in m)
+
+    async def until(self, wanted: Any) -> JsonObject:
+        while True:
+            message: JsonObject = jsonio.loads(await self.ws.recv())
+            if wanted(message):
+                return message
+            self.received.append(message)
+
+
+def is_chunk(text: str) -> Any:
+    def wanted(message: JsonObject) -> bool:
+        update = message.get("params", {}).get("update", {}) if message.get("method") == "session/update" else {}
+        return update.get("sessionUpdate") == "agent_message_chunk" and update["content"].get("text") == text
+
+    return wanted
+
+
+async def test_settings_and_a_cancel_from_an_acp_client_on_another_daemon_reach_the_owner(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b), a.client(timeout=30) as on_a:
+        session_id = (await new_session(on_a, tmp_path))["id"]
+        url = b.url.replace("http://", "ws://") + "/v1/rpc"
+        with anyio.fail_after(30):
+            async with connect(url, additional_headers=b.headers) as ws:
+                acp = AcpSocket(ws)
+                await acp.call(1, "initialize", {"protocolVersion": 1})
+                await acp.call(2, "session/resume", {"sessionId": session_id, "cwd": str(tmp_path)})
+                mode = await acp.call(3, "session/set_mode", {"sessionId": session_id, "modeId": "plan"})
+                prompt = {"sessionId": session_id, "prompt": [{"type": "text", "text": "text started\nsleep 60"}]}
+                await ws.send(jsonio.dumps_str(rpc(4, "session/prompt", prompt)))
+                await acp.until(is_chunk("started"))
+                await acp.notify("session/cancel", {"sessionId": session_id})
+                cancelled = await acp.until(lambda m: m.get("id") == 4)
+            held = (await on_a.get(f"/v1/sessions/{session_id}")).json()
+    assert mode == {"jsonrpc": "2.0", "id": 3, "result": {}}
+    assert held["mode"] == "plan"
+    assert cancelled["result"] == {"stopReason": "cancelled"}
+
+
+async def test_an_acp_client_on_another_daemon_goes_on_there_once_the_owner_is_killed(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b), b.client(timeout=30) as on_b:
+        async with a.client(timeout=30) as on_a:
+            session_id = (await new_session(on_a, tmp_path))["id"]
+        url = b.url.replace("http://", "ws://") + "/v1/rpc"
+        with anyio.fail_after(60):
+            async with connect(url, additional_headers=b.headers) as ws:
+                acp = AcpSocket(ws)
+                await acp.call(1, "initialize", {"protocolVersion": 1})
+                await acp.call(2, "session/load", {"sessionId": session_id, "cwd": str(tmp_path), "mcpServers": []})
+                first = await acp.call(
+                    3, "session/prompt", {"sessionId": session_id, "prompt": [{"type": "text", "text": "text on a"}]}
+                )
+                await a.kill()
+                second = await acp.call(
+                    4, "session/prompt", {"sessionId": session_id, "prompt": [{"type": "text", "text": "text on b"}]}
+                )
+        events = await all_events(on_b, session_id)
+    assert first["result"] == second["result"] == {"stopReason": "end_turn"}
+    texts = [
+        m["params"]["update"]["content"]["text"]
+        for m in acp.received
+        if m.get("method") == "session/update" and m["params"]["update"]["sessionUpdate"] == "agent_message_chunk"
+    ]
+    assert texts == ["on a", "on b"]  # each once, though the session moved from A to B between them
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
