@@ -18,6 +18,7 @@ from acpd.protocol import jsonio
 from acpd.protocol.jsonio import JsonObject
 from acpd.testing.daemon import Daemon, running_daemon
 from tests.daemon.helpers import all_events, new_session
+from tests.e2e.sse import sse_events
 from tests.postgres import postgres_dsn
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -232,3 +233,33 @@ async def test_an_acp_client_on_another_daemon_goes_on_there_once_the_owner_is_k
     ]
     assert texts == ["on a", "on b"]  # each once, though the session moved from A to B between them
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+
+async def test_a_permission_asked_before_an_acp_client_attached_on_another_daemon_is_asked_of_it_too(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b), a.client(timeout=30) as on_a:
+        session_id = (await new_session(on_a, tmp_path, policy={"permissions": "ask"}))["id"]
+        answers: list[httpx.Response] = []
+
+        async def prompt() -> None:
+            answers.append(await on_a.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "permission edit"}))
+
+        url = b.url.replace("http://", "ws://") + "/v1/rpc"
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(prompt)
+                async with on_a.stream("GET", f"/v1/sessions/{session_id}/events/stream") as response:
+                    async for event in sse_events(response):
+                        if event["payload"].get("method") == "session/request_permission":
+                            break
+                async with connect(url, additional_headers=b.headers) as ws:
+                    acp = AcpSocket(ws)
+                    await acp.call(1, "initialize", {"protocolVersion": 1})
+                    await acp.call(2, "session/resume", {"sessionId": session_id, "cwd": str(tmp_path)})
+                    asked = await acp.until(lambda m: m.get("method") == "session/request_permission")
+                    reply = {"outcome": {"outcome": "selected", "optionId": "allow"}}
+                    await ws.send(jsonio.dumps_str({"jsonrpc": "2.0", "id": asked["id"], "result": reply}))
+                    await acp.until(is_chunk("permission: allow"))
+    assert answers[0].status_code == 200
+    assert "permission: allow" in answers[0].json()["text"]

@@ -7,7 +7,7 @@ prompts, cancels, settings and permission answers go to the owner over its REST 
 daemon's token (the one the client presented: daemons sharing a database share it). A permission
 the owner asks reaches this connection's client from the log, and its answer goes back to the
 owner; when someone else settles it first (the log records the reply), the client's request is
-withdrawn. A prompt goes with an idempotency key of this connection's, so its own prompt is not
+withdrawn; one asked before the client attached is asked too. A prompt goes with an idempotency key of this connection's, so its own prompt is not
 echoed back to it as a ``user_message_chunk``, as on the owner.
 
 It must not run agents nor write the session's log (the owner does), nor parse HTTP requests.
@@ -191,6 +191,7 @@ class SharedSessions:
             try:
                 if gate is not None:
                     await gate.wait()
+                await self._ask_pending(followed, after)
                 async for records in self._store.follow(followed.session_id, after=after):
                     for record in records:
                         await self._forward_record(followed, record)
@@ -254,6 +255,21 @@ class SharedSessions:
 
         return {"configOptions": config_options(followed.doc, self._manager.config.all_agents())}
 
+    async def _ask_pending(self, followed: _Followed, after: int) -> None:
+        """Ask the client the permissions the owner asked before it attached, as the owner does."""
+        try:
+            listed = await self._send(followed.session_id, "GET", "/permissions", None)
+        except AcpdError:
+            return  # nobody to ask for them: they are answered elsewhere
+        for item in jsonio.objects_in(listed.get("items")):
+            seq = item.get("seq")
+            if not isinstance(seq, int) or seq > after:
+                continue  # asked after the client attached: the follow brings it
+            records = await self._store.read(followed.session_id, after=seq - 1, limit=1)
+            method, message = parse_frame(records[0]) if records else (None, {})
+            if method == methods.SESSION_REQUEST_PERMISSION:
+                self._face.start(self._ask_permission, followed, f"p{seq}", message)
+
     async def _ask_permission(self, followed: _Followed, permission_id: str, request: JsonObject) -> None:
         """Ask this client; its answer goes to the owner. When the log shows the request settled
         (by another client, a policy, a timeout, a cancel), the client's request is withdrawn."""
@@ -271,7 +287,7 @@ class SharedSessions:
                 await self._send(followed.session_id, "POST", f"/permissions/{permission_id}", {"optionId": option_id})
 
     async def _send(
-        self, session_id: str, method: str, path: str, body: JsonObject, *, key: str | None = None
+        self, session_id: str, method: str, path: str, body: JsonObject | None, *, key: str | None = None
     ) -> JsonObject:
         """The owner's JSON answer to a REST request about the session.
 
@@ -296,8 +312,9 @@ class SharedSessions:
         timeout = httpx.Timeout(None, connect=CONNECT_SECONDS)
         try:
             async with httpx.AsyncClient(timeout=timeout) as client:
+                content = None if body is None else jsonio.dumps(body)
                 answer = await client.request(
-                    method, f"{url}/v1/sessions/{session_id}{path}", content=jsonio.dumps(body), headers=headers
+                    method, f"{url}/v1/sessions/{session_id}{path}", content=content, headers=headers
                 )
         except httpx.HTTPError as exc:
             raise StoreLocked(
