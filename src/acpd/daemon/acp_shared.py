@@ -5,10 +5,11 @@ owner's REST API: ``session/load`` replays the log from the table, the session's
 followed from the table live (as a stream through a daemon that does not hold the session is), and
 prompts, cancels, settings and permission answers go to the owner over its REST API with the
 daemon's token (the one the client presented: daemons sharing a database share it). A permission
-the owner asks reaches this connection's client from the log, and its answer goes back to the
-owner; when someone else settles it first (the log records the reply), the client's request is
-withdrawn; one asked before the client attached is asked too. A prompt goes with an idempotency key of this connection's, so its own prompt is not
-echoed back to it as a ``user_message_chunk``, as on the owner.
+the owner asks reaches this connection's client from the log (one asked before the client
+attached, from the owner's list), and its answer goes back to the owner; when someone else
+settles it first (the log records the reply), the client's request is withdrawn. A prompt goes
+with an idempotency key of this connection's, so its own prompt is not echoed back to it as a
+``user_message_chunk``, as on the owner.
 
 It must not run agents nor write the session's log (the owner does), nor parse HTTP requests.
 httpx is imported only when something is sent to the owner.
