@@ -67,6 +67,16 @@ CUT_NEXT_INSERT: Final = (
 the database lost to the writer (``DROP TRIGGER cut ON events`` brings it back)."""
 
 
+CUT_ONE_INSERT: Final = (
+    "CREATE SEQUENCE cuts",
+    "CREATE FUNCTION cut() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " IF nextval('cuts') = 1 THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF; RETURN NULL; END $$",
+    "CREATE TRIGGER cut BEFORE INSERT ON events FOR EACH STATEMENT EXECUTE FUNCTION cut()",
+)
+"""A trigger that cuts the next connection that inserts events, once (a sequence's ``nextval``
+outlives the transaction the cut aborts): the database lost to the writer for a moment."""
+
+
 async def side_sql(dsn: str, *statements: str) -> None:
     """Run ``statements`` on a connection of the test's own."""
     import asyncpg

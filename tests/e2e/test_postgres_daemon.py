@@ -17,7 +17,7 @@ from acpd.testing.daemon import daemon_env, running_daemon
 from acpd.testing.postgres import Cluster
 from tests.daemon.helpers import all_events, new_session
 from tests.e2e.sse import sse_events
-from tests.postgres import CUT_NEXT_INSERT, postgres_dsn, side_sql
+from tests.postgres import CUT_NEXT_INSERT, CUT_ONE_INSERT, postgres_dsn, side_sql
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 __all__ = ["postgres_dsn"]
@@ -124,6 +124,51 @@ async def test_a_database_lost_mid_turn_ends_the_turn_with_an_error_and_the_log_
         with anyio.fail_after(30):
             again = (await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "text back"})).json()
         assert (again["stopReason"], again["turn"], again["text"]) == ("end_turn", 2, "back")
+
+
+async def test_a_database_lost_for_a_moment_mid_turn_is_tried_again_and_the_turn_ends_normally_gap_free(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    seen: dict[int, dict[str, Any]] = {}
+    answers: list[httpx.Response] = []
+    async with running_daemon(tmp_path, "--db", postgres_dsn) as daemon, daemon.client(timeout=30) as http:
+        session_id = (await new_session(http, tmp_path))["id"]
+
+        async def prompt() -> None:
+            answers.append(await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "chunks 20000"}))
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(prompt)
+                async with http.stream("GET", f"/v1/sessions/{session_id}/events/stream") as response:
+                    async for event in sse_events(response):
+                        seen[event["seq"]] = event
+                        if len(seen) == 2_000:
+                            await side_sql(postgres_dsn, *CUT_ONE_INSERT)
+                        if is_turn_answer(event, 1):
+                            break
+        assert answers[0].status_code == 200, answers[0].text
+        assert answers[0].json()["stopReason"] == "end_turn"
+        events = await all_events(http, session_id)
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        assert [events[seq - 1] for seq in sorted(seen)] == [seen[seq] for seq in sorted(seen)]
+        assert max(seen) == len(events)  # the stream got every event, once
+        assert not [e for e in events if e["payload"].get("method") == "_acpd/error"]
+        assert await side_fetchval(postgres_dsn, "SELECT last_value FROM cuts") >= 2  # it was cut, then let through
+
+
+def is_turn_answer(event: dict[str, Any], turn: int) -> bool:
+    return event["payload"].get("id") == f"turn-{turn}" and "method" not in event["payload"]
+
+
+async def side_fetchval(dsn: str, query: str) -> Any:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(query)
+    finally:
+        await conn.close()
 
 
 async def test_a_daemon_whose_database_is_not_there_says_so_and_exits(

@@ -13,14 +13,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Final
 
 import anyio
 from anyio.abc import TaskGroup
 
 from acpd import __version__
-from acpd.errors import AcpdError, Conflict, ConnectionClosed, InvalidInput, NotFound, RpcError
+from acpd.errors import AcpdError, Conflict, ConnectionClosed, InvalidInput, NotFound, RpcError, StoreLocked
 from acpd.protocol import methods
 from acpd.protocol.events import EventRecord
 from acpd.protocol.jsonio import JsonObject, JsonValue
@@ -28,6 +28,7 @@ from acpd.protocol.jsonrpc import RequestId
 from acpd.rpc.peer import Direction, JsonRpcPeer
 from acpd.transports.base import Transport
 
+from . import acp_shared
 from .acp_records import AcpRecords
 from .acp_views import (
     AGENT_OPTION_ID,
@@ -41,6 +42,7 @@ from .acp_views import (
 )
 from .manager import SessionManager
 from .session import SessionRuntime
+from .sharing import shared_store
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +140,9 @@ class AcpConnection:
         }
         self._records = AcpRecords(manager).handlers()
         self._handlers.update(self._records)
+        shared = shared_store(manager.store)
+        # sessions another daemon serves (a database shared with --share-db): acp_shared.py
+        self._shared = None if shared is None else acp_shared.SharedSessions(self, manager, shared)
 
     # -- ClientLink ------------------------------------------------------------------------------
 
@@ -164,6 +169,8 @@ class AcpConnection:
         finally:
             for session_id in list(self._attached):
                 self._detach(session_id)
+            if self._shared is not None:
+                self._shared.drop_all()
 
     async def aclose(self) -> None:
         await self.peer.aclose()
@@ -183,13 +190,23 @@ class AcpConnection:
             raise RpcError.method_not_found(method)
         if not isinstance(params, dict):
             raise RpcError.invalid_params("params must be an object")
-        return await handler(params, message)
+        try:
+            return await handler(params, message)
+        except StoreLocked:
+            if self._shared is None or method not in acp_shared.METHODS:
+                raise
+            return await self._shared.handle(method, params, message)  # another daemon serves it
 
     async def _on_notification(self, method: str, params: JsonValue, message: JsonObject) -> None:
         # ACP: unknown notifications are ignored; session/cancel is the only one an agent acts on
         if method == methods.SESSION_CANCEL and isinstance(params, dict):
-            with contextlib.suppress(NotFound):  # unknown sessions: nothing to cancel
-                await self._manager.cancel(str(params.get("sessionId")))
+            session_id = str(params.get("sessionId"))
+            try:
+                with contextlib.suppress(NotFound):  # unknown sessions: nothing to cancel
+                    await self._manager.cancel(session_id)
+            except StoreLocked:
+                if self._shared is not None:
+                    await self._shared.cancel(session_id)
 
     async def _nothing(self, params: JsonObject, message: JsonObject) -> JsonValue:
         return {}
@@ -241,7 +258,7 @@ class AcpConnection:
                 body[key] = extra[key]
         runtime = await self._manager.create(body)
         # a new session's log holds only what its agent said on start (e.g. its commands): send it all
-        self._attach(runtime, after=0, answered=self._answer_gate(message))
+        self._attach(runtime, after=0, answered=self.answer_gate(message))
         return {"sessionId": runtime.session_id, **self._state(runtime)}
 
     async def _load(self, params: JsonObject, message: JsonObject) -> JsonValue:
@@ -249,7 +266,7 @@ class AcpConnection:
         self._detach(runtime.session_id)
         upto = await runtime.log.settled_end()
         await self._replay(runtime, upto)
-        self._attach(runtime, after=upto, answered=self._answer_gate(message))
+        self._attach(runtime, after=upto, answered=self.answer_gate(message))
         return self._state(runtime)
 
     async def _replay(self, runtime: SessionRuntime, upto: int) -> None:
@@ -269,13 +286,13 @@ class AcpConnection:
         )
         runtime = await self._manager.fork(source, body)
         # the client has the conversation up to the fork: it follows the new session from its end
-        self._attach(runtime, after=await runtime.log.settled_end(), answered=self._answer_gate(message))
+        self._attach(runtime, after=await runtime.log.settled_end(), answered=self.answer_gate(message))
         return {"sessionId": runtime.session_id, **self._state(runtime)}
 
     async def _resume(self, params: JsonObject, message: JsonObject) -> JsonValue:
         runtime = await self._runtime(params)
         if runtime.session_id not in self._attached:
-            self._attach(runtime, after=await runtime.log.settled_end(), answered=self._answer_gate(message))
+            self._attach(runtime, after=await runtime.log.settled_end(), answered=self.answer_gate(message))
         return self._state(runtime)
 
     async def _list(self, params: JsonObject, message: JsonObject) -> JsonValue:
@@ -355,7 +372,9 @@ class AcpConnection:
         value = params.get("value")
         if not isinstance(config_id, str) or not isinstance(value, (str, bool)):
             raise InvalidInput('"configId" must be a string and "value" a string or a boolean')
-        await self._manager.update(runtime.session_id, _setting_change(runtime, config_id, value))
+        await self._manager.update(
+            runtime.session_id, setting_change(runtime.session_id, runtime.doc, config_id, value)
+        )
         return {"configOptions": config_options(runtime.doc, self._manager.config.all_agents())}
 
     # -- attachments -----------------------------------------------------------------------------
@@ -373,7 +392,7 @@ class AcpConnection:
         runtime = await self._manager.runtime(session_id)
         return self._attach(runtime, after=await runtime.log.settled_end(), answered=None)
 
-    def _answer_gate(self, message: JsonObject) -> anyio.Event:
+    def answer_gate(self, message: JsonObject) -> anyio.Event:
         gate = anyio.Event()
         self._answered[message.get("id")] = gate  # type: ignore[index]
         return gate
@@ -389,6 +408,9 @@ class AcpConnection:
         current = self._attached.get(runtime.session_id)
         if current is not None and not current.ended:
             return current
+        if self._shared is not None:
+            # it was another daemon's, and this one took it over: go on from where the table was sent
+            after = min(after, self._shared.drop(runtime.session_id) or after)
         attachment = _Attachment(runtime, AgentOptionSource(runtime.doc, self._manager.config.all_agents()))
         attachment.forwarded = after
         self._attached[runtime.session_id] = attachment
@@ -421,7 +443,7 @@ class AcpConnection:
         runtime = attachment.runtime
         for pending in runtime.broker.pending():
             if pending.seq <= after:  # asked before this client attached: ask it too
-                self._start(self._ask_permission, attachment, pending.seq, pending.message)
+                self.start(self._ask_permission, attachment, pending.seq, pending.message)
         async for records in runtime.log.follow(after):
             await self._forward_batch(attachment, records)
             attachment.advance(records[-1].seq)  # once a batch: waiters only need "sent up to"
@@ -445,7 +467,7 @@ class AcpConnection:
                 run_start = None
             frame = client_frame(record, link_id=self._link_id, replay=False, agent_option_for=attachment.agent_option)
             if frame.action == "permission":
-                self._start(self._ask_permission, attachment, record.seq, frame.messages[0])
+                self.start(self._ask_permission, attachment, record.seq, frame.messages[0])
             else:
                 for forwarded in frame.messages:
                     await self.peer.send_message(forwarded)
@@ -460,7 +482,7 @@ class AcpConnection:
             raise ConnectionClosed("the connection is closed")
         self._references(session_id, first, last)
 
-    def _start(self, func: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
+    def start(self, func: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
         assert self._tg is not None
         self._tg.start_soon(func, *args)
 
@@ -513,7 +535,7 @@ async def _cancel_when_set(event: anyio.Event, scope: anyio.CancelScope) -> None
     scope.cancel()
 
 
-def _setting_change(runtime: SessionRuntime, config_id: str, value: str | bool) -> JsonObject:
+def setting_change(session_id: str, doc: Mapping[str, Any], config_id: str, value: str | bool) -> JsonObject:
     """A ``session/set_config_option`` as a session change: the agent, a typed setting, or a
     backend option passed through.
 
@@ -522,13 +544,13 @@ def _setting_change(runtime: SessionRuntime, config_id: str, value: str | bool) 
     """
     if config_id == AGENT_OPTION_ID:
         return {"agent": value}
-    for option in runtime.doc.get("configOptions") or []:
+    for option in doc.get("configOptions") or []:
         if isinstance(option, dict) and option.get("id") == config_id:
             field = SETTING_FOR_CATEGORY.get(str(option.get("category")))
             if field is not None and isinstance(value, str):
                 return {field: value}
             return {"config": {config_id: value}}
-    raise InvalidInput(f"session {runtime.session_id} has no config option {config_id!r}")
+    raise InvalidInput(f"session {session_id} has no config option {config_id!r}")
 
 
 def _list_filters(extra: JsonObject) -> dict[str, Any]:

@@ -6,16 +6,19 @@ the store (``PostgresEventStore.claim``): it takes it when it first uses it and 
 Whoever holds a session, any daemon serves its events: a page from the table, a stream that
 follows the table live (woken by the owner's commits). Writes to a session another daemon holds
 (a prompt, a cancel, a permission's answer, a setting) are refused with ``StoreLocked``, whose data
-name that daemon's ``url``: the client sends them there (they are not forwarded yet).
+name that daemon's ``url``: forward.py sends REST requests there, acp_shared.py an ACP client's.
 
 It must not parse HTTP (http.py does) nor start agents (the manager does).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncGenerator
+from typing import Protocol
 
 from acpd.errors import StoreLocked
+from acpd.protocol.events import EventRecord
 from acpd.store.base import EventStore
 from acpd.store.postgres import PostgresEventStore
 
@@ -43,9 +46,37 @@ async def hold(store: PostgresEventStore, session_id: str) -> None:
     )
 
 
-async def followed(store: PostgresEventStore, session_id: str, after: int) -> AsyncIterator[bytes]:
+class Follows(Protocol):
+    def follow(self, session_id: str, *, after: int = 0) -> AsyncGenerator[list[EventRecord], None]: ...
+
+
+async def followed(
+    store: Follows, session_id: str, after: int, *, keepalive_seconds: float = sse.KEEPALIVE_SECONDS
+) -> AsyncGenerator[bytes, None]:
     """SSE bytes for every committed record of a session another daemon serves, after ``after``,
-    live, read from the table as its owner commits them."""
+    live, read from the table as its owner commits them; a keep-alive comment whenever nothing
+    came for ``keepalive_seconds``, as on a stream through the owner (proxies close idle streams)."""
     yield b"retry: 1000\n\n"
-    async for records in store.follow(session_id, after=after):
-        yield sse.encode(records)
+    batches = store.follow(session_id, after=after)
+    # one read of the next batch outlives any number of keep-alives: cancelling it would end the follow
+    pending: asyncio.Future[list[EventRecord]] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(batches))
+            done, _ = await asyncio.wait({pending}, timeout=keepalive_seconds)
+            if not done:
+                yield sse.KEEPALIVE
+                continue
+            try:
+                records = pending.result()
+            except StopAsyncIteration:
+                return
+            pending = None
+            yield sse.encode(records)
+    finally:
+        if pending is not None:
+            pending.cancel()  # ends the follow: its generator exits by the cancellation
+            await asyncio.wait({pending})
+        else:
+            await batches.aclose()

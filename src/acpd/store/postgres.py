@@ -21,9 +21,10 @@ each session's last seq once it has written it, so checking a batch's continuity
 (the primary key refuses a duplicate seq all the same). A store opened with ``writer=False`` only
 reads, and can follow the logs another daemon writes (``follow``).
 
-Faults: an unreachable database at open raises ``StoreError`` naming it (password masked); a
-connection lost mid-write raises ``StoreError``, and the batch can be retried as is: a retry of a
-batch whose commit did land is recognised and not written twice.
+Faults: an unreachable database at open raises ``StoreError`` naming it (password masked). A
+write whose connection is lost is tried again on a new connection, a few times over about two
+seconds (``RETRY_DELAYS``), then raises ``StoreError``; the batch can also be retried as is later:
+a retry of a batch whose commit did land is recognised and not written twice.
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ POOL_SIZE: Final = 8
 CLOSE_TIMEOUT_SECONDS: Final = 2.0
 """How long ``aclose`` waits for running calls before cutting the connections."""
 DISK_FULL: Final = "53100"
+RETRY_DELAYS: Final = (0.2, 0.6, 1.2)
+"""A write whose connection is lost is tried again after each of these pauses, on a new
+connection: 4 tries over about 2 s (each new connection within its own 5 s timeout), then it fails."""
 """SQLSTATE of ``disk_full``."""
 
 _SELECT_EVENTS: Final = (
@@ -481,12 +485,41 @@ class PostgresEventStore:
         return await asyncio.shield(task)
 
     async def _write_now(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run ``fn`` on the writer's connection; while the connection is lost (it broke, or a new
+        one cannot be had), again on a new one, ``len(RETRY_DELAYS) + 1`` tries in all."""
         async with self._write_lock:
-            conn = await self._writer_connection()
+            for delay in RETRY_DELAYS:
+                try:
+                    return await self._write_once(fn)
+                except _ConnectionLost as lost:
+                    logger.warning("the database connection was lost (%s); trying again in %.1f s", lost, delay)
+                await anyio.sleep(delay)
             try:
-                return await fn(conn)
-            except driver_errors() as exc:
-                raise _store_error(exc) from exc
+                return await self._write_once(fn)
+            except _ConnectionLost as lost:
+                raise lost.error from lost.__cause__
+
+    async def _write_once(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """``fn`` on the writer's connection.
+
+        Raises:
+            _ConnectionLost: the connection broke, or a new one could not be had (``error`` says so).
+            StoreError: anything else the database refused; ``StoreLocked``: another daemon took it.
+        """
+        try:
+            conn = await self._writer_connection()
+        except StoreLocked:
+            raise
+        except StoreError as exc:
+            raise _ConnectionLost(exc) from exc
+        except driver_errors() as exc:  # the new connection broke at once
+            raise _ConnectionLost(_store_error(exc)) from exc
+        try:
+            return await fn(conn)
+        except driver_errors() as exc:
+            if conn.is_closed():  # the server or the network cut it: all every fn does can be done again
+                raise _ConnectionLost(_store_error(exc)) from exc
+            raise _store_error(exc) from exc
 
     async def _writer_connection(self) -> asyncpg.Connection:
         """The writer's connection; a new one, that takes the owner lock again, if the last one
@@ -600,6 +633,14 @@ class PostgresEventStore:
         self._saved_keys.pop(session_id, None)
         self._titles.pop(session_id, None)
         return existed
+
+
+class _ConnectionLost(Exception):
+    """A write failed because the writer's connection is lost; ``error`` is what its caller hears."""
+
+    def __init__(self, error: StoreError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _columns(records: Sequence[EventRecord]) -> list[list[Any]]:
