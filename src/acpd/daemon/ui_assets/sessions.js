@@ -36,7 +36,7 @@ class SessionsView {
         filter("q", h("input", { type: "search", id: "search", placeholder: "Search titles, prompts, replies" })),
         filter("agent", select(names.map((n) => [n, n || "any agent"]), "", { id: "filter-agent" })),
         filter("project", h("input", { id: "filter-project", placeholder: "project" })),
-        filter("status", select([["", "any status"], "idle", "running", "awaiting_permission", "queued", "error"], "", { id: "filter-status" })),
+        filter("status", select([["", "any status"], "idle", "running", "awaiting_permission", "queued", "error", "closed"], "", { id: "filter-status" })),
         filter("archived", select([["false", "active"], ["true", "archived"], ["any", "all"]], "false", { id: "filter-archived" }))),
       this.errorEl,
       this.summary,
