@@ -93,7 +93,12 @@ def start(*, durable: bool = False) -> Cluster:
         _run([*prefix, str(tools / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "log"), "-w",
               "-t", str(START_TIMEOUT_SECONDS), "-o", " ".join(options), "start"], root)  # fmt: skip
         pid = int((root / "data" / "postmaster.pid").read_text().split()[0])
-        cluster = Cluster(root, port, pid, _watch(root, pid))
+        try:
+            watchdog = _watch(root, pid)
+        except BaseException:
+            stop(Cluster(root, port, pid))
+            raise
+        cluster = Cluster(root, port, pid, watchdog)
         try:
             _run([str(tools / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", USER, DATABASE], root)
         except BaseException:
@@ -133,12 +138,23 @@ WATCHDOG: Final = """
 import os, select, shutil, signal, sys
 parent, server, root = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 watched = select.poll()
-fds = {os.pidfd_open(parent): "parent", os.pidfd_open(server): "server"}
+try:
+    fds = {os.pidfd_open(parent): "parent", os.pidfd_open(server): "server"}
+except ProcessLookupError:  # one of them is gone already: the server, or its starter (stop it)
+    fds = {}
+os.write(1, b"armed\\n")  # the starter waits for this: a kill of it after start() returns is seen
+os.close(1)
 for fd in fds:
     watched.register(fd, select.POLLIN)
-first = fds[watched.poll()[0][0]]
+first = fds[watched.poll()[0][0]] if fds else "parent"
 if first == "parent":
-    server_fd = next(fd for fd, who in fds.items() if who == "server")
+    try:
+        server_fd = os.pidfd_open(server)
+    except ProcessLookupError:
+        server_fd = None
+    if server_fd is None:
+        shutil.rmtree(root, ignore_errors=True)
+        sys.exit(0)
     os.kill(server, signal.SIGINT)
     if not select.select([server_fd], [], [], 15)[0]:
         os.kill(server, signal.SIGKILL)
@@ -153,13 +169,21 @@ stops first, it just exits."""
 def _watch(root: Path, pid: int) -> subprocess.Popen[bytes]:
     """Start the watchdog of the server ``pid`` (``WATCHDOG``), in a session of its own so that a
     signal to our process group does not end it before it can do its work."""
-    return subprocess.Popen(
+    watchdog = subprocess.Popen(
         [sys.executable, "-c", WATCHDOG, str(os.getpid()), str(pid), str(root)],
         start_new_session=True,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
+    assert watchdog.stdout is not None
+    # armed before the caller goes on: a starter killed at once is still seen (its pidfd opened)
+    armed = select.select([watchdog.stdout], [], [], START_TIMEOUT_SECONDS)[0] and watchdog.stdout.readline()
+    watchdog.stdout.close()
+    if armed != b"armed\n":
+        watchdog.kill()
+        raise PostgresUnavailable("the server's watchdog did not start")
+    return watchdog
 
 
 def _signal_and_wait(pid: int, signum: int, timeout: float) -> bool:
