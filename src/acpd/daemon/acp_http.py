@@ -140,7 +140,7 @@ class HttpAcpConnection:
         )
         self._waiting: dict[jsonrpc.RequestId, _Waiter] = {}
         self._users = 0
-        self.last_used = anyio.current_time()
+        self.last_used = time.monotonic()  # the event loop's clock, without anyio's backend lookup
 
     @classmethod
     async def revive(
@@ -166,7 +166,7 @@ class HttpAcpConnection:
             yield
         finally:
             self._users -= 1
-            self.last_used = anyio.current_time()
+            self.last_used = time.monotonic()
 
     def idle_since(self, now: float) -> float:
         """Seconds without a request or a reader (0 while one is there)."""
@@ -403,7 +403,7 @@ class AcpHttpHub:
         # clients of sandbox-agent's protocol rarely DELETE: idle connections would pile up
         while True:
             await anyio.sleep(min(self._idle_seconds / 4, MAX_REAP_INTERVAL_SECONDS))
-            await self.expire_idle(anyio.current_time())
+            await self.expire_idle(time.monotonic())
 
     async def expire_idle(self, now: float) -> tuple[str, ...]:
         """Close and forget every connection idle for the configured time at ``now``, as DELETE

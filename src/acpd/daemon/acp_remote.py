@@ -23,6 +23,7 @@ sandbox-agent routes.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Final
@@ -231,7 +232,7 @@ class AcpRemoteHub:
         # a client that goes away without DELETE leaves its connection behind
         while True:
             await anyio.sleep(min(self._idle_seconds / 4, 60.0))
-            await self.expire_idle(anyio.current_time())
+            await self.expire_idle(time.monotonic())
 
     async def expire_idle(self, now: float) -> tuple[str, ...]:
         """Delete every connection idle for the configured time at ``now``; the ids deleted."""

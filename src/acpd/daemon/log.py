@@ -24,6 +24,7 @@ log gives its uncommitted records one last try, then drops them (the daemon is s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -152,7 +153,7 @@ class GroupCommitter:
     def __init__(self, store: EventStore) -> None:
         self.store = store
         self._ready: deque[SessionLog] = deque()
-        self._wakeup = anyio.Event()
+        self._wakeup = asyncio.Event()  # made after every round: asyncio's is the cheaper
         self._held = 0  # logs waiting to retry a failed batch
         self._closed = False
         self._tg: TaskGroup | None = None
@@ -185,7 +186,7 @@ class GroupCommitter:
                 # Nothing due: wait for the next record at once, not after turns that gather nothing.
                 if self._closed and not self._held and not self._ready:
                     break
-                self._wakeup = anyio.Event()
+                self._wakeup = asyncio.Event()
                 if self._ready:
                     continue
                 await self._wakeup.wait()
@@ -293,7 +294,7 @@ class SessionLog:
         self._inflight: _Batch | None = None  # taken by the committer, not yet committed
         self._scheduled = False  # in the committer's ready queue
         self._holding = False  # waiting to retry a failed batch
-        self._committed = anyio.Event()
+        self._committed = asyncio.Event()  # made at every commit: asyncio's is the cheaper
         self._drained: anyio.Event | None = None  # made when a writer waits (a log rarely fills)
         self._doc: tuple[int, int, bytes] | None = None  # (as of seq, version, snapshot as JSON)
         self._doc_version = 0
@@ -584,7 +585,7 @@ class SessionLog:
         self._tail_bytes = 0
 
     def _wake(self) -> None:
-        committed, self._committed = self._committed, anyio.Event()
+        committed, self._committed = self._committed, asyncio.Event()
         committed.set()
         if not self._over_high_water():
             drained, self._drained = self._drained, None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
@@ -331,7 +332,7 @@ class SessionManager:
         returns how many left."""
         if not self.config.idle_seconds:
             return 0
-        now = anyio.current_time() if now is None else now
+        now = time.monotonic() if now is None else now  # the clock of ``last_used``
         idle = [
             runtime
             for runtime in self._runtimes.values()
@@ -370,7 +371,7 @@ class SessionManager:
             while len(self._runtimes) > limit:
                 candidates = list(self._runtimes.values())[:-1]
                 victim = next((r for r in candidates if r.held_by() is None), None)
-                if victim is None or not await self._evict(victim, "limit", anyio.current_time()):
+                if victim is None or not await self._evict(victim, "limit", time.monotonic()):
                     return  # over the limit until something lets go (the next load trims again)
                 self._trimmed += 1
                 if self._trimmed % TRIM_BATCH == 0:

@@ -6,6 +6,7 @@ permission policy, durable-before-visible answers) but not HTTP or the choice of
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import functools
@@ -13,6 +14,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -124,21 +126,22 @@ class SessionRuntime:
         self._policy = _policy_of(doc)
         self._backend: Backend | None = None
         self._incoming: Backend | None = None  # during an agent switch: the new agent, not yet the session's
-        self._backend_lock = anyio.Lock(fast_acquire=True)  # free (the common case): no yield
+        # asyncio's locks: free (the common case), taken without a yield or anyio's cancel-scope walk
+        self._backend_lock = asyncio.Lock()
         self._early: list[JsonObject] | None = None  # while an agent starts: what it said before agent_started
         self._clean_envelopes: dict[TextEnvelope, bool] = {}
         self._early_bytes = 0
         self._start_scope: anyio.CancelScope | None = None  # while an agent starts: aborts the start
         self._start_abort: AcpdError | None = None
         self._stopping = False  # the daemon is stopping the backend on purpose
-        self._turn_lock = anyio.Lock(fast_acquire=True)  # free (the common case): no yield
+        self._turn_lock = asyncio.Lock()
         self._current: Turn | None = None
         self._queued = 0
         self._workspace: Workspace | None = None
         self._terminals: TerminalManager | None = None
         self._services_scope: anyio.CancelScope | None = None
         self._closing = False
-        self.last_used = anyio.current_time()
+        self.last_used = time.monotonic()  # the event loop's clock, without anyio's backend lookup
         """When a request last used the session (``touch``): idle eviction's clock."""
         self.leases = 0
         """Requests using the session right now (``SessionManager.leased``): it stays in memory."""
@@ -187,7 +190,7 @@ class SessionRuntime:
         return pid if isinstance(pid, int) else None
 
     def touch(self) -> None:
-        self.last_used = anyio.current_time()
+        self.last_used = time.monotonic()
 
     def held_by(self) -> str | None:
         """Why the session must stay in memory now, or None when it may leave: a turn runs or is

@@ -5,12 +5,11 @@ Pure state plus small helpers; it neither talks to the agent nor writes the log.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
-
-import anyio
 
 from acpd.errors import AcpdError, InvalidInput
 from acpd.protocol.jsonio import JsonObject
@@ -28,13 +27,15 @@ class Turn:
     origin: str | None = None
     """The ACP client connection that sent the prompt, if any (it already knows what it sent)."""
     number: int = 0
-    started: anyio.Event = field(default_factory=anyio.Event)
-    done: anyio.Event = field(default_factory=anyio.Event)
-    stop: anyio.Event = field(default_factory=anyio.Event)
+    # asyncio's events, not anyio's: four a prompt, and anyio's looks its backend up at each
+    # creation (the daemon runs on asyncio only; anyio's cancel scopes cancel their waits alike)
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
     """Set to ask the running turn to end (cancel, a limit, the timeout)."""
     with_agent: bool = False
     """The turn is past its own bookkeeping: its agent starts or has the prompt (a cancel reaches it)."""
-    answered: anyio.Event = field(default_factory=anyio.Event)
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the turn's answer is recorded (appended to the log; it commits when the store can)."""
     stop_reason_override: str | None = None
     first_seq: int = 0

@@ -13,6 +13,7 @@ a handler may wait minutes for a human. A notification handler must therefore ne
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Final, Literal
@@ -63,7 +64,7 @@ class _Pending:
     __slots__ = ("done", "response")
 
     def __init__(self) -> None:
-        self.done = anyio.Event()
+        self.done = asyncio.Event()  # one a request: asyncio's is the cheaper to make
         self.response: JsonObject | None = None
 
 
@@ -101,7 +102,8 @@ class JsonRpcPeer:
         self._pending: dict[RequestId, _Pending] = {}
         self._incoming: dict[RequestId, anyio.CancelScope] = {}
         # one lock for every write, so the "out" tap order is the wire order
-        self._send_lock = anyio.Lock(fast_acquire=True)
+        # asyncio's lock: free (the common case), taken without anyio's cancel-scope walk
+        self._send_lock = asyncio.Lock()
         self._closed = False
         self._started = False
         self._finished = anyio.Event()

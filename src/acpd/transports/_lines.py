@@ -6,6 +6,7 @@ is the pure ``LineDecoder`` of the protocol layer.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -23,7 +24,7 @@ class LineReader:
     def __init__(self, read: Callable[[], Awaitable[bytes]], max_line_bytes: int) -> None:
         self._read = read
         self._decoder = LineDecoder(max_line_bytes)
-        self._lock = anyio.Lock()
+        self._lock = asyncio.Lock()  # free (the common case): taken without a yield
         self._eof = False
 
     async def receive(self) -> list[Frame]:

@@ -199,7 +199,8 @@ class PipeSendStream(anyio.abc.ByteSendStream):
     def __init__(self, fd: int) -> None:
         os.set_blocking(fd, False)
         self._fd = fd
-        self._lock = anyio.Lock(fast_acquire=True)  # free (the common case): written without a yield
+        # free (the common case): taken without a yield or anyio's cancel-scope walk
+        self._lock = asyncio.Lock()
 
     async def send(self, item: bytes) -> None:
         # Under the lock: a frame written in parts must not interleave with another sender's.
