@@ -41,6 +41,39 @@ def report() -> None:
 threading.Thread(target=report, daemon=True).start()
 main(["serve", "--port", "0", "--port-file", f"/dev/fd/{told}", "--db", ":memory:", *sys.argv[2:]])
 """
+FIRST_USES = """
+import json, os, signal, socket, sys, threading
+
+from acpd.cli import main
+from acpd.private import read_token, token_path
+from acpd.settings import default_data_dir
+
+ready, told = os.pipe()
+paths = sys.argv[2:]
+
+def get(port: int, path: str, token: str | None) -> list[str]:
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        auth = f"Authorization: Bearer {token}\\r\\n" if token else ""
+        conn.sendall(f"GET {path} HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n{auth}\\r\\n".encode())
+        answer = b"".join(iter(lambda: conn.recv(65536), b""))
+    head, _, body = answer.partition(b"\\r\\n\\r\\n")
+    return [head.split(b"\\r\\n")[0].decode(), body[:64].decode(errors="replace")]
+
+def report() -> None:
+    # What the daemon has imported once healthy, then what each path answers (each a first use).
+    port = int(os.read(ready, 64))
+    health = get(port, "/v1/health", None)
+    modules = sorted(sys.modules)
+    token = read_token(token_path(default_data_dir(os.environ)))
+    answers = {path: get(port, path, token) for path in paths}
+    print(json.dumps({"health": health, "modules": modules, "answers": answers}), flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=report, daemon=True).start()
+main(["serve", "--port", "0", "--port-file", f"/dev/fd/{told}", "--db", ":memory:"])
+"""
+"""A real ``acpd serve``: what it has imported once it answered its health, then what it answers at
+the first use of each path given (what it imports only then)."""
 AGENT_FACTS = """
 import json, sys
 from acpd.config import AgentConfig
@@ -134,6 +167,51 @@ def test_a_daemon_answering_its_first_request_has_imported_nothing_heavy(tmp_pat
     assert isinstance(collector, dict)
     assert collector["enabled"]  # paused while the daemon imported its modules, not after
     assert collector["frozen"] > 10_000  # then what they made, out of the collector's sight
+
+
+AT_FIRST_USE = {
+    "/ui": "<!doctype html>",  # importlib.resources
+    "/docs/docs.js": "",  # importlib.resources
+    "/v1/audit/tool-calls?format=csv": "sessionId,agent,project,",  # csv
+}
+"""Paths whose answer needs a module an idle daemon does without, and what their body holds."""
+DEFERRED = ("importlib.resources", "csv", "logging.handlers", "acpd.store.postgres", "asyncpg")
+"""Imported by a daemon only with their first use: the packaged pages' files, the CSV writer,
+``logging.config``'s code (uvicorn imports the module for a log configuration the daemon never
+passes), and the PostgreSQL store."""
+
+
+def test_what_an_idle_daemon_does_without_it_imports_at_its_first_use(tmp_path: Path) -> None:
+    answer = imported_by(FIRST_USES, tmp_path, *AT_FIRST_USE)
+    assert isinstance(answer["health"], list)
+    assert answer["health"][0] == "HTTP/1.1 200 OK"
+    assert [name for name in DEFERRED if loaded(answer["modules"], name)] == []
+    answers = answer["answers"]
+    assert isinstance(answers, dict)
+    for path, holds in AT_FIRST_USE.items():
+        status, body = answers[path]
+        assert (status, holds in body) == ("HTTP/1.1 200 OK", True), path
+
+
+LOGGING_CONFIG = """
+import json, logging, sys
+
+from acpd.daemon import uvicorn_parts
+
+executed = "dictConfig" in vars(sys.modules["logging.config"])
+from uvicorn.config import LOGGING_CONFIG, Config
+
+Config(app=None, log_config=LOGGING_CONFIG).configure_logging()  # as uvicorn.run does
+handlers = [type(handler).__name__ for handler in logging.getLogger("uvicorn").handlers]
+print(json.dumps({"executed": executed, "handlers": handlers, "modules": sorted(sys.modules)}))
+"""
+
+
+def test_logging_config_runs_its_code_when_uvicorn_first_configures_logging(tmp_path: Path) -> None:
+    answer = imported_by(LOGGING_CONFIG, tmp_path)
+    assert answer["executed"] is False  # imported by uvicorn.config, not run
+    assert answer["handlers"] == ["StreamHandler"]  # uvicorn's own configuration, applied
+    assert loaded(answer["modules"], "logging.handlers")
 
 
 def test_telling_the_agents_apart_needs_no_model_sdk(tmp_path: Path) -> None:
