@@ -45,6 +45,7 @@ FIRST_USES = """
 import json, os, signal, socket, sys, threading
 
 from acpd.cli import main
+from acpd.imports import SERVING_AT_FIRST_USE
 from acpd.private import read_token, token_path
 from acpd.settings import default_data_dir
 
@@ -57,16 +58,17 @@ def get(port: int, path: str, token: str | None) -> list[str]:
         conn.sendall(f"GET {path} HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n{auth}\\r\\n".encode())
         answer = b"".join(iter(lambda: conn.recv(65536), b""))
     head, _, body = answer.partition(b"\\r\\n\\r\\n")
-    return [head.split(b"\\r\\n")[0].decode(), body[:64].decode(errors="replace")]
+    return [head.split(b"\\r\\n")[0].decode(), body[:400].decode(errors="replace")]
 
 def report() -> None:
     # What the daemon has imported once healthy, then what each path answers (each a first use).
     port = int(os.read(ready, 64))
     health = get(port, "/v1/health", None)
     modules = sorted(sys.modules)
+    ran = [name for name in SERVING_AT_FIRST_USE if "__getattr__" not in vars(sys.modules[name])]
     token = read_token(token_path(default_data_dir(os.environ)))
     answers = {path: get(port, path, token) for path in paths}
-    print(json.dumps({"health": health, "modules": modules, "answers": answers}), flush=True)
+    print(json.dumps({"health": health, "modules": modules, "ran": ran, "answers": answers}), flush=True)
     os.kill(os.getpid(), signal.SIGTERM)
 
 threading.Thread(target=report, daemon=True).start()
@@ -169,16 +171,17 @@ def test_a_daemon_answering_its_first_request_has_imported_nothing_heavy(tmp_pat
     assert collector["frozen"] > 10_000  # then what they made, out of the collector's sight
 
 
+OK = "HTTP/1.1 200 OK"
 AT_FIRST_USE = {
-    "/ui": "<!doctype html>",  # importlib.resources
-    "/docs/docs.js": "",  # importlib.resources
-    "/v1/audit/tool-calls?format=csv": "sessionId,agent,project,",  # csv
+    "/ui": (OK, "<!doctype html>"),  # importlib.resources
+    "/docs/docs.js": (OK, ""),  # importlib.resources
+    "/v1/audit/tool-calls?format=csv": (OK, "sessionId,agent,project,"),  # csv
+    "/v1/no-such-thing": ("HTTP/1.1 404 Not Found", "Not Found"),  # http.client: Starlette's 404's reason
 }
-"""Paths whose answer needs a module an idle daemon does without, and what their body holds."""
-DEFERRED = ("importlib.resources", "csv", "logging.handlers", "acpd.store.postgres", "asyncpg")
-"""Imported by a daemon only with their first use: the packaged pages' files, the CSV writer,
-``logging.config``'s code (uvicorn imports the module for a log configuration the daemon never
-passes), and the PostgreSQL store."""
+"""Paths whose answer needs a module an idle daemon does without: the status, and what the body holds."""
+DEFERRED = ("importlib.resources", "csv", "logging.handlers", "email.parser", "acpd.store.postgres", "asyncpg")
+"""Imported by a daemon only with their first use: the packaged pages' files, the CSV writer, what
+the code of ``acpd.imports.SERVING_AT_FIRST_USE`` imports, and the PostgreSQL store."""
 
 
 def test_what_an_idle_daemon_does_without_it_imports_at_its_first_use(tmp_path: Path) -> None:
@@ -186,32 +189,49 @@ def test_what_an_idle_daemon_does_without_it_imports_at_its_first_use(tmp_path: 
     assert isinstance(answer["health"], list)
     assert answer["health"][0] == "HTTP/1.1 200 OK"
     assert [name for name in DEFERRED if loaded(answer["modules"], name)] == []
+    assert answer["ran"] == []  # imported by uvicorn and Starlette, their code not run yet
     answers = answer["answers"]
     assert isinstance(answers, dict)
-    for path, holds in AT_FIRST_USE.items():
-        status, body = answers[path]
-        assert (status, holds in body) == ("HTTP/1.1 200 OK", True), path
+    for path, (status, holds) in AT_FIRST_USE.items():
+        answered, body = answers[path]
+        assert (answered, holds in body) == (status, True), path
 
 
-LOGGING_CONFIG = """
+AT_FIRST_USE_IN_PROCESS = """
 import json, logging, sys
 
-from acpd.daemon import uvicorn_parts
+from acpd.imports import SERVING_AT_FIRST_USE, serving_at_first_use
 
-executed = "dictConfig" in vars(sys.modules["logging.config"])
-from uvicorn.config import LOGGING_CONFIG, Config
+serving_at_first_use()
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 
-Config(app=None, log_config=LOGGING_CONFIG).configure_logging()  # as uvicorn.run does
+from acpd.daemon.uvicorn_parts import Config
+
+ran = [name for name in SERVING_AT_FIRST_USE if "__getattr__" not in vars(sys.modules[name])]
+Config(app=None, log_config=sys.modules["uvicorn.config"].LOGGING_CONFIG).configure_logging()  # as uvicorn.run
 handlers = [type(handler).__name__ for handler in logging.getLogger("uvicorn").handlers]
-print(json.dumps({"executed": executed, "handlers": handlers, "modules": sorted(sys.modules)}))
+cookies = Request({"type": "http", "headers": [(b"cookie", b'a="b c"')]}).cookies
+response = Response()
+response.set_cookie("d", "e")
+print(json.dumps({
+    "ran": ran,
+    "handlers": handlers,
+    "detail": HTTPException(404).detail,
+    "cookies": cookies,
+    "set": response.headers["set-cookie"],
+}))
 """
 
 
-def test_logging_config_runs_its_code_when_uvicorn_first_configures_logging(tmp_path: Path) -> None:
-    answer = imported_by(LOGGING_CONFIG, tmp_path)
-    assert answer["executed"] is False  # imported by uvicorn.config, not run
-    assert answer["handlers"] == ["StreamHandler"]  # uvicorn's own configuration, applied
-    assert loaded(answer["modules"], "logging.handlers")
+def test_what_uvicorn_and_starlette_import_for_later_works_at_its_first_use(tmp_path: Path) -> None:
+    answer = imported_by(AT_FIRST_USE_IN_PROCESS, tmp_path)
+    assert answer["ran"] == []  # imported, not run
+    assert answer["handlers"] == ["StreamHandler"]  # logging.config's dictConfig, with uvicorn's configuration
+    assert answer["detail"] == "Not Found"  # http.client's reason phrases
+    assert answer["cookies"] == {"a": "b c"}  # http.cookies
+    assert answer["set"] == "d=e; Path=/; SameSite=lax"
 
 
 def test_telling_the_agents_apart_needs_no_model_sdk(tmp_path: Path) -> None:

@@ -338,7 +338,10 @@ def _section(path: Path, name: str, check: Callable[[Any], None], data: object) 
 def run_serve(args: argparse.Namespace) -> int:
     import anyio
 
+    from acpd.imports import serving_at_first_use
+
     with _collector_paused():  # until the daemon's modules are imported (_freeze_startup_objects)
+        serving_at_first_use()  # before uvicorn and Starlette import them
         logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         _redact_logs()
         _quiet_http_clients()
