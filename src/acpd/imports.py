@@ -11,12 +11,17 @@ from typing import Final
 
 TRIGGERS: Final = frozenset({"__all__"})
 """The dunder names whose reading runs a deferred module's code (``from m import *`` reads it)."""
-SERVING_AT_FIRST_USE: Final = ("logging.config", "http.client", "http.cookies")
-"""What uvicorn and Starlette import for what a daemon seldom or never does, about 10 ms of every
-start: ``logging.config`` (with ``logging.handlers``, ``socketserver``, ``pickle``) for a log
-configuration the daemon never passes; ``http.client`` (with the ``email`` parser) for the reason
-phrase of a Starlette ``HTTPException`` that has no detail; ``http.cookies`` for cookies, which
-acpd neither reads nor sets."""
+SERVING_AT_FIRST_USE: Final = ("logging.config", "http.client", "http.cookies", "html", "calendar", "hashlib")
+"""What uvicorn, Starlette and the stdlib under them import for what a daemon seldom or never does,
+about 12 ms of every start: ``logging.config`` (with ``logging.handlers``, ``socketserver``,
+``pickle``) for a log configuration the daemon never passes; ``http.client`` (with the ``email``
+parser) for the reason phrase of a Starlette ``HTTPException`` that has no detail; ``http.cookies``
+for cookies, which acpd neither reads nor sets; ``html`` (and its table of entities) for Starlette's
+debug page; ``calendar`` for the email module's date arithmetic; ``hashlib`` for a file response's
+ETag and an HMAC (the HTTP stack's own ``_hashlib`` is loaded either way)."""
+COMPRESSION: Final = ("bz2", "lzma")
+"""What ``shutil`` imports to know whether it can make such archives; run at first use where the
+extension it needs is installed (shutil then knows as it would)."""
 
 
 def without_httpx_cli() -> None:
@@ -33,6 +38,9 @@ def serving_at_first_use() -> None:
     uvicorn and Starlette)."""
     for name in SERVING_AT_FIRST_USE:
         run_at_first_use(name)
+    for name in COMPRESSION:
+        if importlib.util.find_spec(f"_{name}") is not None:  # else its import fails, as shutil expects
+            run_at_first_use(name)
 
 
 def run_at_first_use(name: str, dunders: frozenset[str] = TRIGGERS) -> None:

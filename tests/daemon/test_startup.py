@@ -45,12 +45,12 @@ FIRST_USES = """
 import json, os, signal, socket, sys, threading
 
 from acpd.cli import main
-from acpd.imports import SERVING_AT_FIRST_USE
-from acpd.private import read_token, token_path
+from acpd.imports import COMPRESSION, SERVING_AT_FIRST_USE
 from acpd.settings import default_data_dir
 
 ready, told = os.pipe()
 paths = sys.argv[2:]
+DEFERRED = (*SERVING_AT_FIRST_USE, *COMPRESSION)
 
 def get(port: int, path: str, token: str | None) -> list[str]:
     with socket.create_connection(("127.0.0.1", port)) as conn:
@@ -65,7 +65,9 @@ def report() -> None:
     port = int(os.read(ready, 64))
     health = get(port, "/v1/health", None)
     modules = sorted(sys.modules)
-    ran = [name for name in SERVING_AT_FIRST_USE if "__getattr__" not in vars(sys.modules[name])]
+    ran = [name for name in DEFERRED if "__getattr__" not in vars(sys.modules[name])]
+    from acpd.private import read_token, token_path
+
     token = read_token(token_path(default_data_dir(os.environ)))
     answers = {path: get(port, path, token) for path in paths}
     print(json.dumps({"health": health, "modules": modules, "ran": ran, "answers": answers}), flush=True)
@@ -200,16 +202,17 @@ def test_what_an_idle_daemon_does_without_it_imports_at_its_first_use(tmp_path: 
 AT_FIRST_USE_IN_PROCESS = """
 import json, logging, sys
 
-from acpd.imports import SERVING_AT_FIRST_USE, serving_at_first_use
+from acpd.imports import COMPRESSION, SERVING_AT_FIRST_USE, serving_at_first_use
 
 serving_at_first_use()
+import bz2, calendar, hashlib, html, lzma, shutil
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from acpd.daemon.uvicorn_parts import Config
 
-ran = [name for name in SERVING_AT_FIRST_USE if "__getattr__" not in vars(sys.modules[name])]
+ran = [name for name in (*SERVING_AT_FIRST_USE, *COMPRESSION) if "__getattr__" not in vars(sys.modules[name])]
 Config(app=None, log_config=sys.modules["uvicorn.config"].LOGGING_CONFIG).configure_logging()  # as uvicorn.run
 handlers = [type(handler).__name__ for handler in logging.getLogger("uvicorn").handlers]
 cookies = Request({"type": "http", "headers": [(b"cookie", b'a="b c"')]}).cookies
@@ -221,6 +224,11 @@ print(json.dumps({
     "detail": HTTPException(404).detail,
     "cookies": cookies,
     "set": response.headers["set-cookie"],
+    "escaped": html.unescape(html.escape("<&eacute;>")),
+    "epoch": calendar.timegm((1970, 1, 2, 0, 0, 0)),
+    "digest": hashlib.sha256(b"").hexdigest()[:8],
+    "archives": [shutil._BZ2_SUPPORTED, shutil._LZMA_SUPPORTED],
+    "round trips": [bz2.decompress(bz2.compress(b"x")).decode(), lzma.decompress(lzma.compress(b"y")).decode()],
 }))
 """
 
@@ -232,6 +240,11 @@ def test_what_uvicorn_and_starlette_import_for_later_works_at_its_first_use(tmp_
     assert answer["detail"] == "Not Found"  # http.client's reason phrases
     assert answer["cookies"] == {"a": "b c"}  # http.cookies
     assert answer["set"] == "d=e; Path=/; SameSite=lax"
+    assert answer["escaped"] == "<&eacute;>"  # html, with its entities
+    assert answer["epoch"] == 86400  # calendar
+    assert answer["digest"] == "e3b0c442"  # hashlib
+    assert answer["archives"] == [True, True]  # shutil knows bz2 and lzma as it would
+    assert answer["round trips"] == ["x", "y"]
 
 
 def test_telling_the_agents_apart_needs_no_model_sdk(tmp_path: Path) -> None:
