@@ -1,9 +1,27 @@
-"""Leaf module: third-party packages imported without the parts acpd never runs. Imports only the
-stdlib; call these before the package's first import."""
+"""Leaf module: third-party packages imported without the parts acpd never runs, and modules whose
+code runs at their first use rather than at their import. Imports only the stdlib; call these
+before the module's first import."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
+import threading
+from typing import Final
+
+TRIGGERS: Final = frozenset({"__all__"})
+"""The dunder names whose reading runs a deferred module's code (``from m import *`` reads it)."""
+SERVING_AT_FIRST_USE: Final = ("logging.config", "http.client", "http.cookies", "html", "calendar", "hashlib")
+"""What uvicorn, Starlette and the stdlib under them import for what a daemon seldom or never does,
+about 12 ms of every start: ``logging.config`` (with ``logging.handlers``, ``socketserver``,
+``pickle``) for a log configuration the daemon never passes; ``http.client`` (with the ``email``
+parser) for the reason phrase of a Starlette ``HTTPException`` that has no detail; ``http.cookies``
+for cookies, which acpd neither reads nor sets; ``html`` (and its table of entities) for Starlette's
+debug page; ``calendar`` for the email module's date arithmetic; ``hashlib`` for a file response's
+ETag and an HMAC (the HTTP stack's own ``_hashlib`` is loaded either way)."""
+COMPRESSION: Final = ("bz2", "lzma")
+"""What ``shutil`` imports to know whether it can make such archives; run at first use where the
+extension it needs is installed (shutil then knows as it would)."""
 
 
 def without_httpx_cli() -> None:
@@ -13,3 +31,59 @@ def without_httpx_cli() -> None:
     does without click (its ``main`` only says how to install the command line). For acpd's CLI
     commands, and for the model SDK (``anthropic`` imports httpx)."""
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # None: "no such module"
+
+
+def serving_at_first_use() -> None:
+    """Have ``SERVING_AT_FIRST_USE`` run at their first use (for ``acpd serve``, before it imports
+    uvicorn and Starlette)."""
+    for name in SERVING_AT_FIRST_USE:
+        run_at_first_use(name)
+    for name in COMPRESSION:
+        if importlib.util.find_spec(f"_{name}") is not None:  # else its import fails, as shutil expects
+            run_at_first_use(name)
+
+
+def run_at_first_use(name: str, dunders: frozenset[str] = TRIGGERS) -> None:
+    """Put module ``name`` into ``sys.modules`` (and on its parent package) as the module it is,
+    its code not run yet: the first name read from it that the module lacks runs it (PEP 562's
+    module ``__getattr__``), then reading goes on as from any module. ``dunders``: the dunder
+    names whose reading runs it (any other is a probe, from ``copy`` or ``inspect``, not a need).
+    Nothing is done when ``name`` was imported before.
+
+    Raises:
+        ImportError: no module ``name`` is installed.
+    """
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{name} is not installed")
+    module = importlib.util.module_from_spec(spec)
+    loader = spec.loader
+    # Reentrant: the code, while it runs, may read a name it has not defined yet (through an
+    # import of its own); another thread reading meanwhile waits for it to finish.
+    lock = threading.RLock()
+    running = False
+
+    def complete(attribute: str) -> object:
+        nonlocal running
+        if attribute.startswith("__") and attribute not in dunders:
+            raise AttributeError(attribute)
+        with lock:
+            if "__getattr__" in module.__dict__ and not running:
+                running = True
+                try:
+                    loader.exec_module(module)
+                finally:
+                    running = False
+                del module.__dict__["__getattr__"]
+        try:
+            return module.__dict__[attribute]
+        except KeyError:
+            raise AttributeError(f"module {name!r} has no attribute {attribute!r}") from None
+
+    module.__dict__["__getattr__"] = complete
+    sys.modules[name] = module
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, module)  # as ``import parent.child`` binds it

@@ -41,6 +41,43 @@ def report() -> None:
 threading.Thread(target=report, daemon=True).start()
 main(["serve", "--port", "0", "--port-file", f"/dev/fd/{told}", "--db", ":memory:", *sys.argv[2:]])
 """
+FIRST_USES = """
+import json, os, signal, socket, sys, threading
+
+from acpd.cli import main
+from acpd.imports import COMPRESSION, SERVING_AT_FIRST_USE
+from acpd.settings import default_data_dir
+
+ready, told = os.pipe()
+paths = sys.argv[2:]
+DEFERRED = (*SERVING_AT_FIRST_USE, *COMPRESSION)
+
+def get(port: int, path: str, token: str | None) -> list[str]:
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        auth = f"Authorization: Bearer {token}\\r\\n" if token else ""
+        conn.sendall(f"GET {path} HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n{auth}\\r\\n".encode())
+        answer = b"".join(iter(lambda: conn.recv(65536), b""))
+    head, _, body = answer.partition(b"\\r\\n\\r\\n")
+    return [head.split(b"\\r\\n")[0].decode(), body[:400].decode(errors="replace")]
+
+def report() -> None:
+    # What the daemon has imported once healthy, then what each path answers (each a first use).
+    port = int(os.read(ready, 64))
+    health = get(port, "/v1/health", None)
+    modules = sorted(sys.modules)
+    ran = [name for name in DEFERRED if "__getattr__" not in vars(sys.modules[name])]
+    from acpd.private import read_token, token_path
+
+    token = read_token(token_path(default_data_dir(os.environ)))
+    answers = {path: get(port, path, token) for path in paths}
+    print(json.dumps({"health": health, "modules": modules, "ran": ran, "answers": answers}), flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=report, daemon=True).start()
+main(["serve", "--port", "0", "--port-file", f"/dev/fd/{told}", "--db", ":memory:"])
+"""
+"""A real ``acpd serve``: what it has imported once it answered its health, then what it answers at
+the first use of each path given (what it imports only then)."""
 AGENT_FACTS = """
 import json, sys
 from acpd.config import AgentConfig
@@ -134,6 +171,80 @@ def test_a_daemon_answering_its_first_request_has_imported_nothing_heavy(tmp_pat
     assert isinstance(collector, dict)
     assert collector["enabled"]  # paused while the daemon imported its modules, not after
     assert collector["frozen"] > 10_000  # then what they made, out of the collector's sight
+
+
+OK = "HTTP/1.1 200 OK"
+AT_FIRST_USE = {
+    "/ui": (OK, "<!doctype html>"),  # importlib.resources
+    "/docs/docs.js": (OK, ""),  # importlib.resources
+    "/v1/audit/tool-calls?format=csv": (OK, "sessionId,agent,project,"),  # csv
+    "/v1/no-such-thing": ("HTTP/1.1 404 Not Found", "Not Found"),  # http.client: Starlette's 404's reason
+}
+"""Paths whose answer needs a module an idle daemon does without: the status, and what the body holds."""
+DEFERRED = ("importlib.resources", "csv", "logging.handlers", "email.parser", "acpd.store.postgres", "asyncpg")
+"""Imported by a daemon only with their first use: the packaged pages' files, the CSV writer, what
+the code of ``acpd.imports.SERVING_AT_FIRST_USE`` imports, and the PostgreSQL store."""
+
+
+def test_what_an_idle_daemon_does_without_it_imports_at_its_first_use(tmp_path: Path) -> None:
+    answer = imported_by(FIRST_USES, tmp_path, *AT_FIRST_USE)
+    assert isinstance(answer["health"], list)
+    assert answer["health"][0] == "HTTP/1.1 200 OK"
+    assert [name for name in DEFERRED if loaded(answer["modules"], name)] == []
+    assert answer["ran"] == []  # imported by uvicorn and Starlette, their code not run yet
+    answers = answer["answers"]
+    assert isinstance(answers, dict)
+    for path, (status, holds) in AT_FIRST_USE.items():
+        answered, body = answers[path]
+        assert (answered, holds in body) == (status, True), path
+
+
+AT_FIRST_USE_IN_PROCESS = """
+import json, logging, sys
+
+from acpd.imports import COMPRESSION, SERVING_AT_FIRST_USE, serving_at_first_use
+
+serving_at_first_use()
+import bz2, calendar, hashlib, html, lzma, shutil
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from acpd.daemon.uvicorn_parts import Config
+
+ran = [name for name in (*SERVING_AT_FIRST_USE, *COMPRESSION) if "__getattr__" not in vars(sys.modules[name])]
+Config(app=None, log_config=sys.modules["uvicorn.config"].LOGGING_CONFIG).configure_logging()  # as uvicorn.run
+handlers = [type(handler).__name__ for handler in logging.getLogger("uvicorn").handlers]
+cookies = Request({"type": "http", "headers": [(b"cookie", b'a="b c"')]}).cookies
+response = Response()
+response.set_cookie("d", "e")
+print(json.dumps({
+    "ran": ran,
+    "handlers": handlers,
+    "detail": HTTPException(404).detail,
+    "cookies": cookies,
+    "set": response.headers["set-cookie"],
+    "escaped": html.unescape(html.escape("<&eacute;>")),
+    "epoch": calendar.timegm((1970, 1, 2, 0, 0, 0)),
+    "digest": hashlib.sha256(b"").hexdigest()[:8],
+    "archives": [shutil._BZ2_SUPPORTED, shutil._LZMA_SUPPORTED],
+    "round trips": [bz2.decompress(bz2.compress(b"x")).decode(), lzma.decompress(lzma.compress(b"y")).decode()],
+}))
+"""
+
+
+def test_what_uvicorn_and_starlette_import_for_later_works_at_its_first_use(tmp_path: Path) -> None:
+    answer = imported_by(AT_FIRST_USE_IN_PROCESS, tmp_path)
+    assert answer["ran"] == []  # imported, not run
+    assert answer["handlers"] == ["StreamHandler"]  # logging.config's dictConfig, with uvicorn's configuration
+    assert answer["detail"] == "Not Found"  # http.client's reason phrases
+    assert answer["cookies"] == {"a": "b c"}  # http.cookies
+    assert answer["set"] == "d=e; Path=/; SameSite=lax"
+    assert answer["escaped"] == "<&eacute;>"  # html, with its entities
+    assert answer["epoch"] == 86400  # calendar
+    assert answer["digest"] == "e3b0c442"  # hashlib
+    assert answer["archives"] == [True, True]  # shutil knows bz2 and lzma as it would
+    assert answer["round trips"] == ["x", "y"]
 
 
 def test_telling_the_agents_apart_needs_no_model_sdk(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from acpd import __version__
 from acpd.cli import output
 from acpd.client import DEFAULT_URL
 from acpd.errors import AcpdError, ConfigError
-from acpd.private import given_token
+from acpd.imports import serving_at_first_use
 from acpd.settings import DaemonConfig
 
 if TYPE_CHECKING:
@@ -42,6 +42,8 @@ Adder = Callable[[argparse.ArgumentParser], None]
 
 def main(argv: Sequence[str] | None = None) -> None:
     words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["serve"]:
+        serving_at_first_use()  # before argparse's help formatter, the token's secrets and the HTTP stack
     if words and words[0] in PASS_THROUGH:
         args = argparse.Namespace(rest=words[1:], run=run_mock_agent if words[0] == "mock-agent" else run_mock_model)
     else:
@@ -505,6 +507,8 @@ def _client(args: argparse.Namespace) -> Acpd:
     from acpd.client import Acpd
 
     if args.token_file:
+        from acpd.private import given_token
+
         return Acpd(args.url, given_token(Path(args.token_file)))
     return Acpd(args.url, data_dir=load_config(args, dict(os.environ)).resolved_data_dir())
 

@@ -29,12 +29,13 @@ from acpd.protocol import jsonio, methods
 from acpd.protocol.events import EventRecord
 from acpd.protocol.jsonio import JsonObject, JsonValue, object_of
 from acpd.rpc.peer import JsonRpcPeer
-from acpd.store.postgres import PostgresEventStore
 
 from .acp_views import AgentOptionSource, client_frame, parse_frame, session_state
 from .forward import CONNECT_SECONDS, FORWARDED
 
 if TYPE_CHECKING:
+    from acpd.store.postgres import PostgresEventStore
+
     from .manager import SessionManager
 
 METHODS: Final = frozenset(

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import AsyncIterator
 from typing import Any, Final
@@ -89,6 +88,8 @@ async def _csv(store: EventStore, wanted: AuditFilter) -> AsyncIterator[str]:
 
 
 def _csv_lines(rows: list[Any]) -> str:
+    import csv  # with the first CSV export, not at every start
+
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerows(rows)
     return out.getvalue()

@@ -30,7 +30,6 @@ from acpd.errors import ConfigError
 from acpd.settings import DaemonConfig
 from acpd.store.base import EventStore
 from acpd.store.memory import MemoryEventStore
-from acpd.store.postgres import PostgresEventStore
 from acpd.store.select import is_postgres, shown
 from acpd.store.sqlite import SqliteEventStore, StoreOpening
 
@@ -68,6 +67,8 @@ async def open_store(db: str, opening: StoreOpening | None = None, *, share: boo
     if db == "memory":
         return MemoryEventStore()
     if is_postgres(db):
+        from acpd.store.postgres import PostgresEventStore  # only then: a SQLite daemon starts without it
+
         return await PostgresEventStore.open(db, shared=share)  # it imports its driver only here
     if opening is not None:
         return await opening.store()
@@ -186,8 +187,9 @@ async def _serve_on(
 ) -> bool:
     """Serve until stopped; True when a stop signal stopped it."""
     url = f"http://{config.host}:{port}"
-    if isinstance(store, SqliteEventStore | PostgresEventStore):
-        await store.note_owner({"url": url})  # a refused `acpd acp` relays here
+    note_owner = getattr(store, "note_owner", None)  # a file's or a database's (others open them)
+    if note_owner is not None:
+        await note_owner({"url": url})  # a refused `acpd acp` relays here
     manager = SessionManager(config, store)
     server = _Server(
         Config(

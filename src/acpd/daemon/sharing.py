@@ -15,18 +15,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from acpd.errors import StoreLocked
 from acpd.protocol.events import EventRecord
 from acpd.store.base import EventStore
-from acpd.store.postgres import PostgresEventStore
 
 from . import sse
+
+if TYPE_CHECKING:
+    from acpd.store.postgres import PostgresEventStore
 
 
 def shared_store(store: EventStore) -> PostgresEventStore | None:
     """The store, if it shares its database with other daemons."""
+    from acpd.store.postgres import PostgresEventStore  # not on a SQLite daemon's start
+
     return store if isinstance(store, PostgresEventStore) and store.shared else None
 
 

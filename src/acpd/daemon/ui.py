@@ -12,7 +12,6 @@ in the page even if it reached the DOM as HTML.
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Final
 
 from starlette.requests import Request
@@ -61,6 +60,8 @@ HEADERS: Final = {
 
 
 def _asset(name: str) -> bytes:
+    from importlib import resources  # at the first page asked for: ~1 ms of the start otherwise
+
     return resources.files(__package__).joinpath("ui_assets", name).read_bytes()
 
 
