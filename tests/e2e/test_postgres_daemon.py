@@ -96,7 +96,7 @@ async def test_a_database_lost_mid_turn_ends_the_turn_with_an_error_and_the_log_
         session_id = (await new_session(http, tmp_path))["id"]
 
         async def prompt() -> None:
-            answers.append(await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "chunks 20000"}))
+            answers.append(await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": HELD_TURN}))
 
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tg:
@@ -104,8 +104,9 @@ async def test_a_database_lost_mid_turn_ends_the_turn_with_an_error_and_the_log_
                 async with http.stream("GET", f"/v1/sessions/{session_id}/events/stream") as response:
                     async for event in sse_events(response):
                         seen[event["seq"]] = event
-                        if len(seen) == 2_000:
+                        if asks_permission(event):  # the turn waits here: the cut lands mid-turn
                             await side_sql(postgres_dsn, *CUT_NEXT_INSERT)
+                            tg.start_soon(answer_permission, http, session_id)
                             break
         assert answers[0].status_code == 500, answers[0].text
         assert answers[0].json()["type"] == "urn:acpd:problem:store-error"
@@ -135,7 +136,7 @@ async def test_a_database_lost_for_a_moment_mid_turn_is_tried_again_and_the_turn
         session_id = (await new_session(http, tmp_path))["id"]
 
         async def prompt() -> None:
-            answers.append(await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "chunks 20000"}))
+            answers.append(await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": HELD_TURN}))
 
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tg:
@@ -143,8 +144,9 @@ async def test_a_database_lost_for_a_moment_mid_turn_is_tried_again_and_the_turn
                 async with http.stream("GET", f"/v1/sessions/{session_id}/events/stream") as response:
                     async for event in sse_events(response):
                         seen[event["seq"]] = event
-                        if len(seen) == 2_000:
+                        if asks_permission(event):  # the turn waits here: the cut lands mid-turn
                             await side_sql(postgres_dsn, *CUT_ONE_INSERT)
+                            tg.start_soon(answer_permission, http, session_id)
                         if is_turn_answer(event, 1):
                             break
         assert answers[0].status_code == 200, answers[0].text
@@ -155,6 +157,21 @@ async def test_a_database_lost_for_a_moment_mid_turn_is_tried_again_and_the_turn
         assert max(seen) == len(events)  # the stream got every event, once
         assert not [e for e in events if e["payload"].get("method") == "_acpd/error"]
         assert await side_fetchval(postgres_dsn, "SELECT last_value FROM cuts") >= 2  # it was cut, then let through
+
+
+HELD_TURN = "chunks 2000\npermission edit\nchunks 18000"
+"""A turn of 20,000 chunks that waits for a permission after the first 2,000, so that a cut made
+then lands mid-turn however fast the rest would have been committed."""
+
+
+def asks_permission(event: dict[str, Any]) -> bool:
+    return event["payload"].get("method") == "session/request_permission"
+
+
+async def answer_permission(http: httpx.AsyncClient, session_id: str) -> None:
+    """Allow the turn's pending permission (its answer may fail to commit: that is the test)."""
+    (pending,) = (await http.get(f"/v1/sessions/{session_id}/permissions")).json()["items"]
+    await http.post(f"/v1/sessions/{session_id}/permissions/{pending['id']}", json={"reply": "once"})
 
 
 def is_turn_answer(event: dict[str, Any], turn: int) -> bool:
