@@ -27,10 +27,12 @@ CLONE_NEWNET: Final = 0x40000000
 
 
 class TcpProxy:
-    """Accepts on ``port`` and pipes each connection to the next of ``upstreams`` (round robin)."""
+    """Accepts on ``port`` and pipes each connection to the next of ``upstreams`` that answers
+(round robin)."""
 
     def __init__(self, upstreams: Sequence[tuple[str, int]]) -> None:
         self._next = itertools.cycle(list(upstreams))
+        self._count = len(upstreams)
         self._pipes: set[anyio.CancelScope] = set()
         self.port = 0
         self.cut_off = False
@@ -53,11 +55,9 @@ class TcpProxy:
         async with client:
             if self.cut_off:
                 return
-            host, port = next(self._next)
-            try:
-                upstream = await anyio.connect_tcp(host, port)
-            except OSError:
-                return  # the client sees its connection close, as behind a real balancer
+            upstream = await self._connect()
+            if upstream is None:
+                return  # the client sees its connection close
             self.connections += 1
             with anyio.CancelScope() as scope:
                 self._pipes.add(scope)
@@ -67,6 +67,18 @@ class TcpProxy:
                         tg.start_soon(_pipe, upstream, client, tg)
                 finally:
                     self._pipes.discard(scope)
+
+
+    async def _connect(self) -> SocketStream | None:
+        """The next upstream that answers (a dead one is passed over, as a balancer's health
+        check would), or None if none does."""
+        for _ in range(self._count):
+            host, port = next(self._next)
+            try:
+                return await anyio.connect_tcp(host, port)
+            except OSError:
+                continue
+        return None
 
 
 async def _pipe(source: SocketStream, sink: SocketStream, tg: TaskGroup) -> None:
