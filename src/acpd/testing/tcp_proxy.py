@@ -28,7 +28,7 @@ CLONE_NEWNET: Final = 0x40000000
 
 class TcpProxy:
     """Accepts on ``port`` and pipes each connection to the next of ``upstreams`` that answers
-(round robin)."""
+    (round robin)."""
 
     def __init__(self, upstreams: Sequence[tuple[str, int]]) -> None:
         self._next = itertools.cycle(list(upstreams))
@@ -67,7 +67,6 @@ class TcpProxy:
                         tg.start_soon(_pipe, upstream, client, tg)
                 finally:
                     self._pipes.discard(scope)
-
 
     async def _connect(self) -> SocketStream | None:
         """The next upstream that answers (a dead one is passed over, as a balancer's health
