@@ -20,7 +20,16 @@ import anyio
 from anyio.abc import TaskGroup
 
 from acpd import __version__
-from acpd.errors import AcpdError, Conflict, ConnectionClosed, InvalidInput, NotFound, RpcError, StoreLocked
+from acpd.errors import (
+    AcpdError,
+    Conflict,
+    ConnectionClosed,
+    InvalidInput,
+    NotFound,
+    RpcError,
+    StoreError,
+    StoreLocked,
+)
 from acpd.protocol import methods
 from acpd.protocol.events import EventRecord
 from acpd.protocol.jsonio import JsonObject, JsonValue
@@ -346,6 +355,10 @@ class AcpConnection:
         error = response.get("error")
         if isinstance(error, dict):
             raise RpcError(int(error.get("code", -32603)), str(error.get("message", "error")), error.get("data"))
+        if isinstance(turn.error, StoreLocked):
+            # another daemon took the session under the turn: said to the client, not sent there again
+            error = turn.error
+            raise RpcError(error.code, error.message, {"kind": error.kind, **(error.data or {})})
         if turn.error is not None:
             raise turn.error
         result = response.get("result")
@@ -427,6 +440,7 @@ class AcpConnection:
 
     async def _forward(self, attachment: _Attachment, after: int, answered: anyio.Event | None) -> None:
         """Send the session's committed updates to the client, in log order, until it detaches."""
+        runtime = attachment.runtime
         with attachment.scope:
             try:
                 if answered is not None:
@@ -434,10 +448,15 @@ class AcpConnection:
                 await self._forward_log(attachment, after)
             except (ConnectionClosed, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 pass  # the client went away
+            except StoreError:
+                if runtime.log.disowned is None or self._shared is None:
+                    raise
+                # another daemon took the session: its updates come from the table now, from here
+                self._shared.follow_from(runtime.session_id, runtime.doc, attachment.forwarded)
             finally:
                 attachment.end()
-        if self._attached.get(attachment.runtime.session_id) is attachment:
-            self._detach(attachment.runtime.session_id)
+        if self._attached.get(runtime.session_id) is attachment:
+            self._detach(runtime.session_id)
 
     async def _forward_log(self, attachment: _Attachment, after: int) -> None:
         runtime = attachment.runtime

@@ -180,6 +180,10 @@ class SharedSessions:
         gate = self._face.answer_gate(message) if message is not None else None
         return self._start_following(session_id, doc, await self._store.last_seq(session_id), gate)
 
+    def follow_from(self, session_id: str, doc: JsonObject, after: int) -> None:
+        """Follow from the table, after ``after``, a session this daemon served until another took it."""
+        self._start_following(session_id, dict(doc), after, None)
+
     def _start_following(self, session_id: str, doc: JsonObject, after: int, gate: anyio.Event | None) -> _Followed:
         followed = _Followed(session_id, doc, AgentOptionSource(doc, self._manager.config.all_agents()))
         followed.forwarded = after
