@@ -214,3 +214,67 @@ async def test_an_acp_client_through_b_forks_renames_exports_and_deletes_a_sessi
     assert deleted == {"jsonrpc": "2.0", "id": deleted["id"], "result": {}}
     assert gone.status_code == 404
     assert bad["error"]["code"] == -32602, bad
+
+
+async def test_a_client_link_refuses_bad_input_with_a_json_rpc_error(tmp_path: Path, postgres_dsn: str) -> None:
+    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, _), a.client(timeout=30) as on_a:
+        session_id = (await new_session(on_a, tmp_path))["id"]
+        base = a.url.replace("http://", "ws://") + "/v1/sessions"
+        answers: list[JsonObject] = []
+        with anyio.fail_after(30):
+            async with connect(f"{base}/{session_id}/link", additional_headers=a.headers) as ws:
+                sent: list[tuple[int, str, JsonObject]] = [
+                    (1, "fs/read_text_file", {"path": "/etc/hostname"}),
+                    (2, "_acpd/client_link", {"linkId": 7, "clientCapabilities": {}}),
+                    (3, "_acpd/client_link", {"linkId": "acp-x", "clientCapabilities": {"terminal": True}}),
+                    (4, "_acpd/client_link", {"linkId": "acp-x", "clientCapabilities": {"terminal": True}}),
+                ]
+                for request_id, method, params in sent:
+                    await ws.send(jsonio.dumps_str(rpc(request_id, method, params)))
+                    answers.append(jsonio.loads(await ws.recv()))
+            async with connect(f"{base}/no-such-session/link", additional_headers=a.headers) as ws:
+                hello = {"linkId": "acp-y", "clientCapabilities": {}}
+                await ws.send(jsonio.dumps_str(rpc(5, "_acpd/client_link", hello)))
+                answers.append(jsonio.loads(await ws.recv()))
+    assert [answer.get("error", {}).get("code") for answer in answers] == [-32601, -32602, None, -32602, -32002]
+    assert answers[2]["result"] == {}
+    assert "session" in answers[4]["error"]["message"]
+
+
+async def test_the_agents_file_request_on_a_reaches_an_acp_over_http_client_on_b(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    buffer = str(tmp_path / "buffer.txt")
+    asked: list[JsonObject] = []
+    async with (
+        two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b),
+        a.client(timeout=30) as on_a,
+        b.client(timeout=30) as on_b,
+    ):
+        session_id = (await new_session(on_a, tmp_path))["id"]
+        answer: dict[str, Any] = {}
+        with anyio.fail_after(30):
+            hello = {"protocolVersion": 1, "clientCapabilities": EDITOR_FS}
+            await on_b.post("/v1/acp/editor?agent=mock", json=rpc(1, "initialize", hello))
+            resumed = await on_b.post(
+                "/v1/acp/editor", json=rpc(2, "session/resume", {"sessionId": session_id, "cwd": str(tmp_path)})
+            )
+            assert "result" in resumed.json(), resumed.text
+            async with on_b.stream("GET", "/v1/acp/editor") as stream, anyio.create_task_group() as tg:
+
+                async def prompt() -> None:
+                    sent = await on_a.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": f"read {buffer}"})
+                    answer.update(sent.json())
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(prompt)
+                async for line in stream.aiter_lines():
+                    message = jsonio.loads(line[6:]) if line.startswith("data: ") else {}
+                    if message.get("method") == "fs/read_text_file":
+                        asked.append(message)
+                        reply = {"jsonrpc": "2.0", "id": message["id"], "result": {"content": "over http"}}
+                        await on_b.post("/v1/acp/editor", json=reply)
+        events = await all_events(on_a, session_id)
+    assert answer["stopReason"] == "end_turn", answer
+    assert [message["params"]["path"] for message in asked] == [buffer]
+    assert chunks(events)[-1] == "over http"

@@ -83,6 +83,9 @@ async def keep_linked(
         try:
             if await _link_once(store, token, session_id, client, linked):
                 delay = RETRY_FIRST_SECONDS
+            elif await store.get_session(session_id) is None:
+                linked.set()
+                return  # deleted: nobody will serve it again
         except (OSError, TimeoutError, WebSocketException, AcpdError) as exc:
             logger.info("client %s: no link to session %s's owner: %s", client.link_id, session_id, exc)
         linked.set()

@@ -19,7 +19,7 @@ import anyio
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from acpd.errors import InvalidInput
+from acpd.errors import InvalidInput, RpcError
 from acpd.protocol import methods
 from acpd.protocol.jsonio import JsonObject, JsonValue
 from acpd.rpc.peer import JsonRpcPeer
@@ -77,7 +77,7 @@ class RemoteClient:
 
     async def _on_request(self, method: str, params: JsonValue, message: JsonObject) -> JsonValue:
         if method != methods.ACPD_CLIENT_LINK:
-            raise InvalidInput(f"a link takes only {methods.ACPD_CLIENT_LINK!r} requests, not {method!r}")
+            raise RpcError.method_not_found(method)  # a link takes only its one request
         if self._runtime is not None:
             raise InvalidInput("this link is linked already")
         link_id = params.get("linkId") if isinstance(params, dict) else None
