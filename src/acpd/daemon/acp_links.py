@@ -106,7 +106,7 @@ async def _link_once(
     async with connect(
         link_url(url, session_id), additional_headers=headers, max_size=MAX_MESSAGE_BYTES, open_timeout=CONNECT_SECONDS
     ) as ws:
-        peer = JsonRpcPeer(_Socket(ws), on_request=_relay_to(client), name=f"link {session_id}")
+        peer = JsonRpcPeer(_Socket(ws), on_request=relay_to(client), name=f"link {session_id}")
         async with anyio.create_task_group() as tg:
             tg.start_soon(peer.run)
             accepted = await _hello(peer, client, session_id)
@@ -128,7 +128,9 @@ async def _hello(peer: JsonRpcPeer, client: Client, session_id: str) -> bool:
     return True
 
 
-def _relay_to(client: Client) -> Callable[[str, JsonValue, JsonObject], Awaitable[JsonValue]]:
+def relay_to(client: Client) -> Callable[[str, JsonValue, JsonObject], Awaitable[JsonValue]]:
+    """The link's request handler: the owner's requests the client advertised, asked of it."""
+
     async def relay(method: str, params: JsonValue, message: JsonObject) -> JsonValue:
         if method not in RELAYED or not advertises(client, method):
             raise RpcError.method_not_found(method)
