@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from acpd.daemon import acp_links
+from acpd.daemon.clients import AttachedClients
 from acpd.errors import RpcError
 from acpd.protocol.jsonio import JsonObject, JsonValue
 
@@ -60,3 +61,15 @@ def test_a_client_that_advertised_nothing_is_not_linked() -> None:
 def test_the_link_url_is_under_the_owners_address() -> None:
     assert acp_links.link_url("http://127.0.0.1:4520", "a b") == "ws://127.0.0.1:4520/v1/sessions/a%20b/link"
     assert acp_links.link_url("https://acpd.example/base/", "s1") == "wss://acpd.example/base/v1/sessions/s1/link"
+
+
+def test_a_links_end_leaves_the_client_attached_since_under_its_id() -> None:
+    # the link's daemon took the session over and its client attached there directly
+    clients = AttachedClients()
+    linked, local = Client({"terminal": True}), Client({"terminal": True})
+    clients.attach(linked)
+    clients.attach(local)
+    clients.detach_link(linked)
+    assert clients.route("terminal/create", {}, None) is local
+    clients.detach_link(local)
+    assert not clients.is_attached(local.link_id)

@@ -67,7 +67,7 @@ class RemoteClient:
                 tg.cancel_scope.cancel()
         finally:
             if self._runtime is not None:
-                self._runtime.clients.detach(self._link_id)
+                self._runtime.clients.detach_link(self)
 
     async def _end_with_session(self) -> None:
         await self._linked.wait()
