@@ -16,7 +16,9 @@ from __future__ import annotations
 from typing import Final
 
 import anyio
-from starlette.routing import WebSocketRoute
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from acpd.errors import InvalidInput, RpcError
@@ -25,6 +27,7 @@ from acpd.protocol.jsonio import JsonObject, JsonValue
 from acpd.rpc.peer import JsonRpcPeer
 
 from .manager import SessionManager
+from .problems import problem
 from .session import SessionRuntime
 from .ws import WebSocketTransport
 
@@ -100,4 +103,11 @@ async def link_endpoint(websocket: WebSocket) -> None:
     await RemoteClient(manager, websocket.path_params["id"], websocket).serve()
 
 
-ROUTES: Final = [WebSocketRoute(LINK_PATH, link_endpoint)]
+async def link_without_upgrade(request: Request) -> Response:
+    """A plain HTTP request on the link's route: say what it takes instead of a 404."""
+    response = problem(426, "upgrade-required", f"{request.url.path} is a client link: upgrade to a WebSocket")
+    response.headers["Upgrade"] = "websocket"
+    return response
+
+
+ROUTES: Final = [WebSocketRoute(LINK_PATH, link_endpoint), Route(LINK_PATH, link_without_upgrade, methods=["GET"])]

@@ -544,11 +544,11 @@ OPERATIONS: Final[tuple[Op, ...]] = (
         "acp",
         ok=101,
         params=(SESSION_ID,),
-        problems=("malformed-request",),
+        problems=("upgrade-required", "malformed-request"),
         description=(
             "Opened by a daemon sharing the database, for an ACP client attached there to a session"
             " this daemon serves: one `_acpd/client_link` request names the client and its capabilities,"
-            " then the agent's `fs/*` and `terminal/*` requests come down the link to it."
+            " then the agent's `fs/*` and `terminal/*` requests come down the link to it. A plain GET gets 426."
         ),
     ),
 )
