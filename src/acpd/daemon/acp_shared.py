@@ -288,7 +288,7 @@ class SharedSessions:
         session_id = str(doc.get("id"))
         last_seq = doc.get("lastSeq")
         after = last_seq if isinstance(last_seq, int) else await self._store.last_seq(session_id)
-        self._start_following(session_id, doc, after, self._face.answer_gate(message))
+        await _linked(self._start_following(session_id, doc, after, self._face.answer_gate(message)))
         return {"sessionId": session_id, **session_state(doc, self._manager.config.all_agents())}
 
     async def _set_config_option(self, followed: _Followed, params: JsonObject) -> JsonValue:
