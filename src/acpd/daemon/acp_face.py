@@ -288,12 +288,7 @@ class AcpConnection:
                     await self.peer.send_message(replayed)
 
     async def _fork(self, params: JsonObject, message: JsonObject) -> JsonValue:
-        source = _session_id(params)
-        body: JsonObject = {"cwd": _absolute(params.get("cwd"), "cwd")} if params.get("cwd") is not None else {}
-        body.update(
-            {key: value for key, value in _acpd_meta(params).items() if key in ("id", "atSeq", "agent", "title")}
-        )
-        runtime = await self._manager.fork(source, body)
+        runtime = await self._manager.fork(_session_id(params), fork_body(params))
         # the client has the conversation up to the fork: it follows the new session from its end
         self._attach(runtime, after=await runtime.log.settled_end(), answered=self.answer_gate(message))
         return {"sessionId": runtime.session_id, **self._state(runtime)}
@@ -570,6 +565,13 @@ def setting_change(session_id: str, doc: Mapping[str, Any], config_id: str, valu
                 return {field: value}
             return {"config": {config_id: value}}
     raise InvalidInput(f"session {session_id} has no config option {config_id!r}")
+
+
+def fork_body(params: JsonObject) -> JsonObject:
+    """A ``session/fork``'s params as the body of a fork (REST's ``SessionFork``)."""
+    body: JsonObject = {"cwd": _absolute(params.get("cwd"), "cwd")} if params.get("cwd") is not None else {}
+    body.update({key: value for key, value in _acpd_meta(params).items() if key in ("id", "atSeq", "agent", "title")})
+    return body
 
 
 def _list_filters(extra: JsonObject) -> dict[str, Any]:
