@@ -12,8 +12,11 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Final
+from urllib.parse import urlsplit, urlunsplit
 
+import anyio
 import pytest
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from acpd.testing import postgres
 
@@ -85,5 +88,56 @@ async def side_sql(dsn: str, *statements: str) -> None:
     try:
         for statement in statements:
             await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def port_of(dsn: str) -> int:
+    port = urlsplit(dsn).port
+    assert port is not None
+    return port
+
+
+def through(dsn: str, port: int) -> str:
+    """``dsn`` with its host and port those of a proxy on 127.0.0.1 (``acpd.testing.tcp_proxy``)."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{port}"))
+
+
+async def wait_free(dsn: str, session_id: str) -> None:
+    """Until no daemon holds the session (its lock taken and given back at once)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "SELECT pg_advisory_lock(hashtext(current_schema()), lock_id) FROM session_locks WHERE session_id = $1",
+            session_id,
+        )
+        await conn.execute("SELECT pg_advisory_unlock_all()")
+    finally:
+        await conn.close()
+
+
+NOTE_TRIGGER: Final = (
+    "CREATE FUNCTION noted() RETURNS trigger LANGUAGE plpgsql AS"
+    " $$ BEGIN PERFORM pg_notify('test_noted', NEW.url); RETURN NEW; END $$",
+    "CREATE TRIGGER noted AFTER INSERT OR UPDATE ON daemons FOR EACH ROW EXECUTE FUNCTION noted()",
+)
+"""A trigger that tells ``notes_of`` each address a daemon notes: a daemon notes its own on every
+new writer connection, once it holds its sessions again (run it once the schema is migrated)."""
+
+
+@asynccontextmanager
+async def notes_of(dsn: str) -> AsyncIterator[MemoryObjectReceiveStream[str]]:
+    """The addresses daemons note from now on, as they note them (``NOTE_TRIGGER``)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    noted, notes = anyio.create_memory_object_stream[str](10)
+    try:
+        with noted, notes:
+            await conn.add_listener("test_noted", lambda _conn, _pid, _channel, url: noted.send_nowait(url))
+            yield notes
     finally:
         await conn.close()

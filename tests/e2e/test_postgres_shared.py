@@ -19,7 +19,7 @@ from acpd.store._pg_schema import FAILOVER_SECONDS
 from acpd.testing.daemon import Daemon, running_daemon
 from tests.daemon.helpers import all_events, new_session
 from tests.e2e.sse import sse_events
-from tests.postgres import postgres_dsn
+from tests.postgres import postgres_dsn, wait_free
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 __all__ = ["postgres_dsn"]
@@ -38,21 +38,6 @@ async def stream_turn(http: httpx.AsyncClient, session_id: str, turn: int, into:
             into.append(event)
             if is_answer(event, turn):
                 return
-
-
-async def wait_free(dsn: str, session_id: str) -> None:
-    """Until no daemon holds the session (its lock taken and given back at once)."""
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(
-            "SELECT pg_advisory_lock(hashtext(current_schema()), lock_id) FROM session_locks WHERE session_id = $1",
-            session_id,
-        )
-        await conn.execute("SELECT pg_advisory_unlock_all()")
-    finally:
-        await conn.close()
 
 
 @contextlib.asynccontextmanager

@@ -20,7 +20,16 @@ import anyio
 from anyio.abc import TaskGroup
 
 from acpd import __version__
-from acpd.errors import AcpdError, Conflict, ConnectionClosed, InvalidInput, NotFound, RpcError, StoreLocked
+from acpd.errors import (
+    AcpdError,
+    Conflict,
+    ConnectionClosed,
+    InvalidInput,
+    NotFound,
+    RpcError,
+    StoreError,
+    StoreLocked,
+)
 from acpd.protocol import methods
 from acpd.protocol.events import EventRecord
 from acpd.protocol.jsonio import JsonObject, JsonValue
@@ -279,12 +288,7 @@ class AcpConnection:
                     await self.peer.send_message(replayed)
 
     async def _fork(self, params: JsonObject, message: JsonObject) -> JsonValue:
-        source = _session_id(params)
-        body: JsonObject = {"cwd": _absolute(params.get("cwd"), "cwd")} if params.get("cwd") is not None else {}
-        body.update(
-            {key: value for key, value in _acpd_meta(params).items() if key in ("id", "atSeq", "agent", "title")}
-        )
-        runtime = await self._manager.fork(source, body)
+        runtime = await self._manager.fork(_session_id(params), fork_body(params))
         # the client has the conversation up to the fork: it follows the new session from its end
         self._attach(runtime, after=await runtime.log.settled_end(), answered=self.answer_gate(message))
         return {"sessionId": runtime.session_id, **self._state(runtime)}
@@ -346,6 +350,10 @@ class AcpConnection:
         error = response.get("error")
         if isinstance(error, dict):
             raise RpcError(int(error.get("code", -32603)), str(error.get("message", "error")), error.get("data"))
+        if isinstance(turn.error, StoreLocked):
+            # another daemon took the session under the turn: said to the client, not sent there again
+            error = turn.error
+            raise RpcError(error.code, error.message, {"kind": error.kind, **(error.data or {})})
         if turn.error is not None:
             raise turn.error
         result = response.get("result")
@@ -427,6 +435,7 @@ class AcpConnection:
 
     async def _forward(self, attachment: _Attachment, after: int, answered: anyio.Event | None) -> None:
         """Send the session's committed updates to the client, in log order, until it detaches."""
+        runtime = attachment.runtime
         with attachment.scope:
             try:
                 if answered is not None:
@@ -434,10 +443,15 @@ class AcpConnection:
                 await self._forward_log(attachment, after)
             except (ConnectionClosed, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 pass  # the client went away
+            except StoreError:
+                if runtime.log.disowned is None or self._shared is None:
+                    raise
+                # another daemon took the session: its updates come from the table now, from here
+                self._shared.follow_from(runtime.session_id, runtime.doc, attachment.forwarded)
             finally:
                 attachment.end()
-        if self._attached.get(attachment.runtime.session_id) is attachment:
-            self._detach(attachment.runtime.session_id)
+        if self._attached.get(runtime.session_id) is attachment:
+            self._detach(runtime.session_id)
 
     async def _forward_log(self, attachment: _Attachment, after: int) -> None:
         runtime = attachment.runtime
@@ -551,6 +565,13 @@ def setting_change(session_id: str, doc: Mapping[str, Any], config_id: str, valu
                 return {field: value}
             return {"config": {config_id: value}}
     raise InvalidInput(f"session {session_id} has no config option {config_id!r}")
+
+
+def fork_body(params: JsonObject) -> JsonObject:
+    """A ``session/fork``'s params as the body of a fork (REST's ``SessionFork``)."""
+    body: JsonObject = {"cwd": _absolute(params.get("cwd"), "cwd")} if params.get("cwd") is not None else {}
+    body.update({key: value for key, value in _acpd_meta(params).items() if key in ("id", "atSeq", "agent", "title")})
+    return body
 
 
 def _list_filters(extra: JsonObject) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from acpd.errors import InvalidInput, PayloadTooLarge
+from acpd.errors import InvalidInput, PayloadTooLarge, SessionNotFound, StoreLocked
 from acpd.protocol import jsonio, methods
 from acpd.protocol.jsonio import JsonObject, JsonValue
 from acpd.store.base import AuditFilter
@@ -56,9 +56,7 @@ class AcpRecords:
         fmt = _text(params, "format") or "json"
         if fmt not in records.FORMATS:
             raise InvalidInput(f"unknown export format {fmt!r}; use one of {sorted(records.FORMATS)}")
-        async with self._manager.leased(session_id) as runtime:
-            doc = runtime.wire()
-            upto = runtime.log.committed_seq
+        doc, upto = await self._committed(session_id)
         if "afterSeq" in params or "limit" in params:
             return await self._page(doc, upto, fmt, params)
         content = await _joined(records.export_chunks(self._manager, doc, upto, fmt), session_id)
@@ -103,9 +101,23 @@ class AcpRecords:
 
     async def _turns(self, params: JsonObject, message: JsonObject) -> JsonValue:
         _only(params, "sessionId")
-        async with self._manager.leased(_session_id(params)) as runtime:
-            session_id = runtime.session_id
+        session_id = _session_id(params)
+        await self._committed(session_id)
         return {"items": await self._manager.store.turns(session_id)}
+
+    async def _committed(self, session_id: str) -> tuple[JsonObject, int]:
+        """The session as REST shows it, and how far its log is committed. A session another
+        daemon serves (a shared database) is read from the table, which holds all it committed:
+        a read needs no owner."""
+        try:
+            async with self._manager.leased(session_id) as runtime:
+                return runtime.wire(), runtime.log.committed_seq
+        except StoreLocked:
+            doc = await self._manager.store.get_session(session_id)
+            if doc is None:
+                raise SessionNotFound(f"session {session_id!r} not found") from None
+            upto = await self._manager.store.last_seq(session_id)
+            return {**doc, "lastSeq": upto}, upto
 
     async def _tool_calls(self, params: JsonObject, message: JsonObject) -> JsonValue:
         _only(params, *FILTERS, "cursor", "limit")

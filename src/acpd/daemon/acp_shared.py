@@ -30,8 +30,10 @@ from acpd.protocol.events import EventRecord
 from acpd.protocol.jsonio import JsonObject, JsonValue, object_of
 from acpd.rpc.peer import JsonRpcPeer
 
+from . import acp_links
 from .acp_views import AgentOptionSource, client_frame, parse_frame, session_state
-from .forward import CONNECT_SECONDS, FORWARDED
+from .bodies import checked
+from .forward import CONNECT_SECONDS, FORWARDED, ORIGIN
 
 if TYPE_CHECKING:
     from acpd.store.postgres import PostgresEventStore
@@ -47,9 +49,13 @@ METHODS: Final = frozenset(
         methods.SESSION_SET_MODE,
         methods.SESSION_SET_MODEL,
         methods.SESSION_SET_CONFIG_OPTION,
+        methods.SESSION_FORK,
+        methods.SESSION_DELETE,
+        methods.ACPD_SESSION_UPDATE,
     }
 )
-"""The session methods answered for a session another daemon serves."""
+"""The session methods answered for a session another daemon serves: every one that writes it
+(REST sends the same requests on to the owner: forward.py)."""
 PAGE: Final = 1000
 
 
@@ -60,6 +66,11 @@ class Face(Protocol):
 
     @property
     def link_id(self) -> str: ...
+
+    @property
+    def client_capabilities(self) -> JsonObject: ...
+
+    async def relay(self, method: str, params: JsonObject) -> JsonValue: ...
 
     def answer_gate(self, message: JsonObject) -> anyio.Event: ...
 
@@ -77,6 +88,8 @@ class _Followed:
         self.keys: set[str] = set()  # idempotency keys of this connection's prompts
         self.settled: dict[str, anyio.Event] = {}  # permission id → set when its reply is logged
         self.scope = anyio.CancelScope()
+        self.link_scope = anyio.CancelScope()
+        self.linked = anyio.Event()  # set once the client link (acp_links.py) was first tried
         self.ended = False
         self._progress = anyio.Event()
 
@@ -88,6 +101,8 @@ class _Followed:
     def end(self) -> None:
         self.ended = True
         self.scope.cancel()
+        self.link_scope.cancel()
+        self.linked.set()
         self._progress.set()
 
     async def caught_up(self, seq: int) -> None:
@@ -110,11 +125,23 @@ class SharedSessions:
     async def handle(self, method: str, params: JsonObject, message: JsonObject) -> JsonValue:
         session_id = _session_id(params)
         if method == methods.SESSION_LOAD:
-            return await self._load(session_id, message)
+            state = await self._load(session_id, message)
+            await _linked(self._followed.get(session_id))
+            return state
         if method == methods.SESSION_CLOSE:
             self.drop(session_id)
             return {}
+        if method == methods.SESSION_DELETE:
+            self.drop(session_id)
+            await self._send(session_id, "DELETE", "", None)
+            return {}
+        if method == methods.SESSION_FORK:
+            return await self._fork(session_id, params, message)
+        if method == methods.ACPD_SESSION_UPDATE:
+            patch = checked({key: value for key, value in params.items() if key != "sessionId"}, "SessionPatch")
+            return {"session": await self._send(session_id, "PATCH", "", patch)}
         followed = await self._follow(session_id, message if method == methods.SESSION_RESUME else None)
+        await _linked(followed)  # the agent's fs and terminal requests reach the client from now on
         if method == methods.SESSION_PROMPT:
             return await self._prompt(followed, params.get("prompt"))
         if method == methods.SESSION_SET_CONFIG_OPTION:
@@ -180,12 +207,26 @@ class SharedSessions:
         gate = self._face.answer_gate(message) if message is not None else None
         return self._start_following(session_id, doc, await self._store.last_seq(session_id), gate)
 
+    def follow_from(self, session_id: str, doc: JsonObject, after: int) -> None:
+        """Follow from the table, after ``after``, a session this daemon served until another took it."""
+        self._start_following(session_id, dict(doc), after, None)
+
     def _start_following(self, session_id: str, doc: JsonObject, after: int, gate: anyio.Event | None) -> _Followed:
         followed = _Followed(session_id, doc, AgentOptionSource(doc, self._manager.config.all_agents()))
         followed.forwarded = after
         self._followed[session_id] = followed
         self._face.start(self._forward, followed, after, gate)
+        if acp_links.wants_link(self._face):
+            self._face.start(self._link, followed)
+        else:
+            followed.linked.set()
         return followed
+
+    async def _link(self, followed: _Followed) -> None:
+        """Keep the client linked to the session's owner while it follows the session."""
+        with followed.link_scope:
+            token = self._manager.config.token
+            await acp_links.keep_linked(self._store, token, followed.session_id, self._face, followed.linked)
 
     async def _forward(self, followed: _Followed, after: int, gate: anyio.Event | None) -> None:
         """Send the session's committed updates to the client from the table, in log order."""
@@ -242,6 +283,18 @@ class SharedSessions:
             raise RpcError(int(error.get("code", -32603)), str(error.get("message", "error")), error.get("data"))
         result: JsonObject = {"stopReason": answer.get("stopReason") or "end_turn"}
         return result
+
+    async def _fork(self, source: str, params: JsonObject, message: JsonObject) -> JsonValue:
+        """The owner forks the session (the fork is its, too); this client follows the fork from
+        its end, as a fork on this daemon would be followed."""
+        from .acp_face import fork_body  # the face's own rule
+
+        doc = await self._send(source, "POST", "/fork", fork_body(params))
+        session_id = str(doc.get("id"))
+        last_seq = doc.get("lastSeq")
+        after = last_seq if isinstance(last_seq, int) else await self._store.last_seq(session_id)
+        await _linked(self._start_following(session_id, doc, after, self._face.answer_gate(message)))
+        return {"sessionId": session_id, **session_state(doc, self._manager.config.all_agents())}
 
     async def _set_config_option(self, followed: _Followed, params: JsonObject) -> JsonValue:
         from .acp_face import setting_change  # the face's own rule, for a doc read from the table
@@ -311,6 +364,7 @@ class SharedSessions:
             headers["authorization"] = f"Bearer {self._manager.config.token}"
         if key is not None:
             headers["idempotency-key"] = key
+            headers[ORIGIN] = self._face.link_id  # the owner prefers this client for the turn's fs and terminals
         timeout = httpx.Timeout(None, connect=CONNECT_SECONDS)
         try:
             async with httpx.AsyncClient(timeout=timeout) as client:
@@ -361,6 +415,13 @@ def _reply_permission_id(record: EventRecord) -> str | None:
 def _prompt_key(message: JsonObject) -> object:
     acpd = object_of(object_of(object_of(message.get("params")).get("_meta")).get("acpd"))
     return acpd.get("idempotencyKey")
+
+
+async def _linked(followed: _Followed | None) -> None:
+    """Wait, a bounded time, until the client's link to the owner was tried."""
+    if followed is not None:
+        with anyio.move_on_after(2 * CONNECT_SECONDS):
+            await followed.linked.wait()
 
 
 async def _cancel_when_set(event: anyio.Event, scope: anyio.CancelScope) -> None:

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from acpd.errors import AcpdError, StoreLocked
 
-from . import acp_http, acp_remote, agent_install, audit, docs, forward, http, records, ui, ws
+from . import acp_http, acp_remote, agent_install, audit, client_links, docs, forward, http, records, ui, ws
 from .http import ROUTES
 from .manager import SessionManager
 from .problems import (
@@ -60,6 +60,7 @@ def create_app(manager: SessionManager, *, port: int | None = None) -> Starlette
             *acp_http.ROUTES,
             *acp_remote.ROUTES,
             *ws.ROUTES,
+            *client_links.ROUTES,
             *docs.ROUTES,
             *ui.ROUTES,
         ],

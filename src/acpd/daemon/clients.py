@@ -60,6 +60,12 @@ class AttachedClients:
     def detach(self, link_id: str) -> None:
         self._links.pop(link_id, None)
 
+    def detach_link(self, link: ClientLink) -> None:
+        """Detach ``link`` if it is the one attached under its id (a client that attached again
+        under the same id, as a link's client does once its daemon took the session over, stays)."""
+        if self._links.get(link.link_id) is link:
+            del self._links[link.link_id]
+
     def is_attached(self, link_id: str) -> bool:
         return link_id in self._links
 

@@ -30,6 +30,9 @@ BODY_KEY: Final = "acpd.body"
 REQUEST_HEADERS: Final = ("authorization", "content-type", "accept", "idempotency-key", "last-event-id")
 RESPONSE_SKIPPED: Final = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 CONNECT_SECONDS: Final = 5.0
+ORIGIN: Final = "acpd-origin"
+"""On a prompt one daemon sent on to another: the link id of the ACP client that sent it, whose
+link the owner prefers for the turn's ``fs/*`` and ``terminal/*`` requests (client_links.py)."""
 
 
 async def forwarded(request: Request, refusal: StoreLocked) -> Response:

@@ -188,7 +188,9 @@ async def prompt(request: Request) -> Response:
         stored = await manager.stored_answer(session_id, key)
         if stored is not None:
             return json_response(stored, headers={"Idempotent-Replayed": "true"})
-    turn = await manager.prompt(session_id, body["prompt"], key=key, queue=body.get("queue", True))
+    # a prompt another daemon sent on names its ACP client, whose link serves the turn's fs and terminals
+    origin = request.headers.get(forward.ORIGIN) if request.headers.get(forward.FORWARDED) else None
+    turn = await manager.prompt(session_id, body["prompt"], key=key, queue=body.get("queue", True), origin=origin)
     if "text/event-stream" in request.headers.get("accept", ""):
         runtime = await manager.runtime(session_id)
         return StreamingResponse(_turn_stream(runtime.log, turn), media_type="text/event-stream", headers=sse.HEADERS)

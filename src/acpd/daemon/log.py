@@ -20,6 +20,10 @@ it commits, so nothing is lost or reordered while the daemon runs. Meanwhile the
 writers waiting for durability get the error raised at once instead of waiting for space, and
 failures are logged at most once per ``FAILURE_REPORT_SECONDS`` for the whole process. A closed
 log gives its uncommitted records one last try, then drops them (the daemon is stopping).
+
+A log *disowned* (``disown``: another daemon sharing the database took the session while this
+one's connection was broken) commits nothing more: what it queued is dropped, not written into the
+other daemon's log, and its followers, once they have every committed record, end with the error.
 """
 
 from __future__ import annotations
@@ -305,6 +309,8 @@ class SessionLog:
         """Set when the flusher has committed everything (or, once closed, given up) and ended."""
         self.fault: StoreError | None = None
         """Why the last commit failed, until one succeeds (the log is then *faulted*)."""
+        self.disowned: StoreError | None = None
+        """Why the log may commit nothing more (``disown``)."""
         self.on_fault: Callable[[StoreError], None] | None = None
         """Called when commits start failing, once per run of failures."""
         self.followers = 0
@@ -472,6 +478,9 @@ class SessionLog:
         """The committer's next batch of this log: the one that failed last, else up to the log's
         batch size of queued records (and the document when they reach it); None when it does
         not fit ``room`` (unless ``first`` in its round: a round holds at least one record)."""
+        if self.disowned is not None:
+            self._drop_queued()  # not even a retry of the batch that failed: the log is another's
+            return _Batch(self, [], None, 0)
         if self._inflight is not None:
             batch = self._inflight
             if not first and (len(batch.records) > room or batch.size > room_bytes):
@@ -547,14 +556,18 @@ class SessionLog:
         if self.closed:
             self.finished.set()
 
-    def _give_up(self, failed: int) -> None:
-        """Closed while commits fail (the daemon stops on a full disk): drop what is queued."""
-        lost = failed + len(self._pending)
+    def _drop_queued(self) -> None:
         self._inflight = None
         self._pending.clear()
         self._pending_bytes = 0
         self._doc = None
-        logger.error(
+
+    def _give_up(self, failed: int) -> None:
+        """Closed while commits fail (the daemon stops on a full disk): drop what is queued."""
+        lost = failed + len(self._pending)
+        self._drop_queued()
+        logger.log(
+            logging.INFO if self.disowned is not None else logging.ERROR,
             "session %s: %d event(s) after seq %d could not be committed before stopping (%s)",
             self.session_id,
             lost,
@@ -591,6 +604,18 @@ class SessionLog:
             drained, self._drained = self._drained, None
             if drained is not None:
                 drained.set()
+
+    def disown(self, error: StoreError) -> None:
+        """Another daemon writes this session's log now: drop what is queued (never committed),
+        close the log, and let writers and followers hear ``error`` once they have every record
+        committed before."""
+        self.disowned = self.fault = error
+        # a batch being committed now ends as the store answers (it refuses a session another
+        # holds); a failed one waiting to be tried again is dropped when its retry comes
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._doc = None
+        self.close()
 
     def close(self) -> None:
         """Refuse further appends; the log is finished once its queue is committed; waiters wake."""
@@ -651,7 +676,8 @@ class SessionLog:
         commit), unless ``stop_on_fault``: then, once caught up, the fault is raised.
 
         Raises:
-            StoreError: with ``stop_on_fault``, the log is faulted.
+            StoreError: with ``stop_on_fault``, the log is faulted; whatever it waits for, the
+                log is disowned (``disown``).
         """
         wait = self.wait_committed if stop_on_fault else self._wait_progress
         cursor = after
@@ -663,6 +689,8 @@ class SessionLog:
                     cursor = records[-1].seq
                     yield records
                     continue
+                if self.disowned is not None and cursor >= self.committed_seq:
+                    raise type(self.disowned)(self.disowned.message, data=self.disowned.data)
                 if self.closed:
                     if cursor >= self.last_seq or self.finished.is_set():
                         return

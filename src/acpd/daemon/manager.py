@@ -113,6 +113,9 @@ class SessionManager:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             self._pools = BackendPools(tg)
+            shared = shared_store(self.store)
+            if shared is not None:
+                shared.on_lost = functools.partial(self._lost_all, tg)
             tg.start_soon(self.committer.run)
             await self._recover()
             if self.config.idle_seconds > 0:
@@ -744,6 +747,37 @@ class SessionManager:
         # another daemon serves it: what it committed, from the table
         return await shared.read(session_id, after=after, limit=limit), await shared.last_seq(session_id)
 
+    def _lost_all(self, tg: TaskGroup, session_ids: list[str]) -> None:
+        """Another daemon took these sessions while the database connection was broken."""
+        for session_id in session_ids:
+            tg.start_soon(self._lost, session_id)
+
+    async def _lost(self, session_id: str) -> None:
+        """Let go of a session another daemon took (``SessionRuntime.disown``): from now on this
+        daemon serves it as it serves any session another holds (reads from the table, writes
+        sent on to the owner)."""
+        runtime = self._runtimes.get(session_id)
+        if runtime is None:
+            return
+        self._runtimes.pop(session_id)
+        gone = self._leaving[session_id] = anyio.Event()
+        owner = await _owner_of(self.store, session_id)
+        error = StoreLocked(
+            f"session {session_id!r} was taken over by another daemon while this daemon's database connection was"
+            f" broken; it is served at {owner.get('url') or 'an unknown address'} now: send it there",
+            data={"sessionId": session_id, **owner},
+        )
+        logger.warning("session %s: another daemon took it while the database connection was broken", session_id)
+        try:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_ALL_SECONDS):
+                await runtime.disown(error)
+                await runtime.log.finished.wait()
+        finally:
+            runtime.log.release_tail()
+            del self._leaving[session_id]
+            gone.set()
+            self._progressed()
+
     async def _let_go(self, session_id: str) -> None:
         """A session that left memory is free for the daemons sharing the database."""
         shared = shared_store(self.store)
@@ -753,6 +787,15 @@ class SessionManager:
                     await shared.release(session_id)
                 except StoreError as exc:  # its lock goes with the connection in any case
                     logger.warning("session %s: could not let other daemons have it: %s", session_id, exc)
+
+
+async def _owner_of(store: EventStore, session_id: str) -> dict[str, Any]:
+    """Who holds the session in a shared store (its ``pid`` and ``url``), as far as can be told."""
+    shared = shared_store(store)
+    try:
+        return (await shared.owner_of(session_id) if shared is not None else None) or {}
+    except StoreError:
+        return {}
 
 
 def give_back_freed_memory() -> None:

@@ -536,6 +536,21 @@ OPERATIONS: Final[tuple[Op, ...]] = (
         problems=("upgrade-required", "malformed-request"),
         description="Upgrade to a WebSocket; a browser may pass the token as ?access_token=. A plain GET gets 426.",
     ),
+    Op(
+        "get",
+        "/v1/sessions/{id}/link",
+        "sessionClientLink",
+        "A client link between daemons sharing a database (JSON-RPC over a WebSocket)",
+        "acp",
+        ok=101,
+        params=(SESSION_ID,),
+        problems=("upgrade-required", "malformed-request"),
+        description=(
+            "Opened by a daemon sharing the database, for an ACP client attached there to a session"
+            " this daemon serves: one `_acpd/client_link` request names the client and its capabilities,"
+            " then the agent's `fs/*` and `terminal/*` requests come down the link to it. A plain GET gets 426."
+        ),
+    ),
 )
 
 SSE_NOTE: Final = {

@@ -953,6 +953,8 @@ class SessionRuntime:
             response = jsonrpc.error_response(request_id, error)
             if isinstance(exc.data, dict):  # a failed turn still spent what it reports (claude-native does)
                 self.doc["usage"] = usage_totals(self.doc.get("usage") or {}, exc.data.get("usage"))
+        if self.log.disowned is not None:
+            turn.error = self.log.disowned  # whatever the agent said as it was stopped
         # The answer (REST, ACP) is the recorded frame: what the agent said, secrets masked.
         turn.response, text = self.log.scrub_frame(response)
         turn.last_seq = self.log.append_scrubbed(sender, self._turn_number, text).seq
@@ -962,7 +964,7 @@ class SessionRuntime:
         turn.answered.set()  # the answer and the document saying the turn ended commit together
         try:
             await self.log.wait_saved(saved)
-            if turn.idempotency_key is not None:
+            if turn.idempotency_key is not None and self.log.disowned is None:
                 answer = jsonio.dumps_str(turn.answer(self.session_id))
                 await self._deps.store.put_idempotent(self.session_id, turn.idempotency_key, answer)
         except StoreError as exc:
@@ -1094,6 +1096,22 @@ class SessionRuntime:
 
     def _set_status(self, status: str) -> None:
         self.doc["status"] = status
+
+    async def disown(self, error: StoreError) -> None:
+        """Another daemon took the session (``SessionLog.disown``): end the running turn with
+        ``error`` (its answer, and anything else said from now on, is not recorded: the log is
+        the other daemon's), stop the agent and the services."""
+        self.log.disown(error)
+        self._closing = True
+        self.abort_start(error)
+        turn = self._current
+        if turn is not None:
+            turn.error = error
+            turn.request_stop("cancelled")
+        self.broker.cancel_all()
+        await self.stop_backend()
+        if self._services_scope is not None:
+            self._services_scope.cancel()
 
     async def aclose(self) -> None:
         """Answer the running turn, stop the backend and services, answer pending permissions,

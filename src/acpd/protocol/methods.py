@@ -55,3 +55,6 @@ ACPD_SESSION_TURNS: Final = "_acpd/session/turns"
 ACPD_AUDIT_TOOL_CALLS: Final = "_acpd/audit/tool_calls"
 ACPD_AUDIT_STATS: Final = "_acpd/audit/stats"
 ACPD_USAGE: Final = "_acpd/usage"
+
+# acpd's own request between daemons sharing a database: a client link (daemon/client_links.py)
+ACPD_CLIENT_LINK: Final = "_acpd/client_link"

@@ -65,9 +65,11 @@ class Leases:
         if self.url is not None:
             await conn.execute(_NOTE, self.url)
 
-    def forget(self) -> None:
-        """The connection that held the locks is gone, and they with it."""
+    def forget(self) -> list[str]:
+        """The connection that held the locks is gone, and they with it: the sessions it held."""
+        held = sorted(self.held)
         self.held.clear()
+        return held
 
 
 async def owner_of(conn: asyncpg.Connection, session_id: str) -> dict[str, Any] | None:

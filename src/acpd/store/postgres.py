@@ -25,6 +25,12 @@ Faults: an unreachable database at open raises ``StoreError`` naming it (passwor
 write whose connection is lost is tried again on a new connection, a few times over about two
 seconds (``RETRY_DELAYS``), then raises ``StoreError``; the batch can also be retried as is later:
 a retry of a batch whose commit did land is recognised and not written twice.
+
+Sharing (``shared``): the sessions' locks live on the writer's connection, so the server lets them
+go when that connection breaks. The store notices at once (the connection's termination), connects
+again (every ``REHOLD_SECONDS`` until the database answers) and takes again every session it held;
+one that another daemon took meanwhile is no longer this store's, and ``on_lost`` is told (the
+daemon lets it go from memory). A write that comes first reconnects and re-takes them the same way.
 """
 
 from __future__ import annotations
@@ -85,6 +91,9 @@ RETRY_DELAYS: Final = (0.2, 0.6, 1.2)
 """A write whose connection is lost is tried again after each of these pauses, on a new
 connection: 4 tries over about 2 s (each new connection within its own 5 s timeout), then it fails."""
 """SQLSTATE of ``disk_full``."""
+REHOLD_SECONDS: Final = 1.0
+"""A shared store whose writer connection broke tries to connect again (and take its sessions
+again) this often, until the database answers."""
 
 _SELECT_EVENTS: Final = (
     "SELECT session_id, seq, at, sender, turn, payload FROM events WHERE session_id = $1 AND seq > $2"
@@ -137,6 +146,12 @@ class PostgresEventStore:
         self._open_turns: audit.OpenTurns = {}
         self._doubtful: set[str] = set()  # sessions whose last write failed: did its commit land?
         self._closed = False
+        self.on_lost: Callable[[list[str]], None] | None = None
+        """Told the sessions this store held and another daemon's took while its connection was
+        broken (``shared``): they are no longer this store's to write."""
+        self._rehold: asyncio.Task[None] | None = None
+        if owner is not None:
+            owner.add_termination_listener(self._owner_lost)
 
     @classmethod
     async def open(cls, dsn: str, *, writer: bool = True, shared: bool = False) -> PostgresEventStore:
@@ -446,6 +461,8 @@ class PostgresEventStore:
         if self._closed:
             return
         self._closed = True
+        if self._rehold is not None:
+            self._rehold.cancel()
         with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT_SECONDS) as waited:
             if self._writes:
                 await asyncio.wait(list(self._writes))
@@ -537,10 +554,50 @@ class PostgresEventStore:
         self._last_seqs.clear()
         self._saved_keys.clear()
         self._titles.clear()
-        self._leases.forget()  # the sessions' locks went with the connection
-        self._owner = await take_ownership(self._dsn, shared=self._shared)
-        await self._leases.note(self._owner)
-        return self._owner
+        conn = await take_ownership(self._dsn, shared=self._shared)
+        held = self._leases.forget()  # the sessions' locks went with the old connection
+        try:
+            # take every session held before again, at once: whoever took one meanwhile has it now
+            got, lost = await self._leases.claim(conn, held)
+            await self._leases.note(conn)  # then tell the others where this daemon is
+        except BaseException:
+            conn.terminate()
+            self._leases.forget()
+            self._leases.held.update(held)  # to be taken again on the next connection
+            raise
+        self._owner = conn
+        conn.add_termination_listener(self._owner_lost)
+        if held:
+            logger.warning(
+                "the database connection was lost and made again: %d session(s) held again, %d taken by another daemon",
+                len(got),
+                len(lost),
+            )
+        if lost and self.on_lost is not None:
+            self.on_lost(lost)
+        return conn
+
+    def _owner_lost(self, conn: object) -> None:
+        """The writer's connection broke (its locks went with it): a shared store connects again
+        now, not at its next write, so that it holds its sessions again before another daemon's
+        next use of one takes it (and learns at once of those it lost)."""
+        if conn is not self._owner or self._closed or not self._shared or self._rehold is not None:
+            return
+        self._rehold = asyncio.ensure_future(self._hold_again())
+
+    async def _hold_again(self) -> None:
+        try:
+            while not self._closed:
+                try:
+                    await self._write(_nothing)  # a write reconnects, and takes the sessions again
+                    return
+                except StoreLocked as exc:  # a daemon that owns the database alone took it
+                    logger.error("the database connection was made again, but %s", exc.message)
+                    return
+                except StoreError:
+                    await anyio.sleep(REHOLD_SECONDS)
+        finally:
+            self._rehold = None
 
     async def _append(
         self,
@@ -633,6 +690,10 @@ class PostgresEventStore:
         self._saved_keys.pop(session_id, None)
         self._titles.pop(session_id, None)
         return existed
+
+
+async def _nothing(conn: asyncpg.Connection) -> None:
+    """A write that writes nothing: it only makes sure the writer's connection is there."""
 
 
 class _ConnectionLost(Exception):
