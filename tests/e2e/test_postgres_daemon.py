@@ -165,7 +165,7 @@ then lands mid-turn however fast the rest would have been committed."""
 
 
 def asks_permission(event: dict[str, Any]) -> bool:
-    return event["payload"].get("method") == "session/request_permission"
+    return bool(event["payload"].get("method") == "session/request_permission")
 
 
 async def answer_permission(http: httpx.AsyncClient, session_id: str) -> None:
