@@ -27,13 +27,14 @@ from acpd.protocol import methods
 from acpd.protocol.framing import Frame
 from acpd.protocol.jsonio import JsonObject, JsonValue
 from acpd.rpc.peer import JsonRpcPeer
-from acpd.store.postgres import PostgresEventStore
 
 from .clients import advertises
 from .forward import CONNECT_SECONDS, FORWARDED
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
+
+    from acpd.store.postgres import PostgresEventStore  # only annotations: a SQLite daemon never loads it
 
 logger = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ It must not parse HTTP (http.py does) nor start agents (the manager does).
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Protocol
 
@@ -29,9 +30,13 @@ if TYPE_CHECKING:
 
 def shared_store(store: EventStore) -> PostgresEventStore | None:
     """The store, if it shares its database with other daemons."""
-    from acpd.store.postgres import PostgresEventStore  # not on a SQLite daemon's start
-
-    return store if isinstance(store, PostgresEventStore) and store.shared else None
+    # A PostgreSQL store was made through its module, so a daemon without that module loaded has
+    # none: a SQLite daemon never imports it (and the check costs a dictionary lookup).
+    module = sys.modules.get("acpd.store.postgres")
+    if module is None:
+        return None
+    shared: PostgresEventStore | None = store if isinstance(store, module.PostgresEventStore) and store.shared else None
+    return shared
 
 
 async def hold(store: PostgresEventStore, session_id: str) -> None:
