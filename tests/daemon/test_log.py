@@ -278,6 +278,59 @@ async def test_what_is_due_at_the_same_moment_commits_in_one_transaction() -> No
     assert store.rounds == [{"s": 2}]
 
 
+async def test_a_held_turn_commits_its_prompt_and_its_answer_in_one_transaction() -> None:
+    store = RoundStore()
+    committer, (log,) = shared_logs(store, "s")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(committer.run)
+        log.append("client", 1, {"method": "session/prompt"})
+        log.save_doc({**DOC, "status": "running"})
+        log.hold(60)  # the prompt is with the agent
+        await anyio.wait_all_tasks_blocked()
+        assert store.rounds == []
+        log.append("agent", 1, {"update": "chunk"})
+        log.append("agent", 1, {"result": "end_turn"})
+        saved = log.save_doc({**DOC, "status": "idle"})
+        with anyio.fail_after(5):
+            await log.wait_saved(saved)  # a writer waiting for durability ends the hold
+        await close_all(committer, [log])
+    assert store.rounds == [{"s": 3}]
+    assert (await store.get_session("s") or {}).get("status") == "idle"
+
+
+async def test_a_hold_ends_by_itself_and_its_records_become_visible() -> None:
+    store = RoundStore()
+    committer, (log,) = shared_logs(store, "s")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(committer.run)
+        log.append("client", 1, {"method": "session/prompt"})
+        log.hold(0.01)  # an agent that takes its time to answer
+        with anyio.fail_after(5):
+            first = await anext(aiter(log.follow(0)))  # a reader does not end the hold; its time does
+        assert [r.seq for r in first] == [1]
+        await close_all(committer, [log])
+
+
+async def test_a_burst_or_a_close_ends_a_hold_at_once() -> None:
+    store = RoundStore()
+    committer, (burst, closed) = shared_logs(store, "bc")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(committer.run)
+        burst.hold(3600)
+        closed.hold(3600)
+        closed.append("client", 1, {"method": "session/prompt"})
+        for n in range(log_module.HOLD_BURST_RECORDS):
+            burst.append("agent", 1, {"n": n})
+        with anyio.fail_after(5):
+            batch = await anext(aiter(burst.follow(0)))
+        assert batch[0].seq == 1
+        closed.close()
+        with anyio.fail_after(5):
+            await closed.finished.wait()
+        assert closed.committed_seq == 1
+        await close_all(committer, [burst, closed])
+
+
 async def test_a_round_with_nothing_due_after_it_lets_no_turn_of_the_loop_pass(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -71,6 +71,9 @@ async def test_a_prompt_when_the_disk_is_full_is_answered_store_full_and_its_log
     disk.full = False
     with anyio.fail_after(10):
         await wait_for_record(manager, session_id, answers_turn(1))  # type: ignore[arg-type]
+        # before the answer or after it: an agent that answers at once has done so before the
+        # turn's first commit failed
+        await wait_for_record(manager, session_id, lambda r: '"STORE_FULL"' in r.payload)
     events = await all_events(client, session_id)
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert [e["code"] for e in daemon_frames(events, "_acpd/error")] == ["STORE_FULL"]

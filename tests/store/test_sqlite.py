@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -128,6 +129,46 @@ async def test_file_databases_use_the_wal_journal(tmp_path: Path) -> None:
 
     # WAL is a property of the file, so a fresh connection sees it too.
     assert pragma(path, "journal_mode") == "wal"
+
+
+async def wal_growth(path: Path, monkeypatch: pytest.MonkeyPatch, *, idle_checkpoint: bool) -> tuple[int, int]:
+    """The database file's size before and after committing some 1,500 pages of records; with
+    ``idle_checkpoint``, after the writer's next idle moment has checkpointed too."""
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_SECONDS", 3600.0)
+    checkpointed = threading.Event()
+    when_due = sqlite_store._Checkpoints.when_due
+
+    def noted(checkpoints: sqlite_store._Checkpoints, conn: sqlite3.Connection) -> None:
+        when_due(checkpoints, conn)
+        checkpointed.set()
+
+    monkeypatch.setattr(sqlite_store._Checkpoints, "when_due", noted)
+    async with await SqliteEventStore.open(path) as store:
+        await store.save_session(doc("s"))
+        before = (await anyio.Path(path).stat()).st_size
+        pad = "x" * 1000
+        for first in range(1, 6001, 1000):
+            await store.append([record("s", seq, f'{{"pad":"{pad}"}}') for seq in range(first, first + 1000)])
+        if idle_checkpoint:
+            monkeypatch.setattr(sqlite_store, "CHECKPOINT_SECONDS", 0.0)
+            checkpointed.clear()
+            await store.save_session(doc("s", title="after the appends"))
+            assert await anyio.to_thread.run_sync(checkpointed.wait, 10)
+        return before, (await anyio.Path(path).stat()).st_size
+
+
+async def test_commits_leave_checkpoints_to_the_writers_idle_moments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite's automatic checkpoint would copy the WAL into the database inside a commit (every
+    # 1,000 pages, with two fsyncs): on the clock of whichever prompt filled it
+    before, after = await wal_growth(tmp_path / "acpd.db", monkeypatch, idle_checkpoint=False)
+    assert after == before
+
+
+async def test_an_idle_writer_copies_the_wal_into_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before, after = await wal_growth(tmp_path / "acpd.db", monkeypatch, idle_checkpoint=True)
+    assert after > before + 5_000_000
 
 
 async def test_opening_a_directory_as_the_database_is_a_store_error(tmp_path: Path) -> None:

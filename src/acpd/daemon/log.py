@@ -72,6 +72,13 @@ already due appends first and commits in the same transaction: an agent's last u
 turn's answer read with it, a forwarded update's reference and the reply it comes before. Each
 round saved is a store transaction and two thread hand-offs (REST prompt: 3 rounds to 2; ACP over
 HTTP: 5 to 3); a turn of the loop costs microseconds."""
+TURN_HOLD_SECONDS: Final = 0.002
+"""How long a turn's first records wait to commit once its prompt is with the agent (``hold``):
+an agent that answers within it commits its prompt, its updates, its answer and the session's
+document in one transaction instead of two (the prompt is pipelined to the agent either way, so
+a kill in this window loses what a kill just before the commit always could: nothing anyone saw)."""
+HOLD_BURST_RECORDS: Final = FIRST_BATCH_RECORDS
+"""Records queued while held that end the hold at once: a burst streams, its first event fast."""
 STORE_RETRY_SECONDS: Final = 1.0
 """How soon a batch that failed to commit is tried again (a full disk: as soon as space returns)."""
 FAILURE_REPORT_SECONDS: Final = 60.0
@@ -164,8 +171,8 @@ class GroupCommitter:
 
     def _ready_log(self, log: SessionLog) -> None:
         """``log`` has records or a document to commit (called by the log; cheap when repeated)."""
-        if log._scheduled or log._holding:
-            return  # queued already, or its retry timer queues it
+        if log._scheduled or log._holding or log._hold is not None:
+            return  # queued already, or its retry timer or the end of its hold queues it
         log._scheduled = True
         self._ready.append(log)
         self._wakeup.set()
@@ -204,7 +211,7 @@ class GroupCommitter:
             if count >= MAX_BATCH_RECORDS or size >= MAX_BATCH_BYTES:
                 break
             log = self._ready[0]
-            if log._holding:  # waits to retry; its timer makes it ready again
+            if log._holding or log._hold is not None:  # its retry timer or hold makes it ready again
                 self._ready.popleft()
                 log._scheduled = False
                 continue
@@ -298,6 +305,7 @@ class SessionLog:
         self._inflight: _Batch | None = None  # taken by the committer, not yet committed
         self._scheduled = False  # in the committer's ready queue
         self._holding = False  # waiting to retry a failed batch
+        self._hold: asyncio.TimerHandle | None = None  # a turn's start waits for its agent (``hold``)
         self._committed = asyncio.Event()  # made at every commit: asyncio's is the cheaper
         self._drained: anyio.Event | None = None  # made when a writer waits (a log rarely fills)
         self._doc: tuple[int, int, bytes] | None = None  # (as of seq, version, snapshot as JSON)
@@ -369,7 +377,9 @@ class SessionLog:
         self._next_seq += 1
         self._pending.append(record)
         self._pending_bytes += len(text)
-        if not self._scheduled:
+        if self._hold is not None and len(self._pending) >= HOLD_BURST_RECORDS:
+            self.release()
+        elif not self._scheduled:
             self._committer._ready_log(self)
         return record
 
@@ -382,7 +392,26 @@ class SessionLog:
         self._pending += [EventRecord(session_id, seq + i, at, sender, turn, text) for i, text in enumerate(texts)]
         self._next_seq = seq + len(texts)
         self._pending_bytes += sum(map(len, texts))
-        if not self._scheduled:
+        if self._hold is not None and len(self._pending) >= HOLD_BURST_RECORDS:
+            self.release()
+        elif not self._scheduled:
+            self._committer._ready_log(self)
+
+    def hold(self, seconds: float = TURN_HOLD_SECONDS) -> None:
+        """Keep what is queued from committing until ``release``, for ``seconds`` at most: a turn
+        whose prompt was just handed to its agent waits for the answer, to commit with it in one
+        transaction. A burst (``HOLD_BURST_RECORDS`` queued), a writer waiting for durability and a
+        close end the hold early; readers see the records once they commit, as always."""
+        if self._hold is None and not self.closed:
+            self._hold = asyncio.get_running_loop().call_later(seconds, self.release)
+
+    def release(self) -> None:
+        """End the hold (``hold``): what is queued commits in the next round."""
+        hold, self._hold = self._hold, None
+        if hold is None:
+            return
+        hold.cancel()
+        if self._has_queued():
             self._committer._ready_log(self)
 
     async def wait_capacity(self) -> None:
@@ -416,6 +445,7 @@ class SessionLog:
             StoreError: the log is faulted (the document stays queued, and commits when the store
                 accepts writes again).
         """
+        self.release()
         while self._saved_doc_version < version and not self.closed:
             self.check_writable()
             await self._committed.wait()
@@ -426,6 +456,8 @@ class SessionLog:
         Raises:
             StoreError: the log is faulted before ``seq`` committed (it stays queued).
         """
+        if self.committed_seq < seq:
+            self.release()
         while self.committed_seq < seq and not self.closed:
             self.check_writable()
             await self._committed.wait()
@@ -610,6 +642,7 @@ class SessionLog:
         close the log, and let writers and followers hear ``error`` once they have every record
         committed before."""
         self.disowned = self.fault = error
+        self.release()
         # a batch being committed now ends as the store answers (it refuses a session another
         # holds); a failed one waiting to be tried again is dropped when its retry comes
         self._pending.clear()
@@ -621,6 +654,7 @@ class SessionLog:
         """Refuse further appends; the log is finished once its queue is committed; waiters wake."""
         if self.closed:
             return
+        self.release()
         self.closed = True
         self._closing.set()
         self._wake()  # a fresh event: followers wait for the last commits

@@ -931,6 +931,10 @@ class SessionRuntime:
         if meta:
             # the key in the log: a retry after a restart that interrupted this turn finds its answer
             params["_meta"] = {"acpd": meta}
+        # The prompt and the document commit with the agent's answer if it comes soon (the
+        # answer's wait_saved ends the hold): one transaction instead of two, and the committer
+        # is not woken for the prompt alone.
+        self.log.hold()
         turn.first_seq = self.record("client", jsonrpc.request(request_id, methods.SESSION_PROMPT, params))
         sender: Sender = "agent"
         try:

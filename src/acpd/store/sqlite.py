@@ -12,7 +12,13 @@ queue (a call costs a queue put and a wake-up of the loop, not a worker thread h
 call cancelled from the loop is left to finish in its thread (a stuck disk must not hold a
 cancelled caller), and the next call waits its turn in the queue. A file database gets one writer
 and one read-only reader connection, so reads go on while a write commits (WAL readers see the
-last committed snapshot); ``:memory:`` uses one connection for both. The threads are not daemon
+last committed snapshot); ``:memory:`` uses one connection for both.
+
+Checkpoints: SQLite's own copy the WAL into the database inside the commit that fills it, every
+1,000 pages (with two ``fsync``), on some prompt's clock. The writer instead checkpoints when its
+queue is empty, at most once per ``CHECKPOINT_SECONDS``, and SQLite's automatic one is the
+backstop of a writer that never idles (``WAL_AUTOCHECKPOINT_PAGES``): a hot page written by many
+commits meanwhile is copied once. The threads are not daemon
 threads: ``aclose`` ends them after their last call, so a commit is never cut off by the exit.
 
 The store is its database's only writer: a file database is locked for the store's life (a
@@ -32,6 +38,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -85,6 +92,12 @@ BUSY_TIMEOUT_SECONDS: Final = 5.0
 """How long a connection waits for another one's lock (sqlite3 sets ``busy_timeout`` from it)."""
 CLOSE_TIMEOUT_SECONDS: Final = 2.0
 """How long ``aclose`` waits for a running database call (a stuck disk) before leaving it behind."""
+
+CHECKPOINT_SECONDS: Final = 1.0
+"""The writer's least interval between two checkpoints of its own, taken when it is idle."""
+WAL_AUTOCHECKPOINT_PAGES: Final = 10_000
+"""SQLite's automatic checkpoint, inside a commit, once the WAL holds this many pages (40 MiB of
+4 KiB pages): only a writer busy for long without a pause reaches it."""
 
 MIGRATIONS: Final[tuple[tuple[str | Callable[[sqlite3.Connection], None], ...], ...]] = (
     # 1: the initial schema. Events keep their rowid on purpose: WITHOUT ROWID stores whole rows
@@ -212,7 +225,7 @@ class SqliteEventStore:
     def __init__(self, writer: sqlite3.Connection, reader: sqlite3.Connection, lock: OwnerLock | None = None) -> None:
         """Private: use ``open``. ``reader`` may be ``writer`` (one connection for ``:memory:``)."""
         self._lock = lock
-        self._writer = _Worker(writer, "acpd-store-writer")
+        self._writer = _Worker(writer, "acpd-store-writer", idle=None if reader is writer else _Checkpoints().when_due)
         self._reader = self._writer if reader is writer else _Worker(reader, "acpd-store-reader")
         self._last_seqs: dict[str, int] = {}  # touched only by the writer thread
         self._saved_keys: dict[str, SessionKeys] = {}  # each session's keys as last committed; the writer's too
@@ -530,8 +543,13 @@ class _Worker:
     cancelled caller abandons its future, and the call still runs to its end in the thread.
     """
 
-    def __init__(self, conn: sqlite3.Connection, name: str) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, name: str, *, idle: Callable[[sqlite3.Connection], None] | None = None
+    ) -> None:
+        """``idle`` runs in the thread after a call that leaves the queue empty (its caller has its
+        answer by then)."""
         self._conn = conn
+        self._idle = idle
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         # Not a daemon thread: the interpreter's exit waits for the commit in progress.
         self._thread = threading.Thread(target=self._serve, name=name, daemon=False)
@@ -564,6 +582,26 @@ class _Worker:
                 error = exc
             with suppress(RuntimeError):  # the loop is closed: nobody waits any more
                 loop.call_soon_threadsafe(_settle, future, result, error)
+            if self._idle is not None and self._calls.empty():
+                self._idle(self._conn)
+
+
+class _Checkpoints:
+    """The writer's checkpoints: in its idle moments, at most once per ``CHECKPOINT_SECONDS``."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+
+    def when_due(self, conn: sqlite3.Connection) -> None:
+        now = time.monotonic()
+        if now - self._last < CHECKPOINT_SECONDS:
+            return
+        self._last = now
+        try:
+            # PASSIVE: copies what no reader still needs, waits for nobody; the rest goes next time
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:  # a full disk: the WAL keeps the commits, the next one tries again
+            logger.warning("checkpointing the event store's WAL failed: %s", exc)
 
 
 def _settle(future: asyncio.Future[object], result: object, error: BaseException | None) -> None:
@@ -678,6 +716,7 @@ def _set_up_writer(conn: sqlite3.Connection) -> None:
         logger.warning("SQLite refused WAL (journal_mode=%s): reads will wait for writes", mode)
     # NORMAL in WAL mode: a commit survives the process dying, only an OS crash can undo it.
     conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")  # our constant
     _migrate(conn)
 
 
