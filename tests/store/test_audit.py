@@ -8,11 +8,13 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from acpd.errors import InvalidInput
 from acpd.protocol.events import EventRecord, Sender
 from acpd.store import EventStore, SqliteEventStore
+from acpd.store import sqlite as sqlite_store
 from acpd.store._rules import session_keys
 from acpd.store.base import AuditFilter
 from acpd.store.sqlite import MIGRATIONS
@@ -286,3 +288,90 @@ async def test_a_turn_a_restart_interrupted_is_indexed_from_its_records(tmp_path
         assert turn["error"] == "interrupted: the daemon restarted"
         assert turn["usage"]["cost"] == {"amount": 0.5, "currency": "USD"}
         assert [s["id"] for s in (await after.search_sessions("thing")).items] == ["s"]
+
+
+def indexed_turns(path: Path) -> tuple[int, int]:
+    """Turn texts in the full-text index, and turns waiting in its backlog, as another process sees them."""
+    with sqlite3.connect(path) as conn:
+        searched = conn.execute("SELECT count(*) FROM search WHERE kind = 'turn'").fetchone()[0]
+        waiting = conn.execute("SELECT count(*) FROM search_backlog").fetchone()[0]
+    return searched, waiting
+
+
+@pytest.fixture
+def no_idle_indexing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer's idle moments index and checkpoint nothing: what a commit wrote stays as it is."""
+    monkeypatch.setattr(sqlite_store, "SEARCH_DELAY_SECONDS", 3600.0)
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_SECONDS", 3600.0)
+
+
+@pytest.mark.usefixtures("no_idle_indexing")
+async def test_a_turns_commit_leaves_its_text_to_the_next_batch_and_a_search_indexes_it_first(tmp_path: Path) -> None:
+    # FTS5 writes a segment at every commit that touches it: half the pages of a one-turn commit
+    path = tmp_path / "acpd.db"
+    async with await SqliteEventStore.open(path) as store:
+        await store.append(chat("a", "ask about plums", ["plums are ripe"]), session=doc("a"))
+        assert indexed_turns(path) == (0, 1)
+        assert [s["id"] for s in (await store.search_sessions("ripe plums")).items] == ["a"]
+        assert indexed_turns(path) == (1, 0)
+
+
+@pytest.mark.usefixtures("no_idle_indexing")
+async def test_a_full_batch_of_ended_turns_is_indexed_in_the_commit_that_fills_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "SEARCH_BATCH_TURNS", 3)
+    path = tmp_path / "acpd.db"
+    async with await SqliteEventStore.open(path) as store:
+        for name in "ab":
+            await store.append(chat(name, f"prompt {name}", ["reply"]), session=doc(name))
+        assert indexed_turns(path) == (0, 2)
+        await store.append(chat("c", "prompt c", ["reply"]), session=doc("c"))
+        assert indexed_turns(path) == (3, 0)
+
+
+@pytest.mark.usefixtures("no_idle_indexing")
+async def test_texts_a_crash_kept_out_of_the_index_are_indexed_from_their_turns_at_the_next_open(
+    tmp_path: Path,
+) -> None:
+    path, crashed = tmp_path / "acpd.db", tmp_path / "crashed"
+    crashed.mkdir()
+    async with await SqliteEventStore.open(path) as store:
+        await store.append(chat("a", "ask about plums", ["plums are ripe"]), session=doc("a"))
+        await store.append(chat("b", "ask about pears", ["pears are green"]), session=doc("b"))
+        await store.delete_session("b")
+        # the files as a kill -9 leaves them: the commits in the WAL, the texts only in the backlog
+        for name in ("acpd.db", "acpd.db-wal"):
+            await anyio.Path(crashed / name).write_bytes(await anyio.Path(tmp_path / name).read_bytes())
+    assert indexed_turns(crashed / "acpd.db") == (0, 1)
+    async with await SqliteEventStore.open(crashed / "acpd.db") as reopened:
+        assert indexed_turns(crashed / "acpd.db") == (1, 0)
+        assert [s["id"] for s in (await reopened.search_sessions("ripe plums")).items] == ["a"]
+        assert (await reopened.search_sessions("pears")).items == []
+
+
+async def test_a_closed_store_leaves_no_text_out_of_the_index(tmp_path: Path) -> None:
+    path = tmp_path / "acpd.db"
+    async with await SqliteEventStore.open(path) as store:
+        await store.append(chat("a", "ask about plums", ["plums are ripe"]), session=doc("a"))
+    assert indexed_turns(path) == (1, 0)
+
+
+@pytest.mark.usefixtures("no_idle_indexing")
+async def test_texts_a_full_disk_kept_out_of_the_index_wait_and_the_writer_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "acpd.db"
+    index_texts = sqlite_store._index_texts
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    async with await SqliteEventStore.open(path) as store:
+        await store.append(chat("a", "ask about plums", ["plums are ripe"]), session=doc("a"))
+        monkeypatch.setattr(sqlite_store, "_index_texts", full)
+        assert (await store.search_sessions("plums")).items == []  # the index as it is
+        await store.append(chat("b", "ask about pears", ["pears are green"]), session=doc("b"))
+        monkeypatch.setattr(sqlite_store, "_index_texts", index_texts)  # space returns
+        assert [s["id"] for s in (await store.search_sessions("ripe plums")).items] == ["a"]
+        assert [s["id"] for s in (await store.search_sessions("green pears")).items] == ["b"]

@@ -12,14 +12,21 @@ queue (a call costs a queue put and a wake-up of the loop, not a worker thread h
 call cancelled from the loop is left to finish in its thread (a stuck disk must not hold a
 cancelled caller), and the next call waits its turn in the queue. A file database gets one writer
 and one read-only reader connection, so reads go on while a write commits (WAL readers see the
-last committed snapshot); ``:memory:`` uses one connection for both.
+last committed snapshot); ``:memory:`` uses one connection for both. The threads are not daemon
+threads: ``aclose`` ends them after their last call, so a commit is never cut off by the exit.
 
 Checkpoints: SQLite's own copy the WAL into the database inside the commit that fills it, every
 1,000 pages (with two ``fsync``), on some prompt's clock. The writer instead checkpoints when its
 queue is empty, at most once per ``CHECKPOINT_SECONDS``, and SQLite's automatic one is the
 backstop of a writer that never idles (``WAL_AUTOCHECKPOINT_PAGES``): a hot page written by many
-commits meanwhile is copied once. The threads are not daemon
-threads: ``aclose`` ends them after their last call, so a commit is never cut off by the exit.
+commits meanwhile is copied once.
+
+Search: a turn's text joins the full-text index in batches (``SEARCH_BATCH_TURNS``, or the
+writer's next idle moment ``SEARCH_DELAY_SECONDS`` after the oldest), not in the commit that ends
+the turn: FTS5 writes a new segment at every commit that touches it, half the pages of a turn's
+commit. That commit records the turn in ``search_backlog`` instead, so a text a crash kept out of
+the index is indexed again from the turn's events when the store next opens; a search first
+indexes the backlog, so it finds every committed turn.
 
 The store is its database's only writer: a file database is locked for the store's life (a
 second store, in this process or another, is refused with ``StoreLocked``), and after first use
@@ -98,6 +105,13 @@ CHECKPOINT_SECONDS: Final = 1.0
 WAL_AUTOCHECKPOINT_PAGES: Final = 10_000
 """SQLite's automatic checkpoint, inside a commit, once the WAL holds this many pages (40 MiB of
 4 KiB pages): only a writer busy for long without a pause reaches it."""
+
+SEARCH_BATCH_TURNS: Final = 256
+"""Ended turns whose texts join the full-text index together at the latest."""
+SEARCH_DELAY_SECONDS: Final = 0.25
+"""How long an ended turn's text waits for others before an idle writer indexes it."""
+SEARCH_RETRY_SECONDS: Final = 1.0
+"""How soon an idle writer tries again to index texts after a failure (a full disk)."""
 
 MIGRATIONS: Final[tuple[tuple[str | Callable[[sqlite3.Connection], None], ...], ...]] = (
     # 1: the initial schema. Events keep their rowid on purpose: WITHOUT ROWID stores whole rows
@@ -187,6 +201,8 @@ MIGRATIONS: Final[tuple[tuple[str | Callable[[sqlite3.Connection], None], ...], 
         "CREATE TABLE search_titles (session_id TEXT PRIMARY KEY NOT NULL, search_rowid INTEGER NOT NULL)",
         lambda conn: _index_stored_logs(conn),
     ),
+    # 3: ended turns whose text is not in ``search`` yet (it is indexed in batches)
+    ("CREATE TABLE search_backlog (session_id TEXT NOT NULL, turn INTEGER NOT NULL, PRIMARY KEY (session_id, turn))",),
 )
 """Schema migrations in order; ``PRAGMA user_version`` counts how many a database has had.
 Append new ones; never edit one that has shipped. A step is SQL, or a function of the connection."""
@@ -225,7 +241,9 @@ class SqliteEventStore:
     def __init__(self, writer: sqlite3.Connection, reader: sqlite3.Connection, lock: OwnerLock | None = None) -> None:
         """Private: use ``open``. ``reader`` may be ``writer`` (one connection for ``:memory:``)."""
         self._lock = lock
-        self._writer = _Worker(writer, "acpd-store-writer", idle=None if reader is writer else _Checkpoints().when_due)
+        self._search = _SearchBacklog()  # the writer's
+        self._checkpoints = None if reader is writer else _Checkpoints()
+        self._writer = _Worker(writer, "acpd-store-writer", idle=self._on_idle)
         self._reader = self._writer if reader is writer else _Worker(reader, "acpd-store-reader")
         self._last_seqs: dict[str, int] = {}  # touched only by the writer thread
         self._saved_keys: dict[str, SessionKeys] = {}  # each session's keys as last committed; the writer's too
@@ -396,7 +414,9 @@ class SqliteEventStore:
         check_page_limit(limit)
         offset = decode_search_cursor(cursor) if cursor is not None else 0
         filters = {"project": project, "agent": agent, "archived": archived, "cwd": cwd}
-        found = await self._read(_search_sync, fts_query(search_words(q)), filters)
+        query = fts_query(search_words(q))
+        await self._write(self._search.flush)  # every ended turn is found (what a full disk allows)
+        found = await self._read(_search_sync, query, filters)
         items = [{**jsonio.loads(text), "match": match} for _, text, match in found[offset : offset + limit]]
         return SessionPage(items, encode_search_cursor(offset + limit) if len(found) > offset + limit else None)
 
@@ -418,6 +438,17 @@ class SqliteEventStore:
         check_times(since, until)
         return usage_report(turn_views(await self._read(_turns_sync, None, since, until)), group_by)
 
+    def _on_idle(self, conn: sqlite3.Connection) -> None:
+        """The writer has nothing queued: index the ended turns' texts and checkpoint, when due."""
+        if self._search.due():
+            self._search.flush(conn)  # (it never raises: this thread must go on serving)
+        if self._checkpoints is not None:
+            self._checkpoints.when_due(conn)
+
+    def _close_writer(self, conn: sqlite3.Connection) -> None:
+        self._search.flush(conn)
+        _close_writer(conn)
+
     async def aclose(self) -> None:
         """Wait for running calls (at most ``CLOSE_TIMEOUT_SECONDS``), close the connections and
         let the file's lock go; idempotent."""
@@ -428,7 +459,7 @@ class SqliteEventStore:
         with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT_SECONDS) as waited:
             if self._reader is not self._writer:
                 await self._reader.close(_close_reader)
-            await self._writer.close(_close_writer)
+            await self._writer.close(self._close_writer)
         if waited.cancelled_caught:
             # A call stuck in the disk must not hold the daemon's exit; the lock goes with the process.
             logger.error("the event store did not close within %.0f s: a database call is stuck", CLOSE_TIMEOUT_SECONDS)
@@ -465,14 +496,18 @@ class SqliteEventStore:
                     self._save_doc_sync(conn, keys, text)
                     if self._titles.get(keys.id, "") != title:
                         _index_title(conn, keys.id, title)
-                _index_records(conn, records, self._open_turns)  # after the documents: rows take their agent
+                texts = _index_records(conn, records, self._open_turns)  # after the documents: rows take their agent
+                if texts:
+                    self._search.stage(conn, texts)
         except BaseException:
+            self._search.settle(committed=False)
             # The batch comes again: its turns' text must not be counted twice (a turn whose prompt
             # committed earlier is left out of search, which only a failing disk costs)
             failed = {record.session_id for record in records}
             for key in [key for key in self._open_turns if key[0] in failed]:
                 del self._open_turns[key]
             raise
+        self._search.settle(committed=True)
         self._last_seqs.update(last_seqs)
         self._saved_keys.update((keys.id, keys) for keys, _, _ in docs)
         self._titles.update((keys.id, title) for keys, _, title in docs)
@@ -494,6 +529,8 @@ class SqliteEventStore:
             conn.execute("DELETE FROM turns WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM search WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM search_titles WHERE session_id = ?", (session_id,))
+            conn.execute("DELETE FROM search_backlog WHERE session_id = ?", (session_id,))
+        self._search.drop(session_id)
         self._last_seqs.pop(session_id, None)
         self._saved_keys.pop(session_id, None)
         self._titles.pop(session_id, None)
@@ -563,6 +600,7 @@ class _Worker:
 
     async def close(self, final: Callable[[sqlite3.Connection], None]) -> None:
         """Run ``final`` (closing the connection) after the queued calls, then end the thread."""
+        self._idle = None  # nothing runs after final
         try:
             await self.call(final)
         finally:
@@ -583,7 +621,10 @@ class _Worker:
             with suppress(RuntimeError):  # the loop is closed: nobody waits any more
                 loop.call_soon_threadsafe(_settle, future, result, error)
             if self._idle is not None and self._calls.empty():
-                self._idle(self._conn)
+                try:
+                    self._idle(self._conn)
+                except Exception:  # a bug in the idle work must not end the thread every call waits on
+                    logger.exception("the event store's idle work failed")
 
 
 class _Checkpoints:
@@ -602,6 +643,93 @@ class _Checkpoints:
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error as exc:  # a full disk: the WAL keeps the commits, the next one tries again
             logger.warning("checkpointing the event store's WAL failed: %s", exc)
+
+
+TurnKey = tuple[str, int]
+
+
+class _SearchBacklog:
+    """Ended turns' texts on their way into the full-text index: the writer thread's alone.
+
+    A turn's commit stages its text (``stage``: a ``search_backlog`` row in that transaction), and
+    ``settle`` keeps it once the transaction is over; ``flush`` indexes what waits, in its own
+    transaction. A commit that fills the batch indexes the whole backlog in itself instead.
+    """
+
+    def __init__(self) -> None:
+        self._texts: dict[TurnKey, str] = {}
+        self._staged: dict[TurnKey, str] | None = None  # the backlog as the open transaction leaves it
+        self._oldest = 0.0  # when the oldest waiting text was kept
+        self._not_before = 0.0  # after a failed flush: when to try again
+
+    def stage(self, conn: sqlite3.Connection, texts: list[tuple[str, int, str]]) -> None:
+        staged = {**self._texts, **{(session_id, turn): text for session_id, turn, text in texts}}
+        if len(staged) >= SEARCH_BATCH_TURNS:
+            _index_texts(conn, staged, backlogged=list(self._texts))
+            staged = {}
+        else:
+            conn.executemany(_INSERT_BACKLOG, [(session_id, turn) for session_id, turn, _ in texts])
+        self._staged = staged
+
+    def settle(self, *, committed: bool) -> None:
+        """The staging transaction committed, or rolled back (the batch comes again)."""
+        staged, self._staged = self._staged, None
+        if staged is None or not committed:
+            return
+        if staged and not self._texts:
+            self._oldest = time.monotonic()
+        self._texts = staged
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        return bool(self._texts) and now - self._oldest >= SEARCH_DELAY_SECONDS and now >= self._not_before
+
+    def flush(self, conn: sqlite3.Connection) -> None:
+        """Index what waits, in a transaction of its own. A failure (a full disk) keeps it waiting
+        (a search finds the rest meanwhile), tried again ``STORE_RETRY_SECONDS`` later."""
+        if not self._texts:
+            return
+        try:
+            with _transaction(conn):
+                _index_texts(conn, self._texts, backlogged=list(self._texts))
+        except sqlite3.Error as exc:
+            if not self._not_before:
+                logger.warning("indexing %d turn(s) for search failed, tried again later: %s", len(self._texts), exc)
+            self._not_before = time.monotonic() + SEARCH_RETRY_SECONDS
+            return
+        self._texts = {}
+        self._not_before = 0.0
+
+    def drop(self, session_id: str) -> None:
+        """Forget a deleted session's texts (its transaction deleted its backlog rows)."""
+        for key in [key for key in self._texts if key[0] == session_id]:
+            del self._texts[key]
+
+
+_INSERT_BACKLOG: Final = "INSERT OR IGNORE INTO search_backlog (session_id, turn) VALUES (?, ?)"
+
+
+def _index_texts(conn: sqlite3.Connection, texts: dict[TurnKey, str], *, backlogged: list[TurnKey]) -> None:
+    """Turns' texts into the full-text index, out of the backlog."""
+    rows = [(session_id, turn, text) for (session_id, turn), text in texts.items()]
+    conn.executemany("INSERT INTO search (session_id, turn, kind, body) VALUES (?, ?, 'turn', ?)", rows)
+    if backlogged:  # (none in the migration that builds the index, before the backlog's table)
+        conn.executemany("DELETE FROM search_backlog WHERE session_id = ? AND turn = ?", backlogged)
+
+
+def _index_backlog(conn: sqlite3.Connection) -> None:
+    """Index the texts of the turns a crash left in the backlog, from their events (at open)."""
+    waiting: list[TurnKey] = conn.execute("SELECT session_id, turn FROM search_backlog").fetchall()
+    if not waiting:
+        return
+    texts: dict[TurnKey, str] = {}
+    for session_id, turn in waiting:
+        rows = conn.execute(_TURN_RECORDS, (session_id, turn)).fetchall()
+        ends = audit.turn_ends([EventRecord(*row) for row in rows], {})
+        if ends and ends[-1].text:
+            texts[(session_id, turn)] = ends[-1].text
+    with _transaction(conn):
+        _index_texts(conn, texts, backlogged=waiting)
 
 
 def _settle(future: asyncio.Future[object], result: object, error: BaseException | None) -> None:
@@ -718,6 +846,7 @@ def _set_up_writer(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")  # our constant
     _migrate(conn)
+    _index_backlog(conn)
 
 
 def _set_up_reader(conn: sqlite3.Connection) -> None:
@@ -880,20 +1009,21 @@ _SELECT_TURNS: Final = (
 )
 
 
-def _index_records(conn: sqlite3.Connection, records: Sequence[EventRecord], open_turns: audit.OpenTurns) -> None:
+def _index_records(
+    conn: sqlite3.Connection, records: Sequence[EventRecord], open_turns: audit.OpenTurns
+) -> list[tuple[str, int, str]]:
     """The indexes' rows for ``records``: a statement of each kind for the whole batch (a group
-    commit ends many sessions' turns at once), not one a turn."""
+    commit ends many sessions' turns at once), not one a turn. Returns the ended turns' texts,
+    for the full-text index (``_SearchBacklog``)."""
     _index_tool_calls(conn, records)
     ends = [_whole(conn, end) for end in audit.turn_ends(records, open_turns)]
     if not ends:
-        return
+        return []
     among = jsonio.dumps_str(sorted({end.session_id for end in ends}))
     facts = {row[0]: (row[1], row[2]) for row in conn.execute(_AGENTS_AND_MODELS, (among,))}
     rows = [turn_row(end, *facts.get(end.session_id, (None, None))) for end in ends]
     conn.executemany(_INSERT_TURN, [tuple(getattr(row, name) for name in _TURN_STORED) for row in rows])
-    texts = [(end.session_id, end.turn, end.text) for end in ends if end.text]
-    if texts:
-        conn.executemany("INSERT INTO search (session_id, turn, kind, body) VALUES (?, ?, 'turn', ?)", texts)
+    return [(end.session_id, end.turn, end.text) for end in ends if end.text]
 
 
 def _whole(conn: sqlite3.Connection, end: audit.TurnEnd) -> audit.TurnEnd:
@@ -961,7 +1091,8 @@ def _index_stored_logs(conn: sqlite3.Connection) -> None:
         if not rows:
             return
         after = rows[-1][0]
-        _index_records(conn, [EventRecord(*row[1:]) for row in rows], open_turns)
+        texts = _index_records(conn, [EventRecord(*row[1:]) for row in rows], open_turns)
+        _index_texts(conn, {(session_id, turn): text for session_id, turn, text in texts}, backlogged=[])
 
 
 def _audit_where(wanted: AuditFilter, after: int) -> tuple[str, list[object]]:
