@@ -222,6 +222,11 @@ class StoreLocked(StoreError):
     kind = "store-locked"
     status = 503
 
+    def __init__(self, message: str, *, data: Any = None, owner_gone: bool = False) -> None:
+        super().__init__(message, data=data)
+        self.owner_gone = owner_gone
+        """The owner named could not even be connected to: it has died, and its lock is going."""
+
 
 class ConfigError(AcpdError):
     kind = "config-error"

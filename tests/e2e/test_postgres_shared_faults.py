@@ -151,3 +151,35 @@ async def test_a_daemon_cut_off_while_nobody_took_its_session_holds_it_again_and
         assert "_acpd/turn_interrupted" not in kinds and "_acpd/error" not in kinds
         assert kinds.count("_acpd/agent_started") == 1
         assert events[-1]["payload"]["id"] == "turn-1"  # its answer, from A
+
+
+async def test_a_prompt_through_another_daemon_takes_over_a_session_whose_killed_owner_still_holds_its_lock(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    # the owner is gone (its address refuses connections) but the server has not yet seen its
+    # connection close: the other daemon waits for the lock to go, takes the session and answers
+    async with (
+        a_behind_a_proxy(tmp_path, postgres_dsn) as (a, b, proxy),
+        a.client(timeout=60) as on_a,
+        b.client(timeout=60) as on_b,
+    ):
+        session_id = (await new_session(on_a, tmp_path))["id"]
+        answers: list[httpx.Response] = []
+
+        async def prompt_on_b() -> None:
+            answers.append(await on_b.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "text on b"}))
+
+        with anyio.fail_after(60):
+            assert (await on_a.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "text on a"})).is_success
+            proxy.linger = True  # A's database connection outlives A: the server keeps A's lock
+            await a.kill()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(prompt_on_b)
+                for _ in range(3):  # B has tried the lock and A's address by now
+                    assert (await on_b.get("/v1/health")).is_success
+                assert not answers  # B waits for the lock
+                await proxy.let_go()  # the server sees A's connection close and lets the lock go
+        assert answers[0].status_code == 200, answers[0].text
+        assert (answers[0].json()["turn"], answers[0].json()["text"]) == (2, "on b")
+        events = await all_events(on_b, session_id)
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))

@@ -37,7 +37,7 @@ from acpd.protocol.jsonrpc import RequestId
 from acpd.rpc.peer import Direction, JsonRpcPeer
 from acpd.transports.base import Transport
 
-from . import acp_shared
+from . import acp_shared, sharing
 from .acp_records import AcpRecords
 from .acp_views import (
     AGENT_OPTION_ID,
@@ -201,10 +201,14 @@ class AcpConnection:
             raise RpcError.invalid_params("params must be an object")
         try:
             return await handler(params, message)
-        except StoreLocked:
-            if self._shared is None or method not in acp_shared.METHODS:
+        except StoreLocked as refusal:
+            shared = self._shared
+            if shared is None or method not in acp_shared.METHODS:
                 raise
-            return await self._shared.handle(method, params, message)  # another daemon serves it
+            # another daemon serves it; here again if that one has died and its lock goes
+            return await sharing.after_refusal(
+                refusal, lambda: handler(params, message), lambda _: shared.handle(method, params, message)
+            )
 
     async def _on_notification(self, method: str, params: JsonValue, message: JsonObject) -> None:
         # ACP: unknown notifications are ignored; session/cancel is the only one an agent acts on

@@ -376,6 +376,8 @@ class SharedSessions:
             raise StoreLocked(
                 f"session {session_id!r} is served by the daemon at {url}, which does not answer: {exc}",
                 data={"sessionId": session_id, **owner},
+                # nothing reached it: its lock goes with it, and the request may be served here
+                owner_gone=isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout),
             ) from exc
         value = object_of(jsonio.loads(answer.content)) if answer.content else {}
         if answer.is_success:

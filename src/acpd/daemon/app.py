@@ -84,9 +84,11 @@ def create_app(manager: SessionManager, *, port: int | None = None) -> Starlette
 
 
 async def forward_to_owner(request: Request, exc: Exception) -> Response:
-    """A request for a session another daemon serves goes on to it (``forward``)."""
+    """A request for a session another daemon serves goes on to it (``forward``); the route's
+    endpoint serves it here if that daemon has died and its lock goes."""
     assert isinstance(exc, StoreLocked)
-    return await forward.forwarded(request, exc)
+    endpoint = request.scope.get("endpoint")
+    return await forward.forwarded(request, exc, endpoint if request.scope["type"] == "http" else None)
 
 
 class _CorsOutside(Starlette):
@@ -143,7 +145,7 @@ class _HotRoutes:
         try:
             response = await endpoint(request)
         except StoreLocked as exc:
-            response = await forward.forwarded(request, exc)  # another daemon serves the session
+            response = await forward.forwarded(request, exc, endpoint)  # another daemon serves the session
         except AcpdError as exc:
             response = from_error(exc)
         except ExceptionGroup as exc:

@@ -45,6 +45,9 @@ async def read_body(request: Request) -> bytes:
     Raises:
         PayloadTooLarge: it is larger than ``max_body_bytes``.
     """
+    read = request.scope.get(forward.BODY_KEY)
+    if read is not None:
+        return bytes(read)  # an endpoint tried again (forward.after_refusal): the stream was read once
     limit: int = request.app.state.max_body_bytes
     body = bytearray()
     async for chunk in request.stream():

@@ -7,6 +7,8 @@ Whoever holds a session, any daemon serves its events: a page from the table, a 
 follows the table live (woken by the owner's commits). Writes to a session another daemon holds
 (a prompt, a cancel, a permission's answer, a setting) are refused with ``StoreLocked``, whose data
 name that daemon's ``url``: forward.py sends REST requests there, acp_shared.py an ACP client's.
+When that daemon cannot even be connected to, it has died and its lock is going: the request is
+tried here again for a while (``after_refusal``), to take the session over.
 
 It must not parse HTTP (http.py does) nor start agents (the manager does).
 """
@@ -15,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar
+
+import anyio
 
 from acpd.errors import StoreLocked
 from acpd.protocol.events import EventRecord
@@ -26,6 +30,12 @@ from . import sse
 
 if TYPE_CHECKING:
     from acpd.store.postgres import PostgresEventStore
+
+TAKEOVER_SECONDS: Final = 12.0
+"""How long a request whose session's owner cannot be connected to waits for the owner's lock to go
+(a dead machine's connection is given up within 11 s) before it is answered ``store-locked``."""
+TAKEOVER_PAUSES: Final = (0.05, 0.1, 0.25, 0.5, 1.0)
+"""The pauses between tries here, the last repeated."""
 
 
 def shared_store(store: EventStore) -> PostgresEventStore | None:
@@ -89,3 +99,32 @@ async def followed(
             await asyncio.wait({pending})
         else:
             await batches.aclose()
+
+
+T = TypeVar("T")
+
+
+async def after_refusal(
+    refusal: StoreLocked, here: Callable[[], Awaitable[T]], there: Callable[[StoreLocked], Awaitable[T]]
+) -> T:
+    """``there(refusal)``: the answer of the daemon that holds the session. While that daemon
+    cannot be connected to (``StoreLocked.owner_gone``), ``here()`` again after a pause (its lock
+    may be gone: the session is then served here), and so on for ``TAKEOVER_SECONDS`` at most.
+
+    Raises:
+        StoreLocked: the owner refused, or could not be reached for so long.
+    """
+    deadline = anyio.current_time() + TAKEOVER_SECONDS
+    pauses = iter(TAKEOVER_PAUSES)
+    while True:
+        try:
+            return await there(refusal)
+        except StoreLocked as exc:
+            pause = next(pauses, TAKEOVER_PAUSES[-1])
+            if not exc.owner_gone or anyio.current_time() + pause > deadline:
+                raise
+        await anyio.sleep(pause)
+        try:
+            return await here()
+        except StoreLocked as exc:
+            refusal = exc  # still held: by the same daemon, or already by another

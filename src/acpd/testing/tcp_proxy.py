@@ -38,6 +38,10 @@ class TcpProxy:
         self.cut_off = False
         self.connections = 0
         """Connections piped so far (a test can tell that requests went through it)."""
+        self.linger = False
+        """Keep the upstream end of a connection its client closed open until ``let_go``: the
+        database keeps a killed daemon's session (and its locks) as a server slow to notice would."""
+        self._let_go = anyio.Event()
 
     async def cut(self) -> None:
         """Break every piped connection (both ends see it close) and refuse new ones, as a
@@ -45,6 +49,12 @@ class TcpProxy:
         self.cut_off = True
         for pipe in list(self._pipes):
             pipe.cancel()
+        await anyio.lowlevel.checkpoint()
+
+    async def let_go(self) -> None:
+        """Close the upstream ends ``linger`` kept open."""
+        self.linger = False
+        self._let_go.set()
         await anyio.lowlevel.checkpoint()
 
     def restore(self) -> None:
@@ -63,10 +73,28 @@ class TcpProxy:
                 self._pipes.add(scope)
                 try:
                     async with upstream, anyio.create_task_group() as tg:
-                        tg.start_soon(_pipe, client, upstream, tg)
-                        tg.start_soon(_pipe, upstream, client, tg)
+                        tg.start_soon(self._from_client, client, upstream, tg)
+                        tg.start_soon(self._to_client, upstream, client, tg)
                 finally:
                     self._pipes.discard(scope)
+
+    async def _from_client(self, client: SocketStream, upstream: SocketStream, tg: TaskGroup) -> None:
+        await _pipe(client, upstream, None)
+        if self.linger:
+            await self._let_go.wait()
+        tg.cancel_scope.cancel()
+
+    async def _to_client(self, upstream: SocketStream, client: SocketStream, tg: TaskGroup) -> None:
+        try:
+            async for chunk in upstream:
+                try:
+                    await client.send(chunk)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    if not self.linger:
+                        break  # (lingering: what the server still sends goes nowhere)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
+        tg.cancel_scope.cancel()
 
     async def _connect(self) -> SocketStream | None:
         """The next upstream that answers (a dead one is passed over, as a balancer's health
@@ -80,14 +108,15 @@ class TcpProxy:
         return None
 
 
-async def _pipe(source: SocketStream, sink: SocketStream, tg: TaskGroup) -> None:
-    """Copy ``source`` to ``sink`` until either ends; then end the other direction too."""
+async def _pipe(source: SocketStream, sink: SocketStream, tg: TaskGroup | None) -> None:
+    """Copy ``source`` to ``sink`` until either ends; then end the other direction too (``tg``)."""
     try:
         async for chunk in source:
             await sink.send(chunk)
     except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
         pass
-    tg.cancel_scope.cancel()
+    if tg is not None:
+        tg.cancel_scope.cancel()
 
 
 @asynccontextmanager
