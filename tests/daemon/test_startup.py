@@ -22,6 +22,7 @@ pytestmark = pytest.mark.anyio
 
 SERVING = """
 import gc, json, os, signal, socket, sys, threading
+BEFORE = sorted(sys.modules)  # loaded before acpd could defer them (coverage's start-up hook in CI)
 
 from acpd.cli import main
 
@@ -35,7 +36,8 @@ def report() -> None:
         answer = b"".join(iter(lambda: conn.recv(4096), b""))
     collector = {"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}
     head = answer.split(b"\\r\\n")[0].decode()
-    print(json.dumps({"health": head, "modules": sorted(sys.modules), "collector": collector}), flush=True)
+    answer = {"health": head, "modules": sorted(sys.modules), "collector": collector, "before": BEFORE}
+    print(json.dumps(answer), flush=True)
     os.kill(os.getpid(), signal.SIGTERM)
 
 threading.Thread(target=report, daemon=True).start()
@@ -169,6 +171,8 @@ def test_a_daemon_answering_its_first_request_has_imported_nothing_heavy(tmp_pat
     assert answer["health"] == "HTTP/1.1 200 OK"
     heavy = (*HEAVY, *CONFIGURATION, *SPAWNING, "websockets")
     assert [package for package in heavy if loaded(answer["modules"], package)] == []
+    parsing = [name for name in ("argparse", "gettext") if not loaded(answer["before"], name)]
+    assert [name for name in parsing if loaded(answer["modules"], name)] == []  # a plain command line: plain_args
     collector = answer["collector"]
     assert isinstance(collector, dict)
     assert collector["enabled"]  # paused while the daemon imported its modules, not after
