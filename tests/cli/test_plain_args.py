@@ -1,5 +1,5 @@
-"""``acpd serve``'s plain command lines are read without argparse into what argparse makes of them;
-every other command line is left to argparse (``acpd.cli.plain_args``)."""
+"""``acpd serve``'s and ``acpd acp``'s plain command lines are read without argparse into what
+argparse makes of them; every other command line is left to argparse (``acpd.cli.plain_args``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from acpd.cli import _add_serve, build_parser
+from acpd.cli import _add_acp, _add_serve, build_parser
 from acpd.cli.plain_args import Recorder, plain_args
 from acpd.testing.daemon import daemon_env
 
@@ -43,8 +43,17 @@ NOT_PLAIN = [
 """Command lines argparse reads (help), reads otherwise than in full, or refuses with its message."""
 
 
-def by_argparse(words: list[str]) -> dict[str, Any]:
-    return vars(build_parser("serve").parse_args(["serve", *words]))
+ACP_PLAIN = [
+    [],
+    ["--agent", "mock", "--url", "http://127.0.0.1:1"],
+    ["-a", "mock", "--standalone", "--db", ":memory:", "--log-level=info"],
+    ["-a=mock", "--data-dir", "d"],
+]
+ACP_NOT_PLAIN = [["-amock"], ["-a"], ["--standalone=1"], ["--log-level", "loud"], ["--help"], ["--stand"]]
+
+
+def by_argparse(words: list[str], command: str = "serve") -> dict[str, Any]:
+    return vars(build_parser(command).parse_args([command, *words]))
 
 
 @pytest.mark.parametrize("words", PLAIN, ids=" ".join)
@@ -57,6 +66,18 @@ def test_a_plain_serve_command_line_is_read_as_argparse_reads_it(words: list[str
 @pytest.mark.parametrize("words", NOT_PLAIN, ids=" ".join)
 def test_any_other_serve_command_line_is_left_to_argparse(words: list[str]) -> None:
     assert plain_args(words, _add_serve) is None
+
+
+@pytest.mark.parametrize("words", ACP_PLAIN, ids=" ".join)
+def test_a_plain_acp_command_line_is_read_as_argparse_reads_it(words: list[str]) -> None:
+    plain = plain_args(words, _add_acp)
+    assert plain is not None
+    assert vars(plain) == by_argparse(words, "acp")
+
+
+@pytest.mark.parametrize("words", ACP_NOT_PLAIN, ids=" ".join)
+def test_any_other_acp_command_line_is_left_to_argparse(words: list[str]) -> None:
+    assert plain_args(words, _add_acp) is None
 
 
 def test_a_declaration_of_a_kind_not_read_here_leaves_every_command_line_to_argparse() -> None:

@@ -48,9 +48,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args: argparse.Namespace | SimpleNamespace | None = None
     if words[:1] == ["serve"]:
         serving_at_first_use()  # before argparse's help formatter, the token's secrets and the HTTP stack
+    if words[:1] in (["serve"], ["acp"]):
         from acpd.cli.plain_args import plain_args
 
-        args = plain_args(words[1:], _add_serve)  # None: argparse reads it (help, a mistake…)
+        args = plain_args(words[1:], _add_serve if words[0] == "serve" else _add_acp)  # None: argparse's to read
     elif words and words[0] in PASS_THROUGH:
         import argparse
 
@@ -134,7 +135,8 @@ def _add_serve(serve: Declaring) -> None:
     serve.set_defaults(run=run_serve)
 
 
-def _add_acp(acp: argparse.ArgumentParser) -> None:
+def _add_acp(acp: Declaring) -> None:
+    """``acp``'s options, for argparse and for ``plain_args`` (as ``_add_serve``'s)."""
     acp.add_argument("--agent", "-a", help="agent for new sessions (default: the daemon's default)")
     acp.add_argument("--url", default=os.environ.get("ACPD_URL"), help="daemon URL (default: the configured host:port)")
     acp.add_argument("--standalone", action="store_true", help="never relay: always run the daemon in process")

@@ -1,14 +1,16 @@
 """CLI layer: a command's options read without argparse, when the command line is plain. For
-``acpd serve``: argparse's import, the help formatter it makes for every option it is given and
-gettext's search for a translation of each of its messages are ~5 ms of every daemon start.
+``acpd serve`` and ``acpd acp`` (the daemon, and the relay editors spawn): argparse's import, the
+help formatter it makes for every option it is given and gettext's search for a translation of
+each of its messages are ~5 ms of every start.
 
-The options are declared once, for argparse (``cli._add_serve``). Here that same declaration is
-run against a recorder, which keeps each option's destination, kind, type, default and choices.
-A command line made only of those options, each spelled in full (``--port 0``, ``--port=0``) with
-a value its type and choices accept, is read here into what argparse would have made of it
-(tests/cli/test_plain_args.py compares the two). Anything else (``--help``, an abbreviation, an
-unknown word, a value argparse refuses or might read otherwise, such as one starting with ``-``)
-is left to argparse, with its messages: ``plain_args`` returns None. Imports only the stdlib.
+The options are declared once, for argparse (``cli._add_serve``, ``cli._add_acp``). Here that same
+declaration is run against a recorder, which keeps each option's destination, kind, type, default
+and choices. A command line made only of those options, each spelled in full (``--port 0``,
+``--port=0``, ``-a x``) with a value its type and choices accept, is read here into what argparse
+would have made of it (tests/cli/test_plain_args.py compares the two). Anything else (``--help``,
+an abbreviation, an unknown word, a value argparse refuses or might read otherwise, such as one
+starting with ``-``) is left to argparse, with its messages: ``plain_args`` returns None. Imports
+only the stdlib.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class Recorder:
     def add_argument(self, *flags: str, **spec: Any) -> None:
         kind = spec.get("action") or "store"
         long = [flag for flag in flags if flag.startswith("--")]
-        if kind not in KINDS or set(spec) - READ or not long or len(long) != len(flags):
+        if kind not in KINDS or set(spec) - READ or not long or not all(flag.startswith("-") for flag in flags):
             self.plain = False
             return
         dest = spec.get("dest") or long[0][2:].replace("-", "_")
@@ -83,7 +85,7 @@ def plain_args(words: Sequence[str], declare: Callable[[Declaring], None]) -> Si
         flag, equals, given = words[at].partition("=")
         at += 1
         option = recorder.options.get(flag)
-        if option is None:  # --help, an abbreviation, a positional word, "--", a mistake
+        if option is None:  # --help, an abbreviation, -aVALUE, a positional word, "--", a mistake
             return None
         if option.kind != "store":
             if equals:
