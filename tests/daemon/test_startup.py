@@ -208,9 +208,12 @@ LAZY_ROUTES = (
     "acpd.daemon.agent_install",
     "acpd.daemon.docs",
     "acpd.rpc",
+    "acpd.daemon.session_files",
+    "acpd.daemon.retention",
 )
 """The modules the route table imports at their first request (``acpd.daemon.lazy_routes``), and
-the JSON-RPC peer that only their faces use."""
+what only they and the sessions' own starts need: the JSON-RPC peer, exported sessions' files and
+retention's dates."""
 DEFERRED = (
     "importlib.resources",
     "csv",
