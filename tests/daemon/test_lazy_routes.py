@@ -76,7 +76,7 @@ async def test_a_lazy_group_matches_as_its_routes_do_in_the_router(sample: str) 
     async with app_with(LazyRoutes(sample, "/lazy/")) as client:
         assert (await client.post("/lazy/other")).text == "other"
         wrong = await client.delete("/lazy/things/7")
-        assert (wrong.status_code, wrong.headers["allow"]) == (405, "GET, HEAD")
+        assert (wrong.status_code, sorted(wrong.headers["allow"].split(", "))) == (405, ["GET", "HEAD"])
         assert (await client.get("/lazy/nothing")).status_code == 404
 
 
