@@ -23,11 +23,14 @@ comes back shows. ``--src DIR`` (repeatable) runs the daemons from another
 checkout's ``src`` (through PYTHONPATH), interleaved round by round with the others, for A/B
 comparisons on a shared machine. ``--config`` starts every daemon with a config file that defines
 a custom agent (``[agents.pymock]``, the mock agent), as ``versus.py`` runs acpd: a config file is
-read and checked at start, which must stay light too.
+read and checked at start, which must stay light too. ``--floor`` also starts, each round, the HTTP
+stack alone with one health route (``_stack_floor.py``: uvloop, anyio, uvicorn, Starlette, orjson,
+sqlite3, as acpd loads them): the floor under acpd's own start on the machine.
 
     .venv/bin/python benchmarks/startup.py --runs 10
     .venv/bin/python benchmarks/startup.py --runs 10 --config
     .venv/bin/python benchmarks/startup.py --runs 10 --src ../other-checkout/src --src src
+    .venv/bin/python benchmarks/startup.py --runs 10 --floor
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ from acpd.protocol import jsonio
 from acpd.testing.daemon import daemon_env
 
 START_TIMEOUT_SECONDS = 30.0
+FLOOR = (str(Path(__file__).with_name("_stack_floor.py")),)
+"""``--floor``: the HTTP stack alone, with one health route (``_stack_floor.py``)."""
 CONFIG_FILE = False
 """``--config``: start every daemon with ``custom_agent_config``'s file."""
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -93,8 +98,11 @@ def custom_agent_config(home: Path) -> list[str]:
 
 
 @asynccontextmanager
-async def serving(src: str | None, samples: Samples, *, extra: tuple[str, ...] = ()) -> AsyncIterator[Serving]:
-    """A fresh ``acpd serve``; records its cold start (wall and CPU) in ``samples``."""
+async def serving(
+    src: str | None, samples: Samples, *, extra: tuple[str, ...] = (), program: tuple[str, ...] = ("-m", "acpd")
+) -> AsyncIterator[Serving]:
+    """A fresh ``acpd serve`` (``program``: another program taking its arguments, the stack floor);
+    records its cold start (wall and CPU) in ``samples``."""
     with tempfile.TemporaryDirectory(prefix="acpd-startup-") as tmp:
         home = Path(tmp)
         env = tree_env(home, src)
@@ -102,14 +110,13 @@ async def serving(src: str | None, samples: Samples, *, extra: tuple[str, ...] =
         command = [
             sys.executable,
             *extra,
-            "-m",
-            "acpd",
+            *program,
             "serve",
             "--port",
             "0",
             "--port-file",
             f"/dev/fd/{ready_write}",
-            *(custom_agent_config(home) if CONFIG_FILE else ()),
+            *(custom_agent_config(home) if CONFIG_FILE and program != FLOOR else ()),
         ]
         with (home / "daemon.log").open("wb") as log:
             t0 = time.perf_counter()
@@ -246,6 +253,9 @@ async def import_times(src: str | None) -> list[tuple[int, int, str]]:
 def print_imports(rows: list[tuple[int, int, str]], top: int) -> None:
     total = sum(own for _, own, _ in rows)
     print(f"\nimports of acpd serve until healthy (-X importtime): {len(rows)} modules, {total / 1000:.1f} ms in all")
+    acpd = [own for _, own, name in rows if name.strip() == "acpd" or name.strip().startswith("acpd.")]
+    own_ms = sum(acpd) / 1000
+    print(f"of which acpd's own: {len(acpd)} modules, {own_ms:.1f} ms (self; the rest: the stdlib and the HTTP stack)")
     print("biggest, cumulative and self (ms):")
     for cumulative, own, name in sorted(rows, reverse=True)[:top]:
         print(f"{cumulative / 1000:8.1f} {own / 1000:8.1f}  {name}")
@@ -265,6 +275,9 @@ async def main() -> None:
     parser.add_argument("--src", action="append", help="run acpd from this src directory (repeat to compare)")
     parser.add_argument("--imports", type=int, default=15, help="how many of the biggest imports to print")
     parser.add_argument("--config", action="store_true", help="start every daemon with a config file (a custom agent)")
+    parser.add_argument(
+        "--floor", action="store_true", help="also start the HTTP stack alone each round (_stack_floor.py)"
+    )
     args = parser.parse_args()
     global CONFIG_FILE
     CONFIG_FILE = args.config
@@ -272,10 +285,14 @@ async def main() -> None:
     results: dict[str | None, Samples] = {tree: defaultdict(list) for tree in trees}
     for tree in trees:  # writes the bytecode; not counted
         await one_round(tree, defaultdict(list), 1)
+    floor: Samples = defaultdict(list)
     load_before = os.getloadavg()
     for _ in range(args.runs):
         for tree in trees:
             await one_round(tree, results[tree], args.sessions)
+        if args.floor:
+            async with serving(None, floor, program=FLOOR):
+                pass
     load_after = os.getloadavg()
     print(f"load average (1, 5, 15 min): before {load_before}, after {load_after}; {os.cpu_count()} CPUs")
     for tree in trees:
@@ -284,6 +301,10 @@ async def main() -> None:
         for name, values in results[tree].items():
             print(f"{spread(values)}  {name}")
         print_imports(await import_times(tree), args.imports)
+    if args.floor:
+        print(f"\n== the HTTP stack alone, one health route (_stack_floor.py): {args.runs} rounds; min / median / max")
+        for name, values in floor.items():
+            print(f"{spread(values)}  {name}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from starlette.routing import Route, WebSocketRoute
 import acpd.daemon
 from acpd.daemon import acp_http, openapi
 from acpd.daemon.app import create_app
+from acpd.daemon.lazy_routes import LazyRoutes
 from acpd.daemon.manager import SessionManager
 from acpd.errors import AcpdError
 
@@ -46,7 +47,8 @@ async def test_the_spec_is_built_once_and_kept(anonymous: httpx.AsyncClient) -> 
 async def test_every_route_of_the_app_is_described_in_the_spec(manager: SessionManager) -> None:
     described = {(op.path, op.method.upper()) for op in openapi.OPERATIONS}
     served: set[tuple[str, str]] = set()
-    for route in create_app(manager).routes:
+    routes = create_app(manager).routes
+    for route in [r for group in routes for r in (group.routes if isinstance(group, LazyRoutes) else [group])]:
         if isinstance(route, WebSocketRoute):
             served.add((route.path, "GET"))  # a WebSocket opens with a GET
         else:

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.anyio
 
 SERVING = """
 import gc, json, os, signal, socket, sys, threading
+BEFORE = sorted(sys.modules)  # loaded before acpd could defer them (coverage's start-up hook in CI)
 
 from acpd.cli import main
 
@@ -35,7 +36,8 @@ def report() -> None:
         answer = b"".join(iter(lambda: conn.recv(4096), b""))
     collector = {"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}
     head = answer.split(b"\\r\\n")[0].decode()
-    print(json.dumps({"health": head, "modules": sorted(sys.modules), "collector": collector}), flush=True)
+    answer = {"health": head, "modules": sorted(sys.modules), "collector": collector, "before": BEFORE}
+    print(json.dumps(answer), flush=True)
     os.kill(os.getpid(), signal.SIGTERM)
 
 threading.Thread(target=report, daemon=True).start()
@@ -71,7 +73,8 @@ def report() -> None:
 
     token = read_token(token_path(default_data_dir(os.environ)))
     answers = {path: get(port, path, token) for path in paths}
-    print(json.dumps({"health": health, "modules": modules, "ran": ran, "answers": answers}), flush=True)
+    used = sorted(sys.modules)
+    print(json.dumps({"health": health, "modules": modules, "ran": ran, "answers": answers, "used": used}), flush=True)
     os.kill(os.getpid(), signal.SIGTERM)
 
 threading.Thread(target=report, daemon=True).start()
@@ -168,6 +171,8 @@ def test_a_daemon_answering_its_first_request_has_imported_nothing_heavy(tmp_pat
     assert answer["health"] == "HTTP/1.1 200 OK"
     heavy = (*HEAVY, *CONFIGURATION, *SPAWNING, "websockets")
     assert [package for package in heavy if loaded(answer["modules"], package)] == []
+    parsing = [name for name in ("argparse", "gettext") if not loaded(answer["before"], name)]
+    assert [name for name in parsing if loaded(answer["modules"], name)] == []  # a plain command line: plain_args
     collector = answer["collector"]
     assert isinstance(collector, dict)
     assert collector["enabled"]  # paused while the daemon imported its modules, not after
@@ -180,11 +185,47 @@ AT_FIRST_USE = {
     "/docs/docs.js": (OK, ""),  # importlib.resources
     "/v1/audit/tool-calls?format=csv": (OK, "sessionId,agent,project,"),  # csv
     "/v1/no-such-thing": ("HTTP/1.1 404 Not Found", "Not Found"),  # http.client: Starlette's 404's reason
+    # The lazily routed modules (acpd.daemon.lazy_routes), each answering its first request:
+    "/v1/acp": (OK, '{"servers":[]}'),  # acp_http, and the ACP face under it
+    "/acp": ("HTTP/1.1 400 Bad Request", "the Acp-Connection-Id header is required"),  # acp_remote
+    "/v1/rpc": ("HTTP/1.1 426 Upgrade Required", "urn:acpd:problem:upgrade-required"),  # ws
+    "/v1/sessions/nope/link": ("HTTP/1.1 426 Upgrade Required", "urn:acpd:problem:upgrade-required"),  # client_links
+    "/v1/sessions/nope/turns": ("HTTP/1.1 404 Not Found", "urn:acpd:problem:session-not-found"),  # records
+    "/v1/usage": (OK, '"items":[]'),  # audit
+    "/v1/agents/nope/install": ("HTTP/1.1 405 Method Not Allowed", "method-not-allowed"),  # agent_install
+    "/v1/openapi.json": (OK, '{"openapi":"3.1.0"'),  # docs
 }
 """Paths whose answer needs a module an idle daemon does without: the status, and what the body holds."""
-DEFERRED = ("importlib.resources", "csv", "logging.handlers", "email.parser", "acpd.store.postgres", "asyncpg")
+LAZY_ROUTES = (
+    "acpd.daemon.acp_http",
+    "acpd.daemon.acp_remote",
+    "acpd.daemon.acp_face",
+    "acpd.daemon.acp_records",
+    "acpd.daemon.ws",
+    "acpd.daemon.client_links",
+    "acpd.daemon.records",
+    "acpd.daemon.audit",
+    "acpd.daemon.agent_install",
+    "acpd.daemon.docs",
+    "acpd.rpc",
+    "acpd.daemon.session_files",
+    "acpd.daemon.retention",
+)
+"""The modules the route table imports at their first request (``acpd.daemon.lazy_routes``), and
+what only they and the sessions' own starts need: the JSON-RPC peer, exported sessions' files and
+retention's dates."""
+DEFERRED = (
+    "importlib.resources",
+    "csv",
+    "logging.handlers",
+    "email.parser",
+    "acpd.store.postgres",
+    "asyncpg",
+    *LAZY_ROUTES,
+)
 """Imported by a daemon only with their first use: the packaged pages' files, the CSV writer, what
-the code of ``acpd.imports.SERVING_AT_FIRST_USE`` imports, and the PostgreSQL store."""
+the code of ``acpd.imports.SERVING_AT_FIRST_USE`` imports, the PostgreSQL store, and the lazily
+routed modules."""
 
 
 def test_what_an_idle_daemon_does_without_it_imports_at_its_first_use(tmp_path: Path) -> None:
@@ -198,6 +239,7 @@ def test_what_an_idle_daemon_does_without_it_imports_at_its_first_use(tmp_path: 
     for path, (status, holds) in AT_FIRST_USE.items():
         answered, body = answers[path]
         assert (answered, holds in body) == (status, True), path
+    assert [name for name in LAZY_ROUTES if not loaded(answer["used"], name)] == []  # imported by their first use
 
 
 AT_FIRST_USE_IN_PROCESS = """

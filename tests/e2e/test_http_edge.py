@@ -10,7 +10,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError
 
-from acpd.daemon.ws import MAX_MESSAGE_BYTES
+from acpd.daemon.http_protocol import MAX_MESSAGE_BYTES
 from acpd.protocol import jsonio
 from acpd.testing.daemon import running_daemon
 

@@ -9,7 +9,6 @@ comes from a file or ``ACPD_TOKEN``.
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import contextlib
 import ctypes
@@ -31,22 +30,33 @@ from acpd.imports import serving_at_first_use
 from acpd.settings import DaemonConfig
 
 if TYPE_CHECKING:
+    import argparse
+    from types import SimpleNamespace
+
+    from acpd.cli.plain_args import Declaring
     from acpd.client import Acpd
     from acpd.store.sqlite import StoreOpening
 
 PR_SET_DUMPABLE: Final = 4
 PASS_THROUGH = ("mock-agent", "mock-model")
 """Commands whose arguments are their own program's: argparse's REMAINDER drops leading options."""
-Adder = Callable[[argparse.ArgumentParser], None]
+Adder = Callable[["argparse.ArgumentParser"], None]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     words = list(sys.argv[1:] if argv is None else argv)
+    args: argparse.Namespace | SimpleNamespace | None = None
     if words[:1] == ["serve"]:
         serving_at_first_use()  # before argparse's help formatter, the token's secrets and the HTTP stack
-    if words and words[0] in PASS_THROUGH:
+    if words[:1] in (["serve"], ["acp"]):
+        from acpd.cli.plain_args import plain_args
+
+        args = plain_args(words[1:], _add_serve if words[0] == "serve" else _add_acp)  # None: argparse's to read
+    elif words and words[0] in PASS_THROUGH:
+        import argparse
+
         args = argparse.Namespace(rest=words[1:], run=run_mock_agent if words[0] == "mock-agent" else run_mock_model)
-    else:
+    if args is None:
         args = build_parser(words[0] if words else None).parse_args(words)
     try:
         code = args.run(args)
@@ -63,6 +73,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The command line's parser. Given the ``command`` being run, only that command's: building
     ``agents``' imports the presets, and every parser costs a little of every start. Without one,
     or with one that does not exist, every command's (for ``acpd --help`` and the error)."""
+    import argparse  # here: ``acpd serve`` reads a plain command line without it (``plain_args``)
+
     parser = argparse.ArgumentParser(prog="acpd", description="Many coding agents behind one ACP surface.")
     parser.add_argument("--version", action="version", version=f"acpd {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
@@ -100,7 +112,9 @@ def _command_adders() -> dict[str, tuple[str, Adder]]:
     }
 
 
-def _add_serve(serve: argparse.ArgumentParser) -> None:
+def _add_serve(serve: Declaring) -> None:
+    """``serve``'s options, for argparse and for ``plain_args`` (which reads only the kinds of
+    option it knows: a new kind leaves every ``acpd serve`` to argparse)."""
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 4520; 0 picks a free one)")
     serve.add_argument("--port-file", help="write the bound port to this file once listening")
@@ -121,7 +135,8 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
     serve.set_defaults(run=run_serve)
 
 
-def _add_acp(acp: argparse.ArgumentParser) -> None:
+def _add_acp(acp: Declaring) -> None:
+    """``acp``'s options, for argparse and for ``plain_args`` (as ``_add_serve``'s)."""
     acp.add_argument("--agent", "-a", help="agent for new sessions (default: the daemon's default)")
     acp.add_argument("--url", default=os.environ.get("ACPD_URL"), help="daemon URL (default: the configured host:port)")
     acp.add_argument("--standalone", action="store_true", help="never relay: always run the daemon in process")
@@ -136,11 +151,13 @@ def _add_token(token: argparse.ArgumentParser) -> None:
 
 
 def _add_pass_through(run: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser) -> None:
+    import argparse
+
     parser.add_argument("rest", nargs=argparse.REMAINDER)
     parser.set_defaults(run=run)
 
 
-def _daemon_options(parser: argparse.ArgumentParser, *, log_level: str) -> None:
+def _daemon_options(parser: Declaring, *, log_level: str) -> None:
     """What a daemon (served, or run in process by ``acp``) is configured by."""
     parser.add_argument(
         "--db", help="SQLite file, :memory:, or a postgresql:// URL (default: <data dir>/acpd.db; or ACPD_DB)"

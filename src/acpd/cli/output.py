@@ -8,12 +8,14 @@ can stream and a pipe can read event by event.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from acpd.protocol import jsonio
+
+if TYPE_CHECKING:
+    import argparse
 
 Column = tuple[str, Callable[[Mapping[str, Any]], object]]
 """A column: its header and how a row's cell is read from an item."""

@@ -431,7 +431,11 @@ class AcpHttpHub:
 
 
 def hub_of(request: Request) -> AcpHttpHub:
-    hub = request.app.state.acp_hub
+    """The daemon's hub, made at the first request that needs it (this module is imported then)."""
+    state = request.app.state
+    hub = getattr(state, "acp_hub", None)
+    if hub is None:
+        hub = state.acp_hub = AcpHttpHub(state.manager)
     assert isinstance(hub, AcpHttpHub)
     return hub
 

@@ -39,6 +39,7 @@ from acpd.errors import AgentNotFound, InvalidInput, SessionNotFound, Unsupporte
 from acpd.protocol import jsonio, jsonrpc, methods
 from acpd.protocol.jsonio import JsonObject
 from acpd.protocol.jsonrpc import Kind
+from acpd.protocol.methods import CONNECTION_HEADER, SESSION_HEADER
 
 from . import sse
 from .acp_face import AcpConnection
@@ -49,8 +50,6 @@ from .problems import problem
 from .ws import WebSocketTransport
 
 PATH: Final = "/acp"
-CONNECTION_HEADER: Final = "Acp-Connection-Id"
-SESSION_HEADER: Final = "Acp-Session-Id"
 ANSWERED: Final = 0
 """The stream of the ``initialize`` answer, which its POST's body carries: none."""
 CONNECTION_STREAM: Final = 1
@@ -251,7 +250,11 @@ class AcpRemoteHub:
 
 
 def hub_of(request: Request) -> AcpRemoteHub:
-    hub = request.app.state.acp_remote
+    """The daemon's hub, made at the first request that needs it (this module is imported then)."""
+    state = request.app.state
+    hub = getattr(state, "acp_remote", None)
+    if hub is None:
+        hub = state.acp_remote = AcpRemoteHub(state.manager)
     assert isinstance(hub, AcpRemoteHub)
     return hub
 

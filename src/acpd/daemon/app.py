@@ -6,6 +6,7 @@ It wires routes, error handlers and middleware; it owns no state of its own.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import cache
 from typing import Any
 
 from starlette.applications import Starlette
@@ -18,9 +19,11 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from acpd.errors import AcpdError, StoreLocked
+from acpd.protocol.methods import CONNECTION_HEADER, SESSION_HEADER
 
-from . import acp_http, acp_remote, agent_install, audit, client_links, docs, forward, http, records, ui, ws
+from . import forward, http, ui
 from .http import ROUTES
+from .lazy_routes import LazyRoutes
 from .manager import SessionManager
 from .problems import (
     from_error,
@@ -47,21 +50,22 @@ def create_app(manager: SessionManager, *, port: int | None = None) -> Starlette
                 "Content-Type",
                 "Idempotency-Key",
                 "Last-Event-ID",
-                acp_remote.CONNECTION_HEADER,
-                acp_remote.SESSION_HEADER,
+                CONNECTION_HEADER,
+                SESSION_HEADER,
             ],
-            "expose_headers": [acp_remote.CONNECTION_HEADER],
+            "expose_headers": [CONNECTION_HEADER],
         },
         routes=[
             *ROUTES,
-            *agent_install.ROUTES,
-            *records.ROUTES,
-            *audit.ROUTES,
-            *acp_http.ROUTES,
-            *acp_remote.ROUTES,
-            *ws.ROUTES,
-            *client_links.ROUTES,
-            *docs.ROUTES,
+            # Imported at the first request under their prefixes (``lazy_routes``).
+            LazyRoutes("acpd.daemon.agent_install", "/v1/agents/"),
+            LazyRoutes("acpd.daemon.records", "/v1/gc", "/v1/sessions/"),
+            LazyRoutes("acpd.daemon.audit", "/v1/usage", "/v1/audit/"),
+            LazyRoutes("acpd.daemon.acp_http", "/v1/acp"),
+            LazyRoutes("acpd.daemon.acp_remote", "/acp"),
+            LazyRoutes("acpd.daemon.ws", "/v1/rpc"),
+            LazyRoutes("acpd.daemon.client_links", "/v1/sessions/"),
+            LazyRoutes("acpd.daemon.docs", "/v1/openapi.json", "/docs"),
             *ui.ROUTES,
         ],
         middleware=[Middleware(SecurityMiddleware, config=config, port=bound_port), Middleware(_HotRoutes)],
@@ -76,9 +80,7 @@ def create_app(manager: SessionManager, *, port: int | None = None) -> Starlette
     # /v1/sessions/ is not /v1/sessions: a redirect would only lead a client to a 404 or a
     # different resource (/v1/sessions/%2E%2E%2F redirected to /v1/sessions/..)
     app.router.redirect_slashes = False
-    app.state.manager = manager
-    app.state.acp_hub = acp_http.AcpHttpHub(manager)
-    app.state.acp_remote = acp_remote.AcpRemoteHub(manager)
+    app.state.manager = manager  # the ACP hubs join it at their first request (``acp_http.hub_of``)
     app.state.max_body_bytes = config.max_body_bytes
     return app
 
@@ -163,10 +165,18 @@ def _hot_route(scope: Scope) -> tuple[Endpoint, str] | None:
         endpoint: Endpoint = http.prompt
         item_id = path[len("/v1/sessions/") : -len("/prompt")]
     elif path.startswith("/v1/acp/"):
-        endpoint = acp_http.post_envelope
+        endpoint = _acp_post_envelope()
         item_id = path[len("/v1/acp/") :]
     else:
         return None
     if not item_id or "/" in item_id:
         return None
     return endpoint, item_id
+
+
+@cache
+def _acp_post_envelope() -> Endpoint:
+    """ACP-over-HTTP's POST, imported at its first request (``lazy_routes``)."""
+    from .acp_http import post_envelope
+
+    return post_envelope

@@ -20,6 +20,10 @@ from .uvicorn_parts import HttpToolsProtocol
 KINDS: Final = {400: "malformed-request", 403: "forbidden", 426: "upgrade-required", 500: "internal-error"}
 
 
+MAX_MESSAGE_BYTES: Final = 32 * 1024 * 1024
+"""A WebSocket message's limit, the same as a stdio line's. ``serve`` gives uvicorn this limit,
+which closes the connection with 1009 (message too big) on a longer frame; under a server without
+such a limit, ``ws`` answers a longer message as too long."""
 TEXT_FRAMES_EXTENSION: Final = "acpd.websocket.text_frames"
 """The ASGI scope extension through which ``ws_protocol`` offers the app a direct text-frame writer."""
 

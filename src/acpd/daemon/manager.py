@@ -43,7 +43,7 @@ from acpd.protocol.jsonio import JsonObject
 from acpd.settings import DaemonConfig
 from acpd.store.base import EventStore, SessionPage
 
-from . import retention, session_files, titles
+from . import titles
 from .log import GroupCommitter
 from .session import RuntimeDeps, SessionRuntime, session_doc_defaults
 from .sharing import hold, shared_store
@@ -472,6 +472,8 @@ class SessionManager:
         fields = {key: exported[key] for key in IMPORTED_FIELDS if exported.get(key) is not None}
         fields.update({"cwd": overrides["cwd"]} if "cwd" in overrides else {})
         kept = {key: exported[key] for key in ("createdAt", "usage") if exported.get(key)}
+        from . import session_files  # at the first import or fork: not at start
+
         history = session_files.renamed(records, session_id)
         return await self._recreate(session_id, overrides.get("agent", exported.get("agent")), fields, history, kept)
 
@@ -503,6 +505,8 @@ class SessionManager:
             methods.ACPD_FORKED_FROM, {"sessionId": session_id, "source": source_id, "atSeq": at}
         )
         forked = EventRecord(session_id, at + 1, utc_now(), "daemon", turn, jsonio.dumps_str(note))
+        from . import session_files  # at the first import or fork: not at start
+
         history = [*session_files.renamed(records, session_id), forked]
         return await self._recreate(session_id, body.get("agent", doc.get("agent")), fields, history, {})
 
@@ -532,6 +536,8 @@ class SessionManager:
         """Delete the sessions last updated more than ``older_than`` seconds ago (only archived ones
         with ``archived_only``), with their events and index rows; a session in use (a turn, a
         pending permission, a start) is kept. ``dry_run``: say what would go, delete nothing."""
+        from . import retention  # at the first collection: not at start
+
         before = retention.cutoff(older_than)
         deleted: list[str] = []
         kept: list[str] = []

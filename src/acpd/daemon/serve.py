@@ -33,9 +33,8 @@ from acpd.store.memory import MemoryEventStore
 from acpd.store.select import is_postgres, shown
 from acpd.store.sqlite import SqliteEventStore, StoreOpening
 
-from . import ws
 from .app import create_app
-from .http_protocol import ProblemHttpToolsProtocol, websocket_protocol
+from .http_protocol import MAX_MESSAGE_BYTES, ProblemHttpToolsProtocol, websocket_protocol
 from .manager import SessionManager
 from .uvicorn_parts import Config, Server
 
@@ -196,7 +195,7 @@ async def _serve_on(
             create_app(manager, port=port),
             http=ProblemHttpToolsProtocol,
             ws=cast("type[asyncio.Protocol]", websocket_protocol),  # a class or a factory: uvicorn calls it
-            ws_max_size=ws.MAX_MESSAGE_BYTES,
+            ws_max_size=MAX_MESSAGE_BYTES,
             lifespan="off",
             log_level="warning",
             access_log=False,

@@ -23,17 +23,13 @@ from acpd.errors import ConnectionClosed
 from acpd.protocol.framing import Frame, FrameTooLong
 
 from .acp_face import AcpConnection
-from .http_protocol import TEXT_FRAMES_EXTENSION
+from .http_protocol import MAX_MESSAGE_BYTES, TEXT_FRAMES_EXTENSION
 from .manager import SessionManager
 from .problems import problem
 
 LINES_FRAME_BYTES: Final = 1024 * 1024
 """With ``framing=lines``, messages are gathered into a frame up to about this size (a longer
 message is a frame of its own), well under the 32 MiB a client accepts."""
-MAX_MESSAGE_BYTES: Final = 32 * 1024 * 1024
-"""The same limit as a stdio line. ``serve`` gives uvicorn this limit too, which closes the
-connection with 1009 (message too big) on a longer frame; under a server without such a limit, a
-longer message is answered as too long here."""
 
 
 class WebSocketTransport:

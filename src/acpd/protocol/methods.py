@@ -1,10 +1,15 @@
-"""Protocol layer: ACP v1 method names and acpd's own ``_acpd/`` frame names. Pure constants."""
+"""Protocol layer: ACP v1 method names, the headers of ACP's remote transport, and acpd's own
+``_acpd/`` frame names. Pure constants."""
 
 from __future__ import annotations
 
 from typing import Final
 
 PROTOCOL_VERSION: Final = 1
+CONNECTION_HEADER: Final = "Acp-Connection-Id"
+"""ACP's remote transport (Streamable HTTP): the connection a message or stream is for."""
+SESSION_HEADER: Final = "Acp-Session-Id"
+"""ACP's remote transport: the session a message or stream is for."""
 
 # client -> agent
 INITIALIZE: Final = "initialize"
