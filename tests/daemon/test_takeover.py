@@ -72,3 +72,24 @@ async def test_an_owner_unreachable_for_longer_than_the_takeover_time_is_store_l
     with pytest.raises(StoreLocked) as raised:
         await sharing.after_refusal(HELD, attempts.here, attempts.there)
     assert raised.value.owner_gone and attempts.there_tries == 1
+
+
+class DyingOwner:
+    """A shared store whose session's owner lets its lock go between a refused claim and the
+    question who holds it."""
+
+    def __init__(self) -> None:
+        self.claims = 0
+
+    async def claim(self, session_id: str) -> bool:
+        self.claims += 1
+        return self.claims > 1
+
+    async def owner_of(self, session_id: str) -> dict[str, object] | None:
+        return None
+
+
+async def test_a_session_whose_owner_is_gone_by_the_time_it_is_asked_for_is_claimed_again() -> None:
+    store = DyingOwner()
+    await sharing.hold(store, "s")  # type: ignore[arg-type]  # what hold uses of a shared store
+    assert store.claims == 2

@@ -352,12 +352,14 @@ class SharedSessions:
         """
         import httpx
 
-        owner = await self._store.owner_of(session_id) or {}
+        found = await self._store.owner_of(session_id)
+        owner = found or {}
         url = owner.get("url")
         if not isinstance(url, str):
             raise StoreLocked(
                 f"session {session_id!r} is served by no daemon that can be reached: try again",
                 data={"sessionId": session_id, **owner},
+                owner_gone=found is None,  # nobody holds it any more: it may be taken here
             )
         headers = {FORWARDED: "1", "content-type": "application/json"}
         if self._manager.config.token:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import TYPE_CHECKING, Final, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import anyio
 
@@ -31,6 +31,8 @@ from . import sse
 if TYPE_CHECKING:
     from acpd.store.postgres import PostgresEventStore
 
+CLAIM_TRIES: Final = 3
+"""Claims of a session whose owner is gone by the time it is asked for (``hold``)."""
 TAKEOVER_SECONDS: Final = 12.0
 """How long a request whose session's owner cannot be connected to waits for the owner's lock to go
 (a dead machine's connection is given up within 11 s) before it is answered ``store-locked``."""
@@ -55,9 +57,15 @@ async def hold(store: PostgresEventStore, session_id: str) -> None:
     Raises:
         StoreLocked: another daemon holds it; ``data`` has its ``url`` (if it told one).
     """
-    if await store.claim(session_id):
-        return
-    owner = await store.owner_of(session_id) or {}
+    owner: dict[str, Any] | None = None
+    for _ in range(CLAIM_TRIES):
+        if await store.claim(session_id):
+            return
+        owner = await store.owner_of(session_id)
+        if owner is not None:
+            break
+        # held as it was claimed, free as its owner was asked: its lock has just gone (its daemon died)
+    owner = owner or {}
     url = owner.get("url")
     raise StoreLocked(
         f"session {session_id!r} is served by another daemon{f' at {url}' if url else ''}: send it there",
