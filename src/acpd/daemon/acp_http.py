@@ -4,8 +4,12 @@ A connection (the client picks its id) is an ``AcpConnection`` whose transport l
 POSTed envelopes go in; everything the connection sends out is appended to the connection's own
 log in the store (a copy, or a reference to the session records it forwards as stored), which
 ``GET /v1/acp/{id}`` streams as SSE from any ``Last-Event-ID`` (no ring to fall out of; the id is
-the message's number on the connection). A POSTed request is answered in the POST's body (200) once its response is
-committed to that log, so the SSE copy is there too; notifications and replies get 202. DELETE
+the message's number on the connection). The face hands the connection a session's records as they
+are appended, not once committed: the connection's log commits after them (``commit_after``), in
+the same transaction when the committer takes both in one round, so a turn's answer, its copy here
+and the references to its updates cost one commit. A POSTed request is answered in the POST's body
+(200) once its response is committed to that log, so the SSE copy is there too, and what it answers
+from is durable; notifications and replies get 202. DELETE
 closes the connection at once: sessions belong to the daemon and live on. No REST routing of
 sessions here.
 """
@@ -136,7 +140,7 @@ class HttpAcpConnection:
             default_agent=agent,
             link_id=f"{self.link_prefix}:{connection_id}",
             name=f"{self.link_prefix}:{connection_id}",
-            references=self.refer,
+            sent_log=self,
         )
         self._waiting: dict[jsonrpc.RequestId, _Waiter] = {}
         self._users = 0
@@ -203,6 +207,11 @@ class HttpAcpConnection:
         if waiter is not None:
             waiter.message, waiter.seq = response, seq
             waiter.answered.set()
+
+    def commit_after(self, log: SessionLog, seq: int) -> None:
+        """What is logged from now on commits no earlier than record ``seq`` of ``log`` (the
+        session's records it refers to, or answers from), in the same transaction at the earliest."""
+        self.log.commit_after(log, seq)
 
     def refer(self, session_id: str, first: int, last: int) -> None:
         """Log a reference to records ``first``..``last`` of a session, sent as stored."""
