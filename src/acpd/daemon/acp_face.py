@@ -66,6 +66,10 @@ class SentLog(Protocol):
     log once it is committed, so the face passes a session's records on as they are appended and
     says which of them what it sends next comes from; the log commits no earlier than they do."""
 
+    unsettled: bool
+    """Records are passed on as appended (else once committed, as to any transport: a session
+    another daemon may take over, with a database shared, may drop what it has not committed)."""
+
     def refer(self, session_id: str, first: int, last: int) -> None:
         """Records ``first``..``last`` of a session, which the client receives exactly as stored,
         handed over as a reference instead of sent. Called in wire order with the transport's
@@ -135,6 +139,7 @@ class AcpConnection:
     ) -> None:
         self._manager = manager
         self._sent_log = sent_log
+        self._unsettled = sent_log is not None and sent_log.unsettled
         self._default_agent = default_agent
         self._link_id = link_id or f"acp-{uuid.uuid4().hex[:12]}"
         self.peer = JsonRpcPeer(
@@ -356,7 +361,7 @@ class AcpConnection:
         turn = await self._manager.prompt(runtime.session_id, params.get("prompt"), origin=self._link_id)
         try:
             # a log of what is sent commits after the turn's answer: it may be sent once recorded
-            await (turn.answered if self._sent_log is not None else turn.done).wait()
+            await (turn.answered if self._unsettled else turn.done).wait()
         except anyio.get_cancelled_exc_class():
             # $/cancel_request cancels the turn; a client that merely went away leaves it running
             if not self.peer.closed:
@@ -365,11 +370,11 @@ class AcpConnection:
         # every update of the turn reaches the client before the turn's answer; while the store
         # fails (a full disk) they cannot, and the store's error is the answer (or, with a log of
         # what is sent, the error of waiting for that log)
-        if self._sent_log is None:
+        if self._sent_log is not None and self._unsettled:
+            self._sent_log.commit_after(runtime.log, turn.last_seq)
+        else:
             await runtime.log.wait_committed(turn.last_seq)
         await attachment.caught_up(turn.last_seq)
-        if self._sent_log is not None:
-            self._sent_log.commit_after(runtime.log, turn.last_seq)
         response = turn.response or {}
         error = response.get("error")
         if isinstance(error, dict):
@@ -482,7 +487,7 @@ class AcpConnection:
         for pending in runtime.broker.pending():
             if pending.seq <= after:  # asked before this client attached: ask it too
                 self.start(self._ask_permission, attachment, pending.seq, pending.message)
-        sent_log = self._sent_log
+        sent_log = self._sent_log if self._unsettled else None
         async for records in runtime.log.follow(after, unsettled=sent_log is not None):
             if sent_log is not None:
                 sent_log.commit_after(runtime.log, records[-1].seq)  # what this batch sends

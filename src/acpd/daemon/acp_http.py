@@ -41,6 +41,7 @@ from .acp_face import AcpConnection
 from .http import json_response, read_json, replay_after
 from .log import SessionLog
 from .manager import SessionManager, check_id
+from .sharing import shared_store
 
 LOG_PREFIX: Final = "acp-connection/"
 """Connection logs share the event store with sessions; ``/`` cannot occur in a session id."""
@@ -134,6 +135,8 @@ class HttpAcpConnection:
         self._firsts = firsts  # the number of the first message of each record, record seq - 1 as index
         self._messages = 0  # numbered so far (``revive`` counts a stored log's)
         self._wire = _Wire(self)
+        # a session another daemon may take over (a shared database) drops what it has not committed
+        self.unsettled = shared_store(manager.store) is None
         self.acp = AcpConnection(
             manager,
             self._wire,
