@@ -12,6 +12,7 @@ are cancelled with ``$/cancel_request``. It must not know which transport it run
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import uuid
@@ -107,11 +108,12 @@ class _Attachment:
         self.forwarded = 0
         self.scope = anyio.CancelScope()
         self.ended = False
-        self._progress = anyio.Event()
+        # asyncio's, not anyio's: one a forwarded batch, and anyio's looks its backend up at each
+        self._progress = asyncio.Event()
 
     def advance(self, seq: int) -> None:
         self.forwarded = seq
-        progress, self._progress = self._progress, anyio.Event()
+        progress, self._progress = self._progress, asyncio.Event()
         progress.set()
 
     def end(self) -> None:

@@ -16,9 +16,10 @@ sessions here.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
-import contextlib
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Final
@@ -69,11 +70,18 @@ class AcpConnectionClosed(Conflict):
 
 class _Wire:
     """The ACP face's transport on an HTTP connection: what it sends is logged at once, in wire
-    order (``HttpAcpConnection.sent``); POSTed envelopes come in through a memory stream."""
+    order (``HttpAcpConnection.sent``); POSTed envelopes wait in an inbox of ``INBOX_FRAMES``.
+
+    The inbox is a deque and asyncio events, not an anyio memory stream: a delivery that has room
+    costs no turn of the event loop (a memory stream's send yields one first), and the face's
+    reader takes every envelope waiting at once."""
 
     def __init__(self, connection: HttpAcpConnection) -> None:
         self._connection = connection
-        self._incoming, self._inbox = anyio.create_memory_object_stream[bytes](INBOX_FRAMES)
+        self._inbox: deque[bytes] = deque()
+        self._arrived: asyncio.Event | None = None  # made when the reader waits
+        self._room: asyncio.Event | None = None  # made when a delivery waits for room
+        self._closed = False
 
     async def send(self, frame: bytes) -> None:
         if self._connection.log.closed:
@@ -81,31 +89,43 @@ class _Wire:
         self._connection.sent(frame)
 
     async def deliver(self, frame: bytes) -> None:
-        try:
-            await self._incoming.send(frame)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
-            raise AcpConnectionClosed("the ACP connection is closed") from exc
+        while len(self._inbox) >= INBOX_FRAMES and not self._closed:
+            if self._room is None:
+                self._room = asyncio.Event()
+            await self._room.wait()
+        if self._closed:
+            raise AcpConnectionClosed("the ACP connection is closed")
+        self._inbox.append(frame)
+        if self._arrived is not None:
+            self._arrived.set()
+            self._arrived = None
 
     async def receive(self) -> list[Frame]:
-        try:
-            frames: list[Frame] = [await self._inbox.receive()]
-        except (anyio.ClosedResourceError, anyio.EndOfStream):
-            raise anyio.EndOfStream from None
-        with contextlib.suppress(anyio.WouldBlock, anyio.EndOfStream):
-            while True:
-                frames.append(self._inbox.receive_nowait())
+        while not self._inbox:
+            if self._closed:
+                raise anyio.EndOfStream
+            if self._arrived is None:
+                self._arrived = asyncio.Event()
+            await self._arrived.wait()
+        frames: list[Frame] = list(self._inbox)
+        self._inbox.clear()
+        if self._room is not None:
+            self._room.set()
+            self._room = None
         return frames
 
     async def aclose(self) -> None:
-        self._incoming.close()
-        self._inbox.close()
+        self._closed = True
+        for event in (self._arrived, self._room):
+            if event is not None:
+                event.set()
 
 
 class _Waiter:
     __slots__ = ("answered", "message", "seq")
 
     def __init__(self) -> None:
-        self.answered = anyio.Event()
+        self.answered = asyncio.Event()  # asyncio's: anyio's looks its backend up at each
         self.message: JsonObject | None = None
         self.seq = 0
 
