@@ -82,6 +82,13 @@ class _Wire:
         self._arrived: asyncio.Event | None = None  # made when the reader waits
         self._room: asyncio.Event | None = None  # made when a delivery waits for room
         self._closed = False
+        self._idle = False  # the reader waits for envelopes: it handled every one delivered
+
+    @property
+    def idle(self) -> bool:
+        """The face's reader has handled everything delivered so far (none is waiting, nor being
+        handled): a request may be served at once without overtaking an earlier envelope."""
+        return self._idle and not self._inbox
 
     async def send(self, frame: bytes) -> None:
         if self._connection.log.closed:
@@ -106,7 +113,11 @@ class _Wire:
                 raise anyio.EndOfStream
             if self._arrived is None:
                 self._arrived = asyncio.Event()
-            await self._arrived.wait()
+            self._idle = True
+            try:
+                await self._arrived.wait()
+            finally:
+                self._idle = False
         frames: list[Frame] = list(self._inbox)
         self._inbox.clear()
         if self._room is not None:
@@ -272,8 +283,15 @@ class HttpAcpConnection:
             raise Conflict(f"a request with id {request_id!r} is already pending on this connection")
         waiter = self._waiting[request_id] = _Waiter()
         try:
-            await self._wire.deliver(jsonio.dumps(message))
-            await waiter.answered.wait()
+            if self._wire.idle:
+                # nothing delivered before it is still to be handled: served here, answered (and
+                # logged) before ``serve`` returns, without a task or a turn of the loop
+                await self.acp.peer.serve(message)
+            else:
+                await self._wire.deliver(jsonio.dumps(message))
+                await waiter.answered.wait()
+        except ConnectionClosed as exc:
+            raise AcpConnectionClosed(f"ACP connection {self.id!r} is closed") from exc
         finally:
             # the answer already removed this waiter, and a newer request may reuse the id
             if self._waiting.get(request_id) is waiter:
@@ -477,7 +495,8 @@ async def list_connections(request: Request) -> Response:
 
 
 async def post_envelope(request: Request) -> Response:
-    agent = request.query_params.get("agent") or None
+    # the query string is parsed only when there is one (most POSTs after the first have none)
+    agent = (request.query_params.get("agent") or None) if request.scope.get("query_string") else None
     message = await read_json(request)
     connection = await hub_of(request).connection(request.path_params["id"], agent=agent, create=True)
     with connection.in_use():

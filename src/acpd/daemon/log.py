@@ -863,6 +863,9 @@ class SessionLog:
                         return
                     await self._wait_commit_or_finish()  # what was appended before the close still commits
                     continue
+                if idle_seconds == math.inf:
+                    await wait(cursor + 1)  # no cancel scope to make and leave at every wait
+                    continue
                 with anyio.move_on_after(idle_seconds) as idle:
                     await wait(cursor + 1)
                 if idle.cancelled_caught:
