@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +27,7 @@ from typing import Final
 
 import anyio
 from anyio.abc import TaskStatus
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -494,9 +496,15 @@ async def list_connections(request: Request) -> Response:
     return json_response({"servers": hub_of(request).list()})
 
 
+@functools.lru_cache(maxsize=64)
+def _agent_in(query_string: bytes) -> str | None:
+    """``?agent=`` of a query string: a client sends the same one with every POST (parsed once)."""
+    return QueryParams(query_string).get("agent") or None
+
+
 async def post_envelope(request: Request) -> Response:
-    # the query string is parsed only when there is one (most POSTs after the first have none)
-    agent = (request.query_params.get("agent") or None) if request.scope.get("query_string") else None
+    query_string = request.scope.get("query_string")
+    agent = _agent_in(query_string) if query_string else None
     message = await read_json(request)
     connection = await hub_of(request).connection(request.path_params["id"], agent=agent, create=True)
     with connection.in_use():
