@@ -33,7 +33,7 @@ async def test_records_appended_after_another_logs_records_share_their_transacti
     assert store.rounds == [{"s": 2, "c": 1}]
 
 
-async def test_a_log_ready_first_commits_what_comes_before_its_barrier_and_waits_for_the_rest() -> None:
+async def test_a_log_ready_before_the_one_it_commits_after_is_taken_after_it_in_the_same_round() -> None:
     store = RoundStore()
     committer, (connection, session) = shared_logs(store, "cs")
     async with anyio.create_task_group() as tg:
@@ -45,9 +45,9 @@ async def test_a_log_ready_first_commits_what_comes_before_its_barrier_and_waits
         with anyio.fail_after(5):
             await connection.wait_committed(2)
         await close_all(committer, [session, connection])
-    # the connection was ready before the session: its second record waited for the session's round
-    assert store.rounds[0] == {"c": 1, "s": 1}
-    assert store.rounds[1:] == [{"c": 1}]
+    # the connection was ready before the session: the round takes the session first, then all of it
+    assert store.rounds == [{"s": 1, "c": 2}]
+    assert list(store.rounds[0]) == ["s", "c"]
 
 
 async def test_what_commits_after_a_failing_log_fails_with_it_and_commits_once_it_does() -> None:
@@ -108,7 +108,7 @@ async def test_a_log_waiting_for_one_that_gave_up_is_not_left_waiting() -> None:
         session.close()  # the session stops while its store fails: it gives up its record
         with anyio.fail_after(5):
             await session.finished.wait()
-            await connection.wait_committed(1)
+            assert await follow_to(connection, 1) == [1]  # a reader waits out a failed try of its own
         await close_all(committer, [connection])
     assert await store.read("s") == []
 
@@ -131,3 +131,27 @@ async def test_a_follower_of_unsettled_records_gets_them_before_they_commit() ->
         await follow.aclose()
         store.gate.set()
         await close_all(committer, [session])
+
+
+async def test_a_log_that_waits_for_one_held_for_a_retry_commits_what_comes_before_and_then_waits() -> None:
+    store = RoundStore()
+    store.refused = {"s"}
+    committer, (connection, session) = shared_logs(store, "cs", retry_seconds=3600)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(committer.run)
+        session.append("agent", 1, {"answer": 1})
+        with anyio.fail_after(5), pytest.raises(StoreFull):
+            await session.wait_committed(1)
+        connection.append("agent", 0, {"answer": "earlier"})  # owes nothing to the session
+        connection.commit_after(session, 1)
+        connection.append("agent", 0, {"answer copy": 1})
+        with anyio.fail_after(5):
+            await connection.wait_committed(1)
+            await anyio.wait_all_tasks_blocked()  # no round spins while it waits
+        assert connection.committed_seq == 1
+        store.refused = set()
+        session.close()  # a close cuts the retry's wait short
+        with anyio.fail_after(5):
+            assert await follow_to(connection, 2) == [1, 2]
+        await close_all(committer, [session, connection])
+    assert [r.seq for r in await store.read("s")] == [1]

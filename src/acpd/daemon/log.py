@@ -219,14 +219,24 @@ class GroupCommitter:
         count, size = 0, 0
         self.round += 1
         # Each ready log once at most: one that has more goes to the back, for the next round.
-        for _ in range(len(self._ready)):
+        remaining = len(self._ready)
+        deferred: set[SessionLog] = set()
+        while remaining:
             if count >= MAX_BATCH_RECORDS or size >= MAX_BATCH_BYTES:
                 break
             log = self._ready[0]
             if log._holding or log._hold is not None:  # its retry timer or hold makes it ready again
                 self._ready.popleft()
                 log._scheduled = False
+                remaining -= 1
                 continue
+            if log._barriers and log not in deferred and log._waits_for_queued():
+                # it commits after a log queued behind it (commit_after): that one first, then
+                # this one, in the same round
+                deferred.add(log)
+                self._ready.rotate(-1)
+                continue
+            remaining -= 1
             batch = log._take_batch(MAX_BATCH_RECORDS - count, MAX_BATCH_BYTES - size, first=not round_)
             if batch is None:  # it does not fit what is left of the round
                 break
@@ -579,19 +589,21 @@ class SessionLog:
         self._round = self._committer.round
         return batch
 
-    def commit_after(self, other: SessionLog, seq: int, *, from_seq: int | None = None) -> None:
-        """Records appended to this log from now on (from its record ``from_seq`` if given, which
-        must still be queued) commit no earlier than record ``seq`` of ``other``: in the same
-        transaction at the earliest. A log of what a connection sent a client, which refers to a
-        session's records or answers from them, is never durable before them, and need not wait
-        for them to commit before it is appended."""
+    def commit_after(self, other: SessionLog, seq: int) -> None:
+        """Records appended to this log from now on commit no earlier than record ``seq`` of
+        ``other`` (a log of the same committer): in the same transaction at the earliest. A log of
+        what a connection sent a client, which refers to a session's records or answers from them,
+        is never durable before them, and need not wait for them to commit before it is appended."""
         if other.committed_seq >= seq or other is self:
             return
-        start = self._next_seq if from_seq is None else from_seq
-        at = len(self._barriers)
-        while at and self._barriers[at - 1][0] > start:
-            at -= 1
-        self._barriers.insert(at, (start, other, seq))
+        barriers = self._barriers
+        while barriers and _settled(barriers[0][1], barriers[0][2]):
+            del barriers[0]  # met: an idle log keeps no other log alive
+        start = self._next_seq
+        if barriers and barriers[-1][0] == start and barriers[-1][1] is other:
+            barriers[-1] = (start, other, max(seq, barriers[-1][2]))  # nothing appended between
+        else:
+            barriers.append((start, other, seq))
 
     def _admitted(self, records: list[EventRecord]) -> tuple[int, tuple[SessionLog, ...], SessionLog | None]:
         """How many of ``records`` (this log's next) may commit in the round being taken; the
@@ -608,7 +620,8 @@ class SessionLog:
                 continue
             taken = other._inflight
             if (
-                other._round == self._committer.round
+                other._committer is self._committer
+                and other._round == self._committer.round
                 and taken is not None
                 and taken.records[-1:]
                 and taken.records[-1].seq >= seq
@@ -617,6 +630,19 @@ class SessionLog:
                 continue
             return max(start - first, 0), tuple(after), other
         return len(records), tuple(after), None
+
+    def _waits_for_queued(self) -> bool:
+        """Its next batch would wait for a log queued for the round being taken, not yet in it."""
+        pending = self._pending
+        if not pending or self._inflight is not None:
+            return False
+        last = pending[min(len(pending), self._batch_records) - 1].seq
+        for start, other, seq in self._barriers:
+            if start > last:
+                return False
+            if not _settled(other, seq):
+                return other._scheduled and not other._holding and other._round != self._committer.round
+        return False
 
     def _block(self, other: SessionLog) -> _Batch:
         """Nothing of this log may commit before more of ``other`` does: ``other`` makes it ready
