@@ -834,14 +834,25 @@ class SessionLog:
 
     def unsettled(self, after: int, limit: int) -> list[EventRecord]:
         """Records after ``after`` (at least ``committed_seq``) appended but not committed yet, at
-        most ``limit``: for a reader that only passes them on to a log that commits after this
-        one (``commit_after``), so that nothing shows before it is durable."""
+        most ``limit``, none past what the committer's next batch takes (``_next_batch_end``):
+        for a reader that only passes them on to a log that commits after this one
+        (``commit_after``), so that nothing shows before it is durable. What it passes on joins
+        that batch's transaction; what comes after would wait for later batches anyway, and is
+        better passed on as they come (a burst of a thousand reads becomes a few dozen records
+        there, one a batch, not one a read)."""
         pending, taken = self._pending, self._inflight
         records = taken.records + pending if taken is not None and taken.records else pending
         if not records:
             return []
-        start = after + 1 - records[0].seq
-        return records[max(start, 0) : max(start, 0) + limit]
+        start = max(after + 1 - records[0].seq, 0)
+        end = min(start + limit, self._next_batch_end() + 1 - records[0].seq)
+        return records[start:end]
+
+    def _next_batch_end(self) -> int:
+        """The last seq the committer's next batch of this log takes at most."""
+        taken = self._inflight
+        base = taken.records[-1].seq if taken is not None and taken.records else self.committed_seq
+        return base + self._batch_records
 
     async def _wait_appended(self, seq: int) -> None:
         while self.last_seq < seq and not self.closed:
@@ -888,6 +899,9 @@ class SessionLog:
                     if cursor >= self.last_seq or self.finished.is_set():
                         return
                     await self._wait_commit_or_finish()  # what was appended before the close still commits
+                    continue
+                if unsettled and cursor < self.last_seq:
+                    await self._committed.wait()  # past the next batch: more once it is taken and committed
                     continue
                 if idle_seconds == math.inf:
                     await wait(cursor + 1)  # no cancel scope to make and leave at every wait
