@@ -17,6 +17,7 @@ from acpd.protocol.events import EventRecord
 from acpd.protocol.jsonio import JsonObject
 from acpd.store.base import SessionDoc
 from acpd.store.memory import MemoryEventStore
+from acpd.store.sqlite import SqliteEventStore
 from tests.daemon.test_acp_http import INIT, rpc
 
 pytestmark = pytest.mark.anyio
@@ -144,3 +145,34 @@ async def test_many_prompts_on_two_sessions_log_nothing_before_the_records_it_re
                 copied[sessions[0] if message["id"] < 200 else sessions[1]] += 1
         assert all(copied[s] <= recorded[s] for s in sessions)
     assert copied == dict.fromkeys(sessions, 20)
+
+
+async def test_a_burst_is_referenced_one_record_a_session_transaction_not_one_a_read(
+    config: DaemonConfig, workdir: Path, tmp_path: Path
+) -> None:
+    transactions: list[list[EventRecord]] = []
+    async with await SqliteEventStore.open(tmp_path / "acpd.db") as store:
+        append_many = store.append_many
+
+        async def recorded(records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc] = ()) -> None:
+            await append_many(records, sessions=sessions)
+            transactions.append(list(records))
+
+        store.append_many = recorded  # type: ignore[method-assign]
+        async with SessionManager(config, store).running() as manager:
+            hub = AcpHttpHub(manager)
+            with anyio.fail_after(60):
+                connection = await hub.connection("conn-b", agent="mock", create=True)
+                await connection.post(INIT)
+                new = await connection.post(rpc(2, "session/new", {"cwd": str(workdir), "mcpServers": []}))
+                assert new is not None
+                session_id = new["result"]["sessionId"]
+                before = len(transactions)
+                text = {"type": "text", "text": "chunks 20000"}
+                answer = await connection.post(rpc(3, "session/prompt", {"sessionId": session_id, "prompt": [text]}))
+                assert answer is not None
+                assert answer["result"] == {"stopReason": "end_turn"}
+    turn = [t for t in transactions[before:] if any(r.session_id == session_id for r in t)]
+    references = [r for t in transactions[before:] for r in t if r.sender == "daemon" and r.session_id != session_id]
+    # the agent's output is read a few kilobytes at a time: a reference a read would be hundreds
+    assert 0 < len(references) <= 2 * len(turn)
