@@ -155,3 +155,22 @@ async def test_a_log_that_waits_for_one_held_for_a_retry_commits_what_comes_befo
             assert await follow_to(connection, 2) == [1, 2]
         await close_all(committer, [session, connection])
     assert [r.seq for r in await store.read("s")] == [1]
+
+
+async def test_a_follower_of_unsettled_records_is_handed_no_more_than_the_next_batch_before_it_commits() -> None:
+    store = RoundStore()
+    committer, (session,) = shared_logs(store, "s")
+    follow = session.follow(0, unsettled=True)
+    for n in range(100):
+        session.append("agent", 1, {"n": n})
+    async with anyio.create_task_group() as tg:
+        with anyio.fail_after(5):
+            first = await follow.__anext__()
+            assert [r.seq for r in first] == list(range(1, log_module.FIRST_BATCH_RECORDS + 1))
+            tg.start_soon(committer.run)
+            seen = [r.seq for r in first]
+            while seen[-1] < 100:
+                seen += [r.seq for r in await follow.__anext__()]
+        assert seen == list(range(1, 101))
+        await follow.aclose()
+        await close_all(committer, [session])

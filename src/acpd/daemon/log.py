@@ -840,13 +840,16 @@ class SessionLog:
         that batch's transaction; what comes after would wait for later batches anyway, and is
         better passed on as they come (a burst of a thousand reads becomes a few dozen records
         there, one a batch, not one a read)."""
-        pending, taken = self._pending, self._inflight
-        records = taken.records + pending if taken is not None and taken.records else pending
-        if not records:
-            return []
-        start = max(after + 1 - records[0].seq, 0)
-        end = min(start + limit, self._next_batch_end() + 1 - records[0].seq)
-        return records[start:end]
+        last = min(after + limit, self._next_batch_end())
+        taken = self._inflight
+        found: list[EventRecord] = []
+        # slices of the batch being committed and of the queue, not a copy of them (a burst queues
+        # thousands, and this runs at every append)
+        for part in (taken.records if taken is not None else [], self._pending):
+            if part and part[-1].seq > after and part[0].seq <= last:
+                first = part[0].seq
+                found += part[max(after + 1 - first, 0) : last + 1 - first]
+        return found
 
     def _next_batch_end(self) -> int:
         """The last seq the committer's next batch of this log takes at most."""
