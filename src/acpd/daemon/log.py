@@ -187,6 +187,8 @@ class GroupCommitter:
         log._scheduled = True
         self._ready.append(log)
         self._wakeup.set()
+        if log._dependents:
+            log._release_dependents()  # right behind it: they may commit in its round
 
     def close(self) -> None:
         """End ``run`` once nothing is left to commit (the logs are closed, or given up on)."""
@@ -431,6 +433,9 @@ class SessionLog:
             self.release()
         elif not self._scheduled:
             self._committer._ready_log(self)
+        if self._appended is not None:
+            self._appended.set()
+            self._appended = None
 
     def hold(self, seconds: float = TURN_HOLD_SECONDS) -> None:
         """Keep what is queued from committing until ``release``, for ``seconds`` at most: a turn
@@ -448,9 +453,6 @@ class SessionLog:
         hold.cancel()
         if self._has_queued():
             self._committer._ready_log(self)
-        if self._appended is not None:
-            self._appended.set()
-            self._appended = None
 
     async def wait_capacity(self) -> None:
         """Wait while too many records are queued; the caller is the agent's reader, so it slows the agent."""
