@@ -174,3 +174,22 @@ async def test_a_follower_of_unsettled_records_is_handed_no_more_than_the_next_b
         assert seen == list(range(1, 101))
         await follow.aclose()
         await close_all(committer, [session])
+
+
+async def test_a_log_waiting_for_a_held_one_commits_in_its_round_once_the_hold_ends() -> None:
+    store = RoundStore()
+    committer, (session, connection) = shared_logs(store, "sc")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(committer.run)
+        session.hold(seconds=3600)  # a turn waits for its agent's answer
+        session.append("client", 1, {"prompt": 1})
+        session.append("agent", 1, {"answer": 1})
+        connection.commit_after(session, 2)
+        connection.append("agent", 0, {"answer copy": 1})
+        await anyio.wait_all_tasks_blocked()  # the connection waits for the held session
+        assert store.rounds == []
+        session.release()
+        with anyio.fail_after(5):
+            await connection.wait_committed(1)
+        await close_all(committer, [session, connection])
+    assert store.rounds == [{"s": 2, "c": 1}]
