@@ -10,7 +10,7 @@ import anyio.lowlevel
 import httpx
 import pytest
 
-from acpd.daemon.acp_http import LOG_PREFIX, AcpHttpHub, AcpNotFound, HttpAcpConnection
+from acpd.daemon.acp_http import LOG_PREFIX, AcpConnectionClosed, AcpHttpHub, AcpNotFound, HttpAcpConnection
 from acpd.daemon.manager import SessionManager
 from acpd.errors import Conflict
 from acpd.protocol import jsonio
@@ -206,3 +206,59 @@ async def test_last_event_id_inside_a_reference_resumes_exactly_after_it_live_an
         assert revived is not connection
         assert await _read_until_answer(revived, middle, 3) == expected
         assert await _read_until_answer(revived, 0, 3) == events
+
+
+async def _running_turn(connection: HttpAcpConnection, workdir: Path) -> str:
+    await connection.post(INIT)
+    new = await connection.post(rpc(2, "session/new", {"cwd": str(workdir), "mcpServers": []}))
+    assert new is not None
+    return str(new["result"]["sessionId"])
+
+
+async def test_a_cancel_request_posted_for_a_prompt_being_served_cancels_it_and_its_turn(
+    manager: SessionManager, workdir: Path
+) -> None:
+    hub = AcpHttpHub(manager)
+    answers: list[JsonObject | None] = []
+    with anyio.fail_after(10):
+        connection = await hub.connection("conn-c", agent="mock", create=True)
+        session_id = await _running_turn(connection, workdir)
+        runtime = await manager.runtime(session_id)
+        async with anyio.create_task_group() as tg:
+
+            async def prompt() -> None:
+                params: dict[str, object] = {"sessionId": session_id, "prompt": [{"type": "text", "text": "sleep 30"}]}
+                answers.append(await connection.post(rpc(3, "session/prompt", params)))
+
+            tg.start_soon(prompt)
+            while runtime.doc.get("status") != "running":
+                await anyio.lowlevel.checkpoint()
+            assert await connection.post(rpc(None, "$/cancel_request", {"requestId": 3})) is None
+        while runtime.doc.get("status") == "running":
+            await anyio.lowlevel.checkpoint()
+    assert answers[0] is not None
+    assert answers[0]["error"]["code"] == -32800  # the request was cancelled
+    await hub.delete("conn-c")
+
+
+async def test_a_connection_deleted_while_it_serves_a_prompt_ends_the_post_at_once_and_the_turn_runs_on(
+    manager: SessionManager, workdir: Path
+) -> None:
+    hub = AcpHttpHub(manager)
+    with anyio.fail_after(10):
+        connection = await hub.connection("conn-d", agent="mock", create=True)
+        session_id = await _running_turn(connection, workdir)
+        runtime = await manager.runtime(session_id)
+        async with anyio.create_task_group() as tg:
+
+            async def prompt() -> None:
+                params: dict[str, object] = {"sessionId": session_id, "prompt": [{"type": "text", "text": "sleep 30"}]}
+                with pytest.raises(AcpConnectionClosed):
+                    await connection.post(rpc(3, "session/prompt", params))
+
+            tg.start_soon(prompt)
+            while runtime.doc.get("status") != "running":
+                await anyio.lowlevel.checkpoint()
+            await hub.delete("conn-d")
+    assert runtime.doc.get("status") == "running"  # the session is the daemon's: its turn goes on
+    runtime.cancel()

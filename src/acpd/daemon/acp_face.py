@@ -4,17 +4,20 @@ An ``AcpConnection`` serves the stable ACP v1 agent methods over any Transport (
 ACP-over-HTTP) on top of the SessionManager. Sessions are the daemon's: ``session/load`` replays
 the stored log for every backend, several connections may attach to one session, and each
 attached connection receives that session's updates from the log (durable before visible) in
-log order. Permission requests go to every attached client; the first answer wins and the others'
-requests are cancelled with ``$/cancel_request``. It must not know which transport it runs on.
+log order. A transport that logs what it sends (ACP over HTTP: a ``SentLog``) is handed a
+session's records as they are appended, since its log commits no earlier than they do.
+Permission requests go to every attached client; the first answer wins and the others' requests
+are cancelled with ``$/cancel_request``. It must not know which transport it runs on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
@@ -49,6 +52,7 @@ from .acp_views import (
     session_info,
     session_state,
 )
+from .log import SessionLog
 from .manager import SessionManager
 from .session import SessionRuntime
 from .sharing import shared_store
@@ -56,10 +60,25 @@ from .sharing import shared_store
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[JsonObject, JsonObject], Awaitable[JsonValue]]
-ReferenceSink = Callable[[str, int, int], None]
-"""``(session id, first seq, last seq)``: records of a session the client receives exactly as
-stored, handed over as a reference instead of sent (ACP over HTTP keeps them so). It is called in
-wire order with the transport's writes, and must not block."""
+
+
+class SentLog(Protocol):
+    """What a transport that logs what it sends offers the face (ACP over HTTP): a client reads the
+    log once it is committed, so the face passes a session's records on as they are appended and
+    says which of them what it sends next comes from; the log commits no earlier than they do."""
+
+    unsettled: bool
+    """Records are passed on as appended (else once committed, as to any transport: a session
+    another daemon may take over, with a database shared, may drop what it has not committed)."""
+
+    def refer(self, session_id: str, first: int, last: int) -> None:
+        """Records ``first``..``last`` of a session, which the client receives exactly as stored,
+        handed over as a reference instead of sent. Called in wire order with the transport's
+        writes; must not block."""
+
+    def commit_after(self, log: SessionLog, seq: int) -> None:
+        """What is sent from now on is durable no earlier than record ``seq`` of ``log``."""
+
 
 AGENT_CAPABILITIES: Final[JsonObject] = {
     "loadSession": True,
@@ -89,11 +108,12 @@ class _Attachment:
         self.forwarded = 0
         self.scope = anyio.CancelScope()
         self.ended = False
-        self._progress = anyio.Event()
+        # asyncio's, not anyio's: one a forwarded batch, and anyio's looks its backend up at each
+        self._progress = asyncio.Event()
 
     def advance(self, seq: int) -> None:
         self.forwarded = seq
-        progress, self._progress = self._progress, anyio.Event()
+        progress, self._progress = self._progress, asyncio.Event()
         progress.set()
 
     def end(self) -> None:
@@ -117,10 +137,11 @@ class AcpConnection:
         default_agent: str | None = None,
         link_id: str | None = None,
         name: str = "acp",
-        references: ReferenceSink | None = None,
+        sent_log: SentLog | None = None,
     ) -> None:
         self._manager = manager
-        self._references = references
+        self._sent_log = sent_log
+        self._unsettled = sent_log is not None and sent_log.unsettled
         self._default_agent = default_agent
         self._link_id = link_id or f"acp-{uuid.uuid4().hex[:12]}"
         self.peer = JsonRpcPeer(
@@ -338,17 +359,23 @@ class AcpConnection:
 
     async def _prompt(self, params: JsonObject, message: JsonObject) -> JsonValue:
         attachment = await self._attachment(params)
-        turn = await self._manager.prompt(attachment.runtime.session_id, params.get("prompt"), origin=self._link_id)
+        runtime = attachment.runtime
+        turn = await self._manager.prompt(runtime.session_id, params.get("prompt"), origin=self._link_id)
         try:
-            await turn.done.wait()
+            # a log of what is sent commits after the turn's answer: it may be sent once recorded
+            await (turn.answered if self._unsettled else turn.done).wait()
         except anyio.get_cancelled_exc_class():
             # $/cancel_request cancels the turn; a client that merely went away leaves it running
             if not self.peer.closed:
-                attachment.runtime.cancel()
+                runtime.cancel()
             raise
         # every update of the turn reaches the client before the turn's answer; while the store
-        # fails (a full disk) they cannot, and the store's error is the answer
-        await attachment.runtime.log.wait_committed(turn.last_seq)
+        # fails (a full disk) they cannot, and the store's error is the answer (or, with a log of
+        # what is sent, the error of waiting for that log)
+        if self._sent_log is not None and self._unsettled:
+            self._sent_log.commit_after(runtime.log, turn.last_seq)
+        else:
+            await runtime.log.wait_committed(turn.last_seq)
         await attachment.caught_up(turn.last_seq)
         response = turn.response or {}
         error = response.get("error")
@@ -462,7 +489,10 @@ class AcpConnection:
         for pending in runtime.broker.pending():
             if pending.seq <= after:  # asked before this client attached: ask it too
                 self.start(self._ask_permission, attachment, pending.seq, pending.message)
-        async for records in runtime.log.follow(after):
+        sent_log = self._sent_log if self._unsettled else None
+        async for records in runtime.log.follow(after, unsettled=sent_log is not None):
+            if sent_log is not None:
+                sent_log.commit_after(runtime.log, records[-1].seq)  # what this batch sends
             await self._forward_batch(attachment, records)
             attachment.advance(records[-1].seq)  # once a batch: waiters only need "sent up to"
 
@@ -472,7 +502,7 @@ class AcpConnection:
         stored: list[bytes] = []  # a run of records sent as stored, in one write
         for record in records:
             if forwards_as_stored(record):
-                if self._references is None:
+                if self._sent_log is None:
                     stored.append(record.payload.encode())
                 elif run_start is None:
                     run_start = record.seq
@@ -495,10 +525,10 @@ class AcpConnection:
             self._refer(session_id, run_start, records[-1].seq)
 
     def _refer(self, session_id: str, first: int, last: int) -> None:
-        assert self._references is not None
+        assert self._sent_log is not None
         if self.peer.closed:
             raise ConnectionClosed("the connection is closed")
-        self._references(session_id, first, last)
+        self._sent_log.refer(session_id, first, last)
 
     def start(self, func: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
         assert self._tg is not None

@@ -4,23 +4,30 @@ A connection (the client picks its id) is an ``AcpConnection`` whose transport l
 POSTed envelopes go in; everything the connection sends out is appended to the connection's own
 log in the store (a copy, or a reference to the session records it forwards as stored), which
 ``GET /v1/acp/{id}`` streams as SSE from any ``Last-Event-ID`` (no ring to fall out of; the id is
-the message's number on the connection). A POSTed request is answered in the POST's body (200) once its response is
-committed to that log, so the SSE copy is there too; notifications and replies get 202. DELETE
+the message's number on the connection). The face hands the connection a session's records as they
+are appended, not once committed: the connection's log commits after them (``commit_after``), in
+the same transaction when the committer takes both in one round, so a turn's answer, its copy here
+and the references to its updates cost one commit. A POSTed request is answered in the POST's body
+(200) once its response is committed to that log, so the SSE copy is there too, and what it answers
+from is durable; notifications and replies get 202. DELETE
 closes the connection at once: sessions belong to the daemon and live on. No REST routing of
 sessions here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
-import contextlib
+import functools
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Final
 
 import anyio
 from anyio.abc import TaskStatus
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -37,6 +44,7 @@ from .acp_face import AcpConnection
 from .http import json_response, read_json, replay_after
 from .log import SessionLog
 from .manager import SessionManager, check_id
+from .sharing import shared_store
 
 LOG_PREFIX: Final = "acp-connection/"
 """Connection logs share the event store with sessions; ``/`` cannot occur in a session id."""
@@ -64,11 +72,25 @@ class AcpConnectionClosed(Conflict):
 
 class _Wire:
     """The ACP face's transport on an HTTP connection: what it sends is logged at once, in wire
-    order (``HttpAcpConnection.sent``); POSTed envelopes come in through a memory stream."""
+    order (``HttpAcpConnection.sent``); POSTed envelopes wait in an inbox of ``INBOX_FRAMES``.
+
+    The inbox is a deque and asyncio events, not an anyio memory stream: a delivery that has room
+    costs no turn of the event loop (a memory stream's send yields one first), and the face's
+    reader takes every envelope waiting at once."""
 
     def __init__(self, connection: HttpAcpConnection) -> None:
         self._connection = connection
-        self._incoming, self._inbox = anyio.create_memory_object_stream[bytes](INBOX_FRAMES)
+        self._inbox: deque[bytes] = deque()
+        self._arrived: asyncio.Event | None = None  # made when the reader waits
+        self._room: asyncio.Event | None = None  # made when a delivery waits for room
+        self._closed = False
+        self._idle = False  # the reader waits for envelopes: it handled every one delivered
+
+    @property
+    def idle(self) -> bool:
+        """The face's reader has handled everything delivered so far (none is waiting, nor being
+        handled): a request may be served at once without overtaking an earlier envelope."""
+        return self._idle and not self._inbox
 
     async def send(self, frame: bytes) -> None:
         if self._connection.log.closed:
@@ -76,31 +98,47 @@ class _Wire:
         self._connection.sent(frame)
 
     async def deliver(self, frame: bytes) -> None:
-        try:
-            await self._incoming.send(frame)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
-            raise AcpConnectionClosed("the ACP connection is closed") from exc
+        while len(self._inbox) >= INBOX_FRAMES and not self._closed:
+            if self._room is None:
+                self._room = asyncio.Event()
+            await self._room.wait()
+        if self._closed:
+            raise AcpConnectionClosed("the ACP connection is closed")
+        self._inbox.append(frame)
+        if self._arrived is not None:
+            self._arrived.set()
+            self._arrived = None
 
     async def receive(self) -> list[Frame]:
-        try:
-            frames: list[Frame] = [await self._inbox.receive()]
-        except (anyio.ClosedResourceError, anyio.EndOfStream):
-            raise anyio.EndOfStream from None
-        with contextlib.suppress(anyio.WouldBlock, anyio.EndOfStream):
-            while True:
-                frames.append(self._inbox.receive_nowait())
+        while not self._inbox:
+            if self._closed:
+                raise anyio.EndOfStream
+            if self._arrived is None:
+                self._arrived = asyncio.Event()
+            self._idle = True
+            try:
+                await self._arrived.wait()
+            finally:
+                self._idle = False
+        frames: list[Frame] = list(self._inbox)
+        self._inbox.clear()
+        if self._room is not None:
+            self._room.set()
+            self._room = None
         return frames
 
     async def aclose(self) -> None:
-        self._incoming.close()
-        self._inbox.close()
+        self._closed = True
+        for event in (self._arrived, self._room):
+            if event is not None:
+                event.set()
 
 
 class _Waiter:
     __slots__ = ("answered", "message", "seq")
 
     def __init__(self) -> None:
-        self.answered = anyio.Event()
+        self.answered = asyncio.Event()  # asyncio's: anyio's looks its backend up at each
         self.message: JsonObject | None = None
         self.seq = 0
 
@@ -130,13 +168,15 @@ class HttpAcpConnection:
         self._firsts = firsts  # the number of the first message of each record, record seq - 1 as index
         self._messages = 0  # numbered so far (``revive`` counts a stored log's)
         self._wire = _Wire(self)
+        # a session another daemon may take over (a shared database) drops what it has not committed
+        self.unsettled = shared_store(manager.store) is None
         self.acp = AcpConnection(
             manager,
             self._wire,
             default_agent=agent,
             link_id=f"{self.link_prefix}:{connection_id}",
             name=f"{self.link_prefix}:{connection_id}",
-            references=self.refer,
+            sent_log=self,
         )
         self._waiting: dict[jsonrpc.RequestId, _Waiter] = {}
         self._users = 0
@@ -204,6 +244,11 @@ class HttpAcpConnection:
             waiter.message, waiter.seq = response, seq
             waiter.answered.set()
 
+    def commit_after(self, log: SessionLog, seq: int) -> None:
+        """What is logged from now on commits no earlier than record ``seq`` of ``log`` (the
+        session's records it refers to, or answers from), in the same transaction at the earliest."""
+        self.log.commit_after(log, seq)
+
     def refer(self, session_id: str, first: int, last: int) -> None:
         """Log a reference to records ``first``..``last`` of a session, sent as stored."""
         self._refer_on(0, session_id, first, last)
@@ -240,8 +285,15 @@ class HttpAcpConnection:
             raise Conflict(f"a request with id {request_id!r} is already pending on this connection")
         waiter = self._waiting[request_id] = _Waiter()
         try:
-            await self._wire.deliver(jsonio.dumps(message))
-            await waiter.answered.wait()
+            if self._wire.idle:
+                # nothing delivered before it is still to be handled: served here, answered (and
+                # logged) before ``serve`` returns, without a task or a turn of the loop
+                await self.acp.peer.serve(message)
+            else:
+                await self._wire.deliver(jsonio.dumps(message))
+                await waiter.answered.wait()
+        except ConnectionClosed as exc:
+            raise AcpConnectionClosed(f"ACP connection {self.id!r} is closed") from exc
         finally:
             # the answer already removed this waiter, and a newer request may reuse the id
             if self._waiting.get(request_id) is waiter:
@@ -444,8 +496,15 @@ async def list_connections(request: Request) -> Response:
     return json_response({"servers": hub_of(request).list()})
 
 
+@functools.lru_cache(maxsize=64)
+def _agent_in(query_string: bytes) -> str | None:
+    """``?agent=`` of a query string: a client sends the same one with every POST (parsed once)."""
+    return QueryParams(query_string).get("agent") or None
+
+
 async def post_envelope(request: Request) -> Response:
-    agent = request.query_params.get("agent") or None
+    query_string = request.scope.get("query_string")
+    agent = _agent_in(query_string) if query_string else None
     message = await read_json(request)
     connection = await hub_of(request).connection(request.path_params["id"], agent=agent, create=True)
     with connection.in_use():

@@ -21,6 +21,11 @@ writers waiting for durability get the error raised at once instead of waiting f
 failures are logged at most once per ``FAILURE_REPORT_SECONDS`` for the whole process. A closed
 log gives its uncommitted records one last try, then drops them (the daemon is stopping).
 
+A log may be told to commit *after* another (``commit_after``): a connection's log of what it
+sent a client of a session (ACP over HTTP) is never durable before the session's records it
+stands for, yet joins the same transaction when the committer takes both in one round, so a
+reply and the updates it follows cost one commit, not two in a row.
+
 A log *disowned* (``disown``: another daemon sharing the database took the session while this
 one's connection was broken) commits nothing more: what it queued is dropped, not written into the
 other daemon's log, and its followers, once they have every committed record, end with the error.
@@ -151,6 +156,10 @@ class _Batch:
     records: list[EventRecord]
     doc: tuple[int, SessionDoc] | None
     size: int
+    after: tuple[SessionLog, ...] = ()
+    """Logs whose batches in the same round this one must not commit without (``commit_after``)."""
+    blocked: bool = False
+    """Nothing of the log may commit yet: it waits for a log it commits after."""
 
 
 class GroupCommitter:
@@ -168,14 +177,18 @@ class GroupCommitter:
         self._held = 0  # logs waiting to retry a failed batch
         self._closed = False
         self._tg: TaskGroup | None = None
+        self.round = 0
+        """The number of the round being taken or committed."""
 
     def _ready_log(self, log: SessionLog) -> None:
         """``log`` has records or a document to commit (called by the log; cheap when repeated)."""
-        if log._scheduled or log._holding or log._hold is not None:
-            return  # queued already, or its retry timer or the end of its hold queues it
+        if log._scheduled or log._holding or log._hold is not None or log._blocked_on is not None:
+            return  # queued already, or its retry timer, the end of its hold or the log it waits for queues it
         log._scheduled = True
         self._ready.append(log)
         self._wakeup.set()
+        if log._dependents:
+            log._release_dependents()  # right behind it: they may commit in its round
 
     def close(self) -> None:
         """End ``run`` once nothing is left to commit (the logs are closed, or given up on)."""
@@ -206,20 +219,33 @@ class GroupCommitter:
         """Batches of the ready logs, round-robin, within a round's caps."""
         round_: list[_Batch] = []
         count, size = 0, 0
+        self.round += 1
         # Each ready log once at most: one that has more goes to the back, for the next round.
-        for _ in range(len(self._ready)):
+        remaining = len(self._ready)
+        deferred: set[SessionLog] = set()
+        while remaining:
             if count >= MAX_BATCH_RECORDS or size >= MAX_BATCH_BYTES:
                 break
             log = self._ready[0]
             if log._holding or log._hold is not None:  # its retry timer or hold makes it ready again
                 self._ready.popleft()
                 log._scheduled = False
+                remaining -= 1
                 continue
+            if log._barriers and log not in deferred and log._waits_for_queued():
+                # it commits after a log queued behind it (commit_after): that one first, then
+                # this one, in the same round
+                deferred.add(log)
+                self._ready.rotate(-1)
+                continue
+            remaining -= 1
             batch = log._take_batch(MAX_BATCH_RECORDS - count, MAX_BATCH_BYTES - size, first=not round_)
             if batch is None:  # it does not fit what is left of the round
                 break
             self._ready.popleft()
             log._scheduled = False
+            if batch.blocked:
+                continue  # the log it waits for makes it ready again as it commits
             if log._has_queued():
                 self._ready_log(log)  # the rest in a later round, after the others' turn
             if batch.records or batch.doc is not None:
@@ -237,12 +263,15 @@ class GroupCommitter:
         elif len(round_) == 1:
             self._failed(round_[0], failure)
         else:
-            # One session's bad batch must not fail the others: each on its own.
+            # One session's bad batch must not fail the others: each on its own, except that a
+            # batch that commits after another's (``commit_after``) fails with it.
+            failed: set[SessionLog] = set()
             for batch in round_:
-                alone = await self._try([batch])
+                alone = failure if failed.intersection(batch.after) else await self._try([batch])
                 if alone is None:
                     batch.log._committed_batch(batch)
                 else:
+                    failed.add(batch.log)
                     self._failed(batch, alone)
 
     async def _try(self, round_: list[_Batch]) -> Exception | None:
@@ -322,6 +351,11 @@ class SessionLog:
         self.on_fault: Callable[[StoreError], None] | None = None
         """Called when commits start failing, once per run of failures."""
         self.followers = 0
+        self._barriers: list[tuple[int, SessionLog, int]] = []  # (from own seq, log, seq): commit_after
+        self._dependents: list[SessionLog] = []  # logs blocked until this one commits more
+        self._blocked_on: SessionLog | None = None
+        self._round = 0  # the committer's round that last took a batch of this log
+        self._appended: asyncio.Event | None = None  # made when a reader of unsettled records waits
         """Readers inside ``follow`` right now (SSE streams, attached ACP clients): a session they
         follow stays in memory."""
 
@@ -381,6 +415,9 @@ class SessionLog:
             self.release()
         elif not self._scheduled:
             self._committer._ready_log(self)
+        if self._appended is not None:
+            self._appended.set()
+            self._appended = None
         return record
 
     def append_scrubbed_many(self, sender: Sender, turn: int, texts: list[str]) -> None:
@@ -396,6 +433,9 @@ class SessionLog:
             self.release()
         elif not self._scheduled:
             self._committer._ready_log(self)
+        if self._appended is not None:
+            self._appended.set()
+            self._appended = None
 
     def hold(self, seconds: float = TURN_HOLD_SECONDS) -> None:
         """Keep what is queued from committing until ``release``, for ``seconds`` at most: a turn
@@ -463,8 +503,11 @@ class SessionLog:
             await self._committed.wait()
 
     def check_writable(self) -> None:
-        """Raise the fault of a faulted log (a fresh error: the one kept is raised many times)."""
+        """Raise the fault of a faulted log, or of the log it waits for (``commit_after``): a fresh
+        error, since the one kept is raised many times."""
         fault = self.fault
+        if fault is None and self._blocked_on is not None:
+            fault = self._blocked_on.fault
         if fault is not None:
             raise type(fault)(fault.message, data=fault.data)
 
@@ -517,6 +560,11 @@ class SessionLog:
             batch = self._inflight
             if not first and (len(batch.records) > room or batch.size > room_bytes):
                 return None
+            if self._barriers and batch.records:  # a failed batch, tried again: all of it or nothing
+                admitted, batch.after, waited = self._admitted(batch.records)
+                if waited is not None and admitted < len(batch.records):
+                    return self._block(waited)
+            self._round = self._committer.round
             return batch
         limit = min(self._batch_records, room)
         count, size = 0, 0
@@ -526,14 +574,92 @@ class SessionLog:
             count, size = count + 1, size + len(record.payload)
         if not count and self._pending and not first:
             return None
+        after: tuple[SessionLog, ...] = ()
+        if self._barriers and count:
+            admitted, after, waited = self._admitted(self._pending[:count])
+            if waited is not None and admitted == 0:
+                return self._block(waited)
+            if admitted < count:
+                count, size = admitted, sum(len(record.payload) for record in self._pending[:admitted])
         records = self._pending[:count]
         del self._pending[:count]
         self._pending_bytes -= size
         # A burst grows its batches; a log that caught up starts small again.
         self._batch_records = min(2 * self._batch_records, MAX_BATCH_RECORDS) if self._pending else FIRST_BATCH_RECORDS
-        batch = _Batch(self, records, self._take_doc(records), size)
+        batch = _Batch(self, records, self._take_doc(records), size, after)
         self._inflight = batch
+        self._round = self._committer.round
         return batch
+
+    def commit_after(self, other: SessionLog, seq: int) -> None:
+        """Records appended to this log from now on commit no earlier than record ``seq`` of
+        ``other`` (a log of the same committer): in the same transaction at the earliest. A log of
+        what a connection sent a client, which refers to a session's records or answers from them,
+        is never durable before them, and need not wait for them to commit before it is appended."""
+        if other.committed_seq >= seq or other is self:
+            return
+        barriers = self._barriers
+        while barriers and _settled(barriers[0][1], barriers[0][2]):
+            del barriers[0]  # met: an idle log keeps no other log alive
+        start = self._next_seq
+        if barriers and barriers[-1][0] == start and barriers[-1][1] is other:
+            barriers[-1] = (start, other, max(seq, barriers[-1][2]))  # nothing appended between
+        else:
+            barriers.append((start, other, seq))
+
+    def _admitted(self, records: list[EventRecord]) -> tuple[int, tuple[SessionLog, ...], SessionLog | None]:
+        """How many of ``records`` (this log's next) may commit in the round being taken; the
+        logs whose batches in the round they need; the log the rest waits for, if any."""
+        barriers = self._barriers
+        while barriers and _settled(barriers[0][1], barriers[0][2]):
+            del barriers[0]
+        first, last = records[0].seq, records[-1].seq
+        after: list[SessionLog] = []
+        for start, other, seq in barriers:
+            if start > last:
+                break
+            if _settled(other, seq):
+                continue
+            taken = other._inflight
+            if (
+                other._committer is self._committer
+                and other._round == self._committer.round
+                and taken is not None
+                and taken.records[-1:]
+                and taken.records[-1].seq >= seq
+            ):
+                after.append(other)  # taken before this log in the round: one transaction
+                continue
+            return max(start - first, 0), tuple(after), other
+        return len(records), tuple(after), None
+
+    def _waits_for_queued(self) -> bool:
+        """Its next batch would wait for a log queued for the round being taken, not yet in it."""
+        pending = self._pending
+        if not pending or self._inflight is not None:
+            return False
+        last = pending[min(len(pending), self._batch_records) - 1].seq
+        for start, other, seq in self._barriers:
+            if start > last:
+                return False
+            if not _settled(other, seq):
+                return other._scheduled and not other._holding and other._round != self._committer.round
+        return False
+
+    def _block(self, other: SessionLog) -> _Batch:
+        """Nothing of this log may commit before more of ``other`` does: ``other`` makes it ready
+        again once it commits (or finishes). Its writers hear of ``other``'s fault meanwhile."""
+        self._blocked_on = other
+        other._dependents.append(self)
+        if other.fault is not None:
+            self._wake()
+        return _Batch(self, [], None, 0, blocked=True)
+
+    def _release_dependents(self) -> None:
+        dependents, self._dependents = self._dependents, []
+        for log in dependents:
+            log._blocked_on = None
+            self._committer._ready_log(log)
 
     def _take_doc(self, batch: list[EventRecord]) -> tuple[int, SessionDoc] | None:
         """The queued document, if this batch reaches the record it was saved after."""
@@ -560,6 +686,8 @@ class SessionLog:
             self.fault = None
             _failures.recovered(self.session_id)
         self._wake()
+        if self._dependents:
+            self._release_dependents()
         self._settle()
 
     def _settle(self) -> None:
@@ -569,6 +697,8 @@ class SessionLog:
 
     def _finish(self) -> None:
         self.finished.set()
+        if self._dependents:
+            self._release_dependents()  # what they wait for is committed, or never will be
         if self._private:
             self._committer.close()
 
@@ -578,6 +708,8 @@ class SessionLog:
         first, self.fault = self.fault is None, fault
         if first:
             self._wake()  # writers waiting for durability hear of it now
+            for log in self._dependents:
+                log._wake()  # and those of the logs that commit after it
             if self.on_fault is not None:
                 self.on_fault(fault)
 
@@ -657,6 +789,8 @@ class SessionLog:
         self.release()
         self.closed = True
         self._closing.set()
+        if self._appended is not None:
+            self._appended.set()
         self._wake()  # a fresh event: followers wait for the last commits
         if self._drained is not None:
             self._drained.set()
@@ -700,8 +834,45 @@ class SessionLog:
             yield records
             after = records[-1].seq
 
+    def unsettled(self, after: int, limit: int) -> list[EventRecord]:
+        """Records after ``after`` (at least ``committed_seq``) appended but not committed yet, at
+        most ``limit``, none past what the committer's next batch takes (``_next_batch_end``):
+        for a reader that only passes them on to a log that commits after this one
+        (``commit_after``), so that nothing shows before it is durable. What it passes on joins
+        that batch's transaction; what comes after would wait for later batches anyway, and is
+        better passed on as they come (a burst of a thousand reads becomes a few dozen records
+        there, one a batch, not one a read)."""
+        last = min(after + limit, self._next_batch_end())
+        taken = self._inflight
+        found: list[EventRecord] = []
+        # slices of the batch being committed and of the queue, not a copy of them (a burst queues
+        # thousands, and this runs at every append)
+        for part in (taken.records if taken is not None else [], self._pending):
+            if part and part[-1].seq > after and part[0].seq <= last:
+                first = part[0].seq
+                found += part[max(after + 1 - first, 0) : last + 1 - first]
+        return found
+
+    def _next_batch_end(self) -> int:
+        """The last seq the committer's next batch of this log takes at most."""
+        taken = self._inflight
+        base = taken.records[-1].seq if taken is not None and taken.records else self.committed_seq
+        return base + self._batch_records
+
+    async def _wait_appended(self, seq: int) -> None:
+        while self.last_seq < seq and not self.closed:
+            if self._appended is None:
+                self._appended = asyncio.Event()
+            await self._appended.wait()
+
     async def follow(
-        self, after: int, *, batch: int = 5_000, idle_seconds: float = math.inf, stop_on_fault: bool = False
+        self,
+        after: int,
+        *,
+        batch: int = 5_000,
+        idle_seconds: float = math.inf,
+        stop_on_fault: bool = False,
+        unsettled: bool = False,
     ) -> AsyncGenerator[list[EventRecord], None]:
         """Every committed record after ``after``, in batches, live, until the log closes.
 
@@ -709,16 +880,20 @@ class SessionLog:
         keep-alive), then goes on waiting. A faulted log only delays it (records come when they
         commit), unless ``stop_on_fault``: then, once caught up, the fault is raised.
 
+        With ``unsettled``, records come as they are appended, before they commit (``unsettled``).
+
         Raises:
             StoreError: with ``stop_on_fault``, the log is faulted; whatever it waits for, the
                 log is disowned (``disown``).
         """
-        wait = self.wait_committed if stop_on_fault else self._wait_progress
+        wait = self._wait_appended if unsettled else self.wait_committed if stop_on_fault else self._wait_progress
         cursor = after
         self.followers += 1
         try:
             while True:
                 records = await self.read(cursor, batch)
+                if not records and unsettled and cursor >= self.committed_seq:
+                    records = self.unsettled(cursor, batch)
                 if records:
                     cursor = records[-1].seq
                     yield records
@@ -730,12 +905,23 @@ class SessionLog:
                         return
                     await self._wait_commit_or_finish()  # what was appended before the close still commits
                     continue
+                if unsettled and cursor < self.last_seq:
+                    await self._committed.wait()  # past the next batch: more once it is taken and committed
+                    continue
+                if idle_seconds == math.inf:
+                    await wait(cursor + 1)  # no cancel scope to make and leave at every wait
+                    continue
                 with anyio.move_on_after(idle_seconds) as idle:
                     await wait(cursor + 1)
                 if idle.cancelled_caught:
                     yield []
         finally:
             self.followers -= 1
+
+
+def _settled(log: SessionLog, seq: int) -> bool:
+    """Record ``seq`` of ``log`` is committed, or never will be (the log finished without it)."""
+    return log.committed_seq >= seq or log.finished.is_set()
 
 
 def _scrub_strings(value: jsonio.JsonValue, redact: Callable[[str], str]) -> jsonio.JsonValue:

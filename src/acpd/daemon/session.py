@@ -913,6 +913,7 @@ class SessionRuntime:
                     self._current = None
         finally:
             turn.started.set()
+            turn.answered.set()  # a turn refused or broken before its answer ends unanswered
             turn.done.set()
 
     async def _turn_body(self, turn: Turn) -> None:

@@ -36,7 +36,8 @@ class Turn:
     with_agent: bool = False
     """The turn is past its own bookkeeping: its agent starts or has the prompt (a cancel reaches it)."""
     answered: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set once the turn's answer is recorded (appended to the log; it commits when the store can)."""
+    """Set once the turn's answer is recorded (appended to the log; it commits when the store can),
+    or the turn ended without one (refused, or broken by a bug): at the latest with ``done``."""
     stop_reason_override: str | None = None
     first_seq: int = 0
     last_seq: int = 0

@@ -349,18 +349,47 @@ class JsonRpcPeer:
 
     # -- incoming requests ---------------------------------------------------------------------
 
-    async def _start_request(self, frame: Frame, message: JsonObject) -> None:
+    async def serve(self, message: JsonObject) -> None:
+        """Serve a request that reached the peer some other way than its transport (the body of an
+        HTTP POST) in the caller's task, as ``run()`` serves those it reads but without a task of
+        its own. Its answer is sent through the transport; ``$/cancel_request`` and ``aclose()``
+        cancel it, the caller's cancellation does not (it runs on, as a request read would).
+
+        Raises:
+            ConnectionClosed: the peer is closed.
+        """
+        if self._closed:
+            raise ConnectionClosed(f"{self._name}: connection closed")
+        if self._tap is not None:
+            self._tap("in", message)
+        if not await self._admitted(None, message):
+            return
+        msg_id = message["id"]
+        scope = self._incoming[msg_id] = anyio.CancelScope()
+        with anyio.CancelScope(shield=True):
+            await self._serve_request(scope, msg_id, message)
+
+    async def _admitted(self, frame: Frame | None, message: JsonObject) -> bool:
+        """False, once refused, for a request whose id is in flight or past ``max_incoming``."""
         msg_id = message["id"]
         if msg_id in self._incoming:
             reason = f"request id {msg_id!r} is already in flight"
-            await self._reject(frame, reason, RpcError.invalid_request(reason), msg_id)
-            return
+            await self._reject(
+                jsonio.dumps(message) if frame is None else frame, reason, RpcError.invalid_request(reason), msg_id
+            )
+            return False
         if self._max_incoming is not None and len(self._incoming) >= self._max_incoming:
             # A peer that sends requests without waiting for answers must not cost a task each.
             logger.debug("%s: %d requests in flight; refusing %r", self._name, len(self._incoming), msg_id)
             refusal = RpcError.internal_error(f"more than {self._max_incoming} requests in flight")
             await self._send_response(msg_id, jsonrpc.error_response(msg_id, refusal.to_wire()))
+            return False
+        return True
+
+    async def _start_request(self, frame: Frame, message: JsonObject) -> None:
+        if not await self._admitted(frame, message):
             return
+        msg_id = message["id"]
         assert self._task_group is not None  # requests are only read inside run()
         # the scope exists before the task runs, so a $/cancel_request read right after still finds it
         scope = anyio.CancelScope()
@@ -438,6 +467,8 @@ class JsonRpcPeer:
         pending, self._pending = self._pending, {}
         for waiter in pending.values():
             waiter.done.set()
+        for scope in self._incoming.values():
+            scope.cancel()  # those ``serve`` runs; ``run()``'s task group cancels the others too
 
 
 def _looks_like_response(message: JsonValue) -> bool:

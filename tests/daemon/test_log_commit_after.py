@@ -1,0 +1,195 @@
+"""A log that commits after another (``commit_after``): never durable before the records it stands
+for, in their transaction when it can be, and never left waiting for a log that fails or stops."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from acpd.daemon import log as log_module
+from acpd.errors import StoreFull
+from tests.daemon.test_log import RoundStore, close_all, follow_to, shared_logs
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+def fresh_failure_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(log_module, "_failures", log_module._FailureReport())
+
+
+async def test_records_appended_after_another_logs_records_share_their_transaction() -> None:
+    store = RoundStore()
+    committer, (session, connection) = shared_logs(store, "sc")
+    async with anyio.create_task_group() as tg:
+        session.append("agent", 1, {"update": 1})
+        session.append("agent", 1, {"answer": 1})
+        connection.commit_after(session, 2)
+        connection.append("daemon", 0, {"refers": [1, 2]})
+        tg.start_soon(committer.run)
+        with anyio.fail_after(5):
+            await connection.wait_committed(1)
+        await close_all(committer, [session, connection])
+    assert store.rounds == [{"s": 2, "c": 1}]
+
+
+async def test_a_log_ready_before_the_one_it_commits_after_is_taken_after_it_in_the_same_round() -> None:
+    store = RoundStore()
+    committer, (connection, session) = shared_logs(store, "cs")
+    async with anyio.create_task_group() as tg:
+        connection.append("agent", 0, {"answer": "earlier"})  # owes nothing to the session
+        session.append("agent", 1, {"update": 1})
+        connection.commit_after(session, 1)
+        connection.append("daemon", 0, {"refers": [1, 1]})
+        tg.start_soon(committer.run)
+        with anyio.fail_after(5):
+            await connection.wait_committed(2)
+        await close_all(committer, [session, connection])
+    # the connection was ready before the session: the round takes the session first, then all of it
+    assert store.rounds == [{"s": 1, "c": 2}]
+    assert list(store.rounds[0]) == ["s", "c"]
+
+
+async def test_what_commits_after_a_failing_log_fails_with_it_and_commits_once_it_does() -> None:
+    store = RoundStore()
+    store.refused = {"s"}
+    committer, (session, connection) = shared_logs(store, "sc")
+    async with anyio.create_task_group() as tg:
+        session.append("agent", 1, {"answer": 1})
+        connection.commit_after(session, 1)
+        connection.append("agent", 0, {"answer copy": 1})
+        tg.start_soon(committer.run)
+        with anyio.fail_after(5), pytest.raises(StoreFull):
+            await connection.wait_committed(1)  # its writers hear of the fault at once
+        assert await store.read("c") == []  # never durable before what it answers from
+        store.refused = set()
+        with anyio.fail_after(5):
+            assert await follow_to(connection, 1) == [1]
+        await close_all(committer, [session, connection])
+    assert [r.seq for r in await store.read("s")] == [1]
+    first_with_c = next(i for i, counts in enumerate(store.rounds) if "c" in counts)
+    first_with_s = next(i for i, counts in enumerate(store.rounds) if "s" in counts)
+    assert first_with_s <= first_with_c
+
+
+async def test_a_log_blocked_on_a_failing_one_reports_its_fault_and_commits_after_it() -> None:
+    store = RoundStore()
+    store.refused = {"s"}
+    committer, (session, connection) = shared_logs(store, "sc")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(committer.run)
+        session.append("agent", 1, {"answer": 1})
+        with anyio.fail_after(5), pytest.raises(StoreFull):
+            await session.wait_committed(1)
+        connection.commit_after(session, 1)
+        connection.append("agent", 0, {"answer copy": 1})
+        with anyio.fail_after(5), pytest.raises(StoreFull):
+            await connection.wait_committed(1)
+        assert await store.read("c") == []
+        store.refused = set()  # a reader waits the fault out, as a session's readers do
+        with anyio.fail_after(5):
+            assert await follow_to(connection, 1) == [1]
+        await close_all(committer, [session, connection])
+    assert [r.seq for r in await store.read("s")] == [1]
+    assert [r.seq for r in await store.read("c")] == [1]
+
+
+async def test_a_log_waiting_for_one_that_gave_up_is_not_left_waiting() -> None:
+    store = RoundStore()
+    store.refused = {"s"}
+    committer, (session, connection) = shared_logs(store, "sc")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(committer.run)
+        session.append("agent", 1, {"answer": 1})
+        with anyio.fail_after(5), pytest.raises(StoreFull):
+            await session.wait_committed(1)
+        connection.commit_after(session, 1)
+        connection.append("agent", 0, {"answer copy": 1})
+        session.close()  # the session stops while its store fails: it gives up its record
+        with anyio.fail_after(5):
+            await session.finished.wait()
+            assert await follow_to(connection, 1) == [1]  # a reader waits out a failed try of its own
+        await close_all(committer, [connection])
+    assert await store.read("s") == []
+
+
+async def test_a_follower_of_unsettled_records_gets_them_before_they_commit() -> None:
+    store = RoundStore()
+    store.gate = anyio.Event()
+    committer, (session,) = shared_logs(store, "s")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(committer.run)
+        follow = session.follow(0, unsettled=True)
+        session.append("agent", 1, {"n": 1})
+        with anyio.fail_after(5):
+            first = await follow.__anext__()
+            await store.entered.wait()  # its transaction is held
+            session.append("agent", 1, {"n": 2})
+            second = await follow.__anext__()
+        assert [r.seq for r in first + second] == [1, 2]
+        assert session.committed_seq == 0
+        await follow.aclose()
+        store.gate.set()
+        await close_all(committer, [session])
+
+
+async def test_a_log_that_waits_for_one_held_for_a_retry_commits_what_comes_before_and_then_waits() -> None:
+    store = RoundStore()
+    store.refused = {"s"}
+    committer, (connection, session) = shared_logs(store, "cs", retry_seconds=3600)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(committer.run)
+        session.append("agent", 1, {"answer": 1})
+        with anyio.fail_after(5), pytest.raises(StoreFull):
+            await session.wait_committed(1)
+        connection.append("agent", 0, {"answer": "earlier"})  # owes nothing to the session
+        connection.commit_after(session, 1)
+        connection.append("agent", 0, {"answer copy": 1})
+        with anyio.fail_after(5):
+            await connection.wait_committed(1)
+            await anyio.wait_all_tasks_blocked()  # no round spins while it waits
+        assert connection.committed_seq == 1
+        store.refused = set()
+        session.close()  # a close cuts the retry's wait short
+        with anyio.fail_after(5):
+            assert await follow_to(connection, 2) == [1, 2]
+        await close_all(committer, [session, connection])
+    assert [r.seq for r in await store.read("s")] == [1]
+
+
+async def test_a_follower_of_unsettled_records_is_handed_no_more_than_the_next_batch_before_it_commits() -> None:
+    store = RoundStore()
+    committer, (session,) = shared_logs(store, "s")
+    follow = session.follow(0, unsettled=True)
+    for n in range(100):
+        session.append("agent", 1, {"n": n})
+    async with anyio.create_task_group() as tg:
+        with anyio.fail_after(5):
+            first = await follow.__anext__()
+            assert [r.seq for r in first] == list(range(1, log_module.FIRST_BATCH_RECORDS + 1))
+            tg.start_soon(committer.run)
+            seen = [r.seq for r in first]
+            while seen[-1] < 100:
+                seen += [r.seq for r in await follow.__anext__()]
+        assert seen == list(range(1, 101))
+        await follow.aclose()
+        await close_all(committer, [session])
+
+
+async def test_a_log_waiting_for_a_held_one_commits_in_its_round_once_the_hold_ends() -> None:
+    store = RoundStore()
+    committer, (session, connection) = shared_logs(store, "sc")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(committer.run)
+        session.hold(seconds=3600)  # a turn waits for its agent's answer
+        session.append("client", 1, {"prompt": 1})
+        session.append("agent", 1, {"answer": 1})
+        connection.commit_after(session, 2)
+        connection.append("agent", 0, {"answer copy": 1})
+        await anyio.wait_all_tasks_blocked()  # the connection waits for the held session
+        assert store.rounds == []
+        session.release()
+        with anyio.fail_after(5):
+            await connection.wait_committed(1)
+        await close_all(committer, [session, connection])
+    assert store.rounds == [{"s": 2, "c": 1}]
