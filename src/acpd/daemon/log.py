@@ -75,8 +75,9 @@ SETTLE_TURNS: Final = 2
 """Turns of the event loop the committer lets pass before it takes a round, so that what is
 already due appends first and commits in the same transaction: an agent's last update and the
 turn's answer read with it, a forwarded update's reference and the reply it comes before. Each
-round saved is a store transaction and two thread hand-offs (REST prompt: 3 rounds to 2; ACP over
-HTTP: 5 to 3); a turn of the loop costs microseconds."""
+round saved is a store transaction and two thread hand-offs (with ``hold`` and ``commit_after``, a
+prompt whose agent answers at once costs one round on REST and on ACP over HTTP alike); a turn of
+the loop costs microseconds."""
 TURN_HOLD_SECONDS: Final = 0.002
 """How long a turn's first records wait to commit once its prompt is with the agent (``hold``):
 an agent that answers within it commits its prompt, its updates, its answer and the session's
