@@ -412,13 +412,7 @@ class SessionLog:
         self._next_seq += 1
         self._pending.append(record)
         self._pending_bytes += len(text)
-        if self._hold is not None and len(self._pending) >= HOLD_BURST_RECORDS:
-            self.release()
-        elif not self._scheduled:
-            self._committer._ready_log(self)
-        if self._appended is not None:
-            self._appended.set()
-            self._appended = None
+        self._queued_more()
         return record
 
     def append_scrubbed_many(self, sender: Sender, turn: int, texts: list[str]) -> None:
@@ -430,6 +424,11 @@ class SessionLog:
         self._pending += [EventRecord(session_id, seq + i, at, sender, turn, text) for i, text in enumerate(texts)]
         self._next_seq = seq + len(texts)
         self._pending_bytes += sum(map(len, texts))
+        self._queued_more()
+
+    def _queued_more(self) -> None:
+        """Records were queued: the committer hears of it (a burst ends a hold at once), and so
+        does a follower of the unsettled records."""
         if self._hold is not None and len(self._pending) >= HOLD_BURST_RECORDS:
             self.release()
         elif not self._scheduled:
