@@ -68,7 +68,22 @@ class Terminal:
         os.write(self.master, text.encode())
 
     def exit_code(self) -> int:
-        return self.process.wait(timeout=WAIT_SECONDS)
+        """The command's exit code, the terminal read meanwhile as its user's would be: a
+        terminal nobody reads fills up, and the command's next write (``[cancelled]``, a
+        warning at exit) would wait for it forever."""
+        deadline = time.monotonic() + WAIT_SECONDS
+        while self.process.poll() is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"the command did not exit; the terminal shows:\n{self.seen}")
+            ready, _, _ = select.select([self.master], [], [], min(left, 0.5))
+            if ready:
+                try:
+                    chunk = os.read(self.master, 4096)
+                except OSError:  # EIO: the command exited and the terminal closed
+                    chunk = b""
+                self.seen += chunk.decode(errors="replace").replace("\r\n", "\n")
+        return self.process.wait()
 
     def __enter__(self) -> Terminal:
         return self
