@@ -658,27 +658,30 @@ class _SearchBacklog:
 
     def __init__(self) -> None:
         self._texts: dict[TurnKey, str] = {}
-        self._staged: dict[TurnKey, str] | None = None  # the backlog as the open transaction leaves it
+        self._staged: dict[TurnKey, str] | None = None  # what the open transaction adds ({}: it indexed all)
         self._oldest = 0.0  # when the oldest waiting text was kept
         self._not_before = 0.0  # after a failed flush: when to try again
 
     def stage(self, conn: sqlite3.Connection, texts: list[tuple[str, int, str]]) -> None:
-        staged = {**self._texts, **{(session_id, turn): text for session_id, turn, text in texts}}
-        if len(staged) >= SEARCH_BATCH_TURNS:
-            _index_texts(conn, staged, backlogged=list(self._texts))
-            staged = {}
+        added = {(session_id, turn): text for session_id, turn, text in texts}
+        if len(self._texts) + len(added) >= SEARCH_BATCH_TURNS:
+            _index_texts(conn, {**self._texts, **added}, backlogged=list(self._texts))
+            self._staged = {}
         else:
-            conn.executemany(_INSERT_BACKLOG, [(session_id, turn) for session_id, turn, _ in texts])
-        self._staged = staged
+            conn.executemany(_INSERT_BACKLOG, list(added))
+            self._staged = added
 
     def settle(self, *, committed: bool) -> None:
         """The staging transaction committed, or rolled back (the batch comes again)."""
         staged, self._staged = self._staged, None
         if staged is None or not committed:
             return
-        if staged and not self._texts:
+        if not staged:
+            self._texts = {}  # the commit indexed the whole backlog
+            return
+        if not self._texts:
             self._oldest = time.monotonic()
-        self._texts = staged
+        self._texts.update(staged)  # not a copy of the backlog at every turn's commit
 
     def due(self) -> bool:
         now = time.monotonic()
