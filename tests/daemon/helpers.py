@@ -13,6 +13,7 @@ from acpd.daemon.manager import SessionManager
 from acpd.errors import StoreFull
 from acpd.protocol.events import EventRecord
 from acpd.store.base import SessionDoc
+from acpd.store.docs import EncodedDoc
 from acpd.store.memory import MemoryEventStore
 
 
@@ -81,7 +82,9 @@ class FullDisk(MemoryEventStore):
         self.failures = 0
         self._failed = anyio.Event()
 
-    async def append_many(self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc] = ()) -> None:
+    async def append_many(
+        self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc | EncodedDoc] = ()
+    ) -> None:
         if self.full:
             self.failures += 1
             self._failed.set()

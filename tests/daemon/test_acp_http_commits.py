@@ -16,6 +16,7 @@ from acpd.protocol import jsonio
 from acpd.protocol.events import EventRecord
 from acpd.protocol.jsonio import JsonObject
 from acpd.store.base import SessionDoc
+from acpd.store.docs import EncodedDoc
 from acpd.store.memory import MemoryEventStore
 from acpd.store.sqlite import SqliteEventStore
 from tests.daemon.test_acp_http import INIT, rpc
@@ -32,7 +33,9 @@ class HeldStore(MemoryEventStore):
         self.hold: anyio.Event | None = None
         self.holding = anyio.Event()
 
-    async def append_many(self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc] = ()) -> None:
+    async def append_many(
+        self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc | EncodedDoc] = ()
+    ) -> None:
         if self.hold is not None and any('"session/prompt"' in r.payload and r.sender == "client" for r in records):
             self.holding.set()
             await self.hold.wait()
@@ -154,7 +157,7 @@ async def test_a_burst_is_referenced_one_record_a_session_transaction_not_one_a_
     async with await SqliteEventStore.open(tmp_path / "acpd.db") as store:
         append_many = store.append_many
 
-        async def recorded(records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc] = ()) -> None:
+        async def recorded(records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc | EncodedDoc] = ()) -> None:
             await append_many(records, sessions=sessions)
             transactions.append(list(records))
 

@@ -18,6 +18,7 @@ from acpd.daemon.manager import SessionManager
 from acpd.daemon.session import MAX_EARLY_BYTES
 from acpd.protocol.events import EventRecord
 from acpd.store.base import SessionDoc
+from acpd.store.docs import EncodedDoc
 from acpd.store.memory import MemoryEventStore
 
 from .helpers import all_events, daemon_frames, new_session, wait_for_frame
@@ -144,7 +145,9 @@ async def test_a_log_of_large_frames_holds_a_bounded_number_of_bytes_and_commits
     largest_batch = 0
     append_many = store.append_many
 
-    async def measured_append(records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc] = ()) -> None:
+    async def measured_append(
+        records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc | EncodedDoc] = ()
+    ) -> None:
         nonlocal largest_batch
         largest_batch = max(largest_batch, sum(len(r.payload) for r in records))
         await append_many(records, sessions=sessions)

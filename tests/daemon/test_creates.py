@@ -16,6 +16,7 @@ from acpd.daemon.manager import SessionManager
 from acpd.errors import InvalidSetting, SessionExists
 from acpd.protocol.events import EventRecord
 from acpd.store.base import SessionDoc
+from acpd.store.docs import EncodedDoc, encoded_doc
 from acpd.store.memory import MemoryEventStore
 
 pytestmark = pytest.mark.anyio
@@ -136,8 +137,10 @@ class CountedWrites(MemoryEventStore):
         self.transactions.append((0, [str(doc["id"])]))
         await super().save_session(doc)
 
-    async def append_many(self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc] = ()) -> None:
-        self.transactions.append((len(records), [str(doc["id"]) for doc in sessions]))
+    async def append_many(
+        self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc | EncodedDoc] = ()
+    ) -> None:
+        self.transactions.append((len(records), [encoded_doc(doc).keys.id for doc in sessions]))
         await super().append_many(records, sessions=sessions)
 
 

@@ -14,8 +14,10 @@ import pytest
 from acpd.daemon import log as log_module
 from acpd.daemon.log import GroupCommitter, SessionLog
 from acpd.errors import StoreError, StoreFull
+from acpd.protocol import jsonio
 from acpd.protocol.events import EventRecord
 from acpd.store.base import SessionDoc
+from acpd.store.docs import EncodedDoc, encoded_doc
 from acpd.store.memory import MemoryEventStore
 from tests.daemon.helpers import FullDisk
 
@@ -31,9 +33,16 @@ class RecordingStore(MemoryEventStore):
         super().__init__()
         self.commits: list[tuple[int | None, str | None]] = []
 
-    async def append_many(self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc] = ()) -> None:
+    async def append_many(
+        self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc | EncodedDoc] = ()
+    ) -> None:
         await super().append_many(records, sessions=sessions)
-        self.commits.append((records[-1].seq if records else None, sessions[-1]["status"] if sessions else None))
+        self.commits.append((records[-1].seq if records else None, _status(sessions[-1]) if sessions else None))
+
+
+def _status(doc: SessionDoc | EncodedDoc) -> str:
+    """The status of a document as the store was given it (the log hands it encoded)."""
+    return str(jsonio.loads(encoded_doc(doc).text)["status"])
 
 
 async def test_a_saved_document_commits_with_the_record_appended_before_it() -> None:
@@ -213,7 +222,9 @@ class RoundStore(MemoryEventStore):
         self.gate: anyio.Event | None = None
         self.entered = anyio.Event()
 
-    async def append_many(self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc] = ()) -> None:
+    async def append_many(
+        self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc | EncodedDoc] = ()
+    ) -> None:
         self.entered.set()
         if self.gate is not None:
             await self.gate.wait()

@@ -12,6 +12,7 @@ from acpd.daemon import sse
 from acpd.daemon.log import FIRST_BATCH_RECORDS, MAX_BATCH_RECORDS, SessionLog
 from acpd.protocol.events import EventRecord
 from acpd.store.base import SessionDoc
+from acpd.store.docs import EncodedDoc
 from acpd.store.memory import MemoryEventStore
 
 pytestmark = pytest.mark.anyio
@@ -27,7 +28,9 @@ class GatedStore(MemoryEventStore):
         self.sizes: list[int] = []
         self.release = anyio.Event()
 
-    async def append_many(self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc] = ()) -> None:
+    async def append_many(
+        self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc | EncodedDoc] = ()
+    ) -> None:
         if self.sizes:
             await self.release.wait()
         self.sizes.append(len(records))

@@ -15,8 +15,8 @@ from acpd.errors import InvalidInput
 from acpd.protocol.events import EventRecord, Sender
 from acpd.store import EventStore, SqliteEventStore
 from acpd.store import sqlite as sqlite_store
-from acpd.store._rules import session_keys
 from acpd.store.base import AuditFilter
+from acpd.store.docs import session_keys
 from acpd.store.sqlite import MIGRATIONS
 from tests.store.helpers import doc
 from tests.store.test_contract import store
@@ -185,6 +185,13 @@ def turn_records(
     ]  # fmt: skip
 
 
+async def test_a_turn_ended_without_its_document_takes_the_agent_and_model_stored_before(store: EventStore) -> None:
+    await store.save_session(doc("s", model="big", agent="other"))
+    await store.append(turn_records("s", 1, 1, cost=0.5, tokens=10, second=0))
+    await store.append(turn_records("s", 5, 2, cost=0.75, tokens=20, second=10), session=doc("s", model="small"))
+    assert [(t["agent"], t["model"]) for t in await store.turns("s")] == [("other", "big"), ("mock", "small")]
+
+
 async def test_turns_carry_their_own_usage_and_cost_and_usage_adds_them_up(store: EventStore) -> None:
     await store.append(turn_records("s", 1, 1, cost=0.5, tokens=10, second=0), session=doc("s", model="big"))
     await store.append(turn_records("s", 5, 2, cost=0.75, tokens=20, second=10), session=doc("s", model="big"))
@@ -348,6 +355,32 @@ async def test_texts_a_crash_kept_out_of_the_index_are_indexed_from_their_turns_
         assert indexed_turns(crashed / "acpd.db") == (1, 0)
         assert [s["id"] for s in (await reopened.search_sessions("ripe plums")).items] == ["a"]
         assert (await reopened.search_sessions("pears")).items == []
+
+
+@pytest.mark.usefixtures("no_idle_indexing")
+async def test_a_database_of_schema_3_keeps_its_turns_and_search_backlog_through_the_next_migration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, crashed = tmp_path / "acpd.db", tmp_path / "crashed"
+    crashed.mkdir()
+    with monkeypatch.context() as old:  # an acpd of schema 3, killed with a text in the backlog
+        old.setattr(sqlite_store, "MIGRATIONS", sqlite_store.MIGRATIONS[:3])
+        old.setattr(sqlite_store, "SCHEMA_VERSION", 3)
+        async with await SqliteEventStore.open(path) as store:
+            await store.append(turn_records("s", 1, 1, cost=0.5, tokens=10, second=0), session=doc("s", model="big"))
+            await store.append(chat("a", "ask about plums", ["plums are ripe"]), session=doc("a"))
+            expected = (await store.turns("s"), await store.turns("a"))
+            for name in ("acpd.db", "acpd.db-wal"):
+                await anyio.Path(crashed / name).write_bytes(await anyio.Path(tmp_path / name).read_bytes())
+    assert indexed_turns(crashed / "acpd.db")[1] == 2
+    async with await SqliteEventStore.open(crashed / "acpd.db") as migrated:
+        assert (await migrated.turns("s"), await migrated.turns("a")) == expected
+        assert [s["id"] for s in (await migrated.search_sessions("ripe plums")).items] == ["a"]
+    with sqlite3.connect(crashed / "acpd.db") as conn:
+        tables = dict(conn.execute("SELECT name, sql FROM sqlite_schema WHERE name IN ('turns', 'search_backlog')"))
+        indexes = [row[0] for row in conn.execute("SELECT name FROM sqlite_schema WHERE tbl_name = 'turns'")]
+    assert all(sql.endswith("WITHOUT ROWID") for sql in tables.values()) and len(tables) == 2
+    assert "turns_by_started" in indexes
 
 
 async def test_a_closed_store_leaves_no_text_out_of_the_index(tmp_path: Path) -> None:

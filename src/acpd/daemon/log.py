@@ -52,6 +52,7 @@ from acpd.errors import StoreError
 from acpd.protocol import jsonio
 from acpd.protocol.events import EventRecord, Sender, utc_now
 from acpd.store.base import EventStore, SessionDoc
+from acpd.store.docs import EncodedDoc, encoded_doc
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ class _Batch:
 
     log: SessionLog
     records: list[EventRecord]
-    doc: tuple[int, SessionDoc] | None
+    doc: tuple[int, EncodedDoc] | None
     size: int
     after: tuple[SessionLog, ...] = ()
     """Logs whose batches in the same round this one must not commit without (``commit_after``)."""
@@ -338,7 +339,7 @@ class SessionLog:
         self._hold: asyncio.TimerHandle | None = None  # a turn's start waits for its agent (``hold``)
         self._committed = asyncio.Event()  # made at every commit: asyncio's is the cheaper
         self._drained: anyio.Event | None = None  # made when a writer waits (a log rarely fills)
-        self._doc: tuple[int, int, bytes] | None = None  # (as of seq, version, snapshot as JSON)
+        self._doc: tuple[int, int, EncodedDoc] | None = None  # (as of seq, version, snapshot)
         self._doc_version = 0
         self._saved_doc_version = 0
         self.closed = False
@@ -468,13 +469,17 @@ class SessionLog:
         It commits in the same transaction as the last record appended before this call (or alone
         if that one is committed already): the stored document never runs ahead of the log, so a
         crash cannot leave a document saying a turn ended whose answer was never committed.
+
+        Raises:
+            InvalidInput: an indexed key of the document is missing or mistyped, or it is not JSON
+                (the store would refuse it: it is refused here, before it is queued).
         """
         if self.closed:
             return 0
         self._doc_version += 1
-        # a snapshot as text (one encode), decoded only if it commits: a save made before the
-        # committer took the last one replaces it
-        self._doc = (self.last_seq, self._doc_version, jsonio.dumps(doc))
+        # a snapshot as text, encoded once: the store keeps that text (a save made before the
+        # committer took the last one replaces it)
+        self._doc = (self.last_seq, self._doc_version, encoded_doc(doc))
         self._committer._ready_log(self)
         return self._doc_version
 
@@ -661,7 +666,7 @@ class SessionLog:
             log._blocked_on = None
             self._committer._ready_log(log)
 
-    def _take_doc(self, batch: list[EventRecord]) -> tuple[int, SessionDoc] | None:
+    def _take_doc(self, batch: list[EventRecord]) -> tuple[int, EncodedDoc] | None:
         """The queued document, if this batch reaches the record it was saved after."""
         if self._doc is None:
             return None
@@ -671,8 +676,7 @@ class SessionLog:
         if not batch and self._pending:
             return None  # saved after records still queued: it goes with them
         self._doc = None
-        snapshot: SessionDoc = jsonio.loads(doc)
-        return version, snapshot
+        return version, doc
 
     def _committed_batch(self, batch: _Batch) -> None:
         """The committer committed ``batch``: make it readable, wake the waiters."""

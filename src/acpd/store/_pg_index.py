@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 from acpd.protocol import audit, jsonio
 from acpd.protocol.events import EventRecord
 from acpd.store._audit import COLUMNS, SEARCH_CANDIDATES, TURN_COLUMNS, AuditFilter, AuditRow, TurnRow, turn_row
-from acpd.store._rules import SessionKeys
+from acpd.store.docs import SessionKeys
 
 if TYPE_CHECKING:
     import asyncpg

@@ -10,79 +10,16 @@ import base64
 import binascii
 import operator
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Final
 
 from acpd.errors import InvalidInput, StoreError
 from acpd.protocol import jsonio
 from acpd.protocol.events import EventRecord
-from acpd.store.base import SessionDoc, SessionPage
+from acpd.store.base import SessionPage
+from acpd.store.docs import SessionKeys
 
 CURSOR_ALTCHARS: Final = b"-_"
 """URL-safe base64: a cursor travels in a query string unescaped."""
-
-
-@dataclass(frozen=True, slots=True)
-class SessionKeys:
-    """The few keys of a session document the stores index; the rest is kept verbatim."""
-
-    id: str
-    agent: str
-    project: str | None
-    cwd: str
-    created_at: str
-    archived_at: str | None
-
-    @property
-    def position(self) -> tuple[str, str]:
-        """Where the session sits in the listing order (compared descending)."""
-        return (self.created_at, self.id)
-
-
-def session_keys(doc: SessionDoc) -> SessionKeys:
-    """Read the indexed keys of a session document.
-
-    Raises:
-        InvalidInput: ``id``, ``agent``, ``cwd`` or ``createdAt`` is missing or not a string, or
-            ``project``/``archivedAt`` is neither a string nor null.
-    """
-    keys = SessionKeys(
-        id=_required_str(doc, "id"),
-        agent=_required_str(doc, "agent"),
-        project=_optional_str(doc, "project"),
-        cwd=_required_str(doc, "cwd"),
-        created_at=_required_str(doc, "createdAt"),
-        archived_at=_optional_str(doc, "archivedAt"),
-    )
-    if not keys.id:
-        raise InvalidInput("a session document's 'id' must not be empty")
-    return keys
-
-
-def _required_str(doc: SessionDoc, key: str) -> str:
-    value = doc.get(key)
-    if not isinstance(value, str):
-        raise InvalidInput(f"a session document needs a string {key!r}, got {type(value).__name__}")
-    return value
-
-
-def _optional_str(doc: SessionDoc, key: str) -> str | None:
-    value = doc.get(key)
-    if value is not None and not isinstance(value, str):
-        raise InvalidInput(f"a session document's {key!r} must be a string or null, got {type(value).__name__}")
-    return value
-
-
-def encode_doc(doc: SessionDoc) -> str:
-    """The session document as JSON text, as both stores keep it.
-
-    Raises:
-        InvalidInput: the document is not JSON (a non-string key, an unsupported value).
-    """
-    try:
-        return jsonio.dumps_str(doc)
-    except TypeError as exc:
-        raise InvalidInput(f"a session document must be JSON: {exc}") from exc
 
 
 def next_last_seqs(records: Sequence[EventRecord], last_seq: Callable[[str], int]) -> dict[str, int]:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from acpd.protocol.events import EventRecord
 from acpd.store._audit import AuditFilter
+
+if TYPE_CHECKING:
+    from acpd.store.docs import EncodedDoc
 
 __all__ = ["AuditFilter", "AuditPage", "EventStore", "SessionDoc", "SessionPage"]
 
@@ -47,10 +50,13 @@ class EventStore(Protocol):
         transaction, so a document never claims more than the log it was saved with."""
         ...
 
-    async def append_many(self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc] = ()) -> None:
+    async def append_many(
+        self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc | EncodedDoc] = ()
+    ) -> None:
         """Commit ``records`` of any number of sessions and the ``sessions`` documents (insert or
         replace, in order) in one transaction, all or none: the daemon's group commit, one
-        transaction for what many sessions queued meanwhile."""
+        transaction for what many sessions queued meanwhile. A document may come encoded already
+        (``acpd.store.docs.encoded_doc``): its text is kept as it is."""
         ...
 
     async def read(self, session_id: str, *, after: int = 0, limit: int = 1000) -> list[EventRecord]:

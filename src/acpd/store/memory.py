@@ -32,17 +32,9 @@ from acpd.store._audit import (
     turn_views,
     usage_report,
 )
-from acpd.store._rules import (
-    SessionKeys,
-    check_page_limit,
-    check_read_limit,
-    decode_cursor,
-    encode_doc,
-    next_last_seqs,
-    page_of,
-    session_keys,
-)
+from acpd.store._rules import check_page_limit, check_read_limit, decode_cursor, next_last_seqs, page_of
 from acpd.store.base import AuditPage, SessionDoc, SessionPage
+from acpd.store.docs import EncodedDoc, SessionKeys, encode_doc, encoded_doc, session_keys
 
 
 def _matches(keys: SessionKeys, project: str | None, agent: str | None, archived: bool | None, cwd: str | None) -> bool:
@@ -88,7 +80,9 @@ class MemoryEventStore:
         """
         await self.append_many(records, sessions=() if session is None else (session,))
 
-    async def append_many(self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc] = ()) -> None:
+    async def append_many(
+        self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc | EncodedDoc] = ()
+    ) -> None:
         """Add ``records`` (of any sessions) to their logs and save the ``sessions``, all or none.
 
         Raises:
@@ -97,13 +91,12 @@ class MemoryEventStore:
         """
         self._check_open()
         next_last_seqs(records, self._last_seq_now)
-        entries = [(session_keys(doc), encode_doc(doc)) for doc in sessions]
+        docs = [encoded_doc(doc) for doc in sessions]
         for record in records:
             self._logs.setdefault(record.session_id, []).append(record)
-        for entry in entries:
-            self._sessions[entry[0].id] = entry
-        for doc in sessions:
-            self._search.title(str(doc["id"]), doc.get("title"))
+        for doc in docs:
+            self._sessions[doc.keys.id] = (doc.keys, doc.text)
+            self._search.title(doc.keys.id, doc.title)
         for change in audit.changes_in(records):
             self._audit.apply(change, self._agent_of)
         for end in audit.turn_ends(records, self._open_turns):

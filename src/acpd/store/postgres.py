@@ -62,17 +62,9 @@ from acpd.store._audit import (
 from acpd.store._pg_follow import NOTIFY, Wakeups, follow
 from acpd.store._pg_leases import Leases, owner_of
 from acpd.store._pg_schema import connect, create_pool, driver_errors, take_ownership
-from acpd.store._rules import (
-    SessionKeys,
-    check_page_limit,
-    check_read_limit,
-    decode_cursor,
-    encode_doc,
-    next_last_seqs,
-    page_of,
-    session_keys,
-)
+from acpd.store._rules import check_page_limit, check_read_limit, decode_cursor, next_last_seqs, page_of
 from acpd.store.base import AuditPage, SessionDoc, SessionPage
+from acpd.store.docs import EncodedDoc, SessionKeys, encoded_doc
 from acpd.store.select import shown
 
 if TYPE_CHECKING:
@@ -199,7 +191,9 @@ class PostgresEventStore:
         """
         await self.append_many(records, sessions=() if session is None else (session,))
 
-    async def append_many(self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc] = ()) -> None:
+    async def append_many(
+        self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc | EncodedDoc] = ()
+    ) -> None:
         """Commit ``records`` of any sessions and the ``sessions`` documents in one transaction,
         all or none (the daemon's group commit).
 
@@ -208,7 +202,7 @@ class PostgresEventStore:
                 store is closed.
             InvalidInput: a document lacks an indexed key.
         """
-        docs = [(session_keys(doc), encode_doc(doc), _title(doc)) for doc in sessions]
+        docs = [(doc.keys, doc.text, doc.title) for doc in map(encoded_doc, sessions)]
         if records or docs:
             await self._write(lambda conn: self._append(conn, records, docs))
 
@@ -708,11 +702,6 @@ def _columns(records: Sequence[EventRecord]) -> list[list[Any]]:
     """The records as six column arrays, bound to one ``INSERT … SELECT unnest(…)``: a statement
     and a round trip for the whole batch."""
     return [list(column) for column in zip(*records, strict=True)]
-
-
-def _title(doc: SessionDoc) -> str | None:
-    title = doc.get("title")
-    return title if isinstance(title, str) and title else None
 
 
 def _store_error(exc: BaseException) -> StoreError:

@@ -77,17 +77,9 @@ from acpd.store._audit import (
     usage_report,
 )
 from acpd.store._lock import OwnerLock, acquire_owner_lock
-from acpd.store._rules import (
-    SessionKeys,
-    check_page_limit,
-    check_read_limit,
-    decode_cursor,
-    encode_doc,
-    next_last_seqs,
-    page_of,
-    session_keys,
-)
+from acpd.store._rules import check_page_limit, check_read_limit, decode_cursor, next_last_seqs, page_of
 from acpd.store.base import AuditPage, SessionDoc, SessionPage
+from acpd.store.docs import EncodedDoc, SessionKeys, encoded_doc
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +195,43 @@ MIGRATIONS: Final[tuple[tuple[str | Callable[[sqlite3.Connection], None], ...], 
     ),
     # 3: ended turns whose text is not in ``search`` yet (it is indexed in batches)
     ("CREATE TABLE search_backlog (session_id TEXT NOT NULL, turn INTEGER NOT NULL, PRIMARY KEY (session_id, turn))",),
+    # 4: the turns and the search backlog keep their rows in their primary key's b-tree (WITHOUT
+    # ROWID): small rows, looked up by that key only; a turn's commit writes one page fewer in each
+    # (a rowid table is a b-tree of rows and another of its key)
+    (
+        """CREATE TABLE turns_4 (
+            session_id TEXT NOT NULL,
+            turn INTEGER NOT NULL,
+            agent TEXT,
+            model TEXT,
+            started_at TEXT NOT NULL,
+            first_seq INTEGER NOT NULL,
+            preview TEXT,
+            steps INTEGER NOT NULL DEFAULT 0,
+            cost_total REAL,
+            currency TEXT,
+            ended_at TEXT,
+            last_seq INTEGER,
+            stop_reason TEXT,
+            error TEXT,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            cached_tokens INTEGER,
+            thought_tokens INTEGER,
+            total_tokens INTEGER,
+            PRIMARY KEY (session_id, turn)
+        ) WITHOUT ROWID""",
+        "INSERT INTO turns_4 SELECT * FROM turns",
+        "DROP TABLE turns",
+        "ALTER TABLE turns_4 RENAME TO turns",
+        "CREATE INDEX turns_by_started ON turns (started_at)",
+        """CREATE TABLE search_backlog_4 (
+            session_id TEXT NOT NULL, turn INTEGER NOT NULL, PRIMARY KEY (session_id, turn)
+        ) WITHOUT ROWID""",
+        "INSERT INTO search_backlog_4 SELECT session_id, turn FROM search_backlog",
+        "DROP TABLE search_backlog",
+        "ALTER TABLE search_backlog_4 RENAME TO search_backlog",
+    ),
 )
 """Schema migrations in order; ``PRAGMA user_version`` counts how many a database has had.
 Append new ones; never edit one that has shipped. A step is SQL, or a function of the connection."""
@@ -297,7 +326,9 @@ class SqliteEventStore:
         """
         await self.append_many(records, sessions=() if session is None else (session,))
 
-    async def append_many(self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc] = ()) -> None:
+    async def append_many(
+        self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc | EncodedDoc] = ()
+    ) -> None:
         """Commit ``records`` of any sessions and the ``sessions`` documents in one transaction,
         all or none (the daemon's group commit).
 
@@ -306,7 +337,7 @@ class SqliteEventStore:
                 store is closed.
             InvalidInput: a document lacks an indexed key.
         """
-        docs = [(session_keys(doc), encode_doc(doc), _title(doc)) for doc in sessions]
+        docs = [encoded_doc(doc) for doc in sessions]
         if records or docs:
             await self._write(self._append_sync, records, docs)
 
@@ -478,9 +509,7 @@ class SqliteEventStore:
         if self._closed:
             raise StoreError("the event store is closed")
 
-    def _append_sync(
-        self, conn: sqlite3.Connection, records: Sequence[EventRecord], docs: list[tuple[SessionKeys, str, str | None]]
-    ) -> None:
+    def _append_sync(self, conn: sqlite3.Connection, records: Sequence[EventRecord], docs: list[EncodedDoc]) -> None:
         def last_seq(session_id: str) -> int:
             cached = self._last_seqs.get(session_id)
             if cached is None:
@@ -492,11 +521,14 @@ class SqliteEventStore:
                 last_seqs = next_last_seqs(records, last_seq)
                 if records:
                     _insert_events(conn, records)
-                for keys, text, title in docs:
-                    self._save_doc_sync(conn, keys, text)
-                    if self._titles.get(keys.id, "") != title:
-                        _index_title(conn, keys.id, title)
-                texts = _index_records(conn, records, self._open_turns)  # after the documents: rows take their agent
+                for doc in docs:
+                    self._save_doc_sync(conn, doc.keys, doc.text)
+                    if self._titles.get(doc.keys.id, "") != doc.title:
+                        _index_title(conn, doc.keys.id, doc.title)
+                # a turn's row takes its session's agent and model: from the document saved with
+                # it (its commit saves one: the turn's end changes its status), else as stored
+                facts = {doc.keys.id: (doc.keys.agent, doc.model) for doc in docs}
+                texts = _index_records(conn, records, self._open_turns, facts)
                 if texts:
                     self._search.stage(conn, texts)
         except BaseException:
@@ -509,8 +541,8 @@ class SqliteEventStore:
             raise
         self._search.settle(committed=True)
         self._last_seqs.update(last_seqs)
-        self._saved_keys.update((keys.id, keys) for keys, _, _ in docs)
-        self._titles.update((keys.id, title) for keys, _, title in docs)
+        self._saved_keys.update((doc.keys.id, doc.keys) for doc in docs)
+        self._titles.update((doc.keys.id, doc.title) for doc in docs)
 
     def _save_doc_sync(self, conn: sqlite3.Connection, keys: SessionKeys, text: str) -> None:
         """Save a document; only its text when its indexed keys are as last committed (the common
@@ -1013,17 +1045,23 @@ _SELECT_TURNS: Final = (
 
 
 def _index_records(
-    conn: sqlite3.Connection, records: Sequence[EventRecord], open_turns: audit.OpenTurns
+    conn: sqlite3.Connection,
+    records: Sequence[EventRecord],
+    open_turns: audit.OpenTurns,
+    facts: dict[str, tuple[str, str | None]] | None = None,
 ) -> list[tuple[str, int, str]]:
     """The indexes' rows for ``records``: a statement of each kind for the whole batch (a group
-    commit ends many sessions' turns at once), not one a turn. Returns the ended turns' texts,
-    for the full-text index (``_SearchBacklog``)."""
+    commit ends many sessions' turns at once), not one a turn. ``facts`` are sessions' agent and
+    model as known (the rest is read). Returns the ended turns' texts, for the full-text index
+    (``_SearchBacklog``)."""
     _index_tool_calls(conn, records)
     ends = [_whole(conn, end) for end in audit.turn_ends(records, open_turns)]
     if not ends:
         return []
-    among = jsonio.dumps_str(sorted({end.session_id for end in ends}))
-    facts = {row[0]: (row[1], row[2]) for row in conn.execute(_AGENTS_AND_MODELS, (among,))}
+    facts = dict(facts or {})
+    if unknown := sorted({end.session_id for end in ends} - facts.keys()):
+        found = conn.execute(_AGENTS_AND_MODELS, (jsonio.dumps_str(unknown),))
+        facts.update((row[0], (row[1], row[2])) for row in found)
     rows = [turn_row(end, *facts.get(end.session_id, (None, None))) for end in ends]
     conn.executemany(_INSERT_TURN, [tuple(getattr(row, name) for name in _TURN_STORED) for row in rows])
     return [(end.session_id, end.turn, end.text) for end in ends if end.text]
@@ -1123,11 +1161,6 @@ _SEARCH: Final = (
     "SELECT session_id, kind, snippet(search, 3, '[', ']', '…', 12) FROM search WHERE search MATCH ?"
     " ORDER BY rank LIMIT ?"
 )
-
-
-def _title(doc: SessionDoc) -> str | None:
-    title = doc.get("title")
-    return title if isinstance(title, str) and title else None
 
 
 def _index_title(conn: sqlite3.Connection, session_id: str, title: str | None) -> None:
