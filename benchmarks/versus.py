@@ -37,8 +37,16 @@ agent process per ACP server id, which may host many sessions. "one server" rows
 on one agent process (what sandbox-agent's SDK does), which is what acpd's rows are compared with;
 "a server per session" rows give sandbox-agent an agent process per session.
 
+``--floor`` adds a third side to ``prompt`` and ``load``, in the same rounds: ``_prompt_floor.py``,
+acpd's HTTP stack (uvloop, uvicorn and its httptools protocol as acpd configures them, Starlette,
+orjson, the middleware acpd runs before every request) relaying each prompt to one mock agent over
+its pipes and answering its result, with nothing else: no store, no event log, no normalization, no
+stream (its ACP-over-HTTP rows have no SSE reader: it has no stream to read). Its CPU is the floor
+server's own, not the agent's. The table then shows the floor and acpd ÷ floor.
+
     .venv/bin/python benchmarks/versus.py --runs 3 --json versus.json
     .venv/bin/python benchmarks/versus.py --quick --only prompt,stream
+    .venv/bin/python benchmarks/versus.py --runs 3 --only prompt --floor
     .venv/bin/python benchmarks/versus.py --table versus.json     # the table again, from a saved run
 """
 
@@ -83,6 +91,10 @@ SA_PACKAGES: Final = {"x86_64": "@sandbox-agent/cli-linux-x64", "aarch64": "@san
 SA_DIR: Final = ROOT / ".cache" / f"sandbox-agent-{SA_VERSION}"
 ACPD: Final = "acpd"
 SA: Final = "sandbox-agent"
+FLOOR: Final = "floor"
+FLOOR_SCRIPT: Final = Path(__file__).with_name("_prompt_floor.py")
+FLOOR_METRICS: Final = ("prompt", "load")
+"""The metrics ``--floor`` runs on the floor server (it serves only prompts and session creates)."""
 METRICS: Final = ("start", "prompt", "session", "stream", "memory", "load", "creates")
 CHUNK_TEXT: Final = re.compile(rb'"text": ?"c(\d+) ')
 END_MARK: Final = b'"stopReason"'
@@ -313,6 +325,9 @@ async def daemon(side: str, sa_binary: Path | None) -> AsyncIterator[Daemon]:
         if side == ACPD:
             argv, agent = acpd_argv(home, port), "pymock"
             env["ACPD_TOKEN"] = token
+        elif side == FLOOR:
+            argv, agent = [sys.executable, str(FLOOR_SCRIPT), "--port", str(port)], "pymock"  # any name: one agent
+            env["ACPD_TOKEN"] = token
         else:
             assert sa_binary is not None
             argv, agent = sandbox_agent_argv(sa_binary, home, port, token), "mock"
@@ -494,7 +509,7 @@ async def timed_prompts(d: Daemon, prompt: Prompter, count: int) -> tuple[list[f
 
 
 async def m_prompt(side: str, sa: Path | None, sizes: Sizes, results: Results) -> None:
-    faces = ["rest", "acp"] if side == ACPD else ["acp"]
+    faces = ["acp"] if side == SA else ["rest", "acp"]
     for face in faces:
         async with daemon(side, sa) as d, Bare.open(d.url, d.token) as http:
             cwd = str(d.home)
@@ -505,7 +520,8 @@ async def m_prompt(side: str, sa: Path | None, sizes: Sizes, results: Results) -
             else:
                 server = server_id()
                 session_id = await acp_open(http, d, server, cwd)
-                async with sse_drain(d, f"/v1/acp/{server}"):
+                reader = sse_drain(d, f"/v1/acp/{server}") if side != FLOOR else contextlib.nullcontext()
+                async with reader:  # the floor has no stream
                     samples, cpu = await timed_prompts(d, Prompter(d, http, session_id, server), sizes.prompts)
                 label = "ACP-over-HTTP POST, SSE open"
             add_latencies(results, f"prompt: round trip, {label} (ms)", side, samples)
@@ -685,7 +701,7 @@ async def session_maker(layout: str, d: Daemon, http: Bare) -> Callable[[], Awai
 
 
 async def m_load(side: str, sa: Path | None, sizes: Sizes, results: Results) -> None:
-    faces = ["rest", "acp"] if side == ACPD else ["acp"]
+    faces = ["acp"] if side == SA else ["rest", "acp"]
     for face in faces:
         async with daemon(side, sa) as d:
             prompters: list[Prompter] = []
@@ -854,12 +870,19 @@ def cell(values: list[float] | None) -> str:
     return f"{fmt(statistics.median(values))} [{fmt(min(values))}–{fmt(max(values))}]"  # noqa: RUF001
 
 
+def ratio(mine: list[float] | None, theirs: list[float] | None) -> str:
+    if mine and theirs and statistics.median(theirs):
+        return f"{statistics.median(mine) / statistics.median(theirs):.2f}"
+    return "—"
+
+
 def table(results: Results) -> list[str]:
-    lines = [
-        "| metric | acpd | sandbox-agent 0.4.2 | acpd ÷ sandbox-agent |",
-        "|---|---|---|---|",
-    ]
     values = results.values
+    floor = any(FLOOR in sides for sides in values.values())
+    lines = [
+        "| metric | acpd | sandbox-agent 0.4.2 | acpd ÷ sandbox-agent |" + (" floor | acpd ÷ floor |" if floor else ""),
+        "|---|---|---|---|" + ("---|---|" if floor else ""),
+    ]
     paired = {counterpart(key, values) for key, sides in values.items() if ACPD in sides}
     for key, sides in values.items():
         mine = sides.get(ACPD)
@@ -868,10 +891,11 @@ def table(results: Results) -> list[str]:
         theirs_key = counterpart(key, values) if mine else key
         theirs = values.get(theirs_key, {}).get(SA) if theirs_key else None
         label = key if theirs_key in (None, key) else f"{key} ⟷ {theirs_key.split(': ', 1)[1]}"
-        ratio = "—"
-        if mine and theirs and statistics.median(theirs):
-            ratio = f"{statistics.median(mine) / statistics.median(theirs):.2f}"
-        lines.append(f"| {label} | {cell(mine)} | {cell(theirs)} | {ratio} |")
+        line = f"| {label} | {cell(mine)} | {cell(theirs)} | {ratio(mine, theirs)} |"
+        if floor:
+            least = sides.get(FLOOR)
+            line += f" {cell(least)} | {ratio(mine, least)} |"
+        lines.append(line)
     return lines
 
 
@@ -902,6 +926,9 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
     parser.add_argument("--json", type=Path, help="write every per-run value and the machine's load here")
     parser.add_argument("--acpd-only", action="store_true", help="skip sandbox-agent even when npm is there")
+    parser.add_argument(
+        "--floor", action="store_true", help="also run the floor server (_prompt_floor.py) in prompt and load"
+    )
     parser.add_argument("--table", type=Path, metavar="JSON", help="print the table of a --json file and exit")
     args = parser.parse_args()
     if args.table:
@@ -915,6 +942,8 @@ async def main() -> None:
     sizes = Sizes.quick() if args.quick else Sizes()
     sa = None if args.acpd_only else sandbox_agent_binary()
     sides = [ACPD] if sa is None else [ACPD, SA]
+    if args.floor:
+        sides.append(FLOOR)
     info = {"machine": machine(), "load_start": load_now(), "sizes": sizes.__dict__, "runs": args.runs}
     print(f"machine: {info['machine']}")
     print(f"load at start: {info['load_start']}")
@@ -925,6 +954,8 @@ async def main() -> None:
         order = sides if run % 2 == 0 else sides[::-1]
         for name in only:
             for side in order:
+                if side == FLOOR and name not in FLOOR_METRICS:
+                    continue
                 t0 = time.perf_counter()
                 await RUNNERS[name](side, sa, sizes, results)
                 took = time.perf_counter() - t0
