@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -297,97 +298,169 @@ async def test_a_turn_a_restart_interrupted_is_indexed_from_its_records(tmp_path
         assert [s["id"] for s in (await after.search_sessions("thing")).items] == ["s"]
 
 
-def indexed_turns(path: Path) -> tuple[int, int]:
-    """Turn texts in the full-text index, and turns waiting in its backlog, as another process sees them."""
+def indexed(path: Path) -> tuple[int, int, int]:
+    """Turns in the turns index and in the full-text index, and the rowid of ``events`` the
+    indexes are written up to, as another process sees them."""
     with sqlite3.connect(path) as conn:
+        turns = conn.execute("SELECT count(*) FROM turns").fetchone()[0]
         searched = conn.execute("SELECT count(*) FROM search WHERE kind = 'turn'").fetchone()[0]
-        waiting = conn.execute("SELECT count(*) FROM search_backlog").fetchone()[0]
-    return searched, waiting
+        through = conn.execute("SELECT through FROM index_state").fetchone()[0]
+    return turns, searched, through
 
 
 @pytest.fixture
 def no_idle_indexing(monkeypatch: pytest.MonkeyPatch) -> None:
     """The writer's idle moments index and checkpoint nothing: what a commit wrote stays as it is."""
-    monkeypatch.setattr(sqlite_store, "SEARCH_DELAY_SECONDS", 3600.0)
+    monkeypatch.setattr(sqlite_store, "INDEX_DELAY_SECONDS", 3600.0)
     monkeypatch.setattr(sqlite_store, "CHECKPOINT_SECONDS", 3600.0)
 
 
 @pytest.mark.usefixtures("no_idle_indexing")
-async def test_a_turns_commit_leaves_its_text_to_the_next_batch_and_a_search_indexes_it_first(tmp_path: Path) -> None:
-    # FTS5 writes a segment at every commit that touches it: half the pages of a one-turn commit
+async def test_a_turns_commit_leaves_its_indexes_to_a_later_transaction_and_a_read_indexes_first(
+    tmp_path: Path,
+) -> None:
+    # the index rows were more than half the pages of a turn's commit
     path = tmp_path / "acpd.db"
     async with await SqliteEventStore.open(path) as store:
         await store.append(chat("a", "ask about plums", ["plums are ripe"]), session=doc("a"))
-        assert indexed_turns(path) == (0, 1)
+        assert indexed(path) == (0, 0, 0)
         assert [s["id"] for s in (await store.search_sessions("ripe plums")).items] == ["a"]
-        assert indexed_turns(path) == (1, 0)
+        assert indexed(path) == (1, 1, 3)
+        await store.append(chat("b", "ask about pears", ["pears are green"]), session=doc("b"))
+        assert [t["prompt"] for t in await store.turns("b")] == ["ask about pears"]
+        assert indexed(path) == (2, 2, 6)
 
 
-@pytest.mark.usefixtures("no_idle_indexing")
-async def test_a_full_batch_of_ended_turns_is_indexed_in_the_commit_that_fills_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sqlite_store, "SEARCH_BATCH_TURNS", 3)
+async def test_an_idle_writer_indexes_what_was_committed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_store, "INDEX_DELAY_SECONDS", 0.0)
+    stepped = threading.Event()
+    step = sqlite_store._Indexer.step
+
+    def noted(indexer: Any, conn: sqlite3.Connection) -> bool:
+        more = step(indexer, conn)
+        stepped.set()
+        return more
+
+    monkeypatch.setattr(sqlite_store._Indexer, "step", noted)
     path = tmp_path / "acpd.db"
     async with await SqliteEventStore.open(path) as store:
-        for name in "ab":
-            await store.append(chat(name, f"prompt {name}", ["reply"]), session=doc(name))
-        assert indexed_turns(path) == (0, 2)
-        await store.append(chat("c", "prompt c", ["reply"]), session=doc("c"))
-        assert indexed_turns(path) == (3, 0)
+        await store.append(chat("a", "ask about plums", ["plums are ripe"]), session=doc("a"))
+        assert await anyio.to_thread.run_sync(stepped.wait, 10.0)
+        assert indexed(path) == (1, 1, 3)
+
+
+async def test_a_writer_that_never_idles_indexes_a_slice_once_enough_records_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store.SqliteEventStore, "_on_idle", lambda store, conn: None)
+    monkeypatch.setattr(sqlite_store, "INDEX_SLICE_RECORDS", 2)
+    monkeypatch.setattr(sqlite_store, "INDEX_BEHIND_RECORDS", 5)
+    path = tmp_path / "acpd.db"
+    async with await SqliteEventStore.open(path) as store:
+        await store.append(chat("a", "prompt a", ["reply"]), session=doc("a"))
+        assert indexed(path) == (0, 0, 0)  # 3 records wait
+        await store.append(chat("b", "prompt b", ["reply"]), session=doc("b"))
+        assert indexed(path)[2] == 2  # 6 wait: one slice of 2 is indexed after the commit
 
 
 @pytest.mark.usefixtures("no_idle_indexing")
-async def test_texts_a_crash_kept_out_of_the_index_are_indexed_from_their_turns_at_the_next_open(
-    tmp_path: Path,
-) -> None:
+async def test_records_a_crash_left_unindexed_are_indexed_at_the_next_open(tmp_path: Path) -> None:
     path, crashed = tmp_path / "acpd.db", tmp_path / "crashed"
     crashed.mkdir()
+    async with await SqliteEventStore.open(path) as store:
+        await store.append(chat("a", "ask about plums", ["plums are ripe"]), session=doc("a", model="big"))
+        await store.append(chat("b", "ask about pears", ["pears are green"]), session=doc("b"))
+        await store.delete_session("b")
+        # the files as a kill -9 leaves them: the commits in the WAL, the indexes behind them
+        for name in ("acpd.db", "acpd.db-wal"):
+            await anyio.Path(crashed / name).write_bytes(await anyio.Path(tmp_path / name).read_bytes())
+    assert indexed(crashed / "acpd.db") == (0, 0, 0)
+    async with await SqliteEventStore.open(crashed / "acpd.db") as reopened:
+        assert indexed(crashed / "acpd.db") == (1, 1, 3)
+        assert [s["id"] for s in (await reopened.search_sessions("ripe plums")).items] == ["a"]
+        assert (await reopened.search_sessions("pears")).items == []
+        assert [(t["prompt"], t["model"]) for t in await reopened.turns("a")] == [("ask about plums", "big")]
+
+
+async def test_a_closed_store_leaves_nothing_unindexed(tmp_path: Path) -> None:
+    path = tmp_path / "acpd.db"
+    async with await SqliteEventStore.open(path) as store:
+        await store.append(chat("a", "ask about plums", ["plums are ripe"]), session=doc("a"))
+    assert indexed(path) == (1, 1, 3)
+
+
+@pytest.mark.usefixtures("no_idle_indexing")
+async def test_a_turn_keeps_the_model_it_ran_with_when_the_model_changes_before_it_is_indexed(tmp_path: Path) -> None:
+    async with await SqliteEventStore.open(tmp_path / "acpd.db") as store:
+        await store.append(chat("a", "ask about plums", ["plums are ripe"]), session=doc("a", model="big"))
+        await store.append([], session=doc("a", model="small"))
+        second = [
+            record._replace(seq=record.seq + 3, turn=2, payload=record.payload.replace('"turn-1"', '"turn-2"'))
+            for record in chat("a", "and pears", ["green"])
+        ]
+        await store.append(second[:-1])
+        await store.append(second[-1:])  # its end committed without a document: the one before holds
+        await store.append([], session=doc("a", model="tiny"))
+        assert [t["model"] for t in await store.turns("a")] == ["big", "small"]
+
+
+@pytest.mark.usefixtures("no_idle_indexing")
+async def test_deleting_the_newest_session_lets_the_next_records_be_indexed(tmp_path: Path) -> None:
+    # SQLite gives a new row the rowid after the largest: the deleted rows' rowids come again
+    path = tmp_path / "acpd.db"
     async with await SqliteEventStore.open(path) as store:
         await store.append(chat("a", "ask about plums", ["plums are ripe"]), session=doc("a"))
         await store.append(chat("b", "ask about pears", ["pears are green"]), session=doc("b"))
+        assert [s["id"] for s in (await store.search_sessions("pears")).items] == ["b"]
         await store.delete_session("b")
-        # the files as a kill -9 leaves them: the commits in the WAL, the texts only in the backlog
-        for name in ("acpd.db", "acpd.db-wal"):
-            await anyio.Path(crashed / name).write_bytes(await anyio.Path(tmp_path / name).read_bytes())
-    assert indexed_turns(crashed / "acpd.db") == (0, 1)
-    async with await SqliteEventStore.open(crashed / "acpd.db") as reopened:
-        assert indexed_turns(crashed / "acpd.db") == (1, 0)
-        assert [s["id"] for s in (await reopened.search_sessions("ripe plums")).items] == ["a"]
-        assert (await reopened.search_sessions("pears")).items == []
+        await store.append(chat("c", "ask about figs", ["figs are sweet"]), session=doc("c"))
+        assert [s["id"] for s in (await store.search_sessions("sweet figs")).items] == ["c"]
+        assert indexed(path) == (2, 2, 6)
 
 
-@pytest.mark.usefixtures("no_idle_indexing")
-async def test_a_database_of_schema_3_keeps_its_turns_and_search_backlog_through_the_next_migration(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path, crashed = tmp_path / "acpd.db", tmp_path / "crashed"
-    crashed.mkdir()
-    with monkeypatch.context() as old:  # an acpd of schema 3, killed with a text in the backlog
-        old.setattr(sqlite_store, "MIGRATIONS", sqlite_store.MIGRATIONS[:3])
-        old.setattr(sqlite_store, "SCHEMA_VERSION", 3)
-        async with await SqliteEventStore.open(path) as store:
-            await store.append(turn_records("s", 1, 1, cost=0.5, tokens=10, second=0), session=doc("s", model="big"))
-            await store.append(chat("a", "ask about plums", ["plums are ripe"]), session=doc("a"))
-            expected = (await store.turns("s"), await store.turns("a"))
-            for name in ("acpd.db", "acpd.db-wal"):
-                await anyio.Path(crashed / name).write_bytes(await anyio.Path(tmp_path / name).read_bytes())
-    assert indexed_turns(crashed / "acpd.db")[1] == 2
-    async with await SqliteEventStore.open(crashed / "acpd.db") as migrated:
-        assert (await migrated.turns("s"), await migrated.turns("a")) == expected
-        assert [s["id"] for s in (await migrated.search_sessions("ripe plums")).items] == ["a"]
-    with sqlite3.connect(crashed / "acpd.db") as conn:
-        tables = dict(conn.execute("SELECT name, sql FROM sqlite_schema WHERE name IN ('turns', 'search_backlog')"))
-        indexes = [row[0] for row in conn.execute("SELECT name FROM sqlite_schema WHERE tbl_name = 'turns'")]
-    assert all(sql.endswith("WITHOUT ROWID") for sql in tables.values()) and len(tables) == 2
-    assert "turns_by_started" in indexes
-
-
-async def test_a_closed_store_leaves_no_text_out_of_the_index(tmp_path: Path) -> None:
+async def test_compacting_keeps_the_indexes_in_step_with_the_records(tmp_path: Path) -> None:
     path = tmp_path / "acpd.db"
     async with await SqliteEventStore.open(path) as store:
-        await store.append(chat("a", "ask about plums", ["plums are ripe"]), session=doc("a"))
-    assert indexed_turns(path) == (1, 0)
+        for name in "abc":
+            await store.append(chat(name, f"ask about {name}", ["an answer"]), session=doc(name))
+        await store.delete_session("a")
+        await store.compact()
+        await store.append(chat("d", "ask about dates", ["dates are sticky"]), session=doc("d"))
+        assert [s["id"] for s in (await store.search_sessions("sticky dates")).items] == ["d"]
+    with sqlite3.connect(path) as conn:
+        last = conn.execute("SELECT max(rowid) FROM events").fetchone()[0]
+    assert indexed(path) == (3, 3, last)
+
+
+async def test_a_database_of_schema_3_keeps_its_indexes_and_indexes_its_search_backlog_when_migrated(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "acpd.db"
+    kept, waiting = turn_records("s", 1, 1, cost=0.5, tokens=10, second=0), chat("a", "ask about plums", ["ripe"])
+    with sqlite3.connect(path) as conn:  # as an acpd of schema 3 left it when killed after a's turn
+        for statement in [step for migration in MIGRATIONS[:3] for step in migration]:
+            conn.execute(statement) if isinstance(statement, str) else statement(conn)
+        conn.execute("PRAGMA user_version = 3")
+        for records, session in ((kept, doc("s", model="big")), (waiting, doc("a"))):
+            conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", records)
+            keys = session_keys(session)
+            conn.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (keys.id, keys.agent, keys.project, keys.cwd, keys.created_at, keys.archived_at, json.dumps(session)),
+            )
+            texts = sqlite_store._index_records(conn, records, {})  # in the records' commit, as schema 3 did
+        sqlite_store._index_texts(conn, {("s", 1): "do thing 1"})
+        conn.execute("INSERT INTO search_backlog VALUES ('a', 1)")  # a's text was still waiting
+        assert texts
+    async with await SqliteEventStore.open(path) as migrated:
+        assert [(t["turn"], t["model"], t["steps"]) for t in await migrated.turns("s")] == [(1, "big", 1)]
+        assert [s["id"] for s in (await migrated.search_sessions("ripe plums")).items] == ["a"]
+    with sqlite3.connect(path) as conn:
+        tables = dict(conn.execute("SELECT name, sql FROM sqlite_schema WHERE name IN ('turns', 'search_backlog')"))
+        indexes = [row[0] for row in conn.execute("SELECT name FROM sqlite_schema WHERE tbl_name = 'turns'")]
+    assert list(tables) == ["turns"] and tables["turns"].endswith("WITHOUT ROWID")
+    assert "turns_by_started" in indexes
+    assert indexed(path) == (2, 2, 7)
 
 
 @pytest.mark.usefixtures("no_idle_indexing")

@@ -21,12 +21,14 @@ queue is empty, at most once per ``CHECKPOINT_SECONDS``, and SQLite's automatic 
 backstop of a writer that never idles (``WAL_AUTOCHECKPOINT_PAGES``): a hot page written by many
 commits meanwhile is copied once.
 
-Search: a turn's text joins the full-text index in batches (``SEARCH_BATCH_TURNS``, or the
-writer's next idle moment ``SEARCH_DELAY_SECONDS`` after the oldest), not in the commit that ends
-the turn: FTS5 writes a new segment at every commit that touches it, half the pages of a turn's
-commit. That commit records the turn in ``search_backlog`` instead, so a text a crash kept out of
-the index is indexed again from the turn's events when the store next opens; a search first
-indexes the backlog, so it finds every committed turn.
+Indexes: the record indexes (the tool-call audit, the turns, full-text search) follow the
+committed records in transactions of their own (``_Indexer``), not in the commits of the records:
+their rows were more than half the pages of a turn's commit, on the prompt's clock. Each indexing
+transaction reads the records after ``index_state.through`` (a rowid of ``events``, which grows in
+commit order) and moves it past them, so a crash loses nothing: the next open indexes what the
+last one left. The writer indexes in its idle moments, ``INDEX_DELAY_SECONDS`` after a commit or
+at once when ``INDEX_SLICE_RECORDS`` wait, a slice at a time; a read of an index (audit, turns,
+usage, search) indexes first, so it sees every committed record.
 
 The store is its database's only writer: a file database is locked for the store's life (a
 second store, in this process or another, is refused with ``StoreLocked``), and after first use
@@ -98,12 +100,15 @@ WAL_AUTOCHECKPOINT_PAGES: Final = 10_000
 """SQLite's automatic checkpoint, inside a commit, once the WAL holds this many pages (40 MiB of
 4 KiB pages): only a writer busy for long without a pause reaches it."""
 
-SEARCH_BATCH_TURNS: Final = 256
-"""Ended turns whose texts join the full-text index together at the latest."""
-SEARCH_DELAY_SECONDS: Final = 0.25
-"""How long an ended turn's text waits for others before an idle writer indexes it."""
-SEARCH_RETRY_SECONDS: Final = 1.0
-"""How soon an idle writer tries again to index texts after a failure (a full disk)."""
+INDEX_DELAY_SECONDS: Final = 0.25
+"""How long committed records wait for others before an idle writer indexes them."""
+INDEX_SLICE_RECORDS: Final = 4_096
+"""Records an indexing transaction takes at most (a commit queued meanwhile waits for one slice,
+not a burst's worth); as many waiting are indexed without waiting for the delay."""
+INDEX_BEHIND_RECORDS: Final = 4 * INDEX_SLICE_RECORDS
+"""Records waiting past which a writer that never idles indexes a slice after a commit."""
+INDEX_RETRY_SECONDS: Final = 1.0
+"""How soon the writer tries again to index after a failure (a full disk)."""
 
 MIGRATIONS: Final[tuple[tuple[str | Callable[[sqlite3.Connection], None], ...], ...]] = (
     # 1: the initial schema. Events keep their rowid on purpose: WITHOUT ROWID stores whole rows
@@ -195,9 +200,9 @@ MIGRATIONS: Final[tuple[tuple[str | Callable[[sqlite3.Connection], None], ...], 
     ),
     # 3: ended turns whose text is not in ``search`` yet (it is indexed in batches)
     ("CREATE TABLE search_backlog (session_id TEXT NOT NULL, turn INTEGER NOT NULL, PRIMARY KEY (session_id, turn))",),
-    # 4: the turns and the search backlog keep their rows in their primary key's b-tree (WITHOUT
-    # ROWID): small rows, looked up by that key only; a turn's commit writes one page fewer in each
-    # (a rowid table is a b-tree of rows and another of its key)
+    # 4: the turns keep their rows in their primary key's b-tree (WITHOUT ROWID): small rows,
+    # looked up by that key only (a rowid table is a b-tree of rows and another of its key); and
+    # the indexes are kept in transactions of their own (``_Indexer``)
     (
         """CREATE TABLE turns_4 (
             session_id TEXT NOT NULL,
@@ -225,12 +230,12 @@ MIGRATIONS: Final[tuple[tuple[str | Callable[[sqlite3.Connection], None], ...], 
         "DROP TABLE turns",
         "ALTER TABLE turns_4 RENAME TO turns",
         "CREATE INDEX turns_by_started ON turns (started_at)",
-        """CREATE TABLE search_backlog_4 (
-            session_id TEXT NOT NULL, turn INTEGER NOT NULL, PRIMARY KEY (session_id, turn)
-        ) WITHOUT ROWID""",
-        "INSERT INTO search_backlog_4 SELECT session_id, turn FROM search_backlog",
+        # the texts a crash left in the backlog, indexed before it goes: from here on the indexes
+        # follow the records in transactions of their own, up to ``index_state.through``
+        lambda conn: _index_backlog(conn),
         "DROP TABLE search_backlog",
-        "ALTER TABLE search_backlog_4 RENAME TO search_backlog",
+        "CREATE TABLE index_state (id INTEGER PRIMARY KEY CHECK (id = 0), through INTEGER NOT NULL)",
+        "INSERT INTO index_state VALUES (0, coalesce((SELECT max(rowid) FROM events), 0))",
     ),
 )
 """Schema migrations in order; ``PRAGMA user_version`` counts how many a database has had.
@@ -270,14 +275,13 @@ class SqliteEventStore:
     def __init__(self, writer: sqlite3.Connection, reader: sqlite3.Connection, lock: OwnerLock | None = None) -> None:
         """Private: use ``open``. ``reader`` may be ``writer`` (one connection for ``:memory:``)."""
         self._lock = lock
-        self._search = _SearchBacklog()  # the writer's
+        self._indexer = _Indexer()  # the writer's
         self._checkpoints = None if reader is writer else _Checkpoints()
         self._writer = _Worker(writer, "acpd-store-writer", idle=self._on_idle)
         self._reader = self._writer if reader is writer else _Worker(reader, "acpd-store-reader")
         self._last_seqs: dict[str, int] = {}  # touched only by the writer thread
         self._saved_keys: dict[str, SessionKeys] = {}  # each session's keys as last committed; the writer's too
         self._titles: dict[str, str | None] = {}  # each session's title as last indexed for search; the writer's
-        self._open_turns: audit.OpenTurns = {}  # what the running turns' records told; the writer's
         self._closed = False
 
     @classmethod
@@ -416,6 +420,7 @@ class SqliteEventStore:
         """
         check_page_limit(limit)
         after = decode_audit_cursor(cursor) if cursor is not None else 0
+        await self._indexed()
         rows = await self._read(_tool_calls_sync, wanted, after, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
@@ -423,6 +428,7 @@ class SqliteEventStore:
 
     async def tool_call_stats(self, wanted: AuditFilter) -> dict[str, dict[str, int]]:
         """Counts of the matching tool calls by kind, status, agent, outcome and who decided."""
+        await self._indexed()
         return await self._read(_tool_call_stats_sync, wanted)
 
     async def search_sessions(
@@ -446,7 +452,7 @@ class SqliteEventStore:
         offset = decode_search_cursor(cursor) if cursor is not None else 0
         filters = {"project": project, "agent": agent, "archived": archived, "cwd": cwd}
         query = fts_query(search_words(q))
-        await self._write(self._search.flush)  # every ended turn is found (what a full disk allows)
+        await self._indexed()
         found = await self._read(_search_sync, query, filters)
         items = [{**jsonio.loads(text), "match": match} for _, text, match in found[offset : offset + limit]]
         return SessionPage(items, encode_search_cursor(offset + limit) if len(found) > offset + limit else None)
@@ -454,10 +460,11 @@ class SqliteEventStore:
     async def compact(self) -> int:
         """``VACUUM``: rewrite the database without the pages deleted sessions freed (SQLite keeps
         them for reuse otherwise); how many bytes the file shrank by. Writes wait meanwhile."""
-        return await self._write(_compact_sync)
+        return await self._write(self._indexer.compact)
 
     async def turns(self, session_id: str) -> list[dict[str, Any]]:
         """The session's turns in order, each with its own usage and cost."""
+        await self._indexed()
         return turn_views(await self._read(_turns_sync, session_id, None, None))
 
     async def usage(self, group_by: str, *, since: str | None = None, until: str | None = None) -> dict[str, Any]:
@@ -467,17 +474,22 @@ class SqliteEventStore:
             InvalidInput: another ``group_by``, or a malformed time.
         """
         check_times(since, until)
+        await self._indexed()
         return usage_report(turn_views(await self._read(_turns_sync, None, since, until)), group_by)
 
+    async def _indexed(self) -> None:
+        """Index every committed record before a read of the indexes (what a full disk allows)."""
+        await self._write(self._indexer.catch_up)
+
     def _on_idle(self, conn: sqlite3.Connection) -> None:
-        """The writer has nothing queued: index the ended turns' texts and checkpoint, when due."""
-        if self._search.due():
-            self._search.flush(conn)  # (it never raises: this thread must go on serving)
+        """The writer has nothing queued: index a slice of records and checkpoint, when due."""
+        if self._indexer.due():
+            self._indexer.step(conn)  # (it never raises: this thread must go on serving)
         if self._checkpoints is not None:
             self._checkpoints.when_due(conn)
 
     def _close_writer(self, conn: sqlite3.Connection) -> None:
-        self._search.flush(conn)
+        self._indexer.catch_up(conn)
         _close_writer(conn)
 
     async def aclose(self) -> None:
@@ -516,31 +528,20 @@ class SqliteEventStore:
                 cached = self._last_seqs[session_id] = _last_seq_sync(conn, session_id)
             return cached
 
-        try:
-            with _transaction(conn):
-                last_seqs = next_last_seqs(records, last_seq)
-                if records:
-                    _insert_events(conn, records)
-                for doc in docs:
-                    self._save_doc_sync(conn, doc.keys, doc.text)
-                    if self._titles.get(doc.keys.id, "") != doc.title:
-                        _index_title(conn, doc.keys.id, doc.title)
-                # a turn's row takes its session's agent and model: from the document saved with
-                # it (its commit saves one: the turn's end changes its status), else as stored
-                facts = {doc.keys.id: (doc.keys.agent, doc.model) for doc in docs}
-                texts = _index_records(conn, records, self._open_turns, facts)
-                if texts:
-                    self._search.stage(conn, texts)
-        except BaseException:
-            self._search.settle(committed=False)
-            # The batch comes again: its turns' text must not be counted twice (a turn whose prompt
-            # committed earlier is left out of search, which only a failing disk costs)
-            failed = {record.session_id for record in records}
-            for key in [key for key in self._open_turns if key[0] in failed]:
-                del self._open_turns[key]
-            raise
-        self._search.settle(committed=True)
+        with _transaction(conn):
+            last_seqs = next_last_seqs(records, last_seq)
+            if records:
+                _insert_events(conn, records)
+            for doc in docs:
+                self._save_doc_sync(conn, doc.keys, doc.text)
+                if self._titles.get(doc.keys.id, "") != doc.title:
+                    _index_title(conn, doc.keys.id, doc.title)
+        # each document takes effect from the first record of its session in this commit
+        from_seqs = [last_seq(doc.keys.id) + 1 for doc in docs]  # (the cache still has the seqs before it)
         self._last_seqs.update(last_seqs)
+        self._indexer.committed(len(records), list(zip(docs, from_seqs, strict=True)))
+        if self._indexer.behind():
+            self._indexer.step(conn)  # a writer that never idles still indexes
         self._saved_keys.update((doc.keys.id, doc.keys) for doc in docs)
         self._titles.update((doc.keys.id, doc.title) for doc in docs)
 
@@ -561,8 +562,7 @@ class SqliteEventStore:
             conn.execute("DELETE FROM turns WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM search WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM search_titles WHERE session_id = ?", (session_id,))
-            conn.execute("DELETE FROM search_backlog WHERE session_id = ?", (session_id,))
-        self._search.drop(session_id)
+            self._indexer.drop(conn, session_id)
         self._last_seqs.pop(session_id, None)
         self._saved_keys.pop(session_id, None)
         self._titles.pop(session_id, None)
@@ -678,93 +678,153 @@ class _Checkpoints:
 
 
 TurnKey = tuple[str, int]
+Facts = tuple[str | None, str | None]
+"""A session's agent and model, as a turn's row keeps them."""
 
 
-class _SearchBacklog:
-    """Ended turns' texts on their way into the full-text index: the writer thread's alone.
+class _Indexer:
+    """The record indexes kept up to the committed records, in transactions of their own: the
+    writer thread's alone.
 
-    A turn's commit stages its text (``stage``: a ``search_backlog`` row in that transaction), and
-    ``settle`` keeps it once the transaction is over; ``flush`` indexes what waits, in its own
-    transaction. A commit that fills the batch indexes the whole backlog in itself instead.
+    ``through`` is the rowid of ``events`` up to which the indexes are written, kept in
+    ``index_state`` by the transaction that indexes the records before it. A turn's row takes its
+    session's agent and model from the document committed with the turn's end (``committed``
+    notes from which of its session's seqs each document holds), so a model chosen after a turn
+    is not the one it ran with; what a restart left unindexed takes them as stored.
     """
 
     def __init__(self) -> None:
-        self._texts: dict[TurnKey, str] = {}
-        self._staged: dict[TurnKey, str] | None = None  # what the open transaction adds ({}: it indexed all)
-        self._oldest = 0.0  # when the oldest waiting text was kept
-        self._not_before = 0.0  # after a failed flush: when to try again
+        self._through: int | None = None  # read from the database at first use
+        self.open_turns: audit.OpenTurns = {}  # what the records of turns still running told
+        self._facts: dict[str, list[tuple[int, Facts]]] = {}  # per session: (from seq, facts), in commit order
+        self._waiting = 0  # records committed and not indexed (0: none)
+        self._since = 0.0  # when the oldest of them committed
+        self._not_before = 0.0  # after a failure: when to try again
 
-    def stage(self, conn: sqlite3.Connection, texts: list[tuple[str, int, str]]) -> None:
-        added = {(session_id, turn): text for session_id, turn, text in texts}
-        if len(self._texts) + len(added) >= SEARCH_BATCH_TURNS:
-            _index_texts(conn, {**self._texts, **added}, backlogged=list(self._texts))
-            self._staged = {}
-        else:
-            conn.executemany(_INSERT_BACKLOG, list(added))
-            self._staged = added
-
-    def settle(self, *, committed: bool) -> None:
-        """The staging transaction committed, or rolled back (the batch comes again)."""
-        staged, self._staged = self._staged, None
-        if staged is None or not committed:
-            return
-        if not staged:
-            self._texts = {}  # the commit indexed the whole backlog
-            return
-        if not self._texts:
-            self._oldest = time.monotonic()
-        self._texts.update(staged)  # not a copy of the backlog at every turn's commit
+    def committed(self, records: int, docs: list[tuple[EncodedDoc, int]]) -> None:
+        """A commit wrote ``records`` and ``docs``, each holding from a seq of its session on."""
+        if records and not self._waiting:
+            self._since = time.monotonic()
+        self._waiting += records
+        for doc, from_seq in docs:
+            self._facts.setdefault(doc.keys.id, []).append((from_seq, (doc.keys.agent, doc.model)))
 
     def due(self) -> bool:
         now = time.monotonic()
-        return bool(self._texts) and now - self._oldest >= SEARCH_DELAY_SECONDS and now >= self._not_before
+        return (
+            bool(self._waiting)
+            and now >= self._not_before
+            and (self._waiting >= INDEX_SLICE_RECORDS or now - self._since >= INDEX_DELAY_SECONDS)
+        )
 
-    def flush(self, conn: sqlite3.Connection) -> None:
-        """Index what waits, in a transaction of its own. A failure (a full disk) keeps it waiting
-        (a search finds the rest meanwhile), tried again ``STORE_RETRY_SECONDS`` later."""
-        if not self._texts:
-            return
+    def behind(self) -> bool:
+        return self._waiting >= INDEX_BEHIND_RECORDS and time.monotonic() >= self._not_before
+
+    def catch_up(self, conn: sqlite3.Connection) -> None:
+        """Index every committed record (what a full disk allows: a failure leaves them waiting)."""
+        if self._through is None:
+            self._load(conn)
+        while self._waiting and self.step(conn):
+            pass
+
+    def step(self, conn: sqlite3.Connection) -> bool:
+        """Index a slice of the records waiting; whether more may wait. It never raises: a failure
+        (a full disk) is logged, and the records are tried again ``INDEX_RETRY_SECONDS`` later."""
         try:
             with _transaction(conn):
-                _index_texts(conn, self._texts, backlogged=list(self._texts))
+                through = self._through if self._through is not None else self._load(conn)
+                after, count = _index_slice(conn, through, self.open_turns, self._facts_of, INDEX_SLICE_RECORDS)
+                if count:
+                    conn.execute("UPDATE index_state SET through = ?", (after,))
         except sqlite3.Error as exc:
+            # the slice's turns come again: what it told the open turns must not count twice
+            self.open_turns.clear()
+            self._through = None
             if not self._not_before:
-                logger.warning("indexing %d turn(s) for search failed, tried again later: %s", len(self._texts), exc)
-            self._not_before = time.monotonic() + SEARCH_RETRY_SECONDS
-            return
-        self._texts = {}
-        self._not_before = 0.0
+                logger.warning("indexing committed records failed, tried again later: %s", exc)
+            self._not_before = time.monotonic() + INDEX_RETRY_SECONDS
+            return False
+        self._through, self._not_before = after, 0.0
+        self._waiting = max(0, self._waiting - count) if count == INDEX_SLICE_RECORDS else 0
+        if self._waiting:
+            self._since = time.monotonic()
+        else:  # what holds from now on: each session's last document
+            self._facts = {session_id: [(0, facts[-1][1])] for session_id, facts in self._facts.items()}
+        return count == INDEX_SLICE_RECORDS
 
-    def drop(self, session_id: str) -> None:
-        """Forget a deleted session's texts (its transaction deleted its backlog rows)."""
-        for key in [key for key in self._texts if key[0] == session_id]:
-            del self._texts[key]
+    def drop(self, conn: sqlite3.Connection, session_id: str) -> None:
+        """In the transaction deleting a session (its events are gone): forget what it told, and
+        keep ``through`` at most the last rowid left, which the next record's rowid follows."""
+        for key in [key for key in self.open_turns if key[0] == session_id]:
+            del self.open_turns[key]
+        self._facts.pop(session_id, None)
+        conn.execute("UPDATE index_state SET through = min(through, coalesce((SELECT max(rowid) FROM events), 0))")
+        self._through = None
+
+    def compact(self, conn: sqlite3.Connection) -> int:
+        """``VACUUM`` (``_compact_sync``), the indexes caught up first: it may renumber rowids."""
+        self.catch_up(conn)
+        shrunk = _compact_sync(conn)
+        with _transaction(conn):
+            conn.execute("UPDATE index_state SET through = coalesce((SELECT max(rowid) FROM events), 0)")
+        self._through = None
+        return shrunk
+
+    def _load(self, conn: sqlite3.Connection) -> int:
+        """``through`` as stored, and how many records wait after it (at open, after a failure
+        or a deletion): a crash leaves the records of its last commits unindexed."""
+        through, last = conn.execute(
+            "SELECT through, coalesce((SELECT max(rowid) FROM events), 0) FROM index_state"
+        ).fetchone()
+        self._through, self._waiting = int(through), max(0, int(last) - int(through))
+        self._since = time.monotonic()
+        return self._through
+
+    def _facts_of(self, session_id: str, seq: int) -> Facts | None:
+        """The agent and model of the session's document as committed with record ``seq``: the
+        last one committed with it or before it, if noted."""
+        found = None
+        for from_seq, facts in self._facts.get(session_id, ()):
+            if from_seq > seq:
+                break
+            found = facts
+        return found
 
 
-_INSERT_BACKLOG: Final = "INSERT OR IGNORE INTO search_backlog (session_id, turn) VALUES (?, ?)"
+def _index_slice(
+    conn: sqlite3.Connection,
+    after: int,
+    open_turns: audit.OpenTurns,
+    facts_of: Callable[[str, int], Facts | None],
+    limit: int,
+) -> tuple[int, int]:
+    """Index the records after rowid ``after``, ``limit`` at most; the last rowid indexed and how many."""
+    rows = conn.execute(
+        "SELECT rowid, session_id, seq, at, sender, turn, payload FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?",
+        (after, limit),
+    ).fetchall()
+    if not rows:
+        return after, 0
+    texts = _index_records(conn, [EventRecord(*row[1:]) for row in rows], open_turns, facts_of)
+    _index_texts(conn, {(session_id, turn): text for session_id, turn, text in texts})
+    return rows[-1][0], len(rows)
 
 
-def _index_texts(conn: sqlite3.Connection, texts: dict[TurnKey, str], *, backlogged: list[TurnKey]) -> None:
-    """Turns' texts into the full-text index, out of the backlog."""
+def _index_texts(conn: sqlite3.Connection, texts: dict[TurnKey, str]) -> None:
+    """Turns' texts into the full-text index."""
     rows = [(session_id, turn, text) for (session_id, turn), text in texts.items()]
     conn.executemany("INSERT INTO search (session_id, turn, kind, body) VALUES (?, ?, 'turn', ?)", rows)
-    if backlogged:  # (none in the migration that builds the index, before the backlog's table)
-        conn.executemany("DELETE FROM search_backlog WHERE session_id = ? AND turn = ?", backlogged)
 
 
 def _index_backlog(conn: sqlite3.Connection) -> None:
-    """Index the texts of the turns a crash left in the backlog, from their events (at open)."""
-    waiting: list[TurnKey] = conn.execute("SELECT session_id, turn FROM search_backlog").fetchall()
-    if not waiting:
-        return
+    """Index the texts of the turns a crash left in schema 3's backlog, from their events (migration 4)."""
     texts: dict[TurnKey, str] = {}
-    for session_id, turn in waiting:
+    for session_id, turn in conn.execute("SELECT session_id, turn FROM search_backlog").fetchall():
         rows = conn.execute(_TURN_RECORDS, (session_id, turn)).fetchall()
         ends = audit.turn_ends([EventRecord(*row) for row in rows], {})
         if ends and ends[-1].text:
             texts[(session_id, turn)] = ends[-1].text
-    with _transaction(conn):
-        _index_texts(conn, texts, backlogged=waiting)
+    _index_texts(conn, texts)
 
 
 def _settle(future: asyncio.Future[object], result: object, error: BaseException | None) -> None:
@@ -881,7 +941,7 @@ def _set_up_writer(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")  # our constant
     _migrate(conn)
-    _index_backlog(conn)
+    _Indexer().catch_up(conn)  # what a crash left unindexed
 
 
 def _set_up_reader(conn: sqlite3.Connection) -> None:
@@ -1048,21 +1108,23 @@ def _index_records(
     conn: sqlite3.Connection,
     records: Sequence[EventRecord],
     open_turns: audit.OpenTurns,
-    facts: dict[str, tuple[str, str | None]] | None = None,
+    facts_of: Callable[[str, int], Facts | None] = lambda session_id, seq: None,
 ) -> list[tuple[str, int, str]]:
-    """The indexes' rows for ``records``: a statement of each kind for the whole batch (a group
-    commit ends many sessions' turns at once), not one a turn. ``facts`` are sessions' agent and
-    model as known (the rest is read). Returns the ended turns' texts, for the full-text index
-    (``_SearchBacklog``)."""
+    """The indexes' rows for ``records``: a statement of each kind for the whole slice (it ends
+    many sessions' turns at once), not one a turn. A turn's row takes the agent and model
+    ``facts_of`` its session and answer tells, else the session's as stored. Returns the ended
+    turns' texts, for the full-text index."""
     _index_tool_calls(conn, records)
     ends = [_whole(conn, end) for end in audit.turn_ends(records, open_turns)]
     if not ends:
         return []
-    facts = dict(facts or {})
-    if unknown := sorted({end.session_id for end in ends} - facts.keys()):
+    known = {(end.session_id, end.last_seq): facts_of(end.session_id, end.last_seq) for end in ends}
+    stored: dict[str, Facts] = {}
+    if unknown := sorted({session_id for (session_id, _), facts in known.items() if facts is None}):
         found = conn.execute(_AGENTS_AND_MODELS, (jsonio.dumps_str(unknown),))
-        facts.update((row[0], (row[1], row[2])) for row in found)
-    rows = [turn_row(end, *facts.get(end.session_id, (None, None))) for end in ends]
+        stored.update((row[0], (row[1], row[2])) for row in found)
+    none: Facts = (None, None)  # a session deleted since
+    rows = [turn_row(end, *(known[(end.session_id, end.last_seq)] or stored.get(end.session_id, none))) for end in ends]
     conn.executemany(_INSERT_TURN, [tuple(getattr(row, name) for name in _TURN_STORED) for row in rows])
     return [(end.session_id, end.turn, end.text) for end in ends if end.text]
 
@@ -1121,19 +1183,10 @@ def _index_stored_logs(conn: sqlite3.Connection) -> None:
     """Build the indexes from every stored log and document (a migration: inside its transaction)."""
     for session_id, title in conn.execute("SELECT id, json_extract(doc, '$.title') FROM sessions").fetchall():
         _index_title(conn, session_id, title if isinstance(title, str) else None)
-    after = 0
+    after, count = 0, INDEX_PAGE
     open_turns: audit.OpenTurns = {}
-    while True:
-        rows = conn.execute(
-            "SELECT rowid, session_id, seq, at, sender, turn, payload FROM events"
-            " WHERE rowid > ? ORDER BY rowid LIMIT ?",
-            (after, INDEX_PAGE),
-        ).fetchall()
-        if not rows:
-            return
-        after = rows[-1][0]
-        texts = _index_records(conn, [EventRecord(*row[1:]) for row in rows], open_turns)
-        _index_texts(conn, {(session_id, turn): text for session_id, turn, text in texts}, backlogged=[])
+    while count == INDEX_PAGE:
+        after, count = _index_slice(conn, after, open_turns, lambda session_id, seq: None, INDEX_PAGE)
 
 
 def _audit_where(wanted: AuditFilter, after: int) -> tuple[str, list[object]]:
