@@ -364,6 +364,25 @@ async def test_a_writer_that_never_idles_indexes_a_slice_once_enough_records_wai
 
 
 @pytest.mark.usefixtures("no_idle_indexing")
+@pytest.mark.parametrize("kept", [0, 4, 100])
+async def test_records_are_indexed_alike_whether_the_indexer_kept_them_or_reads_them_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kept: int
+) -> None:
+    monkeypatch.setattr(sqlite_store, "INDEX_MEMORY_RECORDS", kept)  # 4: the second turn overflows
+    path = tmp_path / "acpd.db"
+    async with await SqliteEventStore.open(path) as store:
+        await store.append(chat("a", "ask about plums", ["plums are ripe"]), session=doc("a", model="big"))
+        await store.append([], session=doc("b", model="small"))
+        await store.append(chat("b", "ask about pears", ["pears are green"]))
+        await store.append(conversation("c"), session=doc("c"))
+        assert [s["id"] for s in (await store.search_sessions("green pears")).items] == ["b"]
+        assert [(t["prompt"], t["model"]) for t in await store.turns("a")] == [("ask about plums", "big")]
+        assert [(t["prompt"], t["model"]) for t in await store.turns("b")] == [("ask about pears", "small")]
+        assert len((await store.tool_calls(AuditFilter(session="c"))).items) == 3
+        assert indexed(path)[2] == 3 + 3 + len(conversation("c"))
+
+
+@pytest.mark.usefixtures("no_idle_indexing")
 async def test_records_a_crash_left_unindexed_are_indexed_at_the_next_open(tmp_path: Path) -> None:
     path, crashed = tmp_path / "acpd.db", tmp_path / "crashed"
     crashed.mkdir()

@@ -102,10 +102,13 @@ WAL_AUTOCHECKPOINT_PAGES: Final = 10_000
 
 INDEX_DELAY_SECONDS: Final = 0.25
 """How long committed records wait for others before an idle writer indexes them."""
-INDEX_SLICE_RECORDS: Final = 4_096
+INDEX_SLICE_RECORDS: Final = 1_024
 """Records an indexing transaction takes at most (a commit queued meanwhile waits for one slice,
-not a burst's worth); as many waiting are indexed without waiting for the delay."""
-INDEX_BEHIND_RECORDS: Final = 4 * INDEX_SLICE_RECORDS
+~10 ms, not a burst's worth); as many waiting are indexed without waiting for the delay."""
+INDEX_MEMORY_RECORDS: Final = 4 * INDEX_SLICE_RECORDS
+"""Committed records the indexer keeps to index them without reading them back; a burst past
+this is read back from the database."""
+INDEX_BEHIND_RECORDS: Final = 8 * INDEX_SLICE_RECORDS
 """Records waiting past which a writer that never idles indexes a slice after a commit."""
 INDEX_RETRY_SECONDS: Final = 1.0
 """How soon the writer tries again to index after a failure (a full disk)."""
@@ -539,7 +542,7 @@ class SqliteEventStore:
         # each document takes effect from the first record of its session in this commit
         from_seqs = [last_seq(doc.keys.id) + 1 for doc in docs]  # (the cache still has the seqs before it)
         self._last_seqs.update(last_seqs)
-        self._indexer.committed(len(records), list(zip(docs, from_seqs, strict=True)))
+        self._indexer.committed(records, list(zip(docs, from_seqs, strict=True)))
         if self._indexer.behind():
             self._indexer.step(conn)  # a writer that never idles still indexes
         self._saved_keys.update((doc.keys.id, doc.keys) for doc in docs)
@@ -698,14 +701,20 @@ class _Indexer:
         self.open_turns: audit.OpenTurns = {}  # what the records of turns still running told
         self._facts: dict[str, list[tuple[int, Facts]]] = {}  # per session: (from seq, facts), in commit order
         self._waiting = 0  # records committed and not indexed (0: none)
+        self._recent: list[EventRecord] | None = None  # those records, if all of them are here
         self._since = 0.0  # when the oldest of them committed
         self._not_before = 0.0  # after a failure: when to try again
 
-    def committed(self, records: int, docs: list[tuple[EncodedDoc, int]]) -> None:
+    def committed(self, records: Sequence[EventRecord], docs: list[tuple[EncodedDoc, int]]) -> None:
         """A commit wrote ``records`` and ``docs``, each holding from a seq of its session on."""
         if records and not self._waiting:
             self._since = time.monotonic()
-        self._waiting += records
+        self._waiting += len(records)
+        if self._recent is not None:
+            if len(self._recent) + len(records) <= INDEX_MEMORY_RECORDS:
+                self._recent.extend(records)  # their rowids follow ``through`` in this order
+            else:
+                self._recent = None
         for doc, from_seq in docs:
             self._facts.setdefault(doc.keys.id, []).append((from_seq, (doc.keys.agent, doc.model)))
 
@@ -733,8 +742,14 @@ class _Indexer:
         try:
             with _transaction(conn):
                 through = self._through if self._through is not None else self._load(conn)
-                after, count = _index_slice(conn, through, self.open_turns, self._facts_of, INDEX_SLICE_RECORDS)
-                if count:
+                if self._recent is not None:  # no gap: a deletion or a compaction forgets them
+                    records = self._recent[:INDEX_SLICE_RECORDS]
+                    after = through + len(records)
+                else:
+                    records, after = _records_after(conn, through, INDEX_SLICE_RECORDS)
+                if records:
+                    texts = _index_records(conn, records, self.open_turns, self._facts_of)
+                    _index_texts(conn, {(session_id, turn): text for session_id, turn, text in texts})
                     conn.execute("UPDATE index_state SET through = ?", (after,))
         except sqlite3.Error as exc:
             # the slice's turns come again: what it told the open turns must not count twice
@@ -745,12 +760,19 @@ class _Indexer:
             self._not_before = time.monotonic() + INDEX_RETRY_SECONDS
             return False
         self._through, self._not_before = after, 0.0
-        self._waiting = max(0, self._waiting - count) if count == INDEX_SLICE_RECORDS else 0
+        if self._recent is not None:
+            del self._recent[: len(records)]
+            more = bool(self._recent)
+        else:
+            more = len(records) == INDEX_SLICE_RECORDS
+            if not more:
+                self._recent = []  # caught up: what commits from now on is kept until indexed
+        self._waiting = max(0, self._waiting - len(records)) if more else 0
         if self._waiting:
             self._since = time.monotonic()
         else:  # what holds from now on: each session's last document
             self._facts = {session_id: [(0, facts[-1][1])] for session_id, facts in self._facts.items()}
-        return count == INDEX_SLICE_RECORDS
+        return more
 
     def drop(self, conn: sqlite3.Connection, session_id: str) -> None:
         """In the transaction deleting a session (its events are gone): forget what it told, and
@@ -759,7 +781,7 @@ class _Indexer:
             del self.open_turns[key]
         self._facts.pop(session_id, None)
         conn.execute("UPDATE index_state SET through = min(through, coalesce((SELECT max(rowid) FROM events), 0))")
-        self._through = None
+        self._through = self._recent = None
 
     def compact(self, conn: sqlite3.Connection) -> int:
         """``VACUUM`` (``_compact_sync``), the indexes caught up first: it may renumber rowids."""
@@ -767,7 +789,7 @@ class _Indexer:
         shrunk = _compact_sync(conn)
         with _transaction(conn):
             conn.execute("UPDATE index_state SET through = coalesce((SELECT max(rowid) FROM events), 0)")
-        self._through = None
+        self._through = self._recent = None
         return shrunk
 
     def _load(self, conn: sqlite3.Connection) -> int:
@@ -777,6 +799,7 @@ class _Indexer:
             "SELECT through, coalesce((SELECT max(rowid) FROM events), 0) FROM index_state"
         ).fetchone()
         self._through, self._waiting = int(through), max(0, int(last) - int(through))
+        self._recent = None if self._waiting else []
         self._since = time.monotonic()
         return self._through
 
@@ -791,23 +814,13 @@ class _Indexer:
         return found
 
 
-def _index_slice(
-    conn: sqlite3.Connection,
-    after: int,
-    open_turns: audit.OpenTurns,
-    facts_of: Callable[[str, int], Facts | None],
-    limit: int,
-) -> tuple[int, int]:
-    """Index the records after rowid ``after``, ``limit`` at most; the last rowid indexed and how many."""
+def _records_after(conn: sqlite3.Connection, after: int, limit: int) -> tuple[list[EventRecord], int]:
+    """The records after rowid ``after``, ``limit`` at most, and the last one's rowid."""
     rows = conn.execute(
         "SELECT rowid, session_id, seq, at, sender, turn, payload FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?",
         (after, limit),
     ).fetchall()
-    if not rows:
-        return after, 0
-    texts = _index_records(conn, [EventRecord(*row[1:]) for row in rows], open_turns, facts_of)
-    _index_texts(conn, {(session_id, turn): text for session_id, turn, text in texts})
-    return rows[-1][0], len(rows)
+    return [EventRecord(*row[1:]) for row in rows], rows[-1][0] if rows else after
 
 
 def _index_texts(conn: sqlite3.Connection, texts: dict[TurnKey, str]) -> None:
@@ -1183,10 +1196,12 @@ def _index_stored_logs(conn: sqlite3.Connection) -> None:
     """Build the indexes from every stored log and document (a migration: inside its transaction)."""
     for session_id, title in conn.execute("SELECT id, json_extract(doc, '$.title') FROM sessions").fetchall():
         _index_title(conn, session_id, title if isinstance(title, str) else None)
-    after, count = 0, INDEX_PAGE
+    records, after = _records_after(conn, 0, INDEX_PAGE)
     open_turns: audit.OpenTurns = {}
-    while count == INDEX_PAGE:
-        after, count = _index_slice(conn, after, open_turns, lambda session_id, seq: None, INDEX_PAGE)
+    while records:
+        texts = _index_records(conn, records, open_turns)
+        _index_texts(conn, {(session_id, turn): text for session_id, turn, text in texts})
+        records, after = _records_after(conn, after, INDEX_PAGE)
 
 
 def _audit_where(wanted: AuditFilter, after: int) -> tuple[str, list[object]]:
