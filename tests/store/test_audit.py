@@ -15,6 +15,7 @@ import pytest
 from acpd.errors import InvalidInput
 from acpd.protocol.events import EventRecord, Sender
 from acpd.store import EventStore, SqliteEventStore
+from acpd.store import _sqlite_index as sqlite_index
 from acpd.store import sqlite as sqlite_store
 from acpd.store.base import AuditFilter
 from acpd.store.docs import session_keys
@@ -311,7 +312,7 @@ def indexed(path: Path) -> tuple[int, int, int]:
 @pytest.fixture
 def no_idle_indexing(monkeypatch: pytest.MonkeyPatch) -> None:
     """The writer's idle moments index and checkpoint nothing: what a commit wrote stays as it is."""
-    monkeypatch.setattr(sqlite_store, "INDEX_DELAY_SECONDS", 3600.0)
+    monkeypatch.setattr(sqlite_index, "INDEX_DELAY_SECONDS", 3600.0)
     monkeypatch.setattr(sqlite_store, "CHECKPOINT_SECONDS", 3600.0)
 
 
@@ -332,16 +333,16 @@ async def test_a_turns_commit_leaves_its_indexes_to_a_later_transaction_and_a_re
 
 
 async def test_an_idle_writer_indexes_what_was_committed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sqlite_store, "INDEX_DELAY_SECONDS", 0.0)
+    monkeypatch.setattr(sqlite_index, "INDEX_DELAY_SECONDS", 0.0)
     stepped = threading.Event()
-    step = sqlite_store._Indexer.step
+    step = sqlite_index.Indexer.step
 
     def noted(indexer: Any, conn: sqlite3.Connection) -> bool:
         more = step(indexer, conn)
         stepped.set()
         return more
 
-    monkeypatch.setattr(sqlite_store._Indexer, "step", noted)
+    monkeypatch.setattr(sqlite_index.Indexer, "step", noted)
     path = tmp_path / "acpd.db"
     async with await SqliteEventStore.open(path) as store:
         await store.append(chat("a", "ask about plums", ["plums are ripe"]), session=doc("a"))
@@ -353,8 +354,8 @@ async def test_a_writer_that_never_idles_indexes_a_slice_once_enough_records_wai
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sqlite_store.SqliteEventStore, "_on_idle", lambda store, conn: None)
-    monkeypatch.setattr(sqlite_store, "INDEX_SLICE_RECORDS", 2)
-    monkeypatch.setattr(sqlite_store, "INDEX_BEHIND_RECORDS", 5)
+    monkeypatch.setattr(sqlite_index, "INDEX_SLICE_RECORDS", 2)
+    monkeypatch.setattr(sqlite_index, "INDEX_BEHIND_RECORDS", 5)
     path = tmp_path / "acpd.db"
     async with await SqliteEventStore.open(path) as store:
         await store.append(chat("a", "prompt a", ["reply"]), session=doc("a"))
@@ -368,7 +369,7 @@ async def test_a_writer_that_never_idles_indexes_a_slice_once_enough_records_wai
 async def test_records_are_indexed_alike_whether_the_indexer_kept_them_or_reads_them_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kept: int
 ) -> None:
-    monkeypatch.setattr(sqlite_store, "INDEX_MEMORY_RECORDS", kept)  # 4: the second turn overflows
+    monkeypatch.setattr(sqlite_index, "INDEX_MEMORY_RECORDS", kept)  # 4: the second turn overflows
     path = tmp_path / "acpd.db"
     async with await SqliteEventStore.open(path) as store:
         await store.append(chat("a", "ask about plums", ["plums are ripe"]), session=doc("a", model="big"))
@@ -467,8 +468,8 @@ async def test_a_database_of_schema_3_keeps_its_indexes_and_indexes_its_search_b
                 "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (keys.id, keys.agent, keys.project, keys.cwd, keys.created_at, keys.archived_at, json.dumps(session)),
             )
-            texts = sqlite_store._index_records(conn, records, {})  # in the records' commit, as schema 3 did
-        sqlite_store._index_texts(conn, {("s", 1): "do thing 1"})
+            texts = sqlite_index.index_records(conn, records, {})  # in the records' commit, as schema 3 did
+        sqlite_index.index_texts(conn, {("s", 1): "do thing 1"})
         conn.execute("INSERT INTO search_backlog VALUES ('a', 1)")  # a's text was still waiting
         assert texts
     async with await SqliteEventStore.open(path) as migrated:
@@ -487,16 +488,16 @@ async def test_texts_a_full_disk_kept_out_of_the_index_wait_and_the_writer_goes_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "acpd.db"
-    index_texts = sqlite_store._index_texts
+    index_texts = sqlite_index.index_texts
 
     def full(*args: Any, **kwargs: Any) -> None:
         raise sqlite3.OperationalError("database or disk is full")
 
     async with await SqliteEventStore.open(path) as store:
         await store.append(chat("a", "ask about plums", ["plums are ripe"]), session=doc("a"))
-        monkeypatch.setattr(sqlite_store, "_index_texts", full)
+        monkeypatch.setattr(sqlite_index, "index_texts", full)
         assert (await store.search_sessions("plums")).items == []  # the index as it is
         await store.append(chat("b", "ask about pears", ["pears are green"]), session=doc("b"))
-        monkeypatch.setattr(sqlite_store, "_index_texts", index_texts)  # space returns
+        monkeypatch.setattr(sqlite_index, "index_texts", index_texts)  # space returns
         assert [s["id"] for s in (await store.search_sessions("ripe plums")).items] == ["a"]
         assert [s["id"] for s in (await store.search_sessions("green pears")).items] == ["b"]

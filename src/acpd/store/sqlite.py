@@ -22,13 +22,10 @@ backstop of a writer that never idles (``WAL_AUTOCHECKPOINT_PAGES``): a hot page
 commits meanwhile is copied once.
 
 Indexes: the record indexes (the tool-call audit, the turns, full-text search) follow the
-committed records in transactions of their own (``_Indexer``), not in the commits of the records:
-their rows were more than half the pages of a turn's commit, on the prompt's clock. Each indexing
-transaction reads the records after ``index_state.through`` (a rowid of ``events``, which grows in
-commit order) and moves it past them, so a crash loses nothing: the next open indexes what the
-last one left. The writer indexes in its idle moments, ``INDEX_DELAY_SECONDS`` after a commit or
-at once when ``INDEX_SLICE_RECORDS`` wait, a slice at a time; a read of an index (audit, turns,
-usage, search) indexes first, so it sees every committed record.
+committed records in transactions of their own (``_sqlite_index.Indexer``), not in the commits of
+the records. The writer indexes in its idle moments, ``INDEX_DELAY_SECONDS`` after a commit or at
+once when a slice waits, a slice at a time; a read of an index (audit, turns, usage, search)
+indexes first, so it sees every committed record; the next open indexes what a crash left.
 
 The store is its database's only writer: a file database is locked for the store's life (a
 second store, in this process or another, is refused with ``StoreLocked``), and after first use
@@ -48,8 +45,8 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar, TypeVarTuple
@@ -58,7 +55,7 @@ import anyio
 import anyio.to_thread
 
 from acpd.errors import StoreError, StoreFull
-from acpd.protocol import audit, jsonio
+from acpd.protocol import jsonio
 from acpd.protocol.events import EventRecord, utc_now
 from acpd.store._audit import (
     COLUMNS,
@@ -74,12 +71,12 @@ from acpd.store._audit import (
     encode_search_cursor,
     fts_query,
     search_words,
-    turn_row,
     turn_views,
     usage_report,
 )
 from acpd.store._lock import OwnerLock, acquire_owner_lock
 from acpd.store._rules import check_page_limit, check_read_limit, decode_cursor, next_last_seqs, page_of
+from acpd.store._sqlite_index import Indexer, index_backlog, index_stored_logs, index_title, transaction
 from acpd.store.base import AuditPage, SessionDoc, SessionPage
 from acpd.store.docs import EncodedDoc, SessionKeys, encoded_doc
 
@@ -99,19 +96,6 @@ CHECKPOINT_SECONDS: Final = 1.0
 WAL_AUTOCHECKPOINT_PAGES: Final = 10_000
 """SQLite's automatic checkpoint, inside a commit, once the WAL holds this many pages (40 MiB of
 4 KiB pages): only a writer busy for long without a pause reaches it."""
-
-INDEX_DELAY_SECONDS: Final = 0.25
-"""How long committed records wait for others before an idle writer indexes them."""
-INDEX_SLICE_RECORDS: Final = 1_024
-"""Records an indexing transaction takes at most (a commit queued meanwhile waits for one slice,
-~10 ms, not a burst's worth); as many waiting are indexed without waiting for the delay."""
-INDEX_MEMORY_RECORDS: Final = 4 * INDEX_SLICE_RECORDS
-"""Committed records the indexer keeps to index them without reading them back; a burst past
-this is read back from the database."""
-INDEX_BEHIND_RECORDS: Final = 8 * INDEX_SLICE_RECORDS
-"""Records waiting past which a writer that never idles indexes a slice after a commit."""
-INDEX_RETRY_SECONDS: Final = 1.0
-"""How soon the writer tries again to index after a failure (a full disk)."""
 
 MIGRATIONS: Final[tuple[tuple[str | Callable[[sqlite3.Connection], None], ...], ...]] = (
     # 1: the initial schema. Events keep their rowid on purpose: WITHOUT ROWID stores whole rows
@@ -199,7 +183,7 @@ MIGRATIONS: Final[tuple[tuple[str | Callable[[sqlite3.Connection], None], ...], 
         "CREATE VIRTUAL TABLE search USING fts5(session_id UNINDEXED, turn UNINDEXED, kind UNINDEXED, body)",
         # where each session's title sits in ``search``: a changed title replaces its row by rowid
         "CREATE TABLE search_titles (session_id TEXT PRIMARY KEY NOT NULL, search_rowid INTEGER NOT NULL)",
-        lambda conn: _index_stored_logs(conn),
+        lambda conn: index_stored_logs(conn),
     ),
     # 3: ended turns whose text is not in ``search`` yet (it is indexed in batches)
     ("CREATE TABLE search_backlog (session_id TEXT NOT NULL, turn INTEGER NOT NULL, PRIMARY KEY (session_id, turn))",),
@@ -235,7 +219,7 @@ MIGRATIONS: Final[tuple[tuple[str | Callable[[sqlite3.Connection], None], ...], 
         "CREATE INDEX turns_by_started ON turns (started_at)",
         # the texts a crash left in the backlog, indexed before it goes: from here on the indexes
         # follow the records in transactions of their own, up to ``index_state.through``
-        lambda conn: _index_backlog(conn),
+        lambda conn: index_backlog(conn),
         "DROP TABLE search_backlog",
         "CREATE TABLE index_state (id INTEGER PRIMARY KEY CHECK (id = 0), through INTEGER NOT NULL)",
         "INSERT INTO index_state VALUES (0, coalesce((SELECT max(rowid) FROM events), 0))",
@@ -278,7 +262,7 @@ class SqliteEventStore:
     def __init__(self, writer: sqlite3.Connection, reader: sqlite3.Connection, lock: OwnerLock | None = None) -> None:
         """Private: use ``open``. ``reader`` may be ``writer`` (one connection for ``:memory:``)."""
         self._lock = lock
-        self._indexer = _Indexer()  # the writer's
+        self._indexer = Indexer()  # the writer's
         self._checkpoints = None if reader is writer else _Checkpoints()
         self._writer = _Worker(writer, "acpd-store-writer", idle=self._on_idle)
         self._reader = self._writer if reader is writer else _Worker(reader, "acpd-store-reader")
@@ -463,7 +447,7 @@ class SqliteEventStore:
     async def compact(self) -> int:
         """``VACUUM``: rewrite the database without the pages deleted sessions freed (SQLite keeps
         them for reuse otherwise); how many bytes the file shrank by. Writes wait meanwhile."""
-        return await self._write(self._indexer.compact)
+        return await self._write(self._compact_sync)
 
     async def turns(self, session_id: str) -> list[dict[str, Any]]:
         """The session's turns in order, each with its own usage and cost."""
@@ -490,6 +474,12 @@ class SqliteEventStore:
             self._indexer.step(conn)  # (it never raises: this thread must go on serving)
         if self._checkpoints is not None:
             self._checkpoints.when_due(conn)
+
+    def _compact_sync(self, conn: sqlite3.Connection) -> int:
+        self._indexer.catch_up(conn)  # a VACUUM may renumber rowids: the indexes go as far first
+        shrunk = _compact_sync(conn)
+        self._indexer.rebase(conn)
+        return shrunk
 
     def _close_writer(self, conn: sqlite3.Connection) -> None:
         self._indexer.catch_up(conn)
@@ -531,14 +521,14 @@ class SqliteEventStore:
                 cached = self._last_seqs[session_id] = _last_seq_sync(conn, session_id)
             return cached
 
-        with _transaction(conn):
+        with transaction(conn):
             last_seqs = next_last_seqs(records, last_seq)
             if records:
                 _insert_events(conn, records)
             for doc in docs:
                 self._save_doc_sync(conn, doc.keys, doc.text)
                 if self._titles.get(doc.keys.id, "") != doc.title:
-                    _index_title(conn, doc.keys.id, doc.title)
+                    index_title(conn, doc.keys.id, doc.title)
         # each document takes effect from the first record of its session in this commit
         from_seqs = [last_seq(doc.keys.id) + 1 for doc in docs]  # (the cache still has the seqs before it)
         self._last_seqs.update(last_seqs)
@@ -557,7 +547,7 @@ class SqliteEventStore:
         _save_session_sync(conn, keys, text)
 
     def _delete_sync(self, conn: sqlite3.Connection, session_id: str) -> bool:
-        with _transaction(conn):
+        with transaction(conn):
             existed = conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
             conn.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM idempotency WHERE session_id = ?", (session_id,))
@@ -680,166 +670,6 @@ class _Checkpoints:
             logger.warning("checkpointing the event store's WAL failed: %s", exc)
 
 
-TurnKey = tuple[str, int]
-Facts = tuple[str | None, str | None]
-"""A session's agent and model, as a turn's row keeps them."""
-
-
-class _Indexer:
-    """The record indexes kept up to the committed records, in transactions of their own: the
-    writer thread's alone.
-
-    ``through`` is the rowid of ``events`` up to which the indexes are written, kept in
-    ``index_state`` by the transaction that indexes the records before it. A turn's row takes its
-    session's agent and model from the document committed with the turn's end (``committed``
-    notes from which of its session's seqs each document holds), so a model chosen after a turn
-    is not the one it ran with; what a restart left unindexed takes them as stored.
-    """
-
-    def __init__(self) -> None:
-        self._through: int | None = None  # read from the database at first use
-        self.open_turns: audit.OpenTurns = {}  # what the records of turns still running told
-        self._facts: dict[str, list[tuple[int, Facts]]] = {}  # per session: (from seq, facts), in commit order
-        self._waiting = 0  # records committed and not indexed (0: none)
-        self._recent: list[EventRecord] | None = None  # those records, if all of them are here
-        self._since = 0.0  # when the oldest of them committed
-        self._not_before = 0.0  # after a failure: when to try again
-
-    def committed(self, records: Sequence[EventRecord], docs: list[tuple[EncodedDoc, int]]) -> None:
-        """A commit wrote ``records`` and ``docs``, each holding from a seq of its session on."""
-        if records and not self._waiting:
-            self._since = time.monotonic()
-        self._waiting += len(records)
-        if self._recent is not None:
-            if len(self._recent) + len(records) <= INDEX_MEMORY_RECORDS:
-                self._recent.extend(records)  # their rowids follow ``through`` in this order
-            else:
-                self._recent = None
-        for doc, from_seq in docs:
-            self._facts.setdefault(doc.keys.id, []).append((from_seq, (doc.keys.agent, doc.model)))
-
-    def due(self) -> bool:
-        now = time.monotonic()
-        return (
-            bool(self._waiting)
-            and now >= self._not_before
-            and (self._waiting >= INDEX_SLICE_RECORDS or now - self._since >= INDEX_DELAY_SECONDS)
-        )
-
-    def behind(self) -> bool:
-        return self._waiting >= INDEX_BEHIND_RECORDS and time.monotonic() >= self._not_before
-
-    def catch_up(self, conn: sqlite3.Connection) -> None:
-        """Index every committed record (what a full disk allows: a failure leaves them waiting)."""
-        if self._through is None:
-            self._load(conn)
-        while self._waiting and self.step(conn):
-            pass
-
-    def step(self, conn: sqlite3.Connection) -> bool:
-        """Index a slice of the records waiting; whether more may wait. It never raises: a failure
-        (a full disk) is logged, and the records are tried again ``INDEX_RETRY_SECONDS`` later."""
-        try:
-            with _transaction(conn):
-                through = self._through if self._through is not None else self._load(conn)
-                if self._recent is not None:  # no gap: a deletion or a compaction forgets them
-                    records = self._recent[:INDEX_SLICE_RECORDS]
-                    after = through + len(records)
-                else:
-                    records, after = _records_after(conn, through, INDEX_SLICE_RECORDS)
-                if records:
-                    texts = _index_records(conn, records, self.open_turns, self._facts_of)
-                    _index_texts(conn, {(session_id, turn): text for session_id, turn, text in texts})
-                    conn.execute("UPDATE index_state SET through = ?", (after,))
-        except sqlite3.Error as exc:
-            # the slice's turns come again: what it told the open turns must not count twice
-            self.open_turns.clear()
-            self._through = None
-            if not self._not_before:
-                logger.warning("indexing committed records failed, tried again later: %s", exc)
-            self._not_before = time.monotonic() + INDEX_RETRY_SECONDS
-            return False
-        self._through, self._not_before = after, 0.0
-        if self._recent is not None:
-            del self._recent[: len(records)]
-            more = bool(self._recent)
-        else:
-            more = len(records) == INDEX_SLICE_RECORDS
-            if not more:
-                self._recent = []  # caught up: what commits from now on is kept until indexed
-        self._waiting = max(0, self._waiting - len(records)) if more else 0
-        if self._waiting:
-            self._since = time.monotonic()
-        else:  # what holds from now on: each session's last document
-            self._facts = {session_id: [(0, facts[-1][1])] for session_id, facts in self._facts.items()}
-        return more
-
-    def drop(self, conn: sqlite3.Connection, session_id: str) -> None:
-        """In the transaction deleting a session (its events are gone): forget what it told, and
-        keep ``through`` at most the last rowid left, which the next record's rowid follows."""
-        for key in [key for key in self.open_turns if key[0] == session_id]:
-            del self.open_turns[key]
-        self._facts.pop(session_id, None)
-        conn.execute("UPDATE index_state SET through = min(through, coalesce((SELECT max(rowid) FROM events), 0))")
-        self._through = self._recent = None
-
-    def compact(self, conn: sqlite3.Connection) -> int:
-        """``VACUUM`` (``_compact_sync``), the indexes caught up first: it may renumber rowids."""
-        self.catch_up(conn)
-        shrunk = _compact_sync(conn)
-        with _transaction(conn):
-            conn.execute("UPDATE index_state SET through = coalesce((SELECT max(rowid) FROM events), 0)")
-        self._through = self._recent = None
-        return shrunk
-
-    def _load(self, conn: sqlite3.Connection) -> int:
-        """``through`` as stored, and how many records wait after it (at open, after a failure
-        or a deletion): a crash leaves the records of its last commits unindexed."""
-        through, last = conn.execute(
-            "SELECT through, coalesce((SELECT max(rowid) FROM events), 0) FROM index_state"
-        ).fetchone()
-        self._through, self._waiting = int(through), max(0, int(last) - int(through))
-        self._recent = None if self._waiting else []
-        self._since = time.monotonic()
-        return self._through
-
-    def _facts_of(self, session_id: str, seq: int) -> Facts | None:
-        """The agent and model of the session's document as committed with record ``seq``: the
-        last one committed with it or before it, if noted."""
-        found = None
-        for from_seq, facts in self._facts.get(session_id, ()):
-            if from_seq > seq:
-                break
-            found = facts
-        return found
-
-
-def _records_after(conn: sqlite3.Connection, after: int, limit: int) -> tuple[list[EventRecord], int]:
-    """The records after rowid ``after``, ``limit`` at most, and the last one's rowid."""
-    rows = conn.execute(
-        "SELECT rowid, session_id, seq, at, sender, turn, payload FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?",
-        (after, limit),
-    ).fetchall()
-    return [EventRecord(*row[1:]) for row in rows], rows[-1][0] if rows else after
-
-
-def _index_texts(conn: sqlite3.Connection, texts: dict[TurnKey, str]) -> None:
-    """Turns' texts into the full-text index."""
-    rows = [(session_id, turn, text) for (session_id, turn), text in texts.items()]
-    conn.executemany("INSERT INTO search (session_id, turn, kind, body) VALUES (?, ?, 'turn', ?)", rows)
-
-
-def _index_backlog(conn: sqlite3.Connection) -> None:
-    """Index the texts of the turns a crash left in schema 3's backlog, from their events (migration 4)."""
-    texts: dict[TurnKey, str] = {}
-    for session_id, turn in conn.execute("SELECT session_id, turn FROM search_backlog").fetchall():
-        rows = conn.execute(_TURN_RECORDS, (session_id, turn)).fetchall()
-        ends = audit.turn_ends([EventRecord(*row) for row in rows], {})
-        if ends and ends[-1].text:
-            texts[(session_id, turn)] = ends[-1].text
-    _index_texts(conn, texts)
-
-
 def _settle(future: asyncio.Future[object], result: object, error: BaseException | None) -> None:
     if future.done():  # the caller was cancelled and left the call to finish here
         return
@@ -866,25 +696,6 @@ def _insert_events(conn: sqlite3.Connection, records: Sequence[EventRecord]) -> 
         conn.executemany(_INSERT_EVENTS, [tuple(itertools.chain.from_iterable(group)) for group in groups])
     if whole < len(records):
         conn.executemany(_INSERT_EVENT, records[whole:])
-
-
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    # IMMEDIATE takes the write lock up front, so a busy database waits in busy_timeout here
-    # rather than failing halfway through the batch.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                # SQLite rolls back on its own after some errors (a full disk among them);
-                # the error to report is the one that stopped the transaction, not this one.
-                logger.warning("rolling back an event store transaction failed", exc_info=True)
-        raise
 
 
 def _open_connections(path: str) -> tuple[sqlite3.Connection, sqlite3.Connection, OwnerLock | None]:
@@ -930,7 +741,7 @@ def _make_private(path: str) -> None:
 
 def _connect(path: str, set_up: Callable[[sqlite3.Connection], None]) -> sqlite3.Connection:
     try:
-        # isolation_level=None: no implicit transactions; _transaction() says where they are.
+        # isolation_level=None: no implicit transactions; transaction() says where they are.
         # check_same_thread=False: worker threads take turns, serialized by the store's limiters.
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
@@ -954,7 +765,7 @@ def _set_up_writer(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")  # our constant
     _migrate(conn)
-    _Indexer().catch_up(conn)  # what a crash left unindexed
+    Indexer().catch_up(conn)  # what a crash left unindexed
 
 
 def _set_up_reader(conn: sqlite3.Connection) -> None:
@@ -967,7 +778,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     The version is read inside the write transaction, so two processes opening one new file
     cannot both migrate it.
     """
-    with _transaction(conn):
+    with transaction(conn):
         version: int = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise StoreError(
@@ -1068,20 +879,6 @@ def _put_idempotent_sync(conn: sqlite3.Connection, session_id: str, key: str, va
 
 # --- the tool-call audit index ---------------------------------------------------------------
 
-_UPSERT_TOOL_CALL: Final = (
-    "INSERT INTO tool_calls (session_id, tool_call_id, agent, turn, started_at, kind, title, locations, status,"
-    " asked, request_id, options, ended_at)"
-    " VALUES (?, ?, (SELECT agent FROM sessions WHERE id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (session_id, tool_call_id) DO UPDATE SET kind = coalesce(excluded.kind, kind),"
-    " title = coalesce(excluded.title, title), locations = coalesce(excluded.locations, locations),"
-    " status = coalesce(excluded.status, status), asked = max(asked, excluded.asked),"
-    " request_id = coalesce(excluded.request_id, request_id), options = coalesce(excluded.options, options),"
-    " ended_at = coalesce(ended_at, excluded.ended_at)"
-)
-_ASKED_OPEN: Final = (
-    "SELECT rowid, options FROM tool_calls WHERE session_id = ? AND request_id = ? AND reply IS NULL"
-    " ORDER BY rowid DESC LIMIT 1"
-)
 _SELECT_TOOL_CALLS: Final = (
     "SELECT t.rowid, " + ", ".join(f"t.{name}" for name in COLUMNS if name != "project") + ", s.project"
     " FROM tool_calls t LEFT JOIN sessions s ON s.id = t.session_id"
@@ -1096,58 +893,10 @@ _AUDIT_FILTERS: Final = (
     ("since", "t.started_at >= ?"),
     ("until", "t.started_at < ?"),
 )
-INDEX_PAGE: Final = 5_000
-"""Events read at a time when the index is built from stored logs."""
-
-
-_TURN_STORED: Final = tuple(name for name in TURN_COLUMNS if name != "project")
-_INSERT_TURN: Final = (
-    "INSERT OR REPLACE INTO turns (" + ", ".join(_TURN_STORED) + ")"
-    " VALUES (" + ", ".join("?" * (len(TURN_COLUMNS) - 1)) + ")"
-)
-_AGENTS_AND_MODELS: Final = (
-    "SELECT id, agent, json_extract(doc, '$.model') FROM sessions WHERE id IN (SELECT value FROM json_each(?))"
-)
-_TURN_RECORDS: Final = (
-    "SELECT session_id, seq, at, sender, turn, payload FROM events WHERE session_id = ? AND turn = ? ORDER BY seq"
-)
 _SELECT_TURNS: Final = (
     "SELECT " + ", ".join(f"t.{name}" for name in TURN_COLUMNS if name != "project") + ", s.project"
     " FROM turns t LEFT JOIN sessions s ON s.id = t.session_id"
 )
-
-
-def _index_records(
-    conn: sqlite3.Connection,
-    records: Sequence[EventRecord],
-    open_turns: audit.OpenTurns,
-    facts_of: Callable[[str, int], Facts | None] = lambda session_id, seq: None,
-) -> list[tuple[str, int, str]]:
-    """The indexes' rows for ``records``: a statement of each kind for the whole slice (it ends
-    many sessions' turns at once), not one a turn. A turn's row takes the agent and model
-    ``facts_of`` its session and answer tells, else the session's as stored. Returns the ended
-    turns' texts, for the full-text index."""
-    _index_tool_calls(conn, records)
-    ends = [_whole(conn, end) for end in audit.turn_ends(records, open_turns)]
-    if not ends:
-        return []
-    known = {(end.session_id, end.last_seq): facts_of(end.session_id, end.last_seq) for end in ends}
-    stored: dict[str, Facts] = {}
-    if unknown := sorted({session_id for (session_id, _), facts in known.items() if facts is None}):
-        found = conn.execute(_AGENTS_AND_MODELS, (jsonio.dumps_str(unknown),))
-        stored.update((row[0], (row[1], row[2])) for row in found)
-    none: Facts = (None, None)  # a session deleted since
-    rows = [turn_row(end, *(known[(end.session_id, end.last_seq)] or stored.get(end.session_id, none))) for end in ends]
-    conn.executemany(_INSERT_TURN, [tuple(getattr(row, name) for name in _TURN_STORED) for row in rows])
-    return [(end.session_id, end.turn, end.text) for end in ends if end.text]
-
-
-def _whole(conn: sqlite3.Connection, end: audit.TurnEnd) -> audit.TurnEnd:
-    """``end``, with what its turn's records told before a restart, read back if need be."""
-    if end.started_at is not None:
-        return end
-    again = conn.execute(_TURN_RECORDS, (end.session_id, end.turn)).fetchall()
-    return audit.turn_ends([EventRecord(*row) for row in again if row[1] <= end.last_seq], {})[-1]
 
 
 def _turns_sync(conn: sqlite3.Connection, session: str | None, since: str | None, until: str | None) -> list[TurnRow]:
@@ -1159,49 +908,6 @@ def _turns_sync(conn: sqlite3.Connection, session: str | None, since: str | None
     where = " WHERE " + " AND ".join(clauses) if clauses else ""
     rows = conn.execute(_SELECT_TURNS + where + " ORDER BY t.session_id, t.turn", params).fetchall()
     return [TurnRow(*row) for row in rows]
-
-
-def _index_tool_calls(conn: sqlite3.Connection, records: Sequence[EventRecord]) -> None:
-    for change in audit.changes_in(records):
-        if change.tool_call_id is None:
-            row = conn.execute(_ASKED_OPEN, (change.session_id, change.request_id)).fetchone()
-            if row is not None:
-                conn.execute(
-                    "UPDATE tool_calls SET reply = ?, outcome = ?, decided_by = ? WHERE rowid = ?",
-                    (change.reply, audit.reply_kind(change.reply, row[1]), change.decided_by, row[0]),
-                )
-            continue
-        ended = change.at if change.status in audit.FINISHED else None
-        conn.execute(
-            _UPSERT_TOOL_CALL,
-            (
-                change.session_id,
-                change.tool_call_id,
-                change.session_id,
-                change.turn,
-                change.at,
-                change.kind,
-                change.title,
-                change.locations,
-                change.status,
-                int(change.asked),
-                change.request_id,
-                change.options,
-                ended,
-            ),
-        )
-
-
-def _index_stored_logs(conn: sqlite3.Connection) -> None:
-    """Build the indexes from every stored log and document (a migration: inside its transaction)."""
-    for session_id, title in conn.execute("SELECT id, json_extract(doc, '$.title') FROM sessions").fetchall():
-        _index_title(conn, session_id, title if isinstance(title, str) else None)
-    records, after = _records_after(conn, 0, INDEX_PAGE)
-    open_turns: audit.OpenTurns = {}
-    while records:
-        texts = _index_records(conn, records, open_turns)
-        _index_texts(conn, {(session_id, turn): text for session_id, turn, text in texts})
-        records, after = _records_after(conn, after, INDEX_PAGE)
 
 
 def _audit_where(wanted: AuditFilter, after: int) -> tuple[str, list[object]]:
@@ -1229,18 +935,6 @@ _SEARCH: Final = (
     "SELECT session_id, kind, snippet(search, 3, '[', ']', '…', 12) FROM search WHERE search MATCH ?"
     " ORDER BY rank LIMIT ?"
 )
-
-
-def _index_title(conn: sqlite3.Connection, session_id: str, title: str | None) -> None:
-    row = conn.execute("SELECT search_rowid FROM search_titles WHERE session_id = ?", (session_id,)).fetchone()
-    if row is not None:
-        conn.execute("DELETE FROM search WHERE rowid = ?", row)
-        conn.execute("DELETE FROM search_titles WHERE session_id = ?", (session_id,))
-    if title is not None:
-        rowid = conn.execute(
-            "INSERT INTO search (session_id, turn, kind, body) VALUES (?, 0, 'title', ?)", (session_id, title)
-        ).lastrowid
-        conn.execute("INSERT INTO search_titles (session_id, search_rowid) VALUES (?, ?)", (session_id, rowid))
 
 
 def _search_sync(
