@@ -193,3 +193,35 @@ async def test_a_log_waiting_for_a_held_one_commits_in_its_round_once_the_hold_e
             await connection.wait_committed(1)
         await close_all(committer, [session, connection])
     assert store.rounds == [{"s": 2, "c": 1}]
+
+
+async def test_a_follower_of_unsettled_records_gets_those_of_a_hold_together_as_it_ends() -> None:
+    store = RoundStore()
+    committer, (session,) = shared_logs(store, "s")
+    follow = session.follow(0, unsettled=True)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(committer.run)
+        batches: list[list[int]] = []
+
+        async def read() -> None:
+            async for records in follow:
+                batches.append([r.seq for r in records])  # noqa: PERF401 (each batch as it comes)
+
+        tg.start_soon(read)
+        await anyio.wait_all_tasks_blocked()
+        session.hold(seconds=3600)  # a turn waits for its agent's answer
+        for n in range(3):
+            session.append("agent", 1, {"n": n})
+            await anyio.wait_all_tasks_blocked()
+        assert batches == []  # nothing of a hold commits before it ends: no need to hear of it sooner
+        session.release()
+        with anyio.fail_after(5):
+            await session.wait_committed(3)
+        assert batches == [[1, 2, 3]]
+        session.append("agent", 1, {"n": 3})  # not held: heard of at once
+        with anyio.fail_after(5):
+            while len(batches) < 2:
+                await anyio.wait_all_tasks_blocked()
+        assert batches[1] == [4]
+        tg.cancel_scope.cancel()
+    await close_all(committer, [session])

@@ -428,11 +428,17 @@ class SessionLog:
 
     def _queued_more(self) -> None:
         """Records were queued: the committer hears of it (a burst ends a hold at once), and so
-        does a follower of the unsettled records."""
+        does a follower of the unsettled records, unless the log is held: nothing of it commits
+        before the hold ends, so the follower hears of all it queued then, at once (``release``),
+        not once a record."""
         if self._hold is not None and len(self._pending) >= HOLD_BURST_RECORDS:
             self.release()
         elif not self._scheduled:
             self._committer._ready_log(self)
+        if self._hold is None:
+            self._tell_appended()
+
+    def _tell_appended(self) -> None:
         if self._appended is not None:
             self._appended.set()
             self._appended = None
@@ -451,6 +457,7 @@ class SessionLog:
         if hold is None:
             return
         hold.cancel()
+        self._tell_appended()
         if self._has_queued():
             self._committer._ready_log(self)
 
@@ -860,7 +867,7 @@ class SessionLog:
         return base + self._batch_records
 
     async def _wait_appended(self, seq: int) -> None:
-        while self.last_seq < seq and not self.closed:
+        while (self.last_seq < seq or self._hold is not None) and not self.closed:
             if self._appended is None:
                 self._appended = asyncio.Event()
             await self._appended.wait()
@@ -880,7 +887,8 @@ class SessionLog:
         keep-alive), then goes on waiting. A faulted log only delays it (records come when they
         commit), unless ``stop_on_fault``: then, once caught up, the fault is raised.
 
-        With ``unsettled``, records come as they are appended, before they commit (``unsettled``).
+        With ``unsettled``, records come as they are appended, before they commit (``unsettled``);
+        those appended while the log is held (``hold``), together as the hold ends.
 
         Raises:
             StoreError: with ``stop_on_fault``, the log is faulted; whatever it waits for, the
