@@ -10,6 +10,7 @@ import anyio.lowlevel
 import httpx
 import pytest
 
+from acpd.daemon import sse
 from acpd.daemon.acp_http import LOG_PREFIX, AcpConnectionClosed, AcpHttpHub, AcpNotFound, HttpAcpConnection
 from acpd.daemon.manager import SessionManager
 from acpd.errors import Conflict
@@ -206,6 +207,55 @@ async def test_last_event_id_inside_a_reference_resumes_exactly_after_it_live_an
         assert revived is not connection
         assert await _read_until_answer(revived, middle, 3) == expected
         assert await _read_until_answer(revived, 0, 3) == events
+
+
+async def _chunks_until_answer(connection: HttpAcpConnection, request_id: int) -> list[list[int]]:
+    """The SSE ids in each chunk the stream writes, from the start up to the answer to ``request_id``."""
+    chunks: list[list[int]] = []
+    stream = connection.stream(0)
+    assert isinstance(stream, AsyncGenerator)
+    try:
+        async for chunk in stream:
+            blocks = [
+                dict(line.split(": ", 1) for line in b.splitlines() if ": " in line)
+                for b in chunk.decode().split("\n\n")
+            ]
+            chunks.append([int(fields["id"]) for fields in blocks if "id" in fields])
+            if any(f'"id":{request_id},' in fields.get("data", "") for fields in blocks):
+                return [ids for ids in chunks if ids]
+    finally:
+        await stream.aclose()
+    return chunks
+
+
+async def test_committed_messages_and_the_updates_they_refer_to_leave_in_one_chunk_a_batch(
+    manager: SessionManager, workdir: Path
+) -> None:
+    hub = AcpHttpHub(manager)
+    with anyio.fail_after(30):
+        connection = await hub.connection("conn-one", agent="mock", create=True)
+        await _chunk_turn(connection, workdir, 3)
+        chunks = await _chunks_until_answer(connection, 3)
+    # the answers to initialize and session/new, references to the session's updates, the
+    # prompt's answer: one write (a trip through the HTTP stack, a system call), not one a reference
+    assert len(chunks) == 1
+    assert chunks[0] == list(range(1, len(chunks[0]) + 1))
+    assert len(chunks[0]) >= 6
+
+
+async def test_a_batch_of_more_events_than_a_chunk_holds_is_streamed_in_bounded_chunks(
+    manager: SessionManager, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sse, "BATCH_RECORDS", 7)
+    hub = AcpHttpHub(manager)
+    with anyio.fail_after(30):
+        connection = await hub.connection("conn-bounded", agent="mock", create=True)
+        await _chunk_turn(connection, workdir, 40)
+        chunks = await _chunks_until_answer(connection, 3)
+    assert max(len(ids) for ids in chunks) <= 7 * 2  # a chunk is flushed once it holds 7 or more
+    numbers = [n for ids in chunks for n in ids]
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert len(numbers) >= 43  # the two answers, the 40 updates, the prompt's answer
 
 
 async def _running_turn(connection: HttpAcpConnection, workdir: Path) -> str:

@@ -311,58 +311,61 @@ class HttpAcpConnection:
         ``channel``: only the records logged with that ``turn`` (the others are still counted)."""
         yield b"retry: 1000\n\n"
         index = bisect.bisect_right(self._firsts, after + 1) - 1  # the record holding message after + 1
-        at = _Position(self._firsts[index] if index >= 0 else 1, anyio.current_time())
+        at = _Position(self._firsts[index] if index >= 0 else 1, time.monotonic())
         follow = self.log.follow(max(index, 0), batch=sse.BATCH_RECORDS, idle_seconds=sse.KEEPALIVE_SECONDS)
         try:
-            async for records in follow:
-                async for chunk in self._encoded(records, at, after, channel):
-                    at.written = anyio.current_time()
-                    yield chunk
-                # idle, or only other streams' records for a while: a comment keeps proxies patient
-                if not records or anyio.current_time() - at.written >= sse.KEEPALIVE_SECONDS:
-                    at.written = anyio.current_time()
-                    yield sse.KEEPALIVE
+            with self.in_use():
+                async for records in follow:
+                    async for chunk in self._encoded(records, at, after, channel):
+                        at.written = time.monotonic()
+                        yield chunk
+                    # idle, or only other streams' records for a while: a comment keeps proxies patient
+                    if not records or time.monotonic() - at.written >= sse.KEEPALIVE_SECONDS:
+                        at.written = time.monotonic()
+                        yield sse.KEEPALIVE
         except StoreError as exc:
             yield sse.encode_problem(exc)
 
     async def _encoded(
         self, records: list[EventRecord], at: _Position, after: int, channel: int | None
     ) -> AsyncIterator[bytes]:
-        """The SSE events of one batch of records: those of ``channel`` numbered past ``after``."""
+        """The SSE events of one batch of records, those of ``channel`` numbered past ``after``, in
+        as few chunks as ``sse.BATCH_RECORDS`` events a chunk allows: a turn's batch (its answer,
+        and a reference to its updates) is one chunk, so one trip through the HTTP stack and one
+        system call, however many references it holds."""
         parts: list[str] = []
         for record in records:
-            if channel is not None and record.turn != channel:
-                at.number += _message_count(record)
-                continue
             if record.sender != "daemon":
-                if at.number > after:
+                if (channel is None or record.turn == channel) and at.number > after:
                     parts.append(_event(at.number, record.payload))
                 at.number += 1
                 continue
-            if parts:
-                yield "".join(parts).encode()
-                parts = []
-            async for chunk in self._referenced(record, at.number, after):
-                yield chunk
-            at.number += _message_count(record)
+            session_id, first, last = _reference(record)
+            if channel is None or record.turn == channel:
+                async for events in self._referenced(session_id, first, last, at.number, after):
+                    parts += events
+                    if len(parts) >= sse.BATCH_RECORDS:
+                        yield "".join(parts).encode()
+                        parts = []
+            at.number += last - first + 1
         if parts:
             yield "".join(parts).encode()
 
-    async def _referenced(self, record: EventRecord, number: int, after: int) -> AsyncIterator[bytes]:
-        """The messages a reference stands for, numbered from ``number``, those after ``after``."""
-        ref = jsonio.loads(record.payload)
-        assert isinstance(ref, dict)
-        first, last = int(ref["from"]), int(ref["to"])
+    async def _referenced(
+        self, session_id: str, first: int, last: int, number: int, after: int
+    ) -> AsyncIterator[list[str]]:
+        """The events of records ``first``..``last`` of a session, numbered from ``number``, those
+        numbered past ``after``, a page at a time."""
         skip = max(0, after + 1 - number)
         cursor = first - 1 + skip
         number += skip
         while cursor < last:
             stored = await self._manager.committed_records(
-                str(ref["session"]), after=cursor, limit=min(sse.BATCH_RECORDS, last - cursor)
+                session_id, after=cursor, limit=min(sse.BATCH_RECORDS, last - cursor)
             )
             if not stored:
                 return  # the session was deleted since: its messages are gone with it
-            yield "".join([_event(number + i, r.payload) for i, r in enumerate(stored)]).encode()
+            yield [_event(number + i, r.payload) for i, r in enumerate(stored)]
             number += len(stored)
             cursor = stored[-1].seq
 
@@ -395,9 +398,15 @@ def _message_count(record: EventRecord) -> int:
     """Messages a record of a connection log stands for: 1, or a reference's range."""
     if record.sender != "daemon":
         return 1
+    _, first, last = _reference(record)
+    return last - first + 1
+
+
+def _reference(record: EventRecord) -> tuple[str, int, int]:
+    """The session and the range of its records a reference stands for."""
     ref = jsonio.loads(record.payload)
     assert isinstance(ref, dict)
-    return int(ref["to"]) - int(ref["from"]) + 1
+    return str(ref["session"]), int(ref["from"]), int(ref["to"])
 
 
 async def _stored(manager: SessionManager, log_id: str, last_seq: int) -> AsyncIterator[list[EventRecord]]:
@@ -517,14 +526,7 @@ async def post_envelope(request: Request) -> Response:
 async def stream(request: Request) -> Response:
     connection = await hub_of(request).connection(request.path_params["id"], agent=None, create=False)
     after = replay_after(request)
-    body = _while_read(connection, connection.stream(after))
-    return StreamingResponse(body, media_type="text/event-stream", headers=sse.HEADERS)
-
-
-async def _while_read(connection: HttpAcpConnection, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    with connection.in_use():
-        async for chunk in chunks:
-            yield chunk
+    return StreamingResponse(connection.stream(after), media_type="text/event-stream", headers=sse.HEADERS)
 
 
 async def delete_connection(request: Request) -> Response:
