@@ -12,6 +12,7 @@ import pytest
 
 from acpd.daemon import sse
 from acpd.daemon.acp_http import LOG_PREFIX, AcpConnectionClosed, AcpHttpHub, AcpNotFound, HttpAcpConnection
+from acpd.daemon.log import SessionLog
 from acpd.daemon.manager import SessionManager
 from acpd.errors import Conflict
 from acpd.protocol import jsonio
@@ -256,6 +257,78 @@ async def test_a_batch_of_more_events_than_a_chunk_holds_is_streamed_in_bounded_
     numbers = [n for ids in chunks for n in ids]
     assert numbers == list(range(1, len(numbers) + 1))
     assert len(numbers) >= 43  # the two answers, the 40 updates, the prompt's answer
+
+
+async def _read_events(connection: HttpAcpConnection, after: int, count: int) -> list[tuple[int, JsonObject]]:
+    """(SSE id, message) of the ``count`` events after ``after``."""
+    events: list[tuple[int, JsonObject]] = []
+    stream = connection.stream(after)
+    assert isinstance(stream, AsyncGenerator)
+    try:
+        async for chunk in stream:
+            for block in chunk.decode().split("\n\n"):
+                fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+                if "id" in fields:
+                    events.append((int(fields["id"]), jsonio.loads(fields["data"])))
+            if len(events) >= count:
+                return events
+    finally:
+        await stream.aclose()
+    return events
+
+
+def _update(session_id: str, text: str) -> JsonObject:
+    chunk = {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": text}}
+    return {"jsonrpc": "2.0", "method": "session/update", "params": {"sessionId": session_id, "update": chunk}}
+
+
+async def _held_turn_records(
+    manager: SessionManager, workdir: Path, connection_id: str, *messages: JsonObject
+) -> tuple[HttpAcpConnection, SessionLog, int]:
+    """A connection attached to a session that has had a turn, with ``messages`` logged to the
+    session under a hold (as a turn's agent would); the connection log's last seq before them."""
+    connection = await AcpHttpHub(manager).connection(connection_id, agent="mock", create=True)
+    await _chunk_turn(connection, workdir, 1)
+    await connection.log.wait_committed(connection.log.last_seq)
+    session_log = (await manager.runtime(next(iter(connection.acp._attached)))).log
+    before = connection.log.last_seq
+    session_log.hold(seconds=3600)
+    for message in messages:
+        session_log.append("agent", 9, message)
+    await anyio.wait_all_tasks_blocked()
+    assert connection.log.last_seq == before  # nothing is passed on while held
+    return connection, session_log, before
+
+
+async def test_a_turns_updates_are_passed_on_to_an_attached_connection_as_its_hold_ends(
+    manager: SessionManager, workdir: Path
+) -> None:
+    with anyio.fail_after(30):
+        connection, session_log, before = await _held_turn_records(
+            manager, workdir, "conn-hold", _update("s", "a"), _update("s", "b")
+        )
+        session_log.release()
+        # in the same turn of the loop, without the forwarder's task: one reference to both
+        assert [r.sender for r in connection.log.unsettled(before, 10)] == ["daemon"]
+        events = await _read_until_answer(connection, 0, 3)
+        later = await _read_events(connection, events[-1][0], 2)
+    assert _texts(later) == ["a", "b"]
+
+
+async def test_what_needs_a_write_of_its_own_is_left_to_the_forwarder_in_order(
+    manager: SessionManager, workdir: Path
+) -> None:
+    notice: JsonObject = {"jsonrpc": "2.0", "method": "_acpd/notice", "params": {"n": 1}}
+    with anyio.fail_after(30):
+        connection, session_log, before = await _held_turn_records(
+            manager, workdir, "conn-own", _update("s", "a"), notice, _update("s", "b")
+        )
+        session_log.release()
+        assert connection.log.last_seq == before  # the notice is a message of its own: the forwarder's
+        events = await _read_until_answer(connection, 0, 3)
+        later = await _read_events(connection, events[-1][0], 3)
+    assert [m.get("method") for _, m in later] == ["session/update", "_acpd/notice", "session/update"]
+    assert _texts(later) == ["a", "b"]
 
 
 async def _running_turn(connection: HttpAcpConnection, workdir: Path) -> str:

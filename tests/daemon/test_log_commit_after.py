@@ -225,3 +225,48 @@ async def test_a_follower_of_unsettled_records_gets_those_of_a_hold_together_as_
         assert batches[1] == [4]
         tg.cancel_scope.cancel()
     await close_all(committer, [session])
+
+
+async def test_a_follower_goes_on_from_where_a_hook_passed_records_on_as_a_hold_ended() -> None:
+    store = RoundStore()
+    committer, (session,) = shared_logs(store, "s")
+    passed = 0
+    woken: list[list[int]] = []
+
+    def pass_all() -> bool:
+        nonlocal passed
+        passed = session.last_seq
+        return True
+
+    def pass_none() -> bool:
+        return False
+
+    follow = session.follow(0, unsettled=True, passed=lambda: passed)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(committer.run)
+
+        async def read() -> None:
+            async for records in follow:
+                woken.append([r.seq for r in records])  # noqa: PERF401 (each batch as it comes)
+
+        tg.start_soon(read)
+        await anyio.wait_all_tasks_blocked()
+        session.on_release.append(pass_all)
+        session.hold(seconds=3600)
+        session.append("agent", 1, {"n": 1})
+        session.append("agent", 1, {"n": 2})
+        session.release()
+        with anyio.fail_after(5):
+            await session.wait_committed(2)
+        await anyio.wait_all_tasks_blocked()
+        assert woken == []  # the hook passed them on: the follower was not woken for them
+        session.on_release[:] = [pass_none]
+        session.hold(seconds=3600)
+        session.append("agent", 1, {"n": 3})
+        session.release()
+        with anyio.fail_after(5):
+            while not woken:
+                await anyio.wait_all_tasks_blocked()
+        assert woken == [[3]]  # on from where the hook left, not from where it last read
+        tg.cancel_scope.cancel()
+    await close_all(committer, [session])

@@ -357,6 +357,12 @@ class SessionLog:
         self._blocked_on: SessionLog | None = None
         self._round = 0  # the committer's round that last took a batch of this log
         self._appended: asyncio.Event | None = None  # made when a reader of unsettled records waits
+        self._unsettled_followers = 0
+        self.on_release: list[Callable[[], bool]] = []
+        """Called as a hold ends (``release``), before the followers of unsettled records hear of
+        what it queued: a hook that passed all of it on at once, in the turn that ended the hold,
+        returns True, and when every hook did, no follower wakes for it (a follower goes on from
+        where its reader's hook left, ``follow``'s ``passed``). A hook must not raise."""
         """Readers inside ``follow`` right now (SSE streams, attached ACP clients): a session they
         follow stays in memory."""
 
@@ -438,6 +444,12 @@ class SessionLog:
         if self._hold is None:
             self._tell_appended()
 
+    def _passed_on(self) -> bool:
+        """Run the hooks of a hold's end (``on_release``): True when they passed on all it queued,
+        for every follower of the unsettled records."""
+        passed = [hook() for hook in self.on_release]  # each hook runs, whatever the others return
+        return bool(passed) and all(passed) and len(passed) >= self._unsettled_followers
+
     def _tell_appended(self) -> None:
         if self._appended is not None:
             self._appended.set()
@@ -457,7 +469,8 @@ class SessionLog:
         if hold is None:
             return
         hold.cancel()
-        self._tell_appended()
+        if not self._passed_on():
+            self._tell_appended()
         if self._has_queued():
             self._committer._ready_log(self)
 
@@ -880,6 +893,7 @@ class SessionLog:
         idle_seconds: float = math.inf,
         stop_on_fault: bool = False,
         unsettled: bool = False,
+        passed: Callable[[], int] | None = None,
     ) -> AsyncGenerator[list[EventRecord], None]:
         """Every committed record after ``after``, in batches, live, until the log closes.
 
@@ -888,7 +902,8 @@ class SessionLog:
         commit), unless ``stop_on_fault``: then, once caught up, the fault is raised.
 
         With ``unsettled``, records come as they are appended, before they commit (``unsettled``);
-        those appended while the log is held (``hold``), together as the hold ends.
+        those appended while the log is held (``hold``), together as the hold ends. ``passed``:
+        how far the reader passed records on by other means (``on_release``); it goes on from there.
 
         Raises:
             StoreError: with ``stop_on_fault``, the log is faulted; whatever it waits for, the
@@ -897,8 +912,11 @@ class SessionLog:
         wait = self._wait_appended if unsettled else self.wait_committed if stop_on_fault else self._wait_progress
         cursor = after
         self.followers += 1
+        self._unsettled_followers += unsettled
         try:
             while True:
+                if passed is not None:
+                    cursor = max(cursor, passed())
                 records = await self.read(cursor, batch)
                 if not records and unsettled and cursor >= self.committed_seq:
                     records = self.unsettled(cursor, batch)
@@ -925,6 +943,7 @@ class SessionLog:
                     yield []
         finally:
             self.followers -= 1
+            self._unsettled_followers -= unsettled
 
 
 def _settled(log: SessionLog, seq: int) -> bool:
