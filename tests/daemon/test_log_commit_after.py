@@ -233,12 +233,12 @@ async def test_a_follower_goes_on_from_where_a_hook_passed_records_on_as_a_hold_
     passed = 0
     woken: list[list[int]] = []
 
-    def pass_all() -> bool:
+    def pass_all(hold_ended: bool) -> bool:
         nonlocal passed
         passed = session.last_seq
-        return True
+        return hold_ended
 
-    def pass_none() -> bool:
+    def pass_none(hold_ended: bool) -> bool:
         return False
 
     follow = session.follow(0, unsettled=True, passed=lambda: passed)
@@ -251,7 +251,7 @@ async def test_a_follower_goes_on_from_where_a_hook_passed_records_on_as_a_hold_
 
         tg.start_soon(read)
         await anyio.wait_all_tasks_blocked()
-        session.on_release.append(pass_all)
+        session.on_queued.append(pass_all)
         session.hold(seconds=3600)
         session.append("agent", 1, {"n": 1})
         session.append("agent", 1, {"n": 2})
@@ -260,7 +260,7 @@ async def test_a_follower_goes_on_from_where_a_hook_passed_records_on_as_a_hold_
             await session.wait_committed(2)
         await anyio.wait_all_tasks_blocked()
         assert woken == []  # the hook passed them on: the follower was not woken for them
-        session.on_release[:] = [pass_none]
+        session.on_queued[:] = [pass_none]
         session.hold(seconds=3600)
         session.append("agent", 1, {"n": 3})
         session.release()
@@ -270,3 +270,28 @@ async def test_a_follower_goes_on_from_where_a_hook_passed_records_on_as_a_hold_
         assert woken == [[3]]  # on from where the hook left, not from where it last read
         tg.cancel_scope.cancel()
     await close_all(committer, [session])
+
+
+async def test_a_queued_reference_grows_and_commits_no_earlier_than_what_it_grew_to_refer_to() -> None:
+    store = RoundStore()
+    committer, (session, connection) = shared_logs(store, "sc")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(committer.run)
+        session.append("agent", 1, {"update": 1})
+        with anyio.fail_after(5):
+            await session.wait_committed(1)
+        connection.commit_after(session, 1)  # committed already: nothing to wait for
+        connection.append("daemon", 0, {"refers": [1, 1]})
+        session.hold(seconds=3600)
+        session.append("agent", 1, {"update": 2})
+        connection.commit_after(session, 2)
+        assert connection.amend_last('{"refers":[1,2]}')
+        await anyio.wait_all_tasks_blocked()
+        assert connection.committed_seq == 0  # it waits for the record it grew to refer to
+        session.release()
+        with anyio.fail_after(5):
+            await connection.wait_committed(1)
+        assert not connection.amend_last('{"refers":[1,3]}')  # taken: it grows no more
+        await close_all(committer, [session, connection])
+    assert [r.payload for r in await store.read("c")] == ['{"refers":[1,2]}']
+    assert store.rounds[-1] == {"s": 1, "c": 1}

@@ -113,7 +113,8 @@ class _Attachment:
         self.scope = anyio.CancelScope()
         self.ended = False
         self.idle = False  # the forwarder waits, everything before ``forwarded`` passed on
-        self.hook: Callable[[], bool] | None = None  # in the session log's ``on_release``
+        self.hook: Callable[[bool], bool] | None = None  # in the session log's ``on_queued``
+        self.passing_soon = False  # ``_pass_on`` is due in this turn of the loop
         # asyncio's, not anyio's: one a forwarded batch, and anyio's looks its backend up at each
         self._progress = asyncio.Event()
 
@@ -126,7 +127,7 @@ class _Attachment:
         self.ended = True
         if self.hook is not None:
             with contextlib.suppress(ValueError):
-                self.runtime.log.on_release.remove(self.hook)
+                self.runtime.log.on_queued.remove(self.hook)
             self.hook = None
         self._progress.set()
 
@@ -463,8 +464,8 @@ class AcpConnection:
         attachment = _Attachment(runtime, AgentOptionSource(runtime.doc, self._manager.config.all_agents()))
         attachment.forwarded = after
         if self._unsettled:
-            attachment.hook = functools.partial(self._pass_on, attachment)
-            runtime.log.on_release.append(attachment.hook)
+            attachment.hook = functools.partial(self._on_queued, attachment)
+            runtime.log.on_queued.append(attachment.hook)
         self._attached[runtime.session_id] = attachment
         runtime.clients.attach(self)
         self._tg.start_soon(self._forward, attachment, after, answered)
@@ -517,14 +518,40 @@ class AcpConnection:
                 attachment.advance(records[-1].seq)  # once a batch: waiters only need "sent up to"
             attachment.idle = sent_log is not None
 
+    def _on_queued(self, attachment: _Attachment, hold_ended: bool) -> bool:
+        """The session log queued records (its ``on_queued``; a transport that logs what it sends):
+        passed on at once as a turn's hold ends, else once in this turn of the loop however many
+        come (a burst: one reference for all), by a callback rather than by the forwarder's task.
+        False when the forwarder is to do it."""
+        if hold_ended:
+            return self._safely_passed_on(attachment)
+        if not attachment.idle:
+            return False  # the forwarder is at work: it takes these as well
+        if not attachment.passing_soon:
+            attachment.passing_soon = True
+            asyncio.get_running_loop().call_soon(self._pass_on_soon, attachment)
+        return True
+
+    def _pass_on_soon(self, attachment: _Attachment) -> None:
+        attachment.passing_soon = False
+        if not self._safely_passed_on(attachment):
+            attachment.runtime.log.tell_followers()
+
+    def _safely_passed_on(self, attachment: _Attachment) -> bool:
+        # it runs in whoever appended to the session's log: a failure here is the forwarder's to meet
+        try:
+            return self._pass_on(attachment)
+        except Exception:
+            logger.exception("%s: could not pass records on at once; the forwarder will", self._link_id)
+            return False
+
     def _pass_on(self, attachment: _Attachment) -> bool:
-        """The forwarder's work on what a turn's hold queued, done at once as the hold ends (the
-        session log's ``on_release``; a transport that logs what it sends): no turn of the
-        forwarder's task, and the turn's answer finds its updates passed on. Only while the
-        forwarder waits with all before passed on, and only for records that need no write of
-        their own (updates sent as stored become a reference; permission requests are asked by a
-        task of their own; what this client is not sent is skipped): anything else is left to
-        the forwarder, which the log wakes then. True when all the log queued is passed on."""
+        """The forwarder's work on what the session log queued, without a turn of its task: a
+        turn's answer finds its updates passed on. Only while the forwarder waits with all before
+        passed on, and only for records that need no write of their own (updates sent as stored
+        become a reference; permission requests are asked by a task of their own; what this
+        client is not sent is skipped): anything else is left to the forwarder. True when all the
+        log queued is passed on."""
         log = attachment.runtime.log
         if not attachment.idle or attachment.ended or self.peer.closed or log.disowned is not None:
             return False

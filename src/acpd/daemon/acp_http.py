@@ -167,6 +167,7 @@ class HttpAcpConnection:
         self.log = SessionLog(manager.store, log_id, last_seq, committer=manager.committer)
         self._firsts = firsts  # the number of the first message of each record, record seq - 1 as index
         self._messages = 0  # numbered so far (``revive`` counts a stored log's)
+        self._open_ref: tuple[int, int, str, int, int] | None = None  # the last reference: seq, turn, session, to, from
         self._wire = _Wire(self)
         # a session another daemon may take over (a shared database) drops what it has not committed
         self.unsettled = shared_store(manager.store) is None
@@ -254,9 +255,20 @@ class HttpAcpConnection:
         self._refer_on(0, session_id, first, last)
 
     def _refer_on(self, turn: int, session_id: str, first: int, last: int) -> None:
+        """Log a reference; one that goes on from the newest record, a reference not taken by the
+        committer yet, grows instead (``SessionLog.amend_last``): a burst passed on a read at a
+        time is a reference a transaction, not one a read."""
+        ref = self._open_ref
+        if ref is not None and ref[0] == self.log.last_seq and ref[1:4] == (turn, session_id, first - 1):
+            payload = jsonio.dumps_str({"session": session_id, "from": ref[4], "to": last})
+            if self.log.amend_last(payload):
+                self._messages += last - first + 1
+                self._open_ref = (ref[0], turn, session_id, last, ref[4])
+                return
         payload = jsonio.dumps_str({"session": session_id, "from": first, "to": last})
         record = self.log.append_scrubbed("daemon", turn, payload)  # ids the daemon made: nothing to mask
         self._counted(record.seq, last - first + 1)
+        self._open_ref = (record.seq, turn, session_id, last, first)
 
     def _counted(self, seq: int, messages: int) -> None:
         if seq != len(self._firsts) + 1:

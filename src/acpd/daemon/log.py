@@ -358,11 +358,12 @@ class SessionLog:
         self._round = 0  # the committer's round that last took a batch of this log
         self._appended: asyncio.Event | None = None  # made when a reader of unsettled records waits
         self._unsettled_followers = 0
-        self.on_release: list[Callable[[], bool]] = []
-        """Called as a hold ends (``release``), before the followers of unsettled records hear of
-        what it queued: a hook that passed all of it on at once, in the turn that ended the hold,
-        returns True, and when every hook did, no follower wakes for it (a follower goes on from
-        where its reader's hook left, ``follow``'s ``passed``). A hook must not raise."""
+        self.on_queued: list[Callable[[bool], bool]] = []
+        """Called as records are queued (or, held, as the hold ends: then with True), before the
+        followers of unsettled records hear of them: a hook that passed them all on (or will, in
+        this turn of the loop, then ``tell_followers`` if it could not) returns True, and when
+        every hook did, no follower wakes for them (a follower goes on from where its reader's
+        hook left, ``follow``'s ``passed``). A hook must not raise."""
         """Readers inside ``follow`` right now (SSE streams, attached ACP clients): a session they
         follow stays in memory."""
 
@@ -421,6 +422,24 @@ class SessionLog:
         self._queued_more()
         return record
 
+    def amend_last(self, text: str) -> bool:
+        """Replace the text of the newest record while it is queued, not yet taken by the
+        committer: a record that grows until it commits (a reference to more of a session's
+        records). What ``commit_after`` asked of the records after it applies to it then. False,
+        and nothing changed, when it is taken already (or the log is closed)."""
+        pending, barriers = self._pending, self._barriers
+        if self.closed or not pending:
+            return False
+        last = pending[-1]
+        if barriers and barriers[-1][0] == self._next_seq:
+            if len(barriers) > 1 and barriers[-2][0] > last.seq:
+                return False  # barriers stay in the order of the records they start at
+            _, other, seq = barriers[-1]
+            barriers[-1] = (last.seq, other, seq)
+        pending[-1] = last._replace(payload=text)
+        self._pending_bytes += len(text) - len(last.payload)
+        return True
+
     def append_scrubbed_many(self, sender: Sender, turn: int, texts: list[str]) -> None:
         """``append_scrubbed`` of each text, in order, stamped with one time (a burst of one read)."""
         if self.closed:
@@ -441,14 +460,18 @@ class SessionLog:
             self.release()
         elif not self._scheduled:
             self._committer._ready_log(self)
-        if self._hold is None:
+        if self._hold is None and not self._passed_on(hold_ended=False):
             self._tell_appended()
 
-    def _passed_on(self) -> bool:
-        """Run the hooks of a hold's end (``on_release``): True when they passed on all it queued,
-        for every follower of the unsettled records."""
-        passed = [hook() for hook in self.on_release]  # each hook runs, whatever the others return
+    def _passed_on(self, *, hold_ended: bool) -> bool:
+        """Run the hooks (``on_queued``): True when they passed on all that was queued, for every
+        follower of the unsettled records."""
+        passed = [hook(hold_ended) for hook in self.on_queued]  # each runs, whatever the others return
         return bool(passed) and all(passed) and len(passed) >= self._unsettled_followers
+
+    def tell_followers(self) -> None:
+        """Wake the followers of the unsettled records: a hook (``on_queued``) left records to them."""
+        self._tell_appended()
 
     def _tell_appended(self) -> None:
         if self._appended is not None:
@@ -469,7 +492,7 @@ class SessionLog:
         if hold is None:
             return
         hold.cancel()
-        if not self._passed_on():
+        if not self._passed_on(hold_ended=True):
             self._tell_appended()
         if self._has_queued():
             self._committer._ready_log(self)
@@ -903,7 +926,7 @@ class SessionLog:
 
         With ``unsettled``, records come as they are appended, before they commit (``unsettled``);
         those appended while the log is held (``hold``), together as the hold ends. ``passed``:
-        how far the reader passed records on by other means (``on_release``); it goes on from there.
+        how far the reader passed records on by other means (``on_queued``); it goes on from there.
 
         Raises:
             StoreError: with ``stop_on_fault``, the log is faulted; whatever it waits for, the
