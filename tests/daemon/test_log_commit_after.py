@@ -295,3 +295,30 @@ async def test_a_queued_reference_grows_and_commits_no_earlier_than_what_it_grew
         await close_all(committer, [session, connection])
     assert [r.payload for r in await store.read("c")] == ['{"refers":[1,2]}']
     assert store.rounds[-1] == {"s": 1, "c": 1}
+
+
+async def test_what_a_hold_queued_reaches_a_follower_even_when_the_next_hold_begins_at_once() -> None:
+    store = RoundStore()
+    committer, (session,) = shared_logs(store, "s")
+    follow = session.follow(0, unsettled=True)
+    batches: list[list[int]] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(committer.run)
+
+        async def read() -> None:
+            async for records in follow:
+                batches.append([r.seq for r in records])  # noqa: PERF401 (each batch as it comes)
+
+        tg.start_soon(read)
+        await anyio.wait_all_tasks_blocked()
+        session.hold(seconds=3600)
+        session.append("agent", 1, {"n": 1})
+        session.release()
+        session.hold(seconds=3600)  # the next turn, before the follower had its turn
+        await anyio.wait_all_tasks_blocked()
+        assert batches == [[1]]
+        session.release()
+        with anyio.fail_after(5):
+            await session.wait_committed(1)
+        tg.cancel_scope.cancel()
+    await close_all(committer, [session])

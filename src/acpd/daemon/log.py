@@ -903,7 +903,9 @@ class SessionLog:
         return base + self._batch_records
 
     async def _wait_appended(self, seq: int) -> None:
-        while (self.last_seq < seq or self._hold is not None) and not self.closed:
+        # not woken while the log is held (``_queued_more``), but as the hold ends: a next hold
+        # begun meanwhile must not keep what the last one queued waiting
+        while self.last_seq < seq and not self.closed:
             if self._appended is None:
                 self._appended = asyncio.Event()
             await self._appended.wait()
