@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncGenerator
 from pathlib import Path
 
@@ -385,3 +386,23 @@ async def test_a_connection_deleted_while_it_serves_a_prompt_ends_the_post_at_on
             await hub.delete("conn-d")
     assert runtime.doc.get("status") == "running"  # the session is the daemon's: its turn goes on
     runtime.cancel()
+
+
+async def test_a_connection_whose_post_waits_for_its_answer_does_not_expire(
+    manager: SessionManager, client: httpx.AsyncClient, workdir: Path
+) -> None:
+    path = "/v1/acp/conn-busy?agent=mock"
+    with anyio.fail_after(10):
+        assert (await client.post(path, json=INIT)).status_code == 200
+        new = (await client.post(path, json=rpc(2, "session/new", {"cwd": str(workdir), "mcpServers": []}))).json()
+        session_id = new["result"]["sessionId"]
+        runtime = await manager.runtime(session_id)
+        params: dict[str, object] = {"sessionId": session_id, "prompt": [{"type": "text", "text": "sleep 30"}]}
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(functools.partial(client.post, path, json=rpc(3, "session/prompt", params)))
+            while runtime.doc.get("status") != "running":
+                await anyio.lowlevel.checkpoint()
+            hub = client._transport.app.state.acp_hub  # type: ignore[attr-defined]
+            assert await hub.expire_idle(anyio.current_time() + 1e9) == ()  # its POST is waiting
+            runtime.cancel()
+    assert await hub.expire_idle(anyio.current_time() + 1e9) == ("conn-busy",)

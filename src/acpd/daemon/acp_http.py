@@ -202,12 +202,19 @@ class HttpAcpConnection:
     @contextmanager
     def in_use(self) -> Iterator[None]:
         """Mark the connection used while a POST waits or an SSE reader reads: it does not expire."""
-        self._users += 1
+        self.begin_use()
         try:
             yield
         finally:
-            self._users -= 1
-            self.last_used = time.monotonic()
+            self.end_use()
+
+    def begin_use(self) -> None:
+        """``in_use`` without a generator, for the path of every POST; ``end_use`` must follow."""
+        self._users += 1
+
+    def end_use(self) -> None:
+        self._users -= 1
+        self.last_used = time.monotonic()
 
     def idle_since(self, now: float) -> float:
         """Seconds without a request or a reader (0 while one is there)."""
@@ -528,8 +535,11 @@ async def post_envelope(request: Request) -> Response:
     agent = _agent_in(query_string) if query_string else None
     message = await read_json(request)
     connection = await hub_of(request).connection(request.path_params["id"], agent=agent, create=True)
-    with connection.in_use():
+    connection.begin_use()
+    try:
         response = await connection.post(message)
+    finally:
+        connection.end_use()
     if response is None:
         return Response(status_code=202)
     return json_response(response)
