@@ -460,14 +460,14 @@ class SessionLog:
             self.release()
         elif not self._scheduled:
             self._committer._ready_log(self)
-        if self._hold is None and not self._passed_on(hold_ended=False):
+        if self._hold is None and not (self.on_queued and self._passed_on(hold_ended=False)):
             self._tell_appended()
 
     def _passed_on(self, *, hold_ended: bool) -> bool:
-        """Run the hooks (``on_queued``): True when they passed on all that was queued, for every
-        follower of the unsettled records."""
+        """Run the hooks (``on_queued``, which has some): True when they passed on all that was
+        queued, for every follower of the unsettled records."""
         passed = [hook(hold_ended) for hook in self.on_queued]  # each runs, whatever the others return
-        return bool(passed) and all(passed) and len(passed) >= self._unsettled_followers
+        return all(passed) and len(passed) >= self._unsettled_followers
 
     def tell_followers(self) -> None:
         """Wake the followers of the unsettled records: a hook (``on_queued``) left records to them."""
@@ -492,7 +492,7 @@ class SessionLog:
         if hold is None:
             return
         hold.cancel()
-        if not self._passed_on(hold_ended=True):
+        if not (self.on_queued and self._passed_on(hold_ended=True)):
             self._tell_appended()
         if self._has_queued():
             self._committer._ready_log(self)
