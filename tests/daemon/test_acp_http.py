@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncGenerator
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import anyio.lowlevel
 import httpx
 import pytest
 
+from acpd.daemon import sse
 from acpd.daemon.acp_http import LOG_PREFIX, AcpConnectionClosed, AcpHttpHub, AcpNotFound, HttpAcpConnection
+from acpd.daemon.log import SessionLog
 from acpd.daemon.manager import SessionManager
 from acpd.errors import Conflict
 from acpd.protocol import jsonio
@@ -208,6 +211,127 @@ async def test_last_event_id_inside_a_reference_resumes_exactly_after_it_live_an
         assert await _read_until_answer(revived, 0, 3) == events
 
 
+async def _chunks_until_answer(connection: HttpAcpConnection, request_id: int) -> list[list[int]]:
+    """The SSE ids in each chunk the stream writes, from the start up to the answer to ``request_id``."""
+    chunks: list[list[int]] = []
+    stream = connection.stream(0)
+    assert isinstance(stream, AsyncGenerator)
+    try:
+        async for chunk in stream:
+            blocks = [
+                dict(line.split(": ", 1) for line in b.splitlines() if ": " in line)
+                for b in chunk.decode().split("\n\n")
+            ]
+            chunks.append([int(fields["id"]) for fields in blocks if "id" in fields])
+            if any(f'"id":{request_id},' in fields.get("data", "") for fields in blocks):
+                return [ids for ids in chunks if ids]
+    finally:
+        await stream.aclose()
+    return chunks
+
+
+async def test_committed_messages_and_the_updates_they_refer_to_leave_in_one_chunk_a_batch(
+    manager: SessionManager, workdir: Path
+) -> None:
+    hub = AcpHttpHub(manager)
+    with anyio.fail_after(30):
+        connection = await hub.connection("conn-one", agent="mock", create=True)
+        await _chunk_turn(connection, workdir, 3)
+        chunks = await _chunks_until_answer(connection, 3)
+    # the answers to initialize and session/new, references to the session's updates, the
+    # prompt's answer: one write (a trip through the HTTP stack, a system call), not one a reference
+    assert len(chunks) == 1
+    assert chunks[0] == list(range(1, len(chunks[0]) + 1))
+    assert len(chunks[0]) >= 6
+
+
+async def test_a_batch_of_more_events_than_a_chunk_holds_is_streamed_in_bounded_chunks(
+    manager: SessionManager, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sse, "BATCH_RECORDS", 7)
+    hub = AcpHttpHub(manager)
+    with anyio.fail_after(30):
+        connection = await hub.connection("conn-bounded", agent="mock", create=True)
+        await _chunk_turn(connection, workdir, 40)
+        chunks = await _chunks_until_answer(connection, 3)
+    assert max(len(ids) for ids in chunks) <= 7 * 2  # a chunk is flushed once it holds 7 or more
+    numbers = [n for ids in chunks for n in ids]
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert len(numbers) >= 43  # the two answers, the 40 updates, the prompt's answer
+
+
+async def _read_events(connection: HttpAcpConnection, after: int, count: int) -> list[tuple[int, JsonObject]]:
+    """(SSE id, message) of the ``count`` events after ``after``."""
+    events: list[tuple[int, JsonObject]] = []
+    stream = connection.stream(after)
+    assert isinstance(stream, AsyncGenerator)
+    try:
+        async for chunk in stream:
+            for block in chunk.decode().split("\n\n"):
+                fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+                if "id" in fields:
+                    events.append((int(fields["id"]), jsonio.loads(fields["data"])))
+            if len(events) >= count:
+                return events
+    finally:
+        await stream.aclose()
+    return events
+
+
+def _update(session_id: str, text: str) -> JsonObject:
+    chunk = {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": text}}
+    return {"jsonrpc": "2.0", "method": "session/update", "params": {"sessionId": session_id, "update": chunk}}
+
+
+async def _held_turn_records(
+    manager: SessionManager, workdir: Path, connection_id: str, *messages: JsonObject
+) -> tuple[HttpAcpConnection, SessionLog, int]:
+    """A connection attached to a session that has had a turn, with ``messages`` logged to the
+    session under a hold (as a turn's agent would); the connection log's last seq before them."""
+    connection = await AcpHttpHub(manager).connection(connection_id, agent="mock", create=True)
+    await _chunk_turn(connection, workdir, 1)
+    await connection.log.wait_committed(connection.log.last_seq)
+    session_log = (await manager.runtime(next(iter(connection.acp._attached)))).log
+    before = connection.log.last_seq
+    session_log.hold(seconds=3600)
+    for message in messages:
+        session_log.append("agent", 9, message)
+    await anyio.wait_all_tasks_blocked()
+    assert connection.log.last_seq == before  # nothing is passed on while held
+    return connection, session_log, before
+
+
+async def test_a_turns_updates_are_passed_on_to_an_attached_connection_as_its_hold_ends(
+    manager: SessionManager, workdir: Path
+) -> None:
+    with anyio.fail_after(30):
+        connection, session_log, before = await _held_turn_records(
+            manager, workdir, "conn-hold", _update("s", "a"), _update("s", "b")
+        )
+        session_log.release()
+        # in the same turn of the loop, without the forwarder's task: one reference to both
+        assert [r.sender for r in connection.log.unsettled(before, 10)] == ["daemon"]
+        events = await _read_until_answer(connection, 0, 3)
+        later = await _read_events(connection, events[-1][0], 2)
+    assert _texts(later) == ["a", "b"]
+
+
+async def test_what_needs_a_write_of_its_own_is_left_to_the_forwarder_in_order(
+    manager: SessionManager, workdir: Path
+) -> None:
+    notice: JsonObject = {"jsonrpc": "2.0", "method": "_acpd/notice", "params": {"n": 1}}
+    with anyio.fail_after(30):
+        connection, session_log, before = await _held_turn_records(
+            manager, workdir, "conn-own", _update("s", "a"), notice, _update("s", "b")
+        )
+        session_log.release()
+        assert connection.log.last_seq == before  # the notice is a message of its own: the forwarder's
+        events = await _read_until_answer(connection, 0, 3)
+        later = await _read_events(connection, events[-1][0], 3)
+    assert [m.get("method") for _, m in later] == ["session/update", "_acpd/notice", "session/update"]
+    assert _texts(later) == ["a", "b"]
+
+
 async def _running_turn(connection: HttpAcpConnection, workdir: Path) -> str:
     await connection.post(INIT)
     new = await connection.post(rpc(2, "session/new", {"cwd": str(workdir), "mcpServers": []}))
@@ -262,3 +386,23 @@ async def test_a_connection_deleted_while_it_serves_a_prompt_ends_the_post_at_on
             await hub.delete("conn-d")
     assert runtime.doc.get("status") == "running"  # the session is the daemon's: its turn goes on
     runtime.cancel()
+
+
+async def test_a_connection_whose_post_waits_for_its_answer_does_not_expire(
+    manager: SessionManager, client: httpx.AsyncClient, workdir: Path
+) -> None:
+    path = "/v1/acp/conn-busy?agent=mock"
+    with anyio.fail_after(10):
+        assert (await client.post(path, json=INIT)).status_code == 200
+        new = (await client.post(path, json=rpc(2, "session/new", {"cwd": str(workdir), "mcpServers": []}))).json()
+        session_id = new["result"]["sessionId"]
+        runtime = await manager.runtime(session_id)
+        params: dict[str, object] = {"sessionId": session_id, "prompt": [{"type": "text", "text": "sleep 30"}]}
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(functools.partial(client.post, path, json=rpc(3, "session/prompt", params)))
+            while runtime.doc.get("status") != "running":
+                await anyio.lowlevel.checkpoint()
+            hub = client._transport.app.state.acp_hub  # type: ignore[attr-defined]
+            assert await hub.expire_idle(anyio.current_time() + 1e9) == ()  # its POST is waiting
+            runtime.cancel()
+    assert await hub.expire_idle(anyio.current_time() + 1e9) == ("conn-busy",)

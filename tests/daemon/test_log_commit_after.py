@@ -193,3 +193,132 @@ async def test_a_log_waiting_for_a_held_one_commits_in_its_round_once_the_hold_e
             await connection.wait_committed(1)
         await close_all(committer, [session, connection])
     assert store.rounds == [{"s": 2, "c": 1}]
+
+
+async def test_a_follower_of_unsettled_records_gets_those_of_a_hold_together_as_it_ends() -> None:
+    store = RoundStore()
+    committer, (session,) = shared_logs(store, "s")
+    follow = session.follow(0, unsettled=True)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(committer.run)
+        batches: list[list[int]] = []
+
+        async def read() -> None:
+            async for records in follow:
+                batches.append([r.seq for r in records])  # noqa: PERF401 (each batch as it comes)
+
+        tg.start_soon(read)
+        await anyio.wait_all_tasks_blocked()
+        session.hold(seconds=3600)  # a turn waits for its agent's answer
+        for n in range(3):
+            session.append("agent", 1, {"n": n})
+            await anyio.wait_all_tasks_blocked()
+        assert batches == []  # nothing of a hold commits before it ends: no need to hear of it sooner
+        session.release()
+        with anyio.fail_after(5):
+            await session.wait_committed(3)
+        assert batches == [[1, 2, 3]]
+        session.append("agent", 1, {"n": 3})  # not held: heard of at once
+        with anyio.fail_after(5):
+            while len(batches) < 2:
+                await anyio.wait_all_tasks_blocked()
+        assert batches[1] == [4]
+        tg.cancel_scope.cancel()
+    await close_all(committer, [session])
+
+
+async def test_a_follower_goes_on_from_where_a_hook_passed_records_on_as_a_hold_ended() -> None:
+    store = RoundStore()
+    committer, (session,) = shared_logs(store, "s")
+    passed = 0
+    woken: list[list[int]] = []
+
+    def pass_all(hold_ended: bool) -> bool:
+        nonlocal passed
+        passed = session.last_seq
+        return hold_ended
+
+    def pass_none(hold_ended: bool) -> bool:
+        return False
+
+    follow = session.follow(0, unsettled=True, passed=lambda: passed)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(committer.run)
+
+        async def read() -> None:
+            async for records in follow:
+                woken.append([r.seq for r in records])  # noqa: PERF401 (each batch as it comes)
+
+        tg.start_soon(read)
+        await anyio.wait_all_tasks_blocked()
+        session.on_queued.append(pass_all)
+        session.hold(seconds=3600)
+        session.append("agent", 1, {"n": 1})
+        session.append("agent", 1, {"n": 2})
+        session.release()
+        with anyio.fail_after(5):
+            await session.wait_committed(2)
+        await anyio.wait_all_tasks_blocked()
+        assert woken == []  # the hook passed them on: the follower was not woken for them
+        session.on_queued[:] = [pass_none]
+        session.hold(seconds=3600)
+        session.append("agent", 1, {"n": 3})
+        session.release()
+        with anyio.fail_after(5):
+            while not woken:
+                await anyio.wait_all_tasks_blocked()
+        assert woken == [[3]]  # on from where the hook left, not from where it last read
+        tg.cancel_scope.cancel()
+    await close_all(committer, [session])
+
+
+async def test_a_queued_reference_grows_and_commits_no_earlier_than_what_it_grew_to_refer_to() -> None:
+    store = RoundStore()
+    committer, (session, connection) = shared_logs(store, "sc")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(committer.run)
+        session.append("agent", 1, {"update": 1})
+        with anyio.fail_after(5):
+            await session.wait_committed(1)
+        connection.commit_after(session, 1)  # committed already: nothing to wait for
+        connection.append("daemon", 0, {"refers": [1, 1]})
+        session.hold(seconds=3600)
+        session.append("agent", 1, {"update": 2})
+        connection.commit_after(session, 2)
+        assert connection.amend_last('{"refers":[1,2]}')
+        await anyio.wait_all_tasks_blocked()
+        assert connection.committed_seq == 0  # it waits for the record it grew to refer to
+        session.release()
+        with anyio.fail_after(5):
+            await connection.wait_committed(1)
+        assert not connection.amend_last('{"refers":[1,3]}')  # taken: it grows no more
+        await close_all(committer, [session, connection])
+    assert [r.payload for r in await store.read("c")] == ['{"refers":[1,2]}']
+    assert store.rounds[-1] == {"s": 1, "c": 1}
+
+
+async def test_what_a_hold_queued_reaches_a_follower_even_when_the_next_hold_begins_at_once() -> None:
+    store = RoundStore()
+    committer, (session,) = shared_logs(store, "s")
+    follow = session.follow(0, unsettled=True)
+    batches: list[list[int]] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(committer.run)
+
+        async def read() -> None:
+            async for records in follow:
+                batches.append([r.seq for r in records])  # noqa: PERF401 (each batch as it comes)
+
+        tg.start_soon(read)
+        await anyio.wait_all_tasks_blocked()
+        session.hold(seconds=3600)
+        session.append("agent", 1, {"n": 1})
+        session.release()
+        session.hold(seconds=3600)  # the next turn, before the follower had its turn
+        await anyio.wait_all_tasks_blocked()
+        assert batches == [[1]]
+        session.release()
+        with anyio.fail_after(5):
+            await session.wait_committed(1)
+        tg.cancel_scope.cancel()
+    await close_all(committer, [session])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -46,6 +47,7 @@ from .acp_views import (
     AGENT_OPTION_ID,
     SETTING_FOR_CATEGORY,
     AgentOptionSource,
+    Frame,
     client_frame,
     config_options,
     forwards_as_stored,
@@ -96,6 +98,8 @@ AGENT_CAPABILITIES: Final[JsonObject] = {
     },
 }
 LIST_PAGE: Final = 100
+FORWARD_BATCH: Final = 5_000
+"""Records a forwarder takes at once (``SessionLog.follow``'s default batch)."""
 ERROR_MESSAGE_CHARS: Final = 500
 
 
@@ -108,6 +112,9 @@ class _Attachment:
         self.forwarded = 0
         self.scope = anyio.CancelScope()
         self.ended = False
+        self.idle = False  # the forwarder waits, everything before ``forwarded`` passed on
+        self.hook: Callable[[bool], bool] | None = None  # in the session log's ``on_queued``
+        self.passing_soon = False  # ``_pass_on`` is due in this turn of the loop
         # asyncio's, not anyio's: one a forwarded batch, and anyio's looks its backend up at each
         self._progress = asyncio.Event()
 
@@ -118,6 +125,10 @@ class _Attachment:
 
     def end(self) -> None:
         self.ended = True
+        if self.hook is not None:
+            with contextlib.suppress(ValueError):
+                self.runtime.log.on_queued.remove(self.hook)
+            self.hook = None
         self._progress.set()
 
     async def caught_up(self, seq: int) -> None:
@@ -452,6 +463,9 @@ class AcpConnection:
             after = min(after, self._shared.drop(runtime.session_id) or after)
         attachment = _Attachment(runtime, AgentOptionSource(runtime.doc, self._manager.config.all_agents()))
         attachment.forwarded = after
+        if self._unsettled:
+            attachment.hook = functools.partial(self._on_queued, attachment)
+            runtime.log.on_queued.append(attachment.hook)
         self._attached[runtime.session_id] = attachment
         runtime.clients.attach(self)
         self._tg.start_soon(self._forward, attachment, after, answered)
@@ -490,11 +504,86 @@ class AcpConnection:
             if pending.seq <= after:  # asked before this client attached: ask it too
                 self.start(self._ask_permission, attachment, pending.seq, pending.message)
         sent_log = self._sent_log if self._unsettled else None
-        async for records in runtime.log.follow(after, unsettled=sent_log is not None):
-            if sent_log is not None:
-                sent_log.commit_after(runtime.log, records[-1].seq)  # what this batch sends
-            await self._forward_batch(attachment, records)
-            attachment.advance(records[-1].seq)  # once a batch: waiters only need "sent up to"
+        follow = runtime.log.follow(
+            after, batch=FORWARD_BATCH, unsettled=sent_log is not None, passed=lambda: attachment.forwarded
+        )
+        async for records in follow:
+            attachment.idle = False
+            if records[0].seq <= attachment.forwarded:  # passed on meanwhile (``_pass_on``)
+                records = records[attachment.forwarded - records[0].seq + 1 :]
+            if records:
+                if sent_log is not None:
+                    sent_log.commit_after(runtime.log, records[-1].seq)  # what this batch sends
+                await self._forward_batch(attachment, records)
+                attachment.advance(records[-1].seq)  # once a batch: waiters only need "sent up to"
+            attachment.idle = sent_log is not None
+
+    def _on_queued(self, attachment: _Attachment, hold_ended: bool) -> bool:
+        """The session log queued records (its ``on_queued``; a transport that logs what it sends):
+        passed on at once as a turn's hold ends, else once in this turn of the loop however many
+        come (a burst: one reference for all), by a callback rather than by the forwarder's task.
+        False when the forwarder is to do it."""
+        if hold_ended:
+            return self._safely_passed_on(attachment)
+        if not attachment.idle:
+            return False  # the forwarder is at work: it takes these as well
+        if not attachment.passing_soon:
+            attachment.passing_soon = True
+            asyncio.get_running_loop().call_soon(self._pass_on_soon, attachment)
+        return True
+
+    def _pass_on_soon(self, attachment: _Attachment) -> None:
+        attachment.passing_soon = False
+        if not self._safely_passed_on(attachment):
+            attachment.runtime.log.tell_followers()
+
+    def _safely_passed_on(self, attachment: _Attachment) -> bool:
+        # it runs in whoever appended to the session's log: a failure here is the forwarder's to meet
+        try:
+            return self._pass_on(attachment)
+        except Exception:
+            logger.exception("%s: could not pass records on at once; the forwarder will", self._link_id)
+            return False
+
+    def _pass_on(self, attachment: _Attachment) -> bool:
+        """The forwarder's work on what the session log queued, without a turn of its task: a
+        turn's answer finds its updates passed on. Only while the forwarder waits with all before
+        passed on, and only for records that need no write of their own (updates sent as stored
+        become a reference; permission requests are asked by a task of their own; what this
+        client is not sent is skipped): anything else is left to the forwarder. True when all the
+        log queued is passed on."""
+        log = attachment.runtime.log
+        if not attachment.idle or attachment.ended or self.peer.closed or log.disowned is not None:
+            return False
+        if attachment.forwarded < log.committed_seq:
+            return False  # committed records to read first: the forwarder's
+        records = log.unsettled(attachment.forwarded, FORWARD_BATCH)
+        frames: list[Frame | None] = []
+        for record in records:
+            frame = None if forwards_as_stored(record) else self._frame(attachment, record)
+            if frame is not None and frame.action == "notify":
+                return False  # a write of its own
+            frames.append(frame)
+        if records:
+            assert self._sent_log is not None
+            self._sent_log.commit_after(log, records[-1].seq)
+            run_start: int | None = None
+            for record, frame in zip(records, frames, strict=True):
+                if frame is None:
+                    run_start = record.seq if run_start is None else run_start
+                    continue
+                if run_start is not None:
+                    self._refer(log.session_id, run_start, record.seq - 1)
+                    run_start = None
+                if frame.action == "permission":
+                    self.start(self._ask_permission, attachment, record.seq, frame.messages[0])
+            if run_start is not None:
+                self._refer(log.session_id, run_start, records[-1].seq)
+            attachment.advance(records[-1].seq)
+        return attachment.forwarded >= log.last_seq
+
+    def _frame(self, attachment: _Attachment, record: EventRecord) -> Frame:
+        return client_frame(record, link_id=self._link_id, replay=False, agent_option_for=attachment.agent_option)
 
     async def _forward_batch(self, attachment: _Attachment, records: list[EventRecord]) -> None:
         session_id = attachment.runtime.session_id
@@ -513,7 +602,7 @@ class AcpConnection:
             if run_start is not None:
                 self._refer(session_id, run_start, record.seq - 1)
                 run_start = None
-            frame = client_frame(record, link_id=self._link_id, replay=False, agent_option_for=attachment.agent_option)
+            frame = self._frame(attachment, record)
             if frame.action == "permission":
                 self.start(self._ask_permission, attachment, record.seq, frame.messages[0])
             else:

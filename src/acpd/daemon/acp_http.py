@@ -167,6 +167,7 @@ class HttpAcpConnection:
         self.log = SessionLog(manager.store, log_id, last_seq, committer=manager.committer)
         self._firsts = firsts  # the number of the first message of each record, record seq - 1 as index
         self._messages = 0  # numbered so far (``revive`` counts a stored log's)
+        self._open_ref: tuple[int, int, str, int, int] | None = None  # the last reference: seq, turn, session, to, from
         self._wire = _Wire(self)
         # a session another daemon may take over (a shared database) drops what it has not committed
         self.unsettled = shared_store(manager.store) is None
@@ -201,12 +202,19 @@ class HttpAcpConnection:
     @contextmanager
     def in_use(self) -> Iterator[None]:
         """Mark the connection used while a POST waits or an SSE reader reads: it does not expire."""
-        self._users += 1
+        self.begin_use()
         try:
             yield
         finally:
-            self._users -= 1
-            self.last_used = time.monotonic()
+            self.end_use()
+
+    def begin_use(self) -> None:
+        """``in_use`` without a generator, for the path of every POST; ``end_use`` must follow."""
+        self._users += 1
+
+    def end_use(self) -> None:
+        self._users -= 1
+        self.last_used = time.monotonic()
 
     def idle_since(self, now: float) -> float:
         """Seconds without a request or a reader (0 while one is there)."""
@@ -254,9 +262,20 @@ class HttpAcpConnection:
         self._refer_on(0, session_id, first, last)
 
     def _refer_on(self, turn: int, session_id: str, first: int, last: int) -> None:
+        """Log a reference; one that goes on from the newest record, a reference not taken by the
+        committer yet, grows instead (``SessionLog.amend_last``): a burst passed on a read at a
+        time is a reference a transaction, not one a read."""
+        ref = self._open_ref
+        if ref is not None and ref[0] == self.log.last_seq and ref[1:4] == (turn, session_id, first - 1):
+            payload = jsonio.dumps_str({"session": session_id, "from": ref[4], "to": last})
+            if self.log.amend_last(payload):
+                self._messages += last - first + 1
+                self._open_ref = (ref[0], turn, session_id, last, ref[4])
+                return
         payload = jsonio.dumps_str({"session": session_id, "from": first, "to": last})
         record = self.log.append_scrubbed("daemon", turn, payload)  # ids the daemon made: nothing to mask
         self._counted(record.seq, last - first + 1)
+        self._open_ref = (record.seq, turn, session_id, last, first)
 
     def _counted(self, seq: int, messages: int) -> None:
         if seq != len(self._firsts) + 1:
@@ -311,58 +330,61 @@ class HttpAcpConnection:
         ``channel``: only the records logged with that ``turn`` (the others are still counted)."""
         yield b"retry: 1000\n\n"
         index = bisect.bisect_right(self._firsts, after + 1) - 1  # the record holding message after + 1
-        at = _Position(self._firsts[index] if index >= 0 else 1, anyio.current_time())
+        at = _Position(self._firsts[index] if index >= 0 else 1, time.monotonic())
         follow = self.log.follow(max(index, 0), batch=sse.BATCH_RECORDS, idle_seconds=sse.KEEPALIVE_SECONDS)
         try:
-            async for records in follow:
-                async for chunk in self._encoded(records, at, after, channel):
-                    at.written = anyio.current_time()
-                    yield chunk
-                # idle, or only other streams' records for a while: a comment keeps proxies patient
-                if not records or anyio.current_time() - at.written >= sse.KEEPALIVE_SECONDS:
-                    at.written = anyio.current_time()
-                    yield sse.KEEPALIVE
+            with self.in_use():
+                async for records in follow:
+                    async for chunk in self._encoded(records, at, after, channel):
+                        at.written = time.monotonic()
+                        yield chunk
+                    # idle, or only other streams' records for a while: a comment keeps proxies patient
+                    if not records or time.monotonic() - at.written >= sse.KEEPALIVE_SECONDS:
+                        at.written = time.monotonic()
+                        yield sse.KEEPALIVE
         except StoreError as exc:
             yield sse.encode_problem(exc)
 
     async def _encoded(
         self, records: list[EventRecord], at: _Position, after: int, channel: int | None
     ) -> AsyncIterator[bytes]:
-        """The SSE events of one batch of records: those of ``channel`` numbered past ``after``."""
+        """The SSE events of one batch of records, those of ``channel`` numbered past ``after``, in
+        as few chunks as ``sse.BATCH_RECORDS`` events a chunk allows: a turn's batch (its answer,
+        and a reference to its updates) is one chunk, so one trip through the HTTP stack and one
+        system call, however many references it holds."""
         parts: list[str] = []
         for record in records:
-            if channel is not None and record.turn != channel:
-                at.number += _message_count(record)
-                continue
             if record.sender != "daemon":
-                if at.number > after:
+                if (channel is None or record.turn == channel) and at.number > after:
                     parts.append(_event(at.number, record.payload))
                 at.number += 1
                 continue
-            if parts:
-                yield "".join(parts).encode()
-                parts = []
-            async for chunk in self._referenced(record, at.number, after):
-                yield chunk
-            at.number += _message_count(record)
+            session_id, first, last = _reference(record)
+            if channel is None or record.turn == channel:
+                async for events in self._referenced(session_id, first, last, at.number, after):
+                    parts += events
+                    if len(parts) >= sse.BATCH_RECORDS:
+                        yield "".join(parts).encode()
+                        parts = []
+            at.number += last - first + 1
         if parts:
             yield "".join(parts).encode()
 
-    async def _referenced(self, record: EventRecord, number: int, after: int) -> AsyncIterator[bytes]:
-        """The messages a reference stands for, numbered from ``number``, those after ``after``."""
-        ref = jsonio.loads(record.payload)
-        assert isinstance(ref, dict)
-        first, last = int(ref["from"]), int(ref["to"])
+    async def _referenced(
+        self, session_id: str, first: int, last: int, number: int, after: int
+    ) -> AsyncIterator[list[str]]:
+        """The events of records ``first``..``last`` of a session, numbered from ``number``, those
+        numbered past ``after``, a page at a time."""
         skip = max(0, after + 1 - number)
         cursor = first - 1 + skip
         number += skip
         while cursor < last:
             stored = await self._manager.committed_records(
-                str(ref["session"]), after=cursor, limit=min(sse.BATCH_RECORDS, last - cursor)
+                session_id, after=cursor, limit=min(sse.BATCH_RECORDS, last - cursor)
             )
             if not stored:
                 return  # the session was deleted since: its messages are gone with it
-            yield "".join([_event(number + i, r.payload) for i, r in enumerate(stored)]).encode()
+            yield [_event(number + i, r.payload) for i, r in enumerate(stored)]
             number += len(stored)
             cursor = stored[-1].seq
 
@@ -395,9 +417,15 @@ def _message_count(record: EventRecord) -> int:
     """Messages a record of a connection log stands for: 1, or a reference's range."""
     if record.sender != "daemon":
         return 1
+    _, first, last = _reference(record)
+    return last - first + 1
+
+
+def _reference(record: EventRecord) -> tuple[str, int, int]:
+    """The session and the range of its records a reference stands for."""
     ref = jsonio.loads(record.payload)
     assert isinstance(ref, dict)
-    return int(ref["to"]) - int(ref["from"]) + 1
+    return str(ref["session"]), int(ref["from"]), int(ref["to"])
 
 
 async def _stored(manager: SessionManager, log_id: str, last_seq: int) -> AsyncIterator[list[EventRecord]]:
@@ -507,8 +535,11 @@ async def post_envelope(request: Request) -> Response:
     agent = _agent_in(query_string) if query_string else None
     message = await read_json(request)
     connection = await hub_of(request).connection(request.path_params["id"], agent=agent, create=True)
-    with connection.in_use():
+    connection.begin_use()
+    try:
         response = await connection.post(message)
+    finally:
+        connection.end_use()
     if response is None:
         return Response(status_code=202)
     return json_response(response)
@@ -517,14 +548,7 @@ async def post_envelope(request: Request) -> Response:
 async def stream(request: Request) -> Response:
     connection = await hub_of(request).connection(request.path_params["id"], agent=None, create=False)
     after = replay_after(request)
-    body = _while_read(connection, connection.stream(after))
-    return StreamingResponse(body, media_type="text/event-stream", headers=sse.HEADERS)
-
-
-async def _while_read(connection: HttpAcpConnection, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    with connection.in_use():
-        async for chunk in chunks:
-            yield chunk
+    return StreamingResponse(connection.stream(after), media_type="text/event-stream", headers=sse.HEADERS)
 
 
 async def delete_connection(request: Request) -> Response:

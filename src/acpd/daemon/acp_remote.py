@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Final
 
 import anyio
@@ -329,14 +328,8 @@ async def open_stream(request: Request) -> Response:
         await connection.check_session(session_id)
         stream = connection.open_stream(session_id)
     after = replay_after(request)
-    body = _while_read(connection, connection.stream(after, channel=stream))
+    body = connection.stream(after, channel=stream)  # in use while it is read
     return StreamingResponse(body, media_type="text/event-stream", headers=sse.HEADERS)
-
-
-async def _while_read(connection: RemoteConnection, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    with connection.in_use():
-        async for chunk in chunks:
-            yield chunk
 
 
 async def delete_connection(request: Request) -> Response:

@@ -358,6 +358,13 @@ class SessionLog:
         self._blocked_on: SessionLog | None = None
         self._round = 0  # the committer's round that last took a batch of this log
         self._appended: asyncio.Event | None = None  # made when a reader of unsettled records waits
+        self._unsettled_followers = 0
+        self.on_queued: list[Callable[[bool], bool]] = []
+        """Called as records are queued (or, held, as the hold ends: then with True), before the
+        followers of unsettled records hear of them: a hook that passed them all on (or will, in
+        this turn of the loop, then ``tell_followers`` if it could not) returns True, and when
+        every hook did, no follower wakes for them (a follower goes on from where its reader's
+        hook left, ``follow``'s ``passed``). A hook must not raise."""
         """Readers inside ``follow`` right now (SSE streams, attached ACP clients): a session they
         follow stays in memory."""
 
@@ -416,6 +423,24 @@ class SessionLog:
         self._queued_more()
         return record
 
+    def amend_last(self, text: str) -> bool:
+        """Replace the text of the newest record while it is queued, not yet taken by the
+        committer: a record that grows until it commits (a reference to more of a session's
+        records). What ``commit_after`` asked of the records after it applies to it then. False,
+        and nothing changed, when it is taken already (or the log is closed)."""
+        pending, barriers = self._pending, self._barriers
+        if self.closed or not pending:
+            return False
+        last = pending[-1]
+        if barriers and barriers[-1][0] == self._next_seq:
+            if len(barriers) > 1 and barriers[-2][0] > last.seq:
+                return False  # barriers stay in the order of the records they start at
+            _, other, seq = barriers[-1]
+            barriers[-1] = (last.seq, other, seq)
+        pending[-1] = last._replace(payload=text)
+        self._pending_bytes += len(text) - len(last.payload)
+        return True
+
     def append_scrubbed_many(self, sender: Sender, turn: int, texts: list[str]) -> None:
         """``append_scrubbed`` of each text, in order, stamped with one time (a burst of one read)."""
         if self.closed:
@@ -429,11 +454,27 @@ class SessionLog:
 
     def _queued_more(self) -> None:
         """Records were queued: the committer hears of it (a burst ends a hold at once), and so
-        does a follower of the unsettled records."""
+        does a follower of the unsettled records, unless the log is held: nothing of it commits
+        before the hold ends, so the follower hears of all it queued then, at once (``release``),
+        not once a record."""
         if self._hold is not None and len(self._pending) >= HOLD_BURST_RECORDS:
             self.release()
         elif not self._scheduled:
             self._committer._ready_log(self)
+        if self._hold is None and not (self.on_queued and self._passed_on(hold_ended=False)):
+            self._tell_appended()
+
+    def _passed_on(self, *, hold_ended: bool) -> bool:
+        """Run the hooks (``on_queued``, which has some): True when they passed on all that was
+        queued, for every follower of the unsettled records."""
+        passed = [hook(hold_ended) for hook in self.on_queued]  # each runs, whatever the others return
+        return all(passed) and len(passed) >= self._unsettled_followers
+
+    def tell_followers(self) -> None:
+        """Wake the followers of the unsettled records: a hook (``on_queued``) left records to them."""
+        self._tell_appended()
+
+    def _tell_appended(self) -> None:
         if self._appended is not None:
             self._appended.set()
             self._appended = None
@@ -452,6 +493,8 @@ class SessionLog:
         if hold is None:
             return
         hold.cancel()
+        if not (self.on_queued and self._passed_on(hold_ended=True)):
+            self._tell_appended()
         if self._has_queued():
             self._committer._ready_log(self)
 
@@ -864,6 +907,8 @@ class SessionLog:
         return base + self._batch_records
 
     async def _wait_appended(self, seq: int) -> None:
+        # not woken while the log is held (``_queued_more``), but as the hold ends: a next hold
+        # begun meanwhile must not keep what the last one queued waiting
         while self.last_seq < seq and not self.closed:
             if self._appended is None:
                 self._appended = asyncio.Event()
@@ -877,6 +922,7 @@ class SessionLog:
         idle_seconds: float = math.inf,
         stop_on_fault: bool = False,
         unsettled: bool = False,
+        passed: Callable[[], int] | None = None,
     ) -> AsyncGenerator[list[EventRecord], None]:
         """Every committed record after ``after``, in batches, live, until the log closes.
 
@@ -884,7 +930,9 @@ class SessionLog:
         keep-alive), then goes on waiting. A faulted log only delays it (records come when they
         commit), unless ``stop_on_fault``: then, once caught up, the fault is raised.
 
-        With ``unsettled``, records come as they are appended, before they commit (``unsettled``).
+        With ``unsettled``, records come as they are appended, before they commit (``unsettled``);
+        those appended while the log is held (``hold``), together as the hold ends. ``passed``:
+        how far the reader passed records on by other means (``on_queued``); it goes on from there.
 
         Raises:
             StoreError: with ``stop_on_fault``, the log is faulted; whatever it waits for, the
@@ -893,8 +941,11 @@ class SessionLog:
         wait = self._wait_appended if unsettled else self.wait_committed if stop_on_fault else self._wait_progress
         cursor = after
         self.followers += 1
+        self._unsettled_followers += unsettled
         try:
             while True:
+                if passed is not None:
+                    cursor = max(cursor, passed())
                 records = await self.read(cursor, batch)
                 if not records and unsettled and cursor >= self.committed_seq:
                     records = self.unsettled(cursor, batch)
@@ -921,6 +972,7 @@ class SessionLog:
                     yield []
         finally:
             self.followers -= 1
+            self._unsettled_followers -= unsettled
 
 
 def _settled(log: SessionLog, seq: int) -> bool:
