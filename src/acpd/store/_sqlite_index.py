@@ -30,13 +30,13 @@ logger = logging.getLogger(__name__)
 
 INDEX_DELAY_SECONDS: Final = 0.25
 """How long committed records wait for others before an idle writer indexes them."""
-INDEX_SLICE_RECORDS: Final = 1_024
+INDEX_SLICE_RECORDS: Final = 256
 """Records an indexing transaction takes at most (a commit queued meanwhile waits for one slice,
-~10 ms, not a burst's worth); as many waiting are indexed without waiting for the delay."""
-INDEX_MEMORY_RECORDS: Final = 4 * INDEX_SLICE_RECORDS
+a few ms, not a burst's worth); as many waiting are indexed without waiting for the delay."""
+INDEX_MEMORY_RECORDS: Final = 4_096
 """Committed records the indexer keeps to index them without reading them back; a burst past
 this is read back from the database."""
-INDEX_BEHIND_RECORDS: Final = 8 * INDEX_SLICE_RECORDS
+INDEX_BEHIND_RECORDS: Final = 8_192
 """Records waiting past which a writer that never idles indexes a slice after a commit."""
 INDEX_RETRY_SECONDS: Final = 1.0
 """How soon the writer tries again to index after a failure (a full disk)."""
