@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
 import anyio
@@ -150,6 +150,20 @@ async def _read_until_answer(
     connection: HttpAcpConnection, after: int, request_id: int
 ) -> list[tuple[int, JsonObject]]:
     """(SSE id, message) of every event after ``after``, up to the answer to ``request_id``."""
+    return await _read_events_until(
+        connection, after, lambda events: events[-1][1].get("id") == request_id and "method" not in events[-1][1]
+    )
+
+
+async def _read_events(connection: HttpAcpConnection, after: int, count: int) -> list[tuple[int, JsonObject]]:
+    """(SSE id, message) of the ``count`` events after ``after``."""
+    return await _read_events_until(connection, after, lambda events: len(events) >= count)
+
+
+async def _read_events_until(
+    connection: HttpAcpConnection, after: int, done: Callable[[list[tuple[int, JsonObject]]], bool]
+) -> list[tuple[int, JsonObject]]:
+    """(SSE id, message) of the events after ``after``, until ``done`` holds for those read."""
     events: list[tuple[int, JsonObject]] = []
     stream = connection.stream(after)
     assert isinstance(stream, AsyncGenerator)
@@ -158,9 +172,8 @@ async def _read_until_answer(
             for block in chunk.decode().split("\n\n"):
                 fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
                 if "id" in fields:
-                    message = jsonio.loads(fields["data"])
-                    events.append((int(fields["id"]), message))
-                    if message.get("id") == request_id and "method" not in message:
+                    events.append((int(fields["id"]), jsonio.loads(fields["data"])))
+                    if done(events):
                         return events
     finally:
         await stream.aclose()
@@ -258,24 +271,6 @@ async def test_a_batch_of_more_events_than_a_chunk_holds_is_streamed_in_bounded_
     numbers = [n for ids in chunks for n in ids]
     assert numbers == list(range(1, len(numbers) + 1))
     assert len(numbers) >= 43  # the two answers, the 40 updates, the prompt's answer
-
-
-async def _read_events(connection: HttpAcpConnection, after: int, count: int) -> list[tuple[int, JsonObject]]:
-    """(SSE id, message) of the ``count`` events after ``after``."""
-    events: list[tuple[int, JsonObject]] = []
-    stream = connection.stream(after)
-    assert isinstance(stream, AsyncGenerator)
-    try:
-        async for chunk in stream:
-            for block in chunk.decode().split("\n\n"):
-                fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
-                if "id" in fields:
-                    events.append((int(fields["id"]), jsonio.loads(fields["data"])))
-            if len(events) >= count:
-                return events
-    finally:
-        await stream.aclose()
-    return events
 
 
 def _update(session_id: str, text: str) -> JsonObject:
