@@ -402,6 +402,45 @@ async def test_records_a_crash_left_unindexed_are_indexed_at_the_next_open(tmp_p
         assert [(t["prompt"], t["model"]) for t in await reopened.turns("a")] == [("ask about plums", "big")]
 
 
+def indexed_titles(path: Path) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        return [row[0] for row in conn.execute("SELECT body FROM search WHERE kind = 'title' ORDER BY body")]
+
+
+@pytest.mark.usefixtures("no_idle_indexing")
+async def test_a_title_joins_the_search_index_with_the_records_and_only_its_last_name_does(tmp_path: Path) -> None:
+    path = tmp_path / "acpd.db"
+    async with await SqliteEventStore.open(path) as store:
+        await store.append(chat("a", "ask about plums", ["ripe"]), session=doc("a", title="Plum plans"))
+        await store.append(chat("b", "ask about pears", ["green"]), session=doc("b", title="Pear plans"))
+        renamed = frame("a", 4, "daemon", {"method": "_acpd/settings_changed", "params": {"changes": {}}}, 9)
+        await store.append([renamed], session=doc("a", title="Kumquat plans"))
+        await store.delete_session("b")
+        assert indexed_titles(path) == []  # none written in the commits that named them
+        assert [s["id"] for s in (await store.search_sessions("kumquat")).items] == ["a"]
+        assert (await store.search_sessions("plum plans")).items == []
+        assert indexed_titles(path) == ["Kumquat plans"]
+
+
+@pytest.mark.usefixtures("no_idle_indexing")
+async def test_titles_a_crash_left_unindexed_are_indexed_from_the_stored_documents_at_the_next_open(
+    tmp_path: Path,
+) -> None:
+    path, crashed = tmp_path / "acpd.db", tmp_path / "crashed"
+    crashed.mkdir()
+    async with await SqliteEventStore.open(path) as store:
+        await store.append(chat("a", "ask about plums", ["ripe"]), session=doc("a", title="Plum plans"))
+        assert [s["id"] for s in (await store.search_sessions("plum")).items] == ["a"]
+        renamed = frame("a", 4, "daemon", {"method": "_acpd/settings_changed", "params": {"changes": {}}}, 9)
+        await store.append([renamed], session=doc("a", title="Kumquat plans"))
+        for name in ("acpd.db", "acpd.db-wal"):
+            await anyio.Path(crashed / name).write_bytes(await anyio.Path(tmp_path / name).read_bytes())
+    assert indexed_titles(crashed / "acpd.db") == ["Plum plans"]
+    async with await SqliteEventStore.open(crashed / "acpd.db") as reopened:
+        assert indexed_titles(crashed / "acpd.db") == ["Kumquat plans"]
+        assert [s["id"] for s in (await reopened.search_sessions("kumquat")).items] == ["a"]
+
+
 async def test_a_closed_store_leaves_nothing_unindexed(tmp_path: Path) -> None:
     path = tmp_path / "acpd.db"
     async with await SqliteEventStore.open(path) as store:

@@ -75,6 +75,12 @@ class Indexer:
     session's agent and model from the document committed with the turn's end (``committed``
     notes from which of its session's seqs each document holds), so a model chosen after a turn
     is not the one it ran with; what a restart left unindexed takes them as stored.
+
+    Titles go into the full-text index with the records too, not in the commits of the documents
+    that change them (a full-text write is several pages). A title changes only in a commit that
+    holds a record of its session (the prompt it is derived from, ``_acpd/settings_changed``, the
+    agent's ``session_info_update``), so after a crash the titles of the sessions with records
+    after ``through`` are indexed again from their stored documents.
     """
 
     def __init__(self) -> None:
@@ -85,11 +91,12 @@ class Indexer:
         self._recent: list[EventRecord] | None = None  # those records, if all of them are here
         self._since = 0.0  # when the oldest of them committed
         self._not_before = 0.0  # after a failure: when to try again
+        self._titles: dict[str, str | None] = {}  # each session's title as last indexed
+        self._new_titles: dict[str, str | None] = {}  # titles committed and not indexed
 
     def committed(self, records: Sequence[EventRecord], docs: list[tuple[EncodedDoc, int]]) -> None:
         """A commit wrote ``records`` and ``docs``, each holding from a seq of its session on."""
-        if records and not self._waiting:
-            self._since = time.monotonic()
+        idle = not self._waiting and not self._new_titles
         self._waiting += len(records)
         if self._recent is not None:
             if len(self._recent) + len(records) <= INDEX_MEMORY_RECORDS:
@@ -98,11 +105,17 @@ class Indexer:
                 self._recent = None
         for doc, from_seq in docs:
             self._facts.setdefault(doc.keys.id, []).append((from_seq, (doc.keys.agent, doc.model)))
+            if self._titles.get(doc.keys.id, "") == doc.title:  # ("": not known)
+                self._new_titles.pop(doc.keys.id, None)
+            else:
+                self._new_titles[doc.keys.id] = doc.title
+        if idle and (self._waiting or self._new_titles):
+            self._since = time.monotonic()
 
     def due(self) -> bool:
         now = time.monotonic()
         return (
-            bool(self._waiting)
+            bool(self._waiting or self._new_titles)
             and now >= self._not_before
             and (self._waiting >= INDEX_SLICE_RECORDS or now - self._since >= INDEX_DELAY_SECONDS)
         )
@@ -114,12 +127,14 @@ class Indexer:
         """Index every committed record (what a full disk allows: a failure leaves them waiting)."""
         if self._through is None:
             self._load(conn)
-        while self._waiting and self.step(conn):
+        while (self._waiting or self._new_titles) and self.step(conn):
             pass
 
     def step(self, conn: sqlite3.Connection) -> bool:
-        """Index a slice of the records waiting; whether more may wait. It never raises: a failure
-        (a full disk) is logged, and the records are tried again ``INDEX_RETRY_SECONDS`` later."""
+        """Index a slice of the records waiting, and the titles; whether more may wait. It never
+        raises: a failure (a full disk) is logged, and all is tried again ``INDEX_RETRY_SECONDS``
+        later."""
+        titles = dict(self._new_titles)
         try:
             with transaction(conn):
                 through = self._through if self._through is not None else self._load(conn)
@@ -132,6 +147,8 @@ class Indexer:
                     texts = index_records(conn, records, self.open_turns, self._facts_of)
                     index_texts(conn, {(session_id, turn): text for session_id, turn, text in texts})
                     conn.execute("UPDATE index_state SET through = ?", (after,))
+                for session_id, title in titles.items():
+                    index_title(conn, session_id, title)
         except sqlite3.Error as exc:
             # the slice's turns come again: what it told the open turns must not count twice
             self.open_turns.clear()
@@ -141,6 +158,8 @@ class Indexer:
             self._not_before = time.monotonic() + INDEX_RETRY_SECONDS
             return False
         self._through, self._not_before = after, 0.0
+        self._titles.update(titles)
+        self._new_titles.clear()
         if self._recent is not None:
             del self._recent[: len(records)]
             more = bool(self._recent)
@@ -161,6 +180,8 @@ class Indexer:
         for key in [key for key in self.open_turns if key[0] == session_id]:
             del self.open_turns[key]
         self._facts.pop(session_id, None)
+        self._titles.pop(session_id, None)
+        self._new_titles.pop(session_id, None)
         conn.execute("UPDATE index_state SET through = min(through, coalesce((SELECT max(rowid) FROM events), 0))")
         self._through = self._recent = None
 
@@ -178,6 +199,9 @@ class Indexer:
         ).fetchone()
         self._through, self._waiting = int(through), max(0, int(last) - int(through))
         self._recent = None if self._waiting else []
+        if self._waiting:  # their sessions' titles may have changed with them
+            for session_id, title in conn.execute(_TITLES_AFTER, (through,)).fetchall():
+                self._new_titles.setdefault(session_id, title if isinstance(title, str) and title else None)
         self._since = time.monotonic()
         return self._through
 
@@ -190,6 +214,12 @@ class Indexer:
                 break
             found = facts
         return found
+
+
+_TITLES_AFTER: Final = (
+    "SELECT id, json_extract(doc, '$.title') FROM sessions"
+    " WHERE id IN (SELECT DISTINCT session_id FROM events WHERE rowid > ?)"
+)
 
 
 def _records_after(conn: sqlite3.Connection, after: int, limit: int) -> tuple[list[EventRecord], int]:

@@ -76,7 +76,7 @@ from acpd.store._audit import (
 )
 from acpd.store._lock import OwnerLock, acquire_owner_lock
 from acpd.store._rules import check_page_limit, check_read_limit, decode_cursor, next_last_seqs, page_of
-from acpd.store._sqlite_index import Indexer, index_backlog, index_stored_logs, index_title, transaction
+from acpd.store._sqlite_index import Indexer, index_backlog, index_stored_logs, transaction
 from acpd.store.base import AuditPage, SessionDoc, SessionPage
 from acpd.store.docs import EncodedDoc, SessionKeys, encoded_doc
 
@@ -268,7 +268,6 @@ class SqliteEventStore:
         self._reader = self._writer if reader is writer else _Worker(reader, "acpd-store-reader")
         self._last_seqs: dict[str, int] = {}  # touched only by the writer thread
         self._saved_keys: dict[str, SessionKeys] = {}  # each session's keys as last committed; the writer's too
-        self._titles: dict[str, str | None] = {}  # each session's title as last indexed for search; the writer's
         self._closed = False
 
     @classmethod
@@ -527,8 +526,6 @@ class SqliteEventStore:
                 _insert_events(conn, records)
             for doc in docs:
                 self._save_doc_sync(conn, doc.keys, doc.text)
-                if self._titles.get(doc.keys.id, "") != doc.title:
-                    index_title(conn, doc.keys.id, doc.title)
         # each document takes effect from the first record of its session in this commit
         from_seqs = [last_seq(doc.keys.id) + 1 for doc in docs]  # (the cache still has the seqs before it)
         self._last_seqs.update(last_seqs)
@@ -536,7 +533,6 @@ class SqliteEventStore:
         if self._indexer.behind():
             self._indexer.step(conn)  # a writer that never idles still indexes
         self._saved_keys.update((doc.keys.id, doc.keys) for doc in docs)
-        self._titles.update((doc.keys.id, doc.title) for doc in docs)
 
     def _save_doc_sync(self, conn: sqlite3.Connection, keys: SessionKeys, text: str) -> None:
         """Save a document; only its text when its indexed keys are as last committed (the common
@@ -558,7 +554,6 @@ class SqliteEventStore:
             self._indexer.drop(conn, session_id)
         self._last_seqs.pop(session_id, None)
         self._saved_keys.pop(session_id, None)
-        self._titles.pop(session_id, None)
         return existed
 
 
