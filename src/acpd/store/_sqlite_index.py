@@ -144,8 +144,7 @@ class Indexer:
                 else:
                     records, after = _records_after(conn, through, INDEX_SLICE_RECORDS)
                 if records:
-                    texts = index_records(conn, records, self.open_turns, self._facts_of)
-                    index_texts(conn, {(session_id, turn): text for session_id, turn, text in texts})
+                    _index_run(conn, records, self.open_turns, self._facts_of)
                     conn.execute("UPDATE index_state SET through = ?", (after,))
                 for session_id, title in titles.items():
                     index_title(conn, session_id, title)
@@ -229,6 +228,17 @@ def _records_after(conn: sqlite3.Connection, after: int, limit: int) -> tuple[li
         (after, limit),
     ).fetchall()
     return [EventRecord(*row[1:]) for row in rows], rows[-1][0] if rows else after
+
+
+def _index_run(
+    conn: sqlite3.Connection,
+    records: Sequence[EventRecord],
+    open_turns: audit.OpenTurns,
+    facts_of: Callable[[str, int], Facts | None],
+) -> None:
+    """The index rows of a run of records, the texts of the turns it ends in search with them."""
+    texts = index_records(conn, records, open_turns, facts_of)
+    index_texts(conn, {(session_id, turn): text for session_id, turn, text in texts})
 
 
 def index_texts(conn: sqlite3.Connection, texts: dict[TurnKey, str]) -> None:
@@ -350,8 +360,7 @@ def index_stored_logs(conn: sqlite3.Connection) -> None:
     records, after = _records_after(conn, 0, INDEX_PAGE)
     open_turns: audit.OpenTurns = {}
     while records:
-        texts = index_records(conn, records, open_turns)
-        index_texts(conn, {(session_id, turn): text for session_id, turn, text in texts})
+        _index_run(conn, records, open_turns, lambda session_id, seq: None)
         records, after = _records_after(conn, after, INDEX_PAGE)
 
 

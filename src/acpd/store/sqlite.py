@@ -446,7 +446,7 @@ class SqliteEventStore:
     async def compact(self) -> int:
         """``VACUUM``: rewrite the database without the pages deleted sessions freed (SQLite keeps
         them for reuse otherwise); how many bytes the file shrank by. Writes wait meanwhile."""
-        return await self._write(self._compact_sync)
+        return await self._write(self._compact_indexed)
 
     async def turns(self, session_id: str) -> list[dict[str, Any]]:
         """The session's turns in order, each with its own usage and cost."""
@@ -474,7 +474,7 @@ class SqliteEventStore:
         if self._checkpoints is not None:
             self._checkpoints.when_due(conn)
 
-    def _compact_sync(self, conn: sqlite3.Connection) -> int:
+    def _compact_indexed(self, conn: sqlite3.Connection) -> int:
         self._indexer.catch_up(conn)  # a VACUUM may renumber rowids: the indexes go as far first
         shrunk = _compact_sync(conn)
         self._indexer.rebase(conn)
