@@ -353,6 +353,8 @@ class SessionLog:
         self.on_fault: Callable[[StoreError], None] | None = None
         """Called when commits start failing, once per run of failures."""
         self.followers = 0
+        """Readers inside ``follow`` right now (SSE streams, attached ACP clients): a session they
+        follow stays in memory."""
         self._barriers: list[tuple[int, SessionLog, int]] = []  # (from own seq, log, seq): commit_after
         self._dependents: list[SessionLog] = []  # logs blocked until this one commits more
         self._blocked_on: SessionLog | None = None
@@ -365,8 +367,6 @@ class SessionLog:
         this turn of the loop, then ``tell_followers`` if it could not) returns True, and when
         every hook did, no follower wakes for them (a follower goes on from where its reader's
         hook left, ``follow``'s ``passed``). A hook must not raise."""
-        """Readers inside ``follow`` right now (SSE streams, attached ACP clients): a session they
-        follow stays in memory."""
 
     @property
     def last_seq(self) -> int:
@@ -462,7 +462,7 @@ class SessionLog:
         elif not self._scheduled:
             self._committer._ready_log(self)
         if self._hold is None and not (self.on_queued and self._passed_on(hold_ended=False)):
-            self._tell_appended()
+            self.tell_followers()
 
     def _passed_on(self, *, hold_ended: bool) -> bool:
         """Run the hooks (``on_queued``, which has some): True when they passed on all that was
@@ -471,10 +471,7 @@ class SessionLog:
         return all(passed) and len(passed) >= self._unsettled_followers
 
     def tell_followers(self) -> None:
-        """Wake the followers of the unsettled records: a hook (``on_queued``) left records to them."""
-        self._tell_appended()
-
-    def _tell_appended(self) -> None:
+        """Wake the followers of the unsettled records (a hook, ``on_queued``, left records to them)."""
         if self._appended is not None:
             self._appended.set()
             self._appended = None
@@ -494,7 +491,7 @@ class SessionLog:
             return
         hold.cancel()
         if not (self.on_queued and self._passed_on(hold_ended=True)):
-            self._tell_appended()
+            self.tell_followers()
         if self._has_queued():
             self._committer._ready_log(self)
 
