@@ -3,6 +3,7 @@ what a failing store (a full disk) does to writers, readers and the daemon's log
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from collections.abc import Sequence
@@ -466,3 +467,37 @@ async def test_texts_appended_at_once_follow_single_appends_in_seq_order_and_non
     assert [(r.seq, r.payload) for r in records] == [(n, f'{{"n":{n}}}') for n in range(1, 6)]
     assert len({r.at for r in records[1:4]}) == 1
     assert log.last_seq == 5
+
+
+class ForgetfulStore(MemoryEventStore):
+    """Commits and keeps nothing: every record left in memory is the log's own."""
+
+    async def append_many(
+        self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc | EncodedDoc] = ()
+    ) -> None:
+        return None
+
+
+def records_the_collector_walks(session_id: str) -> int:
+    gc.collect()  # the collector stops tracking a plain tuple of strings and ints at its first look
+    return sum(1 for o in gc.get_objects() if isinstance(o, tuple) and len(o) == 6 and o[0] == session_id)
+
+
+async def test_the_committed_tail_reads_back_as_records_that_no_full_collection_walks() -> None:
+    # A busy session keeps thousands of committed records for its readers; had the collector to
+    # walk each of them, every full collection would pause all sessions longer as history grew.
+    log = SessionLog(ForgetfulStore(), "tail-of-s", 0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(log.run_flusher)
+        for n in range(1, 1_001):
+            log.append("agent", 1, {"n": n})
+        with anyio.fail_after(5):
+            await log.wait_committed(1_000)
+        log.close()
+    assert records_the_collector_walks("tail-of-s") == 0
+    assert (EventRecord._fields[log_module._SEQ], EventRecord._fields[log_module._PAYLOAD]) == ("seq", "payload")
+    records = await log.read(500, 3)
+    assert [type(r) for r in records] == [EventRecord] * 3
+    assert [(r.session_id, r.seq, r.sender, r.turn, r.payload) for r in records] == [
+        ("tail-of-s", n, "agent", 1, f'{{"n":{n}}}') for n in (501, 502, 503)
+    ]
