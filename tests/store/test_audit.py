@@ -350,6 +350,42 @@ async def test_an_idle_writer_indexes_what_was_committed(tmp_path: Path, monkeyp
         assert indexed(path) == (1, 1, 3)
 
 
+async def test_the_writer_indexes_once_its_commits_pause_without_another_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_index, "INDEX_DELAY_SECONDS", 0.05)
+    stepped = threading.Event()
+    step = sqlite_index.Indexer.step
+
+    def noted(indexer: Any, conn: sqlite3.Connection) -> bool:
+        more = step(indexer, conn)
+        stepped.set()
+        return more
+
+    monkeypatch.setattr(sqlite_index.Indexer, "step", noted)
+    path = tmp_path / "acpd.db"
+    async with await SqliteEventStore.open(path) as store:
+        await store.append(chat("a", "ask about plums", ["plums are ripe"]), session=doc("a"))
+        # no call follows the commit: the writer comes back to index on its own
+        assert await anyio.to_thread.run_sync(stepped.wait, 10.0)
+        assert indexed(path) == (1, 1, 3)
+
+
+async def test_commits_that_keep_coming_are_not_held_back_by_indexing_slices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a slice run between the commits of a busy daemon delayed them, and took the interpreter's
+    # lock from the event loop: the indexes wait for the writer's commits to pause
+    monkeypatch.setattr(sqlite_index, "INDEX_DELAY_SECONDS", 3600.0)
+    monkeypatch.setattr(sqlite_index, "INDEX_SLICE_RECORDS", 2)
+    path = tmp_path / "acpd.db"
+    async with await SqliteEventStore.open(path) as store:
+        for name in "abc":
+            await store.append(chat(name, f"prompt {name}", ["reply"]), session=doc(name))
+        assert indexed(path) == (0, 0, 0)  # 9 records wait, more than a slice
+        assert [t["prompt"] for t in await store.turns("c")] == ["prompt c"]  # a read still sees them
+
+
 async def test_a_writer_that_never_idles_indexes_a_slice_once_enough_records_wait(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

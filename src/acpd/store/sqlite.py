@@ -23,9 +23,11 @@ commits meanwhile is copied once.
 
 Indexes: the record indexes (the tool-call audit, the turns, full-text search) follow the
 committed records in transactions of their own (``_sqlite_index.Indexer``), not in the commits of
-the records. The writer indexes in its idle moments, ``INDEX_DELAY_SECONDS`` after a commit or at
-once when a slice waits, a slice at a time; a read of an index (audit, turns, usage, search)
-indexes first, so it sees every committed record; the next open indexes what a crash left.
+the records. The writer indexes once it has committed nothing for ``INDEX_DELAY_SECONDS``, a slice
+at a time, each slice its own transaction, so a commit that comes meanwhile waits one slice at
+most; a writer that never pauses indexes a slice after a commit once ``INDEX_BEHIND_RECORDS``
+wait. A read of an index (audit, turns, usage, search) indexes first, so it sees every committed
+record; the next open indexes what a crash left.
 
 The store is its database's only writer: a file database is locked for the store's life (a
 second store, in this process or another, is refused with ``StoreLocked``), and after first use
@@ -467,12 +469,14 @@ class SqliteEventStore:
         """Index every committed record before a read of the indexes (what a full disk allows)."""
         await self._write(self._indexer.catch_up)
 
-    def _on_idle(self, conn: sqlite3.Connection) -> None:
-        """The writer has nothing queued: index a slice of records and checkpoint, when due."""
+    def _on_idle(self, conn: sqlite3.Connection) -> float | None:
+        """The writer has nothing queued: index a slice of records and checkpoint, when due; and
+        in how many seconds to index (the writer waits so long for a call, then comes back)."""
         if self._indexer.due():
             self._indexer.step(conn)  # (it never raises: this thread must go on serving)
         if self._checkpoints is not None:
             self._checkpoints.when_due(conn)
+        return self._indexer.due_in()
 
     def _compact_indexed(self, conn: sqlite3.Connection) -> int:
         self._indexer.catch_up(conn)  # a VACUUM may renumber rowids: the indexes go as far first
@@ -601,10 +605,11 @@ class _Worker:
     """
 
     def __init__(
-        self, conn: sqlite3.Connection, name: str, *, idle: Callable[[sqlite3.Connection], None] | None = None
+        self, conn: sqlite3.Connection, name: str, *, idle: Callable[[sqlite3.Connection], float | None] | None = None
     ) -> None:
         """``idle`` runs in the thread after a call that leaves the queue empty (its caller has its
-        answer by then)."""
+        answer by then), and returns in how many seconds it wants to run again if no call comes
+        meanwhile (None: not before the next call)."""
         self._conn = conn
         self._idle = idle
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
@@ -627,7 +632,15 @@ class _Worker:
             self._calls.put(None)
 
     def _serve(self) -> None:
-        while (call := self._calls.get()) is not None:
+        again: float | None = None  # when the idle work runs if no call comes first
+        while True:
+            try:
+                call = self._calls.get() if again is None else self._calls.get(timeout=max(again, 0.0))
+            except queue.Empty:
+                again = self._run_idle()
+                continue
+            if call is None:
+                return
             fn, args, future, loop = call
             result: object = None
             error: Exception | None = None
@@ -640,11 +653,17 @@ class _Worker:
                 error = exc
             with suppress(RuntimeError):  # the loop is closed: nobody waits any more
                 loop.call_soon_threadsafe(_settle, future, result, error)
-            if self._idle is not None and self._calls.empty():
-                try:
-                    self._idle(self._conn)
-                except Exception:  # a bug in the idle work must not end the thread every call waits on
-                    logger.exception("the event store's idle work failed")
+            if self._calls.empty():
+                again = self._run_idle()
+
+    def _run_idle(self) -> float | None:
+        if self._idle is None:
+            return None
+        try:
+            return self._idle(self._conn)
+        except Exception:  # a bug in the idle work must not end the thread every call waits on
+            logger.exception("the event store's idle work failed")
+            return None
 
 
 class _Checkpoints:
