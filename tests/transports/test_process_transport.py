@@ -136,8 +136,18 @@ async def test_concurrent_senders_never_interleave_lines(open_agent: OpenAgent) 
         assert [m["n"] for m in received if m["sender"] == sender] == list(range(per_sender))
 
 
-async def test_a_flood_of_100k_lines_arrives_in_order_in_batches(open_agent: OpenAgent) -> None:
-    count, calls = 100_000, 0
+async def test_a_flood_of_100k_lines_arrives_in_order_in_batches(
+    open_agent: OpenAgent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    count, calls, reads = 100_000, 0, 0
+    read = ProcessTransport._read_stdout
+
+    async def counted(transport: ProcessTransport) -> bytes:
+        nonlocal reads
+        reads += 1
+        return await read(transport)
+
+    monkeypatch.setattr(ProcessTransport, "_read_stdout", counted)
     frames: list[Frame] = []
     with anyio.fail_after(5):
         async with open_agent("flood", str(count)) as agent:
@@ -148,7 +158,9 @@ async def test_a_flood_of_100k_lines_arrives_in_order_in_batches(open_agent: Ope
                     break
                 calls += 1
     assert frames == [b'{"n":%d}' % n for n in range(count)]
-    assert calls < count // 10
+    # every line a read of the pipe brought is handed over at once, however the machine's load
+    # cut the flood into reads (a count of calls alone depended on that)
+    assert calls <= reads < count
 
 
 async def test_megabytes_of_stderr_are_drained_and_the_tail_is_kept(open_agent: OpenAgent) -> None:
