@@ -133,16 +133,16 @@ async def test_file_databases_use_the_wal_journal(tmp_path: Path) -> None:
 
 async def wal_growth(path: Path, monkeypatch: pytest.MonkeyPatch, *, idle_checkpoint: bool) -> tuple[int, int]:
     """The database file's size before and after committing some 1,500 pages of records; with
-    ``idle_checkpoint``, after the writer's next idle moment has checkpointed too."""
+    ``idle_checkpoint``, after the checkpoint the writer's next idle moment hands the reader."""
     monkeypatch.setattr(sqlite_store, "CHECKPOINT_SECONDS", 3600.0)
     checkpointed = threading.Event()
-    when_due = sqlite_store._Checkpoints.when_due
+    run = sqlite_store._Checkpoints.run
 
-    def noted(checkpoints: sqlite_store._Checkpoints, conn: sqlite3.Connection) -> None:
-        when_due(checkpoints, conn)
+    def noted(conn: sqlite3.Connection) -> None:
+        run(conn)
         checkpointed.set()
 
-    monkeypatch.setattr(sqlite_store._Checkpoints, "when_due", noted)
+    monkeypatch.setattr(sqlite_store._Checkpoints, "run", staticmethod(noted))
     async with await SqliteEventStore.open(path) as store:
         await store.save_session(doc("s"))
         before = (await anyio.Path(path).stat()).st_size
@@ -166,9 +166,34 @@ async def test_commits_leave_checkpoints_to_the_writers_idle_moments(
     assert after == before
 
 
-async def test_an_idle_writer_copies_the_wal_into_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_idle_writer_has_the_wal_copied_into_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before, after = await wal_growth(tmp_path / "acpd.db", monkeypatch, idle_checkpoint=True)
     assert after > before + 5_000_000
+
+
+async def test_a_checkpoint_in_progress_holds_up_no_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a checkpoint copies pages and syncs the file: a commit that waited for it waited milliseconds
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_SECONDS", 0.0)
+    started, release = threading.Event(), threading.Event()
+    run = sqlite_store._Checkpoints.run
+
+    def slow(conn: sqlite3.Connection) -> None:
+        started.set()
+        release.wait(10)
+        run(conn)
+
+    monkeypatch.setattr(sqlite_store._Checkpoints, "run", staticmethod(slow))
+    async with await SqliteEventStore.open(tmp_path / "acpd.db") as store:
+        await store.save_session(doc("s"))
+        assert await anyio.to_thread.run_sync(started.wait, 10)
+        try:
+            with anyio.fail_after(5):  # (the reader's thread is in the checkpoint meanwhile)
+                await store.append(log("s", 1, 3))
+        finally:
+            release.set()
+        assert [r.seq for r in await store.read("s")] == [1, 2, 3]
 
 
 async def test_opening_a_directory_as_the_database_is_a_store_error(tmp_path: Path) -> None:

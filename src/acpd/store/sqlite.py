@@ -16,10 +16,10 @@ last committed snapshot); ``:memory:`` uses one connection for both. The threads
 threads: ``aclose`` ends them after their last call, so a commit is never cut off by the exit.
 
 Checkpoints: SQLite's own copy the WAL into the database inside the commit that fills it, every
-1,000 pages (with two ``fsync``), on some prompt's clock. The writer instead checkpoints when its
-queue is empty, at most once per ``CHECKPOINT_SECONDS``, and SQLite's automatic one is the
-backstop of a writer that never idles (``WAL_AUTOCHECKPOINT_PAGES``): a hot page written by many
-commits meanwhile is copied once.
+1,000 pages (with two ``fsync``), on some prompt's clock. Here the reader's thread checkpoints, on
+its own connection, beside the writer's commits, when the writer's queue is empty, at most once per
+``CHECKPOINT_SECONDS``; SQLite's automatic one is the backstop of a writer that never idles
+(``WAL_AUTOCHECKPOINT_PAGES``): a hot page written by many commits meanwhile is copied once.
 
 Indexes: the record indexes (the tool-call audit, the turns, full-text search) follow the
 committed records in transactions of their own (``_sqlite_index.Indexer``), not in the commits of
@@ -265,9 +265,9 @@ class SqliteEventStore:
         """Private: use ``open``. ``reader`` may be ``writer`` (one connection for ``:memory:``)."""
         self._lock = lock
         self._indexer = Indexer()  # the writer's
-        self._checkpoints = None if reader is writer else _Checkpoints()
         self._writer = _Worker(writer, "acpd-store-writer", idle=self._on_idle)
         self._reader = self._writer if reader is writer else _Worker(reader, "acpd-store-reader")
+        self._checkpoints = None if reader is writer else _Checkpoints(self._reader)
         self._last_seqs: dict[str, int] = {}  # touched only by the writer thread
         self._saved_keys: dict[str, SessionKeys] = {}  # each session's keys as last committed; the writer's too
         self._closed = False
@@ -470,12 +470,13 @@ class SqliteEventStore:
         await self._write(self._indexer.catch_up)
 
     def _on_idle(self, conn: sqlite3.Connection) -> float | None:
-        """The writer has nothing queued: index a slice of records and checkpoint, when due; and
-        in how many seconds to index (the writer waits so long for a call, then comes back)."""
+        """The writer has nothing queued: index a slice of records, and have the reader
+        checkpoint, when due; and in how many seconds to index (the writer waits so long for a
+        call, then comes back)."""
         if self._indexer.due():
             self._indexer.step(conn)  # (it never raises: this thread must go on serving)
         if self._checkpoints is not None:
-            self._checkpoints.when_due(conn)
+            self._checkpoints.when_due()
         return self._indexer.due_in()
 
     def _compact_indexed(self, conn: sqlite3.Connection) -> int:
@@ -561,7 +562,12 @@ class SqliteEventStore:
         return existed
 
 
-_Call = tuple[Callable[..., object], tuple[object, ...], "asyncio.Future[object]", asyncio.AbstractEventLoop]
+_Call = (
+    tuple[Callable[..., object], tuple[object, ...], "asyncio.Future[object]", asyncio.AbstractEventLoop]
+    | tuple[Callable[[sqlite3.Connection], None], tuple[()], None, None]
+)
+"""A function of the connection, its arguments, and the future and loop its caller awaits (None
+and None: nobody awaits it)."""
 
 
 class StoreOpening:
@@ -623,6 +629,10 @@ class _Worker:
         self._calls.put((fn, args, future, loop))
         return await future  # type: ignore[return-value]  # the thread settles it with fn's result
 
+    def submit(self, fn: Callable[[sqlite3.Connection], None]) -> None:
+        """Queue ``fn`` and wait for nothing (from any thread); it must handle its own failures."""
+        self._calls.put((fn, (), None, None))
+
     async def close(self, final: Callable[[sqlite3.Connection], None]) -> None:
         """Run ``final`` (closing the connection) after the queued calls, then end the thread."""
         self._idle = None  # nothing runs after final
@@ -651,8 +661,12 @@ class _Worker:
                 error.__cause__ = exc
             except Exception as exc:  # handed to the caller, whose bug it is
                 error = exc
-            with suppress(RuntimeError):  # the loop is closed: nobody waits any more
-                loop.call_soon_threadsafe(_settle, future, result, error)
+            if future is None or loop is None:  # submitted: nobody waits
+                if error is not None:
+                    logger.error("the event store's %s failed", getattr(fn, "__name__", fn), exc_info=error)
+            else:
+                with suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                    loop.call_soon_threadsafe(_settle, future, result, error)
             if self._calls.empty():
                 again = self._run_idle()
 
@@ -667,19 +681,32 @@ class _Worker:
 
 
 class _Checkpoints:
-    """The writer's checkpoints: in its idle moments, at most once per ``CHECKPOINT_SECONDS``."""
+    """The WAL's checkpoints, due in the writer's idle moments at most once per
+    ``CHECKPOINT_SECONDS``, and run by the reader's thread on its connection: a checkpoint copies
+    pages and syncs the database file (milliseconds, more on a slow disk), and a commit queued
+    meanwhile on the writer's thread waited for it (a fresh daemon's first prompt met one). SQLite
+    lets a checkpoint from another connection run beside the writer's commits."""
 
-    def __init__(self) -> None:
+    def __init__(self, reader: _Worker) -> None:
+        self._reader = reader
         self._last = time.monotonic()
 
-    def when_due(self, conn: sqlite3.Connection) -> None:
+    def when_due(self) -> None:
+        """In the writer's thread: hand the reader a checkpoint, if one is due."""
         now = time.monotonic()
         if now - self._last < CHECKPOINT_SECONDS:
             return
         self._last = now
+        self._reader.submit(self.run)
+
+    @staticmethod
+    def run(conn: sqlite3.Connection) -> None:
+        """In the reader's thread: copy the WAL into the database, what no reader still needs."""
         try:
-            # PASSIVE: copies what no reader still needs, waits for nobody; the rest goes next time
+            # PASSIVE: waits for nobody, neither readers nor the writer; the rest goes next time
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.ProgrammingError:
+            return  # the store closed meanwhile
         except sqlite3.Error as exc:  # a full disk: the WAL keeps the commits, the next one tries again
             logger.warning("checkpointing the event store's WAL failed: %s", exc)
 
