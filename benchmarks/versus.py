@@ -322,6 +322,9 @@ async def daemon(side: str, sa_binary: Path | None) -> AsyncIterator[Daemon]:
         home = Path(tmp)
         port, token = free_port(), secrets.token_hex(24)
         env = daemon_env(home)
+        # acpd, the floor and the agent start from bytecode, as installed ones do, not compiling their
+        # sources at every start (and a source edited since its bytecode was written at every run)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         if side == ACPD:
             argv, agent = acpd_argv(home, port), "pymock"
             env["ACPD_TOKEN"] = token
