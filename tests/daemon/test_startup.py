@@ -4,9 +4,12 @@ and the relay's own health probe tells an acpd daemon from anything else."""
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
+import types
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +18,7 @@ import anyio
 import pytest
 from anyio.abc import SocketStream
 
+from acpd import imports
 from acpd.daemon.acp_stdio import daemon_answers
 from acpd.testing.daemon import daemon_env
 
@@ -374,3 +378,26 @@ async def test_the_relay_probe_finds_no_daemon_where_nothing_listens() -> None:
     await listener.aclose()
     with anyio.fail_after(10):
         assert not await daemon_answers(f"http://127.0.0.1:{port}")
+
+
+class _Node:
+    """An object that can sit in a reference cycle and be watched through a weak reference."""
+
+    def __init__(self) -> None:
+        self.other: object = self
+
+
+def test_what_a_first_use_imported_is_frozen_once_and_garbage_is_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(imports._Imported, "modules", len(sys.modules))  # as after start-up's freeze
+    try:
+        before = gc.get_freeze_count()
+        imports.freeze_imported()
+        assert gc.get_freeze_count() == before  # nothing imported since: a comparison, nothing frozen
+        monkeypatch.setitem(sys.modules, "acpd_first_use_probe", types.ModuleType("acpd_first_use_probe"))
+        kept, garbage = [_Node()], weakref.ref(_Node())  # a cycle nothing refers to
+        imports.freeze_imported()
+        assert gc.get_freeze_count() > before
+        assert garbage() is None  # collected first, not frozen for good
+        assert not any(o is kept for o in gc.get_objects())  # what lives is out of the collector's sight
+    finally:
+        gc.unfreeze()

@@ -26,7 +26,7 @@ from acpd import __version__
 from acpd.cli import output
 from acpd.client import DEFAULT_URL
 from acpd.errors import AcpdError, ConfigError
-from acpd.imports import serving_at_first_use
+from acpd.imports import freeze_imported, serving_at_first_use
 from acpd.settings import DaemonConfig
 
 if TYPE_CHECKING:
@@ -440,7 +440,7 @@ def _freeze_startup_objects() -> None:
     sight for good: the first full collection would otherwise walk it all (~100 ms with the SDKs
     loaded), stalling every session. No collection first: it would find a handful of objects and
     cost ~15 ms of the start."""
-    gc.freeze()
+    freeze_imported(collect=False)
     gc.enable()
 
 

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from acpd.errors import AcpdError, StoreLocked
+from acpd.imports import freeze_imported
 from acpd.protocol.methods import CONNECTION_HEADER, SESSION_HEADER
 
 from . import forward, http, ui
@@ -140,6 +141,7 @@ class _HotRoutes:
         hot = _hot_route(scope)
         if hot is None:
             await self.app(scope, receive, send)
+            freeze_imported()  # what a first use imported (a route's module, the agents' config)
             return
         endpoint, item_id = hot
         scope["path_params"] = {"id": item_id}
@@ -153,6 +155,7 @@ class _HotRoutes:
         except ExceptionGroup as exc:
             response = await handle_exception_group(request, exc)
         await response(scope, receive, send)
+        freeze_imported()  # (a first claude-native prompt imports the model SDK)
 
 
 def _hot_route(scope: Scope) -> tuple[Endpoint, str] | None:

@@ -37,6 +37,7 @@ from acpd.errors import (
     StoreError,
     StoreLocked,
 )
+from acpd.imports import freeze_imported
 from acpd.protocol import jsonio, jsonrpc, methods
 from acpd.protocol.events import EventRecord, utc_now
 from acpd.protocol.jsonio import JsonObject
@@ -457,6 +458,7 @@ class SessionManager:
         finally:
             runtime.leases -= 1
             runtime.touch()
+        freeze_imported()  # a first create imports the agents' configuration and adapters, on any face
         return runtime
 
     async def import_session(
