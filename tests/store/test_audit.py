@@ -332,28 +332,12 @@ async def test_a_turns_commit_leaves_its_indexes_to_a_later_transaction_and_a_re
         assert indexed(path) == (2, 2, 6)
 
 
-async def test_an_idle_writer_indexes_what_was_committed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sqlite_index, "INDEX_DELAY_SECONDS", 0.0)
-    stepped = threading.Event()
-    step = sqlite_index.Indexer.step
-
-    def noted(indexer: Any, conn: sqlite3.Connection) -> bool:
-        more = step(indexer, conn)
-        stepped.set()
-        return more
-
-    monkeypatch.setattr(sqlite_index.Indexer, "step", noted)
-    path = tmp_path / "acpd.db"
-    async with await SqliteEventStore.open(path) as store:
-        await store.append(chat("a", "ask about plums", ["plums are ripe"]), session=doc("a"))
-        assert await anyio.to_thread.run_sync(stepped.wait, 10.0)
-        assert indexed(path) == (1, 1, 3)
-
-
-async def test_the_writer_indexes_once_its_commits_pause_without_another_call(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("delay", [0.0, 0.05], ids=["due at once", "due after the pause"])
+async def test_an_idle_writer_indexes_what_was_committed_without_another_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, delay: float
 ) -> None:
-    monkeypatch.setattr(sqlite_index, "INDEX_DELAY_SECONDS", 0.05)
+    # with a delay, no call follows the commit to run the idle work: the writer comes back on its own
+    monkeypatch.setattr(sqlite_index, "INDEX_DELAY_SECONDS", delay)
     stepped = threading.Event()
     step = sqlite_index.Indexer.step
 
@@ -366,7 +350,6 @@ async def test_the_writer_indexes_once_its_commits_pause_without_another_call(
     path = tmp_path / "acpd.db"
     async with await SqliteEventStore.open(path) as store:
         await store.append(chat("a", "ask about plums", ["plums are ripe"]), session=doc("a"))
-        # no call follows the commit: the writer comes back to index on its own
         assert await anyio.to_thread.run_sync(stepped.wait, 10.0)
         assert indexed(path) == (1, 1, 3)
 
