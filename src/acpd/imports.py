@@ -103,11 +103,12 @@ def freeze_imported(*, collect: bool = True) -> None:
     walked it again. A daemon calls this once start-up has imported its modules, and again after
     a request that imported more (the first session create loads the agents' configuration and
     adapters: the collection that followed took ~1.5 ms of the next prompt's). Otherwise it costs
-    a comparison. With ``collect``, a full collection first, so that no garbage is frozen with
-    them (what else lives then is frozen too, and freed as usual once nothing refers to it); at
-    start-up there is none worth its ~15 ms."""
+    a comparison. With ``collect``, the young generations are collected first, where the garbage
+    a request leaves is, so that none of it is frozen (what else lives then is frozen too, and freed
+    as usual once nothing refers to it); a full collection would add several ms to that request,
+    and at start-up there is no garbage worth even that."""
     if len(sys.modules) != _Imported.modules:
         _Imported.modules = len(sys.modules)
         if collect:
-            gc.collect()
+            gc.collect(1)
         gc.freeze()
