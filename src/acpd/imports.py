@@ -104,9 +104,10 @@ def freeze_imported(*, collect: bool = True) -> None:
     a request that imported more (the first session create loads the agents' configuration and
     adapters: the collection that followed took ~1.5 ms of the next prompt's). Otherwise it costs
     a comparison. With ``collect``, the young generations are collected first, where the garbage
-    a request leaves is, so that none of it is frozen (what else lives then is frozen too, and freed
-    as usual once nothing refers to it); a full collection would add several ms to that request,
-    and at start-up there is no garbage worth even that."""
+    a request leaves is, so that none of it is frozen; a full collection would add several ms to
+    that request, and at start-up there is no garbage worth even that. What else lives at that
+    moment (the sessions open then) is frozen too: freed as usual once nothing refers to it, except
+    a reference cycle among it, which stays (a few sessions' worth, once per first use)."""
     if len(sys.modules) != _Imported.modules:
         _Imported.modules = len(sys.modules)
         if collect:
