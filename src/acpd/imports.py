@@ -1,6 +1,7 @@
-"""Leaf module: third-party packages imported without the parts acpd never runs, and modules whose
-code runs at their first use rather than at their import. Imports only the stdlib; call these
-before the module's first import."""
+"""Leaf module: third-party packages imported without the parts acpd never runs, modules whose code
+runs at their first use rather than at their import (call these before the module's first import),
+and what imports made kept out of the garbage collector's sight (``freeze_imported``, after them).
+Imports only the stdlib."""
 
 from __future__ import annotations
 

@@ -141,9 +141,12 @@ class _HotRoutes:
         hot = _hot_route(scope)
         if hot is None:
             await self.app(scope, receive, send)
-            freeze_imported()  # what a first use imported (a route's module, the agents' config)
-            return
-        endpoint, item_id = hot
+        else:
+            await self._hot(*hot, scope, receive, send)
+        # what a first use imported: a route's module, the agents' configuration, the model SDK
+        freeze_imported()
+
+    async def _hot(self, endpoint: Endpoint, item_id: str, scope: Scope, receive: Receive, send: Send) -> None:
         scope["path_params"] = {"id": item_id}
         request = Request(scope, receive, send)
         try:
@@ -155,7 +158,6 @@ class _HotRoutes:
         except ExceptionGroup as exc:
             response = await handle_exception_group(request, exc)
         await response(scope, receive, send)
-        freeze_imported()  # (a first claude-native prompt imports the model SDK)
 
 
 def _hot_route(scope: Scope) -> tuple[Endpoint, str] | None:

@@ -94,7 +94,7 @@ CLOSE_TIMEOUT_SECONDS: Final = 2.0
 """How long ``aclose`` waits for a running database call (a stuck disk) before leaving it behind."""
 
 CHECKPOINT_SECONDS: Final = 1.0
-"""The writer's least interval between two checkpoints of its own, taken when it is idle."""
+"""The least interval between two checkpoints, handed to the reader's thread when the writer is idle."""
 WAL_AUTOCHECKPOINT_PAGES: Final = 10_000
 """SQLite's automatic checkpoint, inside a commit, once the WAL holds this many pages (40 MiB of
 4 KiB pages): only a writer busy for long without a pause reaches it."""
@@ -607,7 +607,8 @@ class _Worker:
     """One connection and the one thread that uses it, fed calls in order through a queue.
 
     A caller awaits a future the thread settles through the loop (``call_soon_threadsafe``); a
-    cancelled caller abandons its future, and the call still runs to its end in the thread.
+    cancelled caller abandons its future, and the call still runs to its end in the thread. A call
+    may also be submitted from any thread with nobody awaiting it (``submit``).
     """
 
     def __init__(
