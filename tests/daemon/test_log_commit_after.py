@@ -322,3 +322,25 @@ async def test_what_a_hold_queued_reaches_a_follower_even_when_the_next_hold_beg
             await session.wait_committed(1)
         tg.cancel_scope.cancel()
     await close_all(committer, [session])
+
+
+async def test_a_log_committing_after_a_flooding_one_joins_the_full_round_that_takes_what_it_waits_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A session floods (every round is full of its records) while a connection's log refers to
+    # them as they come: each reference must commit with the records it stands for, not wait for
+    # a round with room to spare (there is none until the flood ends: a reader of the
+    # connection's log saw nothing of the flood until then).
+    monkeypatch.setattr(log_module, "MAX_BATCH_RECORDS", 8)
+    store = RoundStore()
+    committer, (session, connection) = shared_logs(store, "sc")
+    async with anyio.create_task_group() as tg:
+        for update in range(24):
+            session.append("agent", 1, {"update": update})
+        connection.commit_after(session, 16)
+        connection.append("daemon", 0, {"refers": [1, 16]})
+        tg.start_soon(committer.run)
+        with anyio.fail_after(5):
+            await session.wait_committed(24)
+        await close_all(committer, [session, connection])
+    assert store.rounds == [{"s": 8}, {"s": 8, "c": 1}, {"s": 8}]

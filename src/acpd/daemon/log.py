@@ -24,7 +24,9 @@ log gives its uncommitted records one last try, then drops them (the daemon is s
 A log may be told to commit *after* another (``commit_after``): a connection's log of what it
 sent a client of a session (ACP over HTTP) is never durable before the session's records it
 stands for, yet joins the same transaction when the committer takes both in one round, so a
-reply and the updates it follows cost one commit, not two in a row.
+reply and the updates it follows cost one commit, not two in a row. It joins that round even when
+the round is full (a flooding session fills every round): otherwise its references would wait for
+the flood to end, and so would the client reading them.
 
 A log *disowned* (``disown``: another daemon sharing the database took the session while this
 one's connection was broken) commits nothing more: what it queued is dropped, not written into the
@@ -237,22 +239,30 @@ class GroupCommitter:
         remaining = len(self._ready)
         deferred: set[SessionLog] = set()
         while remaining:
-            if count >= MAX_BATCH_RECORDS or size >= MAX_BATCH_BYTES:
-                break
             log = self._ready[0]
+            # A log deferred for one queued behind it joins the round that took that one, full or
+            # not: what it waits for is in this round, and a flooding session fills every round
+            # (its references and copies would wait for the flood to end). It adds a batch of its
+            # own at most.
+            joining = log in deferred
+            if not joining and (count >= MAX_BATCH_RECORDS or size >= MAX_BATCH_BYTES):
+                break
             if log._holding or log._hold is not None:  # its retry timer or hold makes it ready again
                 self._ready.popleft()
                 log._scheduled = False
                 remaining -= 1
                 continue
-            if log._barriers and log not in deferred and log._waits_for_queued():
+            if log._barriers and not joining and log._waits_for_queued():
                 # it commits after a log queued behind it (commit_after): that one first, then
                 # this one, in the same round
                 deferred.add(log)
                 self._ready.rotate(-1)
                 continue
             remaining -= 1
-            batch = log._take_batch(MAX_BATCH_RECORDS - count, MAX_BATCH_BYTES - size, first=not round_)
+            if joining:
+                batch = log._take_batch(MAX_BATCH_RECORDS, MAX_BATCH_BYTES, first=True)
+            else:
+                batch = log._take_batch(MAX_BATCH_RECORDS - count, MAX_BATCH_BYTES - size, first=not round_)
             if batch is None:  # it does not fit what is left of the round
                 break
             self._ready.popleft()
