@@ -559,3 +559,33 @@ async def test_texts_a_full_disk_kept_out_of_the_index_wait_and_the_writer_goes_
         monkeypatch.setattr(sqlite_index, "index_texts", index_texts)  # space returns
         assert [s["id"] for s in (await store.search_sessions("ripe plums")).items] == ["a"]
         assert [s["id"] for s in (await store.search_sessions("green pears")).items] == ["b"]
+
+
+def numbered_turn(session_id: str, number: int) -> list[EventRecord]:
+    """``chat``'s turn as the session's turn ``number``, its seqs after ``number - 1`` such turns."""
+    first = chat(session_id, f"prompt {number}", ["reply"])
+    offset = (number - 1) * len(first)
+    return [
+        record._replace(
+            seq=record.seq + offset, turn=number, payload=record.payload.replace('"turn-1"', f'"turn-{number}"')
+        )
+        for record in first
+    ]
+
+
+async def test_a_writer_that_never_idles_keeps_only_the_documents_its_unindexed_records_need(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under a load that never pauses, each commit's document was kept until the indexes caught up
+    # with every record, which they never did: the list grew with every commit, and each turn's
+    # row searched it from its start (a busy daemon's indexing grew slower the longer it ran).
+    monkeypatch.setattr(sqlite_store.SqliteEventStore, "_on_idle", lambda store, conn: None)
+    monkeypatch.setattr(sqlite_index, "INDEX_SLICE_RECORDS", 3)
+    monkeypatch.setattr(sqlite_index, "INDEX_BEHIND_RECORDS", 6)
+    turns = 40
+    async with await SqliteEventStore.open(tmp_path / "acpd.db") as store:
+        for number in range(1, turns + 1):
+            await store.append(numbered_turn("a", number), session=doc("a", model=f"m{number}"))
+        kept = len(store._indexer._facts["a"])  # what the turns not indexed yet may need
+        assert [t["model"] for t in await store.turns("a")] == [f"m{number}" for number in range(1, turns + 1)]
+    assert kept <= 3

@@ -14,6 +14,7 @@ and the store's shared shapes.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import sqlite3
 import time
@@ -174,7 +175,18 @@ class Indexer:
         self._waiting = max(0, self._waiting - len(records)) if more else 0
         if not self._waiting:  # what holds from now on: each session's last document
             self._facts = {session_id: [(0, facts[-1][1])] for session_id, facts in self._facts.items()}
+        else:
+            self._forget_facts_before(records)
         return more
+
+    def _forget_facts_before(self, indexed: Sequence[EventRecord]) -> None:
+        """Drop the documents no record after ``indexed`` needs: a writer that never pauses is
+        never caught up, and kept one a commit otherwise (and searched them all at each turn)."""
+        for session_id, seq in {record.session_id: record.seq for record in indexed}.items():
+            facts = self._facts.get(session_id)
+            at = bisect.bisect_right(facts, seq, key=_from_seq) if facts else 0
+            if facts and at > 1:
+                del facts[: at - 1]  # the one before ``at`` holds for the records after ``seq``
 
     def drop(self, conn: sqlite3.Connection, session_id: str) -> None:
         """In the transaction deleting a session (its events are gone): forget what it told, and
@@ -210,12 +222,13 @@ class Indexer:
     def _facts_of(self, session_id: str, seq: int) -> Facts | None:
         """The agent and model of the session's document as committed with record ``seq``: the
         last one committed with it or before it, if noted."""
-        found = None
-        for from_seq, facts in self._facts.get(session_id, ()):
-            if from_seq > seq:
-                break
-            found = facts
-        return found
+        noted = self._facts.get(session_id)
+        at = bisect.bisect_right(noted, seq, key=_from_seq) if noted else 0
+        return noted[at - 1][1] if noted and at else None
+
+
+def _from_seq(noted: tuple[int, Facts]) -> int:
+    return noted[0]
 
 
 _TITLES_AFTER: Final = (
