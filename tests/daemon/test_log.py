@@ -496,8 +496,29 @@ async def test_the_committed_tail_reads_back_as_records_that_no_full_collection_
         log.close()
     assert records_the_collector_walks("tail-of-s") == 0
     assert (EventRecord._fields[log_module._SEQ], EventRecord._fields[log_module._PAYLOAD]) == ("seq", "payload")
-    records = await log.read(500, 3)
+    records = await log.read(997, 3)
     assert [type(r) for r in records] == [EventRecord] * 3
     assert [(r.session_id, r.seq, r.sender, r.turn, r.payload) for r in records] == [
-        ("tail-of-s", n, "agent", 1, f'{{"n":{n}}}') for n in (501, 502, 503)
+        ("tail-of-s", n, "agent", 1, f'{{"n":{n}}}') for n in (998, 999, 1000)
     ]
+
+
+@pytest.mark.parametrize("followed", [False, True])
+async def test_a_log_keeps_a_long_committed_tail_only_while_someone_follows_it(followed: bool) -> None:
+    # Every live session kept thousands of committed records, read by nobody when nobody follows
+    # it (a session prompted over REST): memory grew with each busy session's history. A reader
+    # who comes later reads the store (which here forgets: what a read finds is the log's own).
+    log = SessionLog(ForgetfulStore(), "s", 0)
+    count = 4 * log_module.UNFOLLOWED_TAIL_RECORDS
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(log.run_flusher)
+        if followed:
+            tg.start_soon(follow_to, log, count)
+        for n in range(1, count + 1):
+            log.append("agent", 1, {"n": n})
+        with anyio.fail_after(5):
+            await log.wait_committed(count)
+        log.close()
+    oldest = await log.read(0, 1)
+    assert [r.seq for r in oldest] == ([1] if followed else [])
+    assert [r.seq for r in await log.read(count - 1, 1)] == [count]

@@ -70,9 +70,15 @@ _as_record: Final[Callable[[_Kept], EventRecord]] = functools.partial(tuple.__ne
 """A kept tuple as an ``EventRecord`` again (without the named tuple's checks: it was one)."""
 
 TAIL_RECORDS: Final = 16_384
-"""Committed records kept in memory per open session for readers that are nearly caught up."""
+"""Committed records kept in memory per open session that has followers, for readers that are
+nearly caught up (a burst's follower a few batches behind does not go to the store)."""
 TAIL_BYTES: Final = 32 * 1024 * 1024
 """...and at most this many bytes of them: an agent's frames may be up to the line limit each."""
+UNFOLLOWED_TAIL_RECORDS: Final = 256
+"""...and per open session that nobody follows (prompted over REST, or between two readers): a
+reader that comes later reads the store, and memory does not grow with every live session's
+history (a busy session kept ~8 MiB of records nobody was going to read)."""
+UNFOLLOWED_TAIL_BYTES: Final = 256 * 1024
 HIGH_WATER_RECORDS: Final = 20_000
 """Queued (uncommitted) records past which writers wait for the flusher: backpressure on the agent."""
 HIGH_WATER_BYTES: Final = 64 * 1024 * 1024
@@ -810,11 +816,14 @@ class SessionLog:
     def _keep_tail(self, batch: list[EventRecord]) -> None:
         self._tail += cast("Iterator[_Kept]", map(tuple, batch))  # plain tuples: see _Kept
         self._tail_bytes += sum(len(record.payload) for record in batch)
-        if len(self._tail) <= 2 * TAIL_RECORDS and self._tail_bytes <= 2 * TAIL_BYTES:
+        records, most = (
+            (TAIL_RECORDS, TAIL_BYTES) if self.followers else (UNFOLLOWED_TAIL_RECORDS, UNFOLLOWED_TAIL_BYTES)
+        )
+        if len(self._tail) <= 2 * records and self._tail_bytes <= 2 * most:
             return  # trimmed in steps, not at every batch
         keep, size = 0, 0
-        for kept in reversed(self._tail[-TAIL_RECORDS:]):
-            if size + len(kept[_PAYLOAD]) > TAIL_BYTES:
+        for kept in reversed(self._tail[-records:]):
+            if size + len(kept[_PAYLOAD]) > most:
                 break
             keep, size = keep + 1, size + len(kept[_PAYLOAD])
         del self._tail[: len(self._tail) - keep]
