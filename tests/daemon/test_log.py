@@ -522,3 +522,37 @@ async def test_a_log_keeps_a_long_committed_tail_only_while_someone_follows_it(f
     oldest = await log.read(0, 1)
     assert [r.seq for r in oldest] == ([1] if followed else [])
     assert [r.seq for r in await log.read(count - 1, 1)] == [count]
+
+
+async def test_a_followed_log_keeps_only_its_recent_records_past_the_newest_few(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A session an editor keeps open is followed for its whole life (by the daemon's forwarder to
+    # the editor, always caught up): its 16,384 last records stayed in memory however old.
+    clock = [1000.0]
+    monkeypatch.setattr(log_module, "monotonic", lambda: clock[0])
+    log = SessionLog(ForgetfulStore(), "s", 0)
+    old = 4 * log_module.UNFOLLOWED_TAIL_RECORDS
+
+    async def commit(n: int) -> None:
+        log.append("agent", 1, {"n": n})
+        with anyio.fail_after(5):
+            await log.wait_committed(n)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(log.run_flusher)
+        tg.start_soon(follow_to, log, old + 2)
+        for n in range(1, old):
+            log.append("agent", 1, {"n": n})
+        await commit(old)
+        assert [r.seq for r in await log.read(0, 1)] == [1]  # recent: kept for readers behind
+        clock[0] += log_module.TAIL_SECONDS / 2
+        await commit(old + 1)
+        assert [r.seq for r in await log.read(0, 1)] == [1]
+        clock[0] += log_module.TAIL_SECONDS
+        await commit(old + 2)
+        log.close()
+    first_kept = old + 3 - log_module.UNFOLLOWED_TAIL_RECORDS  # the newest few stay, however old
+    assert await log.read(first_kept - 2, 1) == []
+    assert [r.seq for r in await log.read(first_kept - 1, 1)] == [first_kept]
+    assert [r.seq for r in await log.read(old + 1, 1)] == [old + 2]

@@ -40,6 +40,7 @@ import functools
 import logging
 import math
 import os
+import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -66,6 +67,8 @@ it walks every named tuple at every full collection: thousands of records kept p
 made each full collection longer, a pause every session felt (tens of ms with 50 busy sessions)."""
 _SEQ: Final = 1  # EventRecord's fields' places (a test holds them to it)
 _PAYLOAD: Final = 5
+monotonic: Callable[[], float] = time.monotonic
+"""The clock of the committed tail's ages (tests move it)."""
 _as_record: Final[Callable[[_Kept], EventRecord]] = functools.partial(tuple.__new__, EventRecord)
 """A kept tuple as an ``EventRecord`` again (without the named tuple's checks: it was one)."""
 
@@ -79,6 +82,11 @@ UNFOLLOWED_TAIL_RECORDS: Final = 256
 reader that comes later reads the store, and memory does not grow with every live session's
 history (a busy session kept ~8 MiB of records nobody was going to read)."""
 UNFOLLOWED_TAIL_BYTES: Final = 256 * 1024
+TAIL_SECONDS: Final = 10.0
+"""...and, followed or not, past the newest 256 only the records committed within this many seconds:
+a reader further behind reads the store, and a session an editor keeps open does not hold 16,384
+records in memory for the whole of its life (the follower it has then, the daemon's own forwarder to
+the editor, is always caught up)."""
 HIGH_WATER_RECORDS: Final = 20_000
 """Queued (uncommitted) records past which writers wait for the flusher: backpressure on the agent."""
 HIGH_WATER_BYTES: Final = 64 * 1024 * 1024
@@ -359,6 +367,7 @@ class SessionLog:
         self._pending_bytes = 0
         self._tail: list[_Kept] = []
         self._tail_bytes = 0
+        self._tail_marks: deque[tuple[float, int]] = deque()  # (when, first seq) of each batch kept
         self._batch_records = FIRST_BATCH_RECORDS
         self._inflight: _Batch | None = None  # taken by the committer, not yet committed
         self._scheduled = False  # in the committer's ready queue
@@ -814,13 +823,22 @@ class SessionLog:
         self._finish()
 
     def _keep_tail(self, batch: list[EventRecord]) -> None:
+        if not batch:
+            return
+        now = monotonic()
         self._tail += cast("Iterator[_Kept]", map(tuple, batch))  # plain tuples: see _Kept
         self._tail_bytes += sum(len(record.payload) for record in batch)
+        self._tail_marks.append((now, batch[0].seq))
         records, most = (
             (TAIL_RECORDS, TAIL_BYTES) if self.followers else (UNFOLLOWED_TAIL_RECORDS, UNFOLLOWED_TAIL_BYTES)
         )
-        if len(self._tail) <= 2 * records and self._tail_bytes <= 2 * most:
-            return  # trimmed in steps, not at every batch
+        if len(self._tail) > 2 * records or self._tail_bytes > 2 * most:  # trimmed in steps, not every batch
+            self._trim_to(records, most)
+        elif len(self._tail) > 2 * UNFOLLOWED_TAIL_RECORDS and self._tail_marks[0][0] < now - TAIL_SECONDS:
+            self._forget_before(now - TAIL_SECONDS)
+
+    def _trim_to(self, records: int, most: int) -> None:
+        """Keep the newest ``records`` of the tail at most, ``most`` bytes of them at most."""
         keep, size = 0, 0
         for kept in reversed(self._tail[-records:]):
             if size + len(kept[_PAYLOAD]) > most:
@@ -828,12 +846,29 @@ class SessionLog:
             keep, size = keep + 1, size + len(kept[_PAYLOAD])
         del self._tail[: len(self._tail) - keep]
         self._tail_bytes = size
+        marks = self._tail_marks
+        if not self._tail:
+            marks.clear()
+        while len(marks) > 1 and marks[1][1] <= self._tail[0][_SEQ]:
+            marks.popleft()  # batches trimmed away (the first one left may be partly kept)
+
+    def _forget_before(self, then: float) -> None:
+        """Drop the tail's records committed before ``then``, but for its newest
+        ``UNFOLLOWED_TAIL_RECORDS`` (the batch just kept is newer: a mark is left)."""
+        marks = self._tail_marks
+        while marks[0][0] < then:
+            marks.popleft()
+        cut = min(marks[0][1] - self._tail[0][_SEQ], len(self._tail) - UNFOLLOWED_TAIL_RECORDS)
+        if cut > 0:
+            self._tail_bytes -= sum(len(kept[_PAYLOAD]) for kept in self._tail[:cut])
+            del self._tail[:cut]
 
     def release_tail(self) -> None:
         """Forget the committed tail kept for readers (they read the store instead): an idle
         session's log holds no records in memory."""
         self._tail = []
         self._tail_bytes = 0
+        self._tail_marks.clear()
 
     def _wake(self) -> None:
         committed, self._committed = self._committed, asyncio.Event()
