@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from array import array
 from typing import Final
 
 import anyio
@@ -76,7 +77,7 @@ class RemoteConnection(HttpAcpConnection):
     link_prefix = "acp"
 
     def __init__(self, manager: SessionManager, connection_id: str, agent: str | None) -> None:
-        super().__init__(manager, connection_id, agent, 0, [])
+        super().__init__(manager, connection_id, agent, 0, array("q"))
         self._streams: dict[str, int] = {}  # session id -> its stream, once opened
         self._opened = CONNECTION_STREAM  # the last stream number given out
         self._pinned: set[str] = set()  # sessions whose messages went on the connection's stream
