@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import time
 import uuid
@@ -81,6 +82,9 @@ SWEEP_SECONDS: Final = 30.0
 """How often idle sessions are looked for, at most (a quarter of ``idle_seconds`` when shorter)."""
 TRIM_BATCH: Final = 100
 """After this many evictions for the limit, the freed heap is given back to the system."""
+TRIM_RETRY_SECONDS: Final = 1.0
+"""After a look for a session to evict for the limit found every one held, how long creates and
+loads past the limit go on without another look: each would look at every session again."""
 FINAL_COMMIT_SECONDS: Final = 3.0
 """Once the agents are stopped, how long stopping waits for the logs' last commits (a healthy
 store takes milliseconds, a full one gives up at once; only a stuck disk takes this long)."""
@@ -100,6 +104,7 @@ class SessionManager:
         self._leaving: dict[str, anyio.Event] = {}  # sessions being evicted: set once they are gone
         self._trimming = False
         self._trimmed = 0
+        self._trim_again_at = 0.0  # after a look found every session held: no other look before
         self._eviction_progress = anyio.Event()
         self._stopping = False
         self._inflight: dict[tuple[str, str], Turn] = {}
@@ -317,7 +322,7 @@ class SessionManager:
         runtime = SessionRuntime(deps, doc, last_seq)
         self._runtimes[runtime.session_id] = runtime
         limit = self.config.max_live_sessions
-        if limit and len(self._runtimes) > limit and not self._trimming:
+        if limit and len(self._runtimes) > limit and not self._trimming and time.monotonic() >= self._trim_again_at:
             self._trimming = True
             deps.task_group.start_soon(self._trim)
         return runtime
@@ -373,10 +378,14 @@ class SessionManager:
         try:
             limit = self.config.max_live_sessions
             while len(self._runtimes) > limit:
-                candidates = list(self._runtimes.values())[:-1]
+                candidates = itertools.islice(self._runtimes.values(), len(self._runtimes) - 1)
                 victim = next((r for r in candidates if r.held_by() is None), None)
-                if victim is None or not await self._evict(victim, "limit", time.monotonic()):
-                    return  # over the limit until something lets go (the next load trims again)
+                if victim is None:
+                    # over the limit until something lets go: a load after a while trims again
+                    self._trim_again_at = time.monotonic() + TRIM_RETRY_SECONDS
+                    return
+                if not await self._evict(victim, "limit", time.monotonic()):
+                    return  # it was taken meanwhile: the next load trims again
                 self._trimmed += 1
                 if self._trimmed % TRIM_BATCH == 0:
                     await anyio.to_thread.run_sync(give_back_freed_memory)

@@ -196,16 +196,23 @@ class SessionRuntime:
         """Why the session must stay in memory now, or None when it may leave: a turn runs or is
         queued, a permission waits, someone follows its events or is attached, a request holds it,
         its agent is starting, a terminal it started still runs, or its log cannot commit."""
-        reasons = (
-            (self.busy, "a turn runs"),
-            (bool(self.broker.pending()), "a permission waits"),
-            (self.log.followers > 0 or len(self.clients) > 0, "followed"),
-            (self.leases > 0 or self._backend_lock.locked(), "in use"),
-            (self._terminals is not None and len(self._terminals) > 0, "a terminal runs"),
-            (self._closing or self.evicting, "closing"),
-            (self.log.fault is not None, "the store fails"),  # unloading would drop what it has not taken
-        )
-        return next((why for held, why in reasons if held), None)
+        # one test after another, each only if the ones before fail: looked at for every session
+        # when the daemon looks for one to evict
+        if self.busy:
+            return "a turn runs"
+        if self.broker.pending():
+            return "a permission waits"
+        if self.log.followers > 0 or len(self.clients) > 0:
+            return "followed"
+        if self.leases > 0 or self._backend_lock.locked():
+            return "in use"
+        if self._terminals is not None and len(self._terminals) > 0:
+            return "a terminal runs"
+        if self._closing or self.evicting:
+            return "closing"
+        if self.log.fault is not None:
+            return "the store fails"  # unloading would drop what it has not taken
+        return None
 
     def wire(self) -> JsonObject:
         """The session as REST shows it."""
