@@ -369,12 +369,18 @@ async def test_commits_that_keep_coming_are_not_held_back_by_indexing_slices(
         assert [t["prompt"] for t in await store.turns("c")] == ["prompt c"]  # a read still sees them
 
 
+def never_idle(monkeypatch: pytest.MonkeyPatch, *, slice_records: int, behind_records: int) -> None:
+    """The writer never has a moment to itself: it indexes only as the backstop has it, a slice of
+    ``slice_records`` after a commit once ``behind_records`` wait."""
+    monkeypatch.setattr(sqlite_store.SqliteEventStore, "_on_idle", lambda store, conn: None)
+    monkeypatch.setattr(sqlite_index, "INDEX_SLICE_RECORDS", slice_records)
+    monkeypatch.setattr(sqlite_index, "INDEX_BEHIND_RECORDS", behind_records)
+
+
 async def test_a_writer_that_never_idles_indexes_a_slice_once_enough_records_wait(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_store.SqliteEventStore, "_on_idle", lambda store, conn: None)
-    monkeypatch.setattr(sqlite_index, "INDEX_SLICE_RECORDS", 2)
-    monkeypatch.setattr(sqlite_index, "INDEX_BEHIND_RECORDS", 5)
+    never_idle(monkeypatch, slice_records=2, behind_records=5)
     path = tmp_path / "acpd.db"
     async with await SqliteEventStore.open(path) as store:
         await store.append(chat("a", "prompt a", ["reply"]), session=doc("a"))
@@ -579,9 +585,7 @@ async def test_a_writer_that_never_idles_keeps_only_the_documents_its_unindexed_
     # Under a load that never pauses, each commit's document was kept until the indexes caught up
     # with every record, which they never did: the list grew with every commit, and each turn's
     # row searched it from its start (a busy daemon's indexing grew slower the longer it ran).
-    monkeypatch.setattr(sqlite_store.SqliteEventStore, "_on_idle", lambda store, conn: None)
-    monkeypatch.setattr(sqlite_index, "INDEX_SLICE_RECORDS", 3)
-    monkeypatch.setattr(sqlite_index, "INDEX_BEHIND_RECORDS", 6)
+    never_idle(monkeypatch, slice_records=3, behind_records=6)
     turns = 40
     async with await SqliteEventStore.open(tmp_path / "acpd.db") as store:
         for number in range(1, turns + 1):
