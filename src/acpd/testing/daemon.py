@@ -25,6 +25,10 @@ from acpd.private import read_token, token_path
 START_TIMEOUT_SECONDS: Final = 20.0
 STOP_TIMEOUT_SECONDS: Final = 10.0
 LOG_TAIL_BYTES: Final = 2000
+CLIENT_TIMEOUT_SECONDS: Final = 30.0
+"""A request's own bound in ``Daemon.client``: the tests bound their waits themselves
+(``anyio.fail_after``); httpx's 5 s default failed a first prompt that loads a backend's SDK in a
+fresh daemon on a loaded machine, inside a test that allowed it 30 s."""
 
 
 @dataclass
@@ -40,7 +44,9 @@ class Daemon:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def client(self, **options: Any) -> httpx.AsyncClient:
-        """An HTTP client of the daemon that sends the token."""
+        """An HTTP client of the daemon that sends the token (``CLIENT_TIMEOUT_SECONDS`` unless
+        ``timeout`` is given)."""
+        options.setdefault("timeout", CLIENT_TIMEOUT_SECONDS)
         return httpx.AsyncClient(base_url=self.url, headers=self.headers, **options)
 
     async def kill(self) -> None:
