@@ -41,7 +41,9 @@ async def serve(port: int, port_file: str) -> None:
     sock.bind(("127.0.0.1", port))
     sock.listen(2048)
     app = Starlette(routes=[Route("/v1/health", health, methods=["GET"])])
-    config = Config(app, http=HttpToolsProtocol, lifespan="off", log_config=None, log_level="warning")
+    config = Config(
+        app, http=HttpToolsProtocol, lifespan="off", log_config=None, log_level="warning", proxy_headers=False
+    )
     with open(port_file, "w") as file:  # noqa: ASYNC230 - a few bytes before anything is served, as acpd
         file.write(f"{sock.getsockname()[1]}\n")
     await Server(config).serve(sockets=[sock])

@@ -200,6 +200,10 @@ async def _serve_on(
             log_level="warning",
             access_log=False,
             log_config=None,  # uvicorn's records go through the process's (redacting) handlers
+            # No proxy fronts a local daemon, and nothing here reads the client's address or
+            # scheme: uvicorn's X-Forwarded-* rewriting (trusting any process on loopback) was
+            # one more layer around every request.
+            proxy_headers=False,
         ),
         manager,
     )
