@@ -4,9 +4,10 @@ round trip and daemon CPU per prompt (``versus.py --floor`` runs it beside acpd)
 It serves as acpd serves: uvloop, uvicorn's server and httptools protocol as acpd configures them
 (its ``ProblemHttpToolsProtocol``, which sends a response's head and body in one write; no access
 log, lifespan off, no X-Forwarded-* rewriting), Starlette and orjson, with the middleware acpd puts
-in front of every request: Starlette's CORS with acpd's origins outside everything, Starlette's error middleware, acpd's
-``SecurityMiddleware`` (Host and Origin allow-lists, the bearer token from ``ACPD_TOKEN``, the body
-cap), and the two prompt routes handed straight to their endpoints, past the router, as acpd does.
+in front of every request: Starlette's CORS with acpd's origins outside everything, Starlette's
+error middleware, acpd's ``SecurityMiddleware`` (Host and Origin allow-lists, the bearer token
+from ``ACPD_TOKEN``, the body cap), and the two prompt routes handed straight to their endpoints,
+past the router, as acpd does.
 
 Behind it, ONE long-running mock agent (``python -m acpd.testing.mock_agent``, initialized at
 start) on stdin/stdout pipes. The routes:
