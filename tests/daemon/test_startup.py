@@ -121,6 +121,12 @@ from acpd.client import Acpd
 Acpd(sys.argv[2], token="").close()
 print(json.dumps({"modules": sorted(sys.modules), "certificates": len(loaded)}))
 """
+COMMAND_LINE = """
+import json, sys
+before = sorted(sys.modules)  # coverage's start-up hook in CI: not the command line's doing
+import acpd.cli
+print(json.dumps({"modules": sorted(sys.modules), "before": before}))
+"""
 HEAVY = ("anthropic", "acp", "httpx", "acpd.adapters.claude_native.backend", "acpd.testing")
 """The model SDK, the ACP schema package, the CLI's HTTP client, and the test kit."""
 CONFIGURATION = ("pydantic", "acpd.config", "acpd.presets", "click", "acpd.api", "acpd.daemon.openapi")
@@ -308,6 +314,14 @@ def test_telling_the_agents_apart_needs_no_model_sdk(tmp_path: Path) -> None:
 def test_the_relay_imports_no_daemon_engine_and_no_http_client(tmp_path: Path) -> None:
     answer = imported_by(RELAYING, tmp_path)
     assert [package for package in (*HEAVY, *ENGINE) if loaded(answer["modules"], package)] == []
+
+
+def test_the_command_line_loads_ctypes_only_for_the_processes_it_protects(tmp_path: Path) -> None:
+    # acpd serve and acpd acp make themselves non-dumpable through it; a command that only talks
+    # to a daemon (acpd sessions list, acpd prompt) has no use for it
+    answer = imported_by(COMMAND_LINE, tmp_path)
+    assert not loaded(answer["modules"], "ctypes") or loaded(answer["before"], "ctypes")
+    assert loaded(answer["modules"], "acpd.cli")
 
 
 @pytest.mark.parametrize(("url", "certificates"), [("http://127.0.0.1:4520", False), ("https://acpd.test", True)])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import gc
 import logging
 import os
@@ -412,6 +411,8 @@ def protect_environment() -> None:
     ssh-agent does; it also turns off core dumps. Linux only; what the daemon starts is not
     affected (an exec resets it)."""
     if sys.platform == "linux":
+        import ctypes  # here: the commands that only talk to a daemon never load it (~2 ms)
+
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
