@@ -110,7 +110,7 @@ async def test_a_port_held_by_another_program_fails_and_one_held_by_acpd_passes(
 
 
 async def test_the_database_is_checked_read_only_and_a_corrupt_one_fails(tmp_path: Path) -> None:
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         await http.post("/v1/sessions", json={"agent": "mock", "cwd": str(tmp_path)})
     db = tmp_path / "data" / "acpd" / "acpd.db"
     before = hashlib.sha256(db.read_bytes()).hexdigest()

@@ -87,7 +87,7 @@ async def test_a_daemon_that_refuses_is_one_line_with_its_answer(tmp_path: Path)
 
 @pytest.mark.parametrize("follow", [False, True])
 async def test_a_closed_pipe_ends_quietly_with_the_sigpipe_code(tmp_path: Path, workdir: Path, follow: bool) -> None:
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         session = await new_session(http, workdir)
         await http.post(f"/v1/sessions/{session['id']}/prompt", json={"prompt": "text hello"})
         read, write = os.pipe()
@@ -104,7 +104,7 @@ async def test_a_closed_pipe_ends_quietly_with_the_sigpipe_code(tmp_path: Path, 
 
 
 async def test_events_piped_into_head_end_without_a_traceback(tmp_path: Path, workdir: Path) -> None:
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         session = await new_session(http, workdir)
         for _ in range(10):  # more than a pipe holds: acpd is still writing when head leaves
             await http.post(f"/v1/sessions/{session['id']}/prompt", json={"prompt": "text " + "word " * 4000})

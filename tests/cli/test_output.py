@@ -38,7 +38,7 @@ def test_an_event_is_described_by_its_kind_and_a_short_detail() -> None:
 @pytest.mark.anyio
 @pytest.mark.e2e
 async def test_sessions_list_show_and_events_print_tables_and_json(tmp_path: Path, workdir: Path) -> None:
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         session = await new_session(http, workdir)
         await http.post(f"/v1/sessions/{session['id']}/prompt", json={"prompt": "text hello"})
         url = against(daemon)

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 async def test_a_session_exports_imports_forks_and_is_renamed_archived_and_removed(
     tmp_path: Path, workdir: Path
 ) -> None:
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         session = await new_session(http, workdir)
         await http.post(f"/v1/sessions/{session['id']}/prompt", json={"prompt": "text about kumquats\nusage 3 4 0.5"})
         url = against(daemon)
@@ -59,14 +59,14 @@ async def test_a_session_moved_to_a_second_daemon_goes_on_there_with_its_history
     (first_home := tmp_path / "a").mkdir()
     (second_home := tmp_path / "b").mkdir()
     moved = tmp_path / "moved.jsonl"
-    async with running_daemon(first_home) as first, first.client(timeout=30) as http:
+    async with running_daemon(first_home) as first, first.client() as http:
         session = await new_session(http, workdir)
         await http.post(f"/v1/sessions/{session['id']}/prompt", json={"prompt": "text the secret is kumquat"})
         exported = await run_acpd(
             "sessions", "export", session["id"], "-F", "jsonl", "-o", str(moved), *against(first), home=first_home
         )
         before = (await http.get(f"/v1/sessions/{session['id']}/events")).json()["items"]
-    async with running_daemon(second_home) as second, second.client(timeout=30) as http:
+    async with running_daemon(second_home) as second, second.client() as http:
         imported = await run_acpd("sessions", "import", str(moved), "--json", *against(second), home=second_home)
         after = (await http.get(f"/v1/sessions/{session['id']}/events")).json()["items"]
         answer = (await http.post(f"/v1/sessions/{session['id']}/prompt", json={"prompt": "context"})).json()
@@ -78,7 +78,7 @@ async def test_a_session_moved_to_a_second_daemon_goes_on_there_with_its_history
 
 
 async def test_audit_and_usage_print_tables_stats_csv_and_json(tmp_path: Path, workdir: Path) -> None:
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         session = await new_session(http, workdir, project="alpha")
         await http.post(f"/v1/sessions/{session['id']}/prompt", json={"prompt": "tool read A\ntool edit B\nusage 1 2"})
         url = against(daemon)
@@ -112,7 +112,7 @@ async def test_audit_and_usage_print_tables_stats_csv_and_json(tmp_path: Path, w
 
 
 async def test_gc_deletes_old_sessions_and_vacuum_gives_the_space_back(tmp_path: Path, workdir: Path) -> None:
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         session = await new_session(http, workdir)
         await http.post(f"/v1/sessions/{session['id']}/prompt", json={"prompt": "chunks 20000 200"})
         url = against(daemon)

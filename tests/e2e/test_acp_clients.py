@@ -71,7 +71,7 @@ async def test_acpd_acp_relays_to_the_running_daemon_so_rest_and_the_editor_shar
     tmp_path: Path, workdir: Path
 ) -> None:
     env = client_env(tmp_path, workdir)
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         editor = acpd_acp("--url", daemon.url)
         basic = await run_steps("sdk_v1_stdio.mjs", ["basic", "--", *editor], env, workdir)
         session_id = basic["done"]["sessionId"]

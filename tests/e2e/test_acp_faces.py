@@ -63,7 +63,7 @@ async def test_an_editor_on_stdio_and_an_orchestrator_on_http_share_a_session_an
     tmp_path: Path,
 ) -> None:
     editor = Editor()
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         spec = ProcessSpec(sys.executable, ("-m", "acpd", "acp", "--url", daemon.url), env=daemon_env(tmp_path))
         async with open_process_transport(spec) as transport, anyio.create_task_group() as tg:
             peer = JsonRpcPeer(transport, on_request=editor.on_request, on_notification=editor.on_notification)
@@ -193,7 +193,7 @@ async def test_a_websocket_client_asking_for_lines_gets_a_burst_as_few_ndjson_fr
 
 
 async def test_the_acp_http_stream_replays_from_last_event_id_out_of_the_store(tmp_path: Path) -> None:
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         with anyio.fail_after(30):
             await http.post("/v1/acp/c?agent=mock", json=rpc(1, "initialize", {"protocolVersion": 1}))
             new = await http.post("/v1/acp/c", json=rpc(2, "session/new", {"cwd": str(tmp_path), "mcpServers": []}))

@@ -38,7 +38,7 @@ async def messages(response: httpx.Response) -> AsyncIterator[tuple[int, str]]:
 
 async def test_a_kill_9_mid_turn_loses_no_message_the_connections_stream_showed(tmp_path: Path) -> None:
     seen: dict[int, str] = {}
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         with anyio.fail_after(60):
             await http.post("/v1/acp/killed?agent=mock", json=rpc(1, "initialize", {"protocolVersion": 1}))
             new = await http.post(
@@ -63,7 +63,7 @@ async def test_a_kill_9_mid_turn_loses_no_message_the_connections_stream_showed(
         assert daemon.process.returncode == -9, "the daemon must have died by SIGKILL mid-turn"
     assert sorted(seen) == list(range(1, len(seen) + 1))
     replayed: dict[int, str] = {}
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         with anyio.fail_after(60):
             async with http.stream("GET", "/v1/acp/killed", headers={"Last-Event-ID": "0"}) as response:
                 async for number, data in messages(response):

@@ -61,7 +61,7 @@ async def answer_on(http: httpx.AsyncClient, headers: dict[str, str], request_id
 async def test_a_late_session_stream_gets_a_whole_turn_and_resumes_from_last_event_id_without_repeats(
     tmp_path: Path, workdir: Path
 ) -> None:
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         with anyio.fail_after(60):
             init = await http.post("/acp?agent=mock", json=rpc(1, "initialize", {"protocolVersion": 1}))
             headers = {"Acp-Connection-Id": init.headers["Acp-Connection-Id"]}
@@ -184,7 +184,7 @@ async def test_the_five_transports_answer_initialize_and_an_unknown_extension_me
     init = rpc(1, "initialize", {"protocolVersion": 1, "clientCapabilities": {}})
     unknown = rpc(2, "_acme/ping", {})
     answers: dict[str, list[JsonObject]] = {}
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         with anyio.fail_after(60):
             base = daemon.url.replace("http://", "ws://")
             for name, path in (("acp-ws", "/acp"), ("rpc-ws", "/v1/rpc")):

@@ -43,7 +43,7 @@ async def test_over_acp_a_permission_is_answered_a_file_written_and_after_a_rest
         assert (work / "plan.md").read_text() == "# Plan\n"
         async with (
             running_daemon(tmp_path, *args) as daemon,
-            daemon.client(timeout=30) as http,
+            daemon.client() as http,
         ):
             with anyio.fail_after(30):
                 answer = (

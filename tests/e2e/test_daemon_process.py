@@ -26,7 +26,7 @@ async def run_prompt(http: httpx.AsyncClient, session_id: str, text: str) -> Non
 
 
 async def test_a_streaming_prompt_delivers_the_whole_turn_over_sse(tmp_path: Path) -> None:
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         session_id = (await new_session(http, tmp_path))["id"]
         seen: list[dict[str, Any]] = []
         with anyio.fail_after(30):
@@ -51,7 +51,7 @@ async def test_a_streaming_prompt_delivers_the_whole_turn_over_sse(tmp_path: Pat
 
 
 async def test_reconnecting_with_last_event_id_resumes_exactly_after_it(tmp_path: Path) -> None:
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         session_id = (await new_session(http, tmp_path))["id"]
         first: list[int] = []
         rest: list[int] = []
@@ -104,7 +104,7 @@ async def test_a_prompt_retried_with_its_key_after_a_kill_9_mid_turn_is_answered
     tmp_path: Path,
 ) -> None:
     key = {"Idempotency-Key": "retry-me"}
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         session_id = (await new_session(http, tmp_path))["id"]
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tg:
@@ -120,7 +120,7 @@ async def test_a_prompt_retried_with_its_key_after_a_kill_9_mid_turn_is_answered
                         if event["payload"].get("method") == "session/prompt":
                             break
                 await daemon.kill()
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         with anyio.fail_after(30):
             retry = await http.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "sleep 60"}, headers=key)
         assert retry.headers.get("idempotent-replayed") == "true"
@@ -138,7 +138,7 @@ async def test_a_prompt_retried_with_its_key_after_a_kill_9_mid_turn_is_answered
 
 async def test_kill_9_mid_turn_loses_no_seen_event_and_the_session_goes_on(tmp_path: Path) -> None:
     seen: dict[int, dict[str, Any]] = {}
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         session_id = (await new_session(http, tmp_path))["id"]
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tg:
@@ -152,7 +152,7 @@ async def test_kill_9_mid_turn_loses_no_seen_event_and_the_session_goes_on(tmp_p
                             break
                 tg.cancel_scope.cancel()
         assert daemon.process.returncode == -9, "the daemon must have died by SIGKILL mid-turn"
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         listed = (await http.get("/v1/sessions")).json()["items"]
         assert [s["id"] for s in listed] == [session_id]
         events = await all_events(http, session_id)

@@ -91,7 +91,7 @@ async def running_session(http: httpx.AsyncClient, cwd: Path) -> str:
 async def test_a_second_daemon_on_one_database_refuses_to_start_and_a_killed_ones_database_is_free(
     tmp_path: Path,
 ) -> None:
-    async with running_daemon(tmp_path) as first, first.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as first, first.client() as http:
         command = [sys.executable, "-m", "acpd", "serve", "--port", "0"]
         with anyio.fail_after(30):
             second = await anyio.run_process(command, env=daemon_env(tmp_path), check=False)
@@ -102,12 +102,12 @@ async def test_a_second_daemon_on_one_database_refuses_to_start_and_a_killed_one
         assert "Traceback" not in message  # a refusal is a message, not a crash
         assert (await http.get("/v1/health")).status_code == 200  # the first serves on
         await first.kill()
-    async with running_daemon(tmp_path) as third, third.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as third, third.client() as http:
         assert (await http.get("/v1/health")).status_code == 200
 
 
 async def test_acp_on_stdio_relays_to_the_daemon_that_owns_the_database_or_refuses_clearly(tmp_path: Path) -> None:
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         # nobody at the URL it is given: the database's owner is found through the lock
         args = ("-m", "acpd", "acp", "--url", "http://127.0.0.1:9")
         spec = ProcessSpec(sys.executable, args, env=daemon_env(tmp_path))
@@ -131,7 +131,7 @@ async def test_acp_on_stdio_relays_to_the_daemon_that_owns_the_database_or_refus
 async def test_sigterm_stops_a_daemon_with_a_live_stream_open_and_leaves_no_agent_behind(
     tmp_path: Path,
 ) -> None:
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         session_id = await running_session(http, tmp_path)
         async with http.stream("GET", f"/v1/sessions/{session_id}/events/stream") as stream:
             async for _ in sse_events(stream):
@@ -144,7 +144,7 @@ async def test_sigterm_stops_a_daemon_with_a_live_stream_open_and_leaves_no_agen
 async def test_sigterm_answers_a_streaming_prompt_cancelled_and_a_restart_finds_the_log_complete(
     tmp_path: Path,
 ) -> None:
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         session_id = await running_session(http, tmp_path)
         body = {"prompt": "text working\nsleep 100"}
         headers = {"Accept": "text/event-stream"}
@@ -157,7 +157,7 @@ async def test_sigterm_answers_a_streaming_prompt_cancelled_and_a_restart_finds_
                         await sigterm(daemon)  # the agent is in the turn
     assert daemon.process.returncode == 0
     assert events[-1]["payload"]["result"]["stopReason"] == "cancelled"
-    async with running_daemon(tmp_path) as again, again.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as again, again.client() as http:
         recorded = await all_events(http, session_id)
     methods = [e["payload"].get("method") for e in recorded]
     assert "_acpd/turn_interrupted" not in methods
@@ -167,7 +167,7 @@ async def test_sigterm_answers_a_streaming_prompt_cancelled_and_a_restart_finds_
 async def test_sigterm_stops_a_daemon_whose_disk_is_full_and_its_log_resumed_gap_free_when_space_returned(
     tmp_path: Path,
 ) -> None:
-    async with faulty_daemon(tmp_path) as (daemon, flag), daemon.client(timeout=30) as http:
+    async with faulty_daemon(tmp_path) as (daemon, flag), daemon.client() as http:
         session_id = await running_session(http, tmp_path)
         flag.write_text("full")
         with anyio.fail_after(30):
@@ -206,7 +206,7 @@ async def test_sigterm_stops_a_daemon_whose_disk_is_full_and_its_log_resumed_gap
 
 
 async def test_sigterm_stops_a_daemon_whose_store_hangs(tmp_path: Path) -> None:
-    async with faulty_daemon(tmp_path) as (daemon, flag), daemon.client(timeout=30) as http:
+    async with faulty_daemon(tmp_path) as (daemon, flag), daemon.client() as http:
         session_id = await running_session(http, tmp_path)
         flag.write_text("stuck")
         async with anyio.create_task_group() as tg:
@@ -220,7 +220,7 @@ async def test_sigterm_stops_a_daemon_whose_store_hangs(tmp_path: Path) -> None:
 
 
 async def test_a_second_sigterm_exits_at_once(tmp_path: Path) -> None:
-    async with faulty_daemon(tmp_path) as (daemon, flag), daemon.client(timeout=30) as http:
+    async with faulty_daemon(tmp_path) as (daemon, flag), daemon.client() as http:
         session_id = await running_session(http, tmp_path)
         flag.write_text("stuck")  # a first SIGTERM alone takes seconds
         below = descendants(daemon.process.pid)

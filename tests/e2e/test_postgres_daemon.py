@@ -26,7 +26,7 @@ __all__ = ["postgres_dsn"]
 async def test_a_turn_streams_from_a_daemon_on_postgres_and_the_session_goes_on_after_a_restart(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
-    async with running_daemon(tmp_path, "--db", postgres_dsn) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path, "--db", postgres_dsn) as daemon, daemon.client() as http:
         session_id = (await new_session(http, tmp_path, title="Kumquat plans"))["id"]
         with anyio.fail_after(30):
             async with http.stream(
@@ -39,7 +39,7 @@ async def test_a_turn_streams_from_a_daemon_on_postgres_and_the_session_goes_on_
         assert seen[-1]["payload"]["result"]["stopReason"] == "end_turn"
         seqs = [e["seq"] for e in seen]
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
-    async with running_daemon(tmp_path, "--db", postgres_dsn) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path, "--db", postgres_dsn) as daemon, daemon.client() as http:
         assert [s["id"] for s in (await http.get("/v1/sessions")).json()["items"]] == [session_id]
         events = await all_events(http, session_id)
         assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
@@ -57,7 +57,7 @@ async def test_kill_9_mid_turn_on_postgres_loses_no_seen_event_and_the_session_g
     tmp_path: Path, postgres_dsn: str
 ) -> None:
     seen: dict[int, dict[str, Any]] = {}
-    async with running_daemon(tmp_path, "--db", postgres_dsn) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path, "--db", postgres_dsn) as daemon, daemon.client() as http:
         session_id = (await new_session(http, tmp_path))["id"]
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tg:
@@ -74,7 +74,7 @@ async def test_kill_9_mid_turn_on_postgres_loses_no_seen_event_and_the_session_g
                             break
                 tg.cancel_scope.cancel()
         assert daemon.process.returncode == -9
-    async with running_daemon(tmp_path, "--db", postgres_dsn) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path, "--db", postgres_dsn) as daemon, daemon.client() as http:
         events = await all_events(http, session_id)
         by_seq = {e["seq"]: e for e in events}
         assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
@@ -92,7 +92,7 @@ async def test_a_database_lost_mid_turn_ends_the_turn_with_an_error_and_the_log_
 ) -> None:
     seen: dict[int, dict[str, Any]] = {}
     answers: list[httpx.Response] = []
-    async with running_daemon(tmp_path, "--db", postgres_dsn) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path, "--db", postgres_dsn) as daemon, daemon.client() as http:
         session_id = (await new_session(http, tmp_path))["id"]
 
         async def prompt() -> None:
@@ -132,7 +132,7 @@ async def test_a_database_lost_for_a_moment_mid_turn_is_tried_again_and_the_turn
 ) -> None:
     seen: dict[int, dict[str, Any]] = {}
     answers: list[httpx.Response] = []
-    async with running_daemon(tmp_path, "--db", postgres_dsn) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path, "--db", postgres_dsn) as daemon, daemon.client() as http:
         session_id = (await new_session(http, tmp_path))["id"]
 
         async def prompt() -> None:

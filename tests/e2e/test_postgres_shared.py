@@ -56,8 +56,8 @@ async def test_a_session_served_by_one_daemon_streams_through_another_exactly_an
 ) -> None:
     async with (
         two_daemons(tmp_path, postgres_dsn) as (a, b),
-        a.client(timeout=30) as on_a,
-        b.client(timeout=30) as on_b,
+        a.client() as on_a,
+        b.client() as on_b,
     ):
         session_id = (await new_session(on_a, tmp_path))["id"]
         through_a: list[dict[str, Any]] = []
@@ -83,8 +83,8 @@ async def test_a_permission_asked_on_the_owner_is_answered_through_another_daemo
 ) -> None:
     async with (
         two_daemons(tmp_path, postgres_dsn) as (a, b),
-        a.client(timeout=30) as on_a,
-        b.client(timeout=30) as on_b,
+        a.client() as on_a,
+        b.client() as on_b,
     ):
         session_id = (await new_session(on_a, tmp_path, policy={"permissions": "ask"}))["id"]
         answers: list[httpx.Response] = []
@@ -115,8 +115,8 @@ async def test_when_the_owner_is_killed_mid_turn_another_daemon_takes_the_sessio
     seen: list[dict[str, Any]] = []
     async with (
         two_daemons(tmp_path, postgres_dsn) as (a, b),
-        a.client(timeout=30) as on_a,
-        b.client(timeout=30) as on_b,
+        a.client() as on_a,
+        b.client() as on_b,
     ):
         session_id = (await new_session(on_a, tmp_path))["id"]
         with anyio.fail_after(30):
@@ -153,8 +153,8 @@ async def test_a_session_its_owner_let_go_of_when_idle_is_served_by_the_daemon_t
 ) -> None:
     async with (
         two_daemons(tmp_path, postgres_dsn, "--idle-seconds", "0.5") as (a, b),
-        a.client(timeout=30) as on_a,
-        b.client(timeout=30) as on_b,
+        a.client() as on_a,
+        b.client() as on_b,
     ):
         session_id = (await new_session(on_a, tmp_path))["id"]
         with anyio.fail_after(30):

@@ -70,7 +70,7 @@ def chunk_texts(updates: list[JsonObject]) -> list[object]:
 async def test_an_acp_client_on_another_daemon_loads_and_prompts_a_session_and_answers_its_permission(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
-    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b), a.client(timeout=30) as on_a:
+    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b), a.client() as on_a:
         session_id = (await new_session(on_a, tmp_path, policy={"permissions": "ask"}))["id"]
         before = len(await all_events(on_a, session_id))
         url = b.url.replace("http://", "ws://") + "/v1/rpc"
@@ -117,8 +117,8 @@ async def test_acp_over_http_on_another_daemon_prompts_a_session_it_does_not_ser
 ) -> None:
     async with (
         two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b),
-        a.client(timeout=30) as on_a,
-        b.client(timeout=30) as on_b,
+        a.client() as on_a,
+        b.client() as on_b,
     ):
         session_id = (await new_session(on_a, tmp_path))["id"]
         before = len(await all_events(on_a, session_id))
@@ -186,7 +186,7 @@ def is_chunk(text: str) -> Any:
 async def test_settings_and_a_cancel_from_an_acp_client_on_another_daemon_reach_the_owner(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
-    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b), a.client(timeout=30) as on_a:
+    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b), a.client() as on_a:
         session_id = (await new_session(on_a, tmp_path))["id"]
         url = b.url.replace("http://", "ws://") + "/v1/rpc"
         with anyio.fail_after(30):
@@ -209,8 +209,8 @@ async def test_settings_and_a_cancel_from_an_acp_client_on_another_daemon_reach_
 async def test_an_acp_client_on_another_daemon_goes_on_there_once_the_owner_is_killed(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
-    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b), b.client(timeout=30) as on_b:
-        async with a.client(timeout=30) as on_a:
+    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b), b.client() as on_b:
+        async with a.client() as on_a:
             session_id = (await new_session(on_a, tmp_path))["id"]
         url = b.url.replace("http://", "ws://") + "/v1/rpc"
         with anyio.fail_after(60):
@@ -239,7 +239,7 @@ async def test_an_acp_client_on_another_daemon_goes_on_there_once_the_owner_is_k
 async def test_a_permission_asked_before_an_acp_client_attached_on_another_daemon_is_asked_of_it_too(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
-    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b), a.client(timeout=30) as on_a:
+    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b), a.client() as on_a:
         session_id = (await new_session(on_a, tmp_path, policy={"permissions": "ask"}))["id"]
         answers: list[httpx.Response] = []
 

@@ -46,7 +46,7 @@ def decided_by_client(events: list[dict[str, Any]]) -> list[str]:
 async def test_an_acp_sdk_style_client_on_acp_of_another_daemon_loads_prompts_and_answers_a_permission(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
-    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b), a.client(timeout=30) as on_a:
+    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b), a.client() as on_a:
         session_id = (await new_session(on_a, tmp_path, policy={"permissions": "ask"}))["id"]
         before = len(await all_events(on_a, session_id))
         asked: list[JsonObject] = []
@@ -107,7 +107,7 @@ async def test_acpd_acp_relaying_to_another_daemon_loads_prompts_and_answers_a_p
     tmp_path: Path, postgres_dsn: str
 ) -> None:
     editor = Editor()
-    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b), a.client(timeout=30) as on_a:
+    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b), a.client() as on_a:
         session_id = (await new_session(on_a, tmp_path, policy={"permissions": "ask"}))["id"]
         before = len(await all_events(on_a, session_id))
         env = {**daemon_env(tmp_path / "editor"), "ACPD_TOKEN": b.token or ""}

@@ -124,7 +124,7 @@ async def test_the_agents_file_requests_on_a_reach_an_acp_client_attached_throug
 ) -> None:
     buffer, target = str(tmp_path / "buffer.txt"), str(tmp_path / "out.txt")
     written: dict[str, str] = {}
-    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b), a.client(timeout=30) as on_a:
+    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b), a.client() as on_a:
         session_id = (await new_session(on_a, tmp_path))["id"]
         with anyio.fail_after(30):
             async with editor_on(b, EDITOR_FS, editor_fs({buffer: "unsaved buffer text"}, written)) as editor:
@@ -145,7 +145,7 @@ async def test_the_agents_file_requests_on_a_reach_an_acp_client_attached_throug
 async def test_the_agents_terminal_requests_on_a_reach_an_acp_client_attached_through_b_that_prompted(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
-    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b), a.client(timeout=30) as on_a:
+    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b), a.client() as on_a:
         session_id = (await new_session(on_a, tmp_path))["id"]
         with anyio.fail_after(30):
             # both daemons have a client offering terminals: the one whose prompt runs is asked
@@ -175,7 +175,7 @@ async def test_a_client_through_b_that_leaves_mid_request_fails_the_agents_reque
 ) -> None:
     buffer = str(tmp_path / "buffer.txt")
     await anyio.Path(buffer).write_text("on the disk: the client's buffer was meant")
-    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b), a.client(timeout=30) as on_a:
+    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b), a.client() as on_a:
         session_id = (await new_session(on_a, tmp_path))["id"]
         with anyio.fail_after(30):
             async with editor_on(b, EDITOR_FS, lambda method, params: None) as editor:
@@ -190,7 +190,7 @@ async def test_a_client_through_b_that_leaves_mid_request_fails_the_agents_reque
 async def test_an_acp_client_through_b_forks_renames_exports_and_deletes_a_session_a_serves(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
-    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b), a.client(timeout=30) as on_a:
+    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b), a.client() as on_a:
         session_id = (await new_session(on_a, tmp_path))["id"]
         assert (await on_a.post(f"/v1/sessions/{session_id}/prompt", json={"prompt": "text one"})).status_code == 200
         with anyio.fail_after(30):
@@ -217,7 +217,7 @@ async def test_an_acp_client_through_b_forks_renames_exports_and_deletes_a_sessi
 
 
 async def test_a_client_link_refuses_bad_input_with_a_json_rpc_error(tmp_path: Path, postgres_dsn: str) -> None:
-    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, _), a.client(timeout=30) as on_a:
+    async with two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, _), a.client() as on_a:
         session_id = (await new_session(on_a, tmp_path))["id"]
         base = a.url.replace("http://", "ws://") + "/v1/sessions"
         answers: list[JsonObject] = []
@@ -248,8 +248,8 @@ async def test_the_agents_file_request_on_a_reaches_an_acp_over_http_client_on_b
     asked: list[JsonObject] = []
     async with (
         two_daemons_with_one_token(tmp_path, postgres_dsn) as (a, b),
-        a.client(timeout=30) as on_a,
-        b.client(timeout=30) as on_b,
+        a.client() as on_a,
+        b.client() as on_b,
     ):
         session_id = (await new_session(on_a, tmp_path))["id"]
         answer: dict[str, Any] = {}

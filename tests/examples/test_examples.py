@@ -82,7 +82,7 @@ async def test_the_sandbox_agent_sdk_example_runs_unchanged_against_acpd(tmp_pat
 
 async def test_the_acpx_example_runs_a_prompt_through_a_running_daemon(tmp_path: Path, workdir: Path) -> None:
     acpx = require_clients() / "node_modules" / ".bin" / "acpx"
-    async with running_daemon(tmp_path) as daemon, daemon.client(timeout=30) as http:
+    async with running_daemon(tmp_path) as daemon, daemon.client() as http:
         env = {**env_for(tmp_path, daemon), "ACPX": str(acpx)}
         done = await run([str(EXAMPLES / "editors" / "acpx.sh"), "permission execute"], env, workdir)
         sessions = (await http.get("/v1/sessions")).json()["items"]
@@ -149,7 +149,7 @@ async def test_the_orchestrator_streams_a_claude_native_turn_answers_its_permiss
     async with (
         serve_mock_model() as model,
         running_daemon(tmp_path, "--model-url", model.url) as daemon,
-        daemon.client(timeout=30) as http,
+        daemon.client() as http,
     ):
         done = await run([sys.executable, str(EXAMPLES / "orchestrator.py")], env_for(tmp_path, daemon), workdir)
         out = done.stdout.decode().splitlines()

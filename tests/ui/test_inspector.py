@@ -38,7 +38,7 @@ async def ui(daemon: Daemon, tmp_path: Path) -> AsyncIterator[Inspector]:
 
 
 async def new_session(daemon: Daemon, cwd: Path) -> str:
-    async with daemon.client(timeout=30) as http:
+    async with daemon.client() as http:
         created = await http.post("/v1/sessions", json={"agent": "mock", "cwd": str(cwd)})
     assert created.status_code == 201, created.text
     session_id: str = created.json()["id"]
