@@ -6,6 +6,11 @@ whose tool call writes a file, and session/close. Any DNS lookup, or any connect
 loopback, fails the test with the program and the address (and the name, where it was written).
 Inside ``unshare -n`` (scripts/test) nothing could leave anyway; this proves nothing tried.
 
+Codex runs in its "auto" mode (its sandbox lets the command write in the workspace, no approval):
+under strace, its read-only mode sometimes ran the command the editor had approved inside the
+read-only sandbox anyway, which refused the write (1 run in 6 here, 3 in 4 on a loaded machine;
+none in 8 without strace). The audit needs the command run, not Codex's escalation path.
+
 The agents run from an agents directory like a user's own (not root's, or under the temp dir): a
 settings file acpd writes there must work for a user too (gemini-cli ignores a system settings file
 anywhere but in root-owned directories).
@@ -17,6 +22,7 @@ import os
 import shutil
 import signal
 from pathlib import Path
+from typing import Final
 
 import anyio
 import pytest
@@ -30,6 +36,8 @@ from .scenarios import SCENARIOS, WRITE
 from .test_real_agents import AGENTS, TURN_SECONDS, editor_session
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.agents]
+
+CODEX_MODE: Final = "auto"
 
 
 def require_strace() -> None:
@@ -46,11 +54,13 @@ async def test_through_a_whole_session_the_agent_tries_to_reach_only_its_model_u
 ) -> None:
     require_agent(agent)
     require_strace()
-    agent_daemon = AgentDaemon(tmp_path, model, agents_dir=user_agents_dir(tmp_path))
+    agent_daemon = AgentDaemon(tmp_path, model, agents_dir=user_agents_dir(tmp_path), codex_asks=agent != "codex")
     trace = tmp_path / "strace.txt"
     async with agent_daemon.running(wrapper=strace_command(trace)) as (daemon, _):
         with anyio.fail_after(TURN_SECONDS):
             async with editor_session(daemon, agent, agent_daemon.work) as (editor, new):
+                if agent == "codex" and new.get("modes"):  # none when the sandbox is off (no bwrap)
+                    await editor.call("session/set_mode", {"sessionId": new["sessionId"], "modeId": CODEX_MODE})
                 result = await editor.prompt(new["sessionId"], SCENARIOS[agent].run(WRITE))
                 await editor.call("session/close", {"sessionId": new["sessionId"]})
             await stop_under_trace(daemon)
