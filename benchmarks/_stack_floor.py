@@ -41,8 +41,17 @@ async def serve(port: int, port_file: str) -> None:
     sock.bind(("127.0.0.1", port))
     sock.listen(2048)
     app = Starlette(routes=[Route("/v1/health", health, methods=["GET"])])
+    # ws="none": acpd imports its WebSocket protocol at the first upgrade; uvicorn's "auto" would
+    # import websockets (and importlib.metadata) at start, which acpd does not
     config = Config(
-        app, http=HttpToolsProtocol, lifespan="off", log_config=None, log_level="warning", proxy_headers=False
+        app,
+        http=HttpToolsProtocol,
+        ws="none",
+        lifespan="off",
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
     )
     with open(port_file, "w") as file:  # noqa: ASYNC230 - a few bytes before anything is served, as acpd
         file.write(f"{sock.getsockname()[1]}\n")
