@@ -10,16 +10,20 @@ import anyio.lowlevel
 import pytest
 
 from acpd.config import DaemonConfig
+from acpd.daemon import log as log_module
 from acpd.daemon.acp_http import LOG_PREFIX, AcpHttpHub
 from acpd.daemon.manager import SessionManager
+from acpd.errors import StoreFull
 from acpd.protocol import jsonio
 from acpd.protocol.events import EventRecord
 from acpd.protocol.jsonio import JsonObject
 from acpd.store.base import SessionDoc
-from acpd.store.docs import EncodedDoc
+from acpd.store.docs import EncodedDoc, encoded_doc
 from acpd.store.memory import MemoryEventStore
 from acpd.store.sqlite import SqliteEventStore
+from tests.daemon.helpers import FullDisk
 from tests.daemon.test_acp_http import INIT, rpc
+from tests.daemon.test_log import follow_to
 
 pytestmark = pytest.mark.anyio
 
@@ -30,6 +34,8 @@ class HeldStore(MemoryEventStore):
     def __init__(self) -> None:
         super().__init__()
         self.transactions: list[list[EventRecord]] = []
+        self.saved: list[list[str]] = []
+        """The ids of the session documents each transaction saved."""
         self.hold: anyio.Event | None = None
         self.holding = anyio.Event()
 
@@ -41,6 +47,7 @@ class HeldStore(MemoryEventStore):
             await self.hold.wait()
         await super().append_many(records, sessions=sessions)
         self.transactions.append(list(records))
+        self.saved.append([encoded_doc(doc).keys.id for doc in sessions])
 
 
 @pytest.fixture
@@ -108,6 +115,55 @@ async def test_a_prompts_answer_and_updates_commit_in_the_transaction_of_the_tur
     # one transaction for the turn's answer, the reference to its update and the answer's copy
     assert [r.sender for r in copies] == ["daemon", "agent"]
     assert_never_before_what_it_refers_to(store, LOG_PREFIX + "conn-t")
+
+
+async def test_a_session_news_answer_commits_with_the_new_session_in_one_transaction(
+    held: tuple[SessionManager, HeldStore], workdir: Path
+) -> None:
+    manager, store = held
+    hub = AcpHttpHub(manager)
+    with anyio.fail_after(20):
+        connection = await hub.connection("conn-n", agent="mock", create=True)
+        await connection.post(INIT)
+        new = await connection.post(rpc(2, "session/new", {"cwd": str(workdir), "mcpServers": []}))
+    assert new is not None
+    session_id = new["result"]["sessionId"]
+    answered = next(
+        i
+        for i, t in enumerate(store.transactions)
+        for r in t
+        if r.session_id == LOG_PREFIX + "conn-n" and jsonio.loads(r.payload).get("id") == 2
+    )
+    # the agent's start, the session's document and the answer naming it: one commit, not two
+    assert committed_with(store, session_id, 1) == answered
+    assert session_id in store.saved[answered]
+    assert all(session_id not in ids for ids in store.saved[:answered])
+
+
+async def test_a_session_new_on_a_full_disk_is_a_store_error_and_its_answer_follows_once_there_is_room(
+    config: DaemonConfig, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(log_module, "STORE_RETRY_SECONDS", 0.01)  # space returning is seen at once
+    monkeypatch.setattr(log_module, "_failures", log_module._FailureReport())
+    disk = FullDisk()
+    async with SessionManager(config, disk).running() as manager:
+        hub = AcpHttpHub(manager)
+        with anyio.fail_after(20):
+            connection = await hub.connection("conn-f", agent="mock", create=True)
+            await connection.post(INIT)
+            disk.full = True
+            with pytest.raises(StoreFull):
+                await connection.post(rpc(2, "session/new", {"cwd": str(workdir), "mcpServers": []}))
+            # nothing of the answer is durable, nor is the session it would name
+            logged = await disk.read(LOG_PREFIX + "conn-f")
+            assert all(jsonio.loads(r.payload).get("id") != 2 for r in logged)
+            assert (await disk.list_sessions()).items == []
+            disk.full = False
+            await follow_to(connection.log, connection.log.last_seq)  # its retries commit it
+        answers = [jsonio.loads(r.payload) for r in await disk.read(LOG_PREFIX + "conn-f")]
+        [answer] = [a for a in answers if isinstance(a, dict) and a.get("id") == 2]
+        assert isinstance(answer, dict)
+        assert await disk.get_session(answer["result"]["sessionId"]) is not None
 
 
 async def test_many_prompts_on_two_sessions_log_nothing_before_the_records_it_refers_to(

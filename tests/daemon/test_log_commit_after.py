@@ -3,12 +3,17 @@ for, in their transaction when it can be, and never left waiting for a log that 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import anyio
 import pytest
 
 from acpd.daemon import log as log_module
 from acpd.errors import StoreFull
-from tests.daemon.test_log import RoundStore, close_all, follow_to, shared_logs
+from acpd.protocol.events import EventRecord
+from acpd.store.base import SessionDoc
+from acpd.store.docs import EncodedDoc, encoded_doc
+from tests.daemon.test_log import DOC, RoundStore, close_all, follow_to, shared_logs
 
 pytestmark = pytest.mark.anyio
 
@@ -344,3 +349,66 @@ async def test_a_log_committing_after_a_flooding_one_joins_the_full_round_that_t
             await session.wait_committed(24)
         await close_all(committer, [session, connection])
     assert store.rounds == [{"s": 8}, {"s": 8, "c": 1}, {"s": 8}]
+
+
+class DocRoundStore(RoundStore):
+    """A ``RoundStore`` that also remembers the documents each transaction saved (their ids), and
+    refuses a transaction saving a document of the sessions in ``refused_docs``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.doc_rounds: list[list[str]] = []
+        self.refused_docs: set[str] = set()
+
+    async def append_many(
+        self, records: Sequence[EventRecord], *, sessions: Sequence[SessionDoc | EncodedDoc] = ()
+    ) -> None:
+        ids = [encoded_doc(doc).keys.id for doc in sessions]
+        if self.refused_docs.intersection(ids):
+            raise StoreFull("the event store is full (database or disk is full): free disk space")
+        await super().append_many(records, sessions=sessions)
+        self.doc_rounds.append(ids)
+
+
+async def test_what_commits_after_a_logs_document_shares_the_transaction_that_saves_it() -> None:
+    store = DocRoundStore()
+    committer, (session, connection) = shared_logs(store, "sc")
+    async with anyio.create_task_group() as tg:
+        session.append("agent", 1, {"started": 1})
+        version = session.save_doc(DOC)
+        connection.commit_after(session, 1, doc_version=version)
+        connection.append("agent", 0, {"answer": "the session is s"})
+        tg.start_soon(committer.run)
+        with anyio.fail_after(5):
+            await connection.wait_committed(1)
+        await close_all(committer, [session, connection])
+    assert store.rounds == [{"s": 1, "c": 1}]
+    assert store.doc_rounds == [["s"]]
+
+
+async def test_what_commits_after_a_document_saved_once_its_records_committed_waits_for_that_document() -> None:
+    # The records the answer follows are durable already; the document saved after them is not:
+    # the answer must not be durable (nor readable) before it is.
+    store = DocRoundStore()
+    committer, (session, connection) = shared_logs(store, "sc")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(committer.run)
+        session.append("agent", 1, {"started": 1})
+        with anyio.fail_after(5):
+            await session.wait_committed(1)
+        store.refused_docs = {"s"}
+        version = session.save_doc(DOC)
+        connection.commit_after(session, 1, doc_version=version)
+        connection.append("agent", 0, {"answer": "the session is s"})
+        with anyio.fail_after(5), pytest.raises(StoreFull):
+            await connection.wait_committed(1)  # its writers hear of the document's fault
+        assert await store.read("c") == []
+        assert await store.get_session("s") is None
+        store.refused_docs = set()
+        with anyio.fail_after(5):
+            assert await follow_to(connection, 1) == [1]
+        await close_all(committer, [session, connection])
+    assert await store.get_session("s") is not None
+    saved = next(i for i, ids in enumerate(store.doc_rounds) if "s" in ids)
+    answered = next(i for i, counts in enumerate(store.rounds) if "c" in counts)
+    assert saved <= answered

@@ -78,8 +78,9 @@ class SentLog(Protocol):
         handed over as a reference instead of sent. Called in wire order with the transport's
         writes; must not block."""
 
-    def commit_after(self, log: SessionLog, seq: int) -> None:
-        """What is sent from now on is durable no earlier than record ``seq`` of ``log``."""
+    def commit_after(self, log: SessionLog, seq: int, *, doc_version: int = 0) -> None:
+        """What is sent from now on is durable no earlier than record ``seq`` of ``log``, and
+        than its document of ``doc_version`` (0: none)."""
 
 
 AGENT_CAPABILITIES: Final[JsonObject] = {
@@ -301,7 +302,12 @@ class AcpConnection:
         for key in ("id", "title", "project", "model", "mode", "thoughtLevel", "policy", "config"):
             if key in extra:
                 body[key] = extra[key]
-        runtime = await self._manager.create(body)
+        # With a log of what is sent, the answer commits after the new session, in its transaction
+        # (one commit, not two in a row); a full disk is then that log's error, as for any answer.
+        runtime = await self._manager.create(body, durable=not self._unsettled)
+        if self._sent_log is not None and self._unsettled:
+            seq, version = runtime.saved_mark()
+            self._sent_log.commit_after(runtime.log, seq, doc_version=version)
         # a new session's log holds only what its agent said on start (e.g. its commands): send it all
         self._attach(runtime, after=0, answered=self.answer_gate(message))
         return {"sessionId": runtime.session_id, **self._state(runtime)}

@@ -255,10 +255,11 @@ class HttpAcpConnection:
             waiter.message, waiter.seq = response, seq
             waiter.answered.set()
 
-    def commit_after(self, log: SessionLog, seq: int) -> None:
+    def commit_after(self, log: SessionLog, seq: int, *, doc_version: int = 0) -> None:
         """What is logged from now on commits no earlier than record ``seq`` of ``log`` (the
-        session's records it refers to, or answers from), in the same transaction at the earliest."""
-        self.log.commit_after(log, seq)
+        session's records it refers to, or answers from) and its document of ``doc_version``, in
+        the same transaction at the earliest."""
+        self.log.commit_after(log, seq, doc_version=doc_version)
 
     def refer(self, session_id: str, first: int, last: int) -> None:
         """Log a reference to records ``first``..``last`` of a session, sent as stored."""

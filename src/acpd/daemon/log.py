@@ -391,7 +391,8 @@ class SessionLog:
         self.followers = 0
         """Readers inside ``follow`` right now (SSE streams, attached ACP clients): a session they
         follow stays in memory."""
-        self._barriers: list[tuple[int, SessionLog, int]] = []  # (from own seq, log, seq): commit_after
+        # (from own seq, log, its seq, its document version): commit_after
+        self._barriers: list[tuple[int, SessionLog, int, int]] = []
         self._dependents: list[SessionLog] = []  # logs blocked until this one commits more
         self._blocked_on: SessionLog | None = None
         self._round = 0  # the committer's round that last took a batch of this log
@@ -471,8 +472,8 @@ class SessionLog:
         if barriers and barriers[-1][0] == self._next_seq:
             if len(barriers) > 1 and barriers[-2][0] > last.seq:
                 return False  # barriers stay in the order of the records they start at
-            _, other, seq = barriers[-1]
-            barriers[-1] = (last.seq, other, seq)
+            _, other, seq, version = barriers[-1]
+            barriers[-1] = (last.seq, other, seq, version)
         pending[-1] = last._replace(payload=text)
         self._pending_bytes += len(text) - len(last.payload)
         return True
@@ -672,47 +673,52 @@ class SessionLog:
         self._round = self._committer.round
         return batch
 
-    def commit_after(self, other: SessionLog, seq: int) -> None:
+    def commit_after(self, other: SessionLog, seq: int, *, doc_version: int = 0) -> None:
         """Records appended to this log from now on commit no earlier than record ``seq`` of
-        ``other`` (a log of the same committer): in the same transaction at the earliest. A log of
-        what a connection sent a client, which refers to a session's records or answers from them,
-        is never durable before them, and need not wait for them to commit before it is appended."""
-        if other.committed_seq >= seq or other is self:
+        ``other`` (a log of the same committer), and than its document of ``doc_version``
+        (``save_doc``; 0: none): in the same transaction at the earliest. A log of what a
+        connection sent a client, which refers to a session's records or answers from them, is
+        never durable before them, and need not wait for them to commit before it is appended."""
+        if other is self or (other.committed_seq >= seq and other._saved_doc_version >= doc_version):
             return
         barriers = self._barriers
-        while barriers and _settled(barriers[0][1], barriers[0][2]):
+        while barriers and _settled(*barriers[0][1:]):
             del barriers[0]  # met: an idle log keeps no other log alive
         start = self._next_seq
         if barriers and barriers[-1][0] == start and barriers[-1][1] is other:
-            barriers[-1] = (start, other, max(seq, barriers[-1][2]))  # nothing appended between
+            # nothing appended between
+            barriers[-1] = (start, other, max(seq, barriers[-1][2]), max(doc_version, barriers[-1][3]))
         else:
-            barriers.append((start, other, seq))
+            barriers.append((start, other, seq, doc_version))
 
     def _admitted(self, records: list[EventRecord]) -> tuple[int, tuple[SessionLog, ...], SessionLog | None]:
         """How many of ``records`` (this log's next) may commit in the round being taken; the
         logs whose batches in the round they need; the log the rest waits for, if any."""
         barriers = self._barriers
-        while barriers and _settled(barriers[0][1], barriers[0][2]):
+        while barriers and _settled(*barriers[0][1:]):
             del barriers[0]
         first, last = records[0].seq, records[-1].seq
         after: list[SessionLog] = []
-        for start, other, seq in barriers:
+        for start, other, seq, version in barriers:
             if start > last:
                 break
-            if _settled(other, seq):
+            if _settled(other, seq, version):
                 continue
-            taken = other._inflight
-            if (
-                other._committer is self._committer
-                and other._round == self._committer.round
-                and taken is not None
-                and taken.records[-1:]
-                and taken.records[-1].seq >= seq
-            ):
+            if self._in_round(other, seq, version):
                 after.append(other)  # taken before this log in the round: one transaction
                 continue
             return max(start - first, 0), tuple(after), other
         return len(records), tuple(after), None
+
+    def _in_round(self, other: SessionLog, seq: int, version: int) -> bool:
+        """What this log waits for of ``other`` (record ``seq``, document ``version``) is committed
+        or in the batch of ``other`` taken in the round being taken."""
+        taken = other._inflight
+        if other._committer is not self._committer or other._round != self._committer.round or taken is None:
+            return False
+        records_in = other.committed_seq >= seq or (bool(taken.records) and taken.records[-1].seq >= seq)
+        doc_in = other._saved_doc_version >= version or (taken.doc is not None and taken.doc[0] >= version)
+        return records_in and doc_in
 
     def _waits_for_queued(self) -> bool:
         """Its next batch would wait for a log queued for the round being taken, not yet in it."""
@@ -720,10 +726,10 @@ class SessionLog:
         if not pending or self._inflight is not None:
             return False
         last = pending[min(len(pending), self._batch_records) - 1].seq
-        for start, other, seq in self._barriers:
+        for start, other, seq, version in self._barriers:
             if start > last:
                 return False
-            if not _settled(other, seq):
+            if not _settled(other, seq, version):
                 return other._scheduled and not other._holding and other._round != self._committer.round
         return False
 
@@ -1037,9 +1043,10 @@ class SessionLog:
             self._unsettled_followers -= unsettled
 
 
-def _settled(log: SessionLog, seq: int) -> bool:
-    """Record ``seq`` of ``log`` is committed, or never will be (the log finished without it)."""
-    return log.committed_seq >= seq or log.finished.is_set()
+def _settled(log: SessionLog, seq: int, version: int) -> bool:
+    """Record ``seq`` of ``log`` and its document of ``version`` are committed, or never will be
+    (the log finished without them)."""
+    return (log.committed_seq >= seq and log._saved_doc_version >= version) or log.finished.is_set()
 
 
 def _scrub_strings(value: jsonio.JsonValue, redact: Callable[[str], str]) -> jsonio.JsonValue:

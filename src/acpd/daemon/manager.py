@@ -420,8 +420,12 @@ class SessionManager:
 
     # -- sessions --------------------------------------------------------------------------------
 
-    async def create(self, body: JsonObject) -> SessionRuntime:
+    async def create(self, body: JsonObject, *, durable: bool = True) -> SessionRuntime:
         """Create a session and start its agent.
+
+        ``durable=False``: return once the session's first records and document are queued, not
+        committed; the caller must make its answer commit after them (``runtime.saved_mark()``,
+        ``SessionLog.commit_after``), and hears of a store failure there.
 
         Raises:
             InvalidInput, AgentNotFound, SessionExists, AgentUnavailable, AgentError.
@@ -457,6 +461,8 @@ class SessionManager:
                 runtime.record_daemon(methods.ACPD_WARM_UP, {"blocks": warm_up})
         finally:
             self._claims.pop(session_id).set()
+        if not durable:
+            runtime.defer_first_save()
         try:
             await runtime.ensure_backend()
         except BaseException:

@@ -129,6 +129,8 @@ class SessionRuntime:
         # asyncio's locks: free (the common case), taken without a yield or anyio's cancel-scope walk
         self._backend_lock = asyncio.Lock()
         self._early: list[JsonObject] | None = None  # while an agent starts: what it said before agent_started
+        self._defer_save = False  # the next start queues its save, not waiting for it (``defer_first_save``)
+        self._save_mark = (0, 0)  # (seq, document version) of the save it queued
         self._clean_envelopes: dict[TextEnvelope, bool] = {}
         self._early_bytes = 0
         self._start_scope: anyio.CancelScope | None = None  # while an agent starts: aborts the start
@@ -253,6 +255,17 @@ class SessionRuntime:
                 with those records when the store accepts writes again.
         """
         await self.log.wait_saved(self._queue_save())
+
+    def defer_first_save(self) -> None:
+        """The agent's next start queues the document it saves (with ``_acpd/agent_started``)
+        instead of waiting for it to commit: for a creator whose answer commits after them
+        (``saved_mark``), so that both commit in one transaction, not one after the other."""
+        self._defer_save = True
+
+    def saved_mark(self) -> tuple[int, int]:
+        """The record seq and the document version that the save ``defer_first_save`` deferred
+        commits with: an answer about the new session must not be durable before them."""
+        return self._save_mark
 
     def _queue_save(self) -> int:
         self.doc["updatedAt"] = utc_now()
@@ -745,7 +758,11 @@ class SessionRuntime:
         )
         # After a resume too: an agent may not keep its settings across its own restart.
         await self._apply_settings(self._desired_settings())
-        await self.save()
+        if self._defer_save:
+            self._defer_save = False
+            self._save_mark = (self.log.last_seq, self._queue_save())
+        else:
+            await self.save()
 
     def _desired_settings(self) -> JsonObject:
         wanted: JsonObject = {k: self.doc[k] for k in ("model", "mode", "thoughtLevel") if self.doc.get(k)}
