@@ -11,7 +11,7 @@ import pytest
 
 from acpd.config import DaemonConfig
 from acpd.daemon import log as log_module
-from acpd.daemon.acp_http import LOG_PREFIX, AcpHttpHub
+from acpd.daemon.acp_http import LOG_PREFIX, AcpHttpHub, HttpAcpConnection
 from acpd.daemon.manager import SessionManager
 from acpd.errors import StoreFull
 from acpd.protocol import jsonio
@@ -62,6 +62,19 @@ def prompt(request_id: int, session_id: str) -> JsonObject:
     return rpc(request_id, "session/prompt", {"sessionId": session_id, "prompt": [{"type": "text", "text": "text hi"}]})
 
 
+async def initialized(hub: AcpHttpHub, connection_id: str) -> HttpAcpConnection:
+    """A new connection of ``hub`` to the mock agent, its ``initialize`` answered."""
+    connection = await hub.connection(connection_id, agent="mock", create=True)
+    await connection.post(INIT)
+    return connection
+
+
+async def new_session(connection: HttpAcpConnection, request_id: int, workdir: Path) -> str:
+    new = await connection.post(rpc(request_id, "session/new", {"cwd": str(workdir), "mcpServers": []}))
+    assert new is not None
+    return str(new["result"]["sessionId"])
+
+
 def committed_with(store: HeldStore, session_id: str, seq: int) -> int:
     """The number of the transaction that committed record ``seq`` of a log."""
     return next(
@@ -85,11 +98,8 @@ async def test_a_prompts_answer_and_updates_commit_in_the_transaction_of_the_tur
     hub = AcpHttpHub(manager)
     answers: list[JsonObject | None] = []
     with anyio.fail_after(20):
-        connection = await hub.connection("conn-t", agent="mock", create=True)
-        await connection.post(INIT)
-        new = await connection.post(rpc(2, "session/new", {"cwd": str(workdir), "mcpServers": []}))
-        assert new is not None
-        session_id = new["result"]["sessionId"]
+        connection = await initialized(hub, "conn-t")
+        session_id = await new_session(connection, 2, workdir)
         store.hold = anyio.Event()
         async with anyio.create_task_group() as tg:
 
@@ -123,11 +133,8 @@ async def test_a_session_news_answer_commits_with_the_new_session_in_one_transac
     manager, store = held
     hub = AcpHttpHub(manager)
     with anyio.fail_after(20):
-        connection = await hub.connection("conn-n", agent="mock", create=True)
-        await connection.post(INIT)
-        new = await connection.post(rpc(2, "session/new", {"cwd": str(workdir), "mcpServers": []}))
-    assert new is not None
-    session_id = new["result"]["sessionId"]
+        connection = await initialized(hub, "conn-n")
+        session_id = await new_session(connection, 2, workdir)
     answered = next(
         i
         for i, t in enumerate(store.transactions)
@@ -149,8 +156,7 @@ async def test_a_session_new_on_a_full_disk_is_a_store_error_and_its_answer_foll
     async with SessionManager(config, disk).running() as manager:
         hub = AcpHttpHub(manager)
         with anyio.fail_after(20):
-            connection = await hub.connection("conn-f", agent="mock", create=True)
-            await connection.post(INIT)
+            connection = await initialized(hub, "conn-f")
             disk.full = True
             with pytest.raises(StoreFull):
                 await connection.post(rpc(2, "session/new", {"cwd": str(workdir), "mcpServers": []}))
@@ -172,13 +178,8 @@ async def test_many_prompts_on_two_sessions_log_nothing_before_the_records_it_re
     manager, store = held
     hub = AcpHttpHub(manager)
     with anyio.fail_after(30):
-        connection = await hub.connection("conn-u", agent="mock", create=True)
-        await connection.post(INIT)
-        sessions = []
-        for request_id in (2, 3):
-            new = await connection.post(rpc(request_id, "session/new", {"cwd": str(workdir), "mcpServers": []}))
-            assert new is not None
-            sessions.append(new["result"]["sessionId"])
+        connection = await initialized(hub, "conn-u")
+        sessions = [await new_session(connection, request_id, workdir) for request_id in (2, 3)]
 
         async def prompts(session_id: str, first_id: int) -> None:
             for n in range(20):
@@ -221,11 +222,8 @@ async def test_a_burst_is_referenced_one_record_a_session_transaction_not_one_a_
         async with SessionManager(config, store).running() as manager:
             hub = AcpHttpHub(manager)
             with anyio.fail_after(60):
-                connection = await hub.connection("conn-b", agent="mock", create=True)
-                await connection.post(INIT)
-                new = await connection.post(rpc(2, "session/new", {"cwd": str(workdir), "mcpServers": []}))
-                assert new is not None
-                session_id = new["result"]["sessionId"]
+                connection = await initialized(hub, "conn-b")
+                session_id = await new_session(connection, 2, workdir)
                 before = len(transactions)
                 text = {"type": "text", "text": "chunks 20000"}
                 answer = await connection.post(rpc(3, "session/prompt", {"sessionId": session_id, "prompt": [text]}))
