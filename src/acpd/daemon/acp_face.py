@@ -306,8 +306,8 @@ class AcpConnection:
         # (one commit, not two in a row); a full disk is then that log's error, as for any answer.
         runtime = await self._manager.create(body, durable=not self._unsettled)
         if self._sent_log is not None and self._unsettled:
-            seq, version = runtime.saved_mark()
-            self._sent_log.commit_after(runtime.log, seq, doc_version=version)
+            log = runtime.log
+            self._sent_log.commit_after(log, log.last_seq, doc_version=log.doc_version)
         # a new session's log holds only what its agent said on start (e.g. its commands): send it all
         self._attach(runtime, after=0, answered=self.answer_gate(message))
         return {"sessionId": runtime.session_id, **self._state(runtime)}

@@ -411,6 +411,11 @@ class SessionLog:
         return self._next_seq - 1
 
     @property
+    def doc_version(self) -> int:
+        """The version of the newest document queued (``save_doc``), committed or not."""
+        return self._doc_version
+
+    @property
     def redactor(self) -> Redactor:
         """What masks the secrets of every record (``scrub``)."""
         return self._redact
@@ -679,7 +684,7 @@ class SessionLog:
         (``save_doc``; 0: none): in the same transaction at the earliest. A log of what a
         connection sent a client, which refers to a session's records or answers from them, is
         never durable before them, and need not wait for them to commit before it is appended."""
-        if other is self or (other.committed_seq >= seq and other._saved_doc_version >= doc_version):
+        if other is self or _settled(other, seq, doc_version):
             return
         barriers = self._barriers
         while barriers and _settled(*barriers[0][1:]):

@@ -424,8 +424,8 @@ class SessionManager:
         """Create a session and start its agent.
 
         ``durable=False``: return once the session's first records and document are queued, not
-        committed; the caller must make its answer commit after them (``runtime.saved_mark()``,
-        ``SessionLog.commit_after``), and hears of a store failure there.
+        committed; the caller must make its answer commit after them (``SessionLog.commit_after``
+        the log's ``last_seq`` and ``doc_version``), and hears of a store failure there.
 
         Raises:
             InvalidInput, AgentNotFound, SessionExists, AgentUnavailable, AgentError.

@@ -130,7 +130,6 @@ class SessionRuntime:
         self._backend_lock = asyncio.Lock()
         self._early: list[JsonObject] | None = None  # while an agent starts: what it said before agent_started
         self._defer_save = False  # the next start queues its save, not waiting for it (``defer_first_save``)
-        self._save_mark = (0, 0)  # (seq, document version) of the save it queued
         self._clean_envelopes: dict[TextEnvelope, bool] = {}
         self._early_bytes = 0
         self._start_scope: anyio.CancelScope | None = None  # while an agent starts: aborts the start
@@ -258,14 +257,10 @@ class SessionRuntime:
 
     def defer_first_save(self) -> None:
         """The agent's next start queues the document it saves (with ``_acpd/agent_started``)
-        instead of waiting for it to commit: for a creator whose answer commits after them
-        (``saved_mark``), so that both commit in one transaction, not one after the other."""
+        instead of waiting for it to commit: for a creator whose answer commits after them (the
+        log's ``last_seq`` and ``doc_version``), so that both commit in one transaction, not one
+        after the other."""
         self._defer_save = True
-
-    def saved_mark(self) -> tuple[int, int]:
-        """The record seq and the document version that the save ``defer_first_save`` deferred
-        commits with: an answer about the new session must not be durable before them."""
-        return self._save_mark
 
     def _queue_save(self) -> int:
         self.doc["updatedAt"] = utc_now()
@@ -760,7 +755,7 @@ class SessionRuntime:
         await self._apply_settings(self._desired_settings())
         if self._defer_save:
             self._defer_save = False
-            self._save_mark = (self.log.last_seq, self._queue_save())
+            self._queue_save()
         else:
             await self.save()
 
