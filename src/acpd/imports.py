@@ -21,6 +21,18 @@ parser) for the reason phrase of a Starlette ``HTTPException`` that has no detai
 for cookies, which acpd neither reads nor sets; ``html`` (and its table of entities) for Starlette's
 debug page; ``calendar`` for the email module's date arithmetic; ``hashlib`` for a file response's
 ETag and an HMAC (the HTTP stack's own ``_hashlib`` is loaded either way)."""
+SESSIONS_AT_FIRST_USE: Final = (
+    "acpd.daemon.session",
+    "acpd.daemon.turns",
+    "acpd.daemon.warm_up",
+    "acpd.daemon.titles",
+    "acpd.adapters.registry",
+    "acpd.protocol.jsonrpc",
+)
+"""acpd's session engine, which a daemon needs with its first session (created, loaded, or
+recovered at start), not to answer: a runtime's turns, permissions, clients and agent views, the
+adapters' registry and base, the JSON-RPC frames. The session manager reads them by module, so its
+import does not run them: about a twentieth of a start."""
 COMPRESSION: Final = ("bz2", "lzma")
 """What ``shutil`` imports to know whether it can make such archives; run at first use where the
 extension it needs is installed (shutil then knows as it would)."""
@@ -36,9 +48,9 @@ def without_httpx_cli() -> None:
 
 
 def serving_at_first_use() -> None:
-    """Have ``SERVING_AT_FIRST_USE`` run at their first use (for ``acpd serve``, before it imports
-    uvicorn and Starlette)."""
-    for name in SERVING_AT_FIRST_USE:
+    """Have ``SERVING_AT_FIRST_USE`` and ``SESSIONS_AT_FIRST_USE`` run at their first use (for
+    ``acpd serve``, before it imports uvicorn, Starlette and the daemon)."""
+    for name in (*SERVING_AT_FIRST_USE, *SESSIONS_AT_FIRST_USE):
         run_at_first_use(name)
     for name in COMPRESSION:
         if importlib.util.find_spec(f"_{name}") is not None:  # else its import fails, as shutil expects

@@ -252,6 +252,80 @@ def test_what_an_idle_daemon_does_without_it_imports_at_its_first_use(tmp_path: 
     assert [name for name in LAZY_ROUTES if not loaded(answer["used"], name)] == []  # imported by their first use
 
 
+FIRST_SESSION = """
+import json, os, signal, socket, sys, threading
+BEFORE = set(sys.modules)  # loaded before acpd could defer them (coverage's start-up hook in CI): not acpd's to defer
+
+from acpd.cli import main
+from acpd.imports import SESSIONS_AT_FIRST_USE
+from acpd.settings import default_data_dir
+
+ready, told = os.pipe()
+
+def call(port: int, method: str, path: str, token: str | None, body: dict | None = None) -> list[str]:
+    data = json.dumps(body).encode() if body is not None else b""
+    auth = f"Authorization: Bearer {token}\\r\\n" if token else ""
+    head = f"{method} {path} HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n{auth}Content-Type: application/json\\r\\n"
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.sendall(f"{head}Content-Length: {len(data)}\\r\\n\\r\\n".encode() + data)
+        answer = b"".join(iter(lambda: conn.recv(65536), b""))
+    status, _, body = answer.partition(b"\\r\\n\\r\\n")
+    return [status.split(b"\\r\\n")[0].decode(), body.decode(errors="replace")]
+
+def ran() -> list[str]:
+    names = [name for name in SESSIONS_AT_FIRST_USE if name not in BEFORE]
+    return [name for name in names if "__getattr__" not in vars(sys.modules[name])]
+
+def report() -> None:
+    # What the daemon has run once healthy, then once it has served a session's create and prompt.
+    port = int(os.read(ready, 64))
+    health = call(port, "GET", "/v1/health", None)
+    idle = {"ran": ran(), "modules": sorted(sys.modules)}
+    from acpd.private import read_token, token_path
+
+    token = read_token(token_path(default_data_dir(os.environ)))
+    created = call(port, "POST", "/v1/sessions", token, {"agent": "mock", "cwd": sys.argv[1]})
+    session = json.loads(created[1])["id"]
+    prompted = call(port, "POST", f"/v1/sessions/{session}/prompt", token, {"prompt": "hello"})
+    answer = {"health": health, "idle": idle, "created": created[0], "prompted": prompted, "ran": ran()}
+    print(json.dumps(answer), flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=report, daemon=True).start()
+main(["serve", "--port", "0", "--port-file", f"/dev/fd/{told}", "--db", ":memory:"])
+"""
+"""A real ``acpd serve``: what of its session engine it has run once healthy, and once it has
+created a session and answered a prompt on it."""
+ENGINE_ONLY = (
+    "acpd.daemon.permissions",
+    "acpd.daemon.acp_views",
+    "acpd.daemon.clients",
+    "acpd.daemon.transcript",
+    "acpd.adapters.base",
+    "acpd.adapters.workspace",
+)
+"""What only the session engine imports: not even in ``sys.modules`` before the first session."""
+
+
+def test_a_daemon_runs_its_session_engine_with_its_first_session_not_at_start(tmp_path: Path) -> None:
+    answer = imported_by(FIRST_SESSION, tmp_path)
+    assert isinstance(answer["health"], list)
+    assert answer["health"][0] == "HTTP/1.1 200 OK"
+    idle = answer["idle"]
+    assert isinstance(idle, dict)
+    assert idle["ran"] == []  # imported by the session manager, by module: their code not run yet
+    assert [name for name in ENGINE_ONLY if loaded(idle["modules"], name)] == []
+    assert answer["created"] == "HTTP/1.1 201 Created"
+    prompted = answer["prompted"]
+    assert isinstance(prompted, list)
+    assert prompted[0] == "HTTP/1.1 200 OK"
+    assert json.loads(prompted[1])["text"] == "Echo: hello"
+    # All of it by the first session, but the titles a model writes (with the first such title).
+    ran = answer["ran"]
+    assert isinstance(ran, list)
+    assert [name for name in imports.SESSIONS_AT_FIRST_USE if name not in ran] == ["acpd.daemon.titles"]
+
+
 AT_FIRST_USE_IN_PROCESS = """
 import json, logging, sys
 BEFORE = set(sys.modules)  # loaded before acpd could defer them (coverage's start-up hook in CI): not acpd's to defer

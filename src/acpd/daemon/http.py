@@ -4,7 +4,7 @@ SessionManager, respond. No business logic, no storage decisions."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 from starlette.requests import Request
@@ -21,7 +21,9 @@ from .bodies import checked
 from .log import SessionLog
 from .manager import SessionManager
 from .problems import problem
-from .turns import Turn
+
+if TYPE_CHECKING:
+    from .turns import Turn  # the session engine, which ``acpd serve`` loads with the first session
 
 MAX_PAGE: Final = 1000
 DEFAULT_EVENTS_PAGE: Final = 200

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 from anyio.abc import TaskGroup
 
-from acpd.adapters.registry import BackendPools
+from acpd.adapters import registry
 from acpd.errors import (
     INTERNAL_ERROR,
     AgentNotFound,
@@ -45,15 +45,18 @@ from acpd.protocol.jsonio import JsonObject
 from acpd.settings import DaemonConfig
 from acpd.store.base import EventStore, SessionPage
 
-from . import titles
+# By module, not by name: ``acpd serve`` runs the session engine's code (these, the adapters and
+# the agents' views under them) at the first session, not at start (``acpd.imports``).
+from . import session, titles, turns, warm_up
 from .log import GroupCommitter
-from .session import RuntimeDeps, SessionRuntime, session_doc_defaults
 from .sharing import hold, shared_store
-from .turns import PLAIN_BLOCKS, Turn, check_attachments
-from .warm_up import warm_up_blocks
 
 if TYPE_CHECKING:
+    from acpd.adapters.registry import BackendPools
     from acpd.config import Policy
+
+    from .session import RuntimeDeps, SessionRuntime
+    from .turns import Turn
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +121,6 @@ class SessionManager:
         """Run the manager: recover interrupted sessions, serve, then stop every agent."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            self._pools = BackendPools(tg)
             shared = shared_store(self.store)
             if shared is not None:
                 shared.on_lost = functools.partial(self._lost_all, tg)
@@ -165,17 +167,19 @@ class SessionManager:
     @property
     def task_group(self) -> TaskGroup:
         """The task group the daemon's own long-lived tasks run in (sessions, connections)."""
-        return self._deps.task_group
+        if self._tg is None:
+            raise RuntimeError("SessionManager.running() is not entered")
+        return self._tg
 
     @property
     def _deps(self) -> RuntimeDeps:
-        if self._tg is None or self._pools is None:
-            raise RuntimeError("SessionManager.running() is not entered")
+        if self._pools is None:  # with the first session: the adapters load then
+            self._pools = registry.BackendPools(self.task_group)
         titled = self._title_by_model if self.config.titles == "model" else None
-        return RuntimeDeps(self.store, self.config, self._tg, self.committer, self._pools, titled)
+        return session.RuntimeDeps(self.store, self.config, self.task_group, self.committer, self._pools, titled)
 
     def _title_by_model(self, session_id: str, derived: str, prompt: list[JsonObject]) -> None:
-        self._deps.task_group.start_soon(titles.write_title, self, session_id, derived, prompt)
+        self.task_group.start_soon(titles.write_title, self, session_id, derived, prompt)
 
     async def retitle(self, session_id: str, derived: str, title: str) -> None:
         """Name the session ``title``, as a PATCH would, unless its title is no longer ``derived``
@@ -319,7 +323,7 @@ class SessionManager:
 
     def _start_runtime(self, doc: JsonObject, last_seq: int) -> SessionRuntime:
         deps = self._deps
-        runtime = SessionRuntime(deps, doc, last_seq)
+        runtime = session.SessionRuntime(deps, doc, last_seq)
         self._runtimes[runtime.session_id] = runtime
         limit = self.config.max_live_sessions
         if limit and len(self._runtimes) > limit and not self._trimming and time.monotonic() >= self._trim_again_at:
@@ -448,17 +452,17 @@ class SessionManager:
             # A fresh random id names no stored session: only a client's own id is looked up.
             if chosen is not None and await self.store.get_session(session_id) is not None:
                 raise exists
-            doc = {**session_doc_defaults(utc_now()), **_create_fields(body, self.config.session_policy())}
+            doc = {**session.session_doc_defaults(utc_now()), **_create_fields(body, self.config.session_policy())}
             doc.update(id=session_id, agent=agent)
-            warm_up = await _warm_up(body.get("context"), doc)
+            warm_up_blocks = await _warm_up(body.get("context"), doc)
             # Not saved yet: the document commits with the agent's start (``_acpd/agent_started``),
             # in one group commit shared with other sessions' writes, before the create answers.
             # Meanwhile the claim, then the live runtime, keep its id taken; a start that fails
             # leaves nothing stored.
             runtime = self._start_runtime(doc, 0)
             runtime.leases += 1  # until its agent runs: nobody else knows of it yet
-            if warm_up:
-                runtime.record_daemon(methods.ACPD_WARM_UP, {"blocks": warm_up})
+            if warm_up_blocks:
+                runtime.record_daemon(methods.ACPD_WARM_UP, {"blocks": warm_up_blocks})
         finally:
             self._claims.pop(session_id).set()
         if not durable:
@@ -534,9 +538,9 @@ class SessionManager:
         with a new agent session, which gets the transcript with the next prompt."""
         if not isinstance(agent, str) or agent not in self.config.all_agents():
             raise AgentNotFound(f"no agent named {agent!r}; known agents: {sorted(self.config.all_agents())}")
-        doc = {**session_doc_defaults(utc_now()), **_create_fields(body, self.config.session_policy()), **kept}
-        turns = max((record.turn for record in history), default=0)
-        doc.update(id=session_id, agent=agent, turns=turns, contextPending=turns > 0)
+        doc = {**session.session_doc_defaults(utc_now()), **_create_fields(body, self.config.session_policy()), **kept}
+        turn_count = max((record.turn for record in history), default=0)
+        doc.update(id=session_id, agent=agent, turns=turn_count, contextPending=turn_count > 0)
         exists = SessionExists(f"a session with id {session_id!r} already exists")
         if await self._claim(session_id) is not None:
             raise exists
@@ -728,16 +732,16 @@ class SessionManager:
         the session in memory until it is done)."""
         runtime = await self.runtime(session_id)
         blocks = prompt_blocks(prompt)
-        if any(block["type"] not in PLAIN_BLOCKS for block in blocks):
+        if any(block["type"] not in turns.PLAIN_BLOCKS for block in blocks):
             await runtime.ensure_backend()  # what its agent takes is known once it runs
-            check_attachments(blocks, runtime.doc.get("capabilities"), str(runtime.doc.get("agent")))
+            turns.check_attachments(blocks, runtime.doc.get("capabilities"), str(runtime.doc.get("agent")))
         if key is not None and (session_id, key) in self._inflight:
             return self._inflight[(session_id, key)]  # a retry while the first attempt still runs
-        turn = Turn(blocks, idempotency_key=key, origin=origin)
+        turn = turns.Turn(blocks, idempotency_key=key, origin=origin)
         runtime.submit(turn, queue=queue)
         if key is not None:
             self._inflight[(session_id, key)] = turn
-            self._deps.task_group.start_soon(self._forget_when_done, runtime.session_id, turn, key)
+            self.task_group.start_soon(self._forget_when_done, runtime.session_id, turn, key)
         return turn
 
     async def stored_answer(self, session_id: str, key: str) -> JsonObject | None:
@@ -924,7 +928,7 @@ async def _warm_up(context: object, doc: JsonObject) -> list[JsonObject]:
     if context is None:
         return []
     directories = [str(doc["cwd"]), *doc["additionalDirectories"]]
-    blocks = await anyio.to_thread.run_sync(warm_up_blocks, context, directories)
+    blocks = await anyio.to_thread.run_sync(warm_up.warm_up_blocks, context, directories)
     doc["warmUpPending"] = bool(blocks)
     return blocks
 
