@@ -10,6 +10,7 @@ no I/O.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -36,7 +37,15 @@ _SHAPES: Final = (
     r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # JWT
     r"(?:[Bb]earer|BEARER)\s+[A-Za-z0-9._~+/-]{16,}=*",
 )
-SECRET_SHAPE: Final = re.compile("|".join(f"(?:{shape})" for shape in _SHAPES))
+
+
+@functools.cache
+def secret_shape() -> re.Pattern[str]:
+    """Every shape in ``_SHAPES`` as one regex, compiled at the first text that holds a clue of one
+    (``SHAPE_CLUES``): most processes' texts never do, and compiling it is a few ms of a start."""
+    return re.compile("|".join(f"(?:{shape})" for shape in _SHAPES))
+
+
 _SHAPE_CLUES: Final = (
     ("-", "(?<=sk-)|(?<=glpat-)|(?<=xox[abposre]-)|(?<=PRIVATE KEY-)"),
     ("_", "(?<=k_live_)|(?<=k_test_)|(?<=gh[pousr]_)|(?<=github_pat_)|(?<=hf_)|(?<=npm_)"),
@@ -45,7 +54,7 @@ _SHAPE_CLUES: Final = (
     ("B", "(?=earer|EARER)"),
     ("b", "(?=earer)"),
 )
-"""A part every ``SECRET_SHAPE`` match contains, found by its rarest character (then checked
+"""A part every ``secret_shape()`` match contains, found by its rarest character (then checked
 around it): text without any needs no redaction. The event log scrubs every record, and nearly
 all text holds none of them."""
 LONG_TEXT: Final = 4096
@@ -59,16 +68,22 @@ class Clues:
     characters occurs. On a long text that skip is slow (~5 ms a MiB), and looking for one plain
     character is fast (``in``, a ``memchr``): each first character is looked for first, and only
     the patterns of those that occur are run, each a fast scan for its own first character.
+    Each regex is compiled at its first use: a log filter built at start may never need them.
     """
 
     def __init__(self, clues: Sequence[tuple[str, str]]) -> None:
+        self._clues = tuple(clues)
+
+    @functools.cached_property
+    def _groups(self) -> list[tuple[str, re.Pattern[str]]]:
         groups: dict[str, list[str]] = {}
-        for first, rest in clues:
+        for first, rest in self._clues:
             groups.setdefault(first, []).append(rest)
-        self._groups = [
-            (first, re.compile(f"{re.escape(first)}(?:{'|'.join(rests)})")) for first, rests in groups.items()
-        ]
-        self._all = re.compile("|".join(f"{re.escape(first)}(?:{rest})" for first, rest in clues))
+        return [(first, re.compile(f"{re.escape(first)}(?:{'|'.join(rests)})")) for first, rests in groups.items()]
+
+    @functools.cached_property
+    def _all(self) -> re.Pattern[str]:
+        return re.compile("|".join(f"{re.escape(first)}(?:{rest})" for first, rest in self._clues))
 
     def search(self, text: str, start: int = 0) -> bool:
         """True when one of the patterns matches ``text`` from ``start`` on."""
@@ -100,7 +115,7 @@ def scrub(text: str) -> str:
     if '"value"' in text:
         text = NAMED_VALUE.sub(_mask_named, text)
     if SHAPE_CLUES.search(text):
-        text = SECRET_SHAPE.sub(_mask, text)
+        text = secret_shape().sub(_mask, text)
     return text
 
 
