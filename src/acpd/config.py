@@ -228,11 +228,14 @@ def all_agents(config: DaemonConfig) -> dict[str, AgentConfig]:
     if cached is None or cached.environ != version:
         agents_dir = config.resolved_agents_dir()
         programs = tuple(str(preset_program(preset, agents_dir)) for preset in PRESETS.values())
+        where = str(agents_dir)
     else:
-        programs = cached.programs
-    installed = tuple(os.path.isfile(program) for program in programs)
+        programs, where = cached.programs, cached.agents_dir
+    # Every program is under the agents directory: while there is none (no preset ever installed,
+    # most daemons), one look answers for them all.
+    installed = tuple(map(os.path.isfile, programs)) if os.path.isdir(where) else (False,) * len(programs)
     if cached is None or cached.environ != version or cached.installed != installed:
-        cached = _Resolved(version, programs, installed, _all_agents(config))
+        cached = _Resolved(version, where, programs, installed, _all_agents(config))
         object.__setattr__(config, "_resolved_agents", cached)  # a cache, not a setting
     return dict(cached.agents)
 
@@ -242,6 +245,7 @@ class _Resolved:
     """``all_agents``'s answer, and what it was worked out from."""
 
     environ: int
+    agents_dir: str
     programs: tuple[str, ...]
     installed: tuple[bool, ...]
     agents: dict[str, AgentConfig]

@@ -55,6 +55,17 @@ def test_a_preset_installed_after_the_first_resolution_is_seen_at_once(tmp_path:
     assert config.all_agents()["gemini"].installed
 
 
+def test_a_preset_installed_into_an_agents_directory_that_did_not_exist_is_seen_at_once(tmp_path: Path) -> None:
+    agents_dir = tmp_path / "agents"  # not there yet: one look answers for every preset
+    config = DaemonConfig(agents_dir=str(agents_dir))
+    assert [name for name in PRESETS if config.all_agents()[name].installed] == []
+    program = preset_program(PRESETS["codex"], agents_dir)
+    program.parent.mkdir(parents=True)
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    assert [name for name in PRESETS if config.all_agents()[name].installed] == ["codex"]
+
+
 def test_the_logs_redactor_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert environment_redactor() is environment_redactor()  # built once, not once per session
     secret = "sk-acpd-test-" + "q" * 24
