@@ -50,6 +50,9 @@ _POSITIVE: Final = {"gt": 0}
 
 @dataclass(frozen=True, kw_only=True)
 class DaemonConfig:
+    """How one daemon runs: where it listens and keeps its data, who may call it, its limits, and
+    the agents and policy its sessions start with. Frozen: a change is a new config."""
+
     host: str = DEFAULT_HOST
     port: int = field(default=DEFAULT_PORT, metadata={"ge": 0, "le": MAX_PORT})
     db: str = ""

@@ -27,12 +27,16 @@ SessionDoc = dict[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class SessionPage:
+    """One page of a session listing, and the cursor to the next (None: the last page)."""
+
     items: list[SessionDoc]
     next_cursor: str | None
 
 
 @dataclass(frozen=True, slots=True)
 class AuditPage:
+    """One page of the tool-call audit, and the cursor to the next (None: the last page)."""
+
     items: list[dict[str, Any]]
     next_cursor: str | None
 
