@@ -234,8 +234,18 @@ async def one_round(src: str | None, samples: Samples, sessions: int) -> None:
 
 
 HEAVY = (
-    *("pydantic", "anthropic", "acp", "httpx", "websockets", "click", "acpd.config", "acpd.presets", "acpd.testing"),
-    *("acpd.daemon.permissions", "acpd.daemon.acp_views", "acpd.adapters.base"),
+    "pydantic",
+    "anthropic",
+    "acp",
+    "httpx",
+    "websockets",
+    "click",
+    "acpd.config",
+    "acpd.presets",
+    "acpd.testing",
+    "acpd.daemon.permissions",
+    "acpd.daemon.acp_views",
+    "acpd.adapters.base",
 )
 """What an idle daemon must not have imported (tests/daemon/test_startup.py checks it too): the
 configuration's models, the SDKs and clients, and what only the session engine imports (the

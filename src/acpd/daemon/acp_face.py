@@ -304,10 +304,10 @@ class AcpConnection:
                 body[key] = extra[key]
         # With a log of what is sent, the answer commits after the new session, in its transaction
         # (one commit, not two in a row); a full disk is then that log's error, as for any answer.
-        runtime = await self._manager.create(body, durable=not self._unsettled)
-        if self._sent_log is not None and self._unsettled:
-            log = runtime.log
-            self._sent_log.commit_after(log, log.last_seq, doc_version=log.doc_version)
+        sent_log = self._sent_log if self._unsettled else None
+        runtime = await self._manager.create(body, durable=sent_log is None)
+        if sent_log is not None:
+            sent_log.commit_after(runtime.log, runtime.log.last_seq, doc_version=runtime.log.doc_version)
         # a new session's log holds only what its agent said on start (e.g. its commands): send it all
         self._attach(runtime, after=0, answered=self.answer_gate(message))
         return {"sessionId": runtime.session_id, **self._state(runtime)}
