@@ -377,6 +377,11 @@ def never_idle(monkeypatch: pytest.MonkeyPatch, *, slice_records: int, behind_re
     monkeypatch.setattr(sqlite_index, "INDEX_BEHIND_RECORDS", behind_records)
 
 
+async def writer_settled(store: SqliteEventStore) -> None:
+    """Every call queued on the store's writer so far has run, and what runs after it."""
+    await store._writer.call(lambda conn: None)
+
+
 async def test_a_writer_that_never_idles_indexes_a_slice_once_enough_records_wait(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -384,9 +389,39 @@ async def test_a_writer_that_never_idles_indexes_a_slice_once_enough_records_wai
     path = tmp_path / "acpd.db"
     async with await SqliteEventStore.open(path) as store:
         await store.append(chat("a", "prompt a", ["reply"]), session=doc("a"))
+        await writer_settled(store)
         assert indexed(path) == (0, 0, 0)  # 3 records wait
         await store.append(chat("b", "prompt b", ["reply"]), session=doc("b"))
+        await writer_settled(store)
         assert indexed(path)[2] == 2  # 6 wait: one slice of 2 is indexed after the commit
+
+
+async def test_a_writer_that_never_idles_answers_a_commit_before_it_indexes_the_slice_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the slice ran inside the commit's call: after a burst, every prompt's round trip took one
+    # more slice until the indexes had caught up
+    never_idle(monkeypatch, slice_records=3, behind_records=1)
+    indexing, go_on = threading.Event(), threading.Event()
+    step = sqlite_index.Indexer.step
+
+    def held(indexer: Any, conn: sqlite3.Connection) -> bool:
+        indexing.set()
+        go_on.wait(10.0)
+        return step(indexer, conn)
+
+    monkeypatch.setattr(sqlite_index.Indexer, "step", held)
+    path = tmp_path / "acpd.db"
+    async with await SqliteEventStore.open(path) as store:
+        try:
+            with anyio.fail_after(5):
+                await store.append(chat("a", "prompt a", ["reply"]), session=doc("a"))
+            assert await anyio.to_thread.run_sync(indexing.wait, 10.0)  # the slice runs, held
+            assert indexed(path) == (0, 0, 0)
+        finally:
+            go_on.set()
+        await writer_settled(store)
+        assert indexed(path) == (1, 1, 3)  # the turn's 3 records, in one slice
 
 
 @pytest.mark.usefixtures("no_idle_indexing")

@@ -25,9 +25,9 @@ Indexes: the record indexes (the tool-call audit, the turns, full-text search) f
 committed records in transactions of their own (``_sqlite_index.Indexer``), not in the commits of
 the records. The writer indexes once it has committed nothing for ``INDEX_DELAY_SECONDS``, a slice
 at a time, each slice its own transaction, so a commit that comes meanwhile waits one slice at
-most; a writer that never pauses indexes a slice after a commit once ``INDEX_BEHIND_RECORDS``
-wait. A read of an index (audit, turns, usage, search) indexes first, so it sees every committed
-record; the next open indexes what a crash left.
+most; a writer that never pauses indexes a slice after each call once ``INDEX_BEHIND_RECORDS``
+wait, when the call's caller has its answer. A read of an index (audit, turns, usage, search)
+indexes first, so it sees every committed record; the next open indexes what a crash left.
 
 The store is its database's only writer: a file database is locked for the store's life (a
 second store, in this process or another, is refused with ``StoreLocked``), and after first use
@@ -265,7 +265,7 @@ class SqliteEventStore:
         """Private: use ``open``. ``reader`` may be ``writer`` (one connection for ``:memory:``)."""
         self._lock = lock
         self._indexer = Indexer()  # the writer's
-        self._writer = _Worker(writer, "acpd-store-writer", idle=self._on_idle)
+        self._writer = _Worker(writer, "acpd-store-writer", idle=self._on_idle, after=self._after_call)
         self._reader = self._writer if reader is writer else _Worker(reader, "acpd-store-reader")
         self._checkpoints = None if reader is writer else _Checkpoints(self._reader)
         self._last_seqs: dict[str, int] = {}  # touched only by the writer thread
@@ -535,9 +535,15 @@ class SqliteEventStore:
         from_seqs = [last_seq(doc.keys.id) + 1 for doc in docs]  # (the cache still has the seqs before it)
         self._last_seqs.update(last_seqs)
         self._indexer.committed(records, list(zip(docs, from_seqs, strict=True)))
-        if self._indexer.behind():
-            self._indexer.step(conn)  # a writer that never idles still indexes
         self._saved_keys.update((doc.keys.id, doc.keys) for doc in docs)
+
+    def _after_call(self, conn: sqlite3.Connection) -> None:
+        """After each of the writer's calls, once its caller has the answer: a writer that never
+        idles still indexes, a slice per call while too many records wait. (A slice run inside
+        the commit held back its answer: after a burst, every prompt's round trip took one more
+        slice for as long as the indexes took to catch up.)"""
+        if self._indexer.behind():
+            self._indexer.step(conn)  # (it never raises: this thread must go on serving)
 
     def _save_doc_sync(self, conn: sqlite3.Connection, keys: SessionKeys, text: str) -> None:
         """Save a document; only its text when its indexed keys are as last committed (the common
@@ -612,13 +618,20 @@ class _Worker:
     """
 
     def __init__(
-        self, conn: sqlite3.Connection, name: str, *, idle: Callable[[sqlite3.Connection], float | None] | None = None
+        self,
+        conn: sqlite3.Connection,
+        name: str,
+        *,
+        idle: Callable[[sqlite3.Connection], float | None] | None = None,
+        after: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
-        """``idle`` runs in the thread after a call that leaves the queue empty (its caller has its
-        answer by then), and returns in how many seconds it wants to run again if no call comes
-        meanwhile (None: not before the next call)."""
+        """``after`` runs in the thread after every call, and ``idle`` after a call that leaves the
+        queue empty (the call's caller has its answer by then, for both). ``idle`` returns in how
+        many seconds it wants to run again if no call comes meanwhile (None: not before the next
+        call)."""
         self._conn = conn
         self._idle = idle
+        self._after = after
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         # Not a daemon thread: the interpreter's exit waits for the commit in progress.
         self._thread = threading.Thread(target=self._serve, name=name, daemon=False)
@@ -636,7 +649,7 @@ class _Worker:
 
     async def close(self, final: Callable[[sqlite3.Connection], None]) -> None:
         """Run ``final`` (closing the connection) after the queued calls, then end the thread."""
-        self._idle = None  # nothing runs after final
+        self._idle = self._after = None  # nothing runs after final
         try:
             await self.call(final)
         finally:
@@ -668,6 +681,8 @@ class _Worker:
             else:
                 with suppress(RuntimeError):  # the loop is closed: nobody waits any more
                     loop.call_soon_threadsafe(_settle, future, result, error)
+            if self._after is not None:
+                self._after(self._conn)
             if self._calls.empty():
                 again = self._run_idle()
 
