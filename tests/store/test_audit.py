@@ -424,6 +424,21 @@ async def test_a_writer_that_never_idles_answers_a_commit_before_it_indexes_the_
         assert indexed(path) == (1, 1, 3)  # the turn's 3 records, in one slice
 
 
+async def test_a_bug_in_the_work_after_a_writers_call_costs_no_later_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(store: Any, conn: sqlite3.Connection) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(sqlite_store.SqliteEventStore, "_after_call", broken)
+    async with await SqliteEventStore.open(tmp_path / "acpd.db") as store:
+        with anyio.fail_after(5):
+            await store.append(chat("a", "prompt a", ["reply"]), session=doc("a"))
+            await store.append(chat("b", "prompt b", ["reply"]), session=doc("b"))
+        assert [record.seq for record in await store.read("b", after=0, limit=10)] == [1, 2, 3]
+    assert "the event store's work after a call failed" in caplog.text
+
+
 @pytest.mark.usefixtures("no_idle_indexing")
 @pytest.mark.parametrize("kept", [0, 4, 100])
 async def test_records_are_indexed_alike_whether_the_indexer_kept_them_or_reads_them_back(

@@ -681,10 +681,17 @@ class _Worker:
             else:
                 with suppress(RuntimeError):  # the loop is closed: nobody waits any more
                     loop.call_soon_threadsafe(_settle, future, result, error)
-            if self._after is not None:
-                self._after(self._conn)
+            self._run_after()
             if self._calls.empty():
                 again = self._run_idle()
+
+    def _run_after(self) -> None:
+        if self._after is None:
+            return
+        try:
+            self._after(self._conn)
+        except Exception:  # as for the idle work: the thread every call waits on goes on
+            logger.exception("the event store's work after a call failed")
 
     def _run_idle(self) -> float | None:
         if self._idle is None:
