@@ -316,12 +316,15 @@ async def healthy(url: str, token: str) -> bool:
 
 
 @asynccontextmanager
-async def daemon(side: str, sa_binary: Path | None) -> AsyncIterator[Daemon]:
-    """A fresh daemon in a fresh home; ``started_in`` is spawn → first 200 on /v1/health (polled every ms)."""
+async def daemon(side: str, sa_binary: Path | None, *, src: str | None = None) -> AsyncIterator[Daemon]:
+    """A fresh daemon in a fresh home; ``started_in`` is spawn → first 200 on /v1/health (polled every ms).
+    ``src``: acpd (and its mock agent) from another checkout's ``src`` (an absolute path), through PYTHONPATH."""
     with tempfile.TemporaryDirectory(prefix=f"versus-{side}-") as tmp:
         home = Path(tmp)
         port, token = free_port(), secrets.token_hex(24)
         env = daemon_env(home)
+        if src is not None:
+            env["PYTHONPATH"] = src
         # acpd, the floor and the agent start from bytecode, as installed ones do, not compiling their
         # sources at every start (and a source edited since its bytecode was written at every run)
         env.pop("PYTHONDONTWRITEBYTECODE", None)
