@@ -18,8 +18,9 @@ threads: ``aclose`` ends them after their last call, so a commit is never cut of
 Checkpoints: SQLite's own copy the WAL into the database inside the commit that fills it, every
 1,000 pages (with two ``fsync``), on some prompt's clock. Here the reader's thread checkpoints, on
 its own connection, beside the writer's commits, when the writer's queue is empty, at most once per
-``CHECKPOINT_SECONDS``; SQLite's automatic one is the backstop of a writer that never idles
-(``WAL_AUTOCHECKPOINT_PAGES``): a hot page written by many commits meanwhile is copied once.
+``CHECKPOINT_SECONDS`` (every ``CHASE_SECONDS`` while the WAL is long, so that it starts over);
+SQLite's automatic one is the backstop of a writer that never idles (``WAL_AUTOCHECKPOINT_PAGES``):
+a hot page written by many commits meanwhile is copied once.
 
 Indexes: the record indexes (the tool-call audit, the turns, full-text search) follow the
 committed records in transactions of their own (``_sqlite_index.Indexer``), not in the commits of
@@ -95,6 +96,16 @@ CLOSE_TIMEOUT_SECONDS: Final = 2.0
 
 CHECKPOINT_SECONDS: Final = 1.0
 """The least interval between two checkpoints, handed to the reader's thread when the writer is idle."""
+CHASE_FRAMES: Final = 1_000
+"""A WAL this long at a checkpoint (4 MiB of 4 KiB pages, where SQLite's own checkpoints would
+start) is checkpointed again ``CHASE_SECONDS`` later instead, until it starts over."""
+CHASE_SECONDS: Final = 0.05
+"""SQLite starts the WAL over from its beginning only at a write that finds every frame of it
+copied, and a checkpoint copies the frames there when it starts: after a long turn, its checkpoint
+(tens of ms for 40 MiB) ended with the writer's newer frames uncopied, the WAL grew on from its end
+for a second more, and reached ``WAL_AUTOCHECKPOINT_PAGES``, so SQLite copied the rest inside some
+prompt's commit (20 to 60 ms more for that prompt). Checkpoints in quick succession each copy what
+came since the last, in a few ms, and one soon finds all of it copied."""
 WAL_AUTOCHECKPOINT_PAGES: Final = 10_000
 """SQLite's automatic checkpoint, inside a commit, once the WAL holds this many pages (40 MiB of
 4 KiB pages): only a writer busy for long without a pause reaches it."""
@@ -705,33 +716,41 @@ class _Worker:
 
 class _Checkpoints:
     """The WAL's checkpoints, due in the writer's idle moments at most once per
-    ``CHECKPOINT_SECONDS``, and run by the reader's thread on its connection: a checkpoint copies
-    pages and syncs the database file (milliseconds, more on a slow disk), and a commit queued
-    meanwhile on the writer's thread waited for it (a fresh daemon's first prompt met one). SQLite
-    lets a checkpoint from another connection run beside the writer's commits."""
+    ``CHECKPOINT_SECONDS`` (``CHASE_SECONDS`` while the WAL is long), and run by the reader's
+    thread on its connection: a checkpoint copies pages and syncs the database file (milliseconds,
+    more on a slow disk), and a commit queued meanwhile on the writer's thread waited for it (a
+    fresh daemon's first prompt met one). SQLite lets a checkpoint from another connection run
+    beside the writer's commits."""
 
     def __init__(self, reader: _Worker) -> None:
         self._reader = reader
         self._last = time.monotonic()
+        self._long = False  # the WAL was long at the last checkpoint (the reader's thread sets it)
 
     def when_due(self) -> None:
         """In the writer's thread: hand the reader a checkpoint, if one is due."""
         now = time.monotonic()
-        if now - self._last < CHECKPOINT_SECONDS:
+        if now - self._last < (CHASE_SECONDS if self._long else CHECKPOINT_SECONDS):
             return
         self._last = now
-        self._reader.submit(self.run)
+        self._reader.submit(self._checkpoint)
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        self._long = self.run(conn) >= CHASE_FRAMES
 
     @staticmethod
-    def run(conn: sqlite3.Connection) -> None:
-        """In the reader's thread: copy the WAL into the database, what no reader still needs."""
+    def run(conn: sqlite3.Connection) -> int:
+        """In the reader's thread: copy the WAL into the database, what no reader still needs;
+        how many frames the WAL holds (0 when the checkpoint failed)."""
         try:
             # PASSIVE: waits for nobody, neither readers nor the writer; the rest goes next time
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            frames: int = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
         except sqlite3.ProgrammingError:
-            return  # the store closed meanwhile
+            return 0  # the store closed meanwhile
         except sqlite3.Error as exc:  # a full disk: the WAL keeps the commits, the next one tries again
             logger.warning("checkpointing the event store's WAL failed: %s", exc)
+            return 0
+        return frames
 
 
 def _settle(future: asyncio.Future[object], result: object, error: BaseException | None) -> None:
