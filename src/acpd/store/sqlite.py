@@ -697,18 +697,20 @@ class _Worker:
                 again = self._run_idle()
 
     def _run_after(self) -> None:
-        if self._after is None:
+        after = self._after  # read once: ``close`` clears it from the loop's thread
+        if after is None:
             return
         try:
-            self._after(self._conn)
+            after(self._conn)
         except Exception:  # as for the idle work: the thread every call waits on goes on
             logger.exception("the event store's work after a call failed")
 
     def _run_idle(self) -> float | None:
-        if self._idle is None:
+        idle = self._idle  # read once: ``close`` clears it from the loop's thread
+        if idle is None:
             return None
         try:
-            return self._idle(self._conn)
+            return idle(self._conn)
         except Exception:  # a bug in the idle work must not end the thread every call waits on
             logger.exception("the event store's idle work failed")
             return None
