@@ -27,8 +27,9 @@ from websockets.exceptions import ConnectionClosed as WsClosed
 
 from acpd.errors import ConfigError, ConnectionClosed, StoreLocked
 from acpd.private import client_token, given_token, private_dir
-from acpd.protocol import jsonio
+from acpd.protocol import jsonio, jsonrpc
 from acpd.protocol.framing import MAX_LINE_BYTES
+from acpd.protocol.jsonrpc import RequestId
 from acpd.settings import DaemonConfig
 from acpd.store.select import shown
 from acpd.transports.stdio import StdioTransport, open_stdio_transport
@@ -167,43 +168,135 @@ def rpc_url(http_url: str, agent: str | None) -> str:
     return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/v1/rpc", query, ""))
 
 
+INPUT_ENDED: Final = {"code": -32603, "message": "the client's input has ended: it can answer nothing more"}
+"""The relay's answer, once stdin has ended, to each request of the daemon's the client has not answered."""
+
+
+class _Outstanding:
+    """The requests each side has sent through the relay and not had answered, so that the end of
+    stdin loses nothing: the client's last requests are still answered on stdout (a script pipes
+    its requests in and reads the answers), and the daemon's requests to the client, which can
+    answer nothing more, are answered with an error (a permission a turn waits for), so that the
+    turns the client started can end."""
+
+    def __init__(self) -> None:
+        self.of_client: set[RequestId] = set()
+        self.of_daemon: set[RequestId] = set()
+        self.input_ended = False
+        self.settled = anyio.Event()
+
+    def client_sent(self, line: bytes) -> None:
+        if b'"method"' in line:  # requests only: an answer to the daemon settles one of its own
+            request_id = _request_id(line)
+            if request_id is not None:
+                self.of_client.add(request_id)
+        elif self.of_daemon:
+            self.of_daemon.discard(_answered_id(line))
+
+    def daemon_sent(self, data: bytes) -> list[RequestId]:
+        """Note a frame (of lines) of the daemon's; the ids of its requests to answer at once."""
+        unanswerable: list[RequestId] = []
+        for line in data.splitlines():
+            if b'"method"' not in line:
+                self.of_client.discard(_answered_id(line))
+            elif b'"id"' in line and (request_id := _request_id(line)) is not None:
+                if self.input_ended:
+                    unanswerable.append(request_id)
+                else:
+                    self.of_daemon.add(request_id)
+        self._check()
+        return unanswerable
+
+    def end_input(self) -> list[RequestId]:
+        """Stdin has ended; the ids of the daemon's requests left unanswered."""
+        self.input_ended = True
+        left, self.of_daemon = list(self.of_daemon), set()
+        self._check()
+        return left
+
+    def _check(self) -> None:
+        if self.input_ended and not self.of_client:
+            self.settled.set()
+
+
+def _request_id(line: bytes) -> RequestId | None:
+    try:
+        message = jsonio.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or "method" not in message:
+        return None
+    request_id = message.get("id")
+    return request_id if jsonrpc.is_request_id(request_id) else None
+
+
+def _answered_id(line: bytes) -> RequestId | None:
+    try:
+        message = jsonio.loads(line)
+    except ValueError:
+        return None
+    request_id = message.get("id") if isinstance(message, dict) else None
+    return request_id if jsonrpc.is_request_id(request_id) else None
+
+
 async def relay(stdio: StdioTransport, ws_url: str, token: str | None) -> None:
-    """Copy frames both ways until either side ends."""
+    """Copy frames both ways until the daemon's side ends, or stdin has ended and the daemon has
+    answered every request the client sent."""
     headers = {"Authorization": f"Bearer {token}"} if token else None
-    async with (
-        connect(ws_url, additional_headers=headers, max_size=MAX_LINE_BYTES) as ws,
-        anyio.create_task_group() as tg,
-    ):
-        tg.start_soon(_stdin_to_ws, stdio, ws, tg.cancel_scope)
-        tg.start_soon(_ws_to_stdout, ws, stdio, tg.cancel_scope)
+    async with connect(ws_url, additional_headers=headers, max_size=MAX_LINE_BYTES) as ws:
+        await relay_over(stdio, ws)
 
 
-async def _stdin_to_ws(stdio: StdioTransport, ws: ClientConnection, done: anyio.CancelScope) -> None:
+async def relay_over(stdio: StdioTransport, ws: ClientConnection) -> None:
+    """``relay`` on a WebSocket already open."""
+    outstanding = _Outstanding()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_stdin_to_ws, stdio, ws, tg.cancel_scope, outstanding)
+        tg.start_soon(_ws_to_stdout, ws, stdio, tg.cancel_scope, outstanding)
+
+
+async def _stdin_to_ws(
+    stdio: StdioTransport, ws: ClientConnection, done: anyio.CancelScope, outstanding: _Outstanding
+) -> None:
     try:
         while True:
             for frame in await stdio.receive():
                 if isinstance(frame, bytes):
+                    outstanding.client_sent(frame)
                     await ws.send(frame.decode("utf-8", "replace"))
                 else:
                     logger.warning("dropped a %d-byte line from stdin: over the line limit", frame.size)
-    except (anyio.EndOfStream, WsClosed):
+    except WsClosed:
         pass
+    except anyio.EndOfStream:
+        with contextlib.suppress(WsClosed):
+            await _refuse(ws, outstanding.end_input())
+            await outstanding.settled.wait()
     finally:
         done.cancel()
 
 
-async def _ws_to_stdout(ws: ClientConnection, stdio: StdioTransport, done: anyio.CancelScope) -> None:
+async def _ws_to_stdout(
+    ws: ClientConnection, stdio: StdioTransport, done: anyio.CancelScope, outstanding: _Outstanding
+) -> None:
     try:
         while True:
             # bytes as they came: text frames are the daemon's UTF-8 JSON, so no decode and encode;
             # a frame of lines (``framing=lines``) goes out whole, one message (a daemon without
             # that framing) gets its newline
             data = await ws.recv(decode=False)
+            unanswerable = outstanding.daemon_sent(data)
             await stdio.send(data[:-1] if data.endswith(b"\n") else data)
+            await _refuse(ws, unanswerable)
     except (WsClosed, ConnectionClosed):
         pass
     finally:
         done.cancel()
+
+
+async def _refuse(ws: ClientConnection, request_ids: list[RequestId]) -> None:
+    for request_id in request_ids:
+        await ws.send(jsonio.dumps_str(jsonrpc.error_response(request_id, INPUT_ENDED)))
 
 
 async def serve_in_process(stdio: StdioTransport, config: DaemonConfig, store: EventStore, agent: str | None) -> None:
