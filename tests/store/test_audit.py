@@ -371,7 +371,7 @@ async def test_commits_that_keep_coming_are_not_held_back_by_indexing_slices(
 
 def never_idle(monkeypatch: pytest.MonkeyPatch, *, slice_records: int, behind_records: int) -> None:
     """The writer never has a moment to itself: it indexes only as the backstop has it, a slice of
-    ``slice_records`` after a commit once ``behind_records`` wait."""
+    ``slice_records`` after each call once ``behind_records`` wait."""
     monkeypatch.setattr(sqlite_store.SqliteEventStore, "_on_idle", lambda store, conn: None)
     monkeypatch.setattr(sqlite_index, "INDEX_SLICE_RECORDS", slice_records)
     monkeypatch.setattr(sqlite_index, "INDEX_BEHIND_RECORDS", behind_records)
@@ -422,6 +422,29 @@ async def test_a_writer_that_never_idles_answers_a_commit_before_it_indexes_the_
             go_on.set()
         await writer_settled(store)
         assert indexed(path) == (1, 1, 3)  # the turn's 3 records, in one slice
+
+
+async def test_a_bug_in_indexing_a_slice_is_logged_once_and_tried_again_later_not_at_every_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a slice that raised anything but a database error went up to the writer's loop, and a writer
+    # behind tried it again after every call, a traceback each time
+    never_idle(monkeypatch, slice_records=2, behind_records=1)
+    tried: list[int] = []
+
+    def broken(*args: Any) -> None:
+        tried.append(1)
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(sqlite_index, "_index_run", broken)
+    async with await SqliteEventStore.open(tmp_path / "acpd.db") as store:
+        for name in "abc":
+            await store.append(chat(name, f"prompt {name}", ["reply"]), session=doc(name))
+        await writer_settled(store)
+        assert len(tried) == 1  # then not before INDEX_RETRY_SECONDS (the close tries once more)
+        assert [record.seq for record in await store.read("c", after=0, limit=10)] == [1, 2, 3]
+    assert caplog.text.count("indexing committed records failed") == 1
+    assert "ValueError: a bug" in caplog.text
 
 
 async def test_a_bug_in_the_work_after_a_writers_call_costs_no_later_call(

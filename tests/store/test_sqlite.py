@@ -186,7 +186,8 @@ class Submitted:
 
 
 class WalOf:
-    """A connection whose checkpoint finds a WAL of ``frames`` frames, all copied."""
+    """A connection whose checkpoint finds a WAL of ``frames`` frames, and copies none of them
+    (the frames in the WAL, not those copied, tell whether it is long)."""
 
     def __init__(self, frames: int) -> None:
         self.frames = frames
@@ -196,7 +197,7 @@ class WalOf:
         return self
 
     def fetchone(self) -> tuple[int, int, int]:
-        return (0, self.frames, self.frames)
+        return (0, self.frames, 0)
 
 
 def test_a_long_wal_is_checkpointed_again_soon_until_it_starts_over() -> None:
@@ -212,11 +213,15 @@ def test_a_long_wal_is_checkpointed_again_soon_until_it_starts_over() -> None:
         return len(reader.calls)
 
     assert later(sqlite_store.CHECKPOINT_SECONDS) == 1
-    reader.calls[-1](cast(sqlite3.Connection, WalOf(sqlite_store.CHASE_FRAMES)))
-    assert later(sqlite_store.CHASE_SECONDS) == 2  # a long WAL: again soon
+    assert later(sqlite_store.CHECKPOINT_SECONDS) == 1  # none more while one is handed over
     reader.calls[-1](cast(sqlite3.Connection, WalOf(3)))
-    assert later(sqlite_store.CHASE_SECONDS) == 2  # it started over: not before a second
-    assert later(sqlite_store.CHECKPOINT_SECONDS) == 3
+
+    assert later(sqlite_store.CHECKPOINT_SECONDS) == 2
+    reader.calls[-1](cast(sqlite3.Connection, WalOf(sqlite_store.CHASE_FRAMES)))
+    assert later(sqlite_store.CHASE_SECONDS) == 3  # a long WAL: again soon
+    reader.calls[-1](cast(sqlite3.Connection, WalOf(3)))
+    assert later(sqlite_store.CHASE_SECONDS) == 3  # it started over: not before a second
+    assert later(sqlite_store.CHECKPOINT_SECONDS) == 4
 
 
 async def test_a_checkpoint_in_progress_holds_up_no_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,7 +41,7 @@ INDEX_MEMORY_RECORDS: Final = 4_096
 """Committed records the indexer keeps to index them without reading them back; a burst past
 this is read back from the database."""
 INDEX_BEHIND_RECORDS: Final = 8_192
-"""Records waiting past which a writer that never idles indexes a slice after a commit."""
+"""Records waiting past which a writer that never idles indexes a slice after each of its calls."""
 INDEX_RETRY_SECONDS: Final = 1.0
 """How soon the writer tries again to index after a failure (a full disk)."""
 
@@ -138,8 +138,8 @@ class Indexer:
 
     def step(self, conn: sqlite3.Connection) -> bool:
         """Index a slice of the records waiting, and the titles; whether more may wait. It never
-        raises: a failure (a full disk) is logged, and all is tried again ``INDEX_RETRY_SECONDS``
-        later."""
+        raises: a failure (a full disk, or a bug) is logged, and all is tried again
+        ``INDEX_RETRY_SECONDS`` later."""
         titles = dict(self._new_titles)
         try:
             with transaction(conn):
@@ -154,12 +154,13 @@ class Indexer:
                     conn.execute("UPDATE index_state SET through = ?", (after,))
                 for session_id, title in titles.items():
                     index_title(conn, session_id, title)
-        except sqlite3.Error as exc:
+        except Exception as exc:  # a full disk; or a bug, which must not fail every call after it
             # the slice's turns come again: what it told the open turns must not count twice
             self.open_turns.clear()
             self._through = None
             if not self._not_before:
-                logger.warning("indexing committed records failed, tried again later: %s", exc)
+                bug = None if isinstance(exc, sqlite3.Error) else exc
+                logger.warning("indexing committed records failed, tried again later: %s", exc, exc_info=bug)
             self._not_before = time.monotonic() + INDEX_RETRY_SECONDS
             return False
         self._through, self._not_before = after, 0.0

@@ -27,8 +27,8 @@ committed records in transactions of their own (``_sqlite_index.Indexer``), not 
 the records. The writer indexes once it has committed nothing for ``INDEX_DELAY_SECONDS``, a slice
 at a time, each slice its own transaction, so a commit that comes meanwhile waits one slice at
 most; a writer that never pauses indexes a slice after each call once ``INDEX_BEHIND_RECORDS``
-wait, when the call's caller has its answer. A read of an index (audit, turns, usage, search)
-indexes first, so it sees every committed record; the next open indexes what a crash left.
+wait, once the call's answer is handed to the event loop. A read of an index (audit, turns, usage,
+search) indexes first, so it sees every committed record; the next open indexes what a crash left.
 
 The store is its database's only writer: a file database is locked for the store's life (a
 second store, in this process or another, is refused with ``StoreLocked``), and after first use
@@ -100,12 +100,13 @@ CHASE_FRAMES: Final = 1_000
 """A WAL this long at a checkpoint (4 MiB of 4 KiB pages, where SQLite's own checkpoints would
 start) is checkpointed again ``CHASE_SECONDS`` later instead, until it starts over."""
 CHASE_SECONDS: Final = 0.05
-"""SQLite starts the WAL over from its beginning only at a write that finds every frame of it
-copied, and a checkpoint copies the frames there when it starts: after a long turn, its checkpoint
-(tens of ms for 40 MiB) ended with the writer's newer frames uncopied, the WAL grew on from its end
-for a second more, and reached ``WAL_AUTOCHECKPOINT_PAGES``, so SQLite copied the rest inside some
-prompt's commit (20 to 60 ms more for that prompt). Checkpoints in quick succession each copy what
-came since the last, in a few ms, and one soon finds all of it copied."""
+"""(Counted from the end of the last checkpoint.) SQLite starts the WAL over from its beginning
+only at a write that finds every frame of it copied, and a checkpoint copies the frames there when
+it starts: after a long turn, its checkpoint (tens of ms for 40 MiB) ended with the writer's newer
+frames uncopied, the WAL grew on from its end for a second more, and reached
+``WAL_AUTOCHECKPOINT_PAGES``, so SQLite copied the rest inside some prompt's commit (20 to 60 ms
+more for that prompt). Checkpoints in quick succession each copy what came since the last, in a
+few ms, and one soon finds all of it copied."""
 WAL_AUTOCHECKPOINT_PAGES: Final = 10_000
 """SQLite's automatic checkpoint, inside a commit, once the WAL holds this many pages (40 MiB of
 4 KiB pages): only a writer busy for long without a pause reaches it."""
@@ -549,8 +550,8 @@ class SqliteEventStore:
         self._saved_keys.update((doc.keys.id, doc.keys) for doc in docs)
 
     def _after_call(self, conn: sqlite3.Connection) -> None:
-        """After each of the writer's calls, once its caller has the answer: a writer that never
-        idles still indexes, a slice per call while too many records wait. (A slice run inside
+        """After each of the writer's calls, once its answer is handed to the event loop: a writer
+        that never idles still indexes, a slice per call while too many records wait. (A slice run inside
         the commit held back its answer: after a burst, every prompt's round trip took one more
         slice for as long as the indexes took to catch up.)"""
         if self._indexer.behind():
@@ -637,7 +638,7 @@ class _Worker:
         after: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         """``after`` runs in the thread after every call, and ``idle`` after a call that leaves the
-        queue empty (the call's caller has its answer by then, for both). ``idle`` returns in how
+        queue empty (the call's answer is handed to the event loop by then, for both). ``idle`` returns in how
         many seconds it wants to run again if no call comes meanwhile (None: not before the next
         call)."""
         self._conn = conn
@@ -726,19 +727,24 @@ class _Checkpoints:
 
     def __init__(self, reader: _Worker) -> None:
         self._reader = reader
-        self._last = time.monotonic()
-        self._long = False  # the WAL was long at the last checkpoint (the reader's thread sets it)
+        self._last = time.monotonic()  # when the last checkpoint ended (or was handed over)
+        # both set by the reader's thread as a checkpoint ends, read by the writer's
+        self._long = False  # the WAL was long at the last checkpoint
+        self._running = False  # one is handed over and not ended: none more piles up behind it
 
     def when_due(self) -> None:
         """In the writer's thread: hand the reader a checkpoint, if one is due."""
         now = time.monotonic()
-        if now - self._last < (CHASE_SECONDS if self._long else CHECKPOINT_SECONDS):
+        if self._running or now - self._last < (CHASE_SECONDS if self._long else CHECKPOINT_SECONDS):
             return
-        self._last = now
+        self._last, self._running = now, True
         self._reader.submit(self._checkpoint)
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
-        self._long = self.run(conn) >= CHASE_FRAMES
+        try:
+            self._long = self.run(conn) >= CHASE_FRAMES
+        finally:
+            self._last, self._running = time.monotonic(), False
 
     @staticmethod
     def run(conn: sqlite3.Connection) -> int:
