@@ -14,6 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from acpd.protocol import jsonio
 from acpd.testing.daemon import daemon_env, running_daemon
 from tests.daemon.helpers import all_events, new_session
 from tests.e2e.sse import sse_events
@@ -278,3 +279,48 @@ async def test_acpd_acp_says_whether_it_relays_to_the_daemon_or_runs_standalone(
             )
     assert f"acpd acp: relaying to the daemon at {daemon.url}\n".encode() in relayed.stderr
     assert b"acpd acp: --standalone: running standalone on :memory:\n" in alone.stderr
+
+
+def piped(*messages: dict[str, Any]) -> bytes:
+    """Requests as a script pipes them into ``acpd acp``: all at once, then the end of stdin."""
+    return b"".join(jsonio.dumps({"jsonrpc": "2.0", **message}) + b"\n" for message in messages)
+
+
+async def acp_answers(command: list[str], stdin: bytes, env: dict[str, str]) -> list[dict[str, Any]]:
+    with anyio.fail_after(60):
+        done = await anyio.run_process(command, env=env, input=stdin)
+    return [jsonio.loads(line) for line in done.stdout.splitlines()]
+
+
+@pytest.mark.parametrize("mode", ["relay", "standalone"])
+async def test_acpd_acp_answers_what_a_script_piped_in_before_its_stdin_ended(tmp_path: Path, mode: str) -> None:
+    # the end of stdin ended the relay, and the standalone face, at once: a script got none, some
+    # or all of its answers as the race went, and a turn that asked a permission no answer
+    async with contextlib.AsyncExitStack() as stack:
+        if mode == "relay":
+            daemon = await stack.enter_async_context(running_daemon(tmp_path))
+            command = [sys.executable, "-m", "acpd", "acp", "--url", daemon.url]
+        else:
+            command = [sys.executable, "-m", "acpd", "acp", "--standalone", "--db", str(tmp_path / "alone.db")]
+        env, cwd = daemon_env(tmp_path), str(tmp_path)
+        initialize = {"id": 1, "method": "initialize", "params": {"protocolVersion": 1}}
+        new = {"id": 2, "method": "session/new", "params": {"cwd": cwd, "mcpServers": []}}
+        created = await acp_answers(command, piped(initialize, new), env)
+        assert [message.get("id") for message in created if "method" not in message] == [1, 2]
+        session_id = next(message["result"]["sessionId"] for message in created if message.get("id") == 2)
+        resume_params = {"sessionId": session_id, "cwd": cwd, "mcpServers": []}
+        prompt_params = {"sessionId": session_id, "prompt": [{"type": "text", "text": "permission edit"}]}
+        answers = await acp_answers(
+            command,
+            piped(
+                initialize,
+                {"id": 2, "method": "session/resume", "params": resume_params},
+                {"id": 3, "method": "session/prompt", "params": prompt_params},
+            ),
+            env,
+        )
+    assert [message["id"] for message in answers if "method" not in message] == [1, 2, 3]
+    # the permission the turn asked is refused (nobody can answer it any more), so the turn ends
+    assert answers[-1]["result"]["stopReason"] == "end_turn"
+    updates = [message["params"]["update"] for message in answers if message.get("method") == "session/update"]
+    assert any(update.get("status") == "failed" for update in updates if update["sessionUpdate"] == "tool_call_update")

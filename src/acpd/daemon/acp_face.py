@@ -150,14 +150,22 @@ class AcpConnection:
         link_id: str | None = None,
         name: str = "acp",
         sent_log: SentLog | None = None,
+        finish_on_input_end: bool = False,
     ) -> None:
+        """``finish_on_input_end``: the client's input may end before its output (stdio), and what
+        it asked is answered first (``JsonRpcPeer``)."""
         self._manager = manager
         self._sent_log = sent_log
         self._unsettled = sent_log is not None and sent_log.unsettled
         self._default_agent = default_agent
         self._link_id = link_id or f"acp-{uuid.uuid4().hex[:12]}"
         self.peer = JsonRpcPeer(
-            transport, on_request=self._on_request, on_notification=self._on_notification, tap=self._tap, name=name
+            transport,
+            on_request=self._on_request,
+            on_notification=self._on_notification,
+            tap=self._tap,
+            finish_on_input_end=finish_on_input_end,
+            name=name,
         )
         self._client_capabilities: JsonObject = {}
         self.client_info: JsonObject | None = None
@@ -652,6 +660,8 @@ class AcpConnection:
                     runtime.permission_unanswerable(permission_id, self._link_id, _brief(exc))
                 except AcpdError as exc:  # gone: it may come back, or REST may answer
                     logger.info("client %s could not answer permission %s: %s", self._link_id, permission_id, exc)
+                    if self.peer.input_ended:  # it will not: its input ended (stdio), its output reads on
+                        runtime.permission_unanswerable(permission_id, self._link_id, _brief(exc))
                 tg.cancel_scope.cancel()
             if isinstance(result, dict):
                 self._answer(runtime, permission_id, result.get("outcome"))

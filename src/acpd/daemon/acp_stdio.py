@@ -304,4 +304,5 @@ async def serve_in_process(stdio: StdioTransport, config: DaemonConfig, store: E
     from .manager import SessionManager
 
     async with SessionManager(config, store).running() as manager:
-        await AcpConnection(manager, stdio, default_agent=agent, name="stdio").serve()
+        connection = AcpConnection(manager, stdio, default_agent=agent, name="stdio", finish_on_input_end=True)
+        await connection.serve()

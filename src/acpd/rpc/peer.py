@@ -14,6 +14,7 @@ a handler may wait minutes for a human. A notification handler must therefore ne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Final, Literal
@@ -51,6 +52,9 @@ no classification and no dispatch per message. The tap is not shown them."""
 CANCEL_NOTICE_TIMEOUT_SECONDS: Final = 5.0
 """How long a cancelled ``request()`` may spend telling the other side, shielded from the cancel."""
 
+DRAIN_SECONDS: Final = 5.0
+"""How long a peer that answers what was asked after its input ended waits for a buffered
+transport to write those answers before closing it (the reader may be stuck)."""
 YIELD_EVERY_FRAMES: Final = 64
 """The reader lets other tasks run after this many frames of one read."""
 
@@ -85,8 +89,12 @@ class JsonRpcPeer:
         on_frames: FrameClaimer | None = None,
         answer_invalid: bool = True,
         max_incoming: int | None = None,
+        finish_on_input_end: bool = False,
         name: str = "peer",
     ) -> None:
+        """``finish_on_input_end``: when the input ends, answer the requests being served before
+        closing (stdio, where a client may close its input and still read what it asked for);
+        the requests to the other side then fail at once, as it can answer nothing more."""
         self._transport = transport
         # optional on a transport: writes a batch of frames at once (see ``send_raw_many``)
         self._send_many: Callable[[list[bytes]], Awaitable[None]] | None = getattr(transport, "send_many", None)
@@ -97,6 +105,10 @@ class JsonRpcPeer:
         self._on_frames = on_frames
         self._answer_invalid = answer_invalid
         self._max_incoming = max_incoming  # requests served at once; past it, answered with an error
+        self._finish_on_input_end = finish_on_input_end
+        self._input_ended = False
+        self._serving = 0  # requests being served, from when they are read until their answers are sent
+        self._all_answered: asyncio.Event | None = None  # set as the last of them is, once the input ended
         self._name = name
         self._next_id = 0
         self._pending: dict[RequestId, _Pending] = {}
@@ -112,6 +124,12 @@ class JsonRpcPeer:
 
     def __repr__(self) -> str:
         return f"<JsonRpcPeer {self._name!r} closed={self._closed}>"
+
+    @property
+    def input_ended(self) -> bool:
+        """True once the input ended while the output stays open (``finish_on_input_end``): the
+        other side can answer nothing more."""
+        return self._input_ended
 
     @property
     def closed(self) -> bool:
@@ -138,6 +156,8 @@ class JsonRpcPeer:
                 if not self._closed:
                     with anyio.CancelScope() as self._read_scope:
                         await self._read_loop()
+                    if self._finish_on_input_end and not self._closed:
+                        await self._answer_what_was_asked()
                 self._mark_closed()
                 tg.cancel_scope.cancel()
         finally:
@@ -145,6 +165,23 @@ class JsonRpcPeer:
             with anyio.CancelScope(shield=True):
                 await self._transport.aclose()
             self._finished.set()
+
+    async def _answer_what_was_asked(self) -> None:
+        """The input ended, the output did not: the requests being served are answered; those
+        sent to the other side fail, as it can answer nothing more (``aclose`` cuts it short)."""
+        self._input_ended = True
+        pending, self._pending = self._pending, {}
+        for waiter in pending.values():
+            waiter.done.set()
+        with anyio.CancelScope() as self._read_scope:
+            while self._serving:
+                self._all_answered = asyncio.Event()
+                await self._all_answered.wait()
+            # closing a buffered transport (stdio) abandons what it has not written yet
+            drain: Callable[[], Awaitable[None]] | None = getattr(self._transport, "drain", None)
+            if drain is not None:
+                with anyio.move_on_after(DRAIN_SECONDS), contextlib.suppress(ConnectionClosed):
+                    await drain()
 
     async def aclose(self) -> None:
         """Close the transport and stop ``run()``; pending ``request()`` calls raise ``ConnectionClosed``."""
@@ -163,7 +200,7 @@ class JsonRpcPeer:
             RpcError: the other side answered with an error (``code``, ``message``, ``data``).
             ConnectionClosed: the peer closed before the answer came.
         """
-        if self._closed:
+        if self._closed or self._input_ended:
             raise ConnectionClosed(f"{self._name}: connection closed")
         msg_id = self._next_id
         self._next_id += 1
@@ -366,6 +403,7 @@ class JsonRpcPeer:
             return
         msg_id = message["id"]
         scope = self._incoming[msg_id] = anyio.CancelScope()
+        self._serving += 1
         with anyio.CancelScope(shield=True):
             await self._serve_request(scope, msg_id, message)
 
@@ -394,17 +432,23 @@ class JsonRpcPeer:
         # the scope exists before the task runs, so a $/cancel_request read right after still finds it
         scope = anyio.CancelScope()
         self._incoming[msg_id] = scope
+        self._serving += 1  # from now: the input's end finds it being served before its task runs
         self._task_group.start_soon(self._serve_request, scope, msg_id, message, name=f"{self._name} {msg_id!r}")
 
     async def _serve_request(self, scope: anyio.CancelScope, msg_id: RequestId, message: JsonObject) -> None:
-        response: JsonObject | None = None
-        with scope:
-            response = await self._call_handler(msg_id, message)
-        # no checkpoint between the scope's exit and here, so a later $/cancel_request finds nothing
-        del self._incoming[msg_id]
-        if response is None:
-            response = jsonrpc.error_response(msg_id, RequestCancelled().to_wire())
-        await self._send_response(msg_id, response)
+        try:
+            response: JsonObject | None = None
+            with scope:
+                response = await self._call_handler(msg_id, message)
+            # no checkpoint between the scope's exit and here, so a later $/cancel_request finds nothing
+            del self._incoming[msg_id]
+            if response is None:
+                response = jsonrpc.error_response(msg_id, RequestCancelled().to_wire())
+            await self._send_response(msg_id, response)
+        finally:
+            self._serving -= 1
+            if not self._serving and self._all_answered is not None:
+                self._all_answered.set()
 
     async def _call_handler(self, msg_id: RequestId, message: JsonObject) -> JsonObject:
         method = message["method"]
