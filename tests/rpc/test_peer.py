@@ -847,3 +847,31 @@ async def test_frames_whose_claimer_fails_are_parsed_as_usual(caplog: pytest.Log
             await done.wait()
     assert seen == ["parsed"]
     assert "failed to handle incoming messages" in caplog.text
+
+
+async def test_a_peer_that_finishes_on_its_input_end_answers_what_was_asked_and_asks_nothing_more() -> None:
+    # stdio: a client closes its input and reads on; the peer cancelled what it was serving
+    ours, theirs = create_memory_transport_pair()
+    release = anyio.Event()
+
+    async def on_request(method: str, params: JsonValue, message: JsonObject) -> JsonValue:
+        await release.wait()
+        if method == "ask":
+            return await peer.request("question")  # the other side can answer nothing more
+        return "done"
+
+    peer = JsonRpcPeer(ours, on_request=on_request, finish_on_input_end=True)
+    wire = Wire(theirs)
+    with anyio.fail_after(5):
+        async with theirs, anyio.create_task_group() as tg:
+            tg.start_soon(peer.run)
+            await wire.send({"jsonrpc": "2.0", "id": 1, "method": "slow"})
+            await wire.send({"jsonrpc": "2.0", "id": 2, "method": "ask"})
+            await theirs.close_sending()
+            await anyio.wait_all_tasks_blocked()
+            assert peer.input_ended and not peer.closed
+            release.set()
+            answers = {(answer := await wire.receive())["id"]: answer for _ in range(2)}
+            await peer.wait_closed()
+    assert answers[1] == {"jsonrpc": "2.0", "id": 1, "result": "done"}
+    assert "error" in answers[2]  # its question failed at once: nothing was sent

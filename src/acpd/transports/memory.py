@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Final
 
 import anyio
+import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from acpd.errors import ConnectionClosed
@@ -70,6 +71,12 @@ class MemoryTransport:
         except (anyio.WouldBlock, anyio.EndOfStream):
             # EndOfStream here is reported by the next call, once this batch is handled
             return frames
+
+    async def close_sending(self) -> None:
+        """Close this end's direction only, as a process closes its stdin and reads on: the other
+        end reads ``EndOfStream`` once it has read what was sent, and may still send to this one."""
+        self._send_stream.close()
+        await anyio.lowlevel.checkpoint()
 
     async def aclose(self) -> None:
         """Close both directions. Idempotent; the other end then reads ``EndOfStream``."""
