@@ -99,6 +99,12 @@ class RpcError(AcpdError):
         return cls(INVALID_PARAMS, "Invalid params", {"detail": detail})
 
     @classmethod
+    def input_ended(cls) -> RpcError:
+        """The answer to a request sent to a client whose input has ended (it closed its stdin and
+        reads on): it can answer nothing more, so a permission it was asked is refused."""
+        return cls(INTERNAL_ERROR, "the client's input has ended: it can answer nothing more")
+
+    @classmethod
     def internal_error(cls, detail: str = "") -> RpcError:
         return cls(INTERNAL_ERROR, "Internal error", {"detail": detail} if detail else None)
 

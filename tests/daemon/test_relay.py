@@ -26,6 +26,13 @@ class FakeWebSocket:
         return self._frames.pop(0)
 
 
+def read_to_end(fd: int) -> bytes:
+    written = b""
+    while chunk := os.read(fd, 65536):
+        written += chunk
+    return written
+
+
 async def test_the_relay_writes_a_frame_of_lines_whole_and_gives_a_single_message_its_newline() -> None:
     stdin_read, stdin_write = os.pipe()
     out_read, out_write = os.pipe()
@@ -36,9 +43,7 @@ async def test_the_relay_writes_a_frame_of_lines_whole_and_gives_a_single_messag
                 fake = FakeWebSocket(frames)
                 await _ws_to_stdout(fake, stdio, anyio.CancelScope(), _Outstanding())  # type: ignore[arg-type]
         os.close(out_write)
-        written = b""
-        while chunk := os.read(out_read, 65536):
-            written += chunk
+        written = read_to_end(out_read)
     finally:
         for fd in (stdin_read, stdin_write, out_read):
             os.close(fd)
@@ -117,9 +122,7 @@ async def relayed(stdin: bytes, daemon: FakeDaemon) -> list[dict[str, object]]:
                 await relayed.wait()
                 tg.cancel_scope.cancel()
         os.close(out_write)
-        written = b""
-        while chunk := os.read(out_read, 65536):
-            written += chunk
+        written = read_to_end(out_read)
     finally:
         daemon.close()
         for fd in (stdin_read, out_read):

@@ -660,8 +660,6 @@ class AcpConnection:
                     runtime.permission_unanswerable(permission_id, self._link_id, _brief(exc))
                 except AcpdError as exc:  # gone: it may come back, or REST may answer
                     logger.info("client %s could not answer permission %s: %s", self._link_id, permission_id, exc)
-                    if self.peer.input_ended:  # it will not: its input ended (stdio), its output reads on
-                        runtime.permission_unanswerable(permission_id, self._link_id, _brief(exc))
                 tg.cancel_scope.cancel()
             if isinstance(result, dict):
                 self._answer(runtime, permission_id, result.get("outcome"))

@@ -25,7 +25,7 @@ from anyio.abc import ByteStream
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed as WsClosed
 
-from acpd.errors import ConfigError, ConnectionClosed, StoreLocked
+from acpd.errors import ConfigError, ConnectionClosed, RpcError, StoreLocked
 from acpd.private import client_token, given_token, private_dir
 from acpd.protocol import jsonio, jsonrpc
 from acpd.protocol.framing import MAX_LINE_BYTES
@@ -168,7 +168,7 @@ def rpc_url(http_url: str, agent: str | None) -> str:
     return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/v1/rpc", query, ""))
 
 
-INPUT_ENDED: Final = {"code": -32603, "message": "the client's input has ended: it can answer nothing more"}
+INPUT_ENDED: Final = RpcError.input_ended().to_wire()
 """The relay's answer, once stdin has ended, to each request of the daemon's the client has not answered."""
 
 
@@ -186,24 +186,25 @@ class _Outstanding:
         self.settled = anyio.Event()
 
     def client_sent(self, line: bytes) -> None:
-        if b'"method"' in line:  # requests only: an answer to the daemon settles one of its own
-            request_id = _request_id(line)
-            if request_id is not None:
-                self.of_client.add(request_id)
-        elif self.of_daemon:
-            self.of_daemon.discard(_answered_id(line))
+        kind, message_id = _kind_and_id(line)
+        if kind is jsonrpc.Kind.REQUEST:
+            self.of_client.add(message_id)
+        elif kind is jsonrpc.Kind.RESPONSE:
+            self.of_daemon.discard(message_id)
 
     def daemon_sent(self, data: bytes) -> list[RequestId]:
         """Note a frame (of lines) of the daemon's; the ids of its requests to answer at once."""
+        if b'"id"' not in data:
+            return []  # notifications only (a stream of updates): nothing to note, no parse
         unanswerable: list[RequestId] = []
         for line in data.splitlines():
-            if b'"method"' not in line:
-                self.of_client.discard(_answered_id(line))
-            elif b'"id"' in line and (request_id := _request_id(line)) is not None:
-                if self.input_ended:
-                    unanswerable.append(request_id)
-                else:
-                    self.of_daemon.add(request_id)
+            kind, message_id = _kind_and_id(line)
+            if kind is jsonrpc.Kind.RESPONSE:
+                self.of_client.discard(message_id)
+            elif kind is jsonrpc.Kind.REQUEST and self.input_ended:
+                unanswerable.append(message_id)
+            elif kind is jsonrpc.Kind.REQUEST:
+                self.of_daemon.add(message_id)
         self._check()
         return unanswerable
 
@@ -219,24 +220,17 @@ class _Outstanding:
             self.settled.set()
 
 
-def _request_id(line: bytes) -> RequestId | None:
+def _kind_and_id(line: bytes) -> tuple[jsonrpc.Kind | None, RequestId]:
+    """A line's message kind and id (None and "" for a line that is not a JSON-RPC message with one)."""
     try:
         message = jsonio.loads(line)
     except ValueError:
-        return None
-    if not isinstance(message, dict) or "method" not in message:
-        return None
-    request_id = message.get("id")
-    return request_id if jsonrpc.is_request_id(request_id) else None
-
-
-def _answered_id(line: bytes) -> RequestId | None:
-    try:
-        message = jsonio.loads(line)
-    except ValueError:
-        return None
-    request_id = message.get("id") if isinstance(message, dict) else None
-    return request_id if jsonrpc.is_request_id(request_id) else None
+        return None, ""
+    kind = jsonrpc.classify(message)
+    message_id = message.get("id") if isinstance(message, dict) else None
+    if isinstance(kind, jsonrpc.Invalid) or not jsonrpc.is_request_id(message_id):
+        return None, ""
+    return kind, message_id
 
 
 async def relay(stdio: StdioTransport, ws_url: str, token: str | None) -> None:

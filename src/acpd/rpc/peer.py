@@ -94,7 +94,8 @@ class JsonRpcPeer:
     ) -> None:
         """``finish_on_input_end``: when the input ends, answer the requests being served before
         closing (stdio, where a client may close its input and still read what it asked for);
-        the requests to the other side then fail at once, as it can answer nothing more."""
+        the requests to the other side then fail at once with ``RpcError.input_ended``, the answer
+        a relay gives for a client whose stdin ended."""
         self._transport = transport
         # optional on a transport: writes a batch of frames at once (see ``send_raw_many``)
         self._send_many: Callable[[list[bytes]], Awaitable[None]] | None = getattr(transport, "send_many", None)
@@ -171,7 +172,8 @@ class JsonRpcPeer:
         sent to the other side fail, as it can answer nothing more (``aclose`` cuts it short)."""
         self._input_ended = True
         pending, self._pending = self._pending, {}
-        for waiter in pending.values():
+        for msg_id, waiter in pending.items():
+            waiter.response = jsonrpc.error_response(msg_id, RpcError.input_ended().to_wire())
             waiter.done.set()
         with anyio.CancelScope() as self._read_scope:
             while self._serving:
@@ -197,11 +199,14 @@ class JsonRpcPeer:
         other side is sent ``$/cancel_request`` (best effort) and the response is not awaited.
 
         Raises:
-            RpcError: the other side answered with an error (``code``, ``message``, ``data``).
+            RpcError: the other side answered with an error (``code``, ``message``, ``data``), or
+                its input has ended (``finish_on_input_end``): it can answer nothing more.
             ConnectionClosed: the peer closed before the answer came.
         """
-        if self._closed or self._input_ended:
+        if self._closed:
             raise ConnectionClosed(f"{self._name}: connection closed")
+        if self._input_ended:
+            raise RpcError.input_ended()
         msg_id = self._next_id
         self._next_id += 1
         pending = _Pending()

@@ -551,9 +551,9 @@ class SqliteEventStore:
 
     def _after_call(self, conn: sqlite3.Connection) -> None:
         """After each of the writer's calls, once its answer is handed to the event loop: a writer
-        that never idles still indexes, a slice per call while too many records wait. (A slice run inside
-        the commit held back its answer: after a burst, every prompt's round trip took one more
-        slice for as long as the indexes took to catch up.)"""
+        that never idles still indexes, a slice per call while too many records wait. (A slice run
+        inside the commit held back its answer: after a burst, every prompt's round trip took one
+        more slice for as long as the indexes took to catch up.)"""
         if self._indexer.behind():
             self._indexer.step(conn)  # (it never raises: this thread must go on serving)
 
@@ -638,9 +638,9 @@ class _Worker:
         after: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         """``after`` runs in the thread after every call, and ``idle`` after a call that leaves the
-        queue empty (the call's answer is handed to the event loop by then, for both). ``idle`` returns in how
-        many seconds it wants to run again if no call comes meanwhile (None: not before the next
-        call)."""
+        queue empty (the call's answer is handed to the event loop by then, for both). ``idle``
+        returns in how many seconds it wants to run again if no call comes meanwhile (None: not
+        before the next call)."""
         self._conn = conn
         self._idle = idle
         self._after = after

@@ -14,7 +14,8 @@ class Transport(Protocol):
     when called from several tasks at once. ``receive`` returns every frame available now (at least
     one), in arrival order, so the reader can work in batches; a frame is the raw message bytes
     or a ``FrameTooLong``. At end of stream it raises ``anyio.EndOfStream``. ``aclose`` is idempotent.
-    A transport may also have ``send_many(frames)``, writing a list of frames in one go.
+    A transport may also have ``send_many(frames)``, writing a list of frames in one go, and a
+    buffered one ``drain()``, waiting until what was sent is written (its ``aclose`` abandons it).
     """
 
     async def send(self, frame: bytes) -> None: ...
