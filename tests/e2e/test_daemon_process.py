@@ -320,7 +320,10 @@ async def test_acpd_acp_answers_what_a_script_piped_in_before_its_stdin_ended(tm
             env,
         )
     assert [message["id"] for message in answers if "method" not in message] == [1, 2, 3]
-    # the permission the turn asked is refused (nobody can answer it any more), so the turn ends
+    # the permission the turn asked is shown, then refused (nobody can answer it any more), so the turn ends
+    assert [message["method"] for message in answers if "id" in message and "method" in message] == [
+        "session/request_permission"
+    ]
     assert answers[-1]["result"]["stopReason"] == "end_turn"
     updates = [message["params"]["update"] for message in answers if message.get("method") == "session/update"]
     assert any(update.get("status") == "failed" for update in updates if update["sessionUpdate"] == "tool_call_update")

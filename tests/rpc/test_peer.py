@@ -871,7 +871,11 @@ async def test_a_peer_that_finishes_on_its_input_end_answers_what_was_asked_and_
             await anyio.wait_all_tasks_blocked()
             assert peer.input_ended and not peer.closed
             release.set()
-            answers = {(answer := await wire.receive())["id"]: answer for _ in range(2)}
+            sent = [await wire.receive() for _ in range(3)]
             await peer.wait_closed()
+    questions = [message for message in sent if "method" in message]
+    answers = {message["id"]: message for message in sent if "method" not in message}
     assert answers[1] == {"jsonrpc": "2.0", "id": 1, "result": "done"}
-    assert "error" in answers[2]  # its question failed at once: nothing was sent
+    # its question was written, as a relay writes it, and failed at once: nobody can answer it
+    assert [question["method"] for question in questions] == ["question"]
+    assert answers[2]["error"]["code"] == RpcError.input_ended().code

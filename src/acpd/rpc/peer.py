@@ -95,7 +95,8 @@ class JsonRpcPeer:
         """``finish_on_input_end``: when the input ends, answer the requests being served before
         closing (stdio, where a client may close its input and still read what it asked for);
         the requests to the other side then fail at once with ``RpcError.input_ended``, the answer
-        a relay gives for a client whose stdin ended."""
+        a relay gives for a client whose stdin ended (those asked later are still written, as
+        the relay writes them, so that what was asked shows)."""
         self._transport = transport
         # optional on a transport: writes a batch of frames at once (see ``send_raw_many``)
         self._send_many: Callable[[list[bytes]], Awaitable[None]] | None = getattr(transport, "send_many", None)
@@ -205,10 +206,13 @@ class JsonRpcPeer:
         """
         if self._closed:
             raise ConnectionClosed(f"{self._name}: connection closed")
-        if self._input_ended:
-            raise RpcError.input_ended()
         msg_id = self._next_id
         self._next_id += 1
+        if self._input_ended:
+            # written all the same, as a relay writes it: a client reading on sees what was asked
+            with contextlib.suppress(ConnectionClosed):
+                await self.send_message(jsonrpc.request(msg_id, method, params))
+            raise RpcError.input_ended()
         pending = _Pending()
         self._pending[msg_id] = pending
         sent = False
