@@ -53,3 +53,20 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of one process (not its children), in 10 ms ticks."""
     fields = _stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """utime + stime of each live thread of ``pid``, by thread id (the main thread's is ``pid``)."""
+    found: dict[int, float] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tids:
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_bytes()
+        except OSError:
+            continue  # it ended while we looked
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        found[int(tid)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return found

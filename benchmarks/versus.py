@@ -316,9 +316,18 @@ async def healthy(url: str, token: str) -> bool:
 
 
 @asynccontextmanager
-async def daemon(side: str, sa_binary: Path | None, *, src: str | None = None) -> AsyncIterator[Daemon]:
+async def daemon(
+    side: str,
+    sa_binary: Path | None,
+    *,
+    src: str | None = None,
+    launcher: Path | None = None,
+    env_extra: Json | None = None,
+) -> AsyncIterator[Daemon]:
     """A fresh daemon in a fresh home; ``started_in`` is spawn → first 200 on /v1/health (polled every ms).
-    ``src``: acpd (and its mock agent) from another checkout's ``src`` (an absolute path), through PYTHONPATH."""
+    ``src``: acpd (and its mock agent) from another checkout's ``src`` (an absolute path), through PYTHONPATH.
+    ``launcher``: a script that runs acpd with its arguments (``python launcher serve …``, not
+    ``python -m acpd serve …``); ``env_extra``: more of the daemon's environment."""
     with tempfile.TemporaryDirectory(prefix=f"versus-{side}-") as tmp:
         home = Path(tmp)
         port, token = free_port(), secrets.token_hex(24)
@@ -328,8 +337,11 @@ async def daemon(side: str, sa_binary: Path | None, *, src: str | None = None) -
         # acpd, the floor and the agent start from bytecode, as installed ones do, not compiling their
         # sources at every start (and a source edited since its bytecode was written at every run)
         env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env.update(env_extra or {})
         if side == ACPD:
             argv, agent = acpd_argv(home, port), "pymock"
+            if launcher is not None:
+                argv[1:3] = [str(launcher)]  # (in place of ``-m acpd``)
             env["ACPD_TOKEN"] = token
         elif side == FLOOR:
             argv, agent = [sys.executable, str(FLOOR_SCRIPT), "--port", str(port)], "pymock"  # any name: one agent
