@@ -9,10 +9,16 @@ from typing import Final
 CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
 
 
-def _stat_fields(pid: int) -> list[bytes]:
-    """The fields of ``/proc/<pid>/stat`` after the command name (which may hold spaces)."""
-    stat = Path(f"/proc/{pid}/stat").read_bytes()
+def _stat_fields(pid: int, tid: int | None = None) -> list[bytes]:
+    """The fields of ``/proc/<pid>/stat`` (of its thread ``tid``'s ``stat``, if given) after the
+    command name (which may hold spaces)."""
+    stat = Path(f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat").read_bytes()
     return stat[stat.rfind(b")") + 2 :].split()
+
+
+def _cpu_of(fields: list[bytes]) -> float:
+    """utime + stime of a ``stat``'s fields, in seconds (10 ms ticks)."""
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def children_of() -> dict[int, list[int]]:
@@ -51,8 +57,7 @@ def rss_kib(pid: int) -> int:
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of one process (not its children), in 10 ms ticks."""
-    fields = _stat_fields(pid)
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return _cpu_of(_stat_fields(pid))
 
 
 def thread_cpu_seconds(pid: int) -> dict[int, float]:
@@ -62,11 +67,9 @@ def thread_cpu_seconds(pid: int) -> dict[int, float]:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return found
-    for tid in tids:
+    for tid in map(int, tids):
         try:
-            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_bytes()
+            found[tid] = _cpu_of(_stat_fields(pid, tid))
         except OSError:
             continue  # it ended while we looked
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        found[int(tid)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
     return found

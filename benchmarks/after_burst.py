@@ -25,7 +25,7 @@ from pathlib import Path
 
 import anyio
 import orjson
-from versus import ACPD, Bare, Prompter, daemon, ok_json, rest_create
+from versus import ACPD, WARM_UPS, Bare, Prompter, daemon, ok_json, rest_create, timed
 
 WINDOWS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
 """Where each window of time after the long turn starts (s); each runs to the next."""
@@ -37,12 +37,8 @@ async def one_run(src: str | None, args: argparse.Namespace) -> dict[str, list[f
     async with daemon(ACPD, None, src=src) as d, Bare.open(d.url, d.token) as http:
         session_id = await rest_create(http, d, str(d.home))
         prompt = Prompter(d, http, session_id, None)
-        for _ in range(20):  # warm up
-            await prompt()
-        for _ in range(args.prompts):
-            t0 = time.perf_counter()
-            await prompt()
-            found["steady"].append((time.perf_counter() - t0) * 1000)
+        await timed(prompt, WARM_UPS)
+        found["steady"] = [sample * 1000 for sample in await timed(prompt, args.prompts)]
         long_turn = orjson.dumps({"prompt": f"chunks {args.chunks}"})
         ok_json(*await http.request("POST", f"/v1/sessions/{session_id}/prompt", long_turn))
         ended = time.perf_counter()

@@ -25,14 +25,13 @@ import signal
 import statistics
 import sysconfig
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Final
 
 import anyio
 from _proc import thread_cpu_seconds
-from versus import ACPD, WARM_UPS, Bare, Daemon, Prompter, acp_open, daemon, rest_create, server_id, sse_drain
+from versus import ACPD, WARM_UPS, Bare, Daemon, Prompter, acp_open, daemon, rest_create, server_id, sse_drain, timed
 
 PROFILED: Final = Path(__file__).with_name("_profiled.py")
 STDLIB: Final = sysconfig.get_paths()["stdlib"]
@@ -63,15 +62,6 @@ def short(filename: str) -> str:
     if filename.startswith(STDLIB):
         return str(Path(filename).relative_to(STDLIB))
     return filename
-
-
-async def timed(prompter: Prompter, count: int) -> list[float]:
-    samples = []
-    for _ in range(count):
-        t0 = time.perf_counter()
-        await prompter()
-        samples.append(time.perf_counter() - t0)
-    return samples
 
 
 async def one_face(face: str, args: argparse.Namespace, stats_path: Path) -> None:

@@ -69,7 +69,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -289,12 +289,14 @@ def mock_command() -> list[str]:
     return [sys.executable, "-m", "acpd.testing.mock_agent"]
 
 
-def acpd_argv(home: Path, port: int) -> list[str]:
-    """acpd takes its token from ``ACPD_TOKEN`` (never a flag)."""
+def acpd_argv(home: Path, port: int, launcher: Path | None = None) -> list[str]:
+    """acpd takes its token from ``ACPD_TOKEN`` (never a flag). ``launcher``: a script that runs
+    acpd with its arguments, in place of ``-m acpd``."""
     python, *args = mock_command()
     config = home / "versus.toml"
     config.write_text(f"[agents.pymock]\ncommand = {json.dumps(python)}\nargs = {json.dumps(args)}\n")
-    return [sys.executable, "-m", "acpd", "serve", "--port", str(port), "--config", str(config)]
+    acpd = ["-m", "acpd"] if launcher is None else [str(launcher)]
+    return [sys.executable, *acpd, "serve", "--port", str(port), "--config", str(config)]
 
 
 def sandbox_agent_argv(binary: Path, home: Path, port: int, token: str) -> list[str]:
@@ -322,7 +324,7 @@ async def daemon(
     *,
     src: str | None = None,
     launcher: Path | None = None,
-    env_extra: Json | None = None,
+    env_extra: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Daemon]:
     """A fresh daemon in a fresh home; ``started_in`` is spawn → first 200 on /v1/health (polled every ms).
     ``src``: acpd (and its mock agent) from another checkout's ``src`` (an absolute path), through PYTHONPATH.
@@ -339,9 +341,7 @@ async def daemon(
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env.update(env_extra or {})
         if side == ACPD:
-            argv, agent = acpd_argv(home, port), "pymock"
-            if launcher is not None:
-                argv[1:3] = [str(launcher)]  # (in place of ``-m acpd``)
+            argv, agent = acpd_argv(home, port, launcher), "pymock"
             env["ACPD_TOKEN"] = token
         elif side == FLOOR:
             argv, agent = [sys.executable, str(FLOOR_SCRIPT), "--port", str(port)], "pymock"  # any name: one agent
@@ -513,16 +513,21 @@ async def m_start(side: str, sa: Path | None, sizes: Sizes, results: Results) ->
 # --- 2. prompt round trip ---------------------------------------------------------------------
 
 
-async def timed_prompts(d: Daemon, prompt: Prompter, count: int) -> tuple[list[float], float]:
-    """(round trips in s, daemon CPU seconds per prompt), after the warm-ups."""
-    for _ in range(WARM_UPS):
-        await prompt()
+async def timed(prompt: Callable[[], Awaitable[None]], count: int) -> list[float]:
+    """The round trips of ``count`` prompts one after the other, in s."""
     samples = []
-    cpu0 = cpu_seconds(d.pid)
     for _ in range(count):
         t0 = time.perf_counter()
         await prompt()
         samples.append(time.perf_counter() - t0)
+    return samples
+
+
+async def timed_prompts(d: Daemon, prompt: Prompter, count: int) -> tuple[list[float], float]:
+    """(round trips in s, daemon CPU seconds per prompt), after the warm-ups."""
+    await timed(prompt, WARM_UPS)
+    cpu0 = cpu_seconds(d.pid)
+    samples = await timed(prompt, count)
     return samples, (cpu_seconds(d.pid) - cpu0) / count
 
 
